@@ -1,0 +1,220 @@
+"""The exceptions async-orch raises.
+
+Every error is an :class:`OrchestratorError`. "No response" is kept apart from
+"an error response"; data travels as attributes; the cause is always chained.
+
+::
+
+    OrchestratorError
+    ├── ConfigurationError        bad or missing settings; raised before any I/O
+    ├── InvalidRequestError       a request we refuse to send (malformed inputs, too long)
+    ├── AuthenticationError       the identity endpoint refused, or 401 after one refresh
+    ├── NotFoundByNameError       a folder or process name that does not resolve
+    │   ├── FolderNotFoundError
+    │   └── ProcessNotFoundError
+    ├── TransportError            no usable HTTP response (connection reset, DNS, ...)
+    │   └── RequestTimeoutError
+    ├── APIError                  a response arrived with status >= 400
+    │   ├── BadRequestError       400, 422
+    │   ├── UnauthorizedError     401 (the client turns it into AuthenticationError
+    │   │                         once a token refresh did not help)
+    │   ├── PermissionDeniedError 403
+    │   ├── NotFoundError         404
+    │   ├── ConflictError         409
+    │   ├── RateLimitedError      429 (.retry_after)
+    │   └── ServerError           5xx
+    └── ResponseDecodeError       a 2xx body that is not what the API documents
+
+Whether an error is worth retrying is a function (:func:`async_orch.backoff.is_retryable`),
+not a class: the tree says what happened, the retry policy decides what to do.
+
+``TransportError.may_have_reached_server`` and ``APIError`` tell the dispatcher
+whether a non-idempotent POST (StartJobs) may have created jobs, so it can look
+them up by Reference instead of posting again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "FolderNotFoundError",
+    "InvalidRequestError",
+    "NotFoundByNameError",
+    "NotFoundError",
+    "OrchestratorError",
+    "PermissionDeniedError",
+    "ProcessNotFoundError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "ResponseDecodeError",
+    "ServerError",
+    "TransportError",
+    "UnauthorizedError",
+]
+
+
+class OrchestratorError(Exception):
+    """Base class of every error async-orch raises."""
+
+
+class ConfigurationError(OrchestratorError):
+    """Settings are missing or inconsistent; nothing was sent."""
+
+
+class InvalidRequestError(OrchestratorError):
+    """A request async-orch refuses to send because the server would reject it."""
+
+
+class AuthenticationError(OrchestratorError):
+    """Credentials were refused, or a fresh token was still refused.
+
+    Attributes:
+        status: HTTP status from the server, if any.
+        server_message: what the server said, quoted (never contains secrets).
+        hint: the likely fix, in one sentence.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        server_message: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.status = status
+        self.server_message = server_message
+        self.hint = hint
+        text = message
+        if server_message:
+            text += f" (server said: {server_message})"
+        if hint:
+            text += f". {hint}"
+        super().__init__(text)
+
+
+class NotFoundByNameError(OrchestratorError):
+    """A name given by the user does not match anything the credentials can see.
+
+    Attributes:
+        name: what was asked for.
+        candidates: close or available names, to help fix a typo.
+    """
+
+    def __init__(self, message: str, *, name: str, candidates: list[str] | None = None) -> None:
+        self.name = name
+        self.candidates = list(candidates or [])
+        if self.candidates:
+            message += f"; available: {', '.join(self.candidates[:10])}"
+        super().__init__(message)
+
+
+class FolderNotFoundError(NotFoundByNameError):
+    """No folder with that path, key or id is visible to these credentials."""
+
+
+class ProcessNotFoundError(NotFoundByNameError):
+    """No process (release) with that name or key exists in the folder."""
+
+
+class TransportError(OrchestratorError):
+    """No usable response arrived (connection refused or reset, DNS failure, timeout).
+
+    Attributes:
+        method, url: the request.
+        may_have_reached_server: False only when the request certainly never left
+            (for example, the connection was refused). When True a POST may
+            have taken effect.
+    """
+
+    def __init__(
+        self, message: str, *, method: str, url: str, may_have_reached_server: bool = True
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.may_have_reached_server = may_have_reached_server
+        super().__init__(f"{message} ({method} {url})")
+
+
+class RequestTimeoutError(TransportError):
+    """The server did not answer in time."""
+
+
+class APIError(OrchestratorError):
+    """Orchestrator answered with an error status.
+
+    Attributes:
+        status: HTTP status.
+        method, url: the request.
+        error_code: Orchestrator's ``errorCode`` (e.g. 1101), if any.
+        message: the server's ``message``.
+        trace_id: the server's ``traceId`` (quote it to UiPath support).
+        body: the response body, truncated to 2,000 characters.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        method: str,
+        url: str,
+        message: str,
+        error_code: int | str | None = None,
+        trace_id: str | None = None,
+        body: str = "",
+    ) -> None:
+        self.status = status
+        self.method = method
+        self.url = url
+        self.message = message
+        self.error_code = error_code
+        self.trace_id = trace_id
+        self.body = body[:2000]
+        code = f", errorCode {error_code}" if error_code is not None else ""
+        super().__init__(f"{method} {url} -> HTTP {status}{code}: {message}")
+
+
+class BadRequestError(APIError):
+    """400/422: the request is invalid (missing folder header, bad OData, ...)."""
+
+
+class UnauthorizedError(APIError):
+    """401: the token was missing, expired, revoked or for another tenant."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the token lacks a scope or the user a permission."""
+
+
+class NotFoundError(APIError):
+    """404: no such job, folder or route."""
+
+
+class ConflictError(APIError):
+    """409: the resource is in a state that forbids the operation."""
+
+
+class RateLimitedError(APIError):
+    """429: the tenant's rate limit was hit.
+
+    Attributes:
+        retry_after: seconds the server asked us to wait, if it said.
+    """
+
+    def __init__(self, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(**kwargs)
+
+
+class ServerError(APIError):
+    """5xx: Orchestrator (or a proxy in front of it) failed."""
+
+
+class ResponseDecodeError(OrchestratorError):
+    """A successful response whose body is not what the API documents."""

@@ -1,0 +1,74 @@
+"""Job states as Orchestrator reports them, and which of them are final.
+
+Orchestrator's JobDto.State is a string enum (spec: JobDto.State):
+Pending, Running, Stopping, Terminating, Faulted, Successful, Stopped,
+Suspended, Resumed. Terminal = {Successful, Faulted, Stopped}; this is
+inferred from the state descriptions, the docs never say "terminal".
+
+Newer services also report states the v20 spec does not list (Cancelled,
+Unknown, ...). :meth:`JobState.parse` maps any such value to
+``JobState.UNKNOWN`` instead of failing; the raw string is kept on the Job.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "JobState"]
+
+
+class JobState(enum.StrEnum):
+    """A job's State, with ``UNKNOWN`` for values this version does not know."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    TERMINATING = "Terminating"
+    FAULTED = "Faulted"
+    SUCCESSFUL = "Successful"
+    STOPPED = "Stopped"
+    SUSPENDED = "Suspended"
+    RESUMED = "Resumed"
+    UNKNOWN = "Unknown"
+
+    @classmethod
+    def parse(cls, value: object) -> JobState:
+        """Map an API value (name or documented number) to a JobState; never raise."""
+        if isinstance(value, str):
+            try:
+                return cls(value)
+            except ValueError:
+                # Case-insensitive match, then give up gracefully.
+                for member in cls:
+                    if member.value.lower() == value.lower():
+                        return member
+                return cls.UNKNOWN
+        if isinstance(value, int) and not isinstance(value, bool):
+            # Numeric values from the enumerated-types doc page.
+            return _BY_NUMBER.get(value, cls.UNKNOWN)
+        return cls.UNKNOWN
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job will not change state again by itself."""
+        return self in TERMINAL_STATES
+
+
+_BY_NUMBER = {
+    0: JobState.PENDING,
+    1: JobState.RUNNING,
+    2: JobState.STOPPING,
+    3: JobState.TERMINATING,
+    4: JobState.FAULTED,
+    5: JobState.SUCCESSFUL,
+    6: JobState.STOPPED,
+    7: JobState.SUSPENDED,
+    8: JobState.RESUMED,
+}
+
+TERMINAL_STATES: frozenset[JobState] = frozenset(
+    {JobState.SUCCESSFUL, JobState.FAULTED, JobState.STOPPED}
+)
+ACTIVE_STATES: frozenset[JobState] = frozenset(
+    {JobState.PENDING, JobState.RUNNING, JobState.STOPPING, JobState.TERMINATING, JobState.RESUMED}
+)
