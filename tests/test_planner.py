@@ -1,0 +1,815 @@
+"""Pure tests of the poll planner, driven by a fake clock; plus a simulated driver."""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from async_orch.errors import ConfigurationError
+from async_orch.planner import (
+    FetchOne,
+    FetchPurpose,
+    ListBatch,
+    PollAction,
+    PollPlanner,
+    PollPolicy,
+)
+from async_orch.states import TERMINAL_STATES, JobState
+
+Planner = PollPlanner[str]
+
+
+def drain(planner: Planner, now: float) -> list[PollAction[str]]:
+    """Every action due at ``now``."""
+    actions: list[PollAction[str]] = []
+    while (action := planner.next_action(now)) is not None:
+        actions.append(action)
+        assert len(actions) < 100_000, "next_action never returns None"
+    return actions
+
+
+def only(actions: list[PollAction[str]]) -> PollAction[str]:
+    assert len(actions) == 1, actions
+    return actions[0]
+
+
+# -- policy ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"list_budget_per_minute": -1}, "list_budget_per_minute"),
+        ({"list_budget_per_minute": 0.5}, "list_budget_per_minute"),
+        ({"list_budget_per_minute": float("inf")}, "list_budget_per_minute"),
+        ({"max_batch": 0}, "max_batch"),
+        ({"max_batch": 2.5}, "max_batch must be an integer"),
+        ({"min_interval": 0}, "min_interval"),
+        ({"min_interval": 40, "max_interval": 30}, "min_interval <= max_interval"),
+        ({"interval_growth": -0.1}, "interval_growth"),
+        ({"probe_rate_per_second": 0}, "probe_rate_per_second"),
+        ({"rate_limit_pause": 0}, "rate_limit_pause"),
+    ],
+)
+def test_policy_refuses_nonsense(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        PollPolicy(**kwargs)
+
+
+def test_policy_defaults_stay_under_the_tenant_limit() -> None:
+    policy = PollPolicy()
+    assert policy.list_budget_per_minute < 100  # the tenant-wide limit, shared
+    assert policy.min_interval < policy.max_interval
+
+
+# -- intervals -----------------------------------------------------------------------------
+
+
+def test_a_new_job_is_first_checked_after_min_interval() -> None:
+    planner: Planner = PollPlanner()
+    planner.add(1, "A", now=0.0)
+    assert planner.next_action(0.5) is None
+    assert planner.next_wake(0.5) == 1.0
+    assert planner.next_action(1.0) == ListBatch("A", (1,))
+    assert planner.stats.listing == 1
+
+
+def test_interval_grows_with_age_and_is_clamped() -> None:
+    planner: Planner = PollPlanner(PollPolicy(min_interval=1, max_interval=30, interval_growth=0.1))
+    planner.add(1, "A", now=0.0)
+    checks = []
+    now = 1.0
+    for _ in range(80):
+        assert only(drain(planner, now)) == ListBatch("A", (1,))
+        planner.observe(1, JobState.RUNNING, now=now)
+        wake = planner.next_wake(now)
+        assert wake is not None
+        checks.append(wake - now)
+        now = wake
+    assert checks[0] == pytest.approx(1.0)  # age 1 s -> min_interval
+    assert checks[-1] == pytest.approx(30.0)  # long runner -> max_interval
+    rounded = [round(c, 6) for c in checks]
+    assert rounded == sorted(rounded)  # never shrinks while the job keeps running
+    # In between it is ~10 % of the age.
+    assert any(5 < c < 25 for c in checks)
+
+
+@pytest.mark.parametrize("state", [JobState.SUSPENDED, JobState.UNKNOWN])
+def test_suspended_and_unknown_jobs_are_watched_at_max_interval(state: JobState) -> None:
+    planner: Planner = PollPlanner(PollPolicy(max_interval=30))
+    planner.add(1, "A", now=0.0)
+    drain(planner, 1.0)
+    planner.observe(1, state, now=1.2)
+    assert planner.next_wake(1.2) == pytest.approx(31.2)
+    assert planner.state_of(1) is state
+    assert not planner.done
+
+
+# -- outputs -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", sorted(TERMINAL_STATES))
+def test_a_final_job_gets_exactly_one_outputs_read(state: JobState) -> None:
+    planner: Planner = PollPlanner()
+    planner.add(1, "A", now=0.0)
+    drain(planner, 1.0)
+    planner.observe(1, state, now=1.2)
+    assert drain(planner, 1.2) == [FetchOne(1, "A", FetchPurpose.OUTPUTS)]
+    assert drain(planner, 500.0) == []  # in flight: never asked twice
+    assert planner.next_wake(500.0) is None
+    planner.observe(1, state, now=1.3)  # a late duplicate answer changes nothing
+    assert drain(planner, 600.0) == []
+    planner.observe_fetched(1, now=1.4)
+    assert planner.done
+    stats = planner.stats
+    assert (stats.done, stats.output_fetches, stats.list_calls) == (1, 1, 1)
+
+
+def test_a_job_already_final_when_added_is_read_at_once() -> None:
+    planner: Planner = PollPlanner()
+    planner.add(1, "A", now=0.0, state=JobState.FAULTED)
+    assert drain(planner, 0.0) == [FetchOne(1, "A", FetchPurpose.OUTPUTS)]
+
+
+def test_a_final_state_is_never_taken_back() -> None:
+    planner: Planner = PollPlanner()
+    planner.add(1, "A", now=0.0)
+    planner.add(2, "A", now=0.0)
+    batch = only(drain(planner, 1.0))
+    assert isinstance(batch, ListBatch)
+    planner.observe(1, JobState.SUCCESSFUL, now=1.1)
+    planner.observe(1, JobState.RUNNING, now=1.2)  # a slower, older answer
+    assert planner.state_of(1) is JobState.SUCCESSFUL
+    assert FetchOne(1, "A", FetchPurpose.OUTPUTS) in drain(planner, 1.2)
+
+
+def test_a_failed_outputs_read_is_retried_with_backoff() -> None:
+    planner: Planner = PollPlanner(PollPolicy(min_interval=1, max_interval=8))
+    planner.add(1, "A", now=0.0, state=JobState.SUCCESSFUL)
+    now = 0.0
+    delays = []
+    for _ in range(6):
+        assert drain(planner, now) == [FetchOne(1, "A", FetchPurpose.OUTPUTS)]
+        planner.fetch_failed(1, now=now)
+        wake = planner.next_wake(now)
+        assert wake is not None
+        delays.append(wake - now)
+        assert drain(planner, wake - 0.001) == []
+        now = wake
+    assert delays == [1, 2, 4, 8, 8, 8]
+    assert drain(planner, now) == [FetchOne(1, "A", FetchPurpose.OUTPUTS)]
+    planner.observe_fetched(1, now=now)
+    assert planner.done
+
+
+def test_add_twice_is_a_caller_bug() -> None:
+    planner: Planner = PollPlanner()
+    planner.add(1, "A", now=0.0)
+    with pytest.raises(ValueError, match="job 1 is already watched"):
+        planner.add(1, "B", now=0.0)
+
+
+def test_remove_forgets_the_job_and_late_answers_are_ignored() -> None:
+    planner: Planner = PollPlanner()
+    planner.add(1, "A", now=0.0)
+    drain(planner, 1.0)
+    planner.remove(1)
+    planner.remove(1)  # twice is harmless
+    planner.observe(1, JobState.SUCCESSFUL, now=2.0)
+    planner.observe_missing(1, now=2.0)
+    planner.list_failed([1], now=2.0)
+    planner.fetch_failed(1, now=2.0)
+    planner.observe_fetched(1, now=2.0)
+    assert planner.done
+    assert planner.next_wake(2.0) is None
+    assert drain(planner, 100.0) == []
+    assert (planner.stats.removed, planner.stats.done) == (1, 0)
+
+
+# -- batches ------------------------------------------------------------------------------
+
+
+def test_batches_group_jobs_by_folder_most_due_folder_first() -> None:
+    planner: Planner = PollPlanner(PollPolicy(list_budget_per_minute=60))
+    for job_id in (1, 2):
+        planner.add(job_id, "small", now=0.0)
+    for job_id in (10, 11, 12):
+        planner.add(job_id, "big", now=0.0)
+    first = planner.next_action(1.0)
+    assert first == ListBatch("big", (10, 11, 12))
+    assert planner.next_action(1.0) is None  # pacing: one list call per 60/60 s
+    assert planner.next_wake(1.0) == 2.0
+    assert planner.next_action(2.0) == ListBatch("small", (1, 2))
+
+
+def test_a_batch_takes_the_most_overdue_first_and_respects_max_batch() -> None:
+    planner: Planner = PollPlanner(PollPolicy(max_batch=3, list_budget_per_minute=60))
+    # Jobs added at different times are due at different times.
+    for job_id, added in [(1, 4.0), (2, 0.0), (3, 3.0), (4, 1.0), (5, 2.0)]:
+        planner.add(job_id, "A", now=added)
+    assert planner.next_action(10.0) == ListBatch("A", (2, 4, 5))
+    assert planner.next_action(11.0) == ListBatch("A", (3, 1))
+
+
+def test_a_batch_is_filled_with_jobs_not_yet_due_but_not_recently_checked() -> None:
+    planner: Planner = PollPlanner(PollPolicy(min_interval=1, max_interval=30))
+    for job_id in (1, 2, 3):
+        planner.add(job_id, "A", now=0.0)
+    assert drain(planner, 1.0) == [ListBatch("A", (1, 2, 3))]
+    planner.observe(1, JobState.SUSPENDED, now=1.0)  # next due at 31
+    planner.observe(2, JobState.RUNNING, now=1.0)  # next due at 2
+    planner.observe(3, JobState.RUNNING, now=1.0)  # next due at 2
+    planner.add(5, "A", now=2.5)  # checked (started) 0.5 s ago: too recent to ride along
+    # 2 and 3 are due; 1 is not due but rides along for free; 5 does not.
+    assert drain(planner, 3.0) == [ListBatch("A", (2, 3, 1))]
+    assert planner.next_wake(3.0) == 4.0
+    assert drain(planner, 4.0) == [ListBatch("A", (5,))]
+
+
+def test_no_list_call_is_made_when_no_job_is_due() -> None:
+    planner: Planner = PollPlanner()
+    planner.add(1, "A", now=0.0)
+    drain(planner, 1.0)
+    planner.observe(1, JobState.SUSPENDED, now=1.0)
+    planner.add(2, "B", now=20.0)
+    # Job 1 could ride along with nothing: no call until B's job is due.
+    assert drain(planner, 20.5) == []
+    assert drain(planner, 21.0) == [ListBatch("B", (2,))]
+
+
+def test_a_small_folder_is_not_starved_by_a_bigger_one() -> None:
+    # Intervals stay at 1 s and batches hold 5 ids, so the budget cannot keep up
+    # and the big folder always has more due jobs than the small one. Once jobs
+    # wait long enough they are served oldest first, whatever their folder.
+    policy = PollPolicy(max_batch=5, max_interval=20, interval_growth=0)
+    planner: Planner = PollPlanner(policy)
+    planner.add(1, "small", now=0.0)
+    for job_id in range(100, 150):
+        planner.add(job_id, "big", now=0.0)
+    last_check = dict.fromkeys([1, *range(100, 150)], 0.0)
+    longest: dict[str, float] = {"small": 0.0, "big": 0.0}
+    now = 0.0
+    while now < 120:
+        for action in drain(planner, now):
+            assert isinstance(action, ListBatch)  # served by list calls, not probes
+            for job_id in action.job_ids:
+                gap = now - last_check[job_id]
+                longest[action.folder] = max(longest[action.folder], round(gap, 6))
+                last_check[job_id] = now
+                planner.observe(job_id, JobState.RUNNING, now=now)
+        wake = planner.next_wake(now)
+        assert wake is not None
+        now = wake
+    # Without the oldest-first rule the small folder would wait until probed.
+    assert longest["small"] <= longest["big"] + 1
+    assert longest["small"] < policy.max_interval
+
+
+# -- the list budget --------------------------------------------------------------------------
+
+
+def _max_in_any_window(times: list[float], window: float = 60.0) -> int:
+    times = sorted(times)
+    best, j = 0, 0
+    for i, start in enumerate(times):
+        j = max(j, i)
+        while j < len(times) and times[j] < start + window:
+            j += 1
+        best = max(best, j - i)
+    return best
+
+
+@pytest.mark.parametrize("budget", [1, 2, 7, 60, 90.5])
+def test_list_calls_never_exceed_the_budget_in_any_minute(budget: float) -> None:
+    planner: Planner = PollPlanner(
+        PollPolicy(list_budget_per_minute=budget, min_interval=0.5, max_batch=2)
+    )
+    for job_id in range(40):
+        planner.add(job_id, f"F{job_id % 7}", now=0.0)
+    times = []
+    now = 0.0
+    while now < 300:
+        for action in drain(planner, now):
+            assert isinstance(action, ListBatch | FetchOne)
+            if isinstance(action, ListBatch):
+                times.append(now)
+                for job_id in action.job_ids:
+                    planner.observe(job_id, JobState.RUNNING, now=now)
+            else:
+                planner.observe(action.job_id, JobState.RUNNING, now=now)
+        wake = planner.next_wake(now)
+        assert wake is not None and wake > now
+        now = wake
+    assert _max_in_any_window(times) <= int(budget)
+    # ...and the budget is actually used: jobs are always due here.
+    assert _max_in_any_window(times) >= int(budget) - 1
+
+
+def test_a_429_pauses_list_calls_for_retry_after() -> None:
+    planner: Planner = PollPlanner(PollPolicy(max_interval=30))
+    planner.add(1, "A", now=0.0)
+    batch = only(drain(planner, 1.0))
+    assert isinstance(batch, ListBatch)
+    planner.rate_limited(retry_after=10.0, now=1.5)
+    planner.list_failed(batch.job_ids, now=1.5)
+    assert drain(planner, 11.4) == []
+    assert planner.next_wake(2.0) == 11.5
+    assert drain(planner, 11.5) == [ListBatch("A", (1,))]
+    assert planner.stats.rate_limited == 1
+
+
+@pytest.mark.parametrize("retry_after", [None, float("nan"), float("inf")])
+def test_a_429_without_a_usable_retry_after_pauses_for_the_default(
+    retry_after: float | None,
+) -> None:
+    planner: Planner = PollPlanner(PollPolicy(rate_limit_pause=45.0, max_interval=60))
+    planner.add(1, "A", now=0.0)
+    drain(planner, 1.0)
+    planner.rate_limited(retry_after=retry_after, now=1.0)
+    planner.list_failed([1], now=1.0)
+    assert planner.next_wake(1.0) == 46.0
+
+
+def test_a_failing_folder_backs_off_and_does_not_take_every_call() -> None:
+    planner: Planner = PollPlanner(
+        PollPolicy(list_budget_per_minute=60, min_interval=1, max_interval=16)
+    )
+    planner.add(1, "broken", now=0.0)
+    planner.add(2, "fine", now=0.0)
+    calls: Counter[str] = Counter()
+    now = 1.0
+    while now < 200:
+        for action in drain(planner, now):
+            if action.folder == "broken":  # every call about it fails, lists and probes
+                calls[type(action).__name__] += 1
+                if isinstance(action, ListBatch):
+                    planner.list_failed(action.job_ids, now=now)
+                else:
+                    planner.fetch_failed(action.job_id, now=now)
+            else:
+                assert isinstance(action, ListBatch)
+                calls["fine"] += 1
+                planner.observe(2, JobState.RUNNING, now=now)
+        wake = planner.next_wake(now)
+        assert wake is not None
+        now = wake
+    # Backoff 1, 2, 4, 8, 16, 16, ... s: about 15 tries in 200 s, not 200.
+    assert 10 <= calls["ListBatch"] + calls["FetchOne"] <= 20
+    assert calls["fine"] >= 15
+    assert planner.watching == frozenset({1, 2})  # never dropped
+
+
+# -- probes by id ------------------------------------------------------------------------------
+
+
+def test_a_job_missing_from_a_list_is_probed_by_id() -> None:
+    planner: Planner = PollPlanner()
+    planner.add(1, "A", now=0.0)
+    drain(planner, 1.0)
+    planner.observe_missing(1, now=1.1)
+    assert drain(planner, 1.1) == [FetchOne(1, "A", FetchPurpose.MISSING)]
+    planner.fetch_failed(1, now=1.2)  # e.g. 404: retried until the caller removes it
+    assert drain(planner, 2.19) == []
+    assert drain(planner, 2.2) == [FetchOne(1, "A", FetchPurpose.MISSING)]
+    planner.observe(1, JobState.RUNNING, now=2.3)  # found after all: watched again
+    assert planner.stats.watching == 1
+    assert planner.stats.probes == 2
+
+
+def test_jobs_are_probed_when_list_calls_are_blocked_and_they_are_overdue() -> None:
+    policy = PollPolicy(max_interval=30, probe_rate_per_second=2, rate_limit_pause=600)
+    planner: Planner = PollPlanner(policy)
+    for job_id in (1, 2, 3):
+        planner.add(job_id, "A", now=0.0)
+    batch = only(drain(planner, 1.0))
+    assert isinstance(batch, ListBatch)
+    planner.rate_limited(retry_after=None, now=1.0)
+    planner.list_failed(batch.job_ids, now=1.0)
+    # They were due at 1.0: overdue by max_interval at 31.0.
+    assert planner.next_wake(1.0) == 31.0
+    assert drain(planner, 30.9) == []
+    assert drain(planner, 31.0) == [FetchOne(1, "A", FetchPurpose.OVERDUE)]
+    # Probes are paced: 2 a second.
+    assert planner.next_wake(31.0) == 31.5
+    assert drain(planner, 31.5) == [FetchOne(2, "A", FetchPurpose.OVERDUE)]
+    assert drain(planner, 33.0) == [FetchOne(3, "A", FetchPurpose.OVERDUE)]
+    planner.observe(1, JobState.RUNNING, now=33.1)  # probe answer: still running
+    planner.observe_fetched(2, now=33.1)  # probe found it final, with outputs
+    planner.observe(3, JobState.FAULTED, now=33.1)  # a list call answered meanwhile
+    assert drain(planner, 33.1) == []  # 3's probe is in flight and will bring its outputs
+    planner.observe_fetched(3, now=33.2)
+    assert planner.watching == frozenset({1})
+    assert planner.stats.output_fetches == 0
+    assert planner.stats.probes == 3
+
+
+def test_a_failed_overdue_probe_puts_the_job_back_under_watch() -> None:
+    policy = PollPolicy(list_budget_per_minute=0, max_interval=10, min_interval=1)
+    planner: Planner = PollPlanner(policy)
+    planner.add(1, "A", now=0.0)
+    assert drain(planner, 0.99) == []
+    assert drain(planner, 1.0) == [FetchOne(1, "A", FetchPurpose.OVERDUE)]
+    planner.fetch_failed(1, now=1.0)
+    assert planner.stats.watching == 1
+    assert planner.next_wake(1.0) == 2.0
+    planner.fetch_failed(1, now=1.5)  # not in flight any more: ignored
+    assert drain(planner, 2.0) == [FetchOne(1, "A", FetchPurpose.OVERDUE)]
+    planner.fetch_failed(1, now=2.0)
+    assert planner.next_wake(2.0) == 4.0  # the backoff doubles
+
+
+def test_a_budget_of_zero_polls_by_id_only_when_due() -> None:
+    policy = PollPolicy(list_budget_per_minute=0, min_interval=1, max_interval=5)
+    planner: Planner = PollPlanner(policy)
+    planner.add(1, "A", now=0.0)
+    now = 0.0
+    times = []
+    for _ in range(4):
+        wake = planner.next_wake(now)
+        assert wake is not None
+        now = wake
+        assert only(drain(planner, now)) == FetchOne(1, "A", FetchPurpose.OVERDUE)
+        times.append(now)
+        planner.observe(1, JobState.RUNNING, now=now)
+    assert times == [1.0, 2.0, 3.0, 4.0]  # at the job's own interval, no extra wait
+    assert planner.stats.list_calls == 0
+
+
+# -- next_wake ------------------------------------------------------------------------------
+
+
+def test_next_wake_is_none_when_only_results_in_flight_are_awaited() -> None:
+    planner: Planner = PollPlanner()
+    planner.add(1, "A", now=0.0)
+    drain(planner, 1.0)
+    assert planner.next_wake(1.0) is None
+    assert not planner.done
+    planner.list_failed([1], now=1.5)
+    assert planner.next_wake(1.5) == 2.5
+
+
+def test_next_wake_is_now_when_something_is_already_due() -> None:
+    planner: Planner = PollPlanner()
+    planner.add(1, "A", now=0.0)
+    assert planner.next_wake(5.0) == 5.0
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_next_wake_is_exact_under_random_operations(seed: int) -> None:
+    """At next_wake something is due; before it, nothing. Random reports in between."""
+    rng = random.Random(seed)
+    policy = PollPolicy(
+        list_budget_per_minute=rng.choice([0, 1, 5, 60]),
+        max_batch=rng.choice([1, 3, 50]),
+        min_interval=rng.choice([0.5, 1.0]),
+        max_interval=rng.choice([5.0, 30.0]),
+        probe_rate_per_second=rng.choice([0.5, 10.0]),
+        rate_limit_pause=20.0,
+    )
+    planner: Planner = PollPlanner(policy)
+    in_flight: list[PollAction[str]] = []
+    now = 0.0
+    next_id = 0
+    for _ in range(400):
+        roll = rng.random()
+        if roll < 0.15 or (planner.done and not in_flight):
+            planner.add(
+                next_id,
+                rng.choice("ABC"),
+                now=now,
+                state=rng.choice([None, None, JobState.SUCCESSFUL]),
+            )
+            next_id += 1
+        elif roll < 0.6 and in_flight:
+            _answer(planner, in_flight.pop(rng.randrange(len(in_flight))), rng, now)
+        actions = drain(planner, now)
+        in_flight.extend(actions)
+        wake = planner.next_wake(now)
+        if wake is None:
+            assert planner.done or in_flight
+            now += rng.random() * 5
+            continue
+        assert wake > now
+        if rng.random() < 0.5:
+            # Nothing is due strictly before the wake time...
+            assert planner.next_action(now + (wake - now) * rng.random()) is None
+            # ...and something is at it.
+            now = wake
+            action = planner.next_action(now)
+            assert action is not None
+            in_flight.append(action)
+        else:
+            now += rng.random() * (wake - now)
+
+
+def _answer(planner: Planner, action: PollAction[str], rng: random.Random, now: float) -> None:
+    if isinstance(action, ListBatch):
+        roll = rng.random()
+        if roll < 0.1:
+            planner.rate_limited(retry_after=rng.choice([None, 3.0]), now=now)
+            planner.list_failed(action.job_ids, now=now)
+        elif roll < 0.2:
+            planner.list_failed(action.job_ids, now=now)
+        else:
+            for job_id in action.job_ids:
+                r = rng.random()
+                if r < 0.05:
+                    planner.observe_missing(job_id, now=now)
+                elif r < 0.3:
+                    planner.observe(job_id, rng.choice(sorted(TERMINAL_STATES)), now=now)
+                else:
+                    planner.observe(job_id, rng.choice(list(JobState)), now=now)
+    else:
+        roll = rng.random()
+        if roll < 0.2:
+            planner.fetch_failed(action.job_id, now=now)
+        elif roll < 0.3:
+            planner.remove(action.job_id)
+        elif action.purpose is FetchPurpose.OUTPUTS or roll < 0.6:
+            planner.observe_fetched(action.job_id, now=now)
+        else:
+            planner.observe(action.job_id, JobState.RUNNING, now=now)
+
+
+# -- a simulated driver -----------------------------------------------------------------------
+
+
+@dataclass
+class FakeJob:
+    id: int
+    folder: str
+    added: float
+    started: float
+    ended: float
+    final: JobState
+
+    def state_at(self, t: float) -> JobState:
+        if t >= self.ended:
+            return self.final
+        if t >= self.started:
+            return JobState.RUNNING
+        return JobState.PENDING
+
+
+@dataclass
+class SimResult:
+    duration: float = 0.0
+    list_times: list[float] = field(default_factory=list)
+    output_fetches: int = 0
+    probes: int = 0
+    terminal_reads: Counter[int] = field(default_factory=Counter)
+    detected: dict[int, float] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    rate_limited: int = 0
+    wakes: int = 0
+
+    def requests(self) -> int:
+        return len(self.list_times) + self.output_fetches + self.probes
+
+
+def simulate(
+    policy: PollPolicy,
+    jobs: list[FakeJob],
+    *,
+    seed: int = 0,
+    list_latency: float = 0.3,
+    fetch_latency: float = 0.15,
+    failure_rate: float = 0.0,
+    missing_rate: float = 0.0,
+    tenant_limit: int | None = None,
+    foreign_calls_per_minute: int = 0,
+) -> SimResult:
+    """Run a driver loop against fake jobs on a fake clock (discrete events).
+
+    The driver does what an async poller does: issue every action next_action
+    gives, report each outcome when its response arrives, and sleep until
+    next_wake or the next response. ``tenant_limit`` plays the server's own
+    100/min limiter, shared with ``foreign_calls_per_minute`` of other scripts.
+    """
+    rng = random.Random(seed)
+    planner: PollPlanner[str] = PollPlanner(policy)
+    by_id = {job.id: job for job in jobs}
+    result = SimResult()
+    events: list[tuple[float, int, str, Any]] = []
+    seq = 0
+
+    def push(t: float, kind: str, payload: Any = None) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(events, (t, seq, kind, payload))
+
+    server_calls: list[float] = []  # the tenant's list calls, ours and others'
+    if foreign_calls_per_minute:
+        step = 60.0 / foreign_calls_per_minute
+        server_calls.extend(i * step for i in range(int(400 / step)))
+
+    def tenant_refuses(t: float) -> float | None:
+        if tenant_limit is None:
+            return None
+        recent = [c for c in server_calls if t - 60 < c <= t]
+        if len(recent) >= tenant_limit:
+            return min(recent) + 60 - t  # Retry-After
+        server_calls.append(t)
+        return None
+
+    for job in jobs:
+        push(job.added, "add", job)
+    pending_wake: float | None = None
+
+    def respond(now: float, action: PollAction[str]) -> None:
+        if isinstance(action, ListBatch):
+            arrive = now + list_latency / 2
+            refused = tenant_refuses(arrive)
+            if refused is not None:
+                push(now + list_latency, "429", (action, refused))
+            elif rng.random() < failure_rate:
+                push(now + list_latency, "list_failed", action)
+            else:
+                rows = [
+                    (job_id, by_id[job_id].state_at(arrive))
+                    for job_id in action.job_ids
+                    if rng.random() >= missing_rate
+                ]
+                push(now + list_latency, "list", (action, rows))
+        else:
+            arrive = now + fetch_latency / 2
+            if rng.random() < failure_rate:
+                push(now + fetch_latency, "fetch_failed", action)
+            else:
+                push(now + fetch_latency, "fetch", (action, by_id[action.job_id].state_at(arrive)))
+
+    def note_terminal(job_id: int, now: float) -> None:
+        if job_id not in result.detected:
+            result.detected[job_id] = now
+            result.latencies.append(now - by_id[job_id].ended)
+
+    now = 0.0
+    while events:
+        now, _, kind, payload = heapq.heappop(events)
+        assert now < 10_000, "the simulation does not converge"
+        if kind == "wake":
+            if now != pending_wake:
+                continue  # superseded by a later report
+            result.wakes += 1
+            # Computed after the latest report, a wake time is exact: something is due.
+            assert _drive(planner, now, result, respond) > 0, f"empty wake at {now}"
+        else:
+            _report(planner, now, kind, payload, result, note_terminal)
+            _drive(planner, now, result, respond)
+        wake = planner.next_wake(now)
+        if wake != pending_wake:
+            pending_wake = wake
+            if wake is not None:
+                assert wake > now, "next_wake asks for a busy loop"
+                push(wake, "wake")
+    result.duration = now
+    assert planner.done
+    return result
+
+
+def _report(
+    planner: PollPlanner[str],
+    now: float,
+    kind: str,
+    payload: Any,
+    result: SimResult,
+    note_terminal: Any,
+) -> None:
+    if kind == "add":
+        planner.add(payload.id, payload.folder, now=now, state=JobState.PENDING)
+    elif kind == "list":
+        action, rows = payload
+        seen = set()
+        for job_id, state in rows:
+            seen.add(job_id)
+            planner.observe(job_id, state, now=now)
+            if state in TERMINAL_STATES:
+                note_terminal(job_id, now)
+        for job_id in action.job_ids:
+            if job_id not in seen:
+                planner.observe_missing(job_id, now=now)
+    elif kind == "429":
+        action, retry_after = payload
+        result.rate_limited += 1
+        planner.rate_limited(retry_after=retry_after, now=now)
+        planner.list_failed(action.job_ids, now=now)
+    elif kind == "list_failed":
+        planner.list_failed(payload.job_ids, now=now)
+    elif kind == "fetch":
+        action, state = payload
+        if state in TERMINAL_STATES:
+            note_terminal(action.job_id, now)
+            result.terminal_reads[action.job_id] += 1
+            planner.observe_fetched(action.job_id, now=now)
+        else:
+            planner.observe(action.job_id, state, now=now)
+    elif kind == "fetch_failed":
+        planner.fetch_failed(payload.job_id, now=now)
+    else:  # pragma: no cover
+        raise AssertionError(kind)
+
+
+def _drive(planner: PollPlanner[str], now: float, result: SimResult, respond: Any) -> int:
+    """Issue every due action; return how many."""
+    issued = 0
+    while (action := planner.next_action(now)) is not None:
+        issued += 1
+        if isinstance(action, ListBatch):
+            result.list_times.append(now)
+        elif action.purpose is FetchPurpose.OUTPUTS:
+            result.output_fetches += 1
+        else:
+            result.probes += 1
+        respond(now, action)
+    return issued
+
+
+def make_jobs(
+    rng: random.Random, *, count: int = 1000, folders: int = 10, within: float = 60.0
+) -> list[FakeJob]:
+    """Jobs added over the first 5 s (dispatch), ending at random times within ``within``."""
+    jobs = []
+    for job_id in range(1, count + 1):
+        added = 5.0 * job_id / count
+        ended = rng.uniform(added + 0.5, within)
+        started = rng.uniform(added, ended)
+        final = rng.choices(
+            [JobState.SUCCESSFUL, JobState.FAULTED, JobState.STOPPED], weights=[90, 8, 2]
+        )[0]
+        jobs.append(FakeJob(job_id, f"folder-{job_id % folders}", added, started, ended, final))
+    return jobs
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _summary(name: str, result: SimResult, jobs: int) -> str:
+    lat = result.latencies
+    return (
+        f"{name}: {jobs} jobs, {len(result.list_times)} list calls, "
+        f"{result.output_fetches} output reads, {result.probes} probes, "
+        f"{result.requests() / jobs:.3f} requests/job, "
+        f"max {_max_in_any_window(result.list_times)} list calls in any 60 s, "
+        f"{result.rate_limited} x 429, latency mean {sum(lat) / len(lat):.2f} s "
+        f"p95 {_percentile(lat, 0.95):.2f} s max {max(lat):.2f} s, "
+        f"finished at {result.duration:.1f} s, {result.wakes} timer wakes"
+    )
+
+
+def test_simulated_driver_1000_jobs_10_folders_default_policy() -> None:
+    policy = PollPolicy()
+    jobs = make_jobs(random.Random(1234))
+    result = simulate(policy, jobs)
+    print(_summary("default policy", result, len(jobs)))  # noqa: T201
+    # (a) every job was seen final and read in full exactly once
+    assert set(result.detected) == {job.id for job in jobs}
+    assert result.terminal_reads == Counter({job.id: 1 for job in jobs})
+    # (b) the list budget held in every 60 s window
+    assert _max_in_any_window(result.list_times) <= policy.list_budget_per_minute
+    # (c) detection latency: 10 folders share 1 list call a second, so a folder
+    # waits up to ~10 s for its turn; never more than max_interval + that.
+    assert max(result.latencies) <= policy.max_interval + 10 * 60 / policy.list_budget_per_minute
+    assert _percentile(result.latencies, 0.95) <= 12.0
+    # (d) about one read per job plus a small share of list calls
+    assert result.requests() / len(jobs) <= 1.3
+    assert result.probes == 0
+
+
+def test_simulated_driver_with_failures_missing_rows_and_a_busy_tenant() -> None:
+    """Other scripts use 70 of the tenant's 100 list calls a minute: our 60/min meets 429s."""
+    policy = PollPolicy()
+    jobs = make_jobs(random.Random(99), count=600, folders=6)
+    result = simulate(
+        policy,
+        jobs,
+        seed=7,
+        failure_rate=0.05,
+        missing_rate=0.01,
+        tenant_limit=100,
+        foreign_calls_per_minute=70,
+    )
+    print(_summary("busy tenant, 5% failures", result, len(jobs)))  # noqa: T201
+    assert result.rate_limited > 0
+    assert set(result.detected) == {job.id for job in jobs}
+    assert result.terminal_reads == Counter({job.id: 1 for job in jobs})
+    assert _max_in_any_window(result.list_times) <= policy.list_budget_per_minute
+    # Refused calls and failures cost time, bounded by backoff + probes by id.
+    assert max(result.latencies) <= 2 * policy.max_interval + policy.rate_limit_pause
+    assert result.requests() / len(jobs) <= 1.6
+
+
+def test_simulated_driver_with_list_calls_off_polls_by_id() -> None:
+    policy = PollPolicy(list_budget_per_minute=0, max_interval=10, probe_rate_per_second=50)
+    jobs = make_jobs(random.Random(5), count=200, folders=4)
+    result = simulate(policy, jobs)
+    print(_summary("no list calls", result, len(jobs)))  # noqa: T201
+    assert result.list_times == []
+    assert result.terminal_reads == Counter({job.id: 1 for job in jobs})
+    assert max(result.latencies) <= 2 * policy.max_interval + 1
