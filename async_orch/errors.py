@@ -35,8 +35,6 @@ them up by Reference instead of posting again.
 
 from __future__ import annotations
 
-from typing import Any
-
 __all__ = [
     "APIError",
     "AuthenticationError",
@@ -156,6 +154,8 @@ class APIError(OrchestratorError):
         message: the server's ``message``.
         trace_id: the server's ``traceId`` (quote it to UiPath support).
         body: the response body, truncated to 2,000 characters.
+        retry_after: seconds the server asked us to wait (Retry-After), if it said;
+            set on 429 and on some 503s.
     """
 
     def __init__(
@@ -168,7 +168,9 @@ class APIError(OrchestratorError):
         error_code: int | str | None = None,
         trace_id: str | None = None,
         body: str = "",
+        retry_after: float | None = None,
     ) -> None:
+        self.retry_after = retry_after
         self.status = status
         self.method = method
         self.url = url
@@ -201,15 +203,7 @@ class ConflictError(APIError):
 
 
 class RateLimitedError(APIError):
-    """429: the tenant's rate limit was hit.
-
-    Attributes:
-        retry_after: seconds the server asked us to wait, if it said.
-    """
-
-    def __init__(self, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        self.retry_after = retry_after
-        super().__init__(**kwargs)
+    """429: the tenant's rate limit was hit; see ``retry_after``."""
 
 
 class ServerError(APIError):

@@ -1,0 +1,112 @@
+"""The one place an HTTP exchange happens, and aiohttp errors become ours.
+
+``send_once`` sends one request and reads the whole response. Every aiohttp
+exception is mapped here (chained with ``from``) so that callers see only
+:class:`TransportError` / :class:`RequestTimeoutError`, with
+``may_have_reached_server`` telling whether the request could have been acted on:
+
+* False: the connection was never made (refused, DNS, TLS, connect timeout).
+* True: anything later (reset, server disconnect, read timeout, truncated
+  body, malformed response), because the request may have been received.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from async_orch.errors import RequestTimeoutError, ResponseDecodeError, TransportError
+from async_orch.protocol import header, looks_like_html
+
+__all__ = ["Response", "send_once"]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A complete HTTP response.
+
+    Attributes:
+        status: HTTP status.
+        headers: response headers (case-insensitive when built by ``send_once``).
+        body: the raw body (left out of the repr: it may hold a token).
+        url: the request URL, for messages.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = field(repr=False)
+    url: str = ""
+
+    def json(self) -> Any:
+        """The body parsed as JSON.
+
+        Raises:
+            ResponseDecodeError: the body is empty or not JSON (say, an HTML
+                sign-in page served by a wrong URL).
+        """
+        if not self.body.strip():
+            raise ResponseDecodeError(
+                f"HTTP {self.status} from {self.url} has an empty body where JSON was expected"
+            )
+        try:
+            return json.loads(self.body.decode("utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            content_type = header(self.headers, "Content-Type")
+            head = self.body[:120].decode("utf-8", errors="replace")
+            hint = (
+                " (an HTML page: the URL probably points at a sign-in or portal page; "
+                "check the Orchestrator URL)"
+                if looks_like_html(self.body, content_type)
+                else ""
+            )
+            raise ResponseDecodeError(
+                f"HTTP {self.status} from {self.url} is not JSON{hint}: "
+                f"{content_type or 'no Content-Type'}, starts {head!r}"
+            ) from exc
+
+
+async def send_once(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    params: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    client_timeout: aiohttp.ClientTimeout | None = None,
+) -> Response:
+    """Send one request, read the whole response; never raise an aiohttp exception.
+
+    Raises:
+        TransportError: no usable response (``may_have_reached_server`` as above).
+        RequestTimeoutError: the same, for a timeout.
+    """
+    extra: dict[str, Any] = {} if client_timeout is None else {"timeout": client_timeout}
+    try:
+        async with session.request(
+            method, url, headers=dict(headers), params=params, data=body, **extra
+        ) as response:
+            content = await response.read()
+            return Response(response.status, response.headers, content, url)
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise RequestTimeoutError(
+            f"timed out connecting: {exc}", method=method, url=url, may_have_reached_server=False
+        ) from exc
+    except aiohttp.ClientConnectorError as exc:
+        # Refused, DNS failure, TLS failure: the request never left.
+        raise TransportError(
+            f"cannot connect: {exc}", method=method, url=url, may_have_reached_server=False
+        ) from exc
+    except TimeoutError as exc:
+        # A read timeout or the total timeout: the request may be on the server.
+        raise RequestTimeoutError(
+            f"no complete response in time ({type(exc).__name__})", method=method, url=url
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise TransportError(
+            f"connection failed: {type(exc).__name__}: {exc}", method=method, url=url
+        ) from exc

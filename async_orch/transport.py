@@ -1,0 +1,404 @@
+"""The resilient transport: authenticated requests with retries, and counters.
+
+Theory of operation
+-------------------
+
+``Transport.request`` sends one API call and returns the response, or raises
+one of async-orch's errors (never an aiohttp one). Per try:
+
+1. Get a token from the :class:`~async_orch.auth.TokenManager`. A token
+   endpoint that is down or rate limited is retried like any transient
+   failure, whatever the method: the API request has not been sent yet.
+2. Send the request (``Authorization: Bearer``, ``Accept: application/json``).
+3. On 401: drop that token, get a new one and send again, once. A second 401
+   is an :class:`AuthenticationError` explaining the usual causes.
+4. On a transient failure: retry if :mod:`async_orch.backoff` says it is safe
+   for this request (a POST that may have reached the server never is: the
+   error says ``may_have_reached_server`` and the caller reconciles). The wait
+   is the server's ``Retry-After`` when given (no extra backoff on top), else
+   exponential backoff with jitter.
+5. Give up after ``RetryPolicy.attempts`` tries, with the last error; for 429
+   a :class:`RateLimitedError` saying the limit stayed exhausted.
+
+Counters (:attr:`Transport.stats`) count responses per endpoint and status,
+retries, 429s and token requests.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import anyio
+import structlog
+
+from async_orch._http import Response, send_once
+from async_orch.auth import TokenManager
+from async_orch.backoff import compute_delay, is_retryable_status
+from async_orch.config import RefreshTokenCredentials, Settings
+from async_orch.errors import (
+    APIError,
+    AuthenticationError,
+    InvalidRequestError,
+    OrchestratorError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+)
+from async_orch.protocol import endpoint_label, error_from_response, retry_after_from
+
+__all__ = ["IDEMPOTENT_METHODS", "Response", "Transport", "TransportStats"]
+
+log = structlog.get_logger("async_orch.transport")
+
+#: Methods that are safe to repeat unless the caller says otherwise.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+_USER_AGENT = "async-orch"
+
+
+@dataclass(frozen=True, slots=True)
+class TransportStats:
+    """A snapshot of a transport's counters.
+
+    Attributes:
+        responses: (endpoint label, HTTP status or ``"error"``) -> count; a
+            retried request counts once per try.
+        retries: tries repeated after a transient failure.
+        rate_limited: 429 answers received (from Orchestrator or the token endpoint).
+        token_requests: requests sent to the token endpoint.
+    """
+
+    responses: Mapping[tuple[str, int | str], int]
+    retries: int
+    rate_limited: int
+    token_requests: int
+
+    def count(self, endpoint: str, outcome: int | str) -> int:
+        """Responses with this outcome for this endpoint (0 if none)."""
+        return self.responses.get((endpoint, outcome), 0)
+
+
+class Transport:
+    """Authenticated, retried requests to one Orchestrator tenant.
+
+    Usage::
+
+        async with Transport(settings) as transport:
+            response = await transport.request(
+                "GET", "odata/Jobs(42)", headers=folder_headers("Finance")
+            )
+            job = response.json()
+
+    Args:
+        settings: URL, credentials, timeouts, retry policy, pool limits.
+        session: an aiohttp session to use; it is then never closed here. By
+            default the transport creates one on ``__aenter__`` and closes it on exit.
+        sleep: awaited between retries (tests pass a recorder).
+        clock: monotonic seconds, for token expiry.
+        rng: randomness for backoff jitter (seed it for reproducible tests).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        where = settings.orchestrator
+        self._settings = settings
+        self._base = where.base
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        # sock_connect, not connect: aiohttp's "connect" also counts the wait for a
+        # free pooled connection, which is long by design when many requests queue.
+        self._timeout = aiohttp.ClientTimeout(
+            total=settings.timeout.total, sock_connect=settings.timeout.connect
+        )
+        self._session = session
+        self._owns_session = False
+        self._tokens: TokenManager | None = None
+        if session is not None:
+            self._tokens = self._token_manager(session)
+        self._responses: Counter[tuple[str, int | str]] = Counter()
+        self._retries = 0
+        self._rate_limited = 0
+        self._extra_headers: dict[str, str] = {}
+        credentials = settings.credentials
+        if where.kind == "legacy":
+            # The legacy platform routes by this header (orchestrator-api.md §1b).
+            tenant = (
+                credentials.tenant_name
+                if isinstance(credentials, RefreshTokenCredentials)
+                else where.tenant
+            )
+            if tenant:
+                self._extra_headers["X-UIPATH-TenantName"] = tenant
+
+    def __repr__(self) -> str:
+        return f"Transport(base={self._base!r})"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def _token_manager(self, session: aiohttp.ClientSession) -> TokenManager:
+        return TokenManager(
+            self._settings.credentials,
+            session=session,
+            token_url=self._settings.token_url,
+            clock=self._clock,
+            timeout=self._timeout,
+        )
+
+    async def __aenter__(self) -> Self:
+        if self._session is None:
+            limits = self._settings.limits
+            connector = aiohttp.TCPConnector(
+                limit=limits.max_connections, limit_per_host=limits.per_host
+            )
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._owns_session = True
+            self._tokens = self._token_manager(self._session)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session if this transport created it."""
+        if self._owns_session and self._session is not None:
+            session, self._session, self._tokens = self._session, None, None
+            self._owns_session = False
+            await session.close()
+
+    # -- counters ---------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> TransportStats:
+        """A snapshot of the counters."""
+        return TransportStats(
+            responses=dict(self._responses),
+            retries=self._retries,
+            rate_limited=self._rate_limited,
+            token_requests=0 if self._tokens is None else self._tokens.token_requests,
+        )
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            # A server-given link (say @odata.nextLink): only ever send the token home.
+            if not path.startswith(self._base + "/"):
+                raise InvalidRequestError(
+                    f"refusing to send the access token to {path.split('?')[0]}: "
+                    f"it is outside the Orchestrator base {self._base}"
+                )
+            return path
+        return f"{self._base}/{path.lstrip('/')}"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        endpoint: str | None = None,
+    ) -> Response:
+        """Send an API request; return a response with status < 400, or raise.
+
+        Args:
+            method: HTTP method.
+            path: relative to the Orchestrator base, e.g. ``"odata/Jobs"``; an
+                absolute URL is accepted only under that base.
+            params: query parameters (OData options such as ``$filter``).
+            json: a JSON body (None: no body).
+            headers: extra headers, typically ``protocol.folder_headers(...)``.
+            idempotent: whether repeating the request is harmless; by default
+                True for GET, HEAD, OPTIONS, PUT and DELETE. Pass True for a
+                POST that is safe to repeat (StopJobs), never for StartJobs.
+            endpoint: the label for :attr:`stats` (default: the path with ids
+                replaced by ``{id}``).
+
+        Raises:
+            AuthenticationError: credentials refused, or a fresh token refused.
+            RateLimitedError: still rate limited when the tries ran out, or asked
+                to wait longer than ``RetryPolicy.retry_after_max``.
+            APIError: any other error status (its subclass tells which).
+            TransportError: no usable response; ``may_have_reached_server``
+                says whether the request may have been acted on.
+            InvalidRequestError: an absolute URL outside the Orchestrator base.
+        """
+        session, tokens = self._session, self._tokens
+        if session is None or tokens is None:
+            raise RuntimeError("use 'async with Transport(...)' (or pass a session) first")
+        method = method.upper()
+        idem = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        url = self._url(path)
+        label = endpoint or endpoint_label(path)
+        body = None
+        send_headers = {
+            "Accept": "application/json",
+            "User-Agent": _USER_AGENT,
+            **self._extra_headers,
+            **(headers or {}),
+        }
+        if json is not None:
+            body = jsonlib.dumps(json, separators=(",", ":")).encode("utf-8")
+            send_headers["Content-Type"] = "application/json"
+        query = None if params is None else {k: str(v) for k, v in params.items()}
+
+        failures = 0  # transient failures so far; each costs one of policy.attempts
+        renewed = False  # the one token renewal a 401 earns
+        while True:
+            try:
+                token = await tokens.get_token()
+            except (TransportError, RateLimitedError, ServerError) as exc:
+                retry_after = None
+                if isinstance(exc, RateLimitedError):
+                    self._rate_limited += 1
+                    retry_after = exc.retry_after
+                failures += 1
+                await self._pause_or_raise(exc, failures, retry_after, method, label)
+                continue
+
+            send_headers["Authorization"] = f"Bearer {token}"
+            try:
+                response = await send_once(
+                    session,
+                    method,
+                    url,
+                    headers=send_headers,
+                    params=query,
+                    body=body,
+                    client_timeout=self._timeout,
+                )
+            except TransportError as exc:
+                self._responses[(label, "error")] += 1
+                if exc.may_have_reached_server and not idem:
+                    raise  # not repeatable: the caller reconciles
+                failures += 1
+                await self._pause_or_raise(exc, failures, None, method, label)
+                continue
+
+            status = response.status
+            self._responses[(label, status)] += 1
+            if status < 400:
+                return response
+            now = datetime.now(UTC)
+            error = error_from_response(
+                status, response.headers, response.body, method=method, url=url, now=now
+            )
+            if status == 401:
+                await tokens.invalidate(token)
+                if tokens.is_static or renewed:
+                    raise self._refused(error, static=tokens.is_static) from error
+                renewed = True
+                log.debug("async_orch.token_rejected", method=method, endpoint=label)
+                continue
+            if status == 429:
+                self._rate_limited += 1
+            retry_after = (
+                error.retry_after
+                if isinstance(error, RateLimitedError)
+                else retry_after_from(response.headers, response.body, now=now)
+            )
+            if not is_retryable_status(
+                status, idempotent=idem, has_retry_after=retry_after is not None
+            ):
+                raise error
+            failures += 1
+            await self._pause_or_raise(error, failures, retry_after, method, label)
+
+    async def _pause_or_raise(
+        self,
+        error: OrchestratorError,
+        failures: int,
+        retry_after: float | None,
+        method: str,
+        label: str,
+    ) -> None:
+        """Sleep before the next try, or raise if there is none worth making."""
+        policy = self._settings.retry
+        too_long = retry_after is not None and retry_after > policy.retry_after_max
+        if too_long or failures >= policy.attempts:
+            if not isinstance(error, RateLimitedError):
+                raise error
+            if too_long:
+                # Retries inside the window are refused too (orchestrator-api.md §4):
+                # coming back early only spends the tenant's shared budget.
+                advice = (
+                    f"the server asked to wait {retry_after:.0f} s, longer than "
+                    f"RetryPolicy.retry_after_max ({policy.retry_after_max:.0f} s); try "
+                    "again later, or raise retry_after_max"
+                )
+            else:
+                advice = (
+                    f"the rate limit stayed exhausted after {failures} tries; lower the "
+                    "request rate (Automation Cloud allows about 100 GET /odata/Jobs calls "
+                    "a minute per tenant, shared by all API clients) or try again later"
+                )
+            raise self._exhausted(error, advice) from error
+        delay = (
+            retry_after
+            if retry_after is not None
+            else compute_delay(failures, policy=policy, rng=self._rng)
+        )
+        self._retries += 1
+        log.debug(
+            "async_orch.http_retry",
+            method=method,
+            endpoint=label,
+            attempt=failures + 1,
+            delay=round(delay, 3),
+            reason=(str(error.status) if isinstance(error, APIError) else type(error).__name__),
+            retry_after=retry_after,
+        )
+        await self._sleep(delay)
+
+    @staticmethod
+    def _exhausted(error: RateLimitedError, advice: str) -> RateLimitedError:
+        return RateLimitedError(
+            retry_after=error.retry_after,
+            status=error.status,
+            method=error.method,
+            url=error.url,
+            message=f"{error.message} - {advice}",
+            error_code=error.error_code,
+            trace_id=error.trace_id,
+            body=error.body,
+        )
+
+    def _refused(self, error: APIError, *, static: bool) -> AuthenticationError:
+        if static:
+            hint = (
+                "The token was refused; create a new personal access token (it may have "
+                "expired, lack a scope, or belong to another tenant)"
+            )
+            what = "Orchestrator refused the access token"
+        else:
+            hint = (
+                f"Check the Orchestrator URL ({self._base}): it must name the organization "
+                "and tenant the credentials belong to (…/{organization}/{tenant}/orchestrator_), "
+                "with no folder in the path (folders go in the folder setting)"
+            )
+            what = "Orchestrator refused a freshly issued token"
+        return AuthenticationError(what, status=401, server_message=error.message, hint=hint)

@@ -1,0 +1,589 @@
+"""Token requests, token responses, and the single-flight TokenManager."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qs
+
+import aiohttp
+import aioresponses.core as aioresponses_core
+import anyio
+import pytest
+import structlog
+from aiohttp import web
+from aioresponses import CallbackResult, aioresponses
+from multidict import CIMultiDict
+from yarl import URL
+
+from async_orch._logging import fingerprint
+from async_orch.auth import (
+    DEFAULT_LIFETIME,
+    PASSWORD_TOKEN_LIFETIME,
+    TokenManager,
+    TokenRequest,
+    TokenState,
+    build_token_request,
+    parse_token_response,
+    refresh_skew,
+)
+from async_orch.config import (
+    ClientCredentials,
+    Credentials,
+    PasswordCredentials,
+    RefreshTokenCredentials,
+    StaticToken,
+)
+from async_orch.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+)
+
+TOKEN_URL = "https://cloud.uipath.com/acme/identity_/connect/token"
+AUTH_URL = "https://orch.example.com/api/Account/Authenticate"
+LEGACY_URL = "https://account.uipath.com/oauth/token"
+SECRET = "app-secret-6d1f0e"
+TOKEN = "eyJhbGciOi.token-value.abc"
+CC = ClientCredentials(client_id="app-id", client_secret=SECRET)
+REFRESH = RefreshTokenCredentials(client_id="legacy-cid", refresh_token=SECRET, tenant_name="T1")
+PASSWORD = PasswordCredentials(tenancy_name="Default", username="admin", password=SECRET)
+
+# -- pure: skew and state ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "skew"),
+    [(3600, 300), (86400, 300), (1800, 180), (60, 6), (0, 0), (-5, 0)],
+)
+def test_refresh_skew(lifetime: float, skew: float) -> None:
+    assert refresh_skew(lifetime) == pytest.approx(skew)
+
+
+def test_token_state_needs_refresh_at_expiry_minus_skew() -> None:
+    state = TokenState(TOKEN, 1000.0)
+    assert not state.needs_refresh(699.9, skew=300)
+    assert state.needs_refresh(700.0, skew=300)
+    assert state.needs_refresh(1000.0, skew=0)
+    assert TOKEN not in repr(state)
+
+
+# -- pure: the request, byte for byte ----------------------------------------------------
+
+
+def test_client_credentials_request_is_form_encoded() -> None:
+    request = build_token_request(
+        ClientCredentials(client_id="app-id", client_secret="s&c=t+/", scopes="OR.Jobs OR.X"),
+        token_url=TOKEN_URL,
+    )
+    assert request.flow == "client_credentials"
+    assert request.url == TOKEN_URL
+    assert dict(request.headers) == {
+        "Accept": "application/json",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    assert request.body == (
+        b"grant_type=client_credentials&client_id=app-id&client_secret=s%26c%3Dt%2B%2F"
+        b"&scope=OR.Jobs+OR.X"
+    )
+    assert parse_qs(request.body.decode()) == {
+        "grant_type": ["client_credentials"],
+        "client_id": ["app-id"],
+        "client_secret": ["s&c=t+/"],
+        "scope": ["OR.Jobs OR.X"],
+    }
+
+
+def test_refresh_token_request_is_json_with_the_tenant_header() -> None:
+    request = build_token_request(REFRESH, token_url=LEGACY_URL)
+    assert dict(request.headers) == {
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+        "X-UIPATH-TenantName": "T1",
+    }
+    assert json.loads(request.body) == {
+        "grant_type": "refresh_token",
+        "client_id": "legacy-cid",
+        "refresh_token": SECRET,
+    }
+
+
+def test_password_request_is_json_login_model() -> None:
+    request = build_token_request(PASSWORD, token_url=AUTH_URL)
+    assert request.headers["Content-Type"] == "application/json"
+    assert json.loads(request.body) == {
+        "tenancyName": "Default",
+        "usernameOrEmailAddress": "admin",
+        "password": SECRET,
+    }
+
+
+def test_token_request_repr_hides_the_body() -> None:
+    assert SECRET not in repr(build_token_request(CC, token_url=TOKEN_URL))
+
+
+def test_static_token_has_no_request() -> None:
+    with pytest.raises(ConfigurationError):
+        build_token_request(StaticToken(token=TOKEN), token_url=TOKEN_URL)
+
+
+# -- pure: the response ------------------------------------------------------------------
+
+
+def parse(
+    status: int,
+    body: Any,
+    *,
+    credentials: Credentials = CC,
+    url: str = TOKEN_URL,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = build_token_request(credentials, token_url=url)
+    return parse_token_response(
+        request, status, CIMultiDict(headers or {}), raw, credentials=credentials
+    )
+
+
+def test_oauth_success() -> None:
+    issued = parse(200, {"access_token": TOKEN, "expires_in": 3600, "token_type": "Bearer"})
+    assert (issued.access_token, issued.expires_in) == (TOKEN, 3600)
+    assert TOKEN not in repr(issued)
+
+
+@pytest.mark.parametrize("expires_in", [None, "soon", 0, -1])
+def test_missing_or_odd_expiry_assumes_an_hour(expires_in: object) -> None:
+    assert parse(200, {"access_token": TOKEN, "expires_in": expires_in}).expires_in == 3600
+    assert DEFAULT_LIFETIME == 3600
+
+
+def test_expiry_as_a_string_is_read() -> None:
+    assert parse(200, {"access_token": TOKEN, "expires_in": "86400"}).expires_in == 86400
+
+
+def test_password_success_reads_the_ajax_response() -> None:
+    body = {"result": TOKEN, "targetUrl": None, "success": True, "error": None, "__abp": True}
+    issued = parse(200, body, credentials=PASSWORD, url=AUTH_URL)
+    assert issued.access_token == TOKEN
+    assert issued.expires_in == PASSWORD_TOKEN_LIFETIME == 1800
+
+
+def test_password_refusal_quotes_the_abp_error() -> None:
+    body = {
+        "result": None,
+        "success": False,
+        "error": {
+            "code": 0,
+            "message": "Login failed!",
+            "details": "Invalid user name or password",
+        },
+        "__abp": True,
+    }
+    with pytest.raises(AuthenticationError) as caught:
+        parse(400, body, credentials=PASSWORD, url=AUTH_URL)
+    error = caught.value
+    assert error.status == 400
+    assert error.server_message == "Login failed!; Invalid user name or password"
+    assert error.hint is not None and "ASYNC_ORCH_USERNAME" in error.hint
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "in_hint"),
+    [
+        (400, {"error": "invalid_client"}, "UIPATH_CLIENT_SECRET"),
+        (401, {"error": "invalid_client"}, "App Secret"),
+        (400, {"error": "invalid_scope"}, "OR.Folders.Read OR.Execution.Read OR.Jobs"),
+        (400, {"error": "unsupported_grant_type"}, "form-encoded body"),
+        (
+            400,
+            {"error": "invalid_request", "error_description": "Bad content type"},
+            "form-encoded",
+        ),
+        (415, b"", "form-encoded"),
+        (400, {"error": "unauthorized_client"}, "confidential application"),
+        (404, b"", "Wrong URL"),
+        (404, b"Not Found", "Wrong URL"),
+        (403, {"message": "Forbidden"}, "UIPATH_CLIENT_ID"),
+    ],
+)
+def test_refusals_carry_the_likely_fix(status: int, body: Any, in_hint: str) -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        parse(status, body)
+    assert caught.value.status == status
+    assert caught.value.hint is not None and in_hint in caught.value.hint
+    assert in_hint in str(caught.value)
+
+
+def test_server_message_quotes_error_and_description() -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        parse(400, {"error": "invalid_scope", "error_description": "OR.Nope is not allowed"})
+    assert caught.value.server_message == "invalid_scope; OR.Nope is not allowed"
+
+
+def test_legacy_invalid_grant_suggests_an_external_application() -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        parse(403, {"error": "invalid_grant"}, credentials=REFRESH, url=LEGACY_URL)
+    assert caught.value.hint is not None
+    assert "create an external application" in caught.value.hint
+
+
+def test_html_page_with_200_means_wrong_host_or_path() -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        parse(200, b"<!DOCTYPE html><html>Sign in</html>", headers={"Content-Type": "text/html"})
+    assert caught.value.hint is not None
+    assert caught.value.hint.startswith("Wrong host or path")
+    assert "https://cloud.uipath.com/{organization}/identity_/connect/token" in caught.value.hint
+
+
+def test_200_json_without_a_token_is_refused() -> None:
+    with pytest.raises(AuthenticationError, match="returned no token"):
+        parse(200, {"token_type": "Bearer"})
+
+
+@pytest.mark.parametrize(("status", "cls"), [(429, RateLimitedError), (503, ServerError)])
+def test_throttling_and_outages_are_retryable_errors(status: int, cls: type) -> None:
+    with pytest.raises(cls) as caught:
+        parse(status, {"message": "busy"}, headers={"Retry-After": "4"})
+    if isinstance(caught.value, RateLimitedError):
+        assert caught.value.retry_after == 4.0
+
+
+def test_a_server_echoing_the_secret_is_redacted() -> None:
+    body = {"error": "invalid_client", "error_description": f"secret {SECRET} is wrong"}
+    with pytest.raises(AuthenticationError) as caught:
+        parse(401, body)
+    assert SECRET not in str(caught.value)
+    assert "[redacted]" in str(caught.value)
+    with pytest.raises(ServerError) as outage:
+        parse(500, {"message": f"echo {SECRET}"})
+    assert SECRET not in str(outage.value)
+    assert SECRET not in outage.value.body
+
+
+# -- the manager, against a mocked token endpoint ---------------------------------------
+
+
+class _MockedResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 builds responses without the ``stream_writer`` that
+    aiohttp 3.14 requires; give it an empty one (tests only)."""
+
+    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _aioresponses_on_aiohttp_3_14(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aioresponses_core, "ClientResponse", _MockedResponse)
+
+
+def sent(mock: aioresponses, url: str) -> list[dict[str, Any]]:
+    """kwargs of each POST sent to ``url``."""
+    return [call.kwargs for call in mock.requests.get(("POST", URL(url)), [])]
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def token_reply(token: str = TOKEN, expires_in: int = 3600) -> dict[str, Any]:
+    return {"access_token": token, "expires_in": expires_in, "token_type": "Bearer"}
+
+
+@pytest.mark.parametrize(
+    ("credentials", "url", "reply"),
+    [
+        (CC, TOKEN_URL, token_reply()),
+        (REFRESH, LEGACY_URL, token_reply()),
+        (PASSWORD, AUTH_URL, {"result": TOKEN, "success": True, "__abp": True}),
+    ],
+    ids=["client_credentials", "refresh_token", "password"],
+)
+async def test_each_flow_sends_exactly_its_request(
+    session: aiohttp.ClientSession, credentials: Credentials, url: str, reply: dict[str, Any]
+) -> None:
+    expected: TokenRequest = build_token_request(credentials, token_url=url)
+    with aioresponses() as mock:
+        mock.post(url, payload=reply)
+        manager = TokenManager(credentials, session=session, token_url=url)
+        assert await manager.get_token() == TOKEN
+    [call] = sent(mock, url)
+    assert call["data"] == expected.body
+    assert call["headers"] == dict(expected.headers)
+    assert manager.token_requests == 1
+
+
+async def test_200_concurrent_callers_cause_one_token_request(
+    session: aiohttp.ClientSession,
+) -> None:
+    release = anyio.Event()
+
+    async def slow_token(url: URL, **kwargs: Any) -> CallbackResult:
+        await release.wait()
+        return CallbackResult(payload=token_reply())
+
+    results: list[str] = []
+
+    async def caller(manager: TokenManager) -> None:
+        results.append(await manager.get_token())
+
+    with aioresponses() as mock:
+        mock.post(TOKEN_URL, callback=slow_token, repeat=True)
+        manager = TokenManager(CC, session=session, token_url=TOKEN_URL)
+        async with anyio.create_task_group() as tg:
+            for _ in range(200):
+                tg.start_soon(caller, manager)
+            await anyio.wait_all_tasks_blocked()  # all 200 wait on the one request
+            release.set()
+    assert results == [TOKEN] * 200
+    assert len(sent(mock, TOKEN_URL)) == 1
+    assert manager.token_requests == 1
+
+
+async def test_waiters_share_the_leaders_error(session: aiohttp.ClientSession) -> None:
+    release = anyio.Event()
+
+    async def refuse(url: URL, **kwargs: Any) -> CallbackResult:
+        await release.wait()
+        return CallbackResult(status=400, payload={"error": "invalid_client"})
+
+    errors: list[BaseException] = []
+
+    async def caller(manager: TokenManager) -> None:
+        try:
+            await manager.get_token()
+        except AuthenticationError as exc:
+            errors.append(exc)
+
+    with aioresponses() as mock:
+        mock.post(TOKEN_URL, callback=refuse, repeat=True)
+        manager = TokenManager(CC, session=session, token_url=TOKEN_URL)
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(caller, manager)
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+    assert len(errors) == 50
+    assert all(e is errors[0] for e in errors)
+    assert len(sent(mock, TOKEN_URL)) == 1
+
+
+async def test_refreshes_ahead_of_expiry_on_the_injected_clock(
+    session: aiohttp.ClientSession,
+) -> None:
+    now = [1000.0]
+    with aioresponses() as mock:
+        mock.post(TOKEN_URL, payload=token_reply("first", 3600))
+        mock.post(TOKEN_URL, payload=token_reply("second", 3600))
+        manager = TokenManager(CC, session=session, token_url=TOKEN_URL, clock=lambda: now[0])
+        assert await manager.get_token() == "first"
+        now[0] = 1000.0 + 3600 - 300 - 0.001  # just before expiry minus the 300 s skew
+        assert await manager.get_token() == "first"
+        assert manager.token_requests == 1
+        now[0] = 1000.0 + 3600 - 300
+        assert await manager.get_token() == "second"
+        assert manager.token_requests == 2
+
+
+async def test_invalidate_drops_only_the_current_token(session: aiohttp.ClientSession) -> None:
+    with aioresponses() as mock:
+        mock.post(TOKEN_URL, payload=token_reply("first"))
+        mock.post(TOKEN_URL, payload=token_reply("second"))
+        manager = TokenManager(CC, session=session, token_url=TOKEN_URL)
+        first = await manager.get_token()
+        await manager.invalidate("some-other-token")
+        assert await manager.get_token() == first
+        await manager.invalidate(first)
+        assert await manager.get_token() == "second"
+        await manager.invalidate(first)  # late 401 for the old token: no effect
+        assert await manager.get_token() == "second"
+    assert manager.token_requests == 2
+
+
+async def test_a_cancelled_leader_hands_over_to_a_waiter(session: aiohttp.ClientSession) -> None:
+    calls = 0
+
+    async def first_hangs(url: URL, **kwargs: Any) -> CallbackResult:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await anyio.sleep_forever()
+        return CallbackResult(payload=token_reply())
+
+    got: list[str] = []
+
+    async def waiter(manager: TokenManager) -> None:
+        got.append(await manager.get_token())
+
+    with aioresponses() as mock:
+        mock.post(TOKEN_URL, callback=first_hangs, repeat=True)
+        manager = TokenManager(CC, session=session, token_url=TOKEN_URL)
+        async with anyio.create_task_group() as tg:
+            leader_scope = anyio.CancelScope()
+
+            async def leader() -> None:
+                with leader_scope:
+                    await manager.get_token()
+
+            tg.start_soon(leader)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(waiter, manager)
+            await anyio.wait_all_tasks_blocked()
+            leader_scope.cancel()
+    assert got == [TOKEN]
+    assert calls == 2
+
+
+async def test_static_token_is_never_exchanged(session: aiohttp.ClientSession) -> None:
+    with aioresponses():  # any request would fail: none is registered
+        manager = TokenManager(StaticToken(token=TOKEN), session=session, token_url=None)
+        assert manager.is_static
+        assert await manager.get_token() == TOKEN
+        await manager.invalidate("not-it")
+        assert await manager.get_token() == TOKEN
+        await manager.invalidate(TOKEN)
+        with pytest.raises(AuthenticationError) as caught:
+            await manager.get_token()
+    assert "create a new personal access token" in str(caught.value)
+    assert TOKEN not in str(caught.value)
+    assert manager.token_requests == 0
+
+
+def test_a_token_url_is_required_unless_static() -> None:
+    with pytest.raises(ConfigurationError):
+        TokenManager(CC, session=None, token_url=None)  # type: ignore[arg-type]
+
+
+async def test_unreachable_token_endpoint_is_a_transport_error(
+    session: aiohttp.ClientSession,
+) -> None:
+    refused = aiohttp.ClientConnectorError(
+        aiohttp.client_reqrep.ConnectionKey("cloud.uipath.com", 443, True, True, None, None, None),
+        ConnectionRefusedError(111, "Connection refused"),
+    )
+    with aioresponses() as mock:
+        mock.post(TOKEN_URL, exception=refused)
+        manager = TokenManager(CC, session=session, token_url=TOKEN_URL)
+        with pytest.raises(TransportError) as caught:
+            await manager.get_token()
+    assert caught.value.may_have_reached_server is False
+    assert caught.value.__cause__ is refused
+    assert not isinstance(caught.value, aiohttp.ClientError)
+
+
+async def test_no_secret_or_token_in_logs_reprs_or_errors(
+    session: aiohttp.ClientSession,
+) -> None:
+    with structlog.testing.capture_logs() as logs, aioresponses() as mock:
+        mock.post(TOKEN_URL, payload=token_reply())
+        mock.post(TOKEN_URL, status=401, payload={"error": "invalid_client"})
+        manager = TokenManager(CC, session=session, token_url=TOKEN_URL)
+        token = await manager.get_token()
+        await manager.invalidate(token)
+        with pytest.raises(AuthenticationError) as caught:
+            await manager.get_token()
+    events = [entry["event"] for entry in logs]
+    assert events == [
+        "async_orch.token_refreshed",
+        "async_orch.token_invalidated",
+        "async_orch.token_request_failed",
+    ]
+    assert logs[0]["token_id"] == fingerprint(TOKEN)
+    everything = repr(logs) + repr(manager) + str(caught.value) + repr(caught.value)
+    assert SECRET not in everything
+    assert TOKEN not in everything
+
+
+# -- the real wire ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def token_server() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP server on 127.0.0.1 recording what reaches it."""
+    seen: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        raw = await request.read()
+        seen.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "content_type": request.headers.get("Content-Type"),
+                "accept": request.headers.get("Accept"),
+                "tenant": request.headers.get("X-UIPATH-TenantName"),
+                "raw": raw,
+            }
+        )
+        if request.path == "/api/Account/Authenticate":
+            return web.json_response({"result": "wire-token", "success": True, "__abp": True})
+        return web.json_response({"access_token": "wire-token", "expires_in": 3600})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("credentials", "path", "content_type", "decode"),
+    [
+        (
+            CC,
+            "/acme/identity_/connect/token",
+            "application/x-www-form-urlencoded",
+            lambda raw: {k: v[0] for k, v in parse_qs(raw.decode()).items()},
+        ),
+        (REFRESH, "/oauth/token", "application/json", json.loads),
+        (PASSWORD, "/api/Account/Authenticate", "application/json", json.loads),
+    ],
+    ids=["client_credentials", "refresh_token", "password"],
+)
+async def test_token_requests_on_the_wire(
+    token_server: tuple[str, list[dict[str, Any]]],
+    session: aiohttp.ClientSession,
+    credentials: Credentials,
+    path: str,
+    content_type: str,
+    decode: Callable[[bytes], dict[str, str]],
+) -> None:
+    base, seen = token_server
+    manager = TokenManager(credentials, session=session, token_url=base + path)
+    assert await manager.get_token() == "wire-token"
+    [request] = seen
+    assert (request["method"], request["path"]) == ("POST", path)
+    assert request["content_type"] == content_type
+    assert request["accept"] == "application/json"
+    body = decode(request["raw"])
+    if isinstance(credentials, ClientCredentials):
+        assert body == {
+            "grant_type": "client_credentials",
+            "client_id": "app-id",
+            "client_secret": SECRET,
+            "scope": "OR.Folders.Read OR.Execution.Read OR.Jobs",
+        }
+    elif isinstance(credentials, RefreshTokenCredentials):
+        assert body == {
+            "grant_type": "refresh_token",
+            "client_id": "legacy-cid",
+            "refresh_token": SECRET,
+        }
+        assert request["tenant"] == "T1"
+    else:
+        assert body == {
+            "tenancyName": "Default",
+            "usernameOrEmailAddress": "admin",
+            "password": SECRET,
+        }
