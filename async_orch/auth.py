@@ -38,7 +38,6 @@ from urllib.parse import urlencode
 
 import aiohttp
 import anyio
-import structlog
 
 from async_orch._http import send_once
 from async_orch._logging import fingerprint, redact, secret_values
@@ -50,6 +49,7 @@ from async_orch.config import (
     StaticToken,
 )
 from async_orch.errors import AuthenticationError, ConfigurationError
+from async_orch.logs import get_logger
 from async_orch.protocol import error_from_response, header, looks_like_html
 
 __all__ = [
@@ -65,7 +65,7 @@ __all__ = [
     "refresh_skew",
 ]
 
-log = structlog.get_logger("async_orch.auth")
+log = get_logger("async_orch.auth")
 
 #: Renew at most this long before expiry ...
 MAX_REFRESH_SKEW = 300.0

@@ -38,7 +38,6 @@ from typing import Any, Self
 
 import aiohttp
 import anyio
-import structlog
 
 from async_orch._http import Response, send_once
 from async_orch.auth import TokenManager
@@ -53,11 +52,12 @@ from async_orch.errors import (
     ServerError,
     TransportError,
 )
+from async_orch.logs import get_logger
 from async_orch.protocol import endpoint_label, error_from_response, retry_after_from
 
 __all__ = ["IDEMPOTENT_METHODS", "Response", "Transport", "TransportStats"]
 
-log = structlog.get_logger("async_orch.transport")
+log = get_logger("async_orch.transport")
 
 #: Methods that are safe to repeat unless the caller says otherwise.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})

@@ -1,0 +1,191 @@
+"""What users hand the dispatcher and what they get back (pure data).
+
+- :class:`JobRequest`: one process to start in one folder, with its inputs.
+- :class:`JobHandle`: a started job, small and serialisable, so a service can
+  start now, persist the handle, and wait later or elsewhere.
+- :class:`JobResult`: how a job ended (or why it never started), with its
+  parsed OutputArguments.
+- :class:`Progress`: counts by state, overall and per folder, for progress
+  displays.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from async_orch.errors import OrchestratorError
+from async_orch.models import Job
+from async_orch.states import JobState
+
+__all__ = ["JobHandle", "JobRequest", "JobResult", "Outcome", "Progress", "Summary"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRequest:
+    """One process to start in one folder.
+
+    Attributes:
+        process: the process (release) name as shown in Orchestrator, its release
+            Key or its ProcessKey.
+        folder: the folder's full path ("Finance/Invoices"), Key (GUID) or Id.
+        inputs: InputArguments as a dict; sent as JSON text (at most 10,000 chars).
+        reference: a correlation id (<= 128 chars), unique within the batch. When
+            None a unique one is generated. It is how a start whose response was
+            lost is found again, so a job is never started twice.
+        jobs_count: start this many identical jobs with one StartJobs call.
+        priority: "Low", "Normal" or "High" (None: the process's own).
+        specific_priority: 1..100, finer than priority.
+        strategy: StartJobs Strategy; ModernJobsCount suits modern folders.
+        robot_ids, machine_session_ids, runtime_type: robot selection, as in
+            Orchestrator's StartProcessDto.
+        timeout: seconds this job may take from its start before it is timed out.
+    """
+
+    process: str
+    folder: int | str
+    inputs: Mapping[str, Any] | None = None
+    reference: str | None = None
+    jobs_count: int = 1
+    priority: str | None = None
+    specific_priority: int | None = None
+    strategy: str = "ModernJobsCount"
+    robot_ids: Sequence[int] | None = None
+    machine_session_ids: Sequence[int] | None = None
+    runtime_type: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobHandle:
+    """A started job: enough to find it again, from this process or another."""
+
+    job_id: int
+    job_key: str | None
+    folder_id: int
+    folder_key: str | None
+    folder_path: str
+    reference: str | None
+    created: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (for journals and queues)."""
+        return {
+            "job_id": self.job_id,
+            "job_key": self.job_key,
+            "folder_id": self.folder_id,
+            "folder_key": self.folder_key,
+            "folder_path": self.folder_path,
+            "reference": self.reference,
+            "created": self.created.isoformat() if self.created else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobHandle:
+        created = data.get("created")
+        return cls(
+            job_id=int(data["job_id"]),
+            job_key=data.get("job_key"),
+            folder_id=int(data["folder_id"]),
+            folder_key=data.get("folder_key"),
+            folder_path=str(data.get("folder_path", "")),
+            reference=data.get("reference"),
+            created=datetime.fromisoformat(created) if created else None,
+        )
+
+
+class Outcome(enum.StrEnum):
+    """How a request ended, from the caller's point of view."""
+
+    SUCCESSFUL = "successful"  # the job ended Successful
+    FAULTED = "faulted"  # the job ended Faulted
+    STOPPED = "stopped"  # the job ended Stopped (by us on timeout, or by someone else)
+    TIMED_OUT = "timed_out"  # a deadline passed; the job may still be running (see state)
+    NOT_STARTED = "not_started"  # no job was created (see error)
+    UNKNOWN = "unknown"  # the job reached a state this version does not know
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobResult:
+    """The result of one job (or of one request that started no job)."""
+
+    index: int  # position of the request in the batch
+    request: JobRequest
+    outcome: Outcome
+    handle: JobHandle | None = None
+    job: Job | None = None  # last known view of the job
+    error: OrchestratorError | None = None
+    attempts: int = 0  # StartJobs attempts (including reconciliations)
+    detected: datetime | None = None  # when async-orch saw the final state
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.SUCCESSFUL
+
+    @property
+    def state(self) -> JobState | None:
+        return self.job.state if self.job else None
+
+    @property
+    def outputs(self) -> dict[str, Any] | None:
+        """Parsed OutputArguments (None when the job produced none)."""
+        return self.job.output_arguments if self.job else None
+
+    @property
+    def job_id(self) -> int | None:
+        return self.handle.job_id if self.handle else None
+
+    @property
+    def info(self) -> str | None:
+        """The job's Info (its completion or error message), or our error."""
+        if self.error is not None:
+            return str(self.error)
+        return self.job.info if self.job else None
+
+
+@dataclass(slots=True)
+class Progress:
+    """Counts by state, overall and per folder; updated as events arrive."""
+
+    total: int = 0
+    by_state: Counter[str] = field(default_factory=Counter)
+    by_folder: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def move(self, folder: str, old: str | None, new: str) -> None:
+        """Record that one job of ``folder`` went from ``old`` to ``new``."""
+        per_folder = self.by_folder.setdefault(folder, Counter())
+        if old is not None:
+            self.by_state[old] -= 1
+            per_folder[old] -= 1
+        self.by_state[new] += 1
+        per_folder[new] += 1
+
+    def forget(self, folder: str, state: str) -> None:
+        """Drop one job counted under ``state`` (it is recounted elsewhere)."""
+        self.by_state[state] -= 1
+        self.by_folder.setdefault(folder, Counter())[state] -= 1
+
+    @property
+    def finished(self) -> int:
+        return sum(self.by_state[o.value] for o in Outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Totals of a batch."""
+
+    total: int
+    by_outcome: Mapping[str, int]
+
+    @classmethod
+    def of(cls, results: Sequence[JobResult]) -> Summary:
+        counts = Counter(r.outcome.value for r in results)
+        return cls(total=len(results), by_outcome=dict(counts))
+
+    @property
+    def all_successful(self) -> bool:
+        return self.by_outcome.get(Outcome.SUCCESSFUL.value, 0) == self.total

@@ -1,0 +1,300 @@
+"""Watch started jobs until they end, with as few requests as the API allows.
+
+Theory of operation: the pure :class:`~async_orch.planner.PollPlanner` decides
+*what* to ask and *when*; this module only carries its decisions out.
+
+- ``ListBatch``: one ``GET /odata/Jobs?$filter=Id in (...)`` for many jobs of
+  one folder, selecting only Id and State. The list endpoint is rate limited per
+  tenant (orchestrator-api.md §4), so the planner spends a budget of such calls;
+  a 429 pauses them for the Retry-After the server gave.
+- ``FetchOne``: ``GET /odata/Jobs({id})``, not rate limited, read once per job
+  when it is final, because only this route returns OutputArguments.
+
+Deadlines are kept here, not in the planner: a job past its deadline is either
+stopped (SoftStop, then Kill after a grace period) or reported as still running.
+Nothing is dropped silently: every watched job comes out of :meth:`JobWatcher.run`
+exactly once, as a :class:`Finished` record.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import anyio
+
+from async_orch.batch import JobHandle
+from async_orch.errors import OrchestratorError, RateLimitedError
+from async_orch.logs import get_logger
+from async_orch.models import Job
+from async_orch.planner import FetchOne, ListBatch, PollPlanner, PollPolicy
+from async_orch.resources import OrchestratorAPI
+from async_orch.states import JobState
+
+__all__ = ["Finished", "JobWatcher", "StopPolicy"]
+
+log = get_logger("async_orch.poller")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopPolicy:
+    """What to do with a job whose deadline passed.
+
+    Attributes:
+        stop: stop it (True) or leave it running and report it (False).
+        grace: seconds between SoftStop and Kill, and after Kill before giving up.
+    """
+
+    stop: bool = False
+    grace: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finished:
+    """A watched job leaving the watcher: final, or timed out (``timed_out``)."""
+
+    handle: JobHandle
+    job: Job | None  # the full job when it was read, else None
+    state: JobState | None  # the last state seen
+    timed_out: bool
+    detected: datetime
+    error: OrchestratorError | None = None
+
+
+@dataclass(slots=True)
+class _Watched:
+    handle: JobHandle
+    deadline: float | None
+    state: JobState | None = None
+    job: Job | None = None
+    stop_sent: str | None = None  # "SoftStop" / "Kill" once sent
+    stop_at: float | None = None  # when the last stop was sent
+
+
+class JobWatcher:
+    """Watch many jobs at once; call :meth:`watch` any time, then :meth:`run`.
+
+    Usage::
+
+        watcher = JobWatcher(api)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watcher.run, on_finished)
+            watcher.watch(handle)
+            ...
+            watcher.close()   # no more jobs will come: run() returns when all ended
+    """
+
+    def __init__(
+        self,
+        api: OrchestratorAPI,
+        *,
+        policy: PollPolicy | None = None,
+        stop_policy: StopPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        fetch_concurrency: int = 8,
+        on_state: Callable[[JobHandle, JobState | None, JobState], None] | None = None,
+    ) -> None:
+        self._api = api
+        self._planner: PollPlanner[int] = PollPlanner(policy or PollPolicy())
+        self._stop_policy = stop_policy or StopPolicy()
+        self._clock = clock
+        self._fetch_slots = anyio.Semaphore(max(1, fetch_concurrency))
+        self._on_state = on_state
+        self._jobs: dict[int, _Watched] = {}
+        self._closed = False
+        self._wakeup = anyio.Event()
+
+    @property
+    def watching(self) -> int:
+        """How many jobs are still being watched."""
+        return len(self._jobs)
+
+    def watch(self, handle: JobHandle, *, timeout: float | None = None) -> None:
+        """Start watching a job; ``timeout`` counts from now."""
+        if self._closed:
+            raise RuntimeError("watch() after close(): this watcher takes no more jobs")
+        now = self._clock()
+        deadline = now + timeout if timeout is not None else None
+        self._jobs[handle.job_id] = _Watched(handle=handle, deadline=deadline)
+        self._planner.add(handle.job_id, handle.folder_id, now=now)
+        self._wakeup.set()
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """Apply a batch deadline (on this watcher's clock) to every watched job."""
+        for watched in self._jobs.values():
+            if deadline is not None and (watched.deadline is None or deadline < watched.deadline):
+                watched.deadline = deadline
+        self._wakeup.set()
+
+    def close(self) -> None:
+        """No more jobs will be added; :meth:`run` ends once every job has left."""
+        self._closed = True
+        self._wakeup.set()
+
+    async def run(self, on_finished: Callable[[Finished], Awaitable[None]]) -> None:
+        """Carry out the planner's actions until every job has finished or timed out."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                now = self._clock()
+                await self._enforce_deadlines(now, on_finished)
+                action = self._planner.next_action(now)
+                if action is not None:
+                    tg.start_soon(self._execute, action, on_finished)
+                    continue
+                if self._closed and not self._jobs:
+                    return
+                wake = self._planner.next_wake(now)
+                deadlines = [w.deadline for w in self._jobs.values() if w.deadline is not None]
+                deadlines += [
+                    w.stop_at + self._stop_policy.grace
+                    for w in self._jobs.values()
+                    if w.stop_at is not None
+                ]
+                candidates = [t for t in [wake, *deadlines] if t is not None]
+                delay = max(0.0, min(candidates) - now) if candidates else math.inf
+                self._wakeup = anyio.Event()
+                with anyio.move_on_after(delay):
+                    await self._wakeup.wait()
+
+    # -- actions -----------------------------------------------------------------
+
+    async def _execute(
+        self,
+        action: ListBatch[int] | FetchOne[int],
+        on_finished: Callable[[Finished], Awaitable[None]],
+    ) -> None:
+        try:
+            if isinstance(action, ListBatch):
+                await self._list(action)
+            else:
+                async with self._fetch_slots:
+                    await self._fetch(action, on_finished)
+        finally:
+            self._wakeup.set()
+
+    async def _list(self, action: ListBatch[int]) -> None:
+        folder = self._folder_of(action.job_ids)
+        if folder is None:
+            return
+        try:
+            jobs = await self._api.list_jobs(
+                folder, ids=list(action.job_ids), select=("Id", "State", "Key")
+            )
+        except RateLimitedError as exc:
+            log.debug("async_orch.poll_rate_limited", retry_after=exc.retry_after)
+            self._planner.rate_limited(retry_after=exc.retry_after, now=self._clock())
+            self._planner.list_failed(action.job_ids, now=self._clock())
+            return
+        except OrchestratorError as exc:
+            # The transport already retried what is worth retrying; the jobs stay
+            # due and are asked about again on the next round.
+            log.warning("async_orch.poll_failed", error=str(exc), jobs=len(action.job_ids))
+            self._planner.list_failed(action.job_ids, now=self._clock())
+            return
+        now = self._clock()
+        seen = set()
+        for job in jobs:
+            seen.add(job.id)
+            self._note_state(job.id, job.state)
+            if job.id in self._jobs:
+                self._planner.observe(job.id, job.state, now=now)
+        for job_id in action.job_ids:
+            if job_id not in seen and job_id in self._jobs:
+                self._planner.observe_missing(job_id, now=now)
+
+    async def _fetch(
+        self, action: FetchOne[int], on_finished: Callable[[Finished], Awaitable[None]]
+    ) -> None:
+        watched = self._jobs.get(action.job_id)
+        if watched is None:
+            return
+        try:
+            job = await self._api.get_job(
+                watched.handle.folder_key or watched.handle.folder_id, action.job_id
+            )
+        except OrchestratorError as exc:
+            log.warning("async_orch.fetch_failed", job_id=action.job_id, error=str(exc))
+            self._planner.fetch_failed(action.job_id, now=self._clock())
+            return
+        now = self._clock()
+        self._note_state(job.id, job.state)
+        watched.job = job
+        if job.state.is_terminal:
+            self._planner.observe_fetched(job.id, now=now)
+            await self._finish(watched, on_finished, timed_out=False)
+        else:
+            # A fallback probe of a job that is not final yet.
+            self._planner.observe(job.id, job.state, now=now)
+
+    # -- deadlines ---------------------------------------------------------------
+
+    async def _enforce_deadlines(
+        self, now: float, on_finished: Callable[[Finished], Awaitable[None]]
+    ) -> None:
+        for watched in list(self._jobs.values()):
+            if watched.deadline is None or now < watched.deadline:
+                continue
+            if not self._stop_policy.stop:
+                await self._finish(watched, on_finished, timed_out=True)
+                continue
+            grace_over = (
+                watched.stop_at is not None and now >= watched.stop_at + self._stop_policy.grace
+            )
+            if watched.stop_sent is None:
+                await self._send_stop(watched, "SoftStop", now)
+            elif watched.stop_sent == "SoftStop" and grace_over:
+                await self._send_stop(watched, "Kill", now)
+            elif watched.stop_sent == "Kill" and grace_over:
+                await self._finish(watched, on_finished, timed_out=True)
+
+    async def _send_stop(self, watched: _Watched, strategy: str, now: float) -> None:
+        handle = watched.handle
+        log.info("async_orch.job_stopping", job_id=handle.job_id, strategy=strategy)
+        watched.stop_sent, watched.stop_at = strategy, now
+        try:
+            await self._api.stop_jobs(
+                handle.folder_key or handle.folder_id, [handle.job_id], strategy=strategy
+            )
+        except OrchestratorError as exc:
+            log.warning("async_orch.stop_failed", job_id=handle.job_id, error=str(exc))
+
+    async def _finish(
+        self,
+        watched: _Watched,
+        on_finished: Callable[[Finished], Awaitable[None]],
+        *,
+        timed_out: bool,
+    ) -> None:
+        job_id = watched.handle.job_id
+        if self._jobs.pop(job_id, None) is None:
+            return
+        self._planner.remove(job_id)
+        await on_finished(
+            Finished(
+                handle=watched.handle,
+                job=watched.job,
+                state=watched.state,
+                timed_out=timed_out,
+                detected=datetime.now(UTC),
+            )
+        )
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _note_state(self, job_id: int, state: JobState) -> None:
+        watched = self._jobs.get(job_id)
+        if watched is None or watched.state == state:
+            return
+        old, watched.state = watched.state, state
+        if self._on_state is not None:
+            self._on_state(watched.handle, old, state)
+
+    def _folder_of(self, job_ids: tuple[int, ...]) -> int | str | None:
+        for job_id in job_ids:
+            watched = self._jobs.get(job_id)
+            if watched is not None:
+                return watched.handle.folder_key or watched.handle.folder_id
+        return None

@@ -1,0 +1,305 @@
+"""Typed calls to the Orchestrator endpoints async-orch uses, over a Transport.
+
+One method per operation (spec operationIds in brackets). Folder and process
+names are resolved here and cached per client, so a batch of 500 jobs costs
+one Folders call and one Releases call per (folder, process).
+
+The folder header is chosen from what is known: a resolved folder's Key (it
+is stable, whereas a folder's Id can change after a licence-plan change:
+orchestrator-api.md §2, F6), else the Id, else the path (plain when ASCII,
+Base64 UTF-16LE otherwise: ``protocol.folder_headers``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import anyio
+
+from async_orch.errors import (
+    FolderNotFoundError,
+    ProcessNotFoundError,
+    ResponseDecodeError,
+)
+from async_orch.models import Folder, Job, Release, StartRequest
+from async_orch.protocol import folder_headers
+from async_orch.transport import Transport
+
+__all__ = ["FolderRef", "OrchestratorAPI", "odata_quote"]
+
+#: A folder as users name it: numeric Id, Key (GUID) or path ("Finance/Invoices").
+FolderRef = int | str | Folder
+
+_JOBS = "odata/Jobs"
+_START_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
+_STOP_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
+_PAGE = 1000  # the documented maximum $top
+
+
+def odata_quote(value: str) -> str:
+    """Quote a string literal for $filter (single quotes doubled, per OData)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _is_guid(text: str) -> bool:
+    parts = text.split("-")
+    return [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(
+        c in "0123456789abcdefABCDEF" for p in parts for c in p
+    )
+
+
+def _values(body: Any, what: str) -> list[dict[str, Any]]:
+    if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+        raise ResponseDecodeError(f"expected an OData list of {what}, got {str(body)[:200]!r}")
+    rows: list[dict[str, Any]] = body["value"]
+    return rows
+
+
+class OrchestratorAPI:
+    """The resource calls; build it on a Transport (``OrchestratorClient`` does)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self._folders: list[Folder] | None = None
+        self._folders_lock = anyio.Lock()
+        self._releases: dict[tuple[int, str], Release] = {}
+        self._release_locks: dict[tuple[int, str], anyio.Lock] = {}
+
+    # -- Folders [Folders_Get] -------------------------------------------------
+
+    async def list_folders(self, *, refresh: bool = False) -> list[Folder]:
+        """Every folder these credentials can see (cached after the first call)."""
+        async with self._folders_lock:
+            if self._folders is None or refresh:
+                rows = await self._get_all("odata/Folders", endpoint="GET Folders", headers={})
+                self._folders = [Folder.from_api(row) for row in rows]
+            return list(self._folders)
+
+    async def resolve_folder(self, ref: FolderRef) -> Folder:
+        """Find a folder by Id, Key or full path; raise FolderNotFoundError otherwise."""
+        if isinstance(ref, Folder):
+            return ref
+        folders = await self.list_folders()
+        found = _match_folder(folders, ref)
+        if found is None:
+            # A folder created after the cache was filled: look once more.
+            folders = await self.list_folders(refresh=True)
+            found = _match_folder(folders, ref)
+        if found is not None:
+            return found
+        paths = [f.fully_qualified_name for f in folders]
+        close = difflib.get_close_matches(str(ref), paths, n=5, cutoff=0.5) or sorted(paths)
+        raise FolderNotFoundError(
+            f"folder {ref!r} not found, or these credentials cannot see it "
+            "(give its full path with '/' between levels, its Key or its Id)",
+            name=str(ref),
+            candidates=close,
+        )
+
+    # -- Releases (processes) [Releases_Get] ------------------------------------
+
+    async def resolve_release(self, folder: FolderRef, process: str) -> Release:
+        """Find a process (release) in a folder by name, Key or ProcessKey (cached)."""
+        resolved = await self.resolve_folder(folder)
+        cache_key = (resolved.id, process)
+        lock = self._release_locks.setdefault(cache_key, anyio.Lock())
+        async with lock:
+            cached = self._releases.get(cache_key)
+            if cached is not None:
+                return cached
+            release = await self._find_release(resolved, process)
+            self._releases[cache_key] = release
+            return release
+
+    async def _find_release(self, folder: Folder, process: str) -> Release:
+        field = "Key" if _is_guid(process) else "Name"
+        for filter_field in (field, "ProcessKey"):
+            rows = await self._get_all(
+                "odata/Releases",
+                endpoint="GET Releases",
+                headers=self.folder_headers(folder),
+                params={"$filter": f"{filter_field} eq {odata_quote(process)}"},
+            )
+            if rows:
+                return Release.from_api(rows[0])
+        rows = await self._get_all(
+            "odata/Releases",
+            endpoint="GET Releases",
+            headers=self.folder_headers(folder),
+            params={"$select": "Name"},
+        )
+        names = sorted({str(r.get("Name")) for r in rows})
+        close = difflib.get_close_matches(process, names, n=5, cutoff=0.5) or names
+        raise ProcessNotFoundError(
+            f"process {process!r} not found in folder {folder.fully_qualified_name!r} "
+            "(use the process name shown in Orchestrator's Processes page of that folder)",
+            name=process,
+            candidates=close,
+        )
+
+    # -- Jobs ----------------------------------------------------------------
+
+    async def start_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
+        """Start jobs [Jobs_StartJobs]; never retried once it may have reached the server.
+
+        Raises ``TransportError`` with ``may_have_reached_server`` or an ``APIError``;
+        after an ambiguous failure, look the jobs up by Reference before posting again.
+        """
+        resolved = await self.resolve_folder(folder)
+        body = request.to_api()
+        response = await self._transport.request(
+            "POST",
+            _START_JOBS,
+            json=body,
+            headers=self.folder_headers(resolved),
+            idempotent=False,
+            endpoint="POST StartJobs",
+        )
+        return [Job.from_api(row) for row in _values(response.json(), "jobs")]
+
+    async def get_job(self, folder: FolderRef, job_id: int) -> Job:
+        """One job with its Input/OutputArguments [Jobs_GetById] (not rate limited)."""
+        resolved = await self.resolve_folder(folder)
+        response = await self._transport.request(
+            "GET",
+            f"{_JOBS}({int(job_id)})",
+            headers=self.folder_headers(resolved),
+            endpoint="GET Jobs({id})",
+        )
+        body = response.json()
+        if not isinstance(body, dict):
+            raise ResponseDecodeError(f"expected a job, got {str(body)[:200]!r}")
+        return Job.from_api(body)
+
+    async def get_job_by_key(self, folder: FolderRef, key: str) -> Job:
+        """One job by its Key (GUID). The route is undocumented in the v20 spec but
+        is what the official SDK uses (orchestrator-api.md §3.4)."""
+        resolved = await self.resolve_folder(folder)
+        response = await self._transport.request(
+            "GET",
+            f"{_JOBS}/UiPath.Server.Configuration.OData.GetByKey(identifier={key})",
+            headers=self.folder_headers(resolved),
+            endpoint="GET Jobs/GetByKey",
+        )
+        body = response.json()
+        if not isinstance(body, dict):
+            raise ResponseDecodeError(f"expected a job, got {str(body)[:200]!r}")
+        return Job.from_api(body)
+
+    async def list_jobs(
+        self,
+        folder: FolderRef,
+        *,
+        ids: Sequence[int] | None = None,
+        reference: str | None = None,
+        states: Iterable[str] | None = None,
+        filter: str | None = None,
+        select: Sequence[str] | None = None,
+        top: int | None = None,
+    ) -> list[Job]:
+        """Jobs of a folder [Jobs_Get]. This endpoint is rate limited per tenant
+        (100/min for scripts): batch ids with ``ids=`` rather than calling per job.
+
+        The list returns InputArguments/OutputArguments as null; use get_job for them.
+        """
+        resolved = await self.resolve_folder(folder)
+        clauses = []
+        if ids is not None:
+            if not ids:
+                return []
+            clauses.append("Id in (" + ",".join(str(int(i)) for i in ids) + ")")
+        if reference is not None:
+            clauses.append(f"Reference eq {odata_quote(reference)}")
+        if states is not None:
+            clauses.append("State in (" + ",".join(odata_quote(s) for s in states) + ")")
+        if filter:
+            clauses.append(f"({filter})")
+        params: dict[str, str] = {}
+        if clauses:
+            params["$filter"] = " and ".join(clauses)
+        if select:
+            params["$select"] = ",".join(select)
+        rows = await self._get_all(
+            _JOBS,
+            endpoint="GET Jobs",
+            headers=self.folder_headers(resolved),
+            params=params,
+            limit=top,
+        )
+        return [Job.from_api(row) for row in rows]
+
+    async def stop_jobs(
+        self, folder: FolderRef, job_ids: Sequence[int], *, strategy: str = "SoftStop"
+    ) -> None:
+        """Stop jobs [Jobs_StopJobs]: SoftStop asks the workflow to stop, Kill ends it.
+
+        Stopping is idempotent (a stopped job stays stopped), so it may be retried.
+        """
+        if strategy not in ("SoftStop", "Kill"):
+            raise ValueError("strategy must be 'SoftStop' or 'Kill'")
+        if not job_ids:
+            return
+        resolved = await self.resolve_folder(folder)
+        await self._transport.request(
+            "POST",
+            _STOP_JOBS,
+            json={"jobIds": [int(i) for i in job_ids], "strategy": strategy},
+            headers=self.folder_headers(resolved),
+            idempotent=True,
+            endpoint="POST StopJobs",
+        )
+
+    # -- helpers -------------------------------------------------------------
+
+    @staticmethod
+    def folder_headers(folder: Folder) -> dict[str, str]:
+        """The folder header for a resolved folder: Key, which survives Id changes."""
+        if folder.key:
+            return folder_headers(folder.key)
+        return folder_headers(folder.id)
+
+    async def _get_all(
+        self,
+        path: str,
+        *,
+        endpoint: str,
+        headers: dict[str, str],
+        params: dict[str, str] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """GET an OData list, following $skip pages of the documented maximum size."""
+        rows: list[dict[str, Any]] = []
+        while True:
+            want = _PAGE if limit is None else min(_PAGE, limit - len(rows))
+            page_params = dict(params or {})
+            page_params["$top"] = str(want)
+            if rows:
+                page_params["$skip"] = str(len(rows))
+            response = await self._transport.request(
+                "GET", path, params=page_params, headers=headers, endpoint=endpoint
+            )
+            page = _values(response.json(), endpoint)
+            rows.extend(page)
+            if len(page) < want or (limit is not None and len(rows) >= limit):
+                return rows
+
+
+def _match_folder(folders: list[Folder], ref: int | str) -> Folder | None:
+    if isinstance(ref, int):
+        return next((f for f in folders if f.id == ref), None)
+    text = ref.strip().strip("/")
+    if text.isdigit():
+        by_id = next((f for f in folders if f.id == int(text)), None)
+        if by_id is not None:
+            return by_id
+    if _is_guid(text):
+        return next((f for f in folders if (f.key or "").lower() == text.lower()), None)
+    exact = [f for f in folders if f.fully_qualified_name == text]
+    if exact:
+        return exact[0]
+    # A unique case-insensitive match is accepted as a convenience (whether
+    # Orchestrator itself compares folder names case-insensitively is UNCONFIRMED).
+    folded = [f for f in folders if f.fully_qualified_name.casefold() == text.casefold()]
+    return folded[0] if len(folded) == 1 else None
