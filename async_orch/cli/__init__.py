@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from async_orch import __version__
+from async_orch.cli import dispatch_cmd, simulator_cmd
 
 __all__ = ["main"]
+
+# Command name -> run(args) -> exit code. Each command module also exposes
+# add_parser(subparsers), called by build_parser() in this order.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "dispatch": dispatch_cmd.run,
+    "simulator": simulator_cmd.run,
+}
+_PARSERS = (dispatch_cmd.add_parser, simulator_cmd.add_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dispatch many UiPath Orchestrator jobs at once, watch them, gather outputs.",
     )
     parser.add_argument("--version", action="version", version=f"async-orch {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add_parser in _PARSERS:
+        add_parser(subparsers)
     return parser
 
 
@@ -28,4 +39,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    return 2
+    return COMMANDS[args.command](args)

@@ -1,0 +1,97 @@
+"""Result writers for the command line: JSON Lines, CSV and a plain table."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, TextIO
+
+from async_orch.batch import JobResult
+
+__all__ = ["FORMATS", "result_row", "write_results"]
+
+FORMATS = ("jsonl", "csv", "table")
+
+_COLUMNS = (
+    "index",
+    "reference",
+    "folder",
+    "process",
+    "job_id",
+    "job_key",
+    "outcome",
+    "state",
+    "info",
+    "outputs",
+    "created",
+    "started",
+    "ended",
+    "detected",
+    "attempts",
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def result_row(result: JobResult) -> dict[str, Any]:
+    """One result as a flat, JSON-ready dict (the columns of every format)."""
+    job = result.job
+    handle = result.handle
+    return {
+        "index": result.index,
+        "reference": handle.reference if handle else result.request.reference,
+        "folder": handle.folder_path if handle else str(result.request.folder),
+        "process": result.request.process or (job.release_name if job else None),
+        "job_id": handle.job_id if handle else None,
+        "job_key": handle.job_key if handle else None,
+        "outcome": result.outcome.value,
+        "state": job.raw_state if job else None,
+        "info": result.info,
+        "outputs": result.outputs,
+        "created": _iso(job.creation_time if job else None),
+        "started": _iso(job.start_time if job else None),
+        "ended": _iso(job.end_time if job else None),
+        "detected": _iso(result.detected),
+        "attempts": result.attempts,
+    }
+
+
+def write_results(results: Iterable[JobResult], fmt: str, out: TextIO) -> None:
+    """Write results to ``out`` in ``fmt`` (one of FORMATS)."""
+    rows = [result_row(r) for r in results]
+    if fmt == "jsonl":
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            row = dict(row)
+            row["outputs"] = json.dumps(row["outputs"], ensure_ascii=False)
+            writer.writerow(row)
+    elif fmt == "table":
+        _write_table(rows, out)
+    else:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def _write_table(rows: list[dict[str, Any]], out: TextIO) -> None:
+    columns = ("index", "folder", "process", "job_id", "outcome", "outputs")
+    cells = [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    out.write("\n")
+    for row_cells in cells:
+        line = "  ".join(v.ljust(w) for v, w in zip(row_cells, widths, strict=True))
+        out.write(line.rstrip() + "\n")
+
+
+def _cell(value: Any, limit: int = 60) -> str:
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

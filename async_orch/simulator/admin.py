@@ -1,0 +1,90 @@
+"""The admin API under ``/_simulator/``: not part of Orchestrator, never faulted.
+
+* ``GET  /_simulator/stats``          counters (see :meth:`Simulator.stats`)
+* ``POST /_simulator/reset-stats``    zero request, rejection and fault counters
+* ``GET  /_simulator/faults``         current fault settings
+* ``POST /_simulator/faults``         change them: a JSON object of settings
+  (see faults.py); ``"clear": true`` first resets every fault to off
+* ``POST /_simulator/revoke-tokens``  revoke all tokens, or ``{"tenant": "org/name"}``
+* ``GET  /_simulator/scenario``       tenants, URLs, credentials, folders, processes
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from async_orch.errors import ConfigurationError
+from async_orch.simulator.responses import json_response
+
+if TYPE_CHECKING:
+    from async_orch.simulator.core import Simulator
+
+__all__ = ["ADMIN_PREFIX", "add_admin_routes"]
+
+ADMIN_PREFIX = "/_simulator"
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text='{"error": "the body must be a JSON object"}', content_type="application/json"
+        ) from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(
+            text='{"error": "the body must be a JSON object"}', content_type="application/json"
+        )
+    return data
+
+
+def add_admin_routes(app: web.Application, sim: Simulator) -> None:
+    """Register the admin endpoints on *app*."""
+
+    async def stats(request: web.Request) -> web.Response:
+        return json_response(sim.stats())
+
+    async def reset_stats(request: web.Request) -> web.Response:
+        sim.reset_stats()
+        return json_response(sim.stats())
+
+    async def get_faults(request: web.Request) -> web.Response:
+        return json_response(sim.faults.settings.to_dict())
+
+    async def set_faults(request: web.Request) -> web.Response:
+        data = await _json_object(request)
+        clear = bool(data.pop("clear", False))
+        try:
+            settings = sim.set_faults(data, clear=clear)
+        except ConfigurationError as exc:
+            return json_response({"error": str(exc)}, status=400)
+        return json_response(settings.to_dict())
+
+    async def revoke_tokens(request: web.Request) -> web.Response:
+        data = await _json_object(request)
+        tenant = data.get("tenant")
+        if tenant is not None and (
+            not isinstance(tenant, str) or sim.tenant_by_key(tenant) is None
+        ):
+            known = ", ".join(t.key for t in sim.tenants)
+            return json_response(
+                {"error": f"unknown tenant {tenant!r}; known: {known}"}, status=400
+            )
+        return json_response({"revoked": sim.revoke_tokens(tenant)})
+
+    async def scenario(request: web.Request) -> web.Response:
+        root = f"{request.scheme}://{request.host}"
+        return json_response({"root_url": root, **sim.describe()})
+
+    app.router.add_get(f"{ADMIN_PREFIX}/stats", stats)
+    app.router.add_post(f"{ADMIN_PREFIX}/reset-stats", reset_stats)
+    app.router.add_get(f"{ADMIN_PREFIX}/faults", get_faults)
+    app.router.add_post(f"{ADMIN_PREFIX}/faults", set_faults)
+    app.router.add_post(f"{ADMIN_PREFIX}/revoke-tokens", revoke_tokens)
+    app.router.add_get(f"{ADMIN_PREFIX}/scenario", scenario)

@@ -1,0 +1,157 @@
+"""The aiohttp application: one catch-all route that matches paths like ASP.NET.
+
+aiohttp's router is case-sensitive, Orchestrator's is not, so every non-admin
+request goes to :func:`_dispatch`, which matches the path itself
+(:mod:`routes`), applies injected faults, calls the endpoint and counts the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from async_orch.logs import get_logger
+from async_orch.simulator.admin import add_admin_routes
+from async_orch.simulator.faults import FaultPlan
+from async_orch.simulator.identity import authenticate_user, client_credentials_token, legacy_token
+from async_orch.simulator.odata import ODataError
+from async_orch.simulator.orchestrator import handle_orchestrator
+from async_orch.simulator.problems import INVALID_REQUEST, ApiProblem, Unauthenticated
+from async_orch.simulator.responses import (
+    problem_response,
+    token_error_response,
+    unauthenticated_response,
+)
+from async_orch.simulator.routes import Endpoint, RouteMatch, match_route
+
+if TYPE_CHECKING:
+    from async_orch.simulator.core import Simulator
+
+__all__ = ["build_app"]
+
+log = get_logger("async_orch.simulator")
+
+_Handler = Callable[["Simulator", web.Request, RouteMatch], Awaitable[web.Response]]
+_TOKEN_HANDLERS: dict[Endpoint, _Handler] = {
+    Endpoint.TOKEN: client_credentials_token,
+    Endpoint.LEGACY_TOKEN: legacy_token,
+    Endpoint.AUTHENTICATE: authenticate_user,
+}
+# UNCONFIRMED: Orchestrator's errorCode for "no such route"; ASP.NET's wording.
+_NO_ROUTE_CODE = 0
+
+
+def build_app(sim: Simulator) -> web.Application:
+    """An application serving *sim*: Orchestrator, identity and admin endpoints."""
+    app = web.Application()
+    add_admin_routes(app, sim)
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        match = match_route(request.method, request.path)
+        if match is None:
+            sim.requests.record("(no route)", 404)
+            return problem_response(
+                ApiProblem(
+                    404,
+                    f"No HTTP resource was found that matches the request URI '{request.url}'.",
+                    _NO_ROUTE_CODE,
+                )
+            )
+        response = await _serve(sim, request, match)
+        sim.requests.record(match.endpoint.value, response.status if response else "dropped")
+        return response if response is not None else _dropped(request)
+
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app
+
+
+async def _serve(sim: Simulator, request: web.Request, match: RouteMatch) -> web.Response | None:
+    """Answer one matched request; None means: close the connection unanswered."""
+    sim.revoke_if_due()
+    endpoint = match.endpoint
+    if not match.method_allowed and endpoint is not Endpoint.TOKEN:
+        # The token endpoint answers a wrong method itself (invalid_request).
+        return problem_response(
+            ApiProblem(
+                405,
+                f"The requested resource does not support http method '{request.method}'.",
+                _NO_ROUTE_CODE,
+                headers={"Allow": endpoint.method},
+            )
+        )
+    plan = sim.faults.plan(
+        now=sim.real_now(),
+        token_route=endpoint.is_token,
+        start_jobs=endpoint is Endpoint.START_JOBS,
+    )
+    if plan.outcome != "none" or plan.delay:
+        log.info(
+            "async_orch.simulator.fault_injected",
+            endpoint=endpoint.value,
+            outcome=plan.outcome,
+            delay=plan.delay,
+        )
+    if plan.delay:
+        await asyncio.sleep(plan.delay)
+    if plan.outcome == "drop":
+        return None
+    if plan.outcome in ("server_error", "throttle"):
+        return _injected(plan, token_route=endpoint.is_token)
+
+    response = await _answer(sim, request, match)
+    if plan.outcome == "ambiguous" and response.status == 201:
+        # The jobs exist now; the client just never learns it.
+        if sim.faults.settings.ambiguous_start_mode == "drop":
+            return None
+        return web.Response(status=504, text="upstream request timeout", content_type="text/plain")
+    return response
+
+
+async def _answer(sim: Simulator, request: web.Request, match: RouteMatch) -> web.Response:
+    try:
+        if match.endpoint.is_token:
+            return await _TOKEN_HANDLERS[match.endpoint](sim, request, match)
+        return await handle_orchestrator(sim, request, match)
+    except Unauthenticated as exc:
+        sim.requests.reject(401)
+        log.info("async_orch.simulator.unauthenticated", reason=exc.reason, path=request.path)
+        return unauthenticated_response(exc.reason)
+    except ApiProblem as exc:
+        return problem_response(exc)
+    except ODataError as exc:
+        # UNCONFIRMED: the errorCode of an invalid OData query (1000 "Invalid request!").
+        return problem_response(ApiProblem(400, exc.message, INVALID_REQUEST))
+
+
+def _injected(plan: FaultPlan, *, token_route: bool) -> web.Response:
+    """A 5xx or 429 that did not come from the endpoint itself."""
+    if plan.outcome == "throttle":
+        retry_after = str(plan.retry_after or 1)
+        if token_route:
+            response = token_error_response("too_many_requests", "Too many requests.", status=429)
+            response.headers["Retry-After"] = retry_after
+            return response
+        return problem_response(
+            ApiProblem(
+                429,
+                "Too many requests. Retry after the number of seconds in Retry-After.",
+                0,
+                headers={"Retry-After": retry_after, "X-RateLimit-Remaining": "0"},
+            )
+        )
+    status = plan.status or 500
+    if status == 500:
+        return problem_response(ApiProblem(500, "An error has occurred.", 0))
+    # Gateways in front of the service answer with short non-JSON bodies.
+    reason = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}[status]
+    return web.Response(status=status, text=f"{status} {reason}", content_type="text/plain")
+
+
+def _dropped(request: web.Request) -> web.Response:
+    """Close the connection without an answer; the returned response is never sent."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=499)

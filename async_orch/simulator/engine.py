@@ -1,0 +1,334 @@
+"""The job engine of one tenant: a pure, event-driven job life cycle.
+
+Theory of operation
+-------------------
+Nothing runs in the background. Every request first calls :meth:`JobEngine.advance`
+with the current simulated time; the engine then replays, in time order, every event
+due until then. Time is always passed in, so tests drive the engine with plain
+numbers and runs are reproducible.
+
+Life cycle of a job (JobDto.State)::
+
+    Pending --(robot slot free, then pickup_delay)--> Running --(duration)--> Successful
+       |                                                 |                  or Faulted
+       |                                                 |-- SoftStop --> Stopping
+       |                                                 |        --(soft_stop_delay)--> Stopped
+       |                                                 \\-- Kill --> Terminating
+       |                                                          --(kill_delay)--> Stopped
+       \\-- SoftStop or Kill --> Stopped (at once)
+
+* Each folder has a robot *capacity*: at most that many jobs hold a slot (from the
+  moment a robot picks them up until they end). Others wait in Pending, highest
+  SpecificPriorityValue first, then first come first served.
+* All randomness (job key, duration, outcome, outputs) is drawn from the tenant's
+  seeded RNG when the job is created, so the same sequence of requests gives the
+  same jobs.
+* Events carry the job's *generation*; a stop bumps it, which cancels the job's
+  pending "finish" event without searching the heap.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from async_orch.simulator.outputs import FAULT_MESSAGES, compute_outputs
+from async_orch.simulator.scenario import EngineTimings
+from async_orch.simulator.world import Folder, Release, Robot, World
+from async_orch.states import JobState
+
+__all__ = [
+    "PRIORITY_VALUES",
+    "STOP_STRATEGIES",
+    "Job",
+    "JobEngine",
+    "StartOrder",
+    "UnknownJobError",
+]
+
+STOP_STRATEGIES = ("SoftStop", "Kill")
+# SpecificPriorityValue implied by JobPriority. UNCONFIRMED: the exact mapping
+# Orchestrator uses is not documented in our sources; only the order matters here.
+PRIORITY_VALUES = {"Low": 15, "Normal": 45, "High": 85}
+
+_START, _FINISH, _STOPPED = "start", "finish", "stopped"
+
+
+class UnknownJobError(LookupError):
+    """A job id that does not exist in the folder."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(job_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartOrder:
+    """A validated StartJobs request: one job per entry of ``robots``."""
+
+    folder: Folder
+    release: Release
+    robots: tuple[Robot | None, ...]  # None: any robot of the folder
+    input_arguments: str | None = None
+    reference: str | None = None
+    source: str = "Manual"
+    job_priority: str = "Normal"
+    specific_priority: int = PRIORITY_VALUES["Normal"]
+    batch_execution_key: str | None = None
+    runtime_type: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class Job:
+    """One job and what the engine planned for it."""
+
+    id: int
+    key: str
+    folder: Folder
+    release: Release
+    state: JobState
+    creation_time: float
+    last_modification_time: float
+    batch_execution_key: str
+    input_arguments: str | None
+    effective_inputs: dict[str, Any]
+    reference: str | None
+    source: str
+    job_priority: str
+    specific_priority: int
+    runtime_type: str | None
+    duration: float
+    fault_message: str | None
+    output_seed: int
+    call: int  # which StartJobs call created the job (1, 2, ...)
+    robot: Robot | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    output_arguments: str | None = None
+    info: str | None = None
+    stop_strategy: str | None = None
+    generation: int = 0
+    has_slot: bool = False
+
+
+@dataclass(slots=True)
+class _FolderQueue:
+    capacity: int
+    busy: int = 0
+    waiting: list[tuple[int, int]] = field(default_factory=list)  # (-priority, job id)
+    next_robot: int = 0
+
+
+class JobEngine:
+    """All jobs of one tenant; see the module docstring."""
+
+    def __init__(
+        self, world: World, *, timings: EngineTimings, seed: str, first_job_id: int
+    ) -> None:
+        self.world = world
+        self.timings = timings
+        self._rng = random.Random(seed)
+        self._next_id = first_job_id
+        self._jobs: dict[int, Job] = {}
+        self._by_key: dict[str, Job] = {}
+        self._queues = {f.id: _FolderQueue(capacity=f.capacity) for f in world}
+        self._events: list[tuple[float, int, int, int, str]] = []
+        self._seq = 0
+        self._calls = 0
+        self.now = float("-inf")
+
+    # -- queries -------------------------------------------------------------
+
+    def job(self, job_id: int) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def job_by_key(self, key: str) -> Job | None:
+        return self._by_key.get(key.strip().lower())
+
+    def jobs(self, folder_id: int | None = None) -> list[Job]:
+        """Jobs in creation order, optionally only those of one folder."""
+        return [j for j in self._jobs.values() if folder_id is None or j.folder.id == folder_id]
+
+    def state_counts(self) -> dict[str, int]:
+        return dict(Counter(j.state.value for j in self._jobs.values()))
+
+    def reference_counts(self) -> dict[str, int]:
+        """How many jobs were created with each Reference (jobs without one are left out)."""
+        return dict(Counter(j.reference for j in self._jobs.values() if j.reference is not None))
+
+    def reference_calls(self) -> dict[str, int]:
+        """In how many distinct StartJobs calls each Reference was used.
+
+        More than 1 means the same work was started twice (a blind retry).
+        """
+        calls: dict[str, set[int]] = {}
+        for job in self._jobs.values():
+            if job.reference is not None:
+                calls.setdefault(job.reference, set()).add(job.call)
+        return {reference: len(ids) for reference, ids in calls.items()}
+
+    def running(self, folder_id: int) -> int:
+        """Jobs holding a robot slot in the folder."""
+        return self._queues[folder_id].busy
+
+    def next_event_time(self) -> float | None:
+        return self._events[0][0] if self._events else None
+
+    # -- commands ------------------------------------------------------------
+
+    def advance(self, now: float) -> None:
+        """Replay every event due at or before *now*, in time order."""
+        while self._events and self._events[0][0] <= now:
+            at, _, job_id, generation, kind = heapq.heappop(self._events)
+            job = self._jobs[job_id]
+            if generation != job.generation:
+                continue  # cancelled by a stop
+            self.now = max(self.now, at)
+            if kind == _START:
+                self._begin(job, at)
+            elif kind == _FINISH:
+                self._finish(job, at)
+            else:
+                self._end_stopped(job, at)
+        self.now = max(self.now, now)
+
+    def start_jobs(self, now: float, order: StartOrder) -> list[Job]:
+        """Create the jobs of *order* in Pending; return them."""
+        self.advance(now)
+        spec = order.release.spec
+        batch = order.batch_execution_key or str(self._uuid())
+        defaults = json.loads(spec.input_arguments) if spec.input_arguments else {}
+        given = json.loads(order.input_arguments) if order.input_arguments else {}
+        created = []
+        self._calls += 1
+        for robot in order.robots:
+            # Draw every random value now, in a fixed order: reproducibility.
+            key = str(self._uuid())
+            duration = self._rng.uniform(spec.duration.low, spec.duration.high)
+            faulted = self._rng.random() < spec.fault_rate
+            message = self._rng.choice(FAULT_MESSAGES)
+            job = Job(
+                id=self._next_id,
+                key=key,
+                folder=order.folder,
+                release=order.release,
+                state=JobState.PENDING,
+                creation_time=now,
+                last_modification_time=now,
+                batch_execution_key=batch,
+                input_arguments=order.input_arguments,
+                effective_inputs={**defaults, **given},
+                reference=order.reference,
+                source=order.source,
+                job_priority=order.job_priority,
+                specific_priority=order.specific_priority,
+                runtime_type=order.runtime_type,
+                duration=duration,
+                fault_message=message if faulted else None,
+                output_seed=self._rng.getrandbits(32),
+                call=self._calls,
+                robot=robot,
+            )
+            self._next_id += 1
+            self._jobs[job.id] = job
+            self._by_key[job.key] = job
+            heapq.heappush(self._queues[order.folder.id].waiting, (-job.specific_priority, job.id))
+            created.append(job)
+        self._dispatch(order.folder, now)
+        return created
+
+    def stop_jobs(self, now: float, folder_id: int, job_ids: list[int], strategy: str) -> None:
+        """Stop jobs of one folder; all ids are checked before any job changes."""
+        if strategy not in STOP_STRATEGIES:
+            raise ValueError(f"strategy must be one of {STOP_STRATEGIES}, got {strategy!r}")
+        self.advance(now)
+        jobs = []
+        for job_id in job_ids:
+            job = self._jobs.get(job_id)
+            if job is None or job.folder.id != folder_id:
+                raise UnknownJobError(job_id)
+            jobs.append(job)
+        for job in jobs:
+            self._stop(job, strategy, now)
+
+    # -- transitions ---------------------------------------------------------
+
+    def _uuid(self) -> uuid.UUID:
+        return uuid.UUID(int=self._rng.getrandbits(128), version=4)
+
+    def _schedule(self, at: float, job: Job, kind: str) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (at, self._seq, job.id, job.generation, kind))
+
+    def _dispatch(self, folder: Folder, at: float) -> None:
+        """Give free robot slots of *folder* to waiting jobs."""
+        queue = self._queues[folder.id]
+        while queue.busy < queue.capacity and queue.waiting:
+            _, job_id = heapq.heappop(queue.waiting)
+            job = self._jobs[job_id]
+            if job.state is not JobState.PENDING:
+                continue  # stopped while waiting
+            queue.busy += 1
+            job.has_slot = True
+            if job.robot is None and folder.robots:
+                job.robot = folder.robots[queue.next_robot % len(folder.robots)]
+                queue.next_robot += 1
+            self._schedule(at + self.timings.pickup_delay, job, _START)
+
+    def _free_slot(self, job: Job, at: float) -> None:
+        if job.has_slot:
+            job.has_slot = False
+            self._queues[job.folder.id].busy -= 1
+            self._dispatch(job.folder, at)
+
+    def _begin(self, job: Job, at: float) -> None:
+        job.state = JobState.RUNNING
+        job.start_time = job.last_modification_time = at
+        self._schedule(at + job.duration, job, _FINISH)
+
+    def _finish(self, job: Job, at: float) -> None:
+        job.end_time = job.last_modification_time = at
+        if job.fault_message is not None:
+            job.state = JobState.FAULTED
+            job.info = job.fault_message
+        else:
+            job.state = JobState.SUCCESSFUL
+            job.info = "Job completed"
+            outputs = compute_outputs(
+                job.release.spec.outputs, job.effective_inputs, job.output_seed
+            )
+            # Compact, as .NET serializes it.
+            job.output_arguments = json.dumps(outputs, ensure_ascii=False, separators=(",", ":"))
+        self._free_slot(job, at)
+
+    def _end_stopped(self, job: Job, at: float) -> None:
+        job.state = JobState.STOPPED
+        job.end_time = job.last_modification_time = at
+        # UNCONFIRMED: the exact Info text Orchestrator sets on a stopped job.
+        job.info = "Job was killed." if job.stop_strategy == "Kill" else "Job was stopped."
+        self._free_slot(job, at)
+
+    def _stop(self, job: Job, strategy: str, now: float) -> None:
+        if job.state is JobState.PENDING:
+            job.generation += 1  # cancels a scheduled pick-up
+            job.stop_strategy = strategy
+            self._end_stopped(job, now)
+        elif job.state is JobState.RUNNING or (
+            job.state is JobState.STOPPING and strategy == "Kill"
+        ):
+            job.generation += 1  # cancels the scheduled finish / soft stop
+            job.stop_strategy = strategy
+            job.last_modification_time = now
+            if strategy == "Kill":
+                job.state = JobState.TERMINATING
+                self._schedule(now + self.timings.kill_delay, job, _STOPPED)
+            else:
+                job.state = JobState.STOPPING
+                self._schedule(now + self.timings.soft_stop_delay, job, _STOPPED)
+        # UNCONFIRMED: stopping a job that is already stopping or finished is
+        # accepted and ignored here; the real service may answer an error.

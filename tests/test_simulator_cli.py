@@ -1,0 +1,106 @@
+"""`async-orch simulator` as a user runs it: a subprocess, stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from async_orch.cli import build_parser
+
+REPO = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT = 60.0  # a cold interpreter on a busy machine
+
+
+async def _spawn(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "async_orch",
+        "simulator",
+        *args,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_runs_prints_the_url_first_serves_and_stops_cleanly_on_sigint(
+    http: aiohttp.ClientSession,
+) -> None:
+    process = await _spawn("--port", "0", "--time-scale", "60", "--seed", "5")
+    try:
+        assert process.stdout is not None
+        first = (await asyncio.wait_for(process.stdout.readline(), STARTUP_TIMEOUT)).decode()
+        url = first.strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith(
+            "/demo/DefaultTenant/orchestrator_"
+        )
+        root = url.removesuffix("/demo/DefaultTenant/orchestrator_")
+        banner = []
+        while not (line := (await process.stdout.readline()).decode()).startswith("  TOKEN="):
+            banner.append(line)
+        text = "".join(banner)
+        assert f"Token URL          {root}/identity_/connect/token" in text
+        assert "demo-client" in text and "demo-secret" in text and "time scale 60x, seed 5" in text
+        assert "Finance/Comptabilité" in text
+        assert line.strip().endswith("/odata/Folders") and "curl -s" in line
+
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": "demo-client",
+            "client_secret": "demo-secret",
+        }
+        async with http.post(root + "/identity_/connect/token", data=form) as response:
+            token = (await response.json())["access_token"]
+        async with http.get(
+            url + "/odata/Folders", headers={"Authorization": f"Bearer {token}"}
+        ) as response:
+            assert response.status == 200
+            assert len((await response.json())["value"]) == 4
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), STARTUP_TIMEOUT)
+    assert process.returncode == 0, stderr.decode()
+    assert "simulator stopped" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scenario", "/nonexistent/s.toml"], "cannot read scenario file"),
+        (["--fault", "drop=1"], "--fault: unknown key(s) drop"),
+        (["--fault", "drop_rate"], "--fault expects key=value"),
+        (["--time-scale", "0"], "time_scale must be > 0"),
+    ],
+)
+async def test_configuration_errors_exit_2_with_one_clear_line(
+    args: list[str], message: str
+) -> None:
+    process = await _spawn("--port", "0", *args)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), STARTUP_TIMEOUT)
+    assert process.returncode == 2
+    assert stdout == b""
+    assert message in stderr.decode() and "Traceback" not in stderr.decode()
+
+
+def test_parser_defaults() -> None:
+    args = build_parser().parse_args(["simulator"])
+    assert (args.host, args.port, args.scenario, args.time_scale, args.seed, args.fault) == (
+        "127.0.0.1",
+        8765,
+        None,
+        None,
+        None,
+        [],
+    )
+    args = build_parser().parse_args(
+        ["simulator", "--fault", "drop_rate=0.1", "--fault", "slow_rate=1"]
+    )
+    assert args.fault == ["drop_rate=0.1", "slow_rate=1"]
