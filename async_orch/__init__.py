@@ -1,7 +1,21 @@
-"""async-orch: dispatch many UiPath Orchestrator jobs at once from asyncio."""
+"""async-orch: dispatch many UiPath Orchestrator jobs at once from asyncio.
+
+The documented entry points are re-exported here; see README.md.
+"""
 
 from __future__ import annotations
 
+from async_orch.batch import JobHandle, JobRequest, JobResult, Outcome, Progress, Summary
+from async_orch.client import OrchestratorClient
+from async_orch.config import (
+    ClientCredentials,
+    PasswordCredentials,
+    RefreshTokenCredentials,
+    RetryPolicy,
+    Settings,
+    StaticToken,
+)
+from async_orch.dispatcher import DispatchLimits
 from async_orch.errors import (
     APIError,
     AuthenticationError,
@@ -13,6 +27,8 @@ from async_orch.errors import (
     RateLimitedError,
     TransportError,
 )
+from async_orch.models import Folder, Job, Release
+from async_orch.planner import PollPolicy
 from async_orch.states import TERMINAL_STATES, JobState
 
 __version__ = "0.1.0"
@@ -21,13 +37,31 @@ __all__ = [
     "TERMINAL_STATES",
     "APIError",
     "AuthenticationError",
+    "ClientCredentials",
     "ConfigurationError",
+    "DispatchLimits",
+    "Folder",
     "FolderNotFoundError",
     "InvalidRequestError",
+    "Job",
+    "JobHandle",
+    "JobRequest",
+    "JobResult",
     "JobState",
+    "OrchestratorClient",
     "OrchestratorError",
+    "Outcome",
+    "PasswordCredentials",
+    "PollPolicy",
     "ProcessNotFoundError",
+    "Progress",
     "RateLimitedError",
+    "RefreshTokenCredentials",
+    "Release",
+    "RetryPolicy",
+    "Settings",
+    "StaticToken",
+    "Summary",
     "TransportError",
     "__version__",
 ]
