@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import anyio
@@ -42,6 +42,7 @@ import anyio
 from async_orch._http import send_once
 from async_orch._logging import fingerprint, redact, secret_values
 from async_orch.config import (
+    LEGACY_TOKEN_URL,
     ClientCredentials,
     Credentials,
     PasswordCredentials,
@@ -193,6 +194,54 @@ _IDENTITY_URLS = (
 )
 
 
+# Which flow a token URL serves, by the end of its path (routes are case-insensitive).
+_ENDPOINT_FLOWS: tuple[tuple[str, Flow], ...] = (
+    ("/connect/token", "client_credentials"),
+    ("/oauth/token", "refresh_token"),
+    ("/api/account/authenticate", "password"),
+)
+_ENDPOINT_NAMES: dict[Flow, str] = {
+    "client_credentials": "an Identity Server token endpoint (client credentials, form body)",
+    "refresh_token": "the legacy refresh-token endpoint (JSON body)",
+    "password": "the on-premises /api/Account/Authenticate (username/password)",
+}
+_FLOW_HOMES: dict[Flow, str] = {
+    "client_credentials": (
+        "client credentials go to the Identity Server, "
+        "https://cloud.uipath.com/{organization}/identity_/connect/token (Automation Cloud) or "
+        "https://{server}/identity/connect/token (on-premises), derived from UIPATH_URL when "
+        "ASYNC_ORCH_IDENTITY_URL is unset"
+    ),
+    "refresh_token": (
+        f"the refresh-token (User Key) flow posts to {LEGACY_TOKEN_URL}, the default when "
+        "ASYNC_ORCH_IDENTITY_URL is unset"
+    ),
+    "password": (
+        "the username/password flow posts to {Orchestrator URL}/api/Account/Authenticate, the "
+        "default when ASYNC_ORCH_IDENTITY_URL is unset"
+    ),
+}
+
+
+def _endpoint_flow(url: str) -> Flow | None:
+    path = urlsplit(url).path.rstrip("/").lower()
+    return next((flow for suffix, flow in _ENDPOINT_FLOWS if path.endswith(suffix)), None)
+
+
+def _wrong_url_hint(request: TokenRequest) -> str:
+    """The fix when nothing answers at the token URL (404/405)."""
+    if request.flow == "password":
+        return (
+            f"Wrong URL: no /api/Account/Authenticate at {request.url}; set UIPATH_URL to the "
+            "Orchestrator's own root (https://{server} on-premises). Automation Cloud has no "
+            "username/password flow: use an external application "
+            "(UIPATH_CLIENT_ID/UIPATH_CLIENT_SECRET)"
+        )
+    if request.flow == "refresh_token":
+        return f"Wrong URL: no token endpoint at {request.url}; {_FLOW_HOMES['refresh_token']}"
+    return f"Wrong URL: no token endpoint at {request.url}; {_IDENTITY_URLS}"
+
+
 def _hint(request: TokenRequest, status: int, error: str | None, text: str, scopes: str) -> str:
     """The likely fix for a refused token request."""
     lowered = text.lower()
@@ -212,8 +261,17 @@ def _hint(request: TokenRequest, status: int, error: str | None, text: str, scop
             "The User Key (refresh token) is wrong or revoked; UiPath retired this flow, "
             "so create an external application and use UIPATH_CLIENT_ID/UIPATH_CLIENT_SECRET"
         )
+    served = _endpoint_flow(request.url)
+    if served is not None and served != request.flow and error != "invalid_client":
+        # The token URL belongs to another flow (ASYNC_ORCH_IDENTITY_URL mixed up): each
+        # wants its own body format, so the refusal says nothing about the credentials.
+        return (
+            f"{request.url} is {_ENDPOINT_NAMES[served]}, which does not take "
+            f"{_FLOW_NAMES[request.flow]} requests; {_FLOW_HOMES[request.flow]}"
+        )
     content_type_complaint = status == 415 or any(
-        w in lowered for w in ("content type", "content-type", "media type")
+        w in lowered
+        for w in ("content type", "content-type", "media type", "form-encoded", "urlencoded")
     )
     if error == "unsupported_grant_type" or content_type_complaint:
         if request.flow == "client_credentials":
@@ -223,7 +281,7 @@ def _hint(request: TokenRequest, status: int, error: str | None, text: str, scop
             )
         return f"{request.url} does not take this kind of request; check ASYNC_ORCH_IDENTITY_URL"
     if status in (404, 405):
-        return f"Wrong URL: no token endpoint at {request.url}; {_IDENTITY_URLS}"
+        return _wrong_url_hint(request)
     if request.flow == "password":
         return (
             "Check ASYNC_ORCH_USERNAME, ASYNC_ORCH_PASSWORD and the tenancy name "

@@ -135,6 +135,8 @@ class Transport:
         self._responses: Counter[tuple[str, int | str]] = Counter()
         self._retries = 0
         self._rate_limited = 0
+        # Token requests of token managers already closed, so stats outlive aclose().
+        self._closed_token_requests = 0
         self._extra_headers: dict[str, str] = {}
         credentials = settings.credentials
         if where.kind == "legacy":
@@ -183,6 +185,8 @@ class Transport:
     async def aclose(self) -> None:
         """Close the session if this transport created it."""
         if self._owns_session and self._session is not None:
+            if self._tokens is not None:
+                self._closed_token_requests += self._tokens.token_requests
             session, self._session, self._tokens = self._session, None, None
             self._owns_session = False
             await session.close()
@@ -196,7 +200,8 @@ class Transport:
             responses=dict(self._responses),
             retries=self._retries,
             rate_limited=self._rate_limited,
-            token_requests=0 if self._tokens is None else self._tokens.token_requests,
+            token_requests=self._closed_token_requests
+            + (0 if self._tokens is None else self._tokens.token_requests),
         )
 
     # -- requests ---------------------------------------------------------------------------
