@@ -255,7 +255,9 @@ async def test_missing_bad_expired_revoked_tokens_get_the_abp_401(
     ]
     for headers, hint in cases:
         status, body, response_headers = await _folders_status(http, url, headers)
-        assert (status, body) == (401, ABP_401)
+        # unAuthorizedRequest is true only when no token reached the API at all.
+        expected = {**ABP_401, "unAuthorizedRequest": not headers}
+        assert (status, body) == (401, expected)
         assert hint in response_headers["X-Simulator-Hint"]
     status, _, hints = await _folders_status(http, url + f"?access_token={token}", {})
     assert status == 401 and "not the URL" in hints["X-Simulator-Hint"]

@@ -74,8 +74,13 @@ def modern_error_body(message: str, error_code: int) -> dict[str, Any]:
     return {"message": message, "errorCode": error_code, "traceId": new_trace_id()}
 
 
-def abp_unauthenticated_body() -> dict[str, Any]:
-    """The cloud-2020 variant of the ABP 401 body (forum thread F1), verbatim."""
+def abp_unauthenticated_body(*, token_sent: bool = True) -> dict[str, Any]:
+    """The cloud-2020 variant of the ABP 401 body (forum thread F1), verbatim.
+
+    ``unAuthorizedRequest`` is false in F1 (a token was sent, for the wrong URL)
+    and true in the forum thread of user-reports/ (no Authorization header reached
+    the API). Tying it to whether a token was sent is inferred: UNCONFIRMED.
+    """
     message = "You are not authenticated!"
     return {
         "message": message,
@@ -89,7 +94,7 @@ def abp_unauthenticated_body() -> dict[str, Any]:
             "details": "You should be authenticated (sign in) in order to perform this operation.",
             "validationErrors": None,
         },
-        "unAuthorizedRequest": False,
+        "unAuthorizedRequest": not token_sent,
         "__abp": True,
     }
 

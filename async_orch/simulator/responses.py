@@ -54,10 +54,12 @@ def problem_response(problem: ApiProblem) -> web.Response:
     )
 
 
-def unauthenticated_response(reason: str) -> web.Response:
+def unauthenticated_response(reason: str, *, token_sent: bool) -> web.Response:
     """401 with the ABP body. The reason goes in a header only the simulator sends."""
     return json_response(
-        abp_unauthenticated_body(), status=401, headers={"X-Simulator-Hint": reason[:300]}
+        abp_unauthenticated_body(token_sent=token_sent),
+        status=401,
+        headers={"X-Simulator-Hint": reason[:300]},
     )
 
 
