@@ -146,13 +146,18 @@ async def test_legacy_refresh_token_flow(
     ) as r:
         assert r.status == 200  # a user token carries every scope
 
-    # The forum mistake: requests.post(url, data=dict) form-encodes the body.
-    status, body = await _post(http, url, data=payload, headers=headers)
+    # The forum mistake: data=dict form-encodes the body under a JSON content type.
+    labelled_json = {**headers, "Content-Type": "application/json"}
+    status, body = await _post(http, url, data=payload, headers=labelled_json)
     assert (status, body["error"]) == (400, "invalid_request") and "json=" in body[
         "error_description"
     ]
-    status, body = await _post(http, url, json=payload)
-    assert status == 400 and "X-UIPATH-TenantName" in body["error_description"]
+    # What finally worked in that thread: a plain form body, no tenant header.
+    status, body = await _post(http, url, data=payload)
+    assert status == 200 and body["token_type"] == "Bearer"
+    # The tenant header must still name the refresh token's tenant when sent.
+    status, body = await _post(http, url, json=payload, headers={"X-UIPATH-TenantName": "Nope"})
+    assert (status, body["error"]) == (403, "invalid_grant")
     status, body = await _post(
         http, url, json={**payload, "grant_type": "client_credentials"}, headers=headers
     )

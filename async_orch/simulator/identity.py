@@ -166,27 +166,36 @@ _NOT_JSON = object()
 
 
 async def legacy_token(sim: Simulator, request: web.Request, match: RouteMatch) -> web.Response:
-    """``POST /oauth/token``: JSON ``{grant_type: refresh_token, client_id, refresh_token}``."""
-    body = await _json_body(request) if request.method == "POST" else _NOT_JSON
-    if request.content_type == _FORM or not isinstance(body, dict):
+    """``POST /oauth/token``: ``{grant_type: refresh_token, client_id, refresh_token}``.
+
+    The documented form is a JSON body plus ``X-UIPATH-TenantName`` (F3, F9). The
+    forum thread in user-reports/ shows two more facts: a form body *labelled*
+    ``application/json`` got a 400, while a plain form body without the tenant
+    header got a token (the account service accepted both encodings). So JSON and
+    form bodies are accepted, a body that lies about its type is refused, and
+    the tenant header is optional when the refresh token identifies the tenant.
+    """
+    if request.content_type == _FORM:
+        body: Any = dict(await request.post())
+    else:
+        body = await _json_body(request) if request.method == "POST" else _NOT_JSON
+    if not isinstance(body, dict):
         return token_error_response(
             "invalid_request",
-            "The request body must be JSON (Content-Type: application/json) with grant_type, "
-            "client_id and refresh_token. With requests use json={...}, not data={...}: "
-            "data= form-encodes the body.",
+            "The request body is not valid JSON although it is sent as "
+            f"{request.content_type or 'no content type'}: send JSON with grant_type, client_id "
+            "and refresh_token (requests: json={...}; data={...} form-encodes the body but "
+            "leaves your Content-Type: application/json header in place).",
         )
     tenant_name = request.headers.get("X-UIPATH-TenantName", "").strip()
-    if not tenant_name:
-        return token_error_response(
-            "invalid_request",
-            "The X-UIPATH-TenantName header (the tenant logical name) is required.",
-        )
     if body.get("grant_type") != "refresh_token":
         return token_error_response(
             "unsupported_grant_type", "grant_type must be refresh_token for this endpoint."
         )
     for tenant in sim.tenants:
-        if tenant.spec.name.casefold() != tenant_name.casefold():
+        # UNCONFIRMED: how the account service picked the tenant without the header;
+        # here the refresh token alone decides then.
+        if tenant_name and tenant.spec.name.casefold() != tenant_name.casefold():
             continue
         for cred in tenant.spec.refresh_tokens:
             if cred.client_id == body.get("client_id") and _same(
