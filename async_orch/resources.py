@@ -161,27 +161,18 @@ class OrchestratorAPI:
 
     async def get_job(self, folder: FolderRef, job_id: int) -> Job:
         """One job with its Input/OutputArguments [Jobs_GetById] (not rate limited)."""
-        resolved = await self.resolve_folder(folder)
-        response = await self._transport.request(
-            "GET",
-            f"{_JOBS}({int(job_id)})",
-            headers=self.folder_headers(resolved),
-            endpoint="GET Jobs({id})",
-        )
-        body = response.json()
-        if not isinstance(body, dict):
-            raise ResponseDecodeError(f"expected a job, got {str(body)[:200]!r}")
-        return Job.from_api(body)
+        return await self._get_job(folder, f"{_JOBS}({int(job_id)})", "GET Jobs({id})")
 
     async def get_job_by_key(self, folder: FolderRef, key: str) -> Job:
         """One job by its Key (GUID). The route is undocumented in the v20 spec but
         is what the official SDK uses (orchestrator-api.md §3.4)."""
+        path = f"{_JOBS}/UiPath.Server.Configuration.OData.GetByKey(identifier={key})"
+        return await self._get_job(folder, path, "GET Jobs/GetByKey")
+
+    async def _get_job(self, folder: FolderRef, path: str, endpoint: str) -> Job:
         resolved = await self.resolve_folder(folder)
         response = await self._transport.request(
-            "GET",
-            f"{_JOBS}/UiPath.Server.Configuration.OData.GetByKey(identifier={key})",
-            headers=self.folder_headers(resolved),
-            endpoint="GET Jobs/GetByKey",
+            "GET", path, headers=self.folder_headers(resolved), endpoint=endpoint
         )
         body = response.json()
         if not isinstance(body, dict):
