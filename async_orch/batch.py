@@ -121,6 +121,8 @@ class JobResult:
     error: OrchestratorError | None = None
     attempts: int = 0  # StartJobs attempts (including reconciliations)
     detected: datetime | None = None  # when async-orch saw the final state
+    timed_out: bool = False  # a deadline passed (TIMED_OUT, or STOPPED by async-orch)
+    last_state: JobState | None = None  # the last state seen (a timed-out job's included)
 
     @property
     def ok(self) -> bool:
@@ -128,7 +130,8 @@ class JobResult:
 
     @property
     def state(self) -> JobState | None:
-        return self.job.state if self.job else None
+        """The job's state: from its full record when read, else the last one seen."""
+        return self.job.state if self.job else self.last_state
 
     @property
     def outputs(self) -> dict[str, Any] | None:
@@ -149,29 +152,41 @@ class JobResult:
 
 @dataclass(slots=True)
 class Progress:
-    """Counts by state, overall and per folder; updated as events arrive."""
+    """Counts by state, overall and per folder (full path); updated as events arrive.
+
+    The keys of ``by_state`` are: ``"queued"`` (not started yet), a job state
+    (``"Pending"``, ``"Running"``, ...) while a job runs, then an
+    :class:`Outcome` value once it is over. ``total`` is the number of results
+    the batch will give, so at the end ``finished == total``.
+    """
 
     total: int = 0
     by_state: Counter[str] = field(default_factory=Counter)
     by_folder: dict[str, Counter[str]] = field(default_factory=dict)
 
-    def move(self, folder: str, old: str | None, new: str) -> None:
-        """Record that one job of ``folder`` went from ``old`` to ``new``."""
+    def move(self, folder: str, old: str | None, new: str, count: int = 1) -> None:
+        """Record that ``count`` jobs of ``folder`` went from ``old`` to ``new``."""
         per_folder = self.by_folder.setdefault(folder, Counter())
         if old is not None:
-            self.by_state[old] -= 1
-            per_folder[old] -= 1
-        self.by_state[new] += 1
-        per_folder[new] += 1
+            self.by_state[old] -= count
+            per_folder[old] -= count
+        self.by_state[new] += count
+        per_folder[new] += count
 
-    def forget(self, folder: str, state: str) -> None:
-        """Drop one job counted under ``state`` (it is recounted elsewhere)."""
-        self.by_state[state] -= 1
-        self.by_folder.setdefault(folder, Counter())[state] -= 1
+    def forget(self, folder: str, state: str, count: int = 1) -> None:
+        """Drop ``count`` jobs counted under ``state`` (they are recounted elsewhere)."""
+        self.by_state[state] -= count
+        self.by_folder.setdefault(folder, Counter())[state] -= count
 
     @property
     def finished(self) -> int:
+        """Jobs (and requests that started none) with a final outcome."""
         return sum(self.by_state[o.value] for o in Outcome)
+
+    def folder_finished(self, folder: str) -> int:
+        """Like :attr:`finished`, for one folder (its full path)."""
+        counts = self.by_folder.get(folder, Counter())
+        return sum(counts[o.value] for o in Outcome)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,8 @@ token, a cache or a connection pool (unless you inject one session into both).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from types import TracebackType
-from typing import Any
 
 import aiohttp
 
@@ -26,6 +25,7 @@ from async_orch.dispatcher import (
     DispatchLimits,
     ProgressCallback,
     Started,
+    StartedCallback,
     StartFailure,
 )
 from async_orch.planner import PollPolicy
@@ -83,52 +83,82 @@ class OrchestratorClient:
         *,
         timeout: float | None = None,
         stop_on_timeout: bool = False,
+        stop_on_cancel: bool | None = None,
         stop_grace: float = 30.0,
         on_progress: ProgressCallback | None = None,
-        on_started: Callable[[int, JobHandle], None] | None = None,
+        on_started: StartedCallback | None = None,
     ) -> list[JobResult]:
         """Start every request and wait for every job; results in request order.
 
         Failed jobs do not raise: look at each result's ``outcome``. A request with
         ``jobs_count`` N gives N consecutive results.
-        """
-        results = [
-            r
-            async for r in self.iter_jobs(
-                requests,
-                timeout=timeout,
-                stop_on_timeout=stop_on_timeout,
-                stop_grace=stop_grace,
-                on_progress=on_progress,
-                on_started=on_started,
-            )
-        ]
-        results.sort(key=lambda r: (r.index, r.job_id or 0))
-        return results
 
-    async def iter_jobs(
+        Args:
+            timeout: seconds for the whole batch. Requests not started by then are
+                NOT_STARTED; jobs still running are TIMED_OUT (or stopped).
+            stop_on_timeout: stop jobs past a deadline (the batch timeout or a
+                request's ``timeout``): SoftStop, then Kill after ``stop_grace``
+                seconds. False leaves them running and reports them TIMED_OUT with
+                their last known state.
+            stop_on_cancel: if this call is cancelled, stop the jobs it started
+                (same way) before the cancellation goes on; None follows
+                ``stop_on_timeout``. Jobs left running are logged as the warning
+                ``async_orch.jobs_left_running``.
+            on_progress: called with the counts (overall and per folder) after
+                every change.
+            on_started: called with (request index, handle) as soon as each job
+                exists; persist handles there to wait for them elsewhere.
+        """
+        return await self.dispatcher.run(
+            requests,
+            timeout=timeout,
+            stop_on_timeout=StopPolicy(stop=stop_on_timeout, grace=stop_grace),
+            stop_on_cancel=stop_on_cancel,
+            on_progress=on_progress,
+            on_started=on_started,
+        )
+
+    def iter_jobs(
         self,
         requests: Sequence[JobRequest],
         *,
         timeout: float | None = None,
         stop_on_timeout: bool = False,
+        stop_on_cancel: bool | None = None,
         stop_grace: float = 30.0,
         on_progress: ProgressCallback | None = None,
-        on_started: Callable[[int, JobHandle], None] | None = None,
-    ) -> AsyncIterator[JobResult]:
-        """Like :meth:`run_jobs`, yielding each result as soon as its job ends."""
-        async for result in self.dispatcher.iter_results(
+        on_started: StartedCallback | None = None,
+    ) -> AsyncGenerator[JobResult, None]:
+        """Like :meth:`run_jobs`, yielding each result as soon as its job ends.
+
+        Leaving the loop early counts as cancelling the batch (``stop_on_cancel``);
+        use ``contextlib.aclosing(orch.iter_jobs(...))`` so it happens at once::
+
+            async with aclosing(orch.iter_jobs(requests)) as results:
+                async for result in results:
+                    ...
+        """
+        return self.dispatcher.iter_results(
             requests,
             timeout=timeout,
             stop_on_timeout=StopPolicy(stop=stop_on_timeout, grace=stop_grace),
+            stop_on_cancel=stop_on_cancel,
             on_progress=on_progress,
             on_started=on_started,
-        ):
-            yield result
+        )
 
-    async def start_jobs(self, requests: Sequence[JobRequest]) -> list[Started | StartFailure]:
-        """Start only: per request, what it started (handles to persist) or why not."""
-        return await self.dispatcher.start(requests)
+    async def start_jobs(
+        self,
+        requests: Sequence[JobRequest],
+        *,
+        on_started: StartedCallback | None = None,
+    ) -> list[Started | StartFailure]:
+        """Start only: per request, what it started (handles to persist) or why not.
+
+        Wait for the jobs later, from here or elsewhere, with :meth:`wait_jobs`
+        (``JobHandle.to_dict``/``from_dict`` carry handles across processes).
+        """
+        return await self.dispatcher.start(requests, on_started=on_started)
 
     async def wait_jobs(
         self,
@@ -136,25 +166,33 @@ class OrchestratorClient:
         *,
         timeout: float | None = None,
         stop_on_timeout: bool = False,
+        stop_on_cancel: bool | None = None,
         stop_grace: float = 30.0,
         on_progress: ProgressCallback | None = None,
     ) -> list[JobResult]:
         """Wait only: watch jobs started earlier (maybe elsewhere) until they end.
 
-        Results come in the order of ``handles``.
+        Results come in the order of ``handles`` (``index`` is the position there);
+        the arguments are those of :meth:`run_jobs`.
         """
-        results = [
-            r
-            async for r in self.dispatcher.iter_results(
-                handles=handles,
-                timeout=timeout,
-                stop_on_timeout=StopPolicy(stop=stop_on_timeout, grace=stop_grace),
-                on_progress=on_progress,
-            )
-        ]
-        results.sort(key=lambda r: r.index)
-        return results
+        return await self.dispatcher.run(
+            handles=handles,
+            timeout=timeout,
+            stop_on_timeout=StopPolicy(stop=stop_on_timeout, grace=stop_grace),
+            stop_on_cancel=stop_on_cancel,
+            on_progress=on_progress,
+        )
 
-    def set_limits(self, **limits: Any) -> None:
-        """Resize dispatch limits while jobs run (see :meth:`Dispatcher.set_limits`)."""
-        self.dispatcher.set_limits(**limits)
+    def set_limits(
+        self,
+        *,
+        max_in_flight: int | None = None,
+        per_folder: int | None = None,
+        starts_per_second: float | None = None,
+    ) -> None:
+        """Resize dispatch limits while jobs run (a value left as None is unchanged)."""
+        self.dispatcher.set_limits(
+            max_in_flight=max_in_flight,
+            per_folder=per_folder,
+            starts_per_second=starts_per_second,
+        )

@@ -12,6 +12,8 @@ Theory of operation: the pure :class:`~async_orch.planner.PollPlanner` decides
 
 Deadlines are kept here, not in the planner: a job past its deadline is either
 stopped (SoftStop, then Kill after a grace period) or reported as still running.
+Stops are sent with one ``StopJobs`` call per folder for all the jobs due at
+once, so a batch timeout over 500 jobs costs a handful of calls, not 500.
 Nothing is dropped silently: every watched job comes out of :meth:`JobWatcher.run`
 exactly once, as a :class:`Finished` record.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,6 +40,10 @@ __all__ = ["Finished", "JobWatcher", "StopPolicy"]
 
 log = get_logger("async_orch.poller")
 
+# Job ids per StopJobs call. UNCONFIRMED: Orchestrator's limit on jobIds per call
+# is not documented; 100 stays within what the official SDK sends in one call.
+_STOP_CHUNK = 100
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StopPolicy:
@@ -45,7 +51,10 @@ class StopPolicy:
 
     Attributes:
         stop: stop it (True) or leave it running and report it (False).
-        grace: seconds between SoftStop and Kill, and after Kill before giving up.
+        grace: seconds between SoftStop and Kill, and after Kill before giving up
+            (reported as timed out, with the last state seen). A job seen ended
+            before its deadline is never stopped; it gets this long for its outputs
+            to be read.
     """
 
     stop: bool = False
@@ -62,6 +71,7 @@ class Finished:
     timed_out: bool
     detected: datetime
     error: OrchestratorError | None = None
+    stop_sent: str | None = None  # the last stop sent after its deadline, if any
 
 
 @dataclass(slots=True)
@@ -72,6 +82,14 @@ class _Watched:
     job: Job | None = None
     stop_sent: str | None = None  # "SoftStop" / "Kill" once sent
     stop_at: float | None = None  # when the last stop was sent
+
+    def due_at(self, grace: float) -> float | None:
+        """When its deadline needs attention next (None: it has no deadline)."""
+        if self.deadline is None:
+            return None
+        if self.stop_at is not None:
+            return self.stop_at + grace
+        return self.deadline
 
 
 class JobWatcher:
@@ -99,34 +117,70 @@ class JobWatcher:
     ) -> None:
         self._api = api
         self._planner: PollPlanner[int] = PollPlanner(policy or PollPolicy())
+        self._min_interval = self._planner.policy.min_interval
         self._stop_policy = stop_policy or StopPolicy()
         self._clock = clock
         self._fetch_slots = anyio.Semaphore(max(1, fetch_concurrency))
         self._on_state = on_state
         self._jobs: dict[int, _Watched] = {}
+        # Jobs with a deadline, and a lower bound of their next due time, so the
+        # loop does not scan every job on every turn.
+        self._timed: dict[int, _Watched] = {}
+        self._next_due = math.inf
         self._closed = False
         self._wakeup = anyio.Event()
+        self._sleeping_until = -math.inf  # when the run loop wakes by itself next
 
     @property
     def watching(self) -> int:
         """How many jobs are still being watched."""
         return len(self._jobs)
 
-    def watch(self, handle: JobHandle, *, timeout: float | None = None) -> None:
-        """Start watching a job; ``timeout`` counts from now."""
+    def watch(
+        self,
+        handle: JobHandle,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        state: JobState | None = None,
+    ) -> None:
+        """Start watching a job.
+
+        Args:
+            timeout: seconds from now the job may take.
+            deadline: a time on this watcher's clock (say, a batch deadline); the
+                earlier of the two applies.
+            state: the job's state if known (StartJobs answers Pending).
+
+        Raises:
+            ValueError: the job is already watched.
+        """
         if self._closed:
             raise RuntimeError("watch() after close(): this watcher takes no more jobs")
+        if handle.job_id in self._jobs:
+            raise ValueError(f"job {handle.job_id} is already watched")
         now = self._clock()
-        deadline = now + timeout if timeout is not None else None
-        self._jobs[handle.job_id] = _Watched(handle=handle, deadline=deadline)
-        self._planner.add(handle.job_id, handle.folder_id, now=now)
-        self._wakeup.set()
+        limits = [
+            d for d in (deadline, now + timeout if timeout is not None else None) if d is not None
+        ]
+        watched = _Watched(handle=handle, deadline=min(limits) if limits else None, state=state)
+        self._jobs[handle.job_id] = watched
+        self._planner.add(handle.job_id, handle.folder_id, now=now, state=state)
+        self._track_deadline(watched)
+        # Wake the loop only if this job needs it sooner than the loop wakes anyway:
+        # a thousand starts must not re-plan a thousand times.
+        first = now if state is not None and state.is_terminal else now + self._min_interval
+        if min(first, self._next_due) < self._sleeping_until:
+            self._wakeup.set()
 
     def set_deadline(self, deadline: float | None) -> None:
-        """Apply a batch deadline (on this watcher's clock) to every watched job."""
+        """Apply a deadline (on this watcher's clock) to every watched job."""
+        if deadline is None:
+            return
         for watched in self._jobs.values():
-            if deadline is not None and (watched.deadline is None or deadline < watched.deadline):
+            if watched.deadline is None or deadline < watched.deadline:
                 watched.deadline = deadline
+                self._track_deadline(watched)
         self._wakeup.set()
 
     def close(self) -> None:
@@ -147,15 +201,10 @@ class JobWatcher:
                 if self._closed and not self._jobs:
                     return
                 wake = self._planner.next_wake(now)
-                deadlines = [w.deadline for w in self._jobs.values() if w.deadline is not None]
-                deadlines += [
-                    w.stop_at + self._stop_policy.grace
-                    for w in self._jobs.values()
-                    if w.stop_at is not None
-                ]
-                candidates = [t for t in [wake, *deadlines] if t is not None]
-                delay = max(0.0, min(candidates) - now) if candidates else math.inf
+                until = min(math.inf if wake is None else wake, self._next_due)
+                delay = max(0.0, until - now)
                 self._wakeup = anyio.Event()
+                self._sleeping_until = now + delay
                 with anyio.move_on_after(delay):
                     await self._wakeup.wait()
 
@@ -166,14 +215,18 @@ class JobWatcher:
         action: ListBatch[int] | FetchOne[int],
         on_finished: Callable[[Finished], Awaitable[None]],
     ) -> None:
+        replan = True
         try:
             if isinstance(action, ListBatch):
                 await self._list(action)
             else:
                 async with self._fetch_slots:
-                    await self._fetch(action, on_finished)
+                    replan = await self._fetch(action, on_finished)
         finally:
-            self._wakeup.set()
+            # A job read in full and finished leaves nothing new to plan: waking
+            # the loop for each of them would re-plan every job a thousand times.
+            if replan or (self._closed and not self._jobs):
+                self._wakeup.set()
 
     async def _list(self, action: ListBatch[int]) -> None:
         folder = self._folder_of(action.job_ids)
@@ -207,10 +260,11 @@ class JobWatcher:
 
     async def _fetch(
         self, action: FetchOne[int], on_finished: Callable[[Finished], Awaitable[None]]
-    ) -> None:
+    ) -> bool:
+        """Read one job by id; return whether the planner has something new to plan."""
         watched = self._jobs.get(action.job_id)
         if watched is None:
-            return
+            return False
         try:
             job = await self._api.get_job(
                 watched.handle.folder_key or watched.handle.folder_id, action.job_id
@@ -218,48 +272,78 @@ class JobWatcher:
         except OrchestratorError as exc:
             log.warning("async_orch.fetch_failed", job_id=action.job_id, error=str(exc))
             self._planner.fetch_failed(action.job_id, now=self._clock())
-            return
+            return True
         now = self._clock()
         self._note_state(job.id, job.state)
         watched.job = job
         if job.state.is_terminal:
             self._planner.observe_fetched(job.id, now=now)
             await self._finish(watched, on_finished, timed_out=False)
-        else:
-            # A fallback probe of a job that is not final yet.
-            self._planner.observe(job.id, job.state, now=now)
+            return False
+        # A fallback probe of a job that is not final yet.
+        self._planner.observe(job.id, job.state, now=now)
+        return True
 
     # -- deadlines ---------------------------------------------------------------
+
+    def _track_deadline(self, watched: _Watched) -> None:
+        due = watched.due_at(self._stop_policy.grace)
+        if due is None:
+            return
+        self._timed[watched.handle.job_id] = watched
+        self._next_due = min(self._next_due, due)
 
     async def _enforce_deadlines(
         self, now: float, on_finished: Callable[[Finished], Awaitable[None]]
     ) -> None:
-        for watched in list(self._jobs.values()):
-            if watched.deadline is None or now < watched.deadline:
+        if now < self._next_due:
+            return
+        grace = self._stop_policy.grace
+        to_finish: list[_Watched] = []
+        to_stop: dict[str, list[_Watched]] = {"SoftStop": [], "Kill": []}
+        next_due = math.inf
+        for job_id, watched in list(self._timed.items()):
+            if job_id not in self._jobs:
+                del self._timed[job_id]
                 continue
-            if not self._stop_policy.stop:
-                await self._finish(watched, on_finished, timed_out=True)
-                continue
-            grace_over = (
-                watched.stop_at is not None and now >= watched.stop_at + self._stop_policy.grace
-            )
-            if watched.stop_sent is None:
-                await self._send_stop(watched, "SoftStop", now)
-            elif watched.stop_sent == "SoftStop" and grace_over:
-                await self._send_stop(watched, "Kill", now)
-            elif watched.stop_sent == "Kill" and grace_over:
-                await self._finish(watched, on_finished, timed_out=True)
+            due = watched.due_at(grace)
+            assert due is not None  # only jobs with a deadline are in _timed
+            ended = watched.state is not None and watched.state.is_terminal
+            if ended and watched.stop_sent is None:
+                # It ended in time and only its outputs read is left: give that
+                # the grace period rather than report a finished job as timed out.
+                due += grace
+            if now < due:
+                next_due = min(next_due, due)
+            elif ended or not self._stop_policy.stop or watched.stop_sent == "Kill":
+                to_finish.append(watched)
+            else:
+                to_stop["Kill" if watched.stop_sent else "SoftStop"].append(watched)
+        self._next_due = next_due
+        for watched in to_finish:
+            await self._finish(watched, on_finished, timed_out=True)
+        for strategy, jobs in to_stop.items():
+            if jobs:
+                await self._send_stops(jobs, strategy, now)
 
-    async def _send_stop(self, watched: _Watched, strategy: str, now: float) -> None:
-        handle = watched.handle
-        log.info("async_orch.job_stopping", job_id=handle.job_id, strategy=strategy)
-        watched.stop_sent, watched.stop_at = strategy, now
-        try:
-            await self._api.stop_jobs(
-                handle.folder_key or handle.folder_id, [handle.job_id], strategy=strategy
-            )
-        except OrchestratorError as exc:
-            log.warning("async_orch.stop_failed", job_id=handle.job_id, error=str(exc))
+    async def _send_stops(self, jobs: Sequence[_Watched], strategy: str, now: float) -> None:
+        """Stop jobs with one StopJobs call per folder (and per chunk of ids)."""
+        by_folder: dict[int | str, list[_Watched]] = {}
+        for watched in jobs:
+            watched.stop_sent, watched.stop_at = strategy, now
+            self._track_deadline(watched)
+            handle = watched.handle
+            by_folder.setdefault(handle.folder_key or handle.folder_id, []).append(watched)
+        for folder, members in by_folder.items():
+            for start in range(0, len(members), _STOP_CHUNK):
+                ids = [w.handle.job_id for w in members[start : start + _STOP_CHUNK]]
+                log.info("async_orch.jobs_stopping", strategy=strategy, job_ids=ids)
+                try:
+                    await self._api.stop_jobs(folder, ids, strategy=strategy)
+                except OrchestratorError as exc:
+                    # The grace still runs: a failed SoftStop is followed by Kill,
+                    # a failed Kill by reporting the job as timed out.
+                    log.warning("async_orch.stop_failed", job_ids=ids, error=str(exc))
 
     async def _finish(
         self,
@@ -271,6 +355,7 @@ class JobWatcher:
         job_id = watched.handle.job_id
         if self._jobs.pop(job_id, None) is None:
             return
+        self._timed.pop(job_id, None)
         self._planner.remove(job_id)
         await on_finished(
             Finished(
@@ -279,6 +364,7 @@ class JobWatcher:
                 state=watched.state,
                 timed_out=timed_out,
                 detected=datetime.now(UTC),
+                stop_sent=watched.stop_sent,
             )
         )
 

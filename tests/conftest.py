@@ -9,17 +9,23 @@
   end-to-end tests that simply wait for jobs to finish (a 90 s job takes 25 ms).
 * ``orch``: a :class:`SimClient` bound to ``simulator``: tokens and folder-aware
   requests in one line.
+
+Autouse: aioresponses made to work with aiohttp 3.14, and structlog reset around
+every test (the CLI's configuration must not leak from one test into the next).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
+import structlog
+from aioresponses import core as aioresponses_core
 
 from async_orch.simulator import SimulatorHandle, run_simulator
 
@@ -160,6 +166,28 @@ class SimClient:
         status, body, _ = await self.get(f"/odata/Jobs({job_id})", folder=folder)
         assert status == 200, body
         return dict(body)
+
+
+class _MockedResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 builds responses without the ``stream_writer`` that
+    aiohttp 3.14 requires; give it an empty one (tests only)."""
+
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _aioresponses_on_aiohttp_3_14(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aioresponses_core, "ClientResponse", _MockedResponse)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Each test starts and ends with structlog unconfigured (the CLI configures it)."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
-import aioresponses.core as aioresponses_core
 import anyio
 import pytest
 import structlog
@@ -265,20 +263,6 @@ def test_a_server_echoing_the_secret_is_redacted() -> None:
 
 
 # -- the manager, against a mocked token endpoint ---------------------------------------
-
-
-class _MockedResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds responses without the ``stream_writer`` that
-    aiohttp 3.14 requires; give it an empty one (tests only)."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-def _aioresponses_on_aiohttp_3_14(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioresponses_core, "ClientResponse", _MockedResponse)
 
 
 def sent(mock: aioresponses, url: str) -> list[dict[str, Any]]:

@@ -10,11 +10,9 @@ import json
 import random
 import re
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-import aioresponses.core as aioresponses_core
 import anyio
 import pytest
 import structlog
@@ -66,20 +64,6 @@ ABP_401 = {
     "__abp": True,
 }
 START_BODY = {"startInfo": {"ReleaseKey": "k", "Strategy": "ModernJobsCount", "JobsCount": 1}}
-
-
-class _MockedResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds responses without the ``stream_writer`` that
-    aiohttp 3.14 requires; give it an empty one (tests only)."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-def _aioresponses_on_aiohttp_3_14(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioresponses_core, "ClientResponse", _MockedResponse)
 
 
 class Sleeps(list[float]):

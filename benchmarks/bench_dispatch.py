@@ -1,0 +1,443 @@
+"""Dispatch N jobs over M folders against the simulator; compare with a naive loop.
+
+Each dispatcher runs against a fresh simulator in a subprocess of its own, and
+each client runs in a subprocess too, so the CPU time and peak memory measured
+are the client's alone. See benchmarks/README.md for what the numbers mean.
+
+    python benchmarks/bench_dispatch.py                 # 1,000 jobs, 10 folders
+    python benchmarks/bench_dispatch.py --jobs 200 --folders 4 --time-scale 20
+    python benchmarks/bench_dispatch.py --skip-naive --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+CLIENT_ID = "bench"
+CLIENT_SECRET = "bench-secret"
+PROCESS = "Work"
+RESULTS_DIR = Path(__file__).parent / "results"
+NAIVE_POLL_SECONDS = 2.0
+TARGETS = {"requests_per_job": 2.5, "wall_vs_last_end": 1.3, "cpu_ms_per_job": 1.0}
+
+
+# -- scenario and simulator --------------------------------------------------------------
+
+
+def folder_names(count: int) -> list[str]:
+    return [f"Bench{n:02d}" for n in range(1, count + 1)]
+
+
+def scenario_text(args: argparse.Namespace) -> str:
+    folders = "\n".join(
+        f'[[tenants.folders]]\npath = "{name}"\ncapacity = {args.capacity}\n'
+        f"robots = {min(args.capacity, 20)}\n"
+        for name in folder_names(args.folders)
+    )
+    low, high = args.duration
+    return f"""# Written by benchmarks/bench_dispatch.py
+seed = {args.seed}
+time_scale = {args.time_scale}
+
+[[tenants]]
+organization = "bench"
+name = "DefaultTenant"
+[tenants.rate_limit]
+jobs_list = 100          # GET /odata/Jobs per tenant, as on Automation Cloud
+window_seconds = 60
+[[tenants.credentials]]
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+scopes = ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"]
+[[tenants.processes]]
+name = "{PROCESS}"
+duration = [{low}, {high}]
+outputs = "echo"
+
+{folders}"""
+
+
+class Simulator:
+    """``python -m async_orch simulator`` in a subprocess, on a free port."""
+
+    def __init__(self, scenario: Path) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "async_orch",
+                "simulator",
+                "--port",
+                "0",
+                "--scenario",
+                str(scenario),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+        if not self.url.startswith("http"):
+            self.stop()
+            raise RuntimeError(f"the simulator did not start (said {self.url!r})")
+        self.root = self.url.split("/bench/")[0]
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.root}/_simulator/stats", timeout=30) as response:
+            data: dict[str, Any] = json.load(response)
+            return data
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+# -- the clients (run in a worker subprocess) -----------------------------------------
+
+
+def job_plan(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    folders = folder_names(args.folders)
+    return [(folders[i % len(folders)], {"n": i, "tag": f"job-{i}"}) for i in range(args.jobs)]
+
+
+async def run_async_orch(args: argparse.Namespace) -> dict[str, Any]:
+    from async_orch.batch import JobRequest
+    from async_orch.client import OrchestratorClient
+    from async_orch.config import ClientCredentials, Settings
+
+    settings = Settings(
+        url=args.url,
+        credentials=ClientCredentials(client_id=CLIENT_ID, client_secret=CLIENT_SECRET),
+    )
+    requests = [
+        JobRequest(process=PROCESS, folder=folder, inputs=inputs)
+        for folder, inputs in job_plan(args)
+    ]
+    async with OrchestratorClient(settings) as orch:
+        results = await orch.run_jobs(requests)
+    return {
+        "outcomes": dict(Counter(r.outcome.value for r in results)),
+        "outputs_ok": sum(r.outputs == r.request.inputs for r in results),
+        "jobs": [
+            {
+                "created": r.job.creation_time.timestamp()
+                if r.job and r.job.creation_time
+                else None,
+                "ended": r.job.end_time.timestamp() if r.job and r.job.end_time else None,
+            }
+            for r in results
+        ],
+    }
+
+
+async def run_naive(args: argparse.Namespace) -> dict[str, Any]:
+    """What a first script does: per job, StartJobs, then GET /odata/Jobs?$filter=Id eq N
+    every 2 s until the job is final, then GET Jobs(N) for its outputs; all jobs at once
+    with asyncio.gather. A non-200 answer (a 429) is waited out the same 2 s.
+    ``--naive-route id`` polls GET /odata/Jobs(N) instead (not rate limited)."""
+    import aiohttp
+
+    from async_orch.models import Job
+
+    base = args.url
+    token_url = base.split("/bench/")[0] + "/identity_/connect/token"
+    async with aiohttp.ClientSession() as session:
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "scope": "OR.Folders.Read OR.Execution.Read OR.Jobs",
+        }
+        async with session.post(token_url, data=form) as response:
+            token = (await response.json())["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        async with session.get(f"{base}/odata/Folders", headers=auth) as response:
+            folder_ids = {
+                f["FullyQualifiedName"]: f["Id"] for f in (await response.json())["value"]
+            }
+        release_keys = {}
+        for name, folder_id in folder_ids.items():
+            headers = {**auth, "X-UIPATH-OrganizationUnitId": str(folder_id)}
+            params = {"$filter": f"Name eq '{PROCESS}'"}
+            async with session.get(
+                f"{base}/odata/Releases", headers=headers, params=params
+            ) as response:
+                release_keys[name] = (await response.json())["value"][0]["Key"]
+
+        async def one(folder: str, inputs: dict[str, Any]) -> dict[str, Any] | None:
+            headers = {**auth, "X-UIPATH-OrganizationUnitId": str(folder_ids[folder])}
+            body = {
+                "startInfo": {
+                    "ReleaseKey": release_keys[folder],
+                    "Strategy": "ModernJobsCount",
+                    "JobsCount": 1,
+                    "InputArguments": json.dumps(inputs),
+                }
+            }
+            start_url = f"{base}/odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
+            async with session.post(start_url, json=body, headers=headers) as response:
+                job_id = (await response.json())["value"][0]["Id"]
+            while True:
+                await asyncio.sleep(NAIVE_POLL_SECONDS)
+                if args.naive_route == "id":
+                    poll = session.get(f"{base}/odata/Jobs({job_id})", headers=headers)
+                else:
+                    poll = session.get(
+                        f"{base}/odata/Jobs", headers=headers, params={"$filter": f"Id eq {job_id}"}
+                    )
+                async with poll as response:
+                    if response.status != 200:
+                        continue
+                    data = await response.json()
+                state = data["State"] if args.naive_route == "id" else data["value"][0]["State"]
+                if state in ("Successful", "Faulted", "Stopped"):
+                    break
+            async with session.get(f"{base}/odata/Jobs({job_id})", headers=headers) as response:
+                full: dict[str, Any] = await response.json()
+                return full
+
+        tasks = [asyncio.ensure_future(one(f, i)) for f, i in job_plan(args)]
+        done, pending = await asyncio.wait(tasks, timeout=args.naive_timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    jobs = [Job.from_api(t.result()) for t in done if t.exception() is None and t.result()]
+    plan = job_plan(args)
+    return {
+        "outcomes": dict(Counter(j.state.value.lower() for j in jobs))
+        | ({"unfinished (capped)": len(pending)} if pending else {}),
+        "outputs_ok": sum(
+            j.output_arguments == plan[j.output_arguments["n"]][1]
+            for j in jobs
+            if j.output_arguments
+        ),
+        "capped": bool(pending),
+        "jobs": [
+            {
+                "created": j.creation_time.timestamp() if j.creation_time else None,
+                "ended": j.end_time.timestamp() if j.end_time else None,
+            }
+            for j in jobs
+        ],
+    }
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Run one client and print its measurements as one JSON line."""
+    run = run_async_orch if args.worker == "async-orch" else run_naive
+    # Import everything first: module loading is not what is measured.
+    import aiohttp  # noqa: F401
+
+    import async_orch.client
+    import async_orch.models  # noqa: F401
+
+    profiler = cProfile.Profile() if args.profile else None
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    if profiler is not None:
+        profiler.enable()
+    report = asyncio.run(run(args))
+    if profiler is not None:
+        profiler.disable()
+    report["wall_s"] = time.perf_counter() - wall0
+    report["cpu_s"] = time.process_time() - cpu0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    report["cpu_user_s"] = usage.ru_utime - usage0.ru_utime
+    report["cpu_system_s"] = usage.ru_stime - usage0.ru_stime  # mostly loopback TCP
+    report["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if profiler is not None:
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("cumulative").print_stats(40)
+        stats.sort_stats("tottime").print_stats(40)
+        path = RESULTS_DIR / f"profile-{args.worker}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(out.getvalue())
+        report["profile"] = str(path)
+    print(json.dumps(report))
+
+
+# -- the driver -----------------------------------------------------------------------
+
+
+def measure(kind: str, args: argparse.Namespace, scenario: Path) -> dict[str, Any]:
+    simulator = Simulator(scenario)
+    try:
+        command = [sys.executable, __file__, "--worker", kind, "--url", simulator.url]
+        command += ["--jobs", str(args.jobs), "--folders", str(args.folders)]
+        command += ["--naive-timeout", str(args.naive_timeout), "--naive-route", args.naive_route]
+        if args.profile:
+            command.append("--profile")
+        print(f"running {kind} ...", file=sys.stderr, flush=True)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{kind} worker failed:\n{done.stderr[-3000:]}")
+        report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        stats = simulator.stats()
+    finally:
+        simulator.stop()
+    return summarize(kind, report, stats, args)
+
+
+def summarize(
+    kind: str, report: dict[str, Any], stats: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    by_route = {
+        route: sum(statuses.values())
+        for route, statuses in stats["requests"].items()
+        if not route.startswith("POST /identity_")
+    }
+    total = sum(by_route.values())
+    jobs = [j for j in report.pop("jobs") if j["created"] is not None]
+    ended = [j["ended"] for j in jobs if j["ended"] is not None]
+    span = (max(ended) - min(j["created"] for j in jobs)) / args.time_scale if ended else None
+    finished = sum(n for k, n in report["outcomes"].items() if k != "unfinished (capped)")
+    return {
+        "dispatcher": kind,
+        "jobs": args.jobs,
+        "finished": finished,
+        "outcomes": report["outcomes"],
+        "outputs_ok": report["outputs_ok"],
+        "wall_s": round(report["wall_s"], 2),
+        "last_job_end_s": round(span, 2) if span else None,
+        "wall_vs_last_end": round(report["wall_s"] / span, 3)
+        if span and finished == args.jobs
+        else None,
+        "requests": total,
+        "requests_per_job": round(total / args.jobs, 3),
+        "requests_by_route": by_route,
+        "http_429": stats["rejections"].get("429", 0),
+        "cpu_s": round(report["cpu_s"], 3),
+        "cpu_ms_per_job": round(1000 * report["cpu_s"] / args.jobs, 3),
+        "cpu_user_ms_per_job": round(1000 * report["cpu_user_s"] / args.jobs, 3),
+        "cpu_system_ms_per_job": round(1000 * report["cpu_system_s"] / args.jobs, 3),
+        "max_rss_mb": round(report["max_rss_mb"], 1),
+        "jobs_created": stats["jobs"]["created"],
+        **({"profile": report["profile"]} if "profile" in report else {}),
+    }
+
+
+ROWS = [
+    ("finished jobs", "finished"),
+    ("outputs == inputs", "outputs_ok"),
+    ("wall time (s)", "wall_s"),
+    ("last job's end, real s", "last_job_end_s"),
+    ("wall / last end", "wall_vs_last_end"),
+    ("HTTP requests", "requests"),
+    ("requests per job", "requests_per_job"),
+    ("429 answers", "http_429"),
+    ("client CPU (s)", "cpu_s"),
+    ("client CPU per job (ms)", "cpu_ms_per_job"),
+    ("  of which user (ms)", "cpu_user_ms_per_job"),
+    ("  of which system (ms)", "cpu_system_ms_per_job"),
+    ("client peak RSS (MB)", "max_rss_mb"),
+]
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    width = max(len(label) for label, _ in ROWS) + 2
+    header = "".ljust(width) + "".join(r["dispatcher"].rjust(16) for r in runs)
+    lines = [header, "-" * len(header)]
+    for label, key in ROWS:
+        cells = "".join(str(r.get(key) if r.get(key) is not None else "-").rjust(16) for r in runs)
+        lines.append(label.ljust(width) + cells)
+    if len(runs) == 2 and runs[0]["requests_per_job"]:
+        ratio = runs[1]["requests"] / max(1, runs[0]["requests"])
+        lines.append(f"naive / async-orch requests: {ratio:.1f}x")
+    routes = sorted({k for r in runs for k in r["requests_by_route"]})
+    lines.append("")
+    lines.append(
+        "requests by route".ljust(width) + "".join(r["dispatcher"].rjust(16) for r in runs)
+    )
+    for route in routes:
+        cells = "".join(str(r["requests_by_route"].get(route, 0)).rjust(16) for r in runs)
+        lines.append(
+            ("  " + route.split("UiPath.Server.Configuration.OData.")[-1]).ljust(width) + cells
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--folders", type=int, default=10)
+    parser.add_argument("--capacity", type=int, default=20, help="robot slots per folder")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        nargs=2,
+        default=(30.0, 120.0),
+        metavar=("LOW", "HIGH"),
+        help="simulated seconds per job",
+    )
+    parser.add_argument(
+        "--time-scale", type=float, default=5.0, help="simulated seconds per real second"
+    )
+    parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument(
+        "--naive-route",
+        choices=("filter", "id"),
+        default="filter",
+        help="how the naive loop polls: $filter=Id eq N (default) or Jobs(N)",
+    )
+    parser.add_argument(
+        "--naive-timeout",
+        type=float,
+        default=150.0,
+        help="stop the naive run after this many seconds",
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile the clients")
+    parser.add_argument("--worker", choices=("async-orch", "naive"), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        scenario = Path(tmp) / "bench.toml"
+        scenario.write_text(scenario_text(args))
+        runs = [measure("async-orch", args, scenario)]
+        if not args.skip_naive:
+            runs.append(measure("naive", args, scenario))
+    print(table(runs))
+    document = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "url")},
+        "cpu_count": os.cpu_count(),
+        "targets": TARGETS,
+        "runs": runs,
+    }
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS_DIR / f"bench-dispatch-{stamp}.json"
+    path.write_text(json.dumps(document, indent=2))
+    print(json.dumps(document))
+    print(f"written to {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    random.seed(0)
+    main()

@@ -1,0 +1,113 @@
+"""OrchestratorClient's dispatch API against the simulator: start in one client,
+wait in another (handles carried as JSON), iterate results, resize limits."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from test_dispatcher_support import (
+    START_JOBS,
+    engine_jobs,
+    fast_poll,
+    fast_settings,
+    requests_to,
+    scenario,
+)
+
+from async_orch.batch import JobHandle, JobRequest, Outcome, Progress, Summary
+from async_orch.client import OrchestratorClient
+from async_orch.dispatcher import DispatchLimits, Started, StartFailure
+from async_orch.errors import FolderNotFoundError
+from async_orch.states import JobState
+
+
+async def test_start_in_one_client_then_wait_in_another_from_json(
+    start_simulator: Callable[..., Any],
+) -> None:
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    requests = [
+        JobRequest(process="Echo", folder="Finance/Comptabilité", inputs={"n": 1}, jobs_count=2),
+        JobRequest(process="Echo", folder="HR", inputs={"n": 2}),
+        JobRequest(process="Echo", folder="Nowhere", inputs={"n": 3}),
+    ]
+    persisted: list[str] = []
+    async with OrchestratorClient(fast_settings(sim)) as first:
+        outcome = await first.start_jobs(
+            requests, on_started=lambda i, h: persisted.append(json.dumps(h.to_dict()))
+        )
+    assert [type(o) for o in outcome] == [Started, Started, StartFailure]
+    assert isinstance(outcome[2], StartFailure)
+    assert isinstance(outcome[2].error, FolderNotFoundError)
+    started = [h for o in outcome if isinstance(o, Started) for h in o.handles]
+    assert len(persisted) == len(started) == 3
+
+    handles = [JobHandle.from_dict(json.loads(text)) for text in reversed(persisted)]
+    assert sorted(handles, key=lambda h: h.job_id) == sorted(started, key=lambda h: h.job_id)
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as second:
+        results = await second.wait_jobs(handles)
+
+    assert [r.handle for r in results] == handles  # in the order given
+    assert [r.index for r in results] == [0, 1, 2]
+    assert all(r.outcome is Outcome.SUCCESSFUL for r in results)
+    expected = {h.job_id: {"n": 2 if h.folder_path == "HR" else 1} for h in handles}
+    assert {r.job_id: r.outputs for r in results} == expected
+    assert requests_to(sim, START_JOBS) == 2  # waiting never starts anything
+
+
+async def test_wait_jobs_with_a_timeout_reports_the_last_state(
+    start_simulator: Callable[..., Any],
+) -> None:
+    sim = await start_simulator(scenario(), time_scale=100.0)
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        (started,) = await orch.start_jobs([JobRequest(process="Slow", folder="Shared")])
+        assert isinstance(started, Started)
+        progress: list[Progress] = []
+        (result,) = await orch.wait_jobs(started.handles, timeout=1.0, on_progress=progress.append)
+
+    assert result.outcome is Outcome.TIMED_OUT and result.timed_out
+    assert result.state is JobState.RUNNING
+    assert progress[-1].finished == progress[-1].total == 1
+    assert {j.state for j in engine_jobs(sim)} == {JobState.RUNNING}
+
+
+async def test_iter_jobs_yields_results_as_jobs_end(start_simulator: Callable[..., Any]) -> None:
+    sim = await start_simulator(scenario(echo=(1.0, 1.0)), time_scale=100.0)
+    requests = [
+        JobRequest(process="Slow", folder="Shared", inputs={"slow": 1}, timeout=1.0),
+        JobRequest(process="Echo", folder="HR", inputs={"fast": 1}),
+    ]
+    async with (
+        OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch,
+        contextlib.aclosing(orch.iter_jobs(requests)) as results,
+    ):
+        seen = [result async for result in results]
+
+    # The quick Echo job ends first although it was asked for second.
+    assert [r.index for r in seen] == [1, 0]
+    assert [r.outcome for r in seen] == [Outcome.SUCCESSFUL, Outcome.TIMED_OUT]
+    summary = Summary.of(seen)
+    assert summary.by_outcome == {"successful": 1, "timed_out": 1}
+    assert not summary.all_successful
+
+
+async def test_client_set_limits_reaches_the_dispatcher(
+    start_simulator: Callable[..., Any],
+) -> None:
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    async with OrchestratorClient(
+        fast_settings(sim), limits=DispatchLimits(max_in_flight=2), poll=fast_poll()
+    ) as orch:
+        orch.set_limits(max_in_flight=8, per_folder=3, starts_per_second=1000.0)
+        limits = orch.dispatcher.limits
+        assert (limits.max_in_flight, limits.per_folder, limits.starts_per_second) == (
+            8,
+            3,
+            1000.0,
+        )
+        results = await orch.run_jobs(
+            [JobRequest(process="Echo", folder="Shared", inputs={"i": i}) for i in range(6)]
+        )
+    assert all(r.ok for r in results)

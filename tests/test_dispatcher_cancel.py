@@ -1,0 +1,130 @@
+"""Cancellation while StartJobs calls are in flight, on an in-memory API.
+
+A StartJobs held at a gate when the batch is cancelled is let finish, so the
+job it created is known (and reported); one that outlives the allowed wait is
+reported by its Reference as uncertain.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+import structlog
+from anyio import wait_all_tasks_blocked
+from test_dispatcher_support import FakeAPI
+
+import async_orch.dispatcher as dispatcher_module
+from async_orch.batch import JobHandle, JobRequest
+from async_orch.dispatcher import Dispatcher
+from async_orch.planner import PollPolicy
+
+POLL = PollPolicy(min_interval=0.01, max_interval=0.05)
+
+
+def requests(count: int) -> list[JobRequest]:
+    return [
+        JobRequest(process="Echo", folder="Shared", inputs={"i": i}, reference=f"ref-{i}")
+        for i in range(count)
+    ]
+
+
+def left_running(logs: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [e for e in logs if e["event"] == "async_orch.jobs_left_running"]
+
+
+async def test_a_start_in_flight_at_cancellation_finishes_and_is_reported() -> None:
+    api = FakeAPI(gate=anyio.Event())
+    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+    started: list[JobHandle] = []
+    scope = anyio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            await dispatcher.run(requests(3), on_started=lambda i, h: started.append(h))
+
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await api.wait_until(lambda: api.in_flight == 3)
+            scope.cancel()
+            await wait_all_tasks_blocked()
+            # Cancelled, yet the three calls are still waiting for their answer.
+            assert api.in_flight == 3
+            assert api.gate is not None
+            api.gate.set()
+    assert scope.cancelled_caught
+
+    assert len(api.jobs) == 3
+    assert sorted(h.job_id for h in started) == sorted(api.jobs)
+    (event,) = left_running(logs)
+    assert sorted(event["job_ids"]) == sorted(api.jobs)  # type: ignore[call-overload]
+    assert event["uncertain_references"] == []
+
+
+async def test_a_start_that_outlives_the_allowed_wait_is_reported_uncertain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dispatcher_module, "ABANDON_START_WAIT", 0.05)
+    api = FakeAPI(gate=anyio.Event())  # never opened: the answer never comes
+    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+    scope = anyio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            await dispatcher.run(requests(2))
+
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await api.wait_until(lambda: api.in_flight == 2)
+            scope.cancel()
+    assert scope.cancelled_caught
+
+    (event,) = left_running(logs)
+    assert event["count"] == 0
+    assert sorted(event["uncertain_references"]) == ["ref-0", "ref-1"]  # type: ignore[arg-type]
+
+
+async def test_cancelled_start_only_logs_the_jobs_it_had_started() -> None:
+    api = FakeAPI()
+    dispatcher = Dispatcher(api)  # type: ignore[arg-type]
+    gate = anyio.Event()
+    original = api.start_jobs
+
+    async def second_call_hangs(folder, request):  # type: ignore[no-untyped-def]
+        jobs = await original(folder, request)
+        if len(api.starts()) == 2:
+            await gate.wait()  # held inside StartJobs: shielded, so it comes back
+        return jobs
+
+    api.start_jobs = second_call_hangs  # type: ignore[method-assign]
+    scope = anyio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            await dispatcher.start(requests(2))
+
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await api.wait_until(lambda: len(api.jobs) == 2)
+            scope.cancel()
+            await wait_all_tasks_blocked()
+            gate.set()
+    assert scope.cancelled_caught
+
+    (event,) = left_running(logs)
+    assert sorted(event["job_ids"]) == sorted(api.jobs)  # type: ignore[call-overload]
+
+
+async def test_an_error_in_a_callback_ends_the_batch_and_reports_its_jobs() -> None:
+    api = FakeAPI()
+    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+
+    def broken(index: int, handle: JobHandle) -> None:
+        raise ValueError("callback bug")
+
+    with structlog.testing.capture_logs() as logs, pytest.raises(ValueError, match="callback bug"):
+        await dispatcher.run(requests(1), on_started=broken)
+    (event,) = left_running(logs)
+    assert event["job_ids"] == list(api.jobs)

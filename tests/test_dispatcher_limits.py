@@ -1,0 +1,194 @@
+"""Dispatch limits, observed on an in-memory API whose StartJobs waits at a gate.
+
+Each test holds StartJobs calls in flight, waits until every other task is
+blocked (so no more calls can start), and then reads how many are in flight.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+from test_dispatcher_support import FakeAPI
+
+from async_orch.batch import JobRequest
+from async_orch.dispatcher import Dispatcher, DispatchLimits, Started
+from async_orch.errors import ConfigurationError
+
+
+def requests(count: int, folders: tuple[str, ...] = ("Shared",)) -> list[JobRequest]:
+    return [
+        JobRequest(process="Echo", folder=folders[i % len(folders)], inputs={"i": i})
+        for i in range(count)
+    ]
+
+
+async def settle(api: FakeAPI) -> None:
+    """Let every task that can make progress do so (no time involved)."""
+    await wait_all_tasks_blocked()
+
+
+async def test_max_in_flight_caps_start_calls_over_all_folders() -> None:
+    api = FakeAPI(gate=anyio.Event())
+    dispatcher = Dispatcher(api, limits=DispatchLimits(max_in_flight=3))  # type: ignore[arg-type]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(dispatcher.start, requests(12, ("Shared", "HR", "Finance")))
+        await api.wait_until(lambda: api.in_flight == 3)
+        await settle(api)
+        assert api.in_flight == 3
+        assert api.gate is not None
+        api.gate.set()
+    assert api.max_in_flight == 3
+    assert len(api.starts()) == 12
+
+
+async def test_per_folder_caps_each_folder_while_others_proceed() -> None:
+    api = FakeAPI(gate=anyio.Event())
+    # 4 global slots: taking a global slot before the folder's would let
+    # Shared's waiting requests hold all four, and HR would never start.
+    limits = DispatchLimits(max_in_flight=4, per_folder=2)
+    dispatcher = Dispatcher(api, limits=limits)  # type: ignore[arg-type]
+    # All of Shared's requests first: they must not take the global slots HR needs.
+    reqs = requests(8, ("Shared",)) + requests(4, ("HR",))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(dispatcher.start, reqs)
+        with anyio.fail_after(10):  # a safety net against a hang, not a timing check
+            await api.wait_until(lambda: api.in_flight == 4)
+        await settle(api)
+        assert api.in_flight_by_folder == {"Shared": 2, "HR": 2}
+        assert api.gate is not None
+        api.gate.set()
+    assert api.max_by_folder == {"Shared": 2, "HR": 2}
+    assert len(api.starts()) == 12
+
+
+async def test_set_limits_while_running_raises_and_lowers_the_cap() -> None:
+    api = FakeAPI(gate=anyio.Event())
+    dispatcher = Dispatcher(api, limits=DispatchLimits(max_in_flight=1))  # type: ignore[arg-type]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(dispatcher.start, requests(20))
+        await api.wait_until(lambda: api.in_flight == 1)
+        await settle(api)
+        assert api.in_flight == 1
+
+        dispatcher.set_limits(max_in_flight=5)
+        await api.wait_until(lambda: api.in_flight == 5)
+        await settle(api)
+        assert api.in_flight == 5
+        assert dispatcher.limits.max_in_flight == 5
+
+        # Lowering does not cut calls short; new calls wait until under the cap.
+        dispatcher.set_limits(max_in_flight=2)
+        gate, api.gate = api.gate, anyio.Event()
+        assert gate is not None
+        gate.set()  # the 5 held calls finish; the next ones wait at the new gate
+        await api.wait_until(lambda: api.in_flight == 2)
+        await settle(api)
+        assert api.in_flight == 2
+        api.gate.set()
+    assert len(api.starts()) == 20
+
+
+async def test_set_limits_per_folder_while_running() -> None:
+    api = FakeAPI(gate=anyio.Event())
+    dispatcher = Dispatcher(  # type: ignore[arg-type]
+        api, limits=DispatchLimits(max_in_flight=50, per_folder=1)
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(dispatcher.start, requests(10, ("Shared", "HR")))
+        await api.wait_until(lambda: api.in_flight == 2)
+        await settle(api)
+        assert api.in_flight_by_folder == {"Shared": 1, "HR": 1}
+        dispatcher.set_limits(per_folder=3)
+        await api.wait_until(lambda: api.in_flight == 6)
+        await settle(api)
+        assert api.in_flight_by_folder == {"Shared": 3, "HR": 3}
+        assert api.gate is not None
+        api.gate.set()
+
+
+class FakeTime:
+    """A clock that moves only when the dispatcher sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await anyio.lowlevel.checkpoint()
+
+
+async def test_starts_per_second_spaces_start_calls_on_the_injected_clock() -> None:
+    time = FakeTime()
+    api = FakeAPI()
+    start_times: list[float] = []
+    original = api.start_jobs
+
+    async def timed_start(folder, request):  # type: ignore[no-untyped-def]
+        start_times.append(time())
+        return await original(folder, request)
+
+    api.start_jobs = timed_start  # type: ignore[method-assign]
+    dispatcher = Dispatcher(
+        api,  # type: ignore[arg-type]
+        limits=DispatchLimits(max_in_flight=10, starts_per_second=4.0),
+        clock=time,
+        sleep=time.sleep,
+    )
+    outcome = await dispatcher.start(requests(9))
+    assert all(isinstance(o, Started) for o in outcome)
+    # One token at once (burst 1), then one every 0.25 s of the injected clock.
+    assert start_times == pytest.approx([i * 0.25 for i in range(9)])
+
+
+async def test_starts_per_second_can_change_while_running() -> None:
+    time = FakeTime()
+    api = FakeAPI()
+    start_times: list[float] = []
+    original = api.start_jobs
+    dispatcher = Dispatcher(
+        api,  # type: ignore[arg-type]
+        limits=DispatchLimits(starts_per_second=1.0),
+        clock=time,
+        sleep=time.sleep,
+    )
+
+    async def timed_start(folder, request):  # type: ignore[no-untyped-def]
+        start_times.append(time())
+        if len(start_times) == 3:
+            dispatcher.set_limits(starts_per_second=10.0)
+        return await original(folder, request)
+
+    api.start_jobs = timed_start  # type: ignore[method-assign]
+    await dispatcher.start(requests(6))
+    gaps = [b - a for a, b in itertools.pairwise(start_times)]
+    assert gaps[:2] == pytest.approx([1.0, 1.0])
+    assert max(gaps[3:]) <= 0.1 + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_in_flight": 0}, "max_in_flight must be at least 1"),
+        ({"per_folder": 0}, "per_folder must be at least 1"),
+        ({"starts_per_second": 0.0}, "starts_per_second must be positive"),
+        ({"start_attempts": 0}, "start_attempts must be at least 1"),
+    ],
+)
+def test_bad_limits_are_refused_with_the_fix(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        DispatchLimits(**kwargs)  # type: ignore[arg-type]
+
+
+def test_set_limits_refuses_bad_values_and_keeps_the_old_ones() -> None:
+    dispatcher = Dispatcher(FakeAPI(), limits=DispatchLimits(max_in_flight=4))  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        dispatcher.set_limits(max_in_flight=0)
+    assert dispatcher.limits.max_in_flight == 4

@@ -1,0 +1,66 @@
+"""The dispatcher stays quiet unless the application configured structlog."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+import structlog
+from test_dispatcher_support import FakeAPI
+
+from async_orch.batch import JobRequest, Outcome
+from async_orch.dispatcher import Dispatcher
+from async_orch.planner import PollPolicy
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda event, **values: self.events.append((level, event))
+
+
+@pytest.fixture
+def unconfigured_structlog(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    """structlog as an application that never configured it leaves it; every
+    logger call is recorded instead of printed."""
+    was_configured = structlog.is_configured()
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    recorder = Recorder()
+    monkeypatch.setattr(structlog, "get_logger", lambda *args, **kwargs: recorder)
+    try:
+        yield recorder
+    finally:
+        if was_configured:
+            structlog.configure(**saved)
+        else:
+            structlog.reset_defaults()
+
+
+async def test_nothing_below_warning_is_logged_unless_structlog_is_configured(
+    unconfigured_structlog: Recorder,
+) -> None:
+    api = FakeAPI(finish_on_start=True)
+    dispatcher = Dispatcher(api, poll=PollPolicy(min_interval=0.01))  # type: ignore[arg-type]
+    results = await dispatcher.run(
+        [
+            JobRequest(process="Echo", folder="Shared", inputs={"i": 1}),
+            JobRequest(process="Echo", folder="Nowhere"),  # logs start_failed (info)
+        ]
+    )
+    assert [r.outcome for r in results] == [Outcome.SUCCESSFUL, Outcome.NOT_STARTED]
+    assert unconfigured_structlog.events == []
+
+    # A warning still gets through: jobs left running after a cancellation.
+    slow = FakeAPI()
+    dispatcher = Dispatcher(slow, poll=PollPolicy(min_interval=0.01))  # type: ignore[arg-type]
+    with anyio.CancelScope() as scope:
+        await dispatcher.run(
+            [JobRequest(process="Echo", folder="Shared")],
+            on_started=lambda index, handle: scope.cancel(),
+        )
+    assert unconfigured_structlog.events == [("warning", "async_orch.jobs_left_running")]

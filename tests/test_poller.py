@@ -1,0 +1,157 @@
+"""The JobWatcher on an in-memory API: outputs read once, deadlines, batched stops.
+
+Jobs change state only when a test (or a stop call) changes them; the watcher
+polls every few milliseconds, so each test waits on the watcher's own output.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+import structlog
+from test_dispatcher_support import FakeAPI, FakeJob
+
+from async_orch.batch import JobHandle
+from async_orch.errors import TransportError
+from async_orch.planner import PollPolicy
+from async_orch.poller import Finished, JobWatcher, StopPolicy
+from async_orch.states import JobState
+
+POLL = PollPolicy(min_interval=0.005, max_interval=0.02, probe_rate_per_second=1000.0)
+
+
+def add_job(api: FakeAPI, job_id: int, folder: str = "Shared", **fields: object) -> JobHandle:
+    resolved = api.folder(folder)
+    api.jobs[job_id] = FakeJob(
+        id=job_id, folder=resolved, reference=f"r{job_id}", inputs={"id": job_id}, **fields
+    )  # type: ignore[arg-type]
+    return JobHandle(
+        job_id=job_id,
+        job_key=None,
+        folder_id=resolved.id,
+        folder_key=None,
+        folder_path=folder,
+        reference=f"r{job_id}",
+    )
+
+
+async def watch_all(
+    watcher: JobWatcher, handles: list[JobHandle], **watch_args: object
+) -> list[Finished]:
+    finished: list[Finished] = []
+
+    async def collect(item: Finished) -> None:
+        finished.append(item)
+
+    for handle in handles:
+        watcher.watch(handle, **watch_args)  # type: ignore[arg-type]
+    watcher.close()
+    # Warnings (a failed read) go to a capture, whatever logging other tests set up.
+    with structlog.testing.capture_logs(), anyio.fail_after(20):  # fail_after: a safety net
+        await watcher.run(collect)
+    return finished
+
+
+async def test_final_jobs_are_read_once_by_id_with_their_outputs() -> None:
+    api = FakeAPI()
+    handles = [add_job(api, 1), add_job(api, 2, "HR"), add_job(api, 3, state=JobState.FAULTED)]
+    api.jobs[1].state = api.jobs[2].state = JobState.SUCCESSFUL
+    finished = await watch_all(JobWatcher(api, policy=POLL), handles)  # type: ignore[arg-type]
+
+    by_id = {f.handle.job_id: f for f in finished}
+    assert set(by_id) == {1, 2, 3}
+    assert not any(f.timed_out for f in finished)
+    assert by_id[1].job is not None and by_id[1].job.output_arguments == {"id": 1}
+    assert by_id[3].job is not None and by_id[3].job.state is JobState.FAULTED
+    gets = sorted(c[2] for c in api.calls if c[0] == "get")
+    assert gets == [1, 2, 3]  # exactly one read by id per job
+
+
+async def test_state_changes_are_reported_in_order() -> None:
+    api = FakeAPI()
+    handle = add_job(api, 1, state=JobState.RUNNING)
+    changes: list[tuple[JobState | None, JobState]] = []
+    seen_running = anyio.Event()
+
+    def on_state(handle: JobHandle, old: JobState | None, new: JobState) -> None:
+        changes.append((old, new))
+        seen_running.set()
+
+    watcher = JobWatcher(api, policy=POLL, on_state=on_state)  # type: ignore[arg-type]
+
+    async def finish_later() -> None:
+        await seen_running.wait()
+        api.jobs[1].state = JobState.SUCCESSFUL
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(finish_later)
+        await watch_all(watcher, [handle])
+    assert changes == [(None, JobState.RUNNING), (JobState.RUNNING, JobState.SUCCESSFUL)]
+
+
+async def test_past_the_deadline_without_stop_jobs_are_reported_with_their_last_state() -> None:
+    api = FakeAPI()
+    handles = [add_job(api, i, state=JobState.RUNNING) for i in (1, 2)]
+    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(stop=False))  # type: ignore[arg-type]
+    finished = await watch_all(watcher, handles, timeout=0.1)
+
+    assert {f.handle.job_id for f in finished} == {1, 2}
+    assert all(f.timed_out and f.state is JobState.RUNNING for f in finished)
+    assert api.stops() == []
+
+
+async def test_stops_are_batched_per_folder_and_kill_follows_for_stubborn_jobs() -> None:
+    api = FakeAPI()
+    handles = [
+        add_job(api, 1, state=JobState.RUNNING),
+        add_job(api, 2, state=JobState.RUNNING, obeys_soft_stop=False),
+        add_job(api, 3, "HR", state=JobState.RUNNING),
+        add_job(api, 4, "HR", state=JobState.RUNNING),
+    ]
+    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(stop=True, grace=0.3))  # type: ignore[arg-type]
+    finished = await watch_all(watcher, handles, timeout=0.05)
+
+    soft = [c for c in api.stops() if c[3] == "SoftStop"]
+    kill = [c for c in api.stops() if c[3] == "Kill"]
+    assert sorted(c[2] for c in soft) == [(1, 2), (3, 4)]  # one call per folder
+    assert [c[2] for c in kill] == [(2,)]  # only the job that ignored SoftStop
+    assert {f.handle.job_id: f.state for f in finished} == dict.fromkeys(
+        (1, 2, 3, 4), JobState.STOPPED
+    )
+    assert all(f.stop_sent is not None for f in finished)
+
+
+async def test_a_job_that_ended_before_its_deadline_is_not_stopped() -> None:
+    api = FakeAPI()
+    handle = add_job(api, 1, state=JobState.SUCCESSFUL)
+    original = api.get_job
+    reads = 0
+
+    async def first_read_fails(folder, job_id):  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            raise TransportError("reset", method="GET", url="x")
+        return await original(folder, job_id)
+
+    api.get_job = first_read_fails  # type: ignore[method-assign]
+    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(stop=True, grace=5.0))  # type: ignore[arg-type]
+    # Known Successful (as StartJobs or a list call could say), deadline already
+    # past, and its outputs read fails once: it still gets the grace to be read.
+    (finished,) = await watch_all(watcher, [handle], timeout=0.0, state=JobState.SUCCESSFUL)
+
+    assert not finished.timed_out
+    assert finished.job is not None and finished.job.output_arguments == {"id": 1}
+    assert api.stops() == []
+
+
+async def test_watch_refuses_a_job_twice_and_after_close() -> None:
+    api = FakeAPI()
+    handle = add_job(api, 1)
+    watcher = JobWatcher(api)  # type: ignore[arg-type]
+    watcher.watch(handle)
+    with pytest.raises(ValueError, match="already watched"):
+        watcher.watch(handle)
+    watcher.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        watcher.watch(add_job(api, 2))
