@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from async_orch import __version__
-from async_orch.cli import dispatch_cmd, simulator_cmd
+from async_orch.cli import check_cmd, dispatch_cmd, jobs_cmd, loadtest_cmd, simulator_cmd
 
 __all__ = ["main"]
 
@@ -15,9 +15,20 @@ __all__ = ["main"]
 # add_parser(subparsers), called by build_parser() in this order.
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dispatch": dispatch_cmd.run,
+    "check": check_cmd.run,
+    "jobs": jobs_cmd.run_jobs,
+    "stop": jobs_cmd.run_stop,
+    "loadtest": loadtest_cmd.run,
     "simulator": simulator_cmd.run,
 }
-_PARSERS = (dispatch_cmd.add_parser, simulator_cmd.add_parser)
+_PARSERS = (
+    dispatch_cmd.add_parser,
+    check_cmd.add_parser,
+    jobs_cmd.add_jobs_parser,
+    jobs_cmd.add_stop_parser,
+    loadtest_cmd.add_parser,
+    simulator_cmd.add_parser,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

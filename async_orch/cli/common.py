@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import structlog
 
+from async_orch.cli.profiles import default_config_path, merge_environment, profile_environment
 from async_orch.config import ClientCredentials, Settings
 from async_orch.errors import (
     AuthenticationError,
@@ -30,6 +33,7 @@ __all__ = [
     "add_connection_flags",
     "configure_logging",
     "connection",
+    "load_settings",
     "run_command",
 ]
 
@@ -58,6 +62,17 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
         help="Orchestrator URL, e.g. https://cloud.uipath.com/ORG/TENANT/orchestrator_ "
         "(default: $UIPATH_URL)",
     )
+    group.add_argument(
+        "--profile",
+        help="connection profile from the config file (default: $ASYNC_ORCH_PROFILE, "
+        "else [profiles.default] if the file has one)",
+    )
+    group.add_argument(
+        "--config",
+        type=Path,
+        help="config file with [profiles.NAME] tables (default: $ASYNC_ORCH_CONFIG, "
+        "else ~/.config/async-orch/config.toml)",
+    )
     group.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
 
 
@@ -77,8 +92,11 @@ def configure_logging(verbosity: int) -> None:
 
 
 @asynccontextmanager
-async def connection(args: argparse.Namespace) -> AsyncIterator[Settings]:
-    """Settings for this run: an embedded simulator's, or from flags and environment."""
+async def connection(
+    args: argparse.Namespace, *, default_url: str | None = None
+) -> AsyncIterator[Settings]:
+    """Settings for this run: an embedded simulator's, or from flags, environment and
+    profile (``default_url`` when none of them names a URL)."""
     if args.simulator:
         from async_orch.simulator import run_simulator
 
@@ -90,8 +108,42 @@ async def connection(args: argparse.Namespace) -> AsyncIterator[Settings]:
                 ),
             )
         return
-    overrides = {"url": args.url} if args.url else {}
-    yield Settings.from_env(dict(os.environ), **overrides)
+    yield load_settings(args, environ=os.environ, default_url=default_url)
+
+
+def load_settings(
+    args: argparse.Namespace,
+    *,
+    environ: Mapping[str, str],
+    default_url: str | None = None,
+) -> Settings:
+    """Settings from flags, then environment and profile (see :func:`merge_environment`).
+
+    ``default_url`` (a journal's tenant) is used when neither ``--url`` nor any
+    variable or profile gives one.
+    """
+    explicit = args.profile or environ.get("ASYNC_ORCH_PROFILE") or None
+    path = args.config or default_config_path(environ, Path.home())
+    profile: dict[str, str] = {}
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from exc
+        if explicit or "[profiles.default]" in text:
+            profile = profile_environment(
+                text, explicit or "default", environ=environ, where=str(path)
+            )
+    elif explicit or args.config is not None:
+        raise ConfigurationError(
+            f"config file {path} not found (needed for --profile {explicit or 'default'}); "
+            "create it with a [profiles.NAME] table, or pass --config PATH"
+        )
+    merged = merge_environment(environ, profile, profile_wins=explicit is not None)
+    url = args.url or None
+    if url is None and default_url is not None and not merged.get("UIPATH_URL", "").strip():
+        url = default_url
+    return Settings.from_env(merged, url=url)
 
 
 def _first_error(exc: BaseException) -> BaseException:
@@ -111,6 +163,12 @@ def run_command(main: Callable[[], Awaitable[int]]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of stdout went away (`| head`): not an error worth a traceback.
+        # Point stdout at devnull so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
     except (ConfigurationError, InvalidRequestError, NotFoundByNameError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -118,8 +176,15 @@ def run_command(main: Callable[[], Awaitable[int]]) -> int:
         print(f"authentication failed: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except TransportError as exc:
-        print(f"cannot reach Orchestrator: {exc}", file=sys.stderr)
+        print(
+            f"cannot reach Orchestrator: {exc}. Check the URL (--url, UIPATH_URL or the "
+            "profile's url), your network and any proxy (HTTPS_PROXY)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except OrchestratorError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.Error as exc:
+        print(f"error: journal: {exc}", file=sys.stderr)
         return EXIT_USAGE

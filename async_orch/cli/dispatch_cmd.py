@@ -3,25 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from async_orch.batch import JobRequest, JobResult, Summary
+from async_orch.batch import JobRequest
 from async_orch.cli.common import (
-    EXIT_FAILED,
-    EXIT_OK,
+    EXIT_INTERRUPTED,
     add_connection_flags,
     configure_logging,
     connection,
     run_command,
 )
 from async_orch.cli.jobfile import requests_from_file, requests_from_flags
-from async_orch.cli.output import FORMATS, write_results
+from async_orch.cli.journal_run import (
+    RunOptions,
+    default_journal_path,
+    exit_code,
+    journal_rows,
+    reconcile,
+    records_for,
+    run_journaled,
+    target_of,
+)
+from async_orch.cli.output import FORMATS, emit_rows
 from async_orch.cli.progress import ProgressDisplay
 from async_orch.client import OrchestratorClient
 from async_orch.dispatcher import DispatchLimits
 from async_orch.errors import ConfigurationError
+from async_orch.journal import Journal, RequestRecord, plan_resume
 from async_orch.planner import PollPolicy
 
 __all__ = ["add_parser", "run"]
@@ -31,6 +46,7 @@ examples:
   async-orch dispatch --simulator --process Echo --folder Shared --folder HR \\
       --count 200 --inputs '{"customer": "ACME"}'
   async-orch dispatch --file jobs.csv --format csv --output results.csv
+  async-orch dispatch --resume ~/.local/state/async-orch/journals/20250101-120000-1a2b3c.sqlite
 """
 
 
@@ -72,10 +88,37 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--max-in-flight", type=int, default=16, help="StartJobs calls at once (default 16)"
     )
     run_group.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="StartJobs calls per second at most (default: no limit)",
+    )
+    run_group.add_argument(
+        "--on-interrupt",
+        choices=("leave", "stop"),
+        default="leave",
+        help="on Ctrl-C: leave the started jobs running (default; --resume re-attaches "
+        "to them) or stop them (SoftStop, then Kill after --stop-grace)",
+    )
+    run_group.add_argument(
         "--list-budget",
         type=float,
         default=None,
         help="GET Jobs list calls per minute for polling (tenant limit is 100; default 60)",
+    )
+    journal = parser.add_argument_group("journal and resume")
+    journal.add_argument(
+        "--journal",
+        type=Path,
+        help="write the journal here (default: a new file under "
+        "$ASYNC_ORCH_JOURNAL_DIR or ~/.local/state/async-orch/journals; shown at start)",
+    )
+    journal.add_argument(
+        "--resume",
+        type=Path,
+        metavar="JOURNAL",
+        help="finish the dispatch of a journal: re-attach to the jobs it started, look up "
+        "by Reference those whose start was not recorded, start the rest",
     )
     out = parser.add_argument_group("output")
     out.add_argument("--format", choices=FORMATS, default=None, help="jsonl, csv or table")
@@ -106,52 +149,134 @@ def _requests(args: argparse.Namespace) -> list[JobRequest]:
     )
 
 
-async def _dispatch(args: argparse.Namespace) -> int:
-    requests = _requests(args)  # bad input fails before any connection
-    display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
+def _client(args: argparse.Namespace, settings: Any) -> OrchestratorClient:
     poll = (
         PollPolicy()
         if args.list_budget is None
         else PollPolicy(list_budget_per_minute=args.list_budget)
     )
-    async with connection(args) as settings:
-        if not args.quiet:
-            print(
-                f"dispatching {len(requests)} jobs to {settings.url}",
-                file=sys.stderr,
-            )
-        async with OrchestratorClient(
-            settings, limits=DispatchLimits(max_in_flight=args.max_in_flight), poll=poll
-        ) as orch:
-            await _check_names(orch, requests)
-            results = await orch.run_jobs(
-                requests,
-                timeout=args.timeout,
-                stop_on_timeout=args.stop_on_timeout,
-                stop_grace=args.stop_grace,
-                on_progress=display.update,
-            )
-    display.finish()
-    _write(results, args)
-    summary = Summary.of(results)
+    limits = DispatchLimits(max_in_flight=args.max_in_flight, starts_per_second=args.rate)
+    return OrchestratorClient(settings, limits=limits, poll=poll)
+
+
+def _options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(
+        timeout=args.timeout,
+        stop_on_timeout=args.stop_on_timeout,
+        stop_grace=args.stop_grace,
+        stop_on_interrupt=args.on_interrupt == "stop",
+    )
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
     if not args.quiet:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_outcome.items()))
-        print(f"{summary.total} jobs: {counts}", file=sys.stderr)
-    return EXIT_OK if summary.all_successful else EXIT_FAILED
+        print(text, file=sys.stderr, flush=True)
 
 
-async def _check_names(orch: OrchestratorClient, requests: Sequence[JobRequest]) -> None:
+async def _dispatch(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        return await _resume(args)
+    batch_id = uuid.uuid4().hex[:10]
+    records = records_for(_requests(args), batch_id)  # bad input fails before any I/O
+    path = args.journal or default_journal_path(
+        os.environ, Path.home(), batch_id=batch_id, now=datetime.now(UTC)
+    )
+    display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
+    async with connection(args) as settings, _client(args, settings) as orch:
+        await _check_names(orch, records)  # a typo is one clear error before anything starts
+        with Journal.create(
+            path, target=target_of(settings), batch_id=batch_id, requests=records
+        ) as journal:
+            _say(args, f"dispatching {len(records)} jobs to {settings.url}")
+            _say(args, f"journal: {path}")
+            interrupted = await run_journaled(
+                orch,
+                journal,
+                start=records,
+                reattach=[],
+                options=_options(args),
+                on_progress=display.update,
+                stream=sys.stderr,
+            )
+            return _finish(args, journal, display, interrupted)
+
+
+async def _resume(args: argparse.Namespace) -> int:
+    if args.process or args.folder or args.file is not None:
+        raise ConfigurationError(
+            "--resume takes its jobs from the journal; leave out --process/--folder/--file"
+        )
+    if args.simulator:
+        raise ConfigurationError(
+            "--resume cannot use --simulator: an embedded simulator ends with its run, "
+            "so the jobs of the journal are gone with it"
+        )
+    display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
+    with Journal.open(args.resume) as journal:
+        target = journal.target
+        async with connection(args, default_url=target.url) as settings:
+            journal.check_target(target_of(settings))
+            async with _client(args, settings) as orch:
+                plan = plan_resume(journal.requests(), journal.jobs())
+                _say(
+                    args,
+                    f"resuming {args.resume}: {len(plan.finished)} jobs finished, "
+                    f"{len(plan.reattach)} to re-attach to, {len(plan.lookup)} to look up "
+                    "by Reference",
+                )
+                never_started = await reconcile(orch, journal, plan.lookup)
+                adopted = len(plan.lookup) - len(never_started)
+                plan = plan_resume(journal.requests(), journal.jobs())
+                _say(
+                    args,
+                    f"found {adopted} by Reference; starting {len(never_started)}, "
+                    f"watching {len(plan.reattach)}",
+                )
+                journal.record_event(
+                    "resumed",
+                    found_by_reference=adopted,
+                    to_start=len(never_started),
+                    reattached=len(plan.reattach),
+                )
+                interrupted = await run_journaled(
+                    orch,
+                    journal,
+                    start=never_started,
+                    reattach=plan.reattach,
+                    options=_options(args),
+                    on_progress=display.update,
+                    stream=sys.stderr,
+                )
+                return _finish(args, journal, display, interrupted)
+
+
+def _finish(
+    args: argparse.Namespace, journal: Journal, display: ProgressDisplay, interrupted: bool
+) -> int:
+    """Write every row the journal knows (this run's and earlier ones'), then the summary."""
+    display.finish()
+    rows = journal_rows(journal)
+    _write(rows, args)
+    counts = Counter(str(r.get("outcome")) for r in rows)
+    _say(args, f"{len(rows)} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if interrupted:
+        journal.record_event("finished", interrupted=True)
+        _say(
+            args,
+            f"interrupted; the journal holds every job so far. Continue with:\n"
+            f"  async-orch dispatch --resume {journal.path}\n"
+            f"or stop what still runs with:\n  async-orch stop --journal {journal.path}",
+        )
+        return EXIT_INTERRUPTED
+    journal.record_event("finished", interrupted=False)
+    return exit_code(rows)
+
+
+async def _check_names(orch: OrchestratorClient, records: Sequence[RequestRecord]) -> None:
     """Resolve every folder and process first: a typo is one clear error, exit 2."""
-    for folder, process in sorted({(str(r.folder), r.process) for r in requests}):
+    for folder, process in sorted({(r.folder, r.process) for r in records}):
         await orch.api.resolve_release(folder, process)
 
 
-def _write(results: list[JobResult], args: argparse.Namespace) -> None:
-    fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "jsonl")
-    if args.output is not None and args.format is None:
-        fmt = "csv" if args.output.suffix.lower() == ".csv" else "jsonl"
-    if args.output is None:
-        write_results(results, fmt, sys.stdout)
-        return
-    with args.output.open("w", encoding="utf-8", newline="") as handle:
-        write_results(results, fmt, handle)
+def _write(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> None:
+    emit_rows(rows, fmt=args.format, output=args.output, stream=sys.stdout)

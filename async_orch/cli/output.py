@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from async_orch.batch import JobResult
 
-__all__ = ["FORMATS", "result_row", "write_results"]
+__all__ = ["COLUMNS", "FORMATS", "emit_rows", "result_row", "write_results", "write_rows"]
 
 FORMATS = ("jsonl", "csv", "table")
 
-_COLUMNS = (
+COLUMNS = (
     "index",
     "reference",
     "folder",
@@ -62,26 +63,30 @@ def result_row(result: JobResult) -> dict[str, Any]:
 
 def write_results(results: Iterable[JobResult], fmt: str, out: TextIO) -> None:
     """Write results to ``out`` in ``fmt`` (one of FORMATS)."""
-    rows = [result_row(r) for r in results]
+    write_rows([result_row(r) for r in results], fmt, out)
+
+
+def write_rows(rows: Sequence[Mapping[str, Any]], fmt: str, out: TextIO) -> None:
+    """Write result rows (see :func:`result_row`) to ``out`` in ``fmt``."""
     if fmt == "jsonl":
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     elif fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=_COLUMNS)
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            row = dict(row)
-            row["outputs"] = json.dumps(row["outputs"], ensure_ascii=False)
-            writer.writerow(row)
+            flat = dict(row)
+            flat["outputs"] = json.dumps(flat.get("outputs"), ensure_ascii=False)
+            writer.writerow(flat)
     elif fmt == "table":
         _write_table(rows, out)
     else:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
-def _write_table(rows: list[dict[str, Any]], out: TextIO) -> None:
+def _write_table(rows: Sequence[Mapping[str, Any]], out: TextIO) -> None:
     columns = ("index", "folder", "process", "job_id", "outcome", "outputs")
-    cells = [[_cell(row[c]) for c in columns] for row in rows]
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     out.write("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     out.write("\n")
@@ -95,3 +100,21 @@ def _cell(value: Any, limit: int = 60) -> str:
         return "-"
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def emit_rows(
+    rows: Sequence[Mapping[str, Any]], *, fmt: str | None, output: Path | None, stream: TextIO
+) -> None:
+    """Write rows to ``output`` (or ``stream``). Without ``fmt``: a table on a terminal,
+    else JSON Lines; for a file, CSV if it ends in .csv, else JSON Lines."""
+    if fmt is None:
+        if output is not None:
+            fmt = "csv" if output.suffix.lower() == ".csv" else "jsonl"
+        else:
+            fmt = "table" if stream.isatty() else "jsonl"
+    if output is None:
+        write_rows(rows, fmt, stream)
+        stream.flush()
+        return
+    with output.open("w", encoding="utf-8", newline="") as handle:
+        write_rows(rows, fmt, handle)

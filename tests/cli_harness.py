@@ -1,0 +1,115 @@
+"""Run the `async-orch` command line as a subprocess, as users do.
+
+The simulator runs in the test's own event loop (``start_simulator``), so the
+CLI is spawned with asyncio's subprocess API: a blocking ``subprocess.run``
+would freeze the simulator it talks to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from async_orch.simulator import SimulatorHandle
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_TIMEOUT = 60.0  # generous: a cold interpreter on a busy 2-core machine
+SIGKILL = signal.SIGKILL
+
+
+@dataclass
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The JSON Lines written to stdout."""
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A clean environment: no UIPATH_/ASYNC_ORCH_ leftovers, state and config in tmp."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("UIPATH_", "ASYNC_ORCH_", "XDG_"))
+    }
+    env.update(
+        XDG_STATE_HOME=str(tmp_path / "state"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        UIPATH_CLIENT_ID="demo-client",
+        UIPATH_CLIENT_SECRET="demo-secret",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+async def spawn_cli(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "async_orch",
+        *args,
+        cwd=REPO,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def finish(process: asyncio.subprocess.Process) -> CliRun:
+    stdout, stderr = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT)
+    assert process.returncode is not None
+    return CliRun(process.returncode, stdout.decode(), stderr.decode())
+
+
+async def run_cli(*args: str, env: dict[str, str]) -> CliRun:
+    return await finish(await spawn_cli(*args, env=env))
+
+
+async def wait_until(
+    condition: Callable[[], bool],
+    *,
+    process: asyncio.subprocess.Process | None = None,
+    deadline: float = 30.0,
+    every: float = 0.05,
+) -> None:
+    """Check ``condition`` every ``every`` seconds until it holds (or fail)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while not condition():
+        if process is not None and process.returncode is not None:
+            raise AssertionError(f"the CLI ended first (exit {process.returncode})")
+        if loop.time() > end:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(every)
+
+
+def journal_counts(path: Path) -> tuple[int, int]:
+    """(jobs recorded, jobs final) in a journal being written by another process."""
+    if not path.exists():
+        return (0, 0)
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = db.execute("SELECT count(*), count(outcome) FROM jobs").fetchone()
+        finally:
+            db.close()
+    except sqlite3.OperationalError:  # created, schema not written yet
+        return (0, 0)
+    return (int(row[0]), int(row[1]))
+
+
+def simulator_jobs(sim: SimulatorHandle) -> dict[str, Any]:
+    """The simulator's job counters (created, by_state, by_reference, duplicates)."""
+    jobs: dict[str, Any] = sim.simulator.stats()["jobs"]
+    return jobs

@@ -1,0 +1,148 @@
+"""`async-orch check` against the simulator, with each mistake of the forum thread in
+user-reports (JSON body to the identity endpoint, wrong host, folder in the path,
+missing folder header, wrong secret): the first failing step names it and the fix."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_harness import cli_env, run_cli, simulator_jobs
+
+from async_orch.simulator import SimulatorHandle
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def sim(start_simulator: Callable[..., Any]) -> SimulatorHandle:
+    handle: SimulatorHandle = await start_simulator(time_scale=20.0)
+    return handle
+
+
+def _steps(stdout: str) -> list[tuple[str, str]]:
+    """(status, step) of each reported step."""
+    rows = []
+    for line in stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("ok", "FAIL"):
+            rows.append((parts[0], line[8:22].strip()))
+    return rows
+
+
+async def test_a_good_configuration_passes_every_step_and_starts_nothing(
+    sim: SimulatorHandle, tmp_path: Path
+) -> None:
+    run = await run_cli(
+        "check", "--url", sim.url, "--folder", "Shared", "--process", "Echo",
+        "--inputs", '{"n": 1}', env=cli_env(tmp_path),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert _steps(run.stdout) == [
+        ("ok", s)
+        for s in ("URL", "credentials", "token", "folders", "folder", "process", "jobs access",
+                  "start request")
+    ]  # fmt: skip
+    assert run.stdout.rstrip().endswith("all checks passed")
+    assert simulator_jobs(sim)["created"] == 0
+
+
+async def _failing_step(run: Any) -> tuple[str, str, str]:
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    steps = _steps(run.stdout)
+    assert steps[-1][0] == "FAIL" and all(s == "ok" for s, _ in steps[:-1])
+    lines = run.stdout.splitlines()
+    fail_line = next(i for i, line in enumerate(lines) if line.strip().startswith("FAIL"))
+    fix = lines[fail_line + 1].strip()
+    assert fix.startswith("fix: ")
+    return steps[-1][1], lines[fail_line], fix
+
+
+async def test_json_body_sent_to_the_identity_endpoint(
+    sim: SimulatorHandle, tmp_path: Path
+) -> None:
+    # The refresh-token flow posts JSON; pointed at Identity Server, it is the
+    # forum's "JSON body to the token endpoint" 400.
+    env = cli_env(
+        tmp_path,
+        UIPATH_CLIENT_ID="8DEv1AMNXczW3y4U15LL3jYf62jK93n5",
+        ASYNC_ORCH_REFRESH_TOKEN="demo-refresh-token",
+        ASYNC_ORCH_IDENTITY_URL=sim.token_url,
+    )
+    del env["UIPATH_CLIENT_SECRET"]
+    run = await run_cli("check", "--url", sim.url, "--folder", "Shared", env=env)
+    step, what, fix = await _failing_step(run)
+    assert step == "token"
+    assert "not JSON" in what and "got a JSON body" in what
+    assert "account.uipath.com/oauth/token" in fix
+
+
+async def test_wrong_host(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/demo/DefaultTenant/orchestrator_"
+    run = await run_cli("check", "--url", url, "--folder", "Shared", env=cli_env(tmp_path))
+    step, what, fix = await _failing_step(run)
+    assert step == "token"
+    assert "cannot reach the token endpoint" in what
+    assert "check the host in the URL" in fix
+
+
+async def test_api_path_instead_of_tenant_url(sim: SimulatorHandle, tmp_path: Path) -> None:
+    # The forum's https://platform.uipath.com/odata/Folders: no organization/tenant.
+    run = await run_cli("check", "--url", sim.root_url + "/odata/Folders", env=cli_env(tmp_path))
+    step, what, fix = await _failing_step(run)
+    assert step == "URL"
+    assert "/odata/Folders" in what
+    assert "async-orch adds /odata/" in fix
+
+
+async def test_folder_in_the_path(sim: SimulatorHandle, tmp_path: Path) -> None:
+    run = await run_cli("check", "--url", sim.url + "/Shared", env=cli_env(tmp_path))
+    step, what, fix = await _failing_step(run)
+    assert step == "URL"
+    assert "'Shared' after the Orchestrator base" in what
+    assert f"--url {sim.url}" in fix and "--folder 'Shared'" in fix
+
+
+async def test_missing_folder_header(sim: SimulatorHandle, tmp_path: Path) -> None:
+    run = await run_cli("check", "--url", sim.url, env=cli_env(tmp_path))
+    step, what, fix = await _failing_step(run)
+    assert step == "folder"
+    assert "X-UIPATH-OrganizationUnitId" in what
+    assert "--folder" in fix and "Finance/Comptabilité" in fix
+
+
+async def test_wrong_secret(sim: SimulatorHandle, tmp_path: Path) -> None:
+    env = cli_env(tmp_path, UIPATH_CLIENT_SECRET="not-the-secret")
+    run = await run_cli("check", "--url", sim.url, "--folder", "Shared", env=env)
+    step, what, fix = await _failing_step(run)
+    assert step == "token"
+    assert "invalid_client" in what
+    assert "UIPATH_CLIENT_SECRET" in fix
+
+
+async def test_unknown_process_in_folder(sim: SimulatorHandle, tmp_path: Path) -> None:
+    run = await run_cli(
+        "check", "--url", sim.url, "--folder", "HR", "--process", "Echoo", env=cli_env(tmp_path)
+    )
+    step, what, _ = await _failing_step(run)
+    assert step == "process"
+    assert "'Echoo' not found in folder 'HR'" in what and "Echo" in what
+
+
+async def test_missing_credentials(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    del env["UIPATH_CLIENT_ID"], env["UIPATH_CLIENT_SECRET"]
+    run = await run_cli(
+        "check", "--url", "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_", env=env
+    )
+    step, what, fix = await _failing_step(run)
+    assert step == "credentials"
+    assert "no credentials" in what and "UIPATH_CLIENT_ID" in fix

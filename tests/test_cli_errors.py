@@ -1,0 +1,136 @@
+"""Bad input never shows a traceback: one clear message on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_harness import cli_env, run_cli, simulator_jobs
+
+from async_orch.simulator import SimulatorHandle
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _assert_clear_failure(run: Any, *needles: str) -> None:
+    assert run.returncode == 2, (run.returncode, run.stderr)
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, run.stderr  # one message, nothing else
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "env_extra", "needles"),
+    [
+        (["--process", "Echo", "--folder", "Shared", "--inputs", "{n: 1}"], {},
+         ["InputArguments must be a JSON object"]),
+        (["--process", "Echo", "--folder", "Shared", "--inputs", "[1, 2]"], {},
+         ["JSON object"]),
+        (["--process", "Echo", "--folder", "Sahred"], {},
+         ["folder 'Sahred' not found", "available: Shared"]),
+        (["--process", "Ecoh", "--folder", "Shared"], {},
+         ["process 'Ecoh' not found in folder 'Shared'", "Echo"]),
+        (["--process", "Echo", "--folder", "Shared"], {"UIPATH_CLIENT_SECRET": "wrong"},
+         ["authentication failed", "invalid_client", "UIPATH_CLIENT_SECRET"]),
+        (["--process", "Echo", "--folder", "Shared", "--count", "0"], {},
+         ["--count must be at least 1"]),
+        (["--folder", "Shared"], {}, ["--process NAME"]),
+    ],
+    ids=["malformed-inputs", "inputs-not-object", "unknown-folder", "unknown-process",
+         "bad-credentials", "zero-count", "no-process"],
+)  # fmt: skip
+async def test_bad_dispatch_input_is_one_line_and_exit_2(
+    start_simulator: Callable[..., Any],
+    tmp_path: Path,
+    flags: list[str],
+    env_extra: dict[str, str],
+    needles: list[str],
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=20.0)
+    run = await run_cli("dispatch", "--url", sim.url, *flags, env=cli_env(tmp_path, **env_extra))
+    _assert_clear_failure(run, *needles)
+    assert simulator_jobs(sim)["created"] == 0
+    assert not (tmp_path / "state").exists()  # no journal for a run that never began
+
+
+async def test_unreachable_host_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/demo/DefaultTenant/orchestrator_"
+    # One attempt: the transport's retries of a refused connection only add time here.
+    env = cli_env(tmp_path, ASYNC_ORCH_RETRY_ATTEMPTS="1")
+    run = await run_cli(
+        "dispatch", "--url", url, "--process", "Echo", "--folder", "Shared", env=env
+    )
+    _assert_clear_failure(run, "cannot reach Orchestrator", "Check the URL")
+
+
+@pytest.mark.parametrize(
+    ("url", "needles"),
+    [
+        ("cloud.uipath.com/acme/tenant", ["no scheme; write 'https://cloud.uipath.com"]),
+        ("https://cloud.uipath.com/acme", ["tenant missing"]),
+    ],
+)
+async def test_malformed_url_is_one_line_and_exit_2(
+    tmp_path: Path, url: str, needles: list[str]
+) -> None:
+    run = await run_cli(
+        "dispatch", "--url", url, "--process", "Echo", "--folder", "Shared", env=cli_env(tmp_path)
+    )
+    _assert_clear_failure(run, *needles)
+
+
+async def test_missing_credentials_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    del env["UIPATH_CLIENT_ID"], env["UIPATH_CLIENT_SECRET"]
+    run = await run_cli(
+        "dispatch", "--url", "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_",
+        "--process", "Echo", "--folder", "Shared", env=env,
+    )  # fmt: skip
+    _assert_clear_failure(run, "no credentials", "UIPATH_CLIENT_ID")
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "needles"),
+    [
+        ("folder,inputs\nShared,{}\n", ".csv", ["missing process"]),
+        ('{"folder": "Shared", "process": "Echo"}\nnot json\n', ".jsonl", [":2: not valid JSON"]),
+        ("folder,process\n", ".csv", ["holds no jobs"]),
+        ("x", ".txt", ["must end in .csv or .jsonl"]),
+    ],
+    ids=["csv-header", "jsonl-line", "empty", "suffix"],
+)
+async def test_bad_job_file_is_one_line_and_exit_2(
+    tmp_path: Path, content: str, suffix: str, needles: list[str]
+) -> None:
+    path = tmp_path / f"jobs{suffix}"
+    path.write_text(content, encoding="utf-8")
+    run = await run_cli(
+        "dispatch", "--url", "http://127.0.0.1:9/demo/DefaultTenant/orchestrator_",
+        "--file", str(path), env=cli_env(tmp_path),
+    )  # fmt: skip
+    _assert_clear_failure(run, *needles)
+
+
+async def test_resume_of_a_file_that_is_not_a_journal_is_exit_2(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.sqlite"
+    bogus.write_text("hello", encoding="utf-8")
+    run = await run_cli("dispatch", "--resume", str(bogus), env=cli_env(tmp_path))
+    _assert_clear_failure(run, "is not an async-orch journal")
+    missing = await run_cli("dispatch", "--resume", str(tmp_path / "x"), env=cli_env(tmp_path))
+    _assert_clear_failure(missing, "no journal at")
+
+
+async def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    run = await run_cli("dispatch", "--count", "many", env=cli_env(tmp_path))
+    assert run.returncode == 2 and "invalid int value" in run.stderr
+    assert "Traceback" not in run.stderr

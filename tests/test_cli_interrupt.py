@@ -1,0 +1,80 @@
+"""Ctrl-C (SIGINT) during `async-orch dispatch`: exit 130, journal written, jobs
+stopped or left running as asked."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cli_harness import (
+    cli_env,
+    finish,
+    journal_counts,
+    run_cli,
+    simulator_jobs,
+    spawn_cli,
+    wait_until,
+)
+
+from async_orch.journal import Journal
+from async_orch.simulator import SimulatorHandle
+
+# DailyReport runs 20-60 simulated seconds: 2-6 s at this scale, so the jobs are
+# still running when the signal comes, and a SoftStop takes 0.5 s.
+TIME_SCALE = 10.0
+COUNT = 6
+
+
+async def _interrupt(sim: SimulatorHandle, tmp_path: Path, *extra: str) -> tuple[Any, Path]:
+    journal = tmp_path / "interrupted.sqlite"
+    process = await spawn_cli(
+        "dispatch", "--url", sim.url, "--process", "DailyReport", "--folder", "Shared",
+        "--count", str(COUNT), "--journal", str(journal), "--format", "jsonl",
+        "--stop-grace", "5", *extra,
+        env=cli_env(tmp_path),
+    )  # fmt: skip
+    await wait_until(lambda: journal_counts(journal)[0] == COUNT, process=process)
+    process.send_signal(signal.SIGINT)
+    return await finish(process), journal
+
+
+async def test_sigint_with_stop_stops_every_job_writes_the_journal_and_exits_130(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=TIME_SCALE)
+    run, journal = await _interrupt(sim, tmp_path, "--on-interrupt", "stop")
+    assert run.returncode == 130, run.stderr
+    assert "interrupted: stopping the jobs started" in run.stderr
+    assert f"async-orch dispatch --resume {journal}" in run.stderr
+    assert "Traceback" not in run.stderr
+
+    assert simulator_jobs(sim)["by_state"] == {"Stopped": COUNT}
+    rows = run.rows()  # what is known is written: one row per job
+    assert len(rows) == COUNT
+    assert {r["outcome"] for r in rows} == {"stopped"}
+    with Journal.open(journal) as opened:
+        assert {j.outcome for j in opened.jobs()} == {"stopped"}
+        assert "interrupted" in [e["kind"] for e in opened.events()]
+
+
+async def test_sigint_by_default_leaves_jobs_running_and_resume_finishes_them(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=TIME_SCALE)
+    run, journal = await _interrupt(sim, tmp_path)
+    assert run.returncode == 130, run.stderr
+    assert "interrupted: leaving the jobs started running" in run.stderr
+    by_state = simulator_jobs(sim)["by_state"]
+    assert by_state.get("Stopped", 0) == 0
+    assert by_state.get("Pending", 0) + by_state.get("Running", 0) > 0
+    assert {r["outcome"] for r in run.rows()} <= {"unfinished", "successful", "faulted"}
+
+    resumed = await run_cli("dispatch", "--resume", str(journal), env=cli_env(tmp_path))
+    assert resumed.returncode in (0, 1), resumed.stderr  # DailyReport may fault (3%)
+    assert "0 to look up by Reference" in resumed.stderr  # every start was journaled
+    assert {r["outcome"] for r in resumed.rows()} <= {"successful", "faulted"}
+    jobs = simulator_jobs(sim)
+    assert jobs["created"] == COUNT
+    assert jobs["duplicate_references"] == {}

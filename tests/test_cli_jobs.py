@@ -1,0 +1,106 @@
+"""`async-orch jobs` and `async-orch stop`, and connection profiles, as subprocesses."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cli_harness import (
+    cli_env,
+    finish,
+    journal_counts,
+    run_cli,
+    simulator_jobs,
+    spawn_cli,
+    wait_until,
+)
+
+from async_orch.simulator import SimulatorHandle
+
+
+async def test_jobs_by_journal_by_id_and_by_reference(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=20.0)
+    env = cli_env(tmp_path)
+    journal = tmp_path / "j.sqlite"
+    done = await run_cli(
+        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "HR", "--count", "2",
+        "--inputs", '{"x": "y"}', "--reference-prefix", "hr", "--journal", str(journal), env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    offline = await run_cli("jobs", "--journal", str(journal), env=env)
+    assert offline.returncode == 0, offline.stderr
+    assert offline.rows() == done.rows()
+
+    by_ref = await run_cli(
+        "jobs", "--url", sim.url, "--folder", "HR", "--reference", "hr-1", env=env
+    )
+    assert by_ref.returncode == 0, by_ref.stderr
+    (row,) = by_ref.rows()
+    assert (row["reference"], row["outcome"], row["outputs"]) == ("hr-1", "successful", {"x": "y"})
+    by_id = await run_cli(
+        "jobs", "--url", sim.url, "--folder", "HR", "--id", str(row["job_id"]), env=env
+    )
+    assert by_id.rows()[0]["job_id"] == row["job_id"]
+
+    missing = await run_cli(
+        "jobs", "--url", sim.url, "--folder", "HR", "--reference", "nope", env=env
+    )
+    assert missing.returncode == 2 and "no job with Reference 'nope'" in missing.stderr
+
+
+async def test_stop_stops_the_unfinished_jobs_of_a_journal(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=5.0)  # DailyReport: 4-12 s
+    env = cli_env(tmp_path)
+    journal = tmp_path / "left.sqlite"
+    process = await spawn_cli(
+        "dispatch", "--url", sim.url, "--process", "DailyReport", "--folder", "Shared",
+        "--count", "3", "--journal", str(journal), "--quiet", env=env,
+    )  # fmt: skip
+    await wait_until(lambda: journal_counts(journal)[0] == 3, process=process)
+    process.send_signal(signal.SIGINT)  # leaves them running
+    assert (await finish(process)).returncode == 130
+
+    stopped = await run_cli("stop", "--journal", str(journal), "--kill", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "Kill sent to 3 unfinished jobs" in stopped.stderr
+    by_state = simulator_jobs(sim)["by_state"]
+    assert by_state.get("Running", 0) == by_state.get("Pending", 0) == 0
+
+
+async def test_a_named_profile_supplies_url_and_credentials(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=20.0)
+    config = tmp_path / "config" / "async-orch" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        f'[profiles.sim]\nurl = "{sim.url}"\nclient_id = "demo-client"\n'
+        'client_secret_env = "SIM_SECRET"\nfolder = "Finance"\n',
+        encoding="utf-8",
+    )
+    env = cli_env(
+        tmp_path, SIM_SECRET="demo-secret", UIPATH_URL="http://wrong.invalid/a/b/orchestrator_"
+    )
+    del env["UIPATH_CLIENT_ID"], env["UIPATH_CLIENT_SECRET"]
+    run = await run_cli("check", "--profile", "sim", "--process", "InvoiceProcessing", env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "folder         Finance (Id" in run.stdout
+
+    unknown = await run_cli("check", "--profile", "prod", env=env)
+    assert unknown.returncode == 2
+    assert "FAIL  profile" in unknown.stdout
+    assert "no profile 'prod'" in unknown.stdout and "profiles there: sim" in unknown.stdout
+    dispatch = await run_cli(
+        "dispatch", "--profile", "prod", "--process", "Echo", "--folder", "HR", env=env
+    )
+    assert dispatch.returncode == 2 and "no profile 'prod'" in dispatch.stderr
+
+    no_secret = await run_cli("check", "--profile", "sim", env={**env, "SIM_SECRET": ""})
+    assert no_secret.returncode == 2 and "SIM_SECRET" in no_secret.stdout + no_secret.stderr

@@ -1,0 +1,137 @@
+"""`async-orch dispatch --resume`: nothing lost, nothing started twice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from cli_harness import (
+    SIGKILL,
+    cli_env,
+    finish,
+    journal_counts,
+    run_cli,
+    simulator_jobs,
+    spawn_cli,
+    wait_until,
+)
+from conftest import SimClient
+
+from async_orch.journal import Journal, JournalTarget, RequestRecord
+from async_orch.simulator import SimulatorHandle
+
+TIME_SCALE = 20.0  # an Echo job (2 s pickup + 1-2 s run) takes about 0.2 s
+
+
+async def test_sigkill_mid_dispatch_then_resume_loses_nothing_and_duplicates_nothing(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=TIME_SCALE)
+    env = cli_env(tmp_path)
+    journal = tmp_path / "batch.sqlite"
+    count = 40
+    # --rate spreads the starts over about two seconds, so the kill lands with
+    # some jobs started (some of them finished) and others never started.
+    process = await spawn_cli(
+        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "Shared",
+        "--folder", "HR", "--count", str(count), "--inputs", '{"n": 7}',
+        "--rate", "20", "--journal", str(journal), "--quiet",
+        env=env,
+    )  # fmt: skip
+    await wait_until(lambda: journal_counts(journal)[0] >= 8, process=process)
+    process.send_signal(SIGKILL)
+    killed = await finish(process)
+    assert killed.returncode == -SIGKILL
+    started_before, _ = journal_counts(journal)
+    assert started_before < count, "the kill came too late to test anything"
+
+    resumed = await run_cli(
+        "dispatch", "--resume", str(journal), "--rate", "50", "--format", "jsonl", env=env
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {journal}" in resumed.stderr
+    rows = resumed.rows()
+    assert len(rows) == count
+    assert [r["index"] for r in rows] == list(range(count))
+    assert {r["outcome"] for r in rows} == {"successful"}
+    assert all(r["outputs"] == {"n": 7} for r in rows)
+
+    jobs = simulator_jobs(sim)
+    references = {r["reference"] for r in rows}
+    assert len(references) == count
+    assert jobs["by_reference"] == dict.fromkeys(references, 1)  # each created exactly once
+    assert jobs["duplicate_references"] == {}
+    assert jobs["created"] == count
+    assert journal_counts(journal) == (count, count)
+
+
+async def test_resume_finds_jobs_whose_start_was_never_recorded_by_reference(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The process died after StartJobs reached the server but before the journal
+    heard of the job: the resume must adopt it, not start it again."""
+    sim: SimulatorHandle = await start_simulator(time_scale=TIME_SCALE)
+    path = tmp_path / "lost.sqlite"
+    records = [
+        RequestRecord(index=i, reference=f"lost-{i}", folder="Shared", process="Echo",
+                      inputs={"i": i})
+        for i in range(4)
+    ]  # fmt: skip
+    target = JournalTarget(url=sim.url, organization="demo", tenant="DefaultTenant")
+    Journal.create(path, target=target, batch_id="lost", requests=records).close()
+    async with aiohttp.ClientSession() as http:
+        orch = SimClient(sim, http)
+        for i in (0, 2):  # started "by the dead process", never journaled
+            await orch.start(
+                "Shared", "Echo", Reference=f"lost-{i}", InputArguments=f'{{"i": {i}}}'
+            )
+
+    resumed = await run_cli("dispatch", "--resume", str(path), env=cli_env(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "found 2 by Reference; starting 2" in resumed.stderr
+    assert [(r["reference"], r["outputs"]) for r in resumed.rows()] == [
+        (f"lost-{i}", {"i": i}) for i in range(4)
+    ]
+    jobs = simulator_jobs(sim)
+    assert jobs["by_reference"] == {f"lost-{i}": 1 for i in range(4)}
+    assert jobs["duplicate_references"] == {}
+
+
+async def test_resuming_a_finished_journal_starts_nothing_and_reports_it_again(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=TIME_SCALE)
+    env = cli_env(tmp_path)
+    journal = tmp_path / "done.sqlite"
+    first = await run_cli(
+        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "HR", "--count", "3",
+        "--journal", str(journal), env=env,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    again = await run_cli("dispatch", "--resume", str(journal), env=env)
+    assert again.returncode == 0, again.stderr
+    assert "3 jobs finished, 0 to re-attach to, 0 to look up" in again.stderr
+    assert again.rows() == first.rows()
+    assert simulator_jobs(sim)["created"] == 3
+
+
+async def test_resume_against_another_tenant_is_refused_with_exit_2(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=TIME_SCALE)
+    env = cli_env(tmp_path)
+    journal = tmp_path / "other.sqlite"
+    first = await run_cli(
+        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "HR",
+        "--journal", str(journal), env=env,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    other = sim.url.replace("/DefaultTenant/", "/OtherTenant/")
+    refused = await run_cli("dispatch", "--resume", str(journal), "--url", other, env=env)
+    assert refused.returncode == 2
+    assert "belongs to" in refused.stderr and "tenant DefaultTenant" in refused.stderr
+    assert "OtherTenant" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert simulator_jobs(sim)["created"] == 1
