@@ -1,0 +1,38 @@
+"""Load tests: drive a tenant (or the simulator) with a profile and report on it.
+
+* :mod:`~async_orch.loadtest.profile`: constant, ramp and step profiles (pure).
+* :mod:`~async_orch.loadtest.template`: the jobs (process, folders, inputs template).
+* :mod:`~async_orch.loadtest.measure`: what is recorded and the numbers made of it (pure).
+* :mod:`~async_orch.loadtest.svg`, :mod:`~async_orch.loadtest.report`: the
+  self-contained HTML report and its JSON (pure).
+* :mod:`~async_orch.loadtest.runner`, :mod:`~async_orch.loadtest.target`,
+  :mod:`~async_orch.loadtest.session`: the I/O shell.
+
+The command line is ``async-orch loadtest`` (``async_orch/cli/loadtest_cmd.py``).
+"""
+
+from __future__ import annotations
+
+from async_orch.loadtest.profile import LoadProfile, Stage, parse_profile
+from async_orch.loadtest.report import build_report, render_html
+from async_orch.loadtest.runner import LiveStatus, LoadPlan, LoadTest, live_line
+from async_orch.loadtest.session import run_and_report
+from async_orch.loadtest.target import Target, embedded_simulator, url_target
+from async_orch.loadtest.template import JobTemplate
+
+__all__ = [
+    "JobTemplate",
+    "LiveStatus",
+    "LoadPlan",
+    "LoadProfile",
+    "LoadTest",
+    "Stage",
+    "Target",
+    "build_report",
+    "embedded_simulator",
+    "live_line",
+    "parse_profile",
+    "render_html",
+    "run_and_report",
+    "url_target",
+]

@@ -1,0 +1,77 @@
+"""Jobs of a load test: one process, folders round-robin, inputs from a template (pure).
+
+In the inputs template, ``{n}`` (the job's number, from 0) and ``{folder}`` are
+replaced in every string value; a value that is exactly ``"{n}"`` becomes the
+number itself. ``{"customer": "C{n}", "n": "{n}"}`` gives job 7
+``{"customer": "C7", "n": 7}``. Every job gets the Reference ``PREFIX-n``, so the
+jobs of one run can be found in Orchestrator (and are never started twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from async_orch.batch import JobRequest
+from async_orch.errors import ConfigurationError
+
+__all__ = ["JobTemplate", "render_inputs"]
+
+
+def render_inputs(template: Any, *, n: int, folder: str) -> Any:
+    """Replace ``{n}`` and ``{folder}`` in every string of a JSON-like value."""
+    if isinstance(template, str):
+        if template == "{n}":
+            return n
+        return template.replace("{n}", str(n)).replace("{folder}", folder)
+    if isinstance(template, Mapping):
+        return {str(k): render_inputs(v, n=n, folder=folder) for k, v in template.items()}
+    if isinstance(template, list | tuple):
+        return [render_inputs(v, n=n, folder=folder) for v in template]
+    return template
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobTemplate:
+    """What each job of a load test is: process, folders, inputs, Reference prefix."""
+
+    process: str
+    folders: Sequence[str]
+    inputs: Mapping[str, Any] | None = None
+    reference_prefix: str = "loadtest"
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.process:
+            raise ConfigurationError("a load test needs a process: --process NAME")
+        if not self.folders:
+            raise ConfigurationError("a load test needs at least one folder: --folder PATH")
+        if len(self.reference_prefix) > 100:
+            raise ConfigurationError("the Reference prefix must be at most 100 characters")
+
+    def folder(self, n: int) -> str:
+        return self.folders[n % len(self.folders)]
+
+    def reference(self, n: int) -> str:
+        return f"{self.reference_prefix}-{n}"
+
+    def request(self, n: int) -> JobRequest:
+        """The n-th job's request."""
+        folder = self.folder(n)
+        inputs = None if self.inputs is None else render_inputs(self.inputs, n=n, folder=folder)
+        return JobRequest(
+            process=self.process,
+            folder=folder,
+            inputs=inputs,
+            reference=self.reference(n),
+            timeout=self.timeout,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "process": self.process,
+            "folders": list(self.folders),
+            "inputs": None if self.inputs is None else dict(self.inputs),
+            "reference_prefix": self.reference_prefix,
+        }
