@@ -118,9 +118,7 @@ async def _answer(sim: Simulator, request: web.Request, match: RouteMatch) -> we
     except Unauthenticated as exc:
         sim.requests.reject(401)
         log.info("async_orch.simulator.unauthenticated", reason=exc.reason, path=request.path)
-        return unauthenticated_response(
-            exc.reason, token_sent="Authorization" in request.headers
-        )
+        return unauthenticated_response(exc.reason, token_sent="Authorization" in request.headers)
     except ApiProblem as exc:
         return problem_response(exc)
     except ODataError as exc:
