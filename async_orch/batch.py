@@ -7,6 +7,7 @@
   parsed OutputArguments.
 - :class:`Progress`: counts by state, overall and per folder, for progress
   displays.
+- :class:`Abandoned`: what a batch that ended early left behind.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from datetime import datetime
 from typing import Any
 
 from async_orch.errors import OrchestratorError
-from async_orch.models import Job
+from async_orch.models import Folder, Job
 from async_orch.states import JobState
 
-__all__ = ["JobHandle", "JobRequest", "JobResult", "Outcome", "Progress", "Summary"]
+__all__ = ["Abandoned", "JobHandle", "JobRequest", "JobResult", "Outcome", "Progress", "Summary"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +73,20 @@ class JobHandle:
     reference: str | None
     created: datetime | None = None
 
+    @classmethod
+    def of(cls, job: Job, folder: Folder, *, reference: str | None = None) -> JobHandle:
+        """The handle of ``job``, created in ``folder`` (with ``reference`` if the
+        job's own record does not give one)."""
+        return cls(
+            job_id=job.id,
+            job_key=job.key,
+            folder_id=folder.id,
+            folder_key=folder.key,
+            folder_path=folder.fully_qualified_name,
+            reference=job.reference or reference,
+            created=job.creation_time,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (for journals and queues)."""
         return {
@@ -107,6 +122,18 @@ class Outcome(enum.StrEnum):
     TIMED_OUT = "timed_out"  # a deadline passed; the job may still be running (see state)
     NOT_STARTED = "not_started"  # no job was created (see error)
     UNKNOWN = "unknown"  # the job reached a state this version does not know
+
+    @classmethod
+    def of_final(cls, state: JobState) -> Outcome | None:
+        """The outcome of a job that ended in ``state`` (None: it has not ended)."""
+        return _FINAL_OUTCOMES.get(state)
+
+
+_FINAL_OUTCOMES = {
+    JobState.SUCCESSFUL: Outcome.SUCCESSFUL,
+    JobState.FAULTED: Outcome.FAULTED,
+    JobState.STOPPED: Outcome.STOPPED,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -204,3 +231,24 @@ class Summary:
     @property
     def all_successful(self) -> bool:
         return self.by_outcome.get(Outcome.SUCCESSFUL.value, 0) == self.total
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Abandoned:
+    """What a batch that ended early (cancelled, left early, a callback raised)
+    left behind.
+
+    Attributes:
+        reason: the name of what ended it (``CancelledError``, ``ValueError``...).
+        stopped: jobs stopped on the way out (``stop_on_cancel``) and seen ended
+            (their last state went to ``on_state``).
+        left_running: jobs started and not seen ended: they may still run.
+            Wait for them with ``wait_jobs`` or stop them in Orchestrator.
+        uncertain_references: References of StartJobs calls whose answer never
+            came: look them up before starting them again.
+    """
+
+    reason: str
+    stopped: tuple[JobHandle, ...] = ()
+    left_running: tuple[JobHandle, ...] = ()
+    uncertain_references: tuple[str, ...] = ()

@@ -21,12 +21,14 @@ import aiohttp
 from async_orch.batch import JobHandle, JobRequest, JobResult
 from async_orch.config import Settings
 from async_orch.dispatcher import (
+    AbandonedCallback,
     Dispatcher,
     DispatchLimits,
     ProgressCallback,
     Started,
     StartedCallback,
     StartFailure,
+    StateCallback,
 )
 from async_orch.planner import PollPolicy
 from async_orch.poller import StopPolicy
@@ -79,14 +81,17 @@ class OrchestratorClient:
 
     async def run_jobs(
         self,
-        requests: Sequence[JobRequest],
+        requests: Sequence[JobRequest] = (),
         *,
+        handles: Sequence[JobHandle] = (),
         timeout: float | None = None,
         stop_on_timeout: bool = False,
         stop_on_cancel: bool | None = None,
         stop_grace: float = 30.0,
         on_progress: ProgressCallback | None = None,
         on_started: StartedCallback | None = None,
+        on_state: StateCallback | None = None,
+        on_abandoned: AbandonedCallback | None = None,
     ) -> list[JobResult]:
         """Start every request and wait for every job; results in request order.
 
@@ -94,6 +99,9 @@ class OrchestratorClient:
         ``jobs_count`` N gives N consecutive results.
 
         Args:
+            handles: jobs started earlier (say, by a run that was interrupted) to
+                wait for as well, never started again; their results come after
+                the requests', with ``index`` = ``len(requests)`` + position.
             timeout: seconds for the whole batch. Requests not started by then are
                 NOT_STARTED; jobs still running are TIMED_OUT (or stopped).
             stop_on_timeout: stop jobs past a deadline (the batch timeout or a
@@ -102,32 +110,44 @@ class OrchestratorClient:
                 their last known state.
             stop_on_cancel: if this call is cancelled, stop the jobs it started
                 (same way) before the cancellation goes on; None follows
-                ``stop_on_timeout``. Jobs left running are logged as the warning
-                ``async_orch.jobs_left_running``.
+                ``stop_on_timeout``.
             on_progress: called with the counts (overall and per folder) after
                 every change.
             on_started: called with (request index, handle) as soon as each job
                 exists; persist handles there to wait for them elsewhere.
+            on_state: called with (handle, old state, new state) each time a job
+                is seen in a new state (``old`` is None when it was not known).
+            on_abandoned: called once if this call is cancelled (or a callback
+                raises) with the jobs stopped, those left running and the
+                References whose start is uncertain (an
+                :class:`~async_orch.batch.Abandoned`). Without it those are
+                logged as the warning ``async_orch.jobs_left_running``.
         """
         return await self.dispatcher.run(
             requests,
+            handles=handles,
             timeout=timeout,
             stop_on_timeout=StopPolicy(stop=stop_on_timeout, grace=stop_grace),
             stop_on_cancel=stop_on_cancel,
             on_progress=on_progress,
             on_started=on_started,
+            on_state=on_state,
+            on_abandoned=on_abandoned,
         )
 
     def iter_jobs(
         self,
-        requests: Sequence[JobRequest],
+        requests: Sequence[JobRequest] = (),
         *,
+        handles: Sequence[JobHandle] = (),
         timeout: float | None = None,
         stop_on_timeout: bool = False,
         stop_on_cancel: bool | None = None,
         stop_grace: float = 30.0,
         on_progress: ProgressCallback | None = None,
         on_started: StartedCallback | None = None,
+        on_state: StateCallback | None = None,
+        on_abandoned: AbandonedCallback | None = None,
     ) -> AsyncGenerator[JobResult, None]:
         """Like :meth:`run_jobs`, yielding each result as soon as its job ends.
 
@@ -140,11 +160,14 @@ class OrchestratorClient:
         """
         return self.dispatcher.iter_results(
             requests,
+            handles=handles,
             timeout=timeout,
             stop_on_timeout=StopPolicy(stop=stop_on_timeout, grace=stop_grace),
             stop_on_cancel=stop_on_cancel,
             on_progress=on_progress,
             on_started=on_started,
+            on_state=on_state,
+            on_abandoned=on_abandoned,
         )
 
     async def start_jobs(
@@ -169,18 +192,23 @@ class OrchestratorClient:
         stop_on_cancel: bool | None = None,
         stop_grace: float = 30.0,
         on_progress: ProgressCallback | None = None,
+        on_state: StateCallback | None = None,
+        on_abandoned: AbandonedCallback | None = None,
     ) -> list[JobResult]:
         """Wait only: watch jobs started earlier (maybe elsewhere) until they end.
 
         Results come in the order of ``handles`` (``index`` is the position there);
         the arguments are those of :meth:`run_jobs`.
         """
-        return await self.dispatcher.run(
+        return await self.run_jobs(
             handles=handles,
             timeout=timeout,
-            stop_on_timeout=StopPolicy(stop=stop_on_timeout, grace=stop_grace),
+            stop_on_timeout=stop_on_timeout,
             stop_on_cancel=stop_on_cancel,
+            stop_grace=stop_grace,
             on_progress=on_progress,
+            on_state=on_state,
+            on_abandoned=on_abandoned,
         )
 
     def set_limits(

@@ -36,9 +36,13 @@ from async_orch.planner import FetchOne, ListBatch, PollPlanner, PollPolicy
 from async_orch.resources import OrchestratorAPI
 from async_orch.states import JobState
 
-__all__ = ["Finished", "JobWatcher", "StopPolicy"]
+__all__ = ["Finished", "JobWatcher", "StateCallback", "StopPolicy"]
 
 log = get_logger("async_orch.poller")
+
+#: Called with (handle, old state, new state) when a job is seen in a new state;
+#: ``old`` is None when its state was not known before (a job re-attached to).
+StateCallback = Callable[[JobHandle, JobState | None, JobState], None]
 
 # Job ids per StopJobs call. UNCONFIRMED: Orchestrator's limit on jobIds per call
 # is not documented; 100 stays within what the official SDK sends in one call.
@@ -113,7 +117,7 @@ class JobWatcher:
         stop_policy: StopPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         fetch_concurrency: int = 8,
-        on_state: Callable[[JobHandle, JobState | None, JobState], None] | None = None,
+        on_state: StateCallback | None = None,
     ) -> None:
         self._api = api
         self._planner: PollPlanner[int] = PollPlanner(policy or PollPolicy())
@@ -172,16 +176,6 @@ class JobWatcher:
         first = now if state is not None and state.is_terminal else now + self._min_interval
         if min(first, self._next_due) < self._sleeping_until:
             self._wakeup.set()
-
-    def set_deadline(self, deadline: float | None) -> None:
-        """Apply a deadline (on this watcher's clock) to every watched job."""
-        if deadline is None:
-            return
-        for watched in self._jobs.values():
-            if watched.deadline is None or deadline < watched.deadline:
-                watched.deadline = deadline
-                self._track_deadline(watched)
-        self._wakeup.set()
 
     def close(self) -> None:
         """No more jobs will be added; :meth:`run` ends once every job has left."""

@@ -4,6 +4,7 @@ stopped or left running as asked."""
 from __future__ import annotations
 
 import signal
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ async def test_sigint_with_stop_stops_every_job_writes_the_journal_and_exits_130
     assert "Traceback" not in run.stderr
 
     assert simulator_jobs(sim)["by_state"] == {"Stopped": COUNT}
+    assert f"{COUNT} jobs stopped" in run.stderr
     rows = run.rows()  # what is known is written: one row per job
     assert len(rows) == COUNT
     assert {r["outcome"] for r in rows} == {"stopped"}
@@ -78,3 +80,47 @@ async def test_sigint_by_default_leaves_jobs_running_and_resume_finishes_them(
     jobs = simulator_jobs(sim)
     assert jobs["created"] == COUNT
     assert jobs["duplicate_references"] == {}
+
+
+def journal_states(path: Path) -> dict[int, str | None]:
+    """The state column of each job of a journal being written by another process."""
+    if not path.exists():
+        return {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return dict(db.execute("SELECT job_id, state FROM jobs").fetchall())
+        finally:
+            db.close()
+    except sqlite3.OperationalError:  # created, schema not written yet
+        return {}
+
+
+async def test_the_journal_records_running_as_soon_as_a_job_is_seen_running(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=TIME_SCALE)
+    journal = tmp_path / "states.sqlite"
+    process = await spawn_cli(
+        "dispatch", "--url", sim.url, "--process", "DailyReport", "--folder", "Shared",
+        "--count", "3", "--journal", str(journal), "--format", "jsonl",
+        env=cli_env(tmp_path),
+    )  # fmt: skip
+    # While the dispatch runs, not only once it ends: a crash keeps what was seen.
+    await wait_until(lambda: "Running" in journal_states(journal).values(), process=process)
+    process.send_signal(signal.SIGINT)
+    run = await finish(process)
+    assert run.returncode == 130, run.stderr
+
+    with Journal.open(journal) as opened:
+        seen_running = {
+            e["job_id"]
+            for e in opened.events()
+            if e["kind"] == "state" and e["detail"] == {"state": "Running"}
+        }
+        assert seen_running and seen_running <= {j.job_id for j in opened.jobs()}
+        (abandoned,) = [e["detail"] for e in opened.events() if e["kind"] == "abandoned"]
+    # The CLI says what it left running itself, so the library's warning stays quiet.
+    left = len(abandoned["left_running"])
+    assert left > 0 and f"{left} jobs may still be running" in run.stderr
+    assert "jobs_left_running" not in run.stderr

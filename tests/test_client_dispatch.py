@@ -111,3 +111,32 @@ async def test_client_set_limits_reaches_the_dispatcher(
             [JobRequest(process="Echo", folder="Shared", inputs={"i": i}) for i in range(6)]
         )
     assert all(r.ok for r in results)
+
+
+async def test_iter_jobs_starts_requests_and_re_attaches_to_handles_in_one_batch(
+    start_simulator: Callable[..., Any],
+) -> None:
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    states: list[tuple[int, JobState | None, JobState]] = []
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        (earlier,) = await orch.start_jobs(
+            [JobRequest(process="Echo", folder="HR", inputs={"n": 1})]
+        )
+        assert isinstance(earlier, Started)
+        async with contextlib.aclosing(
+            orch.iter_jobs(
+                [JobRequest(process="Echo", folder="Shared", inputs={"n": 2})],
+                handles=earlier.handles,
+                on_state=lambda h, old, new: states.append((h.job_id, old, new)),
+            )
+        ) as results:
+            seen = sorted([r async for r in results], key=lambda r: r.index)
+
+    assert [r.index for r in seen] == [0, 1]  # the handle's result comes after the requests'
+    assert seen[1].handle == earlier.handles[0]
+    assert [r.outputs for r in seen] == [{"n": 2}, {"n": 1}]
+    assert requests_to(sim, START_JOBS) == 2  # the earlier job was not started again
+    # Every job's final state was heard before its result.
+    assert {job_id: new for job_id, _, new in states} == {
+        r.job_id: JobState.SUCCESSFUL for r in seen
+    }

@@ -13,7 +13,7 @@ import structlog
 from anyio import wait_all_tasks_blocked
 from test_dispatcher_support import FakeAPI
 
-import async_orch.dispatcher as dispatcher_module
+import async_orch.cancellation as cancellation
 from async_orch.batch import JobHandle, JobRequest
 from async_orch.dispatcher import Dispatcher
 from async_orch.planner import PollPolicy
@@ -64,7 +64,7 @@ async def test_a_start_in_flight_at_cancellation_finishes_and_is_reported() -> N
 async def test_a_start_that_outlives_the_allowed_wait_is_reported_uncertain(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(dispatcher_module, "ABANDON_START_WAIT", 0.05)
+    monkeypatch.setattr(cancellation, "ABANDON_START_WAIT", 0.05)
     api = FakeAPI(gate=anyio.Event())  # never opened: the answer never comes
     dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
     scope = anyio.CancelScope()

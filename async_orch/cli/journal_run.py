@@ -22,17 +22,17 @@ from typing import Any, TextIO
 
 import anyio
 
-from async_orch.batch import JobHandle, JobRequest, JobResult, Outcome
+from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, Outcome
 from async_orch.cli.output import COLUMNS, result_row
 from async_orch.client import OrchestratorClient
 from async_orch.config import Settings
 from async_orch.dispatcher import ProgressCallback
-from async_orch.errors import InvalidRequestError, OrchestratorError
+from async_orch.errors import OrchestratorError
 from async_orch.journal import JobRecord, Journal, JournalTarget, RequestRecord
 from async_orch.logs import get_logger
-from async_orch.models import Folder, Job
-from async_orch.poller import StopPolicy
+from async_orch.models import Job
 from async_orch.resources import odata_quote
+from async_orch.starting import batch_references
 from async_orch.states import JobState
 
 __all__ = [
@@ -55,12 +55,6 @@ log = get_logger("async_orch.cli.journal_run")
 LOOKUP_BATCH = 90
 #: Seconds allowed, after an interrupt, to read the last states of unfinished jobs.
 REFRESH_TIMEOUT = 15.0
-
-_FINAL_OUTCOME = {
-    JobState.SUCCESSFUL: Outcome.SUCCESSFUL,
-    JobState.FAULTED: Outcome.FAULTED,
-    JobState.STOPPED: Outcome.STOPPED,
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,32 +89,18 @@ def target_of(settings: Settings) -> JournalTarget:
 
 def records_for(requests: Sequence[JobRequest], batch_id: str) -> list[RequestRecord]:
     """Journal records with every Reference fixed now (the user's or ``ao-<batch>-<i>``)."""
-    records = []
-    seen: dict[str, int] = {}
-    for index, request in enumerate(requests):
-        reference = request.reference or f"ao-{batch_id}-{index}"
-        if len(reference) > 128:
-            raise InvalidRequestError(
-                f"job {index}: reference {reference[:20]!r}... is {len(reference)} characters; "
-                "Orchestrator accepts at most 128"
-            )
-        if reference in seen:
-            raise InvalidRequestError(
-                f"jobs {seen[reference]} and {index} share the reference {reference!r}; "
-                "each job needs its own, so a lost start can be found again"
-            )
-        seen[reference] = index
-        records.append(
-            RequestRecord(
-                index=index,
-                reference=reference,
-                folder=str(request.folder),
-                process=request.process,
-                inputs=dict(request.inputs) if request.inputs is not None else None,
-                timeout=request.timeout,
-            )
+    references = batch_references(requests, prefix=f"ao-{batch_id}")
+    return [
+        RequestRecord(
+            index=index,
+            reference=reference,
+            folder=str(request.folder),
+            process=request.process,
+            inputs=dict(request.inputs) if request.inputs is not None else None,
+            timeout=request.timeout,
         )
-    return records
+        for index, (request, reference) in enumerate(zip(requests, references, strict=True))
+    ]
 
 
 def journal_rows(journal: Journal) -> list[dict[str, Any]]:
@@ -174,21 +154,9 @@ def exit_code(rows: Sequence[Mapping[str, Any]]) -> int:
     return 0 if rows and all(r.get("outcome") == Outcome.SUCCESSFUL.value for r in rows) else 1
 
 
-def _handle(job: Job, folder: Folder, reference: str) -> JobHandle:
-    return JobHandle(
-        job_id=job.id,
-        job_key=job.key,
-        folder_id=folder.id,
-        folder_key=folder.key,
-        folder_path=folder.fully_qualified_name,
-        reference=job.reference or reference,
-        created=job.creation_time,
-    )
-
-
 def job_row(index: int, job: Job, *, folder: str) -> dict[str, Any]:
     """A result row for a job read from Orchestrator (``unfinished`` while it runs)."""
-    outcome = _FINAL_OUTCOME.get(job.state)
+    outcome = Outcome.of_final(job.state)
     result = JobResult(
         index=index,
         request=JobRequest(process=job.release_name or "", folder=folder),
@@ -236,9 +204,8 @@ async def reconcile(
                 match = by_reference.get(job.reference or "")
                 if match is None:
                     continue
-                journal.record_started(
-                    match.index, _handle(job, folder, match.reference), state=job.state.value
-                )
+                handle = JobHandle.of(job, folder, reference=match.reference)
+                journal.record_started(match.index, handle, state=job.state.value)
                 found.add(match.index)
     log.info("async_orch.cli.reconciled", looked_up=len(lookup), found=len(found))
     return [r for r in lookup if r.index not in found]
@@ -301,23 +268,32 @@ async def run_journaled(
     records = {r.index: r for r in journal.requests()}
     for job in reattach:
         origin[job.job_id] = records[job.request_index]
+    interrupts = _Interrupts(stream, stop=options.stop_on_interrupt)
 
     def on_started(index: int, handle: JobHandle) -> None:
         origin[handle.job_id] = start[index]
         journal.record_started(start[index].index, handle, state=None)
 
-    interrupts = _Interrupts(stream, stop=options.stop_on_interrupt)
+    def on_state(handle: JobHandle, old: JobState | None, new: JobState) -> None:
+        journal.record_state(handle.job_id, new.value)
+
+    def on_abandoned(abandoned: Abandoned) -> None:
+        _report_abandoned(journal, abandoned, stream, interrupted=interrupts.interrupted)
+
     async with anyio.create_task_group() as signals:
         signals.start_soon(interrupts.watch)
         with interrupts.scope:
-            results = orch.dispatcher.iter_results(
+            results = orch.iter_jobs(
                 requests,
                 handles=[j.handle for j in reattach],
                 timeout=options.timeout,
-                stop_on_timeout=StopPolicy(stop=options.stop_on_timeout, grace=options.stop_grace),
+                stop_on_timeout=options.stop_on_timeout,
+                stop_grace=options.stop_grace,
                 stop_on_cancel=options.stop_on_interrupt,
                 on_progress=on_progress,
                 on_started=on_started,
+                on_state=on_state,
+                on_abandoned=on_abandoned,
             )
             async with aclosing(results):
                 async for result in results:
@@ -328,6 +304,34 @@ async def run_journaled(
                 await refresh_unfinished(orch, journal)
         signals.cancel_scope.cancel()
     return interrupts.interrupted
+
+
+def _report_abandoned(
+    journal: Journal, abandoned: Abandoned, stream: TextIO, *, interrupted: bool
+) -> None:
+    """Say what an early end left behind (the library then logs it at info only)."""
+    journal.record_event(
+        "abandoned",
+        reason=abandoned.reason,
+        stopped=[h.job_id for h in abandoned.stopped],
+        left_running=[h.job_id for h in abandoned.left_running],
+        uncertain_references=list(abandoned.uncertain_references),
+    )
+    lines = []
+    if abandoned.stopped:
+        lines.append(f"{len(abandoned.stopped)} jobs stopped")
+    if abandoned.left_running:
+        lines.append(f"{len(abandoned.left_running)} jobs may still be running")
+    if abandoned.uncertain_references:
+        lines.append(
+            f"{len(abandoned.uncertain_references)} starts got no answer "
+            "(a resume looks their References up)"
+        )
+    if lines and not interrupted:  # an interrupt ends with the same advice anyway
+        lines.append(f"the journal has them all: async-orch dispatch --resume {journal.path}")
+    for line in lines:
+        stream.write(line + "\n")
+    stream.flush()
 
 
 def _record_result(
@@ -365,7 +369,7 @@ async def refresh_unfinished(orch: OrchestratorClient, journal: Journal) -> None
                     record = chunk.get(seen.id)
                     if record is None:
                         continue
-                    outcome = _FINAL_OUTCOME.get(seen.state)
+                    outcome = Outcome.of_final(seen.state)
                     if outcome is None:
                         journal.record_state(seen.id, seen.raw_state or seen.state.value)
                         continue

@@ -1,0 +1,171 @@
+"""The dispatcher's callbacks on an in-memory API: ``on_state`` hears every state
+seen, ``on_abandoned`` hears what an early end left behind.
+
+Jobs change state only when a test changes them (from inside a callback), so
+each step waits on the dispatcher's own calls, never on time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+import structlog
+from test_dispatcher_support import FakeAPI
+
+from async_orch.batch import Abandoned, JobHandle, JobRequest, Outcome
+from async_orch.dispatcher import Dispatcher
+from async_orch.planner import PollPolicy
+from async_orch.states import JobState
+
+POLL = PollPolicy(min_interval=0.005, max_interval=0.02, probe_rate_per_second=1000.0)
+
+Seen = tuple[int, JobState | None, JobState]
+
+
+def requests(count: int) -> list[JobRequest]:
+    return [
+        JobRequest(process="Echo", folder="Shared", inputs={"i": i}, reference=f"ref-{i}")
+        for i in range(count)
+    ]
+
+
+def left_running(logs: list[Any]) -> list[Any]:
+    return [e for e in logs if e["event"] == "async_orch.jobs_left_running"]
+
+
+async def test_on_state_hears_each_state_once_in_order_before_the_result() -> None:
+    api = FakeAPI()
+    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+    seen: list[Seen] = []
+
+    def on_started(index: int, handle: JobHandle) -> None:
+        api.jobs[handle.job_id].state = JobState.RUNNING  # picked up by a robot
+
+    def on_state(handle: JobHandle, old: JobState | None, new: JobState) -> None:
+        seen.append((handle.job_id, old, new))
+        if new is JobState.RUNNING:
+            api.jobs[handle.job_id].state = JobState.SUCCESSFUL  # and done
+
+    with anyio.fail_after(20):  # a safety net, not a timing
+        (result,) = await dispatcher.run(requests(1), on_started=on_started, on_state=on_state)
+
+    assert result.outcome is Outcome.SUCCESSFUL
+    assert seen == [
+        (result.job_id, JobState.PENDING, JobState.RUNNING),
+        (result.job_id, JobState.RUNNING, JobState.SUCCESSFUL),
+    ]
+
+
+async def test_on_state_starts_from_none_for_a_job_re_attached_to() -> None:
+    api = FakeAPI(finish_on_start=True)
+    (started,) = await Dispatcher(api).start(requests(1))  # type: ignore[arg-type]
+    (handle,) = started.handles  # type: ignore[union-attr]
+    seen: list[Seen] = []
+
+    with anyio.fail_after(20):
+        (result,) = await Dispatcher(api, poll=POLL).run(  # type: ignore[arg-type]
+            handles=[handle], on_state=lambda h, old, new: seen.append((h.job_id, old, new))
+        )
+
+    assert result.outcome is Outcome.SUCCESSFUL
+    assert seen == [(handle.job_id, None, JobState.SUCCESSFUL)]
+
+
+async def cancel_once_started(dispatcher: Dispatcher, count: int, **kwargs: Any) -> None:
+    """Run ``count`` requests; cancel the run once every job exists."""
+    started: list[JobHandle] = []
+
+    def on_started(index: int, handle: JobHandle) -> None:
+        started.append(handle)
+        if len(started) == count:
+            scope.cancel()
+
+    with anyio.fail_after(20), anyio.CancelScope() as scope:
+        await dispatcher.run(requests(count), on_started=on_started, **kwargs)
+        pytest.fail("run returned although its jobs never end")
+
+
+async def test_on_abandoned_gets_the_jobs_stopped_after_a_cancel() -> None:
+    api = FakeAPI()
+    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+    reports: list[Abandoned] = []
+    seen: list[Seen] = []
+
+    with structlog.testing.capture_logs() as logs:
+        await cancel_once_started(
+            dispatcher,
+            3,
+            stop_on_cancel=True,
+            on_abandoned=reports.append,
+            on_state=lambda h, old, new: seen.append((h.job_id, old, new)),
+        )
+
+    (report,) = reports
+    assert report.reason == "CancelledError"
+    assert sorted(h.job_id for h in report.stopped) == sorted(api.jobs)
+    assert report.left_running == ()
+    assert report.uncertain_references == ()
+    assert {j.state for j in api.jobs.values()} == {JobState.STOPPED}
+    # Their last states come through on_state, from the state they were known in.
+    assert sorted(seen) == [(job_id, JobState.PENDING, JobState.STOPPED) for job_id in api.jobs]
+    assert left_running(logs) == []
+
+
+async def test_on_abandoned_takes_over_the_left_running_warning() -> None:
+    api = FakeAPI()
+    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+    reports: list[Abandoned] = []
+
+    with structlog.testing.capture_logs() as logs:
+        await cancel_once_started(dispatcher, 2, on_abandoned=reports.append)
+
+    (report,) = reports
+    assert report.stopped == ()
+    assert sorted(h.job_id for h in report.left_running) == sorted(api.jobs)
+    assert api.stops() == []
+    (event,) = left_running(logs)
+    assert event["log_level"] == "info"  # the caller reports it; still there with -v
+    assert sorted(event["job_ids"]) == sorted(api.jobs)
+
+
+async def test_a_failing_on_abandoned_neither_hides_the_jobs_nor_the_cancellation() -> None:
+    api = FakeAPI()
+    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+
+    def broken(abandoned: Abandoned) -> None:
+        raise ValueError("report bug")
+
+    with structlog.testing.capture_logs() as logs:
+        await cancel_once_started(dispatcher, 2, on_abandoned=broken)  # cancelled, not raised
+
+    failed = [e for e in logs if e["event"] == "async_orch.callback_failed"]
+    assert len(failed) == 1 and "report bug" in str(failed[0]["error"])
+    (event,) = left_running(logs)
+    assert event["log_level"] == "warning"
+    assert sorted(event["job_ids"]) == sorted(api.jobs)
+
+
+async def test_an_error_in_on_state_ends_the_batch_and_reports_its_jobs() -> None:
+    api = FakeAPI()
+    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+
+    def on_started(index: int, handle: JobHandle) -> None:
+        api.jobs[handle.job_id].state = JobState.RUNNING
+
+    def broken(handle: JobHandle, old: JobState | None, new: JobState) -> None:
+        raise ValueError("state bug")
+
+    with (
+        structlog.testing.capture_logs() as logs,
+        anyio.fail_after(20),
+        pytest.raises(ValueError, match="state bug"),
+    ):
+        await dispatcher.run(
+            requests(1), on_started=on_started, on_state=broken, stop_on_cancel=True
+        )
+    # The stop on the way out still happened, although on_state failed again there.
+    assert {j.state for j in api.jobs.values()} == {JobState.STOPPED}
+    assert [e["event"] for e in logs].count("async_orch.callback_failed") == 1
+    assert left_running(logs) == []
