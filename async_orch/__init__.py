@@ -5,7 +5,7 @@ The documented entry points are re-exported here; see README.md.
 
 from __future__ import annotations
 
-from async_orch.batch import JobHandle, JobRequest, JobResult, Outcome, Progress, Summary
+from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, Outcome, Progress, Summary
 from async_orch.client import OrchestratorClient
 from async_orch.config import (
     ClientCredentials,
@@ -36,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "TERMINAL_STATES",
     "APIError",
+    "Abandoned",
     "AuthenticationError",
     "ClientCredentials",
     "ConfigurationError",
