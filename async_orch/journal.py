@@ -13,6 +13,11 @@ Theory of operation:
   committed at once.
 * The journal names the tenant it was written for (Orchestrator base URL,
   organization, tenant), so it is never resumed against another one.
+* One process writes a journal at a time: :meth:`Journal.create` and
+  :meth:`Journal.open` take its :class:`~async_orch.journal_lock.JournalLock`
+  (released by :meth:`Journal.close`, or by the kernel when the process dies),
+  so two resumes of one journal can never both start a request. A journal
+  opened ``read_only`` takes no lock and refuses to write.
 
 Durability: WAL mode with ``synchronous=NORMAL`` keeps every committed write
 across a crash of the process (SIGKILL included); only a power loss may drop
@@ -37,6 +42,7 @@ from typing import Any
 
 from async_orch.batch import JobHandle
 from async_orch.errors import ConfigurationError
+from async_orch.journal_lock import JournalLock
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -182,6 +188,8 @@ class Journal:
 
     Args:
         clock: the wall clock for timestamps (injected for tests).
+        lock: the journal's lock, held by this process; None for a read-only
+            journal, whose ``record_*`` methods then raise RuntimeError.
     """
 
     def __init__(
@@ -190,10 +198,12 @@ class Journal:
         path: Path,
         *,
         clock: Callable[[], datetime] = _now,
+        lock: JournalLock | None = None,
     ) -> None:
         self._db = connection
         self.path = path
         self._clock = clock
+        self._lock = lock
         rows = self._db.execute("SELECT key, value FROM meta").fetchall()
         self._meta: dict[str, str] = {str(k): str(v) for k, v in rows}
 
@@ -209,65 +219,97 @@ class Journal:
         requests: Sequence[RequestRecord],
         clock: Callable[[], datetime] = _now,
     ) -> Journal:
-        """Write a new journal holding ``requests``; refuse to overwrite a file."""
+        """Write a new journal holding ``requests``; refuse to overwrite a file.
+
+        Its lock is taken before the file is created and held until :meth:`close`
+        (:class:`~async_orch.journal_lock.JournalInUseError` if another process
+        holds it).
+        """
         if path.exists():
-            raise ConfigurationError(
-                f"journal {path} already exists; resume it with --resume {path}, "
-                "or choose another path with --journal"
-            )
+            raise ConfigurationError(_exists_message(path))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = _connect(path)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise ConfigurationError(f"cannot create journal {path}: {exc}") from exc
-        now = _iso(clock())
-        db.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
-        with _transaction(db):
-            meta = {
-                "schema_version": str(SCHEMA_VERSION),
-                "batch_id": batch_id,
-                "created": now,
-                "url": target.url,
-                "organization": target.organization or "",
-                "tenant": target.tenant or "",
-            }
-            db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-            db.executemany(
-                "INSERT INTO requests (idx, reference, folder, process, inputs, timeout, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
+        lock = JournalLock(path, clock=clock)
+        with _take_lock(lock):
+            if path.exists():  # another process created it since the check above
+                raise ConfigurationError(_exists_message(path))
+            try:
+                db = _connect(path)
+            except (OSError, sqlite3.Error) as exc:
+                raise ConfigurationError(f"cannot create journal {path}: {exc}") from exc
+            now = _iso(clock())
+            db.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
+            with _transaction(db):
+                meta = {
+                    "schema_version": str(SCHEMA_VERSION),
+                    "batch_id": batch_id,
+                    "created": now,
+                    "url": target.url,
+                    "organization": target.organization or "",
+                    "tenant": target.tenant or "",
+                }
+                db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+                rows = [
                     (r.index, r.reference, r.folder, r.process, _dumps(r.inputs), r.timeout, now)
                     for r in requests
-                ],
-            )
-            db.execute(
-                "INSERT INTO events (at, kind, detail) VALUES (?, 'created', ?)",
-                (now, _dumps({"requests": len(requests)})),
-            )
-        return cls(db, path, clock=clock)
+                ]
+                db.executemany(
+                    "INSERT INTO requests (idx, reference, folder, process, inputs, timeout, "
+                    "updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                db.execute(
+                    "INSERT INTO events (at, kind, detail) VALUES (?, 'created', ?)",
+                    (now, _dumps({"requests": len(requests)})),
+                )
+        return cls(db, path, clock=clock, lock=lock)
 
     @classmethod
-    def open(cls, path: Path, *, clock: Callable[[], datetime] = _now) -> Journal:
-        """Open an existing journal (for a resume, or to read it)."""
+    def open(
+        cls, path: Path, *, clock: Callable[[], datetime] = _now, read_only: bool = False
+    ) -> Journal:
+        """Open an existing journal to write it (a resume), or ``read_only`` to show it.
+
+        To write, its lock is taken first and held until :meth:`close`
+        (:class:`~async_orch.journal_lock.JournalInUseError` if another process
+        holds it). ``read_only`` takes no lock, so a journal can be read while
+        another process writes it; the ``record_*`` methods then raise.
+        """
         if not path.is_file():
             raise ConfigurationError(
                 f"no journal at {path} (the path is shown when dispatch starts)"
             )
-        try:
-            db = _connect(path)
-            version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        except sqlite3.Error as exc:
-            raise ConfigurationError(f"{path} is not an async-orch journal ({exc})") from exc
-        if version is None or version[0] != str(SCHEMA_VERSION):
-            db.close()
-            raise ConfigurationError(
-                f"{path} is a journal of schema {version[0] if version else '?'}; "
-                f"this async-orch reads schema {SCHEMA_VERSION}"
-            )
-        return cls(db, path, clock=clock)
+        lock = None if read_only else JournalLock(path, clock=clock)
+        with _take_lock(lock):
+            try:
+                db = _connect(path)
+                version = db.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'"
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise ConfigurationError(f"{path} is not an async-orch journal ({exc})") from exc
+            if version is None or version[0] != str(SCHEMA_VERSION):
+                db.close()
+                raise ConfigurationError(
+                    f"{path} is a journal of schema {version[0] if version else '?'}; "
+                    f"this async-orch reads schema {SCHEMA_VERSION}"
+                )
+        return cls(db, path, clock=clock, lock=lock)
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this journal was opened without its lock (and so never writes)."""
+        return self._lock is None
 
     def close(self) -> None:
-        self._db.close()
+        """Close the file, then release the lock (this process wrote its last)."""
+        try:
+            self._db.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> Journal:
         return self
@@ -359,7 +401,7 @@ class Journal:
     def record_started(self, request_index: int, handle: JobHandle, *, state: str | None) -> None:
         """A job exists: record its id (idempotent: a re-found job is kept once)."""
         now = _iso(self._clock())
-        with _transaction(self._db):
+        with self._writing():
             inserted = self._db.execute(
                 "INSERT OR IGNORE INTO jobs (job_id, request_idx, handle, state, updated) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -376,7 +418,7 @@ class Journal:
     def record_state(self, job_id: int, state: str) -> None:
         """A job's state changed (written only when it differs from the last one)."""
         now = _iso(self._clock())
-        with _transaction(self._db):
+        with self._writing():
             changed = self._db.execute(
                 "UPDATE jobs SET state = ?, updated = ? "
                 "WHERE job_id = ? AND outcome IS NULL AND state IS NOT ?",
@@ -390,7 +432,7 @@ class Journal:
     ) -> None:
         """A job is over: its outcome and result row (outputs included)."""
         now = _iso(self._clock())
-        with _transaction(self._db):
+        with self._writing():
             self._db.execute(
                 "UPDATE jobs SET state = coalesce(?, state), outcome = ?, result = ?, "
                 "updated = ? WHERE job_id = ?",
@@ -401,7 +443,7 @@ class Journal:
     def record_not_started(self, request_index: int, *, info: str) -> None:
         """A request started no job (for now: a resume looks it up and tries again)."""
         now = _iso(self._clock())
-        with _transaction(self._db):
+        with self._writing():
             self._db.execute(
                 "UPDATE requests SET outcome = 'not_started', info = ?, updated = ? WHERE idx = ?",
                 (info, now, request_index),
@@ -411,8 +453,14 @@ class Journal:
     def record_event(self, kind: str, **detail: Any) -> None:
         """A run-level event: resumed, interrupted, finished."""
         now = _iso(self._clock())
-        with _transaction(self._db):
+        with self._writing():
             self._event(now, kind, None, None, detail or None)
+
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        """One committed write transaction; only the lock's holder writes."""
+        if self._lock is None:
+            raise RuntimeError(f"journal {self.path} was opened read-only")
+        return _transaction(self._db)
 
     def _event(
         self,
@@ -426,6 +474,27 @@ class Journal:
             "INSERT INTO events (at, kind, request_idx, job_id, detail) VALUES (?, ?, ?, ?, ?)",
             (now, kind, request_index, job_id, _dumps(dict(detail)) if detail else None),
         )
+
+
+def _exists_message(path: Path) -> str:
+    return (
+        f"journal {path} already exists; resume it with --resume {path}, "
+        "or choose another path with --journal"
+    )
+
+
+@contextlib.contextmanager
+def _take_lock(lock: JournalLock | None) -> Iterator[None]:
+    """Take ``lock`` (if any) and keep it, unless the block fails: then give it back."""
+    if lock is None:
+        yield
+        return
+    lock.acquire()
+    try:
+        yield
+    except BaseException:
+        lock.release()
+        raise
 
 
 def _connect(path: Path) -> sqlite3.Connection:

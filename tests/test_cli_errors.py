@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 from cli_harness import cli_env, run_cli, simulator_jobs
 
+from async_orch.journal import Journal, JournalTarget, RequestRecord
+from async_orch.journal_lock import JournalLock
 from async_orch.simulator import SimulatorHandle
 
 
@@ -134,3 +137,37 @@ async def test_usage_errors_exit_2(tmp_path: Path) -> None:
     run = await run_cli("dispatch", "--count", "many", env=cli_env(tmp_path))
     assert run.returncode == 2 and "invalid int value" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+async def test_every_writer_of_a_journal_in_use_gets_one_line_and_exit_2(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=20.0)
+    env = cli_env(tmp_path)
+    busy = tmp_path / "busy.sqlite"
+    target = JournalTarget(url=sim.url, organization="demo", tenant="DefaultTenant")
+    record = RequestRecord(index=0, reference="busy-0", folder="Shared", process="Echo")
+    Journal.create(busy, target=target, batch_id="busy", requests=[record]).close()
+    fresh = tmp_path / "fresh.sqlite"
+    holder = f"(pid {os.getpid()} on host {socket.gethostname()}, since "
+    # This test's process holds both journals' locks, as a running dispatch would.
+    with JournalLock(busy), JournalLock(fresh):
+        for journal, args in [
+            (busy, ["dispatch", "--resume", str(busy)]),
+            (busy, ["stop", "--journal", str(busy)]),
+            (busy, ["jobs", "--journal", str(busy), "--refresh"]),
+            (fresh, ["dispatch", "--url", sim.url, "--process", "Echo", "--folder", "Shared",
+                     "--journal", str(fresh)]),
+        ]:  # fmt: skip
+            run = await run_cli(*args, env=env)
+            _assert_clear_failure(
+                run,
+                f"error: journal {journal} is in use by another async-orch process {holder}",
+                "nothing to clean up",
+                f"async-orch jobs --journal {journal}",
+            )
+        shown = await run_cli("jobs", "--journal", str(busy), env=env)  # reading takes no lock
+        assert shown.returncode == 0, shown.stderr
+        assert [(r["reference"], r["outcome"]) for r in shown.rows()] == [("busy-0", "unfinished")]
+    assert not fresh.exists()
+    assert simulator_jobs(sim)["created"] == 0

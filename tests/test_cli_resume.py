@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,37 @@ async def test_resume_against_another_tenant_is_refused_with_exit_2(
     assert "OtherTenant" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert simulator_jobs(sim)["created"] == 1
+
+
+async def test_a_second_resume_is_refused_while_a_dispatch_writes_the_journal(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    # On the real clock DailyReport runs 20-60 s: the dispatch holds its journal
+    # for the whole test, until it is killed.
+    sim: SimulatorHandle = await start_simulator(time_scale=1.0)
+    env = cli_env(tmp_path)
+    journal = tmp_path / "busy.sqlite"
+    process = await spawn_cli(
+        "dispatch", "--url", sim.url, "--process", "DailyReport", "--folder", "Shared",
+        "--count", "2", "--journal", str(journal), "--quiet",
+        env=env,
+    )  # fmt: skip
+    await wait_until(lambda: journal_counts(journal)[0] == 2, process=process)
+
+    second = await run_cli("dispatch", "--resume", str(journal), env=env)
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.startswith(
+        f"error: journal {journal} is in use by another async-orch process "
+        f"(pid {process.pid} on host {socket.gethostname()}, since "
+    ), second.stderr
+    assert "Traceback" not in second.stderr
+    shown = await run_cli("jobs", "--journal", str(journal), env=env)  # readers are welcome
+    assert shown.returncode == 0, shown.stderr
+    assert len(shown.rows()) == 2
+    assert process.returncode is None  # refused while the dispatch was still running
+
+    process.send_signal(SIGKILL)
+    assert (await finish(process)).returncode == -SIGKILL
+    with Journal.open(journal) as reopened:  # the lock went with it: nothing to clean up
+        assert len(reopened.jobs()) == 2
+    assert simulator_jobs(sim)["created"] == 2  # the refused resume started nothing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from async_orch.batch import JobHandle
 from async_orch.cli.profiles import merge_environment, profile_environment
 from async_orch.errors import ConfigurationError
 from async_orch.journal import Journal, JournalTarget, RequestRecord, plan_resume
+from async_orch.journal_lock import JournalInUseError, JournalLock, lock_path
 
 TARGET = JournalTarget(
     url="https://cloud.uipath.com/acme/Prod/orchestrator_", organization="acme", tenant="Prod"
@@ -125,6 +127,43 @@ def test_create_refuses_to_overwrite_and_open_refuses_strangers(tmp_path: Path) 
         Journal.open(stranger)
     with pytest.raises(ConfigurationError, match="no journal at"):
         Journal.open(tmp_path / "missing.sqlite")
+
+
+def test_a_journal_is_locked_from_create_to_close_and_readable_meanwhile(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.sqlite"
+    writer = _journal(tmp_path)
+    with pytest.raises(JournalInUseError, match=re.escape(f"journal {path} is in use by another")):
+        Journal.open(path)
+    with Journal.open(path, read_only=True) as reader:  # no lock needed to read
+        assert reader.read_only and not writer.read_only
+        assert reader.requests() == _records(3)
+        with pytest.raises(RuntimeError, match="opened read-only"):
+            reader.record_started(0, _handle(9, "r-0"), state="Pending")
+        with pytest.raises(RuntimeError, match="opened read-only"):
+            reader.record_event("resumed")
+    assert writer.jobs() == []  # nothing was written by the reader
+    writer.close()
+    assert not lock_path(path).exists()
+    with Journal.open(path) as resumed:  # the lock is free again
+        resumed.record_event("resumed")
+
+
+def test_a_journal_in_use_is_not_created_and_a_failed_open_keeps_no_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.sqlite"
+    with JournalLock(path), pytest.raises(JournalInUseError):
+        _journal(tmp_path)  # another process is creating this very journal
+    assert not path.exists()
+    stranger = tmp_path / "other.sqlite"
+    sqlite3.connect(stranger).execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(ConfigurationError, match="not an async-orch journal"):
+        Journal.open(stranger)
+    assert not lock_path(stranger).exists()
+    with JournalLock(stranger):
+        pass
 
 
 def test_profiles_map_keys_to_variables_and_read_secrets_from_env() -> None:

@@ -212,6 +212,8 @@ async def _resume(args: argparse.Namespace) -> int:
             "so the jobs of the journal are gone with it"
         )
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
+    # Opened to write: the journal's lock is held until the very end, so a second
+    # resume of it (or any other writer) is refused before it looks anything up.
     with Journal.open(args.resume) as journal:
         target = journal.target
         async with connection(args, default_url=target.url) as settings:

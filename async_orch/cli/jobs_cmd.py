@@ -118,7 +118,12 @@ async def _jobs(args: argparse.Namespace) -> int:
     if args.journal is not None:
         if args.id or args.reference:
             raise ConfigurationError("give either --journal or --id/--reference, not both")
-        with Journal.open(args.journal) as journal:
+        # Showing a journal only reads it: no lock, so it works while a dispatch
+        # writes it. --refresh writes the states it reads, so it takes the lock
+        # like every writer: one writer at a time keeps the rule simple, and a
+        # running dispatch keeps its journal up to date anyway (the refusal then
+        # points to reading it without --refresh).
+        with Journal.open(args.journal, read_only=not args.refresh) as journal:
             if args.refresh:
                 async with _journal_client(args, journal) as orch:
                     await refresh_unfinished(orch, journal)
@@ -149,6 +154,12 @@ async def _jobs(args: argparse.Namespace) -> int:
 
 
 async def _stop(args: argparse.Namespace) -> int:
+    # stop writes the journal (the stop_sent event, then states and outcomes), so
+    # it takes the lock. It is refused while a dispatch or resume runs on the
+    # journal, and rightly so: that run may still start jobs, which a stop sent
+    # now would miss while seeming to have stopped everything. The refusal says
+    # to let that run end or stop it first; this command then stops whatever it
+    # left running.
     with Journal.open(args.journal) as journal:
         unfinished = [j for j in journal.jobs() if not j.final]
         async with _journal_client(args, journal) as orch:
