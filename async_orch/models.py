@@ -48,6 +48,7 @@ __all__ = [
     "format_datetime",
     "parse_datetime",
     "parse_input_arguments",
+    "parse_job_state_row",
 ]
 
 INPUT_ARGUMENTS_MAX_LENGTH = 10_000
@@ -277,16 +278,19 @@ class _Reader:
             f"{str(value)[:200]!r}"
         )
 
+    def missing(self, name: str) -> ResponseDecodeError:
+        return ResponseDecodeError(f"{self._dto} without {name}: {dict(self._data)!r:.300}")
+
     def required_int(self, name: str) -> int:
         value = self.opt_int(name)
         if value is None:
-            raise ResponseDecodeError(f"{self._dto} without {name}: {dict(self._data)!r:.300}")
+            raise self.missing(name)
         return value
 
     def required_str(self, name: str) -> str:
         value = self.opt_str(name)
         if value is None:
-            raise ResponseDecodeError(f"{self._dto} without {name}: {dict(self._data)!r:.300}")
+            raise self.missing(name)
         return value
 
     def opt_int(self, name: str) -> int | None:
@@ -549,11 +553,7 @@ class Job:
         ``State`` may be the name (what the API sends) or the documented number.
         """
         r = _Reader(data, "JobDto")
-        raw_state = r.raw("State")
-        if raw_state is None:
-            raise ResponseDecodeError(f"JobDto without State: {dict(data)!r:.300}")
-        if not isinstance(raw_state, str | int) or isinstance(raw_state, bool):
-            raise r._fail("State", "a string")
+        raw_state = _raw_state(r)
         inputs, inputs_raw = _parse_arguments_text(r.opt_str("InputArguments"))
         outputs, outputs_raw = _parse_arguments_text(r.opt_str("OutputArguments"))
         return cls(
@@ -616,6 +616,25 @@ class Job:
                 "Id": self.id,
             }
         )
+
+
+def parse_job_state_row(row: object) -> tuple[int, JobState]:
+    """Read only Id and State from a JobDto, as a ``$select=Id,State`` list returns.
+
+    Watching jobs reads thousands of such rows; building a whole :class:`Job`
+    for each would be wasted work. Same checks and errors as :meth:`Job.from_api`.
+    """
+    r = _Reader(row, "JobDto")
+    return r.required_int("Id"), JobState.parse(_raw_state(r))
+
+
+def _raw_state(r: _Reader) -> str | int:
+    raw_state = r.raw("State")
+    if raw_state is None:
+        raise r.missing("State")
+    if not isinstance(raw_state, str | int) or isinstance(raw_state, bool):
+        raise r._fail("State", "a string")
+    return raw_state
 
 
 # -- StartRequest ---------------------------------------------------------------------

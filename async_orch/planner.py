@@ -262,6 +262,10 @@ class _Track(Generic[FolderT]):
     not_before: float  # no action before this (backoff after failures)
     last_checked: float  # last answer about the job (or when added)
     state: JobState | None
+    # Derived from the two above whenever the job enters WATCHING (_to_watching),
+    # so that scans over every watched job compare one number per job:
+    ready_at: float = 0.0  # when a list call may include it
+    overdue_at: float = 0.0  # when it may be probed by id instead
     final: bool = False  # seen in a final state: only its outputs read remains
     purpose: FetchPurpose = FetchPurpose.OUTPUTS  # FETCH_QUEUED / FETCHING
     failures: int = 0
@@ -368,7 +372,7 @@ class PollPlanner(Generic[FolderT]):
         )
         self._jobs[job_id] = track
         self._count.by_phase[_Phase.WATCHING] += 1
-        self._watching.setdefault(folder, {})[job_id] = track
+        self._to_watching(track)
         if state in TERMINAL_STATES:
             self._mark_final(track, now)
 
@@ -492,13 +496,11 @@ class PollPlanner(Generic[FolderT]):
                 candidates.append(track.not_before)
             else:
                 candidates.append(max(track.not_before, probe_ready))
-        due = math.inf
-        overdue = math.inf
-        grace = self._probe_grace
+        due = overdue = math.inf
         for jobs in self._watching.values():
-            for track in jobs.values():
-                due = min(due, max(track.due_at, track.not_before))
-                overdue = min(overdue, max(track.due_at + grace, track.not_before))
+            if jobs:
+                due = min(due, min(t.ready_at for t in jobs.values()))
+                overdue = min(overdue, min(t.overdue_at for t in jobs.values()))
         if due < math.inf:
             candidates.append(max(due, self._list_ready_at()))
             candidates.append(max(overdue, probe_ready))
@@ -562,8 +564,8 @@ class PollPlanner(Generic[FolderT]):
         starving_limit = now - self.policy.max_interval / 2
         best: tuple[tuple[int, float, float], FolderT, list[_Track[FolderT]]] | None = None
         for folder, jobs in self._watching.items():
-            # Same expression as in next_wake (exact wake times).
-            due = [t for t in jobs.values() if max(t.due_at, t.not_before) <= now]
+            # ready_at, as in next_wake: a wake time computed there is exact here.
+            due = [t for t in jobs.values() if t.ready_at <= now]
             if not due:
                 continue
             oldest = min(t.due_at for t in due)
@@ -596,13 +598,14 @@ class PollPlanner(Generic[FolderT]):
         return ListBatch(folder, tuple(t.job_id for t in chosen))
 
     def _most_overdue(self, now: float) -> _Track[FolderT] | None:
-        # Same expression as in next_wake, so a wake time computed there is exact here.
-        grace = self._probe_grace
+        # overdue_at, as in next_wake: a wake time computed there is exact here.
         found: _Track[FolderT] | None = None
         for jobs in self._watching.values():
+            # Usually no job is overdue: find that out with one pass in C.
+            if not jobs or min(t.overdue_at for t in jobs.values()) > now:
+                continue
             for track in jobs.values():
-                eligible = max(track.due_at + grace, track.not_before) <= now
-                if eligible and (found is None or track.due_at < found.due_at):
+                if track.overdue_at <= now and (found is None or track.due_at < found.due_at):
                     found = track
         return found
 
@@ -624,6 +627,8 @@ class PollPlanner(Generic[FolderT]):
     def _to_watching(self, track: _Track[FolderT]) -> None:
         self._fetch_queue.pop(track.job_id, None)
         self._set_phase(track, _Phase.WATCHING)
+        track.ready_at = max(track.due_at, track.not_before)
+        track.overdue_at = max(track.due_at + self._probe_grace, track.not_before)
         self._watching_of(track)[track.job_id] = track
 
     def _to_fetch_queue(self, track: _Track[FolderT], purpose: FetchPurpose) -> None:

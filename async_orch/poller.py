@@ -30,6 +30,7 @@ import anyio
 
 from async_orch.batch import JobHandle
 from async_orch.errors import OrchestratorError, RateLimitedError
+from async_orch.limits import take_slot
 from async_orch.logs import get_logger
 from async_orch.models import Job
 from async_orch.planner import FetchOne, ListBatch, PollPlanner, PollPolicy
@@ -214,8 +215,11 @@ class JobWatcher:
             if isinstance(action, ListBatch):
                 await self._list(action)
             else:
-                async with self._fetch_slots:
+                await take_slot(self._fetch_slots)
+                try:
                     replan = await self._fetch(action, on_finished)
+                finally:
+                    self._fetch_slots.release()
         finally:
             # A job read in full and finished leaves nothing new to plan: waking
             # the loop for each of them would re-plan every job a thousand times.
@@ -227,9 +231,7 @@ class JobWatcher:
         if folder is None:
             return
         try:
-            jobs = await self._api.list_jobs(
-                folder, ids=list(action.job_ids), select=("Id", "State", "Key")
-            )
+            states = await self._api.job_states(folder, action.job_ids)
         except RateLimitedError as exc:
             log.debug("async_orch.poll_rate_limited", retry_after=exc.retry_after)
             self._planner.rate_limited(retry_after=exc.retry_after, now=self._clock())
@@ -242,14 +244,12 @@ class JobWatcher:
             self._planner.list_failed(action.job_ids, now=self._clock())
             return
         now = self._clock()
-        seen = set()
-        for job in jobs:
-            seen.add(job.id)
-            self._note_state(job.id, job.state)
-            if job.id in self._jobs:
-                self._planner.observe(job.id, job.state, now=now)
+        for job_id, state in states.items():
+            self._note_state(job_id, state)
+            if job_id in self._jobs:
+                self._planner.observe(job_id, state, now=now)
         for job_id in action.job_ids:
-            if job_id not in seen and job_id in self._jobs:
+            if job_id not in states and job_id in self._jobs:
                 self._planner.observe_missing(job_id, now=now)
 
     async def _fetch(

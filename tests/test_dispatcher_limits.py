@@ -16,6 +16,7 @@ from test_dispatcher_support import FakeAPI
 from async_orch.batch import JobRequest
 from async_orch.dispatcher import Dispatcher, DispatchLimits, Started
 from async_orch.errors import ConfigurationError
+from async_orch.limits import take_slot
 
 
 def requests(count: int, folders: tuple[str, ...] = ("Shared",)) -> list[JobRequest]:
@@ -192,3 +193,28 @@ def test_set_limits_refuses_bad_values_and_keeps_the_old_ones() -> None:
     with pytest.raises(ConfigurationError):
         dispatcher.set_limits(max_in_flight=0)
     assert dispatcher.limits.max_in_flight == 4
+
+
+async def test_take_slot_takes_a_free_slot_without_yielding_and_waits_for_a_busy_one() -> None:
+    limiter = anyio.CapacityLimiter(1)
+    # Inside a cancelled scope any trip through the event loop would raise:
+    # a free slot is taken without one.
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await take_slot(limiter)
+    assert limiter.borrowed_tokens == 1
+
+    taken = anyio.Event()
+
+    async def second() -> None:
+        await take_slot(limiter)
+        taken.set()
+        limiter.release()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(second)
+        await wait_all_tasks_blocked()
+        assert not taken.is_set()  # busy: it waits
+        limiter.release()
+        await taken.wait()
+    assert limiter.borrowed_tokens == 0

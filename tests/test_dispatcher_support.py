@@ -228,6 +228,13 @@ class FakeAPI:
             jobs = [j for j in jobs if j.id in set(query["ids"])]
         return [self._dto(job, outputs=False) for job in jobs]
 
+    async def job_states(self, folder: Any, ids: Sequence[int]) -> dict[int, JobState]:
+        await anyio.lowlevel.checkpoint()
+        self.calls.append(("states", folder, tuple(ids)))
+        if self.list_errors:
+            raise self.list_errors.pop(0)
+        return {i: self.jobs[i].state for i in ids if i in self.jobs}
+
     async def get_job(self, folder: Any, job_id: int) -> Job:
         await anyio.lowlevel.checkpoint()
         self.calls.append(("get", folder, job_id))

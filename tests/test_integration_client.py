@@ -363,6 +363,25 @@ async def test_list_jobs_by_ids_reference_and_states(
     assert transport.stats.count("GET Jobs", 200) == before  # nothing to ask
 
 
+async def test_job_states_reads_only_id_and_state_of_the_jobs_asked_about(
+    demo: tuple[OrchestratorAPI, Transport], fake_clock: FakeClock
+) -> None:
+    api, transport = demo
+    jobs = await api.start_jobs("Shared", StartRequest(release_name="Echo", jobs_count=3))
+    (other,) = await api.start_jobs("HR", StartRequest(release_name="Echo"))
+    ids = [j.id for j in jobs]
+
+    assert await api.job_states("Shared", ids[:2]) == dict.fromkeys(ids[:2], JobState.PENDING)
+    fake_clock.advance(WORK)
+    # A job of another folder is not in this folder's list: it is left out.
+    assert await api.job_states("Shared", [*ids, other.id]) == dict.fromkeys(
+        ids, JobState.SUCCESSFUL
+    )
+    before = transport.stats.count("GET Jobs", 200)
+    assert await api.job_states("Shared", []) == {}
+    assert transport.stats.count("GET Jobs", 200) == before  # nothing to ask
+
+
 async def test_list_jobs_follows_pages_past_the_maximum_top(
     demo: tuple[OrchestratorAPI, Transport],
 ) -> None:

@@ -26,6 +26,7 @@ from async_orch.models import (
     format_datetime,
     parse_datetime,
     parse_input_arguments,
+    parse_job_state_row,
 )
 from async_orch.states import JobState
 
@@ -350,6 +351,22 @@ def test_job_needs_id_and_state() -> None:
         Job.from_api({"State": "Running"})
     with pytest.raises(ResponseDecodeError, match=r"JobDto.State should be a string"):
         Job.from_api({"Id": 1, "State": ["Running"]})
+
+
+def test_a_state_row_gives_id_and_state_with_the_same_checks_as_a_job() -> None:
+    assert parse_job_state_row({"Id": 7, "State": "Running"}) == (7, JobState.RUNNING)
+    assert parse_job_state_row({"Id": 7, "State": 5}) == (7, JobState.SUCCESSFUL)
+    assert parse_job_state_row({"Id": 7, "State": "Cancelled"}) == (7, JobState.UNKNOWN)
+    with pytest.raises(ResponseDecodeError, match="JobDto without State"):
+        parse_job_state_row({"Id": 1})
+    with pytest.raises(ResponseDecodeError, match="JobDto without Id"):
+        parse_job_state_row({"State": "Running"})
+    with pytest.raises(ResponseDecodeError, match=r"JobDto.Id should be an integer"):
+        parse_job_state_row({"Id": True, "State": "Running"})
+    with pytest.raises(ResponseDecodeError, match=r"JobDto.State should be a string"):
+        parse_job_state_row({"Id": 1, "State": ["Running"]})
+    with pytest.raises(ResponseDecodeError, match="expected a JobDto object"):
+        parse_job_state_row(["Id", 1])
 
 
 def test_job_reads_a_minimal_list_row() -> None:
