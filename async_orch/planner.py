@@ -245,11 +245,13 @@ class PlannerStats:
     rate_limited: int
 
 
-class _Phase(enum.Enum):
-    WATCHING = "watching"
-    LISTING = "listing"
-    FETCH_QUEUED = "fetch_queued"
-    FETCHING = "fetching"
+class _Phase(enum.IntEnum):
+    # IntEnum: hashed in C. Phases change a dozen times per job, each change
+    # counted in a dict keyed by phase, and Enum's own __hash__ is Python code.
+    WATCHING = 1
+    LISTING = 2
+    FETCH_QUEUED = 3
+    FETCHING = 4
 
 
 @dataclass(slots=True, kw_only=True)
@@ -269,6 +271,55 @@ class _Track(Generic[FolderT]):
     final: bool = False  # seen in a final state: only its outputs read remains
     purpose: FetchPurpose = FetchPurpose.OUTPUTS  # FETCH_QUEUED / FETCHING
     failures: int = 0
+
+
+class _FolderWatch(Generic[FolderT]):
+    """One folder's WATCHING jobs, with the earliest ``ready_at`` and ``overdue_at``
+    among them kept up to date, so that planning looks only into folders that
+    have something due instead of at every job on every turn.
+
+    Adding a job lowers the minima at once; removing the job that held a minimum
+    marks it unknown, and it is recomputed (one pass over the folder) when asked.
+    """
+
+    __slots__ = ("jobs", "_min_ready", "_min_overdue")
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, _Track[FolderT]] = {}
+        self._min_ready: float | None = math.inf  # None: unknown
+        self._min_overdue: float | None = math.inf
+
+    def add(self, track: _Track[FolderT]) -> None:
+        self.jobs[track.job_id] = track
+        if self._min_ready is not None and track.ready_at < self._min_ready:
+            self._min_ready = track.ready_at
+        if self._min_overdue is not None and track.overdue_at < self._min_overdue:
+            self._min_overdue = track.overdue_at
+
+    def remove(self, job_id: int) -> None:
+        track = self.jobs.pop(job_id, None)
+        if track is None:
+            return
+        if track.ready_at == self._min_ready:
+            self._min_ready = None
+        if track.overdue_at == self._min_overdue:
+            self._min_overdue = None
+
+    @property
+    def min_ready(self) -> float:
+        """The earliest time a job of this folder may be listed (inf: none)."""
+        if self._min_ready is None:
+            self._min_ready = min((t.ready_at for t in self.jobs.values()), default=math.inf)
+        return self._min_ready
+
+    @property
+    def min_overdue(self) -> float:
+        """The earliest time a job of this folder may be probed (inf: none)."""
+        if self._min_overdue is None:
+            self._min_overdue = min(
+                (t.overdue_at for t in self.jobs.values()), default=math.inf
+            )
+        return self._min_overdue
 
 
 @dataclass(slots=True)
@@ -296,7 +347,7 @@ class PollPlanner(Generic[FolderT]):
         self.policy = policy or PollPolicy()
         self._jobs: dict[int, _Track[FolderT]] = {}
         # WATCHING jobs by folder; folders keep their first-seen order for ties.
-        self._watching: dict[FolderT, dict[int, _Track[FolderT]]] = {}
+        self._watching: dict[FolderT, _FolderWatch[FolderT]] = {}
         self._fetch_queue: dict[int, _Track[FolderT]] = {}
         self._list_capacity = int(self.policy.list_budget_per_minute)
         self._list_spacing = (
@@ -496,11 +547,8 @@ class PollPlanner(Generic[FolderT]):
                 candidates.append(track.not_before)
             else:
                 candidates.append(max(track.not_before, probe_ready))
-        due = overdue = math.inf
-        for jobs in self._watching.values():
-            if jobs:
-                due = min(due, min(t.ready_at for t in jobs.values()))
-                overdue = min(overdue, min(t.overdue_at for t in jobs.values()))
+        due = min((w.min_ready for w in self._watching.values()), default=math.inf)
+        overdue = min((w.min_overdue for w in self._watching.values()), default=math.inf)
         if due < math.inf:
             candidates.append(max(due, self._list_ready_at()))
             candidates.append(max(overdue, probe_ready))
@@ -550,7 +598,7 @@ class PollPlanner(Generic[FolderT]):
         self._set_phase(track, _Phase.FETCHING)
         track.purpose = purpose
         self._fetch_queue.pop(track.job_id, None)
-        self._watching_of(track).pop(track.job_id, None)
+        self._watching_of(track).remove(track.job_id)
         if purpose is FetchPurpose.OUTPUTS:
             self._count.output_fetches += 1
         else:
@@ -563,9 +611,11 @@ class PollPlanner(Generic[FolderT]):
         # its jobs become overdue enough for probes by id.
         starving_limit = now - self.policy.max_interval / 2
         best: tuple[tuple[int, float, float], FolderT, list[_Track[FolderT]]] | None = None
-        for folder, jobs in self._watching.items():
+        for folder, watch in self._watching.items():
+            if watch.min_ready > now:
+                continue  # nothing due in this folder
             # ready_at, as in next_wake: a wake time computed there is exact here.
-            due = [t for t in jobs.values() if t.ready_at <= now]
+            due = [t for t in watch.jobs.values() if t.ready_at <= now]
             if not due:
                 continue
             oldest = min(t.due_at for t in due)
@@ -585,14 +635,14 @@ class PollPlanner(Generic[FolderT]):
             recent = now - self.policy.min_interval
             extra = [
                 t
-                for t in self._watching[folder].values()
+                for t in self._watching[folder].jobs.values()
                 if t.job_id not in chosen_ids and t.not_before <= now and t.last_checked <= recent
             ]
             extra.sort(key=lambda t: t.due_at)
             chosen.extend(extra[: max_batch - len(chosen)])
         for track in chosen:
             self._set_phase(track, _Phase.LISTING)
-            self._watching[folder].pop(track.job_id)
+            self._watching[folder].remove(track.job_id)
         self._list_times.append(now)
         self._count.list_calls += 1
         return ListBatch(folder, tuple(t.job_id for t in chosen))
@@ -600,11 +650,10 @@ class PollPlanner(Generic[FolderT]):
     def _most_overdue(self, now: float) -> _Track[FolderT] | None:
         # overdue_at, as in next_wake: a wake time computed there is exact here.
         found: _Track[FolderT] | None = None
-        for jobs in self._watching.values():
-            # Usually no job is overdue: find that out with one pass in C.
-            if not jobs or min(t.overdue_at for t in jobs.values()) > now:
-                continue
-            for track in jobs.values():
+        for watch in self._watching.values():
+            if watch.min_overdue > now:
+                continue  # usually no job is overdue
+            for track in watch.jobs.values():
                 if track.overdue_at <= now and (found is None or track.due_at < found.due_at):
                     found = track
         return found
@@ -621,18 +670,23 @@ class PollPlanner(Generic[FolderT]):
         track.not_before = now
         self._to_fetch_queue(track, FetchPurpose.OUTPUTS)
 
-    def _watching_of(self, track: _Track[FolderT]) -> dict[int, _Track[FolderT]]:
-        return self._watching.setdefault(track.folder, {})
+    def _watching_of(self, track: _Track[FolderT]) -> _FolderWatch[FolderT]:
+        watch = self._watching.get(track.folder)
+        if watch is None:
+            watch = self._watching[track.folder] = _FolderWatch()
+        return watch
 
     def _to_watching(self, track: _Track[FolderT]) -> None:
         self._fetch_queue.pop(track.job_id, None)
+        watch = self._watching_of(track)
+        watch.remove(track.job_id)  # if watched already: out with its old times
         self._set_phase(track, _Phase.WATCHING)
         track.ready_at = max(track.due_at, track.not_before)
         track.overdue_at = max(track.due_at + self._probe_grace, track.not_before)
-        self._watching_of(track)[track.job_id] = track
+        watch.add(track)
 
     def _to_fetch_queue(self, track: _Track[FolderT], purpose: FetchPurpose) -> None:
-        self._watching_of(track).pop(track.job_id, None)
+        self._watching_of(track).remove(track.job_id)
         self._set_phase(track, _Phase.FETCH_QUEUED)
         track.purpose = purpose
         self._fetch_queue[track.job_id] = track
@@ -640,7 +694,7 @@ class PollPlanner(Generic[FolderT]):
     def _forget(self, track: _Track[FolderT]) -> None:
         del self._jobs[track.job_id]
         self._count.by_phase[track.phase] -= 1
-        self._watching_of(track).pop(track.job_id, None)
+        self._watching_of(track).remove(track.job_id)
         self._fetch_queue.pop(track.job_id, None)
 
     def _set_phase(self, track: _Track[FolderT], phase: _Phase) -> None:

@@ -35,6 +35,9 @@ class JobState(enum.StrEnum):
     def parse(cls, value: object) -> JobState:
         """Map an API value (name or documented number) to a JobState; never raise."""
         if isinstance(value, str):
+            known = _BY_NAME.get(value)
+            if known is not None:
+                return known
             try:
                 return cls(value)
             except ValueError:
@@ -53,6 +56,10 @@ class JobState(enum.StrEnum):
         """True once the job will not change state again by itself."""
         return self in TERMINAL_STATES
 
+
+# Looked up before JobState(value), which goes through Enum's slower machinery:
+# watching a thousand jobs parses a state tens of thousands of times.
+_BY_NAME: dict[str, JobState] = {member.value: member for member in JobState}
 
 _BY_NUMBER = {
     0: JobState.PENDING,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from async_orch.planner import (
     PollAction,
     PollPlanner,
     PollPolicy,
+    _FolderWatch,
+    _Phase,
+    _Track,
 )
 from async_orch.states import TERMINAL_STATES, JobState
 
@@ -505,6 +509,40 @@ def test_next_wake_is_exact_under_random_operations(seed: int) -> None:
             in_flight.append(action)
         else:
             now += rng.random() * (wake - now)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_folders_earliest_times_stay_exact_as_jobs_come_and_go(seed: int) -> None:
+    """The cached minima agree with a scan of the folder's jobs after every change."""
+    rng = random.Random(seed)
+    watch: _FolderWatch[str] = _FolderWatch()
+    tracks = [
+        _Track(
+            job_id=i,
+            folder="A",
+            added_at=0.0,
+            phase=_Phase.WATCHING,
+            due_at=0.0,
+            not_before=0.0,
+            last_checked=0.0,
+            state=None,
+        )
+        for i in range(12)
+    ]
+    for _ in range(500):
+        track = rng.choice(tracks)
+        if rng.random() < 0.4:
+            watch.remove(track.job_id)
+        else:
+            # Re-timed the way the planner does it: out with the old times first.
+            watch.remove(track.job_id)
+            track.ready_at = float(rng.randrange(20))  # repeats make ties
+            track.overdue_at = track.ready_at + rng.randrange(3)
+            watch.add(track)
+        jobs = watch.jobs.values()
+        if rng.random() < 0.5:  # sometimes ask, sometimes let changes pile up
+            assert watch.min_ready == min((t.ready_at for t in jobs), default=math.inf)
+            assert watch.min_overdue == min((t.overdue_at for t in jobs), default=math.inf)
 
 
 def _answer(planner: Planner, action: PollAction[str], rng: random.Random, now: float) -> None:
