@@ -282,7 +282,7 @@ class _FolderWatch(Generic[FolderT]):
     marks it unknown, and it is recomputed (one pass over the folder) when asked.
     """
 
-    __slots__ = ("jobs", "_min_ready", "_min_overdue")
+    __slots__ = ("_min_overdue", "_min_ready", "jobs")
 
     def __init__(self) -> None:
         self.jobs: dict[int, _Track[FolderT]] = {}
@@ -316,9 +316,7 @@ class _FolderWatch(Generic[FolderT]):
     def min_overdue(self) -> float:
         """The earliest time a job of this folder may be probed (inf: none)."""
         if self._min_overdue is None:
-            self._min_overdue = min(
-                (t.overdue_at for t in self.jobs.values()), default=math.inf
-            )
+            self._min_overdue = min((t.overdue_at for t in self.jobs.values()), default=math.inf)
         return self._min_overdue
 
 
