@@ -48,13 +48,13 @@ class Response:
             ResponseDecodeError: the body is empty or not JSON (say, an HTML
                 sign-in page served by a wrong URL).
         """
-        if not self.body.strip():
-            raise ResponseDecodeError(
-                f"HTTP {self.status} from {self.url} has an empty body where JSON was expected"
-            )
         try:
-            return json.loads(self.body.decode("utf-8-sig"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return json.loads(self.body)  # bytes: a UTF-8 BOM is skipped
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            if not self.body.strip():
+                raise ResponseDecodeError(
+                    f"HTTP {self.status} from {self.url} has an empty body where JSON was expected"
+                ) from None
             content_type = header(self.headers, "Content-Type")
             head = self.body[:120].decode("utf-8", errors="replace")
             hint = (

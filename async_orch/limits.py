@@ -163,7 +163,7 @@ class StartLimiter:
         return limiter
 
 
-async def take_slot(limiter: anyio.CapacityLimiter | anyio.Semaphore) -> None:
+async def take_slot(limiter: anyio.CapacityLimiter) -> None:
     """Acquire ``limiter``, without a trip through the event loop when it is free.
 
     anyio's ``acquire()`` always yields once, which for a thousand requests is a

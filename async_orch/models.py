@@ -106,6 +106,13 @@ def parse_datetime(value: str | None) -> datetime | None:
     """
     if value is None:
         return None
+    if len(value) >= 20 and value[10] == "T" and value[-1] == "Z":
+        # What Orchestrator sends: the C parser reads it (seven fractional
+        # digits included, cut to six) in a twentieth of the time.
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass  # the reading below says what is wrong
     match = _ISO_DATETIME.fullmatch(value.strip())
     if match is None:
         raise ValueError(f"not an ISO-8601 timestamp: {value!r}")
@@ -219,6 +226,8 @@ def _utf16_length(text: str) -> int:
     # UNCONFIRMED: whether Orchestrator counts maxLength in UTF-16 code units
     # (.NET string.Length) or in code points (JSON Schema). UTF-16 units is the
     # stricter reading: a character outside the BMP (an emoji) counts twice.
+    if text.isascii():
+        return len(text)
     return len(text.encode("utf-16-le")) // 2
 
 
@@ -889,6 +898,10 @@ def _coerce_enum(kind: type[_E], value: object, name: str) -> _E:
     if isinstance(value, kind):
         return value
     if isinstance(value, str):
+        try:
+            return kind(value)  # the exact spelling, as the API writes it
+        except ValueError:
+            pass
         for member in kind:
             if member.value.lower() == value.lower():
                 return member

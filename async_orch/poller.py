@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,6 @@ import anyio
 
 from async_orch.batch import JobHandle
 from async_orch.errors import OrchestratorError, RateLimitedError
-from async_orch.limits import take_slot
 from async_orch.logs import get_logger
 from async_orch.models import Job
 from async_orch.planner import FetchOne, ListBatch, PollPlanner, PollPolicy
@@ -125,7 +125,11 @@ class JobWatcher:
         self._min_interval = self._planner.policy.min_interval
         self._stop_policy = stop_policy or StopPolicy()
         self._clock = clock
-        self._fetch_slots = anyio.Semaphore(max(1, fetch_concurrency))
+        # Reads by id wait in a queue, drained by at most this many tasks at once:
+        # a task spawned per read would cost more than the read's own bookkeeping.
+        self._fetch_limit = max(1, fetch_concurrency)
+        self._fetch_queue: deque[FetchOne[int]] = deque()
+        self._fetchers = 0
         self._on_state = on_state
         self._jobs: dict[int, _Watched] = {}
         # Jobs with a deadline, and a lower bound of their next due time, so the
@@ -190,8 +194,14 @@ class JobWatcher:
                 now = self._clock()
                 await self._enforce_deadlines(now, on_finished)
                 action = self._planner.next_action(now)
+                if isinstance(action, FetchOne):
+                    self._fetch_queue.append(action)
+                    if self._fetchers < self._fetch_limit:
+                        self._fetchers += 1
+                        tg.start_soon(self._drain_fetches, on_finished)
+                    continue
                 if action is not None:
-                    tg.start_soon(self._execute, action, on_finished)
+                    tg.start_soon(self._execute_list, action)
                     continue
                 if self._closed and not self._jobs:
                     return
@@ -205,26 +215,27 @@ class JobWatcher:
 
     # -- actions -----------------------------------------------------------------
 
-    async def _execute(
-        self,
-        action: ListBatch[int] | FetchOne[int],
-        on_finished: Callable[[Finished], Awaitable[None]],
-    ) -> None:
-        replan = True
+    async def _execute_list(self, action: ListBatch[int]) -> None:
         try:
-            if isinstance(action, ListBatch):
-                await self._list(action)
-            else:
-                await take_slot(self._fetch_slots)
+            await self._list(action)
+        finally:
+            self._wakeup.set()
+
+    async def _drain_fetches(self, on_finished: Callable[[Finished], Awaitable[None]]) -> None:
+        """Read queued jobs by id, one after another, until the queue is empty."""
+        try:
+            while self._fetch_queue:
+                action = self._fetch_queue.popleft()
+                replan = True
                 try:
                     replan = await self._fetch(action, on_finished)
                 finally:
-                    self._fetch_slots.release()
+                    # A job read in full and finished leaves nothing new to plan:
+                    # waking the loop for each would re-plan a thousand times.
+                    if replan or (self._closed and not self._jobs):
+                        self._wakeup.set()
         finally:
-            # A job read in full and finished leaves nothing new to plan: waking
-            # the loop for each of them would re-plan every job a thousand times.
-            if replan or (self._closed and not self._jobs):
-                self._wakeup.set()
+            self._fetchers -= 1
 
     async def _list(self, action: ListBatch[int]) -> None:
         folder = self._folder_of(action.job_ids)

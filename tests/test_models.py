@@ -134,6 +134,8 @@ def schema_errors() -> Any:
     [
         ("2018-09-21T13:28:31.1449691Z", datetime(2018, 9, 21, 13, 28, 31, 144969, tzinfo=UTC)),
         ("2018-01-15T18:18:02.79Z", datetime(2018, 1, 15, 18, 18, 2, 790000, tzinfo=UTC)),
+        ("2018-01-15T18:18:02.1234567890Z", datetime(2018, 1, 15, 18, 18, 2, 123456, tzinfo=UTC)),
+        ("2018-01-15 18:18:02.79Z", datetime(2018, 1, 15, 18, 18, 2, 790000, tzinfo=UTC)),
         ("2018-01-15T18:18:02Z", datetime(2018, 1, 15, 18, 18, 2, tzinfo=UTC)),
         ("2018-01-15T18:18:02.5z", datetime(2018, 1, 15, 18, 18, 2, 500000, tzinfo=UTC)),
         ("2018-01-15T20:18:02.1+02:00", datetime(2018, 1, 15, 18, 18, 2, 100000, tzinfo=UTC)),
@@ -154,7 +156,15 @@ def test_parse_datetime_passes_none_through() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "yesterday", "2018-01-15", "2018-13-01T00:00:00Z", "1516040282"]
+    "text",
+    [
+        "",
+        "yesterday",
+        "2018-01-15",
+        "2018-13-01T00:00:00Z",
+        "2018-13-01T00:00:00.25Z",
+        "1516040282",
+    ],
 )
 def test_parse_datetime_rejects_non_timestamps(text: str) -> None:
     with pytest.raises(ValueError, match="timestamp"):

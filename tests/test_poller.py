@@ -13,6 +13,7 @@ from test_dispatcher_support import FakeAPI, FakeJob
 
 from async_orch.batch import JobHandle
 from async_orch.errors import TransportError
+from async_orch.models import Job
 from async_orch.planner import PollPolicy
 from async_orch.poller import Finished, JobWatcher, StopPolicy
 from async_orch.states import JobState
@@ -65,6 +66,44 @@ async def test_final_jobs_are_read_once_by_id_with_their_outputs() -> None:
     assert by_id[3].job is not None and by_id[3].job.state is JobState.FAULTED
     gets = sorted(c[2] for c in api.calls if c[0] == "get")
     assert gets == [1, 2, 3]  # exactly one read by id per job
+
+
+class GatedReads(FakeAPI):
+    """Reads by id wait at a gate, counting how many wait there at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+        self.reading = 0
+        self.most_reading = 0
+        self.arrived = anyio.Event()
+
+    async def get_job(self, folder: object, job_id: int) -> Job:
+        self.reading += 1
+        self.most_reading = max(self.most_reading, self.reading)
+        self.arrived.set()
+        await self.gate.wait()
+        self.reading -= 1
+        return await super().get_job(folder, job_id)
+
+
+async def test_reads_by_id_run_at_most_fetch_concurrency_at_once_and_none_is_lost() -> None:
+    api = GatedReads()
+    handles = [add_job(api, i, state=JobState.SUCCESSFUL) for i in range(1, 21)]
+    watcher = JobWatcher(api, policy=POLL, fetch_concurrency=3)  # type: ignore[arg-type]
+
+    async def open_gate_once_they_queue() -> None:
+        await api.arrived.wait()
+        await anyio.wait_all_tasks_blocked()  # every reader that can start has started
+        api.gate.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(open_gate_once_they_queue)
+        finished = await watch_all(watcher, handles)
+
+    assert api.most_reading == 3
+    assert sorted(f.handle.job_id for f in finished) == list(range(1, 21))
+    assert sorted(c[2] for c in api.calls if c[0] == "get") == list(range(1, 21))
 
 
 async def test_state_changes_are_reported_in_order() -> None:

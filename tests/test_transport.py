@@ -19,6 +19,7 @@ import structlog
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
+from async_orch._http import Response
 from async_orch.backoff import compute_delay
 from async_orch.config import (
     ClientCredentials,
@@ -194,6 +195,15 @@ async def test_response_json_explains_non_json_bodies(
     html = await t.request("GET", "odata/Jobs(42)")
     with pytest.raises(ResponseDecodeError, match="HTML page"):
         html.json()
+
+
+def test_response_json_reads_a_body_with_a_utf8_byte_order_mark() -> None:
+    body = '\ufeff{"Info": "café"}'.encode()
+    assert Response(200, {}, body).json() == {"Info": "café"}
+    with pytest.raises(ResponseDecodeError, match="empty body"):
+        Response(200, {}, b" \r\n").json()
+    with pytest.raises(ResponseDecodeError, match="is not JSON"):
+        Response(200, {}, b"\xff{oops").json()
 
 
 # -- 401: renew once -----------------------------------------------------------------------
