@@ -161,6 +161,10 @@ class BatchRun:
             if self._hooks.on_started is not None:
                 for handle, _ in pairs:
                     self._hooks.on_started(index, handle)
+            if self._hooks.on_state is not None:
+                # The first state seen is the one StartJobs answered (Pending, as a rule).
+                for handle, job in pairs:
+                    self._hooks.on_state(handle, None, job.state)
             self._report()
 
         started = await self._starter.start(

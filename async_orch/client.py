@@ -116,7 +116,9 @@ class OrchestratorClient:
             on_started: called with (request index, handle) as soon as each job
                 exists; persist handles there to wait for them elsewhere.
             on_state: called with (handle, old state, new state) each time a job
-                is seen in a new state (``old`` is None when it was not known).
+                is seen in a new state, first with the state StartJobs answered
+                (``old`` is None when it was not known: at start, or for a job of
+                ``handles`` seen for the first time).
             on_abandoned: called once if this call is cancelled (or a callback
                 raises) with the jobs stopped, those left running and the
                 References whose start is uncertain (an

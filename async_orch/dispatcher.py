@@ -258,8 +258,9 @@ class Dispatcher:
             on_progress: called with the counts after every change.
             on_started: called with (index, handle) as soon as each job exists.
             on_state: called with (handle, old, new) each time a job is seen in
-                a new state (``old`` is None for a job of ``handles`` seen for
-                the first time), the final state included, before its result.
+                a new state, from the state StartJobs answered (``old`` None) to
+                the final one, before its result (``old`` is None as well for a
+                job of ``handles`` seen for the first time).
             on_abandoned: called once, if the batch ends early, with what it
                 left behind (:class:`~async_orch.batch.Abandoned`). Given it,
                 the caller reports those jobs, so the event

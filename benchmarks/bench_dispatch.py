@@ -151,6 +151,113 @@ async def run_async_orch(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def hand_setup(session: Any, base: str) -> dict[str, tuple[dict[str, str], str]]:
+    """For the hand-written clients: a token, then each folder's headers and release key."""
+    token_url = base.split("/bench/")[0] + "/identity_/connect/token"
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "scope": "OR.Folders.Read OR.Execution.Read OR.Jobs",
+    }
+    async with session.post(token_url, data=form) as response:
+        token = (await response.json())["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    async with session.get(f"{base}/odata/Folders", headers=auth) as response:
+        folder_ids = {f["FullyQualifiedName"]: f["Id"] for f in (await response.json())["value"]}
+    folders = {}
+    for name, folder_id in folder_ids.items():
+        headers = {**auth, "X-UIPATH-OrganizationUnitId": str(folder_id)}
+        params = {"$filter": f"Name eq '{PROCESS}'"}
+        async with session.get(f"{base}/odata/Releases", headers=headers, params=params) as r:
+            folders[name] = (headers, (await r.json())["value"][0]["Key"])
+    return folders
+
+
+def start_body(release_key: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "startInfo": {
+            "ReleaseKey": release_key,
+            "Strategy": "ModernJobsCount",
+            "JobsCount": 1,
+            "InputArguments": json.dumps(inputs),
+        }
+    }
+
+
+def hand_report(args: argparse.Namespace, jobs: list[Any], unfinished: int = 0) -> dict[str, Any]:
+    plan = job_plan(args)
+    return {
+        "outcomes": dict(Counter(j.state.value.lower() for j in jobs))
+        | ({"unfinished (capped)": unfinished} if unfinished else {}),
+        "outputs_ok": sum(
+            j.output_arguments == plan[j.output_arguments["n"]][1]
+            for j in jobs
+            if j.output_arguments
+        ),
+        "capped": bool(unfinished),
+        "jobs": [
+            {
+                "created": j.creation_time.timestamp() if j.creation_time else None,
+                "ended": j.end_time.timestamp() if j.end_time else None,
+            }
+            for j in jobs
+        ],
+    }
+
+
+START_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
+
+
+async def run_bare(args: argparse.Namespace) -> dict[str, Any]:
+    """The floor for client CPU: the requests async-orch makes (StartJobs, 16 at a
+    time; each second one $filter=Id in (...) list call, $select=Id,State, for the
+    folder with most jobs running; Jobs(N), 8 at a time, for each job seen final),
+    written by hand over aiohttp with no bookkeeping, no error handling, no retries."""
+    import aiohttp
+
+    from async_orch.models import Job
+
+    base = args.url
+    async with aiohttp.ClientSession() as session:
+        folders = await hand_setup(session, base)
+        starts, reads = asyncio.Semaphore(16), asyncio.Semaphore(8)
+        running: dict[str, set[int]] = {name: set() for name in folders}
+        bodies: list[dict[str, Any]] = []
+
+        async def start(folder: str, inputs: dict[str, Any]) -> None:
+            headers, release_key = folders[folder]
+            body = start_body(release_key, inputs)
+            async with (
+                starts,
+                session.post(f"{base}/{START_JOBS}", json=body, headers=headers) as r,
+            ):
+                running[folder].add((await r.json())["value"][0]["Id"])
+
+        async def read(folder: str, job_id: int) -> None:
+            url = f"{base}/odata/Jobs({job_id})"
+            async with reads, session.get(url, headers=folders[folder][0]) as response:
+                bodies.append(await response.json())
+
+        await asyncio.gather(*(start(f, i) for f, i in job_plan(args)))
+        pending_reads = []
+        while any(running.values()):
+            await asyncio.sleep(1.0)
+            folder = max(running, key=lambda name: len(running[name]))
+            ids = ",".join(str(i) for i in sorted(running[folder])[:90])
+            params = {"$filter": f"Id in ({ids})", "$select": "Id,State"}
+            async with session.get(
+                f"{base}/odata/Jobs", headers=folders[folder][0], params=params
+            ) as response:
+                rows = (await response.json())["value"]
+            for row in rows:
+                if row["State"] in ("Successful", "Faulted", "Stopped"):
+                    running[folder].discard(row["Id"])
+                    pending_reads.append(asyncio.ensure_future(read(folder, row["Id"])))
+        await asyncio.gather(*pending_reads)
+    return hand_report(args, [Job.from_api(body) for body in bodies])
+
+
 async def run_naive(args: argparse.Namespace) -> dict[str, Any]:
     """What a first script does: per job, StartJobs, then GET /odata/Jobs?$filter=Id eq N
     every 2 s until the job is final, then GET Jobs(N) for its outputs; all jobs at once
@@ -161,43 +268,14 @@ async def run_naive(args: argparse.Namespace) -> dict[str, Any]:
     from async_orch.models import Job
 
     base = args.url
-    token_url = base.split("/bench/")[0] + "/identity_/connect/token"
     async with aiohttp.ClientSession() as session:
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "scope": "OR.Folders.Read OR.Execution.Read OR.Jobs",
-        }
-        async with session.post(token_url, data=form) as response:
-            token = (await response.json())["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        async with session.get(f"{base}/odata/Folders", headers=auth) as response:
-            folder_ids = {
-                f["FullyQualifiedName"]: f["Id"] for f in (await response.json())["value"]
-            }
-        release_keys = {}
-        for name, folder_id in folder_ids.items():
-            headers = {**auth, "X-UIPATH-OrganizationUnitId": str(folder_id)}
-            params = {"$filter": f"Name eq '{PROCESS}'"}
-            async with session.get(
-                f"{base}/odata/Releases", headers=headers, params=params
-            ) as response:
-                release_keys[name] = (await response.json())["value"][0]["Key"]
+        folders = await hand_setup(session, base)
 
         async def one(folder: str, inputs: dict[str, Any]) -> dict[str, Any] | None:
-            headers = {**auth, "X-UIPATH-OrganizationUnitId": str(folder_ids[folder])}
-            body = {
-                "startInfo": {
-                    "ReleaseKey": release_keys[folder],
-                    "Strategy": "ModernJobsCount",
-                    "JobsCount": 1,
-                    "InputArguments": json.dumps(inputs),
-                }
-            }
-            start_url = f"{base}/odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
-            async with session.post(start_url, json=body, headers=headers) as response:
-                job_id = (await response.json())["value"][0]["Id"]
+            headers, release_key = folders[folder]
+            body = start_body(release_key, inputs)
+            async with session.post(f"{base}/{START_JOBS}", json=body, headers=headers) as r:
+                job_id = (await r.json())["value"][0]["Id"]
             while True:
                 await asyncio.sleep(NAIVE_POLL_SECONDS)
                 if args.naive_route == "id":
@@ -223,29 +301,12 @@ async def run_naive(args: argparse.Namespace) -> dict[str, Any]:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
     jobs = [Job.from_api(t.result()) for t in done if t.exception() is None and t.result()]
-    plan = job_plan(args)
-    return {
-        "outcomes": dict(Counter(j.state.value.lower() for j in jobs))
-        | ({"unfinished (capped)": len(pending)} if pending else {}),
-        "outputs_ok": sum(
-            j.output_arguments == plan[j.output_arguments["n"]][1]
-            for j in jobs
-            if j.output_arguments
-        ),
-        "capped": bool(pending),
-        "jobs": [
-            {
-                "created": j.creation_time.timestamp() if j.creation_time else None,
-                "ended": j.end_time.timestamp() if j.end_time else None,
-            }
-            for j in jobs
-        ],
-    }
+    return hand_report(args, jobs, unfinished=len(pending))
 
 
 def worker(args: argparse.Namespace) -> None:
     """Run one client and print its measurements as one JSON line."""
-    run = run_async_orch if args.worker == "async-orch" else run_naive
+    run = {"async-orch": run_async_orch, "naive": run_naive, "bare": run_bare}[args.worker]
     # Import everything first: module loading is not what is measured.
     import aiohttp  # noqa: F401
 
@@ -364,9 +425,13 @@ def table(runs: list[dict[str, Any]]) -> str:
     for label, key in ROWS:
         cells = "".join(str(r.get(key) if r.get(key) is not None else "-").rjust(16) for r in runs)
         lines.append(label.ljust(width) + cells)
-    if len(runs) == 2 and runs[0]["requests_per_job"]:
-        ratio = runs[1]["requests"] / max(1, runs[0]["requests"])
+    by_kind = {r["dispatcher"]: r for r in runs}
+    if "naive" in by_kind:
+        ratio = by_kind["naive"]["requests"] / max(1, runs[0]["requests"])
         lines.append(f"naive / async-orch requests: {ratio:.1f}x")
+    if "bare" in by_kind:
+        ratio = runs[0]["cpu_s"] / max(1e-9, by_kind["bare"]["cpu_s"])
+        lines.append(f"async-orch / bare client CPU: {ratio:.2f}x")
     routes = sorted({k for r in runs for k in r["requests_by_route"]})
     lines.append("")
     lines.append(
@@ -410,8 +475,14 @@ def main() -> None:
         default=150.0,
         help="stop the naive run after this many seconds",
     )
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="also run a bare aiohttp client making the same requests as async-orch "
+        "(the floor for client CPU)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the clients")
-    parser.add_argument("--worker", choices=("async-orch", "naive"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("async-orch", "naive", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -425,6 +496,8 @@ def main() -> None:
         runs = [measure("async-orch", args, scenario)]
         if not args.skip_naive:
             runs.append(measure("naive", args, scenario))
+        if args.bare:
+            runs.append(measure("bare", args, scenario))
     print(table(runs))
     document = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -53,6 +53,7 @@ async def test_on_state_hears_each_state_once_in_order_before_the_result() -> No
 
     assert result.outcome is Outcome.SUCCESSFUL
     assert seen == [
+        (result.job_id, None, JobState.PENDING),  # what StartJobs answered
         (result.job_id, JobState.PENDING, JobState.RUNNING),
         (result.job_id, JobState.RUNNING, JobState.SUCCESSFUL),
     ]
@@ -108,8 +109,13 @@ async def test_on_abandoned_gets_the_jobs_stopped_after_a_cancel() -> None:
     assert report.left_running == ()
     assert report.uncertain_references == ()
     assert {j.state for j in api.jobs.values()} == {JobState.STOPPED}
-    # Their last states come through on_state, from the state they were known in.
-    assert sorted(seen) == [(job_id, JobState.PENDING, JobState.STOPPED) for job_id in api.jobs]
+    # Their states come through on_state: the one StartJobs answered, then the
+    # last one, from the state they were known in.
+    for job_id in api.jobs:
+        assert [(old, new) for j, old, new in seen if j == job_id] == [
+            (None, JobState.PENDING),
+            (JobState.PENDING, JobState.STOPPED),
+        ]
     assert left_running(logs) == []
 
 
