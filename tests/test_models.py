@@ -12,6 +12,7 @@ import yaml
 from openapi_schema_validator import OAS30Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
+from samples import POSTMAN_JOB
 
 from async_orch.errors import InvalidRequestError, ResponseDecodeError
 from async_orch.models import (
@@ -31,25 +32,6 @@ from async_orch.models import (
 from async_orch.states import JobState
 
 SPEC = Path(__file__).parent / "spec" / "orchestrator.yaml"
-
-# The 201 body of the published Postman sample (user-reports/postman-sample-...).
-POSTMAN_JOB = {
-    "Key": "b618cdfd-8714-4dbf-9a00-0586a8953c90",
-    "StartTime": None,
-    "EndTime": None,
-    "State": "Pending",
-    "Source": "Manual",
-    "SourceType": "Manual",
-    "BatchExecutionKey": "abbbb5de-d46a-4b9b-8f73-8a3247be0a0e",
-    "Info": None,
-    "CreationTime": "2018-09-21T13:28:31.1449691Z",
-    "StartingScheduleId": None,
-    "ReleaseName": "Heyyo_playground",
-    "Type": "Unattended",
-    "InputArguments": '{"greeting":"Aloha"}',
-    "OutputArguments": None,
-    "Id": 160856,
-}
 
 # A finished job as Jobs({id}) returns it, with the fields async-orch reads.
 FINISHED_JOB = {

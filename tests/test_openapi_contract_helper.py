@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from openapi_contract import load_contract, operation_id_for, validate_response
+from samples import POSTMAN_JOB
 
 START_JOBS = "/odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
 STOP_JOBS = "/odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
@@ -15,25 +16,7 @@ STOP_JOB = "/odata/Jobs(160856)/UiPath.Server.Configuration.OData.StopJob"
 # The 201 body of a real StartJobs call (Postman collection sample, 2018).
 START_JOBS_201: dict[str, Any] = {
     "@odata.context": "https://beta.uipath.com/odata/$metadata#Jobs",
-    "value": [
-        {
-            "Key": "b618cdfd-8714-4dbf-9a00-0586a8953c90",
-            "StartTime": None,
-            "EndTime": None,
-            "State": "Pending",
-            "Source": "Manual",
-            "SourceType": "Manual",
-            "BatchExecutionKey": "abbbb5de-d46a-4b9b-8f73-8a3247be0a0e",
-            "Info": None,
-            "CreationTime": "2018-09-21T13:28:31.1449691Z",
-            "StartingScheduleId": None,
-            "ReleaseName": "Heyyo_playground",
-            "Type": "Unattended",
-            "InputArguments": '{"greeting":"Aloha"}',
-            "OutputArguments": None,
-            "Id": 160856,
-        }
-    ],
+    "value": [POSTMAN_JOB],
 }
 
 FINISHED_JOB: dict[str, Any] = {
