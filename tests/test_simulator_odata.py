@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from async_orch.simulator.odata import FieldKind, ODataError, ODataQuery, apply_query, parse_query
+from async_orch.simulator.odata import (
+    FieldKind,
+    ODataError,
+    ODataQuery,
+    apply_query,
+    parse_query,
+    required_values,
+)
 
 F = FieldKind
 FIELDS: dict[str, FieldKind] = {
@@ -709,3 +716,36 @@ def test_a_row_of_the_wrong_type_is_a_loud_bug() -> None:
 )
 def test_garbage_is_always_an_odata_error(garbage: str) -> None:
     error_of({"$filter": garbage})
+
+
+# ----------------------------------------------------------------- required values
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "required"),
+    [
+        ("Id eq 3", {3}),
+        ("Id in (1, 4)", {1, 4}),
+        ("Id in (1, 4) and State eq 'Running'", {1, 4}),
+        ("State eq 'Running' and Id in (1, 4)", {1, 4}),
+        ("Id in (1, 2, 4) and Id in (2, 4, 5)", {2, 4}),
+        ("Id eq 1 or Id in (2, 3)", {1, 2, 3}),
+        ("Id eq 1 or State eq 'Running'", None),
+        ("Id ne 3", None),
+        ("Id gt 3", None),
+        ("not (Id eq 3)", None),
+        ("Reference eq 'batch-1'", None),
+    ],
+)
+def test_required_values_reads_the_ids_a_filter_can_match(
+    filter_text: str, required: set[int] | None
+) -> None:
+    found = required_values(parse({"$filter": filter_text}).filter, "Id")
+    assert found == (None if required is None else frozenset(required))
+    if found is not None:
+        # Picking rows by those ids first changes nothing.
+        assert ids(filter_text) == ids(filter_text, rows=[r for r in ROWS if r["Id"] in found])
+
+
+def test_required_values_of_no_filter_is_none() -> None:
+    assert required_values(None, "Id") is None

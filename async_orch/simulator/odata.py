@@ -52,6 +52,7 @@ __all__ = [
     "ODataQuery",
     "apply_query",
     "parse_query",
+    "required_values",
 ]
 
 # OData documents these limits for every Orchestrator list endpoint (spec:
@@ -776,6 +777,29 @@ def _matches(expr: Expr, row: Mapping[str, Any]) -> bool:
     if isinstance(expr, And):
         return _matches(expr.left, row) and _matches(expr.right, row)
     return _matches(expr.left, row) or _matches(expr.right, row)
+
+
+def required_values(expr: Expr | None, prop: str) -> frozenset[Value] | None:
+    """The values ``prop`` must take for a row to match ``expr``; None: any value.
+
+    Read from ``prop eq v`` and ``prop in (...)``, through ``and`` (both sides
+    must hold) and ``or`` (either side, when both constrain ``prop``). Lets a
+    list pick its candidate rows by key before building them; the filter itself
+    is still applied to those rows.
+    """
+    if isinstance(expr, Comparison):
+        return frozenset({expr.value}) if expr.prop == prop and expr.op == "eq" else None
+    if isinstance(expr, InList):
+        return frozenset(expr.values) if expr.prop == prop else None
+    if isinstance(expr, And):
+        left, right = required_values(expr.left, prop), required_values(expr.right, prop)
+        if left is None or right is None:
+            return right if left is None else left
+        return left & right
+    if isinstance(expr, Or):
+        left, right = required_values(expr.left, prop), required_values(expr.right, prop)
+        return None if left is None or right is None else left | right
+    return None
 
 
 def _sort_key(clause: OrderClause) -> Callable[[Mapping[str, Any]], tuple[int, Any]]:
