@@ -50,6 +50,7 @@ early; this module is the entry point.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
@@ -203,27 +204,19 @@ class Dispatcher:
         A request with ``jobs_count`` N contributes N results, consecutively.
         Arguments are those of :meth:`iter_results`.
         """
-        results: list[JobResult] = []
-
-        async def collect(result: JobResult) -> None:
-            results.append(result)
-
-        hooks = Hooks(
+        stream = self.iter_results(
+            requests,
+            handles=handles,
+            timeout=timeout,
+            stop_on_timeout=stop_on_timeout,
+            stop_on_cancel=stop_on_cancel,
             on_progress=on_progress,
             on_started=on_started,
             on_state=on_state,
             on_abandoned=on_abandoned,
         )
-        batch = self._batch(
-            requests,
-            handles,
-            emit=collect,
-            timeout=timeout,
-            stop_policy=stop_on_timeout,
-            stop_on_cancel=stop_on_cancel,
-            hooks=hooks,
-        )
-        await batch.run()
+        async with contextlib.aclosing(stream):
+            results = [result async for result in stream]
         results.sort(key=lambda r: (r.index, r.job_id or 0))
         return results
 
@@ -282,15 +275,20 @@ class Dispatcher:
             on_state=on_state,
             on_abandoned=on_abandoned,
         )
-        batch = self._batch(
-            requests,
-            handles,
-            emit=send.send,
-            timeout=timeout,
-            stop_policy=stop_on_timeout,
-            stop_on_cancel=stop_on_cancel,
-            hooks=hooks,
-        )
+        try:
+            batch = self._batch(
+                requests,
+                handles,
+                emit=send.send,
+                timeout=timeout,
+                stop_policy=stop_on_timeout,
+                stop_on_cancel=stop_on_cancel,
+                hooks=hooks,
+            )
+        except BaseException:  # refused before it began (say, two equal References)
+            send.close()
+            receive.close()
+            raise
 
         async def produce() -> None:
             async with send:

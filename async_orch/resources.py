@@ -44,6 +44,11 @@ def odata_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _ids_in(ids: Iterable[int]) -> str:
+    """The $filter clause ``Id in (1,2,3)``."""
+    return "Id in (" + ",".join(str(int(i)) for i in ids) + ")"
+
+
 def _is_guid(text: str) -> bool:
     parts = text.split("-")
     return [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(
@@ -209,7 +214,7 @@ class OrchestratorAPI:
         if ids is not None:
             if not ids:
                 return []
-            clauses.append("Id in (" + ",".join(str(int(i)) for i in ids) + ")")
+            clauses.append(_ids_in(ids))
         if reference is not None:
             clauses.append(f"Reference eq {odata_quote(reference)}")
         if states is not None:
@@ -245,7 +250,7 @@ class OrchestratorAPI:
             endpoint="GET Jobs",
             headers=self.folder_headers(resolved),
             params={
-                "$filter": "Id in (" + ",".join(str(int(i)) for i in ids) + ")",
+                "$filter": _ids_in(ids),
                 "$select": "Id,State",
             },
         )
