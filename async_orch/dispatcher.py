@@ -50,7 +50,6 @@ early; this module is the entry point.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
@@ -204,19 +203,27 @@ class Dispatcher:
         A request with ``jobs_count`` N contributes N results, consecutively.
         Arguments are those of :meth:`iter_results`.
         """
-        stream = self.iter_results(
+        results: list[JobResult] = []
+
+        async def collect(result: JobResult) -> None:
+            results.append(result)
+
+        # Not iter_results() collected: its stream and task cost a loop turn per result.
+        batch = self._batch(
             requests,
-            handles=handles,
+            handles,
+            emit=collect,
             timeout=timeout,
-            stop_on_timeout=stop_on_timeout,
+            stop_policy=stop_on_timeout,
             stop_on_cancel=stop_on_cancel,
-            on_progress=on_progress,
-            on_started=on_started,
-            on_state=on_state,
-            on_abandoned=on_abandoned,
+            hooks=Hooks(
+                on_progress=on_progress,
+                on_started=on_started,
+                on_state=on_state,
+                on_abandoned=on_abandoned,
+            ),
         )
-        async with contextlib.aclosing(stream):
-            results = [result async for result in stream]
+        await batch.run()
         results.sort(key=lambda r: (r.index, r.job_id or 0))
         return results
 
@@ -269,12 +276,6 @@ class Dispatcher:
         happens at once rather than when the iterator is garbage collected.
         """
         send, receive = anyio.create_memory_object_stream[JobResult](math.inf)
-        hooks = Hooks(
-            on_progress=on_progress,
-            on_started=on_started,
-            on_state=on_state,
-            on_abandoned=on_abandoned,
-        )
         try:
             batch = self._batch(
                 requests,
@@ -283,7 +284,12 @@ class Dispatcher:
                 timeout=timeout,
                 stop_policy=stop_on_timeout,
                 stop_on_cancel=stop_on_cancel,
-                hooks=hooks,
+                hooks=Hooks(
+                    on_progress=on_progress,
+                    on_started=on_started,
+                    on_state=on_state,
+                    on_abandoned=on_abandoned,
+                ),
             )
         except BaseException:  # refused before it began (say, two equal References)
             send.close()

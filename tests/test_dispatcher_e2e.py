@@ -9,7 +9,9 @@ never about how long things took.
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -170,4 +172,11 @@ async def test_duplicate_references_are_refused_before_anything_is_sent(
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
         with pytest.raises(InvalidRequestError, match="share the reference 'same'"):
             await orch.run_jobs(requests)
+        # The same through the iterator, which closes its result streams on the
+        # way out (an unclosed one would be reported when collected).
+        with pytest.raises(InvalidRequestError, match="share the reference 'same'"):
+            async with contextlib.aclosing(orch.iter_jobs(requests)) as results:
+                async for _ in results:
+                    pass
+        gc.collect()
     assert sim.simulator.stats()["jobs"]["created"] == 0
