@@ -333,7 +333,7 @@ def worker(args: argparse.Namespace) -> None:
         stats = pstats.Stats(profiler, stream=out)
         stats.sort_stats("cumulative").print_stats(60)
         stats.sort_stats("tottime").print_stats(60)
-        path = RESULTS_DIR / f"profile-{args.worker}.txt"
+        path = args.results / f"profile-{args.worker}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         stats.dump_stats(path.with_suffix(".prof"))  # for pstats / snakeviz
         path.write_text(out.getvalue())
@@ -351,7 +351,7 @@ def measure(kind: str, args: argparse.Namespace, scenario: Path) -> dict[str, An
         command += ["--jobs", str(args.jobs), "--folders", str(args.folders)]
         command += ["--naive-timeout", str(args.naive_timeout), "--naive-route", args.naive_route]
         if args.profile:
-            command.append("--profile")
+            command += ["--profile", "--results", str(args.results)]
         print(f"running {kind} ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -445,6 +445,15 @@ def table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def machine_line() -> str:
+    """What the figures were measured on: CPU times differ from machine to machine,
+    so compare dispatchers within one run (the ratios), not across runs."""
+    from compare_peers import machine  # a sibling script: benchmarks/ is on sys.path
+
+    m = machine()
+    return f"machine: {m['cpu_model'] or m['system']}, {m['cpus']} CPUs, Python {m['python']}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
@@ -482,6 +491,12 @@ def main() -> None:
         "(the floor for client CPU)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the clients")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS_DIR,
+        help="directory for the JSON document and profiles (default: benchmarks/results)",
+    )
     parser.add_argument("--worker", choices=("async-orch", "naive", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -489,7 +504,7 @@ def main() -> None:
         worker(args)
         return
 
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         scenario = Path(tmp) / "bench.toml"
         scenario.write_text(scenario_text(args))
@@ -499,15 +514,18 @@ def main() -> None:
         if args.bare:
             runs.append(measure("bare", args, scenario))
     print(table(runs))
+    machine = machine_line()
+    print(machine)
     document = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "url")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "url", "results")},
         "cpu_count": os.cpu_count(),
+        "machine": machine,
         "targets": TARGETS,
         "runs": runs,
     }
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS_DIR / f"bench-dispatch-{stamp}.json"
+    path = args.results / f"bench-dispatch-{stamp}.json"
     path.write_text(json.dumps(document, indent=2))
     print(json.dumps(document))
     print(f"written to {path}", file=sys.stderr)

@@ -1,0 +1,70 @@
+"""benchmarks/bench_dispatch.py runs end to end, small: every dispatcher against its
+own simulator process, figures taken from the simulator's counters.
+
+The full-size run (1,000 jobs, about 6 minutes) is not a test; this checks that the
+script works and that what it reports agrees with what the simulator saw.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_dispatch.py"
+JOBS = 24
+
+
+def test_small_run_reports_every_dispatcher_from_the_simulators_counters(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--jobs",
+            str(JOBS),
+            "--folders",
+            "3",
+            "--time-scale",
+            "120",  # 30-120 simulated seconds per job: 0.25-1 real second
+            "--bare",
+            "--naive-timeout",
+            "6",
+            "--results",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "async-orch / bare client CPU:" in done.stdout
+    assert "machine: " in done.stdout
+
+    (written,) = tmp_path.glob("bench-dispatch-*.json")
+    document = json.loads(written.read_text())
+    runs = {run["dispatcher"]: run for run in document["runs"]}
+    assert set(runs) == {"async-orch", "naive", "bare"}
+
+    for kind in ("async-orch", "bare"):
+        run = runs[kind]
+        assert run["finished"] == JOBS, run
+        assert run["outputs_ok"] == JOBS, run  # the Echo process returns its inputs
+        assert run["jobs_created"] == JOBS, run  # counted by the simulator
+        routes = run["requests_by_route"]
+        start_jobs = "POST /odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
+        assert routes[start_jobs] == JOBS, routes
+        assert routes["GET /odata/Jobs({key})"] >= JOBS, routes  # each job's outputs
+        assert run["requests"] == sum(routes.values())
+        assert run["cpu_ms_per_job"] > 0
+
+    ours = runs["async-orch"]
+    assert ours["http_429"] == 0
+    assert ours["outcomes"] == {"successful": JOBS}
+
+    naive = runs["naive"]
+    assert naive["jobs_created"] == JOBS  # it starts everything, then polls
+    assert naive["finished"] <= JOBS
