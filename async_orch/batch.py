@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from async_orch.errors import OrchestratorError
+from async_orch.errors import InvalidRequestError, OrchestratorError
 from async_orch.models import Folder, Job
 from async_orch.states import JobState
 
@@ -59,6 +60,66 @@ class JobRequest:
     machine_session_ids: Sequence[int] | None = None
     runtime_type: str | None = None
     timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        # Only what would otherwise fail deep inside the batch, after other
+        # requests were started; everything else about a request (priority,
+        # jobs_count, input size...) is checked per request and reported as
+        # NOT_STARTED with the reason.
+        # Typed as object: these are checks of what callers pass at run time.
+        process: object = self.process
+        folder: object = self.folder
+        inputs: object = self.inputs
+        reference: object = self.reference
+        if not isinstance(process, str):
+            raise InvalidRequestError(
+                f"JobRequest.process must be the process name (a string), "
+                f"got {type(process).__name__}"
+            )
+        if isinstance(folder, bool) or not isinstance(folder, int | str) or folder == "":
+            raise InvalidRequestError(
+                "JobRequest.folder must be a folder path, Key or Id, "
+                f"got {folder!r} ({type(folder).__name__})"
+            )
+        if inputs is not None and not isinstance(inputs, Mapping):
+            hint = " (pass a dict, not JSON text)" if isinstance(inputs, str | bytes) else ""
+            raise InvalidRequestError(
+                "JobRequest.inputs must be a dict of argument name to value"
+                f"{hint}, got {type(inputs).__name__}"
+            )
+        if reference is not None and not isinstance(reference, str):
+            raise InvalidRequestError(
+                f"JobRequest.reference must be a string, got {type(reference).__name__}"
+            )
+        if self.timeout is not None:
+            check_seconds(self.timeout, "JobRequest.timeout")
+
+
+def check_seconds(value: object, name: str) -> None:
+    """Refuse a duration that is not a positive, finite number of seconds: a
+    negative or NaN timeout would start jobs only to abandon them at once."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise InvalidRequestError(
+            f"{name} must be a positive number of seconds (None for no limit), got {value!r}"
+        )
+
+
+_T = TypeVar("_T")
+
+
+def checked_items(items: Sequence[_T], kind: type[_T], name: str) -> list[_T]:
+    """``items`` as a list, refused before anything starts unless each is a ``kind``."""
+    if isinstance(items, kind | str | Mapping):
+        raise InvalidRequestError(
+            f"{name} must be a list of {kind.__name__}, got a {type(items).__name__}"
+        )
+    listed = list(items)
+    for position, item in enumerate(listed):
+        if not isinstance(item, kind):
+            raise InvalidRequestError(
+                f"{name}[{position}] is a {type(item).__name__}, not a {kind.__name__}"
+            )
+    return listed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

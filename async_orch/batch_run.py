@@ -16,7 +16,16 @@ from datetime import UTC, datetime
 
 import anyio
 
-from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, Outcome, Progress
+from async_orch.batch import (
+    Abandoned,
+    JobHandle,
+    JobRequest,
+    JobResult,
+    Outcome,
+    Progress,
+    check_seconds,
+    checked_items,
+)
 from async_orch.cancellation import (
     AbandonedCallback,
     StartShield,
@@ -87,10 +96,12 @@ class BatchRun:
     ) -> None:
         self._api = api
         self._starter = starter
-        self._requests = list(requests)
-        self._handles = list(handles)
+        self._requests = checked_items(requests, JobRequest, "requests")
+        self._handles = checked_items(handles, JobHandle, "handles")
         self._references = batch_references(self._requests)
         _check_handles(self._handles)
+        if timeout is not None:
+            check_seconds(timeout, "timeout")
         self._emit = emit
         self._stop_policy = stop_policy or StopPolicy()
         self._stop_on_cancel = self._stop_policy.stop if stop_on_cancel is None else stop_on_cancel

@@ -56,7 +56,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 import anyio
 
-from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult
+from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, checked_items
 from async_orch.batch_run import BatchRun, Hooks, ProgressCallback, StartedCallback
 from async_orch.cancellation import (
     AbandonedCallback,
@@ -150,6 +150,7 @@ class Dispatcher:
         logged (``async_orch.jobs_left_running``); ``on_started`` hears of each
         job as soon as it exists, so nothing is lost.
         """
+        requests = checked_items(requests, JobRequest, "requests")
         references = batch_references(requests)
         shield = StartShield()
         outcome: list[Started | StartFailure | None] = [None] * len(requests)

@@ -52,6 +52,14 @@ class DispatchLimits:
 def _check(
     max_in_flight: int | None, per_folder: int | None, starts_per_second: float | None
 ) -> None:
+    for name, value in (
+        ("max_in_flight", max_in_flight),
+        ("per_folder", per_folder),
+        ("starts_per_second", starts_per_second),
+    ):
+        number = int if name != "starts_per_second" else int | float
+        if value is not None and (isinstance(value, bool) or not isinstance(value, number)):
+            raise ConfigurationError(f"{name} must be a number, got {value!r}")
     if max_in_flight is not None and max_in_flight < 1:
         raise ConfigurationError(f"max_in_flight must be at least 1, got {max_in_flight}")
     if per_folder is not None and per_folder < 1:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 import anyio
 
 from async_orch.batch import JobHandle
-from async_orch.errors import OrchestratorError, RateLimitedError
+from async_orch.errors import InvalidRequestError, OrchestratorError, RateLimitedError
 from async_orch.logs import get_logger
 from async_orch.models import Job
 from async_orch.planner import FetchOne, ListBatch, PollPlanner, PollPolicy
@@ -64,6 +64,14 @@ class StopPolicy:
 
     stop: bool = False
     grace: float = 30.0
+
+    def __post_init__(self) -> None:
+        grace = self.grace
+        number = isinstance(grace, int | float) and not isinstance(grace, bool)
+        if not number or not 0 <= grace < math.inf:
+            raise InvalidRequestError(
+                f"the stop grace must be zero or a positive number of seconds, got {grace!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,7 +16,7 @@ from aioresponses import CallbackResult, aioresponses
 from multidict import CIMultiDict
 from yarl import URL
 
-from async_orch._logging import fingerprint
+from async_orch._logging import fingerprint, redact
 from async_orch.auth import (
     DEFAULT_LIFETIME,
     PASSWORD_TOKEN_LIFETIME,
@@ -260,6 +260,19 @@ def test_a_server_echoing_the_secret_is_redacted() -> None:
         parse(500, {"message": f"echo {SECRET}"})
     assert SECRET not in str(outage.value)
     assert SECRET not in outage.value.body
+
+
+def test_a_short_secret_is_redacted_only_where_it_stands_alone() -> None:
+    # Replacing a one-letter secret everywhere garbles the message and gives it away.
+    message = "use the App Secret of an external application (Admin > External Applications)"
+    assert redact(message, ["x"]) == message
+    assert redact("Unknown client_id or wrong client_secret", ["wrong"]) == (
+        "Unknown client_id or [redacted] client_secret"
+    )
+    assert redact("client_secret=abc&scope=abcd", ["abc"]) == "client_secret=[redacted]&scope=abcd"
+    assert redact("a+b, c+b", ["+b"]) == "a[redacted], c[redacted]"
+    # A long secret is replaced wherever it appears, even glued to other text.
+    assert redact(f"x{SECRET}y", [SECRET]) == "x[redacted]y"
 
 
 # -- the manager, against a mocked token endpoint ---------------------------------------

@@ -1,0 +1,87 @@
+"""Malformed requests and settings are refused before anything starts, with a
+message naming what is wrong, never a TypeError from deep inside a batch after
+other jobs were started."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, requests_to, scenario
+
+from async_orch.batch import JobRequest
+from async_orch.client import OrchestratorClient
+from async_orch.dispatcher import DispatchLimits
+from async_orch.errors import ConfigurationError, InvalidRequestError
+from async_orch.poller import StopPolicy
+
+
+def refused(**fields: Any) -> str:
+    arguments: dict[str, Any] = {"process": "Echo", "folder": "Shared", **fields}
+    with pytest.raises(InvalidRequestError) as caught:
+        JobRequest(**arguments)
+    return str(caught.value)
+
+
+def test_inputs_given_as_json_text_are_refused_with_the_fix() -> None:
+    message = refused(inputs='{"a": 1}')
+    assert "JobRequest.inputs must be a dict" in message
+    assert "pass a dict, not JSON text" in message
+    assert "got list" in refused(inputs=[1, 2])
+
+
+def test_process_folder_and_reference_of_the_wrong_type_are_refused() -> None:
+    assert "JobRequest.process must be the process name (a string), got NoneType" in refused(
+        process=None
+    )
+    assert "JobRequest.folder must be a folder path, Key or Id, got None" in refused(folder=None)
+    assert "got ''" in refused(folder="")
+    assert "got True" in refused(folder=True)
+    assert "JobRequest.reference must be a string, got int" in refused(reference=7)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, math.nan, math.inf, "30"])
+def test_a_job_timeout_must_be_a_positive_finite_number(timeout: object) -> None:
+    assert "JobRequest.timeout must be a positive number of seconds" in refused(timeout=timeout)
+
+
+def test_well_formed_requests_are_accepted() -> None:
+    request = JobRequest(process="Echo", folder=42, inputs={"a": 1}, timeout=2.5)
+    assert request.folder == 42
+    assert JobRequest(process="Echo", folder="Finance/Invoices").inputs is None
+
+
+@pytest.mark.parametrize("grace", [-1, math.nan, math.inf, "5"])
+def test_a_stop_grace_must_be_zero_or_more_seconds(grace: object) -> None:
+    with pytest.raises(InvalidRequestError, match="stop grace must be zero or a positive"):
+        StopPolicy(stop=True, grace=grace)  # type: ignore[arg-type]
+    assert StopPolicy(stop=True, grace=0).grace == 0
+
+
+def test_limits_of_the_wrong_type_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="max_in_flight must be a number, got 'x'"):
+        DispatchLimits(max_in_flight="x")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="per_folder must be a number"):
+        DispatchLimits(per_folder=2.5)  # type: ignore[arg-type]
+
+
+async def test_a_bad_item_refuses_the_whole_batch_before_any_job_starts(
+    start_simulator: Callable[..., Any],
+) -> None:
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    good = JobRequest(process="Echo", folder="HR", inputs={"n": 1})
+    not_a_request: Any = {"process": "Echo", "folder": "HR"}
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        with pytest.raises(InvalidRequestError, match=r"requests\[1\] is a dict, not a JobRequest"):
+            await orch.run_jobs([good, not_a_request])
+        with pytest.raises(InvalidRequestError, match=r"requests\[1\] is a dict"):
+            await orch.start_jobs([good, not_a_request])
+        with pytest.raises(InvalidRequestError, match="requests must be a list of JobRequest"):
+            await orch.run_jobs(good)  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequestError, match="timeout must be a positive number"):
+            await orch.run_jobs([good], timeout=-1)
+        with pytest.raises(ConfigurationError, match="max_in_flight must be a number"):
+            orch.set_limits(max_in_flight="x")  # type: ignore[arg-type]
+    assert requests_to(sim, START_JOBS) == 0
