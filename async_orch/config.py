@@ -49,7 +49,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from async_orch.errors import ConfigurationError
 
@@ -84,7 +84,9 @@ _CLOUD_EXAMPLE = "https://cloud.uipath.com/{organization}/{tenant}/orchestrator_
 
 def _require(owner: str, **values: str) -> None:
     for name, value in values.items():
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str):
+            raise ConfigurationError(f"{owner}.{name} must be a string, not {type(value).__name__}")
+        if not value.strip():
             raise ConfigurationError(f"{owner}.{name} is empty")
 
 
@@ -94,6 +96,8 @@ class ClientCredentials:
 
     Sent form-encoded to ``.../identity_/connect/token`` with
     ``grant_type=client_credentials``; the app needs these scopes granted.
+    ``scopes`` is one space-separated string, as OAuth sends it
+    (``"OR.Jobs OR.Folders.Read"``); a list or tuple is refused, not joined.
     """
 
     client_id: str
@@ -101,6 +105,12 @@ class ClientCredentials:
     scopes: str = DEFAULT_SCOPES
 
     def __post_init__(self) -> None:
+        scopes: object = self.scopes  # typed as object: a check of what callers pass
+        if not isinstance(scopes, str):
+            raise ConfigurationError(
+                "ClientCredentials.scopes must be one space-separated string such as "
+                f"{DEFAULT_SCOPES!r}, not {type(scopes).__name__}"
+            )
         _require(
             "ClientCredentials",
             client_id=self.client_id,
@@ -261,6 +271,21 @@ def _fail(url: str, problem: str) -> ConfigurationError:
     return ConfigurationError(f"Orchestrator URL {url!r}: {problem}")
 
 
+def _split(url: str) -> SplitResult:
+    """``urlsplit``, with the port checked too; ValueError for a malformed URL
+    (an unclosed ``[`` of an IPv6 address, a port that is not 0-65535)."""
+    parts = urlsplit(url)
+    _ = parts.port  # parsed lazily: reading it is what checks it
+    return parts
+
+
+def _malformed(problem: ValueError) -> str:
+    return (
+        f"not a valid URL ({problem}); check the host and port, e.g. "
+        "https://orch.example.com:8443 (an IPv6 address goes in brackets: http://[::1]:8080)"
+    )
+
+
 def _check_tail(url: str, tail: list[str], base: str, *, after_orchestrator: bool) -> None:
     """Reject a folder (or other stray segment) after the part that names the tenant."""
     if not tail or tail[0].lower() in _API_ROOTS:
@@ -309,7 +334,10 @@ def parse_orchestrator_url(url: str) -> OrchestratorUrl:
         )
     if "://" not in text:
         raise _fail(text, f"no scheme; write 'https://{text}'")
-    parts = urlsplit(text)
+    try:
+        parts = _split(text)
+    except ValueError as exc:
+        raise _fail(text, _malformed(exc)) from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise _fail(text, f"scheme {parts.scheme!r} is not http or https")
@@ -434,7 +462,12 @@ def _parse_onprem(url: str, origin: str, segments: list[str]) -> OrchestratorUrl
 
 
 def _check_http_url(name: str, value: str) -> None:
-    parts = urlsplit(value.strip())
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string (a URL), not {type(value).__name__}")
+    try:
+        parts = _split(value.strip())
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} {value!r}: {_malformed(exc)}") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"{name} {value!r} must be an absolute http(s) URL")
 
@@ -473,6 +506,12 @@ class Settings:
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     def __post_init__(self) -> None:
+        url: object = self.url  # typed as object: a check of what callers pass
+        if not isinstance(url, str):
+            raise ConfigurationError(
+                f"Settings.url must be the Orchestrator URL as a string, not {type(url).__name__}"
+                f"; e.g. {_CLOUD_EXAMPLE}"
+            )
         where = self.orchestrator  # parses, raising ConfigurationError on a bad URL
         credentials = self.credentials
         if not isinstance(
@@ -484,7 +523,7 @@ class Settings:
                 f"PasswordCredentials or StaticToken, not {type(credentials).__name__}"
             )
         if self.identity_url is not None:
-            _check_http_url("identity_url", self.identity_url)
+            _check_http_url("identity_url (ASYNC_ORCH_IDENTITY_URL)", self.identity_url)
         if isinstance(credentials, ClientCredentials) and where.kind == "legacy":
             raise ConfigurationError(
                 "platform.uipath.com URLs belong to the retired API-access flow; an external "
@@ -497,6 +536,12 @@ class Settings:
                 "username/password (/api/Account/Authenticate) works only with on-premises "
                 "Orchestrator; Automation Cloud needs an external application: set "
                 "UIPATH_CLIENT_ID and UIPATH_CLIENT_SECRET (or use a personal access token)"
+            )
+        folder: object = self.folder
+        if folder is not None and not isinstance(folder, str):
+            raise ConfigurationError(
+                f"Settings.folder must be a folder path or Key (a string), not "
+                f"{type(folder).__name__}"
             )
         if self.folder is not None and not self.folder.strip():
             raise ConfigurationError("Settings.folder is empty; leave it None for no default")
@@ -602,7 +647,10 @@ def _url_from_env(env: _Env) -> str:
         raise ConfigurationError(f"UIPATH_URL is not set; set it to {_CLOUD_EXAMPLE}")
     organization = env.get("UIPATH_ORGANIZATION_NAME")
     tenant = env.get("UIPATH_TENANT_NAME")
-    parts = urlsplit(url)
+    try:
+        parts = _split(url)
+    except ValueError as exc:
+        raise _fail(url, _malformed(exc)) from None
     # `uip login` stores the bare host and the organization and tenant apart.
     if organization and tenant and parts.path.strip("/") == "" and parts.hostname:
         return f"{url.rstrip('/')}/{organization}/{tenant}/orchestrator_"

@@ -113,3 +113,13 @@ def simulator_jobs(sim: SimulatorHandle) -> dict[str, Any]:
     """The simulator's job counters (created, by_state, by_reference, duplicates)."""
     jobs: dict[str, Any] = sim.simulator.stats()["jobs"]
     return jobs
+
+
+def write_file(folder: Path, name: str, content: str | bytes) -> Path:
+    """A user's file: text is written as UTF-8, bytes as given (say, Windows-1252)."""
+    path = folder / name
+    if isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    else:
+        path.write_bytes(content)
+    return path

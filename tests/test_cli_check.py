@@ -146,3 +146,24 @@ async def test_missing_credentials(tmp_path: Path) -> None:
     step, what, fix = await _failing_step(run)
     assert step == "credentials"
     assert "no credentials" in what and "UIPATH_CLIENT_ID" in fix
+
+
+@pytest.mark.parametrize(
+    ("url", "env_extra", "words", "fix_words"),
+    [
+        ("http://[::1/x", {},
+         "Orchestrator URL 'http://[::1/x': not a valid URL (Invalid IPv6 URL)", "set --url"),
+        ("http://127.0.0.1:8/a/b/orchestrator_", {"ASYNC_ORCH_IDENTITY_URL": "http://[::1"},
+         "identity_url (ASYNC_ORCH_IDENTITY_URL) 'http://[::1': not a valid URL",
+         "ASYNC_ORCH_IDENTITY_URL"),
+    ],
+    ids=["orchestrator-url", "identity-url"],
+)  # fmt: skip
+async def test_a_malformed_url_fails_the_url_step(
+    tmp_path: Path, url: str, env_extra: dict[str, str], words: str, fix_words: str
+) -> None:
+    run = await run_cli("check", "--url", url, env=cli_env(tmp_path, **env_extra))
+    step, what, fix = await _failing_step(run)
+    assert step == "URL"
+    assert words in what
+    assert fix_words in fix

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from cli_harness import cli_env, run_cli, simulator_jobs
 
+from async_orch.cli.common import non_negative, positive, positive_int
 from async_orch.journal import Journal, JournalTarget, RequestRecord
 from async_orch.journal_lock import JournalLock
 from async_orch.simulator import SimulatorHandle
@@ -81,8 +83,11 @@ async def test_unreachable_host_is_one_line_and_exit_2(tmp_path: Path) -> None:
     [
         ("cloud.uipath.com/acme/tenant", ["no scheme; write 'https://cloud.uipath.com"]),
         ("https://cloud.uipath.com/acme", ["tenant missing"]),
+        ("http://[::1/a/b/orchestrator_",
+         ["Orchestrator URL 'http://[::1/a/b/orchestrator_': not a valid URL (Invalid IPv6 URL)"]),
+        ("http://127.0.0.1:99999/a/b/orchestrator_", ["not a valid URL (Port out of range"]),
     ],
-)
+)  # fmt: skip
 async def test_malformed_url_is_one_line_and_exit_2(
     tmp_path: Path, url: str, needles: list[str]
 ) -> None:
@@ -139,6 +144,44 @@ async def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
 
 
+@pytest.mark.parametrize(
+    ("parse", "text", "needle"),
+    [
+        (positive, "-1", "is not a number more than 0"),
+        (positive, "0", "is not a number more than 0"),
+        (positive, "nan", "is not a number more than 0"),
+        (positive, "inf", "is not a number more than 0"),
+        (positive, "soon", "is not a number more than 0"),
+        (non_negative, "-0.5", "is not a number 0 or more"),
+        (positive_int, "0", "is not a whole number of at least 1"),
+        (positive_int, "2.5", "is not a whole number of at least 1"),
+    ],
+)
+def test_durations_rates_and_counts_are_checked_by_argparse(
+    parse: Callable[[str], float], text: str, needle: str
+) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=needle):
+        parse(text)
+
+
+def test_good_durations_rates_and_counts_are_read() -> None:
+    assert positive("2.5") == 2.5
+    assert non_negative("0") == 0.0
+    assert positive_int("16") == 16
+
+
+async def test_a_negative_timeout_is_a_usage_error_before_anything_starts(tmp_path: Path) -> None:
+    # Accepted, it would start the jobs only to abandon them at once.
+    env = cli_env(tmp_path)
+    args = ["--process", "Echo", "--folder", "Shared", "--count", "3", "--quiet"]
+    for flag, value in [("--timeout", "-1"), ("--job-timeout", "0"), ("--stop-grace", "-1")]:
+        run = await run_cli("dispatch", "--simulator", *args, flag, value, env=env)
+        assert run.returncode == 2, run.stderr
+        assert f"argument {flag}: '{value}' is not a number" in run.stderr
+        assert "Traceback" not in run.stderr
+    assert not (tmp_path / "state").exists()  # no journal was written
+
+
 async def test_every_writer_of_a_journal_in_use_gets_one_line_and_exit_2(
     start_simulator: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -171,3 +214,93 @@ async def test_every_writer_of_a_journal_in_use_gets_one_line_and_exit_2(
         assert [(r["reference"], r["outcome"]) for r in shown.rows()] == [("busy-0", "unfinished")]
     assert not fresh.exists()
     assert simulator_jobs(sim)["created"] == 0
+
+
+@pytest.mark.parametrize(
+    ("env_extra", "needles"),
+    [
+        ({"UIPATH_URL": "http://[::1", "UIPATH_ORGANIZATION_NAME": "acme",
+          "UIPATH_TENANT_NAME": "t"}, ["Orchestrator URL 'http://[::1': not a valid URL"]),
+        ({"UIPATH_URL": "http://127.0.0.1:9/a/b/orchestrator_",
+          "ASYNC_ORCH_IDENTITY_URL": "http://[::1"},
+         ["identity_url (ASYNC_ORCH_IDENTITY_URL) 'http://[::1': not a valid URL"]),
+    ],
+    ids=["UIPATH_URL", "ASYNC_ORCH_IDENTITY_URL"],
+)  # fmt: skip
+async def test_a_malformed_url_in_the_environment_is_one_line_and_exit_2(
+    tmp_path: Path, env_extra: dict[str, str], needles: list[str]
+) -> None:
+    run = await run_cli(
+        "dispatch", "--process", "Echo", "--folder", "Shared", env=cli_env(tmp_path, **env_extra)
+    )
+    _assert_clear_failure(run, *needles)
+
+
+async def test_an_unwritable_output_fails_before_anything_starts(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=20.0)
+    env = cli_env(tmp_path)
+    missing = tmp_path / "missing" / "out.jsonl"
+    no_folder = f"{missing}: folder {missing.parent} does not exist; create it first"
+    echo = ["--process", "Echo", "--folder", "Shared"]
+    load = [*echo, "--profile", "constant:1:2", "--max-jobs", "2", "--yes-start-real-jobs"]
+    journal = str(tmp_path / "j.sqlite")  # never opened: the output is checked first
+    cases = [
+        (["dispatch", "--simulator", *echo, "--output", str(missing)], f"--output {no_folder}"),
+        (["dispatch", "--url", sim.url, *echo, "-o", str(missing)], f"--output {no_folder}"),
+        (["dispatch", "--url", sim.url, *echo, "-o", str(tmp_path)],
+         f"--output {tmp_path} is a folder; give a file path in it"),
+        (["dispatch", "--resume", journal, "-o", str(missing)], f"--output {no_folder}"),
+        (["jobs", "--journal", journal, "-o", str(missing)], f"--output {no_folder}"),
+        (["stop", "--journal", journal, "-o", str(missing)], f"--output {no_folder}"),
+        (["loadtest", "--url", sim.url, *load, "--report", str(missing)], f"--report {no_folder}"),
+        (["loadtest", "--url", sim.url, *load, "--report", str(tmp_path / "r.html"),
+          "--json", str(missing)], f"--json {no_folder}"),
+        (["loadtest", "--url", sim.url, *load, "--report", str(tmp_path / "r.json")],
+         "and its JSON would be the same file"),
+    ]  # fmt: skip
+    for args, needle in cases:
+        _assert_clear_failure(await run_cli(*args, env=env), needle)
+    assert simulator_jobs(sim)["created"] == 0
+    assert not (tmp_path / "state").exists()  # no journal either
+    leftovers = ("missing", "r.html", "r.json", "j.sqlite")
+    assert not [name for name in leftovers if (tmp_path / name).exists()]
+
+
+async def test_checking_the_output_keeps_an_old_file_and_leaves_no_new_one(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=20.0)
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text('{"index": 0}\n', encoding="utf-8")
+    fresh = tmp_path / "fresh.jsonl"
+    for output in (earlier, fresh):
+        run = await run_cli(
+            "dispatch", "--url", sim.url, "--process", "Ecoh", "--folder", "Shared",
+            "--output", str(output), env=cli_env(tmp_path),
+        )  # fmt: skip
+        _assert_clear_failure(run, "process 'Ecoh' not found")
+    assert earlier.read_text(encoding="utf-8") == '{"index": 0}\n'
+    assert not fresh.exists()
+
+
+async def test_files_that_are_not_utf8_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    # As Excel saves "CSV" on Windows: cp1252, so "é" is the single byte 0xE9.
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_bytes(
+        'folder,process,inputs\nShared,Echo,"{""client"": ""Café""}"\n'.encode("cp1252")
+    )
+    run = await run_cli("dispatch", "--simulator", "--file", str(jobs), env=cli_env(tmp_path))
+    _assert_clear_failure(
+        run, f"job file {jobs} is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8"
+    )
+    config = tmp_path / "config.toml"
+    config.write_bytes('[profiles.default]\nfolder = "Comptabilité"\n'.encode("cp1252"))
+    run = await run_cli(
+        "dispatch", "--config", str(config), "--url", "http://127.0.0.1:9/a/b/orchestrator_",
+        "--process", "Echo", "--folder", "Shared", env=cli_env(tmp_path),
+    )  # fmt: skip
+    _assert_clear_failure(
+        run, f"config file {config} is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8"
+    )

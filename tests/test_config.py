@@ -508,3 +508,69 @@ def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("UIPATH_URL", "https://orch.example.com")
     monkeypatch.setenv("UIPATH_ACCESS_TOKEN", "from-os")
     assert Settings.from_env().credentials == StaticToken(token="from-os")
+
+
+# -- malformed input: a ConfigurationError naming it, never a ValueError or AttributeError --
+
+
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (
+            lambda: parse_orchestrator_url("http://[::1/a/b/orchestrator_"),
+            "Orchestrator URL 'http://[::1/a/b/orchestrator_': not a valid URL (Invalid IPv6 URL)",
+        ),
+        (
+            lambda: parse_orchestrator_url("http://127.0.0.1:99999/a/b/orchestrator_"),
+            "not a valid URL (Port out of range 0-65535)",
+        ),
+        (
+            lambda: Settings(url=CLOUD, credentials=cc(), identity_url="http://[::1"),
+            "identity_url (ASYNC_ORCH_IDENTITY_URL) 'http://[::1': not a valid URL",
+        ),
+        (
+            lambda: Settings.from_env(
+                {"UIPATH_URL": CLOUD, "UIPATH_ACCESS_TOKEN": "t",
+                 "ASYNC_ORCH_IDENTITY_URL": "http://[::1"}
+            ),
+            "ASYNC_ORCH_IDENTITY_URL",
+        ),
+        (
+            # A bare host is completed with these two, which splits the URL first.
+            lambda: Settings.from_env(
+                {"UIPATH_URL": "https://[::1", "UIPATH_ORGANIZATION_NAME": "o",
+                 "UIPATH_TENANT_NAME": "t", "UIPATH_ACCESS_TOKEN": "t"}
+            ),
+            "Orchestrator URL 'https://[::1': not a valid URL",
+        ),
+        (
+            lambda: ClientCredentials(
+                client_id="x",
+                client_secret="y",
+                scopes=("OR.Jobs", "OR.Folders.Read"),  # type: ignore[arg-type]
+            ),
+            "ClientCredentials.scopes must be one space-separated string such as "
+            "'OR.Folders.Read OR.Execution.Read OR.Jobs', not tuple",
+        ),
+        (
+            lambda: StaticToken(token=None),  # type: ignore[arg-type]
+            "StaticToken.token must be a string, not NoneType",
+        ),
+        (
+            lambda: Settings(url=None, credentials=cc()),  # type: ignore[arg-type]
+            "Settings.url must be the Orchestrator URL as a string, not NoneType",
+        ),
+        (
+            lambda: Settings(url=CLOUD, credentials=cc(), folder=7),  # type: ignore[arg-type]
+            "Settings.folder must be a folder path or Key (a string), not int",
+        ),
+    ],
+    ids=["ipv6", "port", "identity-url", "identity-env", "bare-host-env", "scopes-tuple",
+         "token-none", "url-none", "folder-int"],
+)  # fmt: skip
+def test_malformed_values_raise_a_configuration_error_naming_them(
+    build: object, words: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        build()  # type: ignore[operator]
+    assert words in str(caught.value)

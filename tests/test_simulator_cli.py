@@ -29,6 +29,30 @@ async def _spawn(*args: str) -> asyncio.subprocess.Process:
     )
 
 
+async def _read_banner(stream: asyncio.StreamReader) -> tuple[str, str]:
+    """The banner up to its "  TOKEN=" line, and that line. Fails on EOF (the
+    simulator ended) and after STARTUP_TIMEOUT, rather than waiting for ever."""
+
+    async def read() -> tuple[str, str]:
+        banner = []
+        while raw := await stream.readline():
+            line = raw.decode()
+            if line.startswith("  TOKEN="):
+                return "".join(banner), line
+            banner.append(line)
+        raise AssertionError("output ended before the TOKEN= line:\n" + "".join(banner))
+
+    return await asyncio.wait_for(read(), STARTUP_TIMEOUT)
+
+
+async def test_the_banner_reader_fails_at_end_of_output_instead_of_spinning() -> None:
+    stream = asyncio.StreamReader()
+    stream.feed_data(b"Orchestrator simulator: ...\n  Try:\n")
+    stream.feed_eof()
+    with pytest.raises(AssertionError, match="output ended before the TOKEN= line"):
+        await _read_banner(stream)
+
+
 async def test_runs_prints_the_url_first_serves_and_stops_cleanly_on_sigint(
     http: aiohttp.ClientSession,
 ) -> None:
@@ -41,10 +65,7 @@ async def test_runs_prints_the_url_first_serves_and_stops_cleanly_on_sigint(
             "/demo/DefaultTenant/orchestrator_"
         )
         root = url.removesuffix("/demo/DefaultTenant/orchestrator_")
-        banner = []
-        while not (line := (await process.stdout.readline()).decode()).startswith("  TOKEN="):
-            banner.append(line)
-        text = "".join(banner)
+        text, line = await _read_banner(process.stdout)
         assert f"Token URL          {root}/identity_/connect/token" in text
         assert "demo-client" in text and "demo-secret" in text and "time scale 60x, seed 5" in text
         assert "Finance/Comptabilité" in text
@@ -77,7 +98,9 @@ async def test_runs_prints_the_url_first_serves_and_stops_cleanly_on_sigint(
         (["--scenario", "/nonexistent/s.toml"], "cannot read scenario file"),
         (["--fault", "drop=1"], "--fault: unknown key(s) drop"),
         (["--fault", "drop_rate"], "--fault expects key=value"),
-        (["--time-scale", "0"], "time_scale must be > 0"),
+        (["--time-scale", "0"], "argument --time-scale: '0' is not a number more than 0"),
+        (["--port", "99999"], "argument --port: '99999' is not a port; give a number from 0"),
+        (["--port", "-1"], "argument --port: '-1' is not a port"),
     ],
 )
 async def test_configuration_errors_exit_2_with_one_clear_line(

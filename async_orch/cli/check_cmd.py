@@ -9,7 +9,6 @@ body and validates it locally.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -105,7 +104,7 @@ async def _check(args: argparse.Namespace, out: TextIO) -> int:
             found.settings = settings
             out.write(f"checking {settings.url}\n")
             try:
-                report("ok", "URL", _url_detail(settings, args.url or os.environ.get("UIPATH_URL")))
+                report("ok", "URL", _url_detail(settings))
             except StepFailed as failed:
                 return _fail(out, "URL", failed)
             report("ok", "credentials", _credentials_detail(settings))
@@ -132,6 +131,8 @@ async def _check(args: argparse.Namespace, out: TextIO) -> int:
             return _fail(
                 out, "profile", StepFailed(text, "edit the config file or pick another --profile")
             )
+        if "identity_url" in text:
+            return _fail(out, "URL", StepFailed(text, _IDENTITY_URL_FIX))
         if "URL" in text:
             return _fail(out, "URL", StepFailed(text, _URL_FIX))
         return _fail(out, "credentials", StepFailed(text, _CREDENTIALS_FIX))
@@ -142,6 +143,11 @@ async def _check(args: argparse.Namespace, out: TextIO) -> int:
 _CREDENTIALS_FIX = (
     "set UIPATH_CLIENT_ID and UIPATH_CLIENT_SECRET (App ID and App Secret of an external "
     "application), or put client_id and client_secret_env in a profile"
+)
+
+_IDENTITY_URL_FIX = (
+    "correct ASYNC_ORCH_IDENTITY_URL (or the profile's identity_url), or unset it to use "
+    "the token endpoint that goes with the Orchestrator URL"
 )
 
 _URL_FIX = (
@@ -158,9 +164,10 @@ def _fail(out: TextIO, step: str, failed: StepFailed) -> int:
     return EXIT_USAGE
 
 
-def _url_detail(settings: Settings, given: str | None) -> str:
+def _url_detail(settings: Settings) -> str:
     where = settings.orchestrator
-    tail = urlsplit(given or settings.url).path.rstrip("/")
+    # The URL in use (flag, environment or profile), already parsed once by Settings.
+    tail = urlsplit(settings.url).path.rstrip("/")
     extra = tail[len(urlsplit(where.base).path.rstrip("/")) :].strip("/")
     if extra:
         if extra.lower().startswith(("odata", "api")):

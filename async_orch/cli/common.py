@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sqlite3
 import sys
@@ -14,7 +15,8 @@ from pathlib import Path
 import anyio
 import structlog
 
-from async_orch.cli.profiles import default_config_path, merge_environment, profile_environment
+from async_orch.cli.profiles import chosen_profile, default_config_path, merge_environment
+from async_orch.cli.textfile import read_utf8
 from async_orch.config import ClientCredentials, Settings
 from async_orch.errors import (
     AuthenticationError,
@@ -34,6 +36,9 @@ __all__ = [
     "configure_logging",
     "connection",
     "load_settings",
+    "non_negative",
+    "positive",
+    "positive_int",
     "run_command",
 ]
 
@@ -41,6 +46,41 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # some jobs faulted, stopped or timed out
 EXIT_USAGE = 2  # usage or configuration error
 EXIT_INTERRUPTED = 130
+
+
+# -- argparse types: a bad number is a usage error before anything starts ---------------
+
+
+def positive(text: str) -> float:
+    """A number > 0 (seconds, a rate): a negative or NaN timeout would start jobs
+    only to abandon them at once."""
+    return _number(text, allow_zero=False)
+
+
+def non_negative(text: str) -> float:
+    """A number >= 0 (a grace period, a wait, a budget where 0 means none)."""
+    return _number(text, allow_zero=True)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _number(text: str, *, allow_zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 <= value < math.inf) or (value == 0 and not allow_zero):
+        least = "0 or more" if allow_zero else "more than 0"
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number {least}")
+    return value
 
 
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +93,7 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--time-scale",
-        type=float,
+        type=positive,
         default=None,
         help="with --simulator: simulated seconds per real second (default: the scenario's)",
     )
@@ -126,19 +166,17 @@ def load_settings(
     path = args.config or default_config_path(environ, Path.home())
     profile: dict[str, str] = {}
     if path.is_file():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from exc
-        if explicit or "[profiles.default]" in text:
-            profile = profile_environment(
-                text, explicit or "default", environ=environ, where=str(path)
-            )
-    elif explicit or args.config is not None:
+        # Parsed even when no profile is asked for: a broken file is an error, not ignored.
+        profile = chosen_profile(
+            read_utf8(path, "config file"), explicit, environ=environ, where=f"config file {path}"
+        )
+    elif explicit:
         raise ConfigurationError(
-            f"config file {path} not found (needed for --profile {explicit or 'default'}); "
+            f"config file {path} not found (needed for --profile {explicit}); "
             "create it with a [profiles.NAME] table, or pass --config PATH"
         )
+    elif args.config is not None:
+        raise ConfigurationError(f"config file {path} (--config) not found; check the path")
     merged = merge_environment(environ, profile, profile_wins=explicit is not None)
     url = args.url or None
     if url is None and default_url is not None and not merged.get("UIPATH_URL", "").strip():

@@ -18,6 +18,9 @@ from async_orch.cli.common import (
     add_connection_flags,
     configure_logging,
     connection,
+    non_negative,
+    positive,
+    positive_int,
     run_command,
 )
 from async_orch.cli.jobfile import requests_from_file, requests_from_flags
@@ -31,7 +34,7 @@ from async_orch.cli.journal_run import (
     run_journaled,
     target_of,
 )
-from async_orch.cli.output import FORMATS, emit_rows
+from async_orch.cli.output import FORMATS, check_writable, emit_rows
 from async_orch.cli.progress import ProgressDisplay
 from async_orch.client import OrchestratorClient
 from async_orch.dispatcher import DispatchLimits
@@ -74,22 +77,25 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--file", type=Path, help="jobs from a .csv (folder,process,inputs,reference) or .jsonl"
     )
     run_group = parser.add_argument_group("running")
-    run_group.add_argument("--timeout", type=float, help="seconds for the whole batch")
+    run_group.add_argument("--timeout", type=positive, help="seconds for the whole batch")
     run_group.add_argument(
-        "--job-timeout", type=float, help="seconds each job may run once started"
+        "--job-timeout", type=positive, help="seconds each job may run once started"
     )
     run_group.add_argument(
         "--stop-on-timeout",
         action="store_true",
         help="stop jobs that time out (SoftStop, then Kill after --stop-grace)",
     )
-    run_group.add_argument("--stop-grace", type=float, default=30.0)
+    run_group.add_argument("--stop-grace", type=non_negative, default=30.0)
     run_group.add_argument(
-        "--max-in-flight", type=int, default=16, help="StartJobs calls at once (default 16)"
+        "--max-in-flight",
+        type=positive_int,
+        default=16,
+        help="StartJobs calls at once (default 16)",
     )
     run_group.add_argument(
         "--rate",
-        type=float,
+        type=positive,
         default=None,
         help="StartJobs calls per second at most (default: no limit)",
     )
@@ -102,7 +108,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     run_group.add_argument(
         "--list-budget",
-        type=float,
+        type=non_negative,
         default=None,
         help="GET Jobs list calls per minute for polling (tenant limit is 100; default 60)",
     )
@@ -178,6 +184,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await _resume(args)
     batch_id = uuid.uuid4().hex[:10]
     records = records_for(_requests(args), batch_id)  # bad input fails before any I/O
+    _check_output(args)
     path = args.journal or default_journal_path(
         os.environ, Path.home(), batch_id=batch_id, now=datetime.now(UTC)
     )
@@ -211,6 +218,7 @@ async def _resume(args: argparse.Namespace) -> int:
             "--resume cannot use --simulator: an embedded simulator ends with its run, "
             "so the jobs of the journal are gone with it"
         )
+    _check_output(args)
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
     # Opened to write: the journal's lock is held until the very end, so a second
     # resume of it (or any other writer) is refused before it looks anything up.
@@ -278,6 +286,12 @@ async def _check_names(orch: OrchestratorClient, records: Sequence[RequestRecord
     """Resolve every folder and process first: a typo is one clear error, exit 2."""
     for folder, process in sorted({(r.folder, r.process) for r in records}):
         await orch.api.resolve_release(folder, process)
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Results are written at the very end: a bad --output must fail before the run."""
+    if args.output is not None:
+        check_writable(args.output, flag="--output")
 
 
 def _write(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> None:

@@ -18,6 +18,7 @@ from async_orch.cli.common import (
     add_connection_flags,
     configure_logging,
     connection,
+    non_negative,
     run_command,
 )
 from async_orch.cli.journal_run import (
@@ -27,7 +28,7 @@ from async_orch.cli.journal_run import (
     refresh_unfinished,
     target_of,
 )
-from async_orch.cli.output import FORMATS, emit_rows
+from async_orch.cli.output import FORMATS, check_writable, emit_rows
 from async_orch.client import OrchestratorClient
 from async_orch.errors import ConfigurationError
 from async_orch.journal import Journal
@@ -95,7 +96,7 @@ def add_stop_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     )
     parser.add_argument(
         "--wait",
-        type=float,
+        type=non_negative,
         default=60.0,
         metavar="SECONDS",
         help="wait up to this long for the jobs to end, then show them (default 60; 0: no wait)",
@@ -115,6 +116,7 @@ def run_stop(args: argparse.Namespace) -> int:
 
 
 async def _jobs(args: argparse.Namespace) -> int:
+    _check_output(args)
     if args.journal is not None:
         if args.id or args.reference:
             raise ConfigurationError("give either --journal or --id/--reference, not both")
@@ -154,6 +156,7 @@ async def _jobs(args: argparse.Namespace) -> int:
 
 
 async def _stop(args: argparse.Namespace) -> int:
+    _check_output(args)
     # stop writes the journal (the stop_sent event, then states and outcomes), so
     # it takes the lock. It is refused while a dispatch or resume runs on the
     # journal, and rightly so: that run may still start jobs, which a stop sent
@@ -197,6 +200,12 @@ async def _journal_client(
         journal.check_target(target_of(settings))
         async with OrchestratorClient(settings) as orch:
             yield orch
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Rows are written last: a bad --output must fail before anything is sent."""
+    if args.output is not None:
+        check_writable(args.output, flag="--output")
 
 
 def _write(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:

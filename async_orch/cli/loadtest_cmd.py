@@ -25,8 +25,12 @@ from async_orch.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     configure_logging,
+    non_negative,
+    positive,
+    positive_int,
     run_command,
 )
+from async_orch.cli.output import check_writable
 from async_orch.config import Settings
 from async_orch.errors import ConfigurationError
 from async_orch.loadtest import (
@@ -86,10 +90,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--profile", default="constant:2:30", help="see below (default constant:2:30)"
     )
     load.add_argument("--max-jobs", type=int, help="never ask for more jobs than this")
-    load.add_argument("--max-in-flight", type=int, default=64, help="StartJobs calls at once")
+    load.add_argument(
+        "--max-in-flight", type=positive_int, default=64, help="StartJobs calls at once"
+    )
     load.add_argument(
         "--drain-timeout",
-        type=float,
+        type=non_negative,
         default=300.0,
         help="seconds after the profile's end to wait for jobs to end (default 300)",
     )
@@ -98,11 +104,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="stop the jobs still running when interrupted or at the drain timeout",
     )
-    load.add_argument("--list-budget", type=float, help="GET Jobs list calls a minute (default 60)")
+    load.add_argument(
+        "--list-budget", type=non_negative, help="GET Jobs list calls a minute (default 60)"
+    )
     target = parser.add_argument_group("target")
     target.add_argument("--simulator", action="store_true", help="an embedded simulator")
     target.add_argument("--scenario", help="with --simulator: a scenario TOML file (default demo)")
-    target.add_argument("--time-scale", type=float, help="with --simulator: simulated s per real s")
+    target.add_argument(
+        "--time-scale", type=positive, help="with --simulator: simulated s per real s"
+    )
     target.add_argument(
         "--fault",
         action="append",
@@ -243,6 +253,14 @@ async def _on_signals(test: LoadTest, abandon: anyio.CancelScope) -> None:
 async def _loadtest(args: argparse.Namespace) -> int:
     plan = _plan(args)  # bad input fails before any connection
     json_path = args.json or args.report.with_suffix(".json")
+    # Both are written at the end: a bad path must fail before any job starts.
+    check_writable(args.report, flag="--report")
+    if json_path.resolve() == args.report.resolve():
+        raise ConfigurationError(
+            f"--report {args.report} and its JSON would be the same file; name the report "
+            "*.html or give --json PATH"
+        )
+    check_writable(json_path, flag="--json")
     progress = _Progress(sys.stderr, quiet=args.quiet)
     async with _target(args) as target:
         check_safety(

@@ -10,8 +10,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from async_orch.batch import JobResult
+from async_orch.errors import ConfigurationError
 
-__all__ = ["COLUMNS", "FORMATS", "emit_rows", "result_row", "write_results", "write_rows"]
+__all__ = [
+    "COLUMNS",
+    "FORMATS",
+    "check_writable",
+    "emit_rows",
+    "result_row",
+    "write_results",
+    "write_rows",
+]
 
 FORMATS = ("jsonl", "csv", "table")
 
@@ -118,3 +127,28 @@ def emit_rows(
         return
     with output.open("w", encoding="utf-8", newline="") as handle:
         write_rows(rows, fmt, handle)
+
+
+def check_writable(path: Path, *, flag: str) -> None:
+    """Fail now, before any job runs, if ``path`` cannot be written at the end.
+
+    The file is opened to append (an existing one is left as it is); one this
+    check created is removed again, so a run that fails later leaves nothing.
+    """
+    if path.is_dir():
+        raise ConfigurationError(f"{flag} {path} is a folder; give a file path in it")
+    if not path.parent.is_dir():
+        raise ConfigurationError(
+            f"{flag} {path}: folder {path.parent} does not exist; create it first or "
+            "choose another path"
+        )
+    existed = path.exists()
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{flag} {path} cannot be written ({exc.strerror}); choose another path"
+        ) from None
+    if not existed:
+        path.unlink(missing_ok=True)

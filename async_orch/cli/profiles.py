@@ -24,7 +24,13 @@ from typing import Any
 
 from async_orch.errors import ConfigurationError
 
-__all__ = ["PROFILE_KEYS", "default_config_path", "merge_environment", "profile_environment"]
+__all__ = [
+    "PROFILE_KEYS",
+    "chosen_profile",
+    "default_config_path",
+    "merge_environment",
+    "profile_environment",
+]
 
 #: Profile key -> the environment variable it stands for.
 PROFILE_KEYS: dict[str, str] = {
@@ -65,19 +71,55 @@ def profile_environment(
         ConfigurationError: bad TOML, no such profile, an unknown key, or a
             ``*_env`` key naming an unset variable.
     """
+    return _profile_values(_profiles(text, where=where), name, environ=environ, where=where)
+
+
+def chosen_profile(
+    text: str, name: str | None, *, environ: Mapping[str, str], where: str
+) -> dict[str, str]:
+    """Like :func:`profile_environment`, for the profile a run uses: ``name`` if
+    given, else ``default`` if the file has one, else none (an empty dict).
+
+    The file is parsed either way, so a broken config file is reported even
+    when no profile is asked for.
+    """
+    profiles = _profiles(text, where=where)
+    if name is None:
+        if "default" not in profiles:
+            return {}
+        name = "default"
+    return _profile_values(profiles, name, environ=environ, where=where)
+
+
+def _profiles(text: str, *, where: str) -> dict[str, Any]:
+    """The ``[profiles]`` table of a config file (empty when it has none)."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{where} is not valid TOML: {exc}") from exc
     profiles = document.get("profiles", {})
     if not isinstance(profiles, dict):
-        raise ConfigurationError(f"{where}: 'profiles' must be a table of [profiles.NAME]")
-    profile = profiles.get(name)
-    if not isinstance(profile, dict):
+        raise ConfigurationError(
+            f"{where}: 'profiles' must be a table of [profiles.NAME] tables, "
+            f"not {type(profiles).__name__}"
+        )
+    return profiles
+
+
+def _profile_values(
+    profiles: dict[str, Any], name: str, *, environ: Mapping[str, str], where: str
+) -> dict[str, str]:
+    if name not in profiles:
         known = ", ".join(sorted(profiles)) or "none"
         raise ConfigurationError(
             f"no profile {name!r} in {where} (profiles there: {known}); "
             f"add a [profiles.{name}] table or pick another with --profile"
+        )
+    profile = profiles[name]
+    if not isinstance(profile, dict):
+        raise ConfigurationError(
+            f"{where}: [profiles.{name}] must be a table of settings (url = ..., "
+            f"client_id = ...), not {profile!r}"
         )
     values: dict[str, str] = {}
     for key, value in profile.items():

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from async_orch.cli.common import configure_logging
+from async_orch.cli.common import configure_logging, positive
 from async_orch.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=DEFAULT_PORT,
         help=f"port to bind; 0 picks a free one (default {DEFAULT_PORT})",
     )
@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--time-scale",
-        type=float,
+        type=positive,
         default=None,
         metavar="X",
         help="simulated seconds per real second (default: the scenario's)",
@@ -74,6 +74,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log faults and refusals (-vv: more)"
     )
+
+
+def _port(text: str) -> int:
+    """A TCP port for argparse: 0-65535 (bind() would fail with a traceback otherwise)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port; give a number from 0 to 65535 (0: any free port)"
+        )
+    return port
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,94 @@
+"""Job files (`dispatch --file`): what is read, and every mistake refused with file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli_harness import write_file
+
+from async_orch.batch import JobRequest
+from async_orch.cli.jobfile import requests_from_file
+from async_orch.errors import ConfigurationError, InvalidRequestError
+
+
+def _file(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    return write_file(tmp_path, name, content)
+
+
+def test_csv_and_jsonl_give_the_same_requests(tmp_path: Path) -> None:
+    csv_file = _file(
+        tmp_path,
+        "jobs.csv",
+        'folder,process,inputs,reference\nShared,Echo,"{""n"": 1}",r-1\nHR,Echo,,\n',
+    )
+    jsonl_file = _file(
+        tmp_path,
+        "jobs.jsonl",
+        '{"folder": "Shared", "process": "Echo", "inputs": {"n": 1}, "reference": "r-1"}\n'
+        '{"folder": "HR", "process": "Echo"}\n',
+    )
+    expected = [
+        JobRequest(process="Echo", folder="Shared", inputs={"n": 1}, reference="r-1", timeout=5),
+        JobRequest(process="Echo", folder="HR", timeout=5),
+    ]
+    assert requests_from_file(csv_file, timeout=5) == expected
+    assert requests_from_file(jsonl_file, timeout=5) == expected
+
+
+def test_a_folder_id_stays_an_integer(tmp_path: Path) -> None:
+    path = _file(tmp_path, "jobs.jsonl", '{"folder": 3, "process": "Echo"}\n')
+    assert requests_from_file(path) == [JobRequest(process="Echo", folder=3)]
+
+
+def test_a_utf8_bom_as_excel_writes_it_is_accepted(tmp_path: Path) -> None:
+    path = _file(tmp_path, "jobs.csv", "\ufefffolder,process\nComptabilité,Echo\n".encode())
+    assert requests_from_file(path) == [JobRequest(process="Echo", folder="Comptabilité")]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("excel.csv", "folder,process,inputs\nShared,Echo,\"{\"\"c\"\": \"\"café\"\"}\"\n"
+         .encode("cp1252"),
+         "job file {path} is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8 "
+         "(in Excel: Save As, file type 'CSV UTF-8')"),
+        ("jobs.jsonl", '{"folder": "Shared", "process": "Caf\u00e9"}\n'.encode("latin-1"),
+         "job file {path} is not UTF-8 text (byte 0xe9 on line 1); save it as UTF-8"),
+        ("jobs.csv", "folder,process,timeout\nShared,Echo,30\n",
+         "{path}: unknown CSV column 'timeout'; a job has only folder, process, inputs, "
+         "reference (--job-timeout sets a timeout for every job)"),
+        ("jobs.csv", "folder,process,Priority,robot\nShared,Echo,High,r\n",
+         "{path}: unknown CSV columns 'Priority', 'robot'; a job has only folder, process"),
+        ("jobs.csv", 'folder,process,inputs\nShared,Echo,{"n": 1, "m": 2}\n',
+         "{path}:2: 4 values but the header names 3 columns; quote a value holding commas"),
+        # Blank lines count: the error names the line the editor shows.
+        ("jobs.csv", "folder,process,inputs\n\nShared,Echo,\n\n\nHR,Echo,{n: 1}\n",
+         "{path}:6: InputArguments must be a JSON object"),
+        ("jobs.csv", "folder,process\nShared,Echo\n\nHR\n", "{path}:4: each job needs a 'folder'"),
+        ("jobs.jsonl", '\n{"folder": "Shared", "process": "Echo", "inputs": "[1]"}\n',
+         "{path}:2: InputArguments must be a JSON object, e.g."),
+        ("jobs.jsonl", '{"folder": "Shared", "process": "Echo", "timeout": 30}\n',
+         "{path}:1: unknown key 'timeout'; a job has only folder, process, inputs, reference"),
+        ("jobs.jsonl", '{"folder": "Shared", "process": ["Echo"]}\n',
+         "{path}:1: 'process' must be a string (the process name), not [\"Echo\"]"),
+        ("jobs.jsonl", '{"folder": {"path": "Shared"}, "process": "Echo"}\n',
+         "{path}:1: 'folder' must be a string (its path or Key) or an integer (its Id), "
+         'not {"path": "Shared"}'),
+        ("jobs.jsonl", '{"folder": true, "process": "Echo"}\n', "'folder' must be a string"),
+        ("jobs.jsonl", '{"folder": "Shared", "process": "Echo", "reference": 7}\n',
+         "{path}:1: 'reference' must be a string, not 7"),
+        ("jobs.jsonl", '{"folder": "Shared", "process": "Echo", "inputs": [1]}\n',
+         "{path}:1: 'inputs' must be a JSON object, not [1]"),
+    ],
+    ids=["cp1252-csv", "latin1-jsonl", "unknown-column", "unknown-columns", "extra-values",
+         "blank-lines", "short-row", "inputs-line", "unknown-key", "process-list",
+         "folder-object", "folder-bool", "reference-number", "inputs-list"],
+)  # fmt: skip
+def test_a_bad_job_file_is_refused_naming_file_and_line(
+    tmp_path: Path, name: str, content: str | bytes, message: str
+) -> None:
+    path = _file(tmp_path, name, content)
+    with pytest.raises((ConfigurationError, InvalidRequestError)) as caught:
+        requests_from_file(path)
+    assert message.replace("{path}", str(path)) in str(caught.value)

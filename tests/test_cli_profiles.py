@@ -1,0 +1,102 @@
+"""The config file of profiles as `load_settings` reads it: any file there is parsed,
+the default profile is found by key, and every mistake is named."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+from cli_harness import write_file
+
+from async_orch.cli.common import load_settings
+from async_orch.errors import ConfigurationError
+
+URL = "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_"
+ENV = {"UIPATH_CLIENT_ID": "id", "UIPATH_CLIENT_SECRET": "secret"}
+
+
+def _args(config: Path | None = None, profile: str | None = None) -> argparse.Namespace:
+    return argparse.Namespace(config=config, profile=profile, url=None)
+
+
+def _config(tmp_path: Path, content: str | bytes, name: str = "config.toml") -> Path:
+    return write_file(tmp_path, name, content)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        f'[profiles.default]\nurl = "{URL}"\n',
+        f'[profiles]\ndefault = {{ url = "{URL}" }}\n',
+        f'profiles = {{ default = {{ url = "{URL}" }} }}\n',
+        f'[profiles.prod]\nurl = "https://orch.example.com"\n[profiles.default]\nurl = "{URL}"\n',
+    ],
+    ids=["table", "inline-table", "top-level-inline", "second-table"],
+)
+def test_the_default_profile_is_found_however_the_toml_spells_it(
+    tmp_path: Path, content: str
+) -> None:
+    path = _config(tmp_path, content)
+    assert load_settings(_args(config=path), environ=ENV).url == URL
+
+
+def test_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    path = _config(tmp_path, f'\ufeff[profiles.default]\nurl = "{URL}"\n'.encode())
+    assert load_settings(_args(config=path), environ=ENV).url == URL
+
+
+def test_a_file_without_a_default_profile_adds_nothing(tmp_path: Path) -> None:
+    path = _config(tmp_path, '[profiles.prod]\nurl = "https://orch.example.com"\n')
+    settings = load_settings(_args(config=path), environ={**ENV, "UIPATH_URL": URL})
+    assert settings.url == URL
+
+
+@pytest.mark.parametrize(
+    ("content", "profile", "message"),
+    [
+        ("[profiles\n", None,
+         "config file {path} is not valid TOML: Expected ']' at the end of a table declaration "
+         "(at line 1, column 10)"),
+        ("[profiles\n", "x", "config file {path} is not valid TOML"),
+        ("profiles = 3\n", None,
+         "config file {path}: 'profiles' must be a table of [profiles.NAME] tables, not int"),
+        ("[profiles]\nx = 3\n", "x",
+         "config file {path}: [profiles.x] must be a table of settings (url = ..., "
+         "client_id = ...), not 3"),
+        ("[profiles]\ndefault = 'prod'\n", None, "[profiles.default] must be a table"),
+        ("[profiles.default]\nurll = 'x'\n", None, "unknown key 'urll'"),
+        ('[profiles.a]\nurl = "x"\n', "b",
+         "no profile 'b' in config file {path} (profiles there: a)"),
+        ('[profiles.default]\ntenant = "Comptabilité"\n'.encode("cp1252"), None,
+         "config file {path} is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8"),
+    ],
+    ids=["bad-toml", "bad-toml-profile", "profiles-int", "profile-int", "default-str",
+         "unknown-key", "no-such-profile", "cp1252"],
+)  # fmt: skip
+def test_a_broken_config_file_is_an_error_naming_it(
+    tmp_path: Path, content: str | bytes, profile: str | None, message: str
+) -> None:
+    path = _config(tmp_path, content)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(_args(config=path, profile=profile), environ={**ENV, "UIPATH_URL": URL})
+    assert message.replace("{path}", str(path)) in str(caught.value)
+
+
+def test_the_default_config_file_is_checked_too(tmp_path: Path) -> None:
+    # Not named by --config, yet found in its usual place: broken, it is not ignored.
+    path = _config(tmp_path, "oops\n")
+    environ = {**ENV, "UIPATH_URL": URL, "ASYNC_ORCH_CONFIG": str(path)}
+    with pytest.raises(ConfigurationError, match=f"config file {path} is not valid TOML"):
+        load_settings(_args(), environ=environ)
+    path.unlink()  # and no file there at all is fine
+    assert load_settings(_args(), environ=environ).url == URL
+
+
+def test_a_missing_config_file_is_an_error_only_when_asked_for(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    environ = {**ENV, "UIPATH_URL": URL}
+    with pytest.raises(ConfigurationError, match=r"nope.toml \(--config\) not found"):
+        load_settings(_args(config=missing), environ=environ)
+    with pytest.raises(ConfigurationError, match=r"not found \(needed for --profile prod\)"):
+        load_settings(_args(config=missing, profile="prod"), environ=environ)
