@@ -29,6 +29,7 @@ from async_orch.errors import (
 )
 from async_orch.models import Folder, Job, Release
 from async_orch.planner import PollPolicy
+from async_orch.starting import Started, StartFailure
 from async_orch.states import TERMINAL_STATES, JobState
 
 __version__ = "0.1.0"
@@ -61,6 +62,8 @@ __all__ = [
     "Release",
     "RetryPolicy",
     "Settings",
+    "StartFailure",
+    "Started",
     "StaticToken",
     "Summary",
     "TransportError",

@@ -229,6 +229,32 @@ UrlKind = Literal["cloud", "onprem", "legacy"]
 
 # Path segments that begin the API itself, i.e. a pasted request URL.
 _API_ROOTS = frozenset({"odata", "api", "swagger", "signalr"})
+# First path segments of Orchestrator's web UI after orchestrator_, as a URL pasted
+# from the browser has them. UNCONFIRMED as a complete list (taken from pages seen
+# in UiPath's documentation); anything else there is refused as a likely folder.
+_WEB_UI_PAGES = frozenset(
+    {
+        "actions",
+        "assets",
+        "automations",
+        "folders",
+        "home",
+        "jobs",
+        "logs",
+        "machines",
+        "monitoring",
+        "packages",
+        "processes",
+        "queues",
+        "robots",
+        "settings",
+        "storage-buckets",
+        "tenant",
+        "testing",
+        "triggers",
+        "users",
+    }
+)
 _LEGACY_HOSTS = frozenset({"platform.uipath.com"})
 
 
@@ -291,7 +317,11 @@ def _check_tail(url: str, tail: list[str], base: str, *, after_orchestrator: boo
     if not tail or tail[0].lower() in _API_ROOTS:
         return  # nothing more, or a pasted API call such as ".../odata/Jobs?$top=1"
     later = [s.lower() for s in tail[1:]]
-    if after_orchestrator and not ({"odata", "api"} & set(later)):
+    if (
+        after_orchestrator
+        and tail[0].lower() in _WEB_UI_PAGES
+        and not {"odata", "api"} & set(later)
+    ):
         return  # a page of the web UI, such as ".../orchestrator_/jobs"
     if _is_service_segment(tail[0].lower()):
         raise _fail(url, f"{tail[0]!r} is another UiPath service; use {base}")

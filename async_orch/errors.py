@@ -97,19 +97,24 @@ class AuthenticationError(OrchestratorError):
         super().__init__(text)
 
 
+_SHOWN_CANDIDATES = 10
+
+
 class NotFoundByNameError(OrchestratorError):
     """A name given by the user does not match anything the credentials can see.
 
     Attributes:
         name: what was asked for.
-        candidates: close or available names, to help fix a typo.
+        candidates: the names available, the closest first, to help fix a typo.
     """
 
     def __init__(self, message: str, *, name: str, candidates: list[str] | None = None) -> None:
         self.name = name
         self.candidates = list(candidates or [])
         if self.candidates:
-            message += f"; available: {', '.join(self.candidates[:10])}"
+            more = len(self.candidates) - _SHOWN_CANDIDATES
+            message += f"; available: {', '.join(self.candidates[:_SHOWN_CANDIDATES])}"
+            message += f" and {more} more" if more > 0 else ""
         super().__init__(message)
 
 

@@ -341,7 +341,8 @@ class Journal:
             raise ConfigurationError(
                 f"journal {self.path} belongs to {self.target.describe()}, but this run "
                 f"connects to {target.describe()}; resume it against the same tenant "
-                "(leave out --url to use the journal's, or pick the matching --profile)"
+                "(the URL comes from --url, else UIPATH_URL or the profile, else the "
+                "journal: leave those out to use the journal's, or point them at its tenant)"
             )
 
     def requests(self) -> list[RequestRecord]:

@@ -56,6 +56,13 @@ def _is_guid(text: str) -> bool:
     )
 
 
+def closest_first(name: str, names: Iterable[str]) -> list[str]:
+    """Every name, the ones most like ``name`` first (a typo's fix leads the list)."""
+    pool = sorted(set(names))
+    close = difflib.get_close_matches(name, pool, n=5, cutoff=0.5)
+    return close + [n for n in pool if n not in close]
+
+
 def _values(body: Any, what: str) -> list[dict[str, Any]]:
     if not isinstance(body, dict) or not isinstance(body.get("value"), list):
         raise ResponseDecodeError(f"expected an OData list of {what}, got {str(body)[:200]!r}")
@@ -103,8 +110,7 @@ class OrchestratorAPI:
         if found is not None:
             self._resolved[ref] = found
             return found
-        paths = [f.fully_qualified_name for f in folders]
-        close = difflib.get_close_matches(str(ref), paths, n=5, cutoff=0.5) or sorted(paths)
+        close = closest_first(str(ref), [f.fully_qualified_name for f in folders])
         raise FolderNotFoundError(
             f"folder {ref!r} not found, or these credentials cannot see it "
             "(give its full path with '/' between levels, its Key or its Id)",
@@ -145,7 +151,7 @@ class OrchestratorAPI:
             params={"$select": "Name"},
         )
         names = sorted({str(r.get("Name")) for r in rows})
-        close = difflib.get_close_matches(process, names, n=5, cutoff=0.5) or names
+        close = closest_first(process, names)
         raise ProcessNotFoundError(
             f"process {process!r} not found in folder {folder.fully_qualified_name!r} "
             "(use the process name shown in Orchestrator's Processes page of that folder)",

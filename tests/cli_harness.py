@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -123,3 +124,22 @@ def write_file(folder: Path, name: str, content: str | bytes) -> Path:
     else:
         path.write_bytes(content)
     return path
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released), for "cannot connect"."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def assert_one_line_exit_2(run: CliRun, *needles: str) -> None:
+    """A usage or configuration error: exit 2, one line on stderr holding every needle,
+    nothing on stdout, no traceback."""
+    assert run.returncode == 2, (run.returncode, run.stderr)
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, run.stderr  # one message, nothing else
+    for needle in needles:
+        assert needle in lines[0], lines[0]

@@ -4,21 +4,14 @@ missing folder header, wrong secret): the first failing step names it and the fi
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_harness import cli_env, run_cli, simulator_jobs
+from cli_harness import cli_env, closed_port, run_cli, simulator_jobs
 
 from async_orch.simulator import SimulatorHandle
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -86,7 +79,7 @@ async def test_json_body_sent_to_the_identity_endpoint(
 
 
 async def test_wrong_host(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/demo/DefaultTenant/orchestrator_"
+    url = f"http://127.0.0.1:{closed_port()}/demo/DefaultTenant/orchestrator_"
     run = await run_cli("check", "--url", url, "--folder", "Shared", env=cli_env(tmp_path))
     step, what, fix = await _failing_step(run)
     assert step == "token"
@@ -94,21 +87,27 @@ async def test_wrong_host(tmp_path: Path) -> None:
     assert "check the host in the URL" in fix
 
 
-async def test_api_path_instead_of_tenant_url(sim: SimulatorHandle, tmp_path: Path) -> None:
-    # The forum's https://platform.uipath.com/odata/Folders: no organization/tenant.
-    run = await run_cli("check", "--url", sim.root_url + "/odata/Folders", env=cli_env(tmp_path))
-    step, what, fix = await _failing_step(run)
-    assert step == "URL"
-    assert "/odata/Folders" in what
-    assert "async-orch adds /odata/" in fix
+async def test_a_pasted_api_or_web_page_url_is_accepted_and_said_so(
+    sim: SimulatorHandle, tmp_path: Path
+) -> None:
+    # What dispatch accepts, check accepts: the path after the base is only noted.
+    for pasted in ("/odata/Jobs?$top=1", "/jobs"):
+        run = await run_cli(
+            "check", "--url", sim.url + pasted, "--folder", "Shared", env=cli_env(tmp_path)
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        (url_line,) = [line for line in run.stdout.splitlines() if " URL " in line]
+        assert url_line.split()[0] == "ok"
+        assert f"after the base is ignored; {sim.url} is enough" in url_line
 
 
 async def test_folder_in_the_path(sim: SimulatorHandle, tmp_path: Path) -> None:
     run = await run_cli("check", "--url", sim.url + "/Shared", env=cli_env(tmp_path))
     step, what, fix = await _failing_step(run)
     assert step == "URL"
-    assert "'Shared' after the Orchestrator base" in what
-    assert f"--url {sim.url}" in fix and "--folder 'Shared'" in fix
+    assert "'Shared' looks like a folder, and folders are not part of the URL" in what
+    assert f"Use {sim.url} and choose the folder" in what
+    assert "give the folder with --folder PATH" in fix
 
 
 async def test_missing_folder_header(sim: SimulatorHandle, tmp_path: Path) -> None:

@@ -10,28 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_harness import cli_env, run_cli, simulator_jobs
+from cli_harness import assert_one_line_exit_2, cli_env, closed_port, run_cli, simulator_jobs
 
 from async_orch.cli.common import non_negative, positive, positive_int
 from async_orch.journal import Journal, JournalTarget, RequestRecord
 from async_orch.journal_lock import JournalLock
 from async_orch.simulator import SimulatorHandle
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _assert_clear_failure(run: Any, *needles: str) -> None:
-    assert run.returncode == 2, (run.returncode, run.stderr)
-    assert "Traceback" not in run.stderr
-    assert run.stdout == ""
-    lines = [line for line in run.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, run.stderr  # one message, nothing else
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.mark.parametrize(
@@ -63,19 +47,19 @@ async def test_bad_dispatch_input_is_one_line_and_exit_2(
 ) -> None:
     sim: SimulatorHandle = await start_simulator(time_scale=20.0)
     run = await run_cli("dispatch", "--url", sim.url, *flags, env=cli_env(tmp_path, **env_extra))
-    _assert_clear_failure(run, *needles)
+    assert_one_line_exit_2(run, *needles)
     assert simulator_jobs(sim)["created"] == 0
     assert not (tmp_path / "state").exists()  # no journal for a run that never began
 
 
 async def test_unreachable_host_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/demo/DefaultTenant/orchestrator_"
+    url = f"http://127.0.0.1:{closed_port()}/demo/DefaultTenant/orchestrator_"
     # One attempt: the transport's retries of a refused connection only add time here.
     env = cli_env(tmp_path, ASYNC_ORCH_RETRY_ATTEMPTS="1")
     run = await run_cli(
         "dispatch", "--url", url, "--process", "Echo", "--folder", "Shared", env=env
     )
-    _assert_clear_failure(run, "cannot reach Orchestrator", "Check the URL")
+    assert_one_line_exit_2(run, "cannot reach Orchestrator", "Check the URL")
 
 
 @pytest.mark.parametrize(
@@ -94,7 +78,7 @@ async def test_malformed_url_is_one_line_and_exit_2(
     run = await run_cli(
         "dispatch", "--url", url, "--process", "Echo", "--folder", "Shared", env=cli_env(tmp_path)
     )
-    _assert_clear_failure(run, *needles)
+    assert_one_line_exit_2(run, *needles)
 
 
 async def test_missing_credentials_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -104,7 +88,7 @@ async def test_missing_credentials_is_one_line_and_exit_2(tmp_path: Path) -> Non
         "dispatch", "--url", "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_",
         "--process", "Echo", "--folder", "Shared", env=env,
     )  # fmt: skip
-    _assert_clear_failure(run, "no credentials", "UIPATH_CLIENT_ID")
+    assert_one_line_exit_2(run, "no credentials", "UIPATH_CLIENT_ID")
 
 
 @pytest.mark.parametrize(
@@ -126,16 +110,16 @@ async def test_bad_job_file_is_one_line_and_exit_2(
         "dispatch", "--url", "http://127.0.0.1:9/demo/DefaultTenant/orchestrator_",
         "--file", str(path), env=cli_env(tmp_path),
     )  # fmt: skip
-    _assert_clear_failure(run, *needles)
+    assert_one_line_exit_2(run, *needles)
 
 
 async def test_resume_of_a_file_that_is_not_a_journal_is_exit_2(tmp_path: Path) -> None:
     bogus = tmp_path / "notes.sqlite"
     bogus.write_text("hello", encoding="utf-8")
     run = await run_cli("dispatch", "--resume", str(bogus), env=cli_env(tmp_path))
-    _assert_clear_failure(run, "is not an async-orch journal")
+    assert_one_line_exit_2(run, "is not an async-orch journal")
     missing = await run_cli("dispatch", "--resume", str(tmp_path / "x"), env=cli_env(tmp_path))
-    _assert_clear_failure(missing, "no journal at")
+    assert_one_line_exit_2(missing, "no journal at")
 
 
 async def test_usage_errors_exit_2(tmp_path: Path) -> None:
@@ -203,7 +187,7 @@ async def test_every_writer_of_a_journal_in_use_gets_one_line_and_exit_2(
                      "--journal", str(fresh)]),
         ]:  # fmt: skip
             run = await run_cli(*args, env=env)
-            _assert_clear_failure(
+            assert_one_line_exit_2(
                 run,
                 f"error: journal {journal} is in use by another async-orch process {holder}",
                 "nothing to clean up",
@@ -233,7 +217,7 @@ async def test_a_malformed_url_in_the_environment_is_one_line_and_exit_2(
     run = await run_cli(
         "dispatch", "--process", "Echo", "--folder", "Shared", env=cli_env(tmp_path, **env_extra)
     )
-    _assert_clear_failure(run, *needles)
+    assert_one_line_exit_2(run, *needles)
 
 
 async def test_an_unwritable_output_fails_before_anything_starts(
@@ -261,7 +245,7 @@ async def test_an_unwritable_output_fails_before_anything_starts(
          "and its JSON would be the same file"),
     ]  # fmt: skip
     for args, needle in cases:
-        _assert_clear_failure(await run_cli(*args, env=env), needle)
+        assert_one_line_exit_2(await run_cli(*args, env=env), needle)
     assert simulator_jobs(sim)["created"] == 0
     assert not (tmp_path / "state").exists()  # no journal either
     leftovers = ("missing", "r.html", "r.json", "j.sqlite")
@@ -280,7 +264,7 @@ async def test_checking_the_output_keeps_an_old_file_and_leaves_no_new_one(
             "dispatch", "--url", sim.url, "--process", "Ecoh", "--folder", "Shared",
             "--output", str(output), env=cli_env(tmp_path),
         )  # fmt: skip
-        _assert_clear_failure(run, "process 'Ecoh' not found")
+        assert_one_line_exit_2(run, "process 'Ecoh' not found")
     assert earlier.read_text(encoding="utf-8") == '{"index": 0}\n'
     assert not fresh.exists()
 
@@ -292,7 +276,7 @@ async def test_files_that_are_not_utf8_are_one_line_and_exit_2(tmp_path: Path) -
         'folder,process,inputs\nShared,Echo,"{""client"": ""Café""}"\n'.encode("cp1252")
     )
     run = await run_cli("dispatch", "--simulator", "--file", str(jobs), env=cli_env(tmp_path))
-    _assert_clear_failure(
+    assert_one_line_exit_2(
         run, f"job file {jobs} is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8"
     )
     config = tmp_path / "config.toml"
@@ -301,6 +285,6 @@ async def test_files_that_are_not_utf8_are_one_line_and_exit_2(tmp_path: Path) -
         "dispatch", "--config", str(config), "--url", "http://127.0.0.1:9/a/b/orchestrator_",
         "--process", "Echo", "--folder", "Shared", env=cli_env(tmp_path),
     )  # fmt: skip
-    _assert_clear_failure(
+    assert_one_line_exit_2(
         run, f"config file {config} is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8"
     )

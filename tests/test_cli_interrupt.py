@@ -124,3 +124,22 @@ async def test_the_journal_records_running_as_soon_as_a_job_is_seen_running(
     left = len(abandoned["left_running"])
     assert left > 0 and f"{left} jobs may still be running" in run.stderr
     assert "jobs_left_running" not in run.stderr
+
+
+async def test_sigint_under_the_embedded_simulator_does_not_suggest_a_resume(
+    tmp_path: Path,
+) -> None:
+    # The embedded simulator ends with the process: a resume would find nothing.
+    journal = tmp_path / "embedded.sqlite"
+    process = await spawn_cli(
+        "dispatch", "--simulator", "--time-scale", str(TIME_SCALE), "--process", "DailyReport",
+        "--folder", "Shared", "--count", str(COUNT), "--journal", str(journal),
+        env=cli_env(tmp_path),
+    )  # fmt: skip
+    await wait_until(lambda: journal_counts(journal)[0] == COUNT, process=process)
+    process.send_signal(signal.SIGINT)
+    run = await finish(process)
+    assert run.returncode == 130, run.stderr
+    assert "the embedded simulator's jobs ended with it" in run.stderr
+    assert "--resume" not in run.stderr
+    assert "Traceback" not in run.stderr

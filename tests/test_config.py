@@ -171,6 +171,8 @@ REJECTED = [
     ("https://cloud.uipath.com/acme/DefaultTenant/Shared", "'Shared' looks like a folder"),
     ("https://cloud.uipath.com/acme/DefaultTenant/Shared/odata/Jobs", "looks like a folder"),
     (CLOUD + "/Finance/odata/Jobs", "'Finance' looks like a folder"),
+    (CLOUD + "/Shared", "'Shared' looks like a folder"),  # not a page of the web UI
+    (CLOUD + "/Finance/Invoices", "'Finance' looks like a folder"),
     ("https://platform.uipath.com/acct/tnt/Finance", "looks like a folder"),
     ("https://cloud.uipath.com/acme/portal_/externalApps", "another UiPath service"),
     ("https://cloud.uipath.com/acme/DefaultTenant/studio_/x", "another UiPath service"),

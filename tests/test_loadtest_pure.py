@@ -206,6 +206,7 @@ def test_summary_counts_jobs_requests_and_rates():
         "started": 2,
         "finished": 1,
         "unfinished": 1,
+        "timed_out": 0,
         "by_outcome": {"not_started": 1, "successful": 1},
     }
     assert summary["http"]["requests"] == 6

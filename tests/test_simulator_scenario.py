@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,11 @@ def test_invalid_scenarios_are_reported_with_the_file_and_key(text: str, message
         parse_scenario(text, name="bad.toml")
     assert str(info.value).startswith("bad.toml: ")
     assert message in str(info.value)
+
+
+def test_the_readme_scenario_example_loads() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"```toml\n(.*?)```", readme, flags=re.DOTALL)
+    scenario = parse_scenario(example, name="README")
+    paths = [f.path for t in scenario.tenants for f in t.folders]
+    assert "Finance/Accounts Payable" in paths

@@ -133,6 +133,8 @@ async def _check(args: argparse.Namespace, out: TextIO) -> int:
             )
         if "identity_url" in text:
             return _fail(out, "URL", StepFailed(text, _IDENTITY_URL_FIX))
+        if "looks like a folder" in text:
+            return _fail(out, "URL", StepFailed(text, _FOLDER_IN_URL_FIX))
         if "URL" in text:
             return _fail(out, "URL", StepFailed(text, _URL_FIX))
         return _fail(out, "credentials", StepFailed(text, _CREDENTIALS_FIX))
@@ -143,6 +145,11 @@ async def _check(args: argparse.Namespace, out: TextIO) -> int:
 _CREDENTIALS_FIX = (
     "set UIPATH_CLIENT_ID and UIPATH_CLIENT_SECRET (App ID and App Secret of an external "
     "application), or put client_id and client_secret_env in a profile"
+)
+
+_FOLDER_IN_URL_FIX = (
+    "end the URL at the tenant's orchestrator_ and give the folder with --folder PATH "
+    "(or UIPATH_FOLDER_PATH): it travels in the X-UIPATH-OrganizationUnitId header"
 )
 
 _IDENTITY_URL_FIX = (
@@ -165,24 +172,15 @@ def _fail(out: TextIO, step: str, failed: StepFailed) -> int:
 
 
 def _url_detail(settings: Settings) -> str:
+    """What the URL in use means; Settings has already refused what cannot work
+    (a folder in the path, another UiPath service), so this only describes it."""
     where = settings.orchestrator
-    # The URL in use (flag, environment or profile), already parsed once by Settings.
     tail = urlsplit(settings.url).path.rstrip("/")
     extra = tail[len(urlsplit(where.base).path.rstrip("/")) :].strip("/")
-    if extra:
-        if extra.lower().startswith(("odata", "api")):
-            raise StepFailed(
-                f"the URL goes on past the Orchestrator base with /{extra}",
-                f"use {where.base} alone; async-orch adds /odata/... to it",
-            )
-        raise StepFailed(
-            f"the URL has {extra!r} after the Orchestrator base; a folder is not part "
-            "of the URL (it travels in the X-UIPATH-OrganizationUnitId / FolderPath header)",
-            f"use --url {where.base} and give the folder with --folder {extra!r}",
-        )
+    ignored = f" (/{extra} after the base is ignored; {where.base} is enough)" if extra else ""
     if where.kind == "cloud":
-        return f"cloud URL, organization {where.organization}, tenant {where.tenant}"
-    return f"{where.kind} URL {where.base}"
+        return f"cloud URL, organization {where.organization}, tenant {where.tenant}{ignored}"
+    return f"{where.kind} URL {where.base}{ignored}"
 
 
 def _credentials_detail(settings: Settings) -> str:

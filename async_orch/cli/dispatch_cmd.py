@@ -86,7 +86,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="stop jobs that time out (SoftStop, then Kill after --stop-grace)",
     )
-    run_group.add_argument("--stop-grace", type=non_negative, default=30.0)
+    run_group.add_argument(
+        "--stop-grace",
+        type=non_negative,
+        default=30.0,
+        help="seconds between SoftStop and Kill when stopping jobs (default 30)",
+    )
     run_group.add_argument(
         "--max-in-flight",
         type=positive_int,
@@ -129,7 +134,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     out = parser.add_argument_group("output")
     out.add_argument("--format", choices=FORMATS, default=None, help="jsonl, csv or table")
     out.add_argument("--output", "-o", type=Path, help="write results here (default stdout)")
-    out.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    out.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress or messages, only errors (and the journal's path when it was "
+        "not given with --journal)",
+    )
     add_connection_flags(parser)
 
 
@@ -195,7 +206,9 @@ async def _dispatch(args: argparse.Namespace) -> int:
             path, target=target_of(settings), batch_id=batch_id, requests=records
         ) as journal:
             _say(args, f"dispatching {len(records)} jobs to {settings.url}")
-            _say(args, f"journal: {path}")
+            if not args.quiet or args.journal is None:
+                # Even when quiet: without it a generated journal could not be resumed.
+                print(f"journal: {path}", file=sys.stderr, flush=True)
             interrupted = await run_journaled(
                 orch,
                 journal,
@@ -271,12 +284,16 @@ def _finish(
     _say(args, f"{len(rows)} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if interrupted:
         journal.record_event("finished", interrupted=True)
-        _say(
-            args,
-            f"interrupted; the journal holds every job so far. Continue with:\n"
-            f"  async-orch dispatch --resume {journal.path}\n"
-            f"or stop what still runs with:\n  async-orch stop --journal {journal.path}",
-        )
+        if args.simulator:
+            # The embedded simulator ends with this process: nothing is left to resume.
+            _say(args, "interrupted; the embedded simulator's jobs ended with it")
+        else:
+            _say(
+                args,
+                f"interrupted; the journal holds every job so far. Continue with:\n"
+                f"  async-orch dispatch --resume {journal.path}\n"
+                f"or stop what still runs with:\n  async-orch stop --journal {journal.path}",
+            )
         return EXIT_INTERRUPTED
     journal.record_event("finished", interrupted=False)
     return exit_code(rows)

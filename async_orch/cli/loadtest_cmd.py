@@ -1,9 +1,15 @@
 """`async-orch loadtest`: drive a tenant (or the simulator) with a load profile.
 
 Against anything but the simulator it starts real jobs, so it insists on
-``--yes-start-real-jobs`` and a ``--max-jobs`` cap. Ctrl-C stops asking for jobs
-(and, with ``--stop-jobs``, stops those started) and still writes the report; a
-second Ctrl-C abandons at once.
+``--yes-start-real-jobs`` and a ``--max-jobs`` cap. The folders and the process
+are resolved before any job starts (a typo is one line and exit 2, as for
+``dispatch``). Ctrl-C stops asking for jobs (and, with ``--stop-jobs``, stops those
+started) and still writes the report; a second Ctrl-C abandons at once.
+
+Exit codes (see :func:`exit_code`): 0 the run is complete (every planned job
+started and ended, whatever its final state), 1 it is not (see
+:func:`~async_orch.loadtest.shortfalls`), 2 usage or configuration error, 130
+interrupted. The report is written in every case but 2 and an abandoned run.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +28,7 @@ from typing import Any, TextIO
 import anyio
 
 from async_orch.cli.common import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     configure_logging,
@@ -39,16 +46,18 @@ from async_orch.loadtest import (
     LoadPlan,
     LoadTest,
     Target,
+    check_names,
     embedded_simulator,
     live_line,
     parse_profile,
     render_html,
     run_and_report,
+    shortfalls,
     url_target,
 )
 from async_orch.planner import PollPolicy
 
-__all__ = ["add_parser", "check_safety", "run"]
+__all__ = ["add_parser", "check_safety", "exit_code", "run"]
 
 CONFIRM_FLAG = "--yes-start-real-jobs"
 
@@ -57,6 +66,18 @@ profiles:
   constant:RATE:SECONDS         e.g. constant:5:60  (5 jobs/s for a minute: 300 jobs)
   ramp:FROM:TO:SECONDS          e.g. ramp:1:20:120
   steps:RATExSECONDS,...        e.g. steps:2x30,5x30,10x30
+
+connection:
+  --simulator, or --url (default $UIPATH_URL) with credentials from the environment
+  (UIPATH_CLIENT_ID, UIPATH_CLIENT_SECRET, ...). --profile is the LOAD profile: no
+  connection profiles or --config here.
+
+exit codes:
+  0    complete: every planned job started and ended (Successful, Faulted or Stopped)
+  1    incomplete: jobs not started, or not ended by the drain timeout (see stderr)
+  2    usage or configuration error (unknown folder or process, unreachable URL, ...)
+  130  interrupted (Ctrl-C)
+  The report is written for 0, 1 and 130.
 
 examples:
   async-orch loadtest --simulator --time-scale 30 --fault throttle_rate=0.02 \\
@@ -156,6 +177,18 @@ def check_safety(*, is_simulator: bool, confirmed: bool, max_jobs: int | None) -
             + " and ".join(missing)
             + " (or use --simulator)."
         )
+
+
+def exit_code(report: Mapping[str, Any]) -> int:
+    """130 for an interrupted run, 1 for one with shortfalls (jobs not started, not
+    ended by the drain timeout, ...: :func:`~async_orch.loadtest.shortfalls`), else 0.
+
+    Faulted jobs and HTTP errors do not fail the run: they are what a load test
+    measures, and the report shows them.
+    """
+    if report["meta"].get("interrupted"):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if shortfalls(report) else EXIT_OK
 
 
 def _plan(args: argparse.Namespace) -> LoadPlan:
@@ -266,6 +299,9 @@ async def _loadtest(args: argparse.Namespace) -> int:
         check_safety(
             is_simulator=target.is_simulator, confirmed=args.confirm_real, max_jobs=args.max_jobs
         )
+        # A typo, bad credentials or an unreachable URL: one clear error (exit 2)
+        # before any job starts.
+        await check_names(target.settings, plan.template)
         planned = len(plan.start_times())
         if not args.quiet:
             print(
@@ -286,7 +322,10 @@ async def _loadtest(args: argparse.Namespace) -> int:
     args.report.write_text(render_html(report), encoding="utf-8")
     json_path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     _print_summary(report, args.report, json_path)
-    return EXIT_INTERRUPTED if report["meta"]["interrupted"] else EXIT_OK
+    code = exit_code(report)
+    if code == EXIT_FAILED:
+        print("load test incomplete: " + "; ".join(shortfalls(report)), file=sys.stderr)
+    return code
 
 
 def _print_summary(report: dict[str, Any], html: Path, json_path: Path) -> None:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TextIO
 
 from async_orch.batch import Outcome, Progress
+from async_orch.states import JobState
 
 __all__ = ["ProgressDisplay"]
 
 _ORDER = ("queued", "Pending", "Running", "Stopping", "Terminating", "Suspended")
 _FINAL = tuple(o.value for o in Outcome)
+# A job seen in a final state whose result is not out yet (its outputs are being
+# read, or it was stopped as the batch ended): shown as "ending", so the counts
+# shown always add up to the total.
+_ENDING = frozenset(s.value for s in JobState if s.is_terminal)
 
 
 class ProgressDisplay:
@@ -63,10 +69,7 @@ class ProgressDisplay:
         elapsed = now - self._started
         done = sum(progress.by_state.get(s, 0) for s in _FINAL)
         parts = [f"{done}/{progress.total} done"]
-        for state in (*_ORDER, *_FINAL):
-            count = progress.by_state.get(state, 0)
-            if count > 0:
-                parts.append(f"{state.lower()} {count}")
+        parts += [f"{label} {count}" for label, count in _shown_counts(progress.by_state)]
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (progress.total - done) / rate if rate > 0 else None
         parts.append(f"{rate:.1f} jobs/s")
@@ -79,9 +82,7 @@ class ProgressDisplay:
         """One line per folder with its counts (for the plain, non-live output)."""
         lines = []
         for folder, counts in sorted(progress.by_folder.items()):
-            shown = ", ".join(
-                f"{s.lower()} {counts[s]}" for s in (*_ORDER, *_FINAL) if counts.get(s, 0) > 0
-            )
+            shown = ", ".join(f"{label} {count}" for label, count in _shown_counts(counts))
             lines.append(f"  {folder}: {shown}")
         return lines
 
@@ -96,6 +97,18 @@ class ProgressDisplay:
             for line in self.folder_lines(progress):
                 self._stream.write(line + "\n")
         self._stream.flush()
+
+
+def _shown_counts(counts: Counter[str]) -> list[tuple[str, int]]:
+    """(label, count) for every state with jobs: running states first, then
+    "ending", then outcomes, then any state this version does not list."""
+    ending = sum(counts[s] for s in _ENDING)
+    known = {*_ORDER, *_FINAL, *_ENDING}
+    shown = [(s.lower(), counts[s]) for s in _ORDER]
+    shown.append(("ending", ending))
+    shown += [(s, counts[s]) for s in _FINAL]
+    shown += [(s.lower(), n) for s, n in sorted(counts.items()) if s not in known]
+    return [(label, n) for label, n in shown if n > 0]
 
 
 def _clock_text(seconds: float) -> str:

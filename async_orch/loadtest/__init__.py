@@ -14,9 +14,9 @@ The command line is ``async-orch loadtest`` (``async_orch/cli/loadtest_cmd.py``)
 from __future__ import annotations
 
 from async_orch.loadtest.profile import LoadProfile, Stage, parse_profile
-from async_orch.loadtest.report import build_report, render_html
+from async_orch.loadtest.report import build_report, render_html, shortfalls
 from async_orch.loadtest.runner import LiveStatus, LoadPlan, LoadTest, live_line
-from async_orch.loadtest.session import run_and_report
+from async_orch.loadtest.session import check_names, run_and_report
 from async_orch.loadtest.target import Target, embedded_simulator, url_target
 from async_orch.loadtest.template import JobTemplate
 
@@ -29,10 +29,12 @@ __all__ = [
     "Stage",
     "Target",
     "build_report",
+    "check_names",
     "embedded_simulator",
     "live_line",
     "parse_profile",
     "render_html",
     "run_and_report",
+    "shortfalls",
     "url_target",
 ]

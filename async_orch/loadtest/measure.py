@@ -112,6 +112,7 @@ class JobRecord:
     finished_at: float | None = None  # the result was in hand
     outcome: str | None = None
     state: str | None = None
+    timed_out: bool = False  # its result came from the deadline, not from its end
     queue_seconds: float | None = None  # tenant time: CreationTime -> StartTime
     run_seconds: float | None = None  # tenant time: StartTime -> EndTime
 
@@ -176,11 +177,15 @@ class Recording:
         created: datetime | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
+        timed_out: bool = False,
     ) -> None:
+        """The job's result is in hand; ``timed_out``: the batch's deadline (the profile's
+        end plus the drain timeout) passed first, and the job was left running or stopped."""
         record = self.jobs[index]
         record.finished_at = at
         record.outcome = outcome
         record.state = state
+        record.timed_out = timed_out
         record.queue_seconds = _seconds_between(created, start)
         record.run_seconds = _seconds_between(start, end)
 
@@ -336,6 +341,8 @@ def summarize(
             "started": len(started),
             "finished": finished,
             "unfinished": len(unfinished),
+            # Started, but the deadline came before their end (left running or stopped).
+            "timed_out": sum(1 for j in started if j.timed_out),
             "by_outcome": dict(sorted(outcomes.items())),
         },
         "throughput": {

@@ -8,7 +8,8 @@ through a headless browser); the page reads the same without them.
 
 :func:`build_report` puts together the run's settings, the numbers of
 :func:`~async_orch.loadtest.measure.summarize`, and, against the simulator, the
-simulator's own counters with a side-by-side check (:func:`agreement`).
+simulator's own counters with a side-by-side check (:func:`agreement`), and
+:func:`shortfalls`: why the run is not complete (the command line's exit code 1).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from async_orch.loadtest.measure import NO_ANSWER, START_JOBS, route_label
 from async_orch.loadtest.svg import Series, bar_chart, line_chart, stacked_area_chart
 
-__all__ = ["agreement", "build_report", "render_html", "server_counters"]
+__all__ = ["agreement", "build_report", "render_html", "server_counters", "shortfalls"]
 
 _STATE_COLORS = {
     "queued": "#c7c7c7",
@@ -125,6 +126,37 @@ def agreement(summary: Mapping[str, Any], server: Mapping[str, Any]) -> list[dic
     return checks
 
 
+def shortfalls(report: Mapping[str, Any]) -> list[str]:
+    """Why the run is not complete, one phrase each; empty when it is.
+
+    A run is complete when every planned job was started and ended (Successful,
+    Faulted or Stopped by someone else: a load test measures, a faulted job is a
+    result) before the deadline, the profile's end plus the drain timeout. Not
+    complete: jobs not started (StartJobs refused or failed, or not asked for in
+    time), jobs that had not ended by the deadline (left running, or stopped by
+    ``stop_jobs``), jobs in a state this version does not know, jobs without a
+    result when the run stopped. HTTP errors (429s, 5xx, dropped connections) that
+    retries got past are measurements, not shortfalls.
+    """
+    jobs = report["jobs"]
+    by_outcome = jobs.get("by_outcome", {})
+    planned, started = int(jobs["planned"]), int(jobs["started"])
+    what = "stopped" if report.get("meta", {}).get("stop_jobs") else "left running"
+    found = []
+    if planned == 0:
+        found.append("no job was planned")
+    if started < planned:
+        found.append(f"{planned - started} of {planned} jobs were not started")
+    timed_out = int(jobs.get("timed_out", by_outcome.get("timed_out", 0)))
+    if timed_out:
+        found.append(f"{timed_out} jobs had not ended by the drain timeout ({what})")
+    if unknown := int(by_outcome.get("unknown", 0)):
+        found.append(f"{unknown} jobs ended in a state async-orch does not know")
+    if unfinished := int(jobs.get("unfinished", 0)):
+        found.append(f"{unfinished} started jobs had not ended when the run stopped ({what})")
+    return found
+
+
 def build_report(
     summary: Mapping[str, Any],
     *,
@@ -133,6 +165,7 @@ def build_report(
 ) -> dict[str, Any]:
     """The whole report as one JSON-ready dict (the HTML page renders it)."""
     report: dict[str, Any] = {"meta": dict(meta), **summary}
+    report["shortfalls"] = shortfalls(report)
     if server is not None:
         report["server"] = dict(server)
         report["agreement"] = agreement(summary, server)
@@ -360,10 +393,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         notes.append(
             "The run was interrupted (Ctrl-C): the numbers cover what happened until then."
         )
-    unfinished = report["jobs"]["unfinished"]
-    if unfinished:
-        what = "stopped" if meta.get("stop_jobs") else "left running"
-        notes.append(f"{unfinished} started jobs had not ended when the run stopped ({what}).")
+    notes += [f"Incomplete run: {text}." for text in shortfalls(report)]
     if meta.get("time_scale") and meta["time_scale"] != 1:
         notes.append(
             f"Tenant times (queue, run) are simulated seconds: the simulator ran "

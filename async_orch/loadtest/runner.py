@@ -289,6 +289,7 @@ class LoadTest:
             created=job.creation_time if job else None,
             start=job.start_time if job else None,
             end=job.end_time if job else None,
+            timed_out=result.timed_out,
         )
 
     async def _pace(self, orch: OrchestratorClient) -> None:

@@ -1,4 +1,5 @@
-"""One load test from start to report: counters before, the run, counters after."""
+"""One load test from start to report: names checked, counters before, the run,
+counters after."""
 
 from __future__ import annotations
 
@@ -6,13 +7,34 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from async_orch.client import OrchestratorClient
+from async_orch.config import Settings
 from async_orch.loadtest.measure import bucket_width, summarize
 from async_orch.loadtest.profile import LoadProfile
 from async_orch.loadtest.report import build_report, server_counters
 from async_orch.loadtest.runner import LoadTest
 from async_orch.loadtest.target import Target
+from async_orch.loadtest.template import JobTemplate
 
-__all__ = ["run_and_report", "target_rates"]
+__all__ = ["check_names", "run_and_report", "target_rates"]
+
+
+async def check_names(settings: Settings, template: JobTemplate) -> None:
+    """Resolve every folder of ``template`` and its process there, before any load.
+
+    A typo raises :class:`~async_orch.errors.FolderNotFoundError` or
+    :class:`~async_orch.errors.ProcessNotFoundError` (the messages ``dispatch``
+    gives), an unreachable URL :class:`~async_orch.errors.TransportError`, refused
+    credentials :class:`~async_orch.errors.AuthenticationError`: one clear error
+    before any job starts, instead of a run whose every job is "not started".
+
+    It uses a client of its own, so its requests are not part of the measurements
+    (call it before :func:`run_and_report`, which reads the simulator's counters
+    first).
+    """
+    async with OrchestratorClient(settings) as orch:
+        for folder in dict.fromkeys(template.folders):  # in the order given, once each
+            await orch.api.resolve_release(folder, template.process)
 
 
 def target_rates(profile: LoadProfile, *, width: float, duration: float) -> list[float]:

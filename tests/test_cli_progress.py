@@ -1,0 +1,63 @@
+"""The progress line: the counts it shows always add up to the total."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+from cli_harness import cli_env, run_cli
+
+from async_orch.batch import Progress
+from async_orch.cli.progress import ProgressDisplay
+
+
+def display() -> ProgressDisplay:
+    return ProgressDisplay(io.StringIO(), live=False, clock=lambda: 100.0)
+
+
+def shown_total(line: str) -> int:
+    """The sum of the "<state> N" counts of a progress line (not done/total)."""
+    return sum(int(n) for n in re.findall(r"\| [a-z_]+ (\d+)", line))
+
+
+def test_a_job_seen_final_but_not_reported_yet_is_shown_as_ending() -> None:
+    progress = Progress(total=300)
+    progress.move("Shared", None, "Pending", 28)
+    progress.move("Shared", None, "successful", 271)
+    progress.move("Shared", None, "Successful")  # its outputs are being read
+    line = display().line(progress, 105.0)
+    assert line.startswith("271/300 done | pending 28 | ending 1 | successful 271 |")
+    assert shown_total(line) == 300
+    assert display().folder_lines(progress) == ["  Shared: pending 28, ending 1, successful 271"]
+
+
+def test_jobs_stopped_as_a_batch_ends_are_not_left_out() -> None:
+    # After Ctrl-C with --on-interrupt stop, jobs end Stopped with no result.
+    progress = Progress(total=4)
+    progress.move("Shared", None, "Stopped", 4)
+    assert display().line(progress, 101.0).startswith("0/4 done | ending 4 |")
+    assert display().folder_lines(progress) == ["  Shared: ending 4"]
+
+
+def test_a_state_this_version_does_not_list_is_still_counted() -> None:
+    progress = Progress(total=3)
+    progress.move("HR", None, "Resumed")
+    progress.move("HR", None, "Running", 2)
+    line = display().line(progress, 101.0)
+    assert "running 2" in line and "resumed 1" in line
+    assert shown_total(line) == 3
+
+
+async def test_quiet_prints_only_the_path_of_a_journal_it_chose(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    args = ["dispatch", "--simulator", "--time-scale", "600", "--process", "Echo"]
+    args += ["--folder", "Shared", "--count", "2", "--quiet", "-o", str(tmp_path / "r.jsonl")]
+    chosen = await run_cli(*args, env=env)
+    assert chosen.returncode == 0, chosen.stderr
+    (line,) = chosen.stderr.splitlines()  # nothing else: no progress, no summary
+    assert line.startswith(f"journal: {tmp_path / 'state'}")  # under XDG_STATE_HOME
+
+    named = await run_cli(*args, "--journal", str(tmp_path / "j.sqlite"), env=env)
+    assert named.returncode == 0, named.stderr
+    assert named.stderr == ""
