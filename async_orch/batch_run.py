@@ -254,6 +254,7 @@ class BatchRun:
             stopped = [h for h in live if h.job_id not in still]
             log.info("async_orch.jobs_stopped", count=len(stopped))
             live = left
+            self._count_ended(stopped)
         abandoned = Abandoned(
             reason=reason,
             stopped=tuple(stopped),
@@ -261,6 +262,19 @@ class BatchRun:
             uncertain_references=tuple(self._shield.uncertain),
         )
         report_abandoned(abandoned, self._hooks.on_abandoned)
+
+    def _count_ended(self, handles: list[JobHandle]) -> None:
+        """Progress counts jobs that ended while the batch was ending under their
+        outcome (no result is emitted for them; ``Abandoned.stopped`` lists them)."""
+        for handle in handles:
+            state = self._jobs[handle.job_id].state
+            outcome = Outcome.of_final(state) if state is not None else None
+            if state is not None and outcome is not None:
+                self.progress.move(handle.folder_path, state.value, outcome.value)
+        try:
+            self._report()
+        except Exception as exc:  # as in _on_state_while_ending
+            log.warning("async_orch.callback_failed", callback="on_progress", error=repr(exc))
 
     def _on_state_while_ending(
         self, handle: JobHandle, old: JobState | None, new: JobState

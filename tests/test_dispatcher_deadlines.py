@@ -186,13 +186,20 @@ async def test_cancelled_run_with_stop_on_cancel_stops_every_job_first(
     start_simulator: Callable[..., Any],
 ) -> None:
     sim = await start(start_simulator)
+    snapshots: list[dict[str, int]] = []
     async with client(sim) as orch:
         with structlog.testing.capture_logs() as logs:
             started = await run_and_cancel_when_started(
-                orch, slow(5) + slow(3, "HR"), stop_on_cancel=True, stop_grace=20.0
+                orch,
+                slow(5) + slow(3, "HR"),
+                stop_on_cancel=True,
+                stop_grace=20.0,
+                on_progress=lambda p: snapshots.append(+p.by_state),
             )
 
     assert len(started) == 8
+    # The last progress counts them as what they are, stopped, not as still running.
+    assert snapshots[-1] == {"stopped": 8}
     # When the cancellation came out of run_jobs, every job was already stopped.
     assert {j.state for j in engine_jobs(sim)} == {JobState.STOPPED}
     assert not [e for e in logs if e["event"] == "async_orch.jobs_left_running"]
