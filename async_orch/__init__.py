@@ -15,10 +15,17 @@ from async_orch.config import (
     Settings,
     StaticToken,
 )
-from async_orch.dispatcher import DispatchLimits
+from async_orch.dispatcher import (
+    AbandonedCallback,
+    DispatchLimits,
+    ProgressCallback,
+    StartedCallback,
+    StateCallback,
+)
 from async_orch.errors import (
     APIError,
     AuthenticationError,
+    ClientClosedError,
     ConfigurationError,
     FolderNotFoundError,
     InvalidRequestError,
@@ -31,6 +38,7 @@ from async_orch.models import Folder, Job, Release
 from async_orch.planner import PollPolicy
 from async_orch.starting import Started, StartFailure
 from async_orch.states import TERMINAL_STATES, JobState
+from async_orch.transport import TransportStats
 
 __version__ = "0.1.0"
 
@@ -38,7 +46,9 @@ __all__ = [
     "TERMINAL_STATES",
     "APIError",
     "Abandoned",
+    "AbandonedCallback",
     "AuthenticationError",
+    "ClientClosedError",
     "ClientCredentials",
     "ConfigurationError",
     "DispatchLimits",
@@ -57,6 +67,7 @@ __all__ = [
     "PollPolicy",
     "ProcessNotFoundError",
     "Progress",
+    "ProgressCallback",
     "RateLimitedError",
     "RefreshTokenCredentials",
     "Release",
@@ -64,8 +75,11 @@ __all__ = [
     "Settings",
     "StartFailure",
     "Started",
+    "StartedCallback",
+    "StateCallback",
     "StaticToken",
     "Summary",
     "TransportError",
+    "TransportStats",
     "__version__",
 ]

@@ -8,6 +8,8 @@ exception is mapped here (chained with ``from``) so that callers see only
 * False: the connection was never made (refused, DNS, TLS, connect timeout).
 * True: anything later (reset, server disconnect, read timeout, truncated
   body, malformed response), because the request may have been received.
+
+A session closed by its owner is :class:`ClientClosedError` (nothing was sent).
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from typing import Any
 
 import aiohttp
 
-from async_orch.errors import RequestTimeoutError, ResponseDecodeError, TransportError
+from async_orch.errors import (
+    ClientClosedError,
+    RequestTimeoutError,
+    ResponseDecodeError,
+    TransportError,
+)
 from async_orch.protocol import header, looks_like_html
 
 __all__ = ["Response", "send_once"]
@@ -84,6 +91,7 @@ async def send_once(
     Raises:
         TransportError: no usable response (``may_have_reached_server`` as above).
         RequestTimeoutError: the same, for a timeout.
+        ClientClosedError: the session is closed.
     """
     extra: dict[str, Any] = {} if client_timeout is None else {"timeout": client_timeout}
     try:
@@ -110,3 +118,9 @@ async def send_once(
         raise TransportError(
             f"connection failed: {type(exc).__name__}: {exc}", method=method, url=url
         ) from exc
+    except RuntimeError as exc:
+        # aiohttp's "Session is closed": the application closed the session it
+        # lent us (Transport checks first, but it can close while we wait).
+        if not session.closed:
+            raise
+        raise ClientClosedError(session_closed=True) from exc

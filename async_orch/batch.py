@@ -182,7 +182,7 @@ class Outcome(enum.StrEnum):
     STOPPED = "stopped"  # the job ended Stopped (by us on timeout, or by someone else)
     TIMED_OUT = "timed_out"  # a deadline passed; the job may still be running (see state)
     NOT_STARTED = "not_started"  # no job was created (see error)
-    UNKNOWN = "unknown"  # the job reached a state this version does not know
+    UNKNOWN = "unknown"  # a state this version does not know, or the job is gone (see error)
 
     @classmethod
     def of_final(cls, state: JobState) -> Outcome | None:

@@ -7,6 +7,9 @@ Usage::
             [JobRequest(process="Echo", folder=f, inputs={"n": i}) for i, f in ...]
         )
 
+Calls made outside the ``async with`` block (or after closing a session passed
+in with ``session=``) raise :class:`~async_orch.errors.ClientClosedError`.
+
 A client holds no global state: two clients for two tenants never share a
 token, a cache or a connection pool (unless you inject one session into both).
 """
@@ -124,7 +127,13 @@ class OrchestratorClient:
                 References whose start is uncertain (an
                 :class:`~async_orch.batch.Abandoned`). Without it those are
                 logged as the warning ``async_orch.jobs_left_running``.
+
+        Raises:
+            ClientClosedError: called outside ``async with``, or the session given
+                was closed; nothing was started.
         """
+        # Checked first: inside a batch a closed client would only make every request fail.
+        self.transport.ensure_open()
         return await self.dispatcher.run(
             requests,
             handles=handles,
@@ -160,6 +169,7 @@ class OrchestratorClient:
                 async for result in results:
                     ...
         """
+        self.transport.ensure_open()
         return self.dispatcher.iter_results(
             requests,
             handles=handles,
@@ -183,6 +193,7 @@ class OrchestratorClient:
         Wait for the jobs later, from here or elsewhere, with :meth:`wait_jobs`
         (``JobHandle.to_dict``/``from_dict`` carry handles across processes).
         """
+        self.transport.ensure_open()
         return await self.dispatcher.start(requests, on_started=on_started)
 
     async def wait_jobs(

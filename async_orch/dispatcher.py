@@ -69,7 +69,7 @@ from async_orch.cancellation import (
 from async_orch.config import RetryPolicy
 from async_orch.limits import DispatchLimits, StartLimiter
 from async_orch.models import Job
-from async_orch.planner import PollPolicy
+from async_orch.planner import ListBudget, PollPolicy
 from async_orch.poller import StateCallback, StopPolicy
 from async_orch.resources import OrchestratorAPI
 from async_orch.starting import (
@@ -110,6 +110,9 @@ class Dispatcher:
     ) -> None:
         self._api = api
         self._poll = poll or PollPolicy()
+        # One list budget for every batch of this dispatcher, run at once or not:
+        # the tenant's limit on GET /odata/Jobs is one for all of them.
+        self._list_budget = ListBudget(self._poll.list_budget_per_minute)
         self._clock = clock
         self._limiter = StartLimiter(limits or DispatchLimits(), clock=clock, sleep=sleep)
         self._starter = Starter(api, self._limiter, retry=retry or RetryPolicy(), sleep=sleep)
@@ -338,6 +341,7 @@ class Dispatcher:
             stop_policy=stop_policy,
             stop_on_cancel=stop_on_cancel,
             poll=self._poll,
+            list_budget=self._list_budget,
             clock=self._clock,
             hooks=hooks,
         )

@@ -7,6 +7,8 @@ Every error is an :class:`OrchestratorError`. "No response" is kept apart from
 
     OrchestratorError
     ├── ConfigurationError        bad or missing settings; raised before any I/O
+    ├── ClientClosedError         the client is used outside its 'async with' block,
+    │                             or the aiohttp session it was given is closed
     ├── InvalidRequestError       a request we refuse to send (malformed inputs, too long)
     ├── AuthenticationError       the identity endpoint refused, or 401 after one refresh
     ├── NotFoundByNameError       a folder or process name that does not resolve
@@ -39,6 +41,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConfigurationError",
     "ConflictError",
     "FolderNotFoundError",
@@ -63,6 +66,31 @@ class OrchestratorError(Exception):
 
 class ConfigurationError(OrchestratorError):
     """Settings are missing or inconsistent; nothing was sent."""
+
+
+class ClientClosedError(OrchestratorError):
+    """The client cannot send: it is not open, or its aiohttp session is closed.
+
+    Nothing was sent. Attributes:
+        session_closed: True when the cause is an aiohttp session the
+            application passed in (``session=``) and then closed.
+    """
+
+    def __init__(self, *, session_closed: bool = False) -> None:
+        self.session_closed = session_closed
+        if session_closed:
+            message = (
+                "the aiohttp session passed to OrchestratorClient(session=...) is closed: keep "
+                "it open for as long as the client is used, or pass no session and let "
+                "'async with OrchestratorClient(settings) as orch:' open and close its own"
+            )
+        else:
+            message = (
+                "the OrchestratorClient is not open: use it inside "
+                "'async with OrchestratorClient(settings) as orch:' (it was called before "
+                "that block was entered, or after it was left)"
+            )
+        super().__init__(message)
 
 
 class InvalidRequestError(OrchestratorError):

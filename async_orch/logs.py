@@ -1,21 +1,28 @@
 """Loggers for the library: structlog events, quiet until the application asks.
 
-structlog prints every event at every level when nobody configured it, which
-would make a library chatty by default. So, until the application configures
-structlog (``structlog.configure``, or the CLI's ``-v``), only warnings and
-errors get through; once it has, every event goes to its configuration and
-the application's own filtering decides.
+Until the application configures structlog (``structlog.configure``, or the
+CLI's ``-v``), nothing below warning is logged, and warnings and errors go
+through the standard library instead: ``logging.getLogger("async_orch.<module>")``
+at the same level, the message being the event name followed by ``key=value``
+pairs. An application using ``logging`` (uvicorn, FastAPI, ...) thus gets them
+in its own handlers, and one that set up no logging at all sees them on stderr
+(Python's last-resort handler); nothing is ever printed to stdout. (structlog's
+own default would print every event, at every level, to stdout.)
+
+Once structlog is configured, every event goes to its configuration and the
+application's own filtering decides.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import structlog
 
 __all__ = ["get_logger"]
 
-_QUIET_BELOW = 30  # warning
+_QUIET_BELOW = logging.WARNING
 
 
 class _LibraryLogger:
@@ -25,21 +32,31 @@ class _LibraryLogger:
         self._name = name
 
     def debug(self, event: str, **values: Any) -> None:
-        self._emit(10, "debug", event, values)
+        self._emit(logging.DEBUG, "debug", event, values)
 
     def info(self, event: str, **values: Any) -> None:
-        self._emit(20, "info", event, values)
+        self._emit(logging.INFO, "info", event, values)
 
     def warning(self, event: str, **values: Any) -> None:
-        self._emit(30, "warning", event, values)
+        self._emit(logging.WARNING, "warning", event, values)
 
     def error(self, event: str, **values: Any) -> None:
-        self._emit(40, "error", event, values)
+        self._emit(logging.ERROR, "error", event, values)
 
     def _emit(self, level: int, method: str, event: str, values: dict[str, Any]) -> None:
-        if level < _QUIET_BELOW and not structlog.is_configured():
+        if structlog.is_configured():
+            getattr(structlog.get_logger(self._name), method)(event, **values)
             return
-        getattr(structlog.get_logger(self._name), method)(event, **values)
+        if level < _QUIET_BELOW:
+            return
+        logger = logging.getLogger(self._name)
+        if logger.isEnabledFor(level):
+            logger.log(level, "%s", _key_values(event, values))
+
+
+def _key_values(event: str, values: dict[str, Any]) -> str:
+    # repr keeps each value on one line and tells the string "3" from the number 3.
+    return " ".join([event, *(f"{key}={value!r}" for key, value in values.items())])
 
 
 def get_logger(name: str) -> _LibraryLogger:

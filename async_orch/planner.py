@@ -52,7 +52,9 @@ of them. Pacing rather than bursting matters: spending a minute's budget in
 the first seconds would leave every job unchecked for the rest of that minute.
 After :meth:`~PollPlanner.rate_limited` (a 429) no list call is issued until
 the pause ends. A budget of 0 turns list calls off: each job is then read by
-id whenever it is due (see Probes).
+id whenever it is due (see Probes). The budget is a :class:`ListBudget`, which
+several planners can share (the dispatcher gives all its batches one): the
+tenant's limit is one for all of them.
 
 *Batches.* A list call is made only when at least one job is due. It goes to
 the folder whose oldest due job has waited more than ``max_interval / 2`` past
@@ -124,6 +126,7 @@ __all__ = [
     "FetchOne",
     "FetchPurpose",
     "ListBatch",
+    "ListBudget",
     "PlannerStats",
     "PollAction",
     "PollPlanner",
@@ -331,6 +334,41 @@ class _Counters:
     by_phase: dict[_Phase, int] = field(default_factory=lambda: dict.fromkeys(_Phase, 0))
 
 
+class ListBudget:
+    """The list-call budget of one tenant: calls paced evenly, at most
+    ``per_minute`` in any 60 s window, none while paused after a 429.
+
+    One budget can serve several planners (the batches of one client) so that
+    together they stay within the tenant's limit.
+    """
+
+    def __init__(self, per_minute: float) -> None:
+        self.capacity = int(per_minute)
+        self._spacing = _WINDOW / per_minute if self.capacity else math.inf
+        self._times: deque[float] = deque(maxlen=max(1, self.capacity))
+        self._paused_until = -math.inf
+
+    def ready_at(self) -> float:
+        """The earliest time a list call is allowed (inf when list calls are off)."""
+        if not self.capacity:
+            return math.inf
+        ready = self._paused_until
+        if self._times:
+            ready = max(ready, self._times[-1] + self._spacing)
+            if len(self._times) >= self.capacity:
+                # A slot frees when the oldest of the last `capacity` calls leaves the window.
+                ready = max(ready, self._times[0] + _WINDOW)
+        return ready
+
+    def spend(self, now: float) -> None:
+        """A list call is made at ``now``."""
+        self._times.append(now)
+
+    def pause_until(self, until: float) -> None:
+        """No list call before ``until`` (after a 429)."""
+        self._paused_until = max(self._paused_until, until)
+
+
 class PollPlanner(Generic[FolderT]):
     """Plan list calls and reads by id for many jobs; see the module docstring.
 
@@ -341,22 +379,20 @@ class PollPlanner(Generic[FolderT]):
         action = planner.next_action(clock())   # ListBatch | FetchOne | None
     """
 
-    def __init__(self, policy: PollPolicy | None = None) -> None:
+    def __init__(
+        self, policy: PollPolicy | None = None, *, budget: ListBudget | None = None
+    ) -> None:
         self.policy = policy or PollPolicy()
         self._jobs: dict[int, _Track[FolderT]] = {}
         # WATCHING jobs by folder; folders keep their first-seen order for ties.
         self._watching: dict[FolderT, _FolderWatch[FolderT]] = {}
         self._fetch_queue: dict[int, _Track[FolderT]] = {}
-        self._list_capacity = int(self.policy.list_budget_per_minute)
-        self._list_spacing = (
-            _WINDOW / self.policy.list_budget_per_minute if self._list_capacity else math.inf
-        )
-        self._list_times: deque[float] = deque(maxlen=max(1, self._list_capacity))
-        self._paused_until = -math.inf
+        # Shared by every planner of a client: the tenant's limit is one for all.
+        self._budget = budget or ListBudget(self.policy.list_budget_per_minute)
         self._probe_spacing = 1.0 / self.policy.probe_rate_per_second
         # How long past its due time a job waits for a list call before it is
         # probed by id; with list calls off there is nothing to wait for.
-        self._probe_grace = self.policy.max_interval if self._list_capacity else 0.0
+        self._probe_grace = self.policy.max_interval if self._budget.capacity else 0.0
         self._last_probe = -math.inf
         self._count = _Counters()
 
@@ -498,7 +534,7 @@ class PollPlanner(Generic[FolderT]):
         pause = self.policy.rate_limit_pause
         if retry_after is not None and math.isfinite(retry_after):
             pause = max(0.0, retry_after)
-        self._paused_until = max(self._paused_until, now + pause)
+        self._budget.pause_until(now + pause)
         self._count.rate_limited += 1
 
     def remove(self, job_id: int) -> None:
@@ -571,15 +607,7 @@ class PollPlanner(Generic[FolderT]):
 
     def _list_ready_at(self) -> float:
         """The earliest time a list call is allowed (inf when list calls are off)."""
-        if not self._list_capacity:
-            return math.inf
-        ready = self._paused_until
-        if self._list_times:
-            ready = max(ready, self._list_times[-1] + self._list_spacing)
-            if len(self._list_times) >= self._list_capacity:
-                # A slot frees when the oldest of the last `capacity` calls leaves the window.
-                ready = max(ready, self._list_times[0] + _WINDOW)
-        return ready
+        return self._budget.ready_at()
 
     def _next_fetch(self, now: float) -> FetchOne[FolderT] | None:
         probe_ok = self._last_probe + self._probe_spacing <= now
@@ -641,7 +669,7 @@ class PollPlanner(Generic[FolderT]):
         for track in chosen:
             self._set_phase(track, _Phase.LISTING)
             self._watching[folder].remove(track.job_id)
-        self._list_times.append(now)
+        self._budget.spend(now)
         self._count.list_calls += 1
         return ListBatch(folder, tuple(t.job_id for t in chosen))
 

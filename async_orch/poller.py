@@ -30,16 +30,24 @@ from datetime import UTC, datetime
 import anyio
 
 from async_orch.batch import JobHandle
-from async_orch.errors import InvalidRequestError, OrchestratorError, RateLimitedError
+from async_orch.errors import (
+    ClientClosedError,
+    InvalidRequestError,
+    NotFoundError,
+    OrchestratorError,
+    RateLimitedError,
+)
 from async_orch.logs import get_logger
 from async_orch.models import Job
-from async_orch.planner import FetchOne, ListBatch, PollPlanner, PollPolicy
+from async_orch.planner import FetchOne, ListBatch, ListBudget, PollPlanner, PollPolicy
 from async_orch.resources import OrchestratorAPI
 from async_orch.states import JobState
 
 __all__ = ["Finished", "JobWatcher", "StateCallback", "StopPolicy"]
 
 log = get_logger("async_orch.poller")
+
+_NOT_FOUND_LIMIT = 3  # reads by id answered 404 in a row before a job counts as gone
 
 #: Called with (handle, old state, new state) when a job is seen in a new state;
 #: ``old`` is None when its state was not known before (a job re-attached to).
@@ -95,6 +103,7 @@ class _Watched:
     job: Job | None = None
     stop_sent: str | None = None  # "SoftStop" / "Kill" once sent
     stop_at: float | None = None  # when the last stop was sent
+    not_found: int = 0  # reads by id answered 404 in a row
 
     def due_at(self, grace: float) -> float | None:
         """When its deadline needs attention next (None: it has no deadline)."""
@@ -127,9 +136,11 @@ class JobWatcher:
         clock: Callable[[], float] = time.monotonic,
         fetch_concurrency: int = 8,
         on_state: StateCallback | None = None,
+        list_budget: ListBudget | None = None,
     ) -> None:
         self._api = api
-        self._planner: PollPlanner[int] = PollPlanner(policy or PollPolicy())
+        # list_budget: shared with the client's other watchers (see ListBudget).
+        self._planner: PollPlanner[int] = PollPlanner(policy or PollPolicy(), budget=list_budget)
         self._min_interval = self._planner.policy.min_interval
         self._stop_policy = stop_policy or StopPolicy()
         self._clock = clock
@@ -252,10 +263,14 @@ class JobWatcher:
         try:
             states = await self._api.job_states(folder, action.job_ids)
         except RateLimitedError as exc:
-            log.debug("async_orch.poll_rate_limited", retry_after=exc.retry_after)
+            # A warning: the tenant's list limit is shared with every other client of
+            # the tenant, and waiting it out can delay results by a minute.
+            log.warning("async_orch.poll_rate_limited", retry_after=exc.retry_after, error=str(exc))
             self._planner.rate_limited(retry_after=exc.retry_after, now=self._clock())
             self._planner.list_failed(action.job_ids, now=self._clock())
             return
+        except ClientClosedError:
+            raise  # the client is gone: nothing to retry or report per job
         except OrchestratorError as exc:
             # The transport already retried what is worth retrying; the jobs stay
             # due and are asked about again on the next round.
@@ -282,11 +297,25 @@ class JobWatcher:
             job = await self._api.get_job(
                 watched.handle.folder_key or watched.handle.folder_id, action.job_id
             )
+        except NotFoundError as exc:
+            # A handle that outlived its job (purged, or from another tenant or
+            # folder) would otherwise be read forever. A few 404s in a row, not one,
+            # in case a just-created job is not readable yet.
+            watched.not_found += 1
+            if watched.not_found >= _NOT_FOUND_LIMIT:
+                log.warning("async_orch.job_not_found", job_id=action.job_id, error=str(exc))
+                await self._finish(watched, on_finished, timed_out=False, error=exc)
+                return False
+            self._planner.fetch_failed(action.job_id, now=self._clock())
+            return True
+        except ClientClosedError:
+            raise  # the client is gone: nothing to retry or report per job
         except OrchestratorError as exc:
             log.warning("async_orch.fetch_failed", job_id=action.job_id, error=str(exc))
             self._planner.fetch_failed(action.job_id, now=self._clock())
             return True
         now = self._clock()
+        watched.not_found = 0
         self._note_state(job.id, job.state)
         watched.job = job
         if job.state.is_terminal:
@@ -353,6 +382,8 @@ class JobWatcher:
                 log.info("async_orch.jobs_stopping", strategy=strategy, job_ids=ids)
                 try:
                     await self._api.stop_jobs(folder, ids, strategy=strategy)
+                except ClientClosedError:
+                    raise  # the client is gone: nothing to retry or report per job
                 except OrchestratorError as exc:
                     # The grace still runs: a failed SoftStop is followed by Kill,
                     # a failed Kill by reporting the job as timed out.
@@ -364,6 +395,7 @@ class JobWatcher:
         on_finished: Callable[[Finished], Awaitable[None]],
         *,
         timed_out: bool,
+        error: OrchestratorError | None = None,
     ) -> None:
         job_id = watched.handle.job_id
         if self._jobs.pop(job_id, None) is None:
@@ -377,6 +409,7 @@ class JobWatcher:
                 state=watched.state,
                 timed_out=timed_out,
                 detected=datetime.now(UTC),
+                error=error,
                 stop_sent=watched.stop_sent,
             )
         )

@@ -24,6 +24,7 @@ from async_orch.batch import JobHandle, JobRequest
 from async_orch.cancellation import StartShield
 from async_orch.config import RetryPolicy
 from async_orch.errors import (
+    ClientClosedError,
     InvalidRequestError,
     OrchestratorError,
     RateLimitedError,
@@ -128,6 +129,8 @@ class Starter:
                 await self._post_exactly_once(
                     folder, body, tries=tries, shield=shield, on_created=on_created
                 )
+        except ClientClosedError:
+            raise  # the client is gone: nothing to retry or report per job
         except OrchestratorError as exc:
             log.info(
                 "async_orch.start_failed",
@@ -202,6 +205,8 @@ class Starter:
         for attempt in range(1, self._retry.attempts + 1):
             try:
                 return await self._api.list_jobs(folder, reference=reference)
+            except ClientClosedError:
+                raise  # the client is gone: nothing to retry or report per job
             except OrchestratorError as exc:
                 last = exc
                 log.info("async_orch.reconcile_retry", reference=reference, error=str(exc))
@@ -235,6 +240,8 @@ async def resolve_targets(api: OrchestratorAPI, requests: Sequence[JobRequest]) 
             try:
                 resolved = await api.resolve_folder(folder)
                 found[key] = (resolved, await api.resolve_release(resolved, process))
+            except ClientClosedError:
+                raise  # the client is gone: nothing to retry or report per job
             except OrchestratorError as exc:
                 found[key] = exc
 

@@ -46,6 +46,7 @@ from async_orch.config import RefreshTokenCredentials, Settings
 from async_orch.errors import (
     APIError,
     AuthenticationError,
+    ClientClosedError,
     InvalidRequestError,
     OrchestratorError,
     RateLimitedError,
@@ -206,6 +207,13 @@ class Transport:
 
     # -- requests ---------------------------------------------------------------------------
 
+    def ensure_open(self) -> None:
+        """Raise :class:`ClientClosedError` unless requests can be sent now."""
+        if self._session is None or self._tokens is None:
+            raise ClientClosedError()
+        if self._session.closed:
+            raise ClientClosedError(session_closed=True)
+
     def _url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
             # A server-given link (say @odata.nextLink): only ever send the token home.
@@ -251,10 +259,12 @@ class Transport:
             TransportError: no usable response; ``may_have_reached_server``
                 says whether the request may have been acted on.
             InvalidRequestError: an absolute URL outside the Orchestrator base.
+            ClientClosedError: not inside ``async with``, or the session given
+                was closed; nothing was sent.
         """
+        self.ensure_open()
         session, tokens = self._session, self._tokens
-        if session is None or tokens is None:
-            raise RuntimeError("use 'async with Transport(...)' (or pass a session) first")
+        assert session is not None and tokens is not None  # ensure_open checked
         method = method.upper()
         idem = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         url = self._url(path)

@@ -8,7 +8,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 from test_dispatcher_support import (
+    GET_JOB,
+    LIST_JOBS,
     START_JOBS,
     engine_jobs,
     fast_poll,
@@ -17,10 +20,10 @@ from test_dispatcher_support import (
     scenario,
 )
 
-from async_orch.batch import JobHandle, JobRequest, Outcome, Progress, Summary
+from async_orch.batch import JobHandle, JobRequest, JobResult, Outcome, Progress, Summary
 from async_orch.client import OrchestratorClient
 from async_orch.dispatcher import DispatchLimits, Started, StartFailure
-from async_orch.errors import FolderNotFoundError
+from async_orch.errors import FolderNotFoundError, NotFoundError
 from async_orch.states import JobState
 
 
@@ -140,3 +143,54 @@ async def test_iter_jobs_starts_requests_and_re_attaches_to_handles_in_one_batch
     assert {job_id: new for job_id, _, new in states} == {
         r.job_id: JobState.SUCCESSFUL for r in seen
     }
+
+
+async def test_concurrent_batches_of_one_client_share_its_list_budget(
+    start_simulator: Callable[..., Any],
+) -> None:
+    # A service handling 20 requests at once, each a small batch, must not spend
+    # 20 budgets against the tenant's one limit on GET /odata/Jobs.
+    sim = await start_simulator(scenario(jobs_list=10), time_scale=50.0)
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll(budget=10)) as orch:
+        batches = [
+            [
+                JobRequest(process="Echo", folder="HR", inputs={"caller": c, "n": n})
+                for n in range(3)
+            ]
+            for c in range(20)
+        ]
+        async with anyio.create_task_group() as tg:
+            outcomes: dict[int, list[JobResult]] = {}
+
+            async def handler(caller: int) -> None:
+                outcomes[caller] = await orch.run_jobs(batches[caller])
+
+            for caller in range(20):
+                tg.start_soon(handler, caller)
+
+    for caller, results in outcomes.items():
+        assert [r.outputs for r in results] == [{"caller": caller, "n": n} for n in range(3)]
+    assert sim.simulator.stats()["rejections"].get("429", 0) == 0
+    assert requests_to(sim, LIST_JOBS) <= 2  # paced 6 s apart; the jobs end within that
+
+
+async def test_waiting_for_a_job_that_does_not_exist_ends_with_the_404(
+    start_simulator: Callable[..., Any],
+) -> None:
+    # A persisted handle can outlive its job (purged, or from another tenant).
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        folder = await orch.api.resolve_folder("HR")
+        real = (await orch.start_jobs([JobRequest(process="Echo", folder="HR")]))[0]
+        assert isinstance(real, Started)
+        gone = JobHandle(
+            job_id=999_999, job_key=None, folder_id=folder.id, folder_key=folder.key,
+            folder_path="HR", reference=None,
+        )  # fmt: skip
+        results = await orch.wait_jobs([gone, *real.handles], timeout=30)  # no hang
+
+    assert results[0].outcome is Outcome.UNKNOWN
+    assert isinstance(results[0].error, NotFoundError)
+    assert results[0].error.status == 404
+    assert results[1].outcome is Outcome.SUCCESSFUL  # the real job is unaffected
+    assert requests_to(sim, GET_JOB) >= 3  # a few 404s in a row, not one

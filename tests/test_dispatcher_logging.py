@@ -1,7 +1,9 @@
-"""The dispatcher stays quiet unless the application configured structlog."""
+"""The dispatcher stays quiet unless the application configured structlog; until then
+its warnings go to the standard library's logging, never to structlog's stdout printer."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,7 +45,10 @@ def unconfigured_structlog(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder
 
 async def test_nothing_below_warning_is_logged_unless_structlog_is_configured(
     unconfigured_structlog: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="async_orch")
     api = FakeAPI(finish_on_start=True)
     dispatcher = Dispatcher(api, poll=PollPolicy(min_interval=0.01))  # type: ignore[arg-type]
     results = await dispatcher.run(
@@ -53,9 +58,9 @@ async def test_nothing_below_warning_is_logged_unless_structlog_is_configured(
         ]
     )
     assert [r.outcome for r in results] == [Outcome.SUCCESSFUL, Outcome.NOT_STARTED]
-    assert unconfigured_structlog.events == []
+    assert caplog.records == []
 
-    # A warning still gets through: jobs left running after a cancellation.
+    # A warning still gets through, to stdlib logging: jobs left running after a cancellation.
     slow = FakeAPI()
     dispatcher = Dispatcher(slow, poll=PollPolicy(min_interval=0.01))  # type: ignore[arg-type]
     with anyio.CancelScope() as scope:
@@ -63,4 +68,9 @@ async def test_nothing_below_warning_is_logged_unless_structlog_is_configured(
             [JobRequest(process="Echo", folder="Shared")],
             on_started=lambda index, handle: scope.cancel(),
         )
-    assert unconfigured_structlog.events == [("warning", "async_orch.jobs_left_running")]
+    assert [(r.name, r.levelno) for r in caplog.records] == [
+        ("async_orch.cancellation", logging.WARNING)
+    ]
+    assert caplog.records[0].getMessage().startswith("async_orch.jobs_left_running ")
+    assert unconfigured_structlog.events == []  # structlog's default would print to stdout
+    assert capsys.readouterr().out == ""

@@ -16,6 +16,7 @@ from async_orch.planner import (
     FetchOne,
     FetchPurpose,
     ListBatch,
+    ListBudget,
     PollAction,
     PollPlanner,
     PollPolicy,
@@ -851,3 +852,22 @@ def test_simulated_driver_with_list_calls_off_polls_by_id() -> None:
     assert result.list_times == []
     assert result.terminal_reads == Counter({job.id: 1 for job in jobs})
     assert max(result.latencies) <= 2 * policy.max_interval + 1
+
+
+def test_planners_sharing_a_list_budget_stay_within_it_together() -> None:
+    # The batches of one client each have a planner; the tenant has one limit.
+    budget = ListBudget(6)  # one list call every 10 s
+    policy = PollPolicy(list_budget_per_minute=6, min_interval=1.0, max_interval=100.0)
+    first: PollPlanner[str] = PollPlanner(policy, budget=budget)
+    second: PollPlanner[str] = PollPlanner(policy, budget=budget)
+    first.add(1, "A", now=0.0)
+    second.add(2, "B", now=0.0)
+
+    assert isinstance(first.next_action(1.0), ListBatch)
+    assert second.next_action(1.0) is None  # the shared budget was just spent
+    assert second.next_wake(1.0) == 11.0
+    assert isinstance(second.next_action(11.0), ListBatch)
+
+    second.rate_limited(retry_after=30.0, now=12.0)  # a 429 pauses both
+    first.observe(1, JobState.RUNNING, now=12.0)
+    assert first.next_wake(12.0) == 42.0

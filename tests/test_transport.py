@@ -32,6 +32,7 @@ from async_orch.errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     ConflictError,
     InvalidRequestError,
     NotFoundError,
@@ -652,7 +653,7 @@ async def test_an_injected_session_is_left_open(session: aiohttp.ClientSession) 
 async def test_an_owned_session_is_created_with_the_limits_and_closed() -> None:
     settings = Settings(url=BASE, credentials=CC)
     t = Transport(settings)
-    with pytest.raises(RuntimeError, match="async with"):
+    with pytest.raises(ClientClosedError, match="async with OrchestratorClient"):
         await t.request("GET", "odata/Jobs")
     async with t:
         owned = t._session
@@ -660,6 +661,9 @@ async def test_an_owned_session_is_created_with_the_limits_and_closed() -> None:
         assert owned.connector is not None
         assert owned.connector.limit == settings.limits.max_connections
     assert owned.closed
+    with pytest.raises(ClientClosedError) as caught:
+        await t.request("GET", "odata/Jobs")
+    assert not caught.value.session_closed
 
 
 # -- secrets stay secret ---------------------------------------------------------------------
