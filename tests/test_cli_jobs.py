@@ -72,6 +72,9 @@ async def test_stop_stops_the_unfinished_jobs_of_a_journal(
     assert "Kill sent to 3 unfinished jobs" in stopped.stderr
     by_state = simulator_jobs(sim)["by_state"]
     assert by_state.get("Running", 0) == by_state.get("Pending", 0) == 0
+    rows = stopped.rows()
+    assert {r["outcome"] for r in rows} == {"stopped"}
+    assert all(r["detected"] for r in rows)  # when stop saw them end
 
 
 async def test_a_named_profile_supplies_url_and_credentials(

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -381,6 +381,7 @@ async def refresh_unfinished(orch: OrchestratorClient, journal: Journal) -> None
                         outcome=outcome,
                         handle=record.handle,
                         job=full,
+                        detected=datetime.now(UTC),  # when this read saw it ended
                     )
                     journal.record_final(
                         seen.id,
