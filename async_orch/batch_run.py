@@ -38,8 +38,8 @@ from async_orch.cancellation import (
 from async_orch.errors import InvalidRequestError
 from async_orch.logs import get_logger
 from async_orch.models import Job, StartStrategy
-from async_orch.planner import ListBudget, PollPolicy
-from async_orch.poller import Finished, JobWatcher, StateCallback, StopPolicy
+from async_orch.planner import PollPolicy
+from async_orch.poller import Finished, JobWatcher, StateCallback, StopPolicy, WatcherGroup
 from async_orch.resources import OrchestratorAPI
 from async_orch.starting import Starter, StartFailure, Target, batch_references, resolve_targets
 from async_orch.states import JobState
@@ -91,7 +91,7 @@ class BatchRun:
         stop_policy: StopPolicy | None,
         stop_on_cancel: bool | None,
         poll: PollPolicy,
-        list_budget: ListBudget | None = None,
+        watchers: WatcherGroup | None = None,
         clock: Callable[[], float],
         hooks: Hooks,
     ) -> None:
@@ -121,7 +121,7 @@ class BatchRun:
             stop_policy=self._stop_policy,
             clock=clock,
             on_state=self._on_state,
-            list_budget=list_budget,
+            group=watchers,
         )
 
     async def run(self) -> None:

@@ -19,7 +19,9 @@ Theory of operation:
    duplicate job is worse than a reported failure.
 4. **Watch** every started job with the :class:`~async_orch.poller.JobWatcher`
    (batched list polls under a budget, one ``Jobs({id})`` per final job for its
-   OutputArguments); ``on_state`` hears of every state seen.
+   OutputArguments); ``on_state`` hears of every state seen. Batches run at once
+   on one dispatcher share one list budget, and each list call carries the other
+   batches' jobs of its folder (:class:`~async_orch.poller.WatcherGroup`).
 5. **Report** one :class:`~async_orch.batch.JobResult` per job (a request with
    ``jobs_count`` N gives N results, started or not). Failures do not raise
    out of the batch; a job that was started is always reported, even on
@@ -69,8 +71,8 @@ from async_orch.cancellation import (
 from async_orch.config import RetryPolicy
 from async_orch.limits import DispatchLimits, StartLimiter
 from async_orch.models import Job
-from async_orch.planner import ListBudget, PollPolicy
-from async_orch.poller import StateCallback, StopPolicy
+from async_orch.planner import PollPolicy
+from async_orch.poller import StateCallback, StopPolicy, WatcherGroup
 from async_orch.resources import OrchestratorAPI
 from async_orch.starting import (
     Started,
@@ -110,9 +112,9 @@ class Dispatcher:
     ) -> None:
         self._api = api
         self._poll = poll or PollPolicy()
-        # One list budget for every batch of this dispatcher, run at once or not:
-        # the tenant's limit on GET /odata/Jobs is one for all of them.
-        self._list_budget = ListBudget(self._poll.list_budget_per_minute)
+        # One list budget for every batch of this dispatcher, run at once or not (the
+        # tenant's limit on GET /odata/Jobs is one for all), and list calls shared.
+        self._watchers = WatcherGroup(self._poll)
         self._clock = clock
         self._limiter = StartLimiter(limits or DispatchLimits(), clock=clock, sleep=sleep)
         self._starter = Starter(api, self._limiter, retry=retry or RetryPolicy(), sleep=sleep)
@@ -341,7 +343,7 @@ class Dispatcher:
             stop_policy=stop_policy,
             stop_on_cancel=stop_on_cancel,
             poll=self._poll,
-            list_budget=self._list_budget,
+            watchers=self._watchers,
             clock=self._clock,
             hooks=hooks,
         )

@@ -525,6 +525,19 @@ class PollPlanner(Generic[FolderT]):
         else:
             self._to_watching(track)
 
+    def join_list(self, folder: FolderT, *, room: int, now: float) -> tuple[int, ...]:
+        """Jobs of ``folder`` to add to a list call another planner sharing this
+        one's :class:`ListBudget` is making (batches of one client), chosen as for
+        a batch of this planner's own, up to ``room``. The call costs the same with
+        more ids. Report the outcome with :meth:`observe`, :meth:`observe_missing`
+        or :meth:`list_failed`, as for a :class:`ListBatch`.
+        """
+        watch = self._watching.get(folder)
+        if watch is None or room <= 0 or not self._budget.capacity:
+            return ()
+        due = [t for t in watch.jobs.values() if t.ready_at <= now]
+        return self._take_for_list(folder, due, now, room)
+
     def rate_limited(self, *, retry_after: float | None, now: float) -> None:
         """A list call got 429: no list calls until ``retry_after`` seconds pass.
 
@@ -653,10 +666,19 @@ class PollPlanner(Generic[FolderT]):
         if best is None:
             return None
         _, folder, due = best
-        max_batch = self.policy.max_batch
+        chosen = self._take_for_list(folder, due, now, self.policy.max_batch)
+        self._budget.spend(now)
+        self._count.list_calls += 1
+        return ListBatch(folder, chosen)
+
+    def _take_for_list(
+        self, folder: FolderT, due: list[_Track[FolderT]], now: float, room: int
+    ) -> tuple[int, ...]:
+        """Up to ``room`` jobs of ``folder`` for one list call, now LISTING: the due
+        ones first, then the others not checked in ``min_interval`` (free riders)."""
         due.sort(key=lambda t: t.due_at)
-        chosen = due[:max_batch]
-        if len(chosen) < max_batch:
+        chosen = due[:room]
+        if len(chosen) < room:
             chosen_ids = {t.job_id for t in chosen}
             recent = now - self.policy.min_interval
             extra = [
@@ -665,13 +687,11 @@ class PollPlanner(Generic[FolderT]):
                 if t.job_id not in chosen_ids and t.not_before <= now and t.last_checked <= recent
             ]
             extra.sort(key=lambda t: t.due_at)
-            chosen.extend(extra[: max_batch - len(chosen)])
+            chosen.extend(extra[: room - len(chosen)])
         for track in chosen:
             self._set_phase(track, _Phase.LISTING)
             self._watching[folder].remove(track.job_id)
-        self._budget.spend(now)
-        self._count.list_calls += 1
-        return ListBatch(folder, tuple(t.job_id for t in chosen))
+        return tuple(t.job_id for t in chosen)
 
     def _most_overdue(self, now: float) -> _Track[FolderT] | None:
         # overdue_at, as in next_wake: a wake time computed there is exact here.

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -43,7 +43,7 @@ from async_orch.planner import FetchOne, ListBatch, ListBudget, PollPlanner, Pol
 from async_orch.resources import OrchestratorAPI
 from async_orch.states import JobState
 
-__all__ = ["Finished", "JobWatcher", "StateCallback", "StopPolicy"]
+__all__ = ["Finished", "JobWatcher", "StateCallback", "StopPolicy", "WatcherGroup"]
 
 log = get_logger("async_orch.poller")
 
@@ -114,6 +114,22 @@ class _Watched:
         return self.deadline
 
 
+class WatcherGroup:
+    """The watchers of one client: one list budget, and list calls that carry the
+    jobs of several batches.
+
+    A list call costs one request of the tenant's budget whatever its number of
+    ids, so when one watcher lists a folder, the other watchers' jobs of that
+    folder ride along (up to ``max_batch`` ids in all). Without this, many small
+    batches run at once (the request handlers of a service) would each wait for
+    a share of the budget.
+    """
+
+    def __init__(self, policy: PollPolicy) -> None:
+        self.budget = ListBudget(policy.list_budget_per_minute)
+        self.watchers: set[JobWatcher] = set()
+
+
 class JobWatcher:
     """Watch many jobs at once; call :meth:`watch` any time, then :meth:`run`.
 
@@ -136,11 +152,13 @@ class JobWatcher:
         clock: Callable[[], float] = time.monotonic,
         fetch_concurrency: int = 8,
         on_state: StateCallback | None = None,
-        list_budget: ListBudget | None = None,
+        group: WatcherGroup | None = None,
     ) -> None:
         self._api = api
-        # list_budget: shared with the client's other watchers (see ListBudget).
-        self._planner: PollPlanner[int] = PollPlanner(policy or PollPolicy(), budget=list_budget)
+        self._group = group  # the client's other watchers (see WatcherGroup)
+        self._planner: PollPlanner[int] = PollPlanner(
+            policy or PollPolicy(), budget=group.budget if group is not None else None
+        )
         self._min_interval = self._planner.policy.min_interval
         self._stop_policy = stop_policy or StopPolicy()
         self._clock = clock
@@ -208,6 +226,15 @@ class JobWatcher:
 
     async def run(self, on_finished: Callable[[Finished], Awaitable[None]]) -> None:
         """Carry out the planner's actions until every job has finished or timed out."""
+        if self._group is not None:
+            self._group.watchers.add(self)
+        try:
+            await self._run(on_finished)
+        finally:
+            if self._group is not None:
+                self._group.watchers.discard(self)
+
+    async def _run(self, on_finished: Callable[[Finished], Awaitable[None]]) -> None:
         async with anyio.create_task_group() as tg:
             while True:
                 now = self._clock()
@@ -260,31 +287,64 @@ class JobWatcher:
         folder = self._folder_of(action.job_ids)
         if folder is None:
             return
+        # Every group's ids, this watcher's first; each is reported to its own watcher.
+        groups = [(self, action.job_ids), *self._riders(action.folder, len(action.job_ids))]
+        answered = False
         try:
-            states = await self._api.job_states(folder, action.job_ids)
+            ids = [job_id for _, own in groups for job_id in own]
+            states = await self._api.job_states(folder, ids)
+            answered = True
         except RateLimitedError as exc:
             # A warning: the tenant's list limit is shared with every other client of
             # the tenant, and waiting it out can delay results by a minute.
             log.warning("async_orch.poll_rate_limited", retry_after=exc.retry_after, error=str(exc))
             self._planner.rate_limited(retry_after=exc.retry_after, now=self._clock())
-            self._planner.list_failed(action.job_ids, now=self._clock())
             return
         except ClientClosedError:
             raise  # the client is gone: nothing to retry or report per job
         except OrchestratorError as exc:
             # The transport already retried what is worth retrying; the jobs stay
             # due and are asked about again on the next round.
-            log.warning("async_orch.poll_failed", error=str(exc), jobs=len(action.job_ids))
-            self._planner.list_failed(action.job_ids, now=self._clock())
+            log.warning("async_orch.poll_failed", error=str(exc), jobs=len(ids))
             return
+        finally:
+            for watcher, own in groups:
+                if not answered:  # failed or cancelled: the jobs are due again
+                    watcher._planner.list_failed(own, now=watcher._clock())
+                if watcher is not self:
+                    watcher._wakeup.set()  # its loop plans what the answer changed
+        for watcher, own in groups:
+            watcher._apply_states(own, states)
+
+    def _riders(self, folder: int, taken: int) -> list[tuple[JobWatcher, tuple[int, ...]]]:
+        """Jobs of the group's other watchers to list along with this call."""
+        if self._group is None:
+            return []
+        riders = []
+        room = self._planner.policy.max_batch - taken
+        for watcher in self._group.watchers:
+            if room <= 0:
+                break
+            if watcher is self:
+                continue
+            ids = watcher._planner.join_list(folder, room=room, now=watcher._clock())
+            if ids:
+                riders.append((watcher, ids))
+                room -= len(ids)
+        return riders
+
+    def _apply_states(self, job_ids: Sequence[int], states: Mapping[int, JobState]) -> None:
+        """A list call's answer about ``job_ids`` (the ones this watcher asked for)."""
         now = self._clock()
-        for job_id, state in states.items():
-            self._note_state(job_id, state)
-            if job_id in self._jobs:
-                self._planner.observe(job_id, state, now=now)
-        for job_id in action.job_ids:
-            if job_id not in states and job_id in self._jobs:
+        for job_id in job_ids:
+            state = states.get(job_id)
+            if job_id not in self._jobs:
+                continue  # left meanwhile (timed out, say): the answer is moot
+            if state is None:
                 self._planner.observe_missing(job_id, now=now)
+            else:
+                self._note_state(job_id, state)
+                self._planner.observe(job_id, state, now=now)
 
     async def _fetch(
         self, action: FetchOne[int], on_finished: Callable[[Finished], Awaitable[None]]

@@ -24,6 +24,7 @@ from async_orch.batch import JobHandle, JobRequest, JobResult, Outcome, Progress
 from async_orch.client import OrchestratorClient
 from async_orch.dispatcher import DispatchLimits, Started, StartFailure
 from async_orch.errors import FolderNotFoundError, NotFoundError
+from async_orch.planner import PollPolicy
 from async_orch.states import JobState
 
 
@@ -194,3 +195,30 @@ async def test_waiting_for_a_job_that_does_not_exist_ends_with_the_404(
     assert results[0].error.status == 404
     assert results[1].outcome is Outcome.SUCCESSFUL  # the real job is unaffected
     assert requests_to(sim, GET_JOB) >= 3  # a few 404s in a row, not one
+
+
+async def test_one_list_call_carries_the_jobs_of_every_batch_running_at_once(
+    start_simulator: Callable[..., Any],
+) -> None:
+    # Ten small batches at once: each list call of one of them also asks about
+    # the others' jobs of that folder, so ten batches do not need ten calls.
+    sim = await start_simulator(scenario(), time_scale=50.0)  # jobs end in ~0.1 s
+    poll = PollPolicy(list_budget_per_minute=60, min_interval=0.02, max_interval=100.0)
+    async with OrchestratorClient(fast_settings(sim), poll=poll) as orch:
+        outcomes: dict[int, list[JobResult]] = {}
+
+        async def handler(caller: int) -> None:
+            requests = [
+                JobRequest(process="Echo", folder="HR", inputs={"c": caller, "n": n})
+                for n in range(2)
+            ]
+            outcomes[caller] = await orch.run_jobs(requests)
+
+        async with anyio.create_task_group() as tg:
+            for caller in range(10):
+                tg.start_soon(handler, caller)
+
+    assert all(r.outcome is Outcome.SUCCESSFUL for rs in outcomes.values() for r in rs)
+    # One list call a second; alone, each batch would wait for its own (ten or more).
+    assert requests_to(sim, LIST_JOBS) <= 5
+    assert requests_to(sim, GET_JOB) == 20  # each job read once, for its outputs

@@ -871,3 +871,22 @@ def test_planners_sharing_a_list_budget_stay_within_it_together() -> None:
     second.rate_limited(retry_after=30.0, now=12.0)  # a 429 pauses both
     first.observe(1, JobState.RUNNING, now=12.0)
     assert first.next_wake(12.0) == 42.0
+
+
+def test_join_list_lends_due_jobs_of_a_folder_to_another_planners_call() -> None:
+    budget = ListBudget(60)
+    policy = PollPolicy(list_budget_per_minute=60, min_interval=1.0, max_interval=100.0)
+    rider: PollPlanner[str] = PollPlanner(policy, budget=budget)
+    for job_id in (1, 2, 3):
+        rider.add(job_id, "A", now=0.0)
+    rider.add(4, "B", now=0.0)
+
+    assert rider.join_list("A", room=2, now=0.5) == ()  # nothing due or unchecked yet
+    taken = rider.join_list("A", room=2, now=1.0)
+    assert len(taken) == 2 and set(taken) <= {1, 2, 3}
+    assert rider.stats.listing == 2  # in flight until the caller reports
+    assert rider.join_list("C", room=5, now=1.0) == ()  # a folder it has no jobs in
+    rider.observe(taken[0], JobState.SUCCESSFUL, now=1.1)
+    rider.list_failed([taken[1]], now=1.1)
+    assert rider.stats.listing == 0
+    assert rider.stats.list_calls == 0  # joining spends none of the budget

@@ -6,6 +6,8 @@ polls every few milliseconds, so each test waits on the watcher's own output.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import anyio
 import pytest
 import structlog
@@ -15,7 +17,7 @@ from async_orch.batch import JobHandle
 from async_orch.errors import TransportError
 from async_orch.models import Job
 from async_orch.planner import PollPolicy
-from async_orch.poller import Finished, JobWatcher, StopPolicy
+from async_orch.poller import Finished, JobWatcher, StopPolicy, WatcherGroup
 from async_orch.states import JobState
 
 POLL = PollPolicy(min_interval=0.005, max_interval=0.02, probe_rate_per_second=1000.0)
@@ -194,3 +196,60 @@ async def test_watch_refuses_a_job_twice_and_after_close() -> None:
     watcher.close()
     with pytest.raises(RuntimeError, match="after close"):
         watcher.watch(add_job(api, 2))
+
+
+class GatedLists(FakeAPI):
+    """List calls wait at a gate (until it opens); each call's ids are recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+        self.listed: list[tuple[int, ...]] = []
+        self.arrived = anyio.Event()
+
+    async def job_states(self, folder: object, ids: Sequence[int]) -> dict[int, JobState]:
+        self.listed.append(tuple(ids))
+        self.arrived.set()
+        await self.gate.wait()
+        return await super().job_states(folder, ids)
+
+
+async def test_a_list_call_carries_the_other_watchers_jobs_and_frees_them_if_cancelled() -> None:
+    # Two batches of one client: one list call asks about both; when the batch that
+    # made it is cancelled, the other's jobs are due again, not stuck waiting.
+    api = GatedLists()
+    group = WatcherGroup(POLL)
+    watchers = {
+        job_id: JobWatcher(api, policy=POLL, group=group)  # type: ignore[arg-type]
+        for job_id in (1, 2)
+    }
+    scopes: dict[int, anyio.CancelScope] = {}
+    finished: list[Finished] = []
+
+    async def collect(item: Finished) -> None:
+        finished.append(item)
+
+    async def run(job_id: int) -> None:
+        with anyio.CancelScope() as scope:
+            scopes[job_id] = scope
+            await watchers[job_id].run(collect)
+
+    for job_id, watcher in watchers.items():
+        watcher.watch(add_job(api, job_id, state=JobState.SUCCESSFUL))
+        watcher.close()
+    with structlog.testing.capture_logs(), anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for job_id in watchers:
+                tg.start_soon(run, job_id)
+            await api.arrived.wait()
+            await anyio.wait_all_tasks_blocked()
+            (call,) = api.listed
+            assert sorted(call) == [1, 2]  # one call, both batches' jobs
+            maker, rider = call  # the maker's own ids come first
+            scopes[maker].cancel()
+            await anyio.wait_all_tasks_blocked()
+            api.gate.set()
+
+    # Stuck in the cancelled call, the rider's job would never finish (fail_after).
+    assert [f.handle.job_id for f in finished] == [rider]
+    assert [c[2] for c in api.calls if c[0] == "get"] == [rider]
