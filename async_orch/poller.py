@@ -6,7 +6,9 @@ Theory of operation: the pure :class:`~async_orch.planner.PollPlanner` decides
 - ``ListBatch``: one ``GET /odata/Jobs?$filter=Id in (...)`` for many jobs of
   one folder, selecting only Id and State. The list endpoint is rate limited per
   tenant (orchestrator-api.md §4), so the planner spends a budget of such calls;
-  a 429 pauses them for the Retry-After the server gave.
+  a 429 pauses them for the Retry-After the server gave. The watchers of one
+  client (a :class:`WatcherGroup`) share that budget, and a list call carries
+  the other watchers' jobs of its folder too.
 - ``FetchOne``: ``GET /odata/Jobs({id})``, not rate limited, read once per job
   when it is final, because only this route returns OutputArguments.
 
