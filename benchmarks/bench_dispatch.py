@@ -445,6 +445,23 @@ def table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of one dispatcher's rounds, the run with the median client CPU."""
+    return sorted(runs, key=lambda r: r["cpu_s"])[(len(runs) - 1) // 2]
+
+
+def rounds_line(kinds: list[str], rounds: list[list[dict[str, Any]]]) -> str:
+    """Client CPU per job of every round, and each round's ratio to the bare client."""
+    parts = []
+    for i, kind in enumerate(kinds):
+        parts.append(f"{kind} " + " ".join(f"{r[i]['cpu_ms_per_job']:.2f}" for r in rounds))
+    if "bare" in kinds:
+        ours, bare = kinds.index("async-orch"), kinds.index("bare")
+        ratios = " ".join(f"{r[ours]['cpu_s'] / max(1e-9, r[bare]['cpu_s']):.2f}" for r in rounds)
+        parts.append(f"async-orch / bare {ratios}")
+    return "client CPU per job (ms) by round: " + "; ".join(parts)
+
+
 def machine_line() -> str:
     """What the figures were measured on: CPU times differ from machine to machine,
     so compare dispatchers within one run (the ratios), not across runs."""
@@ -490,6 +507,13 @@ def main() -> None:
         help="also run a bare aiohttp client making the same requests as async-orch "
         "(the floor for client CPU)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every dispatcher this many times, alternating; the table shows the "
+        "run with the median client CPU, and a line lists every round",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the clients")
     parser.add_argument(
         "--results",
@@ -508,12 +532,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         scenario = Path(tmp) / "bench.toml"
         scenario.write_text(scenario_text(args))
-        runs = [measure("async-orch", args, scenario)]
-        if not args.skip_naive:
-            runs.append(measure("naive", args, scenario))
-        if args.bare:
-            runs.append(measure("bare", args, scenario))
+        kinds = ["async-orch"] + ([] if args.skip_naive else ["naive"])
+        kinds += ["bare"] if args.bare else []
+        # Rounds alternate the dispatchers, so a change in the machine's load
+        # (which moves CPU figures more than anything) falls on all of them alike.
+        rounds = [[measure(kind, args, scenario) for kind in kinds] for _ in range(args.rounds)]
+    runs = [median_run([r[i] for r in rounds]) for i in range(len(kinds))]
     print(table(runs))
+    if args.rounds > 1:
+        print(rounds_line(kinds, rounds))
     machine = machine_line()
     print(machine)
     document = {
@@ -523,6 +550,7 @@ def main() -> None:
         "machine": machine,
         "targets": TARGETS,
         "runs": runs,
+        "rounds": rounds,
     }
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = args.results / f"bench-dispatch-{stamp}.json"

@@ -71,3 +71,29 @@ def test_small_run_reports_every_dispatcher_from_the_simulators_counters(
     capped = naive["outcomes"].get("unfinished (capped)", 0)
     assert naive["finished"] + capped == JOBS, naive["outcomes"]
     assert naive["outputs_ok"] == naive["finished"]
+
+
+def test_rounds_alternate_the_dispatchers_and_report_the_median(tmp_path: Path) -> None:
+    args = ["--jobs", "8", "--folders", "2", "--time-scale", "120", "--skip-naive", "--bare"]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--rounds", "2", "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (written,) = tmp_path.glob("bench-dispatch-*.json")
+    document = json.loads(written.read_text())
+    rounds = document["rounds"]
+    assert [[run["dispatcher"] for run in round_] for round_ in rounds] == [
+        ["async-orch", "bare"],
+        ["async-orch", "bare"],
+    ]
+    for i, run in enumerate(document["runs"]):
+        assert run in [round_[i] for round_ in rounds]  # one of its own rounds
+        assert run["finished"] == 8
+    line = next(
+        x for x in done.stdout.splitlines() if x.startswith("client CPU per job (ms) by round")
+    )
+    assert "async-orch / bare" in line
