@@ -95,13 +95,16 @@ class JobRequest:
             check_seconds(self.timeout, "JobRequest.timeout")
 
 
-def check_seconds(value: object, name: str) -> None:
-    """Refuse a duration that is not a positive, finite number of seconds: a
-    negative or NaN timeout would start jobs only to abandon them at once."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise InvalidRequestError(
-            f"{name} must be a positive number of seconds (None for no limit), got {value!r}"
-        )
+def check_seconds(value: object, name: str, *, allow_zero: bool = False) -> None:
+    """Refuse a duration that is not a finite number of seconds, > 0 (or >= 0 with
+    ``allow_zero``): a negative or NaN timeout would start jobs only to abandon them."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        above_floor = value >= 0 if allow_zero else value > 0
+        if above_floor and value < math.inf:  # False for NaN too
+            return
+    what = "zero or a positive" if allow_zero else "a positive"
+    limit = "" if allow_zero else " (None for no limit)"
+    raise InvalidRequestError(f"{name} must be {what} number of seconds{limit}, got {value!r}")
 
 
 _T = TypeVar("_T")

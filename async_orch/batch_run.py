@@ -278,8 +278,7 @@ class BatchRun:
         outcome (no result is emitted for them; ``Abandoned.stopped`` lists them)."""
         for handle in handles:
             state = self._jobs[handle.job_id].state
-            outcome = Outcome.of_final(state) if state is not None else None
-            if state is not None and outcome is not None:
+            if state is not None and (outcome := Outcome.of_final(state)) is not None:
                 self.progress.move(handle.folder_path, state.value, outcome.value)
         try:
             self._report()

@@ -132,7 +132,7 @@ class OrchestratorClient:
             ClientClosedError: called outside ``async with``, or the session given
                 was closed; nothing was started.
         """
-        # Checked first: inside a batch a closed client would only make every request fail.
+        # Checked up front: nothing is resolved or spawned for a client that cannot send.
         self.transport.ensure_open()
         return await self.dispatcher.run(
             requests,

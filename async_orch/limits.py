@@ -52,13 +52,12 @@ class DispatchLimits:
 def _check(
     max_in_flight: int | None, per_folder: int | None, starts_per_second: float | None
 ) -> None:
-    for name, value in (
-        ("max_in_flight", max_in_flight),
-        ("per_folder", per_folder),
-        ("starts_per_second", starts_per_second),
+    for name, value, kind in (
+        ("max_in_flight", max_in_flight, int),
+        ("per_folder", per_folder, int),
+        ("starts_per_second", starts_per_second, int | float),
     ):
-        number = int if name != "starts_per_second" else int | float
-        if value is not None and (isinstance(value, bool) or not isinstance(value, number)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
             raise ConfigurationError(f"{name} must be a number, got {value!r}")
     if max_in_flight is not None and max_in_flight < 1:
         raise ConfigurationError(f"max_in_flight must be at least 1, got {max_in_flight}")

@@ -31,10 +31,9 @@ from datetime import UTC, datetime
 
 import anyio
 
-from async_orch.batch import JobHandle
+from async_orch.batch import JobHandle, check_seconds
 from async_orch.errors import (
     ClientClosedError,
-    InvalidRequestError,
     NotFoundError,
     OrchestratorError,
     RateLimitedError,
@@ -76,12 +75,7 @@ class StopPolicy:
     grace: float = 30.0
 
     def __post_init__(self) -> None:
-        grace = self.grace
-        number = isinstance(grace, int | float) and not isinstance(grace, bool)
-        if not number or not 0 <= grace < math.inf:
-            raise InvalidRequestError(
-                f"the stop grace must be zero or a positive number of seconds, got {grace!r}"
-            )
+        check_seconds(self.grace, "the stop grace", allow_zero=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

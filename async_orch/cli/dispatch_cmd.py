@@ -195,7 +195,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await _resume(args)
     batch_id = uuid.uuid4().hex[:10]
     records = records_for(_requests(args), batch_id)  # bad input fails before any I/O
-    _check_output(args)
+    check_writable(args.output, flag="--output")  # written last: fail before the run
     path = args.journal or default_journal_path(
         os.environ, Path.home(), batch_id=batch_id, now=datetime.now(UTC)
     )
@@ -231,7 +231,7 @@ async def _resume(args: argparse.Namespace) -> int:
             "--resume cannot use --simulator: an embedded simulator ends with its run, "
             "so the jobs of the journal are gone with it"
         )
-    _check_output(args)
+    check_writable(args.output, flag="--output")  # written last: fail before the run
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
     # Opened to write: the journal's lock is held until the very end, so a second
     # resume of it (or any other writer) is refused before it looks anything up.
@@ -303,12 +303,6 @@ async def _check_names(orch: OrchestratorClient, records: Sequence[RequestRecord
     """Resolve every folder and process first: a typo is one clear error, exit 2."""
     for folder, process in sorted({(r.folder, r.process) for r in records}):
         await orch.api.resolve_release(folder, process)
-
-
-def _check_output(args: argparse.Namespace) -> None:
-    """Results are written at the very end: a bad --output must fail before the run."""
-    if args.output is not None:
-        check_writable(args.output, flag="--output")
 
 
 def _write(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> None:

@@ -116,7 +116,7 @@ def run_stop(args: argparse.Namespace) -> int:
 
 
 async def _jobs(args: argparse.Namespace) -> int:
-    _check_output(args)
+    check_writable(args.output, flag="--output")  # written last: fail before the run
     if args.journal is not None:
         if args.id or args.reference:
             raise ConfigurationError("give either --journal or --id/--reference, not both")
@@ -156,7 +156,7 @@ async def _jobs(args: argparse.Namespace) -> int:
 
 
 async def _stop(args: argparse.Namespace) -> int:
-    _check_output(args)
+    check_writable(args.output, flag="--output")  # written last: fail before the run
     # stop writes the journal (the stop_sent event, then states and outcomes), so
     # it takes the lock. It is refused while a dispatch or resume runs on the
     # journal, and rightly so: that run may still start jobs, which a stop sent
@@ -200,12 +200,6 @@ async def _journal_client(
         journal.check_target(target_of(settings))
         async with OrchestratorClient(settings) as orch:
             yield orch
-
-
-def _check_output(args: argparse.Namespace) -> None:
-    """Rows are written last: a bad --output must fail before anything is sent."""
-    if args.output is not None:
-        check_writable(args.output, flag="--output")
 
 
 def _write(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:

@@ -324,7 +324,7 @@ async def _loadtest(args: argparse.Namespace) -> int:
     _print_summary(report, args.report, json_path)
     code = exit_code(report)
     if code == EXIT_FAILED:
-        print("load test incomplete: " + "; ".join(shortfalls(report)), file=sys.stderr)
+        print("load test incomplete: " + "; ".join(report["shortfalls"]), file=sys.stderr)
     return code
 
 

@@ -129,12 +129,15 @@ def emit_rows(
         write_rows(rows, fmt, handle)
 
 
-def check_writable(path: Path, *, flag: str) -> None:
-    """Fail now, before any job runs, if ``path`` cannot be written at the end.
+def check_writable(path: Path | None, *, flag: str) -> None:
+    """Fail now, before any job runs, if ``path`` cannot be written at the end
+    (None, the flag not given: nothing to check).
 
     The file is opened to append (an existing one is left as it is); one this
     check created is removed again, so a run that fails later leaves nothing.
     """
+    if path is None:
+        return
     if path.is_dir():
         raise ConfigurationError(f"{flag} {path} is a folder; give a file path in it")
     if not path.parent.is_dir():

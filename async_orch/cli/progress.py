@@ -18,6 +18,7 @@ _FINAL = tuple(o.value for o in Outcome)
 # read, or it was stopped as the batch ended): shown as "ending", so the counts
 # shown always add up to the total.
 _ENDING = frozenset(s.value for s in JobState if s.is_terminal)
+_KNOWN = frozenset({*_ORDER, *_FINAL, *_ENDING})
 
 
 class ProgressDisplay:
@@ -103,11 +104,10 @@ def _shown_counts(counts: Counter[str]) -> list[tuple[str, int]]:
     """(label, count) for every state with jobs: running states first, then
     "ending", then outcomes, then any state this version does not list."""
     ending = sum(counts[s] for s in _ENDING)
-    known = {*_ORDER, *_FINAL, *_ENDING}
     shown = [(s.lower(), counts[s]) for s in _ORDER]
     shown.append(("ending", ending))
     shown += [(s, counts[s]) for s in _FINAL]
-    shown += [(s.lower(), n) for s, n in sorted(counts.items()) if s not in known]
+    shown += [(s.lower(), n) for s, n in sorted(counts.items()) if s not in _KNOWN]
     return [(label, n) for label, n in shown if n > 0]
 
 
