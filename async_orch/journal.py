@@ -397,19 +397,21 @@ class Journal:
             )
         lock = None if read_only else JournalLock(path, clock=clock)
         with _take_lock(lock):
+            db: sqlite3.Connection | None = None
             try:
                 db = _connect(path)
+                version = db.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'"
+                ).fetchone()
             except sqlite3.Error as exc:
-                raise ConfigurationError(f"cannot open journal {path}: {exc}") from exc
-            try:
-                try:
-                    version = db.execute(
-                        "SELECT value FROM meta WHERE key = 'schema_version'"
-                    ).fetchone()
-                except sqlite3.Error as exc:
-                    raise ConfigurationError(
-                        f"{path} is not an async-orch journal ({exc})"
+                if db is not None:
+                    db.close()
+                if str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_CORRUPT"):
+                    raise JournalDamagedError(
+                        path, "file", f"SQLite cannot read it ({exc})"
                     ) from exc
+                raise ConfigurationError(f"{path} is not an async-orch journal ({exc})") from exc
+            try:
                 if version is None or version[0] != str(SCHEMA_VERSION):
                     raise ConfigurationError(
                         f"{path} is a journal of schema {version[0] if version else '?'}; "

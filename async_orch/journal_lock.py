@@ -304,6 +304,9 @@ class JournalLock:
                 break
             os.close(fd)  # removed or replaced by its last holder meanwhile: start over
         self._fd = fd
+        if hasattr(os, "fchmod"):  # ours now: 0600 whatever the umask (it names us)
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, 0o600)
         self._write_holder(fd)
 
     def release(self) -> None:

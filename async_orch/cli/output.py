@@ -25,8 +25,8 @@ __all__ = [
     "emit_rows",
     "open_private",
     "result_row",
-    "write_results",
     "write_private_text",
+    "write_results",
     "write_rows",
 ]
 
