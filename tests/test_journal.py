@@ -235,7 +235,7 @@ def test_a_journal_and_the_folders_made_for_it_are_private_whatever_the_umask(
 # -- write failures (issue 11, point 5) ----------------------------------------------
 
 
-def _failing_writes(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+def _failing_writes(monkeypatch: pytest.MonkeyPatch, error: BaseException | None) -> None:
     @contextlib.contextmanager
     def broken(db: sqlite3.Connection) -> Iterator[None]:
         if error is not None:  # always: as a full disk would, before the write
