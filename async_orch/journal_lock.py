@@ -115,6 +115,9 @@ def _lock_journal_file(journal: Path) -> int | None:
     ofd_setlk = getattr(fcntl, "F_OFD_SETLK", None) if sys.platform != "win32" else None
     if ofd_setlk is None:
         return None
+    # Closing any descriptor of a file drops the process's classic POSIX locks on
+    # it, SQLite's included: so this one is opened before SQLite opens the file
+    # and closed after it closed it (Journal.create, open and close keep that order).
     fd = os.open(journal, os.O_RDWR)
     # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks).
     request = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, _JOURNAL_LOCK_OFFSET, 1, 0)

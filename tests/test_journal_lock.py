@@ -70,7 +70,8 @@ def test_a_second_lock_is_refused_while_the_first_is_held_and_granted_after(
 def test_release_removes_the_lock_file_and_a_with_block_releases(tmp_path: Path) -> None:
     journal = tmp_path / "batch.sqlite"
     with JournalLock(journal) as lock:
-        assert lock.held and lock.path == lock_path(journal) == tmp_path / "batch.sqlite.lock"
+        assert lock.held
+        assert lock.path == lock_path(journal) == tmp_path.resolve() / "batch.sqlite.lock"
         assert LockHolder.parse(lock.path.read_text(encoding="utf-8")) is not None
     assert not lock.held
     assert not lock_path(journal).exists()
