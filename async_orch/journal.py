@@ -25,6 +25,24 @@ the last few, which a resume then reconciles by Reference like any lost answer.
 A write costs tens of microseconds (no fsync per commit), so the journal is
 called directly from the event loop's callbacks.
 
+Failures are one typed error each, never a raw SQLite error or a KeyError:
+
+* a write that fails (a full disk, an I/O error) raises
+  :class:`JournalWriteError`, and every later write raises it again at once
+  (:attr:`Journal.failure`), so the run ends and says how to resume;
+* a row that is not what async-orch writes (bad JSON, a missing key, a wrong
+  type, a file that is not SQLite) raises :class:`JournalDamagedError` naming
+  the file, the row and what is wrong, when it is read. A write torn by a crash
+  is not damage: SQLite's write-ahead log checksums every commit, and recovery
+  drops a torn last commit whole, so the journal reads as of the last complete
+  write (what the lost write would have said is found again by a resume: a job
+  by its Reference, a state by watching). So a row that does not parse was
+  changed outside async-orch, or its disk failed, and is refused, not guessed.
+
+Privacy: a journal holds every request's inputs and every job's outputs, so
+its file (and SQLite's ``-wal``/``-shm`` files, which SQLite creates with the
+journal's mode) is created 0600, and each folder created for it 0700.
+
 :func:`plan_resume` (pure) sorts a journal's contents into what is final, what
 to re-attach to, and what must be looked up by Reference before starting.
 """
@@ -32,29 +50,39 @@ to re-attach to, and what must be looked up by Reference before starting.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
+import shlex
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from async_orch.batch import JobHandle
-from async_orch.errors import ConfigurationError
+from async_orch.batch import JobHandle, Outcome
+from async_orch.errors import ConfigurationError, OrchestratorError
 from async_orch.journal_lock import JournalLock
 
 __all__ = [
     "SCHEMA_VERSION",
     "JobRecord",
     "Journal",
+    "JournalDamagedError",
+    "JournalError",
     "JournalTarget",
+    "JournalWriteError",
     "RequestRecord",
     "ResumePlan",
+    "TwoJobsForOneRequestError",
     "plan_resume",
 ]
 
 SCHEMA_VERSION = 1
+
+_T = TypeVar("_T")
+_KIND_NAMES: dict[type, str] = {int: "an integer", str: "text"}
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -88,6 +116,70 @@ CREATE TABLE events (
     detail TEXT
 );
 """
+
+
+class JournalError(OrchestratorError):
+    """A journal that cannot be used as it is (the CLI prints it as one line, exit 2)."""
+
+
+class JournalDamagedError(JournalError):
+    """A journal holds something async-orch never writes (see the module docstring).
+
+    Attributes:
+        path: the journal; where: the table and row (or ``meta``, ``file``);
+        what: what is wrong there.
+    """
+
+    def __init__(self, path: Path, where: str, what: str) -> None:
+        self.path, self.where, self.what = path, where, what
+        super().__init__(
+            f"journal is damaged: {path}: {where}: {what}; it was changed outside async-orch "
+            "or its disk failed: restore it from a backup if there is one, else look its "
+            "batch's jobs up in Orchestrator by their References before dispatching them "
+            "again, so that none is started twice"
+        )
+
+
+class JournalWriteError(JournalError):
+    """A journal write failed (a full disk, an I/O error); the run must end.
+
+    Attributes:
+        path: the journal. ``__cause__`` is the OSError or sqlite3.Error.
+    """
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        self.path = path
+        when = "once the disk has room again" if _disk_full(cause) else "once it can be written"
+        super().__init__(
+            f"cannot write journal {path} ({_describe(cause)}), so no more jobs are started. "
+            "The jobs started so far are safe: every request's Reference was journaled "
+            "before any job started, so a resume re-attaches to the jobs the journal "
+            "recorded and finds by Reference any started but not recorded. "
+            f"To finish, {when}: async-orch dispatch --resume {shlex.quote(str(path))}"
+        )
+
+
+class TwoJobsForOneRequestError(JournalError):
+    """A journal shows two jobs for one request: one was started twice, so a
+    resume refuses to go on rather than guess which one counts."""
+
+    def __init__(self, path: Path | None, request: RequestRecord, job_ids: Sequence[int]) -> None:
+        self.request, self.job_ids = request, list(job_ids)
+        ids = ", ".join(str(i) for i in job_ids)
+        shown = shlex.quote(str(path)) if path is not None else "JOURNAL"
+        which = f"journal {path}" if path is not None else "the journal"
+        super().__init__(
+            f"{which} shows {len(job_ids)} jobs (ids {ids}) for request {request.index} "
+            f"(Reference {request.reference}): it was started more than "
+            "once, so the journal is not resumed. Stop the extra jobs in Orchestrator if "
+            f"they must not run; see every row with: async-orch jobs --journal {shown}"
+        )
+
+
+def _disk_full(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return getattr(error, "sqlite_errorname", None) == "SQLITE_FULL"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,9 +251,23 @@ class ResumePlan:
     lookup: list[RequestRecord]
 
 
-def plan_resume(requests: Sequence[RequestRecord], jobs: Sequence[JobRecord]) -> ResumePlan:
-    """Sort a journal's contents for a resume (pure)."""
-    with_jobs = {j.request_index for j in jobs}
+def plan_resume(
+    requests: Sequence[RequestRecord], jobs: Sequence[JobRecord], *, path: Path | None = None
+) -> ResumePlan:
+    """Sort a journal's contents for a resume (pure).
+
+    Raises :class:`TwoJobsForOneRequestError` (naming ``path``) if a request has
+    more than one job: every journaled request starts one job, so a second one
+    means it was started twice (two writers once got past the lock), and going
+    on would report one of them as if it were the only one.
+    """
+    jobs_of: dict[int, list[int]] = {}
+    for job in jobs:
+        jobs_of.setdefault(job.request_index, []).append(job.job_id)
+    for request in requests:
+        if len(jobs_of.get(request.index, ())) > 1:
+            raise TwoJobsForOneRequestError(path, request, jobs_of[request.index])
+    with_jobs = set(jobs_of)
     return ResumePlan(
         finished=[j for j in jobs if j.final],
         reattach=[j for j in jobs if not j.final],
@@ -204,8 +310,17 @@ class Journal:
         self.path = path
         self._clock = clock
         self._lock = lock
-        rows = self._db.execute("SELECT key, value FROM meta").fetchall()
-        self._meta: dict[str, str] = {str(k): str(v) for k, v in rows}
+        self.failure: JournalWriteError | None = None  # the first write that failed
+        with self._reading("meta"):
+            rows = self._db.execute("SELECT key, value FROM meta").fetchall()
+        self._meta: dict[str, str] = {}
+        for key, value in rows:
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise JournalDamagedError(path, "meta", f"the entry {key!r} is not text")
+            self._meta[key] = value
+        for key in ("batch_id", "created", "url"):
+            if not self._meta.get(key):
+                raise JournalDamagedError(path, "meta", f"{key} is missing")
 
     # -- opening -----------------------------------------------------------------
 
@@ -228,42 +343,41 @@ class Journal:
         if path.exists():
             raise ConfigurationError(_exists_message(path))
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_private_dirs(path.parent)
         except OSError as exc:
             raise ConfigurationError(f"cannot create journal {path}: {exc}") from exc
         lock = JournalLock(path, clock=clock)
         with _take_lock(lock):
-            if path.exists():  # another process created it since the check above
-                raise ConfigurationError(_exists_message(path))
             try:
-                db = _connect(path)
-            except (OSError, sqlite3.Error) as exc:
+                # Created 0600 here, empty, so SQLite (which keeps an existing
+                # file's mode, and gives its -wal and -shm files the same) never
+                # makes it readable by others, whatever the umask.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process created it since the check above
+                raise ConfigurationError(_exists_message(path)) from None
+            except OSError as exc:
                 raise ConfigurationError(f"cannot create journal {path}: {exc}") from exc
-            now = _iso(clock())
-            db.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
-            with _transaction(db):
-                meta = {
-                    "schema_version": str(SCHEMA_VERSION),
-                    "batch_id": batch_id,
-                    "created": now,
-                    "url": target.url,
-                    "organization": target.organization or "",
-                    "tenant": target.tenant or "",
-                }
-                db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-                rows = [
-                    (r.index, r.reference, r.folder, r.process, _dumps(r.inputs), r.timeout, now)
-                    for r in requests
-                ]
-                db.executemany(
-                    "INSERT INTO requests (idx, reference, folder, process, inputs, timeout, "
-                    "updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                db.execute(
-                    "INSERT INTO events (at, kind, detail) VALUES (?, 'created', ?)",
-                    (now, _dumps({"requests": len(requests)})),
-                )
+            try:
+                if hasattr(os, "fchmod"):  # not on Windows, where modes mean little
+                    os.fchmod(fd, 0o600)  # a umask taking the owner's bits away, undone
+            finally:
+                os.close(fd)
+            db: sqlite3.Connection | None = None
+            try:
+                lock.lock_file()
+                db = _connect(path)
+                _write_new(db, _iso(clock()), target, batch_id, requests)
+            except BaseException as exc:
+                if db is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.close()
+                _remove_new(path)  # nothing was started: leave nothing behind
+                if isinstance(exc, (OSError, sqlite3.Error)):
+                    raise ConfigurationError(
+                        f"cannot create journal {path} ({_describe(exc)}); nothing was "
+                        "started: make room, or choose another path with --journal"
+                    ) from exc
+                raise
         return cls(db, path, clock=clock, lock=lock)
 
     @classmethod
@@ -283,20 +397,30 @@ class Journal:
             )
         lock = None if read_only else JournalLock(path, clock=clock)
         with _take_lock(lock):
+            db: sqlite3.Connection | None = None
             try:
                 db = _connect(path)
                 version = db.execute(
                     "SELECT value FROM meta WHERE key = 'schema_version'"
                 ).fetchone()
             except sqlite3.Error as exc:
+                if db is not None:
+                    db.close()
+                if str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_CORRUPT"):
+                    raise JournalDamagedError(
+                        path, "file", f"SQLite cannot read it ({exc})"
+                    ) from exc
                 raise ConfigurationError(f"{path} is not an async-orch journal ({exc})") from exc
-            if version is None or version[0] != str(SCHEMA_VERSION):
+            try:
+                if version is None or version[0] != str(SCHEMA_VERSION):
+                    raise ConfigurationError(
+                        f"{path} is a journal of schema {version[0] if version else '?'}; "
+                        f"this async-orch reads schema {SCHEMA_VERSION}"
+                    )
+                return cls(db, path, clock=clock, lock=lock)
+            except BaseException:
                 db.close()
-                raise ConfigurationError(
-                    f"{path} is a journal of schema {version[0] if version else '?'}; "
-                    f"this async-orch reads schema {SCHEMA_VERSION}"
-                )
-        return cls(db, path, clock=clock, lock=lock)
+                raise
 
     @property
     def read_only(self) -> bool:
@@ -346,45 +470,27 @@ class Journal:
             )
 
     def requests(self) -> list[RequestRecord]:
-        rows = self._db.execute(
-            "SELECT idx, reference, folder, process, inputs, timeout, outcome, info "
-            "FROM requests ORDER BY idx"
-        ).fetchall()
-        return [
-            RequestRecord(
-                index=idx,
-                reference=reference,
-                folder=folder,
-                process=process,
-                inputs=json.loads(inputs) if inputs is not None else None,
-                timeout=timeout,
-                outcome=outcome,
-                info=info,
-            )
-            for idx, reference, folder, process, inputs, timeout, outcome, info in rows
-        ]
+        with self._reading("requests"):
+            rows = self._db.execute(
+                "SELECT idx, reference, folder, process, inputs, timeout, outcome, info "
+                "FROM requests ORDER BY idx"
+            ).fetchall()
+        return [self._request(*row) for row in rows]
 
     def jobs(self) -> list[JobRecord]:
-        rows = self._db.execute(
-            "SELECT job_id, request_idx, handle, state, outcome, result FROM jobs "
-            "ORDER BY request_idx, job_id"
-        ).fetchall()
-        return [
-            JobRecord(
-                job_id=job_id,
-                request_index=request_idx,
-                handle=JobHandle.from_dict(json.loads(handle)),
-                state=state,
-                outcome=outcome,
-                result=json.loads(result) if result is not None else None,
-            )
-            for job_id, request_idx, handle, state, outcome, result in rows
-        ]
+        with self._reading("jobs"):
+            rows = self._db.execute(
+                "SELECT job_id, request_idx, handle, state, outcome, result FROM jobs "
+                "ORDER BY request_idx, job_id"
+            ).fetchall()
+            known = {idx for (idx,) in self._db.execute("SELECT idx FROM requests")}
+        return [self._job(known, *row) for row in rows]
 
     def events(self) -> list[dict[str, Any]]:
-        rows = self._db.execute(
-            "SELECT seq, at, kind, request_idx, job_id, detail FROM events ORDER BY seq"
-        ).fetchall()
+        with self._reading("events"):
+            rows = self._db.execute(
+                "SELECT seq, at, kind, request_idx, job_id, detail FROM events ORDER BY seq"
+            ).fetchall()
         return [
             {
                 "seq": seq,
@@ -392,10 +498,115 @@ class Journal:
                 "kind": kind,
                 "request": request_idx,
                 "job_id": job_id,
-                "detail": json.loads(detail) if detail else None,
+                "detail": self._json(detail, f"events row seq={seq}", "detail") if detail else None,
             }
             for seq, at, kind, request_idx, job_id, detail in rows
         ]
+
+    # -- reading rows, checked: a row async-orch did not write is damage, not a guess --
+
+    def _request(
+        self,
+        idx: object,
+        reference: object,
+        folder: object,
+        process: object,
+        inputs: object,
+        timeout: object,
+        outcome: object,
+        info: object,
+    ) -> RequestRecord:
+        where = f"requests row idx={idx}"
+        parsed_inputs = self._json(inputs, where, "inputs", dict)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float, type(None))):
+            raise JournalDamagedError(self.path, where, f"timeout {timeout!r} is not a number")
+        return RequestRecord(
+            index=self._check(idx, int, where, "idx", optional=False),
+            reference=self._check(reference, str, where, "reference", optional=False),
+            folder=self._check(folder, str, where, "folder", optional=False),
+            process=self._check(process, str, where, "process", optional=False),
+            inputs=parsed_inputs,
+            timeout=float(timeout) if timeout is not None else None,
+            outcome=self._check(outcome, str, where, "outcome"),
+            info=self._check(info, str, where, "info"),
+        )
+
+    def _job(
+        self,
+        known: set[int],
+        job_id: object,
+        request_idx: object,
+        handle: object,
+        state: object,
+        outcome: object,
+        result: object,
+    ) -> JobRecord:
+        where = f"jobs row job_id={job_id}"
+        index = self._check(request_idx, int, where, "request_idx", optional=False)
+        if index not in known:
+            raise JournalDamagedError(self.path, where, f"request {index} is not in the journal")
+        data = self._json(handle, where, "handle", dict)
+        try:
+            parsed = JobHandle.from_dict(data or {})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise JournalDamagedError(
+                self.path, where, f"handle is not a job handle ({type(exc).__name__}: {exc})"
+            ) from None
+        if parsed.job_id != job_id:
+            raise JournalDamagedError(
+                self.path, where, f"handle names job {parsed.job_id}, not {job_id}"
+            )
+        checked_outcome = self._check(outcome, str, where, "outcome")
+        if checked_outcome is not None and checked_outcome not in set(Outcome):
+            raise JournalDamagedError(
+                self.path, where, f"outcome {checked_outcome!r} is not an outcome"
+            )
+        return JobRecord(
+            job_id=parsed.job_id,
+            request_index=index,
+            handle=parsed,
+            state=self._check(state, str, where, "state"),
+            outcome=checked_outcome,
+            result=self._json(result, where, "result", dict),
+        )
+
+    def _check(
+        self, value: object, kind: type[_T], where: str, column: str, *, optional: bool = True
+    ) -> Any:
+        if value is None and optional:
+            return None
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise JournalDamagedError(
+                self.path, where, f"{column} is {value!r}, not {_KIND_NAMES[kind]}"
+            )
+        return value
+
+    def _json(self, text: object, where: str, column: str, kind: type | None = None) -> Any:
+        if text is None:
+            return None
+        if not isinstance(text, str):
+            raise JournalDamagedError(self.path, where, f"{column} is {text!r}, not JSON text")
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise JournalDamagedError(
+                self.path, where, f"{column} is not valid JSON ({exc})"
+            ) from None
+        if kind is not None and not isinstance(value, kind):
+            raise JournalDamagedError(
+                self.path, where, f"{column} is JSON {type(value).__name__}, not an object"
+            )
+        return value
+
+    @contextlib.contextmanager
+    def _reading(self, table: str) -> Iterator[None]:
+        """A read; a file SQLite cannot read (truncated, overwritten) is damage."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise  # busy, not damaged
+            raise JournalDamagedError(self.path, table, f"SQLite cannot read it ({exc})") from exc
 
     # -- recording, one committed transaction each ----------------------------------
 
@@ -457,11 +668,26 @@ class Journal:
         with self._writing():
             self._event(now, kind, None, None, detail or None)
 
-    def _writing(self) -> contextlib.AbstractContextManager[None]:
-        """One committed write transaction; only the lock's holder writes."""
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One committed write transaction; only the lock's holder writes.
+
+        The first write that fails (a full disk, an I/O error) becomes
+        :attr:`failure`, raised by it and at once by every later write: the
+        run ends, and nothing is written past a hole in what was recorded.
+        """
         if self._lock is None:
             raise RuntimeError(f"journal {self.path} was opened read-only")
-        return _transaction(self._db)
+        if self.failure is not None:
+            raise self.failure
+        try:
+            with _transaction(self._db):
+                yield
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            raise  # a bug of ours, not the disk
+        except (OSError, sqlite3.Error) as exc:
+            self.failure = JournalWriteError(self.path, exc)
+            raise self.failure from exc
 
     def _event(
         self,
@@ -498,9 +724,69 @@ def _take_lock(lock: JournalLock | None) -> Iterator[None]:
         raise
 
 
+def _make_private_dirs(folder: Path) -> None:
+    """Create ``folder`` and any missing parent 0700 (existing ones are left as they are)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for created in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
+            os.mkdir(created, 0o700)
+            os.chmod(created, 0o700)  # still empty: a umask taking the owner's bits, undone
+
+
+def _write_new(
+    db: sqlite3.Connection,
+    now: str,
+    target: JournalTarget,
+    batch_id: str,
+    requests: Sequence[RequestRecord],
+) -> None:
+    db.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
+    with _transaction(db):
+        meta = {
+            "schema_version": str(SCHEMA_VERSION),
+            "batch_id": batch_id,
+            "created": now,
+            "url": target.url,
+            "organization": target.organization or "",
+            "tenant": target.tenant or "",
+        }
+        db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        rows = [
+            (r.index, r.reference, r.folder, r.process, _dumps(r.inputs), r.timeout, now)
+            for r in requests
+        ]
+        db.executemany(
+            "INSERT INTO requests (idx, reference, folder, process, inputs, timeout, "
+            "updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        db.execute(
+            "INSERT INTO events (at, kind, detail) VALUES (?, 'created', ?)",
+            (now, _dumps({"requests": len(requests)})),
+        )
+
+
+def _remove_new(path: Path) -> None:
+    """Remove a journal whose creation failed (and SQLite's files beside it)."""
+    for name in (path.name, path.name + "-wal", path.name + "-shm", path.name + "-journal"):
+        with contextlib.suppress(OSError):
+            os.unlink(path.resolve().with_name(name))
+
+
+def _describe(error: BaseException) -> str:
+    return f"the disk is full: {error}" if _disk_full(error) else str(error)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     # Autocommit mode: transactions are explicit (_transaction), one per write.
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # Through the resolved path: SQLite names its -wal file after the name it
+    # opens, and every name of one journal must share one.
+    db = sqlite3.connect(path.resolve(), isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA busy_timeout = 5000")  # readers (async-orch jobs) may be looking
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
@@ -513,7 +799,11 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        # SQLite may have rolled back already (a full disk can do that): then a
+        # ROLLBACK would fail and hide the error that matters.
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")

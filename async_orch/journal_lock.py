@@ -24,14 +24,32 @@ Windows has no ``fcntl``: there ``msvcrt.locking`` locks one byte of the file
 (far past the holder's details, which stay readable). Windows also releases
 it when the process ends. The file is removed after release unless another
 process has it open, in which case it stays, which is harmless.
+
+A journal has more than one name when it is reached through a symbolic link
+or a hard link, and a lock on a name would let two processes in through two
+names (two resumes of one journal started 183 jobs for 100 requests that way).
+So the lock is on the file, not on a name:
+
+* the sidecar is named after the journal's resolved path (symbolic links
+  followed), so every symbolic link to a journal meets the same sidecar;
+* where the kernel has open-file-description locks (Linux), the journal file
+  itself is locked too, by device and inode, which no other name escapes
+  (a hard link, a bind mount). It is a write lock on one byte far past
+  anything SQLite locks or writes (:data:`_JOURNAL_LOCK_OFFSET`), so it never
+  gets in SQLite's way; and as an OFD lock it belongs to our descriptor, so
+  SQLite closing its own descriptors of the file never drops it. Elsewhere
+  (macOS, Windows) only the sidecar locks, and a hard link is not caught by
+  the lock; a resume still refuses a journal showing two jobs for one request.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
+import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +60,6 @@ from typing import Any
 from async_orch.errors import ConfigurationError
 
 if sys.platform == "win32":
-    import errno
     import msvcrt
 
     #: The byte locked on Windows: past the holder's details, so they stay readable.
@@ -87,12 +104,41 @@ else:
         os.close(fd)
 
 
+#: Where the journal file itself is locked: one byte at 1 TiB, far past SQLite's
+#: lock bytes (at 1 GiB) and past any journal's end (locking there grows nothing).
+_JOURNAL_LOCK_OFFSET = 1 << 40
+
+
+def _lock_journal_file(journal: Path) -> int | None:
+    """Lock the journal file's inode; its descriptor, None where this is not
+    supported, or raise BlockingIOError if another descriptor holds it."""
+    ofd_setlk = getattr(fcntl, "F_OFD_SETLK", None) if sys.platform != "win32" else None
+    if ofd_setlk is None:
+        return None
+    # Closing any descriptor of a file drops the process's classic POSIX locks on
+    # it, SQLite's included: so this one is opened before SQLite opens the file
+    # and closed after it closed it (Journal.create, open and close keep that order).
+    fd = os.open(journal, os.O_RDWR)
+    # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks).
+    request = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, _JOURNAL_LOCK_OFFSET, 1, 0)
+    try:
+        fcntl.fcntl(fd, ofd_setlk, request)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise BlockingIOError(exc.errno, exc.strerror) from exc
+        raise
+    return fd
+
+
 __all__ = ["JournalInUseError", "JournalLock", "LockHolder", "lock_path"]
 
 
 def lock_path(journal: Path) -> Path:
-    """The sidecar lock file of ``journal``: ``<journal>.lock``."""
-    return journal.with_name(journal.name + ".lock")
+    """The sidecar lock file of ``journal``: ``<journal>.lock`` beside the file
+    it resolves to (so every symbolic link to a journal has the same one)."""
+    resolved = journal.resolve()
+    return resolved.with_name(resolved.name + ".lock")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,10 +187,14 @@ class JournalInUseError(ConfigurationError):
         holder: who holds it, if the lock file could be read.
     """
 
-    def __init__(self, journal: Path, holder: LockHolder | None) -> None:
+    def __init__(
+        self, journal: Path, holder: LockHolder | None, *, other_name: bool = False
+    ) -> None:
         self.journal = journal
         self.holder = holder
         described = holder.describe() if holder is not None else ""
+        if other_name:  # the file's own lock: its holder wrote its details elsewhere
+            described = "which opened it under another name: a hard link to the same file"
         who = f" ({described})" if described else ""
         super().__init__(
             f"journal {journal} is in use by another async-orch process{who}; only one "
@@ -196,6 +246,7 @@ class JournalLock:
         self.path = lock_path(journal)
         self._clock = clock
         self._fd: int | None = None
+        self._file_fd: int | None = None  # the journal file's own lock, if held
 
     @property
     def held(self) -> bool:
@@ -204,14 +255,38 @@ class JournalLock:
     def acquire(self) -> None:
         """Take the lock, or raise :class:`JournalInUseError` without waiting.
 
+        If the journal exists its file is locked too (see the module docstring);
+        a journal created after this call is locked with :meth:`lock_file`.
         Raises ConfigurationError if the lock file cannot be created or locked at
         all (a read-only directory, say).
         """
         if self._fd is not None:
             raise RuntimeError(f"the lock of {self.journal} is already held by this object")
+        self._lock_sidecar()
+        if self.journal.exists():
+            try:
+                self.lock_file()
+            except BaseException:
+                self.release()
+                raise
+
+    def lock_file(self) -> None:
+        """Lock the journal file itself (by device and inode), once it exists."""
+        if self._fd is None or self._file_fd is not None:
+            raise RuntimeError(f"lock_file of {self.journal} needs the lock, once")
+        try:
+            self._file_fd = _lock_journal_file(self.journal)
+        except BlockingIOError:
+            raise JournalInUseError(self.journal, None, other_name=True) from None
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot lock journal {self.journal}: {exc.strerror or exc}"
+            ) from exc
+
+    def _lock_sidecar(self) -> None:
         while True:  # more than once only if the holder released it while we opened it
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
             except OSError as exc:
                 raise ConfigurationError(
                     f"cannot lock journal {self.journal}: cannot open {self.path}: "
@@ -232,10 +307,16 @@ class JournalLock:
                 break
             os.close(fd)  # removed or replaced by its last holder meanwhile: start over
         self._fd = fd
+        if hasattr(os, "fchmod"):  # ours now: 0600 whatever the umask (it names us)
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, 0o600)
         self._write_holder(fd)
 
     def release(self) -> None:
         """Give the lock back and remove the lock file (does nothing if not held)."""
+        file_fd, self._file_fd = self._file_fd, None
+        if file_fd is not None:
+            os.close(file_fd)  # closing it drops its lock (an OFD lock)
         fd, self._fd = self._fd, None
         if fd is not None:
             _unlock_and_close(fd, self.path)

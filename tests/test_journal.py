@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
+import shutil
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from async_orch import journal as journal_module
 from async_orch.batch import JobHandle
 from async_orch.cli.profiles import merge_environment, profile_environment
 from async_orch.errors import ConfigurationError
-from async_orch.journal import Journal, JournalTarget, RequestRecord, plan_resume
+from async_orch.journal import (
+    Journal,
+    JournalDamagedError,
+    JournalTarget,
+    JournalWriteError,
+    RequestRecord,
+    TwoJobsForOneRequestError,
+    plan_resume,
+)
 from async_orch.journal_lock import JournalInUseError, JournalLock, lock_path
 
 TARGET = JournalTarget(
@@ -189,3 +203,192 @@ def test_a_chosen_profile_wins_over_the_environment_and_the_default_does_not() -
     assert chosen["UIPATH_URL"] == "from-profile" and chosen["OTHER"] == "1"
     default = merge_environment(environ, profile, profile_wins=False)
     assert default["UIPATH_URL"] == "from-env" and default["UIPATH_CLIENT_ID"] == "id"
+
+
+# -- files and privacy (issue 11, point 8) -------------------------------------------
+
+
+def test_a_journal_and_the_folders_made_for_it_are_private_whatever_the_umask(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state" / "async-orch" / "j.sqlite"
+    for umask in (0, 0o022, 0o277):  # 0o277 would take even the owner's write bit
+        old = os.umask(umask)
+        try:
+            with Journal.create(path, target=TARGET, batch_id="b", requests=_records(2)) as j:
+                j.record_started(0, _handle(5, "r-0"), state="Pending")
+                sqlite_files = sorted(p.name for p in path.parent.iterdir())
+                assert "j.sqlite-wal" in sqlite_files
+                for name in sqlite_files:  # SQLite's -wal and -shm too
+                    assert (path.parent / name).stat().st_mode & 0o777 == 0o600, (umask, name)
+            for folder in (tmp_path / "state", tmp_path / "state" / "async-orch"):
+                assert folder.stat().st_mode & 0o777 == 0o700, umask
+        finally:
+            os.umask(old)
+        shutil.rmtree(tmp_path / "state")
+    existing = tmp_path / "mine"
+    existing.mkdir(mode=0o755)
+    Journal.create(existing / "j.sqlite", target=TARGET, batch_id="b", requests=[]).close()
+    assert existing.stat().st_mode & 0o777 == 0o755  # a folder the user made is theirs
+
+
+# -- write failures (issue 11, point 5) ----------------------------------------------
+
+
+def _failing_writes(monkeypatch: pytest.MonkeyPatch, error: BaseException | None) -> None:
+    @contextlib.contextmanager
+    def broken(db: sqlite3.Connection) -> Iterator[None]:
+        if error is not None:  # always: as a full disk would, before the write
+            raise error
+        yield
+
+    monkeypatch.setattr(journal_module, "_transaction", broken)
+
+
+def test_a_failed_write_is_one_error_saying_what_is_safe_and_how_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = _journal(tmp_path)
+    journal.record_started(0, _handle(5, "r-0"), state="Pending")
+    _failing_writes(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
+    with pytest.raises(JournalWriteError) as failed:
+        journal.record_started(1, _handle(6, "r-1"), state="Pending")
+    message = str(failed.value)
+    assert "\n" not in message
+    assert message.startswith(f"cannot write journal {journal.path} (the disk is full: ")
+    assert "The jobs started so far are safe" in message
+    assert "finds by Reference any started but not recorded" in message
+    assert message.endswith(
+        f"once the disk has room again: async-orch dispatch --resume {journal.path}"
+    )
+    assert journal.failure is failed.value
+    monkeypatch.undo()  # even once writes would work again, none is made past the hole
+    with pytest.raises(JournalWriteError) as again:
+        journal.record_event("finished")
+    assert again.value is failed.value
+    assert [j.job_id for j in journal.jobs()] == [5]  # what was recorded stays readable
+    journal.close()
+
+
+def test_an_sqlite_io_error_is_a_write_error_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = _journal(tmp_path)
+    _failing_writes(monkeypatch, sqlite3.OperationalError("disk I/O error"))
+    with pytest.raises(JournalWriteError, match=r"\(disk I/O error\).*once it can be written:"):
+        journal.record_state(5, "Running")
+    journal.close()
+
+
+def test_a_journal_that_cannot_be_written_at_creation_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _failing_writes(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
+    with pytest.raises(ConfigurationError, match="nothing was started") as failed:
+        _journal(tmp_path)
+    assert "the disk is full" in str(failed.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- damage (issue 11, point 4) ------------------------------------------------------
+
+DAMAGES = {
+    "bad JSON": (
+        "UPDATE requests SET inputs = '{\"i\": ' WHERE idx = 1",
+        "requests row idx=1: inputs is not valid JSON",
+    ),
+    "inputs not an object": (
+        "UPDATE requests SET inputs = '[1, 2]' WHERE idx = 1",
+        "requests row idx=1: inputs is JSON list, not an object",
+    ),
+    "wrong type": (
+        "UPDATE requests SET folder = X'00ff' WHERE idx = 2",
+        "requests row idx=2: folder is b'\\x00\\xff', not text",
+    ),
+    "timeout not a number": (
+        "UPDATE requests SET timeout = 'soon' WHERE idx = 0",
+        "requests row idx=0: timeout 'soon' is not a number",
+    ),
+    "handle missing a key": (
+        "UPDATE jobs SET handle = '{\"job_id\": 5}' WHERE job_id = 5",
+        "jobs row job_id=5: handle is not a job handle (KeyError: 'folder_id')",
+    ),
+    "handle of another job": (
+        "UPDATE jobs SET handle = replace(handle, '\"job_id\": 5', '\"job_id\": 6')",
+        "jobs row job_id=5: handle names job 6, not 5",
+    ),
+    "job of no request": (
+        "PRAGMA foreign_keys = OFF; UPDATE jobs SET request_idx = 99 WHERE job_id = 5",
+        "jobs row job_id=5: request 99 is not in the journal",
+    ),
+    "unknown outcome": (
+        "UPDATE jobs SET outcome = 'great' WHERE job_id = 5",
+        "jobs row job_id=5: outcome 'great' is not an outcome",
+    ),
+    "meta missing": ("DELETE FROM meta WHERE key = 'url'", "meta: url is missing"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_row_is_one_clear_error_naming_file_row_and_fault(
+    tmp_path: Path, damage: str
+) -> None:
+    sql, expected = DAMAGES[damage]
+    with _journal(tmp_path) as journal:
+        journal.record_started(0, _handle(5, "r-0"), state="Pending")
+        path = journal.path
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(sql)
+    db.close()
+    with pytest.raises(JournalDamagedError) as damaged, Journal.open(path) as reopened:
+        plan_resume(reopened.requests(), reopened.jobs())
+    message = str(damaged.value)
+    assert message.startswith(f"journal is damaged: {path}: {expected}"), message
+    assert "restore it from a backup" in message and "\n" not in message
+    assert not lock_path(path).exists()  # a refused open keeps no lock
+
+
+def test_a_truncated_file_is_damage_not_a_traceback(tmp_path: Path) -> None:
+    with _journal(tmp_path, n=300) as journal:
+        path = journal.path
+    size = path.stat().st_size
+    with path.open("r+b") as handle:
+        handle.truncate(size // 2)
+    with pytest.raises(JournalDamagedError) as failed, Journal.open(path) as reopened:
+        reopened.requests()
+    assert str(failed.value).startswith(
+        f"journal is damaged: {path}: file: SQLite cannot read it (database disk image is "
+        "malformed); it was changed outside async-orch or its disk failed"
+    )
+
+
+def test_a_write_torn_by_a_crash_is_dropped_whole_and_the_rest_reads(tmp_path: Path) -> None:
+    """The torn last write a crash leaves is tolerated: SQLite's WAL checksums each
+    commit, so recovery drops the torn one and keeps every complete one."""
+    with _journal(tmp_path) as journal:
+        for job_id in (5, 6):
+            journal.record_started(job_id - 5, _handle(job_id, f"r-{job_id - 5}"), state=None)
+        wal = Path(f"{journal.path}-wal")
+        crashed = tmp_path / "crashed"
+        crashed.mkdir()
+        shutil.copy(journal.path, crashed / "j.sqlite")
+        torn = wal.read_bytes()
+        (crashed / "j.sqlite-wal").write_bytes(torn[:-100])  # the last commit, cut short
+    with Journal.open(crashed / "j.sqlite") as reopened:
+        assert [j.job_id for j in reopened.jobs()] == [5]  # job 6 is found again by Reference
+        assert len(reopened.requests()) == 3
+
+
+def test_a_resume_refuses_a_journal_showing_two_jobs_for_one_request(tmp_path: Path) -> None:
+    journal = _journal(tmp_path)
+    journal.record_started(0, _handle(5, "r-0"), state="Running")
+    journal.record_started(1, _handle(6, "r-1"), state="Running")
+    journal.record_started(1, _handle(7, "r-1"), state="Running")  # started twice
+    with pytest.raises(TwoJobsForOneRequestError) as refused:
+        plan_resume(journal.requests(), journal.jobs(), path=journal.path)
+    assert str(refused.value).startswith(
+        f"journal {journal.path} shows 2 jobs (ids 6, 7) for request 1 (Reference r-1): "
+        "it was started more than once, so the journal is not resumed."
+    )
+    assert refused.value.job_ids == [6, 7]
+    journal.close()

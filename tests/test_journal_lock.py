@@ -70,7 +70,8 @@ def test_a_second_lock_is_refused_while_the_first_is_held_and_granted_after(
 def test_release_removes_the_lock_file_and_a_with_block_releases(tmp_path: Path) -> None:
     journal = tmp_path / "batch.sqlite"
     with JournalLock(journal) as lock:
-        assert lock.held and lock.path == lock_path(journal) == tmp_path / "batch.sqlite.lock"
+        assert lock.held
+        assert lock.path == lock_path(journal) == tmp_path.resolve() / "batch.sqlite.lock"
         assert LockHolder.parse(lock.path.read_text(encoding="utf-8")) is not None
     assert not lock.held
     assert not lock_path(journal).exists()
@@ -140,3 +141,38 @@ def test_the_lock_goes_with_its_holder_when_it_is_killed(tmp_path: Path) -> None
         assert LockHolder.parse(lock.path.read_text(encoding="utf-8")) == LockHolder(
             pid=os.getpid(), host=socket.gethostname(), since=SINCE
         )
+
+
+def test_a_symbolic_link_and_a_hard_link_meet_the_same_lock(tmp_path: Path) -> None:
+    """Two names of one journal must not let two writers in (issue 11, point 1)."""
+    journal = tmp_path / "batch.sqlite"
+    journal.write_bytes(b"")
+    symlink = tmp_path / "elsewhere" / "via-symlink.sqlite"
+    symlink.parent.mkdir()
+    symlink.symlink_to(journal)
+    hardlink = tmp_path / "elsewhere" / "via-hardlink.sqlite"
+    os.link(journal, hardlink)
+    assert lock_path(symlink) == lock_path(journal)  # the sidecar of the resolved file
+
+    with JournalLock(symlink, clock=_clock):
+        with pytest.raises(JournalInUseError) as by_name:
+            JournalLock(journal).acquire()
+        assert f"pid {os.getpid()}" in str(by_name.value)  # the same sidecar: holder known
+        with pytest.raises(JournalInUseError) as by_inode:
+            JournalLock(hardlink).acquire()
+        assert "under another name: a hard link to the same file" in str(by_inode.value)
+        assert not lock_path(hardlink).exists()  # the refused one left nothing behind
+    with JournalLock(hardlink), pytest.raises(JournalInUseError):
+        JournalLock(symlink).acquire()  # and the other way round
+    with JournalLock(journal):
+        pass  # all free again
+
+
+def test_the_lock_file_is_private(tmp_path: Path) -> None:
+    journal = tmp_path / "batch.sqlite"
+    old = os.umask(0)
+    try:
+        with JournalLock(journal) as lock:
+            assert lock.path.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

@@ -240,7 +240,7 @@ async def _resume(args: argparse.Namespace) -> int:
         async with connection(args, default_url=target.url) as settings:
             journal.check_target(target_of(settings))
             async with _client(args, settings) as orch:
-                plan = plan_resume(journal.requests(), journal.jobs())
+                plan = plan_resume(journal.requests(), journal.jobs(), path=journal.path)
                 _say(
                     args,
                     f"resuming {args.resume}: {len(plan.finished)} jobs finished, "
@@ -249,7 +249,7 @@ async def _resume(args: argparse.Namespace) -> int:
                 )
                 never_started = await reconcile(orch, journal, plan.lookup)
                 adopted = len(plan.lookup) - len(never_started)
-                plan = plan_resume(journal.requests(), journal.jobs())
+                plan = plan_resume(journal.requests(), journal.jobs(), path=journal.path)
                 _say(
                     args,
                     f"found {adopted} by Reference; starting {len(never_started)}, "

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +26,12 @@ from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, Outcom
 from async_orch.cli.output import COLUMNS, result_row
 from async_orch.client import OrchestratorClient
 from async_orch.config import Settings
-from async_orch.dispatcher import ProgressCallback
+from async_orch.dispatcher import (
+    AbandonedCallback,
+    ProgressCallback,
+    StartedCallback,
+    StateCallback,
+)
 from async_orch.errors import OrchestratorError
 from async_orch.journal import JobRecord, Journal, JournalTarget, RequestRecord
 from async_orch.logs import get_logger
@@ -270,16 +275,58 @@ async def run_journaled(
         origin[job.job_id] = records[job.request_index]
     interrupts = _Interrupts(stream, stop=options.stop_on_interrupt)
 
+    # Once a journal write has failed the batch is ending because of it: the
+    # callbacks then write nothing more (it would fail again, and be logged as a
+    # warning per job) and the failure alone is reported, as one line.
     def on_started(index: int, handle: JobHandle) -> None:
         origin[handle.job_id] = start[index]
-        journal.record_started(start[index].index, handle, state=None)
+        if journal.failure is None:
+            journal.record_started(start[index].index, handle, state=None)
 
     def on_state(handle: JobHandle, old: JobState | None, new: JobState) -> None:
-        journal.record_state(handle.job_id, new.value)
+        if journal.failure is None:
+            journal.record_state(handle.job_id, new.value)
 
     def on_abandoned(abandoned: Abandoned) -> None:
-        _report_abandoned(journal, abandoned, stream, interrupted=interrupts.interrupted)
+        if journal.failure is None:
+            _report_abandoned(journal, abandoned, stream, interrupted=interrupts.interrupted)
 
+    try:
+        return await _run(
+            orch,
+            journal,
+            requests,
+            reattach,
+            options,
+            interrupts,
+            on_progress=on_progress,
+            on_started=on_started,
+            on_state=on_state,
+            on_abandoned=on_abandoned,
+            record=lambda result: _record_result(journal, start, origin, result),
+        )
+    except BaseException:
+        # Every start in flight may have failed on it at once (an exception
+        # group of many): the journal's failure is the one thing to say.
+        if journal.failure is not None:
+            raise journal.failure from None
+        raise
+
+
+async def _run(
+    orch: OrchestratorClient,
+    journal: Journal,
+    requests: Sequence[JobRequest],
+    reattach: Sequence[JobRecord],
+    options: RunOptions,
+    interrupts: _Interrupts,
+    *,
+    on_progress: ProgressCallback | None,
+    on_started: StartedCallback,
+    on_state: StateCallback,
+    on_abandoned: AbandonedCallback,
+    record: Callable[[JobResult], None],
+) -> bool:
     async with anyio.create_task_group() as signals:
         signals.start_soon(interrupts.watch)
         with interrupts.scope:
@@ -297,7 +344,7 @@ async def run_journaled(
             )
             async with aclosing(results):
                 async for result in results:
-                    _record_result(journal, start, origin, result)
+                    record(result)
         if interrupts.interrupted:
             journal.record_event("interrupted", stopped=options.stop_on_interrupt)
             with anyio.move_on_after(REFRESH_TIMEOUT):

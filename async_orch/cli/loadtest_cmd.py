@@ -37,7 +37,7 @@ from async_orch.cli.common import (
     positive_int,
     run_command,
 )
-from async_orch.cli.output import check_writable
+from async_orch.cli.output import check_writable, write_private_text
 from async_orch.config import Settings
 from async_orch.errors import ConfigurationError
 from async_orch.loadtest import (
@@ -319,8 +319,8 @@ async def _loadtest(args: argparse.Namespace) -> int:
     if report is None:
         print("abandoned: no report written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    args.report.write_text(render_html(report), encoding="utf-8")
-    json_path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    write_private_text(args.report, render_html(report))  # 0600: they hold job data
+    write_private_text(json_path, json.dumps(report, indent=2, default=str) + "\n")
     _print_summary(report, args.report, json_path)
     code = exit_code(report)
     if code == EXIT_FAILED:

@@ -1,9 +1,15 @@
-"""Result writers for the command line: JSON Lines, CSV and a plain table."""
+"""Result writers for the command line: JSON Lines, CSV and a plain table.
+
+Result files and reports hold the jobs' inputs and outputs, so a file created
+here is created 0600 (owner only), whatever the umask; a file that exists
+already keeps the mode its owner gave it.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +23,9 @@ __all__ = [
     "FORMATS",
     "check_writable",
     "emit_rows",
+    "open_private",
     "result_row",
+    "write_private_text",
     "write_results",
     "write_rows",
 ]
@@ -125,8 +133,24 @@ def emit_rows(
         write_rows(rows, fmt, stream)
         stream.flush()
         return
-    with output.open("w", encoding="utf-8", newline="") as handle:
+    with open_private(output) as handle:
         write_rows(rows, fmt, handle)
+
+
+def open_private(path: Path, *, append: bool = False) -> TextIO:
+    """Open ``path`` to write text (truncated, or ``append``), creating it 0600."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    existed = path.exists()
+    fd = os.open(path, flags, 0o600)
+    if not existed and hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o600)  # still empty: a umask taking the owner's bits away, undone
+    return os.fdopen(fd, "w" if not append else "a", encoding="utf-8", newline="")
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as :func:`open_private` opens it (a report, say)."""
+    with open_private(path) as handle:
+        handle.write(text)
 
 
 def check_writable(path: Path | None, *, flag: str) -> None:
@@ -147,7 +171,7 @@ def check_writable(path: Path | None, *, flag: str) -> None:
         )
     existed = path.exists()
     try:
-        with path.open("a", encoding="utf-8"):
+        with open_private(path, append=True):
             pass
     except OSError as exc:
         raise ConfigurationError(
