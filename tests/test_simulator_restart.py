@@ -13,6 +13,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import cli_harness as cli
+import pytest
 from test_dispatcher_support import fast_poll, fast_settings, scenario
 
 from async_orch.batch import JobRequest, Outcome
@@ -172,3 +174,61 @@ async def test_two_handles_with_one_id_are_both_reported(tmp_path: Path) -> None
     assert [r.outcome for r in results[5:]] == [Outcome.SUCCESSFUL] * 5
     assert [r.outcome for r in results[:5]] == [Outcome.UNKNOWN] * 5
     assert all(isinstance(r.error, JobLostError) for r in results[:5])
+
+
+FORGETFUL_JOURNAL = pytest.mark.xfail(
+    strict=True,
+    reason="the journal keys jobs by id (jobs.job_id PRIMARY KEY): a reused id's new job "
+    "is not journaled and its result lands on the old request's row (journal.py)",
+)
+
+
+@pytest.mark.parametrize(
+    "keeps_state",
+    [True, pytest.param(False, marks=FORGETFUL_JOURNAL)],
+    ids=["state-file", "forgetful"],
+)
+async def test_resume_after_a_restart(tmp_path: Path, keeps_state: bool) -> None:
+    """`dispatch --journal` killed mid-run, the server restarted, then `--resume`.
+    With a state file: every job done once. Without (ids reused): no crash; the
+    journaled jobs the server forgot are reported lost, the others run."""
+    count = 20
+    options: dict[str, Any] = {"wall_clock": lambda: 1.7e9}
+    if keeps_state:
+        options["state"] = tmp_path / "sim.sqlite"
+    env = cli.cli_env(tmp_path, UIPATH_CLIENT_ID="app", UIPATH_CLIENT_SECRET="secret")
+    journal = tmp_path / "batch.sqlite"
+    async with restartable(**options) as sims:
+        sim = await sims.start()
+        process = await cli.spawn_cli(
+            "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "HR",
+            "--count", str(count), "--inputs", '{"n": 7}', "--rate", "10",
+            "--journal", str(journal), "--quiet",
+            env=env,
+        )  # fmt: skip
+        await cli.wait_until(lambda: cli.journal_counts(journal)[0] >= 5, process=process)
+        process.send_signal(cli.SIGKILL)
+        await cli.finish(process)
+        started_before, _ = cli.journal_counts(journal)
+        assert started_before < count, "the kill came too late to test anything"
+        sim = await sims.restart()
+        resumed = await cli.run_cli(
+            "dispatch", "--resume", str(journal), "--rate", "50", "--format", "jsonl", env=env
+        )
+        jobs = cli.simulator_jobs(sim)
+
+    assert "Traceback" not in resumed.stderr
+    rows = resumed.rows()
+    assert [r["index"] for r in rows] == list(range(count))
+    outcomes = collections.Counter(r["outcome"] for r in rows)
+    if keeps_state:
+        assert resumed.returncode == 0, resumed.stderr
+        assert outcomes == {"successful": count}
+        assert jobs["created"] == count and jobs["duplicate_references"] == {}
+        assert set(jobs["by_reference"].values()) == {1}
+    else:
+        assert resumed.returncode == 1, resumed.stderr
+        assert outcomes["unknown"] >= 1 and outcomes["successful"] >= count - started_before
+        assert outcomes["unknown"] + outcomes["successful"] == count
+        lost = [r for r in rows if r["outcome"] == "unknown"]
+        assert all("is lost" in r["error"] for r in lost), lost[0]

@@ -67,7 +67,7 @@ class StateFile:
             with self._db:
                 self._db.executescript(_SCHEMA)
             self.meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise ConfigurationError(
                 f"cannot use {self.path} as a simulator state file: {exc}; "
                 "give a new file name or the file an earlier run wrote"
