@@ -35,7 +35,7 @@ from async_orch.cancellation import (
     run_guarded,
     stop_and_wait,
 )
-from async_orch.errors import InvalidRequestError
+from async_orch.errors import InvalidRequestError, JobLostError
 from async_orch.logs import get_logger
 from async_orch.models import Job, StartStrategy
 from async_orch.planner import PollPolicy
@@ -114,6 +114,9 @@ class BatchRun:
             total=sum(_expected_jobs(r) for r in self._requests) + len(self._handles)
         )
         self._jobs: dict[int, _Tracked] = {}
+        # Jobs whose id the server gave to another job of the batch since: they
+        # can no longer be followed, and are reported as lost (see _track).
+        self._displaced: list[tuple[_Tracked, JobLostError]] = []
         self._shield = StartShield()
         self._watcher = JobWatcher(
             api,
@@ -133,6 +136,7 @@ class BatchRun:
                 for position, handle in enumerate(self._handles, start=len(self._requests)):
                     self._adopt(position, handle)
                 self._report()
+                await self._report_displaced()
                 tg.start_soon(self._start_all)
                 await self._watcher.run(self._finished)
 
@@ -174,7 +178,7 @@ class BatchRun:
             self.progress.forget(label, _QUEUED, expected)
             self.progress.total += len(pairs) - expected
             for handle, job in pairs:
-                self._jobs[handle.job_id] = _Tracked(index, request, attempts, handle, job.state)
+                self._track(_Tracked(index, request, attempts, handle, job.state))
                 self.progress.move(handle.folder_path, None, job.state.value)
                 self._watcher.watch(
                     handle, timeout=request.timeout, deadline=self._deadline, state=job.state
@@ -188,15 +192,18 @@ class BatchRun:
                     self._hooks.on_state(handle, None, job.state)
             self._report()
 
-        started = await self._starter.start(
-            index,
-            request,
-            self._references[index],
-            target,
-            shield=self._shield,
-            on_jobs=on_jobs,
-            deadline=self._deadline,
-        )
+        try:
+            started = await self._starter.start(
+                index,
+                request,
+                self._references[index],
+                target,
+                shield=self._shield,
+                on_jobs=on_jobs,
+                deadline=self._deadline,
+            )
+        finally:
+            await self._report_displaced()
         if isinstance(started, StartFailure):
             self.progress.move(label, _QUEUED, Outcome.NOT_STARTED.value, expected)
             self._report()
@@ -214,9 +221,49 @@ class BatchRun:
 
     def _adopt(self, position: int, handle: JobHandle) -> None:
         """Watch a job started earlier (wait-only)."""
-        self._jobs[handle.job_id] = _Tracked(position, _request_of(handle), 0, handle, None)
+        self._track(_Tracked(position, _request_of(handle), 0, handle, None))
         self.progress.move(handle.folder_path, None, JobState.PENDING.value)
         self._watcher.watch(handle, deadline=self._deadline)
+
+    def _track(self, tracked: _Tracked) -> None:
+        """Take a job into the batch. If another job of the batch has its id, the
+        server gave that id out twice (it restarted and forgot the first job): the
+        latest answer is the server's truth, so the newcomer is watched and the
+        earlier job is reported lost (by :meth:`_report_displaced`)."""
+        handle = tracked.handle
+        earlier = self._jobs.pop(handle.job_id, None)
+        if earlier is not None:
+            self._watcher.forget(handle.job_id)
+            error = JobLostError(
+                f"job {handle.job_id} (Reference {earlier.handle.reference!r}) is lost: the "
+                f"server gave its id to another job (Reference {handle.reference!r}) since, "
+                "so it may have restarted and forgotten it; its outcome is unknown. Look for "
+                "it by Reference in Orchestrator before starting it again.",
+                job_id=handle.job_id,
+                reference=earlier.handle.reference,
+            )
+            log.warning("async_orch.job_id_reused", job_id=handle.job_id)
+            self._displaced.append((earlier, error))
+            state = (earlier.state or JobState.PENDING).value
+            self.progress.move(earlier.handle.folder_path, state, Outcome.UNKNOWN.value)
+        self._jobs[handle.job_id] = tracked
+
+    async def _report_displaced(self) -> None:
+        while self._displaced:
+            tracked, error = self._displaced.pop(0)
+            self._report()
+            await self._emit(
+                JobResult(
+                    index=tracked.index,
+                    request=tracked.request,
+                    outcome=Outcome.UNKNOWN,
+                    handle=tracked.handle,
+                    error=error,
+                    attempts=tracked.attempts,
+                    detected=datetime.now(UTC),
+                    last_state=tracked.state,
+                )
+            )
 
     # -- watching --------------------------------------------------------------------
 
@@ -305,14 +352,18 @@ class BatchRun:
 
 
 def _check_handles(handles: Sequence[JobHandle]) -> None:
-    seen: dict[int, int] = {}
+    """Refuse a job given twice. Two handles with one id but another Key or
+    Reference are two jobs a forgetful server gave the same id: both are taken
+    (the later one is watched, the earlier reported lost; see BatchRun._track)."""
+    seen: dict[tuple[int, str | None, str | None], int] = {}
     for position, handle in enumerate(handles):
-        if handle.job_id in seen:
+        identity = (handle.job_id, handle.job_key, handle.reference)
+        if identity in seen:
             raise InvalidRequestError(
-                f"handles {seen[handle.job_id]} and {position} are the same job "
+                f"handles {seen[identity]} and {position} are the same job "
                 f"({handle.job_id}); give each job once"
             )
-        seen[handle.job_id] = position
+        seen[identity] = position
 
 
 def _expected_jobs(request: JobRequest) -> int:

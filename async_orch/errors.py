@@ -25,7 +25,9 @@ Every error is an :class:`OrchestratorError`. "No response" is kept apart from
     │   ├── ConflictError         409
     │   ├── RateLimitedError      429 (.retry_after)
     │   └── ServerError           5xx
-    └── ResponseDecodeError       a 2xx body that is not what the API documents
+    ├── ResponseDecodeError       a 2xx body that is not what the API documents
+    └── JobLostError              a started job the server no longer has as we knew it
+                                  (404, or its id now names another job); per job
 
 Whether an error is worth retrying is a function (:func:`async_orch.backoff.is_retryable`),
 not a class: the tree says what happened, the retry policy decides what to do.
@@ -46,6 +48,7 @@ __all__ = [
     "ConflictError",
     "FolderNotFoundError",
     "InvalidRequestError",
+    "JobLostError",
     "NotFoundByNameError",
     "NotFoundError",
     "OrchestratorError",
@@ -245,3 +248,22 @@ class ServerError(APIError):
 
 class ResponseDecodeError(OrchestratorError):
     """A successful response whose body is not what the API documents."""
+
+
+class JobLostError(OrchestratorError):
+    """A job the client knew of that the server no longer has as it was.
+
+    Reported per job (a result's ``error``), never raised out of a batch: the
+    server answers 404 for it, its id now names another job (another Key,
+    Reference or folder: a server that restarted and forgot its jobs hands its
+    ids out again), or the server gave its id to two jobs of one batch.
+
+    Attributes:
+        job_id: the job's id.
+        reference: its Reference, to look for it by hand.
+    """
+
+    def __init__(self, message: str, *, job_id: int, reference: str | None) -> None:
+        self.job_id = job_id
+        self.reference = reference
+        super().__init__(message)

@@ -17,7 +17,13 @@ stopped (SoftStop, then Kill after a grace period) or reported as still running.
 Stops are sent with one ``StopJobs`` call per folder for all the jobs due at
 once, so a batch timeout over 500 jobs costs a handful of calls, not 500.
 Nothing is dropped silently: every watched job comes out of :meth:`JobWatcher.run`
-exactly once, as a :class:`Finished` record.
+exactly once, as a :class:`Finished` record (or is taken back with
+:meth:`JobWatcher.forget`, by a caller that reports it itself).
+
+A server can lose a job (404 on every read) or, after a restart that forgot its
+jobs, hand the job's id to another job. Both come out as a
+:class:`~async_orch.errors.JobLostError`: the full read compares the job's Key,
+Reference and folder with the handle's before its record is believed.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import anyio
 from async_orch.batch import JobHandle, check_seconds
 from async_orch.errors import (
     ClientClosedError,
+    JobLostError,
     NotFoundError,
     OrchestratorError,
     RateLimitedError,
@@ -215,6 +222,18 @@ class JobWatcher:
         if min(first, self._next_due) < self._sleeping_until:
             self._wakeup.set()
 
+    def forget(self, job_id: int) -> JobHandle | None:
+        """Stop watching a job without a :class:`Finished` record (the caller
+        reports it); return its handle, None if it was not watched. Any answer
+        about the id still in flight is then taken as an answer about whatever
+        job is watched under that id next."""
+        watched = self._jobs.pop(job_id, None)
+        if watched is None:
+            return None
+        self._timed.pop(job_id, None)
+        self._planner.remove(job_id)
+        return watched.handle
+
     def close(self) -> None:
         """No more jobs will be added; :meth:`run` ends once every job has left."""
         self._closed = True
@@ -354,13 +373,18 @@ class JobWatcher:
                 watched.handle.folder_key or watched.handle.folder_id, action.job_id
             )
         except NotFoundError as exc:
-            # A handle that outlived its job (purged, or from another tenant or
-            # folder) would otherwise be read forever. A few 404s in a row, not one,
-            # in case a just-created job is not readable yet.
+            if self._jobs.get(action.job_id) is not watched:
+                return True  # forgotten meanwhile: the answer is moot
+            # A handle that outlived its job (purged, from another tenant or
+            # folder, or a server that restarted and forgot it) would otherwise be
+            # read forever. A few 404s in a row, not one, in case a just-created
+            # job is not readable yet.
             watched.not_found += 1
             if watched.not_found >= _NOT_FOUND_LIMIT:
                 log.warning("async_orch.job_not_found", job_id=action.job_id, error=str(exc))
-                await self._finish(watched, on_finished, timed_out=False, error=exc)
+                lost = _lost(watched.handle, f"the server answers 404 for it ({exc.message})")
+                lost.__cause__ = exc
+                await self._finish(watched, on_finished, timed_out=False, error=lost)
                 return False
             self._planner.fetch_failed(action.job_id, now=self._clock())
             return True
@@ -368,10 +392,19 @@ class JobWatcher:
             raise  # the client is gone: nothing to retry or report per job
         except OrchestratorError as exc:
             log.warning("async_orch.fetch_failed", job_id=action.job_id, error=str(exc))
-            self._planner.fetch_failed(action.job_id, now=self._clock())
+            if self._jobs.get(action.job_id) is watched:
+                self._planner.fetch_failed(action.job_id, now=self._clock())
             return True
+        if self._jobs.get(action.job_id) is not watched:
+            return True  # forgotten meanwhile: the answer is moot
         now = self._clock()
         watched.not_found = 0
+        changed = _identity_change(watched.handle, job)
+        if changed:
+            log.warning("async_orch.job_identity_changed", job_id=job.id, change=changed)
+            lost = _lost(watched.handle, f"its id now names another job ({changed})")
+            await self._finish(watched, on_finished, timed_out=False, error=lost)
+            return False
         self._note_state(job.id, job.state)
         watched.job = job
         if job.state.is_terminal:
@@ -486,3 +519,29 @@ class JobWatcher:
             if watched is not None:
                 return watched.handle.folder_key or watched.handle.folder_id
         return None
+
+
+def _identity_change(handle: JobHandle, job: Job) -> str:
+    """How the job read under the handle's id differs from the handle ("": it
+    does not). Only what both sides know is compared."""
+    pairs = [
+        ("Key", handle.job_key and handle.job_key.lower(), job.key and job.key.lower()),
+        ("Reference", handle.reference, job.reference),
+        ("folder Id", handle.folder_id, job.folder_id),
+    ]
+    return "; ".join(
+        f"{name} {theirs!r} instead of {ours!r}"
+        for name, ours, theirs in pairs
+        if ours is not None and theirs is not None and ours != theirs
+    )
+
+
+def _lost(handle: JobHandle, why: str) -> JobLostError:
+    reference = f" (Reference {handle.reference!r})" if handle.reference else ""
+    return JobLostError(
+        f"job {handle.job_id}{reference} is lost: {why}. The server may have restarted "
+        "and forgotten its jobs; its outcome is unknown. Look for it by Reference "
+        "in Orchestrator before starting it again.",
+        job_id=handle.job_id,
+        reference=handle.reference,
+    )

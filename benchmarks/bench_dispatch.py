@@ -20,6 +20,7 @@ import os
 import pstats
 import random
 import resource
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,15 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+# The simulator's admin API wants a token: this script chooses it (the simulator
+# reads it from ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN) and sends it to read the stats.
+ADMIN_TOKEN = secrets.token_urlsafe(24)
+
+
+def _admin_request(url: str) -> urllib.request.Request:
+    return urllib.request.Request(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+
 
 CLIENT_ID = "bench"
 CLIENT_SECRET = "bench-secret"
@@ -92,6 +102,7 @@ class Simulator:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            env={**os.environ, "ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN": ADMIN_TOKEN},
         )
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().strip()
@@ -101,7 +112,9 @@ class Simulator:
         self.root = self.url.split("/bench/")[0]
 
     def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.root}/_simulator/stats", timeout=30) as response:
+        with urllib.request.urlopen(
+            _admin_request(f"{self.root}/_simulator/stats"), timeout=30
+        ) as response:
             data: dict[str, Any] = json.load(response)
             return data
 

@@ -35,6 +35,7 @@ import importlib.util
 import json
 import os
 import platform
+import secrets
 import select
 import signal
 import subprocess
@@ -47,6 +48,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+# The simulator's admin API wants a token: this script chooses it (the simulator
+# reads it from ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN) and sends it to read the stats.
+ADMIN_TOKEN = secrets.token_urlsafe(24)
+
+
+def _admin_request(url: str) -> urllib.request.Request:
+    return urllib.request.Request(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+
 
 HERE = Path(__file__).resolve().parent
 
@@ -183,7 +193,9 @@ class Simulator:
         return self.url.split("/bench/", 1)[0]
 
     def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.root}/_simulator/stats", timeout=30) as response:
+        with urllib.request.urlopen(
+            _admin_request(f"{self.root}/_simulator/stats"), timeout=30
+        ) as response:
             data: dict[str, Any] = json.load(response)
             return data
 
@@ -223,7 +235,7 @@ def start_simulator(scenario: Path, env: dict[str, str]) -> Simulator:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env=env,
+        env={**env, "ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN": ADMIN_TOKEN},
     )
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], 30)

@@ -23,7 +23,7 @@ from test_dispatcher_support import (
 from async_orch.batch import JobHandle, JobRequest, JobResult, Outcome, Progress, Summary
 from async_orch.client import OrchestratorClient
 from async_orch.dispatcher import DispatchLimits, Started, StartFailure
-from async_orch.errors import FolderNotFoundError, NotFoundError
+from async_orch.errors import FolderNotFoundError, JobLostError, NotFoundError
 from async_orch.planner import PollPolicy
 from async_orch.states import JobState
 
@@ -191,8 +191,10 @@ async def test_waiting_for_a_job_that_does_not_exist_ends_with_the_404(
         results = await orch.wait_jobs([gone, *real.handles], timeout=30)  # no hang
 
     assert results[0].outcome is Outcome.UNKNOWN
-    assert isinstance(results[0].error, NotFoundError)
-    assert results[0].error.status == 404
+    assert isinstance(results[0].error, JobLostError)
+    assert "404" in str(results[0].error) and results[0].error.job_id == 999_999
+    assert isinstance(results[0].error.__cause__, NotFoundError)
+    assert results[0].error.__cause__.status == 404
     assert results[1].outcome is Outcome.SUCCESSFUL  # the real job is unaffected
     assert requests_to(sim, GET_JOB) >= 3  # a few 404s in a row, not one
 

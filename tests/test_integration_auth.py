@@ -157,7 +157,9 @@ def admin_password(tenancy: str = "Default") -> PasswordCredentials:
 async def admin_post(
     http: aiohttp.ClientSession, sim: SimulatorHandle, path: str, **body: Any
 ) -> Any:
-    async with http.post(f"{sim.root_url}/_simulator/{path}", json=body) as response:
+    async with http.post(
+        f"{sim.root_url}/_simulator/{path}", json=body, headers=sim.admin_headers
+    ) as response:
         assert response.status == 200, await response.text()
         return await response.json()
 

@@ -583,13 +583,19 @@ async def test_start_jobs_is_never_retried_once_it_may_have_reached_the_server(
 ) -> None:
     api, transport = demo
     admin = f"{simulator.root_url}/_simulator/faults"
-    async with http.post(admin, json={"ambiguous_start_rate": 1.0, "ambiguous_start_mode": "504"}):
+    async with http.post(
+        admin,
+        json={"ambiguous_start_rate": 1.0, "ambiguous_start_mode": "504"},
+        headers=simulator.admin_headers,
+    ):
         pass
     with pytest.raises(ServerError) as caught:
         await api.start_jobs("HR", StartRequest(release_name="Echo", reference="maybe-1"))
     assert caught.value.status == 504
 
-    async with http.post(admin, json={"ambiguous_start_mode": "drop"}):
+    async with http.post(
+        admin, json={"ambiguous_start_mode": "drop"}, headers=simulator.admin_headers
+    ):
         pass
     with pytest.raises(TransportError) as dropped:
         await api.start_jobs("HR", StartRequest(release_name="Echo", reference="maybe-2"))
@@ -612,7 +618,9 @@ async def test_server_errors_on_reads_are_retried(
         waits.append(seconds)
         if len(waits) == 2:  # the service recovers after the second failure
             async with http.post(
-                f"{simulator.root_url}/_simulator/faults", json={"clear": True}
+                f"{simulator.root_url}/_simulator/faults",
+                json={"clear": True},
+                headers=simulator.admin_headers,
             ) as response:
                 assert response.status == 200
 
@@ -621,6 +629,7 @@ async def test_server_errors_on_reads_are_retried(
         async with http.post(
             f"{simulator.root_url}/_simulator/faults",
             json={"server_error_rate": 1.0, "server_error_statuses": [502, 503]},
+            headers=simulator.admin_headers,
         ):
             pass
         assert len(await api.list_folders(refresh=True)) == 4

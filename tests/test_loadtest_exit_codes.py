@@ -147,6 +147,7 @@ async def test_jobs_not_started_are_exit_1_with_the_report_written(
         UIPATH_CLIENT_ID="demo-readonly",
         UIPATH_CLIENT_SECRET="demo-readonly-secret",
         ASYNC_ORCH_SCOPES="OR.Folders.Read OR.Execution.Read OR.Jobs.Read",
+        ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN=sim.admin_token,  # recognised as a simulator
     )
     run = await run_cli(
         "loadtest", "--url", sim.url, "--process", "Echo", "--folder", "Shared",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -45,6 +46,16 @@ async def _read_banner(stream: asyncio.StreamReader) -> tuple[str, str]:
     return await asyncio.wait_for(read(), STARTUP_TIMEOUT)
 
 
+async def _demo_token(http: aiohttp.ClientSession, root: str) -> str:
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": "demo-client",
+        "client_secret": "demo-secret",
+    }
+    async with http.post(root + "/identity_/connect/token", data=form) as response:
+        return str((await response.json())["access_token"])
+
+
 async def test_the_banner_reader_fails_at_end_of_output_instead_of_spinning() -> None:
     stream = asyncio.StreamReader()
     stream.feed_data(b"Orchestrator simulator: ...\n  Try:\n")
@@ -71,13 +82,7 @@ async def test_runs_prints_the_url_first_serves_and_stops_cleanly_on_sigint(
         assert "Finance/Comptabilité" in text
         assert line.strip().endswith("/odata/Folders") and "curl -s" in line
 
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": "demo-client",
-            "client_secret": "demo-secret",
-        }
-        async with http.post(root + "/identity_/connect/token", data=form) as response:
-            token = (await response.json())["access_token"]
+        token = await _demo_token(http, root)
         async with http.get(
             url + "/odata/Folders", headers={"Authorization": f"Bearer {token}"}
         ) as response:
@@ -101,6 +106,8 @@ async def test_runs_prints_the_url_first_serves_and_stops_cleanly_on_sigint(
         (["--time-scale", "0"], "argument --time-scale: '0' is not a number more than 0"),
         (["--port", "99999"], "argument --port: '99999' is not a port; give a number from 0"),
         (["--port", "-1"], "argument --port: '-1' is not a port"),
+        (["--state", "/nonexistent/s.sqlite"], "cannot use /nonexistent/s.sqlite as a simulator"),
+        (["--state", str(REPO / "README.md")], "README.md as a simulator state file"),
     ],
 )
 async def test_configuration_errors_exit_2_with_one_clear_line(
@@ -127,3 +134,74 @@ def test_parser_defaults() -> None:
         ["simulator", "--fault", "drop_rate=0.1", "--fault", "slow_rate=1"]
     )
     assert args.fault == ["drop_rate=0.1", "slow_rate=1"]
+
+
+async def _banner_and_stop(*args: str, env: dict[str, str] | None = None) -> tuple[str, str]:
+    """Start the simulator, read its banner, stop it; return (stdout so far, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "async_orch", "simulator", "--port", "0", *args,
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        text, line = await _read_banner(process.stdout)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), STARTUP_TIMEOUT)
+    assert process.returncode == 0, stderr.decode()
+    return text + line, stderr.decode()
+
+
+async def test_admin_token_is_printed_or_chosen_and_loopback_gives_no_warning() -> None:
+    text, stderr = await _banner_and_stop()
+    token = text.split("Admin token", 1)[1].split()[0]
+    assert len(token) >= 32 and f"Bearer {token}" in text
+    assert "warning" not in stderr
+    text, _ = await _banner_and_stop(env={"ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN": "chosen"})
+    assert "Admin token        chosen " in text
+
+
+async def test_binding_every_address_prints_a_warning() -> None:
+    _, stderr = await _banner_and_stop("--host", "0.0.0.0")
+    assert "warning: listening on 0.0.0.0, reachable from other machines" in stderr
+
+
+async def test_state_file_keeps_jobs_across_a_restart_of_the_command(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Start a job, stop the simulator, start it again on the same file: the job is
+    there with its Key and Reference, and the next job gets the next id."""
+    state = tmp_path / "sim.sqlite"
+    jobs = []
+    for reference in ("before", "after"):
+        process = await _spawn("--port", "0", "--state", str(state), "--time-scale", "60")
+        try:
+            assert process.stdout is not None
+            url = (await asyncio.wait_for(process.stdout.readline(), STARTUP_TIMEOUT)).decode()
+            url = url.strip()
+            text, _ = await _read_banner(process.stdout)
+            assert f"State file         {state}" in text
+            root = url.removesuffix("/demo/DefaultTenant/orchestrator_")
+            token = await _demo_token(http, root)
+            headers = {"Authorization": f"Bearer {token}", "X-UIPATH-FolderPath": "Shared"}
+            async with http.get(url + "/odata/Jobs", headers=headers) as response:
+                listed = (await response.json())["value"]
+            assert [(j["Id"], j["Key"], j["Reference"]) for j in listed] == [
+                (j["Id"], j["Key"], j["Reference"]) for j in jobs
+            ]
+            start = {"startInfo": {"ReleaseName": "Echo", "Reference": reference}}
+            async with http.post(
+                url + "/odata/Jobs/UiPath.Server.Configuration.OData.StartJobs",
+                json=start,
+                headers=headers,
+            ) as response:
+                assert response.status == 201
+                jobs += (await response.json())["value"]
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGINT)
+            await asyncio.wait_for(process.communicate(), STARTUP_TIMEOUT)
+    assert jobs[1]["Id"] == jobs[0]["Id"] + 1
+    assert state.stat().st_mode & 0o777 == 0o600

@@ -84,13 +84,17 @@ async def test_periodic_and_on_demand_token_revocation(
 
     fresh = {"Authorization": f"Bearer {await orch.token()}"}
     async with http.post(
-        simulator.root_url + "/_simulator/revoke-tokens", json={"tenant": "demo/DefaultTenant"}
+        simulator.root_url + "/_simulator/revoke-tokens",
+        json={"tenant": "demo/DefaultTenant"},
+        headers=simulator.admin_headers,
     ) as r:
         assert (r.status, await r.json()) == (200, {"revoked": 1})
     assert (await orch.get("/odata/Folders", headers=fresh))[0] == 401
     assert faults_of(simulator)["token_revocation"] == 2
     async with http.post(
-        simulator.root_url + "/_simulator/revoke-tokens", json={"tenant": "x/y"}
+        simulator.root_url + "/_simulator/revoke-tokens",
+        json={"tenant": "x/y"},
+        headers=simulator.admin_headers,
     ) as r:
         assert r.status == 400 and "demo/DefaultTenant" in (await r.json())["error"]
 
@@ -133,7 +137,9 @@ async def test_admin_api_and_token_endpoint_are_spared(
     simulator: SimulatorHandle, orch: SimClient, http: aiohttp.ClientSession
 ) -> None:
     simulator.simulator.set_faults({"server_error_rate": 1.0, "server_error_statuses": [503]})
-    async with http.get(simulator.root_url + "/_simulator/stats") as response:
+    async with http.get(
+        simulator.root_url + "/_simulator/stats", headers=simulator.admin_headers
+    ) as response:
         assert response.status == 200
     await orch.token()  # the token endpoint is spared by default...
     simulator.simulator.set_faults({"include_token_endpoint": True})

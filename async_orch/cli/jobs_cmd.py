@@ -42,7 +42,7 @@ JOBS_EXAMPLES = """\
 examples:
   async-orch jobs --journal batch.sqlite                 # as last recorded, no network
   async-orch jobs --journal batch.sqlite --refresh       # read unfinished jobs again first
-  async-orch jobs --folder Shared --id 458210117 --id 458210118
+  async-orch jobs --folder Shared --id 923593107623 --id 923593107624
   async-orch jobs --folder Shared --reference invoice-2024-001
 """
 

@@ -1,7 +1,9 @@
 """`async-orch simulator`: run the local Orchestrator simulator until Ctrl-C.
 
 The first line printed is the Orchestrator base URL alone, so scripts can read it;
-then the token URL, credentials, folders and a ready-to-paste curl line.
+then the token URL, credentials, the admin token, folders and a ready-to-paste curl
+line. The admin token (for ``/_simulator/...``) is drawn at random, or taken from
+``ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN`` so scripts can choose it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shlex
 import signal
 import sys
@@ -24,12 +27,14 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_PORT", "add_parser", "run"]
 
 DEFAULT_PORT = 8765
+ADMIN_TOKEN_ENV = "ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN"
 
 EXAMPLES = """\
 examples:
   async-orch simulator                          # demo scenario on http://127.0.0.1:8765
   async-orch simulator --port 0 --time-scale 60 # any free port; a 60 s job takes 1 s
   async-orch simulator --scenario my.toml --fault server_error_rate=0.05 --fault drop_rate=0.01
+  async-orch simulator --state sim.sqlite       # jobs and ids survive a restart
 """
 
 
@@ -70,6 +75,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="KEY=VALUE",
         help="inject a fault, e.g. server_error_rate=0.05, drop_rate=0.01, "
         "throttle_burst_seconds=5 (repeatable)",
+    )
+    parser.add_argument(
+        "--state",
+        default=None,
+        metavar="FILE",
+        help="keep jobs, ids and References in this SQLite file, so a restart remembers "
+        "them as a real Orchestrator does (default: none; ids never repeat across runs)",
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log faults and refusals (-vv: more)"
@@ -124,9 +136,19 @@ async def _serve(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         seed=args.seed,
         faults=faults,
+        state=Path(args.state) if args.state else None,
+        admin_token=os.environ.get(ADMIN_TOKEN_ENV) or None,
     ) as sim:
         print(sim.url, flush=True)
         print(_banner(sim), flush=True)
+        if sim.exposed:
+            print(
+                f"warning: listening on {args.host}, reachable from other machines: anyone who "
+                "can reach the port can use the demo credentials and start jobs. The admin "
+                "API needs the admin token. Use --host 127.0.0.1 unless you mean it.",
+                file=sys.stderr,
+                flush=True,
+            )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no SIGTERM
@@ -176,8 +198,12 @@ def _banner(sim: SimulatorHandle) -> str:
                 f"    on-premises login: POST {sim.root_url}/api/Account/Authenticate "
                 f"tenancyName={spec.tenancy_name} user={user.username} password={user.password}"
             )
+    if simulator.state is not None:
+        lines.append(f"  State file         {simulator.state.path} (jobs survive a restart)")
     lines += [
-        f"  Stats              {sim.root_url}/_simulator/stats",
+        f"  Admin token        {sim.admin_token}   (Authorization: Bearer ... on /_simulator/)",
+        f"  Stats              curl -s -H 'Authorization: Bearer {sim.admin_token}' "
+        f"{sim.root_url}/_simulator/stats",
         "",
         "Try:",
         f"  {curl}",

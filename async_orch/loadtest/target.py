@@ -4,12 +4,15 @@ A target knows whether it is a simulator, and if so how to read its counters
 (``GET /_simulator/stats``, or in-process for the embedded one) and its time
 scale. A URL counts as a simulator only if its admin API answers like one; any
 other URL is a real tenant, and the command line then insists on confirmation
-and a cap on jobs.
+and a cap on jobs. The admin API wants the simulator's admin token: it is read
+from ``ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN`` (without it, a simulator at a URL
+counts as a tenant).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -86,6 +89,11 @@ def active_faults(settings: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if defaults.get(k) != v}
 
 
+def _admin_headers() -> dict[str, str]:
+    token = os.environ.get("ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN", "")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def _root(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -96,7 +104,7 @@ async def probe_simulator(url: str, *, timeout: float = 5.0) -> dict[str, Any] |
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.get(f"{_root(url)}/_simulator/scenario") as response,
+            session.get(f"{_root(url)}/_simulator/scenario", headers=_admin_headers()) as response,
         ):
             if response.status != 200:
                 return None
@@ -118,7 +126,7 @@ async def url_target(settings: Settings) -> Target:
     async def stats() -> dict[str, Any]:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
-            session.get(f"{root}/_simulator/stats") as response,
+            session.get(f"{root}/_simulator/stats", headers=_admin_headers()) as response,
         ):
             response.raise_for_status()
             data: dict[str, Any] = json.loads(await response.read())

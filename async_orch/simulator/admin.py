@@ -6,12 +6,20 @@
 * ``POST /_simulator/faults``         change them: a JSON object of settings
   (see faults.py); ``"clear": true`` first resets every fault to off
 * ``POST /_simulator/revoke-tokens``  revoke all tokens, or ``{"tenant": "org/name"}``
-* ``GET  /_simulator/scenario``       tenants, URLs, credentials, folders, processes
+* ``GET  /_simulator/scenario``       tenants, URLs, folders, processes, credentials
+  (secrets redacted: the client id and the first characters of the secret)
+
+Every admin call needs ``Authorization: Bearer <admin token>``: the token is
+drawn at start and printed by ``async-orch simulator`` (or taken from
+``ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN``); in-process, ``handle.admin_headers``.
+Without it anyone who reaches the port could change faults or revoke tokens.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -26,6 +34,8 @@ __all__ = ["ADMIN_PREFIX", "add_admin_routes"]
 
 ADMIN_PREFIX = "/_simulator"
 
+_Handler = Callable[[web.Request], Awaitable[web.Response]]
+
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
@@ -33,7 +43,7 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         raise web.HTTPBadRequest(
             text='{"error": "the body must be a JSON object"}', content_type="application/json"
         ) from None
@@ -44,8 +54,24 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def add_admin_routes(app: web.Application, sim: Simulator) -> None:
-    """Register the admin endpoints on *app*."""
+def add_admin_routes(app: web.Application, sim: Simulator, *, token: str) -> None:
+    """Register the admin endpoints on *app*, each asking for *token*."""
+    expected = f"Bearer {token}".encode()
+
+    def guarded(handler: _Handler) -> _Handler:
+        async def check(request: web.Request) -> web.Response:
+            given = request.headers.get("Authorization", "").strip().encode()
+            if not token or not hmac.compare_digest(given, expected):
+                return json_response(
+                    {
+                        "error": "the simulator's admin API needs 'Authorization: Bearer "
+                        "<admin token>'; async-orch simulator prints the token at start"
+                    },
+                    status=401,
+                )
+            return await handler(request)
+
+        return check
 
     async def stats(request: web.Request) -> web.Response:
         return json_response(sim.stats())
@@ -82,9 +108,9 @@ def add_admin_routes(app: web.Application, sim: Simulator) -> None:
         root = f"{request.scheme}://{request.host}"
         return json_response({"root_url": root, **sim.describe()})
 
-    app.router.add_get(f"{ADMIN_PREFIX}/stats", stats)
-    app.router.add_post(f"{ADMIN_PREFIX}/reset-stats", reset_stats)
-    app.router.add_get(f"{ADMIN_PREFIX}/faults", get_faults)
-    app.router.add_post(f"{ADMIN_PREFIX}/faults", set_faults)
-    app.router.add_post(f"{ADMIN_PREFIX}/revoke-tokens", revoke_tokens)
-    app.router.add_get(f"{ADMIN_PREFIX}/scenario", scenario)
+    app.router.add_get(f"{ADMIN_PREFIX}/stats", guarded(stats))
+    app.router.add_post(f"{ADMIN_PREFIX}/reset-stats", guarded(reset_stats))
+    app.router.add_get(f"{ADMIN_PREFIX}/faults", guarded(get_faults))
+    app.router.add_post(f"{ADMIN_PREFIX}/faults", guarded(set_faults))
+    app.router.add_post(f"{ADMIN_PREFIX}/revoke-tokens", guarded(revoke_tokens))
+    app.router.add_get(f"{ADMIN_PREFIX}/scenario", guarded(scenario))

@@ -44,10 +44,11 @@ _TOKEN_HANDLERS: dict[Endpoint, _Handler] = {
 _NO_ROUTE_CODE = 0
 
 
-def build_app(sim: Simulator) -> web.Application:
-    """An application serving *sim*: Orchestrator, identity and admin endpoints."""
+def build_app(sim: Simulator, *, admin_token: str) -> web.Application:
+    """An application serving *sim*: Orchestrator, identity and admin endpoints
+    (the admin ones ask for *admin_token*)."""
     app = web.Application()
-    add_admin_routes(app, sim)
+    add_admin_routes(app, sim, token=admin_token)
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         match = match_route(request.method, request.path)

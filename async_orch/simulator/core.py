@@ -6,10 +6,17 @@ injectable: ``clock`` (real seconds, monotonic: rate limits, token lifetimes,
 time-based faults, and the source of simulated time) and ``wall_clock`` (the epoch
 at which simulated time starts, so timestamps look current). Tests pass a
 controllable ``clock`` and move it forward instead of sleeping.
+
+With a state file (``state=``, see :mod:`state`), jobs, ids and simulated time
+survive a restart. Without one, job ids start from a value derived from the
+wall clock (assumption: real Orchestrator ids are large and only increase), so
+two runs never hand out the same id; a client still holding ids from an earlier
+run gets 404 for them, as from a server that lost its jobs.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -17,12 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from async_orch.errors import ConfigurationError
 from async_orch.logs import get_logger
 from async_orch.simulator.clock import SimClock
 from async_orch.simulator.engine import JobEngine
 from async_orch.simulator.faults import FaultInjector, FaultKind, FaultSettings
 from async_orch.simulator.ratelimit import RollingWindowLimiter
 from async_orch.simulator.scenario import Scenario, TenantSpec, load_scenario
+from async_orch.simulator.state import StateFile
 from async_orch.simulator.stats import RequestStats
 from async_orch.simulator.tokens import TokenStore
 from async_orch.simulator.world import World, build_world
@@ -30,12 +39,22 @@ from async_orch.simulator.world import World, build_world
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["Simulator", "TenantRuntime"]
+__all__ = ["Simulator", "TenantRuntime", "redact"]
 
 log = get_logger("async_orch.simulator")
 
 _FIRST_JOB_ID = 458_210_117  # real cloud job ids are in the hundreds of millions
 _JOB_IDS_PER_TENANT = 10_000_000
+# Without a state file, ids start at _FIRST_JOB_ID + this many per second since
+# 2024-01-01: a later run starts above an earlier one unless the earlier one
+# created more than 10,000 jobs per second of its life (assumption, see above).
+_ID_EPOCH = 1_704_067_200
+_IDS_PER_SECOND = 10_000
+
+
+def first_job_id(wall_now: float) -> int:
+    """The first job id of a run without a state file, started at *wall_now*."""
+    return _FIRST_JOB_ID + max(0, int((wall_now - _ID_EPOCH) * _IDS_PER_SECOND))
 
 
 @dataclass(slots=True)
@@ -68,6 +87,11 @@ class Simulator:
         faults: fault settings; a mapping is applied over the scenario's faults.
         clock: real monotonic seconds (injectable for tests).
         wall_clock: epoch seconds at which simulated time starts.
+        state: a state file (SQLite) to keep jobs across restarts; created if
+            missing, replayed if written by an earlier run of the same scenario.
+
+    Raises:
+        ConfigurationError: a bad scenario, or a state file that cannot be used.
     """
 
     def __init__(
@@ -79,6 +103,7 @@ class Simulator:
         faults: FaultSettings | Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        state: str | Path | None = None,
     ) -> None:
         if not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
@@ -86,8 +111,11 @@ class Simulator:
             faults = FaultSettings.from_mapping(faults, base=scenario.faults)
         self.scenario = scenario.with_overrides(seed=seed, time_scale=time_scale, faults=faults)
         self.clock = clock
-        self.sim_clock = SimClock(clock, time_scale=self.scenario.time_scale, epoch=wall_clock())
-        started = self.sim_clock.now()
+        self.state = StateFile(state, self.scenario) if state is not None else None
+        wall_now = wall_clock()
+        first_id = first_job_id(wall_now)
+        if self.state is not None:
+            first_id = int(self.state.meta.setdefault("first_job_id", str(first_id)))
         self.tenants: list[TenantRuntime] = []
         for index, spec in enumerate(self.scenario.tenants):
             world = build_world(spec, index=index)
@@ -95,15 +123,76 @@ class Simulator:
                 world,
                 timings=self.scenario.timings,
                 seed=f"{self.scenario.seed}:{spec.key}",
-                first_job_id=_FIRST_JOB_ID + index * _JOB_IDS_PER_TENANT,
+                first_job_id=first_id + index * _JOB_IDS_PER_TENANT,
             )
             limiter = RollingWindowLimiter(
                 spec.rate_limit.jobs_list, spec.rate_limit.window_seconds
             )
-            self.tenants.append(TenantRuntime(spec, world, engine, limiter, started))
+            self.tenants.append(TenantRuntime(spec, world, engine, limiter, wall_now))
+        self.sim_clock = SimClock(
+            clock, time_scale=self.scenario.time_scale, epoch=self._restore(wall_now)
+        )
         self.tokens = TokenStore()
         self.faults = FaultInjector(self.scenario.faults, seed=self.scenario.seed, now=clock())
         self.requests = RequestStats()
+
+    def _restore(self, wall_now: float) -> float:
+        """Replay the state file (if any) and return the simulated time to go on from."""
+        if self.state is None:
+            return wall_now
+        meta = self.state.meta
+        if self.state.fresh:
+            sim_now = started = wall_now
+        else:
+            started = float(meta["started_at"])
+            # Simulated time ran on while the simulator was down, at the old scale.
+            sim_now = float(meta["sim_origin"]) + max(
+                0.0, (wall_now - float(meta["wall_origin"])) * float(meta["time_scale"])
+            )
+            self._replay()
+            sim_now = max([sim_now, *(t.engine.now for t in self.tenants)])
+        for tenant in self.tenants:
+            tenant.started_at = started
+            tenant.engine.on_command = self._command_log(tenant.key)
+        self.state.set_meta(
+            first_job_id=meta["first_job_id"],
+            started_at=repr(started),
+            sim_origin=repr(sim_now),
+            wall_origin=repr(wall_now),
+            time_scale=repr(self.scenario.time_scale),
+        )
+        return sim_now
+
+    def _replay(self) -> None:
+        assert self.state is not None
+        count = 0
+        try:
+            for key, command in self.state.commands():
+                tenant = self.tenant_by_key(key)
+                if tenant is None:
+                    raise KeyError(f"tenant {key}")
+                tenant.engine.replay(command)
+                count += 1
+        except (LookupError, ValueError, TypeError, sqlite3.Error) as exc:
+            raise ConfigurationError(
+                f"{self.state.path} cannot be replayed into this scenario ({exc!r} in "
+                f"command {count + 1}); give a new state file"
+            ) from None
+        log.info("async_orch.simulator.state_restored", path=str(self.state.path), commands=count)
+
+    def _command_log(self, tenant_key: str) -> Callable[[dict[str, Any]], None]:
+        state = self.state
+        assert state is not None
+
+        def write(command: dict[str, Any]) -> None:
+            state.append(tenant_key, command)
+
+        return write
+
+    def close(self) -> None:
+        """Close the state file, if any (the runner does this on stop)."""
+        if self.state is not None:
+            self.state.close()
 
     # -- time ----------------------------------------------------------------
 
@@ -125,11 +214,12 @@ class Simulator:
 
     # -- control (used by the admin API and by tests in-process) ---------------
 
-    def make_app(self) -> web.Application:
-        """Build the aiohttp application serving this simulator."""
+    def make_app(self, *, admin_token: str) -> web.Application:
+        """Build the aiohttp application serving this simulator; the admin API
+        (``/_simulator/``) asks for ``Authorization: Bearer <admin_token>``."""
         from async_orch.simulator.app import build_app
 
-        return build_app(self)
+        return build_app(self, admin_token=admin_token)
 
     def set_faults(
         self, settings: FaultSettings | Mapping[str, Any], *, clear: bool = False
@@ -215,6 +305,11 @@ class Simulator:
         }
 
 
+def redact(secret: str) -> str:
+    """A secret shown as its first two characters, enough to tell which one it is."""
+    return f"{secret[:2]}***" if len(secret) >= 8 else "***"
+
+
 def _describe_tenant(tenant: TenantRuntime) -> dict[str, Any]:
     spec = tenant.spec
     return {
@@ -227,15 +322,20 @@ def _describe_tenant(tenant: TenantRuntime) -> dict[str, Any]:
             "jobs_list": spec.rate_limit.jobs_list,
             "window_seconds": spec.rate_limit.window_seconds,
         },
+        # Secrets are redacted: this goes over HTTP (the admin API) and into logs.
         "credentials": [
-            {"client_id": c.client_id, "client_secret": c.client_secret, "scopes": list(c.scopes)}
+            {
+                "client_id": c.client_id,
+                "client_secret": redact(c.client_secret),
+                "scopes": list(c.scopes),
+            }
             for c in spec.credentials
         ],
         "refresh_tokens": [
-            {"client_id": r.client_id, "refresh_token": r.refresh_token}
+            {"client_id": r.client_id, "refresh_token": redact(r.refresh_token)}
             for r in spec.refresh_tokens
         ],
-        "users": [{"username": u.username, "password": u.password} for u in spec.users],
+        "users": [{"username": u.username, "password": redact(u.password)} for u in spec.users],
         "folders": [
             {
                 "id": f.id,

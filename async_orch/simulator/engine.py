@@ -25,15 +25,21 @@ Life cycle of a job (JobDto.State)::
   same jobs.
 * Events carry the job's *generation*; a stop bumps it, which cancels the job's
   pending "finish" event without searching the heap.
+* Since every random value is drawn from the seeded RNG and time is passed in,
+  the engine's state is a function of its commands (StartJobs and StopJobs, with
+  their times): :meth:`JobEngine.replay` rebuilds it from the log that
+  ``on_command`` receives, which is how a state file survives a restart.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import random
 import uuid
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +56,9 @@ __all__ = [
     "StartOrder",
     "UnknownJobError",
 ]
+
+#: Receives each command (a JSON-ready dict) before it is applied; see replay().
+CommandLog = Callable[[dict[str, Any]], None]
 
 STOP_STRATEGIES = ("SoftStop", "Kill")
 # SpecificPriorityValue implied by JobPriority. UNCONFIRMED: the exact mapping
@@ -128,12 +137,24 @@ class JobEngine:
     """All jobs of one tenant; see the module docstring."""
 
     def __init__(
-        self, world: World, *, timings: EngineTimings, seed: str, first_job_id: int
+        self,
+        world: World,
+        *,
+        timings: EngineTimings,
+        seed: str,
+        first_job_id: int,
+        on_command: CommandLog | None = None,
     ) -> None:
         self.world = world
         self.timings = timings
         self._rng = random.Random(seed)
+        # Job Keys come from the seeded RNG; mixing in the first id keeps them
+        # unique across runs whose ids differ (a GUID never repeats).
+        self._key_salt = int.from_bytes(
+            hashlib.sha256(str(first_job_id).encode()).digest()[:16], "big"
+        )
         self._next_id = first_job_id
+        self.on_command = on_command
         self._jobs: dict[int, Job] = {}
         self._by_key: dict[str, Job] = {}
         self._queues = {f.id: _FolderQueue(capacity=f.capacity) for f in world}
@@ -197,8 +218,30 @@ class JobEngine:
                 self._end_stopped(job, at)
         self.now = max(self.now, now)
 
+    def replay(self, command: Mapping[str, Any]) -> None:
+        """Apply a command that ``on_command`` received in an earlier run.
+
+        Raises:
+            KeyError, ValueError: the command names a folder, process or robot
+                this world does not have (another scenario), or is malformed.
+        """
+        log, self.on_command = self.on_command, None  # already logged
+        try:
+            if command["op"] == "start":
+                self.start_jobs(command["now"], self._decode_order(command))
+            elif command["op"] == "stop":
+                self.stop_jobs(
+                    command["now"], command["folder"], command["ids"], command["strategy"]
+                )
+            else:
+                raise ValueError(f"unknown command {command['op']!r}")
+        finally:
+            self.on_command = log
+
     def start_jobs(self, now: float, order: StartOrder) -> list[Job]:
         """Create the jobs of *order* in Pending; return them."""
+        if self.on_command is not None:
+            self.on_command({"op": "start", "now": now, **_encode_order(order)})
         self.advance(now)
         spec = order.release.spec
         batch = order.batch_execution_key or str(self._uuid())
@@ -253,13 +296,36 @@ class JobEngine:
             if job is None or job.folder.id != folder_id:
                 raise UnknownJobError(job_id)
             jobs.append(job)
+        if self.on_command is not None:
+            command = {"op": "stop", "now": now, "folder": folder_id, "ids": job_ids}
+            self.on_command({**command, "strategy": strategy})
         for job in jobs:
             self._stop(job, strategy, now)
 
     # -- transitions ---------------------------------------------------------
 
     def _uuid(self) -> uuid.UUID:
-        return uuid.UUID(int=self._rng.getrandbits(128), version=4)
+        return uuid.UUID(int=self._rng.getrandbits(128) ^ self._key_salt, version=4)
+
+    def _decode_order(self, data: Mapping[str, Any]) -> StartOrder:
+        folder = self.world.folder_by_id(data["folder"])
+        if folder is None:
+            raise KeyError(f"folder Id {data['folder']}")
+        release = folder.release_by_key(data["release"])
+        if release is None:
+            raise KeyError(f"process Key {data['release']} in folder {folder.path!r}")
+        return StartOrder(
+            folder=folder,
+            release=release,
+            robots=tuple(None if r is None else self.world.robots[r] for r in data["robots"]),
+            input_arguments=data["input_arguments"],
+            reference=data["reference"],
+            source=data["source"],
+            job_priority=data["job_priority"],
+            specific_priority=data["specific_priority"],
+            batch_execution_key=data["batch_execution_key"],
+            runtime_type=data["runtime_type"],
+        )
 
     def _schedule(self, at: float, job: Job, kind: str) -> None:
         self._seq += 1
@@ -332,3 +398,19 @@ class JobEngine:
                 self._schedule(now + self.timings.soft_stop_delay, job, _STOPPED)
         # UNCONFIRMED: stopping a job that is already stopping or finished is
         # accepted and ignored here; the real service may answer an error.
+
+
+def _encode_order(order: StartOrder) -> dict[str, Any]:
+    """A StartOrder as JSON-ready data (see JobEngine.replay)."""
+    return {
+        "folder": order.folder.id,
+        "release": order.release.key,
+        "robots": [None if r is None else r.id for r in order.robots],
+        "input_arguments": order.input_arguments,
+        "reference": order.reference,
+        "source": order.source,
+        "job_priority": order.job_priority,
+        "specific_priority": order.specific_priority,
+        "batch_execution_key": order.batch_execution_key,
+        "runtime_type": order.runtime_type,
+    }

@@ -58,6 +58,10 @@ __all__ = [
 # OData documents these limits for every Orchestrator list endpoint (spec:
 # "The maximum number of expressions is 100", "... is 5", "The maximum value is 1000").
 MAX_FILTER_NODES = 100
+# Nested parentheses in $filter. UNCONFIRMED: ASP.NET OData stops at a recursion
+# limit of its own (its message is used below); 100 keeps this recursive parser far
+# from Python's recursion limit, so 1,000 nested groups are a 400, not a crash.
+MAX_FILTER_DEPTH = 100
 MAX_ORDERBY_CLAUSES = 5
 
 
@@ -308,6 +312,7 @@ class _FilterParser:
         self._tokens = self._tokenize(text)
         self._index = 0
         self._nodes = 0
+        self._depth = 0
 
     # tokens ------------------------------------------------------------------
 
@@ -390,7 +395,14 @@ class _FilterParser:
 
     def _parenthesized(self) -> Expr:
         self._expect_punct("(", "to open a group")
+        self._depth += 1
+        if self._depth > MAX_FILTER_DEPTH:
+            raise ODataError(
+                f"The recursion limit has been exceeded in $filter: more than "
+                f"{MAX_FILTER_DEPTH} nested parentheses."
+            )
         expr = self._or_expr()
+        self._depth -= 1
         self._expect_punct(")", "to close the group")
         return expr
 

@@ -288,7 +288,7 @@ async def _read_json(request: web.Request) -> Any:
         return None
     try:
         return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deep: 400
         raise ApiProblem(400, "The request body is not valid JSON.") from None
 
 

@@ -6,10 +6,13 @@ Usage::
         print(sim.url)         # http://127.0.0.1:PORT/demo/DefaultTenant/orchestrator_
         print(sim.token_url)   # http://127.0.0.1:PORT/identity_/connect/token
         ...                    # sim.client_id / sim.client_secret, sim.simulator.stats()
+        # the admin API (/_simulator/...) wants sim.admin_headers
 """
 
 from __future__ import annotations
 
+import ipaddress
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -37,6 +40,13 @@ class SimulatorHandle:
     simulator: Simulator
     host: str
     port: int
+    admin_token: str = ""  # the bearer token of the admin API (/_simulator/...)
+    exposed: bool = False  # bound to an address other machines can reach
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The header the admin API asks for."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
 
     @property
     def root_url(self) -> str:
@@ -103,8 +113,16 @@ async def run_simulator(
     seed: int | None = None,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
+    state: str | Path | None = None,
+    admin_token: str | None = None,
 ) -> AsyncIterator[SimulatorHandle]:
-    """Start a simulator on *host*:*port* (0: a free port); stop it on exit."""
+    """Start a simulator on *host*:*port* (0: a free port); stop it on exit.
+
+    *state*: a state file that keeps jobs across restarts (see
+    :mod:`async_orch.simulator.state`). *admin_token*: the bearer token the admin
+    API asks for; None draws a random one (``handle.admin_token``).
+    """
+    admin_token = admin_token or secrets.token_urlsafe(24)
     simulator = Simulator(
         scenario,
         time_scale=time_scale,
@@ -112,20 +130,36 @@ async def run_simulator(
         faults=faults,
         clock=clock,
         wall_clock=wall_clock,
+        state=state,
     )
-    runner = web.AppRunner(simulator.make_app(), access_log=None)
-    await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        handle = SimulatorHandle(simulator, host, runner.addresses[0][1])
-        log.info(
-            "async_orch.simulator.started",
-            url=handle.url,
-            scenario=simulator.scenario.name,
-            time_scale=simulator.scenario.time_scale,
-        )
-        yield handle
+        runner = web.AppRunner(simulator.make_app(admin_token=admin_token), access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            exposed = not all(_is_loopback(address[0]) for address in runner.addresses)
+            handle = SimulatorHandle(
+                simulator, host, runner.addresses[0][1], admin_token=admin_token, exposed=exposed
+            )
+            if exposed:
+                log.warning("async_orch.simulator.exposed", host=host)
+            log.info(
+                "async_orch.simulator.started",
+                url=handle.url,
+                scenario=simulator.scenario.name,
+                time_scale=simulator.scenario.time_scale,
+            )
+            yield handle
+        finally:
+            await runner.cleanup()
+            log.info("async_orch.simulator.stopped")
     finally:
-        await runner.cleanup()
-        log.info("async_orch.simulator.stopped")
+        simulator.close()
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
