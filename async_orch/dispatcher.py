@@ -58,7 +58,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 import anyio
 
-from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, checked_items
+from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, checked_requests
 from async_orch.batch_run import BatchRun, Hooks, ProgressCallback, StartedCallback
 from async_orch.cancellation import (
     AbandonedCallback,
@@ -155,7 +155,7 @@ class Dispatcher:
         logged (``async_orch.jobs_left_running``); ``on_started`` hears of each
         job as soon as it exists, so nothing is lost.
         """
-        requests = checked_items(requests, JobRequest, "requests")
+        requests = checked_requests(requests)  # all or nothing
         references = batch_references(requests)
         shield = StartShield()
         outcome: list[Started | StartFailure | None] = [None] * len(requests)
