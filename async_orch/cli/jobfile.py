@@ -100,7 +100,7 @@ def requests_from_file(path: Path, *, timeout: float | None = None) -> list[JobR
     """
     hint = _EXCEL_HINT if path.suffix.lower() == ".csv" else ""
     text = read_utf8(path, "job file", hint=hint)
-    mistakes: list[str] = []
+    mistakes: list[tuple[int, str]] = []  # (line, what is wrong there)
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         rows = _jsonl_rows(text, path, mistakes)
     elif path.suffix.lower() == ".csv":
@@ -114,19 +114,23 @@ def requests_from_file(path: Path, *, timeout: float | None = None) -> list[JobR
             request = _request(row, timeout)
             request.check()
         except (ConfigurationError, InvalidRequestError) as exc:
-            mistakes.append(f"{path}:{line_no}: {exc}")
+            mistakes.append((line_no, str(exc)))
             continue
         if request.reference is not None:
             first = line_of_reference.setdefault(request.reference, line_no)
             if first != line_no:
                 mistakes.append(
-                    f"{path}:{line_no}: reference {request.reference!r} is also on line {first}; "
-                    "References must be unique, so a lost start can be found again"
+                    (
+                        line_no,
+                        f"reference {request.reference!r} is also on line {first}; "
+                        "References must be unique, so a lost start can be found again",
+                    )
                 )
                 continue
         requests.append(request)
     if mistakes:
-        raise ConfigurationError(summarize_mistakes(mistakes, str(path)))
+        lines = [f"{path}:{line_no}: {what}" for line_no, what in sorted(mistakes)]
+        raise ConfigurationError(summarize_mistakes(lines, str(path)))
     if not requests:
         raise ConfigurationError(f"job file {path} holds no jobs")
     return requests
@@ -155,7 +159,16 @@ def _request(row: dict[str, Any], timeout: float | None) -> JobRequest:
         raise ConfigurationError(f"'reference' must be a string, not {_shown(reference)}")
     inputs = row.get("inputs")
     if isinstance(inputs, str):
-        inputs = parse_input_arguments(inputs) if inputs.strip() else None
+        try:
+            inputs = parse_input_arguments(inputs) if inputs.strip() else None
+        except InvalidRequestError as exc:
+            if "\n" not in inputs:
+                raise
+            # In a CSV file, most likely a quote left open: the rows after it were read
+            # into this value, up to the next quote.
+            raise InvalidRequestError(
+                f"{exc} (this value runs over several lines: is a quote left open?)"
+            ) from None
     elif inputs is not None and not isinstance(inputs, dict):
         raise InvalidRequestError(f"'inputs' must be a JSON object, not {_shown(inputs)}")
     return JobRequest(
@@ -183,7 +196,9 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def _jsonl_rows(text: str, path: Path, mistakes: list[str]) -> list[tuple[int, dict[str, Any]]]:
+def _jsonl_rows(
+    text: str, path: Path, mistakes: list[tuple[int, str]]
+) -> list[tuple[int, dict[str, Any]]]:
     """The rows of a JSON Lines file; a line that is not a JSON object goes to ``mistakes``."""
     rows = []
     # Split on newlines only: str.splitlines() would also split inside a JSON
@@ -195,23 +210,25 @@ def _jsonl_rows(text: str, path: Path, mistakes: list[str]) -> list[tuple[int, d
             # One level more than inputs may have: the row holds them.
             row = loads_strict(line, max_depth=MAX_DEPTH + 1)
         except InvalidRequestError as exc:
-            mistakes.append(f"{path}:{line_no}: {exc}")
+            mistakes.append((line_no, str(exc)))
             continue
         if not isinstance(row, dict):
-            mistakes.append(f"{path}:{line_no}: each line must be a JSON object")
+            mistakes.append((line_no, "each line must be a JSON object"))
             continue
         rows.append((line_no, row))
     return rows
 
 
-def _csv_rows(text: str, path: Path, mistakes: list[str]) -> list[tuple[int, dict[str, Any]]]:
+def _csv_rows(
+    text: str, path: Path, mistakes: list[tuple[int, str]]
+) -> list[tuple[int, dict[str, Any]]]:
     """The rows of a CSV file; a malformed row goes to ``mistakes``, and so does a
     CSV error, which ends the reading (the parser cannot go on past it)."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         header = reader.fieldnames or []
     except csv.Error as exc:
-        raise ConfigurationError(f"{path}:{reader.line_num}: {_csv_problem(exc)}") from None
+        raise ConfigurationError(f"{path}:{reader.reader.line_num}: {_csv_problem(exc)}") from None
     missing = {"folder", "process"} - set(header)
     if missing:
         raise ConfigurationError(
@@ -229,14 +246,18 @@ def _csv_rows(text: str, path: Path, mistakes: list[str]) -> list[tuple[int, dic
             extra = row.pop(None, None)
             if extra is not None:
                 mistakes.append(
-                    f"{path}:{reader.line_num}: {len(header) + len(extra)} values but the header "
-                    f"names {len(header)} columns; quote a value holding commas, doubling its "
-                    'quotes: "{""n"": 1, ""m"": 2}"'
+                    (
+                        reader.line_num,
+                        f"{len(header) + len(extra)} values but the header names {len(header)} "
+                        "columns; quote a value holding commas, doubling its quotes: "
+                        '"{""n"": 1, ""m"": 2}"',
+                    )
                 )
                 continue
             rows.append((reader.line_num, dict(row)))
     except csv.Error as exc:
-        mistakes.append(f"{path}:{reader.line_num}: {_csv_problem(exc)}")
+        # The inner reader's count: DictReader's own is set only once a row is read.
+        mistakes.append((reader.reader.line_num, _csv_problem(exc)))
     return rows
 
 
