@@ -27,31 +27,35 @@ def _after_good(inputs_text: str) -> str:
     return f"{GOOD}\n{_row(inputs_text)}\n"
 
 
-# (file name, content, what the one line must say after "jobs.X:LINE: ").
+# (file name, content, what the one line must say; {path} stands for the file's path).
 # A valid job comes first each time: today's main started it, then failed.
-HOSTILE_FILES: list[tuple[str, str | bytes, int, str]] = [
-    ("jobs.jsonl", _after_good('[' * 1_000 + ']' * 1_000), 2,
-     "the JSON is nested more than 64 levels deep"),
-    ("jobs.jsonl", _after_good(json.dumps({'a': chr(0xD800)})), 2,
-     "lone UTF-16 surrogate (\\ud800)"),
-    ("jobs.jsonl", _after_good('{"n": ' + '9' * 4_301 + '}'), 2,
-     "integer of more than 4,300 digits"),
-    ("jobs.jsonl", _after_good('{"n": NaN}'), 2, "holds NaN, which is not JSON"),
-    ("jobs.jsonl", _after_good('{"n": Infinity}'), 2, "holds Infinity"),
-    ("jobs.jsonl", _after_good('{"n": -Infinity}'), 2, "holds -Infinity"),
-    ("jobs.jsonl", _after_good('{"n": 1e400}'), 2, "the number 1e400"),
-    ("jobs.jsonl", _after_good(json.dumps({'text': 'x' * 10_000})), 2,
-     "InputArguments is 10,011 characters once serialized to JSON (counted in UTF-16 units); "
-     "Orchestrator accepts at most 10,000, and async-orch does not yet send larger inputs"),
-    ("jobs.csv", 'folder,process,inputs\nShared,Echo,\nShared,Echo,"{""n"": NaN}"\n', 3,
-     "InputArguments: the JSON holds NaN"),
-    ("jobs.csv", 'folder,process,inputs\nShared,Echo,\nShared,Echo,"' + "x" * 131_073 + '"\n', 3,
-     "a value is longer than 131,072 characters"),
-    # The open quote swallows the row after it: the mistake is named where the row ends.
-    ("jobs.csv", 'folder,process,inputs\nShared,Echo,\nShared,Echo,"{""n"": 1}\nHR,Echo,\n', 4,
-     "(this value runs over several lines: is a quote left open?)"),
+HOSTILE_FILES: list[tuple[str, str | bytes, str]] = [
+    ("jobs.jsonl", GOOD.encode() + b'\n{"folder": "Shared", "process": "Echo\xed\xa0\x80"}\n',
+     "job file {path} is not UTF-8 text (byte 0xed on line 2)"),
+    ("jobs.jsonl", _after_good('[' * 1_000 + ']' * 1_000),
+     "{path}:2: the JSON is nested more than 64 levels deep"),
+    ("jobs.jsonl", _after_good(json.dumps({'a': chr(0xD800)})),
+     "{path}:2: the JSON holds a lone UTF-16 surrogate (\\ud800)"),
+    ("jobs.jsonl", _after_good('{"n": ' + '9' * 4_301 + '}'),
+     "{path}:2: the JSON holds an integer of more than 4,300 digits"),
+    ("jobs.jsonl", _after_good('{"n": NaN}'), "{path}:2: the JSON holds NaN, which is not JSON"),
+    ("jobs.jsonl", _after_good('{"n": Infinity}'), "{path}:2: the JSON holds Infinity"),
+    ("jobs.jsonl", _after_good('{"n": -Infinity}'), "{path}:2: the JSON holds -Infinity"),
+    ("jobs.jsonl", _after_good('{"n": 1e400}'), "{path}:2: the JSON holds the number 1e400"),
+    ("jobs.jsonl", _after_good(json.dumps({'text': 'x' * 10_000})),
+     "{path}:2: InputArguments is 10,011 characters once serialized to JSON (counted in "
+     "UTF-16 units); Orchestrator accepts at most 10,000, and async-orch does not yet "
+     "send larger inputs"),
+    ("jobs.csv", 'folder,process,inputs\nShared,Echo,\nShared,Echo,"{""n"": NaN}"\n',
+     "{path}:3: InputArguments: the JSON holds NaN"),
+    ("jobs.csv", 'folder,process,inputs\nShared,Echo,\nShared,Echo,"' + "x" * 131_073 + '"\n',
+     "{path}:3: a value is longer than 131,072 characters"),
+    # The open quote swallows the row after it: the mistake is named where the row ends
+    # (test_cli_jobfile.py checks the hint that comes with it).
+    ("jobs.csv", 'folder,process,inputs\nShared,Echo,\nShared,Echo,"{""n"": 1}\nHR,Echo,\n',
+     "{path}:4: InputArguments must be a JSON object"),
 ]  # fmt: skip
-IDS = ["deep", "surrogate", "big-int", "nan", "infinity", "-infinity", "1e400",
+IDS = ["not-utf8", "deep", "surrogate", "big-int", "nan", "infinity", "-infinity", "1e400",
        "over-10000", "csv-nan", "csv-field-limit", "csv-open-quote"]  # fmt: skip
 
 
@@ -65,31 +69,22 @@ def _nothing_started(sim: SimulatorHandle, tmp_path: Path) -> None:
     assert not (tmp_path / "state").exists()  # no journal, orphan or not
 
 
-@pytest.mark.parametrize(("name", "content", "line", "needle"), HOSTILE_FILES, ids=IDS)
+@pytest.mark.parametrize(("name", "content", "needle"), HOSTILE_FILES, ids=IDS)
 async def test_a_hostile_job_file_is_one_line_and_starts_nothing(
     start_simulator: Callable[..., Any],
     tmp_path: Path,
     name: str,
-    content: str,
-    line: int,
+    content: str | bytes,
     needle: str,
 ) -> None:
     sim: SimulatorHandle = await start_simulator(time_scale=20.0)
     path = tmp_path / name
-    path.write_text(content, encoding="utf-8", errors="surrogatepass")
+    if isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    else:
+        path.write_bytes(content)
     run = await _dispatch(sim, tmp_path, "--file", str(path))
-    assert_one_line_exit_2(run, f"error: {path}:{line}: ", needle)
-    _nothing_started(sim, tmp_path)
-
-
-async def test_a_job_file_that_is_not_utf8_is_one_line_and_starts_nothing(
-    start_simulator: Callable[..., Any], tmp_path: Path
-) -> None:
-    sim: SimulatorHandle = await start_simulator(time_scale=20.0)
-    path = tmp_path / "jobs.jsonl"
-    path.write_bytes(GOOD.encode() + b'\n{"folder": "Shared", "process": "Echo\xed\xa0\x80"}\n')
-    run = await _dispatch(sim, tmp_path, "--file", str(path))
-    assert_one_line_exit_2(run, f"job file {path} is not UTF-8 text (byte 0xed on line 2)")
+    assert_one_line_exit_2(run, "error: " + needle.replace("{path}", str(path)))
     _nothing_started(sim, tmp_path)
 
 
