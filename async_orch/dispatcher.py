@@ -4,8 +4,9 @@ Theory of operation:
 
 1. **Resolve** each distinct (folder, process) of a batch once (the resource API
    caches them), so 500 jobs in 4 folders cost a handful of lookups. A request
-   whose folder or process does not resolve, or whose inputs are malformed, is
-   reported NOT_STARTED and no StartJobs is sent for it.
+   whose folder or process does not resolve is reported NOT_STARTED and no
+   StartJobs is sent for it. A malformed request (inputs, priority, ...) refuses
+   the whole batch before anything is resolved (``batch.checked_requests``).
 2. **Start** each request under three limits (``limits.py``): StartJobs calls
    in flight per folder, in flight overall, and a start rate (token bucket).
    All three can be resized while a batch runs. A request still waiting for its
