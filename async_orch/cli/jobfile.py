@@ -159,10 +159,11 @@ def _request(row: dict[str, Any], timeout: float | None) -> JobRequest:
         raise ConfigurationError(f"'reference' must be a string, not {_shown(reference)}")
     inputs = row.get("inputs")
     if isinstance(inputs, str):
+        text = inputs
         try:
-            inputs = parse_input_arguments(inputs) if inputs.strip() else None
+            inputs = parse_input_arguments(text) if text.strip() else None
         except InvalidRequestError as exc:
-            if "\n" not in inputs:
+            if "\n" not in text:
                 raise
             # In a CSV file, most likely a quote left open: the rows after it were read
             # into this value, up to the next quote.
