@@ -21,7 +21,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from async_orch.errors import InvalidRequestError, OrchestratorError
-from async_orch.models import Folder, Job
+from async_orch.jsonvalues import text_problem
+from async_orch.models import Folder, Job, StartRequest
 from async_orch.states import JobState
 
 __all__ = ["Abandoned", "JobHandle", "JobRequest", "JobResult", "Outcome", "Progress", "Summary"]
@@ -62,10 +63,9 @@ class JobRequest:
     timeout: float | None = None
 
     def __post_init__(self) -> None:
-        # Only what would otherwise fail deep inside the batch, after other
-        # requests were started; everything else about a request (priority,
-        # jobs_count, input size...) is checked per request and reported as
-        # NOT_STARTED with the reason.
+        # The shape only (cheap, at every construction); what StartJobs would
+        # refuse (priority, jobs_count, inputs...) is checked by check(), which
+        # the dispatcher runs on the whole batch before anything starts.
         # Typed as object: these are checks of what callers pass at run time.
         process: object = self.process
         folder: object = self.folder
@@ -91,8 +91,79 @@ class JobRequest:
             raise InvalidRequestError(
                 f"JobRequest.reference must be a string, got {type(reference).__name__}"
             )
+        for name, text in (("process", process), ("folder", folder), ("reference", reference)):
+            # A lone surrogate would fail deep inside, encoding a URL or a header.
+            if isinstance(text, str) and (problem := text_problem(text)) is not None:
+                raise InvalidRequestError(f"JobRequest.{name} {problem}")
         if self.timeout is not None:
             check_seconds(self.timeout, "JobRequest.timeout")
+
+    def check(self) -> None:
+        """Refuse what StartJobs would refuse for this request (strategy, priority,
+        robot ids, jobs_count, inputs that are not JSON or over 10,000 characters),
+        without sending anything.
+
+        Raises:
+            InvalidRequestError: what is wrong and how to fix it.
+        """
+        self.start_request(release_key=_ANY_RELEASE_KEY, reference=self.reference or None)
+
+    def start_request(self, *, release_key: str, reference: str | None) -> StartRequest:
+        """The StartJobs body for this request once its release is known.
+
+        Raises:
+            InvalidRequestError: see :meth:`check`.
+        """
+        return StartRequest(
+            release_key=release_key,
+            strategy=self.strategy,  # type: ignore[arg-type]
+            jobs_count=self.jobs_count,
+            robot_ids=list(self.robot_ids) if self.robot_ids else None,
+            machine_session_ids=list(self.machine_session_ids)
+            if self.machine_session_ids
+            else None,
+            job_priority=self.priority,  # type: ignore[arg-type]
+            specific_priority_value=self.specific_priority,
+            runtime_type=self.runtime_type,
+            reference=reference,
+            input_arguments=dict(self.inputs) if self.inputs is not None else None,
+        )
+
+
+# Stands for the release key while checking a request: no key is known before
+# its release is resolved, and no check depends on the key's value.
+_ANY_RELEASE_KEY = "unresolved"
+
+#: How many mistakes one InvalidRequestError lists (one line each).
+MAX_REPORTED_MISTAKES = 20
+
+
+def checked_requests(requests: Sequence[JobRequest]) -> list[JobRequest]:
+    """``requests`` as a list, each a :class:`JobRequest` that passes
+    :meth:`JobRequest.check`: a batch is refused as a whole, before anything starts.
+
+    Raises:
+        InvalidRequestError: one line per mistake (up to 20), naming ``requests[i]``.
+    """
+    listed = checked_items(requests, JobRequest, "requests")
+    mistakes: list[str] = []
+    for position, request in enumerate(listed):
+        try:
+            request.check()
+        except InvalidRequestError as exc:
+            mistakes.append(f"requests[{position}]: {exc}")
+    if mistakes:
+        raise InvalidRequestError(summarize_mistakes(mistakes, "requests"))
+    return listed
+
+
+def summarize_mistakes(mistakes: Sequence[str], where: str) -> str:
+    """The first :data:`MAX_REPORTED_MISTAKES` mistakes, one a line, and how many more."""
+    lines = list(mistakes[:MAX_REPORTED_MISTAKES])
+    more = len(mistakes) - len(lines)
+    if more:
+        lines.append(f"... and {more:,} more in {where}; nothing was started")
+    return "\n".join(lines)
 
 
 def check_seconds(value: object, name: str, *, allow_zero: bool = False) -> None:

@@ -25,6 +25,7 @@ from async_orch.batch import (
     Progress,
     check_seconds,
     checked_items,
+    checked_requests,
 )
 from async_orch.cancellation import (
     AbandonedCallback,
@@ -97,7 +98,7 @@ class BatchRun:
     ) -> None:
         self._api = api
         self._starter = starter
-        self._requests = checked_items(requests, JobRequest, "requests")
+        self._requests = checked_requests(requests)  # all or nothing
         self._handles = checked_items(handles, JobHandle, "handles")
         self._references = batch_references(self._requests)
         _check_handles(self._handles)

@@ -4,8 +4,9 @@ Theory of operation:
 
 1. **Resolve** each distinct (folder, process) of a batch once (the resource API
    caches them), so 500 jobs in 4 folders cost a handful of lookups. A request
-   whose folder or process does not resolve, or whose inputs are malformed, is
-   reported NOT_STARTED and no StartJobs is sent for it.
+   whose folder or process does not resolve is reported NOT_STARTED and no
+   StartJobs is sent for it. A malformed request (inputs, priority, ...) refuses
+   the whole batch before anything is resolved (``batch.checked_requests``).
 2. **Start** each request under three limits (``limits.py``): StartJobs calls
    in flight per folder, in flight overall, and a start rate (token bucket).
    All three can be resized while a batch runs. A request still waiting for its
@@ -58,7 +59,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 import anyio
 
-from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, checked_items
+from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, checked_requests
 from async_orch.batch_run import BatchRun, Hooks, ProgressCallback, StartedCallback
 from async_orch.cancellation import (
     AbandonedCallback,
@@ -155,7 +156,7 @@ class Dispatcher:
         logged (``async_orch.jobs_left_running``); ``on_started`` hears of each
         job as soon as it exists, so nothing is lost.
         """
-        requests = checked_items(requests, JobRequest, "requests")
+        requests = checked_requests(requests)  # all or nothing
         references = batch_references(requests)
         shield = StartShield()
         outcome: list[Started | StartFailure | None] = [None] * len(requests)

@@ -33,6 +33,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from async_orch.errors import InvalidRequestError, ResponseDecodeError
+from async_orch.jsonvalues import (
+    MAX_DEPTH,
+    JSONSyntaxError,
+    json_problem,
+    loads_strict,
+    text_problem,
+)
 from async_orch.states import JobState
 
 __all__ = [
@@ -159,15 +166,16 @@ def parse_input_arguments(text: str) -> dict[str, Any]:
     """Parse user-supplied InputArguments text (a CLI option or file) into a dict.
 
     Raises:
-        InvalidRequestError: the text is not JSON, or is JSON but not an object;
+        InvalidRequestError: the text is not JSON, is JSON but not an object, or
+            holds what Orchestrator cannot carry (:mod:`async_orch.jsonvalues`);
             the message shows an example and where the JSON went wrong.
     """
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequestError(
-            f"{_INPUT_EXAMPLE}: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
-        ) from exc
+        value = loads_strict(text)
+    except JSONSyntaxError as exc:
+        raise InvalidRequestError(f"{_INPUT_EXAMPLE}: {exc}") from None
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(f"InputArguments: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidRequestError(f"{_INPUT_EXAMPLE}: got a JSON {_json_type_name(value)}")
     return value
@@ -196,30 +204,57 @@ def dump_input_arguments(arguments: Mapping[str, Any]) -> str:
             )
     try:
         text = _dumps(dict(arguments))
-    except (TypeError, ValueError) as exc:
-        # Find the offending argument so the message can name it.
-        for key, value in arguments.items():
-            try:
-                _dumps(value)
-            except (TypeError, ValueError) as item_exc:
-                raise InvalidRequestError(
-                    f"input argument {key!r} cannot be sent as JSON: {item_exc}"
-                ) from item_exc
-        raise InvalidRequestError(f"input_arguments cannot be sent as JSON: {exc}") from exc
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _unsendable(arguments, exc) from None
+    # What the encoder lets through: lone surrogates, and nesting deeper than
+    # MAX_DEPTH. Cheap tests first (in C); the walk only when one could be there.
+    if (not text.isascii() and text_problem(text) is not None) or (
+        text.count("{") + text.count("[") > MAX_DEPTH
+    ):
+        problem = _argument_problem(arguments)
+        if problem is not None:
+            raise problem
     length = _utf16_length(text)
     if length > INPUT_ARGUMENTS_MAX_LENGTH:
         raise InvalidRequestError(
-            f"InputArguments is {length:,} characters once serialized to JSON; Orchestrator "
-            f"accepts at most {INPUT_ARGUMENTS_MAX_LENGTH:,}. Large inputs must be uploaded "
-            "as an attachment and passed as InputFile instead (or pass a reference to where "
-            "the data lives, such as a storage bucket path)"
+            f"InputArguments is {length:,} characters once serialized to JSON (counted in "
+            f"UTF-16 units); Orchestrator accepts at most {INPUT_ARGUMENTS_MAX_LENGTH:,}, and "
+            "async-orch does not yet send larger inputs as an attachment (InputFile): pass a "
+            "reference to where the data lives instead, such as a storage bucket path"
         )
     return text
 
 
+def _argument_problem(arguments: Mapping[str, Any]) -> InvalidRequestError | None:
+    """The first argument JSON cannot carry to Orchestrator (:mod:`async_orch.jsonvalues`)."""
+    for key, value in arguments.items():
+        # The arguments object is level 1: its values may nest MAX_DEPTH - 1 more.
+        problem = text_problem(key) or json_problem(value, max_depth=MAX_DEPTH - 1)
+        if problem is not None:
+            return InvalidRequestError(f"input argument {key!r} {problem}")
+    return None
+
+
+def _unsendable(arguments: Mapping[str, Any], exc: Exception) -> InvalidRequestError:
+    """Why the encoder failed, naming the argument at fault."""
+    problem = _argument_problem(arguments)
+    if problem is not None:
+        return problem
+    for key, value in arguments.items():
+        try:
+            _dumps(value)
+        except (TypeError, ValueError, RecursionError) as item_exc:
+            return InvalidRequestError(f"input argument {key!r} cannot be sent as JSON: {item_exc}")
+    return InvalidRequestError(f"input_arguments cannot be sent as JSON: {exc}")
+
+
+# allow_nan=False: NaN/Infinity are not JSON and .NET's parser rejects them.
+# One encoder for every call: json.dumps would build one per call with these options.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _dumps(value: Any) -> str:
-    # allow_nan=False: NaN/Infinity are not JSON and .NET's parser rejects them.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def _utf16_length(text: str) -> int:
@@ -251,7 +286,7 @@ def _parse_arguments_text(text: str | None) -> tuple[dict[str, Any] | None, str 
         return None, None
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested ~1,000 deep
         return None, text
     if isinstance(value, dict):
         return value, None
@@ -740,6 +775,8 @@ class StartRequest:
         if self.reference is not None:
             if not self.reference:
                 raise InvalidRequestError("reference must not be empty; leave it None instead")
+            if (problem := text_problem(self.reference)) is not None:
+                raise InvalidRequestError(f"reference {problem}")
             length = _utf16_length(self.reference)
             if length > REFERENCE_MAX_LENGTH:
                 raise InvalidRequestError(

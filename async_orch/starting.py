@@ -290,17 +290,4 @@ def may_have_started(exc: OrchestratorError) -> bool:
 
 
 def _start_request(request: JobRequest, release_key: str, reference: str) -> StartRequest:
-    return StartRequest(
-        release_key=release_key,
-        strategy=request.strategy,  # type: ignore[arg-type]
-        jobs_count=request.jobs_count,
-        robot_ids=list(request.robot_ids) if request.robot_ids else None,
-        machine_session_ids=list(request.machine_session_ids)
-        if request.machine_session_ids
-        else None,
-        job_priority=request.priority,  # type: ignore[arg-type]
-        specific_priority_value=request.specific_priority,
-        runtime_type=request.runtime_type,
-        reference=reference,
-        input_arguments=dict(request.inputs) if request.inputs is not None else None,
-    )
+    return request.start_request(release_key=release_key, reference=reference)

@@ -80,10 +80,16 @@ def test_a_utf8_bom_as_excel_writes_it_is_accepted(tmp_path: Path) -> None:
          "{path}:1: 'reference' must be a string, not 7"),
         ("jobs.jsonl", '{"folder": "Shared", "process": "Echo", "inputs": [1]}\n',
          "{path}:1: 'inputs' must be a JSON object, not [1]"),
+        ("jobs.csv", 'folder,process,inputs\nShared,Echo,"{""n"": 1}\nHR,Echo,\nHR,Echo,\n',
+         "{path}:4: InputArguments must be a JSON object, e.g. '{\"name\": \"value\"}': not "
+         "valid JSON: Extra data at line 2 column 1 (char 9) (this value runs over several "
+         "lines: is a quote left open?)"),
+        ("jobs.csv", 'folder,process\nShared,Echo,\n\n', "{path}:2: 3 values but the header"),
     ],
     ids=["cp1252-csv", "latin1-jsonl", "unknown-column", "unknown-columns", "extra-values",
          "blank-lines", "short-row", "inputs-line", "unknown-key", "process-list",
-         "folder-object", "folder-bool", "reference-number", "inputs-list"],
+         "folder-object", "folder-bool", "reference-number", "inputs-list", "open-quote",
+         "trailing-comma"],
 )  # fmt: skip
 def test_a_bad_job_file_is_refused_naming_file_and_line(
     tmp_path: Path, name: str, content: str | bytes, message: str

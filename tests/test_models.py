@@ -443,7 +443,7 @@ def test_dump_input_arguments_is_compact_and_keeps_non_ascii() -> None:
             "input argument 'when' cannot be sent as JSON",
         ),
         ({"ok": 1, "tags": {"a", "b"}}, "input argument 'tags' cannot be sent as JSON"),
-        ({"ratio": float("nan")}, "input argument 'ratio' cannot be sent as JSON"),
+        ({"ratio": float("nan")}, "input argument 'ratio' holds NaN, Infinity"),
         ({1: "x"}, "input argument names must be strings, got 1"),
     ],
 )

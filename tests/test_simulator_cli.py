@@ -103,7 +103,7 @@ async def test_runs_prints_the_url_first_serves_and_stops_cleanly_on_sigint(
         (["--scenario", "/nonexistent/s.toml"], "cannot read scenario file"),
         (["--fault", "drop=1"], "--fault: unknown key(s) drop"),
         (["--fault", "drop_rate"], "--fault expects key=value"),
-        (["--time-scale", "0"], "argument --time-scale: '0' is not a number more than 0"),
+        (["--time-scale", "0"], "argument --time-scale: '0' is not a finite number more than 0"),
         (["--port", "99999"], "argument --port: '99999' is not a port; give a number from 0"),
         (["--port", "-1"], "argument --port: '-1' is not a port"),
         (["--state", "/nonexistent/s.sqlite"], "cannot use /nonexistent/s.sqlite as a simulator"),

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from async_orch import __version__
 from async_orch.cli import check_cmd, dispatch_cmd, jobs_cmd, loadtest_cmd, simulator_cmd
+from async_orch.cli.common import CliParser
 
 __all__ = ["main"]
 
@@ -32,12 +33,15 @@ _PARSERS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="async-orch",
         description="Dispatch many UiPath Orchestrator jobs at once, watch them, gather outputs.",
     )
     parser.add_argument("--version", action="version", version=f"async-orch {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # CliParser for every command too: an error is one line, not the usage first.
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=CliParser
+    )
     for add_parser in _PARSERS:
         add_parser(subparsers)
     return parser

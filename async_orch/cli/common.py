@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import anyio
 import structlog
@@ -32,6 +33,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "CliParser",
     "add_connection_flags",
     "configure_logging",
     "connection",
@@ -65,10 +67,10 @@ def non_negative(text: str) -> float:
 def positive_int(text: str) -> int:
     try:
         value = int(text)
-    except ValueError:
+    except ValueError:  # not a number, or over Python's 4,300-digit conversion limit
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+        raise argparse.ArgumentTypeError(f"{_shown(text)} is not a whole number of at least 1")
     return value
 
 
@@ -79,8 +81,27 @@ def _number(text: str, *, allow_zero: bool) -> float:
         value = math.nan
     if not (0 <= value < math.inf) or (value == 0 and not allow_zero):
         least = "0 or more" if allow_zero else "more than 0"
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number {least}")
+        # "finite": 1e400, inf and nan are floats to Python, not to a timer.
+        raise argparse.ArgumentTypeError(
+            f"{_shown(text)} is not a finite number {least} (write it like 30 or 2.5)"
+        )
     return value
+
+
+def _shown(text: str) -> str:
+    """A flag's value quoted for a message, cut short (a 5,000-digit number stays readable)."""
+    return repr(text) if len(text) <= 40 else repr(text[:37]) + f"... ({len(text):,} characters)"
+
+
+class CliParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: what is wrong and where to look.
+
+    argparse's own prints the whole usage first (a dozen lines for ``dispatch``),
+    burying the one that says what to fix.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:

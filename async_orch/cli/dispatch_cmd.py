@@ -70,7 +70,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=[],
         help="folder path (repeat for several folders; jobs are spread round-robin)",
     )
-    jobs.add_argument("--count", type=int, default=1, help="how many jobs in all (default 1)")
+    jobs.add_argument(
+        "--count", type=positive_int, default=1, help="how many jobs in all (default 1)"
+    )
     jobs.add_argument("--inputs", help="InputArguments as a JSON object, e.g. '{\"n\": 1}'")
     jobs.add_argument("--reference-prefix", help="References become PREFIX-0, PREFIX-1, ...")
     jobs.add_argument(
