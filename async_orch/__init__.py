@@ -34,6 +34,7 @@ from async_orch.errors import (
     ProcessNotFoundError,
     RateLimitedError,
     TransportError,
+    UncertainStartError,
 )
 from async_orch.models import Folder, Job, Release
 from async_orch.planner import PollPolicy
@@ -83,5 +84,6 @@ __all__ = [
     "Summary",
     "TransportError",
     "TransportStats",
+    "UncertainStartError",
     "__version__",
 ]

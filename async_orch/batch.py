@@ -256,6 +256,9 @@ class Outcome(enum.StrEnum):
     STOPPED = "stopped"  # the job ended Stopped (by us on timeout, or by someone else)
     TIMED_OUT = "timed_out"  # a deadline passed; the job may still be running (see state)
     NOT_STARTED = "not_started"  # no job was created (see error)
+    # StartJobs got no clear answer and a lookup of its Reference failed: jobs may
+    # exist (error is an UncertainStartError naming the Reference); never re-posted.
+    UNCERTAIN = "uncertain"
     UNKNOWN = "unknown"  # a state this version does not know, or the job is gone (see error)
 
     @classmethod

@@ -36,7 +36,7 @@ from async_orch.cancellation import (
     run_guarded,
     stop_and_wait,
 )
-from async_orch.errors import InvalidRequestError, JobLostError
+from async_orch.errors import InvalidRequestError, JobLostError, UncertainStartError
 from async_orch.logs import get_logger
 from async_orch.models import Job, StartStrategy
 from async_orch.planner import PollPolicy
@@ -119,6 +119,7 @@ class BatchRun:
         # can no longer be followed, and are reported as lost (see _track).
         self._displaced: list[tuple[_Tracked, JobLostError]] = []
         self._shield = StartShield()
+        self._retries = starter.batch_retries(len(self._requests))
         self._watcher = JobWatcher(
             api,
             policy=poll,
@@ -202,18 +203,24 @@ class BatchRun:
                 shield=self._shield,
                 on_jobs=on_jobs,
                 deadline=self._deadline,
+                retries=self._retries,
             )
         finally:
             await self._report_displaced()
         if isinstance(started, StartFailure):
-            self.progress.move(label, _QUEUED, Outcome.NOT_STARTED.value, expected)
+            outcome = (
+                Outcome.UNCERTAIN
+                if isinstance(started.error, UncertainStartError)
+                else Outcome.NOT_STARTED
+            )
+            self.progress.move(label, _QUEUED, outcome.value, expected)
             self._report()
             for _ in range(expected):
                 await self._emit(
                     JobResult(
                         index=index,
                         request=request,
-                        outcome=Outcome.NOT_STARTED,
+                        outcome=outcome,
                         error=started.error,
                         attempts=started.attempts,
                         detected=datetime.now(UTC),

@@ -17,6 +17,7 @@ token, a cache or a connection pool (unless you inject one session into both).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import replace
 from types import TracebackType
 
 import aiohttp
@@ -62,7 +63,11 @@ class OrchestratorClient:
         self.settings = settings
         self.transport = Transport(settings, session=session)
         self.api = OrchestratorAPI(self.transport)
-        self.dispatcher = Dispatcher(self.api, limits=limits, poll=poll, retry=settings.retry)
+        # The reconcile window's default follows the request timeout.
+        retry = replace(
+            settings.retry, reconcile_window=settings.retry.window_after(settings.timeout.total)
+        )
+        self.dispatcher = Dispatcher(self.api, limits=limits, poll=poll, retry=retry)
 
     async def __aenter__(self) -> OrchestratorClient:
         await self.transport.__aenter__()

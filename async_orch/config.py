@@ -35,6 +35,8 @@ ASYNC_ORCH_IDENTITY_URL     Token endpoint, when the derived one is wrong for yo
 ASYNC_ORCH_TIMEOUT          Seconds a whole request may take (default 60).
 ASYNC_ORCH_CONNECT_TIMEOUT  Seconds to open a connection (default 10).
 ASYNC_ORCH_RETRY_ATTEMPTS   Tries per request, the first included (default 5).
+ASYNC_ORCH_RECONCILE_WINDOW Seconds a StartJobs without a clear answer may still create
+                            jobs (default: ASYNC_ORCH_TIMEOUT + 30); see RetryPolicy.
 ASYNC_ORCH_MAX_CONNECTIONS  Connection pool size, 0 for no limit (default 100).
 ==========================  ==========================================================
 
@@ -45,6 +47,7 @@ credentials over a token).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -169,6 +172,10 @@ Credentials = ClientCredentials | RefreshTokenCredentials | PasswordCredentials 
 # -- policies --------------------------------------------------------------------
 
 
+#: Seconds added to the request timeout for the default reconcile window.
+RECONCILE_MARGIN = 30.0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     """How transient failures are retried (see :mod:`async_orch.backoff`).
@@ -181,6 +188,15 @@ class RetryPolicy:
         retry_after_max: the longest server-requested wait (``Retry-After``) we
             honour; asked for more, we give up at once instead of hammering a
             limit that will still be closed.
+        reconcile_window: seconds after a StartJobs got no clear answer during
+            which the server may still create its jobs. Such a start is posted
+            again only if its Reference was still not found by a lookup made
+            after this window (docs/reliability.md). None: the request timeout
+            plus 30 s (90 s with the defaults); set it longer when a gateway in
+            front of Orchestrator keeps requests alive longer than that.
+        batch_retries: StartJobs re-posts allowed in one batch, over all its
+            requests (None: one per request plus 10); per request,
+            ``DispatchLimits.start_attempts`` bounds the POSTs.
     """
 
     attempts: int = 5
@@ -188,6 +204,8 @@ class RetryPolicy:
     wait_max: float = 10.0
     wait_jitter: float = 1.0
     retry_after_max: float = 120.0
+    reconcile_window: float | None = None
+    batch_retries: int | None = None
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -197,6 +215,22 @@ class RetryPolicy:
         for name in ("wait_initial", "wait_max", "wait_jitter", "retry_after_max"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"RetryPolicy.{name} must not be negative")
+        window = self.reconcile_window
+        if window is not None and not (0 <= window < math.inf):
+            raise ConfigurationError(
+                f"RetryPolicy.reconcile_window must be a number of seconds >= 0, got {window}"
+            )
+        if self.batch_retries is not None and self.batch_retries < 0:
+            raise ConfigurationError(
+                f"RetryPolicy.batch_retries must not be negative, got {self.batch_retries}"
+            )
+
+    def window_after(self, request_timeout: float) -> float:
+        """The reconcile window in seconds, for requests that time out after
+        ``request_timeout`` seconds (see ``reconcile_window``)."""
+        if self.reconcile_window is not None:
+            return self.reconcile_window
+        return request_timeout + RECONCILE_MARGIN
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -629,7 +663,10 @@ class Settings:
                 total=env.number("ASYNC_ORCH_TIMEOUT", 60.0),
                 connect=env.number("ASYNC_ORCH_CONNECT_TIMEOUT", 10.0),
             ),
-            "retry": RetryPolicy(attempts=env.integer("ASYNC_ORCH_RETRY_ATTEMPTS", 5)),
+            "retry": RetryPolicy(
+                attempts=env.integer("ASYNC_ORCH_RETRY_ATTEMPTS", 5),
+                reconcile_window=env.optional_number("ASYNC_ORCH_RECONCILE_WINDOW"),
+            ),
             "limits": ConnectionLimits(
                 max_connections=env.integer("ASYNC_ORCH_MAX_CONNECTIONS", 100)
             ),
@@ -660,6 +697,9 @@ class _Env:
             return float(value)
         except ValueError:
             raise ConfigurationError(f"{name}={value!r} is not a number of seconds") from None
+
+    def optional_number(self, name: str) -> float | None:
+        return None if self.get(name) is None else self.number(name, 0.0)
 
     def integer(self, name: str, default: int) -> int:
         value = self.get(name)

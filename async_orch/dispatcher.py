@@ -11,13 +11,15 @@ Theory of operation:
    in flight per folder, in flight overall, and a start rate (token bucket).
    All three can be resized while a batch runs. A request still waiting for its
    turn when the batch timeout passes is not started (NOT_STARTED).
-3. **Exactly once** (``starting.py``): every request carries a Reference (the
-   user's, or one we generate). StartJobs is never retried blindly: when a POST
-   may have reached the server (a reset connection, a timeout, a 5xx other than
-   a 503 with Retry-After) we first list the folder's jobs with that Reference;
-   if they exist we adopt them, otherwise we post again. If that lookup keeps
-   failing the request is reported NOT_STARTED and never posted again: a
-   duplicate job is worse than a reported failure.
+3. **Exactly once** (``starting.py``, decisions in ``retries.py``): every
+   request carries a Reference (the user's, or one we generate). StartJobs is
+   never retried blindly: when a POST may have reached the server (a reset
+   connection, a timeout, a 5xx other than a 503 with Retry-After) we list the
+   folder's jobs with that Reference at once and again after the reconcile
+   window; if they exist we adopt them, otherwise we post again. If a lookup
+   failed the request is never posted again: unless the jobs are found, it is
+   reported UNCERTAIN with its Reference: a duplicate job is worse than a
+   reported doubt.
 4. **Watch** every started job with the :class:`~async_orch.poller.JobWatcher`
    (batched list polls under a budget, one ``Jobs({id})`` per final job for its
    OutputArguments); ``on_state`` hears of every state seen. Batches run at once
@@ -118,7 +120,14 @@ class Dispatcher:
         self._watchers = WatcherGroup(self._poll)
         self._clock = clock
         self._limiter = StartLimiter(limits or DispatchLimits(), clock=clock, sleep=sleep)
-        self._starter = Starter(api, self._limiter, retry=retry or RetryPolicy(), sleep=sleep)
+        self._starter = Starter(
+            api,
+            self._limiter,
+            retry=retry or RetryPolicy(),
+            sleep=sleep,
+            budget=self._watchers.budget,  # Reference lookups are list calls too
+            clock=clock,
+        )
 
     # -- limits, resizable while running ------------------------------------------
 
@@ -159,6 +168,7 @@ class Dispatcher:
         requests = checked_requests(requests)  # all or nothing
         references = batch_references(requests)
         shield = StartShield()
+        retries = self._starter.batch_retries(len(requests))
         outcome: list[Started | StartFailure | None] = [None] * len(requests)
         live: list[JobHandle] = []
 
@@ -170,7 +180,13 @@ class Dispatcher:
                         on_started(index, handle)
 
             outcome[index] = await self._starter.start(
-                index, requests[index], references[index], target, shield=shield, on_jobs=on_jobs
+                index,
+                requests[index],
+                references[index],
+                target,
+                shield=shield,
+                on_jobs=on_jobs,
+                retries=retries,
             )
 
         async def start_all() -> None:

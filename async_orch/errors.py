@@ -10,6 +10,8 @@ Every error is an :class:`OrchestratorError`. "No response" is kept apart from
     ├── ClientClosedError         the client is used outside its 'async with' block,
     │                             or the aiohttp session it was given is closed
     ├── InvalidRequestError       a request we refuse to send (malformed inputs, too long)
+    ├── UncertainStartError       a StartJobs that may or may not have created jobs
+    │                             (.reference): reported, never posted again
     ├── AuthenticationError       the identity endpoint refused, or 401 after one refresh
     ├── NotFoundByNameError       a folder or process name that does not resolve
     │   ├── FolderNotFoundError
@@ -60,6 +62,7 @@ __all__ = [
     "ServerError",
     "TransportError",
     "UnauthorizedError",
+    "UncertainStartError",
 ]
 
 
@@ -98,6 +101,39 @@ class ClientClosedError(OrchestratorError):
 
 class InvalidRequestError(OrchestratorError):
     """A request async-orch refuses to send because the server would reject it."""
+
+
+class UncertainStartError(OrchestratorError):
+    """A StartJobs got no clear answer and looking its Reference up failed, so its
+    jobs may or may not exist. It was not posted again: a duplicate job is worse
+    than a reported doubt. Look the Reference up in Orchestrator before starting
+    that work again.
+
+    Attributes:
+        reference: the request's Reference (what to look for).
+        folder: the folder the request went to.
+        start_error: the ambiguous StartJobs failure.
+        lookup_error: the lookup that failed.
+    """
+
+    def __init__(
+        self,
+        *,
+        reference: str,
+        folder: str,
+        start_error: OrchestratorError,
+        lookup_error: OrchestratorError,
+    ) -> None:
+        self.reference = reference
+        self.folder = folder
+        self.start_error = start_error
+        self.lookup_error = lookup_error
+        super().__init__(
+            f"StartJobs with Reference {reference!r} in folder {folder!r} may or may not "
+            f"have started jobs: it got no clear answer ({start_error}) and looking that "
+            f"Reference up failed ({lookup_error}). It was not posted again; look for "
+            "that Reference in Orchestrator before starting it again"
+        )
 
 
 class AuthenticationError(OrchestratorError):

@@ -652,13 +652,16 @@ class Journal:
             )
             self._event(now, "final", None, job_id, {"outcome": outcome, "state": state})
 
-    def record_not_started(self, request_index: int, *, info: str) -> None:
-        """A request started no job (for now: a resume looks it up and tries again)."""
+    def record_not_started(
+        self, request_index: int, *, info: str, outcome: str = "not_started"
+    ) -> None:
+        """A request started no job, or may have (``outcome`` "uncertain"); for now:
+        a resume looks it up by Reference and starts it only if nothing is found."""
         now = _iso(self._clock())
         with self._writing():
             self._db.execute(
-                "UPDATE requests SET outcome = 'not_started', info = ?, updated = ? WHERE idx = ?",
-                (info, now, request_index),
+                "UPDATE requests SET outcome = ?, info = ?, updated = ? WHERE idx = ?",
+                (outcome, info, now, request_index),
             )
             self._event(now, "not_started", request_index, None, {"info": info})
 

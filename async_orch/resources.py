@@ -28,7 +28,7 @@ from async_orch.protocol import folder_headers
 from async_orch.states import JobState
 from async_orch.transport import Transport
 
-__all__ = ["FolderRef", "OrchestratorAPI", "odata_quote"]
+__all__ = ["FolderRef", "OrchestratorAPI", "odata_quote", "references_in"]
 
 #: A folder as users name it: numeric Id, Key (GUID) or path ("Finance/Invoices").
 FolderRef = int | str | Folder
@@ -42,6 +42,11 @@ _PAGE = 1000  # the documented maximum $top
 def odata_quote(value: str) -> str:
     """Quote a string literal for $filter (single quotes doubled, per OData)."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def references_in(references: Iterable[str]) -> str:
+    """The $filter clause ``Reference in ('a','b')``."""
+    return "Reference in (" + ",".join(odata_quote(r) for r in references) + ")"
 
 
 def _ids_in(ids: Iterable[int]) -> str:
@@ -162,10 +167,11 @@ class OrchestratorAPI:
     # -- Jobs ----------------------------------------------------------------
 
     async def start_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
-        """Start jobs [Jobs_StartJobs]; never retried once it may have reached the server.
+        """Start jobs [Jobs_StartJobs]: one POST, never retried here.
 
         Raises ``TransportError`` with ``may_have_reached_server`` or an ``APIError``;
-        after an ambiguous failure, look the jobs up by Reference before posting again.
+        whether and when to post again is :class:`~async_orch.retries.StartProtocol`'s
+        decision (after an ambiguous failure it looks the jobs up by Reference first).
         """
         resolved = await self.resolve_folder(folder)
         body = request.to_api()
@@ -176,6 +182,7 @@ class OrchestratorAPI:
             headers=self.folder_headers(resolved),
             idempotent=False,
             endpoint="POST StartJobs",
+            attempts=1,
         )
         return [Job.from_api(row) for row in _values(response.json(), "jobs")]
 
@@ -241,6 +248,23 @@ class OrchestratorAPI:
         )
         return [Job.from_api(row) for row in rows]
 
+    async def jobs_by_reference(self, folder: FolderRef, references: Sequence[str]) -> list[Job]:
+        """The jobs of a folder with any of ``references`` [Jobs_Get], in one list
+        call (``Reference in (...)``, orchestrator-api.md §3.4), tried once: the
+        caller owns retries and charges the call to its list budget.
+        """
+        if not references:
+            return []
+        resolved = await self.resolve_folder(folder)
+        rows = await self._get_all(
+            _JOBS,
+            endpoint="GET Jobs",
+            headers=self.folder_headers(resolved),
+            params={"$filter": references_in(references)},
+            attempts=1,
+        )
+        return [Job.from_api(row) for row in rows]
+
     async def job_states(self, folder: FolderRef, ids: Sequence[int]) -> dict[int, JobState]:
         """The State of each job of ``ids`` that the list returns [Jobs_Get].
 
@@ -300,6 +324,7 @@ class OrchestratorAPI:
         headers: dict[str, str],
         params: dict[str, str] | None = None,
         limit: int | None = None,
+        attempts: int | None = None,
     ) -> list[dict[str, Any]]:
         """GET an OData list, following $skip pages of the documented maximum size."""
         rows: list[dict[str, Any]] = []
@@ -310,7 +335,12 @@ class OrchestratorAPI:
             if rows:
                 page_params["$skip"] = str(len(rows))
             response = await self._transport.request(
-                "GET", path, params=page_params, headers=headers, endpoint=endpoint
+                "GET",
+                path,
+                params=page_params,
+                headers=headers,
+                endpoint=endpoint,
+                attempts=attempts,
             )
             page = _values(response.json(), endpoint)
             rows.extend(page)

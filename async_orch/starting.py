@@ -1,42 +1,60 @@
 """Start each request exactly once: one StartJobs, never a blind retry.
 
 Every request carries a Reference (the user's, or one generated per batch by
-:func:`batch_references`). A failed StartJobs is posted again only when it
-certainly created nothing (:func:`may_have_started` is False: a 429, a 503 with
-Retry-After, a connection refused). When it may have reached the server (a
-reset connection, a timeout, any other 5xx), the folder's jobs with that
-Reference are listed first: found, they are adopted; not found, the request
-is posted again. If that lookup keeps failing the request is reported as not
-started and never posted again: a duplicate job is worse than a reported failure.
+:func:`batch_references`). What to do after each answer is decided by the pure
+:class:`~async_orch.retries.StartProtocol` (its docstring has the state
+diagram); the :class:`Starter` only carries the decisions out: it posts
+StartJobs under a :class:`StartLimiter` turn, looks References up through
+:class:`~async_orch.reference_lookups.ReferenceLookups` (batched per folder,
+charged to the list budget) and waits. In short: a refused start is posted
+again after a backoff; an ambiguous one (no clear answer, so it may exist) is
+looked up at once and again after the reconcile window, adopted if found,
+posted again only if every lookup answered and found nothing, and otherwise
+reported as uncertain (:class:`~async_orch.errors.UncertainStartError`): a
+duplicate job is worse than a reported doubt.
 """
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import anyio
 import anyio.lowlevel
 
-from async_orch.backoff import compute_delay
 from async_orch.batch import JobHandle, JobRequest
 from async_orch.cancellation import StartShield
-from async_orch.config import RetryPolicy
+from async_orch.config import RequestTimeouts, RetryPolicy
 from async_orch.errors import (
     ClientClosedError,
     InvalidRequestError,
     OrchestratorError,
-    RateLimitedError,
-    ServerError,
-    TransportError,
 )
 from async_orch.limits import StartLimiter
 from async_orch.logs import get_logger
 from async_orch.models import Folder, Job, Release, StartRequest
+from async_orch.planner import ListBudget, PollPolicy
+from async_orch.reference_lookups import ReferenceLookups
 from async_orch.resources import OrchestratorAPI
+from async_orch.retries import (
+    Adopted,
+    BatchRetries,
+    Created,
+    Failed,
+    LookUp,
+    Post,
+    StartProtocol,
+    Uncertain,
+    Wait,
+    may_have_started,
+)
 
 __all__ = [
+    "BatchRetries",
     "JobsCallback",
     "StartFailure",
     "Started",
@@ -79,7 +97,17 @@ class StartFailure:
 
 
 class Starter:
-    """Starts one request at a time under a :class:`StartLimiter` (module docstring)."""
+    """Starts one request at a time under a :class:`StartLimiter` (module docstring).
+
+    Args:
+        api: the resource API.
+        limiter: turns to post; its ``start_attempts`` bounds POSTs per request.
+        retry: backoff waits, ``reconcile_window`` and ``batch_retries``.
+        sleep: awaited for every wait.
+        budget: the client's list budget, which Reference lookups spend (the
+            job watchers' one); by default a budget of its own.
+        clock: monotonic seconds, the budget's clock.
+    """
 
     def __init__(
         self,
@@ -88,11 +116,21 @@ class Starter:
         *,
         retry: RetryPolicy,
         sleep: Callable[[float], Awaitable[None]],
+        budget: ListBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
         self._limiter = limiter
         self._retry = retry
+        self._window = retry.window_after(RequestTimeouts().total)
         self._sleep = sleep
+        self._clock = clock
+        budget = budget or ListBudget(PollPolicy().list_budget_per_minute)
+        self.lookups = ReferenceLookups(api, budget, clock=clock, sleep=sleep)
+
+    def batch_retries(self, requests: int) -> BatchRetries:
+        """The re-post allowance of a batch of ``requests`` (``RetryPolicy.batch_retries``)."""
+        return BatchRetries.for_batch(requests, self._retry)
 
     async def start(
         self,
@@ -104,31 +142,36 @@ class Starter:
         shield: StartShield,
         on_jobs: JobsCallback,
         deadline: float | None = None,
+        retries: BatchRetries | None = None,
     ) -> Started | StartFailure:
         """Start ``request`` when its turn comes (a failure is returned, not raised).
 
         ``on_jobs`` hears of its jobs as soon as they are known, before any other
         await, so a cancellation cannot lose them. ``deadline`` (limiter clock):
-        give up if no turn came by then.
+        give up if no turn came by then. ``retries``: the batch's re-post
+        allowance (by default one of this request's own).
         """
-        tries = _Tries()
+        attempts = 0
         try:
             if isinstance(target, OrchestratorError):
                 raise target
             folder, release = target
             # Built before waiting for a turn: building checks the inputs.
             body = _start_request(request, release.key, reference)
-            handles: list[JobHandle] = []
-
-            def on_created(jobs: list[Job], attempts: int) -> None:
-                pairs = [(JobHandle.of(job, folder, reference=reference), job) for job in jobs]
-                handles.extend(handle for handle, _ in pairs)
-                on_jobs(pairs, attempts)
-
-            async with self._limiter.turn(folder.id, deadline=deadline):
-                await self._post_exactly_once(
-                    folder, body, tries=tries, shield=shield, on_created=on_created
-                )
+            protocol = StartProtocol(
+                reference,
+                folder=folder.fully_qualified_name,
+                max_posts=self._limiter.limits.start_attempts,
+                window=self._window,
+                policy=self._retry,
+                batch=retries or BatchRetries.for_batch(1, self._retry),
+            )
+            try:
+                jobs = await self._drive(protocol, folder, body, shield=shield, deadline=deadline)
+            finally:
+                attempts = protocol.posts
+            handles = [JobHandle.of(job, folder, reference=reference) for job in jobs]
+            on_jobs(list(zip(handles, jobs, strict=True)), attempts)
         except ClientClosedError:
             raise  # the client is gone: nothing to retry or report per job
         except OrchestratorError as exc:
@@ -140,93 +183,118 @@ class Starter:
                 reference=reference,
                 error=str(exc),
             )
-            return StartFailure(index=index, request=request, error=exc, attempts=tries.count)
+            return StartFailure(index=index, request=request, error=exc, attempts=attempts)
         log.debug(
             "async_orch.job_started",
             index=index,
             folder=folder.fully_qualified_name,
             job_ids=[h.job_id for h in handles],
             reference=reference,
-            attempts=tries.count,
+            attempts=attempts,
         )
-        return Started(index=index, request=request, handles=handles, attempts=tries.count)
+        return Started(index=index, request=request, handles=handles, attempts=attempts)
 
-    async def _post_exactly_once(
+    async def _drive(
         self,
+        protocol: StartProtocol,
         folder: Folder,
         body: StartRequest,
         *,
-        tries: _Tries,
         shield: StartShield,
-        on_created: Callable[[list[Job], int], None],
-    ) -> None:
-        """Post StartJobs until it is answered, reconciling by Reference whenever the
-        previous post may have created jobs; ``tries`` counts the attempts."""
-        reference = body.reference or ""
-        last_error: OrchestratorError | None = None
-        while tries.count < self._limiter.limits.start_attempts:
-            tries.count += 1
-            with shield.protect() as scope:
-                try:
-                    jobs = await self._api.start_jobs(folder, body)
-                except (TransportError, ServerError, RateLimitedError) as exc:
-                    last_error = exc
-                    ambiguous = may_have_started(exc)
-                    log.info(
-                        "async_orch.start_uncertain" if ambiguous else "async_orch.start_retry",
-                        reference=reference,
-                        folder=folder.fully_qualified_name,
-                        attempt=tries.count,
-                        error=str(exc),
-                    )
-                    if ambiguous:
-                        found = await self._find_by_reference(folder, reference)
-                        if found:
-                            log.info(
-                                "async_orch.start_reconciled", reference=reference, jobs=len(found)
-                            )
-                            on_created(found, tries.count)
-                            return
-                else:
-                    on_created(jobs, tries.count)
-                    return
-            if scope.cancelled_caught:
-                # The batch was cancelled and this call outlived ABANDON_START_WAIT.
-                shield.uncertain.append(reference)
-                await anyio.lowlevel.checkpoint()  # delivers the pending cancellation
-                raise OrchestratorError(f"StartJobs for Reference {reference!r} was abandoned")
-            await self._sleep(compute_delay(tries.count, policy=self._retry))
-        assert last_error is not None
-        raise last_error
-
-    async def _find_by_reference(self, folder: Folder, reference: str) -> list[Job]:
-        """The jobs a possibly-lost StartJobs created, found by their Reference."""
-        last: OrchestratorError | None = None
-        for attempt in range(1, self._retry.attempts + 1):
+        deadline: float | None,
+    ) -> list[Job]:
+        """Carry out the protocol's steps until it ends; return the jobs, or raise
+        why there are none."""
+        reference = protocol.reference
+        expected = _expected_jobs(body)
+        async with AsyncExitStack() as turn:  # held from a POST until reconciling or done
+            holding = False
+            slept_until = -math.inf  # a sleep is trusted to have lasted (tests inject one)
             try:
-                return await self._api.list_jobs(folder, reference=reference)
+                while True:
+                    step = protocol.next_step(max(self._clock(), slept_until))
+                    if isinstance(step, Created | Adopted):
+                        if isinstance(step, Adopted):
+                            log.info(
+                                "async_orch.start_reconciled",
+                                reference=reference,
+                                jobs=len(step.jobs),
+                            )
+                        return step.jobs
+                    if isinstance(step, Failed):
+                        raise step.error
+                    if isinstance(step, Uncertain):
+                        log.warning(
+                            "async_orch.start_uncertain",
+                            reference=reference,
+                            folder=folder.fully_qualified_name,
+                        )
+                        raise step.error
+                    if protocol.reconciling and holding:
+                        await turn.aclose()  # no slot is held through the window
+                        holding = False
+                    if isinstance(step, Wait):
+                        await self._sleep(max(0.0, step.until - self._clock()))
+                        slept_until = step.until
+                    elif isinstance(step, LookUp):
+                        answer = await self.lookups.find(folder, reference, expected_jobs=expected)
+                        if answer.error is not None:
+                            log.info(
+                                "async_orch.reconcile_failed",
+                                reference=reference,
+                                error=str(answer.error),
+                            )
+                            protocol.lookup_failed(answer.error, sent_at=answer.sent_at)
+                        else:
+                            protocol.looked_up(answer.jobs, sent_at=answer.sent_at)
+                    else:
+                        if not holding:
+                            await turn.enter_async_context(
+                                self._limiter.turn(folder.id, deadline=deadline)
+                            )
+                            holding = True
+                        await self._post(protocol, step, folder, body, shield=shield)
+            except anyio.get_cancelled_exc_class():
+                if protocol.reconciling:
+                    # Cancelled before the lookups could tell: its jobs may exist.
+                    shield.uncertain.append(reference)
+                raise
+        raise AssertionError("unreachable")
+
+    async def _post(
+        self,
+        protocol: StartProtocol,
+        step: Post,
+        folder: Folder,
+        body: StartRequest,
+        *,
+        shield: StartShield,
+    ) -> None:
+        """Send one StartJobs and report its outcome to ``protocol``."""
+        reference = protocol.reference
+        with shield.protect() as scope:
+            try:
+                jobs = await self._api.start_jobs(folder, body)
             except ClientClosedError:
-                raise  # the client is gone: nothing to retry or report per job
+                raise
             except OrchestratorError as exc:
-                last = exc
-                log.info("async_orch.reconcile_retry", reference=reference, error=str(exc))
-                if attempt < self._retry.attempts:
-                    await self._sleep(compute_delay(attempt, policy=self._retry))
-        # We could not tell whether the jobs exist: refuse to post again, since a
-        # duplicate is worse than a reported failure.
-        raise InvalidRequestError(
-            f"StartJobs with Reference {reference!r} got no answer, and looking that Reference "
-            f"up in folder {folder.fully_qualified_name!r} failed {self._retry.attempts} times "
-            f"(last error: {last}); it was not posted again, so it may or may not have started: "
-            "look for that Reference in Orchestrator before starting it again"
-        )
-
-
-@dataclass(slots=True)
-class _Tries:
-    """StartJobs attempts so far (read after the loop, however it ended)."""
-
-    count: int = 0
+                log.info(
+                    "async_orch.start_ambiguous"
+                    if may_have_started(exc)
+                    else "async_orch.start_refused",
+                    reference=reference,
+                    folder=folder.fully_qualified_name,
+                    attempt=step.attempt,
+                    error=str(exc),
+                )
+                protocol.post_failed(exc, self._clock())
+            else:
+                protocol.posted(jobs)
+        if scope.cancelled_caught:
+            # The batch was cancelled and this call outlived ABANDON_START_WAIT.
+            shield.uncertain.append(reference)
+            await anyio.lowlevel.checkpoint()  # delivers the pending cancellation
+            raise OrchestratorError(f"StartJobs for Reference {reference!r} was abandoned")
 
 
 async def resolve_targets(api: OrchestratorAPI, requests: Sequence[JobRequest]) -> list[Target]:
@@ -276,17 +344,11 @@ def batch_references(requests: Sequence[JobRequest], *, prefix: str | None = Non
     return references
 
 
-def may_have_started(exc: OrchestratorError) -> bool:
-    """Whether a failed StartJobs may still have created jobs (see backoff.py's table)."""
-    if isinstance(exc, TransportError):
-        return exc.may_have_reached_server
-    if isinstance(exc, RateLimitedError):
-        return False  # a 429 is a refusal
-    if isinstance(exc, ServerError):
-        # Only a 503 with Retry-After is a deliberate "not now"; a proxy also
-        # answers 503 after forwarding, and 500/502/504 say nothing either.
-        return not (exc.status == 503 and exc.retry_after is not None)
-    return False
+def _expected_jobs(body: StartRequest) -> int:
+    """The jobs a StartJobs body asks for (for sizing lookups)."""
+    if body.robot_ids:
+        return len(body.robot_ids)
+    return max(1, body.jobs_count or 1)
 
 
 def _start_request(request: JobRequest, release_key: str, reference: str) -> StartRequest:

@@ -12,13 +12,18 @@ one of async-orch's errors (never an aiohttp one). Per try:
 2. Send the request (``Authorization: Bearer``, ``Accept: application/json``).
 3. On 401: drop that token, get a new one and send again, once. A second 401
    is an :class:`AuthenticationError` explaining the usual causes.
-4. On a transient failure: retry if :mod:`async_orch.backoff` says it is safe
-   for this request (a POST that may have reached the server never is: the
-   error says ``may_have_reached_server`` and the caller reconciles). The wait
-   is the server's ``Retry-After`` when given (no extra backoff on top), else
-   exponential backoff with jitter.
-5. Give up after ``RetryPolicy.attempts`` tries, with the last error; for 429
-   a :class:`RateLimitedError` saying the limit stayed exhausted.
+4. On a transient failure: do what :func:`async_orch.retries.transport_step`
+   decides (the one place retry decisions are made): retry if it is safe for
+   this request (a POST that may have reached the server never is: the error
+   says ``may_have_reached_server`` and the caller reconciles), waiting the
+   server's ``Retry-After`` when given, else exponential backoff with jitter.
+5. Give up after ``attempts`` tries (``RetryPolicy.attempts`` unless the caller
+   says otherwise: StartJobs and Reference lookups are tried once, their
+   retries belong to :class:`~async_orch.retries.StartProtocol`), with the last
+   error; for 429 a :class:`RateLimitedError` saying the limit stayed exhausted.
+   Getting a token is a request of its own: it is retried up to
+   ``RetryPolicy.attempts`` times whatever ``attempts`` is, since the API
+   request has not been sent yet.
 
 Counters (:attr:`Transport.stats`) count responses per endpoint and status,
 retries, 429s and token requests.
@@ -41,7 +46,6 @@ import anyio
 
 from async_orch._http import Response, send_once
 from async_orch.auth import TokenManager
-from async_orch.backoff import compute_delay, is_retryable_status
 from async_orch.config import RefreshTokenCredentials, Settings
 from async_orch.errors import (
     APIError,
@@ -55,6 +59,7 @@ from async_orch.errors import (
 )
 from async_orch.logs import get_logger
 from async_orch.protocol import endpoint_label, error_from_response, retry_after_from
+from async_orch.retries import GiveUp, transport_step
 
 __all__ = ["IDEMPOTENT_METHODS", "Response", "Transport", "TransportStats"]
 
@@ -235,6 +240,7 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
         endpoint: str | None = None,
+        attempts: int | None = None,
     ) -> Response:
         """Send an API request; return a response with status < 400, or raise.
 
@@ -250,6 +256,8 @@ class Transport:
                 POST that is safe to repeat (StopJobs), never for StartJobs.
             endpoint: the label for :attr:`stats` (default: the path with ids
                 replaced by ``{id}``).
+            attempts: tries of this request, the first included (default
+                ``RetryPolicy.attempts``); 1 when the caller owns its retries.
 
         Raises:
             AuthenticationError: credentials refused, or a fresh token refused.
@@ -281,18 +289,21 @@ class Transport:
             send_headers["Content-Type"] = "application/json"
         query = None if params is None else {k: str(v) for k, v in params.items()}
 
-        failures = 0  # transient failures so far; each costs one of policy.attempts
+        tries = self._settings.retry.attempts if attempts is None else attempts
+        failures = 0  # transient failures of the request so far
+        token_failures = 0  # failures to get a token (nothing was sent)
         renewed = False  # the one token renewal a 401 earns
         while True:
             try:
                 token = await tokens.get_token()
             except (TransportError, RateLimitedError, ServerError) as exc:
-                retry_after = None
                 if isinstance(exc, RateLimitedError):
                     self._rate_limited += 1
-                    retry_after = exc.retry_after
-                failures += 1
-                await self._pause_or_raise(exc, failures, retry_after, method, label)
+                token_failures += 1
+                # The API request was not sent: repeating is harmless whatever it is.
+                await self._pause_or_raise(
+                    exc, token_failures, self._settings.retry.attempts, True, method, label
+                )
                 continue
 
             send_headers["Authorization"] = f"Bearer {token}"
@@ -308,10 +319,8 @@ class Transport:
                 )
             except TransportError as exc:
                 self._responses[(label, "error")] += 1
-                if exc.may_have_reached_server and not idem:
-                    raise  # not repeatable: the caller reconciles
                 failures += 1
-                await self._pause_or_raise(exc, failures, None, method, label)
+                await self._pause_or_raise(exc, failures, tries, idem, method, label)
                 continue
 
             status = response.status
@@ -331,76 +340,45 @@ class Transport:
                 continue
             if status == 429:
                 self._rate_limited += 1
-            retry_after = (
-                error.retry_after
-                if isinstance(error, RateLimitedError)
-                else retry_after_from(response.headers, response.body, now=now)
-            )
-            if not is_retryable_status(
-                status, idempotent=idem, has_retry_after=retry_after is not None
-            ):
-                raise error
+            if error.retry_after is None:
+                # A 503's Retry-After may sit in the body; it makes the 503 a refusal.
+                error.retry_after = retry_after_from(response.headers, response.body, now=now)
             failures += 1
-            await self._pause_or_raise(error, failures, retry_after, method, label)
+            await self._pause_or_raise(error, failures, tries, idem, method, label)
 
     async def _pause_or_raise(
         self,
         error: OrchestratorError,
         failures: int,
-        retry_after: float | None,
+        attempts: int,
+        idempotent: bool,
         method: str,
         label: str,
     ) -> None:
         """Sleep before the next try, or raise if there is none worth making."""
-        policy = self._settings.retry
-        too_long = retry_after is not None and retry_after > policy.retry_after_max
-        if too_long or failures >= policy.attempts:
-            if not isinstance(error, RateLimitedError):
-                raise error
-            if too_long:
-                # Retries inside the window are refused too (orchestrator-api.md §4):
-                # coming back early only spends the tenant's shared budget.
-                advice = (
-                    f"the server asked to wait {retry_after:.0f} s, longer than "
-                    f"RetryPolicy.retry_after_max ({policy.retry_after_max:.0f} s); try "
-                    "again later, or raise retry_after_max"
-                )
-            else:
-                advice = (
-                    f"the rate limit stayed exhausted after {failures} tries; lower the "
-                    "request rate (Automation Cloud allows about 100 GET /odata/Jobs calls "
-                    "a minute per tenant, shared by all API clients) or try again later"
-                )
-            raise self._exhausted(error, advice) from error
-        delay = (
-            retry_after
-            if retry_after is not None
-            else compute_delay(failures, policy=policy, rng=self._rng)
+        step = transport_step(
+            error,
+            failures=failures,
+            attempts=attempts,
+            idempotent=idempotent,
+            policy=self._settings.retry,
+            rng=self._rng,
         )
+        if isinstance(step, GiveUp):
+            if step.error is error:
+                raise error
+            raise step.error from error
         self._retries += 1
         log.debug(
             "async_orch.http_retry",
             method=method,
             endpoint=label,
             attempt=failures + 1,
-            delay=round(delay, 3),
+            delay=round(step.delay, 3),
             reason=(str(error.status) if isinstance(error, APIError) else type(error).__name__),
-            retry_after=retry_after,
+            retry_after=error.retry_after if isinstance(error, APIError) else None,
         )
-        await self._sleep(delay)
-
-    @staticmethod
-    def _exhausted(error: RateLimitedError, advice: str) -> RateLimitedError:
-        return RateLimitedError(
-            retry_after=error.retry_after,
-            status=error.status,
-            method=error.method,
-            url=error.url,
-            message=f"{error.message} - {advice}",
-            error_code=error.error_code,
-            trace_id=error.trace_id,
-            body=error.body,
-        )
+        await self._sleep(step.delay)
 
     def _refused(self, error: APIError, *, static: bool) -> AuthenticationError:
         if static:

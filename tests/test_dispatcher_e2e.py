@@ -29,7 +29,12 @@ from test_dispatcher_support import (
 from async_orch.batch import JobRequest, Outcome, Progress
 from async_orch.client import OrchestratorClient
 from async_orch.dispatcher import DispatchLimits
-from async_orch.errors import FolderNotFoundError, InvalidRequestError, ProcessNotFoundError
+from async_orch.errors import (
+    FolderNotFoundError,
+    InvalidRequestError,
+    ProcessNotFoundError,
+    UncertainStartError,
+)
 from async_orch.simulator import SimulatorHandle
 
 FAULTS = {
@@ -61,8 +66,15 @@ async def test_500_jobs_under_faults_each_created_exactly_once_with_its_outputs(
         results = await orch.run_jobs(requests)
 
     assert [r.index for r in results] == list(range(500))
-    assert collections.Counter(r.outcome for r in results) == {Outcome.SUCCESSFUL: 500}
+    # A start whose answer was lost and whose lookup failed too is reported
+    # uncertain (never posted again); under these fault rates that is rare.
+    outcomes = collections.Counter(r.outcome for r in results)
+    assert set(outcomes) <= {Outcome.SUCCESSFUL, Outcome.UNCERTAIN}, outcomes
+    assert outcomes[Outcome.UNCERTAIN] <= 25, outcomes
     for result in results:
+        if result.outcome is Outcome.UNCERTAIN:
+            assert isinstance(result.error, UncertainStartError), result
+            continue
         assert result.outputs == result.request.inputs, result
     stats = sim.simulator.stats()
     # Every kind of fault was met, so the test cannot pass by luck.
@@ -70,10 +82,15 @@ async def test_500_jobs_under_faults_each_created_exactly_once_with_its_outputs(
         "server_error", "throttle", "drop", "ambiguous_start", "token_revocation"
     )), stats["faults"]  # fmt: skip
     assert stats["rejections"]["401"] > 0  # revoked tokens were refused, then renewed
-    # Exactly once: 500 jobs, one per Reference, each from a single StartJobs call.
-    assert stats["jobs"]["created"] == 500
+    # Exactly once: one job per Reference, each from a single StartJobs call; an
+    # uncertain request has at most one.
     references = {r.handle.reference for r in results if r.handle}
-    assert stats["jobs"]["by_reference"] == dict.fromkeys(references, 1)
+    uncertain = {r.error.reference for r in results if isinstance(r.error, UncertainStartError)}
+    by_reference = stats["jobs"]["by_reference"]
+    assert {k: v for k, v in by_reference.items() if k in references} == dict.fromkeys(
+        references, 1
+    )
+    assert set(by_reference) <= references | uncertain
     assert stats["jobs"]["duplicate_references"] == {}
     # Some starts were reconciled by Reference rather than posted again.
     assert any(r.attempts > 1 for r in results)

@@ -1,9 +1,10 @@
 """Exactly-once starts at the wire: which StartJobs answers lead to a lookup by
-Reference, which to another post, and which to a NOT_STARTED report.
+Reference, which to another post, and which to a NOT_STARTED or UNCERTAIN report.
 
 aioresponses plays Orchestrator, so each case is exact: a response lost after
 the job was created, a 429, a 503 with and without Retry-After, a refused
-connection, and a lookup that keeps failing. Nothing sleeps.
+connection, and a lookup that fails. Nothing sleeps (a reconcile window of 0:
+one lookup, already after the window).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from yarl import URL
 from async_orch.batch import JobRequest
 from async_orch.config import RetryPolicy, Settings, StaticToken
 from async_orch.dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
-from async_orch.errors import InvalidRequestError, ServerError
+from async_orch.errors import RateLimitedError, ServerError, UncertainStartError
 from async_orch.resources import OrchestratorAPI
 from async_orch.transport import Transport
 
@@ -53,7 +54,7 @@ async def dispatcher() -> AsyncIterator[Dispatcher]:
     settings = Settings(
         url=BASE,
         credentials=StaticToken(token="t0k3n"),
-        retry=RetryPolicy(attempts=3, wait_initial=0.0, wait_jitter=0.0),
+        retry=RetryPolicy(attempts=3, wait_initial=0.0, wait_jitter=0.0, reconcile_window=0.0),
     )
     async with aiohttp.ClientSession() as session:
         transport = Transport(settings, session=session, sleep=no_sleep)
@@ -72,6 +73,9 @@ def job(job_id: int = 501, state: str = "Pending") -> dict[str, Any]:
 
 def posts(mock: Any) -> int:
     return len(mock.requests.get(("POST", URL(START)), []))
+
+
+LOOKUP = f"Reference in ('{REFERENCE}')"
 
 
 def lookups(mock: Any) -> list[str]:
@@ -103,7 +107,7 @@ async def test_a_lost_answer_is_reconciled_by_reference_and_not_posted_again(
     assert [h.job_id for h in outcome.handles] == [501]
     assert outcome.attempts == 1
     assert posts(mock) == 1
-    assert lookups(mock) == [f"Reference eq '{REFERENCE}'"]
+    assert lookups(mock) == [LOOKUP]
 
 
 @pytest.mark.parametrize(
@@ -121,7 +125,7 @@ async def test_a_5xx_that_may_have_run_is_looked_up_first(
 
     assert isinstance(outcome, Started) and outcome.handles[0].job_id == 502
     assert posts(mock) == 2
-    assert lookups(mock) == [f"Reference eq '{REFERENCE}'"]
+    assert lookups(mock) == [LOOKUP]
 
 
 @pytest.mark.parametrize(
@@ -155,7 +159,7 @@ async def test_a_refused_start_is_posted_again_without_a_lookup(
 
 
 async def test_a_start_refused_too_often_is_not_started(mock: Any, dispatcher: Dispatcher) -> None:
-    for _ in range(12):  # 4 dispatcher attempts x 3 transport tries
+    for _ in range(12):
         mock.post(START, status=503, headers={"Retry-After": "1"}, body="busy")
 
     outcome = await start_one(dispatcher)
@@ -163,10 +167,53 @@ async def test_a_start_refused_too_often_is_not_started(mock: Any, dispatcher: D
     assert isinstance(outcome, StartFailure)
     assert isinstance(outcome.error, ServerError) and outcome.error.status == 503
     assert outcome.attempts == 4
+    assert posts(mock) == 4  # start_attempts POSTs in all: the transport adds none
     assert lookups(mock) == []
 
 
-async def test_when_the_lookup_keeps_failing_it_is_not_started_and_never_posted_again(
+async def test_a_persistent_429_costs_at_most_start_attempts_posts(
+    mock: Any, dispatcher: Dispatcher
+) -> None:
+    # Was 20 POSTs for one request: 4 start attempts x 5 transport tries.
+    mock.post(START, status=429, headers={"Retry-After": "0"}, payload={"message": "slow"},
+              repeat=True)  # fmt: skip
+
+    outcome = await start_one(dispatcher)
+
+    assert isinstance(outcome, StartFailure)
+    assert isinstance(outcome.error, RateLimitedError)
+    assert posts(mock) == 4
+    assert lookups(mock) == []
+
+
+async def test_a_batch_stops_re_posting_once_its_allowance_is_spent(mock: Any) -> None:
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    settings = Settings(
+        url=BASE,
+        credentials=StaticToken(token="t0k3n"),
+        retry=RetryPolicy(wait_initial=0.0, wait_jitter=0.0, batch_retries=2),
+    )
+    mock.post(START, status=429, headers={"Retry-After": "0"}, payload={"message": "slow"},
+              repeat=True)  # fmt: skip
+    async with aiohttp.ClientSession() as session:
+        transport = Transport(settings, session=session, sleep=no_sleep)
+        dispatcher = Dispatcher(
+            OrchestratorAPI(transport),
+            limits=DispatchLimits(start_attempts=4, max_in_flight=1),
+            retry=settings.retry,
+            sleep=no_sleep,
+        )
+        outcomes = await dispatcher.start(
+            [JobRequest(process="Echo", folder="Shared", reference=f"r-{i}") for i in range(5)]
+        )
+
+    assert all(isinstance(o, StartFailure) for o in outcomes)
+    assert posts(mock) == 5 + 2  # one each, plus the batch's two re-posts
+
+
+async def test_when_the_lookup_fails_it_is_uncertain_and_never_posted_again(
     mock: Any, dispatcher: Dispatcher
 ) -> None:
     mock.post(START, exception=aiohttp.ServerDisconnectedError())
@@ -176,15 +223,17 @@ async def test_when_the_lookup_keeps_failing_it_is_not_started_and_never_posted_
     outcome = await start_one(dispatcher)
 
     assert isinstance(outcome, StartFailure)
-    assert isinstance(outcome.error, InvalidRequestError)
+    assert isinstance(outcome.error, UncertainStartError)
+    assert outcome.error.reference == REFERENCE
     message = str(outcome.error)
     assert REFERENCE in message and "not posted again" in message
     assert "look for that Reference" in message
     assert posts(mock) == 1
-    assert len(lookups(mock)) == 3 * 3  # RetryPolicy.attempts lookups, 3 tries each
+    # RetryPolicy.attempts lookups (3), each tried once: no transport retries on top.
+    assert lookups(mock) == [LOOKUP] * 3
 
 
-async def test_run_reports_an_unreconciled_start_as_not_started(
+async def test_run_reports_an_unreconciled_start_as_uncertain(
     mock: Any, dispatcher: Dispatcher
 ) -> None:
     mock.post(START, exception=aiohttp.ServerDisconnectedError())
@@ -194,8 +243,8 @@ async def test_run_reports_an_unreconciled_start_as_not_started(
         [JobRequest(process="Echo", folder="Shared", reference=REFERENCE)]
     )
 
-    assert result.outcome.value == "not_started"
-    assert isinstance(result.error, InvalidRequestError)
+    assert result.outcome.value == "uncertain"
+    assert isinstance(result.error, UncertainStartError)
     assert posts(mock) == 1
 
 

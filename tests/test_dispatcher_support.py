@@ -88,7 +88,14 @@ def fast_settings(sim: SimulatorHandle, *, attempts: int = 5) -> Settings:
     return Settings(
         url=sim.url,
         credentials=ClientCredentials(client_id=sim.client_id, client_secret=sim.client_secret),
-        retry=RetryPolicy(attempts=attempts, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01),
+        # The simulator answers at once (or never): a short reconcile window is enough.
+        retry=RetryPolicy(
+            attempts=attempts,
+            wait_initial=0.01,
+            wait_max=0.05,
+            wait_jitter=0.01,
+            reconcile_window=0.3,
+        ),
     )
 
 

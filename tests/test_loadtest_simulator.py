@@ -65,7 +65,11 @@ async def test_report_counts_agree_with_the_simulator_under_faults():
     # Faults really happened, and the jobs still all ran to the end.
     assert sum(stats["faults"].values()) > 0 and all_429 > 0
     assert report["jobs"]["planned"] == 30
-    assert report["jobs"]["by_outcome"] == {"successful": 30}
+    # A start whose answer was lost and whose lookup failed too is reported
+    # uncertain, never posted again: rare, and never a second job.
+    by_outcome = report["jobs"]["by_outcome"]
+    assert set(by_outcome) <= {"successful", "uncertain"} and sum(by_outcome.values()) == 30
+    assert by_outcome.get("uncertain", 0) <= 3, by_outcome
     assert report["start_jobs"]["latency_seconds"]["count"] > 0
     assert report["times"]["queue_seconds"]["count"] == 30
     html = render_html(report)

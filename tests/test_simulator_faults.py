@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 from conftest import FakeClock, SimClient
 
+from async_orch.errors import ConfigurationError
 from async_orch.simulator import SimulatorHandle
+from async_orch.simulator.faults import FaultSettings, parse_fault_assignment
 
 START = "/odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
 STOP = "/odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
@@ -70,6 +73,38 @@ async def test_slow_responses_still_answer(orch: SimClient) -> None:
     orch.handle.simulator.set_faults({"slow_rate": 1.0, "slow_seconds": 0.01})
     assert (await orch.get("/odata/Folders"))[0] == 200
     assert faults_of(orch.handle)["slow"] == 1
+
+
+async def test_a_late_start_is_completed_after_its_client_gave_up(orch: SimClient) -> None:
+    await orch.headers("Shared")
+    sim = orch.handle.simulator
+    sim.set_faults({"late_completion_rate": 1.0, "late_completion_seconds": 0.3})
+    with pytest.raises(TimeoutError):
+        await orch.post(
+            START,
+            folder="Shared",
+            json={"startInfo": {"ReleaseName": "Echo", "Reference": "late-1"}},
+            timeout=aiohttp.ClientTimeout(total=0.05),
+        )
+    # The server completes it on its own time, in a handler with no event to wait
+    # on: check its counters until the job exists (failing after 5 s).
+    with anyio.fail_after(5):
+        while sim.stats()["jobs"]["by_reference"] != {"late-1": 1}:  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+    assert faults_of(orch.handle)["late_completion"] == 1
+    # Only StartJobs by default; "all" holds every request.
+    assert (await orch.get("/odata/Folders"))[0] == 200
+    assert faults_of(orch.handle)["late_completion"] == 1
+
+
+def test_late_completion_settings_are_read_and_checked() -> None:
+    settings = FaultSettings.from_mapping(
+        {"late_completion_rate": 0.5, "late_completion_scope": "all"}
+    )
+    assert settings.active and settings.late_completion_seconds == 1.0
+    assert parse_fault_assignment("late_completion_scope=all") == ("late_completion_scope", "all")
+    with pytest.raises(ConfigurationError, match="late_completion_scope"):
+        FaultSettings.from_mapping({"late_completion_scope": "some"})
 
 
 async def test_periodic_and_on_demand_token_revocation(

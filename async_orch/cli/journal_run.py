@@ -388,7 +388,11 @@ def _record_result(
     result: JobResult,
 ) -> None:
     if result.handle is None:  # only requests of this run start no job
-        journal.record_not_started(start[result.index].index, info=result.info or "not started")
+        journal.record_not_started(
+            start[result.index].index,
+            info=result.info or "not started",
+            outcome=result.outcome.value,  # not_started or uncertain
+        )
         return
     record = origin[result.handle.job_id]
     state = result.job.raw_state if result.job else (result.state.value if result.state else None)

@@ -67,7 +67,7 @@ _ROUTES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 # States in the order the charts stack them (others follow, sorted).
 _STATE_ORDER = (
     "queued", "Pending", "Running", "Suspended", "Resumed", "Stopping", "Terminating",
-    "successful", "faulted", "stopped", "timed_out", "not_started", "unknown",
+    "successful", "faulted", "stopped", "timed_out", "not_started", "uncertain", "unknown",
 )  # fmt: skip
 
 

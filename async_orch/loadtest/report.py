@@ -36,6 +36,7 @@ _STATE_COLORS = {
     "stopped": "#8c564b",
     "timed_out": "#bcbd22",
     "not_started": "#7f7f7f",
+    "uncertain": "#ff7f0e",
     "unknown": "#17becf",
 }
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from async_orch.config import ClientCredentials, Settings
+from async_orch.config import ClientCredentials, RetryPolicy, Settings
 
 __all__ = ["Target", "active_faults", "embedded_simulator", "probe_simulator", "url_target"]
 
@@ -63,6 +63,10 @@ async def embedded_simulator(
     from async_orch.simulator import run_simulator
 
     async with run_simulator(scenario, time_scale=time_scale, faults=faults) as sim:
+        held = sim.simulator.faults.settings
+        # This simulator completes any request within its fault delays, so an
+        # ambiguous start need not wait the default reconcile window (timeout + 30 s).
+        window = held.slow_seconds + held.late_completion_seconds + 1.0
 
         async def stats() -> dict[str, Any]:
             return sim.simulator.stats()
@@ -73,6 +77,7 @@ async def embedded_simulator(
                 credentials=ClientCredentials(
                     client_id=sim.client_id, client_secret=sim.client_secret
                 ),
+                retry=RetryPolicy(reconcile_window=window),
             ),
             description=f"embedded simulator ({sim.simulator.scenario.name}) at {sim.url}",
             simulator_stats=stats,

@@ -88,13 +88,19 @@ async def _serve(sim: Simulator, request: web.Request, match: RouteMatch) -> web
         token_route=endpoint.is_token,
         start_jobs=endpoint is Endpoint.START_JOBS,
     )
-    if plan.outcome != "none" or plan.delay:
+    if plan.outcome != "none" or plan.delay or plan.late:
         log.info(
             "async_orch.simulator.fault_injected",
             endpoint=endpoint.value,
             outcome=plan.outcome,
             delay=plan.delay,
+            late=plan.late,
         )
+    if plan.late:
+        # Modelled gateway behaviour (faults.py, late_completion): the whole request
+        # is held here, so it is served even once its client has hung up.
+        await request.read()
+        await asyncio.sleep(plan.late)
     if plan.delay:
         await asyncio.sleep(plan.delay)
     if plan.outcome == "drop":

@@ -19,6 +19,15 @@ Settings (all optional; rates are fractions of requests, 0..1):
 * ``revoke_tokens_every`` (0): revoke every issued token each N real seconds.
 * ``ambiguous_start_rate`` (0): StartJobs creates the jobs, then fails to answer:
   ``ambiguous_start_mode`` ``"drop"`` (close the connection, the default) or ``"504"``.
+* ``late_completion_rate`` (0) / ``late_completion_seconds`` (1.0) /
+  ``late_completion_scope`` (``"start_jobs"`` or ``"all"``): the request is read in
+  full at once, then processed only after that many real seconds, and completed
+  even if the client hung up or timed out meanwhile; a client still waiting gets
+  the answer. ASSUMPTION (modelled behaviour, not documented by UiPath): a gateway
+  in front of the service holds the whole request and forwards it whatever its
+  client does, so a StartJobs the client gave up on can still create its jobs.
+  Without this fault the simulator drops such a request: reading its body fails
+  once the client is gone.
 * ``include_token_endpoint`` (false): also apply the rate faults to the token endpoints.
 """
 
@@ -56,6 +65,7 @@ class FaultKind(enum.StrEnum):
     SLOW = "slow"
     TOKEN_REVOCATION = "token_revocation"
     AMBIGUOUS_START = "ambiguous_start"
+    LATE_COMPLETION = "late_completion"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +83,9 @@ class FaultSettings:
     revoke_tokens_every: float = 0.0
     ambiguous_start_rate: float = 0.0
     ambiguous_start_mode: str = "drop"
+    late_completion_rate: float = 0.0
+    late_completion_seconds: float = 1.0
+    late_completion_scope: str = "start_jobs"
     include_token_endpoint: bool = False
 
     @classmethod
@@ -106,6 +119,13 @@ class FaultSettings:
             ambiguous_start_mode=table.choice(
                 "ambiguous_start_mode", base.ambiguous_start_mode, ("drop", "504")
             ),
+            late_completion_rate=_rate(table, "late_completion_rate", base.late_completion_rate),
+            late_completion_seconds=table.number(
+                "late_completion_seconds", base.late_completion_seconds
+            ),
+            late_completion_scope=table.choice(
+                "late_completion_scope", base.late_completion_scope, ("start_jobs", "all")
+            ),
             include_token_endpoint=table.boolean(
                 "include_token_endpoint", base.include_token_endpoint
             ),
@@ -129,6 +149,8 @@ class FaultSettings:
             server_error_statuses=self.server_error_statuses,
             slow_seconds=self.slow_seconds,
             ambiguous_start_mode=self.ambiguous_start_mode,
+            late_completion_seconds=self.late_completion_seconds,
+            late_completion_scope=self.late_completion_scope,
             include_token_endpoint=self.include_token_endpoint,
         )
 
@@ -144,8 +166,8 @@ def parse_fault_assignment(text: str) -> tuple[str, Any]:
     if not sep or not key or not raw:
         raise ConfigurationError(f"--fault expects key=value (e.g. drop_rate=0.05), got {text!r}")
     value: Any
-    if key == "ambiguous_start_mode":
-        value = raw  # "504" is a mode name here, not a number
+    if key in ("ambiguous_start_mode", "late_completion_scope"):
+        value = raw  # a name ("504" is a mode name here, not a number)
     elif raw.lower() in ("true", "false"):
         value = raw.lower() == "true"
     elif "," in raw:
@@ -171,12 +193,15 @@ class FaultPlan:
     ``"none"``, ``"server_error"`` (answer ``status``), ``"throttle"`` (429 with
     ``retry_after``), ``"drop"`` (close the connection unanswered) or
     ``"ambiguous"`` (StartJobs only: do the work, then drop or answer 504).
+    ``late`` (seconds, 0 for none) comes before all that: the request is read in
+    full, then held that long, and served even if its client hung up.
     """
 
     outcome: str = "none"
     delay: float = 0.0
     status: int | None = None
     retry_after: int | None = None
+    late: float = 0.0
 
 
 NO_FAULT = FaultPlan()
@@ -234,6 +259,9 @@ class FaultInjector:
         elif start_jobs and self._hit(s.ambiguous_start_rate):
             outcome = FaultPlan("ambiguous", delay)
             self.record(FaultKind.AMBIGUOUS_START)
+        if (start_jobs or s.late_completion_scope == "all") and self._hit(s.late_completion_rate):
+            outcome = dataclasses.replace(outcome, late=s.late_completion_seconds)
+            self.record(FaultKind.LATE_COMPLETION)
         return outcome
 
     def _hit(self, rate: float) -> bool:
