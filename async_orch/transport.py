@@ -55,6 +55,7 @@ from async_orch.errors import (
 )
 from async_orch.logs import get_logger
 from async_orch.protocol import endpoint_label, error_from_response, retry_after_from
+from async_orch.sessions import session_for
 
 __all__ = ["IDEMPOTENT_METHODS", "Response", "Transport", "TransportStats"]
 
@@ -166,11 +167,7 @@ class Transport:
 
     async def __aenter__(self) -> Self:
         if self._session is None:
-            limits = self._settings.limits
-            connector = aiohttp.TCPConnector(
-                limit=limits.max_connections, limit_per_host=limits.per_host
-            )
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._session = session_for(self._settings, timeout=self._timeout)
             self._owns_session = True
             self._tokens = self._token_manager(self._session)
         return self
