@@ -18,6 +18,10 @@ Orchestrator host would add Basic credentials that clash with the bearer token
 the token endpoint), so the proxy is decided once, when the session is made; only
 when those hosts need different proxies, or the proxy URL holds credentials, does
 the session fall back to ``trust_env=True``.
+
+These sessions never resend a request by themselves (aiohttp does so once for an
+idempotent request whose kept-alive connection dropped): the transport's retry
+policy, counters and hooks see every try.
 """
 
 from __future__ import annotations
@@ -101,12 +105,18 @@ def new_session(
         ssl=ssl_context(ca_bundle),
     )
     choice = choose_proxy(urls)
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         timeout=timeout or aiohttp.ClientTimeout(total=60),
         proxy=choice.proxy,
         trust_env=choice.per_request,
     )
+    # One owner for retries: aiohttp would silently send an idempotent request again
+    # when a kept-alive connection drops under it, unseen by the transport's policy,
+    # counters and hooks. (aiohttp's own test client turns it off the same way.)
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+    return session
 
 
 def session_for(

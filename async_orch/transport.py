@@ -30,7 +30,7 @@ import json as jsonlib
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -56,6 +56,15 @@ from async_orch.errors import (
 from async_orch.logs import get_logger
 from async_orch.protocol import endpoint_label, error_from_response, retry_after_from
 from async_orch.sessions import session_for
+from async_orch.transport_hooks import (
+    HealthTracker,
+    RequestSent,
+    RetryScheduled,
+    TransportHealth,
+    TransportHooks,
+    call_hooks,
+    report_answer,
+)
 
 __all__ = ["IDEMPOTENT_METHODS", "Response", "Transport", "TransportStats"]
 
@@ -107,6 +116,8 @@ class Transport:
         sleep: awaited between retries (tests pass a recorder).
         clock: monotonic seconds, for token expiry.
         rng: randomness for backoff jitter (seed it for reproducible tests).
+        hooks: called on every try, answer and retry (:mod:`async_orch.transport_hooks`),
+            token requests included.
     """
 
     def __init__(
@@ -117,6 +128,7 @@ class Transport:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        hooks: Sequence[TransportHooks] = (),
     ) -> None:
         where = settings.orchestrator
         self._settings = settings
@@ -124,6 +136,8 @@ class Transport:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
+        self._health = HealthTracker(clock)
+        self._hooks: tuple[TransportHooks, ...] = (self._health, *hooks)
         # sock_connect, not connect: aiohttp's "connect" also counts the wait for a
         # free pooled connection, which is long by design when many requests queue.
         self._timeout = aiohttp.ClientTimeout(
@@ -163,6 +177,7 @@ class Transport:
             token_url=self._settings.token_url,
             clock=self._clock,
             timeout=self._timeout,
+            hooks=self._hooks,
         )
 
     async def __aenter__(self) -> Self:
@@ -201,6 +216,16 @@ class Transport:
             token_requests=self._closed_token_requests
             + (0 if self._tokens is None else self._tokens.token_requests),
         )
+
+    @property
+    def health(self) -> TransportHealth:
+        """When the server last answered, and the current failure streak (if any)."""
+        return self._health.health
+
+    def _sending(self, method: str, url: str, label: str, json: Any) -> RequestSent:
+        event = RequestSent(method, url, label, json, self._clock())
+        call_hooks(self._hooks, "on_request", event)
+        return event
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -293,6 +318,7 @@ class Transport:
                 continue
 
             send_headers["Authorization"] = f"Bearer {token}"
+            sent = self._sending(method, url, label, json)
             try:
                 response = await send_once(
                     session,
@@ -304,6 +330,7 @@ class Transport:
                     client_timeout=self._timeout,
                 )
             except TransportError as exc:
+                report_answer(self._hooks, sent, None, str(exc), self._clock())
                 self._responses[(label, "error")] += 1
                 if exc.may_have_reached_server and not idem:
                     raise  # not repeatable: the caller reconciles
@@ -312,6 +339,7 @@ class Transport:
                 continue
 
             status = response.status
+            report_answer(self._hooks, sent, status, None, self._clock())
             self._responses[(label, status)] += 1
             if status < 400:
                 return response
@@ -375,13 +403,17 @@ class Transport:
             else compute_delay(failures, policy=policy, rng=self._rng)
         )
         self._retries += 1
+        reason = str(error.status) if isinstance(error, APIError) else type(error).__name__
+        call_hooks(
+            self._hooks, "on_retry", RetryScheduled(method, label, failures + 1, delay, reason)
+        )
         log.debug(
             "async_orch.http_retry",
             method=method,
             endpoint=label,
             attempt=failures + 1,
             delay=round(delay, 3),
-            reason=(str(error.status) if isinstance(error, APIError) else type(error).__name__),
+            reason=reason,
             retry_after=retry_after,
         )
         await self._sleep(delay)
