@@ -477,8 +477,9 @@ class TokenManager:
                     "Orchestrator refused the access token",
                     status=401,
                     hint=(
-                        "The token was refused; create a new personal access token (it may "
-                        "have expired, lack a scope, or belong to another tenant)"
+                        "The token was refused earlier in this run; create a new personal "
+                        "access token (it may have been revoked or expired, lack a scope, or "
+                        "belong to another tenant)"
                     ),
                 )
             state = self._state

@@ -432,12 +432,30 @@ class Transport:
         )
 
     def _refused(self, error: APIError, *, static: bool) -> AuthenticationError:
-        if static:
+        # Tokens that worked earlier in this run rule out a wrong URL or tenant: the
+        # likely cause is a revocation (orchestrator-api.md §1e lists the 401 causes).
+        accepted_before = any(
+            isinstance(outcome, int) and outcome < 400 for _, outcome in self._responses
+        )
+        if static and accepted_before:
+            what = "Orchestrator refused the access token it accepted earlier in this run"
+            hint = "The token was revoked (or has expired): create a new personal access token"
+        elif static:
             hint = (
                 "The token was refused; create a new personal access token (it may have "
-                "expired, lack a scope, or belong to another tenant)"
+                "been revoked or expired, lack a scope, or belong to another tenant)"
             )
             what = "Orchestrator refused the access token"
+        elif accepted_before:
+            what = (
+                "Orchestrator refused a freshly issued token, after accepting this run's "
+                "earlier requests"
+            )
+            hint = (
+                "The tokens are being revoked: an administrator revoked this application's "
+                "(or user's) access, or disabled it or the tenant; the URL and credentials "
+                "are right (they worked until now). Ask the tenant's administrator"
+            )
         else:
             hint = (
                 f"Check the Orchestrator URL ({self._base}): it must name the organization "
