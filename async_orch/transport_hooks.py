@@ -146,32 +146,43 @@ class HealthTracker(TransportHooks):
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
-        self.health = TransportHealth()
+        self._last_answer: float | None = None
+        self._failing_since: float | None = None
+        self._failures = 0
+        self._last_failure: str | None = None
         self._warned_at: float | None = None
+
+    @property
+    def health(self) -> TransportHealth:
+        return TransportHealth(
+            self._last_answer, self._failing_since, self._failures, self._last_failure
+        )
 
     def on_response(self, event: ResponseReceived) -> None:
         now = self._clock()
-        health = self.health
         if not event.server_failing:
             if self._warned_at is not None:
                 log.warning(
                     "async_orch.server_answering_again",
-                    after_seconds=round(health.failing_for(now), 1),
-                    failures=health.failures,
+                    after_seconds=round(self.health.failing_for(now), 1),
+                    failures=self._failures,
                 )
                 self._warned_at = None
-            self.health = TransportHealth(last_answer=now)
+            self._last_answer, self._failing_since, self._failures = now, None, 0
+            self._last_failure = None
             return
         what = event.error if event.status is None else f"HTTP {event.status}"
-        since = now if health.failing_since is None else health.failing_since
-        self.health = TransportHealth(health.last_answer, since, health.failures + 1, what)
-        warned = self._warned_at if self._warned_at is not None else since
+        if self._failing_since is None:
+            self._failing_since = now
+        self._failures += 1
+        self._last_failure = what
+        warned = self._warned_at if self._warned_at is not None else self._failing_since
         if now - warned >= OUTAGE_WARNING_AFTER:
             self._warned_at = now
             log.warning(
                 "async_orch.server_not_answering",
-                seconds=round(now - since, 1),
-                failures=health.failures + 1,
+                seconds=round(now - self._failing_since, 1),
+                failures=self._failures,
                 last_failure=what,
                 endpoint=event.request.endpoint,
             )
