@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
@@ -49,9 +49,10 @@ from async_orch.config import (
     RefreshTokenCredentials,
     StaticToken,
 )
-from async_orch.errors import AuthenticationError, ConfigurationError
+from async_orch.errors import AuthenticationError, ConfigurationError, TransportError
 from async_orch.logs import get_logger
 from async_orch.protocol import error_from_response, header, looks_like_html
+from async_orch.transport_hooks import RequestSent, TransportHooks, call_hooks, report_answer
 
 __all__ = [
     "DEFAULT_LIFETIME",
@@ -421,6 +422,7 @@ class TokenManager:
             StaticToken.
         clock: a monotonic clock in seconds.
         timeout: per-request timeout for token requests (the session's if None).
+        hooks: told of every token request and its answer (never its body).
 
     Attributes:
         token_requests: how many token requests have been sent.
@@ -434,6 +436,7 @@ class TokenManager:
         token_url: str | None,
         clock: Callable[[], float] = time.monotonic,
         timeout: aiohttp.ClientTimeout | None = None,
+        hooks: Sequence[TransportHooks] = (),
     ) -> None:
         if token_url is None and not isinstance(credentials, StaticToken):
             raise ConfigurationError("TokenManager needs token_url for these credentials")
@@ -442,6 +445,7 @@ class TokenManager:
         self._token_url = token_url
         self._clock = clock
         self._timeout = timeout
+        self._hooks = tuple(hooks)
         self._state: TokenState | None = None
         self._skew = 0.0
         self._refresh: _Refresh | None = None
@@ -473,8 +477,9 @@ class TokenManager:
                     "Orchestrator refused the access token",
                     status=401,
                     hint=(
-                        "The token was refused; create a new personal access token (it may "
-                        "have expired, lack a scope, or belong to another tenant)"
+                        "The token was refused earlier in this run; create a new personal "
+                        "access token (it may have been revoked or expired, lack a scope, or "
+                        "belong to another tenant)"
                     ),
                 )
             state = self._state
@@ -523,14 +528,21 @@ class TokenManager:
         assert self._token_url is not None  # checked in __init__
         request = build_token_request(self._credentials, token_url=self._token_url)
         self.token_requests += 1
-        response = await send_once(
-            self._session,
-            "POST",
-            request.url,
-            headers=request.headers,
-            body=request.body,
-            client_timeout=self._timeout,
-        )
+        sent = RequestSent("POST", request.url, "token", None, self._clock())
+        call_hooks(self._hooks, "on_request", sent)
+        try:
+            response = await send_once(
+                self._session,
+                "POST",
+                request.url,
+                headers=request.headers,
+                body=request.body,
+                client_timeout=self._timeout,
+            )
+        except TransportError as exc:
+            report_answer(self._hooks, sent, None, str(exc), self._clock())
+            raise
+        report_answer(self._hooks, sent, response.status, None, self._clock())
         try:
             issued = parse_token_response(
                 request,

@@ -38,6 +38,7 @@ from async_orch.planner import PollPolicy
 from async_orch.poller import StopPolicy
 from async_orch.resources import OrchestratorAPI
 from async_orch.transport import Transport
+from async_orch.transport_hooks import TransportHooks
 
 __all__ = ["OrchestratorClient"]
 
@@ -50,6 +51,8 @@ class OrchestratorClient:
         session: an aiohttp session to use instead of creating (and closing) one.
         limits: limits on starting jobs (resizable later with :meth:`set_limits`).
         poll: how to watch jobs (list-call budget, intervals).
+        hooks: told of every HTTP try, answer and retry (see
+            :mod:`async_orch.transport_hooks`).
     """
 
     def __init__(
@@ -59,9 +62,10 @@ class OrchestratorClient:
         session: aiohttp.ClientSession | None = None,
         limits: DispatchLimits | None = None,
         poll: PollPolicy | None = None,
+        hooks: Sequence[TransportHooks] = (),
     ) -> None:
         self.settings = settings
-        self.transport = Transport(settings, session=session)
+        self.transport = Transport(settings, session=session, hooks=hooks)
         self.api = OrchestratorAPI(self.transport)
         # The reconcile window's default follows the request timeout.
         retry = replace(

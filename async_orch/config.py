@@ -38,6 +38,10 @@ ASYNC_ORCH_RETRY_ATTEMPTS   Tries per request, the first included (default 5).
 ASYNC_ORCH_RECONCILE_WINDOW Seconds a StartJobs without a clear answer may still create
                             jobs (default: ASYNC_ORCH_TIMEOUT + 30); see RetryPolicy.
 ASYNC_ORCH_MAX_CONNECTIONS  Connection pool size, 0 for no limit (default 100).
+ASYNC_ORCH_CA_BUNDLE        PEM file of the CAs to trust instead of the system's (say, a
+                            corporate proxy's); ``SSL_CERT_FILE`` when unset.
+HTTPS_PROXY, HTTP_PROXY,    Proxies, read by :mod:`async_orch.sessions` (not Settings)
+NO_PROXY                    the way curl and requests read them.
 ==========================  ==========================================================
 
 Credentials are taken in this order: client id + secret, client id + refresh
@@ -551,6 +555,8 @@ class Settings:
         identity_url: token endpoint override; by default it is derived from
             ``url`` and the kind of credentials (see :attr:`token_url`).
         timeout, retry, limits: per-request patience and connection pool.
+        ca_bundle: a PEM file of the CAs to trust instead of the system's
+            (None: the system's, which OpenSSL reads from ``SSL_CERT_FILE`` if set).
 
     Example::
 
@@ -568,6 +574,7 @@ class Settings:
     timeout: RequestTimeouts = field(default_factory=RequestTimeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    ca_bundle: str | None = None
 
     def __post_init__(self) -> None:
         url: object = self.url  # typed as object: a check of what callers pass
@@ -609,6 +616,11 @@ class Settings:
             )
         if self.folder is not None and not self.folder.strip():
             raise ConfigurationError("Settings.folder is empty; leave it None for no default")
+        if self.ca_bundle is not None and not os.path.isfile(self.ca_bundle):
+            raise ConfigurationError(
+                f"CA bundle {self.ca_bundle!r} (ASYNC_ORCH_CA_BUNDLE or SSL_CERT_FILE) is not "
+                "a readable file; give the path of a PEM file of trusted certificates"
+            )
 
     @property
     def orchestrator(self) -> OrchestratorUrl:
@@ -670,6 +682,7 @@ class Settings:
             "limits": ConnectionLimits(
                 max_connections=env.integer("ASYNC_ORCH_MAX_CONNECTIONS", 100)
             ),
+            "ca_bundle": env.get("ASYNC_ORCH_CA_BUNDLE") or env.get("SSL_CERT_FILE"),
         }
         if "credentials" not in given:
             values["credentials"] = _credentials_from_env(env, url)

@@ -35,7 +35,7 @@ import json as jsonlib
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -60,6 +60,16 @@ from async_orch.errors import (
 from async_orch.logs import get_logger
 from async_orch.protocol import endpoint_label, error_from_response, retry_after_from
 from async_orch.retries import GiveUp, transport_step
+from async_orch.sessions import session_for
+from async_orch.transport_hooks import (
+    HealthTracker,
+    RequestSent,
+    RetryScheduled,
+    TransportHealth,
+    TransportHooks,
+    call_hooks,
+    report_answer,
+)
 
 __all__ = ["IDEMPOTENT_METHODS", "Response", "Transport", "TransportStats"]
 
@@ -111,6 +121,8 @@ class Transport:
         sleep: awaited between retries (tests pass a recorder).
         clock: monotonic seconds, for token expiry.
         rng: randomness for backoff jitter (seed it for reproducible tests).
+        hooks: called on every try, answer and retry (:mod:`async_orch.transport_hooks`),
+            token requests included.
     """
 
     def __init__(
@@ -121,6 +133,7 @@ class Transport:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        hooks: Sequence[TransportHooks] = (),
     ) -> None:
         where = settings.orchestrator
         self._settings = settings
@@ -128,6 +141,8 @@ class Transport:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
+        self._health = HealthTracker(clock)
+        self._hooks: tuple[TransportHooks, ...] = (self._health, *hooks)
         # sock_connect, not connect: aiohttp's "connect" also counts the wait for a
         # free pooled connection, which is long by design when many requests queue.
         self._timeout = aiohttp.ClientTimeout(
@@ -167,15 +182,12 @@ class Transport:
             token_url=self._settings.token_url,
             clock=self._clock,
             timeout=self._timeout,
+            hooks=self._hooks,
         )
 
     async def __aenter__(self) -> Self:
         if self._session is None:
-            limits = self._settings.limits
-            connector = aiohttp.TCPConnector(
-                limit=limits.max_connections, limit_per_host=limits.per_host
-            )
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._session = session_for(self._settings, timeout=self._timeout)
             self._owns_session = True
             self._tokens = self._token_manager(self._session)
         return self
@@ -209,6 +221,16 @@ class Transport:
             token_requests=self._closed_token_requests
             + (0 if self._tokens is None else self._tokens.token_requests),
         )
+
+    @property
+    def health(self) -> TransportHealth:
+        """When the server last answered, and the current failure streak (if any)."""
+        return self._health.health
+
+    def _sending(self, method: str, url: str, label: str, json: Any) -> RequestSent:
+        event = RequestSent(method, url, label, json, self._clock())
+        call_hooks(self._hooks, "on_request", event)
+        return event
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -307,6 +329,7 @@ class Transport:
                 continue
 
             send_headers["Authorization"] = f"Bearer {token}"
+            sent = self._sending(method, url, label, json)
             try:
                 response = await send_once(
                     session,
@@ -318,12 +341,14 @@ class Transport:
                     client_timeout=self._timeout,
                 )
             except TransportError as exc:
+                report_answer(self._hooks, sent, None, str(exc), self._clock())
                 self._responses[(label, "error")] += 1
                 failures += 1
                 await self._pause_or_raise(exc, failures, tries, idem, method, label)
                 continue
 
             status = response.status
+            report_answer(self._hooks, sent, status, None, self._clock())
             self._responses[(label, status)] += 1
             if status < 400:
                 return response
@@ -369,24 +394,46 @@ class Transport:
                 raise error
             raise step.error from error
         self._retries += 1
+        reason = str(error.status) if isinstance(error, APIError) else type(error).__name__
+        call_hooks(
+            self._hooks, "on_retry", RetryScheduled(method, label, failures + 1, step.delay, reason)
+        )
         log.debug(
             "async_orch.http_retry",
             method=method,
             endpoint=label,
             attempt=failures + 1,
             delay=round(step.delay, 3),
-            reason=(str(error.status) if isinstance(error, APIError) else type(error).__name__),
+            reason=reason,
             retry_after=error.retry_after if isinstance(error, APIError) else None,
         )
         await self._sleep(step.delay)
 
     def _refused(self, error: APIError, *, static: bool) -> AuthenticationError:
-        if static:
+        # Tokens that worked earlier in this run rule out a wrong URL or tenant: the
+        # likely cause is a revocation (orchestrator-api.md §1e lists the 401 causes).
+        accepted_before = any(
+            isinstance(outcome, int) and outcome < 400 for _, outcome in self._responses
+        )
+        if static and accepted_before:
+            what = "Orchestrator refused the access token it accepted earlier in this run"
+            hint = "The token was revoked (or has expired): create a new personal access token"
+        elif static:
             hint = (
                 "The token was refused; create a new personal access token (it may have "
-                "expired, lack a scope, or belong to another tenant)"
+                "been revoked or expired, lack a scope, or belong to another tenant)"
             )
             what = "Orchestrator refused the access token"
+        elif accepted_before:
+            what = (
+                "Orchestrator refused a freshly issued token, after accepting this run's "
+                "earlier requests"
+            )
+            hint = (
+                "The tokens are being revoked: an administrator revoked this application's "
+                "(or user's) access, or disabled it or the tenant; the URL and credentials "
+                "are right (they worked until now). Ask the tenant's administrator"
+            )
         else:
             hint = (
                 f"Check the Orchestrator URL ({self._base}): it must name the organization "

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import TextIO
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from async_orch.auth import TokenManager
 from async_orch.cli.common import (
     EXIT_OK,
@@ -44,6 +42,7 @@ from async_orch.errors import (
     UnauthorizedError,
 )
 from async_orch.models import Folder, Release, StartRequest, parse_input_arguments
+from async_orch.sessions import session_for
 
 __all__ = ["add_parser", "run"]
 
@@ -197,7 +196,7 @@ def _credentials_detail(settings: Settings) -> str:
 
 async def _token(settings: Settings) -> str:
     token_url = settings.token_url
-    async with aiohttp.ClientSession() as session:
+    async with session_for(settings) as session:
         manager = TokenManager(settings.credentials, session=session, token_url=token_url)
         try:
             await manager.get_token()

@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,14 @@ def _client(args: argparse.Namespace, settings: Any) -> OrchestratorClient:
     return OrchestratorClient(settings, limits=limits, poll=poll)
 
 
+def _heartbeat(
+    display: ProgressDisplay, orch: OrchestratorClient
+) -> AbstractAsyncContextManager[None]:
+    """Say what is awaited while nothing changes (never silent)."""
+    display.set_health(lambda: orch.transport.health)
+    return display.beating()
+
+
 def _options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(
         timeout=args.timeout,
@@ -202,7 +211,11 @@ async def _dispatch(args: argparse.Namespace) -> int:
         os.environ, Path.home(), batch_id=batch_id, now=datetime.now(UTC)
     )
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
-    async with connection(args) as settings, _client(args, settings) as orch:
+    async with (
+        connection(args) as settings,
+        _client(args, settings) as orch,
+        _heartbeat(display, orch),
+    ):
         await _check_names(orch, records)  # a typo is one clear error before anything starts
         with Journal.create(
             path, target=target_of(settings), batch_id=batch_id, requests=records
@@ -241,7 +254,7 @@ async def _resume(args: argparse.Namespace) -> int:
         target = journal.target
         async with connection(args, default_url=target.url) as settings:
             journal.check_target(target_of(settings))
-            async with _client(args, settings) as orch:
+            async with _client(args, settings) as orch, _heartbeat(display, orch):
                 plan = plan_resume(journal.requests(), journal.jobs(), path=journal.path)
                 _say(
                     args,

@@ -7,8 +7,8 @@ Theory of operation:
   a pacer task sets ``starts_per_second`` to the profile's rate four times a
   second. After the profile's end the last rate is kept until every planned job
   has been asked for.
-* Every HTTP request is timed from aiohttp's tracing hooks on the client's own
-  session, so the report counts each try (retries included) exactly as the
+* Every HTTP try (retries and token requests included) is timed by a
+  transport hook (:class:`_HttpRecorder`), so the report counts each try as the
   server sees it; the first StartJobs carrying a job's Reference marks when that
   job was asked for.
 * A ticker samples the jobs' states every ``status_interval`` seconds for the
@@ -20,16 +20,14 @@ Theory of operation:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import anyio
 
 from async_orch.batch import JobHandle, JobResult, Progress
@@ -47,6 +45,7 @@ from async_orch.loadtest.profile import LoadProfile
 from async_orch.loadtest.template import JobTemplate
 from async_orch.logs import get_logger
 from async_orch.planner import PollPolicy
+from async_orch.transport_hooks import RequestSent, ResponseReceived, TransportHooks
 
 __all__ = ["LiveStatus", "LoadPlan", "LoadTest", "live_line"]
 
@@ -155,64 +154,6 @@ class LoadTest:
         if self._scope is not None:
             self._scope.cancel()
 
-    # -- tracing ------------------------------------------------------------------------
-
-    def _trace_config(self) -> aiohttp.TraceConfig:
-        trace = aiohttp.TraceConfig(trace_config_ctx_factory=SimpleNamespace)
-
-        async def on_start(
-            session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestStartParams
-        ) -> None:
-            ctx.sent = self.now()
-            ctx.route = route_label(params.method, params.url.path)
-            ctx.reference_seen = False
-            ctx.attempts = 0
-
-        async def on_headers_sent(
-            session: aiohttp.ClientSession,
-            ctx: Any,
-            params: aiohttp.TraceRequestHeadersSentParams,
-        ) -> None:
-            # Once per try on the wire: aiohttp silently sends an idempotent request
-            # again when a kept-alive connection was closed under it.
-            ctx.attempts += 1
-
-        async def on_chunk(
-            session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestChunkSentParams
-        ) -> None:
-            if ctx.route != START_JOBS or ctx.reference_seen:
-                return
-            ctx.reference_seen = True
-            reference = _reference_of(params.chunk)
-            if reference is not None:
-                self.recording.note_sent(reference, ctx.sent)
-
-        def unanswered(ctx: Any, count: int) -> None:
-            for _ in range(count):
-                self.recording.note_http(
-                    HttpSample(ctx.sent, ctx.route, NO_ANSWER, self.now() - ctx.sent)
-                )
-
-        async def on_end(
-            session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestEndParams
-        ) -> None:
-            unanswered(ctx, ctx.attempts - 1)  # the tries dropped before this answer
-            self.recording.note_http(
-                HttpSample(ctx.sent, ctx.route, str(params.response.status), self.now() - ctx.sent)
-            )
-
-        async def on_exception(
-            session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestExceptionParams
-        ) -> None:
-            unanswered(ctx, max(1, ctx.attempts))
-
-        trace.on_request_start.append(on_start)
-        trace.on_request_headers_sent.append(on_headers_sent)
-        trace.on_request_chunk_sent.append(on_chunk)
-        trace.on_request_end.append(on_end)
-        trace.on_request_exception.append(on_exception)
-        return trace
-
     # -- the run --------------------------------------------------------------------------
 
     async def run(self) -> Recording:
@@ -224,10 +165,6 @@ class LoadTest:
             self.recording.plan(n, plan.template.reference(n), plan.template.folder(n), at)
         self._progress = Progress(total=len(requests))
         self._t0 = self._clock()
-        limits = self.settings.limits
-        connector = aiohttp.TCPConnector(
-            limit=limits.max_connections, limit_per_host=limits.per_host
-        )
         log.info(
             "async_orch.loadtest.started",
             jobs=len(requests),
@@ -237,11 +174,11 @@ class LoadTest:
         first_rate = max(plan.profile.rate_at(0.0), _PAUSED_RATE)
         limits_now = DispatchLimits(max_in_flight=plan.max_in_flight, starts_per_second=first_rate)
         async with (
-            aiohttp.ClientSession(
-                connector=connector, trace_configs=[self._trace_config()]
-            ) as session,
             OrchestratorClient(
-                self.settings, session=session, limits=limits_now, poll=plan.poll
+                self.settings,
+                limits=limits_now,
+                poll=plan.poll,
+                hooks=[_HttpRecorder(self.recording, self.now)],
             ) as orch,
             anyio.create_task_group() as tasks,
         ):
@@ -335,12 +272,30 @@ class LoadTest:
         )
 
 
-def _reference_of(chunk: bytes) -> str | None:
-    """The Reference in a StartJobs body, if the chunk is the whole JSON body."""
-    try:
-        body = json.loads(chunk)
-    except (ValueError, UnicodeDecodeError):
-        return None
+class _HttpRecorder(TransportHooks):
+    """Records every try and when each job was first asked for."""
+
+    def __init__(self, recording: Recording, now: Callable[[], float]) -> None:
+        self._recording = recording
+        self._now = now  # seconds since the run began
+
+    def on_request(self, event: RequestSent) -> None:
+        if route_label(event.method, urlsplit(event.url).path) == START_JOBS:
+            reference = _reference_of(event.json)
+            if reference is not None:
+                self._recording.note_sent(reference, self._now())
+
+    def on_response(self, event: ResponseReceived) -> None:
+        sent = event.request
+        outcome = NO_ANSWER if event.status is None else str(event.status)
+        route = route_label(sent.method, urlsplit(sent.url).path)
+        self._recording.note_http(
+            HttpSample(self._now() - event.seconds, route, outcome, event.seconds)
+        )
+
+
+def _reference_of(body: Any) -> str | None:
+    """The Reference in a StartJobs body."""
     info = body.get("startInfo") if isinstance(body, dict) else None
     reference = info.get("Reference") if isinstance(info, dict) else None
     return reference if isinstance(reference, str) else None

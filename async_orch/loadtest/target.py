@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from async_orch.config import ClientCredentials, RetryPolicy, Settings
+from async_orch.sessions import new_session
 
 __all__ = ["Target", "active_faults", "embedded_simulator", "probe_simulator", "url_target"]
 
@@ -104,11 +105,15 @@ def _root(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-async def probe_simulator(url: str, *, timeout: float = 5.0) -> dict[str, Any] | None:
+async def probe_simulator(
+    url: str, *, timeout: float = 5.0, ca_bundle: str | None = None
+) -> dict[str, Any] | None:
     """The simulator's ``/_simulator/scenario`` if the URL's server is one, else None."""
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            new_session(
+                [url], ca_bundle=ca_bundle, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as session,
             session.get(f"{_root(url)}/_simulator/scenario", headers=_admin_headers()) as response,
         ):
             if response.status != 200:
@@ -123,14 +128,16 @@ async def probe_simulator(url: str, *, timeout: float = 5.0) -> dict[str, Any] |
 
 async def url_target(settings: Settings) -> Target:
     """A target at ``settings.url``: a simulator if it answers as one, else a tenant."""
-    described = await probe_simulator(settings.url)
+    described = await probe_simulator(settings.url, ca_bundle=settings.ca_bundle)
     if described is None:
         return Target(settings=settings, description=settings.url)
     root = _root(settings.url)
 
     async def stats() -> dict[str, Any]:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            new_session(
+                [root], ca_bundle=settings.ca_bundle, timeout=aiohttp.ClientTimeout(total=30)
+            ) as session,
             session.get(f"{root}/_simulator/stats", headers=_admin_headers()) as response,
         ):
             response.raise_for_status()

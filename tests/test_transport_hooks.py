@@ -1,0 +1,111 @@
+"""Transport hooks (request, response, retry) and the health they keep, on the simulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import structlog
+from conftest import FakeClock
+from test_integration_auth import admin_post, connect, demo_credentials
+
+from async_orch.config import Settings
+from async_orch.simulator import SimulatorHandle
+from async_orch.transport import Transport
+from async_orch.transport_hooks import (
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+    TransportHooks,
+)
+
+
+class Recorder(TransportHooks):
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def on_request(self, event: RequestSent) -> None:
+        self.events.append(("request", event.method, event.endpoint))
+
+    def on_response(self, event: ResponseReceived) -> None:
+        self.events.append(("response", event.request.endpoint, event.status))
+
+    def on_retry(self, event: RetryScheduled) -> None:
+        self.events.append(("retry", event.endpoint, event.attempt, event.reason))
+
+
+class Raising(TransportHooks):
+    def on_request(self, event: RequestSent) -> None:
+        raise RuntimeError("a broken hook")
+
+
+async def test_hooks_see_every_try_token_requests_included(
+    simulator: SimulatorHandle, fake_clock: FakeClock, http: Any
+) -> None:
+    await admin_post(
+        http,
+        simulator,
+        "faults",
+        server_error_rate=1.0,
+        server_error_statuses=[503],
+        include_token_endpoint=True,
+    )
+    recorder = Recorder()
+    settings = Settings(url=simulator.url, credentials=demo_credentials(simulator))
+
+    async def sleep(seconds: float) -> None:
+        await admin_post(http, simulator, "faults", clear=True)  # answers again
+
+    transport = Transport(settings, clock=fake_clock, sleep=sleep, hooks=[Raising(), recorder])
+    with structlog.testing.capture_logs() as logs:
+        async with transport:
+            await transport.request("GET", "odata/Folders")
+    # The token request got a 503, so the call waited and tried again.
+    assert recorder.events == [
+        ("request", "POST", "token"),
+        ("response", "token", 503),
+        ("retry", "odata/Folders", 2, "503"),
+        ("request", "POST", "token"),
+        ("response", "token", 200),
+        ("request", "GET", "odata/Folders"),
+        ("response", "odata/Folders", 200),
+    ]
+    # The hook that raised was logged each time and changed nothing.
+    failed = [e for e in logs if e["event"] == "async_orch.hook_failed"]
+    assert len(failed) == 3 and failed[0]["hook"] == "Raising"
+
+
+async def test_health_tracks_the_failure_streak_and_warns_on_a_long_outage(
+    simulator: SimulatorHandle, fake_clock: FakeClock, http: Any
+) -> None:
+    settings = Settings(url=simulator.url, credentials=demo_credentials(simulator))
+
+    async def sleep(seconds: float) -> None:
+        fake_clock.advance(20)  # each retry wait is 20 s on the injected clock
+
+    with structlog.testing.capture_logs() as logs:
+        async with connect(settings, clock=fake_clock, sleep=sleep) as (api, transport):
+            await api.list_folders()
+            answered_at = fake_clock()
+            assert transport.health.last_answer == answered_at
+            assert transport.health.failures == 0
+            await admin_post(
+                http, simulator, "faults", server_error_rate=1.0, server_error_statuses=[502]
+            )
+            with pytest.raises(Exception, match="502"):
+                await api.list_folders(refresh=True)
+            health = transport.health
+            assert (health.last_answer, health.failures) == (answered_at, 5)
+            assert health.failing_since == answered_at
+            assert health.failing_for(fake_clock()) == 80.0
+            assert health.last_failure == "HTTP 502"
+            await admin_post(http, simulator, "faults", clear=True)
+            await api.list_folders(refresh=True)
+            assert (transport.health.failures, transport.health.failing_since) == (0, None)
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [e["event"] for e in warnings] == [
+        "async_orch.server_not_answering",  # at 40 s
+        "async_orch.server_not_answering",  # at 80 s
+        "async_orch.server_answering_again",
+    ]
+    assert warnings[0]["seconds"] == 40.0 and warnings[0]["last_failure"] == "HTTP 502"
