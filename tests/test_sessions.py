@@ -87,7 +87,8 @@ async def test_requests_go_through_the_proxy_named_by_http_proxy(
     assert await _folders(_settings(fast_simulator)) > 0
     # The token request and the Folders call both went through it.
     assert await proxy.forwarded() == 2
-    # The load test's simulator probe too.
+    # The load test's simulator probe too (its admin API needs the token).
+    no_proxy_env.setenv("ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN", fast_simulator.admin_token)
     assert await probe_simulator(fast_simulator.url) is not None
     assert await proxy.forwarded() == 3
 
