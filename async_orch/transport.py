@@ -69,6 +69,7 @@ from async_orch.transport_hooks import (
     TransportHooks,
     call_hooks,
     report_answer,
+    report_cancelled,
 )
 
 __all__ = ["IDEMPOTENT_METHODS", "Response", "Transport", "TransportStats"]
@@ -346,6 +347,9 @@ class Transport:
                 failures += 1
                 await self._pause_or_raise(exc, failures, tries, idem, method, label)
                 continue
+            except BaseException:  # cancelled (or interrupted) while on the wire
+                report_cancelled(self._hooks, sent, self._clock())
+                raise
 
             status = response.status
             report_answer(self._hooks, sent, status, None, self._clock())

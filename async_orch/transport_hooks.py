@@ -28,6 +28,7 @@ __all__ = [
     "TransportHooks",
     "call_hooks",
     "report_answer",
+    "report_cancelled",
 ]
 
 log = get_logger("async_orch.transport")
@@ -63,16 +64,21 @@ class ResponseReceived:
         status: the HTTP status, or None when no answer came.
         error: why no answer came (None when one did).
         seconds: from sending to the end of the answer (or of the failure).
+        cancelled: the caller cancelled the try while it was on the wire: the
+            server may or may not have received it, and may have answered it.
     """
 
     request: RequestSent
     status: int | None
     error: str | None
     seconds: float
+    cancelled: bool = False
 
     @property
     def server_failing(self) -> bool:
         """No answer, a 5xx or a 429: the server is not serving us right now."""
+        if self.cancelled:
+            return False  # we stopped waiting: that says nothing about the server
         return self.status is None or self.status >= 500 or self.status == 429
 
 
@@ -120,6 +126,12 @@ def report_answer(
     call_hooks(hooks, "on_response", ResponseReceived(sent, status, error, now - sent.at))
 
 
+def report_cancelled(hooks: Sequence[TransportHooks], sent: RequestSent, now: float) -> None:
+    """Tell the hooks the try ``sent`` was cancelled while on the wire."""
+    event = ResponseReceived(sent, None, "cancelled", now - sent.at, cancelled=True)
+    call_hooks(hooks, "on_response", event)
+
+
 @dataclass(frozen=True, slots=True)
 class TransportHealth:
     """Whether the server has been answering, on the transport's clock.
@@ -159,6 +171,8 @@ class HealthTracker(TransportHooks):
         )
 
     def on_response(self, event: ResponseReceived) -> None:
+        if event.cancelled:
+            return  # neither an answer nor a failure
         now = self._clock()
         if not event.server_failing:
             if self._warned_at is not None:

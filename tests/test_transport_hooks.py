@@ -109,3 +109,30 @@ async def test_health_tracks_the_failure_streak_and_warns_on_a_long_outage(
         "async_orch.server_answering_again",
     ]
     assert warnings[0]["seconds"] == 40.0 and warnings[0]["last_failure"] == "HTTP 502"
+
+
+async def test_a_try_cancelled_on_the_wire_is_reported_as_cancelled_not_as_a_failure(
+    simulator: SimulatorHandle, fake_clock: FakeClock, http: Any
+) -> None:
+    import anyio
+
+    settings = Settings(url=simulator.url, credentials=demo_credentials(simulator))
+    cancelled: list[ResponseReceived] = []
+
+    class Cancelled(TransportHooks):
+        def on_response(self, event: ResponseReceived) -> None:
+            if event.cancelled:
+                cancelled.append(event)
+
+    transport = Transport(settings, clock=fake_clock, hooks=[Cancelled()])
+    async with transport:
+        await transport.request("GET", "odata/Folders")
+        await admin_post(http, simulator, "faults", slow_rate=1.0, slow_seconds=3.0)
+        with anyio.move_on_after(0.2):  # real time: the answer is 3 s away
+            await transport.request("GET", "odata/Folders")
+        await admin_post(http, simulator, "faults", clear=True)
+    assert [(e.request.endpoint, e.status, e.error) for e in cancelled] == [
+        ("odata/Folders", None, "cancelled")
+    ]
+    assert not cancelled[0].server_failing
+    assert transport.health.failures == 0  # neither an answer nor a failure

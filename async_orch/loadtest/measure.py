@@ -146,6 +146,9 @@ class Recording:
     http: list[HttpSample] = field(default_factory=list)
     jobs: dict[int, JobRecord] = field(default_factory=dict)
     states: list[StateSample] = field(default_factory=list)
+    #: route -> tries cancelled on the wire (an interrupt): the server may have
+    #: received and answered them, or not; they are kept out of ``http``.
+    cancelled: Counter[str] = field(default_factory=Counter)
     _by_reference: dict[str, int] = field(default_factory=dict)
 
     def plan(self, index: int, reference: str, folder: str, at: float) -> None:
@@ -349,7 +352,7 @@ def summarize(
             "started_per_second": len(started) / duration if duration else 0.0,
             "completed_per_second": finished / duration if duration else 0.0,
         },
-        "http": _http_totals(recording.http),
+        "http": {**_http_totals(recording.http), "cancelled": dict(recording.cancelled)},
         "start_jobs": {
             **_http_totals(start_jobs),
             "latency_seconds": percentiles(answered),

@@ -287,8 +287,11 @@ class _HttpRecorder(TransportHooks):
 
     def on_response(self, event: ResponseReceived) -> None:
         sent = event.request
-        outcome = NO_ANSWER if event.status is None else str(event.status)
         route = route_label(sent.method, urlsplit(sent.url).path)
+        if event.cancelled:
+            self._recording.cancelled[route] += 1
+            return
+        outcome = NO_ANSWER if event.status is None else str(event.status)
         self._recording.note_http(
             HttpSample(self._now() - event.seconds, route, outcome, event.seconds)
         )
