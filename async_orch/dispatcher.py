@@ -44,9 +44,10 @@ callback's exception never leaves jobs behind silently:
 Pass ``on_started`` to persist handles as jobs start, so they can be waited
 for (or stopped) later with :meth:`Dispatcher.run` and ``handles=``.
 
-The work is split by job: ``batch_run.py`` runs one batch, ``starting.py``
-starts one request, ``limits.py`` hands out turns, ``cancellation.py`` ends
-early; this module is the entry point.
+The work is split by job: ``batch_run.py`` runs one batch, ``start_pool.py``
+hands its requests to a fixed pool of workers (memory flat in the batch size),
+``starting.py`` starts one request, ``limits.py`` hands out turns,
+``cancellation.py`` ends early; this module is the entry point.
 """
 
 from __future__ import annotations
