@@ -10,6 +10,7 @@ a job changes state and a job leaves the watcher (from the
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ from async_orch.models import Job, StartStrategy
 from async_orch.planner import PollPolicy
 from async_orch.poller import Finished, JobWatcher, StateCallback, StopPolicy, WatcherGroup
 from async_orch.resources import OrchestratorAPI
+from async_orch.start_pool import StartPool
 from async_orch.starting import Starter, StartFailure, Target, batch_references, resolve_targets
 from async_orch.states import JobState
 
@@ -58,7 +60,7 @@ _QUEUED = "queued"  # progress state of a request not started yet
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hooks:
-    """The caller's callbacks for one batch (see ``Dispatcher.iter_results``)."""
+    """The caller's callbacks for one batch (see ``Dispatcher.stream_results``)."""
 
     on_progress: ProgressCallback | None = None
     on_started: StartedCallback | None = None
@@ -84,6 +86,7 @@ class BatchRun:
         self,
         api: OrchestratorAPI,
         starter: Starter,
+        pool: StartPool,
         *,
         requests: Sequence[JobRequest],
         handles: Sequence[JobHandle],
@@ -98,6 +101,7 @@ class BatchRun:
     ) -> None:
         self._api = api
         self._starter = starter
+        self._pool = pool
         self._requests = checked_requests(requests)  # all or nothing
         self._handles = checked_items(handles, JobHandle, "handles")
         self._references = batch_references(self._requests)
@@ -156,16 +160,17 @@ class BatchRun:
             if not self._requests:
                 return
             targets = await resolve_targets(self._api, self._requests)
+            queued: Counter[str] = Counter()
             for request, target in zip(self._requests, targets, strict=True):
-                self.progress.move(_label(request, target), None, _QUEUED, _expected_jobs(request))
+                queued[_label(request, target)] += _expected_jobs(request)
+            for label, count in queued.items():
+                self.progress.move(label, None, _QUEUED, count)
             self._report()
-            async with anyio.create_task_group() as tg:
-                for index, target in enumerate(targets):
-                    tg.start_soon(self._start, index, target)
-                    if index % 100 == 99:
-                        # Spawning thousands of tasks in one step stalls the loop
-                        # (~350 ms for 5,000): every 100, let other tasks run.
-                        await anyio.lowlevel.checkpoint()
+
+            async def start(index: int) -> None:
+                await self._start(index, targets[index])
+
+            await self._pool.start_every(targets, start)
         finally:
             self._watcher.close()
 

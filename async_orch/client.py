@@ -16,7 +16,8 @@ token, a cache or a connection pool (unless you inject one session into both).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from types import TracebackType
 
@@ -155,6 +156,46 @@ class OrchestratorClient:
             on_abandoned=on_abandoned,
         )
 
+    def stream_jobs(
+        self,
+        requests: Sequence[JobRequest] = (),
+        *,
+        handles: Sequence[JobHandle] = (),
+        timeout: float | None = None,
+        stop_on_timeout: bool = False,
+        stop_on_cancel: bool | None = None,
+        stop_grace: float = 30.0,
+        on_progress: ProgressCallback | None = None,
+        on_started: StartedCallback | None = None,
+        on_state: StateCallback | None = None,
+        on_abandoned: AbandonedCallback | None = None,
+    ) -> AbstractAsyncContextManager[AsyncIterator[JobResult]]:
+        """Like :meth:`run_jobs`, giving each result as soon as its job ends::
+
+            async with orch.stream_jobs(requests) as results:
+                async for result in results:
+                    ...
+
+        The batch runs in a task group owned by the ``async with`` block. Leaving
+        the block before the last result (``break``, an exception, a
+        cancellation) ends the batch there like a cancellation: the jobs it
+        started are stopped if ``stop_on_cancel`` says so, and reported to
+        ``on_abandoned`` (or logged) before the block is left. An exception of
+        the block, or of a callback, comes out as it is.
+        """
+        self.transport.ensure_open()
+        return self.dispatcher.stream_results(
+            requests,
+            handles=handles,
+            timeout=timeout,
+            stop_on_timeout=StopPolicy(stop=stop_on_timeout, grace=stop_grace),
+            stop_on_cancel=stop_on_cancel,
+            on_progress=on_progress,
+            on_started=on_started,
+            on_state=on_state,
+            on_abandoned=on_abandoned,
+        )
+
     def iter_jobs(
         self,
         requests: Sequence[JobRequest] = (),
@@ -169,26 +210,26 @@ class OrchestratorClient:
         on_state: StateCallback | None = None,
         on_abandoned: AbandonedCallback | None = None,
     ) -> AsyncGenerator[JobResult, None]:
-        """Like :meth:`run_jobs`, yielding each result as soon as its job ends.
-
-        Leaving the loop early counts as cancelling the batch (``stop_on_cancel``);
-        use ``contextlib.aclosing(orch.iter_jobs(...))`` so it happens at once::
+        """:meth:`stream_jobs` as an async generator, for older callers; prefer
+        :meth:`stream_jobs`. Close it in the task that iterates it::
 
             async with aclosing(orch.iter_jobs(requests)) as results:
                 async for result in results:
                     ...
         """
-        self.transport.ensure_open()
-        return self.dispatcher.iter_results(
-            requests,
-            handles=handles,
-            timeout=timeout,
-            stop_on_timeout=StopPolicy(stop=stop_on_timeout, grace=stop_grace),
-            stop_on_cancel=stop_on_cancel,
-            on_progress=on_progress,
-            on_started=on_started,
-            on_state=on_state,
-            on_abandoned=on_abandoned,
+        return _iterate(
+            self.stream_jobs(
+                requests,
+                handles=handles,
+                timeout=timeout,
+                stop_on_timeout=stop_on_timeout,
+                stop_on_cancel=stop_on_cancel,
+                stop_grace=stop_grace,
+                on_progress=on_progress,
+                on_started=on_started,
+                on_state=on_state,
+                on_abandoned=on_abandoned,
+            )
         )
 
     async def start_jobs(
@@ -246,3 +287,11 @@ class OrchestratorClient:
             per_folder=per_folder,
             starts_per_second=starts_per_second,
         )
+
+
+async def _iterate(
+    stream: AbstractAsyncContextManager[AsyncIterator[JobResult]],
+) -> AsyncGenerator[JobResult, None]:
+    async with stream as results:
+        async for result in results:
+            yield result

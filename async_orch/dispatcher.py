@@ -31,7 +31,7 @@ Theory of operation:
    timeout (as still running, or stopped if asked).
 
 Cancellation (``cancellation.py``). A batch cancelled from outside (a cancel
-scope, a timeout of the caller's, leaving ``iter_results`` early) or ended by a
+scope, a timeout of the caller's, leaving ``stream_results`` early) or ended by a
 callback's exception never leaves jobs behind silently:
 
 - a StartJobs call in flight is allowed up to ``ABANDON_START_WAIT`` seconds
@@ -47,19 +47,21 @@ callback's exception never leaves jobs behind silently:
 Pass ``on_started`` to persist handles as jobs start, so they can be waited
 for (or stopped) later with :meth:`Dispatcher.run` and ``handles=``.
 
-The work is split by job: ``batch_run.py`` runs one batch, ``starting.py``
-starts one request, ``limits.py`` hands out turns, ``cancellation.py`` ends
-early; this module is the entry point.
+The work is split by job: ``batch_run.py`` runs one batch, ``start_pool.py``
+hands its requests to a fixed pool of workers (memory flat in the batch size),
+``starting.py`` starts one request, ``limits.py`` hands out turns,
+``cancellation.py`` ends early; this module is the entry point.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, checked_requests
 from async_orch.batch_run import BatchRun, Hooks, ProgressCallback, StartedCallback
@@ -77,6 +79,7 @@ from async_orch.models import Job
 from async_orch.planner import PollPolicy
 from async_orch.poller import StateCallback, StopPolicy, WatcherGroup
 from async_orch.resources import OrchestratorAPI
+from async_orch.start_pool import StartPool
 from async_orch.starting import (
     Started,
     Starter,
@@ -119,10 +122,11 @@ class Dispatcher:
         # tenant's limit on GET /odata/Jobs is one for all), and list calls shared.
         self._watchers = WatcherGroup(self._poll)
         self._clock = clock
-        self._limiter = StartLimiter(limits or DispatchLimits(), clock=clock, sleep=sleep)
+        limiter = StartLimiter(limits or DispatchLimits(), clock=clock, sleep=sleep)
+        self._pool = StartPool(limiter)
         self._starter = Starter(
             api,
-            self._limiter,
+            limiter,
             retry=retry or RetryPolicy(),
             sleep=sleep,
             budget=self._watchers.budget,  # Reference lookups are list calls too
@@ -133,7 +137,7 @@ class Dispatcher:
 
     @property
     def limits(self) -> DispatchLimits:
-        return self._limiter.limits
+        return self._pool.limiter.limits
 
     def set_limits(
         self,
@@ -147,9 +151,10 @@ class Dispatcher:
         A lower limit does not interrupt calls already in flight; it applies as
         they finish.
         """
-        self._limiter.resize(
+        self._pool.limiter.resize(
             max_in_flight=max_in_flight, per_folder=per_folder, starts_per_second=starts_per_second
         )
+        self._pool.limits_changed()
 
     # -- public entry points ---------------------------------------------------------
 
@@ -191,9 +196,11 @@ class Dispatcher:
 
         async def start_all() -> None:
             targets = await resolve_targets(self._api, requests)
-            async with anyio.create_task_group() as tg:
-                for index, target in enumerate(targets):
-                    tg.start_soon(start_one, index, target)
+
+            async def start(index: int) -> None:
+                await start_one(index, targets[index])
+
+            await self._pool.start_every(targets, start)
 
         try:
             await run_guarded(start_all, shield)
@@ -224,14 +231,14 @@ class Dispatcher:
         return results in request order (then in ``handles`` order).
 
         A request with ``jobs_count`` N contributes N results, consecutively.
-        Arguments are those of :meth:`iter_results`.
+        Arguments are those of :meth:`stream_results`.
         """
         results: list[JobResult] = []
 
         async def collect(result: JobResult) -> None:
             results.append(result)
 
-        # Not iter_results() collected: its stream and task cost a loop turn per result.
+        # Not stream_results() collected: its stream costs a loop turn per result.
         batch = self._batch(
             requests,
             handles,
@@ -250,7 +257,8 @@ class Dispatcher:
         results.sort(key=lambda r: (r.index, r.job_id or 0))
         return results
 
-    async def iter_results(
+    @asynccontextmanager
+    async def stream_results(
         self,
         requests: Sequence[JobRequest] | None = None,
         *,
@@ -262,9 +270,14 @@ class Dispatcher:
         on_started: StartedCallback | None = None,
         on_state: StateCallback | None = None,
         on_abandoned: AbandonedCallback | None = None,
-    ) -> AsyncGenerator[JobResult, None]:
-        """Start ``requests`` (and/or watch existing ``handles``) and yield results
-        as jobs end, in completion order.
+    ) -> AsyncIterator[AsyncIterator[JobResult]]:
+        """Start ``requests`` (and/or watch existing ``handles``) in a task group of
+        this ``async with`` block, which gives the results as jobs end, in
+        completion order::
+
+            async with dispatcher.stream_results(requests) as results:
+                async for result in results:
+                    ...
 
         Args:
             requests: what to start.
@@ -291,12 +304,13 @@ class Dispatcher:
                 instead of as a warning.
 
         Callbacks run in the event loop and must not block. One that raises ends
-        the batch like a cancellation, and its exception comes out of this call
-        (except while the batch is ending already: then it is logged).
+        the batch like a cancellation, and its exception comes out of the
+        iteration (or, if the loop was left before, out of the block), as it is.
 
-        Leaving the loop early counts as a cancellation (see the module
-        docstring); wrap the iterator in ``contextlib.aclosing`` so that it
-        happens at once rather than when the iterator is garbage collected.
+        Leaving the block before the last result (a ``break``, an exception, a
+        cancellation) ends the batch there, as a cancellation (see the module
+        docstring), before the block is left; an exception of the block comes
+        out as it is, not in an exception group.
         """
         send, receive = anyio.create_memory_object_stream[JobResult](math.inf)
         try:
@@ -318,26 +332,29 @@ class Dispatcher:
             send.close()
             receive.close()
             raise
+        stream = _ResultStream(receive)
 
         async def produce() -> None:
             async with send:
-                await batch.run()
+                try:
+                    await batch.run()
+                except Exception as exc:
+                    # Handed to the consumer by the stream, as it is: raised into
+                    # the task group it would cancel the block and come out grouped.
+                    stream.failed = exc
 
-        # The batch runs in a task of its own: a generator must not yield from
-        # inside a task group or cancel scope (the consumer runs between yields).
-        runner = asyncio.get_running_loop().create_task(produce())
-        try:
-            async with receive:
-                async for result in receive:
-                    yield result
-            await runner  # raises what ended the batch, if anything did
-        finally:
-            if not runner.done():
-                runner.cancel()
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wait([runner])
-            if not runner.cancelled():
-                runner.exception()  # retrieved: it was raised above, or is moot now
+        left_with: BaseException | None = None
+        with receive:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(produce)
+                try:
+                    yield stream
+                except BaseException as exc:  # re-raised once the batch has ended
+                    left_with = exc
+                tg.cancel_scope.cancel()  # left early: end the batch; else a no-op
+        if left_with is not None:
+            raise left_with
+        stream.raise_failure()
 
     def _batch(
         self,
@@ -353,6 +370,7 @@ class Dispatcher:
         return BatchRun(
             self._api,
             self._starter,
+            self._pool,
             requests=requests or [],
             handles=handles or [],
             emit=emit,
@@ -364,3 +382,28 @@ class Dispatcher:
             clock=self._clock,
             hooks=hooks,
         )
+
+
+class _ResultStream:
+    """The results of :meth:`Dispatcher.stream_results`, then the batch's error if
+    it ended with one."""
+
+    def __init__(self, receive: MemoryObjectReceiveStream[JobResult]) -> None:
+        self._receive = receive
+        self.failed: Exception | None = None
+
+    def __aiter__(self) -> _ResultStream:
+        return self
+
+    async def __anext__(self) -> JobResult:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self.raise_failure()
+            raise StopAsyncIteration from None
+
+    def raise_failure(self) -> None:
+        """Raise what ended the batch, once."""
+        failed, self.failed = self.failed, None
+        if failed is not None:
+            raise failed

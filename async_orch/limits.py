@@ -137,6 +137,8 @@ class StartLimiter:
         if deadline is None:
             await self._take_all(folder)
             return True
+        if self._clock() >= deadline:
+            return False  # free slots are taken without a checkpoint: check first
         with anyio.move_on_after(max(0.0, deadline - self._clock())):
             await self._take_all(folder)
             return True
