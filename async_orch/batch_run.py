@@ -167,14 +167,14 @@ class BatchRun:
                 self.progress.move(label, None, _QUEUED, count)
             self._report()
 
-            async def start(index: int) -> None:
-                await self._start(index, targets[index])
+            async def start(index: int, step_aside: Callable[[], None]) -> None:
+                await self._start(index, targets[index], step_aside)
 
             await self._pool.start_every(targets, start)
         finally:
             self._watcher.close()
 
-    async def _start(self, index: int, target: Target) -> None:
+    async def _start(self, index: int, target: Target, step_aside: Callable[[], None]) -> None:
         request = self._requests[index]
         label = _label(request, target)
         expected = _expected_jobs(request)
@@ -209,6 +209,7 @@ class BatchRun:
                 on_jobs=on_jobs,
                 deadline=self._deadline,
                 retries=self._retries,
+                on_window=step_aside,
             )
         finally:
             await self._report_displaced()

@@ -177,7 +177,7 @@ class Dispatcher:
         outcome: list[Started | StartFailure | None] = [None] * len(requests)
         live: list[JobHandle] = []
 
-        async def start_one(index: int, target: Target) -> None:
+        async def start_one(index: int, target: Target, step_aside: Callable[[], None]) -> None:
             def on_jobs(pairs: list[tuple[JobHandle, Job]], attempts: int) -> None:
                 for handle, _ in pairs:
                     live.append(handle)
@@ -192,13 +192,14 @@ class Dispatcher:
                 shield=shield,
                 on_jobs=on_jobs,
                 retries=retries,
+                on_window=step_aside,
             )
 
         async def start_all() -> None:
             targets = await resolve_targets(self._api, requests)
 
-            async def start(index: int) -> None:
-                await start_one(index, targets[index])
+            async def start(index: int, step_aside: Callable[[], None]) -> None:
+                await start_one(index, targets[index], step_aside)
 
             await self._pool.start_every(targets, start)
 

@@ -25,7 +25,10 @@ import anyio
 from async_orch.limits import StartLimiter
 from async_orch.starting import Target
 
-__all__ = ["StartPool", "StartQueue"]
+__all__ = ["StartOne", "StartPool", "StartQueue"]
+
+#: Starts request ``index``; calls the second argument to step aside (see start_every).
+StartOne = Callable[[int, Callable[[], None]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -124,13 +127,16 @@ class StartPool:
             self._resized.set()
             self._resized = None
 
-    async def start_every(
-        self, targets: Sequence[Target], start_one: Callable[[int], Awaitable[None]]
-    ) -> None:
-        """Call ``start_one(index)`` for every request (``targets`` gives each one's
-        folder), from ``max_in_flight`` workers at most."""
+    async def start_every(self, targets: Sequence[Target], start_one: StartOne) -> None:
+        """Call ``start_one(index, step_aside)`` for every request (``targets`` gives
+        each one's folder), from ``max_in_flight`` workers at most.
+
+        A start that must wait a long time without a turn (an ambiguous StartJobs
+        waiting out the reconcile window) calls ``step_aside()``: its worker stops
+        counting, its folder's place is freed, and another worker takes its place,
+        so a few uncertain starts cannot stall the batch."""
         queue = StartQueue([t[0].id if isinstance(t, tuple) else None for t in targets])
-        pool = _Pool(queue, start_one, lambda: self.limiter.limits.per_folder)
+        pool = _Pool(queue, start_one, lambda: self.limiter.limits.per_folder, self.limits_changed)
         async with anyio.create_task_group() as tg:
             while not queue.exhausted:
                 while pool.size < min(self.limiter.limits.max_in_flight, queue.total):
@@ -149,12 +155,14 @@ class _Pool:
     def __init__(
         self,
         queue: StartQueue,
-        start_one: Callable[[int], Awaitable[None]],
+        start_one: StartOne,
         per_folder: Callable[[], int | None],
+        grow: Callable[[], None],
     ) -> None:
         self._queue = queue
         self._start_one = start_one
         self._per_folder = per_folder
+        self._grow = grow  # wakes start_every to add a worker
         self._waiting: anyio.Event | None = None  # workers with nothing to take
         self.size = 0
         self.idle_scope: anyio.CancelScope | None = None  # start_every's wait for a resize
@@ -178,8 +186,28 @@ class _Pool:
             index, lane_id = taken
             if queue.exhausted and self.idle_scope is not None:
                 self.idle_scope.cancel()  # no more workers needed
-            try:
-                await self._start_one(index)
-            finally:
-                queue.release(lane_id, self._per_folder())
-                self.wake()
+            if await self._start(index, lane_id):
+                return  # it stepped aside: a worker took this one's place
+
+    async def _start(self, index: int, lane_id: int) -> bool:
+        """Start one request; whether its worker stepped aside meanwhile."""
+        aside = False
+
+        def step_aside() -> None:
+            nonlocal aside
+            if not aside:
+                aside = True
+                self.size -= 1  # this worker no longer counts: another may start
+                self._release(lane_id)
+                self._grow()
+
+        try:
+            await self._start_one(index, step_aside)
+        finally:
+            if not aside:
+                self._release(lane_id)
+        return aside
+
+    def _release(self, lane_id: int) -> None:
+        self._queue.release(lane_id, self._per_folder())
+        self.wake()

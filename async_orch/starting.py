@@ -143,13 +143,15 @@ class Starter:
         on_jobs: JobsCallback,
         deadline: float | None = None,
         retries: BatchRetries | None = None,
+        on_window: Callable[[], None] | None = None,
     ) -> Started | StartFailure:
         """Start ``request`` when its turn comes (a failure is returned, not raised).
 
         ``on_jobs`` hears of its jobs as soon as they are known, before any other
         await, so a cancellation cannot lose them. ``deadline`` (limiter clock):
         give up if no turn came by then. ``retries``: the batch's re-post
-        allowance (by default one of this request's own).
+        allowance (by default one of this request's own). ``on_window`` is called
+        when the start lets go of its turn to wait out the reconcile window.
         """
         attempts = 0
         try:
@@ -167,7 +169,9 @@ class Starter:
                 batch=retries or BatchRetries.for_batch(1, self._retry),
             )
             try:
-                jobs = await self._drive(protocol, folder, body, shield=shield, deadline=deadline)
+                jobs = await self._drive(
+                    protocol, folder, body, shield=shield, deadline=deadline, on_window=on_window
+                )
             finally:
                 attempts = protocol.posts
             handles = [JobHandle.of(job, folder, reference=reference) for job in jobs]
@@ -202,6 +206,7 @@ class Starter:
         *,
         shield: StartShield,
         deadline: float | None,
+        on_window: Callable[[], None] | None,
     ) -> list[Job]:
         """Carry out the protocol's steps until it ends; return the jobs, or raise
         why there are none."""
@@ -233,6 +238,8 @@ class Starter:
                     if protocol.reconciling and holding:
                         await turn.aclose()  # no slot is held through the window
                         holding = False
+                        if on_window is not None:
+                            on_window()  # nor a worker of the batch's pool
                     if isinstance(step, Wait):
                         await self._sleep(max(0.0, step.until - self._clock()))
                         slept_until = step.until

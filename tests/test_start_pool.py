@@ -93,3 +93,33 @@ async def test_queued_requests_hold_no_task_each() -> None:
     assert [r.index for r in outcome] == list(range(2000))  # type: ignore[attr-defined]
     posted = [int(reference.rsplit("-", 1)[1]) for _, _, reference in api.starts()]
     assert posted == list(range(2000))
+
+
+async def test_a_start_that_steps_aside_frees_its_worker_and_its_folder_place() -> None:
+    # Two workers, one folder capped at two: the first two starts wait out a
+    # long window (as ambiguous StartJobs do). Unless they step aside, nothing
+    # else starts until the window ends, which here is never.
+    from async_orch.limits import StartLimiter
+    from async_orch.models import Folder, Release
+    from async_orch.start_pool import StartPool
+
+    folder = Folder(id=1, display_name="F", fully_qualified_name="F")
+    release = Release(id=1, key="k", name="P", process_key="P")
+    limiter = StartLimiter(
+        DispatchLimits(max_in_flight=2, per_folder=2), clock=lambda: 0.0, sleep=anyio.sleep
+    )
+    window_over = anyio.Event()
+    done: list[int] = []
+
+    async def start_one(index: int, step_aside) -> None:  # type: ignore[no-untyped-def]
+        if index < 2:
+            step_aside()
+            step_aside()  # a second call changes nothing
+            await window_over.wait()
+        done.append(index)
+        if len(done) == 6:
+            window_over.set()
+
+    with anyio.fail_after(10):
+        await StartPool(limiter).start_every([(folder, release)] * 8, start_one)
+    assert sorted(done[:6]) == [2, 3, 4, 5, 6, 7] and sorted(done[6:]) == [0, 1]
