@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from async_orch.errors import InvalidRequestError, OrchestratorError
+from async_orch.errors import InvalidRequestError, RequestError
 from async_orch.jsonvalues import text_problem
 from async_orch.models import Folder, Job, StartRequest
 from async_orch.states import JobState
@@ -283,7 +283,7 @@ class JobResult:
     outcome: Outcome
     handle: JobHandle | None = None
     job: Job | None = None  # last known view of the job
-    error: OrchestratorError | None = None
+    error: RequestError | None = None
     attempts: int = 0  # StartJobs attempts (including reconciliations)
     detected: datetime | None = None  # when async-orch saw the final state
     timed_out: bool = False  # a deadline passed (TIMED_OUT, or STOPPED by async-orch)

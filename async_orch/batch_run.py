@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import anyio
 
@@ -29,7 +30,6 @@ from async_orch.batch import (
     checked_requests,
 )
 from async_orch.cancellation import (
-    AbandonedCallback,
     StartShield,
     reason_of,
     report_abandoned,
@@ -40,32 +40,32 @@ from async_orch.cancellation import (
 from async_orch.errors import InvalidRequestError, JobLostError, UncertainStartError
 from async_orch.logs import get_logger
 from async_orch.models import Job, StartStrategy
+from async_orch.options import Hooks, StopPolicy
 from async_orch.planner import PollPolicy
-from async_orch.poller import Finished, JobWatcher, StateCallback, StopPolicy, WatcherGroup
+from async_orch.poller import Finished, JobWatcher, WatcherGroup
 from async_orch.resources import OrchestratorAPI
 from async_orch.start_pool import StartPool
 from async_orch.starting import Starter, StartFailure, Target, batch_references, resolve_targets
 from async_orch.states import JobState
 
-__all__ = ["BatchRun", "Hooks", "ProgressCallback", "StartedCallback"]
+__all__ = ["BatchParts", "BatchRun"]
 
 log = get_logger("async_orch.batch_run")
-
-ProgressCallback = Callable[[Progress], None]
-#: Called with (request index, handle) as soon as a job is known to exist.
-StartedCallback = Callable[[int, JobHandle], None]
 
 _QUEUED = "queued"  # progress state of a request not started yet
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Hooks:
-    """The caller's callbacks for one batch (see ``Dispatcher.stream_results``)."""
+@dataclass(frozen=True, slots=True)
+class BatchParts:
+    """What every batch of one dispatcher shares: its API, starter, start pool,
+    poll policy, watcher group (one list budget) and clock."""
 
-    on_progress: ProgressCallback | None = None
-    on_started: StartedCallback | None = None
-    on_state: StateCallback | None = None
-    on_abandoned: AbandonedCallback | None = None
+    api: OrchestratorAPI
+    starter: Starter
+    pool: StartPool
+    poll: PollPolicy
+    watchers: WatcherGroup
+    clock: Callable[[], float]
 
 
 @dataclass(slots=True)
@@ -84,37 +84,31 @@ class BatchRun:
 
     def __init__(
         self,
-        api: OrchestratorAPI,
-        starter: Starter,
-        pool: StartPool,
+        parts: BatchParts,
         *,
         requests: Sequence[JobRequest],
         handles: Sequence[JobHandle],
-        emit: Callable[[JobResult], Awaitable[None]],
         timeout: float | None,
-        stop_policy: StopPolicy | None,
-        stop_on_cancel: bool | None,
-        poll: PollPolicy,
-        watchers: WatcherGroup | None = None,
-        clock: Callable[[], float],
-        hooks: Hooks,
+        stop: StopPolicy | None,
+        hooks: Hooks | None,
+        emit: Callable[[JobResult], Awaitable[None]],
     ) -> None:
-        self._api = api
-        self._starter = starter
-        self._pool = pool
-        self._requests = checked_requests(requests)  # all or nothing
+        # Every argument is checked here, before anything starts: all or nothing.
+        self._requests = checked_requests(requests)
         self._handles = checked_items(handles, JobHandle, "handles")
         self._references = batch_references(self._requests)
         _check_handles(self._handles)
         if timeout is not None:
             check_seconds(timeout, "timeout")
+        self._stop_policy = _checked_option(stop, StopPolicy, "stop", "StopPolicy(on_timeout=True)")
+        self._hooks = _checked_option(hooks, Hooks, "hooks", "Hooks(on_progress=print)")
+        self._api = parts.api
+        self._starter = parts.starter
+        self._pool = parts.pool
+        self._poll = parts.poll
+        self._clock = parts.clock
         self._emit = emit
-        self._stop_policy = stop_policy or StopPolicy()
-        self._stop_on_cancel = self._stop_policy.stop if stop_on_cancel is None else stop_on_cancel
-        self._poll = poll
-        self._clock = clock
-        self._deadline = clock() + timeout if timeout is not None else None
-        self._hooks = hooks
+        self._deadline = self._clock() + timeout if timeout is not None else None
         self.progress = Progress(
             total=sum(_expected_jobs(r) for r in self._requests) + len(self._handles)
         )
@@ -123,14 +117,14 @@ class BatchRun:
         # can no longer be followed, and are reported as lost (see _track).
         self._displaced: list[tuple[_Tracked, JobLostError]] = []
         self._shield = StartShield()
-        self._retries = starter.batch_retries(len(self._requests))
+        self._retries = self._starter.batch_retries(len(self._requests))
         self._watcher = JobWatcher(
-            api,
-            policy=poll,
+            self._api,
+            policy=self._poll,
             stop_policy=self._stop_policy,
-            clock=clock,
+            clock=self._clock,
             on_state=self._on_state,
-            group=watchers,
+            group=parts.watchers,
         )
 
     async def run(self) -> None:
@@ -311,7 +305,7 @@ class BatchRun:
         """The batch ends early: stop what it started if asked, report what is left."""
         live = [tracked.handle for tracked in self._jobs.values()]
         stopped: list[JobHandle] = []
-        if live and self._stop_on_cancel:
+        if live and self._stop_policy.stops_on_cancel:
             log.info("async_orch.jobs_stopping_on_cancel", count=len(live), reason=reason)
             left = await stop_and_wait(
                 self._api,
@@ -378,6 +372,20 @@ def _check_handles(handles: Sequence[JobHandle]) -> None:
                 f"({handle.job_id}); give each job once"
             )
         seen[identity] = position
+
+
+_Option = TypeVar("_Option", StopPolicy, Hooks)
+
+
+def _checked_option(value: _Option | None, kind: type[_Option], name: str, example: str) -> _Option:
+    """``value``, or the default ``kind()`` for None; refused unless it is a ``kind``."""
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise InvalidRequestError(
+            f"{name} must be a {kind.__name__} (e.g. {name}={example}), got {value!r}"
+        )
+    return value
 
 
 def _expected_jobs(request: JobRequest) -> int:

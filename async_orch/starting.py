@@ -30,9 +30,8 @@ from async_orch.batch import JobHandle, JobRequest
 from async_orch.cancellation import StartShield
 from async_orch.config import RequestTimeouts, RetryPolicy
 from async_orch.errors import (
-    ClientClosedError,
     InvalidRequestError,
-    OrchestratorError,
+    RequestError,
 )
 from async_orch.limits import StartLimiter
 from async_orch.logs import get_logger
@@ -68,7 +67,7 @@ __all__ = [
 log = get_logger("async_orch.starting")
 
 #: Where a request goes: its folder and release, or why they did not resolve.
-Target = tuple[Folder, Release] | OrchestratorError
+Target = tuple[Folder, Release] | RequestError
 #: Called with (handle, job) pairs and the attempts so far as soon as jobs exist.
 JobsCallback = Callable[[list[tuple[JobHandle, Job]], int], None]
 
@@ -92,7 +91,7 @@ class StartFailure:
 
     index: int
     request: JobRequest
-    error: OrchestratorError
+    error: RequestError
     attempts: int
 
 
@@ -155,7 +154,7 @@ class Starter:
         """
         attempts = 0
         try:
-            if isinstance(target, OrchestratorError):
+            if isinstance(target, RequestError):
                 raise target
             folder, release = target
             # Built before waiting for a turn: building checks the inputs.
@@ -176,9 +175,7 @@ class Starter:
                 attempts = protocol.posts
             handles = [JobHandle.of(job, folder, reference=reference) for job in jobs]
             on_jobs(list(zip(handles, jobs, strict=True)), attempts)
-        except ClientClosedError:
-            raise  # the client is gone: nothing to retry or report per job
-        except OrchestratorError as exc:
+        except RequestError as exc:
             log.info(
                 "async_orch.start_failed",
                 index=index,
@@ -282,9 +279,7 @@ class Starter:
         with shield.protect() as scope:
             try:
                 jobs = await self._api.start_jobs(folder, body)
-            except ClientClosedError:
-                raise
-            except OrchestratorError as exc:
+            except RequestError as exc:
                 log.info(
                     "async_orch.start_ambiguous"
                     if may_have_started(exc)
@@ -301,7 +296,9 @@ class Starter:
             # The batch was cancelled and this call outlived ABANDON_START_WAIT.
             shield.uncertain.append(reference)
             await anyio.lowlevel.checkpoint()  # delivers the pending cancellation
-            raise OrchestratorError(f"StartJobs for Reference {reference!r} was abandoned")
+            # Only a batch that is ending (cancelled, or failed and so cancelling its
+            # tasks) cuts a StartJobs off, so that cancellation is always pending.
+            raise AssertionError(f"StartJobs for Reference {reference!r} cut off, not cancelled")
 
 
 async def resolve_targets(api: OrchestratorAPI, requests: Sequence[JobRequest]) -> list[Target]:
@@ -315,9 +312,7 @@ async def resolve_targets(api: OrchestratorAPI, requests: Sequence[JobRequest]) 
             try:
                 resolved = await api.resolve_folder(folder)
                 found[key] = (resolved, await api.resolve_release(resolved, process))
-            except ClientClosedError:
-                raise  # the client is gone: nothing to retry or report per job
-            except OrchestratorError as exc:
+            except RequestError as exc:
                 found[key] = exc
 
     async with anyio.create_task_group() as tg:

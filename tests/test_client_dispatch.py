@@ -24,6 +24,7 @@ from async_orch.batch import JobHandle, JobRequest, JobResult, Outcome, Progress
 from async_orch.client import OrchestratorClient
 from async_orch.dispatcher import DispatchLimits, Started, StartFailure
 from async_orch.errors import FolderNotFoundError, JobLostError, NotFoundError
+from async_orch.options import Hooks
 from async_orch.planner import PollPolicy
 from async_orch.states import JobState
 
@@ -69,7 +70,9 @@ async def test_wait_jobs_with_a_timeout_reports_the_last_state(
         (started,) = await orch.start_jobs([JobRequest(process="Slow", folder="Shared")])
         assert isinstance(started, Started)
         progress: list[Progress] = []
-        (result,) = await orch.wait_jobs(started.handles, timeout=1.0, on_progress=progress.append)
+        (result,) = await orch.wait_jobs(
+            started.handles, timeout=1.0, hooks=Hooks(on_progress=progress.append)
+        )
 
     assert result.outcome is Outcome.TIMED_OUT and result.timed_out
     assert result.state is JobState.RUNNING
@@ -131,7 +134,7 @@ async def test_iter_jobs_starts_requests_and_re_attaches_to_handles_in_one_batch
             orch.iter_jobs(
                 [JobRequest(process="Echo", folder="Shared", inputs={"n": 2})],
                 handles=earlier.handles,
-                on_state=lambda h, old, new: states.append((h.job_id, old, new)),
+                hooks=Hooks(on_state=lambda h, old, new: states.append((h.job_id, old, new))),
             )
         ) as results:
             seen = sorted([r async for r in results], key=lambda r: r.index)

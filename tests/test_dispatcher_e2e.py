@@ -35,6 +35,7 @@ from async_orch.errors import (
     ProcessNotFoundError,
     UncertainStartError,
 )
+from async_orch.options import Hooks
 from async_orch.simulator import SimulatorHandle
 
 FAULTS = {
@@ -110,7 +111,7 @@ async def test_progress_counts_add_up_per_folder(start_simulator: Callable[..., 
         snapshots.append(copy.deepcopy(progress))
 
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
-        results = await orch.run_jobs(requests, on_progress=on_progress)
+        results = await orch.run_jobs(requests, hooks=Hooks(on_progress=on_progress))
 
     final = snapshots[-1]
     assert final.total == len(results) == 31

@@ -26,16 +26,18 @@ from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, Outcom
 from async_orch.cli.output import COLUMNS, result_row
 from async_orch.client import OrchestratorClient
 from async_orch.config import Settings
-from async_orch.dispatcher import (
-    AbandonedCallback,
-    ProgressCallback,
-    StartedCallback,
-    StateCallback,
-)
 from async_orch.errors import OrchestratorError
 from async_orch.journal import JobRecord, Journal, JournalTarget, RequestRecord
 from async_orch.logs import get_logger
 from async_orch.models import Job
+from async_orch.options import (
+    AbandonedCallback,
+    Hooks,
+    ProgressCallback,
+    StartedCallback,
+    StateCallback,
+    StopPolicy,
+)
 from async_orch.resources import odata_quote
 from async_orch.starting import batch_references
 from async_orch.states import JobState
@@ -334,13 +336,17 @@ async def _run(
                 requests,
                 handles=[j.handle for j in reattach],
                 timeout=options.timeout,
-                stop_on_timeout=options.stop_on_timeout,
-                stop_grace=options.stop_grace,
-                stop_on_cancel=options.stop_on_interrupt,
-                on_progress=on_progress,
-                on_started=on_started,
-                on_state=on_state,
-                on_abandoned=on_abandoned,
+                stop=StopPolicy(
+                    on_timeout=options.stop_on_timeout,
+                    on_cancel=options.stop_on_interrupt,
+                    grace=options.stop_grace,
+                ),
+                hooks=Hooks(
+                    on_progress=on_progress,
+                    on_started=on_started,
+                    on_state=on_state,
+                    on_abandoned=on_abandoned,
+                ),
             )
             async with aclosing(results):
                 async for result in results:
