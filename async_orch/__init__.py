@@ -42,7 +42,7 @@ from async_orch.errors import (
     UsageError,
 )
 from async_orch.limits import DispatchLimits
-from async_orch.models import Folder, Job, Release
+from async_orch.models import Folder, Job, JobPriority, Release, StartStrategy
 from async_orch.options import (
     AbandonedCallback,
     Hooks,
@@ -55,8 +55,7 @@ from async_orch.planner import PollPolicy
 from async_orch.starting import Started, StartFailure
 from async_orch.states import TERMINAL_STATES, JobState
 from async_orch.transport import TransportStats
-
-__version__ = "0.1.0"
+from async_orch.version import __version__
 
 __all__ = [
     "TERMINAL_STATES",
@@ -77,6 +76,7 @@ __all__ = [
     "Job",
     "JobHandle",
     "JobLostError",
+    "JobPriority",
     "JobRequest",
     "JobResult",
     "JobState",
@@ -102,6 +102,7 @@ __all__ = [
     "ServerError",
     "Settings",
     "StartFailure",
+    "StartStrategy",
     "Started",
     "StartedCallback",
     "StateCallback",

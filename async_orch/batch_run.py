@@ -73,7 +73,7 @@ class _Tracked:
     """A job started (or re-attached to) and not reported yet."""
 
     index: int  # of its result
-    request: JobRequest
+    request: JobRequest | None  # None for a job given by handle
     attempts: int  # StartJobs attempts it took
     handle: JobHandle
     state: JobState | None  # the last state seen
@@ -229,7 +229,7 @@ class BatchRun:
 
     def _adopt(self, position: int, handle: JobHandle) -> None:
         """Watch a job started earlier (wait-only)."""
-        self._track(_Tracked(position, _request_of(handle), 0, handle, None))
+        self._track(_Tracked(position, None, 0, handle, None))
         self.progress.move(handle.folder_path, None, JobState.PENDING.value)
         self._watcher.watch(handle, deadline=self._deadline)
 
@@ -390,7 +390,7 @@ def _checked_option(value: _Option | None, kind: type[_Option], name: str, examp
 
 def _expected_jobs(request: JobRequest) -> int:
     """How many jobs a request should create (the results it will give)."""
-    if request.strategy == StartStrategy.SPECIFIC.value and request.robot_ids:
+    if request.strategy is StartStrategy.SPECIFIC and request.robot_ids:
         return len(request.robot_ids)
     return max(1, request.jobs_count)
 
@@ -400,13 +400,6 @@ def _label(request: JobRequest, target: Target) -> str:
     if isinstance(target, tuple):
         return target[0].fully_qualified_name
     return str(request.folder)
-
-
-def _request_of(handle: JobHandle) -> JobRequest:
-    """A stand-in request for a job we only watch (started elsewhere)."""
-    return JobRequest(
-        process="", folder=handle.folder_path or handle.folder_id, reference=handle.reference
-    )
 
 
 def _result_of(tracked: _Tracked, item: Finished) -> JobResult:

@@ -35,7 +35,7 @@ from async_orch.errors import (
 )
 from async_orch.limits import StartLimiter
 from async_orch.logs import get_logger
-from async_orch.models import Folder, Job, Release, StartRequest
+from async_orch.models import Folder, Job, Release, StartRequest, reference_problem
 from async_orch.planner import ListBudget, PollPolicy
 from async_orch.reference_lookups import ReferenceLookups
 from async_orch.resources import OrchestratorAPI
@@ -72,7 +72,6 @@ Target = tuple[Folder, Release] | RequestError
 JobsCallback = Callable[[list[tuple[JobHandle, Job]], int], None]
 
 _RESOLVE_CONCURRENCY = 8  # folder/process lookups at once at the start of a batch
-_MAX_REFERENCE = 128  # characters; Orchestrator refuses longer References
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,11 +331,8 @@ def batch_references(requests: Sequence[JobRequest], *, prefix: str | None = Non
     references = [r.reference or f"{prefix}-{i}" for i, r in enumerate(requests)]
     seen: dict[str, int] = {}
     for index, reference in enumerate(references):
-        if len(reference) > _MAX_REFERENCE:
-            raise InvalidRequestError(
-                f"request {index}: reference {reference[:20]!r}... is {len(reference)} "
-                f"characters; Orchestrator accepts at most {_MAX_REFERENCE}"
-            )
+        if (problem := reference_problem(reference)) is not None:
+            raise InvalidRequestError(f"request {index}: reference {problem}")
         if reference in seen:
             raise InvalidRequestError(
                 f"requests {seen[reference]} and {index} share the reference {reference!r}; "

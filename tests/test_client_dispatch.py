@@ -57,6 +57,7 @@ async def test_start_in_one_client_then_wait_in_another_from_json(
     assert [r.handle for r in results] == handles  # in the order given
     assert [r.index for r in results] == [0, 1, 2]
     assert all(r.outcome is Outcome.SUCCESSFUL for r in results)
+    assert all(r.request is None for r in results)  # only handles were given
     expected = {h.job_id: {"n": 2 if h.folder_path == "HR" else 1} for h in handles}
     assert {r.job_id: r.outputs for r in results} == expected
     assert requests_to(sim, START_JOBS) == 2  # waiting never starts anything

@@ -15,6 +15,7 @@ from async_orch.batch import JobRequest
 from async_orch.client import OrchestratorClient
 from async_orch.dispatcher import DispatchLimits
 from async_orch.errors import ConfigurationError, InvalidRequestError
+from async_orch.models import JobPriority, StartStrategy
 from async_orch.options import Hooks, StopPolicy
 
 
@@ -76,6 +77,17 @@ def test_stopping_on_cancel_follows_stopping_on_timeout_unless_said() -> None:
     assert StopPolicy(on_timeout=True).stops_on_cancel
     assert not StopPolicy(on_timeout=True, on_cancel=False).stops_on_cancel
     assert StopPolicy(on_cancel=True).stops_on_cancel
+
+
+def test_priority_and_strategy_names_become_enum_members() -> None:
+    request = JobRequest(process="Echo", folder="HR", priority="high", strategy="modernjobscount")
+    assert request.priority is JobPriority.HIGH
+    assert request.strategy is StartStrategy.MODERN_JOBS_COUNT
+    assert JobRequest(process="Echo", folder="HR").strategy is StartStrategy.MODERN_JOBS_COUNT
+    assert request.priority == "High"  # still equal to the text users compare with
+    unknown = JobRequest(process="Echo", folder="HR", priority="Urgent")
+    with pytest.raises(InvalidRequestError, match="must be one of Low, Normal, High; got 'Urgent'"):
+        unknown.check()  # refused with the batch, by name
 
 
 def test_limits_of_the_wrong_type_are_refused() -> None:

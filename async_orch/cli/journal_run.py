@@ -38,6 +38,7 @@ from async_orch.options import (
     StateCallback,
     StopPolicy,
 )
+from async_orch.planner import FILTER_IN_VALUES
 from async_orch.resources import odata_quote
 from async_orch.starting import batch_references
 from async_orch.states import JobState
@@ -57,9 +58,8 @@ __all__ = [
 
 log = get_logger("async_orch.cli.journal_run")
 
-#: References per ``Reference in (...)`` lookup: $filter allows 100 expressions,
-#: and whether each listed value counts as one is UNCONFIRMED, so stay under it.
-LOOKUP_BATCH = 90
+#: References or ids per ``in (...)`` lookup.
+LOOKUP_BATCH = FILTER_IN_VALUES
 #: Seconds allowed, after an interrupt, to read the last states of unfinished jobs.
 REFRESH_TIMEOUT = 15.0
 
