@@ -100,6 +100,7 @@ class OrchestratorClient:
         stop_on_timeout: bool = False,
         stop_on_cancel: bool | None = None,
         stop_grace: float = 30.0,
+        pending_timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         on_started: StartedCallback | None = None,
         on_state: StateCallback | None = None,
@@ -120,6 +121,11 @@ class OrchestratorClient:
                 request's ``timeout``): SoftStop, then Kill after ``stop_grace``
                 seconds. False leaves them running and reports them TIMED_OUT with
                 their last known state.
+            pending_timeout: seconds a job may stay Pending (no robot took it: no
+                free runtime or licence, machines offline; Orchestrator waits
+                forever). Past it the job's outcome is STUCK_PENDING with a
+                StuckPendingError saying how long and in which folder; it is
+                stopped too when ``stop_on_timeout``. None: no limit.
             stop_on_cancel: if this call is cancelled, stop the jobs it started
                 (same way) before the cancellation goes on; None follows
                 ``stop_on_timeout``.
@@ -147,7 +153,9 @@ class OrchestratorClient:
             requests,
             handles=handles,
             timeout=timeout,
-            stop_on_timeout=StopPolicy(stop=stop_on_timeout, grace=stop_grace),
+            stop_on_timeout=StopPolicy(
+                stop=stop_on_timeout, grace=stop_grace, pending_timeout=pending_timeout
+            ),
             stop_on_cancel=stop_on_cancel,
             on_progress=on_progress,
             on_started=on_started,
@@ -164,6 +172,7 @@ class OrchestratorClient:
         stop_on_timeout: bool = False,
         stop_on_cancel: bool | None = None,
         stop_grace: float = 30.0,
+        pending_timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         on_started: StartedCallback | None = None,
         on_state: StateCallback | None = None,
@@ -183,7 +192,9 @@ class OrchestratorClient:
             requests,
             handles=handles,
             timeout=timeout,
-            stop_on_timeout=StopPolicy(stop=stop_on_timeout, grace=stop_grace),
+            stop_on_timeout=StopPolicy(
+                stop=stop_on_timeout, grace=stop_grace, pending_timeout=pending_timeout
+            ),
             stop_on_cancel=stop_on_cancel,
             on_progress=on_progress,
             on_started=on_started,
@@ -213,6 +224,7 @@ class OrchestratorClient:
         stop_on_timeout: bool = False,
         stop_on_cancel: bool | None = None,
         stop_grace: float = 30.0,
+        pending_timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         on_state: StateCallback | None = None,
         on_abandoned: AbandonedCallback | None = None,
@@ -228,6 +240,7 @@ class OrchestratorClient:
             stop_on_timeout=stop_on_timeout,
             stop_on_cancel=stop_on_cancel,
             stop_grace=stop_grace,
+            pending_timeout=pending_timeout,
             on_progress=on_progress,
             on_state=on_state,
             on_abandoned=on_abandoned,
