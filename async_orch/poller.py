@@ -115,6 +115,7 @@ class _Watched:
     pending_deadline: float | None = None  # while Pending: when it counts as stuck
     pending_since: float | None = None
     stuck_pending_for: float | None = None
+    seen_at: float = -math.inf  # when the server last told its state
     state: JobState | None = None
     job: Job | None = None
     stop_sent: str | None = None  # "SoftStop" / "Kill" once sent
@@ -373,6 +374,7 @@ class JobWatcher:
             if state is None:
                 self._planner.observe_missing(job_id, now=now)
             else:
+                self._jobs[job_id].seen_at = now
                 self._note_state(job_id, state)
                 self._planner.observe(job_id, state, now=now)
 
@@ -414,6 +416,7 @@ class JobWatcher:
             return True  # forgotten meanwhile: the answer is moot
         now = self._clock()
         watched.not_found = 0
+        watched.seen_at = now
         changed = _identity_change(watched.handle, job)
         if changed:
             log.warning("async_orch.job_identity_changed", job_id=job.id, change=changed)
@@ -463,6 +466,11 @@ class JobWatcher:
                 and watched.stop_sent is None
                 and now >= due == watched.pending_deadline
             ):
+                if watched.seen_at < watched.pending_deadline:
+                    # Pending as last seen, but maybe picked up since: stuck only once
+                    # an answer from after the limit still says Pending.
+                    next_due = min(next_due, now + self._min_interval)
+                    continue
                 watched.stuck_pending_for = now - watched.pending_since
             if ended and watched.stop_sent is None:
                 # It ended in time and only its outputs read is left: give that
