@@ -33,6 +33,7 @@ from async_orch.errors import (
     OrchestratorError,
     ProcessNotFoundError,
     RateLimitedError,
+    StuckPendingError,
     TransportError,
     UncertainStartError,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "StartedCallback",
     "StateCallback",
     "StaticToken",
+    "StuckPendingError",
     "Summary",
     "TransportError",
     "TransportStats",

@@ -101,6 +101,7 @@ class OrchestratorClient:
         stop_on_timeout: bool = False,
         stop_on_cancel: bool | None = None,
         stop_grace: float = 30.0,
+        pending_timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         on_started: StartedCallback | None = None,
         on_state: StateCallback | None = None,
@@ -121,6 +122,11 @@ class OrchestratorClient:
                 request's ``timeout``): SoftStop, then Kill after ``stop_grace``
                 seconds. False leaves them running and reports them TIMED_OUT with
                 their last known state.
+            pending_timeout: seconds a job may stay Pending (no robot took it: no
+                free runtime or licence, machines offline; Orchestrator waits
+                forever). Past it the job's outcome is STUCK_PENDING with a
+                StuckPendingError saying how long and in which folder; it is
+                stopped too when ``stop_on_timeout``. None: no limit.
             stop_on_cancel: if this call is cancelled, stop the jobs it started
                 (same way) before the cancellation goes on; None follows
                 ``stop_on_timeout``.
@@ -148,7 +154,9 @@ class OrchestratorClient:
             requests,
             handles=handles,
             timeout=timeout,
-            stop_on_timeout=StopPolicy(stop=stop_on_timeout, grace=stop_grace),
+            stop_on_timeout=StopPolicy(
+                stop=stop_on_timeout, grace=stop_grace, pending_timeout=pending_timeout
+            ),
             stop_on_cancel=stop_on_cancel,
             on_progress=on_progress,
             on_started=on_started,
@@ -165,6 +173,7 @@ class OrchestratorClient:
         stop_on_timeout: bool = False,
         stop_on_cancel: bool | None = None,
         stop_grace: float = 30.0,
+        pending_timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         on_started: StartedCallback | None = None,
         on_state: StateCallback | None = None,
@@ -188,7 +197,9 @@ class OrchestratorClient:
             requests,
             handles=handles,
             timeout=timeout,
-            stop_on_timeout=StopPolicy(stop=stop_on_timeout, grace=stop_grace),
+            stop_on_timeout=StopPolicy(
+                stop=stop_on_timeout, grace=stop_grace, pending_timeout=pending_timeout
+            ),
             stop_on_cancel=stop_on_cancel,
             on_progress=on_progress,
             on_started=on_started,
@@ -205,6 +216,7 @@ class OrchestratorClient:
         stop_on_timeout: bool = False,
         stop_on_cancel: bool | None = None,
         stop_grace: float = 30.0,
+        pending_timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         on_started: StartedCallback | None = None,
         on_state: StateCallback | None = None,
@@ -225,6 +237,7 @@ class OrchestratorClient:
                 stop_on_timeout=stop_on_timeout,
                 stop_on_cancel=stop_on_cancel,
                 stop_grace=stop_grace,
+                pending_timeout=pending_timeout,
                 on_progress=on_progress,
                 on_started=on_started,
                 on_state=on_state,
@@ -254,6 +267,7 @@ class OrchestratorClient:
         stop_on_timeout: bool = False,
         stop_on_cancel: bool | None = None,
         stop_grace: float = 30.0,
+        pending_timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         on_state: StateCallback | None = None,
         on_abandoned: AbandonedCallback | None = None,
@@ -269,6 +283,7 @@ class OrchestratorClient:
             stop_on_timeout=stop_on_timeout,
             stop_on_cancel=stop_on_cancel,
             stop_grace=stop_grace,
+            pending_timeout=pending_timeout,
             on_progress=on_progress,
             on_state=on_state,
             on_abandoned=on_abandoned,

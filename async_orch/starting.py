@@ -52,6 +52,7 @@ from async_orch.retries import (
     Wait,
     may_have_started,
 )
+from async_orch.start_refusals import explain_start_refusal
 
 __all__ = [
     "BatchRetries",
@@ -179,6 +180,8 @@ class Starter:
         except ClientClosedError:
             raise  # the client is gone: nothing to retry or report per job
         except OrchestratorError as exc:
+            where = target[0].fully_qualified_name if isinstance(target, tuple) else None
+            exc = explain_start_refusal(exc, where or str(request.folder))
             log.info(
                 "async_orch.start_failed",
                 index=index,

@@ -90,6 +90,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="stop jobs that time out (SoftStop, then Kill after --stop-grace)",
     )
     run_group.add_argument(
+        "--pending-timeout",
+        type=positive,
+        help="seconds a job may stay Pending (no robot took it) before it is reported "
+        "stuck_pending; with --stop-on-timeout it is stopped too",
+    )
+    run_group.add_argument(
         "--stop-grace",
         type=non_negative,
         default=30.0,
@@ -192,6 +198,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
         timeout=args.timeout,
         stop_on_timeout=args.stop_on_timeout,
         stop_grace=args.stop_grace,
+        pending_timeout=args.pending_timeout,
         stop_on_interrupt=args.on_interrupt == "stop",
     )
 

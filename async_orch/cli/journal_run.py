@@ -69,6 +69,7 @@ class RunOptions:
     timeout: float | None = None
     stop_on_timeout: bool = False
     stop_grace: float = 30.0
+    pending_timeout: float | None = None
     stop_on_interrupt: bool = False
 
 
@@ -336,6 +337,7 @@ async def _run(
                 timeout=options.timeout,
                 stop_on_timeout=options.stop_on_timeout,
                 stop_grace=options.stop_grace,
+                pending_timeout=options.pending_timeout,
                 stop_on_cancel=options.stop_on_interrupt,
                 on_progress=on_progress,
                 on_started=on_started,
