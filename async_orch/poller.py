@@ -51,7 +51,14 @@ from async_orch.planner import FetchOne, ListBatch, ListBudget, PollPlanner, Pol
 from async_orch.resources import OrchestratorAPI
 from async_orch.states import JobState
 
-__all__ = ["Finished", "JobWatcher", "StateCallback", "StopPolicy", "WatcherGroup"]
+__all__ = [
+    "Finished",
+    "JobWatcher",
+    "StateCallback",
+    "StopPolicy",
+    "WatcherGroup",
+    "identity_change",
+]
 
 log = get_logger("async_orch.poller")
 
@@ -417,7 +424,7 @@ class JobWatcher:
         now = self._clock()
         watched.not_found = 0
         watched.seen_at = now
-        changed = _identity_change(watched.handle, job)
+        changed = identity_change(watched.handle, job)
         if changed:
             log.warning("async_orch.job_identity_changed", job_id=job.id, change=changed)
             lost = _lost(watched.handle, f"its id now names another job ({changed})")
@@ -556,7 +563,7 @@ class JobWatcher:
         return None
 
 
-def _identity_change(handle: JobHandle, job: Job) -> str:
+def identity_change(handle: JobHandle, job: Job) -> str:
     """How the job read under the handle's id differs from the handle ("": it
     does not). Only what both sides know is compared."""
     pairs = [

@@ -110,6 +110,17 @@ def journal_counts(path: Path) -> tuple[int, int]:
     return (int(row[0]), int(row[1]))
 
 
+async def dispatch_killed_midway(
+    journal: Path, *args: str, env: dict[str, str], recorded: int = 5
+) -> None:
+    """Run ``dispatch --journal JOURNAL --quiet ARGS`` and kill -9 it once the
+    journal records ``recorded`` jobs (give --rate so that is before the end)."""
+    process = await spawn_cli("dispatch", "--journal", str(journal), "--quiet", *args, env=env)
+    await wait_until(lambda: journal_counts(journal)[0] >= recorded, process=process)
+    process.send_signal(SIGKILL)
+    await finish(process)
+
+
 def simulator_jobs(sim: SimulatorHandle) -> dict[str, Any]:
     """The simulator's job counters (created, by_state, by_reference, duplicates)."""
     jobs: dict[str, Any] = sim.simulator.stats()["jobs"]
