@@ -14,12 +14,14 @@
 of the aiohttp layer itself (others send through ``fakes.FakeSender``).
 
 Autouse: structlog reset around every test (the CLI's configuration must not leak
-from one test into the next).
+from one test into the next), and a test that starts a process without the ``slow``
+marker fails, naming the marker (so ``pytest -m "not slow"`` stays in-process).
 """
 
 from __future__ import annotations
 
 import base64
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from types import SimpleNamespace
@@ -191,6 +193,19 @@ def aioresponses_mock() -> Iterator[aioresponses]:
         aioresponses() as mock,
     ):
         yield mock
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_in_slow_tests(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if request.node.get_closest_marker("slow") is not None:
+        return
+
+    def refuse(self: subprocess.Popen[Any], args: Any, *rest: Any, **options: Any) -> None:
+        raise AssertionError(f"this test starts a process ({args!r}): mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture(autouse=True)

@@ -116,6 +116,7 @@ def test_a_lock_that_cannot_be_created_is_a_configuration_error(tmp_path: Path) 
     assert not isinstance(failed.value, JournalInUseError)
 
 
+@pytest.mark.slow
 def test_the_lock_goes_with_its_holder_when_it_is_killed(tmp_path: Path) -> None:
     journal = tmp_path / "batch.sqlite"
     with subprocess.Popen(

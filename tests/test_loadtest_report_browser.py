@@ -30,10 +30,13 @@ CHROMIUM = next(
     None,
 )
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="Chromium is not installed (/usr/bin/chromium); on Debian: apt-get install chromium",
-)
+pytestmark = [
+    pytest.mark.slow,  # every test here starts a browser
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="Chromium is not installed (/usr/bin/chromium); on Debian: apt-get install chromium",
+    ),
+]
 
 
 def _dump_dom(page: Path, profile_dir: Path) -> str:
