@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -35,7 +36,7 @@ async def _read_banner(stream: asyncio.StreamReader) -> tuple[str, str]:
     simulator ended) and after STARTUP_TIMEOUT, rather than waiting for ever."""
 
     async def read() -> tuple[str, str]:
-        banner = []
+        banner: list[str] = []
         while raw := await stream.readline():
             line = raw.decode()
             if line.startswith("  TOKEN="):
@@ -179,7 +180,7 @@ async def test_state_file_keeps_jobs_across_a_restart_of_the_command(
     """Start a job, stop the simulator, start it again on the same file: the job is
     there with its Key and Reference, and the next job gets the next id."""
     state = tmp_path / "sim.sqlite"
-    jobs = []
+    jobs: list[dict[str, Any]] = []
     for reference in ("before", "after"):
         process = await _spawn("--port", "0", "--state", str(state), "--time-scale", "60")
         try:
