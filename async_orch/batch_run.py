@@ -47,7 +47,7 @@ from async_orch.logs import get_logger
 from async_orch.models import Job, StartStrategy
 from async_orch.planner import PollPolicy
 from async_orch.poller import Finished, JobWatcher, StateCallback, StopPolicy, WatcherGroup
-from async_orch.resources import OrchestratorAPI
+from async_orch.seams import JobsAPI
 from async_orch.start_pool import StartPool
 from async_orch.starting import Starter, StartFailure, Target, batch_references, resolve_targets
 from async_orch.states import JobState
@@ -89,7 +89,7 @@ class BatchRun:
 
     def __init__(
         self,
-        api: OrchestratorAPI,
+        api: JobsAPI,
         starter: Starter,
         pool: StartPool,
         *,

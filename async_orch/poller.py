@@ -48,7 +48,7 @@ from async_orch.errors import (
 from async_orch.logs import get_logger
 from async_orch.models import Job
 from async_orch.planner import FetchOne, ListBatch, ListBudget, PollPlanner, PollPolicy
-from async_orch.resources import OrchestratorAPI
+from async_orch.seams import JobsAPI
 from async_orch.states import JobState
 
 __all__ = [
@@ -168,7 +168,7 @@ class JobWatcher:
 
     def __init__(
         self,
-        api: OrchestratorAPI,
+        api: JobsAPI,
         *,
         policy: PollPolicy | None = None,
         stop_policy: StopPolicy | None = None,

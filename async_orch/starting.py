@@ -39,7 +39,6 @@ from async_orch.logs import get_logger
 from async_orch.models import Folder, Job, Release, StartRequest
 from async_orch.planner import ListBudget, PollPolicy
 from async_orch.reference_lookups import ReferenceLookups
-from async_orch.resources import OrchestratorAPI
 from async_orch.retries import (
     Adopted,
     BatchRetries,
@@ -52,6 +51,7 @@ from async_orch.retries import (
     Wait,
     may_have_started,
 )
+from async_orch.seams import JobsAPI
 from async_orch.start_refusals import explain_start_refusal
 
 __all__ = [
@@ -112,7 +112,7 @@ class Starter:
 
     def __init__(
         self,
-        api: OrchestratorAPI,
+        api: JobsAPI,
         limiter: StartLimiter,
         *,
         retry: RetryPolicy,
@@ -307,7 +307,7 @@ class Starter:
             raise OrchestratorError(f"StartJobs for Reference {reference!r} was abandoned")
 
 
-async def resolve_targets(api: OrchestratorAPI, requests: Sequence[JobRequest]) -> list[Target]:
+async def resolve_targets(api: JobsAPI, requests: Sequence[JobRequest]) -> list[Target]:
     """Each request's folder and release, looking each distinct pair up once."""
     found: dict[tuple[int | str, str], Target] = {}
     limiter = anyio.CapacityLimiter(_RESOLVE_CONCURRENCY)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cli_harness import (
     REPO,
     SIGKILL,
@@ -30,6 +31,8 @@ from test_journal import write_schema_1_journal
 from async_orch.batch import JobHandle
 from async_orch.journal import JobRecord, Journal, JournalTarget, RequestRecord
 from async_orch.simulator import SimulatorHandle
+
+pytestmark = pytest.mark.slow  # every test here starts a process
 
 TIME_SCALE = 20.0  # an Echo job takes about 0.2 s
 

@@ -6,6 +6,7 @@ import io
 import re
 from pathlib import Path
 
+import pytest
 from cli_harness import cli_env, run_cli
 
 from async_orch.batch import Progress
@@ -50,6 +51,7 @@ def test_a_state_this_version_does_not_list_is_still_counted() -> None:
     assert shown_total(line) == 3
 
 
+@pytest.mark.slow
 async def test_quiet_prints_only_the_path_of_a_journal_it_chose(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
     args = ["dispatch", "--simulator", "--time-scale", "600", "--process", "Echo"]

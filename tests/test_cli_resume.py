@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from cli_harness import (
     SIGKILL,
     cli_env,
@@ -22,6 +23,8 @@ from conftest import SimClient
 
 from async_orch.journal import Journal, JournalTarget, RequestRecord
 from async_orch.simulator import SimulatorHandle
+
+pytestmark = pytest.mark.slow  # every test here starts a process
 
 TIME_SCALE = 20.0  # an Echo job (2 s pickup + 1-2 s run) takes about 0.2 s
 

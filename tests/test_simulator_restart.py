@@ -109,6 +109,7 @@ async def test_with_a_state_file_a_restart_forgets_nothing(tmp_path: Path) -> No
     assert state.stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.slow
 async def test_without_a_state_file_old_jobs_are_reported_lost_and_ids_never_repeat() -> None:
     results, handles = await _start_restart_run()
 
@@ -122,6 +123,7 @@ async def test_without_a_state_file_old_jobs_are_reported_lost_and_ids_never_rep
     assert min(r.job_id or 0 for r in new) > max(h.job_id for h in handles)
 
 
+@pytest.mark.slow
 async def test_a_server_that_hands_out_old_ids_again_does_not_crash_the_batch() -> None:
     """The simulator before state files (and any server that forgets): a fixed
     clock makes both runs start their ids at the same value, so the new jobs get
@@ -176,6 +178,7 @@ async def test_two_handles_with_one_id_are_both_reported(tmp_path: Path) -> None
     assert all(isinstance(r.error, JobLostError) for r in results[:5])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keeps_state", [True, False], ids=["state-file", "forgetful"])
 async def test_resume_after_a_restart(tmp_path: Path, keeps_state: bool) -> None:
     """`dispatch --journal` killed mid-run, the server restarted, then `--resume`.

@@ -153,7 +153,7 @@ async def test_start_strategies_over_http(orch: SimClient) -> None:
 
 
 async def test_start_errors(orch: SimClient) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], int, int | str, str]] = [
         (
             {"startInfo": {"ReleaseName": "Nope"}},
             404,
