@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from cli_harness import cli_env, run_cli
 
 
+@pytest.mark.slow
 async def test_dispatch_reports_jobs_stuck_pending_and_refused_starts(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     args = ["dispatch", "--simulator", "--scenario", "realistic", "--time-scale", "600"]

@@ -6,6 +6,7 @@ polls every few milliseconds, so each test waits on the watcher's own output.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -236,7 +237,14 @@ async def test_a_list_call_carries_the_other_watchers_jobs_and_frees_them_if_can
     # made it is cancelled, the other's jobs are due again, not stuck waiting.
     api = GatedLists()
     group = WatcherGroup(POLL)
-    watchers = {job_id: JobWatcher(api, policy=POLL, group=group) for job_id in (1, 2)}
+    # Both jobs are watched at one instant, so both are due for the first list
+    # call however long the box stalls between the two watch() calls.
+    frozen = [time.monotonic()]
+
+    def clock() -> float:
+        return frozen[0] if frozen else time.monotonic()
+
+    watchers = {job_id: JobWatcher(api, policy=POLL, group=group, clock=clock) for job_id in (1, 2)}
     scopes: dict[int, anyio.CancelScope] = {}
     finished: list[Finished] = []
 
@@ -251,6 +259,7 @@ async def test_a_list_call_carries_the_other_watchers_jobs_and_frees_them_if_can
     for job_id, watcher in watchers.items():
         watcher.watch(add_job(api, job_id, state=JobState.SUCCESSFUL))
         watcher.close()
+    frozen.clear()
     with structlog.testing.capture_logs(), anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
             for job_id in watchers:
