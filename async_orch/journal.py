@@ -554,6 +554,19 @@ class Journal:
             for seq, at, kind, request_idx, job_id, detail in rows
         ]
 
+    def last_run_finished(self) -> bool:
+        """Whether the last run of this journal ended by itself (not killed, not
+        interrupted): then none of its StartJobs can still be in flight."""
+        with self._reading("events"):
+            row = self._db.execute(
+                "SELECT kind, detail FROM events WHERE kind IN ('created', 'resumed', 'finished') "
+                "ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        if row is None or row[0] != "finished":
+            return False
+        detail = self._json(row[1], "events (last finished)", "detail", dict) if row[1] else {}
+        return detail.get("interrupted") is False
+
     # -- reading rows, checked: a row async-orch did not write is damage, not a guess --
 
     def _request(

@@ -48,6 +48,9 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         UIPATH_CLIENT_ID="demo-client",
         UIPATH_CLIENT_SECRET="demo-secret",
         PYTHONUNBUFFERED="1",
+        # The local simulator answers in milliseconds: a second is far longer than
+        # it can still be working on a StartJobs, and keeps resumes quick.
+        ASYNC_ORCH_RECONCILE_WINDOW="1",
     )
     env.update(extra)
     return env
