@@ -51,7 +51,13 @@ from async_orch.errors import AuthenticationError, ConfigurationError, Transport
 from async_orch.logs import get_logger
 from async_orch.protocol import error_from_response, header, looks_like_html
 from async_orch.seams import HTTPSender
-from async_orch.transport_hooks import RequestSent, TransportHooks, call_hooks, report_answer
+from async_orch.transport_hooks import (
+    RequestSent,
+    TransportHooks,
+    call_hooks,
+    report_answer,
+    report_cancelled,
+)
 
 __all__ = [
     "DEFAULT_LIFETIME",
@@ -532,6 +538,9 @@ class TokenManager:
             )
         except TransportError as exc:
             report_answer(self._hooks, sent, None, str(exc), self._clock())
+            raise
+        except BaseException:  # cancelled while on the wire: every try gets its answer event
+            report_cancelled(self._hooks, sent, self._clock())
             raise
         report_answer(self._hooks, sent, response.status, None, self._clock())
         try:

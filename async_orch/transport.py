@@ -68,6 +68,7 @@ from async_orch.transport_hooks import (
     RetryScheduled,
     TransportHealth,
     TransportHooks,
+    announce_request,
     call_hooks,
     report_answer,
     report_cancelled,
@@ -235,10 +236,12 @@ class Transport:
         """When the server last answered, and the current failure streak (if any)."""
         return self._health.health
 
-    def _sending(self, method: str, url: str, label: str, json: Any) -> RequestSent:
-        event = RequestSent(method, url, label, json, self._clock())
-        call_hooks(self._hooks, "on_request", event)
-        return event
+    def _sending(
+        self, method: str, url: str, label: str, json: Any, attempt: int
+    ) -> tuple[RequestSent, dict[str, str] | None]:
+        """The event of a try, told to the hooks; with the headers they add."""
+        event = RequestSent(method, url, label, json, self._clock(), attempt)
+        return event, announce_request(self._hooks, event)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -323,6 +326,7 @@ class Transport:
         failures = 0  # transient failures of the request so far
         token_failures = 0  # failures to get a token (nothing was sent)
         renewed = False  # the one token renewal a 401 earns
+        sent_tries = 0  # tries put on the wire, whatever the reason for each
         while True:
             try:
                 token = await tokens.get_token()
@@ -337,10 +341,16 @@ class Transport:
                 continue
 
             send_headers["Authorization"] = f"Bearer {token}"
-            sent = self._sending(method, url, label, json)
+            sent_tries += 1
+            sent, added = self._sending(method, url, label, json, sent_tries)
             try:
                 response = await sender.send(
-                    method, url, headers=send_headers, params=query, body=body
+                    method,
+                    url,
+                    # A hook's header never replaces ours (Authorization above all).
+                    headers=send_headers if added is None else {**added, **send_headers},
+                    params=query,
+                    body=body,
                 )
             except TransportError as exc:
                 report_answer(self._hooks, sent, None, str(exc), self._clock())
