@@ -30,6 +30,7 @@ def fault_run() -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 def test_sixty_jobs_under_every_fault_a_kill_and_a_restart_lose_and_duplicate_nothing(
     fault_run: ModuleType, tmp_path: Path
 ) -> None:

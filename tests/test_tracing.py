@@ -205,6 +205,7 @@ async def test_jobs_not_finished_when_the_batch_ends_are_ended_with_it(
     assert trace.get_current_span() is trace.INVALID_SPAN  # the batch span is no longer current
 
 
+@pytest.mark.slow
 def test_without_tracing_opentelemetry_is_never_imported() -> None:
     # Every module but the tracing one, in a fresh interpreter.
     code = (
