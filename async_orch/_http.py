@@ -1,6 +1,7 @@
 """The one place an HTTP exchange happens, and aiohttp errors become ours.
 
-``send_once`` sends one request and reads the whole response. Every aiohttp
+``send_once`` sends one request and reads the whole response;
+:class:`AiohttpSender` is it as the :class:`~async_orch.seams.HTTPSender` seam. Every aiohttp
 exception is mapped here (chained with ``from``) so that callers see only
 :class:`TransportError` / :class:`RequestTimeoutError`, with
 ``may_have_reached_server`` telling whether the request could have been acted on:
@@ -29,7 +30,7 @@ from async_orch.errors import (
 )
 from async_orch.protocol import header, looks_like_html
 
-__all__ = ["Response", "send_once"]
+__all__ = ["AiohttpSender", "Response", "send_once"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +125,44 @@ async def send_once(
         if not session.closed:
             raise
         raise ClientClosedError(session_closed=True) from exc
+
+
+class AiohttpSender:
+    """:class:`~async_orch.seams.HTTPSender` over an aiohttp session (not closed here).
+
+    Args:
+        session: the session to send with.
+        timeout: per-request timeout (the session's if None).
+    """
+
+    def __init__(
+        self, session: aiohttp.ClientSession, *, timeout: aiohttp.ClientTimeout | None = None
+    ) -> None:
+        self.session = session
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return "AiohttpSender()"
+
+    @property
+    def closed(self) -> bool:
+        return self.session.closed
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> Response:
+        return await send_once(
+            self.session,
+            method,
+            url,
+            headers=headers,
+            params=params,
+            body=body,
+            client_timeout=self._timeout,
+        )

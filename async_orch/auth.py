@@ -36,10 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 import anyio
 
-from async_orch._http import send_once
 from async_orch._logging import fingerprint, redact, secret_values
 from async_orch.config import (
     LEGACY_TOKEN_URL,
@@ -52,7 +50,14 @@ from async_orch.config import (
 from async_orch.errors import AuthenticationError, ConfigurationError, TransportError
 from async_orch.logs import get_logger
 from async_orch.protocol import error_from_response, header, looks_like_html
-from async_orch.transport_hooks import RequestSent, TransportHooks, call_hooks, report_answer
+from async_orch.seams import HTTPSender
+from async_orch.transport_hooks import (
+    RequestSent,
+    TransportHooks,
+    call_hooks,
+    report_answer,
+    report_cancelled,
+)
 
 __all__ = [
     "DEFAULT_LIFETIME",
@@ -417,11 +422,10 @@ class TokenManager:
 
     Args:
         credentials: what to authenticate with.
-        session: the aiohttp session to send token requests with.
+        sender: what sends token requests (``AiohttpSender`` over a session).
         token_url: where to send them (``Settings.token_url``); None only for a
             StaticToken.
         clock: a monotonic clock in seconds.
-        timeout: per-request timeout for token requests (the session's if None).
         hooks: told of every token request and its answer (never its body).
 
     Attributes:
@@ -432,19 +436,17 @@ class TokenManager:
         self,
         credentials: Credentials,
         *,
-        session: aiohttp.ClientSession,
+        sender: HTTPSender,
         token_url: str | None,
         clock: Callable[[], float] = time.monotonic,
-        timeout: aiohttp.ClientTimeout | None = None,
         hooks: Sequence[TransportHooks] = (),
     ) -> None:
         if token_url is None and not isinstance(credentials, StaticToken):
             raise ConfigurationError("TokenManager needs token_url for these credentials")
         self._credentials = credentials
-        self._session = session
+        self._sender = sender
         self._token_url = token_url
         self._clock = clock
-        self._timeout = timeout
         self._hooks = tuple(hooks)
         self._state: TokenState | None = None
         self._skew = 0.0
@@ -531,16 +533,14 @@ class TokenManager:
         sent = RequestSent("POST", request.url, "token", None, self._clock())
         call_hooks(self._hooks, "on_request", sent)
         try:
-            response = await send_once(
-                self._session,
-                "POST",
-                request.url,
-                headers=request.headers,
-                body=request.body,
-                client_timeout=self._timeout,
+            response = await self._sender.send(
+                "POST", request.url, headers=request.headers, body=request.body
             )
         except TransportError as exc:
             report_answer(self._hooks, sent, None, str(exc), self._clock())
+            raise
+        except BaseException:  # cancelled while on the wire: every try gets its answer event
+            report_cancelled(self._hooks, sent, self._clock())
             raise
         report_answer(self._hooks, sent, response.status, None, self._clock())
         try:

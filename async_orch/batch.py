@@ -276,6 +276,9 @@ class Outcome(enum.StrEnum):
     FAULTED = "faulted"  # the job ended Faulted
     STOPPED = "stopped"  # the job ended Stopped (by us on timeout, or by someone else)
     TIMED_OUT = "timed_out"  # a deadline passed; the job may still be running (see state)
+    # Pending longer than pending_timeout: no robot picked it up (error: a
+    # StuckPendingError saying how long and where); stopped if asked (see state).
+    STUCK_PENDING = "stuck_pending"
     NOT_STARTED = "not_started"  # no job was created (see error)
     # StartJobs got no clear answer and a lookup of its Reference failed: jobs may
     # exist (error is an UncertainStartError naming the Reference); never re-posted.
@@ -349,6 +352,9 @@ class Progress:
     total: int = 0
     by_state: Counter[str] = field(default_factory=Counter)
     by_folder: dict[str, Counter[str]] = field(default_factory=dict)
+    # Per folder, the jobs seen Pending and since when (the dispatcher's clock,
+    # time.monotonic by default), oldest first: see oldest_pending().
+    pending_since: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def move(self, folder: str, old: str | None, new: str, count: int = 1) -> None:
         """Record that ``count`` jobs of ``folder`` went from ``old`` to ``new``."""
@@ -363,6 +369,19 @@ class Progress:
         """Drop ``count`` jobs counted under ``state`` (they are recounted elsewhere)."""
         self.by_state[state] -= count
         self.by_folder.setdefault(folder, Counter())[state] -= count
+
+    def note_pending(self, folder: str, job_id: int, pending: bool, now: float) -> None:
+        """Record whether job ``job_id`` of ``folder`` is Pending (seen so at ``now``)."""
+        jobs = self.pending_since.setdefault(folder, {})
+        if pending:
+            jobs.setdefault(job_id, now)
+        else:
+            jobs.pop(job_id, None)
+
+    def oldest_pending(self, folder: str) -> float | None:
+        """When the folder's oldest job still Pending was first seen so (None: none is)."""
+        jobs = self.pending_since.get(folder)
+        return min(jobs.values()) if jobs else None
 
     @property
     def finished(self) -> int:

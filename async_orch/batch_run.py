@@ -37,13 +37,18 @@ from async_orch.cancellation import (
     run_guarded,
     stop_and_wait,
 )
-from async_orch.errors import InvalidRequestError, JobLostError, UncertainStartError
+from async_orch.errors import (
+    InvalidRequestError,
+    JobLostError,
+    StuckPendingError,
+    UncertainStartError,
+)
 from async_orch.logs import get_logger
 from async_orch.models import Job, StartStrategy
 from async_orch.options import Hooks, StopPolicy
 from async_orch.planner import PollPolicy
 from async_orch.poller import Finished, JobWatcher, WatcherGroup
-from async_orch.resources import OrchestratorAPI
+from async_orch.seams import JobsAPI
 from async_orch.start_pool import StartPool
 from async_orch.starting import Starter, StartFailure, Target, batch_references, resolve_targets
 from async_orch.states import JobState
@@ -60,7 +65,7 @@ class BatchParts:
     """What every batch of one dispatcher shares: its API, starter, start pool,
     poll policy, watcher group (one list budget) and clock."""
 
-    api: OrchestratorAPI
+    api: JobsAPI
     starter: Starter
     pool: StartPool
     poll: PollPolicy
@@ -181,6 +186,7 @@ class BatchRun:
             for handle, job in pairs:
                 self._track(_Tracked(index, request, attempts, handle, job.state))
                 self.progress.move(handle.folder_path, None, job.state.value)
+                self._note_pending(handle, job.state)
                 self._watcher.watch(
                     handle, timeout=request.timeout, deadline=self._deadline, state=job.state
                 )
@@ -231,6 +237,7 @@ class BatchRun:
         """Watch a job started earlier (wait-only)."""
         self._track(_Tracked(position, None, 0, handle, None))
         self.progress.move(handle.folder_path, None, JobState.PENDING.value)
+        self._note_pending(handle, JobState.PENDING)
         self._watcher.watch(handle, deadline=self._deadline)
 
     def _track(self, tracked: _Tracked) -> None:
@@ -283,15 +290,22 @@ class BatchRun:
         if old is new:
             return
         self.progress.move(handle.folder_path, (old or JobState.PENDING).value, new.value)
+        self._note_pending(handle, new)
         self._report()
         if self._hooks.on_state is not None:
             self._hooks.on_state(handle, old, new)
+
+    def _note_pending(self, handle: JobHandle, state: JobState | None) -> None:
+        """Keep the age of Pending jobs per folder, for progress displays."""
+        pending = state is JobState.PENDING
+        self.progress.note_pending(handle.folder_path, handle.job_id, pending, self._clock())
 
     async def _finished(self, item: Finished) -> None:
         tracked = self._jobs.pop(item.handle.job_id)
         result = _result_of(tracked, item)
         last = item.state.value if item.state else JobState.PENDING.value
         self.progress.move(item.handle.folder_path, last, result.outcome.value)
+        self._note_pending(item.handle, None)
         self._report()
         await self._emit(result)
 
@@ -404,7 +418,20 @@ def _label(request: JobRequest, target: Target) -> str:
 
 def _result_of(tracked: _Tracked, item: Finished) -> JobResult:
     state = item.job.state if item.job is not None else item.state
-    if item.timed_out:
+    error = item.error
+    if item.stuck_pending_for is not None and state not in (
+        JobState.SUCCESSFUL,
+        JobState.FAULTED,
+    ):
+        # Picked up by nobody in time (a job that ran and ended meanwhile keeps its outcome).
+        outcome = Outcome.STUCK_PENDING
+        error = error or StuckPendingError(
+            job_id=item.handle.job_id,
+            folder=item.handle.folder_path or str(item.handle.folder_id),
+            seconds=item.stuck_pending_for,
+            stopped=state is JobState.STOPPED,
+        )
+    elif item.timed_out:
         outcome = Outcome.STOPPED if state is JobState.STOPPED else Outcome.TIMED_OUT
     elif item.job is None:
         outcome = Outcome.UNKNOWN
@@ -416,7 +443,7 @@ def _result_of(tracked: _Tracked, item: Finished) -> JobResult:
         outcome=outcome,
         handle=item.handle,
         job=item.job,
-        error=item.error,
+        error=error,
         attempts=tracked.attempts,
         detected=item.detected,
         timed_out=item.timed_out or item.stop_sent is not None,

@@ -25,7 +25,7 @@ from async_orch.logs import get_logger
 from async_orch.options import AbandonedCallback, StateCallback, StopPolicy
 from async_orch.planner import PollPolicy
 from async_orch.poller import Finished, JobWatcher
-from async_orch.resources import OrchestratorAPI
+from async_orch.seams import JobsAPI
 
 __all__ = [
     "ABANDON_START_WAIT",
@@ -96,7 +96,7 @@ async def run_guarded(work: Callable[[], Awaitable[None]], shield: StartShield) 
 
 
 async def stop_and_wait(
-    api: OrchestratorAPI,
+    api: JobsAPI,
     handles: Sequence[JobHandle],
     *,
     grace: float,

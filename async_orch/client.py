@@ -104,9 +104,10 @@ class OrchestratorClient:
             timeout: seconds for the whole batch. Requests not started by then are
                 NOT_STARTED; jobs still running are TIMED_OUT (or stopped).
             stop: whether to stop jobs past a deadline (the batch timeout or a
-                request's ``timeout``) and those of a cancelled batch
-                (:class:`~async_orch.options.StopPolicy`); by default they are
-                left running and reported.
+                request's ``timeout``) and those of a cancelled batch, and how long
+                a job may stay Pending before it is reported STUCK_PENDING
+                (:class:`~async_orch.options.StopPolicy`); by default jobs are left
+                running and reported, and may stay Pending for ever.
             hooks: functions told of progress, of each job created, of each
                 state seen and of jobs left behind by a cancelled batch
                 (:class:`~async_orch.options.Hooks`).

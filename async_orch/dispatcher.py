@@ -78,7 +78,7 @@ from async_orch.models import Job
 from async_orch.options import Hooks, StartedCallback, StopPolicy
 from async_orch.planner import PollPolicy
 from async_orch.poller import WatcherGroup
-from async_orch.resources import OrchestratorAPI
+from async_orch.seams import JobsAPI
 from async_orch.start_pool import StartPool
 from async_orch.starting import (
     Started,
@@ -99,7 +99,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        api: OrchestratorAPI,
+        api: JobsAPI,
         *,
         limits: DispatchLimits | None = None,
         poll: PollPolicy | None = None,

@@ -37,8 +37,9 @@ as attributes; the cause is always chained.
         ├── NotStartedError       the batch timeout passed before the request's turn to start
         ├── UncertainStartError   a StartJobs that may or may not have created jobs
         │                         (.reference): reported, never posted again
-        └── JobLostError          a started job the server no longer has as we knew it
-                                  (404, or its id now names another job)
+        ├── JobLostError          a started job the server no longer has as we knew it
+        │                         (404, or its id now names another job)
+        └── StuckPendingError     a job Pending longer than pending_timeout
 
 Whether an error is worth retrying is a function (:func:`async_orch.backoff.is_retryable`),
 not a class: the tree says what happened, the retry policy decides what to do.
@@ -71,6 +72,7 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseDecodeError",
     "ServerError",
+    "StuckPendingError",
     "TransportError",
     "UnauthorizedError",
     "UncertainStartError",
@@ -335,3 +337,32 @@ class JobLostError(RequestError):
         self.job_id = job_id
         self.reference = reference
         super().__init__(message)
+
+
+class StuckPendingError(RequestError):
+    """A job that stayed Pending longer than ``pending_timeout``: no robot took it.
+
+    Reported per job (a result's ``error``, outcome ``stuck_pending``). Orchestrator
+    never gives up on such a job by itself: with no free runtime, licence or
+    connected machine it waits (orchestrator-api.md section 8).
+
+    Attributes:
+        job_id: the job's id.
+        folder: the folder's path.
+        seconds: how long it had been Pending (since async-orch saw it created).
+        stopped: whether async-orch stopped it (the stop policy).
+    """
+
+    def __init__(self, *, job_id: int, folder: str, seconds: float, stopped: bool) -> None:
+        self.job_id = job_id
+        self.folder = folder
+        self.seconds = seconds
+        self.stopped = stopped
+        minutes = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+        super().__init__(
+            f"job {job_id} stayed Pending for {minutes} in folder {folder!r}: no robot "
+            "picked it up (no free runtime or licence, or its machines are offline); "
+            + ("it was stopped. " if stopped else "it is still Pending. ")
+            + "Check the folder's machines, runtimes and licences; 'async-orch check "
+            "--folder ... --process ...' validates a start without starting anything."
+        )

@@ -11,6 +11,11 @@ Theory of operation:
   ``on_started`` callback runs before any other await), then its state changes
   and finally its outcome and outputs. Every write is its own small transaction,
   committed at once.
+* A job is identified by its request (so its Reference), id and Key, not by
+  its id alone: a server that forgot its jobs (restored from a backup, restarted
+  without its state) gives their ids, even their Keys, to new jobs, and the
+  journal keeps each on its own request's row. Journals of schema 1 (jobs keyed
+  by id) are read as they are, and migrated in place when opened to write.
 * The journal names the tenant it was written for (Orchestrator base URL,
   organization, tenant), so it is never resumed against another one.
 * One process writes a journal at a time: :meth:`Journal.create` and
@@ -18,6 +23,9 @@ Theory of operation:
   (released by :meth:`Journal.close`, or by the kernel when the process dies),
   so two resumes of one journal can never both start a request. A journal
   opened ``read_only`` takes no lock and refuses to write.
+* A journal file with more than one hard link is not opened at all (see
+  :func:`_refuse_other_names`): SQLite names its ``-wal`` file after the path
+  it opens, so another name may not see the last writes.
 
 Durability: WAL mode with ``synchronous=NORMAL`` keeps every committed write
 across a crash of the process (SIGKILL included); only a power loss may drop
@@ -62,7 +70,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from async_orch.batch import JobHandle, Outcome
-from async_orch.errors import ConfigurationError, OrchestratorError
+from async_orch.errors import ConfigurationError, UsageError
 from async_orch.journal_lock import JournalLock
 
 __all__ = [
@@ -79,12 +87,33 @@ __all__ = [
     "plan_resume",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: The older schema a journal opened to write is migrated from, in place (v1 keyed
+#: jobs by id alone, so a server reusing ids mixed two requests' jobs up).
+_MIGRATED_FROM = "1"
 
 _T = TypeVar("_T")
 _KIND_NAMES: dict[type, str] = {int: "an integer", str: "text"}
 
-_SCHEMA = """
+# A job is identified by its request (its Reference) and its id and Key: a server
+# that forgets its jobs (restored, restarted without state) gives their ids, even
+# their Keys, to new jobs, and the journal must keep both and not mix them up.
+_JOBS_TABLE = """
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY,
+    request_idx INTEGER NOT NULL REFERENCES requests (idx),
+    job_id INTEGER NOT NULL,
+    job_key TEXT NOT NULL, -- the job's Key, '' if the server gave none
+    handle TEXT NOT NULL,  -- JobHandle.to_dict() as JSON
+    state TEXT,            -- the last state seen
+    outcome TEXT,          -- set once the job is final (an Outcome value)
+    result TEXT,           -- the result row (state, info, outputs, times) as JSON
+    updated TEXT NOT NULL
+)"""
+_JOBS_INDEX = "CREATE UNIQUE INDEX jobs_identity ON jobs (request_idx, job_id, job_key)"
+_JOB_IS = "request_idx = ? AND job_id = ? AND job_key = ?"
+
+_SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE requests (
     idx INTEGER PRIMARY KEY,
@@ -97,16 +126,8 @@ CREATE TABLE requests (
     info TEXT,
     updated TEXT NOT NULL
 );
-CREATE TABLE jobs (
-    job_id INTEGER PRIMARY KEY,
-    request_idx INTEGER NOT NULL REFERENCES requests (idx),
-    handle TEXT NOT NULL,  -- JobHandle.to_dict() as JSON
-    state TEXT,            -- the last state seen
-    outcome TEXT,          -- set once the job is final (an Outcome value)
-    result TEXT,           -- the result row (state, info, outputs, times) as JSON
-    updated TEXT NOT NULL
-);
-CREATE INDEX jobs_by_request ON jobs (request_idx);
+{_JOBS_TABLE};
+{_JOBS_INDEX};
 CREATE TABLE events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -118,7 +139,7 @@ CREATE TABLE events (
 """
 
 
-class JournalError(OrchestratorError):
+class JournalError(UsageError):
     """A journal that cannot be used as it is (the CLI prints it as one line, exit 2)."""
 
 
@@ -395,6 +416,7 @@ class Journal:
             raise ConfigurationError(
                 f"no journal at {path} (the path is shown when dispatch starts)"
             )
+        _refuse_other_names(path)
         lock = None if read_only else JournalLock(path, clock=clock)
         with _take_lock(lock):
             db: sqlite3.Connection | None = None
@@ -412,12 +434,18 @@ class Journal:
                     ) from exc
                 raise ConfigurationError(f"{path} is not an async-orch journal ({exc})") from exc
             try:
-                if version is None or version[0] != str(SCHEMA_VERSION):
+                if version is None or version[0] not in (str(SCHEMA_VERSION), _MIGRATED_FROM):
                     raise ConfigurationError(
                         f"{path} is a journal of schema {version[0] if version else '?'}; "
-                        f"this async-orch reads schema {SCHEMA_VERSION}"
+                        f"this async-orch reads schema {SCHEMA_VERSION} (and migrates "
+                        f"schema {_MIGRATED_FROM}): use the async-orch that wrote it"
                     )
-                return cls(db, path, clock=clock, lock=lock)
+                journal = cls(db, path, clock=clock, lock=lock)
+                if version[0] == _MIGRATED_FROM and not read_only:
+                    # A reader reads the old schema as it is (its columns are read
+                    # alike); a writer brings it up to date before writing.
+                    journal._migrate_from_v1()
+                return journal
             except BaseException:
                 db.close()
                 raise
@@ -440,6 +468,28 @@ class Journal:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _migrate_from_v1(self) -> None:
+        """Rebuild the jobs table of schema 1 (keyed by job id) as schema 2's, in
+        one transaction: a crash leaves the journal all old or all new."""
+        jobs = self.jobs()  # every row checked first: damage is reported, not migrated
+        now = _iso(self._clock())
+        with self._writing():
+            self._db.execute("ALTER TABLE jobs RENAME TO jobs_v1")
+            self._db.execute(_JOBS_TABLE)
+            self._db.execute(_JOBS_INDEX)
+            self._db.executemany(
+                "INSERT INTO jobs (request_idx, job_id, job_key, handle, state, outcome, "
+                "result, updated) SELECT ?, ?, ?, handle, state, outcome, result, updated "
+                "FROM jobs_v1 WHERE job_id = ?",
+                [(*_identity(job.request_index, job.handle), job.job_id) for job in jobs],
+            )
+            self._db.execute("DROP TABLE jobs_v1")
+            self._db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+            )
+            self._event(now, "migrated", None, None, {"from": 1, "to": SCHEMA_VERSION})
+        self._meta["schema_version"] = str(SCHEMA_VERSION)
 
     # -- what it holds ------------------------------------------------------------
 
@@ -480,8 +530,9 @@ class Journal:
     def jobs(self) -> list[JobRecord]:
         with self._reading("jobs"):
             rows = self._db.execute(
+                # Columns of both schemas, so a reader reads schema 1 as it is.
                 "SELECT job_id, request_idx, handle, state, outcome, result FROM jobs "
-                "ORDER BY request_idx, job_id"
+                "ORDER BY request_idx, job_id, rowid"
             ).fetchall()
             known = {idx for (idx,) in self._db.execute("SELECT idx FROM requests")}
         return [self._job(known, *row) for row in rows]
@@ -502,6 +553,19 @@ class Journal:
             }
             for seq, at, kind, request_idx, job_id, detail in rows
         ]
+
+    def last_run_finished(self) -> bool:
+        """Whether the last run of this journal ended by itself (not killed, not
+        interrupted): then none of its StartJobs can still be in flight."""
+        with self._reading("events"):
+            row = self._db.execute(
+                "SELECT kind, detail FROM events WHERE kind IN ('created', 'resumed', 'finished') "
+                "ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        if row is None or row[0] != "finished":
+            return False
+        detail = self._json(row[1], "events (last finished)", "detail", dict) if row[1] else {}
+        return detail.get("interrupted") is False
 
     # -- reading rows, checked: a row async-orch did not write is damage, not a guess --
 
@@ -552,6 +616,10 @@ class Journal:
             raise JournalDamagedError(
                 self.path, where, f"handle is not a job handle ({type(exc).__name__}: {exc})"
             ) from None
+        if not isinstance(parsed.job_key, (str, type(None))):
+            raise JournalDamagedError(
+                self.path, where, f"handle's job_key {parsed.job_key!r} is not text"
+            )
         if parsed.job_id != job_id:
             raise JournalDamagedError(
                 self.path, where, f"handle names job {parsed.job_id}, not {job_id}"
@@ -615,9 +683,9 @@ class Journal:
         now = _iso(self._clock())
         with self._writing():
             inserted = self._db.execute(
-                "INSERT OR IGNORE INTO jobs (job_id, request_idx, handle, state, updated) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (handle.job_id, request_index, _dumps(handle.to_dict()), state, now),
+                "INSERT OR IGNORE INTO jobs (request_idx, job_id, job_key, handle, state, "
+                "updated) VALUES (?, ?, ?, ?, ?, ?)",
+                (*_identity(request_index, handle), _dumps(handle.to_dict()), state, now),
             ).rowcount
             # The request did start after all: forget an earlier not_started.
             self._db.execute(
@@ -627,30 +695,37 @@ class Journal:
             if inserted:
                 self._event(now, "started", request_index, handle.job_id, {"state": state})
 
-    def record_state(self, job_id: int, state: str) -> None:
+    def record_state(self, request_index: int, handle: JobHandle, state: str) -> None:
         """A job's state changed (written only when it differs from the last one)."""
         now = _iso(self._clock())
         with self._writing():
             changed = self._db.execute(
-                "UPDATE jobs SET state = ?, updated = ? "
-                "WHERE job_id = ? AND outcome IS NULL AND state IS NOT ?",
-                (state, now, job_id, state),
+                f"UPDATE jobs SET state = ?, updated = ? "
+                f"WHERE {_JOB_IS} AND outcome IS NULL AND state IS NOT ?",
+                (state, now, *_identity(request_index, handle), state),
             ).rowcount
             if changed:
-                self._event(now, "state", None, job_id, {"state": state})
+                self._event(now, "state", request_index, handle.job_id, {"state": state})
 
     def record_final(
-        self, job_id: int, *, outcome: str, state: str | None, result: Mapping[str, Any]
+        self,
+        request_index: int,
+        handle: JobHandle,
+        *,
+        outcome: str,
+        state: str | None,
+        result: Mapping[str, Any],
     ) -> None:
         """A job is over: its outcome and result row (outputs included)."""
         now = _iso(self._clock())
+        detail = {"outcome": outcome, "state": state}
         with self._writing():
             self._db.execute(
                 "UPDATE jobs SET state = coalesce(?, state), outcome = ?, result = ?, "
-                "updated = ? WHERE job_id = ?",
-                (state, outcome, _dumps(dict(result)), now, job_id),
+                f"updated = ? WHERE {_JOB_IS}",
+                (state, outcome, _dumps(dict(result)), now, *_identity(request_index, handle)),
             )
-            self._event(now, "final", None, job_id, {"outcome": outcome, "state": state})
+            self._event(now, "final", request_index, handle.job_id, detail)
 
     def record_not_started(
         self, request_index: int, *, info: str, outcome: str = "not_started"
@@ -703,6 +778,31 @@ class Journal:
         self._db.execute(
             "INSERT INTO events (at, kind, request_idx, job_id, detail) VALUES (?, ?, ?, ?, ?)",
             (now, kind, request_index, job_id, _dumps(dict(detail)) if detail else None),
+        )
+
+
+def _identity(request_index: int, handle: JobHandle) -> tuple[int, int, str]:
+    """What identifies a job's row: its request (so its Reference), id and Key."""
+    return (request_index, handle.job_id, (handle.job_key or "").lower())  # Keys are GUIDs
+
+
+def _refuse_other_names(path: Path) -> None:
+    """Refuse a journal file with more than one hard link.
+
+    SQLite names its ``-wal`` and ``-shm`` files after the name it opens: the
+    writes of a process killed before they were copied into the file itself
+    (``kill -9``) sit in ``NAME-wal``, unseen through another name, so a resume
+    there would take recorded jobs for unstarted ones. (A symbolic link is no
+    such risk: it is resolved before opening, see :func:`_connect`.)
+    """
+    links = path.stat().st_nlink
+    if links > 1:
+        raise ConfigurationError(
+            f"journal {path} has {links} hard links (names), and SQLite keeps its latest "
+            "writes in a file named after the name it was opened by, so another name may "
+            "miss them: use the path the journal was created with (where its -wal file "
+            f"is, if any) and remove the other links (find DIR -samefile {shlex.quote(str(path))} "
+            "lists them)"
         )
 
 

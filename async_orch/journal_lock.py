@@ -39,7 +39,9 @@ So the lock is on the file, not on a name:
   gets in SQLite's way; and as an OFD lock it belongs to our descriptor, so
   SQLite closing its own descriptors of the file never drops it. Elsewhere
   (macOS, Windows) only the sidecar locks, and a hard link is not caught by
-  the lock; a resume still refuses a journal showing two jobs for one request.
+  the lock; :meth:`Journal.open <async_orch.journal.Journal.open>` refuses a
+  journal with a second hard link anyway (made before it opened the file), and
+  a resume refuses a journal showing two jobs for one request.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 
 - :class:`Hooks`: the functions told of a batch's events (progress, a job
   created, a state seen, jobs left behind);
-- :class:`StopPolicy`: what to do with the jobs past a deadline, or left by a
-  cancelled batch.
+- :class:`StopPolicy`: what to do with the jobs past a deadline, Pending too
+  long, or left by a cancelled batch.
 
 Both are checked when built, so a mistake is one clear error before anything
 starts.
@@ -95,11 +95,18 @@ class StopPolicy:
             up (the job is then reported timed out, with the last state seen). A
             job seen ended before its deadline is never stopped; it gets this
             long for its outputs to be read.
+        pending_timeout: seconds a job may stay Pending (from when the batch
+            watches it) before it is reported ``stuck_pending`` (a
+            :class:`~async_orch.errors.StuckPendingError`), and stopped if
+            ``on_timeout``. None (the default): no such limit. Orchestrator never
+            gives up on a Pending job by itself (no runtime, licence or connected
+            machine: it waits; orchestrator-api.md section 8).
     """
 
     on_timeout: bool = False
     on_cancel: bool | None = None
     grace: float = 30.0
+    pending_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.on_timeout, bool):
@@ -111,6 +118,8 @@ class StopPolicy:
                 f"StopPolicy.on_cancel must be True, False or None, got {self.on_cancel!r}"
             )
         check_seconds(self.grace, "StopPolicy.grace", allow_zero=True)
+        if self.pending_timeout is not None:
+            check_seconds(self.pending_timeout, "StopPolicy.pending_timeout")
 
     @property
     def stops_on_cancel(self) -> bool:

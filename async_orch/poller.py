@@ -48,10 +48,10 @@ from async_orch.logs import get_logger
 from async_orch.models import Job
 from async_orch.options import StateCallback, StopPolicy
 from async_orch.planner import FetchOne, ListBatch, ListBudget, PollPlanner, PollPolicy
-from async_orch.resources import OrchestratorAPI
+from async_orch.seams import JobsAPI
 from async_orch.states import JobState
 
-__all__ = ["Finished", "JobWatcher", "WatcherGroup"]
+__all__ = ["Finished", "JobWatcher", "WatcherGroup", "identity_change"]
 
 log = get_logger("async_orch.poller")
 
@@ -73,12 +73,18 @@ class Finished:
     detected: datetime
     error: RequestError | None = None
     stop_sent: str | None = None  # the last stop sent after its deadline, if any
+    # Seconds it had been Pending when its pending_timeout passed (None: it did not).
+    stuck_pending_for: float | None = None
 
 
 @dataclass(slots=True)
 class _Watched:
     handle: JobHandle
     deadline: float | None
+    pending_deadline: float | None = None  # while Pending: when it counts as stuck
+    pending_since: float | None = None
+    stuck_pending_for: float | None = None
+    seen_at: float = -math.inf  # when the server last told its state
     state: JobState | None = None
     job: Job | None = None
     stop_sent: str | None = None  # "SoftStop" / "Kill" once sent
@@ -87,11 +93,10 @@ class _Watched:
 
     def due_at(self, grace: float) -> float | None:
         """When its deadline needs attention next (None: it has no deadline)."""
-        if self.deadline is None:
-            return None
         if self.stop_at is not None:
             return self.stop_at + grace
-        return self.deadline
+        limits = [d for d in (self.deadline, self.pending_deadline) if d is not None]
+        return min(limits) if limits else None
 
 
 class WatcherGroup:
@@ -125,7 +130,7 @@ class JobWatcher:
 
     def __init__(
         self,
-        api: OrchestratorAPI,
+        api: JobsAPI,
         *,
         policy: PollPolicy | None = None,
         stop_policy: StopPolicy | None = None,
@@ -190,6 +195,9 @@ class JobWatcher:
             d for d in (deadline, now + timeout if timeout is not None else None) if d is not None
         ]
         watched = _Watched(handle=handle, deadline=min(limits) if limits else None, state=state)
+        pending_timeout = self._stop_policy.pending_timeout
+        if pending_timeout is not None and state in (None, JobState.PENDING):
+            watched.pending_since, watched.pending_deadline = now, now + pending_timeout
         self._jobs[handle.job_id] = watched
         self._planner.add(handle.job_id, handle.folder_id, now=now, state=state)
         self._track_deadline(watched)
@@ -333,6 +341,7 @@ class JobWatcher:
             if state is None:
                 self._planner.observe_missing(job_id, now=now)
             else:
+                self._jobs[job_id].seen_at = now
                 self._note_state(job_id, state)
                 self._planner.observe(job_id, state, now=now)
 
@@ -372,7 +381,8 @@ class JobWatcher:
             return True  # forgotten meanwhile: the answer is moot
         now = self._clock()
         watched.not_found = 0
-        changed = _identity_change(watched.handle, job)
+        watched.seen_at = now
+        changed = identity_change(watched.handle, job)
         if changed:
             log.warning("async_orch.job_identity_changed", job_id=job.id, change=changed)
             lost = _lost(watched.handle, f"its id now names another job ({changed})")
@@ -411,8 +421,22 @@ class JobWatcher:
                 del self._timed[job_id]
                 continue
             due = watched.due_at(grace)
-            assert due is not None  # only jobs with a deadline are in _timed
+            if due is None:  # its only limit was a pending one, and it left Pending
+                del self._timed[job_id]
+                continue
             ended = watched.state is not None and watched.state.is_terminal
+            if (
+                watched.pending_deadline is not None
+                and watched.pending_since is not None
+                and watched.stop_sent is None
+                and now >= due == watched.pending_deadline
+            ):
+                if watched.seen_at < watched.pending_deadline:
+                    # Pending as last seen, but maybe picked up since: stuck only once
+                    # an answer from after the limit still says Pending.
+                    next_due = min(next_due, now + self._min_interval)
+                    continue
+                watched.stuck_pending_for = now - watched.pending_since
             if ended and watched.stop_sent is None:
                 # It ended in time and only its outputs read is left: give that
                 # the grace period rather than report a finished job as timed out.
@@ -471,6 +495,7 @@ class JobWatcher:
                 detected=datetime.now(UTC),
                 error=error,
                 stop_sent=watched.stop_sent,
+                stuck_pending_for=watched.stuck_pending_for,
             )
         )
 
@@ -481,6 +506,8 @@ class JobWatcher:
         if watched is None or watched.state == state:
             return
         old, watched.state = watched.state, state
+        if state is not JobState.PENDING:
+            watched.pending_deadline = None  # picked up: the pending limit is met
         if self._on_state is not None:
             self._on_state(watched.handle, old, state)
 
@@ -492,7 +519,7 @@ class JobWatcher:
         return None
 
 
-def _identity_change(handle: JobHandle, job: Job) -> str:
+def identity_change(handle: JobHandle, job: Job) -> str:
     """How the job read under the handle's id differs from the handle ("": it
     does not). Only what both sides know is compared."""
     pairs = [

@@ -33,7 +33,8 @@ from async_orch.errors import (
 from async_orch.logs import get_logger
 from async_orch.models import Folder, Job
 from async_orch.planner import ListBudget
-from async_orch.resources import OrchestratorAPI, references_in
+from async_orch.resources import references_in
+from async_orch.seams import JobsAPI
 
 __all__ = ["LookupAnswer", "ReferenceLookups"]
 
@@ -90,7 +91,7 @@ class ReferenceLookups:
 
     def __init__(
         self,
-        api: OrchestratorAPI,
+        api: JobsAPI,
         budget: ListBudget,
         *,
         clock: Callable[[], float],

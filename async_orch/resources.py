@@ -25,13 +25,11 @@ from async_orch.errors import (
 )
 from async_orch.models import Folder, Job, Release, StartRequest, parse_job_state_row
 from async_orch.protocol import folder_headers
+from async_orch.seams import FolderRef
 from async_orch.states import JobState
 from async_orch.transport import Transport
 
 __all__ = ["FolderRef", "OrchestratorAPI", "odata_quote", "references_in"]
-
-#: A folder as users name it: numeric Id, Key (GUID) or path ("Finance/Invoices").
-FolderRef = int | str | Folder
 
 _JOBS = "odata/Jobs"
 _START_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
@@ -76,7 +74,10 @@ def _values(body: Any, what: str) -> list[dict[str, Any]]:
 
 
 class OrchestratorAPI:
-    """The resource calls; build it on a Transport (``OrchestratorClient`` does)."""
+    """The resource calls; build it on a Transport (``OrchestratorClient`` does).
+
+    It implements :class:`~async_orch.seams.JobsAPI`, the calls the dispatcher makes.
+    """
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport

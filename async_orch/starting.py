@@ -38,7 +38,6 @@ from async_orch.logs import get_logger
 from async_orch.models import Folder, Job, Release, StartRequest, reference_problem
 from async_orch.planner import ListBudget, PollPolicy
 from async_orch.reference_lookups import ReferenceLookups
-from async_orch.resources import OrchestratorAPI
 from async_orch.retries import (
     Adopted,
     BatchRetries,
@@ -51,6 +50,8 @@ from async_orch.retries import (
     Wait,
     may_have_started,
 )
+from async_orch.seams import JobsAPI
+from async_orch.start_refusals import explain_start_refusal
 
 __all__ = [
     "BatchRetries",
@@ -109,7 +110,7 @@ class Starter:
 
     def __init__(
         self,
-        api: OrchestratorAPI,
+        api: JobsAPI,
         limiter: StartLimiter,
         *,
         retry: RetryPolicy,
@@ -175,6 +176,8 @@ class Starter:
             handles = [JobHandle.of(job, folder, reference=reference) for job in jobs]
             on_jobs(list(zip(handles, jobs, strict=True)), attempts)
         except RequestError as exc:
+            where = target[0].fully_qualified_name if isinstance(target, tuple) else None
+            exc = explain_start_refusal(exc, where or str(request.folder))
             log.info(
                 "async_orch.start_failed",
                 index=index,
@@ -300,7 +303,7 @@ class Starter:
             raise AssertionError(f"StartJobs for Reference {reference!r} cut off, not cancelled")
 
 
-async def resolve_targets(api: OrchestratorAPI, requests: Sequence[JobRequest]) -> list[Target]:
+async def resolve_targets(api: JobsAPI, requests: Sequence[JobRequest]) -> list[Target]:
     """Each request's folder and release, looking each distinct pair up once."""
     found: dict[tuple[int | str, str], Target] = {}
     limiter = anyio.CapacityLimiter(_RESOLVE_CONCURRENCY)

@@ -44,7 +44,7 @@ from typing import Any, Self
 import aiohttp
 import anyio
 
-from async_orch._http import Response, send_once
+from async_orch._http import AiohttpSender, Response
 from async_orch.auth import TokenManager
 from async_orch.config import RefreshTokenCredentials, Settings
 from async_orch.errors import (
@@ -60,6 +60,7 @@ from async_orch.errors import (
 from async_orch.logs import get_logger
 from async_orch.protocol import endpoint_label, error_from_response, retry_after_from
 from async_orch.retries import GiveUp, transport_step
+from async_orch.seams import HTTPSender
 from async_orch.sessions import session_for
 from async_orch.transport_hooks import (
     HealthTracker,
@@ -67,6 +68,7 @@ from async_orch.transport_hooks import (
     RetryScheduled,
     TransportHealth,
     TransportHooks,
+    announce_request,
     call_hooks,
     report_answer,
     report_cancelled,
@@ -120,6 +122,8 @@ class Transport:
         settings: URL, credentials, timeouts, retry policy, pool limits.
         session: an aiohttp session to use; it is then never closed here. By
             default the transport creates one on ``__aenter__`` and closes it on exit.
+        sender: what sends each request, instead of an aiohttp session (a test's
+            fake :class:`~async_orch.seams.HTTPSender`); never closed here.
         sleep: awaited between retries (tests pass a recorder).
         clock: monotonic seconds, for token expiry.
         rng: randomness for backoff jitter (seed it for reproducible tests).
@@ -132,6 +136,7 @@ class Transport:
         settings: Settings,
         *,
         session: aiohttp.ClientSession | None = None,
+        sender: HTTPSender | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -150,11 +155,15 @@ class Transport:
         self._timeout = aiohttp.ClientTimeout(
             total=settings.timeout.total, sock_connect=settings.timeout.connect
         )
-        self._session = session
-        self._owns_session = False
-        self._tokens: TokenManager | None = None
+        if session is not None and sender is not None:
+            raise ValueError("give Transport a session or a sender, not both")
         if session is not None:
-            self._tokens = self._token_manager(session)
+            sender = AiohttpSender(session, timeout=self._timeout)
+        self._sender = sender
+        self._owned_session: aiohttp.ClientSession | None = None
+        self._tokens: TokenManager | None = None
+        if sender is not None:
+            self._tokens = self._token_manager(sender)
         self._responses: Counter[tuple[str, int | str]] = Counter()
         self._retries = 0
         self._rate_limited = 0
@@ -177,21 +186,20 @@ class Transport:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def _token_manager(self, session: aiohttp.ClientSession) -> TokenManager:
+    def _token_manager(self, sender: HTTPSender) -> TokenManager:
         return TokenManager(
             self._settings.credentials,
-            session=session,
+            sender=sender,
             token_url=self._settings.token_url,
             clock=self._clock,
-            timeout=self._timeout,
             hooks=self._hooks,
         )
 
     async def __aenter__(self) -> Self:
-        if self._session is None:
-            self._session = session_for(self._settings, timeout=self._timeout)
-            self._owns_session = True
-            self._tokens = self._token_manager(self._session)
+        if self._sender is None:
+            self._owned_session = session_for(self._settings, timeout=self._timeout)
+            self._sender = AiohttpSender(self._owned_session, timeout=self._timeout)
+            self._tokens = self._token_manager(self._sender)
         return self
 
     async def __aexit__(
@@ -204,11 +212,11 @@ class Transport:
 
     async def aclose(self) -> None:
         """Close the session if this transport created it."""
-        if self._owns_session and self._session is not None:
+        if self._owned_session is not None:
             if self._tokens is not None:
                 self._closed_token_requests += self._tokens.token_requests
-            session, self._session, self._tokens = self._session, None, None
-            self._owns_session = False
+            session, self._owned_session = self._owned_session, None
+            self._sender, self._tokens = None, None
             await session.close()
 
     # -- counters ---------------------------------------------------------------------------
@@ -229,18 +237,20 @@ class Transport:
         """When the server last answered, and the current failure streak (if any)."""
         return self._health.health
 
-    def _sending(self, method: str, url: str, label: str, json: Any) -> RequestSent:
-        event = RequestSent(method, url, label, json, self._clock())
-        call_hooks(self._hooks, "on_request", event)
-        return event
+    def _sending(
+        self, method: str, url: str, label: str, json: Any, attempt: int
+    ) -> tuple[RequestSent, dict[str, str] | None]:
+        """The event of a try, told to the hooks; with the headers they add."""
+        event = RequestSent(method, url, label, json, self._clock(), attempt)
+        return event, announce_request(self._hooks, event)
 
     # -- requests ---------------------------------------------------------------------------
 
     def ensure_open(self) -> None:
         """Raise :class:`ClientClosedError` unless requests can be sent now."""
-        if self._session is None or self._tokens is None:
+        if self._sender is None or self._tokens is None:
             raise ClientClosedError()
-        if self._session.closed:
+        if self._sender.closed:
             raise ClientClosedError(session_closed=True)
 
     def _url(self, path: str) -> str:
@@ -295,8 +305,8 @@ class Transport:
                 was closed; nothing was sent.
         """
         self.ensure_open()
-        session, tokens = self._session, self._tokens
-        assert session is not None and tokens is not None  # ensure_open checked
+        sender, tokens = self._sender, self._tokens
+        assert sender is not None and tokens is not None  # ensure_open checked
         method = method.upper()
         idem = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         url = self._url(path)
@@ -317,6 +327,7 @@ class Transport:
         failures = 0  # transient failures of the request so far
         token_failures = 0  # failures to get a token (nothing was sent)
         renewed = False  # the one token renewal a 401 earns
+        sent_tries = 0  # tries put on the wire, whatever the reason for each
         while True:
             try:
                 token = await tokens.get_token()
@@ -331,16 +342,16 @@ class Transport:
                 continue
 
             send_headers["Authorization"] = f"Bearer {token}"
-            sent = self._sending(method, url, label, json)
+            sent_tries += 1
+            sent, added = self._sending(method, url, label, json, sent_tries)
             try:
-                response = await send_once(
-                    session,
+                response = await sender.send(
                     method,
                     url,
-                    headers=send_headers,
+                    # A hook's header never replaces ours (Authorization above all).
+                    headers=send_headers if added is None else {**added, **send_headers},
                     params=query,
                     body=body,
-                    client_timeout=self._timeout,
                 )
             except TransportError as exc:
                 report_answer(self._hooks, sent, None, str(exc), self._clock())

@@ -6,6 +6,11 @@ the request's task, so it must be quick and must not raise (a hook that raises
 is logged and otherwise ignored). Token requests are reported too (their body
 never is: it holds the credentials).
 
+``on_request`` may return headers to add to that try (a W3C ``traceparent``,
+say: :mod:`async_orch.tracing` does so); they never replace a header the
+transport sets (``Authorization`` among them). Token requests are sent as they
+are: the identity server is not Orchestrator.
+
 The transport's own :class:`HealthTracker` is one such hook: it keeps the time
 of the last answer and the current failure streak, which progress displays use
 to say what a quiet batch is waiting for.
@@ -13,7 +18,7 @@ to say what a quiet batch is waiting for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +31,7 @@ __all__ = [
     "RetryScheduled",
     "TransportHealth",
     "TransportHooks",
+    "announce_request",
     "call_hooks",
     "report_answer",
     "report_cancelled",
@@ -46,6 +52,8 @@ class RequestSent:
         endpoint: the transport's label (``"odata/Jobs"``, ``"token"``...).
         json: the JSON body as given to the transport (None for token requests).
         at: the transport's clock when it was sent.
+        attempt: the try of this request, the first being 1 (a retry or a
+            resend with a renewed token counts).
     """
 
     method: str
@@ -53,6 +61,7 @@ class RequestSent:
     endpoint: str
     json: Any = field(default=None, repr=False)
     at: float = 0.0
+    attempt: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +105,9 @@ class RetryScheduled:
 class TransportHooks:
     """Callbacks on the transport's events; override the ones you need."""
 
-    def on_request(self, event: RequestSent) -> None:
-        """A try is about to be sent."""
+    def on_request(self, event: RequestSent) -> Mapping[str, str] | None:
+        """A try is about to be sent; may return headers to add to it."""
+        return None
 
     def on_response(self, event: ResponseReceived) -> None:
         """A try ended, with an answer or without."""
@@ -113,6 +123,20 @@ def call_hooks(hooks: Sequence[TransportHooks], method: str, event: object) -> N
             getattr(hook, method)(event)
         except Exception as exc:
             log.warning("async_orch.hook_failed", hook=type(hook).__name__, error=repr(exc))
+
+
+def announce_request(hooks: Sequence[TransportHooks], event: RequestSent) -> dict[str, str] | None:
+    """Call each hook's ``on_request``; the headers they add (None: none)."""
+    added: dict[str, str] | None = None
+    for hook in hooks:
+        try:
+            headers = hook.on_request(event)
+        except Exception as exc:
+            log.warning("async_orch.hook_failed", hook=type(hook).__name__, error=repr(exc))
+            continue
+        if headers:
+            added = {**added, **headers} if added else dict(headers)
+    return added
 
 
 def report_answer(

@@ -48,6 +48,9 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         UIPATH_CLIENT_ID="demo-client",
         UIPATH_CLIENT_SECRET="demo-secret",
         PYTHONUNBUFFERED="1",
+        # The local simulator answers in milliseconds: a second is far longer than
+        # it can still be working on a StartJobs, and keeps resumes quick.
+        ASYNC_ORCH_RECONCILE_WINDOW="1",
     )
     env.update(extra)
     return env
@@ -108,6 +111,17 @@ def journal_counts(path: Path) -> tuple[int, int]:
     except sqlite3.OperationalError:  # created, schema not written yet
         return (0, 0)
     return (int(row[0]), int(row[1]))
+
+
+async def dispatch_killed_midway(
+    journal: Path, *args: str, env: dict[str, str], recorded: int = 5
+) -> None:
+    """Run ``dispatch --journal JOURNAL --quiet ARGS`` and kill -9 it once the
+    journal records ``recorded`` jobs (give --rate so that is before the end)."""
+    process = await spawn_cli("dispatch", "--journal", str(journal), "--quiet", *args, env=env)
+    await wait_until(lambda: journal_counts(journal)[0] >= recorded, process=process)
+    process.send_signal(SIGKILL)
+    await finish(process)
 
 
 def simulator_jobs(sim: SimulatorHandle) -> dict[str, Any]:

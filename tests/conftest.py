@@ -10,21 +10,28 @@
 * ``orch``: a :class:`SimClient` bound to ``simulator``: tokens and folder-aware
   requests in one line.
 
-Autouse: aioresponses made to work with aiohttp 3.14, and structlog reset around
-every test (the CLI's configuration must not leak from one test into the next).
+``aioresponses_mock()``: aioresponses, made to work with aiohttp 3.14, for the tests
+of the aiohttp layer itself (others send through ``fakes.FakeSender``).
+
+Autouse: structlog reset around every test (the CLI's configuration must not leak
+from one test into the next), and a test that starts a process without the ``slow``
+marker fails, naming the marker (so ``pytest -m "not slow"`` stays in-process).
 """
 
 from __future__ import annotations
 
 import base64
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import patch
 
 import aiohttp
 import pytest
 import structlog
+from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
 
 from async_orch.simulator import SimulatorHandle, run_simulator
@@ -177,9 +184,28 @@ class _MockedResponse(aiohttp.ClientResponse):
         super().__init__(method, url, **kwargs)
 
 
+@contextmanager
+def aioresponses_mock() -> Iterator[aioresponses]:
+    """``aioresponses()`` with its responses built the way aiohttp 3.14 needs, only
+    while it is active."""
+    with (
+        patch.object(aioresponses_core, "ClientResponse", _MockedResponse),
+        aioresponses() as mock,
+    ):
+        yield mock
+
+
 @pytest.fixture(autouse=True)
-def _aioresponses_on_aiohttp_3_14(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioresponses_core, "ClientResponse", _MockedResponse)
+def _processes_only_in_slow_tests(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if request.node.get_closest_marker("slow") is not None:
+        return
+
+    def refuse(self: subprocess.Popen[Any], args: Any, *rest: Any, **options: Any) -> None:
+        raise AssertionError(f"this test starts a process ({args!r}): mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture(autouse=True)

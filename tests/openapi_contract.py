@@ -50,8 +50,8 @@ from typing import Any
 from urllib.parse import quote
 
 import yaml
-from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
-from jsonschema.validators import extend  # type: ignore[import-untyped]
+from jsonschema.exceptions import ValidationError
+from jsonschema.validators import extend
 from openapi_schema_validator import OAS30ReadValidator
 from referencing import Registry
 from referencing.jsonschema import DRAFT4

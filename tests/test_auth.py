@@ -12,10 +12,11 @@ import anyio
 import pytest
 import structlog
 from aiohttp import web
-from aioresponses import CallbackResult, aioresponses
+from conftest import aioresponses_mock
+from fakes import FakeSender, Handler, Outcome, SentRequest, reply
 from multidict import CIMultiDict
-from yarl import URL
 
+from async_orch._http import AiohttpSender
 from async_orch._logging import fingerprint, redact
 from async_orch.auth import (
     DEFAULT_LIFETIME,
@@ -275,18 +276,7 @@ def test_a_short_secret_is_redacted_only_where_it_stands_alone() -> None:
     assert redact(f"x{SECRET}y", [SECRET]) == "x[redacted]y"
 
 
-# -- the manager, against a mocked token endpoint ---------------------------------------
-
-
-def sent(mock: aioresponses, url: str) -> list[dict[str, Any]]:
-    """kwargs of each POST sent to ``url``."""
-    return [call.kwargs for call in mock.requests.get(("POST", URL(url)), [])]
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+# -- the manager, against a fake sender --------------------------------------------------
 
 
 def token_reply(token: str = TOKEN, expires_in: int = 3600) -> dict[str, Any]:
@@ -294,7 +284,7 @@ def token_reply(token: str = TOKEN, expires_in: int = 3600) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("credentials", "url", "reply"),
+    ("credentials", "url", "payload"),
     [
         (CC, TOKEN_URL, token_reply()),
         (REFRESH, LEGACY_URL, token_reply()),
@@ -303,53 +293,50 @@ def token_reply(token: str = TOKEN, expires_in: int = 3600) -> dict[str, Any]:
     ids=["client_credentials", "refresh_token", "password"],
 )
 async def test_each_flow_sends_exactly_its_request(
-    session: aiohttp.ClientSession, credentials: Credentials, url: str, reply: dict[str, Any]
+    credentials: Credentials, url: str, payload: dict[str, Any]
 ) -> None:
     expected: TokenRequest = build_token_request(credentials, token_url=url)
-    with aioresponses() as mock:
-        mock.post(url, payload=reply)
-        manager = TokenManager(credentials, session=session, token_url=url)
-        assert await manager.get_token() == TOKEN
-    [call] = sent(mock, url)
-    assert call["data"] == expected.body
-    assert call["headers"] == dict(expected.headers)
+    sender = FakeSender(reply(200, payload))
+    manager = TokenManager(credentials, sender=sender, token_url=url)
+    assert await manager.get_token() == TOKEN
+    [call] = sender.requests
+    assert (call.method, call.url) == ("POST", url)
+    assert call.body == expected.body
+    assert call.headers == dict(expected.headers)
     assert manager.token_requests == 1
 
 
-async def test_200_concurrent_callers_cause_one_token_request(
-    session: aiohttp.ClientSession,
-) -> None:
-    release = anyio.Event()
+def held_until(release: anyio.Event, outcome: Outcome) -> Handler:
+    """A sender's handler: every request waits for ``release``, then gets ``outcome``."""
 
-    async def slow_token(url: URL, **kwargs: Any) -> CallbackResult:
+    async def handle(request: SentRequest) -> Outcome:
         await release.wait()
-        return CallbackResult(payload=token_reply())
+        return outcome
 
+    return handle
+
+
+async def test_200_concurrent_callers_cause_one_token_request() -> None:
+    release = anyio.Event()
     results: list[str] = []
 
     async def caller(manager: TokenManager) -> None:
         results.append(await manager.get_token())
 
-    with aioresponses() as mock:
-        mock.post(TOKEN_URL, callback=slow_token, repeat=True)
-        manager = TokenManager(CC, session=session, token_url=TOKEN_URL)
-        async with anyio.create_task_group() as tg:
-            for _ in range(200):
-                tg.start_soon(caller, manager)
-            await anyio.wait_all_tasks_blocked()  # all 200 wait on the one request
-            release.set()
+    sender = FakeSender(handler=held_until(release, reply(200, token_reply())))
+    manager = TokenManager(CC, sender=sender, token_url=TOKEN_URL)
+    async with anyio.create_task_group() as tg:
+        for _ in range(200):
+            tg.start_soon(caller, manager)
+        await anyio.wait_all_tasks_blocked()  # all 200 wait on the one request
+        release.set()
     assert results == [TOKEN] * 200
-    assert len(sent(mock, TOKEN_URL)) == 1
+    assert len(sender.requests) == 1
     assert manager.token_requests == 1
 
 
-async def test_waiters_share_the_leaders_error(session: aiohttp.ClientSession) -> None:
+async def test_waiters_share_the_leaders_error() -> None:
     release = anyio.Event()
-
-    async def refuse(url: URL, **kwargs: Any) -> CallbackResult:
-        await release.wait()
-        return CallbackResult(status=400, payload={"error": "invalid_client"})
-
     errors: list[BaseException] = []
 
     async def caller(manager: TokenManager) -> None:
@@ -358,115 +345,106 @@ async def test_waiters_share_the_leaders_error(session: aiohttp.ClientSession) -
         except AuthenticationError as exc:
             errors.append(exc)
 
-    with aioresponses() as mock:
-        mock.post(TOKEN_URL, callback=refuse, repeat=True)
-        manager = TokenManager(CC, session=session, token_url=TOKEN_URL)
-        async with anyio.create_task_group() as tg:
-            for _ in range(50):
-                tg.start_soon(caller, manager)
-            await anyio.wait_all_tasks_blocked()
-            release.set()
+    refused = reply(400, {"error": "invalid_client"})
+    sender = FakeSender(handler=held_until(release, refused))
+    manager = TokenManager(CC, sender=sender, token_url=TOKEN_URL)
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(caller, manager)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
     assert len(errors) == 50
     assert all(e is errors[0] for e in errors)
-    assert len(sent(mock, TOKEN_URL)) == 1
+    assert len(sender.requests) == 1
 
 
-async def test_refreshes_ahead_of_expiry_on_the_injected_clock(
-    session: aiohttp.ClientSession,
-) -> None:
+async def test_refreshes_ahead_of_expiry_on_the_injected_clock() -> None:
     now = [1000.0]
-    with aioresponses() as mock:
-        mock.post(TOKEN_URL, payload=token_reply("first", 3600))
-        mock.post(TOKEN_URL, payload=token_reply("second", 3600))
-        manager = TokenManager(CC, session=session, token_url=TOKEN_URL, clock=lambda: now[0])
-        assert await manager.get_token() == "first"
-        now[0] = 1000.0 + 3600 - 300 - 0.001  # just before expiry minus the 300 s skew
-        assert await manager.get_token() == "first"
-        assert manager.token_requests == 1
-        now[0] = 1000.0 + 3600 - 300
-        assert await manager.get_token() == "second"
-        assert manager.token_requests == 2
-
-
-async def test_invalidate_drops_only_the_current_token(session: aiohttp.ClientSession) -> None:
-    with aioresponses() as mock:
-        mock.post(TOKEN_URL, payload=token_reply("first"))
-        mock.post(TOKEN_URL, payload=token_reply("second"))
-        manager = TokenManager(CC, session=session, token_url=TOKEN_URL)
-        first = await manager.get_token()
-        await manager.invalidate("some-other-token")
-        assert await manager.get_token() == first
-        await manager.invalidate(first)
-        assert await manager.get_token() == "second"
-        await manager.invalidate(first)  # late 401 for the old token: no effect
-        assert await manager.get_token() == "second"
+    sender = FakeSender(reply(200, token_reply("first", 3600)), reply(200, token_reply("second")))
+    manager = TokenManager(CC, sender=sender, token_url=TOKEN_URL, clock=lambda: now[0])
+    assert await manager.get_token() == "first"
+    now[0] = 1000.0 + 3600 - 300 - 0.001  # just before expiry minus the 300 s skew
+    assert await manager.get_token() == "first"
+    assert manager.token_requests == 1
+    now[0] = 1000.0 + 3600 - 300
+    assert await manager.get_token() == "second"
     assert manager.token_requests == 2
 
 
-async def test_a_cancelled_leader_hands_over_to_a_waiter(session: aiohttp.ClientSession) -> None:
-    calls = 0
+async def test_invalidate_drops_only_the_current_token() -> None:
+    sender = FakeSender(reply(200, token_reply("first")), reply(200, token_reply("second")))
+    manager = TokenManager(CC, sender=sender, token_url=TOKEN_URL)
+    first = await manager.get_token()
+    await manager.invalidate("some-other-token")
+    assert await manager.get_token() == first
+    await manager.invalidate(first)
+    assert await manager.get_token() == "second"
+    await manager.invalidate(first)  # late 401 for the old token: no effect
+    assert await manager.get_token() == "second"
+    assert manager.token_requests == 2
 
-    async def first_hangs(url: URL, **kwargs: Any) -> CallbackResult:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
+
+async def test_a_cancelled_leader_hands_over_to_a_waiter() -> None:
+    async def first_hangs(request: SentRequest) -> Outcome:
+        if len(sender.requests) == 1:
             await anyio.sleep_forever()
-        return CallbackResult(payload=token_reply())
+        return reply(200, token_reply())
 
+    sender = FakeSender(handler=first_hangs)
     got: list[str] = []
 
     async def waiter(manager: TokenManager) -> None:
         got.append(await manager.get_token())
 
-    with aioresponses() as mock:
-        mock.post(TOKEN_URL, callback=first_hangs, repeat=True)
-        manager = TokenManager(CC, session=session, token_url=TOKEN_URL)
-        async with anyio.create_task_group() as tg:
-            leader_scope = anyio.CancelScope()
+    manager = TokenManager(CC, sender=sender, token_url=TOKEN_URL)
+    async with anyio.create_task_group() as tg:
+        leader_scope = anyio.CancelScope()
 
-            async def leader() -> None:
-                with leader_scope:
-                    await manager.get_token()
+        async def leader() -> None:
+            with leader_scope:
+                await manager.get_token()
 
-            tg.start_soon(leader)
-            await anyio.wait_all_tasks_blocked()
-            tg.start_soon(waiter, manager)
-            await anyio.wait_all_tasks_blocked()
-            leader_scope.cancel()
+        tg.start_soon(leader)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(waiter, manager)
+        await anyio.wait_all_tasks_blocked()
+        leader_scope.cancel()
     assert got == [TOKEN]
-    assert calls == 2
+    assert len(sender.requests) == 2
 
 
-async def test_static_token_is_never_exchanged(session: aiohttp.ClientSession) -> None:
-    with aioresponses():  # any request would fail: none is registered
-        manager = TokenManager(StaticToken(token=TOKEN), session=session, token_url=None)
-        assert manager.is_static
-        assert await manager.get_token() == TOKEN
-        await manager.invalidate("not-it")
-        assert await manager.get_token() == TOKEN
-        await manager.invalidate(TOKEN)
-        with pytest.raises(AuthenticationError) as caught:
-            await manager.get_token()
+async def test_static_token_is_never_exchanged() -> None:
+    sender = FakeSender()  # any request would fail: it has no answer
+    manager = TokenManager(StaticToken(token=TOKEN), sender=sender, token_url=None)
+    assert manager.is_static
+    assert await manager.get_token() == TOKEN
+    await manager.invalidate("not-it")
+    assert await manager.get_token() == TOKEN
+    await manager.invalidate(TOKEN)
+    with pytest.raises(AuthenticationError) as caught:
+        await manager.get_token()
     assert "create a new personal access token" in str(caught.value)
     assert TOKEN not in str(caught.value)
     assert manager.token_requests == 0
+    assert sender.requests == []
 
 
 def test_a_token_url_is_required_unless_static() -> None:
     with pytest.raises(ConfigurationError):
-        TokenManager(CC, session=None, token_url=None)  # type: ignore[arg-type]
+        TokenManager(CC, sender=FakeSender(), token_url=None)
 
 
 async def test_unreachable_token_endpoint_is_a_transport_error(
     session: aiohttp.ClientSession,
 ) -> None:
+    # Through the aiohttp sender: the refusal is mapped, not leaked.
     refused = aiohttp.ClientConnectorError(
         aiohttp.client_reqrep.ConnectionKey("cloud.uipath.com", 443, True, True, None, None, None),
         ConnectionRefusedError(111, "Connection refused"),
     )
-    with aioresponses() as mock:
+    with aioresponses_mock() as mock:
         mock.post(TOKEN_URL, exception=refused)
-        manager = TokenManager(CC, session=session, token_url=TOKEN_URL)
+        manager = TokenManager(CC, sender=AiohttpSender(session), token_url=TOKEN_URL)
         with pytest.raises(TransportError) as caught:
             await manager.get_token()
     assert caught.value.may_have_reached_server is False
@@ -474,13 +452,10 @@ async def test_unreachable_token_endpoint_is_a_transport_error(
     assert not isinstance(caught.value, aiohttp.ClientError)
 
 
-async def test_no_secret_or_token_in_logs_reprs_or_errors(
-    session: aiohttp.ClientSession,
-) -> None:
-    with structlog.testing.capture_logs() as logs, aioresponses() as mock:
-        mock.post(TOKEN_URL, payload=token_reply())
-        mock.post(TOKEN_URL, status=401, payload={"error": "invalid_client"})
-        manager = TokenManager(CC, session=session, token_url=TOKEN_URL)
+async def test_no_secret_or_token_in_logs_reprs_or_errors() -> None:
+    sender = FakeSender(reply(200, token_reply()), reply(401, {"error": "invalid_client"}))
+    with structlog.testing.capture_logs() as logs:
+        manager = TokenManager(CC, sender=sender, token_url=TOKEN_URL)
         token = await manager.get_token()
         await manager.invalidate(token)
         with pytest.raises(AuthenticationError) as caught:
@@ -498,6 +473,12 @@ async def test_no_secret_or_token_in_logs_reprs_or_errors(
 
 
 # -- the real wire ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
 
 
 @pytest.fixture
@@ -557,7 +538,7 @@ async def test_token_requests_on_the_wire(
     decode: Callable[[bytes], dict[str, str]],
 ) -> None:
     base, seen = token_server
-    manager = TokenManager(credentials, session=session, token_url=base + path)
+    manager = TokenManager(credentials, sender=AiohttpSender(session), token_url=base + path)
     assert await manager.get_token() == "wire-token"
     [request] = seen
     assert (request["method"], request["path"]) == ("POST", path)

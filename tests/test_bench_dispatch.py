@@ -12,6 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # every test here starts a process
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_dispatch.py"
 JOBS = 24
 

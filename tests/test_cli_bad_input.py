@@ -14,6 +14,8 @@ from test_dispatcher_support import START_JOBS, requests_to
 
 from async_orch.simulator import SimulatorHandle
 
+pytestmark = pytest.mark.slow  # every test here starts a process
+
 GOOD = '{"folder": "Shared", "process": "Echo", "inputs": {"n": 1}}'
 
 

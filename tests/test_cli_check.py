@@ -13,6 +13,8 @@ from cli_harness import cli_env, closed_port, run_cli, simulator_jobs
 
 from async_orch.simulator import SimulatorHandle
 
+pytestmark = pytest.mark.slow  # every test here starts a process
+
 
 @pytest.fixture
 async def sim(start_simulator: Callable[..., Any]) -> SimulatorHandle:

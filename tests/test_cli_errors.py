@@ -18,6 +18,7 @@ from async_orch.journal_lock import JournalLock
 from async_orch.simulator import SimulatorHandle
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("flags", "env_extra", "needles"),
     [
@@ -52,6 +53,7 @@ async def test_bad_dispatch_input_is_one_line_and_exit_2(
     assert not (tmp_path / "state").exists()  # no journal for a run that never began
 
 
+@pytest.mark.slow
 async def test_unreachable_host_is_one_line_and_exit_2(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{closed_port()}/demo/DefaultTenant/orchestrator_"
     # One attempt: the transport's retries of a refused connection only add time here.
@@ -62,6 +64,7 @@ async def test_unreachable_host_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert_one_line_exit_2(run, "cannot reach Orchestrator", "Check the URL")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("url", "needles"),
     [
@@ -81,6 +84,7 @@ async def test_malformed_url_is_one_line_and_exit_2(
     assert_one_line_exit_2(run, *needles)
 
 
+@pytest.mark.slow
 async def test_missing_credentials_is_one_line_and_exit_2(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
     del env["UIPATH_CLIENT_ID"], env["UIPATH_CLIENT_SECRET"]
@@ -91,6 +95,7 @@ async def test_missing_credentials_is_one_line_and_exit_2(tmp_path: Path) -> Non
     assert_one_line_exit_2(run, "no credentials", "UIPATH_CLIENT_ID")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("content", "suffix", "needles"),
     [
@@ -113,6 +118,7 @@ async def test_bad_job_file_is_one_line_and_exit_2(
     assert_one_line_exit_2(run, *needles)
 
 
+@pytest.mark.slow
 async def test_resume_of_a_file_that_is_not_a_journal_is_exit_2(tmp_path: Path) -> None:
     bogus = tmp_path / "notes.sqlite"
     bogus.write_text("hello", encoding="utf-8")
@@ -122,6 +128,7 @@ async def test_resume_of_a_file_that_is_not_a_journal_is_exit_2(tmp_path: Path) 
     assert_one_line_exit_2(missing, "no journal at")
 
 
+@pytest.mark.slow
 async def test_usage_errors_exit_2(tmp_path: Path) -> None:
     run = await run_cli("dispatch", "--count", "many", env=cli_env(tmp_path))
     assert_one_line_exit_2(run, "argument --count: 'many' is not a whole number")
@@ -153,6 +160,7 @@ def test_good_durations_rates_and_counts_are_read() -> None:
     assert positive_int("16") == 16
 
 
+@pytest.mark.slow
 async def test_a_negative_timeout_is_a_usage_error_before_anything_starts(tmp_path: Path) -> None:
     # Accepted, it would start the jobs only to abandon them at once.
     env = cli_env(tmp_path)
@@ -165,6 +173,7 @@ async def test_a_negative_timeout_is_a_usage_error_before_anything_starts(tmp_pa
     assert not (tmp_path / "state").exists()  # no journal was written
 
 
+@pytest.mark.slow
 async def test_every_writer_of_a_journal_in_use_gets_one_line_and_exit_2(
     start_simulator: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -199,6 +208,7 @@ async def test_every_writer_of_a_journal_in_use_gets_one_line_and_exit_2(
     assert simulator_jobs(sim)["created"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("env_extra", "needles"),
     [
@@ -219,6 +229,7 @@ async def test_a_malformed_url_in_the_environment_is_one_line_and_exit_2(
     assert_one_line_exit_2(run, *needles)
 
 
+@pytest.mark.slow
 async def test_an_unwritable_output_fails_before_anything_starts(
     start_simulator: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -251,6 +262,7 @@ async def test_an_unwritable_output_fails_before_anything_starts(
     assert not [name for name in leftovers if (tmp_path / name).exists()]
 
 
+@pytest.mark.slow
 async def test_checking_the_output_keeps_an_old_file_and_leaves_no_new_one(
     start_simulator: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -268,6 +280,7 @@ async def test_checking_the_output_keeps_an_old_file_and_leaves_no_new_one(
     assert not fresh.exists()
 
 
+@pytest.mark.slow
 async def test_files_that_are_not_utf8_are_one_line_and_exit_2(tmp_path: Path) -> None:
     # As Excel saves "CSV" on Windows: cp1252, so "é" is the single byte 0xE9.
     jobs = tmp_path / "jobs.csv"

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cli_harness import (
     cli_env,
     finish,
@@ -21,6 +22,8 @@ from cli_harness import (
 
 from async_orch.journal import Journal
 from async_orch.simulator import SimulatorHandle
+
+pytestmark = pytest.mark.slow  # every test here starts a process
 
 # DailyReport runs 20-60 simulated seconds: 2-6 s at this scale, so the jobs are
 # still running when the signal comes, and a SoftStop takes 0.5 s.

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cli_harness import (
     cli_env,
     finish,
@@ -18,6 +19,8 @@ from cli_harness import (
 )
 
 from async_orch.simulator import SimulatorHandle
+
+pytestmark = pytest.mark.slow  # every test here starts a process
 
 
 async def test_jobs_by_journal_by_id_and_by_reference(

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cli_harness import (
     REPO,
     SIGKILL,
     CliRun,
     assert_one_line_exit_2,
     cli_env,
+    dispatch_killed_midway,
     finish,
     journal_counts,
     run_cli,
@@ -24,10 +26,13 @@ from cli_harness import (
     spawn_cli,
     wait_until,
 )
+from test_journal import write_schema_1_journal
 
 from async_orch.batch import JobHandle
-from async_orch.journal import Journal, JournalTarget, RequestRecord
+from async_orch.journal import JobRecord, Journal, JournalTarget, RequestRecord
 from async_orch.simulator import SimulatorHandle
+
+pytestmark = pytest.mark.slow  # every test here starts a process
 
 TIME_SCALE = 20.0  # an Echo job takes about 0.2 s
 
@@ -75,13 +80,16 @@ async def test_resumes_through_a_symlink_and_a_hard_link_are_refused_while_one_r
     other.mkdir()
     symlink, hardlink = other / "via-symlink.sqlite", other / "via-hardlink.sqlite"
     symlink.symlink_to(journal)
-    os.link(journal, hardlink)
 
     first = await spawn_cli("dispatch", "--resume", str(symlink), "--quiet", env=env)
     await wait_until(lambda: journal_counts(journal)[0] == count, process=first)
-    for name in (hardlink, journal, symlink):
+    for name in (journal, symlink):
         refused = await run_cli("dispatch", "--resume", str(name), env=env)
         assert_one_line_exit_2(refused, f"error: journal {name} is in use by another")
+    os.link(journal, hardlink)  # made while the first runs: every name is refused now
+    for name in (hardlink, journal, symlink):
+        refused = await run_cli("dispatch", "--resume", str(name), env=env)
+        assert_one_line_exit_2(refused, f"error: journal {name} has 2 hard links (names)")
     assert first.returncode is None  # refused while the first was still running
 
     first.send_signal(SIGKILL)
@@ -89,6 +97,45 @@ async def test_resumes_through_a_symlink_and_a_hard_link_are_refused_while_one_r
     jobs = simulator_jobs(sim)
     assert jobs["by_reference"] == {f"j-{i}": 1 for i in range(count)}  # one job each
     assert jobs["created"] == count
+
+
+async def test_after_a_kill_a_hard_link_is_refused_and_the_original_name_resumes(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    """After kill -9 the last writes are in JOURNAL-wal, which SQLite finds only
+    by the name the journal was written under: through another name the jobs
+    recorded there look unstarted, so that name is refused, not resumed."""
+    sim: SimulatorHandle = await start_simulator(time_scale=TIME_SCALE)
+    env = cli_env(tmp_path)
+    journal = tmp_path / "batch.sqlite"
+    count = 20
+    await dispatch_killed_midway(
+        journal, "--url", sim.url, "--process", "Echo", "--folder", "HR",
+        "--count", str(count), "--rate", "20", env=env,
+    )  # fmt: skip
+    recorded, _ = journal_counts(journal)
+    hardlink = tmp_path / "elsewhere" / "batch.sqlite"
+    hardlink.parent.mkdir()
+    os.link(journal, hardlink)
+    assert journal_counts(hardlink)[0] < recorded  # what another name would have seen
+    started = simulator_jobs(sim)["created"]
+
+    for command in (("dispatch", "--resume"), ("jobs", "--journal")):
+        refused = await run_cli(*command, str(hardlink), env=env)
+        assert_one_line_exit_2(
+            refused,
+            f"error: journal {hardlink} has 2 hard links (names)",
+            "use the path the journal was created with",
+            "remove the other links",
+        )
+    assert simulator_jobs(sim)["created"] == started  # nothing started
+
+    hardlink.unlink()
+    resumed = await run_cli("dispatch", "--resume", str(journal), env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert {r["outcome"] for r in resumed.rows()} == {"successful"}
+    jobs = simulator_jobs(sim)
+    assert jobs["created"] == count and jobs["duplicate_references"] == {}
 
 
 async def test_a_journal_showing_two_jobs_for_one_request_is_not_resumed(
@@ -109,6 +156,38 @@ async def test_a_journal_showing_two_jobs_for_one_request_is_not_resumed(
         run, f"journal {path} shows 2 jobs (ids 101, 102) for request 1 (Reference j-1)"
     )
     assert simulator_jobs(sim)["created"] == 0  # nothing started
+
+
+async def test_a_journal_of_the_previous_schema_resumes(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=TIME_SCALE)
+    path = tmp_path / "old.sqlite"
+    target = JournalTarget(url=sim.url, organization="demo", tenant="DefaultTenant")
+    requests = [
+        RequestRecord(index=i, reference=f"old-{i}", folder="Shared", process="Echo", inputs={})
+        for i in range(3)
+    ]
+    handle = JobHandle(
+        job_id=4242, job_key=None, folder_id=1, folder_key=None, folder_path="Shared",
+        reference="old-0",
+    )  # fmt: skip
+    result = {"job_id": 4242, "outcome": "successful"}
+    done = JobRecord(job_id=4242, request_index=0, handle=handle, state="Successful",
+                     outcome="successful", result=result)  # fmt: skip
+    write_schema_1_journal(path, target, requests, [done])
+
+    run = await run_cli("dispatch", "--resume", str(path), env=cli_env(tmp_path))
+    assert run.returncode == 0, run.stderr
+    rows = run.rows()
+    assert [(r["reference"], r["outcome"]) for r in rows] == [
+        (f"old-{i}", "successful") for i in range(3)
+    ]
+    assert rows[0]["job_id"] == 4242  # reported from the journal, not started again
+    assert simulator_jobs(sim)["by_reference"] == {"old-1": 1, "old-2": 1}
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    db.close()
 
 
 async def _full_disk_cli(fail_after: int, *args: str, env: dict[str, str]) -> CliRun:

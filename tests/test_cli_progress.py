@@ -6,10 +6,12 @@ import io
 import re
 from pathlib import Path
 
+import pytest
 from cli_harness import cli_env, run_cli
 
 from async_orch.batch import Progress
-from async_orch.cli.progress import ProgressDisplay
+from async_orch.cli.progress import ProgressDisplay, waiting_text
+from async_orch.transport_hooks import TransportHealth
 
 
 def display() -> ProgressDisplay:
@@ -49,6 +51,7 @@ def test_a_state_this_version_does_not_list_is_still_counted() -> None:
     assert shown_total(line) == 3
 
 
+@pytest.mark.slow
 async def test_quiet_prints_only_the_path_of_a_journal_it_chose(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
     args = ["dispatch", "--simulator", "--time-scale", "600", "--process", "Echo"]
@@ -61,3 +64,21 @@ async def test_quiet_prints_only_the_path_of_a_journal_it_chose(tmp_path: Path) 
     named = await run_cli(*args, "--journal", str(tmp_path / "j.sqlite"), env=env)
     assert named.returncode == 0, named.stderr
     assert named.stderr == ""
+
+
+def test_the_heartbeat_says_how_long_jobs_wait_pending_and_where() -> None:
+    progress = Progress(total=40)
+    progress.move("Finance", None, "Pending", 32)
+    progress.move("HR", None, "Pending", 8)
+    for job_id in range(32):
+        progress.note_pending("Finance", job_id, True, 100.0 + job_id)
+    for job_id in range(100, 108):
+        progress.note_pending("HR", job_id, True, 450.0)
+    text = waiting_text(progress, TransportHealth(), now=460.0, last_change=455.0)
+    # Finance's oldest waits 6 minutes; HR's only 10 s: not worth a word yet.
+    assert text == (
+        "waiting on 32 jobs Pending for 6m00s in Finance: no robot free, "
+        "8 jobs Pending in HR; last change 5 s ago"
+    )
+    progress.note_pending("Finance", 0, False, 470.0)  # the oldest was picked up
+    assert progress.oldest_pending("Finance") == 101.0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from cli_harness import (
     SIGKILL,
     cli_env,
@@ -23,7 +25,22 @@ from conftest import SimClient
 from async_orch.journal import Journal, JournalTarget, RequestRecord
 from async_orch.simulator import SimulatorHandle
 
+pytestmark = pytest.mark.slow  # every test here starts a process
+
 TIME_SCALE = 20.0  # an Echo job (2 s pickup + 1-2 s run) takes about 0.2 s
+DEAD_INPUTS = '{"i":0,"by":"dead"}'  # the StartJobs of a run that died, told apart
+
+
+def unstarted_journal(path: Path, sim: SimulatorHandle, name: str, count: int) -> None:
+    """A journal of ``count`` Echo requests (References NAME-0, ...) with no job
+    recorded, as a run leaves it when it dies right after writing its requests."""
+    records = [
+        RequestRecord(index=i, reference=f"{name}-{i}", folder="Shared", process="Echo",
+                      inputs={"i": i})
+        for i in range(count)
+    ]  # fmt: skip
+    target = JournalTarget(url=sim.url, organization="demo", tenant="DefaultTenant")
+    Journal.create(path, target=target, batch_id=name, requests=records).close()
 
 
 async def test_sigkill_mid_dispatch_then_resume_loses_nothing_and_duplicates_nothing(
@@ -75,13 +92,7 @@ async def test_resume_finds_jobs_whose_start_was_never_recorded_by_reference(
     heard of the job: the resume must adopt it, not start it again."""
     sim: SimulatorHandle = await start_simulator(time_scale=TIME_SCALE)
     path = tmp_path / "lost.sqlite"
-    records = [
-        RequestRecord(index=i, reference=f"lost-{i}", folder="Shared", process="Echo",
-                      inputs={"i": i})
-        for i in range(4)
-    ]  # fmt: skip
-    target = JournalTarget(url=sim.url, organization="demo", tenant="DefaultTenant")
-    Journal.create(path, target=target, batch_id="lost", requests=records).close()
+    unstarted_journal(path, sim, "lost", 4)
     async with aiohttp.ClientSession() as http:
         orch = SimClient(sim, http)
         for i in (0, 2):  # started "by the dead process", never journaled
@@ -170,3 +181,41 @@ async def test_a_second_resume_is_refused_while_a_dispatch_writes_the_journal(
     with Journal.open(journal) as reopened:  # the lock went with it: nothing to clean up
         assert len(reopened.jobs()) == 2
     assert simulator_jobs(sim)["created"] == 2  # the refused resume started nothing
+
+
+async def test_a_start_the_killed_run_sent_that_completes_late_is_adopted_not_started_twice(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The process died with a StartJobs in flight that a gateway completes later
+    (the simulator's late_completion fault). The old resume looked the Reference up
+    once, at once, found nothing and started it again: two jobs. Now it looks again
+    once the reconcile window has passed since it took the journal, and adopts it.
+
+    No timing assumption makes this pass: the job is created LATE seconds after the
+    POST, which comes before the resume takes the journal, and WINDOW > LATE."""
+    late, window = 4.0, 8.0
+    sim: SimulatorHandle = await start_simulator(time_scale=TIME_SCALE)
+    path = tmp_path / "inflight.sqlite"
+    unstarted_journal(path, sim, "inflight", 3)
+    sim.simulator.set_faults({"late_completion_rate": 1.0, "late_completion_seconds": late})
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as http:
+        orch = SimClient(sim, http)
+        await orch.headers("Shared")  # the token, before the client gives up early
+        with contextlib.suppress(TimeoutError):  # "the dead process" posts, then is gone
+            await orch.start("Shared", "Echo", Reference="inflight-0", InputArguments=DEAD_INPUTS)
+    sim.simulator.set_faults({}, clear=True)  # the held StartJobs still completes
+
+    resumed = await run_cli(
+        "dispatch", "--resume", str(path),
+        env=cli_env(tmp_path, ASYNC_ORCH_RECONCILE_WINDOW=str(window)),
+    )  # fmt: skip
+    # The held StartJobs has created its job by now, or does so soon: wait for it.
+    engine = sim.simulator.tenants[0].engine
+    await wait_until(lambda: any(j.input_arguments == DEAD_INPUTS for j in engine.jobs()))
+    jobs = simulator_jobs(sim)
+    assert jobs["by_reference"] == {f"inflight-{i}": 1 for i in range(3)}, jobs  # was 2, 1, 1
+    assert jobs["duplicate_references"] == {}
+    assert resumed.returncode == 0, resumed.stderr
+    assert "looking them up again in" in resumed.stderr
+    outputs = [r["outputs"] for r in resumed.rows()]
+    assert outputs == [{"i": 0, "by": "dead"}, {"i": 1}, {"i": 2}]  # the held one, adopted

@@ -7,17 +7,22 @@ reported by its Reference as uncertain.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
+
 import anyio
 import pytest
 import structlog
 from anyio import wait_all_tasks_blocked
-from test_dispatcher_support import FakeAPI
+from fakes import FakeAPI
 
 import async_orch.cancellation as cancellation
 from async_orch.batch import JobHandle, JobRequest
 from async_orch.dispatcher import Dispatcher
+from async_orch.models import Job, StartRequest
 from async_orch.options import Hooks
 from async_orch.planner import PollPolicy
+from async_orch.seams import FolderRef
 
 POLL = PollPolicy(min_interval=0.01, max_interval=0.05)
 
@@ -29,13 +34,13 @@ def requests(count: int) -> list[JobRequest]:
     ]
 
 
-def left_running(logs: list[dict[str, object]]) -> list[dict[str, object]]:
+def left_running(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
     return [e for e in logs if e["event"] == "async_orch.jobs_left_running"]
 
 
 async def test_a_start_in_flight_at_cancellation_finishes_and_is_reported() -> None:
     api = FakeAPI(gate=anyio.Event())
-    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(api, poll=POLL)
     started: list[JobHandle] = []
     scope = anyio.CancelScope()
 
@@ -60,7 +65,7 @@ async def test_a_start_in_flight_at_cancellation_finishes_and_is_reported() -> N
     assert len(api.jobs) == 3
     assert sorted(h.job_id for h in started) == sorted(api.jobs)
     (event,) = left_running(logs)
-    assert sorted(event["job_ids"]) == sorted(api.jobs)  # type: ignore[call-overload]
+    assert sorted(event["job_ids"]) == sorted(api.jobs)
     assert event["uncertain_references"] == []
 
 
@@ -69,7 +74,7 @@ async def test_a_start_that_outlives_the_allowed_wait_is_reported_uncertain(
 ) -> None:
     monkeypatch.setattr(cancellation, "ABANDON_START_WAIT", 0.05)
     api = FakeAPI(gate=anyio.Event())  # never opened: the answer never comes
-    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(api, poll=POLL)
     scope = anyio.CancelScope()
 
     async def run() -> None:
@@ -85,22 +90,26 @@ async def test_a_start_that_outlives_the_allowed_wait_is_reported_uncertain(
 
     (event,) = left_running(logs)
     assert event["count"] == 0
-    assert sorted(event["uncertain_references"]) == ["ref-0", "ref-1"]  # type: ignore[arg-type]
+    assert sorted(event["uncertain_references"]) == ["ref-0", "ref-1"]
+
+
+class SecondStartHangs(FakeAPI):
+    """The second StartJobs creates its job, then holds its answer until ``hold``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = anyio.Event()
+
+    async def start_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
+        jobs = await super().start_jobs(folder, request)
+        if len(self.starts()) == 2:
+            await self.hold.wait()  # held inside StartJobs: shielded, so it comes back
+        return jobs
 
 
 async def test_cancelled_start_only_logs_the_jobs_it_had_started() -> None:
-    api = FakeAPI()
-    dispatcher = Dispatcher(api)  # type: ignore[arg-type]
-    gate = anyio.Event()
-    original = api.start_jobs
-
-    async def second_call_hangs(folder, request):  # type: ignore[no-untyped-def]
-        jobs = await original(folder, request)
-        if len(api.starts()) == 2:
-            await gate.wait()  # held inside StartJobs: shielded, so it comes back
-        return jobs
-
-    api.start_jobs = second_call_hangs  # type: ignore[method-assign]
+    api = SecondStartHangs()
+    dispatcher = Dispatcher(api)
     scope = anyio.CancelScope()
 
     async def run() -> None:
@@ -113,16 +122,16 @@ async def test_cancelled_start_only_logs_the_jobs_it_had_started() -> None:
             await api.wait_until(lambda: len(api.jobs) == 2)
             scope.cancel()
             await wait_all_tasks_blocked()
-            gate.set()
+            api.hold.set()
     assert scope.cancelled_caught
 
     (event,) = left_running(logs)
-    assert sorted(event["job_ids"]) == sorted(api.jobs)  # type: ignore[call-overload]
+    assert sorted(event["job_ids"]) == sorted(api.jobs)
 
 
 async def test_an_error_in_a_callback_ends_the_batch_and_reports_its_jobs() -> None:
     api = FakeAPI()
-    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(api, poll=POLL)
 
     def broken(index: int, handle: JobHandle) -> None:
         raise ValueError("callback bug")

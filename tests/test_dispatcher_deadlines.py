@@ -42,7 +42,7 @@ def slow(count: int, folder: str = "Shared", **fields: Any) -> list[JobRequest]:
     ]
 
 
-async def start(start_simulator: Callable[..., Any], **timings: float) -> SimulatorHandle:
+async def start(start_simulator: Callable[..., Any], **timings: Any) -> SimulatorHandle:
     handle: SimulatorHandle = await start_simulator(scenario(**timings), time_scale=SCALE)
     return handle
 

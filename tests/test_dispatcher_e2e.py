@@ -76,6 +76,7 @@ async def test_500_jobs_under_faults_each_created_exactly_once_with_its_outputs(
         if result.outcome is Outcome.UNCERTAIN:
             assert isinstance(result.error, UncertainStartError), result
             continue
+        assert result.request is not None, result
         assert result.outputs == result.request.inputs, result
     stats = sim.simulator.stats()
     # Every kind of fault was met, so the test cannot pass by luck.

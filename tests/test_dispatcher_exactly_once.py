@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
-from aioresponses import aioresponses
+from conftest import aioresponses_mock
 from yarl import URL
 
 from async_orch.batch import JobRequest
@@ -38,7 +38,7 @@ REFERENCE = "order-42"
 
 @pytest.fixture
 def mock() -> Any:
-    with aioresponses() as m:
+    with aioresponses_mock() as m:
         m.get(re.compile(re.escape(BASE + "/odata/Folders") + r"\?.*$"),
               payload={"value": [FOLDER]}, repeat=True)  # fmt: skip
         m.get(re.compile(re.escape(BASE + "/odata/Releases") + r"\?.*$"),

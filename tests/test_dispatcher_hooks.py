@@ -12,10 +12,10 @@ from typing import Any
 import anyio
 import pytest
 import structlog
-from test_dispatcher_support import FakeAPI
+from fakes import FakeAPI
 
 from async_orch.batch import Abandoned, JobHandle, JobRequest, Outcome
-from async_orch.dispatcher import Dispatcher
+from async_orch.dispatcher import Dispatcher, Started
 from async_orch.options import AbandonedCallback, Hooks, StateCallback, StopPolicy
 from async_orch.planner import PollPolicy
 from async_orch.states import JobState
@@ -38,7 +38,7 @@ def left_running(logs: list[Any]) -> list[Any]:
 
 async def test_on_state_hears_each_state_once_in_order_before_the_result() -> None:
     api = FakeAPI()
-    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(api, poll=POLL)
     seen: list[Seen] = []
 
     def on_started(index: int, handle: JobHandle) -> None:
@@ -64,12 +64,13 @@ async def test_on_state_hears_each_state_once_in_order_before_the_result() -> No
 
 async def test_on_state_starts_from_none_for_a_job_re_attached_to() -> None:
     api = FakeAPI(finish_on_start=True)
-    (started,) = await Dispatcher(api).start(requests(1))  # type: ignore[arg-type]
-    (handle,) = started.handles  # type: ignore[union-attr]
+    (started,) = await Dispatcher(api).start(requests(1))
+    assert isinstance(started, Started)
+    (handle,) = started.handles
     seen: list[Seen] = []
 
     with anyio.fail_after(20):
-        (result,) = await Dispatcher(api, poll=POLL).run(  # type: ignore[arg-type]
+        (result,) = await Dispatcher(api, poll=POLL).run(
             handles=[handle],
             hooks=Hooks(on_state=lambda h, old, new: seen.append((h.job_id, old, new))),
         )
@@ -101,7 +102,7 @@ async def cancel_once_started(
 
 async def test_on_abandoned_gets_the_jobs_stopped_after_a_cancel() -> None:
     api = FakeAPI()
-    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(api, poll=POLL)
     reports: list[Abandoned] = []
     seen: list[Seen] = []
 
@@ -132,7 +133,7 @@ async def test_on_abandoned_gets_the_jobs_stopped_after_a_cancel() -> None:
 
 async def test_on_abandoned_takes_over_the_left_running_warning() -> None:
     api = FakeAPI()
-    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(api, poll=POLL)
     reports: list[Abandoned] = []
 
     with structlog.testing.capture_logs() as logs:
@@ -149,7 +150,7 @@ async def test_on_abandoned_takes_over_the_left_running_warning() -> None:
 
 async def test_a_failing_on_abandoned_neither_hides_the_jobs_nor_the_cancellation() -> None:
     api = FakeAPI()
-    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(api, poll=POLL)
 
     def broken(abandoned: Abandoned) -> None:
         raise ValueError("report bug")
@@ -166,7 +167,7 @@ async def test_a_failing_on_abandoned_neither_hides_the_jobs_nor_the_cancellatio
 
 async def test_an_error_in_on_state_ends_the_batch_and_reports_its_jobs() -> None:
     api = FakeAPI()
-    dispatcher = Dispatcher(api, poll=POLL)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(api, poll=POLL)
 
     def on_started(index: int, handle: JobHandle) -> None:
         api.jobs[handle.job_id].state = JobState.RUNNING

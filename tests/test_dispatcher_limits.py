@@ -7,16 +7,20 @@ blocked (so no more calls can start), and then reads how many are in flight.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
-from test_dispatcher_support import FakeAPI
+from fakes import FakeAPI
 
 from async_orch.batch import JobRequest
 from async_orch.dispatcher import Dispatcher, DispatchLimits, Started
 from async_orch.errors import ConfigurationError
 from async_orch.limits import take_slot
+from async_orch.models import Job, StartRequest
+from async_orch.seams import FolderRef
 
 
 def requests(count: int, folders: tuple[str, ...] = ("Shared",)) -> list[JobRequest]:
@@ -33,7 +37,7 @@ async def settle(api: FakeAPI) -> None:
 
 async def test_max_in_flight_caps_start_calls_over_all_folders() -> None:
     api = FakeAPI(gate=anyio.Event())
-    dispatcher = Dispatcher(api, limits=DispatchLimits(max_in_flight=3))  # type: ignore[arg-type]
+    dispatcher = Dispatcher(api, limits=DispatchLimits(max_in_flight=3))
     async with anyio.create_task_group() as tg:
         tg.start_soon(dispatcher.start, requests(12, ("Shared", "HR", "Finance")))
         await api.wait_until(lambda: api.in_flight == 3)
@@ -50,7 +54,7 @@ async def test_per_folder_caps_each_folder_while_others_proceed() -> None:
     # 4 global slots: taking a global slot before the folder's would let
     # Shared's waiting requests hold all four, and HR would never start.
     limits = DispatchLimits(max_in_flight=4, per_folder=2)
-    dispatcher = Dispatcher(api, limits=limits)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(api, limits=limits)
     # All of Shared's requests first: they must not take the global slots HR needs.
     reqs = requests(8, ("Shared",)) + requests(4, ("HR",))
     async with anyio.create_task_group() as tg:
@@ -67,7 +71,7 @@ async def test_per_folder_caps_each_folder_while_others_proceed() -> None:
 
 async def test_set_limits_while_running_raises_and_lowers_the_cap() -> None:
     api = FakeAPI(gate=anyio.Event())
-    dispatcher = Dispatcher(api, limits=DispatchLimits(max_in_flight=1))  # type: ignore[arg-type]
+    dispatcher = Dispatcher(api, limits=DispatchLimits(max_in_flight=1))
     async with anyio.create_task_group() as tg:
         tg.start_soon(dispatcher.start, requests(20))
         await api.wait_until(lambda: api.in_flight == 1)
@@ -94,9 +98,7 @@ async def test_set_limits_while_running_raises_and_lowers_the_cap() -> None:
 
 async def test_set_limits_per_folder_while_running() -> None:
     api = FakeAPI(gate=anyio.Event())
-    dispatcher = Dispatcher(  # type: ignore[arg-type]
-        api, limits=DispatchLimits(max_in_flight=50, per_folder=1)
-    )
+    dispatcher = Dispatcher(api, limits=DispatchLimits(max_in_flight=50, per_folder=1))
     async with anyio.create_task_group() as tg:
         tg.start_soon(dispatcher.start, requests(10, ("Shared", "HR")))
         await api.wait_until(lambda: api.in_flight == 2)
@@ -126,19 +128,27 @@ class FakeTime:
         await anyio.lowlevel.checkpoint()
 
 
+class TimedStarts(FakeAPI):
+    """Records when (on the injected clock) each StartJobs call came; ``on_start``
+    is told how many came so far."""
+
+    def __init__(self, time: FakeTime) -> None:
+        super().__init__()
+        self.time = time
+        self.start_times: list[float] = []
+        self.on_start: Callable[[int], None] = lambda count: None
+
+    async def start_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
+        self.start_times.append(self.time())
+        self.on_start(len(self.start_times))
+        return await super().start_jobs(folder, request)
+
+
 async def test_starts_per_second_spaces_start_calls_on_the_injected_clock() -> None:
     time = FakeTime()
-    api = FakeAPI()
-    start_times: list[float] = []
-    original = api.start_jobs
-
-    async def timed_start(folder, request):  # type: ignore[no-untyped-def]
-        start_times.append(time())
-        return await original(folder, request)
-
-    api.start_jobs = timed_start  # type: ignore[method-assign]
+    api = TimedStarts(time)
     dispatcher = Dispatcher(
-        api,  # type: ignore[arg-type]
+        api,
         limits=DispatchLimits(max_in_flight=10, starts_per_second=4.0),
         clock=time,
         sleep=time.sleep,
@@ -146,30 +156,26 @@ async def test_starts_per_second_spaces_start_calls_on_the_injected_clock() -> N
     outcome = await dispatcher.start(requests(9))
     assert all(isinstance(o, Started) for o in outcome)
     # One token at once (burst 1), then one every 0.25 s of the injected clock.
-    assert start_times == pytest.approx([i * 0.25 for i in range(9)])
+    assert api.start_times == pytest.approx([i * 0.25 for i in range(9)])
 
 
 async def test_starts_per_second_can_change_while_running() -> None:
     time = FakeTime()
-    api = FakeAPI()
-    start_times: list[float] = []
-    original = api.start_jobs
+    api = TimedStarts(time)
     dispatcher = Dispatcher(
-        api,  # type: ignore[arg-type]
+        api,
         limits=DispatchLimits(starts_per_second=1.0),
         clock=time,
         sleep=time.sleep,
     )
 
-    async def timed_start(folder, request):  # type: ignore[no-untyped-def]
-        start_times.append(time())
-        if len(start_times) == 3:
+    def speed_up_at_the_third(count: int) -> None:
+        if count == 3:
             dispatcher.set_limits(starts_per_second=10.0)
-        return await original(folder, request)
 
-    api.start_jobs = timed_start  # type: ignore[method-assign]
+    api.on_start = speed_up_at_the_third
     await dispatcher.start(requests(6))
-    gaps = [b - a for a, b in itertools.pairwise(start_times)]
+    gaps = [b - a for a, b in itertools.pairwise(api.start_times)]
     assert gaps[:2] == pytest.approx([1.0, 1.0])
     assert max(gaps[3:]) <= 0.1 + 1e-9
 
@@ -183,13 +189,13 @@ async def test_starts_per_second_can_change_while_running() -> None:
         ({"start_attempts": 0}, "start_attempts must be at least 1"),
     ],
 )
-def test_bad_limits_are_refused_with_the_fix(kwargs: dict[str, float], message: str) -> None:
+def test_bad_limits_are_refused_with_the_fix(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        DispatchLimits(**kwargs)  # type: ignore[arg-type]
+        DispatchLimits(**kwargs)
 
 
 def test_set_limits_refuses_bad_values_and_keeps_the_old_ones() -> None:
-    dispatcher = Dispatcher(FakeAPI(), limits=DispatchLimits(max_in_flight=4))  # type: ignore[arg-type]
+    dispatcher = Dispatcher(FakeAPI(), limits=DispatchLimits(max_in_flight=4))
     with pytest.raises(ConfigurationError):
         dispatcher.set_limits(max_in_flight=0)
     assert dispatcher.limits.max_in_flight == 4

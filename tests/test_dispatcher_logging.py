@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 import structlog
-from test_dispatcher_support import FakeAPI
+from fakes import FakeAPI
 
 from async_orch.batch import JobRequest, Outcome
 from async_orch.dispatcher import Dispatcher
@@ -51,7 +51,7 @@ async def test_nothing_below_warning_is_logged_unless_structlog_is_configured(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="async_orch")
     api = FakeAPI(finish_on_start=True)
-    dispatcher = Dispatcher(api, poll=PollPolicy(min_interval=0.01))  # type: ignore[arg-type]
+    dispatcher = Dispatcher(api, poll=PollPolicy(min_interval=0.01))
     results = await dispatcher.run(
         [
             JobRequest(process="Echo", folder="Shared", inputs={"i": 1}),
@@ -63,7 +63,7 @@ async def test_nothing_below_warning_is_logged_unless_structlog_is_configured(
 
     # A warning still gets through, to stdlib logging: jobs left running after a cancellation.
     slow = FakeAPI()
-    dispatcher = Dispatcher(slow, poll=PollPolicy(min_interval=0.01))  # type: ignore[arg-type]
+    dispatcher = Dispatcher(slow, poll=PollPolicy(min_interval=0.01))
     with anyio.CancelScope() as scope:
         await dispatcher.run(
             [JobRequest(process="Echo", folder="Shared")],

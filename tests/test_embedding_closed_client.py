@@ -4,7 +4,7 @@ injected aiohttp session the service closed, raises ``ClientClosedError`` naming
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -33,7 +33,7 @@ async def every_call_is_refused(orch: OrchestratorClient, *, session_closed: boo
     handle = JobHandle(
         job_id=1, job_key=None, folder_id=1, folder_key=None, folder_path="HR", reference=None
     )
-    calls = [
+    calls: list[Callable[[], Awaitable[object]]] = [
         lambda: orch.run_jobs(REQUESTS),
         lambda: orch.start_jobs(REQUESTS),
         lambda: orch.wait_jobs([handle]),

@@ -72,6 +72,7 @@ async def test_once_structlog_is_configured_every_event_goes_there_and_none_to_l
     assert [r for r in caplog.records if r.name.startswith("async_orch")] == []
 
 
+@pytest.mark.slow
 def test_with_no_logging_set_up_at_all_a_warning_is_printed_to_stderr() -> None:
     # A fresh interpreter: pytest's own logging handlers would hide Python's
     # last-resort handler, which is what an application without logging gets.

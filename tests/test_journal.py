@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ from async_orch.batch import JobHandle
 from async_orch.cli.profiles import merge_environment, profile_environment
 from async_orch.errors import ConfigurationError
 from async_orch.journal import (
+    JobRecord,
     Journal,
     JournalDamagedError,
     JournalTarget,
@@ -45,10 +47,10 @@ def _records(n: int) -> list[RequestRecord]:
     ]
 
 
-def _handle(job_id: int, reference: str) -> JobHandle:
+def _handle(job_id: int, reference: str, key: str | None = None) -> JobHandle:
     return JobHandle(
         job_id=job_id,
-        job_key=None,
+        job_key=key,
         folder_id=7,
         folder_key=None,
         folder_path="Shared",
@@ -79,7 +81,9 @@ def test_every_write_is_visible_to_another_connection_at_once(tmp_path: Path) ->
     assert reader.execute("SELECT job_id, request_idx, state FROM jobs").fetchall() == [
         (501, 1, "Pending")
     ]
-    journal.record_final(501, outcome="successful", state="Successful", result={"outputs": {}})
+    journal.record_final(
+        1, _handle(501, "r-1"), outcome="successful", state="Successful", result={"outputs": {}}
+    )
     assert reader.execute("SELECT outcome FROM jobs").fetchall() == [("successful",)]
     reader.close()
     journal.close()
@@ -99,10 +103,12 @@ def test_record_started_is_idempotent_and_clears_not_started(tmp_path: Path) -> 
 def test_state_changes_are_recorded_once_and_never_after_the_end(tmp_path: Path) -> None:
     with _journal(tmp_path) as journal:
         journal.record_started(0, _handle(9, "r-0"), state="Pending")
-        journal.record_state(9, "Running")
-        journal.record_state(9, "Running")
-        journal.record_final(9, outcome="faulted", state="Faulted", result={"info": "boom"})
-        journal.record_state(9, "Running")
+        journal.record_state(0, _handle(9, "r-0"), "Running")
+        journal.record_state(0, _handle(9, "r-0"), "Running")
+        journal.record_final(
+            0, _handle(9, "r-0"), outcome="faulted", state="Faulted", result={"info": "boom"}
+        )
+        journal.record_state(0, _handle(9, "r-0"), "Running")
         (job,) = journal.jobs()
         assert (job.state, job.outcome, job.result) == ("Faulted", "faulted", {"info": "boom"})
         assert [e["kind"] for e in journal.events()] == ["created", "started", "state", "final"]
@@ -111,7 +117,9 @@ def test_state_changes_are_recorded_once_and_never_after_the_end(tmp_path: Path)
 def test_plan_resume_sorts_final_running_and_unknown(tmp_path: Path) -> None:
     with _journal(tmp_path, n=4) as journal:
         journal.record_started(0, _handle(10, "r-0"), state=None)
-        journal.record_final(10, outcome="successful", state="Successful", result={})
+        journal.record_final(
+            0, _handle(10, "r-0"), outcome="successful", state="Successful", result={}
+        )
         journal.record_started(1, _handle(11, "r-1"), state="Running")
         journal.record_not_started(3, info="lookup failed")
         plan = plan_resume(journal.requests(), journal.jobs())
@@ -276,7 +284,7 @@ def test_an_sqlite_io_error_is_a_write_error_too(
     journal = _journal(tmp_path)
     _failing_writes(monkeypatch, sqlite3.OperationalError("disk I/O error"))
     with pytest.raises(JournalWriteError, match=r"\(disk I/O error\).*once it can be written:"):
-        journal.record_state(5, "Running")
+        journal.record_state(0, _handle(5, "r-0"), "Running")
     journal.close()
 
 
@@ -316,6 +324,10 @@ DAMAGES = {
     "handle of another job": (
         "UPDATE jobs SET handle = replace(handle, '\"job_id\": 5', '\"job_id\": 6')",
         "jobs row job_id=5: handle names job 6, not 5",
+    ),
+    "key not text": (
+        "UPDATE jobs SET handle = replace(handle, '\"job_key\": null', '\"job_key\": 3')",
+        "jobs row job_id=5: handle's job_key 3 is not text",
     ),
     "job of no request": (
         "PRAGMA foreign_keys = OFF; UPDATE jobs SET request_idx = 99 WHERE job_id = 5",
@@ -392,3 +404,177 @@ def test_a_resume_refuses_a_journal_showing_two_jobs_for_one_request(tmp_path: P
     )
     assert refused.value.job_ids == [6, 7]
     journal.close()
+
+
+# -- a server that reuses job ids (issue 11, point 6) ----------------------------------
+
+KEY = "5f3c9a7e-0000-4000-8000-000000000005"
+
+
+def test_two_requests_jobs_with_one_id_and_key_are_kept_apart(tmp_path: Path) -> None:
+    """A server that forgot its jobs gives their ids (and, seeded alike, their Keys)
+    to new ones: the journal keeps each job on its own request's row. On schema 1
+    (job_id PRIMARY KEY) the second was not recorded, and its end overwrote the first."""
+    with _journal(tmp_path) as journal:
+        old, new = _handle(5, "r-0", KEY), _handle(5, "r-2", KEY.upper())
+        journal.record_started(0, old, state="Running")
+        journal.record_started(2, new, state="Pending")
+        journal.record_started(2, new, state="Pending")  # found again: still once
+        journal.record_state(2, new, "Running")
+        journal.record_final(0, old, outcome="unknown", state=None, result={"info": "lost"})
+        jobs = journal.jobs()
+        plan = plan_resume(journal.requests(), jobs)
+    assert [(j.request_index, j.job_id, j.outcome, j.state) for j in jobs] == [
+        (0, 5, "unknown", "Running"),
+        (2, 5, None, "Running"),
+    ]
+    assert [j.handle for j in jobs] == [old, new]
+    assert [j.request_index for j in plan.reattach] == [2]
+    assert [r.index for r in plan.lookup] == [1]
+
+
+# The schema async-orch wrote before jobs were identified by request, id and Key.
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE requests (
+    idx INTEGER PRIMARY KEY, reference TEXT NOT NULL UNIQUE, folder TEXT NOT NULL,
+    process TEXT NOT NULL, inputs TEXT, timeout REAL, outcome TEXT, info TEXT,
+    updated TEXT NOT NULL
+);
+CREATE TABLE jobs (
+    job_id INTEGER PRIMARY KEY, request_idx INTEGER NOT NULL REFERENCES requests (idx),
+    handle TEXT NOT NULL, state TEXT, outcome TEXT, result TEXT, updated TEXT NOT NULL
+);
+CREATE INDEX jobs_by_request ON jobs (request_idx);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kind TEXT NOT NULL,
+    request_idx INTEGER, job_id INTEGER, detail TEXT
+);
+"""
+
+
+def write_schema_1_journal(
+    path: Path, target: JournalTarget, requests: list[RequestRecord], jobs: list[JobRecord]
+) -> None:
+    """A journal file as the previous async-orch wrote it (schema 1, WAL mode)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.executescript(SCHEMA_1)
+    meta = {
+        "schema_version": "1",
+        "batch_id": "old",
+        "created": "2025-01-01T00:00:00Z",
+        "url": target.url,
+        "organization": target.organization or "",
+        "tenant": target.tenant or "",
+    }
+    db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+    for r in requests:
+        db.execute(
+            "INSERT INTO requests (idx, reference, folder, process, inputs, updated) "
+            "VALUES (?, ?, ?, ?, ?, 'then')",
+            (r.index, r.reference, r.folder, r.process, json.dumps(r.inputs)),
+        )
+    for j in jobs:
+        db.execute(
+            "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, 'then')",
+            (j.job_id, j.request_index, json.dumps(j.handle.to_dict()), j.state, j.outcome,
+             json.dumps(j.result) if j.result is not None else None),
+        )  # fmt: skip
+    db.execute("INSERT INTO events (at, kind) VALUES ('then', 'created')")
+    db.close()
+    path.chmod(0o600)
+
+
+def _schema_1_jobs() -> list[JobRecord]:
+    return [
+        JobRecord(job_id=5, request_index=0, handle=_handle(5, "r-0", KEY), state="Successful",
+                  outcome="successful", result={"outputs": {"ok": 1}}),
+        JobRecord(job_id=6, request_index=1, handle=_handle(6, "r-1"), state="Running",
+                  outcome=None, result=None),
+    ]  # fmt: skip
+
+
+def test_a_schema_1_journal_is_read_as_is_and_migrated_in_place_when_written(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite"
+    write_schema_1_journal(path, TARGET, _records(3), _schema_1_jobs())
+    with Journal.open(path, read_only=True) as reader:  # `jobs --journal`: no write
+        assert reader.jobs() == _schema_1_jobs()
+    schema = sqlite3.connect(path)
+    assert schema.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+        "1",
+    )
+
+    with Journal.open(path, clock=_clock) as journal:  # a resume: migrated first
+        assert journal.jobs() == _schema_1_jobs()
+        assert journal.requests() == _records(3)
+        # What schema 1 could not hold: another request's job with a reused id.
+        journal.record_started(2, _handle(5, "r-2", KEY), state="Pending")
+        journal.record_final(
+            2, _handle(5, "r-2", KEY), outcome="faulted", state="Faulted", result={}
+        )
+        jobs = journal.jobs()
+        assert [e["kind"] for e in journal.events()] == ["created", "migrated", "started", "final"]
+    assert [(j.request_index, j.job_id, j.outcome) for j in jobs] == [
+        (0, 5, "successful"),
+        (1, 6, None),
+        (2, 5, "faulted"),
+    ]
+    assert schema.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+        "2",
+    )
+    assert [row[1] for row in schema.execute("PRAGMA index_list(jobs)")] == ["jobs_identity"]
+    schema.close()
+    with Journal.open(path) as again:  # already schema 2: nothing more to do
+        assert [e["kind"] for e in again.events()].count("migrated") == 1
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_damaged_schema_1_journal_is_refused_not_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    write_schema_1_journal(path, TARGET, _records(2), _schema_1_jobs())
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("UPDATE jobs SET handle = '{\"job_id\": 6}' WHERE job_id = 6")
+    db.close()
+    with pytest.raises(JournalDamagedError, match="jobs row job_id=6: handle is not a job handle"):
+        Journal.open(path)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+    db.close()
+    assert not lock_path(path).exists()
+
+
+def test_a_journal_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    _journal(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "j.sqlite", isolation_level=None)
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    db.close()
+    with pytest.raises(ConfigurationError, match="schema 3; this async-orch reads schema 2"):
+        Journal.open(tmp_path / "j.sqlite")
+
+
+# -- other names of one journal (issue 11, point 1) ------------------------------------
+
+
+def test_a_journal_with_another_hard_link_is_refused_by_every_name(tmp_path: Path) -> None:
+    """SQLite keeps the latest writes in NAME-wal: through another name a resume
+    after a kill -9 would not see them, so a second name is refused outright."""
+    _journal(tmp_path).close()
+    path = tmp_path / "j.sqlite"
+    other = tmp_path / "copy" / "other.sqlite"
+    other.parent.mkdir()
+    os.link(path, other)
+    for name in (path, other):
+        for read_only in (False, True):
+            with pytest.raises(ConfigurationError) as refused:
+                Journal.open(name, read_only=read_only)
+            message = str(refused.value)
+            assert message.startswith(f"journal {name} has 2 hard links (names)"), message
+            assert "use the path the journal was created with" in message
+            assert "remove the other links" in message and "\n" not in message
+            assert not lock_path(name).exists()
+    other.unlink()
+    with Journal.open(path) as journal:
+        assert len(journal.requests()) == 3

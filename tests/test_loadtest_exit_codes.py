@@ -100,6 +100,7 @@ def test_a_report_of_an_earlier_version_is_judged_by_its_outcomes() -> None:
 # -- the command line -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("names", "needles"),
     [
@@ -123,6 +124,7 @@ async def test_unknown_names_are_one_line_and_exit_2_before_any_job(
     assert not report.exists() and not report.with_suffix(".json").exists()
 
 
+@pytest.mark.slow
 async def test_an_unreachable_tenant_is_one_line_and_exit_2(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{closed_port()}/demo/DefaultTenant/orchestrator_"
     report = tmp_path / "r.html"
@@ -135,6 +137,7 @@ async def test_an_unreachable_tenant_is_one_line_and_exit_2(tmp_path: Path) -> N
     assert not report.exists()
 
 
+@pytest.mark.slow
 async def test_jobs_not_started_are_exit_1_with_the_report_written(
     start_simulator: Callable[..., Any], tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -30,7 +31,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 # -- profiles ---------------------------------------------------------------------------
 
 
-def test_constant_profile_plans_rate_times_duration_jobs_evenly():
+def test_constant_profile_plans_rate_times_duration_jobs_evenly() -> None:
     profile = parse_profile("constant:5:60")
     times = profile.start_times()
     assert len(times) == 300
@@ -39,7 +40,7 @@ def test_constant_profile_plans_rate_times_duration_jobs_evenly():
     assert profile.rate_at(10) == 5 and profile.rate_at(60) == 0
 
 
-def test_ramp_profile_speeds_up_and_plans_its_integral():
+def test_ramp_profile_speeds_up_and_plans_its_integral() -> None:
     profile = parse_profile("ramp:0:10:20")  # integral: 10 * 20 / 2 = 100 jobs
     times = profile.start_times()
     assert len(times) == 100
@@ -51,7 +52,7 @@ def test_ramp_profile_speeds_up_and_plans_its_integral():
     assert profile.rate_at(10) == pytest.approx(5)
 
 
-def test_steps_profile_follows_each_step():
+def test_steps_profile_follows_each_step() -> None:
     profile = parse_profile("steps:1x10,4x5")
     times = profile.start_times()
     assert len(times) == 10 + 20
@@ -62,12 +63,12 @@ def test_steps_profile_follows_each_step():
     assert profile.describe() == "steps 1/s x 10 s, 4/s x 5 s"
 
 
-def test_a_zero_step_plans_nothing_during_it():
+def test_a_zero_step_plans_nothing_during_it() -> None:
     times = parse_profile("steps:1x3,0x10,1x2").start_times()
     assert times == pytest.approx([0, 1, 2, 13, 14])
 
 
-def test_start_times_respect_the_cap():
+def test_start_times_respect_the_cap() -> None:
     assert len(parse_profile("constant:10:100").start_times(limit=7)) == 7
 
 
@@ -83,12 +84,12 @@ def test_start_times_respect_the_cap():
         ("constant:0:30", "starts no job"),
     ],
 )
-def test_bad_profiles_are_refused_with_the_reason(spec, message):
+def test_bad_profiles_are_refused_with_the_reason(spec: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         parse_profile(spec)
 
 
-def test_profile_to_dict_describes_it():
+def test_profile_to_dict_describes_it() -> None:
     data = LoadProfile.ramp(1, 3, 10).to_dict()
     assert data["description"] == "ramp 1 -> 3 jobs/s over 10 s"
     assert data["stages"] == [{"rate_from": 1, "rate_to": 3, "duration": 10}]
@@ -97,7 +98,7 @@ def test_profile_to_dict_describes_it():
 # -- job template ------------------------------------------------------------------------
 
 
-def test_inputs_template_replaces_n_and_folder_everywhere():
+def test_inputs_template_replaces_n_and_folder_everywhere() -> None:
     template = {"id": "{n}", "name": "C{n} in {folder}", "tags": ["{n}", "x"], "k": 3}
     assert render_inputs(template, n=7, folder="HR") == {
         "id": 7,
@@ -107,7 +108,7 @@ def test_inputs_template_replaces_n_and_folder_everywhere():
     }
 
 
-def test_job_template_spreads_folders_and_sets_references():
+def test_job_template_spreads_folders_and_sets_references() -> None:
     template = JobTemplate(
         process="Echo", folders=["A", "B"], inputs={"n": "{n}"}, reference_prefix="lt"
     )
@@ -116,7 +117,7 @@ def test_job_template_spreads_folders_and_sets_references():
     assert third.reference == "lt-2" and third.inputs == {"n": 2} and third.process == "Echo"
 
 
-def test_job_template_needs_a_process_and_a_folder():
+def test_job_template_needs_a_process_and_a_folder() -> None:
     with pytest.raises(ConfigurationError, match="--folder"):
         JobTemplate(process="Echo", folders=[])
     with pytest.raises(ConfigurationError, match="--process"):
@@ -150,11 +151,13 @@ def test_job_template_needs_a_process_and_a_folder():
         ("GET", "/o/t/orchestrator_/odata/Machines", "GET other"),
     ],
 )
-def test_route_labels_fit_request_paths_and_simulator_templates(method, path, label):
+def test_route_labels_fit_request_paths_and_simulator_templates(
+    method: str, path: str, label: str
+) -> None:
     assert route_label(method, path) == label
 
 
-def test_percentile_interpolates_between_ranks():
+def test_percentile_interpolates_between_ranks() -> None:
     values = [1.0, 2.0, 3.0, 4.0]
     assert percentile(values, 0) == 1.0
     assert percentile(values, 50) == 2.5
@@ -165,7 +168,7 @@ def test_percentile_interpolates_between_ranks():
     assert percentiles([]) is None
 
 
-def test_bucket_width_keeps_series_short():
+def test_bucket_width_keeps_series_short() -> None:
     assert bucket_width(30) == 1
     assert bucket_width(600) == 5
 
@@ -198,7 +201,7 @@ def _recording() -> Recording:
     return rec
 
 
-def test_summary_counts_jobs_requests_and_rates():
+def test_summary_counts_jobs_requests_and_rates() -> None:
     summary = summarize(_recording(), duration=8.0, target_rate=[1.0] * 8)
     assert summary["jobs"] == {
         "planned": 3,
@@ -226,7 +229,7 @@ def test_summary_counts_jobs_requests_and_rates():
     assert summary["unfinished_jobs"] == [{"job_id": 101, "reference": "lt-1", "folder": "A"}]
 
 
-def test_summary_series_bucket_by_second():
+def test_summary_series_bucket_by_second() -> None:
     series = summarize(_recording(), duration=8.0)["series"]
     assert series["t"] == [0, 1, 2, 3, 4, 5, 6, 7]
     assert series["start_jobs_requests"][:3] == [1, 2, 1]
@@ -238,7 +241,7 @@ def test_summary_series_bucket_by_second():
     assert series["target_rate"] == [0.0] * 8
 
 
-def test_state_series_keep_a_stable_order_and_fill_zeros():
+def test_state_series_keep_a_stable_order_and_fill_zeros() -> None:
     states = summarize(_recording(), duration=8.0)["states"]
     assert list(states["series"]) == ["queued", "Pending", "Running", "successful", "not_started"]
     assert states["series"]["successful"] == [0, 3]  # final, outputs being read: counted done
@@ -246,7 +249,7 @@ def test_state_series_keep_a_stable_order_and_fill_zeros():
     assert states["t"] == [1.0, 2.0]
 
 
-def test_live_line_shows_progress_and_errors():
+def test_live_line_shows_progress_and_errors() -> None:
     line = live_line(
         LiveStatus(
             elapsed=12.0, target_rate=5.0, planned=300, asked=60,
@@ -265,12 +268,12 @@ def _parse(svg: str) -> ElementTree.Element:
     return ElementTree.fromstring(svg)
 
 
-def test_nice_ticks_cover_the_maximum_with_round_steps():
+def test_nice_ticks_cover_the_maximum_with_round_steps() -> None:
     assert nice_ticks(9.3) == [0, 2, 4, 6, 8, 10]
     assert nice_ticks(0) == [0.0, 1.0]
 
 
-def test_line_chart_draws_one_point_per_value_and_breaks_at_gaps():
+def test_line_chart_draws_one_point_per_value_and_breaks_at_gaps() -> None:
     svg = line_chart(
         "lat",
         title="Latency",
@@ -289,19 +292,19 @@ def test_line_chart_draws_one_point_per_value_and_breaks_at_gaps():
     assert ys == sorted(ys, reverse=True)
 
 
-def test_a_lone_value_is_a_dot():
+def test_a_lone_value_is_a_dot() -> None:
     root = _parse(line_chart("x", title="t", x=[0, 1, 2], series=[Series("s", [None, 3, None])]))
     assert root.findall(f"{SVG}polyline") == []
     assert len(root.findall(f"{SVG}circle")) == 1
 
 
-def test_charts_without_data_say_so():
+def test_charts_without_data_say_so() -> None:
     root = _parse(line_chart("x", title="Nothing", x=[0, 1], series=[Series("s", [None, None])]))
     assert root.get("data-kind") == "empty"
     assert "no data" in ElementTree.tostring(root, encoding="unicode")
 
 
-def test_stacked_area_stacks_layers():
+def test_stacked_area_stacks_layers() -> None:
     root = _parse(
         stacked_area_chart(
             "st", title="States", x=[0, 1, 2], layers={"a": [1, 1, 1], "b": [0, 2, 1]}
@@ -313,7 +316,7 @@ def test_stacked_area_stacks_layers():
     assert all(len(p.get("points", "").split()) == 6 for p in polygons)
 
 
-def test_bar_chart_has_a_bar_per_value():
+def test_bar_chart_has_a_bar_per_value() -> None:
     root = _parse(
         bar_chart(
             "b", title="P", groups={"p50": {"q": 1.0, "r": 2.0}, "p95": {"q": 3.0, "r": None}}
@@ -327,7 +330,7 @@ def test_bar_chart_has_a_bar_per_value():
     assert heights[2] > heights[1] > heights[0] > 0
 
 
-def test_chart_text_is_escaped():
+def test_chart_text_is_escaped() -> None:
     svg = line_chart("x", title="<script>", x=[0, 1], series=[Series("a&b", [1, 2])])
     assert "<script>" not in svg and "&lt;script&gt;" in svg
     _parse(svg)
@@ -355,7 +358,7 @@ _SIM_AFTER = {
 }  # fmt: skip
 
 
-def test_server_counters_are_the_difference_in_report_labels():
+def test_server_counters_are_the_difference_in_report_labels() -> None:
     server = server_counters(_SIM_BEFORE, _SIM_AFTER)
     assert server["by_route"] == {
         "Jobs list": {"200": 1},
@@ -367,7 +370,7 @@ def test_server_counters_are_the_difference_in_report_labels():
     assert server["jobs_created"] == 2
 
 
-def test_agreement_compares_each_counter():
+def test_agreement_compares_each_counter() -> None:
     summary = summarize(_recording(), duration=8.0)
     checks = {c["name"]: c for c in agreement(summary, server_counters(_SIM_BEFORE, _SIM_AFTER))}
     assert checks["StartJobs requests"] == {
@@ -382,7 +385,7 @@ def test_agreement_compares_each_counter():
     assert checks["HTTP requests"]["report"] == 6 and checks["HTTP requests"]["equal"]
 
 
-def _report(**meta_extra):
+def _report(**meta_extra: Any) -> dict[str, Any]:
     summary = summarize(_recording(), duration=8.0, target_rate=[1.0] * 8)
     meta = {
         "target": "simulator at http://127.0.0.1:1/x",
@@ -395,7 +398,7 @@ def _report(**meta_extra):
     return build_report(summary, meta=meta, server=server_counters(_SIM_BEFORE, _SIM_AFTER))
 
 
-def test_html_report_is_self_contained_and_holds_every_chart():
+def test_html_report_is_self_contained_and_holds_every_chart() -> None:
     html = render_html(_report())
     assert html.startswith("<!DOCTYPE html>")
     # Nothing fetched from elsewhere: no external scripts, styles, images or fonts.
@@ -411,7 +414,7 @@ def test_html_report_is_self_contained_and_holds_every_chart():
     assert 'id="render-check"' in html
 
 
-def test_html_report_flags_disagreement_and_interruption():
+def test_html_report_flags_disagreement_and_interruption() -> None:
     report = _report(interrupted=True, stop_jobs=False)
     report["agreement"][0]["equal"] = False
     html = render_html(report)
@@ -419,13 +422,13 @@ def test_html_report_flags_disagreement_and_interruption():
     assert "interrupted" in html and "left running" in html
 
 
-def test_html_report_escapes_user_text():
+def test_html_report_escapes_user_text() -> None:
     report = _report()
     report["meta"]["template"]["process"] = "<img src=x onerror=alert(1)>"
     assert "<img src=x" not in render_html(report)
 
 
-def test_agreement_allows_for_tries_cancelled_on_the_wire():
+def test_agreement_allows_for_tries_cancelled_on_the_wire() -> None:
     # An interrupted run cancels tries in flight: the server may have counted
     # each of them (answered or dropped) or never seen it.
     recording = _recording()

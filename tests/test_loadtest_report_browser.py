@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,10 +31,13 @@ CHROMIUM = next(
     None,
 )
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="Chromium is not installed (/usr/bin/chromium); on Debian: apt-get install chromium",
-)
+pytestmark = [
+    pytest.mark.slow,  # every test here starts a browser
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="Chromium is not installed (/usr/bin/chromium); on Debian: apt-get install chromium",
+    ),
+]
 
 
 def _dump_dom(page: Path, profile_dir: Path) -> str:
@@ -51,7 +55,7 @@ def _dump_dom(page: Path, profile_dir: Path) -> str:
     return done.stdout
 
 
-def _report() -> dict:
+def _report() -> dict[str, Any]:
     base = datetime(2024, 7, 1, tzinfo=UTC)
     rec = Recording()
     for n in range(40):
@@ -98,7 +102,7 @@ def _charts(dom: str) -> dict[str, str]:
     return charts
 
 
-def test_chromium_draws_every_chart_of_the_report(tmp_path):
+def test_chromium_draws_every_chart_of_the_report(tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text(render_html(_report()), encoding="utf-8")
     dom = _dump_dom(page, tmp_path / "chromium-profile")
@@ -114,7 +118,7 @@ def test_chromium_draws_every_chart_of_the_report(tmp_path):
     assert check.group(1) == "6/6 charts drawn"
 
 
-def test_the_check_notices_a_chart_that_draws_nothing(tmp_path):
+def test_the_check_notices_a_chart_that_draws_nothing(tmp_path: Path) -> None:
     # The same page with one line emptied: the browser must report it as not drawn.
     html = render_html(_report())
     html, replaced = re.subn(

@@ -6,12 +6,14 @@ polls every few milliseconds, so each test waits on the watcher's own output.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import pytest
 import structlog
-from test_dispatcher_support import FakeAPI, FakeJob
+from fakes import FakeAPI, FakeJob
 
 from async_orch.batch import JobHandle
 from async_orch.errors import TransportError
@@ -19,16 +21,29 @@ from async_orch.models import Job
 from async_orch.options import StopPolicy
 from async_orch.planner import PollPolicy
 from async_orch.poller import Finished, JobWatcher, WatcherGroup
+from async_orch.seams import FolderRef
 from async_orch.states import JobState
 
 POLL = PollPolicy(min_interval=0.005, max_interval=0.02, probe_rate_per_second=1000.0)
 
 
-def add_job(api: FakeAPI, job_id: int, folder: str = "Shared", **fields: object) -> JobHandle:
+def add_job(
+    api: FakeAPI,
+    job_id: int,
+    folder: str = "Shared",
+    *,
+    state: JobState = JobState.PENDING,
+    obeys_soft_stop: bool = True,
+) -> JobHandle:
     resolved = api.folder(folder)
     api.jobs[job_id] = FakeJob(
-        id=job_id, folder=resolved, reference=f"r{job_id}", inputs={"id": job_id}, **fields
-    )  # type: ignore[arg-type]
+        id=job_id,
+        folder=resolved,
+        reference=f"r{job_id}",
+        inputs={"id": job_id},
+        state=state,
+        obeys_soft_stop=obeys_soft_stop,
+    )
     return JobHandle(
         job_id=job_id,
         job_key=None,
@@ -40,7 +55,7 @@ def add_job(api: FakeAPI, job_id: int, folder: str = "Shared", **fields: object)
 
 
 async def watch_all(
-    watcher: JobWatcher, handles: list[JobHandle], **watch_args: object
+    watcher: JobWatcher, handles: list[JobHandle], **watch_args: Any
 ) -> list[Finished]:
     finished: list[Finished] = []
 
@@ -48,7 +63,7 @@ async def watch_all(
         finished.append(item)
 
     for handle in handles:
-        watcher.watch(handle, **watch_args)  # type: ignore[arg-type]
+        watcher.watch(handle, **watch_args)
     watcher.close()
     # Warnings (a failed read) go to a capture, whatever logging other tests set up.
     with structlog.testing.capture_logs(), anyio.fail_after(20):  # fail_after: a safety net
@@ -60,7 +75,7 @@ async def test_final_jobs_are_read_once_by_id_with_their_outputs() -> None:
     api = FakeAPI()
     handles = [add_job(api, 1), add_job(api, 2, "HR"), add_job(api, 3, state=JobState.FAULTED)]
     api.jobs[1].state = api.jobs[2].state = JobState.SUCCESSFUL
-    finished = await watch_all(JobWatcher(api, policy=POLL), handles)  # type: ignore[arg-type]
+    finished = await watch_all(JobWatcher(api, policy=POLL), handles)
 
     by_id = {f.handle.job_id: f for f in finished}
     assert set(by_id) == {1, 2, 3}
@@ -76,16 +91,16 @@ class GatedReads(FakeAPI):
 
     def __init__(self) -> None:
         super().__init__()
-        self.gate = anyio.Event()
+        self.read_gate = anyio.Event()
         self.reading = 0
         self.most_reading = 0
         self.arrived = anyio.Event()
 
-    async def get_job(self, folder: object, job_id: int) -> Job:
+    async def get_job(self, folder: FolderRef, job_id: int) -> Job:
         self.reading += 1
         self.most_reading = max(self.most_reading, self.reading)
         self.arrived.set()
-        await self.gate.wait()
+        await self.read_gate.wait()
         self.reading -= 1
         return await super().get_job(folder, job_id)
 
@@ -93,12 +108,12 @@ class GatedReads(FakeAPI):
 async def test_reads_by_id_run_at_most_fetch_concurrency_at_once_and_none_is_lost() -> None:
     api = GatedReads()
     handles = [add_job(api, i, state=JobState.SUCCESSFUL) for i in range(1, 21)]
-    watcher = JobWatcher(api, policy=POLL, fetch_concurrency=3)  # type: ignore[arg-type]
+    watcher = JobWatcher(api, policy=POLL, fetch_concurrency=3)
 
     async def open_gate_once_they_queue() -> None:
         await api.arrived.wait()
         await anyio.wait_all_tasks_blocked()  # every reader that can start has started
-        api.gate.set()
+        api.read_gate.set()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(open_gate_once_they_queue)
@@ -119,7 +134,7 @@ async def test_state_changes_are_reported_in_order() -> None:
         changes.append((old, new))
         seen_running.set()
 
-    watcher = JobWatcher(api, policy=POLL, on_state=on_state)  # type: ignore[arg-type]
+    watcher = JobWatcher(api, policy=POLL, on_state=on_state)
 
     async def finish_later() -> None:
         await seen_running.wait()
@@ -134,7 +149,7 @@ async def test_state_changes_are_reported_in_order() -> None:
 async def test_past_the_deadline_without_stop_jobs_are_reported_with_their_last_state() -> None:
     api = FakeAPI()
     handles = [add_job(api, i, state=JobState.RUNNING) for i in (1, 2)]
-    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(on_timeout=False))  # type: ignore[arg-type]
+    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(on_timeout=False))
     finished = await watch_all(watcher, handles, timeout=0.1)
 
     assert {f.handle.job_id for f in finished} == {1, 2}
@@ -150,7 +165,7 @@ async def test_stops_are_batched_per_folder_and_kill_follows_for_stubborn_jobs()
         add_job(api, 3, "HR", state=JobState.RUNNING),
         add_job(api, 4, "HR", state=JobState.RUNNING),
     ]
-    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(on_timeout=True, grace=0.3))  # type: ignore[arg-type]
+    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(on_timeout=True, grace=0.3))
     finished = await watch_all(watcher, handles, timeout=0.05)
 
     soft = [c for c in api.stops() if c[3] == "SoftStop"]
@@ -163,21 +178,24 @@ async def test_stops_are_batched_per_folder_and_kill_follows_for_stubborn_jobs()
     assert all(f.stop_sent is not None for f in finished)
 
 
-async def test_a_job_that_ended_before_its_deadline_is_not_stopped() -> None:
-    api = FakeAPI()
-    handle = add_job(api, 1, state=JobState.SUCCESSFUL)
-    original = api.get_job
-    reads = 0
+class FirstReadFails(FakeAPI):
+    """The first read by id fails (a connection reset)."""
 
-    async def first_read_fails(folder, job_id):  # type: ignore[no-untyped-def]
-        nonlocal reads
-        reads += 1
-        if reads == 1:
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def get_job(self, folder: FolderRef, job_id: int) -> Job:
+        self.reads += 1
+        if self.reads == 1:
             raise TransportError("reset", method="GET", url="x")
-        return await original(folder, job_id)
+        return await super().get_job(folder, job_id)
 
-    api.get_job = first_read_fails  # type: ignore[method-assign]
-    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(on_timeout=True, grace=5.0))  # type: ignore[arg-type]
+
+async def test_a_job_that_ended_before_its_deadline_is_not_stopped() -> None:
+    api = FirstReadFails()
+    handle = add_job(api, 1, state=JobState.SUCCESSFUL)
+    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(on_timeout=True, grace=5.0))
     # Known Successful (as StartJobs or a list call could say), deadline already
     # past, and its outputs read fails once: it still gets the grace to be read.
     (finished,) = await watch_all(watcher, [handle], timeout=0.0, state=JobState.SUCCESSFUL)
@@ -190,7 +208,7 @@ async def test_a_job_that_ended_before_its_deadline_is_not_stopped() -> None:
 async def test_watch_refuses_a_job_twice_and_after_close() -> None:
     api = FakeAPI()
     handle = add_job(api, 1)
-    watcher = JobWatcher(api)  # type: ignore[arg-type]
+    watcher = JobWatcher(api)
     watcher.watch(handle)
     with pytest.raises(ValueError, match="already watched"):
         watcher.watch(handle)
@@ -204,14 +222,14 @@ class GatedLists(FakeAPI):
 
     def __init__(self) -> None:
         super().__init__()
-        self.gate = anyio.Event()
+        self.list_gate = anyio.Event()
         self.listed: list[tuple[int, ...]] = []
         self.arrived = anyio.Event()
 
-    async def job_states(self, folder: object, ids: Sequence[int]) -> dict[int, JobState]:
+    async def job_states(self, folder: FolderRef, ids: Sequence[int]) -> dict[int, JobState]:
         self.listed.append(tuple(ids))
         self.arrived.set()
-        await self.gate.wait()
+        await self.list_gate.wait()
         return await super().job_states(folder, ids)
 
 
@@ -220,10 +238,14 @@ async def test_a_list_call_carries_the_other_watchers_jobs_and_frees_them_if_can
     # made it is cancelled, the other's jobs are due again, not stuck waiting.
     api = GatedLists()
     group = WatcherGroup(POLL)
-    watchers = {
-        job_id: JobWatcher(api, policy=POLL, group=group)  # type: ignore[arg-type]
-        for job_id in (1, 2)
-    }
+    # Both jobs are watched at one instant, so both are due for the first list
+    # call however long the box stalls between the two watch() calls.
+    frozen = [time.monotonic()]
+
+    def clock() -> float:
+        return frozen[0] if frozen else time.monotonic()
+
+    watchers = {job_id: JobWatcher(api, policy=POLL, group=group, clock=clock) for job_id in (1, 2)}
     scopes: dict[int, anyio.CancelScope] = {}
     finished: list[Finished] = []
 
@@ -238,6 +260,7 @@ async def test_a_list_call_carries_the_other_watchers_jobs_and_frees_them_if_can
     for job_id, watcher in watchers.items():
         watcher.watch(add_job(api, job_id, state=JobState.SUCCESSFUL))
         watcher.close()
+    frozen.clear()
     with structlog.testing.capture_logs(), anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
             for job_id in watchers:
@@ -249,7 +272,7 @@ async def test_a_list_call_carries_the_other_watchers_jobs_and_frees_them_if_can
             maker, rider = call  # the maker's own ids come first
             scopes[maker].cancel()
             await anyio.wait_all_tasks_blocked()
-            api.gate.set()
+            api.list_gate.set()
 
     # Stuck in the cancelled call, the rider's job would never finish (fail_after).
     assert [f.handle.job_id for f in finished] == [rider]

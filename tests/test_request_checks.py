@@ -61,6 +61,13 @@ def test_a_stop_grace_must_be_zero_or_more_seconds(grace: object) -> None:
     assert StopPolicy(on_timeout=True, grace=0).grace == 0
 
 
+@pytest.mark.parametrize("seconds", [0, -1, math.nan, math.inf, "5"])
+def test_a_pending_timeout_must_be_positive_seconds(seconds: object) -> None:
+    with pytest.raises(InvalidRequestError, match=r"StopPolicy\.pending_timeout must be"):
+        StopPolicy(pending_timeout=seconds)  # type: ignore[arg-type]
+    assert StopPolicy(pending_timeout=0.5).pending_timeout == 0.5
+
+
 def test_stop_policy_and_hooks_refuse_what_they_cannot_use() -> None:
     with pytest.raises(InvalidRequestError, match=r"StopPolicy\.on_timeout must be True or False"):
         StopPolicy(on_timeout="yes")  # type: ignore[arg-type]
@@ -84,7 +91,8 @@ def test_priority_and_strategy_names_become_enum_members() -> None:
     assert request.priority is JobPriority.HIGH
     assert request.strategy is StartStrategy.MODERN_JOBS_COUNT
     assert JobRequest(process="Echo", folder="HR").strategy is StartStrategy.MODERN_JOBS_COUNT
-    assert request.priority == "High"  # still equal to the text users compare with
+    text: str = "High"
+    assert request.priority == text  # still equal to the text users compare with
     unknown = JobRequest(process="Echo", folder="HR", priority="Urgent")
     with pytest.raises(InvalidRequestError, match="must be one of Low, Normal, High; got 'Urgent'"):
         unknown.check()  # refused with the batch, by name

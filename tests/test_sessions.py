@@ -80,6 +80,7 @@ async def _folders(settings: Settings) -> int:
         return len(await orch.api.list_folders())
 
 
+@pytest.mark.slow
 async def test_requests_go_through_the_proxy_named_by_http_proxy(
     fast_simulator: SimulatorHandle, proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
@@ -93,6 +94,7 @@ async def test_requests_go_through_the_proxy_named_by_http_proxy(
     assert await proxy.forwarded() == 3
 
 
+@pytest.mark.slow
 async def test_proxy_credentials_from_the_url_are_sent_to_the_proxy(
     fast_simulator: SimulatorHandle, proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
@@ -102,6 +104,7 @@ async def test_proxy_credentials_from_the_url_are_sent_to_the_proxy(
     assert (await proxy.seen())["authorization"] == [expected, expected]
 
 
+@pytest.mark.slow
 async def test_no_proxy_bypasses_the_proxy(
     fast_simulator: SimulatorHandle, proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
@@ -111,6 +114,7 @@ async def test_no_proxy_bypasses_the_proxy(
     assert await proxy.forwarded() == 0
 
 
+@pytest.mark.slow
 async def test_hosts_that_need_different_proxies_are_decided_per_request(
     fast_simulator: SimulatorHandle, proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
@@ -183,6 +187,7 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
         await runner.cleanup()
 
 
+@pytest.mark.slow  # openssl makes the CA
 async def test_ca_bundle_setting_makes_a_private_ca_trusted(
     tls_server: tuple[str, Path], no_proxy_env: pytest.MonkeyPatch
 ) -> None:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -35,7 +36,7 @@ async def _read_banner(stream: asyncio.StreamReader) -> tuple[str, str]:
     simulator ended) and after STARTUP_TIMEOUT, rather than waiting for ever."""
 
     async def read() -> tuple[str, str]:
-        banner = []
+        banner: list[str] = []
         while raw := await stream.readline():
             line = raw.decode()
             if line.startswith("  TOKEN="):
@@ -64,6 +65,7 @@ async def test_the_banner_reader_fails_at_end_of_output_instead_of_spinning() ->
         await _read_banner(stream)
 
 
+@pytest.mark.slow
 async def test_runs_prints_the_url_first_serves_and_stops_cleanly_on_sigint(
     http: aiohttp.ClientSession,
 ) -> None:
@@ -97,6 +99,7 @@ async def test_runs_prints_the_url_first_serves_and_stops_cleanly_on_sigint(
     assert "Traceback" not in stderr.decode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -154,6 +157,7 @@ async def _banner_and_stop(*args: str, env: dict[str, str] | None = None) -> tup
     return text + line, stderr.decode()
 
 
+@pytest.mark.slow
 async def test_admin_token_is_printed_or_chosen_and_loopback_gives_no_warning() -> None:
     text, stderr = await _banner_and_stop()
     token = text.split("Admin token", 1)[1].split()[0]
@@ -163,18 +167,20 @@ async def test_admin_token_is_printed_or_chosen_and_loopback_gives_no_warning() 
     assert "Admin token        chosen " in text
 
 
+@pytest.mark.slow
 async def test_binding_every_address_prints_a_warning() -> None:
     _, stderr = await _banner_and_stop("--host", "0.0.0.0")
     assert "warning: listening on 0.0.0.0, reachable from other machines" in stderr
 
 
+@pytest.mark.slow
 async def test_state_file_keeps_jobs_across_a_restart_of_the_command(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     """Start a job, stop the simulator, start it again on the same file: the job is
     there with its Key and Reference, and the next job gets the next id."""
     state = tmp_path / "sim.sqlite"
-    jobs = []
+    jobs: list[dict[str, Any]] = []
     for reference in ("before", "after"):
         process = await _spawn("--port", "0", "--state", str(state), "--time-scale", "60")
         try:

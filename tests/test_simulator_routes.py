@@ -16,7 +16,7 @@ STOP = "/odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
 TRACE_ID = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01")
 
 
-def assert_modern_error(body: Any, code: int, message: str) -> None:
+def assert_modern_error(body: Any, code: int | str, message: str) -> None:
     assert set(body) == {"message", "errorCode", "traceId"}, body
     assert body["errorCode"] == code, body
     assert message in body["message"], body
@@ -153,7 +153,7 @@ async def test_start_strategies_over_http(orch: SimClient) -> None:
 
 
 async def test_start_errors(orch: SimClient) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], int, int | str, str]] = [
         (
             {"startInfo": {"ReleaseName": "Nope"}},
             404,
@@ -179,9 +179,9 @@ async def test_start_errors(orch: SimClient) -> None:
         ),
         (
             {"startInfo": {"ReleaseName": "Echo", "Strategy": "Specific", "RobotIds": [6]}},
-            400,
-            1000,
-            "Invalid Robot ID",
+            409,
+            "InvalidStartJobRobotIds",
+            "Couldn't find the specified unattended user/robot in the current folder",
         ),
         ({"ReleaseName": "Echo"}, 400, 1000, "startInfo is required"),
     ]

@@ -4,6 +4,7 @@ test_simulator_restart.py for restarts over HTTP)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import FakeClock
@@ -23,7 +24,7 @@ def _start(sim: Simulator, reference: str, count: int = 1) -> list[int]:
     return [j.id for j in tenant.engine.start_jobs(sim.sim_now(), order)]
 
 
-def _snapshot(sim: Simulator) -> list[tuple[object, ...]]:
+def _snapshot(sim: Simulator) -> list[tuple[Any, ...]]:
     engine = sim.tenants[0].engine
     engine.advance(sim.sim_now())
     return [

@@ -408,8 +408,8 @@ def test_start_strategies(world: World) -> None:
         ({"startInfo": {"ReleaseName": "Echo", "Strategy": "Specific"}}, 400, "RobotIds must list"),
         (
             {"startInfo": {"ReleaseName": "Echo", "Strategy": "Specific", "RobotIds": [6]}},
-            400,
-            "Invalid Robot ID",
+            409,
+            "Couldn't find the specified unattended user/robot",
         ),
         (
             {"startInfo": {"ReleaseName": "Echo", "InputArguments": {"a": 1}}},

@@ -4,13 +4,14 @@ number of tasks however many requests wait (an in-memory API with a gated StartJ
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import anyio
 from anyio import wait_all_tasks_blocked
-from test_dispatcher_support import FakeAPI
+from fakes import FakeAPI
 
 from async_orch.batch import JobRequest
-from async_orch.dispatcher import Dispatcher, DispatchLimits, Started
+from async_orch.dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
 from async_orch.start_pool import StartQueue
 
 
@@ -72,9 +73,9 @@ async def test_queued_requests_hold_no_task_each() -> None:
     """2,000 requests, 4 calls in flight: the batch runs a handful of tasks, not one
     per request (a task and a StartJobs body per queued request cost ~11 KB each)."""
     api = FakeAPI(gate=anyio.Event())
-    dispatcher = Dispatcher(api, limits=DispatchLimits(max_in_flight=4))  # type: ignore[arg-type]
+    dispatcher = Dispatcher(api, limits=DispatchLimits(max_in_flight=4))
     requests = [JobRequest(process="Echo", folder="Shared", inputs={"i": i}) for i in range(2000)]
-    outcome: list[object] = []
+    outcome: list[Started | StartFailure] = []
 
     async def start() -> None:
         outcome.extend(await dispatcher.start(requests))
@@ -90,7 +91,7 @@ async def test_queued_requests_hold_no_task_each() -> None:
     assert len(outcome) == 2000
     assert all(isinstance(r, Started) for r in outcome)
     # Started in request order (one folder, no retries).
-    assert [r.index for r in outcome] == list(range(2000))  # type: ignore[attr-defined]
+    assert [r.index for r in outcome] == list(range(2000))
     posted = [int(reference.rsplit("-", 1)[1]) for _, _, reference in api.starts()]
     assert posted == list(range(2000))
 
@@ -111,7 +112,7 @@ async def test_a_start_that_steps_aside_frees_its_worker_and_its_folder_place() 
     window_over = anyio.Event()
     done: list[int] = []
 
-    async def start_one(index: int, step_aside) -> None:  # type: ignore[no-untyped-def]
+    async def start_one(index: int, step_aside: Callable[[], None]) -> None:
         if index < 2:
             step_aside()
             step_aside()  # a second call changes nothing

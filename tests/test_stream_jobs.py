@@ -37,7 +37,10 @@ async def test_every_result_comes_through_the_block(start_simulator: Callable[..
     async with client(sim) as orch, orch.stream_jobs(requests) as results:
         seen = [result async for result in results]
     assert sorted(r.index for r in seen) == list(range(5))
-    assert all(r.outcome is Outcome.SUCCESSFUL and r.outputs == r.request.inputs for r in seen)
+    assert all(
+        r.outcome is Outcome.SUCCESSFUL and r.request and r.outputs == r.request.inputs
+        for r in seen
+    )
 
 
 async def test_breaking_out_stops_the_rest_before_the_block_is_left(

@@ -17,7 +17,9 @@ import aiohttp
 import anyio
 import pytest
 import structlog
-from aioresponses import CallbackResult, aioresponses
+from aioresponses import CallbackResult
+from conftest import aioresponses_mock
+from fakes import FakeSender, reply
 from yarl import URL
 
 from async_orch._http import Response
@@ -89,7 +91,7 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 def mock() -> Any:
-    with aioresponses() as m:
+    with aioresponses_mock() as m:
         yield m
 
 
@@ -645,6 +647,33 @@ async def test_absolute_urls_must_stay_under_the_base(
         await t.request("GET", "https://cloud.uipath.com/acme/Other/orchestrator_/odata/Jobs")
 
 
+async def test_a_given_sender_carries_the_token_and_the_request() -> None:
+    sender = FakeSender(
+        reply(200, {"access_token": "tok-1", "expires_in": 3600}), reply(200, {"Id": 42})
+    )
+    t = Transport(Settings(url=BASE, credentials=CC), sender=sender)
+    response = await t.request("GET", "odata/Jobs(42)", params={"$select": "Id"})
+    assert response.json() == {"Id": 42}
+    token_call, job_call = sender.requests
+    assert (token_call.method, token_call.url) == ("POST", TOKEN_URL)
+    assert (job_call.method, job_call.url, job_call.params) == ("GET", JOB_42, {"$select": "Id"})
+    assert job_call.headers["Authorization"] == "Bearer tok-1"
+    assert t.stats.token_requests == 1
+
+    sender.closed = True  # closed by its owner: nothing more is sent
+    with pytest.raises(ClientClosedError) as caught:
+        await t.request("GET", "odata/Jobs(42)")
+    assert caught.value.session_closed
+    assert len(sender.requests) == 2
+
+
+def test_a_transport_takes_a_session_or_a_sender_not_both(
+    session: aiohttp.ClientSession,
+) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        Transport(Settings(url=BASE, credentials=CC), session=session, sender=FakeSender())
+
+
 async def test_an_injected_session_is_left_open(session: aiohttp.ClientSession) -> None:
     async with Transport(Settings(url=BASE, credentials=CC), session=session):
         pass
@@ -657,7 +686,7 @@ async def test_an_owned_session_is_created_with_the_limits_and_closed() -> None:
     with pytest.raises(ClientClosedError, match="async with OrchestratorClient"):
         await t.request("GET", "odata/Jobs")
     async with t:
-        owned = t._session
+        owned = t._owned_session
         assert owned is not None
         assert owned.connector is not None
         assert owned.connector.limit == settings.limits.max_connections

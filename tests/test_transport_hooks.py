@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
 import structlog
+from aiohttp import web
 from conftest import FakeClock
 from test_integration_auth import admin_post, connect, demo_credentials
 
 from async_orch.config import Settings
 from async_orch.simulator import SimulatorHandle
+from async_orch.simulator.core import Simulator
 from async_orch.transport import Transport
 from async_orch.transport_hooks import (
     RequestSent,
@@ -136,3 +139,52 @@ async def test_a_try_cancelled_on_the_wire_is_reported_as_cancelled_not_as_a_fai
     ]
     assert not cancelled[0].server_failing
     assert transport.health.failures == 0  # neither an answer nor a failure
+
+
+# -- headers added by hooks ------------------------------------------------------------
+
+
+@pytest.fixture
+def server_headers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Mapping[str, str]]]:
+    """(path, headers) of every request the simulators of this test receive."""
+    seen: list[tuple[str, Mapping[str, str]]] = []
+    make_app = Simulator.make_app
+
+    @web.middleware
+    async def record(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        seen.append((request.path, request.headers.copy()))
+        return await handler(request)
+
+    def recording_app(sim: Simulator, *, admin_token: str) -> web.Application:
+        app = make_app(sim, admin_token=admin_token)
+        app.middlewares.append(record)
+        return app
+
+    monkeypatch.setattr(Simulator, "make_app", recording_app)
+    return seen
+
+
+async def test_headers_a_hook_returns_go_on_the_wire_but_never_replace_ours(
+    start_simulator: Callable[..., Any], server_headers: list[tuple[str, Mapping[str, str]]]
+) -> None:
+    simulator = await start_simulator()
+    attempts: list[int] = []
+
+    class Adding(TransportHooks):
+        def on_request(self, event: RequestSent) -> dict[str, str]:
+            attempts.append(event.attempt)
+            return {"X-Trace": f"try-{event.attempt}", "Authorization": "Bearer forged"}
+
+    settings = Settings(url=simulator.url, credentials=demo_credentials(simulator))
+    async with Transport(settings, hooks=[Adding()]) as transport:
+        await transport.request("GET", "odata/Folders")  # would be a 401 with the forged token
+
+    api = [headers for path, headers in server_headers if path.endswith("/odata/Folders")]
+    assert [h.get("X-Trace") for h in api] == ["try-1"]
+    assert api[0]["Authorization"] != "Bearer forged"
+    # The token request is sent as built: the identity server is not Orchestrator.
+    token = [headers for path, headers in server_headers if path.endswith("/connect/token")]
+    assert len(token) == 1 and "X-Trace" not in token[0]
+    assert attempts == [1, 1]  # the token request, then the API request

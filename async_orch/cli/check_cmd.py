@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TextIO
 from urllib.parse import urlsplit
 
+from async_orch._http import AiohttpSender
 from async_orch.auth import TokenManager
 from async_orch.cli.common import (
     EXIT_OK,
@@ -197,7 +198,9 @@ def _credentials_detail(settings: Settings) -> str:
 async def _token(settings: Settings) -> str:
     token_url = settings.token_url
     async with session_for(settings) as session:
-        manager = TokenManager(settings.credentials, session=session, token_url=token_url)
+        manager = TokenManager(
+            settings.credentials, sender=AiohttpSender(session), token_url=token_url
+        )
         try:
             await manager.get_token()
         except AuthenticationError as exc:

@@ -119,6 +119,13 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
         help="with --simulator: simulated seconds per real second (default: the scenario's)",
     )
     group.add_argument(
+        "--scenario",
+        default=None,
+        metavar="NAME_OR_FILE",
+        help="with --simulator: a built-in scenario (demo, realistic) or a TOML file "
+        "(default: demo)",
+    )
+    group.add_argument(
         "--url",
         help="Orchestrator URL, e.g. https://cloud.uipath.com/ORG/TENANT/orchestrator_ "
         "(default: $UIPATH_URL)",
@@ -161,7 +168,7 @@ async def connection(
     if args.simulator:
         from async_orch.simulator import run_simulator
 
-        async with run_simulator(time_scale=args.time_scale) as sim:
+        async with run_simulator(args.scenario, time_scale=args.time_scale) as sim:
             yield Settings(
                 url=sim.url,
                 credentials=ClientCredentials(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -12,6 +13,8 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from async_orch.batch import JobRequest
 from async_orch.cli.common import (
@@ -88,6 +91,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--stop-on-timeout",
         action="store_true",
         help="stop jobs that time out (SoftStop, then Kill after --stop-grace)",
+    )
+    run_group.add_argument(
+        "--pending-timeout",
+        type=positive,
+        help="seconds a job may stay Pending (no robot took it) before it is reported "
+        "stuck_pending; with --stop-on-timeout it is stopped too",
     )
     run_group.add_argument(
         "--stop-grace",
@@ -192,6 +201,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
         timeout=args.timeout,
         stop_on_timeout=args.stop_on_timeout,
         stop_grace=args.stop_grace,
+        pending_timeout=args.pending_timeout,
         stop_on_interrupt=args.on_interrupt == "stop",
     )
 
@@ -251,6 +261,7 @@ async def _resume(args: argparse.Namespace) -> int:
     # Opened to write: the journal's lock is held until the very end, so a second
     # resume of it (or any other writer) is refused before it looks anything up.
     with Journal.open(args.resume) as journal:
+        locked_at = time.monotonic()  # no writer of this journal can post after this
         target = journal.target
         async with connection(args, default_url=target.url) as settings:
             journal.check_target(target_of(settings))
@@ -263,6 +274,11 @@ async def _resume(args: argparse.Namespace) -> int:
                     "by Reference",
                 )
                 never_started = await reconcile(orch, journal, plan.lookup)
+                if never_started and not journal.last_run_finished():
+                    window = settings.retry.window_after(settings.timeout.total)
+                    never_started = await _look_up_after_window(
+                        args, orch, journal, never_started, until=locked_at + window
+                    )
                 adopted = len(plan.lookup) - len(never_started)
                 plan = plan_resume(journal.requests(), journal.jobs(), path=journal.path)
                 _say(
@@ -286,6 +302,33 @@ async def _resume(args: argparse.Namespace) -> int:
                     stream=sys.stderr,
                 )
                 return _finish(args, journal, display, interrupted)
+
+
+async def _look_up_after_window(
+    args: argparse.Namespace,
+    orch: OrchestratorClient,
+    journal: Journal,
+    records: Sequence[RequestRecord],
+    *,
+    until: float,
+) -> list[RequestRecord]:
+    """Look ``records`` up again once the reconcile window has passed; the rest never started.
+
+    The run that stopped may have sent their StartJobs just before it died, and a
+    server (behind a gateway) can still create those jobs until the reconcile
+    window has passed: starting them after one lookup at once may start them twice.
+    """
+    wait = until - time.monotonic()
+    if wait > 0:
+        _say(
+            args,
+            f"{len(records)} not found by Reference; the stopped run may have sent their "
+            f"StartJobs, which the server can still complete: looking them up again in "
+            f"{wait:.0f} s (the reconcile window, ASYNC_ORCH_RECONCILE_WINDOW) before "
+            "starting them",
+        )
+        await anyio.sleep(wait)
+    return await reconcile(orch, journal, records)
 
 
 def _finish(

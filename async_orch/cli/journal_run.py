@@ -39,6 +39,7 @@ from async_orch.options import (
     StopPolicy,
 )
 from async_orch.planner import FILTER_IN_VALUES
+from async_orch.poller import identity_change
 from async_orch.resources import odata_quote
 from async_orch.starting import batch_references
 from async_orch.states import JobState
@@ -71,6 +72,7 @@ class RunOptions:
     timeout: float | None = None
     stop_on_timeout: bool = False
     stop_grace: float = 30.0
+    pending_timeout: float | None = None
     stop_on_interrupt: bool = False
 
 
@@ -271,23 +273,25 @@ async def run_journaled(
         )
         for r in start
     ]
-    origin: dict[int, RequestRecord] = {}
+    # Keyed by handle, not by id: a server that forgot its jobs gives their ids
+    # to new ones, and a resume then watches both (the handles' References differ).
+    origin: dict[JobHandle, RequestRecord] = {}
     records = {r.index: r for r in journal.requests()}
     for job in reattach:
-        origin[job.job_id] = records[job.request_index]
+        origin[job.handle] = records[job.request_index]
     interrupts = _Interrupts(stream, stop=options.stop_on_interrupt)
 
     # Once a journal write has failed the batch is ending because of it: the
     # callbacks then write nothing more (it would fail again, and be logged as a
     # warning per job) and the failure alone is reported, as one line.
     def on_started(index: int, handle: JobHandle) -> None:
-        origin[handle.job_id] = start[index]
+        origin[handle] = start[index]
         if journal.failure is None:
             journal.record_started(start[index].index, handle, state=None)
 
     def on_state(handle: JobHandle, old: JobState | None, new: JobState) -> None:
         if journal.failure is None:
-            journal.record_state(handle.job_id, new.value)
+            journal.record_state(origin[handle].index, handle, new.value)
 
     def on_abandoned(abandoned: Abandoned) -> None:
         if journal.failure is None:
@@ -340,6 +344,7 @@ async def _run(
                     on_timeout=options.stop_on_timeout,
                     on_cancel=options.stop_on_interrupt,
                     grace=options.stop_grace,
+                    pending_timeout=options.pending_timeout,
                 ),
                 hooks=Hooks(
                     on_progress=on_progress,
@@ -390,7 +395,7 @@ def _report_abandoned(
 def _record_result(
     journal: Journal,
     start: Sequence[RequestRecord],
-    origin: Mapping[int, RequestRecord],
+    origin: Mapping[JobHandle, RequestRecord],
     result: JobResult,
 ) -> None:
     if result.handle is None:  # only requests of this run start no job
@@ -400,14 +405,20 @@ def _record_result(
             outcome=result.outcome.value,  # not_started or uncertain
         )
         return
-    record = origin[result.handle.job_id]
+    record = origin[result.handle]
     state = result.job.raw_state if result.job else (result.state.value if result.state else None)
     journal.record_final(
-        result.handle.job_id,
+        record.index,
+        result.handle,
         outcome=result.outcome.value,
         state=state,
         result=_row(record, result),
     )
+
+
+def _names(job: Job, record: JobRecord) -> bool:
+    """Whether ``job``, read from the server, is the journaled ``record``."""
+    return job.id == record.job_id and not identity_change(record.handle, job)
 
 
 async def refresh_unfinished(orch: OrchestratorClient, journal: Journal) -> None:
@@ -421,14 +432,20 @@ async def refresh_unfinished(orch: OrchestratorClient, journal: Journal) -> None
     for folder_id, jobs in by_folder.items():
         try:
             for start in range(0, len(jobs), LOOKUP_BATCH):
-                chunk = {j.job_id: j for j in jobs[start : start + LOOKUP_BATCH]}
-                for seen in await orch.api.list_jobs(folder_id, ids=list(chunk)):
-                    record = chunk.get(seen.id)
+                chunk = jobs[start : start + LOOKUP_BATCH]
+                ids = sorted({j.job_id for j in chunk})
+                for seen in await orch.api.list_jobs(folder_id, ids=ids):
+                    # Two journaled jobs may share an id (a server that forgot the
+                    # first gave its id out again): only the one it still names is
+                    # updated; the other is left for a resume to report lost.
+                    record = next((j for j in chunk if _names(seen, j)), None)
                     if record is None:
                         continue
                     outcome = Outcome.of_final(seen.state)
                     if outcome is None:
-                        journal.record_state(seen.id, seen.raw_state or seen.state.value)
+                        journal.record_state(
+                            record.request_index, record.handle, seen.raw_state or seen.state.value
+                        )
                         continue
                     full = await orch.api.get_job(folder_id, seen.id)  # for its outputs
                     request = records[record.request_index]
@@ -441,7 +458,8 @@ async def refresh_unfinished(orch: OrchestratorClient, journal: Journal) -> None
                         detected=datetime.now(UTC),  # when this read saw it ended
                     )
                     journal.record_final(
-                        seen.id,
+                        record.request_index,
+                        record.handle,
                         outcome=outcome.value,
                         state=full.raw_state or full.state.value,
                         result=_row(request, result),

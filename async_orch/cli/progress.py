@@ -30,6 +30,8 @@ log = get_logger("async_orch.cli.progress")
 HEARTBEAT_EVERY = 10.0
 #: Seconds without a change between two "still waiting" warnings in the log.
 STALL_WARNING_EVERY = 60.0
+#: Seconds the oldest Pending job of a folder waits before the heartbeat says how long.
+PENDING_NOTICE_AFTER = 60.0
 #: A failure streak shorter than this is a blip, not "the server is not answering".
 _OUTAGE_AFTER = 5.0
 _TICK = 1.0
@@ -230,11 +232,20 @@ def waiting_text(
     if not groups:
         return f"waiting for results; {since}"
     groups.sort(key=lambda g: (-g[0], g[2], g[1]))
-    shown = [f"{_jobs(n)} {state} in {folder}" for n, state, folder in groups[:3]]
+    shown = [_group_text(progress, n, state, folder, now) for n, state, folder in groups[:3]]
     if len(groups) > 3:
         rest = sum(n for n, _, _ in groups[3:])
         shown.append(f"{_jobs(rest)} elsewhere")
     return f"waiting on {', '.join(shown)}; {since}"
+
+
+def _group_text(progress: Progress, n: int, state: str, folder: str, now: float) -> str:
+    """ "32 jobs Running in Finance", or for Pending jobs waiting a while, how long the
+    oldest waits and why: Orchestrator leaves them Pending while no robot is free."""
+    oldest = progress.oldest_pending(folder) if state == "Pending" else None
+    if oldest is not None and now - oldest >= PENDING_NOTICE_AFTER:
+        return f"{_jobs(n)} Pending for {_duration(now - oldest)} in {folder}: no robot free"
+    return f"{_jobs(n)} {state} in {folder}"
 
 
 def _jobs(n: int) -> str:

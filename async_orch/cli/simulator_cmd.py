@@ -58,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--scenario",
         default=None,
         metavar="FILE",
-        help="scenario TOML file (default: the built-in demo scenario)",
+        help="scenario TOML file, or a built-in one: demo (default), realistic",
     )
     parser.add_argument(
         "--time-scale",

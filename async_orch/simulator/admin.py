@@ -6,6 +6,9 @@
 * ``POST /_simulator/faults``         change them: a JSON object of settings
   (see faults.py); ``"clear": true`` first resets every fault to off
 * ``POST /_simulator/revoke-tokens``  revoke all tokens, or ``{"tenant": "org/name"}``
+* ``POST /_simulator/runtimes``       the tenant admin's fix (robots.py): ``{"tenant":
+  "org/name", "machine": "VM-1", "online": true}`` and/or ``{"unattended_licenses": 8}``;
+  Pending jobs are then re-evaluated. 400 for a tenant without machines.
 * ``GET  /_simulator/scenario``       tenants, URLs, folders, processes, credentials
   (secrets redacted: the client id and the first characters of the secret)
 
@@ -104,6 +107,32 @@ def add_admin_routes(app: web.Application, sim: Simulator, *, token: str) -> Non
             )
         return json_response({"revoked": sim.revoke_tokens(tenant)})
 
+    async def change_runtimes(request: web.Request) -> web.Response:
+        data = await _json_object(request)
+        try:
+            tenant = sim.tenant_by_key(str(data.get("tenant", ""))) or (
+                sim.tenants[0] if "tenant" not in data and len(sim.tenants) == 1 else None
+            )
+            if tenant is None:
+                raise ValueError(f"unknown tenant {data.get('tenant')!r}")
+            machine, online = data.get("machine"), data.get("online")
+            licenses = data.get("unattended_licenses")
+            if machine is not None and not isinstance(machine, str):
+                raise ValueError("machine must be a machine name")
+            if online is not None and not isinstance(online, bool):
+                raise ValueError("online must be true or false")
+            if licenses is not None and (
+                isinstance(licenses, bool) or not isinstance(licenses, int) or licenses < 0
+            ):
+                raise ValueError("unattended_licenses must be an integer >= 0")
+            tenant.engine.change_runtimes(
+                sim.sim_now(), machine=machine, online=online, licenses=licenses
+            )
+        except (KeyError, ValueError) as exc:
+            return json_response({"error": str(exc).strip("'\"")}, status=400)
+        assert tenant.engine.runtimes is not None
+        return json_response(tenant.engine.runtimes.describe())
+
     async def scenario(request: web.Request) -> web.Response:
         root = f"{request.scheme}://{request.host}"
         return json_response({"root_url": root, **sim.describe()})
@@ -114,3 +143,4 @@ def add_admin_routes(app: web.Application, sim: Simulator, *, token: str) -> Non
     app.router.add_post(f"{ADMIN_PREFIX}/faults", guarded(set_faults))
     app.router.add_post(f"{ADMIN_PREFIX}/revoke-tokens", guarded(revoke_tokens))
     app.router.add_get(f"{ADMIN_PREFIX}/scenario", guarded(scenario))
+    app.router.add_post(f"{ADMIN_PREFIX}/runtimes", guarded(change_runtimes))

@@ -336,6 +336,7 @@ def _describe_tenant(tenant: TenantRuntime) -> dict[str, Any]:
             for r in spec.refresh_tokens
         ],
         "users": [{"username": u.username, "password": redact(u.password)} for u in spec.users],
+        **({"runtimes": tenant.engine.runtimes.describe()} if tenant.engine.runtimes else {}),
         "folders": [
             {
                 "id": f.id,

@@ -33,6 +33,7 @@ Life cycle of a job (JobDto.State)::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import json
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from async_orch.simulator.outputs import FAULT_MESSAGES, compute_outputs
+from async_orch.simulator.robots import RuntimePool
 from async_orch.simulator.scenario import EngineTimings
 from async_orch.simulator.world import Folder, Release, Robot, World
 from async_orch.states import JobState
@@ -158,6 +160,8 @@ class JobEngine:
         self._jobs: dict[int, Job] = {}
         self._by_key: dict[str, Job] = {}
         self._queues = {f.id: _FolderQueue(capacity=f.capacity) for f in world}
+        # Machines and licences shared by the tenant's folders (robots.py), if declared.
+        self.runtimes = _runtime_pool(world)
         self._events: list[tuple[float, int, int, int, str]] = []
         self._seq = 0
         self._calls = 0
@@ -233,6 +237,13 @@ class JobEngine:
                 self.stop_jobs(
                     command["now"], command["folder"], command["ids"], command["strategy"]
                 )
+            elif command["op"] == "runtimes":
+                self.change_runtimes(
+                    command["now"],
+                    machine=command["machine"],
+                    online=command["online"],
+                    licenses=command["licenses"],
+                )
             else:
                 raise ValueError(f"unknown command {command['op']!r}")
         finally:
@@ -302,6 +313,29 @@ class JobEngine:
         for job in jobs:
             self._stop(job, strategy, now)
 
+    def change_runtimes(
+        self,
+        now: float,
+        *,
+        machine: str | None = None,
+        online: bool | None = None,
+        licenses: int | None = None,
+    ) -> None:
+        """The admin fixes (or breaks) a machine or the licences; Pending jobs are re-evaluated.
+
+        Raises:
+            ValueError: the tenant declares no machines.
+            KeyError: no machine of that name.
+        """
+        if self.runtimes is None:
+            raise ValueError("this tenant declares no machines ([[tenants.machines]])")
+        self.advance(now)
+        self.runtimes.change(machine=machine, online=online, licenses=licenses)
+        if self.on_command is not None:
+            command = {"op": "runtimes", "now": now, "machine": machine, "online": online}
+            self.on_command({**command, "licenses": licenses})
+        self._dispatch_on_runtimes(now)
+
     # -- transitions ---------------------------------------------------------
 
     def _uuid(self) -> uuid.UUID:
@@ -333,6 +367,9 @@ class JobEngine:
 
     def _dispatch(self, folder: Folder, at: float) -> None:
         """Give free robot slots of *folder* to waiting jobs."""
+        if self.runtimes is not None:
+            self._dispatch_on_runtimes(at)
+            return
         queue = self._queues[folder.id]
         while queue.busy < queue.capacity and queue.waiting:
             _, job_id = heapq.heappop(queue.waiting)
@@ -346,10 +383,47 @@ class JobEngine:
                 queue.next_robot += 1
             self._schedule(at + self.timings.pickup_delay, job, _START)
 
+    def _dispatch_on_runtimes(self, at: float) -> None:
+        """Shared runtimes: repeatedly give one to the best waiting job of any folder that
+        can get one (highest priority, then oldest); the others stay Pending."""
+        pool = self.runtimes
+        assert pool is not None
+        while True:
+            best: tuple[tuple[int, int], int] | None = None
+            for folder_id, queue in self._queues.items():
+                while (
+                    queue.waiting and self._jobs[queue.waiting[0][1]].state is not JobState.PENDING
+                ):
+                    heapq.heappop(queue.waiting)  # stopped while waiting
+                if not queue.waiting or pool.pending_reason(folder_id) is not None:
+                    continue
+                if best is None or queue.waiting[0] < best[0]:
+                    best = (queue.waiting[0], folder_id)
+            if best is None:
+                return
+            (_, job_id), folder_id = best
+            queue = self._queues[folder_id]
+            heapq.heappop(queue.waiting)
+            job = self._jobs[job_id]
+            taken = pool.acquire(job.id, folder_id)
+            assert taken is not None  # pending_reason was None just above
+            queue.busy += 1
+            job.has_slot = True
+            robot = job.robot
+            if robot is None and job.folder.robots:
+                robot = job.folder.robots[queue.next_robot % len(job.folder.robots)]
+                queue.next_robot += 1
+            if robot is not None:
+                # The robot account runs on the machine that had the free runtime.
+                job.robot = dataclasses.replace(robot, machine_id=taken[0], machine_name=taken[1])
+            self._schedule(at + self.timings.pickup_delay, job, _START)
+
     def _free_slot(self, job: Job, at: float) -> None:
         if job.has_slot:
             job.has_slot = False
             self._queues[job.folder.id].busy -= 1
+            if self.runtimes is not None:
+                self.runtimes.release(job.id)
             self._dispatch(job.folder, at)
 
     def _begin(self, job: Job, at: float) -> None:
@@ -398,6 +472,15 @@ class JobEngine:
                 self._schedule(now + self.timings.soft_stop_delay, job, _STOPPED)
         # UNCONFIRMED: stopping a job that is already stopping or finished is
         # accepted and ignored here; the real service may answer an error.
+
+
+def _runtime_pool(world: World) -> RuntimePool | None:
+    model = world.tenant.runtimes
+    if model is None:
+        return None
+    # Machine ids after the robots' own: unique in the tenant, the same on every run.
+    first = max((r.machine_id for r in world.robots.values()), default=0) + 1
+    return RuntimePool(model, {f.path: f.id for f in world}, first_machine_id=first)
 
 
 def _encode_order(order: StartOrder) -> dict[str, Any]:

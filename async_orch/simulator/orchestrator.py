@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from async_orch.simulator.dry_run import validate_dynamic_job
 from async_orch.simulator.dto import EXPANDABLE, folder_dto, job_dto, release_dto
 from async_orch.simulator.engine import Job, UnknownJobError
 from async_orch.simulator.folders import resolve_folder
@@ -40,6 +41,7 @@ from async_orch.simulator.odata import (
 )
 from async_orch.simulator.problems import ITEM_NOT_FOUND, ApiProblem, Unauthenticated
 from async_orch.simulator.responses import odata_response
+from async_orch.simulator.robots import NO_RUNTIME_CODE, NO_RUNTIME_MESSAGE
 from async_orch.simulator.routes import Endpoint, RouteMatch
 from async_orch.simulator.start_request import parse_start_jobs, parse_stop_job, parse_stop_jobs
 from async_orch.states import JobState
@@ -59,6 +61,7 @@ REQUIRED_SCOPES: dict[Endpoint, frozenset[str]] = {
     Endpoint.START_JOBS: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
     Endpoint.STOP_JOBS: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
     Endpoint.STOP_JOB: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
+    Endpoint.VALIDATE_DYNAMIC_JOB: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
 }
 
 # UNCONFIRMED: the page size of GET /odata/Jobs without $top; the maximum $top
@@ -386,6 +389,11 @@ async def _job_by_key(call: _Call) -> web.Response:
 async def _start_jobs(call: _Call) -> web.Response:
     folder = resolve_folder(call.request.headers, call.tenant.world)
     order = parse_start_jobs(await _read_json(call.request), folder)
+    runtimes = call.tenant.engine.runtimes
+    if runtimes is not None and not runtimes.folder_has_runtimes(folder.id):
+        # orchestrator-api.md section 8: 409, errorCode 2818 (UiPath/skills maestro
+        # playbook no-suitable-runtime-machine.md). Nothing is created.
+        raise ApiProblem(409, NO_RUNTIME_MESSAGE, NO_RUNTIME_CODE)
     jobs = call.tenant.engine.start_jobs(call.now, order)
     body = {
         # UNCONFIRMED: the exact @odata.context of this action's answer.
@@ -393,6 +401,16 @@ async def _start_jobs(call: _Call) -> web.Response:
         "value": [job_dto(j, large_fields=True) for j in jobs],
     }
     return odata_response(body, status=201)
+
+
+async def _validate_dynamic_job(call: _Call) -> web.Response:
+    folder = resolve_folder(call.request.headers, call.tenant.world)
+    result = validate_dynamic_job(
+        await _read_json(call.request), folder, call.tenant.engine.runtimes
+    )
+    # UNCONFIRMED: the @odata.context of this action's answer (a ValidationResultDto).
+    context = call.context("UiPath.Server.Configuration.OData.ValidationResultDto")
+    return odata_response({"@odata.context": context, **result})
 
 
 async def _stop(call: _Call, job_ids: list[int], strategy: str) -> web.Response:
@@ -423,4 +441,5 @@ _HANDLERS: dict[Endpoint, Callable[[_Call], Awaitable[web.Response]]] = {
     Endpoint.START_JOBS: _start_jobs,
     Endpoint.STOP_JOBS: _stop_jobs,
     Endpoint.STOP_JOB: _stop_job,
+    Endpoint.VALIDATE_DYNAMIC_JOB: _validate_dynamic_job,
 }

@@ -42,7 +42,7 @@ class ApiProblem(Exception):
         self,
         status: int,
         message: str,
-        error_code: int = INVALID_REQUEST,
+        error_code: int | str = INVALID_REQUEST,
         *,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -70,7 +70,7 @@ def new_trace_id() -> str:
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
-def modern_error_body(message: str, error_code: int) -> dict[str, Any]:
+def modern_error_body(message: str, error_code: int | str) -> dict[str, Any]:
     return {"message": message, "errorCode": error_code, "traceId": new_trace_id()}
 
 

@@ -34,6 +34,7 @@ class Endpoint(enum.Enum):
     START_JOBS = "POST /odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
     STOP_JOBS = "POST /odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
     STOP_JOB = "POST /odata/Jobs({key})/UiPath.Server.Configuration.OData.StopJob"
+    VALIDATE_DYNAMIC_JOB = "POST /odata/Jobs/UiPath.Server.Configuration.OData.ValidateDynamicJob"
 
     @property
     def method(self) -> str:
@@ -71,6 +72,7 @@ _ODATA_TAILS: tuple[tuple[re.Pattern[str], Endpoint], ...] = tuple(
         (rf"Jobs/{_ACTION}StartJobs", Endpoint.START_JOBS),
         (rf"Jobs/{_ACTION}StopJobs", Endpoint.STOP_JOBS),
         (rf"Jobs\((?P<key>-?\d+)\)/{_ACTION}StopJob", Endpoint.STOP_JOB),
+        (rf"Jobs/{_ACTION}ValidateDynamicJob", Endpoint.VALIDATE_DYNAMIC_JOB),
     )
 )
 

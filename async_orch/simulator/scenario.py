@@ -69,6 +69,16 @@ Format::
     duration = [20, 90]
     fault_rate = 0.03
     outputs = "invoice"
+
+    # Optional: robots are the tenant's (see robots.py). With [[tenants.machines]] or
+    # unattended_licenses (a key of [[tenants]]: write it before the tenant's tables)
+    # the folders' capacity is ignored: jobs run on machines' runtimes, within the
+    # licences (default: no cap beyond the runtimes).
+    [[tenants.machines]]
+    name = "VM-FIN-01"
+    runtimes = 2                 # unattended runtimes: jobs this machine runs at once
+    folders = ["Finance/Accounts Payable"]   # one machine may serve several folders
+    online = true                # false: its jobs wait in Pending (no host available)
 """
 
 from __future__ import annotations
@@ -85,9 +95,11 @@ from typing import Any
 
 from async_orch.errors import ConfigurationError
 from async_orch.simulator.faults import FaultSettings
+from async_orch.simulator.robots import RuntimeModel, parse_runtime_model
 from async_orch.simulator.validation import Table
 
 __all__ = [
+    "BUILT_IN_SCENARIOS",
     "OUTPUT_KINDS",
     "ClientCredential",
     "Duration",
@@ -108,6 +120,7 @@ OUTPUT_KINDS = ("echo", "invoice", "summary", "empty")
 PRIORITIES = ("Low", "Normal", "High")
 _MAX_DISPLAY_NAME = 115  # FolderDto.DisplayName maxLength in the spec
 _MAX_ROBOT_NAME = 19  # SimpleRobotDto.Name maxLength in the spec
+_RUNTIME_KEYS = ("machines", "unattended_licenses")  # see robots.py
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,6 +212,7 @@ class TenantSpec:
     refresh_tokens: tuple[RefreshTokenCredential, ...] = ()
     users: tuple[UserCredential, ...] = ()
     folders: tuple[FolderSpec, ...] = ()
+    runtimes: RuntimeModel | None = None  # machines and licences; None: folder capacities
 
     @property
     def key(self) -> str:
@@ -246,11 +260,16 @@ class Scenario:
         return dataclasses.replace(self, **changes)
 
 
+#: Scenarios shipped in async_orch/simulator/scenarios/, loaded by name.
+BUILT_IN_SCENARIOS = ("demo", "realistic")
+
+
 def load_scenario(source: str | Path | None = None) -> Scenario:
-    """Load a scenario: ``None`` or ``"demo"`` for the built-in one, else a TOML path."""
-    if source is None or str(source) == "demo":
-        resource = importlib.resources.files("async_orch.simulator") / "scenarios" / "demo.toml"
-        return parse_scenario(resource.read_text(encoding="utf-8"), name="demo")
+    """Load a scenario: ``None`` or a built-in name ("demo", "realistic"), else a TOML path."""
+    name = "demo" if source is None else str(source)
+    if source is None or name in BUILT_IN_SCENARIOS:
+        resource = importlib.resources.files("async_orch.simulator") / "scenarios" / f"{name}.toml"
+        return parse_scenario(resource.read_text(encoding="utf-8"), name=name)
     path = Path(source)
     try:
         text = path.read_text(encoding="utf-8")
@@ -325,6 +344,7 @@ def _tenant(t: Table) -> TenantSpec:
             "users",
             "processes",
             "folders",
+            *_RUNTIME_KEYS,
         )
     )
     name = _url_segment(t, "name")
@@ -359,6 +379,7 @@ def _tenant(t: Table) -> TenantSpec:
             for u in _known(t.tables("users"), ("username", "password"))
         ),
         folders=folders,
+        runtimes=parse_runtime_model(t, [f.path for f in folders]),
     )
 
 

@@ -20,9 +20,11 @@ from async_orch.simulator.problems import ITEM_NOT_FOUND, ApiProblem
 from async_orch.simulator.world import Folder, Robot
 
 __all__ = [
+    "INVALID_ROBOT_IDS",
     "RUNTIME_TYPES",
     "SOURCES",
     "STRATEGIES",
+    "UnknownRobotIds",
     "parse_start_jobs",
     "parse_stop_job",
     "parse_stop_jobs",
@@ -49,6 +51,26 @@ MAX_REFERENCE = 128  # StartProcessDto.Reference maxLength
 # UNCONFIRMED: no documented cap on JobsCount; this one keeps the simulator safe.
 MAX_JOBS_PER_CALL = 10_000
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+# orchestrator-api.md section 8 (docs.uipath.com alerts-troubleshooting): 409 with Error
+# Code "InvalidStartJobRobotIds". UNCONFIRMED: whether the wire's errorCode carries this
+# name or a number (none is documented); the simulator sends the documented name.
+INVALID_ROBOT_IDS = "InvalidStartJobRobotIds"
+
+
+class UnknownRobotIds(ApiProblem):
+    """Specific robot ids that are not robots of the folder: 409 InvalidStartJobRobotIds."""
+
+    def __init__(self, robot_ids: list[object], folder: Folder) -> None:
+        self.robot_ids = robot_ids
+        super().__init__(
+            409,
+            "Couldn't find the specified unattended user/robot in the current folder. "
+            f"Not robots of folder {folder.path!r}: {', '.join(map(repr, robot_ids))}. In "
+            "modern folders use Strategy ModernJobsCount with JobsCount instead.",
+            INVALID_ROBOT_IDS,
+        )
 
 
 def _bad(message: str) -> ApiProblem:
@@ -195,17 +217,10 @@ def _robots(info: Mapping[str, Any], folder: Folder) -> tuple[Robot | None, ...]
             "folders use Strategy ModernJobsCount with JobsCount instead."
         )
     by_id = {r.id: r for r in folder.robots}
-    robots = []
-    for robot_id in ids:
-        robot = by_id.get(robot_id) if isinstance(robot_id, int) else None
-        if robot is None:
-            # UNCONFIRMED: message and code; "Invalid Robot ID" is what users report.
-            raise _bad(
-                f"Invalid Robot ID: {robot_id!r} is not a robot of folder {folder.path!r}. "
-                "In modern folders use Strategy ModernJobsCount with JobsCount instead."
-            )
-        robots.append(robot)
-    return tuple(robots)
+    unknown = [i for i in ids if not isinstance(i, int) or isinstance(i, bool) or i not in by_id]
+    if unknown:
+        raise UnknownRobotIds(unknown, folder)
+    return tuple(by_id[i] for i in ids)
 
 
 def parse_stop_jobs(body: object) -> tuple[list[int], str]:
