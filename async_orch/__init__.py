@@ -15,35 +15,48 @@ from async_orch.config import (
     Settings,
     StaticToken,
 )
-from async_orch.dispatcher import (
-    AbandonedCallback,
-    DispatchLimits,
-    ProgressCallback,
-    StartedCallback,
-    StateCallback,
-)
 from async_orch.errors import (
     APIError,
     AuthenticationError,
+    BadRequestError,
     ClientClosedError,
     ConfigurationError,
+    ConflictError,
     FolderNotFoundError,
     InvalidRequestError,
     JobLostError,
+    NotFoundByNameError,
+    NotFoundError,
+    NotStartedError,
     OrchestratorError,
+    PermissionDeniedError,
     ProcessNotFoundError,
     RateLimitedError,
+    RequestError,
+    RequestTimeoutError,
+    ResponseDecodeError,
+    ServerError,
     StuckPendingError,
     TransportError,
+    UnauthorizedError,
     UncertainStartError,
+    UsageError,
 )
-from async_orch.models import Folder, Job, Release
+from async_orch.limits import DispatchLimits
+from async_orch.models import Folder, Job, JobPriority, Release, StartStrategy
+from async_orch.options import (
+    AbandonedCallback,
+    Hooks,
+    ProgressCallback,
+    StartedCallback,
+    StateCallback,
+    StopPolicy,
+)
 from async_orch.planner import PollPolicy
 from async_orch.starting import Started, StartFailure
 from async_orch.states import TERMINAL_STATES, JobState
 from async_orch.transport import TransportStats
-
-__version__ = "0.1.0"
+from async_orch.version import __version__
 
 __all__ = [
     "TERMINAL_STATES",
@@ -51,23 +64,31 @@ __all__ = [
     "Abandoned",
     "AbandonedCallback",
     "AuthenticationError",
+    "BadRequestError",
     "ClientClosedError",
     "ClientCredentials",
     "ConfigurationError",
+    "ConflictError",
     "DispatchLimits",
     "Folder",
     "FolderNotFoundError",
+    "Hooks",
     "InvalidRequestError",
     "Job",
     "JobHandle",
     "JobLostError",
+    "JobPriority",
     "JobRequest",
     "JobResult",
     "JobState",
+    "NotFoundByNameError",
+    "NotFoundError",
+    "NotStartedError",
     "OrchestratorClient",
     "OrchestratorError",
     "Outcome",
     "PasswordCredentials",
+    "PermissionDeniedError",
     "PollPolicy",
     "ProcessNotFoundError",
     "Progress",
@@ -75,17 +96,25 @@ __all__ = [
     "RateLimitedError",
     "RefreshTokenCredentials",
     "Release",
+    "RequestError",
+    "RequestTimeoutError",
+    "ResponseDecodeError",
     "RetryPolicy",
+    "ServerError",
     "Settings",
     "StartFailure",
+    "StartStrategy",
     "Started",
     "StartedCallback",
     "StateCallback",
     "StaticToken",
+    "StopPolicy",
     "StuckPendingError",
     "Summary",
     "TransportError",
     "TransportStats",
+    "UnauthorizedError",
     "UncertainStartError",
+    "UsageError",
     "__version__",
 ]

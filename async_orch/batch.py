@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from async_orch.errors import InvalidRequestError, OrchestratorError
+from async_orch.errors import InvalidRequestError, RequestError
 from async_orch.jsonvalues import text_problem
-from async_orch.models import Folder, Job, StartRequest
+from async_orch.models import Folder, Job, JobPriority, StartRequest, StartStrategy
 from async_orch.states import JobState
 
 __all__ = ["Abandoned", "JobHandle", "JobRequest", "JobResult", "Outcome", "Progress", "Summary"]
@@ -41,9 +41,11 @@ class JobRequest:
             None a unique one is generated. It is how a start whose response was
             lost is found again, so a job is never started twice.
         jobs_count: start this many identical jobs with one StartJobs call.
-        priority: "Low", "Normal" or "High" (None: the process's own).
+        priority: a :class:`~async_orch.models.JobPriority`, or its name ("Low",
+            "Normal", "High", in any case); None: the process's own.
         specific_priority: 1..100, finer than priority.
-        strategy: StartJobs Strategy; ModernJobsCount suits modern folders.
+        strategy: a :class:`~async_orch.models.StartStrategy`, or its name;
+            ModernJobsCount suits modern folders.
         robot_ids, machine_session_ids, runtime_type: robot selection, as in
             Orchestrator's StartProcessDto.
         timeout: seconds this job may take from its start before it is timed out.
@@ -54,9 +56,9 @@ class JobRequest:
     inputs: Mapping[str, Any] | None = None
     reference: str | None = None
     jobs_count: int = 1
-    priority: str | None = None
+    priority: JobPriority | str | None = None
     specific_priority: int | None = None
-    strategy: str = "ModernJobsCount"
+    strategy: StartStrategy | str = StartStrategy.MODERN_JOBS_COUNT
     robot_ids: Sequence[int] | None = None
     machine_session_ids: Sequence[int] | None = None
     runtime_type: str | None = None
@@ -97,6 +99,11 @@ class JobRequest:
                 raise InvalidRequestError(f"JobRequest.{name} {problem}")
         if self.timeout is not None:
             check_seconds(self.timeout, "JobRequest.timeout")
+        # A name given as text becomes its enum member (so the field says what it
+        # is); one that names none stays as given, for check() to refuse by name.
+        object.__setattr__(self, "strategy", _as_member(StartStrategy, self.strategy))
+        if self.priority is not None:
+            object.__setattr__(self, "priority", _as_member(JobPriority, self.priority))
 
     def check(self) -> None:
         """Refuse what StartJobs would refuse for this request (strategy, priority,
@@ -114,6 +121,7 @@ class JobRequest:
         Raises:
             InvalidRequestError: see :meth:`check`.
         """
+        # A name that is no member is refused by StartRequest, with the choices.
         return StartRequest(
             release_key=release_key,
             strategy=self.strategy,  # type: ignore[arg-type]
@@ -128,6 +136,19 @@ class JobRequest:
             reference=reference,
             input_arguments=dict(self.inputs) if self.inputs is not None else None,
         )
+
+
+_Member = TypeVar("_Member", StartStrategy, JobPriority)
+
+
+def _as_member(kind: type[_Member], value: _Member | str) -> _Member | str:
+    """``value`` as a member of ``kind`` when it names one (in any case), else as is."""
+    if isinstance(value, kind) or not isinstance(value, str):
+        return value
+    for member in kind:
+        if member.value.lower() == value.lower():
+            return member
+    return value
 
 
 # Stands for the release key while checking a request: no key is known before
@@ -281,12 +302,12 @@ _FINAL_OUTCOMES = {
 class JobResult:
     """The result of one job (or of one request that started no job)."""
 
-    index: int  # position of the request in the batch
-    request: JobRequest
+    index: int  # position of the request in the batch (then in ``handles``)
+    request: JobRequest | None  # None for a job given by handle (wait only)
     outcome: Outcome
     handle: JobHandle | None = None
     job: Job | None = None  # last known view of the job
-    error: OrchestratorError | None = None
+    error: RequestError | None = None
     attempts: int = 0  # StartJobs attempts (including reconciliations)
     detected: datetime | None = None  # when async-orch saw the final state
     timed_out: bool = False  # a deadline passed (TIMED_OUT, or STOPPED by async-orch)

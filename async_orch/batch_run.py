@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import anyio
 
@@ -29,7 +30,6 @@ from async_orch.batch import (
     checked_requests,
 )
 from async_orch.cancellation import (
-    AbandonedCallback,
     StartShield,
     reason_of,
     report_abandoned,
@@ -45,32 +45,32 @@ from async_orch.errors import (
 )
 from async_orch.logs import get_logger
 from async_orch.models import Job, StartStrategy
+from async_orch.options import Hooks, StopPolicy
 from async_orch.planner import PollPolicy
-from async_orch.poller import Finished, JobWatcher, StateCallback, StopPolicy, WatcherGroup
+from async_orch.poller import Finished, JobWatcher, WatcherGroup
 from async_orch.seams import JobsAPI
 from async_orch.start_pool import StartPool
 from async_orch.starting import Starter, StartFailure, Target, batch_references, resolve_targets
 from async_orch.states import JobState
 
-__all__ = ["BatchRun", "Hooks", "ProgressCallback", "StartedCallback"]
+__all__ = ["BatchParts", "BatchRun"]
 
 log = get_logger("async_orch.batch_run")
-
-ProgressCallback = Callable[[Progress], None]
-#: Called with (request index, handle) as soon as a job is known to exist.
-StartedCallback = Callable[[int, JobHandle], None]
 
 _QUEUED = "queued"  # progress state of a request not started yet
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Hooks:
-    """The caller's callbacks for one batch (see ``Dispatcher.stream_results``)."""
+@dataclass(frozen=True, slots=True)
+class BatchParts:
+    """What every batch of one dispatcher shares: its API, starter, start pool,
+    poll policy, watcher group (one list budget) and clock."""
 
-    on_progress: ProgressCallback | None = None
-    on_started: StartedCallback | None = None
-    on_state: StateCallback | None = None
-    on_abandoned: AbandonedCallback | None = None
+    api: JobsAPI
+    starter: Starter
+    pool: StartPool
+    poll: PollPolicy
+    watchers: WatcherGroup
+    clock: Callable[[], float]
 
 
 @dataclass(slots=True)
@@ -78,7 +78,7 @@ class _Tracked:
     """A job started (or re-attached to) and not reported yet."""
 
     index: int  # of its result
-    request: JobRequest
+    request: JobRequest | None  # None for a job given by handle
     attempts: int  # StartJobs attempts it took
     handle: JobHandle
     state: JobState | None  # the last state seen
@@ -89,37 +89,31 @@ class BatchRun:
 
     def __init__(
         self,
-        api: JobsAPI,
-        starter: Starter,
-        pool: StartPool,
+        parts: BatchParts,
         *,
         requests: Sequence[JobRequest],
         handles: Sequence[JobHandle],
-        emit: Callable[[JobResult], Awaitable[None]],
         timeout: float | None,
-        stop_policy: StopPolicy | None,
-        stop_on_cancel: bool | None,
-        poll: PollPolicy,
-        watchers: WatcherGroup | None = None,
-        clock: Callable[[], float],
-        hooks: Hooks,
+        stop: StopPolicy | None,
+        hooks: Hooks | None,
+        emit: Callable[[JobResult], Awaitable[None]],
     ) -> None:
-        self._api = api
-        self._starter = starter
-        self._pool = pool
-        self._requests = checked_requests(requests)  # all or nothing
+        # Every argument is checked here, before anything starts: all or nothing.
+        self._requests = checked_requests(requests)
         self._handles = checked_items(handles, JobHandle, "handles")
         self._references = batch_references(self._requests)
         _check_handles(self._handles)
         if timeout is not None:
             check_seconds(timeout, "timeout")
+        self._stop_policy = _checked_option(stop, StopPolicy, "stop", "StopPolicy(on_timeout=True)")
+        self._hooks = _checked_option(hooks, Hooks, "hooks", "Hooks(on_progress=print)")
+        self._api = parts.api
+        self._starter = parts.starter
+        self._pool = parts.pool
+        self._poll = parts.poll
+        self._clock = parts.clock
         self._emit = emit
-        self._stop_policy = stop_policy or StopPolicy()
-        self._stop_on_cancel = self._stop_policy.stop if stop_on_cancel is None else stop_on_cancel
-        self._poll = poll
-        self._clock = clock
-        self._deadline = clock() + timeout if timeout is not None else None
-        self._hooks = hooks
+        self._deadline = self._clock() + timeout if timeout is not None else None
         self.progress = Progress(
             total=sum(_expected_jobs(r) for r in self._requests) + len(self._handles)
         )
@@ -128,14 +122,14 @@ class BatchRun:
         # can no longer be followed, and are reported as lost (see _track).
         self._displaced: list[tuple[_Tracked, JobLostError]] = []
         self._shield = StartShield()
-        self._retries = starter.batch_retries(len(self._requests))
+        self._retries = self._starter.batch_retries(len(self._requests))
         self._watcher = JobWatcher(
-            api,
-            policy=poll,
+            self._api,
+            policy=self._poll,
             stop_policy=self._stop_policy,
-            clock=clock,
+            clock=self._clock,
             on_state=self._on_state,
-            group=watchers,
+            group=parts.watchers,
         )
 
     async def run(self) -> None:
@@ -241,7 +235,7 @@ class BatchRun:
 
     def _adopt(self, position: int, handle: JobHandle) -> None:
         """Watch a job started earlier (wait-only)."""
-        self._track(_Tracked(position, _request_of(handle), 0, handle, None))
+        self._track(_Tracked(position, None, 0, handle, None))
         self.progress.move(handle.folder_path, None, JobState.PENDING.value)
         self._note_pending(handle, JobState.PENDING)
         self._watcher.watch(handle, deadline=self._deadline)
@@ -325,7 +319,7 @@ class BatchRun:
         """The batch ends early: stop what it started if asked, report what is left."""
         live = [tracked.handle for tracked in self._jobs.values()]
         stopped: list[JobHandle] = []
-        if live and self._stop_on_cancel:
+        if live and self._stop_policy.stops_on_cancel:
             log.info("async_orch.jobs_stopping_on_cancel", count=len(live), reason=reason)
             left = await stop_and_wait(
                 self._api,
@@ -394,9 +388,23 @@ def _check_handles(handles: Sequence[JobHandle]) -> None:
         seen[identity] = position
 
 
+_Option = TypeVar("_Option", StopPolicy, Hooks)
+
+
+def _checked_option(value: _Option | None, kind: type[_Option], name: str, example: str) -> _Option:
+    """``value``, or the default ``kind()`` for None; refused unless it is a ``kind``."""
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise InvalidRequestError(
+            f"{name} must be a {kind.__name__} (e.g. {name}={example}), got {value!r}"
+        )
+    return value
+
+
 def _expected_jobs(request: JobRequest) -> int:
     """How many jobs a request should create (the results it will give)."""
-    if request.strategy == StartStrategy.SPECIFIC.value and request.robot_ids:
+    if request.strategy is StartStrategy.SPECIFIC and request.robot_ids:
         return len(request.robot_ids)
     return max(1, request.jobs_count)
 
@@ -406,13 +414,6 @@ def _label(request: JobRequest, target: Target) -> str:
     if isinstance(target, tuple):
         return target[0].fully_qualified_name
     return str(request.folder)
-
-
-def _request_of(handle: JobHandle) -> JobRequest:
-    """A stand-in request for a job we only watch (started elsewhere)."""
-    return JobRequest(
-        process="", folder=handle.folder_path or handle.folder_id, reference=handle.reference
-    )
 
 
 def _result_of(tracked: _Tracked, item: Finished) -> JobResult:

@@ -22,13 +22,13 @@ import anyio
 
 from async_orch.batch import Abandoned, JobHandle
 from async_orch.logs import get_logger
+from async_orch.options import AbandonedCallback, StateCallback, StopPolicy
 from async_orch.planner import PollPolicy
-from async_orch.poller import Finished, JobWatcher, StateCallback, StopPolicy
+from async_orch.poller import Finished, JobWatcher
 from async_orch.seams import JobsAPI
 
 __all__ = [
     "ABANDON_START_WAIT",
-    "AbandonedCallback",
     "StartShield",
     "reason_of",
     "report_abandoned",
@@ -38,9 +38,6 @@ __all__ = [
 ]
 
 log = get_logger("async_orch.cancellation")
-
-#: Called once with what a batch left behind when it ends early.
-AbandonedCallback = Callable[[Abandoned], None]
 
 #: Seconds a StartJobs call in flight may still take once its batch is cancelled.
 #: Long enough for a normal answer; past it, its Reference is reported as uncertain.
@@ -109,7 +106,7 @@ async def stop_and_wait(
 ) -> list[JobHandle]:
     """SoftStop ``handles`` now, Kill those still running after ``grace``; return
     the jobs not seen ended once that is over (or after a bounded wait)."""
-    stop_now = StopPolicy(stop=True, grace=grace)
+    stop_now = StopPolicy(on_timeout=True, grace=grace)
     watcher = JobWatcher(api, policy=poll, stop_policy=stop_now, clock=clock, on_state=on_state)
     now = clock()
     for handle in handles:

@@ -25,18 +25,9 @@ import aiohttp
 
 from async_orch.batch import JobHandle, JobRequest, JobResult
 from async_orch.config import Settings
-from async_orch.dispatcher import (
-    AbandonedCallback,
-    Dispatcher,
-    DispatchLimits,
-    ProgressCallback,
-    Started,
-    StartedCallback,
-    StartFailure,
-    StateCallback,
-)
+from async_orch.dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
+from async_orch.options import Hooks, StartedCallback, StopPolicy
 from async_orch.planner import PollPolicy
-from async_orch.poller import StopPolicy
 from async_orch.resources import OrchestratorAPI
 from async_orch.transport import Transport
 from async_orch.transport_hooks import TransportHooks
@@ -98,14 +89,8 @@ class OrchestratorClient:
         *,
         handles: Sequence[JobHandle] = (),
         timeout: float | None = None,
-        stop_on_timeout: bool = False,
-        stop_on_cancel: bool | None = None,
-        stop_grace: float = 30.0,
-        pending_timeout: float | None = None,
-        on_progress: ProgressCallback | None = None,
-        on_started: StartedCallback | None = None,
-        on_state: StateCallback | None = None,
-        on_abandoned: AbandonedCallback | None = None,
+        stop: StopPolicy | None = None,
+        hooks: Hooks | None = None,
     ) -> list[JobResult]:
         """Start every request and wait for every job; results in request order.
 
@@ -118,50 +103,25 @@ class OrchestratorClient:
                 the requests', with ``index`` = ``len(requests)`` + position.
             timeout: seconds for the whole batch. Requests not started by then are
                 NOT_STARTED; jobs still running are TIMED_OUT (or stopped).
-            stop_on_timeout: stop jobs past a deadline (the batch timeout or a
-                request's ``timeout``): SoftStop, then Kill after ``stop_grace``
-                seconds. False leaves them running and reports them TIMED_OUT with
-                their last known state.
-            pending_timeout: seconds a job may stay Pending (no robot took it: no
-                free runtime or licence, machines offline; Orchestrator waits
-                forever). Past it the job's outcome is STUCK_PENDING with a
-                StuckPendingError saying how long and in which folder; it is
-                stopped too when ``stop_on_timeout``. None: no limit.
-            stop_on_cancel: if this call is cancelled, stop the jobs it started
-                (same way) before the cancellation goes on; None follows
-                ``stop_on_timeout``.
-            on_progress: called with the counts (overall and per folder) after
-                every change.
-            on_started: called with (request index, handle) as soon as each job
-                exists; persist handles there to wait for them elsewhere.
-            on_state: called with (handle, old state, new state) each time a job
-                is seen in a new state, first with the state StartJobs answered
-                (``old`` is None when it was not known: at start, or for a job of
-                ``handles`` seen for the first time).
-            on_abandoned: called once if this call is cancelled (or a callback
-                raises) with the jobs stopped, those left running and the
-                References whose start is uncertain (an
-                :class:`~async_orch.batch.Abandoned`). Without it those are
-                logged as the warning ``async_orch.jobs_left_running``.
+            stop: whether to stop jobs past a deadline (the batch timeout or a
+                request's ``timeout``) and those of a cancelled batch, and how long
+                a job may stay Pending before it is reported STUCK_PENDING
+                (:class:`~async_orch.options.StopPolicy`); by default jobs are left
+                running and reported, and may stay Pending for ever.
+            hooks: functions told of progress, of each job created, of each
+                state seen and of jobs left behind by a cancelled batch
+                (:class:`~async_orch.options.Hooks`).
 
         Raises:
             ClientClosedError: called outside ``async with``, or the session given
                 was closed; nothing was started.
+            InvalidRequestError: a request, handle or option is malformed;
+                nothing was started.
         """
         # Checked up front: nothing is resolved or spawned for a client that cannot send.
         self.transport.ensure_open()
         return await self.dispatcher.run(
-            requests,
-            handles=handles,
-            timeout=timeout,
-            stop_on_timeout=StopPolicy(
-                stop=stop_on_timeout, grace=stop_grace, pending_timeout=pending_timeout
-            ),
-            stop_on_cancel=stop_on_cancel,
-            on_progress=on_progress,
-            on_started=on_started,
-            on_state=on_state,
-            on_abandoned=on_abandoned,
+            requests, handles=handles, timeout=timeout, stop=stop, hooks=hooks
         )
 
     def stream_jobs(
@@ -170,14 +130,8 @@ class OrchestratorClient:
         *,
         handles: Sequence[JobHandle] = (),
         timeout: float | None = None,
-        stop_on_timeout: bool = False,
-        stop_on_cancel: bool | None = None,
-        stop_grace: float = 30.0,
-        pending_timeout: float | None = None,
-        on_progress: ProgressCallback | None = None,
-        on_started: StartedCallback | None = None,
-        on_state: StateCallback | None = None,
-        on_abandoned: AbandonedCallback | None = None,
+        stop: StopPolicy | None = None,
+        hooks: Hooks | None = None,
     ) -> AbstractAsyncContextManager[AsyncIterator[JobResult]]:
         """Like :meth:`run_jobs`, giving each result as soon as its job ends::
 
@@ -188,23 +142,13 @@ class OrchestratorClient:
         The batch runs in a task group owned by the ``async with`` block. Leaving
         the block before the last result (``break``, an exception, a
         cancellation) ends the batch there like a cancellation: the jobs it
-        started are stopped if ``stop_on_cancel`` says so, and reported to
-        ``on_abandoned`` (or logged) before the block is left. An exception of
-        the block, or of a callback, comes out as it is.
+        started are stopped if ``stop`` says so, and reported to
+        ``hooks.on_abandoned`` (or logged) before the block is left. An exception
+        of the block, or of a callback, comes out as it is.
         """
         self.transport.ensure_open()
         return self.dispatcher.stream_results(
-            requests,
-            handles=handles,
-            timeout=timeout,
-            stop_on_timeout=StopPolicy(
-                stop=stop_on_timeout, grace=stop_grace, pending_timeout=pending_timeout
-            ),
-            stop_on_cancel=stop_on_cancel,
-            on_progress=on_progress,
-            on_started=on_started,
-            on_state=on_state,
-            on_abandoned=on_abandoned,
+            requests, handles=handles, timeout=timeout, stop=stop, hooks=hooks
         )
 
     def iter_jobs(
@@ -213,14 +157,8 @@ class OrchestratorClient:
         *,
         handles: Sequence[JobHandle] = (),
         timeout: float | None = None,
-        stop_on_timeout: bool = False,
-        stop_on_cancel: bool | None = None,
-        stop_grace: float = 30.0,
-        pending_timeout: float | None = None,
-        on_progress: ProgressCallback | None = None,
-        on_started: StartedCallback | None = None,
-        on_state: StateCallback | None = None,
-        on_abandoned: AbandonedCallback | None = None,
+        stop: StopPolicy | None = None,
+        hooks: Hooks | None = None,
     ) -> AsyncGenerator[JobResult, None]:
         """:meth:`stream_jobs` as an async generator, for older callers; prefer
         :meth:`stream_jobs`. Close it in the task that iterates it::
@@ -230,19 +168,7 @@ class OrchestratorClient:
                     ...
         """
         return _iterate(
-            self.stream_jobs(
-                requests,
-                handles=handles,
-                timeout=timeout,
-                stop_on_timeout=stop_on_timeout,
-                stop_on_cancel=stop_on_cancel,
-                stop_grace=stop_grace,
-                pending_timeout=pending_timeout,
-                on_progress=on_progress,
-                on_started=on_started,
-                on_state=on_state,
-                on_abandoned=on_abandoned,
-            )
+            self.stream_jobs(requests, handles=handles, timeout=timeout, stop=stop, hooks=hooks)
         )
 
     async def start_jobs(
@@ -264,30 +190,15 @@ class OrchestratorClient:
         handles: Sequence[JobHandle],
         *,
         timeout: float | None = None,
-        stop_on_timeout: bool = False,
-        stop_on_cancel: bool | None = None,
-        stop_grace: float = 30.0,
-        pending_timeout: float | None = None,
-        on_progress: ProgressCallback | None = None,
-        on_state: StateCallback | None = None,
-        on_abandoned: AbandonedCallback | None = None,
+        stop: StopPolicy | None = None,
+        hooks: Hooks | None = None,
     ) -> list[JobResult]:
         """Wait only: watch jobs started earlier (maybe elsewhere) until they end.
 
         Results come in the order of ``handles`` (``index`` is the position there);
         the arguments are those of :meth:`run_jobs`.
         """
-        return await self.run_jobs(
-            handles=handles,
-            timeout=timeout,
-            stop_on_timeout=stop_on_timeout,
-            stop_on_cancel=stop_on_cancel,
-            stop_grace=stop_grace,
-            pending_timeout=pending_timeout,
-            on_progress=on_progress,
-            on_state=on_state,
-            on_abandoned=on_abandoned,
-        )
+        return await self.run_jobs(handles=handles, timeout=timeout, stop=stop, hooks=hooks)
 
     def set_limits(
         self,

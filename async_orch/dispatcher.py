@@ -36,7 +36,7 @@ callback's exception never leaves jobs behind silently:
 
 - a StartJobs call in flight is allowed up to ``ABANDON_START_WAIT`` seconds
   to finish, so its outcome is known; the jobs it created are included below;
-- if ``stop_on_cancel`` is set, every started job not yet reported is stopped
+- if ``StopPolicy.stops_on_cancel``, every started job not yet reported is stopped
   (SoftStop, then Kill after the grace period) before the cancellation goes on;
   their last states go to ``on_state``;
 - what was stopped, what is still running (or might be) and the References
@@ -64,9 +64,8 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, checked_requests
-from async_orch.batch_run import BatchRun, Hooks, ProgressCallback, StartedCallback
+from async_orch.batch_run import BatchParts, BatchRun
 from async_orch.cancellation import (
-    AbandonedCallback,
     StartShield,
     reason_of,
     report_abandoned,
@@ -76,8 +75,9 @@ from async_orch.cancellation import (
 from async_orch.config import RetryPolicy
 from async_orch.limits import DispatchLimits, StartLimiter
 from async_orch.models import Job
+from async_orch.options import Hooks, StartedCallback, StopPolicy
 from async_orch.planner import PollPolicy
-from async_orch.poller import StateCallback, StopPolicy, WatcherGroup
+from async_orch.poller import WatcherGroup
 from async_orch.seams import JobsAPI
 from async_orch.start_pool import StartPool
 from async_orch.starting import (
@@ -89,16 +89,7 @@ from async_orch.starting import (
     resolve_targets,
 )
 
-__all__ = [
-    "AbandonedCallback",
-    "DispatchLimits",
-    "Dispatcher",
-    "ProgressCallback",
-    "StartFailure",
-    "Started",
-    "StartedCallback",
-    "StateCallback",
-]
+__all__ = ["DispatchLimits", "Dispatcher", "StartFailure", "Started"]
 
 
 class Dispatcher:
@@ -117,11 +108,10 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self._api = api
-        self._poll = poll or PollPolicy()
+        poll = poll or PollPolicy()
         # One list budget for every batch of this dispatcher, run at once or not (the
         # tenant's limit on GET /odata/Jobs is one for all), and list calls shared.
-        self._watchers = WatcherGroup(self._poll)
-        self._clock = clock
+        watchers = WatcherGroup(poll)
         limiter = StartLimiter(limits or DispatchLimits(), clock=clock, sleep=sleep)
         self._pool = StartPool(limiter)
         self._starter = Starter(
@@ -129,9 +119,10 @@ class Dispatcher:
             limiter,
             retry=retry or RetryPolicy(),
             sleep=sleep,
-            budget=self._watchers.budget,  # Reference lookups are list calls too
+            budget=watchers.budget,  # Reference lookups are list calls too
             clock=clock,
         )
+        self._parts = BatchParts(api, self._starter, self._pool, poll, watchers, clock)
 
     # -- limits, resizable while running ------------------------------------------
 
@@ -221,12 +212,8 @@ class Dispatcher:
         *,
         handles: Sequence[JobHandle] | None = None,
         timeout: float | None = None,
-        stop_on_timeout: StopPolicy | None = None,
-        stop_on_cancel: bool | None = None,
-        on_progress: ProgressCallback | None = None,
-        on_started: StartedCallback | None = None,
-        on_state: StateCallback | None = None,
-        on_abandoned: AbandonedCallback | None = None,
+        stop: StopPolicy | None = None,
+        hooks: Hooks | None = None,
     ) -> list[JobResult]:
         """Start ``requests`` (and/or watch ``handles``), wait for every job, and
         return results in request order (then in ``handles`` order).
@@ -245,14 +232,8 @@ class Dispatcher:
             handles,
             emit=collect,
             timeout=timeout,
-            stop_policy=stop_on_timeout,
-            stop_on_cancel=stop_on_cancel,
-            hooks=Hooks(
-                on_progress=on_progress,
-                on_started=on_started,
-                on_state=on_state,
-                on_abandoned=on_abandoned,
-            ),
+            stop=stop,
+            hooks=hooks,
         )
         await batch.run()
         results.sort(key=lambda r: (r.index, r.job_id or 0))
@@ -265,12 +246,8 @@ class Dispatcher:
         *,
         handles: Sequence[JobHandle] | None = None,
         timeout: float | None = None,
-        stop_on_timeout: StopPolicy | None = None,
-        stop_on_cancel: bool | None = None,
-        on_progress: ProgressCallback | None = None,
-        on_started: StartedCallback | None = None,
-        on_state: StateCallback | None = None,
-        on_abandoned: AbandonedCallback | None = None,
+        stop: StopPolicy | None = None,
+        hooks: Hooks | None = None,
     ) -> AsyncIterator[AsyncIterator[JobResult]]:
         """Start ``requests`` (and/or watch existing ``handles``) in a task group of
         this ``async with`` block, which gives the results as jobs end, in
@@ -287,20 +264,13 @@ class Dispatcher:
                 ``handles`` (so with no requests, the position).
             timeout: seconds for the whole batch. Requests not started by then
                 are not started; jobs still running then are timed out.
-            stop_on_timeout: what to do with jobs past a deadline (the batch
-                timeout or a request's own ``timeout``): stop them or leave them
-                running (the default).
-            stop_on_cancel: stop the started jobs if the batch is cancelled or
-                left early; None follows ``stop_on_timeout.stop``.
-            on_progress: called with the counts after every change.
-            on_started: called with (index, handle) as soon as each job exists.
-            on_state: called with (handle, old, new) each time a job is seen in
-                a new state, from the state StartJobs answered (``old`` None) to
-                the final one, before its result (``old`` is None as well for a
-                job of ``handles`` seen for the first time).
-            on_abandoned: called once, if the batch ends early, with what it
-                left behind (:class:`~async_orch.batch.Abandoned`). Given it,
-                the caller reports those jobs, so the event
+            stop: what to do with jobs past a deadline (the batch timeout or a
+                request's own ``timeout``) and with those of a batch cancelled
+                or left early (:class:`~async_orch.options.StopPolicy`; by
+                default they are left running and reported).
+            hooks: the functions told of the batch's events
+                (:class:`~async_orch.options.Hooks`). Given ``on_abandoned``,
+                the caller reports the jobs left behind, so the event
                 ``async_orch.jobs_left_running`` is logged at info level
                 instead of as a warning.
 
@@ -320,14 +290,8 @@ class Dispatcher:
                 handles,
                 emit=send.send,
                 timeout=timeout,
-                stop_policy=stop_on_timeout,
-                stop_on_cancel=stop_on_cancel,
-                hooks=Hooks(
-                    on_progress=on_progress,
-                    on_started=on_started,
-                    on_state=on_state,
-                    on_abandoned=on_abandoned,
-                ),
+                stop=stop,
+                hooks=hooks,
             )
         except BaseException:  # refused before it began (say, two equal References)
             send.close()
@@ -364,24 +328,18 @@ class Dispatcher:
         *,
         emit: Callable[[JobResult], Awaitable[None]],
         timeout: float | None,
-        stop_policy: StopPolicy | None,
-        stop_on_cancel: bool | None,
-        hooks: Hooks,
+        stop: StopPolicy | None,
+        hooks: Hooks | None,
     ) -> BatchRun:
+        """The one place a batch is built (and checked, before anything starts)."""
         return BatchRun(
-            self._api,
-            self._starter,
-            self._pool,
+            self._parts,
             requests=requests or [],
             handles=handles or [],
-            emit=emit,
             timeout=timeout,
-            stop_policy=stop_policy,
-            stop_on_cancel=stop_on_cancel,
-            poll=self._poll,
-            watchers=self._watchers,
-            clock=self._clock,
+            stop=stop,
             hooks=hooks,
+            emit=emit,
         )
 
 

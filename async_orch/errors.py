@@ -1,36 +1,45 @@
 """The exceptions async-orch raises.
 
-Every error is an :class:`OrchestratorError`. "No response" is kept apart from
-"an error response"; data travels as attributes; the cause is always chained.
+Every error is an :class:`OrchestratorError`, in two branches: a
+:class:`UsageError` means the calling code or its setup is wrong (fix the code,
+nothing was sent for it); a :class:`RequestError` means talking to Orchestrator
+about one thing failed. A batch never raises a :class:`RequestError`: it goes
+into that job's result (``JobResult.error``). A direct call (``orch.api``)
+raises it. "No response" is kept apart from "an error response"; data travels
+as attributes; the cause is always chained.
 
 ::
 
     OrchestratorError
-    ├── ConfigurationError        bad or missing settings; raised before any I/O
-    ├── ClientClosedError         the client is used outside its 'async with' block,
-    │                             or the aiohttp session it was given is closed
-    ├── InvalidRequestError       a request we refuse to send (malformed inputs, too long)
-    ├── UncertainStartError       a StartJobs that may or may not have created jobs
-    │                             (.reference): reported, never posted again
-    ├── AuthenticationError       the identity endpoint refused, or 401 after one refresh
-    ├── NotFoundByNameError       a folder or process name that does not resolve
-    │   ├── FolderNotFoundError
-    │   └── ProcessNotFoundError
-    ├── TransportError            no usable HTTP response (connection reset, DNS, ...)
-    │   └── RequestTimeoutError
-    ├── APIError                  a response arrived with status >= 400
-    │   ├── BadRequestError       400, 422
-    │   ├── UnauthorizedError     401 (the client turns it into AuthenticationError
-    │   │                         once a token refresh did not help)
-    │   ├── PermissionDeniedError 403
-    │   ├── NotFoundError         404
-    │   ├── ConflictError         409
-    │   ├── RateLimitedError      429 (.retry_after)
-    │   └── ServerError           5xx
-    ├── ResponseDecodeError       a 2xx body that is not what the API documents
-    ├── JobLostError              a started job the server no longer has as we knew it
-    │                             (404, or its id now names another job); per job
-    └── StuckPendingError         a job Pending longer than pending_timeout; per job
+    ├── UsageError                fix the calling code or its setup; raised, never in a result
+    │   ├── ConfigurationError    bad or missing settings; raised before any I/O
+    │   ├── ClientClosedError     the client is used outside its 'async with' block,
+    │   │                         or the aiohttp session it was given is closed
+    │   └── InvalidRequestError   a request we refuse to send (malformed inputs, too long,
+    │                             a bad batch); a batch refuses all of it before starting
+    └── RequestError              one call or one job failed; in a batch, a result's error
+        ├── AuthenticationError   the identity endpoint refused, or 401 after one refresh
+        ├── NotFoundByNameError   a folder or process name that does not resolve
+        │   ├── FolderNotFoundError
+        │   └── ProcessNotFoundError
+        ├── TransportError        no usable HTTP response (connection reset, DNS, ...)
+        │   └── RequestTimeoutError
+        ├── APIError              a response arrived with status >= 400
+        │   ├── BadRequestError       400, 422
+        │   ├── UnauthorizedError     401 (the client turns it into AuthenticationError
+        │   │                         once a token refresh did not help)
+        │   ├── PermissionDeniedError 403
+        │   ├── NotFoundError         404
+        │   ├── ConflictError         409
+        │   ├── RateLimitedError      429 (.retry_after)
+        │   └── ServerError           5xx
+        ├── ResponseDecodeError   a 2xx body that is not what the API documents
+        ├── NotStartedError       the batch timeout passed before the request's turn to start
+        ├── UncertainStartError   a StartJobs that may or may not have created jobs
+        │                         (.reference): reported, never posted again
+        ├── JobLostError          a started job the server no longer has as we knew it
+        │                         (404, or its id now names another job)
+        └── StuckPendingError     a job Pending longer than pending_timeout
 
 Whether an error is worth retrying is a function (:func:`async_orch.backoff.is_retryable`),
 not a class: the tree says what happened, the retry policy decides what to do.
@@ -54,10 +63,12 @@ __all__ = [
     "JobLostError",
     "NotFoundByNameError",
     "NotFoundError",
+    "NotStartedError",
     "OrchestratorError",
     "PermissionDeniedError",
     "ProcessNotFoundError",
     "RateLimitedError",
+    "RequestError",
     "RequestTimeoutError",
     "ResponseDecodeError",
     "ServerError",
@@ -65,6 +76,7 @@ __all__ = [
     "TransportError",
     "UnauthorizedError",
     "UncertainStartError",
+    "UsageError",
 ]
 
 
@@ -72,11 +84,24 @@ class OrchestratorError(Exception):
     """Base class of every error async-orch raises."""
 
 
-class ConfigurationError(OrchestratorError):
+class UsageError(OrchestratorError):
+    """The calling code or its setup is wrong: fix it. Raised, never put in a
+    result; nothing was sent for what it names."""
+
+
+class RequestError(OrchestratorError):
+    """One call to Orchestrator, or one job of a batch, failed.
+
+    A batch reports it in that job's result (``JobResult.error``) and goes on
+    with the others; a direct call (``orch.api``) raises it.
+    """
+
+
+class ConfigurationError(UsageError):
     """Settings are missing or inconsistent; nothing was sent."""
 
 
-class ClientClosedError(OrchestratorError):
+class ClientClosedError(UsageError):
     """The client cannot send: it is not open, or its aiohttp session is closed.
 
     Nothing was sent. Attributes:
@@ -101,11 +126,18 @@ class ClientClosedError(OrchestratorError):
         super().__init__(message)
 
 
-class InvalidRequestError(OrchestratorError):
-    """A request async-orch refuses to send because the server would reject it."""
+class InvalidRequestError(UsageError):
+    """A request async-orch refuses to send because the server would reject it
+    (a batch with one refuses all of it, before anything starts)."""
 
 
-class UncertainStartError(OrchestratorError):
+class NotStartedError(RequestError):
+    """A request of a batch was not started: the batch timeout passed while it
+    waited for its turn. Nothing was sent for it; raise the timeout, or the
+    ``max_in_flight`` / ``per_folder`` limits."""
+
+
+class UncertainStartError(RequestError):
     """A StartJobs got no clear answer and looking its Reference up failed, so its
     jobs may or may not exist. It was not posted again: a duplicate job is worse
     than a reported doubt. Look the Reference up in Orchestrator before starting
@@ -138,7 +170,7 @@ class UncertainStartError(OrchestratorError):
         )
 
 
-class AuthenticationError(OrchestratorError):
+class AuthenticationError(RequestError):
     """Credentials were refused, or a fresh token was still refused.
 
     Attributes:
@@ -169,7 +201,7 @@ class AuthenticationError(OrchestratorError):
 _SHOWN_CANDIDATES = 10
 
 
-class NotFoundByNameError(OrchestratorError):
+class NotFoundByNameError(RequestError):
     """A name given by the user does not match anything the credentials can see.
 
     Attributes:
@@ -195,7 +227,7 @@ class ProcessNotFoundError(NotFoundByNameError):
     """No process (release) with that name or key exists in the folder."""
 
 
-class TransportError(OrchestratorError):
+class TransportError(RequestError):
     """No usable response arrived (connection refused or reset, DNS failure, timeout).
 
     Attributes:
@@ -218,7 +250,7 @@ class RequestTimeoutError(TransportError):
     """The server did not answer in time."""
 
 
-class APIError(OrchestratorError):
+class APIError(RequestError):
     """Orchestrator answered with an error status.
 
     Attributes:
@@ -284,11 +316,11 @@ class ServerError(APIError):
     """5xx: Orchestrator (or a proxy in front of it) failed."""
 
 
-class ResponseDecodeError(OrchestratorError):
+class ResponseDecodeError(RequestError):
     """A successful response whose body is not what the API documents."""
 
 
-class JobLostError(OrchestratorError):
+class JobLostError(RequestError):
     """A job the client knew of that the server no longer has as it was.
 
     Reported per job (a result's ``error``), never raised out of a batch: the
@@ -307,7 +339,7 @@ class JobLostError(OrchestratorError):
         super().__init__(message)
 
 
-class StuckPendingError(OrchestratorError):
+class StuckPendingError(RequestError):
     """A job that stayed Pending longer than ``pending_timeout``: no robot took it.
 
     Reported per job (a result's ``error``, outcome ``stuck_pending``). Orchestrator

@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from async_orch.batch import JobHandle, Outcome
-from async_orch.errors import ConfigurationError, OrchestratorError
+from async_orch.errors import ConfigurationError, UsageError
 from async_orch.journal_lock import JournalLock
 
 __all__ = [
@@ -139,7 +139,7 @@ CREATE TABLE events (
 """
 
 
-class JournalError(OrchestratorError):
+class JournalError(UsageError):
     """A journal that cannot be used as it is (the CLI prints it as one line, exit 2)."""
 
 

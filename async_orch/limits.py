@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import anyio
 
-from async_orch.errors import ConfigurationError, OrchestratorError
+from async_orch.errors import ConfigurationError, NotStartedError
 from async_orch.throttle import TokenBucket
 
 __all__ = ["DispatchLimits", "StartLimiter", "take_slot"]
@@ -118,12 +118,12 @@ class StartLimiter:
         """Hold a turn to post in folder ``folder_id`` for the ``async with`` body.
 
         Raises:
-            OrchestratorError: ``deadline`` (on this limiter's clock) passed
+            NotStartedError: ``deadline`` (on this limiter's clock) passed
                 before a turn came; nothing is held then.
         """
         folder = self._folder(folder_id)
         if not await self._acquire(folder, deadline):
-            raise OrchestratorError(
+            raise NotStartedError(
                 "not started: the batch timeout passed while this request waited for its "
                 "turn (raise the timeout, or the max_in_flight / per_folder limits)"
             )

@@ -1,7 +1,8 @@
 """Typed records for the Orchestrator DTOs async-orch reads and writes.
 
 Each record is a frozen, slotted dataclass with snake_case fields. ``from_api``
-and ``to_api`` are the only places where the API's PascalCase names appear.
+(reading a DTO) and ``StartRequest.to_api`` (the one body async-orch writes) are
+the only places where the API's PascalCase names appear.
 
 Reading is tolerant, writing is strict:
 
@@ -11,7 +12,7 @@ Reading is tolerant, writing is strict:
   ``*_raw`` field instead of failing. Only a missing ``Id`` (or ``State`` for a
   job, ``DisplayName`` for a folder, ``Key``/``Name`` for a release), or a value
   of the wrong JSON type, raises :class:`~async_orch.errors.ResponseDecodeError`.
-- ``to_api`` leaves out ``None`` fields: the OpenAPI description marks no field
+- ``StartRequest.to_api`` leaves out ``None`` fields: the OpenAPI description marks no field
   nullable, so an omitted field is the form that validates against it.
 - :class:`StartRequest` refuses, with :class:`~async_orch.errors.InvalidRequestError`,
   what Orchestrator would reject (StartProcessDto in the v20 OpenAPI description,
@@ -56,6 +57,7 @@ __all__ = [
     "parse_datetime",
     "parse_input_arguments",
     "parse_job_state_row",
+    "reference_problem",
 ]
 
 INPUT_ARGUMENTS_MAX_LENGTH = 10_000
@@ -257,6 +259,21 @@ def _dumps(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+def reference_problem(reference: str) -> str | None:
+    """Why Orchestrator would refuse ``reference`` as a job's Reference, or None."""
+    if not reference:
+        return "must not be empty; leave it None instead"
+    if (problem := text_problem(reference)) is not None:
+        return problem
+    length = _utf16_length(reference)
+    if length > REFERENCE_MAX_LENGTH:
+        return (
+            f"is {length} characters; Orchestrator accepts at most "
+            f"{REFERENCE_MAX_LENGTH}: {reference[:40]!r}..."
+        )
+    return None
+
+
 def _utf16_length(text: str) -> int:
     # UNCONFIRMED: whether Orchestrator counts maxLength in UTF-16 code units
     # (.NET string.Length) or in code points (JSON Schema). UTF-16 units is the
@@ -291,12 +308,6 @@ def _parse_arguments_text(text: str | None) -> tuple[dict[str, Any] | None, str 
     if isinstance(value, dict):
         return value, None
     return None, text
-
-
-def _arguments_text(parsed: Mapping[str, Any] | None, raw: str | None) -> str | None:
-    if parsed is not None:
-        return json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
-    return raw
 
 
 # -- reading helpers ---------------------------------------------------------------
@@ -380,10 +391,6 @@ def _without_none(fields: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None}
 
 
-def _opt_format(value: datetime | None) -> str | None:
-    return None if value is None else format_datetime(value)
-
-
 # -- Folder ----------------------------------------------------------------------------
 
 
@@ -429,25 +436,6 @@ class Folder:
             feed_type=r.opt_str("FeedType"),
             parent_id=r.opt_int("ParentId"),
             parent_key=r.opt_str("ParentKey"),
-        )
-
-    def to_api(self) -> dict[str, Any]:
-        """Write a FolderDto (None fields left out)."""
-        return _without_none(
-            {
-                "Key": self.key,
-                "DisplayName": self.display_name,
-                "FullyQualifiedName": self.fully_qualified_name,
-                "Description": self.description,
-                "FolderType": self.folder_type,
-                "IsPersonal": self.is_personal,
-                "ProvisionType": self.provision_type,
-                "PermissionModel": self.permission_model,
-                "ParentId": self.parent_id,
-                "ParentKey": self.parent_key,
-                "FeedType": self.feed_type,
-                "Id": self.id,
-            }
         )
 
 
@@ -503,30 +491,6 @@ class Release:
             entry_point_path=r.opt_str("EntryPointPath"),
             input_arguments_default=defaults,
             input_arguments_default_raw=defaults_raw,
-        )
-
-    def to_api(self) -> dict[str, Any]:
-        """Write a ReleaseDto (None fields left out)."""
-        return _without_none(
-            {
-                "Key": self.key,
-                "ProcessKey": self.process_key,
-                "ProcessVersion": self.process_version,
-                "IsLatestVersion": self.is_latest_version,
-                "Description": self.description,
-                "Name": self.name,
-                "EntryPointPath": self.entry_point_path,
-                "InputArguments": _arguments_text(
-                    self.input_arguments_default, self.input_arguments_default_raw
-                ),
-                "ProcessType": self.process_type,
-                "JobPriority": self.job_priority,
-                "SpecificPriorityValue": self.specific_priority_value,
-                "FolderKey": self.folder_key,
-                "OrganizationUnitId": self.folder_id,
-                "OrganizationUnitFullyQualifiedName": self.folder_name,
-                "Id": self.id,
-            }
         )
 
 
@@ -627,38 +591,6 @@ class Job:
             output_file=r.opt_str("OutputFile"),
             job_error=r.opt_dict("JobError"),
             error_code=r.opt_str("ErrorCode"),
-        )
-
-    def to_api(self) -> dict[str, Any]:
-        """Write a JobDto (None fields left out); arguments become JSON text again."""
-        return _without_none(
-            {
-                "Key": self.key,
-                "StartTime": _opt_format(self.start_time),
-                "EndTime": _opt_format(self.end_time),
-                "State": self.raw_state,
-                "SubState": self.sub_state,
-                "JobPriority": self.job_priority,
-                "Source": self.source,
-                "BatchExecutionKey": self.batch_execution_key,
-                "Info": self.info,
-                "CreationTime": _opt_format(self.creation_time),
-                "ReleaseName": self.release_name,
-                "InputArguments": _arguments_text(self.input_arguments, self.input_arguments_raw),
-                "InputFile": self.input_file,
-                "OutputArguments": _arguments_text(
-                    self.output_arguments, self.output_arguments_raw
-                ),
-                "OutputFile": self.output_file,
-                "HostMachineName": self.host_machine_name,
-                "OrganizationUnitId": self.folder_id,
-                "OrganizationUnitFullyQualifiedName": self.folder_name,
-                "FolderKey": self.folder_key,
-                "Reference": self.reference,
-                "JobError": self.job_error,
-                "ErrorCode": self.error_code,
-                "Id": self.id,
-            }
         )
 
 
@@ -772,17 +704,8 @@ class StartRequest:
                 f"specific_priority_value must be an integer from 1 to 100, "
                 f"got {self.specific_priority_value!r}"
             )
-        if self.reference is not None:
-            if not self.reference:
-                raise InvalidRequestError("reference must not be empty; leave it None instead")
-            if (problem := text_problem(self.reference)) is not None:
-                raise InvalidRequestError(f"reference {problem}")
-            length = _utf16_length(self.reference)
-            if length > REFERENCE_MAX_LENGTH:
-                raise InvalidRequestError(
-                    f"reference is {length} characters; Orchestrator accepts at most "
-                    f"{REFERENCE_MAX_LENGTH}: {self.reference[:40]!r}..."
-                )
+        if self.reference is not None and (problem := reference_problem(self.reference)):
+            raise InvalidRequestError(f"reference {problem}")
         if self.batch_execution_key is not None:
             try:
                 uuid.UUID(self.batch_execution_key)

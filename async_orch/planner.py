@@ -123,6 +123,7 @@ from async_orch.errors import ConfigurationError
 from async_orch.states import TERMINAL_STATES, JobState
 
 __all__ = [
+    "FILTER_IN_VALUES",
     "FetchOne",
     "FetchPurpose",
     "ListBatch",
@@ -137,6 +138,12 @@ FolderT = TypeVar("FolderT", bound=Hashable)
 
 _WINDOW = 60.0  # the list budget is per rolling minute (orchestrator-api.md §4)
 _SLOW_STATES = frozenset({JobState.SUSPENDED, JobState.UNKNOWN})
+
+
+#: Values per ``$filter=X in (...)`` call (job ids here, References in a resume).
+#: ``$filter`` allows at most 100 expressions; whether each listed value counts as
+#: one is UNCONFIRMED, so stay under 100 (the official SDK sends 50 keys per call).
+FILTER_IN_VALUES = 90
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,7 +172,7 @@ class PollPolicy:
     """
 
     list_budget_per_minute: float = 60.0
-    max_batch: int = 90
+    max_batch: int = FILTER_IN_VALUES
     min_interval: float = 1.0
     max_interval: float = 30.0
     interval_growth: float = 0.1

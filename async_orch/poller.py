@@ -37,67 +37,29 @@ from datetime import UTC, datetime
 
 import anyio
 
-from async_orch.batch import JobHandle, check_seconds
+from async_orch.batch import JobHandle
 from async_orch.errors import (
-    ClientClosedError,
     JobLostError,
     NotFoundError,
-    OrchestratorError,
     RateLimitedError,
+    RequestError,
 )
 from async_orch.logs import get_logger
 from async_orch.models import Job
+from async_orch.options import StateCallback, StopPolicy
 from async_orch.planner import FetchOne, ListBatch, ListBudget, PollPlanner, PollPolicy
 from async_orch.seams import JobsAPI
 from async_orch.states import JobState
 
-__all__ = [
-    "Finished",
-    "JobWatcher",
-    "StateCallback",
-    "StopPolicy",
-    "WatcherGroup",
-    "identity_change",
-]
+__all__ = ["Finished", "JobWatcher", "WatcherGroup", "identity_change"]
 
 log = get_logger("async_orch.poller")
 
 _NOT_FOUND_LIMIT = 3  # reads by id answered 404 in a row before a job counts as gone
 
-#: Called with (handle, old state, new state) when a job is seen in a new state;
-#: ``old`` is None when its state was not known before (a job re-attached to).
-StateCallback = Callable[[JobHandle, JobState | None, JobState], None]
-
 # Job ids per StopJobs call. UNCONFIRMED: Orchestrator's limit on jobIds per call
 # is not documented; 100 stays within what the official SDK sends in one call.
 _STOP_CHUNK = 100
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StopPolicy:
-    """What to do with a job whose deadline passed.
-
-    Attributes:
-        stop: stop it (True) or leave it running and report it (False).
-        grace: seconds between SoftStop and Kill, and after Kill before giving up
-            (reported as timed out, with the last state seen). A job seen ended
-            before its deadline is never stopped; it gets this long for its outputs
-            to be read.
-        pending_timeout: seconds a job may stay Pending (from when it is watched)
-            before it is reported stuck (``Finished.stuck_pending_for``), and
-            stopped if ``stop``. None: no such limit. Orchestrator never gives up
-            on a Pending job by itself (no runtime, licence or host: it waits;
-            orchestrator-api.md section 8).
-    """
-
-    stop: bool = False
-    grace: float = 30.0
-    pending_timeout: float | None = None
-
-    def __post_init__(self) -> None:
-        check_seconds(self.grace, "the stop grace", allow_zero=True)
-        if self.pending_timeout is not None:
-            check_seconds(self.pending_timeout, "pending_timeout")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,7 +71,7 @@ class Finished:
     state: JobState | None  # the last state seen
     timed_out: bool
     detected: datetime
-    error: OrchestratorError | None = None
+    error: RequestError | None = None
     stop_sent: str | None = None  # the last stop sent after its deadline, if any
     # Seconds it had been Pending when its pending_timeout passed (None: it did not).
     stuck_pending_for: float | None = None
@@ -338,9 +300,7 @@ class JobWatcher:
             log.warning("async_orch.poll_rate_limited", retry_after=exc.retry_after, error=str(exc))
             self._planner.rate_limited(retry_after=exc.retry_after, now=self._clock())
             return
-        except ClientClosedError:
-            raise  # the client is gone: nothing to retry or report per job
-        except OrchestratorError as exc:
+        except RequestError as exc:
             # The transport already retried what is worth retrying; the jobs stay
             # due and are asked about again on the next round.
             log.warning("async_orch.poll_failed", error=str(exc), jobs=len(ids))
@@ -412,9 +372,7 @@ class JobWatcher:
                 return False
             self._planner.fetch_failed(action.job_id, now=self._clock())
             return True
-        except ClientClosedError:
-            raise  # the client is gone: nothing to retry or report per job
-        except OrchestratorError as exc:
+        except RequestError as exc:
             log.warning("async_orch.fetch_failed", job_id=action.job_id, error=str(exc))
             if self._jobs.get(action.job_id) is watched:
                 self._planner.fetch_failed(action.job_id, now=self._clock())
@@ -485,7 +443,7 @@ class JobWatcher:
                 due += grace
             if now < due:
                 next_due = min(next_due, due)
-            elif ended or not self._stop_policy.stop or watched.stop_sent == "Kill":
+            elif ended or not self._stop_policy.on_timeout or watched.stop_sent == "Kill":
                 to_finish.append(watched)
             else:
                 to_stop["Kill" if watched.stop_sent else "SoftStop"].append(watched)
@@ -510,9 +468,7 @@ class JobWatcher:
                 log.info("async_orch.jobs_stopping", strategy=strategy, job_ids=ids)
                 try:
                     await self._api.stop_jobs(folder, ids, strategy=strategy)
-                except ClientClosedError:
-                    raise  # the client is gone: nothing to retry or report per job
-                except OrchestratorError as exc:
+                except RequestError as exc:
                     # The grace still runs: a failed SoftStop is followed by Kill,
                     # a failed Kill by reporting the job as timed out.
                     log.warning("async_orch.stop_failed", job_ids=ids, error=str(exc))
@@ -523,7 +479,7 @@ class JobWatcher:
         on_finished: Callable[[Finished], Awaitable[None]],
         *,
         timed_out: bool,
-        error: OrchestratorError | None = None,
+        error: RequestError | None = None,
     ) -> None:
         job_id = watched.handle.job_id
         if self._jobs.pop(job_id, None) is None:

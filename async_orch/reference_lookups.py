@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from async_orch.errors import ClientClosedError, OrchestratorError, RateLimitedError
+from async_orch.errors import (
+    ConfigurationError,
+    OrchestratorError,
+    RateLimitedError,
+    RequestError,
+)
 from async_orch.logs import get_logger
 from async_orch.models import Folder, Job
 from async_orch.planner import ListBudget
@@ -137,14 +142,12 @@ class ReferenceLookups:
         try:
             jobs = await self._api.jobs_by_reference(folder, [p.reference for p in batch])
             answered = True
-        except ClientClosedError:
-            raise
         except RateLimitedError as exc:
             pause = _RATE_LIMIT_PAUSE if exc.retry_after is None else exc.retry_after
             self._budget.pause_until(self._clock() + pause)
             _fail(batch, exc, now)
             log.info("async_orch.reference_lookup_rate_limited", retry_after=exc.retry_after)
-        except OrchestratorError as exc:
+        except RequestError as exc:
             _fail(batch, exc, now)
         finally:
             if not answered and not all(p.settled for p in batch):
@@ -208,8 +211,8 @@ def _fail(batch: list[_Pending], error: OrchestratorError, sent_at: float) -> No
         item.answer = LookupAnswer(sent_at, error=error)
 
 
-def _list_calls_off() -> OrchestratorError:
-    return OrchestratorError(
+def _list_calls_off() -> ConfigurationError:
+    return ConfigurationError(
         "cannot look a Reference up: list calls are off (a list budget of 0); "
         "allow some with PollPolicy.list_budget_per_minute"
     )

@@ -16,7 +16,7 @@ the error's class and fields and adds the fix to its message.
 
 from __future__ import annotations
 
-from async_orch.errors import ConflictError, OrchestratorError
+from async_orch.errors import ConflictError, RequestError
 
 __all__ = ["NO_RUNTIME_CODE", "explain_start_refusal", "start_refusal_hint"]
 
@@ -45,7 +45,7 @@ def start_refusal_hint(error: ConflictError, folder: str) -> str | None:
     return None
 
 
-def explain_start_refusal(error: OrchestratorError, folder: str) -> OrchestratorError:
+def explain_start_refusal(error: RequestError, folder: str) -> RequestError:
     """*error* with the cause and fix added when it is a known start refusal."""
     if not isinstance(error, ConflictError):
         return error

@@ -30,13 +30,12 @@ from async_orch.batch import JobHandle, JobRequest
 from async_orch.cancellation import StartShield
 from async_orch.config import RequestTimeouts, RetryPolicy
 from async_orch.errors import (
-    ClientClosedError,
     InvalidRequestError,
-    OrchestratorError,
+    RequestError,
 )
 from async_orch.limits import StartLimiter
 from async_orch.logs import get_logger
-from async_orch.models import Folder, Job, Release, StartRequest
+from async_orch.models import Folder, Job, Release, StartRequest, reference_problem
 from async_orch.planner import ListBudget, PollPolicy
 from async_orch.reference_lookups import ReferenceLookups
 from async_orch.retries import (
@@ -69,12 +68,11 @@ __all__ = [
 log = get_logger("async_orch.starting")
 
 #: Where a request goes: its folder and release, or why they did not resolve.
-Target = tuple[Folder, Release] | OrchestratorError
+Target = tuple[Folder, Release] | RequestError
 #: Called with (handle, job) pairs and the attempts so far as soon as jobs exist.
 JobsCallback = Callable[[list[tuple[JobHandle, Job]], int], None]
 
 _RESOLVE_CONCURRENCY = 8  # folder/process lookups at once at the start of a batch
-_MAX_REFERENCE = 128  # characters; Orchestrator refuses longer References
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +91,7 @@ class StartFailure:
 
     index: int
     request: JobRequest
-    error: OrchestratorError
+    error: RequestError
     attempts: int
 
 
@@ -156,7 +154,7 @@ class Starter:
         """
         attempts = 0
         try:
-            if isinstance(target, OrchestratorError):
+            if isinstance(target, RequestError):
                 raise target
             folder, release = target
             # Built before waiting for a turn: building checks the inputs.
@@ -177,9 +175,7 @@ class Starter:
                 attempts = protocol.posts
             handles = [JobHandle.of(job, folder, reference=reference) for job in jobs]
             on_jobs(list(zip(handles, jobs, strict=True)), attempts)
-        except ClientClosedError:
-            raise  # the client is gone: nothing to retry or report per job
-        except OrchestratorError as exc:
+        except RequestError as exc:
             where = target[0].fully_qualified_name if isinstance(target, tuple) else None
             exc = explain_start_refusal(exc, where or str(request.folder))
             log.info(
@@ -285,9 +281,7 @@ class Starter:
         with shield.protect() as scope:
             try:
                 jobs = await self._api.start_jobs(folder, body)
-            except ClientClosedError:
-                raise
-            except OrchestratorError as exc:
+            except RequestError as exc:
                 log.info(
                     "async_orch.start_ambiguous"
                     if may_have_started(exc)
@@ -304,7 +298,9 @@ class Starter:
             # The batch was cancelled and this call outlived ABANDON_START_WAIT.
             shield.uncertain.append(reference)
             await anyio.lowlevel.checkpoint()  # delivers the pending cancellation
-            raise OrchestratorError(f"StartJobs for Reference {reference!r} was abandoned")
+            # Only a batch that is ending (cancelled, or failed and so cancelling its
+            # tasks) cuts a StartJobs off, so that cancellation is always pending.
+            raise AssertionError(f"StartJobs for Reference {reference!r} cut off, not cancelled")
 
 
 async def resolve_targets(api: JobsAPI, requests: Sequence[JobRequest]) -> list[Target]:
@@ -318,9 +314,7 @@ async def resolve_targets(api: JobsAPI, requests: Sequence[JobRequest]) -> list[
             try:
                 resolved = await api.resolve_folder(folder)
                 found[key] = (resolved, await api.resolve_release(resolved, process))
-            except ClientClosedError:
-                raise  # the client is gone: nothing to retry or report per job
-            except OrchestratorError as exc:
+            except RequestError as exc:
                 found[key] = exc
 
     async with anyio.create_task_group() as tg:
@@ -340,11 +334,8 @@ def batch_references(requests: Sequence[JobRequest], *, prefix: str | None = Non
     references = [r.reference or f"{prefix}-{i}" for i, r in enumerate(requests)]
     seen: dict[str, int] = {}
     for index, reference in enumerate(references):
-        if len(reference) > _MAX_REFERENCE:
-            raise InvalidRequestError(
-                f"request {index}: reference {reference[:20]!r}... is {len(reference)} "
-                f"characters; Orchestrator accepts at most {_MAX_REFERENCE}"
-            )
+        if (problem := reference_problem(reference)) is not None:
+            raise InvalidRequestError(f"request {index}: reference {problem}")
         if reference in seen:
             raise InvalidRequestError(
                 f"requests {seen[reference]} and {index} share the reference {reference!r}; "

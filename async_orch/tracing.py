@@ -7,7 +7,7 @@ OpenTelemetry is never imported and tracing costs nothing. With it::
     tracing = OtelTracing()  # the global tracer provider, or tracer_provider=...
     async with OrchestratorClient(settings, hooks=[tracing]) as orch:
         with tracing.batch("nightly", requests) as batch:
-            await orch.run_jobs(requests, on_started=batch.on_started, on_state=batch.on_state)
+            await orch.run_jobs(requests, hooks=batch.hooks())
 
 gives one span per batch, one per job (from the moment it exists to its final
 state) and one per HTTP try, each try carrying the W3C ``traceparent`` of its
@@ -33,6 +33,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from opentelemetry.util.types import AttributeValue
 
 from async_orch.batch import JobHandle, JobRequest, Outcome, Progress
+from async_orch.options import Hooks
 from async_orch.states import JobState
 from async_orch.transport_hooks import (
     RequestSent,
@@ -175,6 +176,12 @@ class BatchTrace:
         span.end()
 
     # -- batch callbacks (pass them to run_jobs / stream_jobs) ----------------------------
+
+    def hooks(self) -> Hooks:
+        """The batch hooks that feed this trace: ``run_jobs(..., hooks=batch.hooks())``."""
+        return Hooks(
+            on_started=self.on_started, on_state=self.on_state, on_progress=self.on_progress
+        )
 
     def on_started(self, index: int, handle: JobHandle) -> None:
         """A job exists: its span starts."""

@@ -73,6 +73,7 @@ from async_orch.transport_hooks import (
     report_answer,
     report_cancelled,
 )
+from async_orch.version import __version__
 
 __all__ = ["IDEMPOTENT_METHODS", "Response", "Transport", "TransportStats"]
 
@@ -81,7 +82,7 @@ log = get_logger("async_orch.transport")
 #: Methods that are safe to repeat unless the caller says otherwise.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
-_USER_AGENT = "async-orch"
+_USER_AGENT = f"async-orch/{__version__}"
 
 
 @dataclass(frozen=True, slots=True)

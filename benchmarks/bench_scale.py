@@ -140,6 +140,7 @@ async def run_client(args: argparse.Namespace) -> dict[str, Any]:
     from async_orch.client import OrchestratorClient
     from async_orch.config import ClientCredentials, Settings, StaticToken
     from async_orch.dispatcher import DispatchLimits
+    from async_orch.options import Hooks
 
     credentials: ClientCredentials | StaticToken = (
         StaticToken(token="canned")
@@ -170,7 +171,7 @@ async def run_client(args: argparse.Namespace) -> dict[str, Any]:
         with anyio.move_on_after(args.seconds):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(sample)
-                await orch.run_jobs(requests, on_started=on_started)
+                await orch.run_jobs(requests, hooks=Hooks(on_started=on_started))
                 tg.cancel_scope.cancel()
     cpu = time.process_time() - cpu
     peak = max(peak, rss_mb())

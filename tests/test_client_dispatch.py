@@ -24,6 +24,7 @@ from async_orch.batch import JobHandle, JobRequest, JobResult, Outcome, Progress
 from async_orch.client import OrchestratorClient
 from async_orch.dispatcher import DispatchLimits, Started, StartFailure
 from async_orch.errors import FolderNotFoundError, JobLostError, NotFoundError
+from async_orch.options import Hooks
 from async_orch.planner import PollPolicy
 from async_orch.states import JobState
 
@@ -56,6 +57,7 @@ async def test_start_in_one_client_then_wait_in_another_from_json(
     assert [r.handle for r in results] == handles  # in the order given
     assert [r.index for r in results] == [0, 1, 2]
     assert all(r.outcome is Outcome.SUCCESSFUL for r in results)
+    assert all(r.request is None for r in results)  # only handles were given
     expected = {h.job_id: {"n": 2 if h.folder_path == "HR" else 1} for h in handles}
     assert {r.job_id: r.outputs for r in results} == expected
     assert requests_to(sim, START_JOBS) == 2  # waiting never starts anything
@@ -69,7 +71,9 @@ async def test_wait_jobs_with_a_timeout_reports_the_last_state(
         (started,) = await orch.start_jobs([JobRequest(process="Slow", folder="Shared")])
         assert isinstance(started, Started)
         progress: list[Progress] = []
-        (result,) = await orch.wait_jobs(started.handles, timeout=1.0, on_progress=progress.append)
+        (result,) = await orch.wait_jobs(
+            started.handles, timeout=1.0, hooks=Hooks(on_progress=progress.append)
+        )
 
     assert result.outcome is Outcome.TIMED_OUT and result.timed_out
     assert result.state is JobState.RUNNING
@@ -131,7 +135,7 @@ async def test_iter_jobs_starts_requests_and_re_attaches_to_handles_in_one_batch
             orch.iter_jobs(
                 [JobRequest(process="Echo", folder="Shared", inputs={"n": 2})],
                 handles=earlier.handles,
-                on_state=lambda h, old, new: states.append((h.job_id, old, new)),
+                hooks=Hooks(on_state=lambda h, old, new: states.append((h.job_id, old, new))),
             )
         ) as results:
             seen = sorted([r async for r in results], key=lambda r: r.index)

@@ -12,6 +12,7 @@ from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, reques
 from async_orch.batch import JobRequest, Outcome, Progress
 from async_orch.client import OrchestratorClient
 from async_orch.errors import ConflictError, StuckPendingError
+from async_orch.options import Hooks, StopPolicy
 from async_orch.states import JobState
 
 
@@ -65,12 +66,17 @@ async def test_jobs_pending_too_long_are_reported_stuck_and_optionally_stopped(
 
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
         results = await orch.run_jobs(
-            requests, timeout=60, pending_timeout=0.5, on_progress=on_progress
+            requests,
+            timeout=60,
+            stop=StopPolicy(pending_timeout=0.5),
+            hooks=Hooks(on_progress=on_progress),
         )
         assert ages[-1] is None  # all reported
         assert any(age is not None for age in ages)
         stopped = await orch.run_jobs(
-            requests[:1], timeout=60, pending_timeout=0.5, stop_on_timeout=True, stop_grace=5
+            requests[:1],
+            timeout=60,
+            stop=StopPolicy(on_timeout=True, grace=5, pending_timeout=0.5),
         )
     first, second, shared = results
     assert shared.outcome is Outcome.SUCCESSFUL  # picked up at once: never stuck

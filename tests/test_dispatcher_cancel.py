@@ -20,6 +20,7 @@ import async_orch.cancellation as cancellation
 from async_orch.batch import JobHandle, JobRequest
 from async_orch.dispatcher import Dispatcher
 from async_orch.models import Job, StartRequest
+from async_orch.options import Hooks
 from async_orch.planner import PollPolicy
 from async_orch.seams import FolderRef
 
@@ -45,7 +46,9 @@ async def test_a_start_in_flight_at_cancellation_finishes_and_is_reported() -> N
 
     async def run() -> None:
         with scope:
-            await dispatcher.run(requests(3), on_started=lambda i, h: started.append(h))
+            await dispatcher.run(
+                requests(3), hooks=Hooks(on_started=lambda i, h: started.append(h))
+            )
 
     with structlog.testing.capture_logs() as logs:
         async with anyio.create_task_group() as tg:
@@ -134,6 +137,6 @@ async def test_an_error_in_a_callback_ends_the_batch_and_reports_its_jobs() -> N
         raise ValueError("callback bug")
 
     with structlog.testing.capture_logs() as logs, pytest.raises(ValueError, match="callback bug"):
-        await dispatcher.run(requests(1), on_started=broken)
+        await dispatcher.run(requests(1), hooks=Hooks(on_started=broken))
     (event,) = left_running(logs)
     assert event["job_ids"] == list(api.jobs)

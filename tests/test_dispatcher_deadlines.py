@@ -25,8 +25,10 @@ from test_dispatcher_support import (
     scenario,
 )
 
-from async_orch.batch import JobHandle, JobRequest, Outcome
+from async_orch import Hooks, StopPolicy
+from async_orch.batch import JobHandle, JobRequest, Outcome, Progress
 from async_orch.client import OrchestratorClient
+from async_orch.errors import NotStartedError
 from async_orch.simulator import SimulatorHandle
 from async_orch.states import JobState
 
@@ -73,7 +75,7 @@ async def test_batch_timeout_with_stop_soft_stops_then_reports_stopped(
     sim = await start(start_simulator)  # SoftStop takes 5 simulated s: 50 ms
     async with client(sim) as orch:
         results = await orch.run_jobs(
-            slow(5) + slow(5, "HR"), timeout=1.0, stop_on_timeout=True, stop_grace=20.0
+            slow(5) + slow(5, "HR"), timeout=1.0, stop=StopPolicy(on_timeout=True, grace=20.0)
         )
 
     assert [r.outcome for r in results] == [Outcome.STOPPED] * 10
@@ -89,7 +91,9 @@ async def test_stop_kills_jobs_that_ignore_soft_stop_after_the_grace(
 ) -> None:
     sim = await start(start_simulator, soft_stop_delay=1e9)  # a workflow that never stops
     async with client(sim) as orch:
-        results = await orch.run_jobs(slow(4), timeout=0.5, stop_on_timeout=True, stop_grace=0.5)
+        results = await orch.run_jobs(
+            slow(4), timeout=0.5, stop=StopPolicy(on_timeout=True, grace=0.5)
+        )
 
     assert [r.outcome for r in results] == [Outcome.STOPPED] * 4
     jobs = engine_jobs(sim)
@@ -110,6 +114,7 @@ async def test_requests_still_waiting_at_the_batch_timeout_are_not_started(
     assert set(outcomes) == {Outcome.TIMED_OUT, Outcome.NOT_STARTED}
     assert outcomes[Outcome.NOT_STARTED] >= 6
     not_started = [r for r in results if r.outcome is Outcome.NOT_STARTED]
+    assert all(isinstance(r.error, NotStartedError) for r in not_started)
     assert all("batch timeout" in str(r.error) and r.handle is None for r in not_started)
     assert len(engine_jobs(sim)) == outcomes[Outcome.TIMED_OUT]
 
@@ -127,7 +132,7 @@ async def test_a_request_timeout_applies_to_its_job_only(
         JobRequest(process="Echo", folder="HR", inputs={"fast": 2}),
     ]
     async with client(sim) as orch:
-        results = await orch.run_jobs(requests, stop_on_timeout=True, stop_grace=20.0)
+        results = await orch.run_jobs(requests, stop=StopPolicy(on_timeout=True, grace=20.0))
 
     assert [r.outcome for r in results] == [Outcome.SUCCESSFUL, Outcome.STOPPED, Outcome.SUCCESSFUL]
     assert [r.timed_out for r in results] == [False, True, False]
@@ -140,7 +145,10 @@ async def test_a_request_timeout_applies_to_its_job_only(
 
 
 async def run_and_cancel_when_started(
-    orch: OrchestratorClient, requests: list[JobRequest], **kwargs: Any
+    orch: OrchestratorClient,
+    requests: list[JobRequest],
+    stop: StopPolicy | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> list[JobHandle]:
     """Run ``requests``; cancel the call once every job has started."""
     started: list[JobHandle] = []
@@ -159,7 +167,8 @@ async def run_and_cancel_when_started(
                 scope.cancel()
 
             tg.start_soon(cancel_when_started)
-            await orch.run_jobs(requests, on_started=on_started, **kwargs)
+            hooks = Hooks(on_started=on_started, on_progress=on_progress)
+            await orch.run_jobs(requests, stop=stop, hooks=hooks)
             pytest.fail("run_jobs returned although its jobs never end")
     assert scope.cancelled_caught
     return started
@@ -192,8 +201,7 @@ async def test_cancelled_run_with_stop_on_cancel_stops_every_job_first(
             started = await run_and_cancel_when_started(
                 orch,
                 slow(5) + slow(3, "HR"),
-                stop_on_cancel=True,
-                stop_grace=20.0,
+                stop=StopPolicy(on_cancel=True, grace=20.0),
                 on_progress=lambda p: snapshots.append(+p.by_state),
             )
 
@@ -212,12 +220,13 @@ async def test_stop_on_timeout_also_stops_on_cancel_unless_told_otherwise(
 ) -> None:
     sim = await start(start_simulator)
     async with client(sim) as orch:
-        await run_and_cancel_when_started(orch, slow(3), stop_on_timeout=True, stop_grace=20.0)
+        await run_and_cancel_when_started(orch, slow(3), StopPolicy(on_timeout=True, grace=20.0))
     assert {j.state for j in engine_jobs(sim)} == {JobState.STOPPED}
 
     sim = await start(start_simulator)
     async with client(sim) as orch:
-        await run_and_cancel_when_started(orch, slow(3), stop_on_timeout=True, stop_on_cancel=False)
+        stop = StopPolicy(on_timeout=True, on_cancel=False)
+        await run_and_cancel_when_started(orch, slow(3), stop)
     assert {j.state for j in engine_jobs(sim)} <= {JobState.PENDING, JobState.RUNNING}
     assert requests_to(sim, STOP_JOBS) == 0
 
@@ -230,7 +239,7 @@ async def test_leaving_iter_jobs_early_stops_the_rest_when_asked(
     async with (
         client(sim) as orch,
         contextlib.aclosing(
-            orch.iter_jobs(requests, stop_on_cancel=True, stop_grace=20.0)
+            orch.iter_jobs(requests, stop=StopPolicy(on_cancel=True, grace=20.0))
         ) as results,
     ):
         async for result in results:

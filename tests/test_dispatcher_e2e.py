@@ -35,6 +35,7 @@ from async_orch.errors import (
     ProcessNotFoundError,
     UncertainStartError,
 )
+from async_orch.options import Hooks
 from async_orch.simulator import SimulatorHandle
 
 FAULTS = {
@@ -75,6 +76,7 @@ async def test_500_jobs_under_faults_each_created_exactly_once_with_its_outputs(
         if result.outcome is Outcome.UNCERTAIN:
             assert isinstance(result.error, UncertainStartError), result
             continue
+        assert result.request is not None, result
         assert result.outputs == result.request.inputs, result
     stats = sim.simulator.stats()
     # Every kind of fault was met, so the test cannot pass by luck.
@@ -110,7 +112,7 @@ async def test_progress_counts_add_up_per_folder(start_simulator: Callable[..., 
         snapshots.append(copy.deepcopy(progress))
 
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
-        results = await orch.run_jobs(requests, on_progress=on_progress)
+        results = await orch.run_jobs(requests, hooks=Hooks(on_progress=on_progress))
 
     final = snapshots[-1]
     assert final.total == len(results) == 31

@@ -16,6 +16,7 @@ from fakes import FakeAPI
 
 from async_orch.batch import Abandoned, JobHandle, JobRequest, Outcome
 from async_orch.dispatcher import Dispatcher, Started
+from async_orch.options import AbandonedCallback, Hooks, StateCallback, StopPolicy
 from async_orch.planner import PollPolicy
 from async_orch.states import JobState
 
@@ -49,7 +50,9 @@ async def test_on_state_hears_each_state_once_in_order_before_the_result() -> No
             api.jobs[handle.job_id].state = JobState.SUCCESSFUL  # and done
 
     with anyio.fail_after(20):  # a safety net, not a timing
-        (result,) = await dispatcher.run(requests(1), on_started=on_started, on_state=on_state)
+        (result,) = await dispatcher.run(
+            requests(1), hooks=Hooks(on_started=on_started, on_state=on_state)
+        )
 
     assert result.outcome is Outcome.SUCCESSFUL
     assert seen == [
@@ -68,14 +71,21 @@ async def test_on_state_starts_from_none_for_a_job_re_attached_to() -> None:
 
     with anyio.fail_after(20):
         (result,) = await Dispatcher(api, poll=POLL).run(
-            handles=[handle], on_state=lambda h, old, new: seen.append((h.job_id, old, new))
+            handles=[handle],
+            hooks=Hooks(on_state=lambda h, old, new: seen.append((h.job_id, old, new))),
         )
 
     assert result.outcome is Outcome.SUCCESSFUL
     assert seen == [(handle.job_id, None, JobState.SUCCESSFUL)]
 
 
-async def cancel_once_started(dispatcher: Dispatcher, count: int, **kwargs: Any) -> None:
+async def cancel_once_started(
+    dispatcher: Dispatcher,
+    count: int,
+    stop: StopPolicy | None = None,
+    on_abandoned: AbandonedCallback | None = None,
+    on_state: StateCallback | None = None,
+) -> None:
     """Run ``count`` requests; cancel the run once every job exists."""
     started: list[JobHandle] = []
 
@@ -85,7 +95,8 @@ async def cancel_once_started(dispatcher: Dispatcher, count: int, **kwargs: Any)
             scope.cancel()
 
     with anyio.fail_after(20), anyio.CancelScope() as scope:
-        await dispatcher.run(requests(count), on_started=on_started, **kwargs)
+        hooks = Hooks(on_started=on_started, on_abandoned=on_abandoned, on_state=on_state)
+        await dispatcher.run(requests(count), stop=stop, hooks=hooks)
         pytest.fail("run returned although its jobs never end")
 
 
@@ -99,7 +110,7 @@ async def test_on_abandoned_gets_the_jobs_stopped_after_a_cancel() -> None:
         await cancel_once_started(
             dispatcher,
             3,
-            stop_on_cancel=True,
+            stop=StopPolicy(on_cancel=True),
             on_abandoned=reports.append,
             on_state=lambda h, old, new: seen.append((h.job_id, old, new)),
         )
@@ -170,7 +181,9 @@ async def test_an_error_in_on_state_ends_the_batch_and_reports_its_jobs() -> Non
         pytest.raises(ValueError, match="state bug"),
     ):
         await dispatcher.run(
-            requests(1), on_started=on_started, on_state=broken, stop_on_cancel=True
+            requests(1),
+            stop=StopPolicy(on_cancel=True),
+            hooks=Hooks(on_started=on_started, on_state=broken),
         )
     # The stop on the way out still happened, although on_state failed again there.
     assert {j.state for j in api.jobs.values()} == {JobState.STOPPED}

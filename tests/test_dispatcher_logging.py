@@ -14,6 +14,7 @@ from fakes import FakeAPI
 
 from async_orch.batch import JobRequest, Outcome
 from async_orch.dispatcher import Dispatcher
+from async_orch.options import Hooks
 from async_orch.planner import PollPolicy
 
 
@@ -66,7 +67,7 @@ async def test_nothing_below_warning_is_logged_unless_structlog_is_configured(
     with anyio.CancelScope() as scope:
         await dispatcher.run(
             [JobRequest(process="Echo", folder="Shared")],
-            on_started=lambda index, handle: scope.cancel(),
+            hooks=Hooks(on_started=lambda index, handle: scope.cancel()),
         )
     assert [(r.name, r.levelno) for r in caplog.records] == [
         ("async_orch.cancellation", logging.WARNING)

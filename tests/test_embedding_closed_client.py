@@ -15,6 +15,7 @@ from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, reques
 
 from async_orch import (
     ClientClosedError,
+    Hooks,
     JobHandle,
     JobRequest,
     OrchestratorClient,
@@ -129,5 +130,7 @@ async def test_closing_the_session_mid_batch_ends_the_batch_with_client_closed_e
             async with anyio.create_task_group() as tg:
                 tg.start_soon(close_when_started)
                 with pytest.raises(ClientClosedError):
-                    await orch.run_jobs(slow, on_started=on_started, on_abandoned=left.append)
+                    await orch.run_jobs(
+                        slow, hooks=Hooks(on_started=on_started, on_abandoned=left.append)
+                    )
     assert len(left) == 1 and len(left[0].left_running) == 3  # reported, not forgotten

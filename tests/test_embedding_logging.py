@@ -16,7 +16,7 @@ import pytest
 import structlog
 from test_dispatcher_support import fast_poll, fast_settings, scenario
 
-from async_orch import JobHandle, JobRequest, OrchestratorClient, Outcome
+from async_orch import Hooks, JobHandle, JobRequest, OrchestratorClient, Outcome
 
 
 async def run_and_cancel_a_slow_job(start_simulator: Callable[..., Any]) -> JobHandle:
@@ -34,7 +34,9 @@ async def run_and_cancel_a_slow_job(start_simulator: Callable[..., Any]) -> JobH
         results = await orch.run_jobs([JobRequest(process="Echo", folder="Nowhere")])
         assert [r.outcome for r in results] == [Outcome.NOT_STARTED]
         with anyio.CancelScope() as scope:
-            await orch.run_jobs([JobRequest(process="Slow", folder="HR")], on_started=started)
+            await orch.run_jobs(
+                [JobRequest(process="Slow", folder="HR")], hooks=Hooks(on_started=started)
+            )
     assert scope.cancelled_caught
     return handles[0]
 

@@ -18,8 +18,9 @@ from fakes import FakeAPI, FakeJob
 from async_orch.batch import JobHandle
 from async_orch.errors import TransportError
 from async_orch.models import Job
+from async_orch.options import StopPolicy
 from async_orch.planner import PollPolicy
-from async_orch.poller import Finished, JobWatcher, StopPolicy, WatcherGroup
+from async_orch.poller import Finished, JobWatcher, WatcherGroup
 from async_orch.seams import FolderRef
 from async_orch.states import JobState
 
@@ -148,7 +149,7 @@ async def test_state_changes_are_reported_in_order() -> None:
 async def test_past_the_deadline_without_stop_jobs_are_reported_with_their_last_state() -> None:
     api = FakeAPI()
     handles = [add_job(api, i, state=JobState.RUNNING) for i in (1, 2)]
-    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(stop=False))
+    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(on_timeout=False))
     finished = await watch_all(watcher, handles, timeout=0.1)
 
     assert {f.handle.job_id for f in finished} == {1, 2}
@@ -164,7 +165,7 @@ async def test_stops_are_batched_per_folder_and_kill_follows_for_stubborn_jobs()
         add_job(api, 3, "HR", state=JobState.RUNNING),
         add_job(api, 4, "HR", state=JobState.RUNNING),
     ]
-    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(stop=True, grace=0.3))
+    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(on_timeout=True, grace=0.3))
     finished = await watch_all(watcher, handles, timeout=0.05)
 
     soft = [c for c in api.stops() if c[3] == "SoftStop"]
@@ -194,7 +195,7 @@ class FirstReadFails(FakeAPI):
 async def test_a_job_that_ended_before_its_deadline_is_not_stopped() -> None:
     api = FirstReadFails()
     handle = add_job(api, 1, state=JobState.SUCCESSFUL)
-    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(stop=True, grace=5.0))
+    watcher = JobWatcher(api, policy=POLL, stop_policy=StopPolicy(on_timeout=True, grace=5.0))
     # Known Successful (as StartJobs or a list call could say), deadline already
     # past, and its outputs read fails once: it still gets the grace to be read.
     (finished,) = await watch_all(watcher, [handle], timeout=0.0, state=JobState.SUCCESSFUL)

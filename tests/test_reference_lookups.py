@@ -101,7 +101,7 @@ async def test_lookups_are_off_with_a_list_budget_of_0() -> None:
 
 def test_the_dispatcher_s_lookups_spend_the_watchers_budget() -> None:
     dispatcher = Dispatcher(ReferenceAPI([]))
-    budget = dispatcher._watchers.budget
+    budget = dispatcher._parts.watchers.budget
     before = budget.ready_at()
     budget_of_lookups = dispatcher._starter.lookups._budget
     budget_of_lookups.spend(1000.0)

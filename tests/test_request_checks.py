@@ -15,7 +15,8 @@ from async_orch.batch import JobRequest
 from async_orch.client import OrchestratorClient
 from async_orch.dispatcher import DispatchLimits
 from async_orch.errors import ConfigurationError, InvalidRequestError
-from async_orch.poller import StopPolicy
+from async_orch.models import JobPriority, StartStrategy
+from async_orch.options import Hooks, StopPolicy
 
 
 def refused(**fields: Any) -> str:
@@ -55,9 +56,46 @@ def test_well_formed_requests_are_accepted() -> None:
 
 @pytest.mark.parametrize("grace", [-1, math.nan, math.inf, "5"])
 def test_a_stop_grace_must_be_zero_or_more_seconds(grace: object) -> None:
-    with pytest.raises(InvalidRequestError, match="stop grace must be zero or a positive"):
-        StopPolicy(stop=True, grace=grace)  # type: ignore[arg-type]
-    assert StopPolicy(stop=True, grace=0).grace == 0
+    with pytest.raises(InvalidRequestError, match=r"StopPolicy\.grace must be zero or a positive"):
+        StopPolicy(on_timeout=True, grace=grace)  # type: ignore[arg-type]
+    assert StopPolicy(on_timeout=True, grace=0).grace == 0
+
+
+@pytest.mark.parametrize("seconds", [0, -1, math.nan, math.inf, "5"])
+def test_a_pending_timeout_must_be_positive_seconds(seconds: object) -> None:
+    with pytest.raises(InvalidRequestError, match=r"StopPolicy\.pending_timeout must be"):
+        StopPolicy(pending_timeout=seconds)  # type: ignore[arg-type]
+    assert StopPolicy(pending_timeout=0.5).pending_timeout == 0.5
+
+
+def test_stop_policy_and_hooks_refuse_what_they_cannot_use() -> None:
+    with pytest.raises(InvalidRequestError, match=r"StopPolicy\.on_timeout must be True or False"):
+        StopPolicy(on_timeout="yes")  # type: ignore[arg-type]
+    with pytest.raises(
+        InvalidRequestError, match=r"StopPolicy\.on_cancel must be True, False or None"
+    ):
+        StopPolicy(on_cancel=1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError, match=r"Hooks\.on_started must be a function or None"):
+        Hooks(on_started="persist")  # type: ignore[arg-type]
+
+
+def test_stopping_on_cancel_follows_stopping_on_timeout_unless_said() -> None:
+    assert not StopPolicy().stops_on_cancel
+    assert StopPolicy(on_timeout=True).stops_on_cancel
+    assert not StopPolicy(on_timeout=True, on_cancel=False).stops_on_cancel
+    assert StopPolicy(on_cancel=True).stops_on_cancel
+
+
+def test_priority_and_strategy_names_become_enum_members() -> None:
+    request = JobRequest(process="Echo", folder="HR", priority="high", strategy="modernjobscount")
+    assert request.priority is JobPriority.HIGH
+    assert request.strategy is StartStrategy.MODERN_JOBS_COUNT
+    assert JobRequest(process="Echo", folder="HR").strategy is StartStrategy.MODERN_JOBS_COUNT
+    text: str = "High"
+    assert request.priority == text  # still equal to the text users compare with
+    unknown = JobRequest(process="Echo", folder="HR", priority="Urgent")
+    with pytest.raises(InvalidRequestError, match="must be one of Low, Normal, High; got 'Urgent'"):
+        unknown.check()  # refused with the batch, by name
 
 
 def test_limits_of_the_wrong_type_are_refused() -> None:
@@ -82,6 +120,10 @@ async def test_a_bad_item_refuses_the_whole_batch_before_any_job_starts(
             await orch.run_jobs(good)  # type: ignore[arg-type]
         with pytest.raises(InvalidRequestError, match="timeout must be a positive number"):
             await orch.run_jobs([good], timeout=-1)
+        with pytest.raises(InvalidRequestError, match=r"stop must be a StopPolicy \(e.g. stop="):
+            await orch.run_jobs([good], stop=True)  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequestError, match="hooks must be a Hooks"):
+            await orch.wait_jobs([], hooks=print)  # type: ignore[arg-type]
         with pytest.raises(ConfigurationError, match="max_in_flight must be a number"):
             orch.set_limits(max_in_flight="x")  # type: ignore[arg-type]
     assert requests_to(sim, START_JOBS) == 0

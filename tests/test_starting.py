@@ -33,8 +33,14 @@ def test_generated_references_differ_from_one_batch_to_the_next() -> None:
 
 
 def test_references_too_long_or_shared_are_refused_with_the_requests_named() -> None:
-    with pytest.raises(OrchestratorError, match=r"request 1: reference 'xxx.*is 129 characters"):
+    with pytest.raises(
+        OrchestratorError,
+        match="request 1: reference is 129 characters; Orchestrator accepts at most",
+    ):
         batch_references([request(), request("x" * 129)])
+    # Counted as StartJobs counts it (UTF-16 units), as JobRequest.check() does.
+    with pytest.raises(OrchestratorError, match="reference is 200 characters"):
+        batch_references([request("\N{GRINNING FACE}" * 100)])
     with pytest.raises(OrchestratorError, match="requests 0 and 2 share the reference 'same'"):
         batch_references([request("same"), request(), request("same")])
 

@@ -21,6 +21,7 @@ from test_dispatcher_deadlines import client, slow, start
 from test_dispatcher_support import STOP_JOBS, engine_jobs, requests_to
 
 from async_orch.batch import Abandoned, JobHandle, JobRequest, Outcome
+from async_orch.options import Hooks, StopPolicy
 from async_orch.states import JobState
 
 FAST = JobRequest(process="Echo", folder="Shared", inputs={"fast": 1})
@@ -36,7 +37,10 @@ async def test_every_result_comes_through_the_block(start_simulator: Callable[..
     async with client(sim) as orch, orch.stream_jobs(requests) as results:
         seen = [result async for result in results]
     assert sorted(r.index for r in seen) == list(range(5))
-    assert all(r.outcome is Outcome.SUCCESSFUL and r.outputs == r.request.inputs for r in seen)
+    assert all(
+        r.outcome is Outcome.SUCCESSFUL and r.request and r.outputs == r.request.inputs
+        for r in seen
+    )
 
 
 async def test_breaking_out_stops_the_rest_before_the_block_is_left(
@@ -47,9 +51,8 @@ async def test_breaking_out_stops_the_rest_before_the_block_is_left(
     async with client(sim) as orch:
         async with orch.stream_jobs(
             [FAST, *slow(4)],
-            stop_on_cancel=True,
-            stop_grace=20.0,
-            on_abandoned=abandoned.append,
+            stop=StopPolicy(on_cancel=True, grace=20.0),
+            hooks=Hooks(on_abandoned=abandoned.append),
         ) as results:
             async for result in results:
                 first = result
@@ -68,11 +71,13 @@ async def test_an_exception_in_the_block_comes_out_as_it_is_after_the_batch_ends
     abandoned: list[Abandoned] = []
     async with client(sim) as orch:
         with pytest.raises(KeyError, match="from the body"):  # not an ExceptionGroup
-            async with orch.stream_jobs([FAST, *slow(3)], on_abandoned=abandoned.append) as results:
+            async with orch.stream_jobs(
+                [FAST, *slow(3)], hooks=Hooks(on_abandoned=abandoned.append)
+            ) as results:
                 async for _ in results:
                     raise KeyError("from the body")
     (report,) = abandoned
-    assert len(report.left_running) == 3 and not report.stopped  # stop_on_cancel False
+    assert len(report.left_running) == 3 and not report.stopped  # StopPolicy.on_cancel False
     assert slow_states(sim) <= {JobState.PENDING, JobState.RUNNING}
     assert requests_to(sim, STOP_JOBS) == 0
 
@@ -92,7 +97,7 @@ async def test_cancelling_the_consumer_ends_the_batch_and_reports_what_it_left(
     async with client(sim) as orch:
         with structlog.testing.capture_logs() as logs:
             with anyio.CancelScope() as scope:
-                async with orch.stream_jobs(slow(3), on_started=on_started) as results:
+                async with orch.stream_jobs(slow(3), hooks=Hooks(on_started=on_started)) as results:
                     await all_started.wait()
                     scope.cancel()
                     async for _ in results:  # cancelled here: no result ever comes
@@ -114,7 +119,7 @@ async def test_a_failing_callback_ends_the_batch_and_comes_out_of_the_loop_as_it
     async with (
         client(sim) as orch,
         orch.stream_jobs(
-            slow(1), on_started=on_started, stop_on_cancel=True, stop_grace=20.0
+            slow(1), hooks=Hooks(on_started=on_started), stop=StopPolicy(on_cancel=True, grace=20.0)
         ) as results,
     ):
         with pytest.raises(RuntimeError, match="journal full"):

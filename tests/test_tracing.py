@@ -77,12 +77,7 @@ async def test_a_batch_is_a_tree_of_batch_job_and_request_spans_joined_by_the_se
     tracing = OtelTracing(tracer_provider=provider)
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll(), hooks=[tracing]) as orch:
         with tracing.batch("nightly", requests) as batch:
-            results = await orch.run_jobs(
-                requests,
-                on_started=batch.on_started,
-                on_state=batch.on_state,
-                on_progress=batch.on_progress,
-            )
+            results = await orch.run_jobs(requests, hooks=batch.hooks())
     assert [r.outcome for r in results] == [Outcome.SUCCESSFUL] * 3
     spans = exporter.get_finished_spans()
 

@@ -10,6 +10,7 @@ import json
 import random
 import re
 from collections.abc import AsyncIterator
+from importlib.metadata import version
 from typing import Any
 
 import aiohttp
@@ -147,7 +148,7 @@ async def test_get_sends_token_accept_folder_and_query(
     [call] = calls(mock, "GET", JOBS)
     assert call["headers"] == {
         "Accept": "application/json",
-        "User-Agent": "async-orch",
+        "User-Agent": f"async-orch/{version('async-orch')}",  # from the metadata
         "X-UIPATH-FolderPath": "Finance/Invoices",
         "Authorization": "Bearer tok-1",
     }

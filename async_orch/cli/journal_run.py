@@ -26,16 +26,19 @@ from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, Outcom
 from async_orch.cli.output import COLUMNS, result_row
 from async_orch.client import OrchestratorClient
 from async_orch.config import Settings
-from async_orch.dispatcher import (
-    AbandonedCallback,
-    ProgressCallback,
-    StartedCallback,
-    StateCallback,
-)
 from async_orch.errors import OrchestratorError
 from async_orch.journal import JobRecord, Journal, JournalTarget, RequestRecord
 from async_orch.logs import get_logger
 from async_orch.models import Job
+from async_orch.options import (
+    AbandonedCallback,
+    Hooks,
+    ProgressCallback,
+    StartedCallback,
+    StateCallback,
+    StopPolicy,
+)
+from async_orch.planner import FILTER_IN_VALUES
 from async_orch.poller import identity_change
 from async_orch.resources import odata_quote
 from async_orch.starting import batch_references
@@ -56,9 +59,8 @@ __all__ = [
 
 log = get_logger("async_orch.cli.journal_run")
 
-#: References per ``Reference in (...)`` lookup: $filter allows 100 expressions,
-#: and whether each listed value counts as one is UNCONFIRMED, so stay under it.
-LOOKUP_BATCH = 90
+#: References or ids per ``in (...)`` lookup.
+LOOKUP_BATCH = FILTER_IN_VALUES
 #: Seconds allowed, after an interrupt, to read the last states of unfinished jobs.
 REFRESH_TIMEOUT = 15.0
 
@@ -338,14 +340,18 @@ async def _run(
                 requests,
                 handles=[j.handle for j in reattach],
                 timeout=options.timeout,
-                stop_on_timeout=options.stop_on_timeout,
-                stop_grace=options.stop_grace,
-                pending_timeout=options.pending_timeout,
-                stop_on_cancel=options.stop_on_interrupt,
-                on_progress=on_progress,
-                on_started=on_started,
-                on_state=on_state,
-                on_abandoned=on_abandoned,
+                stop=StopPolicy(
+                    on_timeout=options.stop_on_timeout,
+                    on_cancel=options.stop_on_interrupt,
+                    grace=options.stop_grace,
+                    pending_timeout=options.pending_timeout,
+                ),
+                hooks=Hooks(
+                    on_progress=on_progress,
+                    on_started=on_started,
+                    on_state=on_state,
+                    on_abandoned=on_abandoned,
+                ),
             )
             async with aclosing(results):
                 async for result in results:

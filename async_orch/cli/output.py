@@ -59,11 +59,12 @@ def result_row(result: JobResult) -> dict[str, Any]:
     """One result as a flat, JSON-ready dict (the columns of every format)."""
     job = result.job
     handle = result.handle
+    request = result.request  # None for a job given by handle
     return {
         "index": result.index,
-        "reference": handle.reference if handle else result.request.reference,
-        "folder": handle.folder_path if handle else str(result.request.folder),
-        "process": result.request.process or (job.release_name if job else None),
+        "reference": handle.reference if handle else (request.reference if request else None),
+        "folder": handle.folder_path if handle else (str(request.folder) if request else None),
+        "process": (request.process if request else None) or (job.release_name if job else None),
         "job_id": handle.job_id if handle else None,
         "job_key": handle.job_key if handle else None,
         "outcome": result.outcome.value,

@@ -44,6 +44,7 @@ from async_orch.loadtest.measure import (
 from async_orch.loadtest.profile import LoadProfile
 from async_orch.loadtest.template import JobTemplate
 from async_orch.logs import get_logger
+from async_orch.options import Hooks, StopPolicy
 from async_orch.planner import PollPolicy
 from async_orch.transport_hooks import RequestSent, ResponseReceived, TransportHooks
 
@@ -207,10 +208,8 @@ class LoadTest:
         results = orch.iter_jobs(
             requests,
             timeout=self.plan.profile.duration + self.plan.drain_timeout,
-            stop_on_timeout=self.plan.stop_jobs,
-            stop_on_cancel=self.plan.stop_jobs,
-            on_progress=progress,
-            on_started=started,
+            stop=StopPolicy(on_timeout=self.plan.stop_jobs, on_cancel=self.plan.stop_jobs),
+            hooks=Hooks(on_progress=progress, on_started=started),
         )
         async with aclosing(results) as stream:
             async for result in stream:
