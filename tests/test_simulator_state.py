@@ -72,3 +72,28 @@ def test_without_a_state_file_later_runs_start_above_earlier_ones() -> None:
     assert first_job_id(1.8e9) == a
     # The Keys differ too, although the seed is the same.
     assert early.tenants[0].engine.job(a).key != late.tenants[0].engine.job(b).key  # type: ignore[union-attr]
+
+
+def test_a_state_file_in_use_by_another_simulator_is_refused(tmp_path: Path) -> None:
+    # Two simulators on one file would hand out the same job ids.
+    state = tmp_path / "sim.sqlite"
+    first = Simulator(state=state)
+    with pytest.raises(ConfigurationError, match="in use by another simulator"):
+        Simulator(state=state)
+    first.close()
+    Simulator(state=state).close()  # free again once the first one stopped
+
+
+def test_another_sqlite_file_is_refused_before_anything_is_written_to_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    journal = tmp_path / "journal.sqlite"
+    with sqlite3.connect(journal) as db:
+        db.execute("CREATE TABLE requests (idx INTEGER PRIMARY KEY)")
+    db.close()
+    with pytest.raises(ConfigurationError, match="is not a simulator state file"):
+        Simulator(state=journal)
+    with sqlite3.connect(journal) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    db.close()
+    assert tables == {"requests"}  # untouched

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,12 +63,15 @@ class StateFile:
     def __init__(self, path: str | Path, scenario: Scenario) -> None:
         self.path = Path(path)
         fingerprint = scenario_fingerprint(scenario)
+        _refuse_foreign(self.path)
+        self._lock_fd = _lock_exclusively(self.path)
         try:
             self._db = _open_private(self.path)
             with self._db:
                 self._db.executescript(_SCHEMA)
             self.meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         except (sqlite3.Error, OSError) as exc:
+            os.close(self._lock_fd)
             raise ConfigurationError(
                 f"cannot use {self.path} as a simulator state file: {exc}; "
                 "give a new file name or the file an earlier run wrote"
@@ -106,6 +110,52 @@ class StateFile:
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)  # releases the lock
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Refuse, before writing anything to it, a SQLite file that is not a state file
+    (a dispatch journal, say): its tables are not ours."""
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            return
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except (sqlite3.Error, OSError):
+        return  # not SQLite at all: opening it says so
+    if tables and not {"meta", "commands"} <= tables:
+        raise ConfigurationError(
+            f"{path} is not a simulator state file (it holds the tables "
+            f"{', '.join(sorted(tables)[:4])}); give a new file name for --state"
+        )
+
+
+def _lock_exclusively(path: Path) -> int:
+    """An exclusive lock on the state file for this simulator's lifetime: two
+    simulators on one file would hand out the same job ids."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot use {path} as a simulator state file: {exc.strerror}; "
+            "give a new file name or the file an earlier run wrote"
+        ) from None
+    if sys.platform == "win32":
+        return fd  # no advisory locks there: one simulator per file is up to the user
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ConfigurationError(
+            f"the state file {path} is in use by another simulator; stop it first, or "
+            "give this one another --state file"
+        ) from None
+    return fd
 
 
 def _open_private(path: Path) -> sqlite3.Connection:
