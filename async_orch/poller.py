@@ -302,8 +302,10 @@ class JobWatcher:
             return
         except RequestError as exc:
             # The transport already retried what is worth retrying; the jobs stay
-            # due and are asked about again on the next round.
-            log.warning("async_orch.poll_failed", error=str(exc), jobs=len(ids))
+            # due and are asked about again on the next round. Info, not a warning:
+            # during an outage this fires every round, and the transport's health
+            # tracker already warns once per 30 s of outage.
+            log.info("async_orch.poll_failed", error=str(exc), jobs=len(ids))
             return
         finally:
             for watcher, own in groups:
@@ -365,7 +367,9 @@ class JobWatcher:
             # job is not readable yet.
             watched.not_found += 1
             if watched.not_found >= _NOT_FOUND_LIMIT:
-                log.warning("async_orch.job_not_found", job_id=action.job_id, error=str(exc))
+                # Info: a forgetful server loses every job at once, and each one is
+                # reported in the results (JobLostError) anyway.
+                log.info("async_orch.job_not_found", job_id=action.job_id, error=str(exc))
                 lost = _lost(watched.handle, f"the server answers 404 for it ({exc.message})")
                 lost.__cause__ = exc
                 await self._finish(watched, on_finished, timed_out=False, error=lost)

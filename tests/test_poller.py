@@ -277,3 +277,43 @@ async def test_a_list_call_carries_the_other_watchers_jobs_and_frees_them_if_can
     # Stuck in the cancelled call, the rider's job would never finish (fail_after).
     assert [f.handle.job_id for f in finished] == [rider]
     assert [c[2] for c in api.calls if c[0] == "get"] == [rider]
+
+
+class ListsFailThrice(FakeAPI):
+    """The first three list calls fail (an outage), then the server answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lists = 0
+        self.answering = anyio.Event()
+
+    async def job_states(self, folder: FolderRef, ids: Sequence[int]) -> dict[int, JobState]:
+        self.lists += 1
+        if self.lists <= 3:
+            raise TransportError("reset", method="GET", url="x")
+        self.answering.set()
+        return await super().job_states(folder, ids)
+
+
+async def test_failed_list_calls_during_an_outage_are_not_warned_one_by_one() -> None:
+    # The transport's health tracker warns once per 30 s of outage; a warning per
+    # failed round would flood stderr (several a second).
+    api = ListsFailThrice()
+    watcher = JobWatcher(api, policy=POLL)
+    for job_id in (1, 2):
+        watcher.watch(add_job(api, job_id, state=JobState.RUNNING))
+    watcher.close()
+    finished: list[Finished] = []
+
+    async def collect(item: Finished) -> None:
+        finished.append(item)
+
+    with structlog.testing.capture_logs() as logs, anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watcher.run, collect)
+            await api.answering.wait()  # three failed rounds, then one answered
+            for job_id in (1, 2):
+                api.jobs[job_id].state = JobState.SUCCESSFUL
+    assert len(finished) == 2
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
+    assert [e["event"] for e in logs].count("async_orch.poll_failed") == 3
