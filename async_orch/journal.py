@@ -801,8 +801,8 @@ def _refuse_other_names(path: Path) -> None:
             f"journal {path} has {links} hard links (names), and SQLite keeps its latest "
             "writes in a file named after the name it was opened by, so another name may "
             "miss them: use the path the journal was created with (where its -wal file "
-            f"is, if any) and remove the other links (find DIR -samefile {shlex.quote(str(path))} "
-            "lists them)"
+            f"is, if any) and remove the other links (find {shlex.quote(str(path.parent))} "
+            f"-samefile {shlex.quote(str(path))} lists those in its folder)"
         )
 
 
