@@ -629,13 +629,18 @@ class Journal:
             raise JournalDamagedError(
                 self.path, where, f"outcome {checked_outcome!r} is not an outcome"
             )
+        row = self._json(result, where, "result", dict)
+        if row is not None and not row:
+            # A result is written whole, never empty; an empty one was edited or
+            # damaged, and would print as a job with no id and outcome "None".
+            raise JournalDamagedError(self.path, where, "result is empty")
         return JobRecord(
             job_id=parsed.job_id,
             request_index=index,
             handle=parsed,
             state=self._check(state, str, where, "state"),
             outcome=checked_outcome,
-            result=self._json(result, where, "result", dict),
+            result=row,
         )
 
     def _check(

@@ -118,7 +118,7 @@ def test_plan_resume_sorts_final_running_and_unknown(tmp_path: Path) -> None:
     with _journal(tmp_path, n=4) as journal:
         journal.record_started(0, _handle(10, "r-0"), state=None)
         journal.record_final(
-            0, _handle(10, "r-0"), outcome="successful", state="Successful", result={}
+            0, _handle(10, "r-0"), outcome="successful", state="Successful", result={"job_id": 10}
         )
         journal.record_started(1, _handle(11, "r-1"), state="Running")
         journal.record_not_started(3, info="lookup failed")
@@ -337,6 +337,10 @@ DAMAGES = {
         "UPDATE jobs SET outcome = 'great' WHERE job_id = 5",
         "jobs row job_id=5: outcome 'great' is not an outcome",
     ),
+    "empty result": (
+        "UPDATE jobs SET result = '{}' WHERE job_id = 5",
+        "jobs row job_id=5: result is empty",
+    ),
     "meta missing": ("DELETE FROM meta WHERE key = 'url'", "meta: url is missing"),
 }
 
@@ -513,7 +517,7 @@ def test_a_schema_1_journal_is_read_as_is_and_migrated_in_place_when_written(
         # What schema 1 could not hold: another request's job with a reused id.
         journal.record_started(2, _handle(5, "r-2", KEY), state="Pending")
         journal.record_final(
-            2, _handle(5, "r-2", KEY), outcome="faulted", state="Faulted", result={}
+            2, _handle(5, "r-2", KEY), outcome="faulted", state="Faulted", result={"job_id": 5}
         )
         jobs = journal.jobs()
         assert [e["kind"] for e in journal.events()] == ["created", "migrated", "started", "final"]
