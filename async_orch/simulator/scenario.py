@@ -85,6 +85,7 @@ from typing import Any
 
 from async_orch.errors import ConfigurationError
 from async_orch.simulator.faults import FaultSettings
+from async_orch.simulator.lifecycle import LifecycleSpec, lifecycle_from_table
 from async_orch.simulator.validation import Table
 
 __all__ = [
@@ -130,6 +131,7 @@ class ProcessSpec:
     priority: str = "Normal"
     description: str = ""
     input_arguments: str | None = None
+    lifecycle: LifecycleSpec = field(default_factory=LifecycleSpec)  # stops, suspension, outputs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -396,6 +398,7 @@ def _process(p: Table) -> ProcessSpec:
             "priority",
             "description",
             "input_arguments",
+            "lifecycle",
         )
     )
     raw = p.data.get("duration", [1, 2])
@@ -422,6 +425,7 @@ def _process(p: Table) -> ProcessSpec:
         priority=p.choice("priority", "Normal", PRIORITIES),
         description=str(p.data.get("description", "")),
         input_arguments=inputs,
+        lifecycle=lifecycle_from_table(p.table("lifecycle")),
     )
 
 
