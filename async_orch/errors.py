@@ -54,6 +54,7 @@ __all__ = [
     "NotFoundByNameError",
     "NotFoundError",
     "OrchestratorError",
+    "OutputsUnavailableError",
     "PermissionDeniedError",
     "ProcessNotFoundError",
     "RateLimitedError",
@@ -284,6 +285,20 @@ class ServerError(APIError):
 
 class ResponseDecodeError(OrchestratorError):
     """A successful response whose body is not what the API documents."""
+
+
+class OutputsUnavailableError(OrchestratorError):
+    """A job ended with its outputs in an attachment (OutputFile) that could not be
+    read; the job's own outcome stands, its outputs are unknown (never a silent None).
+
+    Attributes:
+        job_id, output_file: the job and its OutputFile attachment key.
+    """
+
+    def __init__(self, message: str, *, job_id: int, output_file: str) -> None:
+        self.job_id = job_id
+        self.output_file = output_file
+        super().__init__(message)
 
 
 class JobLostError(OrchestratorError):

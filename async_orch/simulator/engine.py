@@ -62,6 +62,7 @@ __all__ = [
     "JobEngine",
     "StartOrder",
     "UnknownJobError",
+    "utf16_length",
 ]
 
 #: Receives each command (a JSON-ready dict) before it is applied; see replay().
@@ -292,7 +293,8 @@ class JobEngine:
                 creation_time=now,
                 last_modification_time=now,
                 batch_execution_key=batch,
-                input_arguments=order.input_arguments,
+                # With an InputFile, JobDto.InputArguments is null (the text is in the file).
+                input_arguments=order.input_arguments if order.input_file is None else None,
                 input_file=order.input_file,
                 effective_inputs={**defaults, **given},
                 reference=order.reference,
