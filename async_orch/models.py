@@ -787,13 +787,8 @@ class StartRequest:
                     f"reference is {length} characters; Orchestrator accepts at most "
                     f"{REFERENCE_MAX_LENGTH}: {self.reference[:40]!r}..."
                 )
-        if self.batch_execution_key is not None:
-            try:
-                uuid.UUID(self.batch_execution_key)
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise InvalidRequestError(
-                    f"batch_execution_key must be a UUID, got {self.batch_execution_key!r}"
-                ) from exc
+        _check_uuid(self.batch_execution_key, "batch_execution_key must be a UUID")
+        _check_uuid(self.input_file, "input_file must be an attachment Id (a UUID)")
         if not self.source:
             raise InvalidRequestError('source must not be empty (use "Manual")')
 
@@ -811,13 +806,6 @@ class StartRequest:
                 "give job_priority (Low/Normal/High) or specific_priority_value (1-100), "
                 "not both: Orchestrator refuses a specific value with a standard priority"
             )
-        if self.input_file is not None:
-            try:
-                uuid.UUID(self.input_file)
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise InvalidRequestError(
-                    f"input_file must be an attachment Id (a UUID), got {self.input_file!r}"
-                ) from exc
 
     def _check_strategy(self) -> None:
         strategy = self.strategy
@@ -939,6 +927,15 @@ class StartRequest:
             )
         except (ResponseDecodeError, ValueError) as exc:
             raise InvalidRequestError(f"invalid startInfo: {exc}") from exc
+
+
+def _check_uuid(value: object, must: str) -> None:
+    if value is None:
+        return
+    try:
+        uuid.UUID(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InvalidRequestError(f"{must}, got {value!r}") from exc
 
 
 _STRATEGY_HOW = {
