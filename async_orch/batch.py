@@ -312,10 +312,22 @@ class JobResult:
     detected: datetime | None = None  # when async-orch saw the final state
     timed_out: bool = False  # a deadline passed (TIMED_OUT, or STOPPED by async-orch)
     last_state: JobState | None = None  # the last state seen (a timed-out job's included)
+    # The last stop async-orch sent ("SoftStop" or "Kill"; None: none). SoftStop only
+    # asks the workflow to stop (orchestrator-api.md §8): a job may still end
+    # Successful or Faulted after it, and ``outcome`` is then what it really did.
+    stop_sent: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.outcome is Outcome.SUCCESSFUL
+
+    @property
+    def finished_despite_stop(self) -> bool:
+        """Asked to stop, but it ended Successful or Faulted (it did not stop)."""
+        return self.stop_sent is not None and self.outcome in (
+            Outcome.SUCCESSFUL,
+            Outcome.FAULTED,
+        )
 
     @property
     def state(self) -> JobState | None:
@@ -400,11 +412,23 @@ class Summary:
 
     total: int
     by_outcome: Mapping[str, int]
+    # Of by_outcome's successful and faulted: jobs asked to stop that ended so
+    # anyway (by_outcome's "stopped" are the ones that did stop).
+    finished_despite_stop: int = 0
 
     @classmethod
     def of(cls, results: Sequence[JobResult]) -> Summary:
         counts = Counter(r.outcome.value for r in results)
-        return cls(total=len(results), by_outcome=dict(counts))
+        despite = sum(1 for r in results if r.finished_despite_stop)
+        return cls(total=len(results), by_outcome=dict(counts), finished_despite_stop=despite)
+
+    def describe(self) -> str:
+        """One line: ``10 jobs: stopped 6, successful 4 (4 asked to stop but finished)``."""
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(self.by_outcome.items()))
+        line = f"{self.total} jobs: {parts or 'none'}"
+        if self.finished_despite_stop:
+            line += f" ({self.finished_despite_stop} asked to stop but finished)"
+        return line
 
     @property
     def all_successful(self) -> bool:

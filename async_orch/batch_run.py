@@ -448,4 +448,5 @@ def _result_of(tracked: _Tracked, item: Finished) -> JobResult:
         detected=item.detected,
         timed_out=item.timed_out or item.stop_sent is not None,
         last_state=item.state,
+        stop_sent=item.stop_sent,
     )

@@ -39,7 +39,8 @@ as attributes; the cause is always chained.
         │                         (.reference): reported, never posted again
         ├── JobLostError          a started job the server no longer has as we knew it
         │                         (404, or its id now names another job)
-        └── StuckPendingError     a job Pending longer than pending_timeout
+        ├── StuckPendingError     a job Pending longer than pending_timeout
+        └── OutputsUnavailableError  a job's OutputFile attachment could not be read
 
 Whether an error is worth retrying is a function (:func:`async_orch.backoff.is_retryable`),
 not a class: the tree says what happened, the retry policy decides what to do.
@@ -65,6 +66,7 @@ __all__ = [
     "NotFoundError",
     "NotStartedError",
     "OrchestratorError",
+    "OutputsUnavailableError",
     "PermissionDeniedError",
     "ProcessNotFoundError",
     "RateLimitedError",
@@ -318,6 +320,20 @@ class ServerError(APIError):
 
 class ResponseDecodeError(RequestError):
     """A successful response whose body is not what the API documents."""
+
+
+class OutputsUnavailableError(RequestError):
+    """A job ended with its outputs in an attachment (OutputFile) that could not be
+    read; the job's own outcome stands, its outputs are unknown (never a silent None).
+
+    Attributes:
+        job_id, output_file: the job and its OutputFile attachment key.
+    """
+
+    def __init__(self, message: str, *, job_id: int, output_file: str) -> None:
+        self.job_id = job_id
+        self.output_file = output_file
+        super().__init__(message)
 
 
 class JobLostError(RequestError):

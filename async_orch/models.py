@@ -54,6 +54,7 @@ __all__ = [
     "StartStrategy",
     "dump_input_arguments",
     "format_datetime",
+    "needs_input_file",
     "parse_datetime",
     "parse_input_arguments",
     "parse_job_state_row",
@@ -187,12 +188,12 @@ def dump_input_arguments(arguments: Mapping[str, Any]) -> str:
     """Serialize InputArguments the way StartJobs wants them: compact JSON text.
 
     Non-ASCII text is kept as is (``ensure_ascii=False``), so the 10,000-character
-    limit is not eaten by ``\\uXXXX`` escapes.
+    limit is not eaten by ``\\uXXXX`` escapes. Longer text is fine here: it is
+    sent as an attachment (``InputFile``, see :func:`needs_input_file`).
 
     Raises:
-        InvalidRequestError: not a mapping, a key that is not a string, a value
-            JSON cannot represent (the message names its key), or text longer
-            than Orchestrator accepts.
+        InvalidRequestError: not a mapping, a key that is not a string, or a value
+            JSON cannot represent (the message names its key).
     """
     if not isinstance(arguments, Mapping):
         raise InvalidRequestError(
@@ -216,15 +217,14 @@ def dump_input_arguments(arguments: Mapping[str, Any]) -> str:
         problem = _argument_problem(arguments)
         if problem is not None:
             raise problem
-    length = _utf16_length(text)
-    if length > INPUT_ARGUMENTS_MAX_LENGTH:
-        raise InvalidRequestError(
-            f"InputArguments is {length:,} characters once serialized to JSON (counted in "
-            f"UTF-16 units); Orchestrator accepts at most {INPUT_ARGUMENTS_MAX_LENGTH:,}, and "
-            "async-orch does not yet send larger inputs as an attachment (InputFile): pass a "
-            "reference to where the data lives instead, such as a storage bucket path"
-        )
     return text
+
+
+def needs_input_file(text: str) -> bool:
+    """Whether InputArguments text is too long to send inline: longer than 10,000
+    UTF-16 units (.NET string length), it goes as an attachment and ``InputFile``,
+    as the official SDK does (orchestrator-api.md §5 and §8)."""
+    return _utf16_length(text) > INPUT_ARGUMENTS_MAX_LENGTH
 
 
 def _argument_problem(arguments: Mapping[str, Any]) -> InvalidRequestError | None:
@@ -275,9 +275,8 @@ def reference_problem(reference: str) -> str | None:
 
 
 def _utf16_length(text: str) -> int:
-    # UNCONFIRMED: whether Orchestrator counts maxLength in UTF-16 code units
-    # (.NET string.Length) or in code points (JSON Schema). UTF-16 units is the
-    # stricter reading: a character outside the BMP (an emoji) counts twice.
+    # Orchestrator's lengths are .NET string lengths, UTF-16 code units
+    # (orchestrator-api.md §8): a character outside the BMP counts twice.
     if text.isascii():
         return len(text)
     return len(text.encode("utf-16-le")) // 2
@@ -651,7 +650,10 @@ class StartRequest:
         reference: your correlation id (at most 128 characters); it is echoed in
             JobDto.Reference and lets a lost start be found again.
         input_arguments: argument name -> JSON-compatible value; sent as compact
-            JSON text of at most 10,000 characters.
+            JSON text, inline up to 10,000 characters (UTF-16 units), else
+            uploaded as an attachment by ``OrchestratorAPI.start_jobs``.
+        input_file: an attachment Id (``POST /odata/Attachments``) holding the
+            inputs; StartJobs refuses it together with ``input_arguments``.
         batch_execution_key: a UUID grouping the started jobs; Orchestrator makes
             one up when absent.
     """
@@ -670,6 +672,7 @@ class StartRequest:
     reference: str | None = None
     input_arguments: dict[str, Any] | None = None
     batch_execution_key: str | None = None
+    input_file: str | None = None
 
     def __post_init__(self) -> None:
         # Accept the API's spelling as plain strings too (CLI, config files).
@@ -697,6 +700,7 @@ class StartRequest:
                 f"release_key/release_name must be a non-empty string, got {release!r}"
             )
         self._check_strategy()
+        self._check_exclusive()
         if self.specific_priority_value is not None and not (
             _is_int(self.specific_priority_value) and 1 <= self.specific_priority_value <= 100
         ):
@@ -706,15 +710,25 @@ class StartRequest:
             )
         if self.reference is not None and (problem := reference_problem(self.reference)):
             raise InvalidRequestError(f"reference {problem}")
-        if self.batch_execution_key is not None:
-            try:
-                uuid.UUID(self.batch_execution_key)
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise InvalidRequestError(
-                    f"batch_execution_key must be a UUID, got {self.batch_execution_key!r}"
-                ) from exc
+        _check_uuid(self.batch_execution_key, "batch_execution_key must be a UUID")
+        _check_uuid(self.input_file, "input_file must be an attachment Id (a UUID)")
         if not self.source:
             raise InvalidRequestError('source must not be empty (use "Manual")')
+
+    def _check_exclusive(self) -> None:
+        # Both pairs are a 400 InvalidArgument on the real service ("A job cannot
+        # have both input file and input arguments"; "Cannot set a specific priority
+        # value when a standard job priority setting is selected": orchestrator-api.md §8).
+        if self.input_file is not None and self.input_arguments is not None:
+            raise InvalidRequestError(
+                "give input_arguments or input_file, not both: Orchestrator refuses a job "
+                "with both (large inputs are uploaded as an input file for you)"
+            )
+        if self.job_priority is not None and self.specific_priority_value is not None:
+            raise InvalidRequestError(
+                "give job_priority (Low/Normal/High) or specific_priority_value (1-100), "
+                "not both: Orchestrator refuses a specific value with a standard priority"
+            )
 
     def _check_strategy(self) -> None:
         strategy = self.strategy
@@ -782,6 +796,7 @@ class StartRequest:
             InputArguments=None
             if self.input_arguments is None
             else dump_input_arguments(self.input_arguments),
+            InputFile=self.input_file,
             BatchExecutionKey=self.batch_execution_key,
         )
         return {"startInfo": _without_none(info)}
@@ -831,9 +846,19 @@ class StartRequest:
                 reference=r.opt_str("Reference"),
                 input_arguments=None if inputs_text is None else parse_input_arguments(inputs_text),
                 batch_execution_key=r.opt_str("BatchExecutionKey"),
+                input_file=r.opt_str("InputFile"),
             )
         except (ResponseDecodeError, ValueError) as exc:
             raise InvalidRequestError(f"invalid startInfo: {exc}") from exc
+
+
+def _check_uuid(value: object, must: str) -> None:
+    if value is None:
+        return
+    try:
+        uuid.UUID(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InvalidRequestError(f"{must}, got {value!r}") from exc
 
 
 _STRATEGY_HOW = {

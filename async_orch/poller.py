@@ -41,6 +41,7 @@ from async_orch.batch import JobHandle
 from async_orch.errors import (
     JobLostError,
     NotFoundError,
+    OutputsUnavailableError,
     RateLimitedError,
     RequestError,
 )
@@ -396,11 +397,33 @@ class JobWatcher:
         watched.job = job
         if job.state.is_terminal:
             self._planner.observe_fetched(job.id, now=now)
-            await self._finish(watched, on_finished, timed_out=False)
+            job, missing = await self._read_output_file(watched.handle, job)
+            watched.job = job
+            await self._finish(watched, on_finished, timed_out=False, error=missing)
             return False
         # A fallback probe of a job that is not final yet.
         self._planner.observe(job.id, job.state, now=now)
         return True
+
+    async def _read_output_file(
+        self, handle: JobHandle, job: Job
+    ) -> tuple[Job, OutputsUnavailableError | None]:
+        """Outputs sent as an OutputFile, read in; a failure is the job's error."""
+        if job.output_file is None:
+            return job, None
+        try:
+            return await self._api.with_outputs(handle.folder_key or handle.folder_id, job), None
+        except RequestError as exc:
+            log.warning("async_orch.outputs_unavailable", job_id=job.id, error=str(exc))
+            error = OutputsUnavailableError(
+                f"job {job.id} ended {job.state}, but its outputs (attachment "
+                f"{job.output_file}) could not be read: {exc}. Read them later with "
+                "OrchestratorAPI.with_outputs, or in Orchestrator.",
+                job_id=job.id,
+                output_file=job.output_file,
+            )
+            error.__cause__ = exc
+            return job, error
 
     # -- deadlines ---------------------------------------------------------------
 

@@ -12,18 +12,28 @@ Base64 UTF-16LE otherwise: ``protocol.folder_headers``).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import anyio
 
+from async_orch.blobs import BlobAccess
 from async_orch.errors import (
     FolderNotFoundError,
     ProcessNotFoundError,
     ResponseDecodeError,
 )
-from async_orch.models import Folder, Job, Release, StartRequest, parse_job_state_row
+from async_orch.models import (
+    Folder,
+    Job,
+    Release,
+    StartRequest,
+    needs_input_file,
+    parse_job_state_row,
+)
 from async_orch.protocol import folder_headers
 from async_orch.seams import FolderRef
 from async_orch.states import JobState
@@ -34,7 +44,13 @@ __all__ = ["FolderRef", "OrchestratorAPI", "odata_quote", "references_in"]
 _JOBS = "odata/Jobs"
 _START_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
 _STOP_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
+_ATTACHMENTS = "odata/Attachments"
 _PAGE = 1000  # the documented maximum $top
+#: Largest attachment content read into memory. ASSUMPTION: Orchestrator documents
+#: no output size limit; past this a download is a per-job error, not a crash.
+MAX_ATTACHMENT_BYTES = 64 * 1024 * 1024
+#: Attachment transfers at once per client: with the cap, this bounds their memory.
+TRANSFER_CONCURRENCY = 4
 
 
 def odata_quote(value: str) -> str:
@@ -79,8 +95,19 @@ class OrchestratorAPI:
     It implements :class:`~async_orch.seams.JobsAPI`, the calls the dispatcher makes.
     """
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
+        transfer_concurrency: int = TRANSFER_CONCURRENCY,
+    ) -> None:
         self._transport = transport
+        self.max_attachment_bytes = max_attachment_bytes
+        self._transfers = anyio.Semaphore(max(1, transfer_concurrency))
+        # (folder Id, SHA-256 of the inputs) -> attachment Id: a StartJobs sent
+        # again (after an unclear answer) reuses the upload.
+        self._uploads: dict[tuple[int, str], str] = {}
         self._folders: list[Folder] | None = None
         self._folders_lock = anyio.Lock()
         # Every request resolves its folder: remember each answer (until a refresh).
@@ -176,6 +203,13 @@ class OrchestratorAPI:
         """
         resolved = await self.resolve_folder(folder)
         body = request.to_api()
+        info = body["startInfo"]
+        text = info.get("InputArguments")
+        if text is not None and needs_input_file(text):
+            # Over 10,000 UTF-16 units: upload them and send InputFile, as the
+            # official SDK does (orchestrator-api.md §8).
+            del info["InputArguments"]
+            info["InputFile"] = await self._input_file(resolved, text)
         response = await self._transport.request(
             "POST",
             _START_JOBS,
@@ -186,6 +220,81 @@ class OrchestratorAPI:
             attempts=1,
         )
         return [Job.from_api(row) for row in _values(response.json(), "jobs")]
+
+    # -- Attachments [Attachments_Post, Attachments_GetById] ----------------------
+
+    async def upload_attachment(self, folder: FolderRef, name: str, content: bytes) -> str:
+        """Create an attachment and PUT ``content`` to its blob; return its Id.
+
+        Needs the OR.Folders or OR.Folders.Write scope (spec: Attachments_Post).
+        """
+        resolved = await self.resolve_folder(folder)
+        async with self._transfers:
+            response = await self._transport.request(
+                "POST",
+                _ATTACHMENTS,
+                json={"Name": name},
+                headers=self.folder_headers(resolved),
+                # A repeat only leaves an unused attachment behind: safe to retry.
+                idempotent=True,
+                endpoint="POST Attachments",
+            )
+            body = response.json()
+            access = BlobAccess.from_api(body)
+            attachment_id = body.get("Id")
+            if not isinstance(attachment_id, str):
+                raise ResponseDecodeError(f"attachment without an Id: {str(body)[:200]!r}")
+            await self._transport.blob(
+                access.verb or "PUT", access, body=content, max_bytes=64 * 1024, endpoint="PUT blob"
+            )
+        return attachment_id
+
+    async def download_attachment(self, folder: FolderRef, key: str) -> bytes:
+        """An attachment's content (at most ``max_attachment_bytes``)."""
+        resolved = await self.resolve_folder(folder)
+        async with self._transfers:
+            response = await self._transport.request(
+                "GET",
+                f"{_ATTACHMENTS}({key})",
+                headers=self.folder_headers(resolved),
+                endpoint="GET Attachments({key})",
+            )
+            access = BlobAccess.from_api(response.json())
+            return await self._transport.blob(
+                "GET", access, max_bytes=self.max_attachment_bytes, endpoint="GET blob"
+            )
+
+    async def with_outputs(self, folder: FolderRef, job: Job) -> Job:
+        """``job`` with its outputs read from its OutputFile when they came as one.
+
+        Raises:
+            OrchestratorError: the attachment could not be read or is not JSON text.
+        """
+        if job.output_file is None or job.output_arguments_raw is not None:
+            return job
+        if job.output_arguments is not None:
+            return job
+        content = await self.download_attachment(folder, job.output_file)
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ResponseDecodeError(f"the OutputFile is not UTF-8 text: {exc}") from None
+        parsed = Job.from_api({"Id": job.id, "State": job.raw_state, "OutputArguments": text})
+        if parsed.output_arguments is None:
+            raise ResponseDecodeError(
+                f"the OutputFile is not the JSON text of an object: {text[:80]!r}"
+            )
+        return dataclasses.replace(job, output_arguments=parsed.output_arguments)
+
+    async def _input_file(self, folder: Folder, text: str) -> str:
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        known = self._uploads.get((folder.id, digest))
+        if known is None:
+            known = await self.upload_attachment(
+                folder, f"InputArguments-{digest[:16]}.json", text.encode("utf-8")
+            )
+            self._uploads[(folder.id, digest)] = known
+        return known
 
     async def get_job(self, folder: FolderRef, job_id: int) -> Job:
         """One job with its Input/OutputArguments [Jobs_GetById] (not rate limited)."""

@@ -87,6 +87,10 @@ class JobsAPI(Protocol):
         """One job with its arguments (not rate limited)."""
         ...
 
+    async def with_outputs(self, folder: FolderRef, job: Job) -> Job:
+        """``job`` with its outputs read from its OutputFile attachment, if it has one."""
+        ...
+
     async def stop_jobs(self, folder: FolderRef, job_ids: Sequence[int], *, strategy: str) -> None:
         """StopJobs with ``strategy`` "SoftStop" or "Kill" (idempotent)."""
         ...

@@ -155,6 +155,9 @@ class FakeAPI:
         self.calls.append(("get", folder, job_id))
         return self._dto(self.jobs[job_id])
 
+    async def with_outputs(self, folder: FolderRef, job: Job) -> Job:
+        return job  # the fake's outputs are always inline
+
     async def stop_jobs(self, folder: FolderRef, job_ids: Sequence[int], *, strategy: str) -> None:
         await anyio.lowlevel.checkpoint()
         self.calls.append(("stop", folder, tuple(job_ids), strategy))

@@ -16,7 +16,7 @@ from async_orch.batch import JobRequest, checked_requests
 from async_orch.client import OrchestratorClient
 from async_orch.errors import InvalidRequestError
 from async_orch.jsonvalues import MAX_DEPTH, json_problem, loads_strict
-from async_orch.models import Job, dump_input_arguments, parse_input_arguments
+from async_orch.models import Job, dump_input_arguments, needs_input_file, parse_input_arguments
 
 
 def nested(depth: int) -> Any:
@@ -97,12 +97,11 @@ def test_ordinary_values_pass_every_check() -> None:
     assert loads_strict(json.dumps(value)) == value
 
 
-def test_inputs_over_the_limit_say_the_limit_and_that_attachments_are_not_supported() -> None:
-    with pytest.raises(InvalidRequestError) as caught:
-        JobRequest(process="Echo", folder="Shared", inputs={"x": "é" * 10_000}).check()
-    message = str(caught.value)
-    assert "10,008 characters" in message and "(counted in UTF-16 units)" in message
-    assert "at most 10,000" in message and "does not yet send larger inputs" in message
+def test_inputs_over_the_limit_are_accepted_to_go_as_an_input_file() -> None:
+    # Over 10,000 UTF-16 units they are uploaded as an attachment (test_big_payloads).
+    request = JobRequest(process="Echo", folder="Shared", inputs={"x": "é" * 10_000})
+    request.check()
+    assert needs_input_file(dump_input_arguments(request.inputs or {}))
 
 
 @pytest.mark.parametrize("field", ["process", "folder", "reference"])
@@ -137,7 +136,7 @@ def _mixed_batch() -> list[JobRequest]:
     good = [JobRequest(process="Echo", folder="HR", inputs={"n": n}) for n in range(3)]
     return [
         good[0],
-        JobRequest(process="Echo", folder="HR", inputs={"big": "x" * 10_001}),
+        JobRequest(process="Echo", folder="HR", priority="High", specific_priority=90),
         good[1],
         JobRequest(process="Echo", folder="HR", inputs={"deep": nested(1_000)}),
         JobRequest(process="Echo", folder="HR", inputs={"s": "\ud800"}),
@@ -150,7 +149,7 @@ def _mixed_batch() -> list[JobRequest]:
 
 
 MIXED_MISTAKES = [
-    "requests[1]: InputArguments is 10,011 characters",
+    "requests[1]: give job_priority (Low/Normal/High) or specific_priority_value",
     "requests[3]: input argument 'deep' is nested more than 64 levels deep",
     "requests[4]: input argument 's' holds a lone UTF-16 surrogate",
     "requests[5]: input argument 'n' holds an integer of more than 4,300 digits",

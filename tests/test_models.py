@@ -24,6 +24,7 @@ from async_orch.models import (
     StartStrategy,
     dump_input_arguments,
     format_datetime,
+    needs_input_file,
     parse_datetime,
     parse_input_arguments,
     parse_job_state_row,
@@ -432,21 +433,16 @@ def _arguments_of_length(length: int, filler: str = "x") -> dict[str, str]:
     return {"a": filler * (length - overhead)}
 
 
-def test_input_arguments_limit_is_exactly_10000_characters() -> None:
-    at_limit = _arguments_of_length(INPUT_ARGUMENTS_MAX_LENGTH)
-    assert len(dump_input_arguments(at_limit)) == 10_000
-    with pytest.raises(InvalidRequestError) as info:
-        dump_input_arguments(_arguments_of_length(INPUT_ARGUMENTS_MAX_LENGTH + 1))
-    message = str(info.value)
-    assert "10,001 characters" in message
-    assert "at most 10,000" in message
-    assert "InputFile" in message
+def test_input_arguments_over_10000_characters_go_as_an_input_file() -> None:
+    at_limit = dump_input_arguments(_arguments_of_length(INPUT_ARGUMENTS_MAX_LENGTH))
+    assert len(at_limit) == 10_000 and not needs_input_file(at_limit)
+    assert needs_input_file(dump_input_arguments(_arguments_of_length(10_001)))
 
 
 def test_input_arguments_length_counts_utf16_units_like_the_server() -> None:
     # 5,000 emoji are 5,000 Python characters but 10,000 UTF-16 code units.
-    with pytest.raises(InvalidRequestError, match="10,008 characters"):
-        dump_input_arguments({"a": "😀" * 5000})
+    text = dump_input_arguments({"a": "😀" * 5000})
+    assert len(text) < 10_000 and needs_input_file(text)
 
 
 # -- StartRequest --------------------------------------------------------------------------
@@ -472,7 +468,6 @@ def test_start_request_full_body_matches_the_spec(schema_errors: Any) -> None:
         jobs_count=3,
         machine_session_ids=[11, 12],
         job_priority=JobPriority.HIGH,
-        specific_priority_value=80,
         runtime_type="Unattended",
         reference="batch42-item7",
         input_arguments={"customer": "Zoë", "amount": 12.5},
@@ -487,7 +482,6 @@ def test_start_request_full_body_matches_the_spec(schema_errors: Any) -> None:
             "MachineSessionIds": [11, 12],
             "Source": "Manual",
             "JobPriority": "High",
-            "SpecificPriorityValue": 80,
             "RuntimeType": "Unattended",
             "Reference": "batch42-item7",
             "InputArguments": '{"customer":"Zoë","amount":12.5}',
@@ -586,9 +580,10 @@ def test_start_request_rechecks_inputs_changed_after_construction() -> None:
         request.to_api()
 
 
-def test_start_request_size_error_says_the_size_and_the_way_out() -> None:
-    with pytest.raises(InvalidRequestError, match=r"10,001 characters.*InputFile"):
-        StartRequest(release_key=KEY, input_arguments=_arguments_of_length(10_001))
+def test_start_request_keeps_large_inputs_for_the_upload() -> None:
+    # OrchestratorAPI.start_jobs uploads them and sends InputFile (test_big_payloads.py).
+    body = StartRequest(release_key=KEY, input_arguments=_arguments_of_length(10_001)).to_api()
+    assert needs_input_file(body["startInfo"]["InputArguments"])
 
 
 def test_start_request_from_api_prefers_the_key_like_the_server() -> None:

@@ -362,13 +362,12 @@ def test_start_strategies(world: World) -> None:
             "Reference": "r" * 128,
             "Source": "agentservice",
             "JobPriority": "High",
-            "SpecificPriorityValue": 90,
             "RuntimeType": "Unattended",
             "Unknown": "ignored",
             "BatchExecutionKey": "0B9F2B9C-8F0E-4B43-9D59-5D2A6C7A1E01",
         },
     )
-    assert (full.source, full.job_priority, full.specific_priority) == ("AgentService", "High", 90)
+    assert (full.source, full.job_priority, full.specific_priority) == ("AgentService", "High", 85)
     assert full.batch_execution_key == "0b9f2b9c-8f0e-4b43-9d59-5d2a6c7a1e01"
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from async_orch.errors import ConfigurationError
 from async_orch.logs import get_logger
+from async_orch.simulator.attachments import AttachmentStore
 from async_orch.simulator.clock import SimClock
 from async_orch.simulator.engine import JobEngine
 from async_orch.simulator.faults import FaultInjector, FaultKind, FaultSettings
@@ -135,6 +136,7 @@ class Simulator:
         self.tokens = TokenStore()
         self.faults = FaultInjector(self.scenario.faults, seed=self.scenario.seed, now=clock())
         self.requests = RequestStats()
+        self.attachments = AttachmentStore()  # InputFile / uploaded attachments
 
     def _restore(self, wall_now: float) -> float:
         """Replay the state file (if any) and return the simulated time to go on from."""

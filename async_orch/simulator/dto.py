@@ -182,10 +182,11 @@ def job_dto(job: Job, *, large_fields: bool, expand: Collection[str] = ()) -> di
         "ReleaseName": job.release.name,
         "Type": "Unattended",
         "InputArguments": job.input_arguments if large_fields else None,
-        "InputFile": None,
+        "InputFile": job.input_file,
         "EnvironmentVariables": None,
         "OutputArguments": job.output_arguments if large_fields else None,
-        "OutputFile": None,
+        # Large outputs: an attachment key, OutputArguments null (orchestrator-api.md §8).
+        "OutputFile": job.output_file,
         "HostMachineName": robot.machine_name if robot else None,
         "HasMediaRecorded": False,
         "HasVideoRecorded": False,

@@ -17,6 +17,12 @@ Life cycle of a job (JobDto.State)::
        |                                                          --(kill_delay)--> Stopped
        \\-- SoftStop or Kill --> Stopped (at once)
 
+A process's ``lifecycle`` table (:mod:`lifecycle`) can change three things: how its
+workflow answers SoftStop (checks the flag after some seconds, or never, and may
+end Successful or Faulted meanwhile); a suspension (Running --> Suspended, robot
+freed --(suspend_for, or ResumeJob)--> Resumed --(robot slot, pickup)--> Running);
+and outputs too large for OutputArguments (OutputFile, or Faulted past a limit).
+
 * Each folder has a robot *capacity*: at most that many jobs hold a slot (from the
   moment a robot picks them up until they end). Others wait in Pending, highest
   SpecificPriorityValue first, then first come first served.
@@ -44,6 +50,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from async_orch.simulator.lifecycle import OUTPUT_TOO_LARGE
 from async_orch.simulator.outputs import FAULT_MESSAGES, compute_outputs
 from async_orch.simulator.robots import RuntimePool
 from async_orch.simulator.scenario import EngineTimings
@@ -57,6 +64,7 @@ __all__ = [
     "JobEngine",
     "StartOrder",
     "UnknownJobError",
+    "utf16_length",
 ]
 
 #: Receives each command (a JSON-ready dict) before it is applied; see replay().
@@ -68,6 +76,10 @@ STOP_STRATEGIES = ("SoftStop", "Kill")
 PRIORITY_VALUES = {"Low": 15, "Normal": 45, "High": 85}
 
 _START, _FINISH, _STOPPED = "start", "finish", "stopped"
+_SUSPEND, _RESUME = "suspend", "resume"
+# Attachment ids of large outputs: derived from the job Key, so that no random
+# value is drawn (the demo's jobs stay as they were) and a replay gives the same.
+_OUTPUT_FILE_NAMESPACE = uuid.UUID("5d0c3a4e-3f38-4c55-9a59-4f8e8f0b6a11")
 
 
 class UnknownJobError(LookupError):
@@ -86,6 +98,7 @@ class StartOrder:
     release: Release
     robots: tuple[Robot | None, ...]  # None: any robot of the folder
     input_arguments: str | None = None
+    input_file: str | None = None  # the InputFile attachment the inputs came from
     reference: str | None = None
     source: str = "Manual"
     job_priority: str = "Normal"
@@ -107,6 +120,7 @@ class Job:
     last_modification_time: float
     batch_execution_key: str
     input_arguments: str | None
+    input_file: str | None
     effective_inputs: dict[str, Any]
     reference: str | None
     source: str
@@ -121,6 +135,10 @@ class Job:
     start_time: float | None = None
     end_time: float | None = None
     output_arguments: str | None = None
+    output_file: str | None = None  # an attachment id: the outputs were too large
+    output_text: str | None = None  # the outputs' JSON text (inline or as OutputFile)
+    remaining: float | None = None  # seconds of work left once resumed
+    suspended: bool = False  # suspended once already (it does not suspend again)
     info: str | None = None
     stop_strategy: str | None = None
     generation: int = 0
@@ -159,6 +177,7 @@ class JobEngine:
         self.on_command = on_command
         self._jobs: dict[int, Job] = {}
         self._by_key: dict[str, Job] = {}
+        self._by_output_file: dict[str, Job] = {}
         self._queues = {f.id: _FolderQueue(capacity=f.capacity) for f in world}
         # Machines and licences shared by the tenant's folders (robots.py), if declared.
         self.runtimes = _runtime_pool(world)
@@ -174,6 +193,10 @@ class JobEngine:
 
     def job_by_key(self, key: str) -> Job | None:
         return self._by_key.get(key.strip().lower())
+
+    def job_by_output_file(self, file_id: str) -> Job | None:
+        """The job whose OutputFile is ``file_id`` (None if no job has it)."""
+        return self._by_output_file.get(file_id.strip().lower())
 
     def jobs(self, folder_id: int | None = None) -> list[Job]:
         """Jobs in creation order, optionally only those of one folder."""
@@ -211,13 +234,17 @@ class JobEngine:
         while self._events and self._events[0][0] <= now:
             at, _, job_id, generation, kind = heapq.heappop(self._events)
             job = self._jobs[job_id]
-            if generation != job.generation:
-                continue  # cancelled by a stop
+            if generation != job.generation or job.state.is_terminal:
+                continue  # cancelled by a stop, or outrun by another event
             self.now = max(self.now, at)
             if kind == _START:
                 self._begin(job, at)
             elif kind == _FINISH:
                 self._finish(job, at)
+            elif kind == _SUSPEND:
+                self._suspend(job, at)
+            elif kind == _RESUME:
+                self._resume(job, at)
             else:
                 self._end_stopped(job, at)
         self.now = max(self.now, now)
@@ -244,6 +271,8 @@ class JobEngine:
                     online=command["online"],
                     licenses=command["licenses"],
                 )
+            elif command["op"] == "resume":
+                self.resume_job(command["now"], command["key"])
             else:
                 raise ValueError(f"unknown command {command['op']!r}")
         finally:
@@ -275,7 +304,9 @@ class JobEngine:
                 creation_time=now,
                 last_modification_time=now,
                 batch_execution_key=batch,
-                input_arguments=order.input_arguments,
+                # With an InputFile, JobDto.InputArguments is null (the text is in the file).
+                input_arguments=order.input_arguments if order.input_file is None else None,
+                input_file=order.input_file,
                 effective_inputs={**defaults, **given},
                 reference=order.reference,
                 source=order.source,
@@ -336,6 +367,24 @@ class JobEngine:
             self.on_command({**command, "licenses": licenses})
         self._dispatch_on_runtimes(now)
 
+    def resume_job(self, now: float, key: str) -> bool:
+        """Resume a Suspended job (ResumeJob); False if it is not Suspended.
+
+        Raises:
+            UnknownJobError: no job has this Key (``job_id`` is then 0).
+        """
+        self.advance(now)
+        job = self.job_by_key(key)
+        if job is None:
+            raise UnknownJobError(0)
+        if job.state is not JobState.SUSPENDED:
+            return False
+        if self.on_command is not None:
+            self.on_command({"op": "resume", "now": now, "key": job.key})
+        job.generation += 1  # cancels a scheduled resume
+        self._resume(job, now)
+        return True
+
     # -- transitions ---------------------------------------------------------
 
     def _uuid(self) -> uuid.UUID:
@@ -353,6 +402,7 @@ class JobEngine:
             release=release,
             robots=tuple(None if r is None else self.world.robots[r] for r in data["robots"]),
             input_arguments=data["input_arguments"],
+            input_file=data.get("input_file"),
             reference=data["reference"],
             source=data["source"],
             job_priority=data["job_priority"],
@@ -374,7 +424,7 @@ class JobEngine:
         while queue.busy < queue.capacity and queue.waiting:
             _, job_id = heapq.heappop(queue.waiting)
             job = self._jobs[job_id]
-            if job.state is not JobState.PENDING:
+            if job.state not in (JobState.PENDING, JobState.RESUMED):
                 continue  # stopped while waiting
             queue.busy += 1
             job.has_slot = True
@@ -428,8 +478,44 @@ class JobEngine:
 
     def _begin(self, job: Job, at: float) -> None:
         job.state = JobState.RUNNING
-        job.start_time = job.last_modification_time = at
-        self._schedule(at + job.duration, job, _FINISH)
+        job.last_modification_time = at
+        if job.remaining is not None:  # resumed: the rest of its work
+            self._schedule(at + job.remaining, job, _FINISH)
+            return
+        job.start_time = at
+        suspend_after = job.release.spec.lifecycle.suspend_after
+        if suspend_after is not None and suspend_after < job.duration:
+            self._schedule(at + suspend_after, job, _SUSPEND)
+        else:
+            self._schedule(at + job.duration, job, _FINISH)
+
+    def _suspend(self, job: Job, at: float) -> None:
+        lifecycle = job.release.spec.lifecycle
+        assert lifecycle.suspend_after is not None  # only scheduled when set
+        remaining = job.duration - lifecycle.suspend_after
+        if job.state is not JobState.RUNNING:
+            # Asked to stop first: it goes on to its end (or its soft-stop check).
+            self._schedule(at + remaining, job, _FINISH)
+            return
+        job.state = JobState.SUSPENDED
+        job.suspended = True
+        job.remaining = remaining
+        job.last_modification_time = at
+        # A suspended job waits for its event without a robot (long-running
+        # workflows; orchestrator-api.md §3.5): its slot goes to the next job.
+        self._free_slot(job, at)
+        if lifecycle.suspend_for is not None:
+            self._schedule(at + lifecycle.suspend_for, job, _RESUME)
+
+    def _resume(self, job: Job, at: float) -> None:
+        # ASSUMPTION: a resumed job waits in Resumed for a robot like a Pending
+        # one (it may resume on another robot), then runs what was left.
+        job.state = JobState.RESUMED
+        job.last_modification_time = at
+        job.robot = None
+        queue = self._queues[job.folder.id]
+        heapq.heappush(queue.waiting, (-job.specific_priority, job.id))
+        self._dispatch(job.folder, at)
 
     def _finish(self, job: Job, at: float) -> None:
         job.end_time = job.last_modification_time = at
@@ -437,14 +523,30 @@ class JobEngine:
             job.state = JobState.FAULTED
             job.info = job.fault_message
         else:
-            job.state = JobState.SUCCESSFUL
-            job.info = "Job completed"
             outputs = compute_outputs(
                 job.release.spec.outputs, job.effective_inputs, job.output_seed
             )
             # Compact, as .NET serializes it.
-            job.output_arguments = json.dumps(outputs, ensure_ascii=False, separators=(",", ":"))
+            text = json.dumps(outputs, ensure_ascii=False, separators=(",", ":"))
+            self._set_outputs(job, text)
         self._free_slot(job, at)
+
+    def _set_outputs(self, job: Job, text: str) -> None:
+        """Successful with ``text`` as outputs: inline, as an OutputFile, or too large."""
+        lifecycle = job.release.spec.lifecycle
+        length = utf16_length(text)
+        if lifecycle.output_limit is not None and length > lifecycle.output_limit:
+            job.state = JobState.FAULTED
+            job.info = OUTPUT_TOO_LARGE
+            return
+        job.state = JobState.SUCCESSFUL
+        job.info = "Job completed"
+        job.output_text = text
+        if lifecycle.output_file_over is not None and length > lifecycle.output_file_over:
+            job.output_file = str(uuid.uuid5(_OUTPUT_FILE_NAMESPACE, job.key))
+            self._by_output_file[job.output_file] = job
+        else:
+            job.output_arguments = text
 
     def _end_stopped(self, job: Job, at: float) -> None:
         job.state = JobState.STOPPED
@@ -454,10 +556,23 @@ class JobEngine:
         self._free_slot(job, at)
 
     def _stop(self, job: Job, strategy: str, now: float) -> None:
-        if job.state is JobState.PENDING:
-            job.generation += 1  # cancels a scheduled pick-up
+        lifecycle = job.release.spec.lifecycle
+        if job.state in (JobState.PENDING, JobState.SUSPENDED, JobState.RESUMED):
+            # ASSUMPTION for Suspended/Resumed: no workflow runs to ask, so the
+            # stop takes effect at once, as for a Pending job.
+            job.generation += 1  # cancels a scheduled pick-up or resume
             job.stop_strategy = strategy
             self._end_stopped(job, now)
+        elif (
+            job.state is JobState.RUNNING and strategy == "SoftStop" and lifecycle.models_soft_stop
+        ):
+            # Only the "should stop" flag is set (orchestrator-api.md §8): the work
+            # goes on (its finish stays scheduled) until the workflow checks.
+            job.state = JobState.STOPPING
+            job.stop_strategy = strategy
+            job.last_modification_time = now
+            if lifecycle.soft_stop_check is not None:
+                self._schedule(now + lifecycle.soft_stop_check, job, _STOPPED)
         elif job.state is JobState.RUNNING or (
             job.state is JobState.STOPPING and strategy == "Kill"
         ):
@@ -490,6 +605,7 @@ def _encode_order(order: StartOrder) -> dict[str, Any]:
         "release": order.release.key,
         "robots": [None if r is None else r.id for r in order.robots],
         "input_arguments": order.input_arguments,
+        "input_file": order.input_file,
         "reference": order.reference,
         "source": order.source,
         "job_priority": order.job_priority,
@@ -497,3 +613,8 @@ def _encode_order(order: StartOrder) -> dict[str, Any]:
         "batch_execution_key": order.batch_execution_key,
         "runtime_type": order.runtime_type,
     }
+
+
+def utf16_length(text: str) -> int:
+    """Length as .NET counts it: UTF-16 code units (orchestrator-api.md §8)."""
+    return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2

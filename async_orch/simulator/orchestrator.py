@@ -27,6 +27,12 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from async_orch.simulator.attachments import (
+    create_attachment,
+    get_attachment,
+    get_blob,
+    put_blob,
+)
 from async_orch.simulator.dry_run import validate_dynamic_job
 from async_orch.simulator.dto import EXPANDABLE, folder_dto, job_dto, release_dto
 from async_orch.simulator.engine import Job, UnknownJobError
@@ -43,7 +49,12 @@ from async_orch.simulator.problems import ITEM_NOT_FOUND, ApiProblem, Unauthenti
 from async_orch.simulator.responses import odata_response
 from async_orch.simulator.robots import NO_RUNTIME_CODE, NO_RUNTIME_MESSAGE
 from async_orch.simulator.routes import Endpoint, RouteMatch
-from async_orch.simulator.start_request import parse_start_jobs, parse_stop_job, parse_stop_jobs
+from async_orch.simulator.start_request import (
+    parse_resume_job,
+    parse_start_jobs,
+    parse_stop_job,
+    parse_stop_jobs,
+)
 from async_orch.states import JobState
 
 if TYPE_CHECKING:
@@ -51,6 +62,13 @@ if TYPE_CHECKING:
     from async_orch.simulator.tokens import AccessToken
 
 __all__ = ["REQUIRED_SCOPES", "handle_orchestrator"]
+
+_ANY_SCOPE = frozenset(
+    {
+        *("OR.Folders", "OR.Folders.Read", "OR.Folders.Write", "OR.Jobs", "OR.Jobs.Read"),
+        *("OR.Jobs.Write", "OR.Execution", "OR.Execution.Read", "OR.Default"),
+    }
+)
 
 REQUIRED_SCOPES: dict[Endpoint, frozenset[str]] = {
     Endpoint.FOLDERS: frozenset({"OR.Folders", "OR.Folders.Read"}),
@@ -62,6 +80,12 @@ REQUIRED_SCOPES: dict[Endpoint, frozenset[str]] = {
     Endpoint.STOP_JOBS: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
     Endpoint.STOP_JOB: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
     Endpoint.VALIDATE_DYNAMIC_JOB: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
+    Endpoint.RESUME_JOB: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
+    Endpoint.ATTACHMENTS: frozenset({"OR.Folders", "OR.Folders.Write"}),
+    Endpoint.ATTACHMENT: frozenset({"OR.Folders", "OR.Folders.Read"}),
+    # ASSUMPTION: a blob Uri that RequiresAuth takes any token of the tenant.
+    Endpoint.BLOB_PUT: _ANY_SCOPE,
+    Endpoint.BLOB_GET: _ANY_SCOPE,
 }
 
 # UNCONFIRMED: the page size of GET /odata/Jobs without $top; the maximum $top
@@ -388,7 +412,12 @@ async def _job_by_key(call: _Call) -> web.Response:
 
 async def _start_jobs(call: _Call) -> web.Response:
     folder = resolve_folder(call.request.headers, call.tenant.world)
-    order = parse_start_jobs(await _read_json(call.request), folder)
+    tenant_key = call.tenant.key
+
+    def input_file(key: str) -> str | None:
+        return call.sim.attachments.input_text(tenant_key, folder.id, key)
+
+    order = parse_start_jobs(await _read_json(call.request), folder, input_file=input_file)
     runtimes = call.tenant.engine.runtimes
     if runtimes is not None and not runtimes.folder_has_runtimes(folder.id):
         # orchestrator-api.md section 8: 409, errorCode 2818 (UiPath/skills maestro
@@ -432,6 +461,39 @@ async def _stop_job(call: _Call) -> web.Response:
     return await _stop(call, [int(call.match.params["key"])], strategy)
 
 
+async def _resume_job(call: _Call) -> web.Response:
+    resolve_folder(call.request.headers, call.tenant.world)
+    key = parse_resume_job(await _read_json(call.request))
+    try:
+        resumed = call.tenant.engine.resume_job(call.now, key)
+    except UnknownJobError:
+        raise _job_not_found(key) from None
+    if not resumed:
+        # UNCONFIRMED: status and message for resuming a job that is not suspended.
+        raise ApiProblem(409, f"Job {key} is not Suspended; only a Suspended job can resume.")
+    return web.Response(status=200)
+
+
+async def _attachments(call: _Call) -> web.Response:
+    body = await _read_json(call.request)
+    return await create_attachment(
+        call.tenant, call.sim.attachments, call.request, body, call.base_url
+    )
+
+
+async def _attachment(call: _Call) -> web.Response:
+    key = call.match.params["key"]
+    return await get_attachment(call.tenant, call.sim.attachments, call.request, key, call.base_url)
+
+
+async def _blob_put(call: _Call) -> web.Response:
+    return await put_blob(call.tenant, call.sim.attachments, call.request, call.match.params["key"])
+
+
+async def _blob_get(call: _Call) -> web.Response:
+    return await get_blob(call.tenant, call.sim.attachments, call.match.params["key"])
+
+
 _HANDLERS: dict[Endpoint, Callable[[_Call], Awaitable[web.Response]]] = {
     Endpoint.FOLDERS: _folders,
     Endpoint.RELEASES: _releases,
@@ -442,4 +504,9 @@ _HANDLERS: dict[Endpoint, Callable[[_Call], Awaitable[web.Response]]] = {
     Endpoint.STOP_JOBS: _stop_jobs,
     Endpoint.STOP_JOB: _stop_job,
     Endpoint.VALIDATE_DYNAMIC_JOB: _validate_dynamic_job,
+    Endpoint.RESUME_JOB: _resume_job,
+    Endpoint.ATTACHMENTS: _attachments,
+    Endpoint.ATTACHMENT: _attachment,
+    Endpoint.BLOB_PUT: _blob_put,
+    Endpoint.BLOB_GET: _blob_get,
 }

@@ -35,6 +35,13 @@ class Endpoint(enum.Enum):
     STOP_JOBS = "POST /odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
     STOP_JOB = "POST /odata/Jobs({key})/UiPath.Server.Configuration.OData.StopJob"
     VALIDATE_DYNAMIC_JOB = "POST /odata/Jobs/UiPath.Server.Configuration.OData.ValidateDynamicJob"
+    RESUME_JOB = "POST /odata/Jobs/UiPath.Server.Configuration.OData.ResumeJob"
+    ATTACHMENTS = "POST /odata/Attachments"
+    ATTACHMENT = "GET /odata/Attachments({key})"
+    # The blob store behind BlobFileAccess.Uri. ASSUMPTION: the real Uri points at
+    # a storage service; the simulator serves the content under the tenant's base.
+    BLOB_PUT = "PUT /odata/BlobFiles({key})"
+    BLOB_GET = "GET /odata/BlobFiles({key})"
 
     @property
     def method(self) -> str:
@@ -73,6 +80,11 @@ _ODATA_TAILS: tuple[tuple[re.Pattern[str], Endpoint], ...] = tuple(
         (rf"Jobs/{_ACTION}StopJobs", Endpoint.STOP_JOBS),
         (rf"Jobs\((?P<key>-?\d+)\)/{_ACTION}StopJob", Endpoint.STOP_JOB),
         (rf"Jobs/{_ACTION}ValidateDynamicJob", Endpoint.VALIDATE_DYNAMIC_JOB),
+        (rf"Jobs/{_ACTION}ResumeJob", Endpoint.RESUME_JOB),
+        (r"Attachments", Endpoint.ATTACHMENTS),
+        (rf"Attachments\('?(?P<key>{_GUID})'?\)", Endpoint.ATTACHMENT),
+        (rf"BlobFiles\((?P<key>{_GUID})\)", Endpoint.BLOB_PUT),
+        (rf"BlobFiles\((?P<key>{_GUID})\)", Endpoint.BLOB_GET),
     )
 )
 
@@ -101,9 +113,10 @@ def match_route(method: str, path: str) -> RouteMatch | None:
             continue
         groups = m.groupdict()
         base_path = path[: m.start("tail") - len("/odata/")]
+        found: RouteMatch | None = None
         for pattern, endpoint in _ODATA_TAILS:
             if t := pattern.fullmatch(groups["tail"]):
-                return RouteMatch(
+                match = RouteMatch(
                     endpoint,
                     method == endpoint.method,
                     organization=groups.get("org"),
@@ -111,5 +124,8 @@ def match_route(method: str, path: str) -> RouteMatch | None:
                     base_path=base_path,
                     params={k: v for k, v in t.groupdict().items() if v is not None},
                 )
-        return None
+                if match.method_allowed:
+                    return match
+                found = found or match  # one path, several methods: look on
+        return found
     return None

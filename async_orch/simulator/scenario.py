@@ -95,6 +95,7 @@ from typing import Any
 
 from async_orch.errors import ConfigurationError
 from async_orch.simulator.faults import FaultSettings
+from async_orch.simulator.lifecycle import LifecycleSpec, lifecycle_from_table
 from async_orch.simulator.robots import RuntimeModel, parse_runtime_model
 from async_orch.simulator.validation import Table
 
@@ -143,6 +144,7 @@ class ProcessSpec:
     priority: str = "Normal"
     description: str = ""
     input_arguments: str | None = None
+    lifecycle: LifecycleSpec = field(default_factory=LifecycleSpec)  # stops, suspension, outputs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -417,6 +419,7 @@ def _process(p: Table) -> ProcessSpec:
             "priority",
             "description",
             "input_arguments",
+            "lifecycle",
         )
     )
     raw = p.data.get("duration", [1, 2])
@@ -443,6 +446,7 @@ def _process(p: Table) -> ProcessSpec:
         priority=p.choice("priority", "Normal", PRIORITIES),
         description=str(p.data.get("description", "")),
         input_arguments=inputs,
+        lifecycle=lifecycle_from_table(p.table("lifecycle")),
     )
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from async_orch.simulator.engine import PRIORITY_VALUES, STOP_STRATEGIES, StartOrder
+from async_orch.simulator.engine import PRIORITY_VALUES, STOP_STRATEGIES, StartOrder, utf16_length
 from async_orch.simulator.problems import ITEM_NOT_FOUND, ApiProblem
 from async_orch.simulator.world import Folder, Robot
 
@@ -115,8 +115,19 @@ def _string(fields: Mapping[str, Any], name: str) -> str | None:
     raise _bad(f"{name} must be a string; got {value!r}.")
 
 
-def parse_start_jobs(body: object, folder: Folder) -> StartOrder:
-    """Turn a ``{"startInfo": StartProcessDto}`` body into a :class:`StartOrder`."""
+def _invalid_argument(message: str) -> ApiProblem:
+    # 400 InvalidArgument (orchestrator-api.md §8). UNCONFIRMED: the numeric errorCode.
+    return ApiProblem(400, message)
+
+
+def parse_start_jobs(
+    body: object, folder: Folder, *, input_file: Callable[[str], str | None] | None = None
+) -> StartOrder:
+    """Turn a ``{"startInfo": StartProcessDto}`` body into a :class:`StartOrder`.
+
+    ``input_file`` gives the uploaded text of an InputFile attachment Id (None:
+    there is no such attachment in this folder).
+    """
     outer = _fields(body, 'The request body ({"startInfo": {...}})')
     if outer.get("startinfo") is None:
         raise _bad('startInfo is required: send {"startInfo": {"ReleaseKey": ..., ...}}.')
@@ -146,12 +157,23 @@ def parse_start_jobs(body: object, folder: Folder) -> StartOrder:
         raise _bad(f"Too many jobs in one call ({len(robots)}); the limit is {MAX_JOBS_PER_CALL}.")
 
     inputs = _string(info, "InputArguments")
-    if inputs is not None:
-        if len(inputs) > MAX_INPUT_ARGUMENTS:
+    file_id = _string(info, "InputFile")
+    if inputs is not None and file_id is not None:
+        raise _invalid_argument("A job cannot have both input file and input arguments.")
+    if file_id is not None:
+        text = input_file(file_id) if input_file is not None and _GUID.fullmatch(file_id) else None
+        if text is None:
+            # UNCONFIRMED: the real answer for an unknown or empty InputFile.
+            raise _bad(f"InputFile {file_id!r} is not an uploaded attachment of this folder.")
+        inputs = text
+    elif inputs is not None:
+        length = utf16_length(inputs)  # .NET string length (orchestrator-api.md §8)
+        if length > MAX_INPUT_ARGUMENTS:
             raise _bad(
-                f"InputArguments is {len(inputs)} characters long; the maximum is "
+                f"InputArguments is {length} characters long; the maximum is "
                 f"{MAX_INPUT_ARGUMENTS}. Pass large inputs as an attachment (InputFile)."
             )
+    if inputs is not None:
         try:
             parsed = json.loads(inputs) if inputs.strip() else {}
         except ValueError:
@@ -172,8 +194,13 @@ def parse_start_jobs(body: object, folder: Folder) -> StartOrder:
     if batch is not None and not _GUID.fullmatch(batch):
         raise _bad(f"BatchExecutionKey must be a GUID; got {batch!r}.")
 
-    priority = _enum(info, "JobPriority", tuple(PRIORITY_VALUES)) or release.spec.priority
+    given_priority = _enum(info, "JobPriority", tuple(PRIORITY_VALUES))
     specific = _integer(info, "SpecificPriorityValue")
+    if given_priority is not None and specific is not None:
+        raise _invalid_argument(
+            "Cannot set a specific priority value when a standard job priority setting is selected."
+        )
+    priority = given_priority or release.spec.priority
     if specific is not None and not 1 <= specific <= 100:
         raise _bad(f"SpecificPriorityValue must be between 1 and 100; got {specific}.")
 
@@ -181,7 +208,8 @@ def parse_start_jobs(body: object, folder: Folder) -> StartOrder:
         folder=folder,
         release=release,
         robots=robots,
-        input_arguments=inputs,
+        input_arguments=inputs,  # an InputFile's text too: the job's inputs
+        input_file=file_id.lower() if file_id is not None else None,
         reference=reference,
         source=_enum(info, "Source", SOURCES) or "Manual",
         job_priority=priority,
@@ -232,6 +260,15 @@ def parse_stop_jobs(body: object) -> tuple[list[int], str]:
     ):
         raise _bad("jobIds is required: a list of job Ids (integers).")
     return ids, _stop_strategy(fields)
+
+
+def parse_resume_job(body: object) -> str:
+    """``{"jobKey": "<guid>"}`` (ResumeJobRequest) -> the job Key."""
+    fields = _fields(body, 'The request body ({"jobKey": ...})')
+    key = fields.get("jobkey")
+    if not isinstance(key, str) or not _GUID.fullmatch(key):
+        raise _bad("jobKey is required: the Key (GUID) of the job to resume.")
+    return key
 
 
 def parse_stop_job(body: object) -> str:

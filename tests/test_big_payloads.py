@@ -1,0 +1,166 @@
+"""Big inputs and outputs as attachments (issue 13 point 5), over real sockets.
+
+Inputs over 10,000 UTF-16 units are uploaded (POST /odata/Attachments, PUT to the
+blob) and started with InputFile; outputs over a process's ``output_file_over``
+come back as OutputFile and are downloaded, so ``result.outputs`` is always the
+parsed outputs (orchestrator-api.md §8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from test_dispatcher_support import engine_jobs, fast_poll, fast_settings
+
+from async_orch.batch import JobRequest, Outcome
+from async_orch.client import OrchestratorClient
+from async_orch.config import DEFAULT_SCOPES, ClientCredentials
+from async_orch.errors import InvalidRequestError, OutputsUnavailableError
+from async_orch.models import JobPriority, StartRequest, needs_input_file
+from async_orch.simulator import SimulatorHandle, parse_scenario
+from async_orch.simulator.lifecycle import OUTPUT_TOO_LARGE
+from async_orch.simulator.problems import ApiProblem
+from async_orch.simulator.start_request import parse_start_jobs
+
+SCENARIO = """
+seed = 5
+[[tenants]]
+organization = "test"
+name = "T"
+[[tenants.credentials]]
+client_id = "app"
+client_secret = "secret"
+scopes = ["OR.Folders.Read", "OR.Folders.Write", "OR.Execution.Read", "OR.Jobs"]
+
+[[tenants.processes]]
+name = "Echo"
+duration = 1
+[tenants.processes.lifecycle]
+output_file_over = 10000
+output_limit = 1000000
+[[tenants.processes]]
+name = "Capped"
+duration = 1
+[tenants.processes.lifecycle]
+output_limit = 50000
+
+[[tenants.folders]]
+path = "Shared"
+capacity = 50
+"""
+
+ATTACHMENTS = "POST /odata/Attachments"
+
+
+async def start(start_simulator: Callable[..., Any]) -> SimulatorHandle:
+    sim: SimulatorHandle = await start_simulator(
+        parse_scenario(SCENARIO, name="big"), time_scale=100.0
+    )
+    return sim
+
+
+# Uploads need OR.Folders.Write (or OR.Folders) besides the default scopes (spec:
+# Attachments_Post).
+SCOPES = f"{DEFAULT_SCOPES} OR.Folders.Write"
+
+
+def client(sim: SimulatorHandle) -> OrchestratorClient:
+    settings = fast_settings(sim)
+    assert isinstance(settings.credentials, ClientCredentials)
+    credentials = dataclasses.replace(settings.credentials, scopes=SCOPES)
+    return OrchestratorClient(
+        dataclasses.replace(settings, credentials=credentials), poll=fast_poll()
+    )
+
+
+def payload(i: int, size: int) -> dict[str, Any]:
+    # Non-ASCII and an emoji (2 UTF-16 units) so lengths are counted as .NET does.
+    return {"Index": i, "Text": ("é🙂" + "x" * 97) * (size // 100)}
+
+
+async def test_big_inputs_and_outputs_round_trip(start_simulator: Callable[..., Any]) -> None:
+    sim = await start(start_simulator)
+    inputs = [payload(i, 20_000) for i in range(10)] + [payload(i, 200_000) for i in range(10, 14)]
+    requests = [JobRequest(process="Echo", folder="Shared", inputs=p) for p in inputs]
+    async with client(sim) as orch:
+        results = await orch.run_jobs(requests)
+
+    assert [r.outcome for r in results] == [Outcome.SUCCESSFUL] * len(inputs)
+    assert [r.outputs for r in results] == inputs
+    assert all(r.error is None for r in results)
+    jobs = engine_jobs(sim)
+    assert all(j.input_file is not None and j.input_arguments is None for j in jobs)
+    assert all(j.output_file is not None and j.output_arguments is None for j in jobs)
+    assert sum(sim.simulator.stats()["requests"][ATTACHMENTS].values()) == len(inputs)
+
+
+async def test_small_inputs_stay_inline(start_simulator: Callable[..., Any]) -> None:
+    sim = await start(start_simulator)
+    async with client(sim) as orch:
+        results = await orch.run_jobs(
+            [JobRequest(process="Echo", folder="Shared", inputs={"a": 1})]
+        )
+    assert results[0].outputs == {"a": 1}
+    (job,) = engine_jobs(sim)
+    assert job.input_file is None and job.output_file is None
+    assert ATTACHMENTS not in sim.simulator.stats()["requests"]
+
+
+async def test_outputs_past_the_hard_limit_fault_the_job(
+    start_simulator: Callable[..., Any],
+) -> None:
+    sim = await start(start_simulator)
+    async with client(sim) as orch:
+        (result,) = await orch.run_jobs(
+            [JobRequest(process="Capped", folder="Shared", inputs=payload(0, 60_000))]
+        )
+    assert result.outcome is Outcome.FAULTED
+    assert result.info == OUTPUT_TOO_LARGE
+
+
+async def test_a_failed_download_is_a_per_job_error_not_none(
+    start_simulator: Callable[..., Any],
+) -> None:
+    sim = await start(start_simulator)
+    async with client(sim) as orch:
+        orch.api.max_attachment_bytes = 1_000  # every OutputFile is now too large to read
+        (result,) = await orch.run_jobs(
+            [JobRequest(process="Echo", folder="Shared", inputs=payload(0, 20_000))]
+        )
+    assert result.outcome is Outcome.SUCCESSFUL
+    assert isinstance(result.error, OutputsUnavailableError)
+    assert "could not be read" in str(result.info)
+
+
+def test_the_limit_counts_utf16_units() -> None:
+    assert not needs_input_file("x" * 10_000)
+    assert needs_input_file("x" * 9_999 + "🙂")  # 10,001 UTF-16 units
+    assert not needs_input_file("é" * 10_000)
+
+
+def test_client_refuses_exclusive_start_fields() -> None:
+    file_id = "0b9f2b9c-8f0e-4b43-9d59-5d2a6c7a1e01"
+    with pytest.raises(InvalidRequestError, match="input_arguments or input_file"):
+        StartRequest(release_name="Echo", input_arguments={"a": 1}, input_file=file_id)
+    with pytest.raises(InvalidRequestError, match=r"job_priority .* or specific_priority_value"):
+        StartRequest(release_name="Echo", job_priority=JobPriority.HIGH, specific_priority_value=90)
+
+
+def test_simulator_refuses_exclusive_start_fields() -> None:
+    world_folder = _folder()
+    both_inputs = {"ReleaseName": "Echo", "InputArguments": "{}", "InputFile": "x"}
+    with pytest.raises(ApiProblem, match="both input file and input arguments"):
+        parse_start_jobs({"startInfo": both_inputs}, world_folder)
+    both_priorities = {"ReleaseName": "Echo", "JobPriority": "High", "SpecificPriorityValue": 9}
+    with pytest.raises(ApiProblem, match="Cannot set a specific priority value"):
+        parse_start_jobs({"startInfo": both_priorities}, world_folder)
+
+
+def _folder() -> Any:
+    from async_orch.simulator.world import build_world
+
+    tenant = parse_scenario(SCENARIO, name="big").tenants[0]
+    return next(iter(build_world(tenant, index=0)))
