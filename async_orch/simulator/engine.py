@@ -441,8 +441,9 @@ class JobEngine:
         while True:
             best: tuple[tuple[int, int], int] | None = None
             for folder_id, queue in self._queues.items():
-                while (
-                    queue.waiting and self._jobs[queue.waiting[0][1]].state is not JobState.PENDING
+                while queue.waiting and self._jobs[queue.waiting[0][1]].state not in (
+                    JobState.PENDING,
+                    JobState.RESUMED,
                 ):
                     heapq.heappop(queue.waiting)  # stopped while waiting
                 if not queue.waiting or pool.pending_reason(folder_id) is not None:

@@ -462,16 +462,21 @@ async def _stop_job(call: _Call) -> web.Response:
 
 
 async def _resume_job(call: _Call) -> web.Response:
-    resolve_folder(call.request.headers, call.tenant.world)
+    folder = resolve_folder(call.request.headers, call.tenant.world)
     key = parse_resume_job(await _read_json(call.request))
+    engine = call.tenant.engine
+    job = engine.job_by_key(key)
+    if job is None or job.folder.id != folder.id:  # another folder's job is not found
+        raise _job_not_found(key)
     try:
-        resumed = call.tenant.engine.resume_job(call.now, key)
+        resumed = engine.resume_job(call.now, key)
     except UnknownJobError:
         raise _job_not_found(key) from None
     if not resumed:
         # UNCONFIRMED: status and message for resuming a job that is not suspended.
         raise ApiProblem(409, f"Job {key} is not Suspended; only a Suspended job can resume.")
-    return web.Response(status=200)
+    # 200 with the JobDto (spec/orchestrator.yaml, Jobs_ResumeJob), like GET Jobs(id).
+    return _single_job(call, engine.job_by_key(key), key)
 
 
 async def _attachments(call: _Call) -> web.Response:
