@@ -5,9 +5,8 @@ The documented entry points are re-exported here; see README.md.
 
 from __future__ import annotations
 
-from async_orch.batch import Abandoned, JobHandle, JobRequest, JobResult, Outcome, Progress, Summary
-from async_orch.client import OrchestratorClient
-from async_orch.config import (
+from async_orch._client import OrchestratorClient
+from async_orch._config import (
     ClientCredentials,
     PasswordCredentials,
     RefreshTokenCredentials,
@@ -15,7 +14,7 @@ from async_orch.config import (
     Settings,
     StaticToken,
 )
-from async_orch.errors import (
+from async_orch._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
@@ -43,9 +42,17 @@ from async_orch.errors import (
     UncertainStartError,
     UsageError,
 )
-from async_orch.limits import DispatchLimits
-from async_orch.models import Folder, Job, JobPriority, Release, StartStrategy
-from async_orch.options import (
+from async_orch._jobs import Abandoned, JobHandle, JobRequest, JobResult, Outcome, Progress, Summary
+from async_orch._journal import (
+    JournalDamagedError,
+    JournalError,
+    JournalWriteError,
+    TwoJobsForOneRequestError,
+)
+from async_orch._journal_lock import JournalInUseError
+from async_orch._limits import DispatchLimits
+from async_orch._models import Folder, Job, JobPriority, Release, StartStrategy
+from async_orch._options import (
     AbandonedCallback,
     Hooks,
     ProgressCallback,
@@ -53,11 +60,19 @@ from async_orch.options import (
     StateCallback,
     StopPolicy,
 )
-from async_orch.planner import PollPolicy
-from async_orch.starting import Started, StartFailure
-from async_orch.states import TERMINAL_STATES, JobState
-from async_orch.transport import TransportStats
-from async_orch.version import __version__
+from async_orch._planner import PollPolicy
+from async_orch._sessions import session_for
+from async_orch._starting import Started, StartFailure
+from async_orch._states import TERMINAL_STATES, JobState
+from async_orch._transport import TransportStats
+from async_orch._transport_hooks import (
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+    TransportHealth,
+    TransportHooks,
+)
+from async_orch._version import __version__
 
 __all__ = [
     "TERMINAL_STATES",
@@ -82,6 +97,10 @@ __all__ = [
     "JobRequest",
     "JobResult",
     "JobState",
+    "JournalDamagedError",
+    "JournalError",
+    "JournalInUseError",
+    "JournalWriteError",
     "NotFoundByNameError",
     "NotFoundError",
     "NotStartedError",
@@ -99,9 +118,12 @@ __all__ = [
     "RefreshTokenCredentials",
     "Release",
     "RequestError",
+    "RequestSent",
     "RequestTimeoutError",
     "ResponseDecodeError",
+    "ResponseReceived",
     "RetryPolicy",
+    "RetryScheduled",
     "ServerError",
     "Settings",
     "StartFailure",
@@ -114,9 +136,13 @@ __all__ = [
     "StuckPendingError",
     "Summary",
     "TransportError",
+    "TransportHealth",
+    "TransportHooks",
     "TransportStats",
+    "TwoJobsForOneRequestError",
     "UnauthorizedError",
     "UncertainStartError",
     "UsageError",
     "__version__",
+    "session_for",
 ]

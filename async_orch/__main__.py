@@ -1,5 +1,5 @@
 """`python -m async_orch` runs the command line."""
 
-from async_orch.cli import main
+from async_orch._cli import main
 
 raise SystemExit(main())

@@ -1,7 +1,7 @@
 """The one place an HTTP exchange happens, and aiohttp errors become ours.
 
 ``send_once`` sends one request and reads the whole response;
-:class:`AiohttpSender` is it as the :class:`~async_orch.seams.HTTPSender` seam. Every aiohttp
+:class:`AiohttpSender` is it as the :class:`~async_orch._seams.HTTPSender` seam. Every aiohttp
 exception is mapped here (chained with ``from``) so that callers see only
 :class:`TransportError` / :class:`RequestTimeoutError`, with
 ``may_have_reached_server`` telling whether the request could have been acted on:
@@ -22,13 +22,13 @@ from typing import Any
 
 import aiohttp
 
-from async_orch.errors import (
+from async_orch._errors import (
     ClientClosedError,
     RequestTimeoutError,
     ResponseDecodeError,
     TransportError,
 )
-from async_orch.protocol import header, looks_like_html
+from async_orch._protocol import header, looks_like_html
 
 __all__ = ["AiohttpSender", "Response", "send_once"]
 
@@ -128,7 +128,7 @@ async def send_once(
 
 
 class AiohttpSender:
-    """:class:`~async_orch.seams.HTTPSender` over an aiohttp session (not closed here).
+    """:class:`~async_orch._seams.HTTPSender` over an aiohttp session (not closed here).
 
     Args:
         session: the session to send with.

@@ -32,10 +32,10 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
-from async_orch.batch import JobHandle, JobRequest, Outcome, Progress
-from async_orch.options import Hooks
-from async_orch.states import JobState
-from async_orch.transport_hooks import (
+from async_orch._jobs import JobHandle, JobRequest, Outcome, Progress
+from async_orch._options import Hooks
+from async_orch._states import JobState
+from async_orch._transport_hooks import (
     RequestSent,
     ResponseReceived,
     RetryScheduled,

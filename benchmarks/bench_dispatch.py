@@ -135,9 +135,7 @@ def job_plan(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def run_async_orch(args: argparse.Namespace) -> dict[str, Any]:
-    from async_orch.batch import JobRequest
-    from async_orch.client import OrchestratorClient
-    from async_orch.config import ClientCredentials, Settings
+    from async_orch import ClientCredentials, JobRequest, OrchestratorClient, Settings
 
     settings = Settings(
         url=args.url,
@@ -229,7 +227,7 @@ async def run_bare(args: argparse.Namespace) -> dict[str, Any]:
     written by hand over aiohttp with no bookkeeping, no error handling, no retries."""
     import aiohttp
 
-    from async_orch.models import Job
+    from async_orch import Job
 
     base = args.url
     async with aiohttp.ClientSession() as session:
@@ -278,7 +276,7 @@ async def run_naive(args: argparse.Namespace) -> dict[str, Any]:
     ``--naive-route id`` polls GET /odata/Jobs(N) instead (not rate limited)."""
     import aiohttp
 
-    from async_orch.models import Job
+    from async_orch import Job
 
     base = args.url
     async with aiohttp.ClientSession() as session:
@@ -323,8 +321,8 @@ def worker(args: argparse.Namespace) -> None:
     # Import everything first: module loading is not what is measured.
     import aiohttp  # noqa: F401
 
-    import async_orch.client
-    import async_orch.models  # noqa: F401
+    import async_orch._client
+    import async_orch._models  # noqa: F401
 
     # Timed by CPU, not wall clock: time spent waiting on the simulator is not ours.
     profiler = cProfile.Profile(time.process_time) if args.profile else None

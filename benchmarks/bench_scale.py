@@ -136,11 +136,15 @@ def rss_mb() -> float:
 async def run_client(args: argparse.Namespace) -> dict[str, Any]:
     import anyio
 
-    from async_orch.batch import JobRequest
-    from async_orch.client import OrchestratorClient
-    from async_orch.config import ClientCredentials, Settings, StaticToken
-    from async_orch.dispatcher import DispatchLimits
-    from async_orch.options import Hooks
+    from async_orch import (
+        ClientCredentials,
+        DispatchLimits,
+        Hooks,
+        JobRequest,
+        OrchestratorClient,
+        Settings,
+        StaticToken,
+    )
 
     credentials: ClientCredentials | StaticToken = (
         StaticToken(token="canned")

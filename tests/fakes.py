@@ -1,9 +1,9 @@
-"""Typed fakes for the two I/O seams (:mod:`async_orch.seams`); no tests here.
+"""Typed fakes for the two I/O seams (:mod:`async_orch._seams`); no tests here.
 
-* :class:`FakeAPI`: an in-memory :class:`~async_orch.seams.JobsAPI` (what the
+* :class:`FakeAPI`: an in-memory :class:`~async_orch._seams.JobsAPI` (what the
   dispatcher, watchers and starter call) whose StartJobs can be held at a gate, to
   observe limits without HTTP. Tests that need a call to behave otherwise subclass it.
-* :class:`FakeSender`: an :class:`~async_orch.seams.HTTPSender` that answers from a
+* :class:`FakeSender`: an :class:`~async_orch._seams.HTTPSender` that answers from a
   script (or a handler) and records every request, for Transport and TokenManager
   tests that need no aiohttp.
 """
@@ -20,11 +20,11 @@ import anyio
 import anyio.lowlevel
 from multidict import CIMultiDict
 
+from async_orch._errors import FolderNotFoundError, ProcessNotFoundError
 from async_orch._http import Response
-from async_orch.errors import FolderNotFoundError, ProcessNotFoundError
-from async_orch.models import Folder, Job, Release, StartRequest
-from async_orch.seams import FolderRef, HTTPSender, JobsAPI
-from async_orch.states import JobState
+from async_orch._models import Folder, Job, Release, StartRequest
+from async_orch._seams import FolderRef, HTTPSender, JobsAPI
+from async_orch._states import JobState
 
 FOLDERS = ("Shared", "Finance", "Finance/Comptabilité", "HR")
 
@@ -234,7 +234,7 @@ Handler = Callable[[SentRequest], Awaitable[Outcome]]
 
 
 class FakeSender:
-    """An :class:`~async_orch.seams.HTTPSender` that answers from a script.
+    """An :class:`~async_orch._seams.HTTPSender` that answers from a script.
 
     ``FakeSender(reply(...), TransportError(...), ...)``: each request gets the next
     outcome, in turn (an exception is raised); ``FakeSender(handler=...)``: each

@@ -16,9 +16,7 @@ from conftest import aioresponses_mock
 from fakes import FakeSender, Handler, Outcome, SentRequest, reply
 from multidict import CIMultiDict
 
-from async_orch._http import AiohttpSender
-from async_orch._logging import fingerprint, redact
-from async_orch.auth import (
+from async_orch._auth import (
     DEFAULT_LIFETIME,
     PASSWORD_TOKEN_LIFETIME,
     TokenManager,
@@ -28,20 +26,22 @@ from async_orch.auth import (
     parse_token_response,
     refresh_skew,
 )
-from async_orch.config import (
+from async_orch._config import (
     ClientCredentials,
     Credentials,
     PasswordCredentials,
     RefreshTokenCredentials,
     StaticToken,
 )
-from async_orch.errors import (
+from async_orch._errors import (
     AuthenticationError,
     ConfigurationError,
     RateLimitedError,
     ServerError,
     TransportError,
 )
+from async_orch._http import AiohttpSender
+from async_orch._redaction import fingerprint, redact
 
 TOKEN_URL = "https://cloud.uipath.com/acme/identity_/connect/token"
 AUTH_URL = "https://orch.example.com/api/Account/Authenticate"

@@ -8,9 +8,9 @@ from email.utils import format_datetime
 
 import pytest
 
-from async_orch.backoff import compute_delay, is_retryable, is_retryable_status, parse_retry_after
-from async_orch.config import RetryPolicy
-from async_orch.errors import (
+from async_orch._backoff import compute_delay, is_retryable, is_retryable_status, parse_retry_after
+from async_orch._config import RetryPolicy
+from async_orch._errors import (
     BadRequestError,
     ConfigurationError,
     RateLimitedError,

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, requests_to, scenario
 
-from async_orch.batch import JobRequest, checked_requests
-from async_orch.client import OrchestratorClient
-from async_orch.errors import InvalidRequestError
-from async_orch.jsonvalues import MAX_DEPTH, json_problem, loads_strict
-from async_orch.models import Job, dump_input_arguments, needs_input_file, parse_input_arguments
+from async_orch._client import OrchestratorClient
+from async_orch._errors import InvalidRequestError
+from async_orch._jobs import JobRequest, checked_requests
+from async_orch._jsonvalues import MAX_DEPTH, json_problem, loads_strict
+from async_orch._models import Job, dump_input_arguments, needs_input_file, parse_input_arguments
 
 
 def nested(depth: int) -> Any:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from cli_harness import assert_one_line_exit_2, cli_env, closed_port, run_cli, simulator_jobs
 
-from async_orch.cli.common import non_negative, positive, positive_int
-from async_orch.journal import Journal, JournalTarget, RequestRecord
-from async_orch.journal_lock import JournalLock
+from async_orch._cli.common import non_negative, positive, positive_int
+from async_orch._journal import Journal, JournalTarget, RequestRecord
+from async_orch._journal_lock import JournalLock
 from async_orch.simulator import SimulatorHandle
 
 

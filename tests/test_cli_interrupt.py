@@ -20,7 +20,7 @@ from cli_harness import (
     wait_until,
 )
 
-from async_orch.journal import Journal
+from async_orch._journal import Journal
 from async_orch.simulator import SimulatorHandle
 
 pytestmark = pytest.mark.slow  # every test here starts a process

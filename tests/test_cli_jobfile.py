@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from cli_harness import write_file
 
-from async_orch.batch import JobRequest
-from async_orch.cli.jobfile import requests_from_file
-from async_orch.errors import ConfigurationError, InvalidRequestError
+from async_orch._cli.jobfile import requests_from_file
+from async_orch._errors import ConfigurationError, InvalidRequestError
+from async_orch._jobs import JobRequest
 
 
 def _file(tmp_path: Path, name: str, content: str | bytes) -> Path:

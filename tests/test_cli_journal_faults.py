@@ -28,8 +28,8 @@ from cli_harness import (
 )
 from test_journal import write_schema_1_journal
 
-from async_orch.batch import JobHandle
-from async_orch.journal import JobRecord, Journal, JournalTarget, RequestRecord
+from async_orch._jobs import JobHandle
+from async_orch._journal import JobRecord, Journal, JournalTarget, RequestRecord
 from async_orch.simulator import SimulatorHandle
 
 pytestmark = pytest.mark.slow  # every test here starts a process
@@ -40,7 +40,7 @@ TIME_SCALE = 20.0  # an Echo job takes about 0.2 s
 # FAIL_AFTER succeed (argv[1]), as on a disk that fills up mid-run.
 FULL_DISK_CLI = """
 import contextlib, errno, sqlite3, sys
-from async_orch import journal
+from async_orch import _journal as journal
 real = journal._transaction
 done = 0
 @contextlib.contextmanager
@@ -52,7 +52,7 @@ def filling(db):
     with real(db):
         yield
 journal._transaction = filling
-from async_orch.cli import main
+from async_orch._cli import main
 raise SystemExit(main(sys.argv[2:]))
 """
 

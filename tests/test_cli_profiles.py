@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from cli_harness import write_file
 
-from async_orch.cli.common import load_settings
-from async_orch.errors import ConfigurationError
+from async_orch._cli.common import load_settings
+from async_orch._errors import ConfigurationError
 
 URL = "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_"
 ENV = {"UIPATH_CLIENT_ID": "id", "UIPATH_CLIENT_SECRET": "secret"}

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from cli_harness import cli_env, run_cli
 
-from async_orch.batch import Progress
-from async_orch.cli.progress import ProgressDisplay, waiting_text
-from async_orch.transport_hooks import TransportHealth
+from async_orch._cli.progress import ProgressDisplay, waiting_text
+from async_orch._jobs import Progress
+from async_orch._transport_hooks import TransportHealth
 
 
 def display() -> ProgressDisplay:

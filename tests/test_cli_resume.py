@@ -22,7 +22,7 @@ from cli_harness import (
 )
 from conftest import SimClient
 
-from async_orch.journal import Journal, JournalTarget, RequestRecord
+from async_orch._journal import Journal, JournalTarget, RequestRecord
 from async_orch.simulator import SimulatorHandle
 
 pytestmark = pytest.mark.slow  # every test here starts a process

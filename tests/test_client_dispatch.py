@@ -20,13 +20,13 @@ from test_dispatcher_support import (
     scenario,
 )
 
-from async_orch.batch import JobHandle, JobRequest, JobResult, Outcome, Progress, Summary
-from async_orch.client import OrchestratorClient
-from async_orch.dispatcher import DispatchLimits, Started, StartFailure
-from async_orch.errors import FolderNotFoundError, JobLostError, NotFoundError
-from async_orch.options import Hooks
-from async_orch.planner import PollPolicy
-from async_orch.states import JobState
+from async_orch._client import OrchestratorClient
+from async_orch._dispatcher import DispatchLimits, Started, StartFailure
+from async_orch._errors import FolderNotFoundError, JobLostError, NotFoundError
+from async_orch._jobs import JobHandle, JobRequest, JobResult, Outcome, Progress, Summary
+from async_orch._options import Hooks
+from async_orch._planner import PollPolicy
+from async_orch._states import JobState
 
 
 async def test_start_in_one_client_then_wait_in_another_from_json(

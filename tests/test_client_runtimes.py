@@ -9,11 +9,11 @@ from typing import Any
 
 from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, requests_to
 
-from async_orch.batch import JobRequest, Outcome, Progress
-from async_orch.client import OrchestratorClient
-from async_orch.errors import ConflictError, StuckPendingError
-from async_orch.options import Hooks, StopPolicy
-from async_orch.states import JobState
+from async_orch._client import OrchestratorClient
+from async_orch._errors import ConflictError, StuckPendingError
+from async_orch._jobs import JobRequest, Outcome, Progress
+from async_orch._options import Hooks, StopPolicy
+from async_orch._states import JobState
 
 
 async def test_a_folder_without_machine_fails_its_request_once_with_the_fix(

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from async_orch.config import (
+from async_orch._config import (
     DEFAULT_SCOPES,
     LEGACY_TOKEN_URL,
     ClientCredentials,
@@ -20,7 +20,7 @@ from async_orch.config import (
     StaticToken,
     parse_orchestrator_url,
 )
-from async_orch.errors import ConfigurationError
+from async_orch._errors import ConfigurationError
 
 CLOUD = "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_"
 CLOUD_TOKEN = "https://cloud.uipath.com/acme/identity_/connect/token"

@@ -16,13 +16,13 @@ import structlog
 from anyio import wait_all_tasks_blocked
 from fakes import FakeAPI
 
-import async_orch.cancellation as cancellation
-from async_orch.batch import JobHandle, JobRequest
-from async_orch.dispatcher import Dispatcher
-from async_orch.models import Job, StartRequest
-from async_orch.options import Hooks
-from async_orch.planner import PollPolicy
-from async_orch.seams import FolderRef
+import async_orch._cancellation as cancellation
+from async_orch._dispatcher import Dispatcher
+from async_orch._jobs import JobHandle, JobRequest
+from async_orch._models import Job, StartRequest
+from async_orch._options import Hooks
+from async_orch._planner import PollPolicy
+from async_orch._seams import FolderRef
 
 POLL = PollPolicy(min_interval=0.01, max_interval=0.05)
 

@@ -26,11 +26,11 @@ from test_dispatcher_support import (
 )
 
 from async_orch import Hooks, StopPolicy
-from async_orch.batch import JobHandle, JobRequest, Outcome, Progress
-from async_orch.client import OrchestratorClient
-from async_orch.errors import NotStartedError
+from async_orch._client import OrchestratorClient
+from async_orch._errors import NotStartedError
+from async_orch._jobs import JobHandle, JobRequest, Outcome, Progress
+from async_orch._states import JobState
 from async_orch.simulator import SimulatorHandle
-from async_orch.states import JobState
 
 # 100x: the 2 s pickup takes 20 ms; a Slow job never ends during a test.
 SCALE = 100.0

@@ -26,16 +26,16 @@ from test_dispatcher_support import (
     scenario,
 )
 
-from async_orch.batch import JobRequest, Outcome, Progress
-from async_orch.client import OrchestratorClient
-from async_orch.dispatcher import DispatchLimits
-from async_orch.errors import (
+from async_orch._client import OrchestratorClient
+from async_orch._dispatcher import DispatchLimits
+from async_orch._errors import (
     FolderNotFoundError,
     InvalidRequestError,
     ProcessNotFoundError,
     UncertainStartError,
 )
-from async_orch.options import Hooks
+from async_orch._jobs import JobRequest, Outcome, Progress
+from async_orch._options import Hooks
 from async_orch.simulator import SimulatorHandle
 
 FAULTS = {

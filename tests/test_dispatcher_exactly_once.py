@@ -19,12 +19,12 @@ import pytest
 from conftest import aioresponses_mock
 from yarl import URL
 
-from async_orch.batch import JobRequest
-from async_orch.config import RetryPolicy, Settings, StaticToken
-from async_orch.dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
-from async_orch.errors import RateLimitedError, ServerError, UncertainStartError
-from async_orch.resources import OrchestratorAPI
-from async_orch.transport import Transport
+from async_orch._config import RetryPolicy, Settings, StaticToken
+from async_orch._dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
+from async_orch._errors import RateLimitedError, ServerError, UncertainStartError
+from async_orch._jobs import JobRequest
+from async_orch._resources import OrchestratorAPI
+from async_orch._transport import Transport
 
 BASE = "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_"
 START = BASE + "/odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"

@@ -14,11 +14,11 @@ import pytest
 import structlog
 from fakes import FakeAPI
 
-from async_orch.batch import Abandoned, JobHandle, JobRequest, Outcome
-from async_orch.dispatcher import Dispatcher, Started
-from async_orch.options import AbandonedCallback, Hooks, StateCallback, StopPolicy
-from async_orch.planner import PollPolicy
-from async_orch.states import JobState
+from async_orch._dispatcher import Dispatcher, Started
+from async_orch._jobs import Abandoned, JobHandle, JobRequest, Outcome
+from async_orch._options import AbandonedCallback, Hooks, StateCallback, StopPolicy
+from async_orch._planner import PollPolicy
+from async_orch._states import JobState
 
 POLL = PollPolicy(min_interval=0.005, max_interval=0.02, probe_rate_per_second=1000.0)
 

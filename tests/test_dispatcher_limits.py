@@ -15,12 +15,12 @@ import pytest
 from anyio import wait_all_tasks_blocked
 from fakes import FakeAPI
 
-from async_orch.batch import JobRequest
-from async_orch.dispatcher import Dispatcher, DispatchLimits, Started
-from async_orch.errors import ConfigurationError
-from async_orch.limits import take_slot
-from async_orch.models import Job, StartRequest
-from async_orch.seams import FolderRef
+from async_orch._dispatcher import Dispatcher, DispatchLimits, Started
+from async_orch._errors import ConfigurationError
+from async_orch._jobs import JobRequest
+from async_orch._limits import take_slot
+from async_orch._models import Job, StartRequest
+from async_orch._seams import FolderRef
 
 
 def requests(count: int, folders: tuple[str, ...] = ("Shared",)) -> list[JobRequest]:

@@ -12,10 +12,10 @@ import pytest
 import structlog
 from fakes import FakeAPI
 
-from async_orch.batch import JobRequest, Outcome
-from async_orch.dispatcher import Dispatcher
-from async_orch.options import Hooks
-from async_orch.planner import PollPolicy
+from async_orch._dispatcher import Dispatcher
+from async_orch._jobs import JobRequest, Outcome
+from async_orch._options import Hooks
+from async_orch._planner import PollPolicy
 
 
 class Recorder:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from async_orch.config import ClientCredentials, RetryPolicy, Settings
-from async_orch.planner import PollPolicy
+from async_orch._config import ClientCredentials, RetryPolicy, Settings
+from async_orch._planner import PollPolicy
 from async_orch.simulator import Scenario, SimulatorHandle, parse_scenario
 
 FOLDERS = ("Shared", "Finance", "Finance/Comptabilité", "HR")

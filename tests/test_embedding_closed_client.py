@@ -22,8 +22,8 @@ from async_orch import (
     OrchestratorError,
     Outcome,
 )
+from async_orch._transport import Transport
 from async_orch.simulator import SimulatorHandle
-from async_orch.transport import Transport
 
 REQUESTS = [JobRequest(process="Echo", folder="HR", inputs={"n": 1})]
 HOW_TO_OPEN = "async with OrchestratorClient(settings) as orch:"

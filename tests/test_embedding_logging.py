@@ -77,7 +77,7 @@ def test_with_no_logging_set_up_at_all_a_warning_is_printed_to_stderr() -> None:
     # A fresh interpreter: pytest's own logging handlers would hide Python's
     # last-resort handler, which is what an application without logging gets.
     code = (
-        "from async_orch.logs import get_logger\n"
+        "from async_orch._logs import get_logger\n"
         "log = get_logger('async_orch.example')\n"
         "log.info('async_orch.not_shown', n=1)\n"
         "log.warning('async_orch.shown', count=2, folder='Finance/Invoices', ids=[1, 2])\n"

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 import async_orch
-from async_orch import errors
+from async_orch import _errors as errors
 
 PACKAGE = Path(async_orch.__file__).parent
 ERROR_CLASSES = [

@@ -26,9 +26,9 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from conftest import DEMO_SCOPES, FakeClock, SimClient
 
-from async_orch.auth import build_token_request, parse_token_response
-from async_orch.client import OrchestratorClient
-from async_orch.config import (
+from async_orch._auth import build_token_request, parse_token_response
+from async_orch._client import OrchestratorClient
+from async_orch._config import (
     LEGACY_TOKEN_URL,
     ClientCredentials,
     Credentials,
@@ -38,12 +38,12 @@ from async_orch.config import (
     Settings,
     StaticToken,
 )
-from async_orch.errors import AuthenticationError, ConfigurationError
-from async_orch.models import StartRequest
-from async_orch.resources import OrchestratorAPI
+from async_orch._errors import AuthenticationError, ConfigurationError
+from async_orch._models import StartRequest
+from async_orch._resources import OrchestratorAPI
+from async_orch._states import JobState
+from async_orch._transport import Transport
 from async_orch.simulator import Scenario, SimulatorHandle, parse_scenario
-from async_orch.states import JobState
-from async_orch.transport import Transport
 
 DEMO_PATHS = ["Finance", "Finance/Comptabilité", "HR", "Shared"]
 LEGACY_CLIENT_ID = "8DEv1AMNXczW3y4U15LL3jYf62jK93n5"  # from the demo scenario

@@ -19,8 +19,8 @@ import pytest
 from conftest import FakeClock
 from openapi_contract import validate_response
 
-from async_orch.config import DEFAULT_SCOPES, ClientCredentials, RetryPolicy, Settings
-from async_orch.errors import (
+from async_orch._config import DEFAULT_SCOPES, ClientCredentials, RetryPolicy, Settings
+from async_orch._errors import (
     BadRequestError,
     FolderNotFoundError,
     NotFoundError,
@@ -30,12 +30,12 @@ from async_orch.errors import (
     ServerError,
     TransportError,
 )
-from async_orch.models import Folder, StartRequest
-from async_orch.protocol import folder_headers
-from async_orch.resources import OrchestratorAPI
+from async_orch._models import Folder, StartRequest
+from async_orch._protocol import folder_headers
+from async_orch._resources import OrchestratorAPI
+from async_orch._states import JobState
+from async_orch._transport import Transport
 from async_orch.simulator import Scenario, SimulatorHandle, parse_scenario
-from async_orch.states import JobState
-from async_orch.transport import Transport
 
 StartSimulator = Callable[..., Awaitable[SimulatorHandle]]
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from async_orch import journal as journal_module
-from async_orch.batch import JobHandle
-from async_orch.cli.profiles import merge_environment, profile_environment
-from async_orch.errors import ConfigurationError
-from async_orch.journal import (
+from async_orch import _journal as journal_module
+from async_orch._cli.profiles import merge_environment, profile_environment
+from async_orch._errors import ConfigurationError
+from async_orch._jobs import JobHandle
+from async_orch._journal import (
     JobRecord,
     Journal,
     JournalDamagedError,
@@ -29,7 +29,7 @@ from async_orch.journal import (
     TwoJobsForOneRequestError,
     plan_resume,
 )
-from async_orch.journal_lock import JournalInUseError, JournalLock, lock_path
+from async_orch._journal_lock import JournalInUseError, JournalLock, lock_path
 
 TARGET = JournalTarget(
     url="https://cloud.uipath.com/acme/Prod/orchestrator_", organization="acme", tenant="Prod"

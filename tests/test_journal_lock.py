@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cli_harness import REPO
 
-from async_orch.errors import ConfigurationError
-from async_orch.journal_lock import JournalInUseError, JournalLock, LockHolder, lock_path
+from async_orch._errors import ConfigurationError
+from async_orch._journal_lock import JournalInUseError, JournalLock, LockHolder, lock_path
 
 SINCE = "2025-01-02T03:04:05Z"
 
@@ -23,7 +23,7 @@ SINCE = "2025-01-02T03:04:05Z"
 HOLDER = """
 import sys
 from pathlib import Path
-from async_orch.journal_lock import JournalLock
+from async_orch._journal_lock import JournalLock
 JournalLock(Path(sys.argv[1])).acquire()
 print("locked", flush=True)
 sys.stdin.read()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from cli_harness import assert_one_line_exit_2, cli_env, closed_port, run_cli, simulator_jobs
 
-from async_orch.cli import loadtest_cmd
+from async_orch._cli import loadtest_cmd
 from async_orch.loadtest import build_report, shortfalls
 from async_orch.loadtest.measure import HttpSample, Recording, summarize
 from async_orch.simulator import SimulatorHandle

@@ -10,7 +10,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from async_orch.errors import ConfigurationError
+from async_orch._errors import ConfigurationError
 from async_orch.loadtest.measure import (
     HttpSample,
     Recording,

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from async_orch.cli import loadtest_cmd
-from async_orch.errors import ConfigurationError
+from async_orch._cli import loadtest_cmd
+from async_orch._errors import ConfigurationError
+from async_orch._planner import PollPolicy
 from async_orch.loadtest import (
     JobTemplate,
     LoadPlan,
@@ -21,7 +22,6 @@ from async_orch.loadtest import (
     run_and_report,
 )
 from async_orch.loadtest.runner import LiveStatus
-from async_orch.planner import PollPolicy
 
 # Every kind of request-level fault, often enough to show up in 30 jobs.
 FAULTS = {

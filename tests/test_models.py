@@ -13,8 +13,8 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT4
 from samples import POSTMAN_JOB
 
-from async_orch.errors import InvalidRequestError, ResponseDecodeError
-from async_orch.models import (
+from async_orch._errors import InvalidRequestError, ResponseDecodeError
+from async_orch._models import (
     INPUT_ARGUMENTS_MAX_LENGTH,
     Folder,
     Job,
@@ -29,7 +29,7 @@ from async_orch.models import (
     parse_input_arguments,
     parse_job_state_row,
 )
-from async_orch.states import JobState
+from async_orch._states import JobState
 
 SPEC = Path(__file__).parent / "spec" / "orchestrator.yaml"
 

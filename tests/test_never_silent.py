@@ -12,13 +12,13 @@ import structlog
 from conftest import FakeClock, SimClient
 from test_integration_auth import admin_post, connect, demo_credentials
 
-from async_orch.batch import Progress
-from async_orch.cli.progress import ProgressDisplay, waiting_text
-from async_orch.config import Settings, StaticToken
-from async_orch.errors import AuthenticationError
+from async_orch._cli.progress import ProgressDisplay, waiting_text
+from async_orch._config import Settings, StaticToken
+from async_orch._errors import AuthenticationError
+from async_orch._jobs import Progress
+from async_orch._transport import Transport
+from async_orch._transport_hooks import ResponseReceived, TransportHealth, TransportHooks
 from async_orch.simulator import SimulatorHandle
-from async_orch.transport import Transport
-from async_orch.transport_hooks import ResponseReceived, TransportHealth, TransportHooks
 
 # -- the heartbeat (pure, on an injected clock) ---------------------------------------------
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from async_orch.errors import ConfigurationError
-from async_orch.planner import (
+from async_orch._errors import ConfigurationError
+from async_orch._planner import (
     FetchOne,
     FetchPurpose,
     ListBatch,
@@ -24,7 +24,7 @@ from async_orch.planner import (
     _Phase,
     _Track,
 )
-from async_orch.states import TERMINAL_STATES, JobState
+from async_orch._states import TERMINAL_STATES, JobState
 
 Planner = PollPlanner[str]
 

@@ -15,14 +15,14 @@ import pytest
 import structlog
 from fakes import FakeAPI, FakeJob
 
-from async_orch.batch import JobHandle
-from async_orch.errors import TransportError
-from async_orch.models import Job
-from async_orch.options import StopPolicy
-from async_orch.planner import PollPolicy
-from async_orch.poller import Finished, JobWatcher, WatcherGroup
-from async_orch.seams import FolderRef
-from async_orch.states import JobState
+from async_orch._errors import TransportError
+from async_orch._jobs import JobHandle
+from async_orch._models import Job
+from async_orch._options import StopPolicy
+from async_orch._planner import PollPolicy
+from async_orch._poller import Finished, JobWatcher, WatcherGroup
+from async_orch._seams import FolderRef
+from async_orch._states import JobState
 
 POLL = PollPolicy(min_interval=0.005, max_interval=0.02, probe_rate_per_second=1000.0)
 

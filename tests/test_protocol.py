@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from multidict import CIMultiDict
 
-from async_orch.errors import (
+from async_orch._errors import (
     APIError,
     BadRequestError,
     ConflictError,
@@ -22,7 +22,7 @@ from async_orch.errors import (
     ServerError,
     UnauthorizedError,
 )
-from async_orch.protocol import (
+from async_orch._protocol import (
     endpoint_label,
     error_from_response,
     folder_headers,

@@ -11,12 +11,12 @@ import anyio.lowlevel
 from conftest import FakeClock
 from fakes import FakeAPI
 
-from async_orch.dispatcher import Dispatcher
-from async_orch.errors import ServerError
-from async_orch.models import Folder, Job
-from async_orch.planner import ListBudget
-from async_orch.reference_lookups import LookupAnswer, ReferenceLookups
-from async_orch.seams import FolderRef
+from async_orch._dispatcher import Dispatcher
+from async_orch._errors import ServerError
+from async_orch._models import Folder, Job
+from async_orch._planner import ListBudget
+from async_orch._reference_lookups import LookupAnswer, ReferenceLookups
+from async_orch._seams import FolderRef
 
 FOLDER = Folder.from_api({"Id": 7, "Key": "0f5c9a4e-1d7b-4c1e-9a55-0a1b2c3d4e5f",
                           "DisplayName": "Shared", "FullyQualifiedName": "Shared"})  # fmt: skip

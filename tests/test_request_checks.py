@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, requests_to, scenario
 
-from async_orch.batch import JobRequest
-from async_orch.client import OrchestratorClient
-from async_orch.dispatcher import DispatchLimits
-from async_orch.errors import ConfigurationError, InvalidRequestError
-from async_orch.models import JobPriority, StartStrategy
-from async_orch.options import Hooks, StopPolicy
+from async_orch._client import OrchestratorClient
+from async_orch._dispatcher import DispatchLimits
+from async_orch._errors import ConfigurationError, InvalidRequestError
+from async_orch._jobs import JobRequest
+from async_orch._models import JobPriority, StartStrategy
+from async_orch._options import Hooks, StopPolicy
 
 
 def refused(**fields: Any) -> str:

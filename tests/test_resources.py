@@ -13,10 +13,10 @@ from typing import Any
 import anyio
 from fakes import FakeSender, Outcome, SentRequest, reply
 
-from async_orch.config import Settings, StaticToken
-from async_orch.resources import OrchestratorAPI
-from async_orch.states import JobState
-from async_orch.transport import Transport
+from async_orch._config import Settings, StaticToken
+from async_orch._resources import OrchestratorAPI
+from async_orch._states import JobState
+from async_orch._transport import Transport
 
 BASE = "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_"
 KEY_BEFORE = "0f8fad5b-d9cb-469f-a165-70867728950e"

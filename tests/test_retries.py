@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from async_orch.config import RetryPolicy
-from async_orch.errors import (
+from async_orch._config import RetryPolicy
+from async_orch._errors import (
     BadRequestError,
     RateLimitedError,
     RequestTimeoutError,
@@ -15,8 +15,8 @@ from async_orch.errors import (
     TransportError,
     UncertainStartError,
 )
-from async_orch.models import Job
-from async_orch.retries import (
+from async_orch._models import Job
+from async_orch._retries import (
     Adopted,
     BatchRetries,
     Created,

@@ -19,13 +19,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from async_orch.client import OrchestratorClient
-from async_orch.config import ClientCredentials, Settings
-from async_orch.errors import ConfigurationError, TransportError
+from async_orch._client import OrchestratorClient
+from async_orch._config import ClientCredentials, Settings
+from async_orch._errors import ConfigurationError, TransportError
+from async_orch._sessions import choose_proxy, new_session
+from async_orch._transport import Transport
 from async_orch.loadtest.target import probe_simulator
-from async_orch.sessions import choose_proxy, new_session
 from async_orch.simulator import SimulatorHandle
-from async_orch.transport import Transport
 
 PROXY_SCRIPT = Path(__file__).with_name("forward_proxy.py")
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
@@ -192,7 +192,7 @@ async def test_ca_bundle_setting_makes_a_private_ca_trusted(
     tls_server: tuple[str, Path], no_proxy_env: pytest.MonkeyPatch
 ) -> None:
     url, ca = tls_server
-    from async_orch.config import StaticToken
+    from async_orch._config import StaticToken
 
     def settings(**extra: Any) -> Settings:
         return Settings(url=url, credentials=StaticToken(token="t"), **extra)

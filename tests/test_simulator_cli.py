@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from async_orch.cli import build_parser
+from async_orch._cli import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 60.0  # a cold interpreter on a busy machine

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from async_orch._states import JobState
 from async_orch.simulator.engine import Job, JobEngine, StartOrder, UnknownJobError
 from async_orch.simulator.outputs import FAULT_MESSAGES, compute_outputs
 from async_orch.simulator.scenario import (
@@ -16,7 +17,6 @@ from async_orch.simulator.scenario import (
     TenantSpec,
 )
 from async_orch.simulator.world import World, build_world
-from async_orch.states import JobState
 
 T0 = 1_700_000_000.0
 TIMINGS = EngineTimings(pickup_delay=2.0, soft_stop_delay=5.0, kill_delay=1.0)

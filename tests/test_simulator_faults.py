@@ -9,7 +9,7 @@ import anyio
 import pytest
 from conftest import FakeClock, SimClient
 
-from async_orch.errors import ConfigurationError
+from async_orch._errors import ConfigurationError
 from async_orch.simulator import SimulatorHandle
 from async_orch.simulator.faults import FaultSettings, parse_fault_assignment
 

@@ -17,11 +17,11 @@ import cli_harness as cli
 import pytest
 from test_dispatcher_support import fast_poll, fast_settings, scenario
 
-from async_orch.batch import JobRequest, Outcome
-from async_orch.client import OrchestratorClient
-from async_orch.errors import JobLostError
+from async_orch._client import OrchestratorClient
+from async_orch._errors import JobLostError
+from async_orch._jobs import JobRequest, Outcome
+from async_orch._starting import Started
 from async_orch.simulator import SimulatorHandle, run_simulator
-from async_orch.starting import Started
 
 SCENARIO = scenario(echo=(20.0, 30.0))  # at time scale 50: about half a second a job
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import FakeClock, SimClient
 from openapi_contract import validate_response
 
-from async_orch.errors import ConfigurationError
+from async_orch._errors import ConfigurationError
 from async_orch.simulator import SimulatorHandle
 from async_orch.simulator.engine import JobEngine, StartOrder
 from async_orch.simulator.robots import REASON_TEXTS

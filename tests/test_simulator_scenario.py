@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from async_orch.errors import ConfigurationError
+from async_orch._errors import ConfigurationError
 from async_orch.simulator import load_scenario, parse_scenario
 from async_orch.simulator.faults import FaultSettings
 from async_orch.simulator.world import build_world

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import FakeClock
 
-from async_orch.errors import ConfigurationError
+from async_orch._errors import ConfigurationError
 from async_orch.simulator import Simulator
 from async_orch.simulator.core import first_job_id
 from async_orch.simulator.engine import StartOrder

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from async_orch.errors import ConfigurationError
+from async_orch._errors import ConfigurationError
 from async_orch.simulator.clock import SimClock
 from async_orch.simulator.dto import format_timestamp
 from async_orch.simulator.faults import FaultInjector, FaultSettings, parse_fault_assignment

@@ -10,9 +10,9 @@ import anyio
 from anyio import wait_all_tasks_blocked
 from fakes import FakeAPI
 
-from async_orch.batch import JobRequest
-from async_orch.dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
-from async_orch.start_pool import StartQueue
+from async_orch._dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
+from async_orch._jobs import JobRequest
+from async_orch._start_pool import StartQueue
 
 
 def drain(queue: StartQueue, cap: int | None) -> list[int]:
@@ -100,9 +100,9 @@ async def test_a_start_that_steps_aside_frees_its_worker_and_its_folder_place() 
     # Two workers, one folder capped at two: the first two starts wait out a
     # long window (as ambiguous StartJobs do). Unless they step aside, nothing
     # else starts until the window ends, which here is never.
-    from async_orch.limits import StartLimiter
-    from async_orch.models import Folder, Release
-    from async_orch.start_pool import StartPool
+    from async_orch._limits import StartLimiter
+    from async_orch._models import Folder, Release
+    from async_orch._start_pool import StartPool
 
     folder = Folder(id=1, display_name="F", fully_qualified_name="F")
     release = Release(id=1, key="k", name="P", process_key="P")

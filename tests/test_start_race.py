@@ -18,11 +18,11 @@ from typing import Any
 
 from test_dispatcher_support import FOLDERS, START_JOBS, fast_poll, scenario
 
-from async_orch.batch import JobRequest, Outcome
-from async_orch.client import OrchestratorClient
-from async_orch.config import ClientCredentials, RequestTimeouts, RetryPolicy, Settings
-from async_orch.dispatcher import DispatchLimits
-from async_orch.errors import UncertainStartError
+from async_orch._client import OrchestratorClient
+from async_orch._config import ClientCredentials, RequestTimeouts, RetryPolicy, Settings
+from async_orch._dispatcher import DispatchLimits
+from async_orch._errors import UncertainStartError
+from async_orch._jobs import JobRequest, Outcome
 from async_orch.simulator import SimulatorHandle
 
 JOBS = 60

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from async_orch.batch import JobRequest, Outcome
-from async_orch.errors import (
+from async_orch._errors import (
     BadRequestError,
     OrchestratorError,
     RateLimitedError,
     ServerError,
     TransportError,
 )
-from async_orch.starting import batch_references, may_have_started
-from async_orch.states import JobState
+from async_orch._jobs import JobRequest, Outcome
+from async_orch._starting import batch_references, may_have_started
+from async_orch._states import JobState
 
 
 def request(reference: str | None = None) -> JobRequest:

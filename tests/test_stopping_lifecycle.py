@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from test_dispatcher_support import NEVER, STOP_JOBS, engine_jobs, fast_poll, fast_settings
 
-from async_orch.batch import JobRequest, Outcome, Summary
-from async_orch.client import OrchestratorClient
-from async_orch.errors import ConfigurationError
-from async_orch.options import StopPolicy
+from async_orch._client import OrchestratorClient
+from async_orch._errors import ConfigurationError
+from async_orch._jobs import JobRequest, Outcome, Summary
+from async_orch._options import StopPolicy
+from async_orch._states import JobState
 from async_orch.simulator import Scenario, SimulatorHandle, parse_scenario
-from async_orch.states import JobState
 
 SCALE = 100.0  # simulated seconds per real second: pickup (2 s) takes 20 ms
 

@@ -20,9 +20,9 @@ import structlog
 from test_dispatcher_deadlines import client, slow, start
 from test_dispatcher_support import STOP_JOBS, engine_jobs, requests_to
 
-from async_orch.batch import Abandoned, JobHandle, JobRequest, Outcome
-from async_orch.options import Hooks, StopPolicy
-from async_orch.states import JobState
+from async_orch._jobs import Abandoned, JobHandle, JobRequest, Outcome
+from async_orch._options import Hooks, StopPolicy
+from async_orch._states import JobState
 
 FAST = JobRequest(process="Echo", folder="Shared", inputs={"fast": 1})
 

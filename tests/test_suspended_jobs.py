@@ -12,11 +12,11 @@ from typing import Any
 
 from test_dispatcher_support import engine_jobs, fast_poll, fast_settings
 
-from async_orch.batch import JobHandle, JobRequest, Outcome
-from async_orch.client import OrchestratorClient
-from async_orch.options import Hooks
+from async_orch._client import OrchestratorClient
+from async_orch._jobs import JobHandle, JobRequest, Outcome
+from async_orch._options import Hooks
+from async_orch._states import JobState
 from async_orch.simulator import SimulatorHandle, parse_scenario
-from async_orch.states import JobState
 
 SCENARIO = """
 seed = 9

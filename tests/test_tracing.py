@@ -22,12 +22,12 @@ from test_dispatcher_support import fast_poll, fast_settings, scenario
 from test_integration_auth import demo_credentials
 from test_transport_hooks import server_headers
 
-from async_orch.batch import JobRequest, Outcome
-from async_orch.client import OrchestratorClient
-from async_orch.config import Settings
-from async_orch.errors import BadRequestError
+from async_orch._client import OrchestratorClient
+from async_orch._config import Settings
+from async_orch._errors import BadRequestError
+from async_orch._jobs import JobRequest, Outcome
+from async_orch._transport import Transport
 from async_orch.tracing import OtelTracing
-from async_orch.transport import Transport
 
 __all__ = ["server_headers"]  # a fixture, used by name
 

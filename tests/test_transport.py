@@ -22,16 +22,15 @@ from conftest import aioresponses_mock
 from fakes import FakeSender, reply
 from yarl import URL
 
-from async_orch._http import Response
-from async_orch.backoff import compute_delay
-from async_orch.config import (
+from async_orch._backoff import compute_delay
+from async_orch._config import (
     ClientCredentials,
     RefreshTokenCredentials,
     RetryPolicy,
     Settings,
     StaticToken,
 )
-from async_orch.errors import (
+from async_orch._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
@@ -47,8 +46,9 @@ from async_orch.errors import (
     TransportError,
     UnauthorizedError,
 )
-from async_orch.protocol import folder_headers
-from async_orch.transport import Transport
+from async_orch._http import Response
+from async_orch._protocol import folder_headers
+from async_orch._transport import Transport
 
 BASE = "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_"
 TOKEN_URL = "https://cloud.uipath.com/acme/identity_/connect/token"

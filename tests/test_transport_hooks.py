@@ -11,16 +11,16 @@ from aiohttp import web
 from conftest import FakeClock
 from test_integration_auth import admin_post, connect, demo_credentials
 
-from async_orch.config import Settings
-from async_orch.simulator import SimulatorHandle
-from async_orch.simulator.core import Simulator
-from async_orch.transport import Transport
-from async_orch.transport_hooks import (
+from async_orch._config import Settings
+from async_orch._transport import Transport
+from async_orch._transport_hooks import (
     RequestSent,
     ResponseReceived,
     RetryScheduled,
     TransportHooks,
 )
+from async_orch.simulator import SimulatorHandle
+from async_orch.simulator.core import Simulator
 
 
 class Recorder(TransportHooks):

@@ -8,7 +8,7 @@
 * :mod:`~async_orch.loadtest.runner`, :mod:`~async_orch.loadtest.target`,
   :mod:`~async_orch.loadtest.session`: the I/O shell.
 
-The command line is ``async-orch loadtest`` (``async_orch/cli/loadtest_cmd.py``).
+The command line is ``async-orch loadtest`` (``async_orch/_cli/loadtest_cmd.py``).
 """
 
 from __future__ import annotations

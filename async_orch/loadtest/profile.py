@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from async_orch.errors import ConfigurationError
+from async_orch._errors import ConfigurationError
 
 __all__ = ["LoadProfile", "Stage", "parse_profile"]
 

@@ -30,10 +30,14 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from async_orch.batch import JobHandle, JobResult, Progress
-from async_orch.client import OrchestratorClient
-from async_orch.config import Settings
-from async_orch.dispatcher import DispatchLimits
+from async_orch._client import OrchestratorClient
+from async_orch._config import Settings
+from async_orch._dispatcher import DispatchLimits
+from async_orch._jobs import JobHandle, JobResult, Progress
+from async_orch._logs import get_logger
+from async_orch._options import Hooks, StopPolicy
+from async_orch._planner import PollPolicy
+from async_orch._transport_hooks import RequestSent, ResponseReceived, TransportHooks
 from async_orch.loadtest.measure import (
     NO_ANSWER,
     START_JOBS,
@@ -43,10 +47,6 @@ from async_orch.loadtest.measure import (
 )
 from async_orch.loadtest.profile import LoadProfile
 from async_orch.loadtest.template import JobTemplate
-from async_orch.logs import get_logger
-from async_orch.options import Hooks, StopPolicy
-from async_orch.planner import PollPolicy
-from async_orch.transport_hooks import RequestSent, ResponseReceived, TransportHooks
 
 __all__ = ["LiveStatus", "LoadPlan", "LoadTest", "live_line"]
 

@@ -7,8 +7,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from async_orch.client import OrchestratorClient
-from async_orch.config import Settings
+from async_orch._client import OrchestratorClient
+from async_orch._config import Settings
 from async_orch.loadtest.measure import bucket_width, summarize
 from async_orch.loadtest.profile import LoadProfile
 from async_orch.loadtest.report import build_report, server_counters
@@ -22,10 +22,10 @@ __all__ = ["check_names", "run_and_report", "target_rates"]
 async def check_names(settings: Settings, template: JobTemplate) -> None:
     """Resolve every folder of ``template`` and its process there, before any load.
 
-    A typo raises :class:`~async_orch.errors.FolderNotFoundError` or
-    :class:`~async_orch.errors.ProcessNotFoundError` (the messages ``dispatch``
-    gives), an unreachable URL :class:`~async_orch.errors.TransportError`, refused
-    credentials :class:`~async_orch.errors.AuthenticationError`: one clear error
+    A typo raises :class:`~async_orch._errors.FolderNotFoundError` or
+    :class:`~async_orch._errors.ProcessNotFoundError` (the messages ``dispatch``
+    gives), an unreachable URL :class:`~async_orch._errors.TransportError`, refused
+    credentials :class:`~async_orch._errors.AuthenticationError`: one clear error
     before any job starts, instead of a run whose every job is "not started".
 
     It uses a client of its own, so its requests are not part of the measurements

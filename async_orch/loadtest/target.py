@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from async_orch.config import ClientCredentials, RetryPolicy, Settings
-from async_orch.sessions import new_session
+from async_orch._config import ClientCredentials, RetryPolicy, Settings
+from async_orch._sessions import new_session
 
 __all__ = ["Target", "active_faults", "embedded_simulator", "probe_simulator", "url_target"]
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from async_orch.batch import JobRequest
-from async_orch.errors import ConfigurationError
+from async_orch._errors import ConfigurationError
+from async_orch._jobs import JobRequest
 
 __all__ = ["JobTemplate", "render_inputs"]
 

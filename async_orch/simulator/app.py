@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from async_orch.logs import get_logger
+from async_orch._logs import get_logger
 from async_orch.simulator.admin import add_admin_routes
 from async_orch.simulator.faults import FaultPlan
 from async_orch.simulator.identity import authenticate_user, client_credentials_token, legacy_token

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from async_orch.errors import ConfigurationError
-from async_orch.logs import get_logger
+from async_orch._errors import ConfigurationError
+from async_orch._logs import get_logger
 from async_orch.simulator.attachments import AttachmentStore
 from async_orch.simulator.clock import SimClock
 from async_orch.simulator.engine import JobEngine

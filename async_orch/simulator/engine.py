@@ -50,12 +50,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from async_orch._states import JobState
 from async_orch.simulator.lifecycle import OUTPUT_TOO_LARGE
 from async_orch.simulator.outputs import FAULT_MESSAGES, compute_outputs
 from async_orch.simulator.robots import RuntimePool
 from async_orch.simulator.scenario import EngineTimings
 from async_orch.simulator.world import Folder, Release, Robot, World
-from async_orch.states import JobState
 
 __all__ = [
     "PRIORITY_VALUES",

@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from async_orch.errors import ConfigurationError
+from async_orch._errors import ConfigurationError
 from async_orch.simulator.validation import Table
 
 __all__ = [

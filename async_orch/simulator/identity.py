@@ -26,7 +26,7 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-from async_orch.logs import get_logger
+from async_orch._logs import get_logger
 from async_orch.simulator.problems import abp_error_body
 from async_orch.simulator.responses import json_response, token_error_response
 from async_orch.simulator.scenario import ClientCredential

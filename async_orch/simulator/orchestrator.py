@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from async_orch._states import JobState
 from async_orch.simulator.attachments import (
     create_attachment,
     get_attachment,
@@ -55,7 +56,6 @@ from async_orch.simulator.start_request import (
     parse_stop_job,
     parse_stop_jobs,
 )
-from async_orch.states import JobState
 
 if TYPE_CHECKING:
     from async_orch.simulator.core import Simulator, TenantRuntime

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from async_orch.errors import ConfigurationError
+from async_orch._errors import ConfigurationError
 from async_orch.simulator.validation import Table
 
 __all__ = [

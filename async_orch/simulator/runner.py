@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from async_orch.logs import get_logger
+from async_orch._logs import get_logger
 from async_orch.simulator.core import Simulator
 from async_orch.simulator.faults import FaultSettings
 from async_orch.simulator.scenario import ClientCredential, Scenario

@@ -93,7 +93,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from async_orch.errors import ConfigurationError
+from async_orch._errors import ConfigurationError
 from async_orch.simulator.faults import FaultSettings
 from async_orch.simulator.lifecycle import LifecycleSpec, lifecycle_from_table
 from async_orch.simulator.robots import RuntimeModel, parse_runtime_model

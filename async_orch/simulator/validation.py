@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from async_orch.errors import ConfigurationError
+from async_orch._errors import ConfigurationError
 
 __all__ = ["Table"]
 

@@ -1,0 +1,452 @@
+"""One batch of :class:`~async_orch._dispatcher.Dispatcher`: resolve, start, watch
+and report every job of it, and leave nothing behind silently if it ends early.
+
+The theory of operation is in ``dispatcher.py``; this module carries it out.
+Progress and results are plain bookkeeping, done here from three kinds of
+events: a request's jobs exist (from the :class:`~async_orch._starting.Starter`),
+a job changes state and a job leaves the watcher (from the
+:class:`~async_orch._poller.JobWatcher`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import anyio
+
+from async_orch._cancellation import (
+    StartShield,
+    reason_of,
+    report_abandoned,
+    reraise,
+    run_guarded,
+    stop_and_wait,
+)
+from async_orch._errors import (
+    InvalidRequestError,
+    JobLostError,
+    StuckPendingError,
+    UncertainStartError,
+)
+from async_orch._jobs import (
+    Abandoned,
+    JobHandle,
+    JobRequest,
+    JobResult,
+    Outcome,
+    Progress,
+    check_seconds,
+    checked_items,
+    checked_requests,
+)
+from async_orch._logs import get_logger
+from async_orch._models import Job, StartStrategy
+from async_orch._options import Hooks, StopPolicy
+from async_orch._planner import PollPolicy
+from async_orch._poller import Finished, JobWatcher, WatcherGroup
+from async_orch._seams import JobsAPI
+from async_orch._start_pool import StartPool
+from async_orch._starting import Starter, StartFailure, Target, batch_references, resolve_targets
+from async_orch._states import JobState
+
+__all__ = ["BatchParts", "BatchRun"]
+
+log = get_logger("async_orch.batch_run")
+
+_QUEUED = "queued"  # progress state of a request not started yet
+
+
+@dataclass(frozen=True, slots=True)
+class BatchParts:
+    """What every batch of one dispatcher shares: its API, starter, start pool,
+    poll policy, watcher group (one list budget) and clock."""
+
+    api: JobsAPI
+    starter: Starter
+    pool: StartPool
+    poll: PollPolicy
+    watchers: WatcherGroup
+    clock: Callable[[], float]
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """A job started (or re-attached to) and not reported yet."""
+
+    index: int  # of its result
+    request: JobRequest | None  # None for a job given by handle
+    attempts: int  # StartJobs attempts it took
+    handle: JobHandle
+    state: JobState | None  # the last state seen
+
+
+class BatchRun:
+    """Start ``requests``, watch them and ``handles``, and hand results to ``emit``."""
+
+    def __init__(
+        self,
+        parts: BatchParts,
+        *,
+        requests: Sequence[JobRequest],
+        handles: Sequence[JobHandle],
+        timeout: float | None,
+        stop: StopPolicy | None,
+        hooks: Hooks | None,
+        emit: Callable[[JobResult], Awaitable[None]],
+    ) -> None:
+        # Every argument is checked here, before anything starts: all or nothing.
+        self._requests = checked_requests(requests)
+        self._handles = checked_items(handles, JobHandle, "handles")
+        self._references = batch_references(self._requests)
+        _check_handles(self._handles)
+        if timeout is not None:
+            check_seconds(timeout, "timeout")
+        self._stop_policy = _checked_option(stop, StopPolicy, "stop", "StopPolicy(on_timeout=True)")
+        self._hooks = _checked_option(hooks, Hooks, "hooks", "Hooks(on_progress=print)")
+        self._api = parts.api
+        self._starter = parts.starter
+        self._pool = parts.pool
+        self._poll = parts.poll
+        self._clock = parts.clock
+        self._emit = emit
+        self._deadline = self._clock() + timeout if timeout is not None else None
+        self.progress = Progress(
+            total=sum(_expected_jobs(r) for r in self._requests) + len(self._handles)
+        )
+        self._jobs: dict[int, _Tracked] = {}
+        # Jobs whose id the server gave to another job of the batch since: they
+        # can no longer be followed, and are reported as lost (see _track).
+        self._displaced: list[tuple[_Tracked, JobLostError]] = []
+        self._shield = StartShield()
+        self._retries = self._starter.batch_retries(len(self._requests))
+        self._watcher = JobWatcher(
+            self._api,
+            policy=self._poll,
+            stop_policy=self._stop_policy,
+            clock=self._clock,
+            on_state=self._on_state,
+            group=parts.watchers,
+        )
+
+    async def run(self) -> None:
+        """Run the batch; on any abnormal end, stop or report the jobs left
+        running (``dispatcher.py``'s docstring), then re-raise."""
+
+        async def start_and_watch() -> None:
+            async with anyio.create_task_group() as tg:
+                for position, handle in enumerate(self._handles, start=len(self._requests)):
+                    self._adopt(position, handle)
+                self._report()
+                await self._report_displaced()
+                tg.start_soon(self._start_all)
+                await self._watcher.run(self._finished)
+
+        try:
+            await run_guarded(start_and_watch, self._shield)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self._abandon(reason=reason_of(exc))
+            reraise(exc)
+
+    # -- starting ------------------------------------------------------------------
+
+    async def _start_all(self) -> None:
+        try:
+            if not self._requests:
+                return
+            targets = await resolve_targets(self._api, self._requests)
+            queued: Counter[str] = Counter()
+            for request, target in zip(self._requests, targets, strict=True):
+                queued[_label(request, target)] += _expected_jobs(request)
+            for label, count in queued.items():
+                self.progress.move(label, None, _QUEUED, count)
+            self._report()
+
+            async def start(index: int, step_aside: Callable[[], None]) -> None:
+                await self._start(index, targets[index], step_aside)
+
+            await self._pool.start_every(targets, start)
+        finally:
+            self._watcher.close()
+
+    async def _start(self, index: int, target: Target, step_aside: Callable[[], None]) -> None:
+        request = self._requests[index]
+        label = _label(request, target)
+        expected = _expected_jobs(request)
+
+        def on_jobs(pairs: list[tuple[JobHandle, Job]], attempts: int) -> None:
+            # Runs inside the StartJobs shield, before any other await, so a
+            # cancellation cannot lose these jobs.
+            self.progress.forget(label, _QUEUED, expected)
+            self.progress.total += len(pairs) - expected
+            for handle, job in pairs:
+                self._track(_Tracked(index, request, attempts, handle, job.state))
+                self.progress.move(handle.folder_path, None, job.state.value)
+                self._note_pending(handle, job.state)
+                self._watcher.watch(
+                    handle, timeout=request.timeout, deadline=self._deadline, state=job.state
+                )
+            if self._hooks.on_started is not None:
+                for handle, _ in pairs:
+                    self._hooks.on_started(index, handle)
+            if self._hooks.on_state is not None:
+                # The first state seen is the one StartJobs answered (Pending, as a rule).
+                for handle, job in pairs:
+                    self._hooks.on_state(handle, None, job.state)
+            self._report()
+
+        try:
+            started = await self._starter.start(
+                index,
+                request,
+                self._references[index],
+                target,
+                shield=self._shield,
+                on_jobs=on_jobs,
+                deadline=self._deadline,
+                retries=self._retries,
+                on_window=step_aside,
+            )
+        finally:
+            await self._report_displaced()
+        if isinstance(started, StartFailure):
+            outcome = (
+                Outcome.UNCERTAIN
+                if isinstance(started.error, UncertainStartError)
+                else Outcome.NOT_STARTED
+            )
+            self.progress.move(label, _QUEUED, outcome.value, expected)
+            self._report()
+            for _ in range(expected):
+                await self._emit(
+                    JobResult(
+                        index=index,
+                        request=request,
+                        outcome=outcome,
+                        error=started.error,
+                        attempts=started.attempts,
+                        detected=datetime.now(UTC),
+                    )
+                )
+
+    def _adopt(self, position: int, handle: JobHandle) -> None:
+        """Watch a job started earlier (wait-only)."""
+        self._track(_Tracked(position, None, 0, handle, None))
+        self.progress.move(handle.folder_path, None, JobState.PENDING.value)
+        self._note_pending(handle, JobState.PENDING)
+        self._watcher.watch(handle, deadline=self._deadline)
+
+    def _track(self, tracked: _Tracked) -> None:
+        """Take a job into the batch. If another job of the batch has its id, the
+        server gave that id out twice (it restarted and forgot the first job): the
+        latest answer is the server's truth, so the newcomer is watched and the
+        earlier job is reported lost (by :meth:`_report_displaced`)."""
+        handle = tracked.handle
+        earlier = self._jobs.pop(handle.job_id, None)
+        if earlier is not None:
+            self._watcher.forget(handle.job_id)
+            error = JobLostError(
+                f"job {handle.job_id} (Reference {earlier.handle.reference!r}) is lost: the "
+                f"server gave its id to another job (Reference {handle.reference!r}) since, "
+                "so it may have restarted and forgotten it; its outcome is unknown. Look for "
+                "it by Reference in Orchestrator before starting it again.",
+                job_id=handle.job_id,
+                reference=earlier.handle.reference,
+            )
+            log.warning("async_orch.job_id_reused", job_id=handle.job_id)
+            self._displaced.append((earlier, error))
+            state = (earlier.state or JobState.PENDING).value
+            self.progress.move(earlier.handle.folder_path, state, Outcome.UNKNOWN.value)
+        self._jobs[handle.job_id] = tracked
+
+    async def _report_displaced(self) -> None:
+        while self._displaced:
+            tracked, error = self._displaced.pop(0)
+            self._report()
+            await self._emit(
+                JobResult(
+                    index=tracked.index,
+                    request=tracked.request,
+                    outcome=Outcome.UNKNOWN,
+                    handle=tracked.handle,
+                    error=error,
+                    attempts=tracked.attempts,
+                    detected=datetime.now(UTC),
+                    last_state=tracked.state,
+                )
+            )
+
+    # -- watching --------------------------------------------------------------------
+
+    def _on_state(self, handle: JobHandle, _old: JobState | None, new: JobState) -> None:
+        # The old state comes from our own record: the watcher that stops jobs
+        # after a cancellation never saw their earlier states.
+        tracked = self._jobs[handle.job_id]
+        old, tracked.state = tracked.state, new
+        if old is new:
+            return
+        self.progress.move(handle.folder_path, (old or JobState.PENDING).value, new.value)
+        self._note_pending(handle, new)
+        self._report()
+        if self._hooks.on_state is not None:
+            self._hooks.on_state(handle, old, new)
+
+    def _note_pending(self, handle: JobHandle, state: JobState | None) -> None:
+        """Keep the age of Pending jobs per folder, for progress displays."""
+        pending = state is JobState.PENDING
+        self.progress.note_pending(handle.folder_path, handle.job_id, pending, self._clock())
+
+    async def _finished(self, item: Finished) -> None:
+        tracked = self._jobs.pop(item.handle.job_id)
+        result = _result_of(tracked, item)
+        last = item.state.value if item.state else JobState.PENDING.value
+        self.progress.move(item.handle.folder_path, last, result.outcome.value)
+        self._note_pending(item.handle, None)
+        self._report()
+        await self._emit(result)
+
+    def _report(self) -> None:
+        if self._hooks.on_progress is not None:
+            self._hooks.on_progress(self.progress)
+
+    # -- ending early ------------------------------------------------------------------
+
+    async def _abandon(self, *, reason: str) -> None:
+        """The batch ends early: stop what it started if asked, report what is left."""
+        live = [tracked.handle for tracked in self._jobs.values()]
+        stopped: list[JobHandle] = []
+        if live and self._stop_policy.stops_on_cancel:
+            log.info("async_orch.jobs_stopping_on_cancel", count=len(live), reason=reason)
+            left = await stop_and_wait(
+                self._api,
+                live,
+                grace=self._stop_policy.grace,
+                poll=self._poll,
+                clock=self._clock,
+                on_state=self._on_state_while_ending,
+            )
+            still = {h.job_id for h in left}
+            stopped = [h for h in live if h.job_id not in still]
+            log.info("async_orch.jobs_stopped", count=len(stopped))
+            live = left
+            self._count_ended(stopped)
+        abandoned = Abandoned(
+            reason=reason,
+            stopped=tuple(stopped),
+            left_running=tuple(live),
+            uncertain_references=tuple(self._shield.uncertain),
+        )
+        report_abandoned(abandoned, self._hooks.on_abandoned)
+
+    def _count_ended(self, handles: list[JobHandle]) -> None:
+        """Progress counts jobs that ended while the batch was ending under their
+        outcome (no result is emitted for them; ``Abandoned.stopped`` lists them)."""
+        for handle in handles:
+            state = self._jobs[handle.job_id].state
+            if state is not None and (outcome := Outcome.of_final(state)) is not None:
+                self.progress.move(handle.folder_path, state.value, outcome.value)
+        try:
+            self._report()
+        except Exception as exc:  # as in _on_state_while_ending
+            log.warning("async_orch.callback_failed", callback="on_progress", error=repr(exc))
+
+    def _on_state_while_ending(
+        self, handle: JobHandle, old: JobState | None, new: JobState
+    ) -> None:
+        # A callback failing now must not stop the stopping, nor replace the
+        # cancellation (or error) that is ending the batch: it is logged instead.
+        try:
+            self._on_state(handle, old, new)
+        except Exception as exc:
+            log.warning(
+                "async_orch.callback_failed",
+                callback="on_state",
+                job_id=handle.job_id,
+                error=repr(exc),
+            )
+
+
+# -- pure helpers ---------------------------------------------------------------------
+
+
+def _check_handles(handles: Sequence[JobHandle]) -> None:
+    """Refuse a job given twice. Two handles with one id but another Key or
+    Reference are two jobs a forgetful server gave the same id: both are taken
+    (the later one is watched, the earlier reported lost; see BatchRun._track)."""
+    seen: dict[tuple[int, str | None, str | None], int] = {}
+    for position, handle in enumerate(handles):
+        identity = (handle.job_id, handle.job_key, handle.reference)
+        if identity in seen:
+            raise InvalidRequestError(
+                f"handles {seen[identity]} and {position} are the same job "
+                f"({handle.job_id}); give each job once"
+            )
+        seen[identity] = position
+
+
+_Option = TypeVar("_Option", StopPolicy, Hooks)
+
+
+def _checked_option(value: _Option | None, kind: type[_Option], name: str, example: str) -> _Option:
+    """``value``, or the default ``kind()`` for None; refused unless it is a ``kind``."""
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise InvalidRequestError(
+            f"{name} must be a {kind.__name__} (e.g. {name}={example}), got {value!r}"
+        )
+    return value
+
+
+def _expected_jobs(request: JobRequest) -> int:
+    """How many jobs a request should create (the results it will give)."""
+    if request.strategy is StartStrategy.SPECIFIC and request.robot_ids:
+        return len(request.robot_ids)
+    return max(1, request.jobs_count)
+
+
+def _label(request: JobRequest, target: Target) -> str:
+    """The progress label of a request's folder: its full path once resolved."""
+    if isinstance(target, tuple):
+        return target[0].fully_qualified_name
+    return str(request.folder)
+
+
+def _result_of(tracked: _Tracked, item: Finished) -> JobResult:
+    state = item.job.state if item.job is not None else item.state
+    error = item.error
+    if item.stuck_pending_for is not None and state not in (
+        JobState.SUCCESSFUL,
+        JobState.FAULTED,
+    ):
+        # Picked up by nobody in time (a job that ran and ended meanwhile keeps its outcome).
+        outcome = Outcome.STUCK_PENDING
+        error = error or StuckPendingError(
+            job_id=item.handle.job_id,
+            folder=item.handle.folder_path or str(item.handle.folder_id),
+            seconds=item.stuck_pending_for,
+            stopped=state is JobState.STOPPED,
+        )
+    elif item.timed_out:
+        outcome = Outcome.STOPPED if state is JobState.STOPPED else Outcome.TIMED_OUT
+    elif item.job is None:
+        outcome = Outcome.UNKNOWN
+    else:
+        outcome = Outcome.of_final(item.job.state) or Outcome.UNKNOWN
+    return JobResult(
+        index=tracked.index,
+        request=tracked.request,
+        outcome=outcome,
+        handle=item.handle,
+        job=item.job,
+        error=error,
+        attempts=tracked.attempts,
+        detected=item.detected,
+        timed_out=item.timed_out or item.stop_sent is not None,
+        last_state=item.state,
+        stop_sent=item.stop_sent,
+    )

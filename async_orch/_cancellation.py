@@ -1,0 +1,173 @@
+"""What a batch does when it ends early, so no job is left behind silently.
+
+- :class:`StartShield` protects StartJobs calls from cancellation, so their
+  outcome (the jobs they created) is known; once the batch is abandoned they
+  get at most :data:`ABANDON_START_WAIT` more seconds, after which their
+  References are reported as uncertain.
+- :func:`run_guarded` runs the starting work and abandons the shield the
+  moment that work is cancelled or fails.
+- :func:`stop_and_wait` stops the jobs a batch started (SoftStop, then Kill).
+- :func:`report_abandoned` hands what is left to the caller's ``on_abandoned``,
+  else logs it as the warning ``async_orch.jobs_left_running``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import NoReturn
+
+import anyio
+
+from async_orch._jobs import Abandoned, JobHandle
+from async_orch._logs import get_logger
+from async_orch._options import AbandonedCallback, StateCallback, StopPolicy
+from async_orch._planner import PollPolicy
+from async_orch._poller import Finished, JobWatcher
+from async_orch._seams import JobsAPI
+
+__all__ = [
+    "ABANDON_START_WAIT",
+    "StartShield",
+    "reason_of",
+    "report_abandoned",
+    "reraise",
+    "run_guarded",
+    "stop_and_wait",
+]
+
+log = get_logger("async_orch.cancellation")
+
+#: Seconds a StartJobs call in flight may still take once its batch is cancelled.
+#: Long enough for a normal answer; past it, its Reference is reported as uncertain.
+ABANDON_START_WAIT = 10.0
+
+_STOP_SLACK = 10.0  # seconds of polling allowed after the stop grace periods
+
+
+class StartShield:
+    """Protects StartJobs calls from cancellation (module docstring)."""
+
+    def __init__(self) -> None:
+        self._scopes: set[anyio.CancelScope] = set()
+        self._deadline: float | None = None
+        self.uncertain: list[str] = []  # References of calls cut off after the wait
+
+    @contextmanager
+    def protect(self) -> Iterator[anyio.CancelScope]:
+        scope = anyio.CancelScope(shield=True)
+        if self._deadline is not None:
+            scope.deadline = self._deadline
+        self._scopes.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._scopes.discard(scope)
+
+    def abandon(self) -> None:
+        """From now on, calls in flight (and new ones) have ``ABANDON_START_WAIT`` left."""
+        if self._deadline is None:
+            self._deadline = anyio.current_time() + ABANDON_START_WAIT
+        for scope in self._scopes:
+            scope.deadline = min(scope.deadline, self._deadline)
+
+
+async def run_guarded(work: Callable[[], Awaitable[None]], shield: StartShield) -> None:
+    """Run ``work``; if it is cancelled or fails, abandon ``shield`` at once."""
+    done = anyio.Event()
+
+    async def run_work() -> None:
+        try:
+            await work()
+        finally:
+            done.set()
+
+    # ``work`` runs in a task of its own so that this task, which only waits,
+    # hears of a cancellation at once even while ``work`` sits in a shield.
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_work)
+        try:
+            await done.wait()
+        except BaseException:
+            shield.abandon()
+            raise
+
+
+async def stop_and_wait(
+    api: JobsAPI,
+    handles: Sequence[JobHandle],
+    *,
+    grace: float,
+    poll: PollPolicy,
+    clock: Callable[[], float] = time.monotonic,
+    on_state: StateCallback | None = None,
+) -> list[JobHandle]:
+    """SoftStop ``handles`` now, Kill those still running after ``grace``; return
+    the jobs not seen ended once that is over (or after a bounded wait)."""
+    stop_now = StopPolicy(on_timeout=True, grace=grace)
+    watcher = JobWatcher(api, policy=poll, stop_policy=stop_now, clock=clock, on_state=on_state)
+    now = clock()
+    for handle in handles:
+        watcher.watch(handle, deadline=now)
+    watcher.close()
+    ended: set[int] = set()
+
+    async def on_finished(item: Finished) -> None:
+        if item.state is not None and item.state.is_terminal:
+            ended.add(item.handle.job_id)
+
+    with anyio.move_on_after(2 * grace + _STOP_SLACK):
+        await watcher.run(on_finished)
+    return [h for h in handles if h.job_id not in ended]
+
+
+def report_abandoned(abandoned: Abandoned, on_abandoned: AbandonedCallback | None) -> None:
+    """Give ``abandoned`` to the caller, and log it as ``async_orch.jobs_left_running``:
+    a warning, or only info when the caller took the report.
+
+    The batch is ending already (cancelled, or failed): a failing callback is
+    logged, not raised, so that what ends the batch still comes out of it.
+    """
+    reported = False
+    if on_abandoned is not None:
+        try:
+            on_abandoned(abandoned)
+            reported = True
+        except Exception as exc:
+            log.warning("async_orch.callback_failed", callback="on_abandoned", error=repr(exc))
+    if abandoned.left_running or abandoned.uncertain_references:
+        emit = log.info if reported else log.warning
+        emit(
+            "async_orch.jobs_left_running",
+            reason=abandoned.reason,
+            count=len(abandoned.left_running),
+            job_ids=[h.job_id for h in abandoned.left_running],
+            references=[h.reference for h in abandoned.left_running],
+            uncertain_references=list(abandoned.uncertain_references),
+            hint="these jobs were started and may still be running; wait for them with "
+            "wait_jobs(handles) or stop them in Orchestrator (uncertain_references: a "
+            "StartJobs whose answer never came; look these References up)",
+        )
+
+
+def reason_of(exc: BaseException) -> str:
+    """The name of what ended a batch, seen through single-member exception groups."""
+    return type(_sole(exc)).__name__
+
+
+def reraise(exc: BaseException) -> NoReturn:
+    """Raise ``exc``, or the one exception a task group wrapped it into, so callers
+    see a callback's ``ValueError`` rather than an ExceptionGroup of one."""
+    inner = _sole(exc)
+    if inner is not exc:
+        inner.__suppress_context__ = True  # its own __cause__ is still shown
+    raise inner
+
+
+def _sole(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member exception groups, else ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

@@ -1,0 +1,256 @@
+"""What every command shares: connection flags, logging set-up, error handling."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import NoReturn
+
+import anyio
+import structlog
+
+from async_orch._cli.profiles import chosen_profile, default_config_path, merge_environment
+from async_orch._cli.textfile import read_utf8
+from async_orch._config import ClientCredentials, Settings
+from async_orch._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    InvalidRequestError,
+    NotFoundByNameError,
+    OrchestratorError,
+    TransportError,
+)
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CliParser",
+    "add_connection_flags",
+    "configure_logging",
+    "connection",
+    "load_settings",
+    "non_negative",
+    "positive",
+    "positive_int",
+    "run_command",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # some jobs faulted, stopped or timed out
+EXIT_USAGE = 2  # usage or configuration error
+EXIT_INTERRUPTED = 130
+
+
+# -- argparse types: a bad number is a usage error before anything starts ---------------
+
+
+def positive(text: str) -> float:
+    """A number > 0 (seconds, a rate): a negative or NaN timeout would start jobs
+    only to abandon them at once."""
+    return _number(text, allow_zero=False)
+
+
+def non_negative(text: str) -> float:
+    """A number >= 0 (a grace period, a wait, a budget where 0 means none)."""
+    return _number(text, allow_zero=True)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:  # not a number, or over Python's 4,300-digit conversion limit
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{_shown(text)} is not a whole number of at least 1")
+    return value
+
+
+def _number(text: str, *, allow_zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 <= value < math.inf) or (value == 0 and not allow_zero):
+        least = "0 or more" if allow_zero else "more than 0"
+        # "finite": 1e400, inf and nan are floats to Python, not to a timer.
+        raise argparse.ArgumentTypeError(
+            f"{_shown(text)} is not a finite number {least} (write it like 30 or 2.5)"
+        )
+    return value
+
+
+def _shown(text: str) -> str:
+    """A flag's value quoted for a message, cut short (a 5,000-digit number stays readable)."""
+    return repr(text) if len(text) <= 40 else repr(text[:37]) + f"... ({len(text):,} characters)"
+
+
+class CliParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: what is wrong and where to look.
+
+    argparse's own prints the whole usage first (a dozen lines for ``dispatch``),
+    burying the one that says what to fix.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags choosing the tenant: the embedded simulator, or a URL + credentials."""
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--simulator",
+        action="store_true",
+        help="run against an embedded Orchestrator simulator (demo tenant, no credentials)",
+    )
+    group.add_argument(
+        "--time-scale",
+        type=positive,
+        default=None,
+        help="with --simulator: simulated seconds per real second (default: the scenario's)",
+    )
+    group.add_argument(
+        "--scenario",
+        default=None,
+        metavar="NAME_OR_FILE",
+        help="with --simulator: a built-in scenario (demo, realistic) or a TOML file "
+        "(default: demo)",
+    )
+    group.add_argument(
+        "--url",
+        help="Orchestrator URL, e.g. https://cloud.uipath.com/ORG/TENANT/orchestrator_ "
+        "(default: $UIPATH_URL)",
+    )
+    group.add_argument(
+        "--profile",
+        help="connection profile from the config file (default: $ASYNC_ORCH_PROFILE, "
+        "else [profiles.default] if the file has one)",
+    )
+    group.add_argument(
+        "--config",
+        type=Path,
+        help="config file with [profiles.NAME] tables (default: $ASYNC_ORCH_CONFIG, "
+        "else ~/.config/async-orch/config.toml)",
+    )
+    group.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+
+
+def configure_logging(verbosity: int) -> None:
+    """Quiet by default (warnings only); key=value lines on stderr."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+@asynccontextmanager
+async def connection(
+    args: argparse.Namespace, *, default_url: str | None = None
+) -> AsyncIterator[Settings]:
+    """Settings for this run: an embedded simulator's, or from flags, environment and
+    profile (``default_url`` when none of them names a URL)."""
+    if args.simulator:
+        from async_orch.simulator import run_simulator
+
+        async with run_simulator(args.scenario, time_scale=args.time_scale) as sim:
+            yield Settings(
+                url=sim.url,
+                credentials=ClientCredentials(
+                    client_id=sim.client_id, client_secret=sim.client_secret
+                ),
+            )
+        return
+    yield load_settings(args, environ=os.environ, default_url=default_url)
+
+
+def load_settings(
+    args: argparse.Namespace,
+    *,
+    environ: Mapping[str, str],
+    default_url: str | None = None,
+) -> Settings:
+    """Settings from flags, then environment and profile (see :func:`merge_environment`).
+
+    ``default_url`` (a journal's tenant) is used when neither ``--url`` nor any
+    variable or profile gives one.
+    """
+    explicit = args.profile or environ.get("ASYNC_ORCH_PROFILE") or None
+    path = args.config or default_config_path(environ, Path.home())
+    profile: dict[str, str] = {}
+    if path.is_file():
+        # Parsed even when no profile is asked for: a broken file is an error, not ignored.
+        profile = chosen_profile(
+            read_utf8(path, "config file"), explicit, environ=environ, where=f"config file {path}"
+        )
+    elif explicit:
+        raise ConfigurationError(
+            f"config file {path} not found (needed for --profile {explicit}); "
+            "create it with a [profiles.NAME] table, or pass --config PATH"
+        )
+    elif args.config is not None:
+        raise ConfigurationError(f"config file {path} (--config) not found; check the path")
+    merged = merge_environment(environ, profile, profile_wins=explicit is not None)
+    url = args.url or None
+    if url is None and default_url is not None and not merged.get("UIPATH_URL", "").strip():
+        url = default_url
+    return Settings.from_env(merged, url=url)
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    """The error inside task-group wrappers, so users see it, not the wrapping."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def run_command(main: Callable[[], Awaitable[int]]) -> int:
+    """Run an async command: one clear line and exit code 2 for bad input, 130 on Ctrl-C."""
+    try:
+        try:
+            return anyio.run(main)
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of stdout went away (`| head`): not an error worth a traceback.
+        # Point stdout at devnull so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except (ConfigurationError, InvalidRequestError, NotFoundByNameError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AuthenticationError as exc:
+        print(f"authentication failed: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TransportError as exc:
+        print(
+            f"cannot reach Orchestrator: {exc}. Check the URL (--url, UIPATH_URL or the "
+            "profile's url), your network and any proxy (HTTPS_PROXY)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except OrchestratorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.Error as exc:
+        print(f"error: journal: {exc}", file=sys.stderr)
+        return EXIT_USAGE

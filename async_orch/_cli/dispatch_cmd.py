@@ -1,0 +1,367 @@
+"""`async-orch dispatch`: start many jobs across folders, watch them, write results."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from async_orch._cli.common import (
+    EXIT_INTERRUPTED,
+    add_connection_flags,
+    configure_logging,
+    connection,
+    non_negative,
+    positive,
+    positive_int,
+    run_command,
+)
+from async_orch._cli.jobfile import requests_from_file, requests_from_flags
+from async_orch._cli.journal_run import (
+    RunOptions,
+    default_journal_path,
+    exit_code,
+    journal_rows,
+    reconcile,
+    records_for,
+    run_journaled,
+    target_of,
+)
+from async_orch._cli.output import FORMATS, check_writable, emit_rows
+from async_orch._cli.progress import ProgressDisplay
+from async_orch._client import OrchestratorClient
+from async_orch._dispatcher import DispatchLimits
+from async_orch._errors import ConfigurationError
+from async_orch._jobs import JobRequest
+from async_orch._journal import Journal, RequestRecord, plan_resume
+from async_orch._planner import PollPolicy
+
+__all__ = ["add_parser", "run"]
+
+EXAMPLES = """\
+examples:
+  async-orch dispatch --simulator --process Echo --folder Shared --folder HR \\
+      --count 200 --inputs '{"customer": "ACME"}'
+  async-orch dispatch --file jobs.csv --format csv --output results.csv
+  async-orch dispatch --resume ~/.local/state/async-orch/journals/20250101-120000-1a2b3c.sqlite
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "dispatch",
+        help="start many jobs across folders and wait for them",
+        description="Start many jobs across folders, watch them until they end, and write "
+        "one result per job (state, parsed OutputArguments).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    jobs = parser.add_argument_group("jobs (from flags, or --file)")
+    jobs.add_argument("--process", help="process name as shown in Orchestrator")
+    jobs.add_argument(
+        "--folder",
+        action="append",
+        default=[],
+        help="folder path (repeat for several folders; jobs are spread round-robin)",
+    )
+    jobs.add_argument(
+        "--count", type=positive_int, default=1, help="how many jobs in all (default 1)"
+    )
+    jobs.add_argument("--inputs", help="InputArguments as a JSON object, e.g. '{\"n\": 1}'")
+    jobs.add_argument("--reference-prefix", help="References become PREFIX-0, PREFIX-1, ...")
+    jobs.add_argument(
+        "--file", type=Path, help="jobs from a .csv (folder,process,inputs,reference) or .jsonl"
+    )
+    run_group = parser.add_argument_group("running")
+    run_group.add_argument("--timeout", type=positive, help="seconds for the whole batch")
+    run_group.add_argument(
+        "--job-timeout", type=positive, help="seconds each job may run once started"
+    )
+    run_group.add_argument(
+        "--stop-on-timeout",
+        action="store_true",
+        help="stop jobs that time out (SoftStop, then Kill after --stop-grace)",
+    )
+    run_group.add_argument(
+        "--pending-timeout",
+        type=positive,
+        help="seconds a job may stay Pending (no robot took it) before it is reported "
+        "stuck_pending; with --stop-on-timeout it is stopped too",
+    )
+    run_group.add_argument(
+        "--stop-grace",
+        type=non_negative,
+        default=30.0,
+        help="seconds between SoftStop and Kill when stopping jobs (default 30)",
+    )
+    run_group.add_argument(
+        "--max-in-flight",
+        type=positive_int,
+        default=16,
+        help="StartJobs calls at once (default 16)",
+    )
+    run_group.add_argument(
+        "--rate",
+        type=positive,
+        default=None,
+        help="StartJobs calls per second at most (default: no limit)",
+    )
+    run_group.add_argument(
+        "--on-interrupt",
+        choices=("leave", "stop"),
+        default="leave",
+        help="on Ctrl-C: leave the started jobs running (default; --resume re-attaches "
+        "to them) or stop them (SoftStop, then Kill after --stop-grace)",
+    )
+    run_group.add_argument(
+        "--list-budget",
+        type=non_negative,
+        default=None,
+        help="GET Jobs list calls per minute for polling (tenant limit is 100; default 60)",
+    )
+    journal = parser.add_argument_group("journal and resume")
+    journal.add_argument(
+        "--journal",
+        type=Path,
+        help="write the journal here (default: a new file under "
+        "$ASYNC_ORCH_JOURNAL_DIR or ~/.local/state/async-orch/journals; shown at start)",
+    )
+    journal.add_argument(
+        "--resume",
+        type=Path,
+        metavar="JOURNAL",
+        help="finish the dispatch of a journal: re-attach to the jobs it started, look up "
+        "by Reference those whose start was not recorded, start the rest",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument("--format", choices=FORMATS, default=None, help="jsonl, csv or table")
+    out.add_argument("--output", "-o", type=Path, help="write results here (default stdout)")
+    out.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress or messages, only errors (and the journal's path when it was "
+        "not given with --journal)",
+    )
+    add_connection_flags(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(args.verbose)
+    return run_command(lambda: _dispatch(args))
+
+
+def _requests(args: argparse.Namespace) -> list[JobRequest]:
+    if args.file is not None:
+        if args.process or args.folder:
+            raise ConfigurationError("give jobs either with --file or with --process/--folder")
+        return requests_from_file(args.file, timeout=args.job_timeout)
+    if not args.process:
+        raise ConfigurationError("say which process to run: --process NAME (or --file)")
+    return requests_from_flags(
+        process=args.process,
+        folders=args.folder,
+        count=args.count,
+        inputs=args.inputs,
+        reference_prefix=args.reference_prefix,
+        timeout=args.job_timeout,
+    )
+
+
+def _client(args: argparse.Namespace, settings: Any) -> OrchestratorClient:
+    poll = (
+        PollPolicy()
+        if args.list_budget is None
+        else PollPolicy(list_budget_per_minute=args.list_budget)
+    )
+    limits = DispatchLimits(max_in_flight=args.max_in_flight, starts_per_second=args.rate)
+    return OrchestratorClient(settings, limits=limits, poll=poll)
+
+
+def _heartbeat(
+    display: ProgressDisplay, orch: OrchestratorClient
+) -> AbstractAsyncContextManager[None]:
+    """Say what is awaited while nothing changes (never silent)."""
+    display.set_health(lambda: orch.transport.health)
+    return display.beating()
+
+
+def _options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(
+        timeout=args.timeout,
+        stop_on_timeout=args.stop_on_timeout,
+        stop_grace=args.stop_grace,
+        pending_timeout=args.pending_timeout,
+        stop_on_interrupt=args.on_interrupt == "stop",
+    )
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        return await _resume(args)
+    batch_id = uuid.uuid4().hex[:10]
+    records = records_for(_requests(args), batch_id)  # bad input fails before any I/O
+    check_writable(args.output, flag="--output")  # written last: fail before the run
+    path = args.journal or default_journal_path(
+        os.environ, Path.home(), batch_id=batch_id, now=datetime.now(UTC)
+    )
+    display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
+    async with (
+        connection(args) as settings,
+        _client(args, settings) as orch,
+        _heartbeat(display, orch),
+    ):
+        await _check_names(orch, records)  # a typo is one clear error before anything starts
+        with Journal.create(
+            path, target=target_of(settings), batch_id=batch_id, requests=records
+        ) as journal:
+            _say(args, f"dispatching {len(records)} jobs to {settings.url}")
+            if not args.quiet or args.journal is None:
+                # Even when quiet: without it a generated journal could not be resumed.
+                print(f"journal: {path}", file=sys.stderr, flush=True)
+            interrupted = await run_journaled(
+                orch,
+                journal,
+                start=records,
+                reattach=[],
+                options=_options(args),
+                on_progress=display.update,
+                stream=sys.stderr,
+            )
+            return _finish(args, journal, display, interrupted)
+
+
+async def _resume(args: argparse.Namespace) -> int:
+    if args.process or args.folder or args.file is not None:
+        raise ConfigurationError(
+            "--resume takes its jobs from the journal; leave out --process/--folder/--file"
+        )
+    if args.simulator:
+        raise ConfigurationError(
+            "--resume cannot use --simulator: an embedded simulator ends with its run, "
+            "so the jobs of the journal are gone with it"
+        )
+    check_writable(args.output, flag="--output")  # written last: fail before the run
+    display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
+    # Opened to write: the journal's lock is held until the very end, so a second
+    # resume of it (or any other writer) is refused before it looks anything up.
+    with Journal.open(args.resume) as journal:
+        locked_at = time.monotonic()  # no writer of this journal can post after this
+        target = journal.target
+        async with connection(args, default_url=target.url) as settings:
+            journal.check_target(target_of(settings))
+            async with _client(args, settings) as orch, _heartbeat(display, orch):
+                plan = plan_resume(journal.requests(), journal.jobs(), path=journal.path)
+                _say(
+                    args,
+                    f"resuming {args.resume}: {len(plan.finished)} jobs finished, "
+                    f"{len(plan.reattach)} to re-attach to, {len(plan.lookup)} to look up "
+                    "by Reference",
+                )
+                never_started = await reconcile(orch, journal, plan.lookup)
+                if never_started and not journal.last_run_finished():
+                    window = settings.retry.window_after(settings.timeout.total)
+                    never_started = await _look_up_after_window(
+                        args, orch, journal, never_started, until=locked_at + window
+                    )
+                adopted = len(plan.lookup) - len(never_started)
+                plan = plan_resume(journal.requests(), journal.jobs(), path=journal.path)
+                _say(
+                    args,
+                    f"found {adopted} by Reference; starting {len(never_started)}, "
+                    f"watching {len(plan.reattach)}",
+                )
+                journal.record_event(
+                    "resumed",
+                    found_by_reference=adopted,
+                    to_start=len(never_started),
+                    reattached=len(plan.reattach),
+                )
+                interrupted = await run_journaled(
+                    orch,
+                    journal,
+                    start=never_started,
+                    reattach=plan.reattach,
+                    options=_options(args),
+                    on_progress=display.update,
+                    stream=sys.stderr,
+                )
+                return _finish(args, journal, display, interrupted)
+
+
+async def _look_up_after_window(
+    args: argparse.Namespace,
+    orch: OrchestratorClient,
+    journal: Journal,
+    records: Sequence[RequestRecord],
+    *,
+    until: float,
+) -> list[RequestRecord]:
+    """Look ``records`` up again once the reconcile window has passed; the rest never started.
+
+    The run that stopped may have sent their StartJobs just before it died, and a
+    server (behind a gateway) can still create those jobs until the reconcile
+    window has passed: starting them after one lookup at once may start them twice.
+    """
+    wait = until - time.monotonic()
+    if wait > 0:
+        _say(
+            args,
+            f"{len(records)} not found by Reference; the stopped run may have sent their "
+            f"StartJobs, which the server can still complete: looking them up again in "
+            f"{wait:.0f} s (the reconcile window, ASYNC_ORCH_RECONCILE_WINDOW) before "
+            "starting them",
+        )
+        await anyio.sleep(wait)
+    return await reconcile(orch, journal, records)
+
+
+def _finish(
+    args: argparse.Namespace, journal: Journal, display: ProgressDisplay, interrupted: bool
+) -> int:
+    """Write every row the journal knows (this run's and earlier ones'), then the summary."""
+    display.finish()
+    rows = journal_rows(journal)
+    _write(rows, args)
+    counts = Counter(str(r.get("outcome")) for r in rows)
+    _say(args, f"{len(rows)} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if interrupted:
+        journal.record_event("finished", interrupted=True)
+        if args.simulator:
+            # The embedded simulator ends with this process: nothing is left to resume.
+            _say(args, "interrupted; the embedded simulator's jobs ended with it")
+        else:
+            _say(
+                args,
+                f"interrupted; the journal holds every job so far. Continue with:\n"
+                f"  async-orch dispatch --resume {journal.path}\n"
+                f"or stop what still runs with:\n  async-orch stop --journal {journal.path}",
+            )
+        return EXIT_INTERRUPTED
+    journal.record_event("finished", interrupted=False)
+    return exit_code(rows)
+
+
+async def _check_names(orch: OrchestratorClient, records: Sequence[RequestRecord]) -> None:
+    """Resolve every folder and process first: a typo is one clear error, exit 2."""
+    for folder, process in sorted({(r.folder, r.process) for r in records}):
+        await orch.api.resolve_release(folder, process)
+
+
+def _write(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> None:
+    emit_rows(rows, fmt=args.format, output=args.output, stream=sys.stdout)

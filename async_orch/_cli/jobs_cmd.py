@@ -1,0 +1,206 @@
+"""`async-orch jobs` (show jobs by id, Reference or journal) and `async-orch stop`
+(stop the unfinished jobs of a journal)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from async_orch._cli.common import (
+    EXIT_OK,
+    add_connection_flags,
+    configure_logging,
+    connection,
+    non_negative,
+    run_command,
+)
+from async_orch._cli.journal_run import (
+    LOOKUP_BATCH,
+    job_row,
+    journal_rows,
+    refresh_unfinished,
+    target_of,
+)
+from async_orch._cli.output import FORMATS, check_writable, emit_rows
+from async_orch._client import OrchestratorClient
+from async_orch._errors import ConfigurationError
+from async_orch._journal import Journal
+
+__all__ = ["add_jobs_parser", "add_stop_parser", "run_jobs", "run_stop"]
+
+#: Seconds between reads of stopped jobs while ``stop`` waits for them to end.
+STOP_POLL_INTERVAL = 1.0
+
+JOBS_EXAMPLES = """\
+examples:
+  async-orch jobs --journal batch.sqlite                 # as last recorded, no network
+  async-orch jobs --journal batch.sqlite --refresh       # read unfinished jobs again first
+  async-orch jobs --folder Shared --id 923593107623 --id 923593107624
+  async-orch jobs --folder Shared --reference invoice-2024-001
+"""
+
+STOP_EXAMPLES = """\
+examples:
+  async-orch stop --journal batch.sqlite          # SoftStop every unfinished job
+  async-orch stop --journal batch.sqlite --kill   # end them at once
+"""
+
+
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    out = parser.add_argument_group("output")
+    out.add_argument("--format", choices=FORMATS, default=None, help="jsonl, csv or table")
+    out.add_argument("--output", "-o", type=Path, help="write rows here (default stdout)")
+
+
+def add_jobs_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "jobs",
+        help="show jobs by id, by Reference or from a journal",
+        description="Show jobs with their state and outputs: from a dispatch journal, or "
+        "read from Orchestrator by id or by Reference.",
+        epilog=JOBS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--journal", type=Path, help="a dispatch journal")
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="with --journal: read the unfinished jobs from Orchestrator first (and record them)",
+    )
+    parser.add_argument("--folder", help="folder of the jobs given by --id or --reference")
+    parser.add_argument("--id", type=int, action="append", default=[], help="job id (repeat)")
+    parser.add_argument("--reference", action="append", default=[], help="Reference (repeat)")
+    _add_output_flags(parser)
+    add_connection_flags(parser)
+
+
+def add_stop_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "stop",
+        help="stop the unfinished jobs of a journal",
+        description="Stop every job of a dispatch journal that is not final yet, then "
+        "record their states in the journal.",
+        epilog=STOP_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--journal", type=Path, required=True, help="a dispatch journal")
+    parser.add_argument(
+        "--kill", action="store_true", help="Kill instead of SoftStop (the workflow gets no say)"
+    )
+    parser.add_argument(
+        "--wait",
+        type=non_negative,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait up to this long for the jobs to end, then show them (default 60; 0: no wait)",
+    )
+    _add_output_flags(parser)
+    add_connection_flags(parser)
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    configure_logging(args.verbose)
+    return run_command(lambda: _jobs(args))
+
+
+def run_stop(args: argparse.Namespace) -> int:
+    configure_logging(args.verbose)
+    return run_command(lambda: _stop(args))
+
+
+async def _jobs(args: argparse.Namespace) -> int:
+    check_writable(args.output, flag="--output")  # written last: fail before the run
+    if args.journal is not None:
+        if args.id or args.reference:
+            raise ConfigurationError("give either --journal or --id/--reference, not both")
+        # Showing a journal only reads it: no lock, so it works while a dispatch
+        # writes it. --refresh writes the states it reads, so it takes the lock
+        # like every writer: one writer at a time keeps the rule simple, and a
+        # running dispatch keeps its journal up to date anyway (the refusal then
+        # points to reading it without --refresh).
+        with Journal.open(args.journal, read_only=not args.refresh) as journal:
+            if args.refresh:
+                async with _journal_client(args, journal) as orch:
+                    await refresh_unfinished(orch, journal)
+            _write(journal_rows(journal), args)
+        return EXIT_OK
+    if not (args.id or args.reference):
+        raise ConfigurationError(
+            "say which jobs: --journal PATH, or --folder F with --id/--reference"
+        )
+    if not args.folder:
+        raise ConfigurationError("--id and --reference need --folder (jobs live in folders)")
+    rows: list[dict[str, Any]] = []
+    async with connection(args) as settings, OrchestratorClient(settings) as orch:
+        folder = await orch.api.resolve_folder(args.folder)
+        ids = list(args.id)
+        for reference in args.reference:
+            found = await orch.api.list_jobs(folder, reference=reference)
+            if not found:
+                raise ConfigurationError(
+                    f"no job with Reference {reference!r} in folder {folder.fully_qualified_name!r}"
+                )
+            ids.extend(job.id for job in found)
+        for index, job_id in enumerate(ids):
+            job = await orch.api.get_job(folder, job_id)  # by id: outputs included
+            rows.append(job_row(index, job, folder=folder.fully_qualified_name))
+    _write(rows, args)
+    return EXIT_OK
+
+
+async def _stop(args: argparse.Namespace) -> int:
+    check_writable(args.output, flag="--output")  # written last: fail before the run
+    # stop writes the journal (the stop_sent event, then states and outcomes), so
+    # it takes the lock. It is refused while a dispatch or resume runs on the
+    # journal, and rightly so: that run may still start jobs, which a stop sent
+    # now would miss while seeming to have stopped everything. The refusal says
+    # to let that run end or stop it first; this command then stops whatever it
+    # left running.
+    with Journal.open(args.journal) as journal:
+        unfinished = [j for j in journal.jobs() if not j.final]
+        async with _journal_client(args, journal) as orch:
+            by_folder: dict[int, list[int]] = defaultdict(list)
+            for job in unfinished:
+                by_folder[job.handle.folder_id].append(job.job_id)
+            strategy = "Kill" if args.kill else "SoftStop"
+            for folder_id, ids in by_folder.items():
+                for start in range(0, len(ids), LOOKUP_BATCH):
+                    await orch.api.stop_jobs(
+                        folder_id, ids[start : start + LOOKUP_BATCH], strategy=strategy
+                    )
+            journal.record_event("stop_sent", strategy=strategy, jobs=len(unfinished))
+            print(f"{strategy} sent to {len(unfinished)} unfinished jobs", file=sys.stderr)
+            await refresh_unfinished(orch, journal)
+            # A SoftStop leaves the workflow time to end; read again until it has.
+            with anyio.move_on_after(args.wait):
+                while any(not j.final for j in journal.jobs()):
+                    await anyio.sleep(STOP_POLL_INTERVAL)
+                    await refresh_unfinished(orch, journal)
+        _write(journal_rows(journal), args)
+    return EXIT_OK
+
+
+@asynccontextmanager
+async def _journal_client(
+    args: argparse.Namespace, journal: Journal
+) -> AsyncIterator[OrchestratorClient]:
+    """A client for a journal's tenant (its URL unless told otherwise), checked."""
+    if args.simulator:
+        raise ConfigurationError(
+            "an embedded simulator (--simulator) ends with its run; its jobs are gone"
+        )
+    async with connection(args, default_url=journal.target.url) as settings:
+        journal.check_target(target_of(settings))
+        async with OrchestratorClient(settings) as orch:
+            yield orch
+
+
+def _write(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    emit_rows(rows, fmt=args.format, output=args.output, stream=sys.stdout)

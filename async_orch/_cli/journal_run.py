@@ -1,0 +1,468 @@
+"""Run a batch under a journal: fresh dispatches and resumes share this code.
+
+A run is: requests to start (each with its Reference already fixed and
+journaled), jobs to re-attach to (started by an earlier run), and the journal
+that hears of every job as it starts and ends. Ctrl-C (SIGINT) or SIGTERM ends
+the run early: the jobs are stopped or left running (``--on-interrupt``), the
+journal is brought up to date, and the caller writes what is known.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+
+from async_orch._cli.output import COLUMNS, result_row
+from async_orch._client import OrchestratorClient
+from async_orch._config import Settings
+from async_orch._errors import OrchestratorError
+from async_orch._jobs import Abandoned, JobHandle, JobRequest, JobResult, Outcome
+from async_orch._journal import JobRecord, Journal, JournalTarget, RequestRecord
+from async_orch._logs import get_logger
+from async_orch._models import Job
+from async_orch._options import (
+    AbandonedCallback,
+    Hooks,
+    ProgressCallback,
+    StartedCallback,
+    StateCallback,
+    StopPolicy,
+)
+from async_orch._planner import FILTER_IN_VALUES
+from async_orch._poller import identity_change
+from async_orch._resources import odata_quote
+from async_orch._starting import batch_references
+from async_orch._states import JobState
+
+__all__ = [
+    "RunOptions",
+    "default_journal_path",
+    "exit_code",
+    "job_row",
+    "journal_rows",
+    "reconcile",
+    "records_for",
+    "refresh_unfinished",
+    "run_journaled",
+    "target_of",
+]
+
+log = get_logger("async_orch.cli.journal_run")
+
+#: References or ids per ``in (...)`` lookup.
+LOOKUP_BATCH = FILTER_IN_VALUES
+#: Seconds allowed, after an interrupt, to read the last states of unfinished jobs.
+REFRESH_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """How a journaled run behaves (the ``running`` flags of dispatch)."""
+
+    timeout: float | None = None
+    stop_on_timeout: bool = False
+    stop_grace: float = 30.0
+    pending_timeout: float | None = None
+    stop_on_interrupt: bool = False
+
+
+# -- pure helpers ------------------------------------------------------------------
+
+
+def default_journal_path(
+    environ: Mapping[str, str], home: Path, *, batch_id: str, now: datetime
+) -> Path:
+    """$ASYNC_ORCH_JOURNAL_DIR, else $XDG_STATE_HOME/async-orch/journals (~/.local/state)."""
+    if environ.get("ASYNC_ORCH_JOURNAL_DIR"):
+        folder = Path(environ["ASYNC_ORCH_JOURNAL_DIR"])
+    else:
+        state = environ.get("XDG_STATE_HOME") or str(home / ".local" / "state")
+        folder = Path(state) / "async-orch" / "journals"
+    return folder / f"{now:%Y%m%d-%H%M%S}-{batch_id}.sqlite"
+
+
+def target_of(settings: Settings) -> JournalTarget:
+    where = settings.orchestrator
+    return JournalTarget(url=where.base, organization=where.organization, tenant=where.tenant)
+
+
+def records_for(requests: Sequence[JobRequest], batch_id: str) -> list[RequestRecord]:
+    """Journal records with every Reference fixed now (the user's or ``ao-<batch>-<i>``)."""
+    references = batch_references(requests, prefix=f"ao-{batch_id}")
+    return [
+        RequestRecord(
+            index=index,
+            reference=reference,
+            folder=str(request.folder),
+            process=request.process,
+            inputs=dict(request.inputs) if request.inputs is not None else None,
+            timeout=request.timeout,
+        )
+        for index, (request, reference) in enumerate(zip(requests, references, strict=True))
+    ]
+
+
+def journal_rows(journal: Journal) -> list[dict[str, Any]]:
+    """One result row per job (or per request that started none), in request order.
+
+    Jobs not final yet get outcome ``unfinished`` and their last known state.
+    """
+    jobs_of: dict[int, list[JobRecord]] = defaultdict(list)
+    for job in journal.jobs():
+        jobs_of[job.request_index].append(job)
+    rows: list[dict[str, Any]] = []
+    for request in journal.requests():
+        base = {
+            "index": request.index,
+            "reference": request.reference,
+            "folder": request.folder,
+            "process": request.process,
+        }
+        if not jobs_of[request.index]:
+            rows.append(
+                {
+                    **base,
+                    "job_id": None,
+                    "outcome": request.outcome or "unfinished",
+                    "state": None,
+                    "info": request.info,
+                    "outputs": None,
+                }
+            )
+        for job in jobs_of[request.index]:
+            if job.result is not None:
+                rows.append({**job.result, **base})
+            else:
+                rows.append(
+                    {
+                        **base,
+                        "folder": job.handle.folder_path or request.folder,
+                        "job_id": job.job_id,
+                        "job_key": job.handle.job_key,
+                        "outcome": "unfinished",
+                        "state": job.state,
+                        "info": None,
+                        "outputs": None,
+                    }
+                )
+    return [{column: row.get(column) for column in COLUMNS} for row in rows]
+
+
+def exit_code(rows: Sequence[Mapping[str, Any]]) -> int:
+    """0 when every job succeeded, else 1 (faulted, stopped, timed out, unfinished)."""
+    return 0 if rows and all(r.get("outcome") == Outcome.SUCCESSFUL.value for r in rows) else 1
+
+
+def job_row(index: int, job: Job, *, folder: str) -> dict[str, Any]:
+    """A result row for a job read from Orchestrator (``unfinished`` while it runs)."""
+    outcome = Outcome.of_final(job.state)
+    result = JobResult(
+        index=index,
+        request=JobRequest(process=job.release_name or "", folder=folder),
+        outcome=outcome or Outcome.UNKNOWN,
+        job=job,
+    )
+    row = result_row(result)
+    row.update(
+        folder=job.folder_name or folder,
+        job_id=job.id,
+        job_key=job.key,
+        reference=job.reference,
+        outcome=outcome.value if outcome else "unfinished",
+    )
+    return row
+
+
+def _row(record: RequestRecord, result: JobResult) -> dict[str, Any]:
+    row = result_row(result)
+    row.update(index=record.index, reference=record.reference, process=record.process)
+    return row
+
+
+# -- I/O ---------------------------------------------------------------------------
+
+
+async def reconcile(
+    orch: OrchestratorClient, journal: Journal, lookup: Sequence[RequestRecord]
+) -> list[RequestRecord]:
+    """Look requests with no recorded job up by Reference; journal what is found.
+
+    Returns the requests that truly never started (nothing has their Reference).
+    """
+    by_folder: dict[str, list[RequestRecord]] = defaultdict(list)
+    for record in lookup:
+        by_folder[record.folder].append(record)
+    found: set[int] = set()
+    for folder_ref, records in by_folder.items():
+        folder = await orch.api.resolve_folder(folder_ref)
+        by_reference = {r.reference: r for r in records}
+        for start in range(0, len(records), LOOKUP_BATCH):
+            chunk = records[start : start + LOOKUP_BATCH]
+            values = ",".join(odata_quote(r.reference) for r in chunk)
+            for job in await orch.api.list_jobs(folder, filter=f"Reference in ({values})"):
+                match = by_reference.get(job.reference or "")
+                if match is None:
+                    continue
+                handle = JobHandle.of(job, folder, reference=match.reference)
+                journal.record_started(match.index, handle, state=job.state.value)
+                found.add(match.index)
+    log.info("async_orch.cli.reconciled", looked_up=len(lookup), found=len(found))
+    return [r for r in lookup if r.index not in found]
+
+
+class _Interrupts:
+    """Turns the first SIGINT/SIGTERM into a cancellation of the run; a second one
+    exits at once (the journal already holds everything committed so far)."""
+
+    def __init__(self, stream: TextIO, *, stop: bool) -> None:
+        self.interrupted = False
+        self.scope = anyio.CancelScope()
+        self._stream = stream
+        self._stop = stop
+
+    async def watch(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                if self.interrupted:
+                    self._stream.write("interrupted again: exiting now\n")
+                    self._stream.flush()
+                    sys.stdout.flush()
+                    os._exit(130)
+                self.interrupted = True
+                what = (
+                    "stopping the jobs started (Ctrl-C again to exit at once)"
+                    if self._stop
+                    else "leaving the jobs started running"
+                )
+                self._stream.write(f"\ninterrupted: {what}\n")
+                self._stream.flush()
+                self.scope.cancel()
+
+
+async def run_journaled(
+    orch: OrchestratorClient,
+    journal: Journal,
+    *,
+    start: Sequence[RequestRecord],
+    reattach: Sequence[JobRecord],
+    options: RunOptions,
+    on_progress: ProgressCallback | None,
+    stream: TextIO,
+) -> bool:
+    """Start ``start``, watch them and ``reattach``, journaling as it goes.
+
+    Returns True if the run was interrupted (the journal is up to date either way).
+    """
+    requests = [
+        JobRequest(
+            process=r.process,
+            folder=r.folder,
+            inputs=r.inputs,
+            reference=r.reference,
+            timeout=r.timeout,
+        )
+        for r in start
+    ]
+    # Keyed by handle, not by id: a server that forgot its jobs gives their ids
+    # to new ones, and a resume then watches both (the handles' References differ).
+    origin: dict[JobHandle, RequestRecord] = {}
+    records = {r.index: r for r in journal.requests()}
+    for job in reattach:
+        origin[job.handle] = records[job.request_index]
+    interrupts = _Interrupts(stream, stop=options.stop_on_interrupt)
+
+    # Once a journal write has failed the batch is ending because of it: the
+    # callbacks then write nothing more (it would fail again, and be logged as a
+    # warning per job) and the failure alone is reported, as one line.
+    def on_started(index: int, handle: JobHandle) -> None:
+        origin[handle] = start[index]
+        if journal.failure is None:
+            journal.record_started(start[index].index, handle, state=None)
+
+    def on_state(handle: JobHandle, old: JobState | None, new: JobState) -> None:
+        if journal.failure is None:
+            journal.record_state(origin[handle].index, handle, new.value)
+
+    def on_abandoned(abandoned: Abandoned) -> None:
+        if journal.failure is None:
+            _report_abandoned(journal, abandoned, stream, interrupted=interrupts.interrupted)
+
+    try:
+        return await _run(
+            orch,
+            journal,
+            requests,
+            reattach,
+            options,
+            interrupts,
+            on_progress=on_progress,
+            on_started=on_started,
+            on_state=on_state,
+            on_abandoned=on_abandoned,
+            record=lambda result: _record_result(journal, start, origin, result),
+        )
+    except BaseException:
+        # Every start in flight may have failed on it at once (an exception
+        # group of many): the journal's failure is the one thing to say.
+        if journal.failure is not None:
+            raise journal.failure from None
+        raise
+
+
+async def _run(
+    orch: OrchestratorClient,
+    journal: Journal,
+    requests: Sequence[JobRequest],
+    reattach: Sequence[JobRecord],
+    options: RunOptions,
+    interrupts: _Interrupts,
+    *,
+    on_progress: ProgressCallback | None,
+    on_started: StartedCallback,
+    on_state: StateCallback,
+    on_abandoned: AbandonedCallback,
+    record: Callable[[JobResult], None],
+) -> bool:
+    async with anyio.create_task_group() as signals:
+        signals.start_soon(interrupts.watch)
+        with interrupts.scope:
+            results = orch.iter_jobs(
+                requests,
+                handles=[j.handle for j in reattach],
+                timeout=options.timeout,
+                stop=StopPolicy(
+                    on_timeout=options.stop_on_timeout,
+                    on_cancel=options.stop_on_interrupt,
+                    grace=options.stop_grace,
+                    pending_timeout=options.pending_timeout,
+                ),
+                hooks=Hooks(
+                    on_progress=on_progress,
+                    on_started=on_started,
+                    on_state=on_state,
+                    on_abandoned=on_abandoned,
+                ),
+            )
+            async with aclosing(results):
+                async for result in results:
+                    record(result)
+        if interrupts.interrupted:
+            journal.record_event("interrupted", stopped=options.stop_on_interrupt)
+            with anyio.move_on_after(REFRESH_TIMEOUT):
+                await refresh_unfinished(orch, journal)
+        signals.cancel_scope.cancel()
+    return interrupts.interrupted
+
+
+def _report_abandoned(
+    journal: Journal, abandoned: Abandoned, stream: TextIO, *, interrupted: bool
+) -> None:
+    """Say what an early end left behind (the library then logs it at info only)."""
+    journal.record_event(
+        "abandoned",
+        reason=abandoned.reason,
+        stopped=[h.job_id for h in abandoned.stopped],
+        left_running=[h.job_id for h in abandoned.left_running],
+        uncertain_references=list(abandoned.uncertain_references),
+    )
+    lines = []
+    if abandoned.stopped:
+        lines.append(f"{len(abandoned.stopped)} jobs stopped")
+    if abandoned.left_running:
+        lines.append(f"{len(abandoned.left_running)} jobs may still be running")
+    if abandoned.uncertain_references:
+        lines.append(
+            f"{len(abandoned.uncertain_references)} starts got no answer "
+            "(a resume looks their References up)"
+        )
+    if lines and not interrupted:  # an interrupt ends with the same advice anyway
+        lines.append(f"the journal has them all: async-orch dispatch --resume {journal.path}")
+    for line in lines:
+        stream.write(line + "\n")
+    stream.flush()
+
+
+def _record_result(
+    journal: Journal,
+    start: Sequence[RequestRecord],
+    origin: Mapping[JobHandle, RequestRecord],
+    result: JobResult,
+) -> None:
+    if result.handle is None:  # only requests of this run start no job
+        journal.record_not_started(
+            start[result.index].index,
+            info=result.info or "not started",
+            outcome=result.outcome.value,  # not_started or uncertain
+        )
+        return
+    record = origin[result.handle]
+    state = result.job.raw_state if result.job else (result.state.value if result.state else None)
+    journal.record_final(
+        record.index,
+        result.handle,
+        outcome=result.outcome.value,
+        state=state,
+        result=_row(record, result),
+    )
+
+
+def _names(job: Job, record: JobRecord) -> bool:
+    """Whether ``job``, read from the server, is the journaled ``record``."""
+    return job.id == record.job_id and not identity_change(record.handle, job)
+
+
+async def refresh_unfinished(orch: OrchestratorClient, journal: Journal) -> None:
+    """After an interrupt: read the jobs not final in the journal once more, so it
+    holds their latest state (and outcome and outputs, if they ended meanwhile)."""
+    unfinished = [j for j in journal.jobs() if not j.final]
+    records = {r.index: r for r in journal.requests()}
+    by_folder: dict[int, list[JobRecord]] = defaultdict(list)
+    for job in unfinished:
+        by_folder[job.handle.folder_id].append(job)
+    for folder_id, jobs in by_folder.items():
+        try:
+            for start in range(0, len(jobs), LOOKUP_BATCH):
+                chunk = jobs[start : start + LOOKUP_BATCH]
+                ids = sorted({j.job_id for j in chunk})
+                for seen in await orch.api.list_jobs(folder_id, ids=ids):
+                    # Two journaled jobs may share an id (a server that forgot the
+                    # first gave its id out again): only the one it still names is
+                    # updated; the other is left for a resume to report lost.
+                    record = next((j for j in chunk if _names(seen, j)), None)
+                    if record is None:
+                        continue
+                    outcome = Outcome.of_final(seen.state)
+                    if outcome is None:
+                        journal.record_state(
+                            record.request_index, record.handle, seen.raw_state or seen.state.value
+                        )
+                        continue
+                    full = await orch.api.get_job(folder_id, seen.id)  # for its outputs
+                    request = records[record.request_index]
+                    result = JobResult(
+                        index=request.index,
+                        request=JobRequest(process=request.process, folder=request.folder),
+                        outcome=outcome,
+                        handle=record.handle,
+                        job=full,
+                        detected=datetime.now(UTC),  # when this read saw it ended
+                    )
+                    journal.record_final(
+                        record.request_index,
+                        record.handle,
+                        outcome=outcome.value,
+                        state=full.raw_state or full.state.value,
+                        result=_row(request, result),
+                    )
+        except OrchestratorError as exc:
+            log.warning("async_orch.cli.refresh_failed", folder_id=folder_id, error=str(exc))

@@ -1,0 +1,182 @@
+"""Result writers for the command line: JSON Lines, CSV and a plain table.
+
+Result files and reports hold the jobs' inputs and outputs, so a file created
+here is created 0600 (owner only), whatever the umask; a file that exists
+already keeps the mode its owner gave it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from async_orch._errors import ConfigurationError
+from async_orch._jobs import JobResult
+
+__all__ = [
+    "COLUMNS",
+    "FORMATS",
+    "check_writable",
+    "emit_rows",
+    "open_private",
+    "result_row",
+    "write_private_text",
+    "write_results",
+    "write_rows",
+]
+
+FORMATS = ("jsonl", "csv", "table")
+
+COLUMNS = (
+    "index",
+    "reference",
+    "folder",
+    "process",
+    "job_id",
+    "job_key",
+    "outcome",
+    "state",
+    "info",
+    "outputs",
+    "created",
+    "started",
+    "ended",
+    "detected",
+    "attempts",
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def result_row(result: JobResult) -> dict[str, Any]:
+    """One result as a flat, JSON-ready dict (the columns of every format)."""
+    job = result.job
+    handle = result.handle
+    request = result.request  # None for a job given by handle
+    return {
+        "index": result.index,
+        "reference": handle.reference if handle else (request.reference if request else None),
+        "folder": handle.folder_path if handle else (str(request.folder) if request else None),
+        "process": (request.process if request else None) or (job.release_name if job else None),
+        "job_id": handle.job_id if handle else None,
+        "job_key": handle.job_key if handle else None,
+        "outcome": result.outcome.value,
+        "state": job.raw_state if job else None,
+        "info": result.info,
+        "outputs": result.outputs,
+        "created": _iso(job.creation_time if job else None),
+        "started": _iso(job.start_time if job else None),
+        "ended": _iso(job.end_time if job else None),
+        "detected": _iso(result.detected),
+        "attempts": result.attempts,
+    }
+
+
+def write_results(results: Iterable[JobResult], fmt: str, out: TextIO) -> None:
+    """Write results to ``out`` in ``fmt`` (one of FORMATS)."""
+    write_rows([result_row(r) for r in results], fmt, out)
+
+
+def write_rows(rows: Sequence[Mapping[str, Any]], fmt: str, out: TextIO) -> None:
+    """Write result rows (see :func:`result_row`) to ``out`` in ``fmt``."""
+    if fmt == "jsonl":
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            flat = dict(row)
+            flat["outputs"] = json.dumps(flat.get("outputs"), ensure_ascii=False)
+            writer.writerow(flat)
+    elif fmt == "table":
+        _write_table(rows, out)
+    else:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def _write_table(rows: Sequence[Mapping[str, Any]], out: TextIO) -> None:
+    columns = ("index", "folder", "process", "job_id", "outcome", "outputs")
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    out.write("\n")
+    for row_cells in cells:
+        line = "  ".join(v.ljust(w) for v, w in zip(row_cells, widths, strict=True))
+        out.write(line.rstrip() + "\n")
+
+
+def _cell(value: Any, limit: int = 60) -> str:
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def emit_rows(
+    rows: Sequence[Mapping[str, Any]], *, fmt: str | None, output: Path | None, stream: TextIO
+) -> None:
+    """Write rows to ``output`` (or ``stream``). Without ``fmt``: a table on a terminal,
+    else JSON Lines; for a file, CSV if it ends in .csv, else JSON Lines."""
+    if fmt is None:
+        if output is not None:
+            fmt = "csv" if output.suffix.lower() == ".csv" else "jsonl"
+        else:
+            fmt = "table" if stream.isatty() else "jsonl"
+    if output is None:
+        write_rows(rows, fmt, stream)
+        stream.flush()
+        return
+    with open_private(output) as handle:
+        write_rows(rows, fmt, handle)
+
+
+def open_private(path: Path, *, append: bool = False) -> TextIO:
+    """Open ``path`` to write text (truncated, or ``append``), creating it 0600."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    existed = path.exists()
+    fd = os.open(path, flags, 0o600)
+    if not existed and hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o600)  # still empty: a umask taking the owner's bits away, undone
+    return os.fdopen(fd, "w" if not append else "a", encoding="utf-8", newline="")
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as :func:`open_private` opens it (a report, say)."""
+    with open_private(path) as handle:
+        handle.write(text)
+
+
+def check_writable(path: Path | None, *, flag: str) -> None:
+    """Fail now, before any job runs, if ``path`` cannot be written at the end
+    (None, the flag not given: nothing to check).
+
+    The file is opened to append (an existing one is left as it is); one this
+    check created is removed again, so a run that fails later leaves nothing.
+    """
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigurationError(f"{flag} {path} is a folder; give a file path in it")
+    if not path.parent.is_dir():
+        raise ConfigurationError(
+            f"{flag} {path}: folder {path.parent} does not exist; create it first or "
+            "choose another path"
+        )
+    existed = path.exists()
+    try:
+        with open_private(path, append=True):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{flag} {path} cannot be written ({exc.strerror}); choose another path"
+        ) from None
+    if not existed:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,167 @@
+"""Named connection profiles from a TOML file (pure: the caller reads files and env).
+
+A profile is a table under ``[profiles.NAME]``; its keys stand for the
+environment variables :meth:`Settings.from_env` reads, so one code path builds
+settings from both::
+
+    # ~/.config/async-orch/config.toml
+    [profiles.default]
+    url = "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_"
+    client_id = "8d5e..."
+    client_secret_env = "ACME_ORCH_SECRET"   # read the secret from this variable
+    folder = "Finance/Invoices"
+
+Any key may instead end in ``_env`` to name the variable holding its value, so
+secrets need not be written in the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from async_orch._errors import ConfigurationError
+
+__all__ = [
+    "PROFILE_KEYS",
+    "chosen_profile",
+    "default_config_path",
+    "merge_environment",
+    "profile_environment",
+]
+
+#: Profile key -> the environment variable it stands for.
+PROFILE_KEYS: dict[str, str] = {
+    "url": "UIPATH_URL",
+    "organization": "UIPATH_ORGANIZATION_NAME",
+    "tenant": "UIPATH_TENANT_NAME",
+    "client_id": "UIPATH_CLIENT_ID",
+    "client_secret": "UIPATH_CLIENT_SECRET",
+    "access_token": "UIPATH_ACCESS_TOKEN",
+    "folder": "UIPATH_FOLDER_PATH",
+    "folder_key": "UIPATH_FOLDER_KEY",
+    "scopes": "ASYNC_ORCH_SCOPES",
+    "refresh_token": "ASYNC_ORCH_REFRESH_TOKEN",
+    "username": "ASYNC_ORCH_USERNAME",
+    "password": "ASYNC_ORCH_PASSWORD",
+    "identity_url": "ASYNC_ORCH_IDENTITY_URL",
+    "timeout": "ASYNC_ORCH_TIMEOUT",
+    "connect_timeout": "ASYNC_ORCH_CONNECT_TIMEOUT",
+    "retry_attempts": "ASYNC_ORCH_RETRY_ATTEMPTS",
+    "max_connections": "ASYNC_ORCH_MAX_CONNECTIONS",
+}
+
+
+def default_config_path(environ: Mapping[str, str], home: Path) -> Path:
+    """$ASYNC_ORCH_CONFIG, else $XDG_CONFIG_HOME/async-orch/config.toml (~/.config)."""
+    if environ.get("ASYNC_ORCH_CONFIG"):
+        return Path(environ["ASYNC_ORCH_CONFIG"])
+    base = Path(environ["XDG_CONFIG_HOME"]) if environ.get("XDG_CONFIG_HOME") else home / ".config"
+    return base / "async-orch" / "config.toml"
+
+
+def profile_environment(
+    text: str, name: str, *, environ: Mapping[str, str], where: str
+) -> dict[str, str]:
+    """The environment variables profile ``name`` of a config file stands for.
+
+    Raises:
+        ConfigurationError: bad TOML, no such profile, an unknown key, or a
+            ``*_env`` key naming an unset variable.
+    """
+    return _profile_values(_profiles(text, where=where), name, environ=environ, where=where)
+
+
+def chosen_profile(
+    text: str, name: str | None, *, environ: Mapping[str, str], where: str
+) -> dict[str, str]:
+    """Like :func:`profile_environment`, for the profile a run uses: ``name`` if
+    given, else ``default`` if the file has one, else none (an empty dict).
+
+    The file is parsed either way, so a broken config file is reported even
+    when no profile is asked for.
+    """
+    profiles = _profiles(text, where=where)
+    if name is None:
+        if "default" not in profiles:
+            return {}
+        name = "default"
+    return _profile_values(profiles, name, environ=environ, where=where)
+
+
+def _profiles(text: str, *, where: str) -> dict[str, Any]:
+    """The ``[profiles]`` table of a config file (empty when it has none)."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{where} is not valid TOML: {exc}") from exc
+    profiles = document.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigurationError(
+            f"{where}: 'profiles' must be a table of [profiles.NAME] tables, "
+            f"not {type(profiles).__name__}"
+        )
+    return profiles
+
+
+def _profile_values(
+    profiles: dict[str, Any], name: str, *, environ: Mapping[str, str], where: str
+) -> dict[str, str]:
+    if name not in profiles:
+        known = ", ".join(sorted(profiles)) or "none"
+        raise ConfigurationError(
+            f"no profile {name!r} in {where} (profiles there: {known}); "
+            f"add a [profiles.{name}] table or pick another with --profile"
+        )
+    profile = profiles[name]
+    if not isinstance(profile, dict):
+        raise ConfigurationError(
+            f"{where}: [profiles.{name}] must be a table of settings (url = ..., "
+            f"client_id = ...), not {profile!r}"
+        )
+    values: dict[str, str] = {}
+    for key, value in profile.items():
+        variable = _variable_of(key, where=where, profile=name)
+        if key.endswith("_env"):
+            if not isinstance(value, str) or not environ.get(value):
+                raise ConfigurationError(
+                    f"{where} [profiles.{name}] {key} = {value!r}: that environment "
+                    "variable is not set"
+                )
+            values[variable] = environ[value]
+        else:
+            values[variable] = _text(value, key=key, where=where, profile=name)
+    return values
+
+
+def merge_environment(
+    environ: Mapping[str, str], profile: Mapping[str, str], *, profile_wins: bool
+) -> dict[str, str]:
+    """Environment and profile in one mapping.
+
+    A profile chosen by name (``--profile``, ``ASYNC_ORCH_PROFILE``) wins over the
+    environment; the implicit ``default`` profile only fills what it leaves unset.
+    """
+    if profile_wins:
+        return {**environ, **profile}
+    return {**profile, **{k: v for k, v in environ.items() if v.strip()}}
+
+
+def _variable_of(key: str, *, where: str, profile: str) -> str:
+    base = key.removesuffix("_env")
+    if base not in PROFILE_KEYS:
+        raise ConfigurationError(
+            f"{where} [profiles.{profile}]: unknown key {key!r}; "
+            f"known keys: {', '.join(PROFILE_KEYS)} (any of them may end in _env)"
+        )
+    return PROFILE_KEYS[base]
+
+
+def _text(value: Any, *, key: str, where: str, profile: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigurationError(
+            f"{where} [profiles.{profile}] {key} must be a string or a number, not {value!r}"
+        )
+    return str(value)

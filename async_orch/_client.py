@@ -1,0 +1,223 @@
+"""OrchestratorClient: one object wiring settings, token, transport and dispatcher.
+
+Usage::
+
+    async with OrchestratorClient(Settings.from_env()) as orch:
+        results = await orch.run_jobs(
+            [JobRequest(process="Echo", folder=f, inputs={"n": i}) for i, f in ...]
+        )
+
+Calls made outside the ``async with`` block (or after closing a session passed
+in with ``session=``) raise :class:`~async_orch._errors.ClientClosedError`.
+
+A client holds no global state: two clients for two tenants never share a
+token, a cache or a connection pool (unless you inject one session into both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
+from types import TracebackType
+
+import aiohttp
+
+from async_orch._config import Settings
+from async_orch._dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
+from async_orch._jobs import JobHandle, JobRequest, JobResult
+from async_orch._options import Hooks, StartedCallback, StopPolicy
+from async_orch._planner import PollPolicy
+from async_orch._resources import OrchestratorAPI
+from async_orch._transport import Transport
+from async_orch._transport_hooks import TransportHooks
+
+__all__ = ["OrchestratorClient"]
+
+
+class OrchestratorClient:
+    """The async-orch client: resource calls (``.api``) and bulk dispatch.
+
+    Args:
+        settings: where and how to connect (see :class:`~async_orch._config.Settings`).
+        session: an aiohttp session to use instead of creating (and closing) one.
+        limits: limits on starting jobs (resizable later with :meth:`set_limits`).
+        poll: how to watch jobs (list-call budget, intervals).
+        hooks: told of every HTTP try, answer and retry (see
+            :mod:`async_orch._transport_hooks`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        limits: DispatchLimits | None = None,
+        poll: PollPolicy | None = None,
+        hooks: Sequence[TransportHooks] = (),
+    ) -> None:
+        self.settings = settings
+        self.transport = Transport(settings, session=session, hooks=hooks)
+        self.api = OrchestratorAPI(self.transport)
+        # The reconcile window's default follows the request timeout.
+        retry = replace(
+            settings.retry, reconcile_window=settings.retry.window_after(settings.timeout.total)
+        )
+        self.dispatcher = Dispatcher(self.api, limits=limits, poll=poll, retry=retry)
+
+    async def __aenter__(self) -> OrchestratorClient:
+        await self.transport.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session if this client created it."""
+        await self.transport.aclose()
+
+    # -- bulk dispatch ---------------------------------------------------------------
+
+    async def run_jobs(
+        self,
+        requests: Sequence[JobRequest] = (),
+        *,
+        handles: Sequence[JobHandle] = (),
+        timeout: float | None = None,
+        stop: StopPolicy | None = None,
+        hooks: Hooks | None = None,
+    ) -> list[JobResult]:
+        """Start every request and wait for every job; results in request order.
+
+        Failed jobs do not raise: look at each result's ``outcome``. A request with
+        ``jobs_count`` N gives N consecutive results.
+
+        Args:
+            handles: jobs started earlier (say, by a run that was interrupted) to
+                wait for as well, never started again; their results come after
+                the requests', with ``index`` = ``len(requests)`` + position.
+            timeout: seconds for the whole batch. Requests not started by then are
+                NOT_STARTED; jobs still running are TIMED_OUT (or stopped).
+            stop: whether to stop jobs past a deadline (the batch timeout or a
+                request's ``timeout``) and those of a cancelled batch, and how long
+                a job may stay Pending before it is reported STUCK_PENDING
+                (:class:`~async_orch._options.StopPolicy`); by default jobs are left
+                running and reported, and may stay Pending for ever.
+            hooks: functions told of progress, of each job created, of each
+                state seen and of jobs left behind by a cancelled batch
+                (:class:`~async_orch._options.Hooks`).
+
+        Raises:
+            ClientClosedError: called outside ``async with``, or the session given
+                was closed; nothing was started.
+            InvalidRequestError: a request, handle or option is malformed;
+                nothing was started.
+        """
+        # Checked up front: nothing is resolved or spawned for a client that cannot send.
+        self.transport.ensure_open()
+        return await self.dispatcher.run(
+            requests, handles=handles, timeout=timeout, stop=stop, hooks=hooks
+        )
+
+    def stream_jobs(
+        self,
+        requests: Sequence[JobRequest] = (),
+        *,
+        handles: Sequence[JobHandle] = (),
+        timeout: float | None = None,
+        stop: StopPolicy | None = None,
+        hooks: Hooks | None = None,
+    ) -> AbstractAsyncContextManager[AsyncIterator[JobResult]]:
+        """Like :meth:`run_jobs`, giving each result as soon as its job ends::
+
+            async with orch.stream_jobs(requests) as results:
+                async for result in results:
+                    ...
+
+        The batch runs in a task group owned by the ``async with`` block. Leaving
+        the block before the last result (``break``, an exception, a
+        cancellation) ends the batch there like a cancellation: the jobs it
+        started are stopped if ``stop`` says so, and reported to
+        ``hooks.on_abandoned`` (or logged) before the block is left. An exception
+        of the block, or of a callback, comes out as it is.
+        """
+        self.transport.ensure_open()
+        return self.dispatcher.stream_results(
+            requests, handles=handles, timeout=timeout, stop=stop, hooks=hooks
+        )
+
+    def iter_jobs(
+        self,
+        requests: Sequence[JobRequest] = (),
+        *,
+        handles: Sequence[JobHandle] = (),
+        timeout: float | None = None,
+        stop: StopPolicy | None = None,
+        hooks: Hooks | None = None,
+    ) -> AsyncGenerator[JobResult, None]:
+        """:meth:`stream_jobs` as an async generator, for older callers; prefer
+        :meth:`stream_jobs`. Close it in the task that iterates it::
+
+            async with aclosing(orch.iter_jobs(requests)) as results:
+                async for result in results:
+                    ...
+        """
+        return _iterate(
+            self.stream_jobs(requests, handles=handles, timeout=timeout, stop=stop, hooks=hooks)
+        )
+
+    async def start_jobs(
+        self,
+        requests: Sequence[JobRequest],
+        *,
+        on_started: StartedCallback | None = None,
+    ) -> list[Started | StartFailure]:
+        """Start only: per request, what it started (handles to persist) or why not.
+
+        Wait for the jobs later, from here or elsewhere, with :meth:`wait_jobs`
+        (``JobHandle.to_dict``/``from_dict`` carry handles across processes).
+        """
+        self.transport.ensure_open()
+        return await self.dispatcher.start(requests, on_started=on_started)
+
+    async def wait_jobs(
+        self,
+        handles: Sequence[JobHandle],
+        *,
+        timeout: float | None = None,
+        stop: StopPolicy | None = None,
+        hooks: Hooks | None = None,
+    ) -> list[JobResult]:
+        """Wait only: watch jobs started earlier (maybe elsewhere) until they end.
+
+        Results come in the order of ``handles`` (``index`` is the position there);
+        the arguments are those of :meth:`run_jobs`.
+        """
+        return await self.run_jobs(handles=handles, timeout=timeout, stop=stop, hooks=hooks)
+
+    def set_limits(
+        self,
+        *,
+        max_in_flight: int | None = None,
+        per_folder: int | None = None,
+        starts_per_second: float | None = None,
+    ) -> None:
+        """Resize dispatch limits while jobs run (a value left as None is unchanged)."""
+        self.dispatcher.set_limits(
+            max_in_flight=max_in_flight,
+            per_folder=per_folder,
+            starts_per_second=starts_per_second,
+        )
+
+
+async def _iterate(
+    stream: AbstractAsyncContextManager[AsyncIterator[JobResult]],
+) -> AsyncGenerator[JobResult, None]:
+    async with stream as results:
+        async for result in results:
+            yield result

@@ -1,0 +1,787 @@
+"""Settings: where Orchestrator is, how to authenticate, how patient to be.
+
+Everything here is pure: frozen dataclasses, URL parsing and the environment
+reader, which is handed its mapping. Mistakes raise :class:`ConfigurationError`
+before any request is sent, with the fix in the message.
+
+Environment variables read by :meth:`Settings.from_env` (the ``UIPATH_`` names
+are the official UiPath SDK's and ``uip login``'s; the ``ASYNC_ORCH_`` ones are
+ours). Empty values count as unset.
+
+==========================  ==========================================================
+Variable                    Meaning
+==========================  ==========================================================
+UIPATH_URL                  Orchestrator URL (required), e.g.
+                            ``https://cloud.uipath.com/ORG/TENANT/orchestrator_``.
+                            A bare ``https://cloud.uipath.com`` is completed with the
+                            two variables below, as ``uip login`` writes them.
+UIPATH_ORGANIZATION_NAME    Organization, used only to complete a bare cloud URL.
+UIPATH_TENANT_NAME          Tenant: completes a bare cloud URL; the
+                            ``X-UIPATH-TenantName`` of the legacy refresh-token flow
+                            (default: the URL's tenant); the ``tenancyName`` of the
+                            on-premises password flow (default ``Default``).
+UIPATH_CLIENT_ID            External application's App ID (client credentials), or the
+                            client id of the legacy refresh-token flow.
+UIPATH_CLIENT_SECRET        External application's App Secret.
+UIPATH_ACCESS_TOKEN         A ready token, e.g. a personal access token; never refreshed.
+UIPATH_FOLDER_KEY           Default folder by Key (GUID); wins over the path, as in the SDK.
+UIPATH_FOLDER_PATH          Default folder by full path, e.g. ``Finance/Invoices``.
+ASYNC_ORCH_SCOPES           Scopes asked for with client credentials
+                            (default ``OR.Folders.Read OR.Execution.Read OR.Jobs``).
+ASYNC_ORCH_REFRESH_TOKEN    Legacy "User Key" for ``account.uipath.com/oauth/token``.
+ASYNC_ORCH_USERNAME         On-premises user (``/api/Account/Authenticate``).
+ASYNC_ORCH_PASSWORD         On-premises password.
+ASYNC_ORCH_IDENTITY_URL     Token endpoint, when the derived one is wrong for you.
+ASYNC_ORCH_TIMEOUT          Seconds a whole request may take (default 60).
+ASYNC_ORCH_CONNECT_TIMEOUT  Seconds to open a connection (default 10).
+ASYNC_ORCH_RETRY_ATTEMPTS   Tries per request, the first included (default 5).
+ASYNC_ORCH_RECONCILE_WINDOW Seconds a StartJobs without a clear answer may still create
+                            jobs (default: ASYNC_ORCH_TIMEOUT + 30); see RetryPolicy.
+ASYNC_ORCH_MAX_CONNECTIONS  Connection pool size, 0 for no limit (default 100).
+ASYNC_ORCH_CA_BUNDLE        PEM file of the CAs to trust instead of the system's (say, a
+                            corporate proxy's); ``SSL_CERT_FILE`` when unset.
+HTTPS_PROXY, HTTP_PROXY,    Proxies, read by :mod:`async_orch._sessions` (not Settings)
+NO_PROXY                    the way curl and requests read them.
+==========================  ==========================================================
+
+Credentials are taken in this order: client id + secret, client id + refresh
+token, username + password, access token (the SDK also prefers client
+credentials over a token).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+from urllib.parse import SplitResult, urlsplit
+
+from async_orch._errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_SCOPES",
+    "LEGACY_TOKEN_URL",
+    "ClientCredentials",
+    "ConnectionLimits",
+    "Credentials",
+    "OrchestratorUrl",
+    "PasswordCredentials",
+    "RefreshTokenCredentials",
+    "RequestTimeouts",
+    "RetryPolicy",
+    "Settings",
+    "StaticToken",
+    "parse_orchestrator_url",
+]
+
+#: What a dispatcher needs: list folders, find releases, start/read/stop jobs
+#: (scopes per endpoint: orchestrator-api.md §1a).
+DEFAULT_SCOPES = "OR.Folders.Read OR.Execution.Read OR.Jobs"
+
+#: Token endpoint of the retired "API access" (User Key) flow (orchestrator-api.md §1b).
+LEGACY_TOKEN_URL = "https://account.uipath.com/oauth/token"
+
+_CLOUD_EXAMPLE = "https://cloud.uipath.com/{organization}/{tenant}/orchestrator_"
+
+
+# -- credentials ---------------------------------------------------------------
+
+
+def _require(owner: str, **values: str) -> None:
+    for name, value in values.items():
+        if not isinstance(value, str):
+            raise ConfigurationError(f"{owner}.{name} must be a string, not {type(value).__name__}")
+        if not value.strip():
+            raise ConfigurationError(f"{owner}.{name} is empty")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCredentials:
+    """An external application (Automation Cloud, Automation Suite, on-premises 2021.10+).
+
+    Sent form-encoded to ``.../identity_/connect/token`` with
+    ``grant_type=client_credentials``; the app needs these scopes granted.
+    ``scopes`` is one space-separated string, as OAuth sends it
+    (``"OR.Jobs OR.Folders.Read"``); a list or tuple is refused, not joined.
+    """
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    scopes: str = DEFAULT_SCOPES
+
+    def __post_init__(self) -> None:
+        scopes: object = self.scopes  # typed as object: a check of what callers pass
+        if not isinstance(scopes, str):
+            raise ConfigurationError(
+                "ClientCredentials.scopes must be one space-separated string such as "
+                f"{DEFAULT_SCOPES!r}, not {type(scopes).__name__}"
+            )
+        _require(
+            "ClientCredentials",
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            scopes=self.scopes,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefreshTokenCredentials:
+    """The legacy cloud flow: a User Key exchanged at account.uipath.com (deprecated)."""
+
+    client_id: str
+    refresh_token: str = field(repr=False)
+    tenant_name: str
+
+    def __post_init__(self) -> None:
+        _require(
+            "RefreshTokenCredentials",
+            client_id=self.client_id,
+            refresh_token=self.refresh_token,
+            tenant_name=self.tenant_name,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PasswordCredentials:
+    """On-premises ``POST /api/Account/Authenticate`` (deprecated by UiPath, still common)."""
+
+    tenancy_name: str
+    username: str
+    password: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _require(
+            "PasswordCredentials",
+            tenancy_name=self.tenancy_name,
+            username=self.username,
+            password=self.password,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StaticToken:
+    """A bearer token used as is (personal access token); it cannot be refreshed."""
+
+    token: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _require("StaticToken", token=self.token)
+
+
+Credentials = ClientCredentials | RefreshTokenCredentials | PasswordCredentials | StaticToken
+
+
+# -- policies --------------------------------------------------------------------
+
+
+#: Seconds added to the request timeout for the default reconcile window.
+RECONCILE_MARGIN = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How transient failures are retried (see :mod:`async_orch._backoff`).
+
+    Attributes:
+        attempts: tries per request, the first included (1 = never retry).
+        wait_initial: backoff before the first retry, doubled for each next one.
+        wait_max: ceiling of one backoff wait.
+        wait_jitter: up to this many random seconds added, so clients spread out.
+        retry_after_max: the longest server-requested wait (``Retry-After``) we
+            honour; asked for more, we give up at once instead of hammering a
+            limit that will still be closed.
+        reconcile_window: seconds after a StartJobs got no clear answer during
+            which the server may still create its jobs. Such a start is posted
+            again only if its Reference was still not found by a lookup made
+            after this window (docs/reliability.md). None: the request timeout
+            plus 30 s (90 s with the defaults); set it longer when a gateway in
+            front of Orchestrator keeps requests alive longer than that.
+        batch_retries: StartJobs re-posts allowed in one batch, over all its
+            requests (None: one per request plus 10); per request,
+            ``DispatchLimits.start_attempts`` bounds the POSTs.
+    """
+
+    attempts: int = 5
+    wait_initial: float = 0.5
+    wait_max: float = 10.0
+    wait_jitter: float = 1.0
+    retry_after_max: float = 120.0
+    reconcile_window: float | None = None
+    batch_retries: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigurationError(
+                f"RetryPolicy.attempts must be at least 1 (got {self.attempts})"
+            )
+        for name in ("wait_initial", "wait_max", "wait_jitter", "retry_after_max"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"RetryPolicy.{name} must not be negative")
+        window = self.reconcile_window
+        if window is not None and not (0 <= window < math.inf):
+            raise ConfigurationError(
+                f"RetryPolicy.reconcile_window must be a number of seconds >= 0, got {window}"
+            )
+        if self.batch_retries is not None and self.batch_retries < 0:
+            raise ConfigurationError(
+                f"RetryPolicy.batch_retries must not be negative, got {self.batch_retries}"
+            )
+
+    def window_after(self, request_timeout: float) -> float:
+        """The reconcile window in seconds, for requests that time out after
+        ``request_timeout`` seconds (see ``reconcile_window``)."""
+        if self.reconcile_window is not None:
+            return self.reconcile_window
+        return request_timeout + RECONCILE_MARGIN
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestTimeouts:
+    """Seconds allowed per request: in all, and to open a connection (TCP + TLS)."""
+
+    total: float = 60.0
+    connect: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.total <= 0 or self.connect <= 0:
+            raise ConfigurationError("RequestTimeouts.total and .connect must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionLimits:
+    """Connection pool size in all and per host; 0 means no limit (aiohttp's convention)."""
+
+    max_connections: int = 100
+    per_host: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 0 or self.per_host < 0:
+            raise ConfigurationError("ConnectionLimits values must not be negative")
+
+
+# -- Orchestrator URL ------------------------------------------------------------
+
+UrlKind = Literal["cloud", "onprem", "legacy"]
+
+# Path segments that begin the API itself, i.e. a pasted request URL.
+_API_ROOTS = frozenset({"odata", "api", "swagger", "signalr"})
+# First path segments of Orchestrator's web UI after orchestrator_, as a URL pasted
+# from the browser has them. UNCONFIRMED as a complete list (taken from pages seen
+# in UiPath's documentation); anything else there is refused as a likely folder.
+_WEB_UI_PAGES = frozenset(
+    {
+        "actions",
+        "assets",
+        "automations",
+        "folders",
+        "home",
+        "jobs",
+        "logs",
+        "machines",
+        "monitoring",
+        "packages",
+        "processes",
+        "queues",
+        "robots",
+        "settings",
+        "storage-buckets",
+        "tenant",
+        "testing",
+        "triggers",
+        "users",
+    }
+)
+_LEGACY_HOSTS = frozenset({"platform.uipath.com"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrchestratorUrl:
+    """An Orchestrator URL, understood.
+
+    Attributes:
+        base: the root that API paths such as ``odata/Jobs`` are appended to
+            (after a "/"); no trailing slash.
+        kind: ``cloud`` (Automation Cloud or Automation Suite, ``/{org}/{tenant}/
+            orchestrator_``), ``onprem`` (standalone server) or ``legacy``
+            (``platform.uipath.com/{account}/{tenant}``).
+        organization, tenant: from the path, when it has them.
+        identity_token_url: the token endpoint that goes with this URL.
+    """
+
+    base: str
+    kind: UrlKind
+    organization: str | None
+    tenant: str | None
+    identity_token_url: str
+
+    @property
+    def password_auth_url(self) -> str:
+        """``/api/Account/Authenticate`` of this Orchestrator (on-premises password flow)."""
+        return f"{self.base}/api/Account/Authenticate"
+
+
+def _is_uipath_cloud_host(host: str) -> bool:
+    return host.endswith((".uipath.com", ".uipath.us"))
+
+
+def _is_service_segment(segment: str) -> bool:
+    # Automation Cloud serves each product under "{name}_" (portal_, studio_, ...).
+    return segment.endswith("_") and segment != "orchestrator_"
+
+
+def _fail(url: str, problem: str) -> ConfigurationError:
+    return ConfigurationError(f"Orchestrator URL {url!r}: {problem}")
+
+
+def _split(url: str) -> SplitResult:
+    """``urlsplit``, with the port checked too; ValueError for a malformed URL
+    (an unclosed ``[`` of an IPv6 address, a port that is not 0-65535)."""
+    parts = urlsplit(url)
+    _ = parts.port  # parsed lazily: reading it is what checks it
+    return parts
+
+
+def _malformed(problem: ValueError) -> str:
+    return (
+        f"not a valid URL ({problem}); check the host and port, e.g. "
+        "https://orch.example.com:8443 (an IPv6 address goes in brackets: http://[::1]:8080)"
+    )
+
+
+def _check_tail(url: str, tail: list[str], base: str, *, after_orchestrator: bool) -> None:
+    """Reject a folder (or other stray segment) after the part that names the tenant."""
+    if not tail or tail[0].lower() in _API_ROOTS:
+        return  # nothing more, or a pasted API call such as ".../odata/Jobs?$top=1"
+    later = [s.lower() for s in tail[1:]]
+    if (
+        after_orchestrator
+        and tail[0].lower() in _WEB_UI_PAGES
+        and not {"odata", "api"} & set(later)
+    ):
+        return  # a page of the web UI, such as ".../orchestrator_/jobs"
+    if _is_service_segment(tail[0].lower()):
+        raise _fail(url, f"{tail[0]!r} is another UiPath service; use {base}")
+    raise _fail(
+        url,
+        f"{tail[0]!r} looks like a folder, and folders are not part of the URL. "
+        f"Use {base} and choose the folder with the folder setting (UIPATH_FOLDER_PATH)",
+    )
+
+
+def parse_orchestrator_url(url: str) -> OrchestratorUrl:
+    """Understand an Orchestrator URL as users paste it, or say how to fix it.
+
+    Accepted shapes (``http`` works like ``https``; a query or fragment is dropped):
+
+    * ``https://cloud.uipath.com/{org}/{tenant}/orchestrator_``, also with a
+      pasted API path (``.../orchestrator_/odata/Jobs?x``), a web-UI path
+      (``.../orchestrator_/jobs``), or without ``orchestrator_``. Any host with
+      ``/{org}/{tenant}/orchestrator_`` is Automation Suite and works the same.
+    * ``https://orch.example.com`` (on-premises; one path segment is taken as
+      the virtual directory Orchestrator is installed under).
+    * ``https://platform.uipath.com/{account}/{tenant}`` (legacy cloud).
+
+    The cloud token endpoint is ``{host}/{org}/identity_/connect/token``. The
+    host-level ``{host}/identity_/connect/token`` works too (orchestrator-api.md
+    §1a), but the organization-scoped form is the one current UiPath docs give
+    and tells the identity server which organization's external applications to
+    look the client id up in. UNCONFIRMED for Automation Suite: if its identity
+    server wants the host-level form, set ``identity_url``.
+
+    Raises:
+        ConfigurationError: no scheme, no host, credentials in the URL, an
+            identity-server URL, a tenant or organization missing, a folder in
+            the path, another UiPath service's URL.
+    """
+    text = url.strip()
+    if not text:
+        raise ConfigurationError(
+            f"the Orchestrator URL is empty; set UIPATH_URL to {_CLOUD_EXAMPLE}"
+        )
+    if "://" not in text:
+        raise _fail(text, f"no scheme; write 'https://{text}'")
+    try:
+        parts = _split(text)
+    except ValueError as exc:
+        raise _fail(text, _malformed(exc)) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise _fail(text, f"scheme {parts.scheme!r} is not http or https")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise _fail(text, "no host name")
+    if parts.username is not None or parts.password is not None:
+        # Do not echo the URL: it holds a password.
+        raise ConfigurationError(
+            "the Orchestrator URL must not contain user:password@; give credentials "
+            "through Settings.credentials (UIPATH_CLIENT_ID/UIPATH_CLIENT_SECRET, ...)"
+        )
+    origin = f"{scheme}://{parts.netloc.lower()}"
+    segments = [s for s in parts.path.split("/") if s]
+    lowered = [s.lower() for s in segments]
+
+    identity_hint = (
+        f"that is the identity (token) server, not Orchestrator. Use {_CLOUD_EXAMPLE} "
+        "(or https://{server} on-premises); set identity_url (ASYNC_ORCH_IDENTITY_URL) "
+        "only if the token endpoint itself must change"
+    )
+    if host == "account.uipath.com" or "identity_" in lowered:
+        raise _fail(text, identity_hint)
+    if "orchestrator_" in lowered:
+        return _parse_cloud(text, origin, segments, lowered.index("orchestrator_"))
+    if host in _LEGACY_HOSTS:
+        return _parse_legacy(text, origin, segments)
+    if _is_uipath_cloud_host(host):
+        return _parse_cloud(text, origin, segments, None)
+    if lowered[:1] == ["identity"]:
+        raise _fail(text, identity_hint)
+    return _parse_onprem(text, origin, segments)
+
+
+def _parse_cloud(
+    url: str, origin: str, segments: list[str], orchestrator_at: int | None
+) -> OrchestratorUrl:
+    prefix = segments if orchestrator_at is None else segments[:orchestrator_at]
+    lowered = [s.lower() for s in prefix]
+    named = 0  # how many leading segments can be organization, tenant
+    while named < min(2, len(prefix)) and not (
+        lowered[named] in _API_ROOTS or _is_service_segment(lowered[named])
+    ):
+        named += 1
+    if named < min(2, len(prefix)) and _is_service_segment(lowered[named]):
+        raise _fail(
+            url,
+            f"{prefix[named]!r} is another UiPath service, not Orchestrator; use {_CLOUD_EXAMPLE}",
+        )
+    if named == 0:
+        raise _fail(url, f"organization and tenant missing from the URL; use {_CLOUD_EXAMPLE}")
+    if named == 1:
+        raise _fail(
+            url,
+            f"tenant missing from the URL; use {origin}/{prefix[0]}/{{tenant}}/orchestrator_",
+        )
+    organization, tenant = prefix[0], prefix[1]
+    base = f"{origin}/{organization}/{tenant}/orchestrator_"
+    if orchestrator_at is None:
+        _check_tail(url, prefix[2:], base, after_orchestrator=False)
+    else:
+        if len(prefix) > 2:
+            raise _fail(
+                url,
+                f"expected only organization and tenant before orchestrator_, got "
+                f"{'/'.join(prefix)!r}; use {_CLOUD_EXAMPLE}",
+            )
+        _check_tail(url, segments[orchestrator_at + 1 :], base, after_orchestrator=True)
+    return OrchestratorUrl(
+        base=base,
+        kind="cloud",
+        organization=organization,
+        tenant=tenant,
+        identity_token_url=f"{origin}/{organization}/identity_/connect/token",
+    )
+
+
+def _parse_legacy(url: str, origin: str, segments: list[str]) -> OrchestratorUrl:
+    lowered = [s.lower() for s in segments]
+    if not segments or lowered[0] in _API_ROOTS:
+        raise _fail(
+            url, f"account and tenant missing from the URL; use {origin}/{{account}}/{{tenant}}"
+        )
+    if len(segments) < 2 or lowered[1] in _API_ROOTS:
+        raise _fail(url, f"tenant missing from the URL; use {origin}/{segments[0]}/{{tenant}}")
+    account, tenant = segments[0], segments[1]
+    base = f"{origin}/{account}/{tenant}"
+    _check_tail(url, segments[2:], base, after_orchestrator=False)
+    return OrchestratorUrl(
+        base=base,
+        kind="legacy",
+        organization=account,
+        tenant=tenant,
+        identity_token_url=LEGACY_TOKEN_URL,
+    )
+
+
+def _parse_onprem(url: str, origin: str, segments: list[str]) -> OrchestratorUrl:
+    lowered = [s.lower() for s in segments]
+    api_at = next((i for i, s in enumerate(lowered) if s in _API_ROOTS), len(segments))
+    prefix = segments[:api_at]
+    if len(prefix) == 2:
+        raise _fail(
+            url,
+            "an on-premises Orchestrator URL has no organization/tenant path; if this is "
+            f"Automation Suite, add orchestrator_: {origin}/{prefix[0]}/{prefix[1]}/orchestrator_",
+        )
+    if len(prefix) > 2:
+        raise _fail(
+            url,
+            f"unexpected path {'/'.join(prefix)!r}; use {origin} (on-premises) or "
+            f"{origin}/{{organization}}/{{tenant}}/orchestrator_ (Automation Suite)",
+        )
+    base = "/".join([origin, *prefix])
+    return OrchestratorUrl(
+        base=base,
+        kind="onprem",
+        organization=None,
+        tenant=None,
+        identity_token_url=f"{origin}/identity/connect/token",
+    )
+
+
+def _check_http_url(name: str, value: str) -> None:
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string (a URL), not {type(value).__name__}")
+    try:
+        parts = _split(value.strip())
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} {value!r}: {_malformed(exc)}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{name} {value!r} must be an absolute http(s) URL")
+
+
+# -- settings --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Where Orchestrator is and how to talk to it. Validated when built.
+
+    Attributes:
+        url: the Orchestrator URL (see :func:`parse_orchestrator_url`).
+        credentials: one of ClientCredentials, RefreshTokenCredentials,
+            PasswordCredentials, StaticToken.
+        folder: the default folder (full path, or Key), if any.
+        identity_url: token endpoint override; by default it is derived from
+            ``url`` and the kind of credentials (see :attr:`token_url`).
+        timeout, retry, limits: per-request patience and connection pool.
+        ca_bundle: a PEM file of the CAs to trust instead of the system's
+            (None: the system's, which OpenSSL reads from ``SSL_CERT_FILE`` if set).
+
+    Example::
+
+        Settings(
+            url="https://cloud.uipath.com/acme/DefaultTenant/orchestrator_",
+            credentials=ClientCredentials(client_id="...", client_secret="..."),
+            folder="Finance/Invoices",
+        )
+    """
+
+    url: str
+    credentials: Credentials
+    folder: str | None = None
+    identity_url: str | None = None
+    timeout: RequestTimeouts = field(default_factory=RequestTimeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    ca_bundle: str | None = None
+
+    def __post_init__(self) -> None:
+        url: object = self.url  # typed as object: a check of what callers pass
+        if not isinstance(url, str):
+            raise ConfigurationError(
+                f"Settings.url must be the Orchestrator URL as a string, not {type(url).__name__}"
+                f"; e.g. {_CLOUD_EXAMPLE}"
+            )
+        where = self.orchestrator  # parses, raising ConfigurationError on a bad URL
+        credentials = self.credentials
+        if not isinstance(
+            credentials,
+            ClientCredentials | RefreshTokenCredentials | PasswordCredentials | StaticToken,
+        ):
+            raise ConfigurationError(
+                "Settings.credentials must be ClientCredentials, RefreshTokenCredentials, "
+                f"PasswordCredentials or StaticToken, not {type(credentials).__name__}"
+            )
+        if self.identity_url is not None:
+            _check_http_url("identity_url (ASYNC_ORCH_IDENTITY_URL)", self.identity_url)
+        if isinstance(credentials, ClientCredentials) and where.kind == "legacy":
+            raise ConfigurationError(
+                "platform.uipath.com URLs belong to the retired API-access flow; an external "
+                "application (client id + secret) works with "
+                f"https://cloud.uipath.com/{where.organization}/{where.tenant}/orchestrator_"
+            )
+        host = (urlsplit(where.base).hostname or "").lower()
+        if isinstance(credentials, PasswordCredentials) and _is_uipath_cloud_host(host):
+            raise ConfigurationError(
+                "username/password (/api/Account/Authenticate) works only with on-premises "
+                "Orchestrator; Automation Cloud needs an external application: set "
+                "UIPATH_CLIENT_ID and UIPATH_CLIENT_SECRET (or use a personal access token)"
+            )
+        folder: object = self.folder
+        if folder is not None and not isinstance(folder, str):
+            raise ConfigurationError(
+                f"Settings.folder must be a folder path or Key (a string), not "
+                f"{type(folder).__name__}"
+            )
+        if self.folder is not None and not self.folder.strip():
+            raise ConfigurationError("Settings.folder is empty; leave it None for no default")
+        if self.ca_bundle is not None and not os.path.isfile(self.ca_bundle):
+            raise ConfigurationError(
+                f"CA bundle {self.ca_bundle!r} (ASYNC_ORCH_CA_BUNDLE or SSL_CERT_FILE) is not "
+                "a readable file; give the path of a PEM file of trusted certificates"
+            )
+
+    @property
+    def orchestrator(self) -> OrchestratorUrl:
+        """The parsed :attr:`url`."""
+        return parse_orchestrator_url(self.url)
+
+    @property
+    def token_url(self) -> str | None:
+        """Where the credentials are exchanged for a token (None for a StaticToken).
+
+        ``identity_url`` if set; else ``{base}/api/Account/Authenticate`` for a
+        password, account.uipath.com for a refresh token, and the URL's identity
+        server for client credentials.
+        """
+        credentials = self.credentials
+        if isinstance(credentials, StaticToken):
+            return None
+        if self.identity_url is not None:
+            return self.identity_url.strip()
+        if isinstance(credentials, PasswordCredentials):
+            return self.orchestrator.password_auth_url
+        if isinstance(credentials, RefreshTokenCredentials):
+            return LEGACY_TOKEN_URL
+        return self.orchestrator.identity_token_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from environment variables (table in the module docstring).
+
+        Args:
+            environ: the variables; ``os.environ`` when None.
+            **overrides: Settings fields that win over the environment. A None
+                value counts as not given, so CLI flags can be passed through as is.
+
+        Raises:
+            ConfigurationError: a variable is missing, malformed or inconsistent.
+            TypeError: an override that is not a Settings field.
+        """
+        env = _Env(os.environ if environ is None else environ)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unknown setting(s) {unknown}; valid: {sorted(known)}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+
+        url = given.pop("url", None) or _url_from_env(env)
+        values: dict[str, Any] = {
+            "url": url,
+            "folder": env.get("UIPATH_FOLDER_KEY") or env.get("UIPATH_FOLDER_PATH"),
+            "identity_url": env.get("ASYNC_ORCH_IDENTITY_URL"),
+            "timeout": RequestTimeouts(
+                total=env.number("ASYNC_ORCH_TIMEOUT", 60.0),
+                connect=env.number("ASYNC_ORCH_CONNECT_TIMEOUT", 10.0),
+            ),
+            "retry": RetryPolicy(
+                attempts=env.integer("ASYNC_ORCH_RETRY_ATTEMPTS", 5),
+                reconcile_window=env.optional_number("ASYNC_ORCH_RECONCILE_WINDOW"),
+            ),
+            "limits": ConnectionLimits(
+                max_connections=env.integer("ASYNC_ORCH_MAX_CONNECTIONS", 100)
+            ),
+            "ca_bundle": env.get("ASYNC_ORCH_CA_BUNDLE") or env.get("SSL_CERT_FILE"),
+        }
+        if "credentials" not in given:
+            values["credentials"] = _credentials_from_env(env, url)
+        values.update(given)
+        return cls(**values)
+
+
+class _Env:
+    """Environment lookups: stripped, empty means unset, numbers checked."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def get(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    def number(self, name: str, default: float) -> float:
+        value = self.get(name)
+        if value is None:
+            return default
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigurationError(f"{name}={value!r} is not a number of seconds") from None
+
+    def optional_number(self, name: str) -> float | None:
+        return None if self.get(name) is None else self.number(name, 0.0)
+
+    def integer(self, name: str, default: int) -> int:
+        value = self.get(name)
+        if value is None:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigurationError(f"{name}={value!r} is not a whole number") from None
+
+
+def _url_from_env(env: _Env) -> str:
+    url = env.get("UIPATH_URL")
+    if url is None:
+        raise ConfigurationError(f"UIPATH_URL is not set; set it to {_CLOUD_EXAMPLE}")
+    organization = env.get("UIPATH_ORGANIZATION_NAME")
+    tenant = env.get("UIPATH_TENANT_NAME")
+    try:
+        parts = _split(url)
+    except ValueError as exc:
+        raise _fail(url, _malformed(exc)) from None
+    # `uip login` stores the bare host and the organization and tenant apart.
+    if organization and tenant and parts.path.strip("/") == "" and parts.hostname:
+        return f"{url.rstrip('/')}/{organization}/{tenant}/orchestrator_"
+    return url
+
+
+def _credentials_from_env(env: _Env, url: str) -> Credentials:
+    client_id = env.get("UIPATH_CLIENT_ID")
+    client_secret = env.get("UIPATH_CLIENT_SECRET")
+    refresh_token = env.get("ASYNC_ORCH_REFRESH_TOKEN")
+    username = env.get("ASYNC_ORCH_USERNAME")
+    password = env.get("ASYNC_ORCH_PASSWORD")
+    access_token = env.get("UIPATH_ACCESS_TOKEN")
+
+    if client_id and client_secret:
+        return ClientCredentials(
+            client_id=client_id,
+            client_secret=client_secret,
+            scopes=env.get("ASYNC_ORCH_SCOPES") or DEFAULT_SCOPES,
+        )
+    if client_id and refresh_token:
+        tenant = env.get("UIPATH_TENANT_NAME") or parse_orchestrator_url(url).tenant
+        if not tenant:
+            raise ConfigurationError(
+                "the refresh-token flow needs the tenant's logical name: set UIPATH_TENANT_NAME"
+            )
+        return RefreshTokenCredentials(
+            client_id=client_id, refresh_token=refresh_token, tenant_name=tenant
+        )
+    if client_id and not access_token:
+        raise ConfigurationError(
+            "UIPATH_CLIENT_ID is set but UIPATH_CLIENT_SECRET is not (or, for the legacy "
+            "flow, ASYNC_ORCH_REFRESH_TOKEN)"
+        )
+    if username or password:
+        if not (username and password):
+            missing = "ASYNC_ORCH_PASSWORD" if username else "ASYNC_ORCH_USERNAME"
+            raise ConfigurationError(f"{missing} is not set (the password flow needs both)")
+        # "Default" is the tenant a standalone Orchestrator is installed with.
+        return PasswordCredentials(
+            tenancy_name=env.get("UIPATH_TENANT_NAME") or "Default",
+            username=username,
+            password=password,
+        )
+    if access_token:
+        return StaticToken(token=access_token)
+    raise ConfigurationError(
+        "no credentials: set UIPATH_CLIENT_ID and UIPATH_CLIENT_SECRET (an external "
+        "application), or UIPATH_ACCESS_TOKEN (a personal access token), or, on-premises, "
+        "ASYNC_ORCH_USERNAME and ASYNC_ORCH_PASSWORD"
+    )

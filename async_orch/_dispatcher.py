@@ -1,0 +1,368 @@
+"""Start many jobs across folders, exactly once each, and wait for all of them.
+
+Theory of operation:
+
+1. **Resolve** each distinct (folder, process) of a batch once (the resource API
+   caches them), so 500 jobs in 4 folders cost a handful of lookups. A request
+   whose folder or process does not resolve is reported NOT_STARTED and no
+   StartJobs is sent for it. A malformed request (inputs, priority, ...) refuses
+   the whole batch before anything is resolved (``batch.checked_requests``).
+2. **Start** each request under three limits (``limits.py``): StartJobs calls
+   in flight per folder, in flight overall, and a start rate (token bucket).
+   All three can be resized while a batch runs. A request still waiting for its
+   turn when the batch timeout passes is not started (NOT_STARTED).
+3. **Exactly once** (``starting.py``, decisions in ``retries.py``): every
+   request carries a Reference (the user's, or one we generate). StartJobs is
+   never retried blindly: when a POST may have reached the server (a reset
+   connection, a timeout, a 5xx other than a 503 with Retry-After) we list the
+   folder's jobs with that Reference at once and again after the reconcile
+   window; if they exist we adopt them, otherwise we post again. If a lookup
+   failed the request is never posted again: unless the jobs are found, it is
+   reported UNCERTAIN with its Reference: a duplicate job is worse than a
+   reported doubt.
+4. **Watch** every started job with the :class:`~async_orch._poller.JobWatcher`
+   (batched list polls under a budget, one ``Jobs({id})`` per final job for its
+   OutputArguments); ``on_state`` hears of every state seen. Batches run at once
+   on one dispatcher share one list budget, and each list call carries the other
+   batches' jobs of its folder (:class:`~async_orch._poller.WatcherGroup`).
+5. **Report** one :class:`~async_orch._jobs.JobResult` per job (a request with
+   ``jobs_count`` N gives N results, started or not). Failures do not raise
+   out of the batch; a job that was started is always reported, even on
+   timeout (as still running, or stopped if asked).
+
+Cancellation (``cancellation.py``). A batch cancelled from outside (a cancel
+scope, a timeout of the caller's, leaving ``stream_results`` early) or ended by a
+callback's exception never leaves jobs behind silently:
+
+- a StartJobs call in flight is allowed up to ``ABANDON_START_WAIT`` seconds
+  to finish, so its outcome is known; the jobs it created are included below;
+- if ``StopPolicy.stops_on_cancel``, every started job not yet reported is stopped
+  (SoftStop, then Kill after the grace period) before the cancellation goes on;
+  their last states go to ``on_state``;
+- what was stopped, what is still running (or might be) and the References
+  whose StartJobs never answered go to ``on_abandoned`` as an
+  :class:`~async_orch._jobs.Abandoned`; without that callback they are logged
+  as the warning ``async_orch.jobs_left_running``.
+
+Pass ``on_started`` to persist handles as jobs start, so they can be waited
+for (or stopped) later with :meth:`Dispatcher.run` and ``handles=``.
+
+The work is split by job: ``batch_run.py`` runs one batch, ``start_pool.py``
+hands its requests to a fixed pool of workers (memory flat in the batch size),
+``starting.py`` starts one request, ``limits.py`` hands out turns,
+``cancellation.py`` ends early; this module is the entry point.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from async_orch._batch_run import BatchParts, BatchRun
+from async_orch._cancellation import (
+    StartShield,
+    reason_of,
+    report_abandoned,
+    reraise,
+    run_guarded,
+)
+from async_orch._config import RetryPolicy
+from async_orch._jobs import Abandoned, JobHandle, JobRequest, JobResult, checked_requests
+from async_orch._limits import DispatchLimits, StartLimiter
+from async_orch._models import Job
+from async_orch._options import Hooks, StartedCallback, StopPolicy
+from async_orch._planner import PollPolicy
+from async_orch._poller import WatcherGroup
+from async_orch._seams import JobsAPI
+from async_orch._start_pool import StartPool
+from async_orch._starting import (
+    Started,
+    Starter,
+    StartFailure,
+    Target,
+    batch_references,
+    resolve_targets,
+)
+
+__all__ = ["DispatchLimits", "Dispatcher", "StartFailure", "Started"]
+
+
+class Dispatcher:
+    """Start, watch and report; see the module docstring. Use it through
+    :class:`~async_orch._client.OrchestratorClient` unless you build your own client.
+    """
+
+    def __init__(
+        self,
+        api: JobsAPI,
+        *,
+        limits: DispatchLimits | None = None,
+        poll: PollPolicy | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self._api = api
+        poll = poll or PollPolicy()
+        # One list budget for every batch of this dispatcher, run at once or not (the
+        # tenant's limit on GET /odata/Jobs is one for all), and list calls shared.
+        watchers = WatcherGroup(poll)
+        limiter = StartLimiter(limits or DispatchLimits(), clock=clock, sleep=sleep)
+        self._pool = StartPool(limiter)
+        self._starter = Starter(
+            api,
+            limiter,
+            retry=retry or RetryPolicy(),
+            sleep=sleep,
+            budget=watchers.budget,  # Reference lookups are list calls too
+            clock=clock,
+        )
+        self._parts = BatchParts(api, self._starter, self._pool, poll, watchers, clock)
+
+    # -- limits, resizable while running ------------------------------------------
+
+    @property
+    def limits(self) -> DispatchLimits:
+        return self._pool.limiter.limits
+
+    def set_limits(
+        self,
+        *,
+        max_in_flight: int | None = None,
+        per_folder: int | None = None,
+        starts_per_second: float | None = None,
+    ) -> None:
+        """Change limits while a batch runs (a value left as None is unchanged).
+
+        A lower limit does not interrupt calls already in flight; it applies as
+        they finish.
+        """
+        self._pool.limiter.resize(
+            max_in_flight=max_in_flight, per_folder=per_folder, starts_per_second=starts_per_second
+        )
+        self._pool.limits_changed()
+
+    # -- public entry points ---------------------------------------------------------
+
+    async def start(
+        self,
+        requests: Sequence[JobRequest],
+        *,
+        on_started: StartedCallback | None = None,
+    ) -> list[Started | StartFailure]:
+        """Start every request; return, per request in order, what it started or why not.
+
+        Jobs are not watched. If this is cancelled, the jobs already started are
+        logged (``async_orch.jobs_left_running``); ``on_started`` hears of each
+        job as soon as it exists, so nothing is lost.
+        """
+        requests = checked_requests(requests)  # all or nothing
+        references = batch_references(requests)
+        shield = StartShield()
+        retries = self._starter.batch_retries(len(requests))
+        outcome: list[Started | StartFailure | None] = [None] * len(requests)
+        live: list[JobHandle] = []
+
+        async def start_one(index: int, target: Target, step_aside: Callable[[], None]) -> None:
+            def on_jobs(pairs: list[tuple[JobHandle, Job]], attempts: int) -> None:
+                for handle, _ in pairs:
+                    live.append(handle)
+                    if on_started is not None:
+                        on_started(index, handle)
+
+            outcome[index] = await self._starter.start(
+                index,
+                requests[index],
+                references[index],
+                target,
+                shield=shield,
+                on_jobs=on_jobs,
+                retries=retries,
+                on_window=step_aside,
+            )
+
+        async def start_all() -> None:
+            targets = await resolve_targets(self._api, requests)
+
+            async def start(index: int, step_aside: Callable[[], None]) -> None:
+                await start_one(index, targets[index], step_aside)
+
+            await self._pool.start_every(targets, start)
+
+        try:
+            await run_guarded(start_all, shield)
+        except BaseException as exc:
+            abandoned = Abandoned(
+                reason=reason_of(exc),
+                left_running=tuple(live),
+                uncertain_references=tuple(shield.uncertain),
+            )
+            report_abandoned(abandoned, None)
+            reraise(exc)
+        return [r for r in outcome if r is not None]
+
+    async def run(
+        self,
+        requests: Sequence[JobRequest] | None = None,
+        *,
+        handles: Sequence[JobHandle] | None = None,
+        timeout: float | None = None,
+        stop: StopPolicy | None = None,
+        hooks: Hooks | None = None,
+    ) -> list[JobResult]:
+        """Start ``requests`` (and/or watch ``handles``), wait for every job, and
+        return results in request order (then in ``handles`` order).
+
+        A request with ``jobs_count`` N contributes N results, consecutively.
+        Arguments are those of :meth:`stream_results`.
+        """
+        results: list[JobResult] = []
+
+        async def collect(result: JobResult) -> None:
+            results.append(result)
+
+        # Not stream_results() collected: its stream costs a loop turn per result.
+        batch = self._batch(
+            requests,
+            handles,
+            emit=collect,
+            timeout=timeout,
+            stop=stop,
+            hooks=hooks,
+        )
+        await batch.run()
+        results.sort(key=lambda r: (r.index, r.job_id or 0))
+        return results
+
+    @asynccontextmanager
+    async def stream_results(
+        self,
+        requests: Sequence[JobRequest] | None = None,
+        *,
+        handles: Sequence[JobHandle] | None = None,
+        timeout: float | None = None,
+        stop: StopPolicy | None = None,
+        hooks: Hooks | None = None,
+    ) -> AsyncIterator[AsyncIterator[JobResult]]:
+        """Start ``requests`` (and/or watch existing ``handles``) in a task group of
+        this ``async with`` block, which gives the results as jobs end, in
+        completion order::
+
+            async with dispatcher.stream_results(requests) as results:
+                async for result in results:
+                    ...
+
+        Args:
+            requests: what to start.
+            handles: jobs started earlier (maybe elsewhere) to wait for as well;
+                their results have ``index`` = ``len(requests)`` + position in
+                ``handles`` (so with no requests, the position).
+            timeout: seconds for the whole batch. Requests not started by then
+                are not started; jobs still running then are timed out.
+            stop: what to do with jobs past a deadline (the batch timeout or a
+                request's own ``timeout``) and with those of a batch cancelled
+                or left early (:class:`~async_orch._options.StopPolicy`; by
+                default they are left running and reported).
+            hooks: the functions told of the batch's events
+                (:class:`~async_orch._options.Hooks`). Given ``on_abandoned``,
+                the caller reports the jobs left behind, so the event
+                ``async_orch.jobs_left_running`` is logged at info level
+                instead of as a warning.
+
+        Callbacks run in the event loop and must not block. One that raises ends
+        the batch like a cancellation, and its exception comes out of the
+        iteration (or, if the loop was left before, out of the block), as it is.
+
+        Leaving the block before the last result (a ``break``, an exception, a
+        cancellation) ends the batch there, as a cancellation (see the module
+        docstring), before the block is left; an exception of the block comes
+        out as it is, not in an exception group.
+        """
+        send, receive = anyio.create_memory_object_stream[JobResult](math.inf)
+        try:
+            batch = self._batch(
+                requests,
+                handles,
+                emit=send.send,
+                timeout=timeout,
+                stop=stop,
+                hooks=hooks,
+            )
+        except BaseException:  # refused before it began (say, two equal References)
+            send.close()
+            receive.close()
+            raise
+        stream = _ResultStream(receive)
+
+        async def produce() -> None:
+            async with send:
+                try:
+                    await batch.run()
+                except Exception as exc:
+                    # Handed to the consumer by the stream, as it is: raised into
+                    # the task group it would cancel the block and come out grouped.
+                    stream.failed = exc
+
+        left_with: BaseException | None = None
+        with receive:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(produce)
+                try:
+                    yield stream
+                except BaseException as exc:  # re-raised once the batch has ended
+                    left_with = exc
+                tg.cancel_scope.cancel()  # left early: end the batch; else a no-op
+        if left_with is not None:
+            raise left_with
+        stream.raise_failure()
+
+    def _batch(
+        self,
+        requests: Sequence[JobRequest] | None,
+        handles: Sequence[JobHandle] | None,
+        *,
+        emit: Callable[[JobResult], Awaitable[None]],
+        timeout: float | None,
+        stop: StopPolicy | None,
+        hooks: Hooks | None,
+    ) -> BatchRun:
+        """The one place a batch is built (and checked, before anything starts)."""
+        return BatchRun(
+            self._parts,
+            requests=requests or [],
+            handles=handles or [],
+            timeout=timeout,
+            stop=stop,
+            hooks=hooks,
+            emit=emit,
+        )
+
+
+class _ResultStream:
+    """The results of :meth:`Dispatcher.stream_results`, then the batch's error if
+    it ended with one."""
+
+    def __init__(self, receive: MemoryObjectReceiveStream[JobResult]) -> None:
+        self._receive = receive
+        self.failed: Exception | None = None
+
+    def __aiter__(self) -> _ResultStream:
+        return self
+
+    async def __anext__(self) -> JobResult:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self.raise_failure()
+            raise StopAsyncIteration from None
+
+    def raise_failure(self) -> None:
+        """Raise what ended the batch, once."""
+        failed, self.failed = self.failed, None
+        if failed is not None:
+            raise failed

@@ -1,0 +1,456 @@
+"""What users hand the dispatcher and what they get back (pure data).
+
+- :class:`JobRequest`: one process to start in one folder, with its inputs.
+- :class:`JobHandle`: a started job, small and serialisable, so a service can
+  start now, persist the handle, and wait later or elsewhere.
+- :class:`JobResult`: how a job ended (or why it never started), with its
+  parsed OutputArguments.
+- :class:`Progress`: counts by state, overall and per folder, for progress
+  displays.
+- :class:`Abandoned`: what a batch that ended early left behind.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from async_orch._errors import InvalidRequestError, RequestError
+from async_orch._jsonvalues import text_problem
+from async_orch._models import Folder, Job, JobPriority, StartRequest, StartStrategy
+from async_orch._states import JobState
+
+__all__ = ["Abandoned", "JobHandle", "JobRequest", "JobResult", "Outcome", "Progress", "Summary"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRequest:
+    """One process to start in one folder.
+
+    Attributes:
+        process: the process (release) name as shown in Orchestrator, its release
+            Key or its ProcessKey.
+        folder: the folder's full path ("Finance/Invoices"), Key (GUID) or Id.
+        inputs: InputArguments as a dict; sent as JSON text (at most 10,000 chars).
+        reference: a correlation id (<= 128 chars), unique within the batch. When
+            None a unique one is generated. It is how a start whose response was
+            lost is found again, so a job is never started twice.
+        jobs_count: start this many identical jobs with one StartJobs call.
+        priority: a :class:`~async_orch._models.JobPriority`, or its name ("Low",
+            "Normal", "High", in any case); None: the process's own.
+        specific_priority: 1..100, finer than priority.
+        strategy: a :class:`~async_orch._models.StartStrategy`, or its name;
+            ModernJobsCount suits modern folders.
+        robot_ids, machine_session_ids, runtime_type: robot selection, as in
+            Orchestrator's StartProcessDto.
+        timeout: seconds this job may take from its start before it is timed out.
+    """
+
+    process: str
+    folder: int | str
+    inputs: Mapping[str, Any] | None = None
+    reference: str | None = None
+    jobs_count: int = 1
+    priority: JobPriority | str | None = None
+    specific_priority: int | None = None
+    strategy: StartStrategy | str = StartStrategy.MODERN_JOBS_COUNT
+    robot_ids: Sequence[int] | None = None
+    machine_session_ids: Sequence[int] | None = None
+    runtime_type: str | None = None
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        # The shape only (cheap, at every construction); what StartJobs would
+        # refuse (priority, jobs_count, inputs...) is checked by check(), which
+        # the dispatcher runs on the whole batch before anything starts.
+        # Typed as object: these are checks of what callers pass at run time.
+        process: object = self.process
+        folder: object = self.folder
+        inputs: object = self.inputs
+        reference: object = self.reference
+        if not isinstance(process, str):
+            raise InvalidRequestError(
+                f"JobRequest.process must be the process name (a string), "
+                f"got {type(process).__name__}"
+            )
+        if isinstance(folder, bool) or not isinstance(folder, int | str) or folder == "":
+            raise InvalidRequestError(
+                "JobRequest.folder must be a folder path, Key or Id, "
+                f"got {folder!r} ({type(folder).__name__})"
+            )
+        if inputs is not None and not isinstance(inputs, Mapping):
+            hint = " (pass a dict, not JSON text)" if isinstance(inputs, str | bytes) else ""
+            raise InvalidRequestError(
+                "JobRequest.inputs must be a dict of argument name to value"
+                f"{hint}, got {type(inputs).__name__}"
+            )
+        if reference is not None and not isinstance(reference, str):
+            raise InvalidRequestError(
+                f"JobRequest.reference must be a string, got {type(reference).__name__}"
+            )
+        for name, text in (("process", process), ("folder", folder), ("reference", reference)):
+            # A lone surrogate would fail deep inside, encoding a URL or a header.
+            if isinstance(text, str) and (problem := text_problem(text)) is not None:
+                raise InvalidRequestError(f"JobRequest.{name} {problem}")
+        if self.timeout is not None:
+            check_seconds(self.timeout, "JobRequest.timeout")
+        # A name given as text becomes its enum member (so the field says what it
+        # is); one that names none stays as given, for check() to refuse by name.
+        object.__setattr__(self, "strategy", _as_member(StartStrategy, self.strategy))
+        if self.priority is not None:
+            object.__setattr__(self, "priority", _as_member(JobPriority, self.priority))
+
+    def check(self) -> None:
+        """Refuse what StartJobs would refuse for this request (strategy, priority,
+        robot ids, jobs_count, inputs that are not JSON or over 10,000 characters),
+        without sending anything.
+
+        Raises:
+            InvalidRequestError: what is wrong and how to fix it.
+        """
+        self.start_request(release_key=_ANY_RELEASE_KEY, reference=self.reference or None)
+
+    def start_request(self, *, release_key: str, reference: str | None) -> StartRequest:
+        """The StartJobs body for this request once its release is known.
+
+        Raises:
+            InvalidRequestError: see :meth:`check`.
+        """
+        # A name that is no member is refused by StartRequest, with the choices.
+        return StartRequest(
+            release_key=release_key,
+            strategy=self.strategy,  # type: ignore[arg-type]
+            jobs_count=self.jobs_count,
+            robot_ids=list(self.robot_ids) if self.robot_ids else None,
+            machine_session_ids=list(self.machine_session_ids)
+            if self.machine_session_ids
+            else None,
+            job_priority=self.priority,  # type: ignore[arg-type]
+            specific_priority_value=self.specific_priority,
+            runtime_type=self.runtime_type,
+            reference=reference,
+            input_arguments=dict(self.inputs) if self.inputs is not None else None,
+        )
+
+
+_Member = TypeVar("_Member", StartStrategy, JobPriority)
+
+
+def _as_member(kind: type[_Member], value: _Member | str) -> _Member | str:
+    """``value`` as a member of ``kind`` when it names one (in any case), else as is."""
+    if isinstance(value, kind) or not isinstance(value, str):
+        return value
+    for member in kind:
+        if member.value.lower() == value.lower():
+            return member
+    return value
+
+
+# Stands for the release key while checking a request: no key is known before
+# its release is resolved, and no check depends on the key's value.
+_ANY_RELEASE_KEY = "unresolved"
+
+#: How many mistakes one InvalidRequestError lists (one line each).
+MAX_REPORTED_MISTAKES = 20
+
+
+def checked_requests(requests: Sequence[JobRequest]) -> list[JobRequest]:
+    """``requests`` as a list, each a :class:`JobRequest` that passes
+    :meth:`JobRequest.check`: a batch is refused as a whole, before anything starts.
+
+    Raises:
+        InvalidRequestError: one line per mistake (up to 20), naming ``requests[i]``.
+    """
+    listed = checked_items(requests, JobRequest, "requests")
+    mistakes: list[str] = []
+    for position, request in enumerate(listed):
+        try:
+            request.check()
+        except InvalidRequestError as exc:
+            mistakes.append(f"requests[{position}]: {exc}")
+    if mistakes:
+        raise InvalidRequestError(summarize_mistakes(mistakes, "requests"))
+    return listed
+
+
+def summarize_mistakes(mistakes: Sequence[str], where: str) -> str:
+    """The first :data:`MAX_REPORTED_MISTAKES` mistakes, one a line, and how many more."""
+    lines = list(mistakes[:MAX_REPORTED_MISTAKES])
+    more = len(mistakes) - len(lines)
+    if more:
+        lines.append(f"... and {more:,} more in {where}; nothing was started")
+    return "\n".join(lines)
+
+
+def check_seconds(value: object, name: str, *, allow_zero: bool = False) -> None:
+    """Refuse a duration that is not a finite number of seconds, > 0 (or >= 0 with
+    ``allow_zero``): a negative or NaN timeout would start jobs only to abandon them."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        above_floor = value >= 0 if allow_zero else value > 0
+        if above_floor and value < math.inf:  # False for NaN too
+            return
+    what = "zero or a positive" if allow_zero else "a positive"
+    limit = "" if allow_zero else " (None for no limit)"
+    raise InvalidRequestError(f"{name} must be {what} number of seconds{limit}, got {value!r}")
+
+
+_T = TypeVar("_T")
+
+
+def checked_items(items: Sequence[_T], kind: type[_T], name: str) -> list[_T]:
+    """``items`` as a list, refused before anything starts unless each is a ``kind``."""
+    if isinstance(items, kind | str | Mapping):
+        raise InvalidRequestError(
+            f"{name} must be a list of {kind.__name__}, got a {type(items).__name__}"
+        )
+    listed = list(items)
+    for position, item in enumerate(listed):
+        if not isinstance(item, kind):
+            raise InvalidRequestError(
+                f"{name}[{position}] is a {type(item).__name__}, not a {kind.__name__}"
+            )
+    return listed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobHandle:
+    """A started job: enough to find it again, from this process or another."""
+
+    job_id: int
+    job_key: str | None
+    folder_id: int
+    folder_key: str | None
+    folder_path: str
+    reference: str | None
+    created: datetime | None = None
+
+    @classmethod
+    def of(cls, job: Job, folder: Folder, *, reference: str | None = None) -> JobHandle:
+        """The handle of ``job``, created in ``folder`` (with ``reference`` if the
+        job's own record does not give one)."""
+        return cls(
+            job_id=job.id,
+            job_key=job.key,
+            folder_id=folder.id,
+            folder_key=folder.key,
+            folder_path=folder.fully_qualified_name,
+            reference=job.reference or reference,
+            created=job.creation_time,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (for journals and queues)."""
+        return {
+            "job_id": self.job_id,
+            "job_key": self.job_key,
+            "folder_id": self.folder_id,
+            "folder_key": self.folder_key,
+            "folder_path": self.folder_path,
+            "reference": self.reference,
+            "created": self.created.isoformat() if self.created else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobHandle:
+        created = data.get("created")
+        return cls(
+            job_id=int(data["job_id"]),
+            job_key=data.get("job_key"),
+            folder_id=int(data["folder_id"]),
+            folder_key=data.get("folder_key"),
+            folder_path=str(data.get("folder_path", "")),
+            reference=data.get("reference"),
+            created=datetime.fromisoformat(created) if created else None,
+        )
+
+
+class Outcome(enum.StrEnum):
+    """How a request ended, from the caller's point of view."""
+
+    SUCCESSFUL = "successful"  # the job ended Successful
+    FAULTED = "faulted"  # the job ended Faulted
+    STOPPED = "stopped"  # the job ended Stopped (by us on timeout, or by someone else)
+    TIMED_OUT = "timed_out"  # a deadline passed; the job may still be running (see state)
+    # Pending longer than pending_timeout: no robot picked it up (error: a
+    # StuckPendingError saying how long and where); stopped if asked (see state).
+    STUCK_PENDING = "stuck_pending"
+    NOT_STARTED = "not_started"  # no job was created (see error)
+    # StartJobs got no clear answer and a lookup of its Reference failed: jobs may
+    # exist (error is an UncertainStartError naming the Reference); never re-posted.
+    UNCERTAIN = "uncertain"
+    UNKNOWN = "unknown"  # a state this version does not know, or the job is gone (see error)
+
+    @classmethod
+    def of_final(cls, state: JobState) -> Outcome | None:
+        """The outcome of a job that ended in ``state`` (None: it has not ended)."""
+        return _FINAL_OUTCOMES.get(state)
+
+
+_FINAL_OUTCOMES = {
+    JobState.SUCCESSFUL: Outcome.SUCCESSFUL,
+    JobState.FAULTED: Outcome.FAULTED,
+    JobState.STOPPED: Outcome.STOPPED,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobResult:
+    """The result of one job (or of one request that started no job)."""
+
+    index: int  # position of the request in the batch (then in ``handles``)
+    request: JobRequest | None  # None for a job given by handle (wait only)
+    outcome: Outcome
+    handle: JobHandle | None = None
+    job: Job | None = None  # last known view of the job
+    error: RequestError | None = None
+    attempts: int = 0  # StartJobs attempts (including reconciliations)
+    detected: datetime | None = None  # when async-orch saw the final state
+    timed_out: bool = False  # a deadline passed (TIMED_OUT, or STOPPED by async-orch)
+    last_state: JobState | None = None  # the last state seen (a timed-out job's included)
+    # The last stop async-orch sent ("SoftStop" or "Kill"; None: none). SoftStop only
+    # asks the workflow to stop (orchestrator-api.md §8): a job may still end
+    # Successful or Faulted after it, and ``outcome`` is then what it really did.
+    stop_sent: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.SUCCESSFUL
+
+    @property
+    def finished_despite_stop(self) -> bool:
+        """Asked to stop, but it ended Successful or Faulted (it did not stop)."""
+        return self.stop_sent is not None and self.outcome in (
+            Outcome.SUCCESSFUL,
+            Outcome.FAULTED,
+        )
+
+    @property
+    def state(self) -> JobState | None:
+        """The job's state: from its full record when read, else the last one seen."""
+        return self.job.state if self.job else self.last_state
+
+    @property
+    def outputs(self) -> dict[str, Any] | None:
+        """Parsed OutputArguments (None when the job produced none)."""
+        return self.job.output_arguments if self.job else None
+
+    @property
+    def job_id(self) -> int | None:
+        return self.handle.job_id if self.handle else None
+
+    @property
+    def info(self) -> str | None:
+        """The job's Info (its completion or error message), or our error."""
+        if self.error is not None:
+            return str(self.error)
+        return self.job.info if self.job else None
+
+
+@dataclass(slots=True)
+class Progress:
+    """Counts by state, overall and per folder (full path); updated as events arrive.
+
+    The keys of ``by_state`` are: ``"queued"`` (not started yet), a job state
+    (``"Pending"``, ``"Running"``, ...) while a job runs, then an
+    :class:`Outcome` value once it is over. ``total`` is the number of results
+    the batch will give, so at the end ``finished == total``.
+    """
+
+    total: int = 0
+    by_state: Counter[str] = field(default_factory=Counter)
+    by_folder: dict[str, Counter[str]] = field(default_factory=dict)
+    # Per folder, the jobs seen Pending and since when (the dispatcher's clock,
+    # time.monotonic by default), oldest first: see oldest_pending().
+    pending_since: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def move(self, folder: str, old: str | None, new: str, count: int = 1) -> None:
+        """Record that ``count`` jobs of ``folder`` went from ``old`` to ``new``."""
+        per_folder = self.by_folder.setdefault(folder, Counter())
+        if old is not None:
+            self.by_state[old] -= count
+            per_folder[old] -= count
+        self.by_state[new] += count
+        per_folder[new] += count
+
+    def forget(self, folder: str, state: str, count: int = 1) -> None:
+        """Drop ``count`` jobs counted under ``state`` (they are recounted elsewhere)."""
+        self.by_state[state] -= count
+        self.by_folder.setdefault(folder, Counter())[state] -= count
+
+    def note_pending(self, folder: str, job_id: int, pending: bool, now: float) -> None:
+        """Record whether job ``job_id`` of ``folder`` is Pending (seen so at ``now``)."""
+        jobs = self.pending_since.setdefault(folder, {})
+        if pending:
+            jobs.setdefault(job_id, now)
+        else:
+            jobs.pop(job_id, None)
+
+    def oldest_pending(self, folder: str) -> float | None:
+        """When the folder's oldest job still Pending was first seen so (None: none is)."""
+        jobs = self.pending_since.get(folder)
+        return min(jobs.values()) if jobs else None
+
+    @property
+    def finished(self) -> int:
+        """Jobs (and requests that started none) with a final outcome."""
+        return sum(self.by_state[o.value] for o in Outcome)
+
+    def folder_finished(self, folder: str) -> int:
+        """Like :attr:`finished`, for one folder (its full path)."""
+        counts = self.by_folder.get(folder, Counter())
+        return sum(counts[o.value] for o in Outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Totals of a batch."""
+
+    total: int
+    by_outcome: Mapping[str, int]
+    # Of by_outcome's successful and faulted: jobs asked to stop that ended so
+    # anyway (by_outcome's "stopped" are the ones that did stop).
+    finished_despite_stop: int = 0
+
+    @classmethod
+    def of(cls, results: Sequence[JobResult]) -> Summary:
+        counts = Counter(r.outcome.value for r in results)
+        despite = sum(1 for r in results if r.finished_despite_stop)
+        return cls(total=len(results), by_outcome=dict(counts), finished_despite_stop=despite)
+
+    def describe(self) -> str:
+        """One line: ``10 jobs: stopped 6, successful 4 (4 asked to stop but finished)``."""
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(self.by_outcome.items()))
+        line = f"{self.total} jobs: {parts or 'none'}"
+        if self.finished_despite_stop:
+            line += f" ({self.finished_despite_stop} asked to stop but finished)"
+        return line
+
+    @property
+    def all_successful(self) -> bool:
+        return self.by_outcome.get(Outcome.SUCCESSFUL.value, 0) == self.total
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Abandoned:
+    """What a batch that ended early (cancelled, left early, a callback raised)
+    left behind.
+
+    Attributes:
+        reason: the name of what ended it (``CancelledError``, ``ValueError``...).
+        stopped: jobs stopped on the way out (``stop_on_cancel``) and seen ended
+            (their last state went to ``on_state``).
+        left_running: jobs started and not seen ended: they may still run.
+            Wait for them with ``wait_jobs`` or stop them in Orchestrator.
+        uncertain_references: References of StartJobs calls whose answer never
+            came: look them up before starting them again.
+    """
+
+    reason: str
+    stopped: tuple[JobHandle, ...] = ()
+    left_running: tuple[JobHandle, ...] = ()
+    uncertain_references: tuple[str, ...] = ()

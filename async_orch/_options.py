@@ -1,0 +1,127 @@
+"""How a batch behaves, as two option objects shared by every batch method
+(``run_jobs``, ``stream_jobs``, ``iter_jobs``, ``wait_jobs``):
+
+- :class:`Hooks`: the functions told of a batch's events (progress, a job
+  created, a state seen, jobs left behind);
+- :class:`StopPolicy`: what to do with the jobs past a deadline, Pending too
+  long, or left by a cancelled batch.
+
+Both are checked when built, so a mistake is one clear error before anything
+starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from async_orch._errors import InvalidRequestError
+from async_orch._jobs import Abandoned, JobHandle, Progress, check_seconds
+from async_orch._states import JobState
+
+__all__ = [
+    "AbandonedCallback",
+    "Hooks",
+    "ProgressCallback",
+    "StartedCallback",
+    "StateCallback",
+    "StopPolicy",
+]
+
+#: Called with the counts, overall and per folder, after every change.
+ProgressCallback = Callable[[Progress], None]
+#: Called with (request index, handle) as soon as a job is known to exist.
+StartedCallback = Callable[[int, JobHandle], None]
+#: Called with (handle, old state, new state) when a job is seen in a new state;
+#: ``old`` is None when its state was not known before (a job re-attached to).
+StateCallback = Callable[[JobHandle, JobState | None, JobState], None]
+#: Called once with what a batch that ended early left behind.
+AbandonedCallback = Callable[[Abandoned], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hooks:
+    """The functions a batch calls as things happen (each optional).
+
+    They are plain functions, not coroutines: they run in the event loop before
+    anything else happens to the job (so a cancellation cannot lose a handle)
+    and must return quickly. One that raises ends the batch like a
+    cancellation, and its exception comes out of the batch call.
+
+    Attributes:
+        on_progress: called with the counts (:class:`~async_orch._jobs.Progress`,
+            overall and per folder) after every change.
+        on_started: called with (request index, handle) as soon as each job
+            exists; persist handles there to wait for them elsewhere. Not called
+            for the jobs of ``handles``, which exist already.
+        on_state: called with (handle, old state, new state) each time a job is
+            seen in a new state, first with the state StartJobs answered (``old``
+            is None when it was not known: at start, or for a job of ``handles``
+            seen for the first time), last with the final one, before its result.
+        on_abandoned: called once if the batch ends early (cancelled, left, or a
+            callback raised) with the jobs stopped, those left running and the
+            References whose start is uncertain (an
+            :class:`~async_orch._jobs.Abandoned`). Without it those are logged
+            as the warning ``async_orch.jobs_left_running``.
+    """
+
+    on_progress: ProgressCallback | None = None
+    on_started: StartedCallback | None = None
+    on_state: StateCallback | None = None
+    on_abandoned: AbandonedCallback | None = None
+
+    def __post_init__(self) -> None:
+        for option in fields(self):
+            value = getattr(self, option.name)
+            if value is not None and not callable(value):
+                raise InvalidRequestError(
+                    f"Hooks.{option.name} must be a function or None, got {value!r}"
+                )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopPolicy:
+    """What a batch does with the jobs it would otherwise leave running.
+
+    Attributes:
+        on_timeout: stop a job past a deadline (the batch ``timeout`` or its
+            request's own ``timeout``): SoftStop, then Kill after ``grace``
+            seconds. False (the default) leaves it running and reports it
+            TIMED_OUT with its last known state.
+        on_cancel: stop the jobs a batch started if it is cancelled, left early
+            or ended by a callback's exception, before that goes on; None (the
+            default) follows ``on_timeout``.
+        grace: seconds between SoftStop and Kill, and after Kill before giving
+            up (the job is then reported timed out, with the last state seen). A
+            job seen ended before its deadline is never stopped; it gets this
+            long for its outputs to be read.
+        pending_timeout: seconds a job may stay Pending (from when the batch
+            watches it) before it is reported ``stuck_pending`` (a
+            :class:`~async_orch._errors.StuckPendingError`), and stopped if
+            ``on_timeout``. None (the default): no such limit. Orchestrator never
+            gives up on a Pending job by itself (no runtime, licence or connected
+            machine: it waits; orchestrator-api.md section 8).
+    """
+
+    on_timeout: bool = False
+    on_cancel: bool | None = None
+    grace: float = 30.0
+    pending_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.on_timeout, bool):
+            raise InvalidRequestError(
+                f"StopPolicy.on_timeout must be True or False, got {self.on_timeout!r}"
+            )
+        if self.on_cancel is not None and not isinstance(self.on_cancel, bool):
+            raise InvalidRequestError(
+                f"StopPolicy.on_cancel must be True, False or None, got {self.on_cancel!r}"
+            )
+        check_seconds(self.grace, "StopPolicy.grace", allow_zero=True)
+        if self.pending_timeout is not None:
+            check_seconds(self.pending_timeout, "StopPolicy.pending_timeout")
+
+    @property
+    def stops_on_cancel(self) -> bool:
+        """Whether the jobs of a batch ended early are stopped."""
+        return self.on_timeout if self.on_cancel is None else self.on_cancel

@@ -1,0 +1,756 @@
+"""Decide which jobs to ask Orchestrator about, and when: a pure poll planner.
+
+Theory of operation
+-------------------
+
+After StartJobs, every job is watched until it ends, then read once more for
+its outputs. Two routes exist (orchestrator-api.md §3.4 and §4):
+
+- ``GET /odata/Jobs?$filter=Id in (...)``: one call covers many jobs of one
+  folder (the folder header scopes it), but the endpoint is rate limited per
+  tenant (100 calls a minute, shared by every script of the tenant) and returns
+  OutputArguments as null. The planner asks for it with :class:`ListBatch`.
+- ``GET /odata/Jobs({id})``: one job, full record with outputs, not rate
+  limited. The planner asks for it with :class:`FetchOne`.
+
+:class:`PollPlanner` is an h11-style state machine: it does no I/O and never
+reads a clock. The caller tells it what happened (:meth:`~PollPlanner.add`,
+:meth:`~PollPlanner.observe`, :meth:`~PollPlanner.list_failed`, ...) and asks what
+to do now (:meth:`~PollPlanner.next_action`) and when to ask again
+(:meth:`~PollPlanner.next_wake`). Time is a float of seconds passed in by the
+caller, from a monotonic clock.
+
+A job moves through these phases::
+
+    add ──> WATCHING ──ListBatch──> LISTING ──observe(non-final)──> WATCHING
+               │                      ├──observe(final)──> FETCH_QUEUED ──FetchOne──> FETCHING
+               │                      ├──observe_missing──> FETCH_QUEUED (probe) ──FetchOne──> ...
+               │                      └──list_failed──> WATCHING (after a backoff)
+               └──(list calls blocked, overdue)──FetchOne probe──> FETCHING
+    FETCHING ──observe_fetched──> done          (the full final record was read)
+    FETCHING ──observe(non-final)──> WATCHING    (a probe found it still running)
+    FETCHING ──fetch_failed──> queued again after a backoff
+    any phase ──remove──> gone
+
+Rules
+-----
+
+*Intervals.* A job is due again ``interval`` seconds after each answer about
+it: ``interval_growth`` times its age (time since :meth:`~PollPlanner.add`),
+clamped to ``[min_interval, max_interval]``. New jobs are checked after
+``min_interval``; long runners settle at ``max_interval``.
+
+*Suspended and unknown states.* A Suspended job waits for a person or an event
+and may stay so for days; a state this version does not know cannot be
+reasoned about. Both are kept under watch at ``max_interval``; the planner
+never gives up on a job by itself; deadlines are the caller's.
+
+*List budget.* List calls are paced evenly, one every
+``60 / list_budget_per_minute`` seconds, and the times of the last ones are
+kept so no 60-second window ever holds more than ``list_budget_per_minute``
+of them. Pacing rather than bursting matters: spending a minute's budget in
+the first seconds would leave every job unchecked for the rest of that minute.
+After :meth:`~PollPlanner.rate_limited` (a 429) no list call is issued until
+the pause ends. A budget of 0 turns list calls off: each job is then read by
+id whenever it is due (see Probes). The budget is a :class:`ListBudget`, which
+several planners can share (the dispatcher gives all its batches one): the
+tenant's limit is one for all of them.
+
+*Batches.* A list call is made only when at least one job is due. It goes to
+the folder whose oldest due job has waited more than ``max_interval / 2`` past
+its due time, if any (oldest first, so a small folder is not starved by a big
+one); otherwise to the folder with the most due jobs (ties: the longest
+waiting). The batch takes that folder's due jobs, most overdue first, up to
+``max_batch``, then fills the remaining room with the folder's other jobs not
+checked in the last ``min_interval``, soonest due first: the call costs the
+same with more ids, so they are checked early for free, and jobs of a folder
+fall into step, which keeps later calls full.
+
+*Outputs.* A job seen in a final state (Successful, Faulted, Stopped) gets
+exactly one ``FetchOne(purpose=OUTPUTS)``, issued at once and not paced (each
+job needs it once; the caller bounds concurrency). The job is done when the
+caller reports the read with :meth:`~PollPlanner.observe_fetched`.
+
+*Probes.* ``FetchOne`` with purpose ``MISSING`` or ``OVERDUE`` reads one job
+by id instead of listing it; probes are paced to ``probe_rate_per_second``:
+
+- MISSING: a list call answered without a job asked for
+  (:meth:`~PollPlanner.observe_missing`), for instance because of replication
+  lag. Reading it by id settles whether it exists.
+- OVERDUE: list calls are blocked (budget spent or paused after a 429) and a
+  job has waited ``max_interval`` past its due time. With a budget of 0 there
+  is no list call to wait for, so each job is read by id as soon as it is
+  due: the by-id polling UiPath recommends (orchestrator-api.md §4), at one
+  request per job and check, none of them rate limited.
+
+Since a probe returns the full record, a probe that finds the job final also
+delivers its outputs: report it with ``observe_fetched``; a probe that finds it
+still running is reported with ``observe``.
+
+*Failures.* :meth:`~PollPlanner.list_failed` and :meth:`~PollPlanner.fetch_failed`
+put the jobs back, not before ``min_interval * 2**(failures - 1)`` seconds
+(capped at ``max_interval``), so a folder that keeps failing cannot take every
+list call. Jobs are never dropped on failure; the counter resets on the next
+answer.
+
+*In flight.* A job in an issued action is not planned again until its result
+is reported (an observation, a ``*_failed`` call or :meth:`~PollPlanner.remove`),
+so the caller must report every action's outcome; :meth:`~PollPlanner.next_wake`
+returns None while only in-flight results are awaited.
+
+*Late answers.* Answers about jobs no longer watched are ignored, and a final
+state is never taken back by a later non-final answer (responses can race).
+
+Driver sketch::
+
+    while not planner.done:
+        while (action := planner.next_action(clock())) is not None:
+            start(action)               # report its outcome to the planner later
+        wake = planner.next_wake(clock())
+        await wait_for_report_or(None if wake is None else wake - clock())
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeAlias, TypeVar
+
+from async_orch._errors import ConfigurationError
+from async_orch._states import TERMINAL_STATES, JobState
+
+__all__ = [
+    "FILTER_IN_VALUES",
+    "FetchOne",
+    "FetchPurpose",
+    "ListBatch",
+    "ListBudget",
+    "PlannerStats",
+    "PollAction",
+    "PollPlanner",
+    "PollPolicy",
+]
+
+FolderT = TypeVar("FolderT", bound=Hashable)
+
+_WINDOW = 60.0  # the list budget is per rolling minute (orchestrator-api.md §4)
+_SLOW_STATES = frozenset({JobState.SUSPENDED, JobState.UNKNOWN})
+
+
+#: Values per ``$filter=X in (...)`` call (job ids here, References in a resume).
+#: ``$filter`` allows at most 100 expressions; whether each listed value counts as
+#: one is UNCONFIRMED, so stay under 100 (the official SDK sends 50 keys per call).
+FILTER_IN_VALUES = 90
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollPolicy:
+    """How eagerly to poll; the defaults suit Automation Cloud.
+
+    Attributes:
+        list_budget_per_minute: list calls allowed in any 60 s window. The
+            tenant's limit is 100 a minute shared with every other script, so
+            keep well under it. 0 disables list calls (each job is then read by
+            id whenever due). Otherwise at least 1.
+        max_batch: job ids per list call. ``$filter`` allows at most 100
+            expressions; whether each value of an ``in (...)`` list counts as
+            one is UNCONFIRMED, so the default stays under 100 values (the
+            official SDK sends 50 keys per call).
+        min_interval: never re-check a job sooner than this after an answer.
+        max_interval: the longest a job waits between checks when the budget
+            allows.
+        interval_growth: the re-check interval as a fraction of the job's age
+            (then clamped to the two bounds above).
+        probe_rate_per_second: the most fallback reads by id (probes of missing
+            or overdue jobs) per second. Reads of final jobs' outputs are not
+            counted here.
+        rate_limit_pause: how long to stop list calls after a 429 that did not
+            say how long to wait (Retry-After).
+    """
+
+    list_budget_per_minute: float = 60.0
+    max_batch: int = FILTER_IN_VALUES
+    min_interval: float = 1.0
+    max_interval: float = 30.0
+    interval_growth: float = 0.1
+    probe_rate_per_second: float = 10.0
+    rate_limit_pause: float = 60.0
+
+    def __post_init__(self) -> None:
+        budget = self.list_budget_per_minute
+        if not math.isfinite(budget) or budget < 0 or 0 < budget < 1:
+            raise ConfigurationError(
+                f"list_budget_per_minute must be 0 (no list calls) or at least 1, got {budget}"
+            )
+        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int):
+            raise ConfigurationError(f"max_batch must be an integer, got {self.max_batch!r}")
+        if self.max_batch < 1:
+            raise ConfigurationError(f"max_batch must be at least 1, got {self.max_batch}")
+        if not (0 < self.min_interval <= self.max_interval < math.inf):
+            raise ConfigurationError(
+                "need 0 < min_interval <= max_interval (finite), got "
+                f"min_interval={self.min_interval}, max_interval={self.max_interval}"
+            )
+        if not (0 <= self.interval_growth < math.inf):
+            raise ConfigurationError(f"interval_growth must be >= 0, got {self.interval_growth}")
+        if not (0 < self.probe_rate_per_second < math.inf):
+            raise ConfigurationError(
+                f"probe_rate_per_second must be > 0, got {self.probe_rate_per_second}"
+            )
+        if not (0 < self.rate_limit_pause < math.inf):
+            raise ConfigurationError(f"rate_limit_pause must be > 0, got {self.rate_limit_pause}")
+
+
+class FetchPurpose(enum.StrEnum):
+    """Why a :class:`FetchOne` was issued."""
+
+    OUTPUTS = "outputs"  # the job is final: read its full record (outputs)
+    MISSING = "missing"  # a list call did not return it
+    OVERDUE = "overdue"  # list calls are blocked and it waited too long
+
+
+@dataclass(frozen=True, slots=True)
+class ListBatch(Generic[FolderT]):
+    """Ask for the State of ``job_ids`` with one list call in ``folder``."""
+
+    folder: FolderT
+    job_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOne(Generic[FolderT]):
+    """Read one job by id (``GET /odata/Jobs({id})``) in ``folder``."""
+
+    job_id: int
+    folder: FolderT
+    purpose: FetchPurpose = FetchPurpose.OUTPUTS
+
+
+PollAction: TypeAlias = ListBatch[FolderT] | FetchOne[FolderT]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannerStats:
+    """Counts for progress displays and tests.
+
+    ``watching``: jobs waiting for their next check; ``listing``: in an issued
+    list call; ``fetch_queued``/``fetching``: waiting for or in a read by id;
+    ``done``: read in full after ending; ``removed``: given up by the caller.
+    ``list_calls``, ``output_fetches`` and ``probes`` count issued actions;
+    ``rate_limited`` the 429s reported.
+    """
+
+    watching: int
+    listing: int
+    fetch_queued: int
+    fetching: int
+    done: int
+    removed: int
+    list_calls: int
+    output_fetches: int
+    probes: int
+    rate_limited: int
+
+
+class _Phase(enum.IntEnum):
+    # IntEnum: hashed in C. Phases change a dozen times per job, each change
+    # counted in a dict keyed by phase, and Enum's own __hash__ is Python code.
+    WATCHING = 1
+    LISTING = 2
+    FETCH_QUEUED = 3
+    FETCHING = 4
+
+
+@dataclass(slots=True, kw_only=True)
+class _Track(Generic[FolderT]):
+    job_id: int
+    folder: FolderT
+    added_at: float
+    phase: _Phase
+    due_at: float  # WATCHING: when the next check is due
+    not_before: float  # no action before this (backoff after failures)
+    last_checked: float  # last answer about the job (or when added)
+    state: JobState | None
+    # Derived from the two above whenever the job enters WATCHING (_to_watching),
+    # so that scans over every watched job compare one number per job:
+    ready_at: float = 0.0  # when a list call may include it
+    overdue_at: float = 0.0  # when it may be probed by id instead
+    final: bool = False  # seen in a final state: only its outputs read remains
+    purpose: FetchPurpose = FetchPurpose.OUTPUTS  # FETCH_QUEUED / FETCHING
+    failures: int = 0
+
+
+class _FolderWatch(Generic[FolderT]):
+    """One folder's WATCHING jobs, with the earliest ``ready_at`` and ``overdue_at``
+    among them kept up to date, so that planning looks only into folders that
+    have something due instead of at every job on every turn.
+
+    Adding a job lowers the minima at once; removing the job that held a minimum
+    marks it unknown, and it is recomputed (one pass over the folder) when asked.
+    """
+
+    __slots__ = ("_min_overdue", "_min_ready", "jobs")
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, _Track[FolderT]] = {}
+        self._min_ready: float | None = math.inf  # None: unknown
+        self._min_overdue: float | None = math.inf
+
+    def add(self, track: _Track[FolderT]) -> None:
+        self.jobs[track.job_id] = track
+        if self._min_ready is not None and track.ready_at < self._min_ready:
+            self._min_ready = track.ready_at
+        if self._min_overdue is not None and track.overdue_at < self._min_overdue:
+            self._min_overdue = track.overdue_at
+
+    def remove(self, job_id: int) -> None:
+        track = self.jobs.pop(job_id, None)
+        if track is None:
+            return
+        if track.ready_at == self._min_ready:
+            self._min_ready = None
+        if track.overdue_at == self._min_overdue:
+            self._min_overdue = None
+
+    @property
+    def min_ready(self) -> float:
+        """The earliest time a job of this folder may be listed (inf: none)."""
+        if self._min_ready is None:
+            self._min_ready = min((t.ready_at for t in self.jobs.values()), default=math.inf)
+        return self._min_ready
+
+    @property
+    def min_overdue(self) -> float:
+        """The earliest time a job of this folder may be probed (inf: none)."""
+        if self._min_overdue is None:
+            self._min_overdue = min((t.overdue_at for t in self.jobs.values()), default=math.inf)
+        return self._min_overdue
+
+
+@dataclass(slots=True)
+class _Counters:
+    done: int = 0
+    removed: int = 0
+    list_calls: int = 0
+    output_fetches: int = 0
+    probes: int = 0
+    rate_limited: int = 0
+    by_phase: dict[_Phase, int] = field(default_factory=lambda: dict.fromkeys(_Phase, 0))
+
+
+class ListBudget:
+    """The list-call budget of one tenant: calls paced evenly, at most
+    ``per_minute`` in any 60 s window, none while paused after a 429.
+
+    One budget can serve several planners (the batches of one client) so that
+    together they stay within the tenant's limit.
+    """
+
+    def __init__(self, per_minute: float) -> None:
+        self.capacity = int(per_minute)
+        self._spacing = _WINDOW / per_minute if self.capacity else math.inf
+        self._times: deque[float] = deque(maxlen=max(1, self.capacity))
+        self._paused_until = -math.inf
+
+    def ready_at(self) -> float:
+        """The earliest time a list call is allowed (inf when list calls are off)."""
+        if not self.capacity:
+            return math.inf
+        ready = self._paused_until
+        if self._times:
+            ready = max(ready, self._times[-1] + self._spacing)
+            if len(self._times) >= self.capacity:
+                # A slot frees when the oldest of the last `capacity` calls leaves the window.
+                ready = max(ready, self._times[0] + _WINDOW)
+        return ready
+
+    def spend(self, now: float) -> None:
+        """A list call is made at ``now``."""
+        self._times.append(now)
+
+    def pause_until(self, until: float) -> None:
+        """No list call before ``until`` (after a 429)."""
+        self._paused_until = max(self._paused_until, until)
+
+
+class PollPlanner(Generic[FolderT]):
+    """Plan list calls and reads by id for many jobs; see the module docstring.
+
+    Usage::
+
+        planner: PollPlanner[int] = PollPlanner(PollPolicy())
+        planner.add(job.id, folder.id, now=clock())
+        action = planner.next_action(clock())   # ListBatch | FetchOne | None
+    """
+
+    def __init__(
+        self, policy: PollPolicy | None = None, *, budget: ListBudget | None = None
+    ) -> None:
+        self.policy = policy or PollPolicy()
+        self._jobs: dict[int, _Track[FolderT]] = {}
+        # WATCHING jobs by folder; folders keep their first-seen order for ties.
+        self._watching: dict[FolderT, _FolderWatch[FolderT]] = {}
+        self._fetch_queue: dict[int, _Track[FolderT]] = {}
+        # Shared by every planner of a client: the tenant's limit is one for all.
+        self._budget = budget or ListBudget(self.policy.list_budget_per_minute)
+        self._probe_spacing = 1.0 / self.policy.probe_rate_per_second
+        # How long past its due time a job waits for a list call before it is
+        # probed by id; with list calls off there is nothing to wait for.
+        self._probe_grace = self.policy.max_interval if self._budget.capacity else 0.0
+        self._last_probe = -math.inf
+        self._count = _Counters()
+
+    # -- queries ----------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        """True when no job is left to watch or read."""
+        return not self._jobs
+
+    @property
+    def watching(self) -> frozenset[int]:
+        """Ids of the jobs still planned for (every phase until done or removed)."""
+        return frozenset(self._jobs)
+
+    def state_of(self, job_id: int) -> JobState | None:
+        """The last state reported for a watched job (None if unknown or not watched)."""
+        track = self._jobs.get(job_id)
+        return None if track is None else track.state
+
+    @property
+    def stats(self) -> PlannerStats:
+        """Counts of jobs per phase and of actions issued so far."""
+        c = self._count
+        return PlannerStats(
+            watching=c.by_phase[_Phase.WATCHING],
+            listing=c.by_phase[_Phase.LISTING],
+            fetch_queued=c.by_phase[_Phase.FETCH_QUEUED],
+            fetching=c.by_phase[_Phase.FETCHING],
+            done=c.done,
+            removed=c.removed,
+            list_calls=c.list_calls,
+            output_fetches=c.output_fetches,
+            probes=c.probes,
+            rate_limited=c.rate_limited,
+        )
+
+    # -- events from the caller ---------------------------------------------------
+
+    def add(
+        self, job_id: int, folder: FolderT, *, now: float, state: JobState | None = None
+    ) -> None:
+        """Watch a job started at ``now`` in ``folder``.
+
+        ``state`` is what StartJobs (or a lookup) said; a final one queues the
+        outputs read at once. Otherwise the first check is after ``min_interval``.
+
+        Raises:
+            ValueError: the job is already watched.
+        """
+        if job_id in self._jobs:
+            raise ValueError(f"job {job_id} is already watched")
+        track = _Track(
+            job_id=job_id,
+            folder=folder,
+            added_at=now,
+            phase=_Phase.WATCHING,
+            due_at=now + self.policy.min_interval,
+            not_before=now,
+            last_checked=now,
+            state=state,
+        )
+        self._jobs[job_id] = track
+        self._count.by_phase[_Phase.WATCHING] += 1
+        self._to_watching(track)
+        if state in TERMINAL_STATES:
+            self._mark_final(track, now)
+
+    def observe(self, job_id: int, state: JobState, *, now: float) -> None:
+        """Record a job's state from a list call or a probe.
+
+        A final state queues the one outputs read; any other reschedules the
+        next check. Ignored for jobs not watched, and a non-final state is
+        ignored for a job already seen final.
+        """
+        track = self._jobs.get(job_id)
+        if track is None:
+            return
+        if state in TERMINAL_STATES:
+            track.state = state
+            self._mark_final(track, now)
+            return
+        if track.final:
+            return  # a late answer from before the job ended
+        track.state = state
+        track.last_checked = now
+        track.failures = 0
+        track.due_at = now + self._interval(track, now)
+        track.not_before = now
+        self._to_watching(track)
+
+    def observe_missing(self, job_id: int, *, now: float) -> None:
+        """A list call answered but did not include this job: probe it by id."""
+        track = self._jobs.get(job_id)
+        if track is None or track.final or track.phase is _Phase.FETCHING:
+            return
+        track.last_checked = now
+        track.not_before = now
+        self._to_fetch_queue(track, FetchPurpose.MISSING)
+
+    def observe_fetched(self, job_id: int, *, now: float) -> None:
+        """The job's full final record was read: it is done."""
+        track = self._jobs.get(job_id)
+        if track is None:
+            return
+        self._forget(track)
+        self._count.done += 1
+
+    def list_failed(self, job_ids: Iterable[int], *, now: float) -> None:
+        """A list call brought no answer: its jobs are due again after a backoff."""
+        for job_id in job_ids:
+            track = self._jobs.get(job_id)
+            if track is None or track.phase is not _Phase.LISTING:
+                continue
+            self._back_off(track, now)
+            self._to_watching(track)
+
+    def fetch_failed(self, job_id: int, *, now: float) -> None:
+        """A read by id brought no answer: retry it after a backoff.
+
+        A job that keeps failing (say, it was deleted) stays planned, with
+        retries at most every ``max_interval``, until the caller removes it.
+        """
+        track = self._jobs.get(job_id)
+        if track is None or track.phase is not _Phase.FETCHING:
+            return
+        self._back_off(track, now)
+        if track.final or track.purpose is FetchPurpose.MISSING:
+            self._to_fetch_queue(track, track.purpose)
+        else:
+            self._to_watching(track)
+
+    def join_list(self, folder: FolderT, *, room: int, now: float) -> tuple[int, ...]:
+        """Jobs of ``folder`` to add to a list call another planner sharing this
+        one's :class:`ListBudget` is making (batches of one client), chosen as for
+        a batch of this planner's own, up to ``room``. The call costs the same with
+        more ids. Report the outcome with :meth:`observe`, :meth:`observe_missing`
+        or :meth:`list_failed`, as for a :class:`ListBatch`.
+        """
+        watch = self._watching.get(folder)
+        if watch is None or room <= 0 or not self._budget.capacity:
+            return ()
+        due = [t for t in watch.jobs.values() if t.ready_at <= now]
+        return self._take_for_list(folder, due, now, room)
+
+    def rate_limited(self, *, retry_after: float | None, now: float) -> None:
+        """A list call got 429: no list calls until ``retry_after`` seconds pass.
+
+        Without a usable Retry-After the pause is ``rate_limit_pause``. Report the
+        refused call's jobs with :meth:`list_failed` as well.
+        """
+        pause = self.policy.rate_limit_pause
+        if retry_after is not None and math.isfinite(retry_after):
+            pause = max(0.0, retry_after)
+        self._budget.pause_until(now + pause)
+        self._count.rate_limited += 1
+
+    def remove(self, job_id: int) -> None:
+        """Stop planning for a job (the caller gave up on it). Unknown ids are ignored."""
+        track = self._jobs.get(job_id)
+        if track is None:
+            return
+        self._forget(track)
+        self._count.removed += 1
+
+    # -- decisions -------------------------------------------------------------------
+
+    def next_action(self, now: float) -> PollAction[FolderT] | None:
+        """The next request to make now, or None if nothing is due yet.
+
+        Call it repeatedly until None: several actions may be due at once, and
+        each returned action is in flight until its outcome is reported.
+        """
+        fetch = self._next_fetch(now)
+        if fetch is not None:
+            return fetch
+        if self._list_ready_at() <= now:
+            batch = self._next_batch(now)
+            if batch is not None:
+                return batch
+        elif self._last_probe + self._probe_spacing <= now:
+            overdue = self._most_overdue(now)
+            if overdue is not None:
+                return self._issue_fetch(overdue, FetchPurpose.OVERDUE, now)
+        return None
+
+    def next_wake(self, now: float) -> float | None:
+        """When :meth:`next_action` will next have something, barring new reports.
+
+        The result is never earlier than ``now`` and is exactly a time at which
+        :meth:`next_action` returns an action (unless a report arrives first, which
+        can only bring it forward). None means nothing will become due without
+        a report: everything left is in flight, or nothing is left.
+        """
+        probe_ready = self._last_probe + self._probe_spacing
+        candidates: list[float] = []
+        for track in self._fetch_queue.values():
+            if track.purpose is FetchPurpose.OUTPUTS:
+                candidates.append(track.not_before)
+            else:
+                candidates.append(max(track.not_before, probe_ready))
+        due = min((w.min_ready for w in self._watching.values()), default=math.inf)
+        overdue = min((w.min_overdue for w in self._watching.values()), default=math.inf)
+        if due < math.inf:
+            candidates.append(max(due, self._list_ready_at()))
+            candidates.append(max(overdue, probe_ready))
+        wake = min(candidates, default=math.inf)
+        if wake == math.inf:
+            return None
+        return max(wake, now)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _interval(self, track: _Track[FolderT], now: float) -> float:
+        policy = self.policy
+        if track.state in _SLOW_STATES:
+            return policy.max_interval
+        age = max(0.0, now - track.added_at)
+        return min(policy.max_interval, max(policy.min_interval, policy.interval_growth * age))
+
+    def _back_off(self, track: _Track[FolderT], now: float) -> None:
+        track.failures += 1
+        delay = self.policy.min_interval * 2.0 ** min(track.failures - 1, 30)
+        track.not_before = now + min(self.policy.max_interval, delay)
+
+    def _list_ready_at(self) -> float:
+        """The earliest time a list call is allowed (inf when list calls are off)."""
+        return self._budget.ready_at()
+
+    def _next_fetch(self, now: float) -> FetchOne[FolderT] | None:
+        probe_ok = self._last_probe + self._probe_spacing <= now
+        for track in self._fetch_queue.values():
+            if track.not_before > now:
+                continue
+            if track.purpose is FetchPurpose.OUTPUTS or probe_ok:
+                return self._issue_fetch(track, track.purpose, now)
+        return None
+
+    def _issue_fetch(
+        self, track: _Track[FolderT], purpose: FetchPurpose, now: float
+    ) -> FetchOne[FolderT]:
+        self._set_phase(track, _Phase.FETCHING)
+        track.purpose = purpose
+        self._fetch_queue.pop(track.job_id, None)
+        self._watching_of(track).remove(track.job_id)
+        if purpose is FetchPurpose.OUTPUTS:
+            self._count.output_fetches += 1
+        else:
+            self._count.probes += 1
+            self._last_probe = now
+        return FetchOne(track.job_id, track.folder, purpose)
+
+    def _next_batch(self, now: float) -> ListBatch[FolderT] | None:
+        # Half of max_interval: a starving folder is served by a list call before
+        # its jobs become overdue enough for probes by id.
+        starving_limit = now - self.policy.max_interval / 2
+        best: tuple[tuple[int, float, float], FolderT, list[_Track[FolderT]]] | None = None
+        for folder, watch in self._watching.items():
+            if watch.min_ready > now:
+                continue  # nothing due in this folder
+            # ready_at, as in next_wake: a wake time computed there is exact here.
+            due = [t for t in watch.jobs.values() if t.ready_at <= now]
+            if not due:
+                continue
+            oldest = min(t.due_at for t in due)
+            # Lower ranks first: starving folders (oldest first), then most due jobs.
+            starving = oldest < starving_limit
+            rank = (0, oldest, 0.0) if starving else (1, -float(len(due)), oldest)
+            if best is None or rank < best[0]:
+                best = (rank, folder, due)
+        if best is None:
+            return None
+        _, folder, due = best
+        chosen = self._take_for_list(folder, due, now, self.policy.max_batch)
+        self._budget.spend(now)
+        self._count.list_calls += 1
+        return ListBatch(folder, chosen)
+
+    def _take_for_list(
+        self, folder: FolderT, due: list[_Track[FolderT]], now: float, room: int
+    ) -> tuple[int, ...]:
+        """Up to ``room`` jobs of ``folder`` for one list call, now LISTING: the due
+        ones first, then the others not checked in ``min_interval`` (free riders)."""
+        due.sort(key=lambda t: t.due_at)
+        chosen = due[:room]
+        if len(chosen) < room:
+            chosen_ids = {t.job_id for t in chosen}
+            recent = now - self.policy.min_interval
+            extra = [
+                t
+                for t in self._watching[folder].jobs.values()
+                if t.job_id not in chosen_ids and t.not_before <= now and t.last_checked <= recent
+            ]
+            extra.sort(key=lambda t: t.due_at)
+            chosen.extend(extra[: room - len(chosen)])
+        for track in chosen:
+            self._set_phase(track, _Phase.LISTING)
+            self._watching[folder].remove(track.job_id)
+        return tuple(t.job_id for t in chosen)
+
+    def _most_overdue(self, now: float) -> _Track[FolderT] | None:
+        # overdue_at, as in next_wake: a wake time computed there is exact here.
+        found: _Track[FolderT] | None = None
+        for watch in self._watching.values():
+            if watch.min_overdue > now:
+                continue  # usually no job is overdue
+            for track in watch.jobs.values():
+                if track.overdue_at <= now and (found is None or track.due_at < found.due_at):
+                    found = track
+        return found
+
+    def _mark_final(self, track: _Track[FolderT], now: float) -> None:
+        if track.final:
+            return
+        track.final = True
+        track.failures = 0
+        if track.phase is _Phase.FETCHING:
+            # A probe in flight returns the full record; it becomes the outputs read.
+            track.purpose = FetchPurpose.OUTPUTS
+            return
+        track.not_before = now
+        self._to_fetch_queue(track, FetchPurpose.OUTPUTS)
+
+    def _watching_of(self, track: _Track[FolderT]) -> _FolderWatch[FolderT]:
+        watch = self._watching.get(track.folder)
+        if watch is None:
+            watch = self._watching[track.folder] = _FolderWatch()
+        return watch
+
+    def _to_watching(self, track: _Track[FolderT]) -> None:
+        self._fetch_queue.pop(track.job_id, None)
+        watch = self._watching_of(track)
+        watch.remove(track.job_id)  # if watched already: out with its old times
+        self._set_phase(track, _Phase.WATCHING)
+        track.ready_at = max(track.due_at, track.not_before)
+        track.overdue_at = max(track.due_at + self._probe_grace, track.not_before)
+        watch.add(track)
+
+    def _to_fetch_queue(self, track: _Track[FolderT], purpose: FetchPurpose) -> None:
+        self._watching_of(track).remove(track.job_id)
+        self._set_phase(track, _Phase.FETCH_QUEUED)
+        track.purpose = purpose
+        self._fetch_queue[track.job_id] = track
+
+    def _forget(self, track: _Track[FolderT]) -> None:
+        del self._jobs[track.job_id]
+        self._count.by_phase[track.phase] -= 1
+        self._watching_of(track).remove(track.job_id)
+        self._fetch_queue.pop(track.job_id, None)
+
+    def _set_phase(self, track: _Track[FolderT], phase: _Phase) -> None:
+        self._count.by_phase[track.phase] -= 1
+        self._count.by_phase[phase] += 1
+        track.phase = phase

@@ -1,0 +1,477 @@
+"""Typed calls to the Orchestrator endpoints async-orch uses, over a Transport.
+
+One method per operation (spec operationIds in brackets). Folder and process
+names are resolved here and cached per client, so a batch of 500 jobs costs
+one Folders call and one Releases call per (folder, process).
+
+The folder header is chosen from what is known: a resolved folder's Key (it
+is stable, whereas a folder's Id can change after a licence-plan change:
+orchestrator-api.md §2, F6), else the Id, else the path (plain when ASCII,
+Base64 UTF-16LE otherwise: ``protocol.folder_headers``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import anyio
+
+from async_orch._blobs import BlobAccess
+from async_orch._errors import (
+    FolderNotFoundError,
+    ProcessNotFoundError,
+    ResponseDecodeError,
+)
+from async_orch._models import (
+    Folder,
+    Job,
+    Release,
+    StartRequest,
+    needs_input_file,
+    parse_job_state_row,
+)
+from async_orch._protocol import folder_headers
+from async_orch._seams import FolderRef
+from async_orch._states import JobState
+from async_orch._transport import Transport
+
+__all__ = ["FolderRef", "OrchestratorAPI", "odata_quote", "references_in"]
+
+_JOBS = "odata/Jobs"
+_START_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
+_STOP_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
+_ATTACHMENTS = "odata/Attachments"
+_PAGE = 1000  # the documented maximum $top
+#: Largest attachment content read into memory. ASSUMPTION: Orchestrator documents
+#: no output size limit; past this a download is a per-job error, not a crash.
+MAX_ATTACHMENT_BYTES = 64 * 1024 * 1024
+#: Attachment transfers at once per client: with the cap, this bounds their memory.
+TRANSFER_CONCURRENCY = 4
+
+
+def odata_quote(value: str) -> str:
+    """Quote a string literal for $filter (single quotes doubled, per OData)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def references_in(references: Iterable[str]) -> str:
+    """The $filter clause ``Reference in ('a','b')``."""
+    return "Reference in (" + ",".join(odata_quote(r) for r in references) + ")"
+
+
+def _ids_in(ids: Iterable[int]) -> str:
+    """The $filter clause ``Id in (1,2,3)``."""
+    return "Id in (" + ",".join(str(int(i)) for i in ids) + ")"
+
+
+def _is_guid(text: str) -> bool:
+    parts = text.split("-")
+    return [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(
+        c in "0123456789abcdefABCDEF" for p in parts for c in p
+    )
+
+
+def closest_first(name: str, names: Iterable[str]) -> list[str]:
+    """Every name, the ones most like ``name`` first (a typo's fix leads the list)."""
+    pool = sorted(set(names))
+    close = difflib.get_close_matches(name, pool, n=5, cutoff=0.5)
+    return close + [n for n in pool if n not in close]
+
+
+def _values(body: Any, what: str) -> list[dict[str, Any]]:
+    if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+        raise ResponseDecodeError(f"expected an OData list of {what}, got {str(body)[:200]!r}")
+    rows: list[dict[str, Any]] = body["value"]
+    return rows
+
+
+class OrchestratorAPI:
+    """The resource calls; build it on a Transport (``OrchestratorClient`` does).
+
+    It implements :class:`~async_orch._seams.JobsAPI`, the calls the dispatcher makes.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
+        transfer_concurrency: int = TRANSFER_CONCURRENCY,
+    ) -> None:
+        self._transport = transport
+        self.max_attachment_bytes = max_attachment_bytes
+        self._transfers = anyio.Semaphore(max(1, transfer_concurrency))
+        # (folder Id, SHA-256 of the inputs) -> attachment Id: a StartJobs sent
+        # again (after an unclear answer) reuses the upload.
+        self._uploads: dict[tuple[int, str], str] = {}
+        self._folders: list[Folder] | None = None
+        self._folders_lock = anyio.Lock()
+        # Every request resolves its folder: remember each answer (until a refresh).
+        self._resolved: dict[int | str, Folder] = {}
+        self._releases: dict[tuple[int, str], Release] = {}
+        self._release_locks: dict[tuple[int, str], anyio.Lock] = {}
+
+    # -- Folders [Folders_Get] -------------------------------------------------
+
+    async def list_folders(self, *, refresh: bool = False) -> list[Folder]:
+        """Every folder these credentials can see (cached after the first call)."""
+        async with self._folders_lock:
+            if self._folders is None or refresh:
+                # Forgotten first, so lookups meanwhile wait here for the new list.
+                self._resolved.clear()
+                rows = await self._get_all("odata/Folders", endpoint="GET Folders", headers={})
+                self._folders = [Folder.from_api(row) for row in rows]
+            return list(self._folders)
+
+    async def resolve_folder(self, ref: FolderRef) -> Folder:
+        """Find a folder by Id, Key or full path; raise FolderNotFoundError otherwise."""
+        if isinstance(ref, Folder):
+            return ref
+        resolved = self._resolved.get(ref)
+        if resolved is not None:
+            return resolved
+        folders = await self.list_folders()
+        found = _match_folder(folders, ref)
+        if found is None:
+            # A folder created after the cache was filled: look once more.
+            folders = await self.list_folders(refresh=True)
+            found = _match_folder(folders, ref)
+        if found is not None:
+            self._resolved[ref] = found
+            return found
+        close = closest_first(str(ref), [f.fully_qualified_name for f in folders])
+        raise FolderNotFoundError(
+            f"folder {ref!r} not found, or these credentials cannot see it "
+            "(give its full path with '/' between levels, its Key or its Id)",
+            name=str(ref),
+            candidates=close,
+        )
+
+    # -- Releases (processes) [Releases_Get] ------------------------------------
+
+    async def resolve_release(self, folder: FolderRef, process: str) -> Release:
+        """Find a process (release) in a folder by name, Key or ProcessKey (cached)."""
+        resolved = await self.resolve_folder(folder)
+        cache_key = (resolved.id, process)
+        lock = self._release_locks.setdefault(cache_key, anyio.Lock())
+        async with lock:
+            cached = self._releases.get(cache_key)
+            if cached is not None:
+                return cached
+            release = await self._find_release(resolved, process)
+            self._releases[cache_key] = release
+            return release
+
+    async def _find_release(self, folder: Folder, process: str) -> Release:
+        field = "Key" if _is_guid(process) else "Name"
+        for filter_field in (field, "ProcessKey"):
+            rows = await self._get_all(
+                "odata/Releases",
+                endpoint="GET Releases",
+                headers=self.folder_headers(folder),
+                params={"$filter": f"{filter_field} eq {odata_quote(process)}"},
+            )
+            if rows:
+                return Release.from_api(rows[0])
+        rows = await self._get_all(
+            "odata/Releases",
+            endpoint="GET Releases",
+            headers=self.folder_headers(folder),
+            params={"$select": "Name"},
+        )
+        names = sorted({str(r.get("Name")) for r in rows})
+        close = closest_first(process, names)
+        raise ProcessNotFoundError(
+            f"process {process!r} not found in folder {folder.fully_qualified_name!r} "
+            "(use the process name shown in Orchestrator's Processes page of that folder)",
+            name=process,
+            candidates=close,
+        )
+
+    # -- Jobs ----------------------------------------------------------------
+
+    async def start_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
+        """Start jobs [Jobs_StartJobs]: one POST, never retried here.
+
+        Raises ``TransportError`` with ``may_have_reached_server`` or an ``APIError``;
+        whether and when to post again is :class:`~async_orch._retries.StartProtocol`'s
+        decision (after an ambiguous failure it looks the jobs up by Reference first).
+        """
+        resolved = await self.resolve_folder(folder)
+        body = request.to_api()
+        info = body["startInfo"]
+        text = info.get("InputArguments")
+        if text is not None and needs_input_file(text):
+            # Over 10,000 UTF-16 units: upload them and send InputFile, as the
+            # official SDK does (orchestrator-api.md §8).
+            del info["InputArguments"]
+            info["InputFile"] = await self._input_file(resolved, text)
+        response = await self._transport.request(
+            "POST",
+            _START_JOBS,
+            json=body,
+            headers=self.folder_headers(resolved),
+            idempotent=False,
+            endpoint="POST StartJobs",
+            attempts=1,
+        )
+        return [Job.from_api(row) for row in _values(response.json(), "jobs")]
+
+    # -- Attachments [Attachments_Post, Attachments_GetById] ----------------------
+
+    async def upload_attachment(self, folder: FolderRef, name: str, content: bytes) -> str:
+        """Create an attachment and PUT ``content`` to its blob; return its Id.
+
+        Needs the OR.Folders or OR.Folders.Write scope (spec: Attachments_Post).
+        """
+        resolved = await self.resolve_folder(folder)
+        async with self._transfers:
+            response = await self._transport.request(
+                "POST",
+                _ATTACHMENTS,
+                json={"Name": name},
+                headers=self.folder_headers(resolved),
+                # A repeat only leaves an unused attachment behind: safe to retry.
+                idempotent=True,
+                endpoint="POST Attachments",
+            )
+            body = response.json()
+            access = BlobAccess.from_api(body)
+            attachment_id = body.get("Id")
+            if not isinstance(attachment_id, str):
+                raise ResponseDecodeError(f"attachment without an Id: {str(body)[:200]!r}")
+            await self._transport.blob(
+                access.verb or "PUT", access, body=content, max_bytes=64 * 1024, endpoint="PUT blob"
+            )
+        return attachment_id
+
+    async def download_attachment(self, folder: FolderRef, key: str) -> bytes:
+        """An attachment's content (at most ``max_attachment_bytes``)."""
+        resolved = await self.resolve_folder(folder)
+        async with self._transfers:
+            response = await self._transport.request(
+                "GET",
+                f"{_ATTACHMENTS}({key})",
+                headers=self.folder_headers(resolved),
+                endpoint="GET Attachments({key})",
+            )
+            access = BlobAccess.from_api(response.json())
+            return await self._transport.blob(
+                "GET", access, max_bytes=self.max_attachment_bytes, endpoint="GET blob"
+            )
+
+    async def with_outputs(self, folder: FolderRef, job: Job) -> Job:
+        """``job`` with its outputs read from its OutputFile when they came as one.
+
+        Raises:
+            OrchestratorError: the attachment could not be read or is not JSON text.
+        """
+        if job.output_file is None or job.output_arguments_raw is not None:
+            return job
+        if job.output_arguments is not None:
+            return job
+        content = await self.download_attachment(folder, job.output_file)
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ResponseDecodeError(f"the OutputFile is not UTF-8 text: {exc}") from None
+        parsed = Job.from_api({"Id": job.id, "State": job.raw_state, "OutputArguments": text})
+        if parsed.output_arguments is None:
+            raise ResponseDecodeError(
+                f"the OutputFile is not the JSON text of an object: {text[:80]!r}"
+            )
+        return dataclasses.replace(job, output_arguments=parsed.output_arguments)
+
+    async def _input_file(self, folder: Folder, text: str) -> str:
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        known = self._uploads.get((folder.id, digest))
+        if known is None:
+            known = await self.upload_attachment(
+                folder, f"InputArguments-{digest[:16]}.json", text.encode("utf-8")
+            )
+            self._uploads[(folder.id, digest)] = known
+        return known
+
+    async def get_job(self, folder: FolderRef, job_id: int) -> Job:
+        """One job with its Input/OutputArguments [Jobs_GetById] (not rate limited)."""
+        return await self._get_job(folder, f"{_JOBS}({int(job_id)})", "GET Jobs({id})")
+
+    async def get_job_by_key(self, folder: FolderRef, key: str) -> Job:
+        """One job by its Key (GUID). The route is undocumented in the v20 spec but
+        is what the official SDK uses (orchestrator-api.md §3.4)."""
+        path = f"{_JOBS}/UiPath.Server.Configuration.OData.GetByKey(identifier={key})"
+        return await self._get_job(folder, path, "GET Jobs/GetByKey")
+
+    async def _get_job(self, folder: FolderRef, path: str, endpoint: str) -> Job:
+        resolved = await self.resolve_folder(folder)
+        response = await self._transport.request(
+            "GET", path, headers=self.folder_headers(resolved), endpoint=endpoint
+        )
+        body = response.json()
+        if not isinstance(body, dict):
+            raise ResponseDecodeError(f"expected a job, got {str(body)[:200]!r}")
+        return Job.from_api(body)
+
+    async def list_jobs(
+        self,
+        folder: FolderRef,
+        *,
+        ids: Sequence[int] | None = None,
+        reference: str | None = None,
+        states: Iterable[str] | None = None,
+        filter: str | None = None,
+        select: Sequence[str] | None = None,
+        top: int | None = None,
+    ) -> list[Job]:
+        """Jobs of a folder [Jobs_Get]. This endpoint is rate limited per tenant
+        (100/min for scripts): batch ids with ``ids=`` rather than calling per job.
+
+        The list returns InputArguments/OutputArguments as null; use get_job for them.
+        """
+        resolved = await self.resolve_folder(folder)
+        clauses = []
+        if ids is not None:
+            if not ids:
+                return []
+            clauses.append(_ids_in(ids))
+        if reference is not None:
+            clauses.append(f"Reference eq {odata_quote(reference)}")
+        if states is not None:
+            clauses.append("State in (" + ",".join(odata_quote(s) for s in states) + ")")
+        if filter:
+            clauses.append(f"({filter})")
+        params: dict[str, str] = {}
+        if clauses:
+            params["$filter"] = " and ".join(clauses)
+        if select:
+            params["$select"] = ",".join(select)
+        rows = await self._get_all(
+            _JOBS,
+            endpoint="GET Jobs",
+            headers=self.folder_headers(resolved),
+            params=params,
+            limit=top,
+        )
+        return [Job.from_api(row) for row in rows]
+
+    async def jobs_by_reference(self, folder: FolderRef, references: Sequence[str]) -> list[Job]:
+        """The jobs of a folder with any of ``references`` [Jobs_Get], in one list
+        call (``Reference in (...)``, orchestrator-api.md §3.4), tried once: the
+        caller owns retries and charges the call to its list budget.
+        """
+        if not references:
+            return []
+        resolved = await self.resolve_folder(folder)
+        rows = await self._get_all(
+            _JOBS,
+            endpoint="GET Jobs",
+            headers=self.folder_headers(resolved),
+            params={"$filter": references_in(references)},
+            attempts=1,
+        )
+        return [Job.from_api(row) for row in rows]
+
+    async def job_states(self, folder: FolderRef, ids: Sequence[int]) -> dict[int, JobState]:
+        """The State of each job of ``ids`` that the list returns [Jobs_Get].
+
+        One ``$filter=Id in (...)`` call asking only for Id and State: the cheap
+        way to watch many jobs of one folder (rate limited like list_jobs). Jobs
+        the list does not return are missing from the result.
+        """
+        if not ids:
+            return {}
+        resolved = await self.resolve_folder(folder)
+        rows = await self._get_all(
+            _JOBS,
+            endpoint="GET Jobs",
+            headers=self.folder_headers(resolved),
+            params={
+                "$filter": _ids_in(ids),
+                "$select": "Id,State",
+            },
+        )
+        return dict(parse_job_state_row(row) for row in rows)
+
+    async def stop_jobs(
+        self, folder: FolderRef, job_ids: Sequence[int], *, strategy: str = "SoftStop"
+    ) -> None:
+        """Stop jobs [Jobs_StopJobs]: SoftStop asks the workflow to stop, Kill ends it.
+
+        Stopping is idempotent (a stopped job stays stopped), so it may be retried.
+        """
+        if strategy not in ("SoftStop", "Kill"):
+            raise ValueError("strategy must be 'SoftStop' or 'Kill'")
+        if not job_ids:
+            return
+        resolved = await self.resolve_folder(folder)
+        await self._transport.request(
+            "POST",
+            _STOP_JOBS,
+            json={"jobIds": [int(i) for i in job_ids], "strategy": strategy},
+            headers=self.folder_headers(resolved),
+            idempotent=True,
+            endpoint="POST StopJobs",
+        )
+
+    # -- helpers -------------------------------------------------------------
+
+    @staticmethod
+    def folder_headers(folder: Folder) -> dict[str, str]:
+        """The folder header for a resolved folder: Key, which survives Id changes."""
+        if folder.key:
+            return folder_headers(folder.key)
+        return folder_headers(folder.id)
+
+    async def _get_all(
+        self,
+        path: str,
+        *,
+        endpoint: str,
+        headers: dict[str, str],
+        params: dict[str, str] | None = None,
+        limit: int | None = None,
+        attempts: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """GET an OData list, following $skip pages of the documented maximum size."""
+        rows: list[dict[str, Any]] = []
+        while True:
+            want = _PAGE if limit is None else min(_PAGE, limit - len(rows))
+            page_params = dict(params or {})
+            page_params["$top"] = str(want)
+            if rows:
+                page_params["$skip"] = str(len(rows))
+            response = await self._transport.request(
+                "GET",
+                path,
+                params=page_params,
+                headers=headers,
+                endpoint=endpoint,
+                attempts=attempts,
+            )
+            page = _values(response.json(), endpoint)
+            rows.extend(page)
+            if len(page) < want or (limit is not None and len(rows) >= limit):
+                return rows
+
+
+def _match_folder(folders: list[Folder], ref: int | str) -> Folder | None:
+    if isinstance(ref, int):
+        return next((f for f in folders if f.id == ref), None)
+    text = ref.strip().strip("/")
+    if text.isdigit():
+        by_id = next((f for f in folders if f.id == int(text)), None)
+        if by_id is not None:
+            return by_id
+    if _is_guid(text):
+        return next((f for f in folders if (f.key or "").lower() == text.lower()), None)
+    exact = [f for f in folders if f.fully_qualified_name == text]
+    if exact:
+        return exact[0]
+    # A unique case-insensitive match is accepted as a convenience (whether
+    # Orchestrator itself compares folder names case-insensitively is UNCONFIRMED).
+    folded = [f for f in folders if f.fully_qualified_name.casefold() == text.casefold()]
+    return folded[0] if len(folded) == 1 else None

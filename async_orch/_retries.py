@@ -1,0 +1,430 @@
+"""Every retry decision of async-orch: pure functions and one state machine.
+
+No I/O, no clock reads, no sleeping: time comes in as an argument and each
+decision comes out as a value that the I/O shell (``transport.py``,
+``starting.py``) carries out. The waits themselves are :mod:`async_orch._backoff`'s.
+
+Who retries what (one owner per request):
+
+* **The transport** retries a request it is asked to send with ``attempts``
+  > 1 (reads, StopJobs, token requests), as :func:`transport_step` decides.
+* **The start protocol** (:class:`StartProtocol`) owns StartJobs: the
+  transport sends each StartJobs POST, and each Reference lookup, exactly
+  once, so a persistent 429 costs at most ``start_attempts`` POSTs per
+  request, and ``batch_retries`` re-posts per batch.
+
+Theory of operation of the exactly-once start
+---------------------------------------------
+
+Every request carries a Reference. ``next_step(now)`` says what to do:
+
+::
+
+    POST ──created──────────────────────────────────────────> Created
+      │ ──refused (429, 503+Retry-After, not sent)──> wait, POST again
+      │ ──rejected (4xx) or out of attempts──────────────────> Failed
+      │ ──ambiguous (timeout, reset, 5xx): it may exist──┐
+      │                                                   v
+      │        LOOKUP now, then a final LOOKUP once the reconcile window
+      │        has passed since the ambiguous answer (the server may still
+      │        be working on the call until then); a final lookup that fails
+      │        is tried again, up to RetryPolicy.attempts times, with backoff
+      │          jobs found (any lookup) ────────────────────> Adopted
+      │          final lookup found none, no lookup failed ──> POST again
+      │          a lookup failed, the final found none ──────> Uncertain
+      │          the final lookup kept failing ──────────────> Uncertain
+      └────────────────────────────────────────────────────────────
+
+A request is never posted again after a lookup failed: only when every lookup
+of that ambiguity answered, the last one sent after the window, is it proven
+that the first call created nothing. An uncertain request is reported with
+its Reference (:class:`~async_orch._errors.UncertainStartError`), never guessed.
+Lookups are list calls: the shell batches them per folder and charges each
+to the list budget (``reference_lookups.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from async_orch._backoff import compute_delay, is_retryable, is_retryable_status
+from async_orch._config import RetryPolicy
+from async_orch._errors import (
+    APIError,
+    OrchestratorError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+    UncertainStartError,
+)
+from async_orch._models import Job
+
+__all__ = [
+    "Adopted",
+    "BatchRetries",
+    "Created",
+    "Failed",
+    "GiveUp",
+    "LookUp",
+    "Post",
+    "Retry",
+    "StartProtocol",
+    "StartStep",
+    "Uncertain",
+    "Wait",
+    "may_have_started",
+    "transport_step",
+]
+
+
+# -- the transport's retries ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Send the request again after ``delay`` seconds."""
+
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Stop trying; raise ``error``."""
+
+    error: OrchestratorError
+
+
+def transport_step(
+    error: OrchestratorError,
+    *,
+    failures: int,
+    attempts: int,
+    idempotent: bool,
+    policy: RetryPolicy,
+    rng: random.Random | None = None,
+) -> Retry | GiveUp:
+    """What the transport does after a transient failure of one request.
+
+    Args:
+        error: what the last try raised (a TransportError or an APIError).
+        failures: tries failed so far, this one included (>= 1).
+        attempts: tries this request may take in all (1: the caller retries).
+        idempotent: repeating the request is harmless.
+        policy: the waits and the longest ``Retry-After`` honoured.
+        rng: randomness for the jitter.
+    """
+    retry_after = error.retry_after if isinstance(error, APIError) else None
+    if isinstance(error, APIError):
+        retryable = is_retryable_status(
+            error.status, idempotent=idempotent, has_retry_after=retry_after is not None
+        )
+    else:
+        retryable = is_retryable(error, idempotent=idempotent)
+    too_long = retry_after is not None and retry_after > policy.retry_after_max
+    if not retryable or too_long or failures >= attempts:
+        if isinstance(error, RateLimitedError) and attempts > 1:
+            return GiveUp(_exhausted(error, failures=failures, policy=policy))
+        return GiveUp(error)
+    if retry_after is not None:
+        return Retry(retry_after)  # the server's wait, no backoff on top
+    return Retry(compute_delay(failures, policy=policy, rng=rng))
+
+
+def _exhausted(error: RateLimitedError, *, failures: int, policy: RetryPolicy) -> RateLimitedError:
+    """The 429 to raise when retrying stopped, saying why and what to do."""
+    if error.retry_after is not None and error.retry_after > policy.retry_after_max:
+        # Retries inside the window are refused too (orchestrator-api.md §4):
+        # coming back early only spends the tenant's shared budget.
+        advice = (
+            f"the server asked to wait {error.retry_after:.0f} s, longer than "
+            f"RetryPolicy.retry_after_max ({policy.retry_after_max:.0f} s); try "
+            "again later, or raise retry_after_max"
+        )
+    else:
+        advice = (
+            f"the rate limit stayed exhausted after {failures} tries; lower the "
+            "request rate (Automation Cloud allows about 100 GET /odata/Jobs calls "
+            "a minute per tenant, shared by all API clients) or try again later"
+        )
+    return RateLimitedError(
+        retry_after=error.retry_after,
+        status=error.status,
+        method=error.method,
+        url=error.url,
+        message=f"{error.message} - {advice}",
+        error_code=error.error_code,
+        trace_id=error.trace_id,
+        body=error.body,
+    )
+
+
+# -- StartJobs ---------------------------------------------------------------------------
+
+
+def may_have_started(exc: OrchestratorError) -> bool:
+    """Whether a failed StartJobs may still have created jobs (see backoff.py's table)."""
+    if isinstance(exc, TransportError):
+        return exc.may_have_reached_server
+    if isinstance(exc, RateLimitedError):
+        return False  # a 429 is a refusal
+    if isinstance(exc, ServerError):
+        # Only a 503 with Retry-After is a deliberate "not now"; a proxy also
+        # answers 503 after forwarding, and 500/502/504 say nothing either.
+        return not (exc.status == 503 and exc.retry_after is not None)
+    return False
+
+
+@dataclass(slots=True)
+class BatchRetries:
+    """StartJobs re-posts left to one batch, over all its requests.
+
+    A persistent refusal (a tenant out of quota, a 429 storm) then costs a
+    batch at most ``limit`` extra POSTs, whatever its size.
+    """
+
+    limit: int
+    used: int = 0
+
+    @classmethod
+    def for_batch(cls, requests: int, policy: RetryPolicy) -> BatchRetries:
+        """The allowance of a batch of ``requests`` under ``policy.batch_retries``."""
+        if policy.batch_retries is not None:
+            return cls(policy.batch_retries)
+        return cls(requests + _BATCH_RETRIES_EXTRA)
+
+    def take(self) -> bool:
+        """Spend one re-post; False when none is left."""
+        if self.used >= self.limit:
+            return False
+        self.used += 1
+        return True
+
+
+_BATCH_RETRIES_EXTRA = 10  # default allowance: one re-post per request, plus this
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """Send StartJobs (attempt ``attempt``, counting from 1)."""
+
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class LookUp:
+    """List the folder's jobs with this Reference."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Nothing to do before ``until`` (the protocol's clock)."""
+
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """StartJobs answered with these jobs."""
+
+    jobs: list[Job]
+
+
+@dataclass(frozen=True, slots=True)
+class Adopted:
+    """A lookup found the jobs an ambiguous StartJobs created."""
+
+    jobs: list[Job]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """No job was created, certainly; ``error`` says why."""
+
+    error: OrchestratorError
+
+
+@dataclass(frozen=True, slots=True)
+class Uncertain:
+    """Jobs may or may not exist; never posted again (``error`` names the Reference)."""
+
+    error: UncertainStartError
+
+
+StartStep = Post | LookUp | Wait | Created | Adopted | Failed | Uncertain
+
+
+@dataclass(slots=True)
+class _Ambiguity:
+    """The reconciliation of one ambiguous StartJobs."""
+
+    at: float  # when the ambiguous answer came
+    error: OrchestratorError  # that answer
+    final_due: float  # the end of the reconcile window: the final lookup goes after it
+    next_due: float  # when the next lookup may be sent
+    lookup_error: OrchestratorError | None = None  # the first lookup that failed
+    final_failures: int = 0  # lookups after the window that failed
+
+
+@dataclass(slots=True)
+class StartProtocol:
+    """The exactly-once start of one request (module docstring), driven by its
+    shell: ``next_step(now)``, carry the step out, report what happened.
+
+    Usage::
+
+        protocol = StartProtocol("order-42", folder="Shared", max_posts=4,
+                                 window=90.0, policy=RetryPolicy(),
+                                 batch=BatchRetries(10))
+        step = protocol.next_step(now)       # Post(1)
+        protocol.post_failed(timeout, now)   # ambiguous
+        step = protocol.next_step(now)       # LookUp()
+        protocol.looked_up([], sent_at=now)  # not there yet
+        step = protocol.next_step(now)       # Wait(now + 90)
+
+    Args:
+        reference: the request's Reference.
+        folder: the folder's name, for the uncertain error.
+        max_posts: StartJobs POSTs allowed for this request (>= 1).
+        window: the reconcile window, seconds: how long after an ambiguous
+            answer the server may still create the jobs.
+        policy: backoff waits and the longest ``Retry-After`` honoured.
+        batch: the batch's re-post allowance, shared by its requests.
+        rng: randomness for the backoff jitter.
+    """
+
+    reference: str
+    folder: str
+    max_posts: int
+    window: float
+    policy: RetryPolicy
+    batch: BatchRetries
+    rng: random.Random | None = None
+    posts: int = field(default=0, init=False)  # StartJobs POSTs sent so far
+    _post_at: float = field(default=-math.inf, init=False)  # when the next POST may go
+    _ambiguity: _Ambiguity | None = field(default=None, init=False)
+    _in_flight: bool = field(default=False, init=False)  # a step awaits its outcome
+    _done: StartStep | None = field(default=None, init=False)
+
+    # -- what to do next ---------------------------------------------------------------
+
+    def next_step(self, now: float) -> StartStep:
+        """The next step; the same one again until its outcome is reported."""
+        if self._done is not None:
+            return self._done
+        if self._in_flight:
+            raise RuntimeError("report the outcome of the last step before asking again")
+        amb = self._ambiguity
+        if amb is not None:
+            if now < amb.next_due:
+                return Wait(amb.next_due)
+            self._in_flight = True
+            return LookUp()
+        if now < self._post_at:
+            return Wait(self._post_at)
+        self.posts += 1
+        self._in_flight = True
+        return Post(self.posts)
+
+    @property
+    def reconciling(self) -> bool:
+        """True while an ambiguous StartJobs is being looked up."""
+        return self._ambiguity is not None and self._done is None
+
+    # -- outcomes of a Post ------------------------------------------------------------
+
+    def posted(self, jobs: list[Job]) -> None:
+        """StartJobs answered with ``jobs``."""
+        self._reported()
+        self._done = Created(jobs)
+
+    def post_failed(self, error: OrchestratorError, now: float) -> None:
+        """StartJobs raised ``error`` at ``now``."""
+        self._reported()
+        if may_have_started(error):
+            self._ambiguity = _Ambiguity(
+                at=now, error=error, final_due=now + self.window, next_due=now
+            )
+            return
+        if not is_retryable(error, idempotent=False) and not _refused_503(error):
+            self._done = Failed(error)  # rejected: asking again will not help
+            return
+        retry_after = error.retry_after if isinstance(error, APIError) else None
+        if retry_after is not None and retry_after > self.policy.retry_after_max:
+            self._done = Failed(error)
+            return
+        if not self._may_post_again():
+            self._done = Failed(error)
+            return
+        if retry_after is None:
+            retry_after = compute_delay(self.posts, policy=self.policy, rng=self.rng)
+        self._post_at = now + retry_after
+
+    # -- outcomes of a LookUp ----------------------------------------------------------
+
+    def looked_up(self, jobs: list[Job], *, sent_at: float) -> None:
+        """A lookup sent at ``sent_at`` listed ``jobs`` with the Reference."""
+        self._reported()
+        amb = self._ambiguity
+        assert amb is not None
+        if jobs:
+            self._done = Adopted(jobs)
+            return
+        if sent_at < amb.final_due:
+            amb.next_due = amb.final_due  # the server may still be at work: look again
+            return
+        if amb.lookup_error is not None:
+            self._done = self._uncertain(amb, amb.lookup_error)
+            return
+        # Every lookup answered, the last one after the window: nothing was created.
+        self._ambiguity = None
+        if self._may_post_again():
+            self._post_at = sent_at
+        else:
+            self._done = Failed(amb.error)
+
+    def lookup_failed(self, error: OrchestratorError, *, sent_at: float) -> None:
+        """A lookup sent at ``sent_at`` raised ``error``: never post again.
+
+        The jobs may still be found (and adopted) by a later lookup: one after
+        the window, tried up to ``policy.attempts`` times with backoff.
+        """
+        self._reported()
+        amb = self._ambiguity
+        assert amb is not None
+        if amb.lookup_error is None:
+            amb.lookup_error = error
+        if sent_at < amb.final_due:
+            amb.next_due = amb.final_due
+            return
+        amb.final_failures += 1
+        if amb.final_failures >= self.policy.attempts:
+            self._done = self._uncertain(amb, error)
+            return
+        amb.next_due = sent_at + compute_delay(amb.final_failures, policy=self.policy, rng=self.rng)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _reported(self) -> None:
+        if not self._in_flight:
+            raise RuntimeError("no step is waiting for an outcome")
+        self._in_flight = False
+
+    def _may_post_again(self) -> bool:
+        return self.posts < self.max_posts and self.batch.take()
+
+    def _uncertain(self, amb: _Ambiguity, lookup_error: OrchestratorError) -> Uncertain:
+        return Uncertain(
+            UncertainStartError(
+                reference=self.reference,
+                folder=self.folder,
+                start_error=amb.error,
+                lookup_error=lookup_error,
+            )
+        )
+
+
+def _refused_503(error: OrchestratorError) -> bool:
+    """A 503 with Retry-After: a deliberate "not now" (backoff.py's table)."""
+    return isinstance(error, ServerError) and error.status == 503 and error.retry_after is not None

@@ -1,0 +1,226 @@
+"""Hooks on the transport: what was sent, what came back, what is retried.
+
+Pass :class:`TransportHooks` subclasses to ``Transport(..., hooks=[...])`` (or
+``OrchestratorClient(..., hooks=[...])``). Each hook is called synchronously in
+the request's task, so it must be quick and must not raise (a hook that raises
+is logged and otherwise ignored). Token requests are reported too (their body
+never is: it holds the credentials).
+
+``on_request`` may return headers to add to that try (a W3C ``traceparent``,
+say: :mod:`async_orch.tracing` does so); they never replace a header the
+transport sets (``Authorization`` among them). Token requests are sent as they
+are: the identity server is not Orchestrator.
+
+The transport's own :class:`HealthTracker` is one such hook: it keeps the time
+of the last answer and the current failure streak, which progress displays use
+to say what a quiet batch is waiting for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from async_orch._logs import get_logger
+
+__all__ = [
+    "HealthTracker",
+    "RequestSent",
+    "ResponseReceived",
+    "RetryScheduled",
+    "TransportHealth",
+    "TransportHooks",
+    "announce_request",
+    "call_hooks",
+    "report_answer",
+    "report_cancelled",
+]
+
+log = get_logger("async_orch.transport")
+
+#: A failure streak this long (seconds) is logged as a warning, then again every as long.
+OUTAGE_WARNING_AFTER = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSent:
+    """One try of a request, about to go on the wire.
+
+    Attributes:
+        method, url: as sent (the URL without its query string).
+        endpoint: the transport's label (``"odata/Jobs"``, ``"token"``...).
+        json: the JSON body as given to the transport (None for token requests).
+        at: the transport's clock when it was sent.
+        attempt: the try of this request, the first being 1 (a retry or a
+            resend with a renewed token counts).
+    """
+
+    method: str
+    url: str
+    endpoint: str
+    json: Any = field(default=None, repr=False)
+    at: float = 0.0
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    """How one try ended.
+
+    Attributes:
+        request: the try.
+        status: the HTTP status, or None when no answer came.
+        error: why no answer came (None when one did).
+        seconds: from sending to the end of the answer (or of the failure).
+        cancelled: the caller cancelled the try while it was on the wire: the
+            server may or may not have received it, and may have answered it.
+    """
+
+    request: RequestSent
+    status: int | None
+    error: str | None
+    seconds: float
+    cancelled: bool = False
+
+    @property
+    def server_failing(self) -> bool:
+        """No answer, a 5xx or a 429: the server is not serving us right now."""
+        if self.cancelled:
+            return False  # we stopped waiting: that says nothing about the server
+        return self.status is None or self.status >= 500 or self.status == 429
+
+
+@dataclass(frozen=True, slots=True)
+class RetryScheduled:
+    """A request will be sent again after ``delay`` seconds."""
+
+    method: str
+    endpoint: str
+    attempt: int  # the try about to be made, the first being 1
+    delay: float
+    reason: str  # the status ("503") or the error's type
+
+
+class TransportHooks:
+    """Callbacks on the transport's events; override the ones you need."""
+
+    def on_request(self, event: RequestSent) -> Mapping[str, str] | None:
+        """A try is about to be sent; may return headers to add to it."""
+        return None
+
+    def on_response(self, event: ResponseReceived) -> None:
+        """A try ended, with an answer or without."""
+
+    def on_retry(self, event: RetryScheduled) -> None:
+        """A request will be retried after a pause."""
+
+
+def call_hooks(hooks: Sequence[TransportHooks], method: str, event: object) -> None:
+    """Call ``hook.<method>(event)`` on each hook; one raising is logged, not raised."""
+    for hook in hooks:
+        try:
+            getattr(hook, method)(event)
+        except Exception as exc:
+            log.warning("async_orch.hook_failed", hook=type(hook).__name__, error=repr(exc))
+
+
+def announce_request(hooks: Sequence[TransportHooks], event: RequestSent) -> dict[str, str] | None:
+    """Call each hook's ``on_request``; the headers they add (None: none)."""
+    added: dict[str, str] | None = None
+    for hook in hooks:
+        try:
+            headers = hook.on_request(event)
+        except Exception as exc:
+            log.warning("async_orch.hook_failed", hook=type(hook).__name__, error=repr(exc))
+            continue
+        if headers:
+            added = {**added, **headers} if added else dict(headers)
+    return added
+
+
+def report_answer(
+    hooks: Sequence[TransportHooks],
+    sent: RequestSent,
+    status: int | None,
+    error: str | None,
+    now: float,
+) -> None:
+    """Tell the hooks how the try ``sent`` ended (at ``now``)."""
+    call_hooks(hooks, "on_response", ResponseReceived(sent, status, error, now - sent.at))
+
+
+def report_cancelled(hooks: Sequence[TransportHooks], sent: RequestSent, now: float) -> None:
+    """Tell the hooks the try ``sent`` was cancelled while on the wire."""
+    event = ResponseReceived(sent, None, "cancelled", now - sent.at, cancelled=True)
+    call_hooks(hooks, "on_response", event)
+
+
+@dataclass(frozen=True, slots=True)
+class TransportHealth:
+    """Whether the server has been answering, on the transport's clock.
+
+    Attributes:
+        last_answer: when the last usable answer came (None: none yet).
+        failing_since: when the current failure streak began (None: no streak).
+        failures: tries in the current streak (no answer, 5xx or 429).
+        last_failure: what the last failure was (``"HTTP 503"``, ``"cannot connect: ..."``).
+    """
+
+    last_answer: float | None = None
+    failing_since: float | None = None
+    failures: int = 0
+    last_failure: str | None = None
+
+    def failing_for(self, now: float) -> float:
+        """Seconds the current failure streak has lasted (0 when there is none)."""
+        return 0.0 if self.failing_since is None else max(0.0, now - self.failing_since)
+
+
+class HealthTracker(TransportHooks):
+    """Keeps a :class:`TransportHealth` from the responses; warns on long outages."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._last_answer: float | None = None
+        self._failing_since: float | None = None
+        self._failures = 0
+        self._last_failure: str | None = None
+        self._warned_at: float | None = None
+
+    @property
+    def health(self) -> TransportHealth:
+        return TransportHealth(
+            self._last_answer, self._failing_since, self._failures, self._last_failure
+        )
+
+    def on_response(self, event: ResponseReceived) -> None:
+        if event.cancelled:
+            return  # neither an answer nor a failure
+        now = self._clock()
+        if not event.server_failing:
+            if self._warned_at is not None:
+                log.warning(
+                    "async_orch.server_answering_again",
+                    after_seconds=round(self.health.failing_for(now), 1),
+                    failures=self._failures,
+                )
+                self._warned_at = None
+            self._last_answer, self._failing_since, self._failures = now, None, 0
+            self._last_failure = None
+            return
+        what = event.error if event.status is None else f"HTTP {event.status}"
+        if self._failing_since is None:
+            self._failing_since = now
+        self._failures += 1
+        self._last_failure = what
+        warned = self._warned_at if self._warned_at is not None else self._failing_since
+        if now - warned >= OUTAGE_WARNING_AFTER:
+            self._warned_at = now
+            log.warning(
+                "async_orch.server_not_answering",
+                seconds=round(now - self._failing_since, 1),
+                failures=self._failures,
+                last_failure=what,
+                endpoint=event.request.endpoint,
+            )
