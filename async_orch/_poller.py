@@ -12,8 +12,9 @@ Theory of operation: the pure :class:`~async_orch._planner.PollPlanner` decides
 - ``FetchOne``: ``GET /odata/Jobs({id})``, not rate limited, read once per job
   when it is final, because only this route returns OutputArguments.
 
-Deadlines are kept here, not in the planner: a job past its deadline is either
-stopped (SoftStop, then Kill after a grace period) or reported as still running.
+Deadlines are decided by the pure :class:`~async_orch._deadlines.Deadlines` and
+carried out here: a job past its deadline is either stopped (SoftStop, then Kill
+after a grace period) or reported as still running.
 Stops are sent with one ``StopJobs`` call per folder for all the jobs due at
 once, so a batch timeout over 500 jobs costs a handful of calls, not 500.
 Nothing is dropped silently: every watched job comes out of :meth:`JobWatcher.run`
@@ -37,6 +38,7 @@ from datetime import UTC, datetime
 
 import anyio
 
+from async_orch._deadlines import Deadlines
 from async_orch._errors import (
     JobLostError,
     NotFoundError,
@@ -81,23 +83,9 @@ class Finished:
 @dataclass(slots=True)
 class _Watched:
     handle: JobHandle
-    deadline: float | None
-    pending_deadline: float | None = None  # while Pending: when it counts as stuck
-    pending_since: float | None = None
-    stuck_pending_for: float | None = None
-    seen_at: float = -math.inf  # when the server last told its state
     state: JobState | None = None
     job: Job | None = None
-    stop_sent: str | None = None  # "SoftStop" / "Kill" once sent
-    stop_at: float | None = None  # when the last stop was sent
     not_found: int = 0  # reads by id answered 404 in a row
-
-    def due_at(self, grace: float) -> float | None:
-        """When its deadline needs attention next (None: it has no deadline)."""
-        if self.stop_at is not None:
-            return self.stop_at + grace
-        limits = [d for d in (self.deadline, self.pending_deadline) if d is not None]
-        return min(limits) if limits else None
 
 
 class WatcherGroup:
@@ -146,7 +134,9 @@ class JobWatcher:
             policy or PollPolicy(), budget=group.budget if group is not None else None
         )
         self._min_interval = self._planner.policy.min_interval
-        self._stop_policy = stop_policy or StopPolicy()
+        self._deadlines: Deadlines[int] = Deadlines(
+            stop_policy or StopPolicy(), recheck=self._min_interval
+        )
         self._clock = clock
         # Reads by id wait in a queue, drained by at most this many tasks at once:
         # a task spawned per read would cost more than the read's own bookkeeping.
@@ -155,10 +145,6 @@ class JobWatcher:
         self._fetchers = 0
         self._on_state = on_state
         self._jobs: dict[int, _Watched] = {}
-        # Jobs with a deadline, and a lower bound of their next due time, so the
-        # loop does not scan every job on every turn.
-        self._timed: dict[int, _Watched] = {}
-        self._next_due = math.inf
         self._closed = False
         self._wakeup = anyio.Event()
         self._sleeping_until = -math.inf  # when the run loop wakes by itself next
@@ -195,17 +181,15 @@ class JobWatcher:
         limits = [
             d for d in (deadline, now + timeout if timeout is not None else None) if d is not None
         ]
-        watched = _Watched(handle=handle, deadline=min(limits) if limits else None, state=state)
-        pending_timeout = self._stop_policy.pending_timeout
-        if pending_timeout is not None and state in (None, JobState.PENDING):
-            watched.pending_since, watched.pending_deadline = now, now + pending_timeout
-        self._jobs[handle.job_id] = watched
+        self._jobs[handle.job_id] = _Watched(handle=handle, state=state)
         self._planner.add(handle.job_id, handle.folder_id, now=now, state=state)
-        self._track_deadline(watched)
+        self._deadlines.add(
+            handle.job_id, now=now, deadline=min(limits) if limits else None, state=state
+        )
         # Wake the loop only if this job needs it sooner than the loop wakes anyway:
         # a thousand starts must not re-plan a thousand times.
         first = now if state is not None and state.is_terminal else now + self._min_interval
-        if min(first, self._next_due) < self._sleeping_until:
+        if min(first, self._deadlines.next_due) < self._sleeping_until:
             self._wakeup.set()
 
     def forget(self, job_id: int) -> JobHandle | None:
@@ -216,7 +200,7 @@ class JobWatcher:
         watched = self._jobs.pop(job_id, None)
         if watched is None:
             return None
-        self._timed.pop(job_id, None)
+        self._deadlines.remove(job_id)
         self._planner.remove(job_id)
         return watched.handle
 
@@ -253,7 +237,7 @@ class JobWatcher:
                 if self._closed and not self._jobs:
                     return
                 wake = self._planner.next_wake(now)
-                until = min(math.inf if wake is None else wake, self._next_due)
+                until = min(math.inf if wake is None else wake, self._deadlines.next_due)
                 delay = max(0.0, until - now)
                 self._wakeup = anyio.Event()
                 self._sleeping_until = now + delay
@@ -344,8 +328,7 @@ class JobWatcher:
             if state is None:
                 self._planner.observe_missing(job_id, now=now)
             else:
-                self._jobs[job_id].seen_at = now
-                self._note_state(job_id, state)
+                self._note_state(job_id, state, now)
                 self._planner.observe(job_id, state, now=now)
 
     async def _fetch(
@@ -386,14 +369,13 @@ class JobWatcher:
             return True  # forgotten meanwhile: the answer is moot
         now = self._clock()
         watched.not_found = 0
-        watched.seen_at = now
         changed = identity_change(watched.handle, job)
         if changed:
             log.warning("async_orch.job_identity_changed", job_id=job.id, change=changed)
             lost = _lost(watched.handle, f"its id now names another job ({changed})")
             await self._finish(watched, on_finished, timed_out=False, error=lost)
             return False
-        self._note_state(job.id, job.state)
+        self._note_state(job.id, job.state, now)
         watched.job = job
         if job.state.is_terminal:
             self._planner.observe_fetched(job.id, now=now)
@@ -427,66 +409,30 @@ class JobWatcher:
 
     # -- deadlines ---------------------------------------------------------------
 
-    def _track_deadline(self, watched: _Watched) -> None:
-        due = watched.due_at(self._stop_policy.grace)
-        if due is None:
-            return
-        self._timed[watched.handle.job_id] = watched
-        self._next_due = min(self._next_due, due)
-
     async def _enforce_deadlines(
         self, now: float, on_finished: Callable[[Finished], Awaitable[None]]
     ) -> None:
-        if now < self._next_due:
+        """Carry out what :class:`~async_orch._deadlines.Deadlines` says is due now."""
+        if now < self._deadlines.next_due:
             return
-        grace = self._stop_policy.grace
-        to_finish: list[_Watched] = []
-        to_stop: dict[str, list[_Watched]] = {"SoftStop": [], "Kill": []}
-        next_due = math.inf
-        for job_id, watched in list(self._timed.items()):
-            if job_id not in self._jobs:
-                del self._timed[job_id]
-                continue
-            due = watched.due_at(grace)
-            if due is None:  # its only limit was a pending one, and it left Pending
-                del self._timed[job_id]
-                continue
-            ended = watched.state is not None and watched.state.is_terminal
-            if (
-                watched.pending_deadline is not None
-                and watched.pending_since is not None
-                and watched.stop_sent is None
-                and now >= due == watched.pending_deadline
-            ):
-                if watched.seen_at < watched.pending_deadline:
-                    # Pending as last seen, but maybe picked up since: stuck only once
-                    # an answer from after the limit still says Pending.
-                    next_due = min(next_due, now + self._min_interval)
-                    continue
-                watched.stuck_pending_for = now - watched.pending_since
-            if ended and watched.stop_sent is None:
-                # It ended in time and only its outputs read is left: give that
-                # the grace period rather than report a finished job as timed out.
-                due += grace
-            if now < due:
-                next_due = min(next_due, due)
-            elif ended or not self._stop_policy.on_timeout or watched.stop_sent == "Kill":
-                to_finish.append(watched)
-            else:
-                to_stop["Kill" if watched.stop_sent else "SoftStop"].append(watched)
-        self._next_due = next_due
+        due = self._deadlines.step(now)
+        # The records are taken before any await: a job forgotten meanwhile is then
+        # skipped by _finish, and its id's next job is not stopped in its place.
+        to_finish = [self._jobs[job_id] for job_id in due.finish]
+        to_stop = {
+            "SoftStop": [self._jobs[job_id] for job_id in due.soft_stop],
+            "Kill": [self._jobs[job_id] for job_id in due.kill],
+        }
         for watched in to_finish:
             await self._finish(watched, on_finished, timed_out=True)
         for strategy, jobs in to_stop.items():
             if jobs:
-                await self._send_stops(jobs, strategy, now)
+                await self._send_stops(jobs, strategy)
 
-    async def _send_stops(self, jobs: Sequence[_Watched], strategy: str, now: float) -> None:
+    async def _send_stops(self, jobs: Sequence[_Watched], strategy: str) -> None:
         """Stop jobs with one StopJobs call per folder (and per chunk of ids)."""
         by_folder: dict[int | str, list[_Watched]] = {}
         for watched in jobs:
-            watched.stop_sent, watched.stop_at = strategy, now
-            self._track_deadline(watched)
             handle = watched.handle
             by_folder.setdefault(handle.folder_key or handle.folder_id, []).append(watched)
         for folder, members in by_folder.items():
@@ -511,7 +457,9 @@ class JobWatcher:
         job_id = watched.handle.job_id
         if self._jobs.pop(job_id, None) is None:
             return
-        self._timed.pop(job_id, None)
+        stop_sent = self._deadlines.stop_sent(job_id)
+        stuck_pending_for = self._deadlines.stuck_pending_for(job_id)
+        self._deadlines.remove(job_id)
         self._planner.remove(job_id)
         await on_finished(
             Finished(
@@ -521,20 +469,22 @@ class JobWatcher:
                 timed_out=timed_out,
                 detected=datetime.now(UTC),
                 error=error,
-                stop_sent=watched.stop_sent,
-                stuck_pending_for=watched.stuck_pending_for,
+                stop_sent=stop_sent,
+                stuck_pending_for=stuck_pending_for,
             )
         )
 
     # -- helpers -----------------------------------------------------------------
 
-    def _note_state(self, job_id: int, state: JobState) -> None:
+    def _note_state(self, job_id: int, state: JobState, now: float) -> None:
+        """The server answered ``state`` for the job at ``now``."""
         watched = self._jobs.get(job_id)
-        if watched is None or watched.state == state:
+        if watched is None:
+            return
+        self._deadlines.seen(job_id, state, now=now)
+        if watched.state == state:
             return
         old, watched.state = watched.state, state
-        if state is not JobState.PENDING:
-            watched.pending_deadline = None  # picked up: the pending limit is met
         if self._on_state is not None:
             self._on_state(watched.handle, old, state)
 
