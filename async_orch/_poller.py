@@ -101,7 +101,33 @@ class WatcherGroup:
 
     def __init__(self, policy: PollPolicy) -> None:
         self.budget = ListBudget(policy.list_budget_per_minute)
-        self.watchers: set[JobWatcher] = set()
+        self._running: set[JobWatcher] = set()
+
+    def join(self, watcher: JobWatcher) -> None:
+        """``watcher`` runs: its jobs may ride along other watchers' list calls."""
+        self._running.add(watcher)
+
+    def leave(self, watcher: JobWatcher) -> None:
+        """``watcher`` stopped running."""
+        self._running.discard(watcher)
+
+    def riders(
+        self, asking: JobWatcher, folder: int, *, room: int
+    ) -> list[tuple[JobWatcher, tuple[int, ...]]]:
+        """Jobs of the other running watchers to list along with ``asking``'s call
+        about ``folder`` (up to ``room`` ids); each watcher hears of the answer by
+        :meth:`JobWatcher.list_answered`."""
+        riders = []
+        for watcher in self._running:
+            if room <= 0:
+                break
+            if watcher is asking:
+                continue
+            ids = watcher.join_list(folder, room=room)
+            if ids:
+                riders.append((watcher, ids))
+                room -= len(ids)
+        return riders
 
 
 class JobWatcher:
@@ -212,12 +238,12 @@ class JobWatcher:
     async def run(self, on_finished: Callable[[Finished], Awaitable[None]]) -> None:
         """Carry out the planner's actions until every job has finished or timed out."""
         if self._group is not None:
-            self._group.watchers.add(self)
+            self._group.join(self)
         try:
             await self._run(on_finished)
         finally:
             if self._group is not None:
-                self._group.watchers.discard(self)
+                self._group.leave(self)
 
     async def _run(self, on_finished: Callable[[Finished], Awaitable[None]]) -> None:
         async with anyio.create_task_group() as tg:
@@ -272,51 +298,46 @@ class JobWatcher:
         folder = self._folder_of(action.job_ids)
         if folder is None:
             return
-        # Every group's ids, this watcher's first; each is reported to its own watcher.
-        groups = [(self, action.job_ids), *self._riders(action.folder, len(action.job_ids))]
-        answered = False
+        # Every watcher's ids, this watcher's first; each hears of its own.
+        groups = [(self, action.job_ids)]
+        if self._group is not None:
+            room = self._planner.policy.max_batch - len(action.job_ids)
+            groups += self._group.riders(self, action.folder, room=room)
+        ids = [job_id for _, own in groups for job_id in own]
+        states: Mapping[int, JobState] | None = None
         try:
-            ids = [job_id for _, own in groups for job_id in own]
             states = await self._api.job_states(folder, ids)
-            answered = True
         except RateLimitedError as exc:
             # A warning: the tenant's list limit is shared with every other client of
             # the tenant, and waiting it out can delay results by a minute.
             log.warning("async_orch.poll_rate_limited", retry_after=exc.retry_after, error=str(exc))
             self._planner.rate_limited(retry_after=exc.retry_after, now=self._clock())
-            return
         except RequestError as exc:
             # The transport already retried what is worth retrying; the jobs stay
             # due and are asked about again on the next round. Info, not a warning:
             # during an outage this fires every round, and the transport's health
             # tracker already warns once per 30 s of outage.
             log.info("async_orch.poll_failed", error=str(exc), jobs=len(ids))
-            return
         finally:
+            # Failed or cancelled (states None): the jobs are due again.
             for watcher, own in groups:
-                if not answered:  # failed or cancelled: the jobs are due again
-                    watcher._planner.list_failed(own, now=watcher._clock())
-                if watcher is not self:
-                    watcher._wakeup.set()  # its loop plans what the answer changed
-        for watcher, own in groups:
-            watcher._apply_states(own, states)
+                watcher.list_answered(own, states)
 
-    def _riders(self, folder: int, taken: int) -> list[tuple[JobWatcher, tuple[int, ...]]]:
-        """Jobs of the group's other watchers to list along with this call."""
-        if self._group is None:
-            return []
-        riders = []
-        room = self._planner.policy.max_batch - taken
-        for watcher in self._group.watchers:
-            if room <= 0:
-                break
-            if watcher is self:
-                continue
-            ids = watcher._planner.join_list(folder, room=room, now=watcher._clock())
-            if ids:
-                riders.append((watcher, ids))
-                room -= len(ids)
-        return riders
+    def join_list(self, folder: int, *, room: int) -> tuple[int, ...]:
+        """Up to ``room`` ids of this watcher's jobs of ``folder`` worth listing in
+        another watcher's call (due, or not checked lately); the caller reports
+        the answer with :meth:`list_answered`."""
+        return self._planner.join_list(folder, room=room, now=self._clock())
+
+    def list_answered(self, job_ids: Sequence[int], states: Mapping[int, JobState] | None) -> None:
+        """A list call about ``job_ids`` of this watcher answered ``states`` (None:
+        it failed or was cancelled, so they are due again); wakes the run loop to
+        plan what that changed."""
+        if states is None:
+            self._planner.list_failed(job_ids, now=self._clock())
+        else:
+            self._apply_states(job_ids, states)
+        self._wakeup.set()
 
     def _apply_states(self, job_ids: Sequence[int], states: Mapping[int, JobState]) -> None:
         """A list call's answer about ``job_ids`` (the ones this watcher asked for)."""
