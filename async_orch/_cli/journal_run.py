@@ -133,12 +133,7 @@ def exit_code(rows: Sequence[Mapping[str, Any]]) -> int:
 def job_row(index: int, job: Job, *, folder: str) -> dict[str, Any]:
     """A result row for a job read from Orchestrator (``unfinished`` while it runs)."""
     outcome = Outcome.of_final(job.state)
-    result = JobResult(
-        index=index,
-        request=JobRequest(process=job.release_name or "", folder=folder),
-        outcome=outcome or Outcome.UNKNOWN,
-        job=job,
-    )
+    result = JobResult(index=index, request=None, outcome=outcome or Outcome.UNKNOWN, job=job)
     row = result_row(result)
     row.update(
         folder=job.folder_name or folder,
