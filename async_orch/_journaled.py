@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from async_orch._client import OrchestratorClient
 
 __all__ = [
+    "LOOKUP_BATCH",
     "JournalArg",
     "reconcile",
     "records_for",
@@ -70,8 +71,8 @@ log = get_logger("async_orch.journaled")
 #: A journal as the library takes it: a path (the SQLite journal) or a store.
 JournalArg = str | os.PathLike[str] | JobStore
 
-#: References per ``in (...)`` lookup.
-_LOOKUP_BATCH = FILTER_IN_VALUES
+#: References or ids per ``in (...)`` lookup.
+LOOKUP_BATCH = FILTER_IN_VALUES
 
 #: The request fields a store keeps; a resume starts a request from these alone.
 _STORED_FIELDS = frozenset({"process", "folder", "inputs", "reference", "timeout"})
@@ -151,8 +152,8 @@ async def reconcile(
     for folder_ref, records in by_folder.items():
         folder = await api.resolve_folder(folder_ref)
         by_reference = {r.reference: r for r in records}
-        for start in range(0, len(records), _LOOKUP_BATCH):
-            chunk = records[start : start + _LOOKUP_BATCH]
+        for start in range(0, len(records), LOOKUP_BATCH):
+            chunk = records[start : start + LOOKUP_BATCH]
             values = ",".join(odata_quote(r.reference) for r in chunk)
             for job in await api.list_jobs(folder, filter=f"Reference in ({values})"):
                 match = by_reference.get(job.reference or "")

@@ -30,9 +30,7 @@ from async_orch._cli.journal_run import (
     default_journal_path,
     exit_code,
     journal_rows,
-    records_for,
     run_journaled,
-    target_of,
 )
 from async_orch._cli.output import FORMATS, check_writable, emit_rows
 from async_orch._cli.progress import ProgressDisplay
@@ -41,7 +39,7 @@ from async_orch._dispatcher import DispatchLimits
 from async_orch._errors import ConfigurationError
 from async_orch._jobs import JobRequest
 from async_orch._journal import Journal, RequestRecord
-from async_orch._journaled import resume_plan
+from async_orch._journaled import records_for, resume_plan, target_of
 from async_orch._planner import PollPolicy
 
 __all__ = ["add_parser", "run"]

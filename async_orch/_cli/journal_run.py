@@ -26,11 +26,14 @@ from async_orch._client import OrchestratorClient
 from async_orch._errors import OrchestratorError
 from async_orch._jobs import Abandoned, JobRequest, JobResult, Outcome
 from async_orch._journal import JobRecord, Journal, RequestRecord
-from async_orch._journaled import records_for, run_stored, stored_row, target_of
+from async_orch._journaled import (
+    LOOKUP_BATCH,
+    run_stored,
+    stored_row,
+)
 from async_orch._logs import get_logger
 from async_orch._models import Job
 from async_orch._options import Hooks, ProgressCallback, StopPolicy
-from async_orch._planner import FILTER_IN_VALUES
 from async_orch._poller import identity_change
 
 __all__ = [
@@ -39,16 +42,12 @@ __all__ = [
     "exit_code",
     "job_row",
     "journal_rows",
-    "records_for",
     "refresh_unfinished",
     "run_journaled",
-    "target_of",
 ]
 
 log = get_logger("async_orch.cli.journal_run")
 
-#: References or ids per ``in (...)`` lookup.
-LOOKUP_BATCH = FILTER_IN_VALUES
 #: Seconds allowed, after an interrupt, to read the last states of unfinished jobs.
 REFRESH_TIMEOUT = 15.0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,7 +25,6 @@ __all__ = [
     "open_private",
     "result_row",
     "write_private_text",
-    "write_results",
     "write_rows",
 ]
 
@@ -53,11 +52,6 @@ COLUMNS = (
 def result_row(result: JobResult) -> dict[str, Any]:
     """One result as a flat, JSON-ready dict (the columns of every format)."""
     return result.to_dict()
-
-
-def write_results(results: Iterable[JobResult], fmt: str, out: TextIO) -> None:
-    """Write results to ``out`` in ``fmt`` (one of FORMATS)."""
-    write_rows([result_row(r) for r in results], fmt, out)
 
 
 def write_rows(rows: Sequence[Mapping[str, Any]], fmt: str, out: TextIO) -> None:
