@@ -245,10 +245,11 @@ class WebhookReceiver:
 
         return unsubscribe
 
-    def app(self, path: str = "/") -> web.Application:
-        """A standalone aiohttp application serving :meth:`handle` at ``path``."""
+    def app(self, path: str | None = None) -> web.Application:
+        """A standalone aiohttp application serving :meth:`handle` at ``path``
+        (None: at every path, whatever URL the webhook was given)."""
         application = web.Application(client_max_size=_MAX_BODY)
-        application.router.add_post(path, self.handle)
+        application.router.add_post(path or "/{tail:.*}", self.handle)
         return application
 
     async def handle(self, request: web.Request) -> web.Response:
