@@ -69,6 +69,9 @@ def build_app(sim: Simulator, *, admin_token: str) -> web.Application:
     app.router.add_route("*", "/{tail:.*}", dispatch)
 
     async def deliver_webhooks(app: web.Application) -> AsyncIterator[None]:
+        # The one background task of the simulator, owned by the application: set
+        # up and torn down by runner.setup()/cleanup(), which may run in different
+        # tasks (so no task group can span them); cancelled and awaited here.
         task = asyncio.create_task(sim.webhooks.run())
         yield
         task.cancel()

@@ -28,9 +28,7 @@ subscriptions as their next job event falls due, and sends what changed.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -45,6 +43,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import anyio
 
 from async_orch._logs import get_logger
 from async_orch._states import JobState
@@ -114,7 +113,7 @@ class WebhookHub:
         self._next_id = 1
         self._queue: deque[tuple[Subscription, bytes]] = deque()
         self._rng = random.Random(f"webhooks:{sim.scenario.seed}")
-        self._wake = asyncio.Event()
+        self._wake: anyio.Event | None = None  # set while run() waits
         self.counts: Counter[str] = Counter()  # sent, failed, dropped
         for index, tenant in enumerate(sim.tenants):
             tenant.engine.on_change = self._observer(tenant, index + 1)
@@ -165,7 +164,7 @@ class WebhookHub:
         )
         self._next_id += 1
         self.subscriptions.setdefault(tenant.key, []).append(subscription)
-        self._wake.set()
+        self._poke()
         log.info("async_orch.simulator.webhook_created", tenant=tenant.key, id=subscription.id)
         return subscription
 
@@ -181,17 +180,28 @@ class WebhookHub:
                 return
             body = json.dumps(_payload(job, event_type, tenant_id, self._rng)).encode("utf-8")
             self._queue.extend((s, body) for s in targets)
-            self._wake.set()
+            self._poke()
 
         return changed
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     async def run(self) -> None:
         """Advance subscribed tenants as their jobs' events fall due; deliver events."""
         sim = self._sim
-        slots = asyncio.Semaphore(_SENDERS)
-        tasks: set[asyncio.Task[None]] = set()
-        async with aiohttp.ClientSession(trust_env=False) as session:
+        slots = anyio.Semaphore(_SENDERS)
+
+        async def deliver(subscription: Subscription, body: bytes) -> None:
             try:
+                await self._deliver(session, subscription, body)
+            finally:
+                slots.release()
+
+        session = aiohttp.ClientSession(trust_env=False)
+        try:
+            async with anyio.create_task_group() as tasks:
                 while True:
                     now = sim.sim_now()
                     due = math.inf
@@ -203,18 +213,14 @@ class WebhookHub:
                     while self._queue:
                         subscription, body = self._queue.popleft()
                         await slots.acquire()
-                        task = asyncio.create_task(self._deliver(session, subscription, body))
-                        tasks.add(task)
-                        task.add_done_callback(tasks.discard)
-                        task.add_done_callback(lambda _: slots.release())
+                        tasks.start_soon(deliver, subscription, body)
                     wait = (due - sim.sim_now()) / sim.scenario.time_scale
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), max(0.0, min(wait, _IDLE_WAIT)))
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                    self._wake = anyio.Event()
+                    with anyio.move_on_after(max(0.0, min(wait, _IDLE_WAIT))):
+                        await self._wake.wait()
+        finally:
+            with anyio.CancelScope(shield=True):  # run() ends by cancellation
+                await session.close()
 
     async def _deliver(
         self, session: aiohttp.ClientSession, subscription: Subscription, body: bytes
