@@ -98,6 +98,12 @@ is reported (an observation, a ``*_failed`` call or :meth:`~PollPlanner.remove`)
 so the caller must report every action's outcome; :meth:`~PollPlanner.next_wake`
 returns None while only in-flight results are awaited.
 
+*Push.* A webhook event saying a job ended (:meth:`~PollPlanner.pushed`) queues
+``FetchOne(purpose=PUSHED)``, issued at once like an outputs read; its answer is
+reported as for a probe. While events arrive, :meth:`~PollPlanner.set_pace`
+stretches a folder's intervals by a bounded factor; lowering it back pulls the
+stretched checks in at once (rules in :mod:`async_orch._push_pace`).
+
 *Late answers.* Answers about jobs no longer watched are ignored, and a final
 state is never taken back by a later non-final answer (responses can race).
 
@@ -210,6 +216,12 @@ class FetchPurpose(enum.StrEnum):
     OUTPUTS = "outputs"  # the job is final: read its full record (outputs)
     MISSING = "missing"  # a list call did not return it
     OVERDUE = "overdue"  # list calls are blocked and it waited too long
+    PUSHED = "pushed"  # a webhook event said it ended: read it now (not paced)
+
+
+# Reads by id issued at once, not paced like probes: each job needs one at most
+# (the caller bounds their concurrency).
+_UNPACED = frozenset({FetchPurpose.OUTPUTS, FetchPurpose.PUSHED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +265,7 @@ class PlannerStats:
     output_fetches: int
     probes: int
     rate_limited: int
+    pushed_reads: int = 0  # reads by id asked for by webhook events
 
 
 class _Phase(enum.IntEnum):
@@ -338,6 +351,7 @@ class _Counters:
     output_fetches: int = 0
     probes: int = 0
     rate_limited: int = 0
+    pushed_reads: int = 0
     by_phase: dict[_Phase, int] = field(default_factory=lambda: dict.fromkeys(_Phase, 0))
 
 
@@ -402,6 +416,8 @@ class PollPlanner(Generic[FolderT]):
         self._probe_grace = self.policy.max_interval if self._budget.capacity else 0.0
         self._last_probe = -math.inf
         self._count = _Counters()
+        # Folders whose re-checks are stretched while webhook events arrive (set_pace).
+        self._pace: dict[FolderT, float] = {}
 
     # -- queries ----------------------------------------------------------------
 
@@ -435,6 +451,7 @@ class PollPlanner(Generic[FolderT]):
             output_fetches=c.output_fetches,
             probes=c.probes,
             rate_limited=c.rate_limited,
+            pushed_reads=c.pushed_reads,
         )
 
     # -- events from the caller ---------------------------------------------------
@@ -457,7 +474,7 @@ class PollPlanner(Generic[FolderT]):
             folder=folder,
             added_at=now,
             phase=_Phase.WATCHING,
-            due_at=now + self.policy.min_interval,
+            due_at=now + self.policy.min_interval * self._pace.get(folder, 1.0),
             not_before=now,
             last_checked=now,
             state=state,
@@ -545,6 +562,39 @@ class PollPlanner(Generic[FolderT]):
         due = [t for t in watch.jobs.values() if t.ready_at <= now]
         return self._take_for_list(folder, due, now, room)
 
+    def pushed(self, job_id: int, *, now: float) -> bool:
+        """A webhook event said the job ended: read it by id now (not paced, no
+        list call). The read's answer is reported as for a probe (``observe_fetched``
+        if final, ``observe`` if not): an event is a hint, the read is the fact.
+        Returns False when nothing changes (not watched, already final, or its
+        answer is in flight anyway)."""
+        track = self._jobs.get(job_id)
+        if track is None or track.final or track.phase is not _Phase.WATCHING:
+            return False
+        track.not_before = now
+        self._to_fetch_queue(track, FetchPurpose.PUSHED)
+        return True
+
+    def set_pace(self, folder: FolderT, factor: float, *, now: float) -> None:
+        """Re-check ``folder``'s jobs ``factor`` times less often (1: as usual); see
+        :mod:`async_orch._push_pace`. Lowering it pulls every stretched check back
+        to when it would have been due, so polling takes over at once."""
+        old = self._pace.get(folder, 1.0)
+        if factor == old:
+            return
+        if factor == 1.0:
+            del self._pace[folder]
+        else:
+            self._pace[folder] = factor
+        watch = self._watching.get(folder)
+        if factor > old or watch is None:
+            return  # stretched checks start with each job's next answer
+        for track in list(watch.jobs.values()):
+            due = track.last_checked + self._interval(track, track.last_checked)
+            if due < track.due_at:
+                track.due_at = due
+                self._to_watching(track)
+
     def rate_limited(self, *, retry_after: float | None, now: float) -> None:
         """A list call got 429: no list calls until ``retry_after`` seconds pass.
 
@@ -597,7 +647,7 @@ class PollPlanner(Generic[FolderT]):
         probe_ready = self._last_probe + self._probe_spacing
         candidates: list[float] = []
         for track in self._fetch_queue.values():
-            if track.purpose is FetchPurpose.OUTPUTS:
+            if track.purpose in _UNPACED:
                 candidates.append(track.not_before)
             else:
                 candidates.append(max(track.not_before, probe_ready))
@@ -615,10 +665,12 @@ class PollPlanner(Generic[FolderT]):
 
     def _interval(self, track: _Track[FolderT], now: float) -> float:
         policy = self.policy
+        pace = self._pace.get(track.folder, 1.0)
         if track.state in _SLOW_STATES:
-            return policy.max_interval
+            return policy.max_interval * pace
         age = max(0.0, now - track.added_at)
-        return min(policy.max_interval, max(policy.min_interval, policy.interval_growth * age))
+        interval = min(policy.max_interval, max(policy.min_interval, policy.interval_growth * age))
+        return interval * pace
 
     def _back_off(self, track: _Track[FolderT], now: float) -> None:
         track.failures += 1
@@ -634,7 +686,7 @@ class PollPlanner(Generic[FolderT]):
         for track in self._fetch_queue.values():
             if track.not_before > now:
                 continue
-            if track.purpose is FetchPurpose.OUTPUTS or probe_ok:
+            if track.purpose in _UNPACED or probe_ok:
                 return self._issue_fetch(track, track.purpose, now)
         return None
 
@@ -647,6 +699,8 @@ class PollPlanner(Generic[FolderT]):
         self._watching_of(track).remove(track.job_id)
         if purpose is FetchPurpose.OUTPUTS:
             self._count.output_fetches += 1
+        elif purpose is FetchPurpose.PUSHED:
+            self._count.pushed_reads += 1
         else:
             self._count.probes += 1
             self._last_probe = now

@@ -12,6 +12,12 @@ Theory of operation: the pure :class:`~async_orch._planner.PollPlanner` decides
 - ``FetchOne``: ``GET /odata/Jobs({id})``, not rate limited, read once per job
   when it is final, because only this route returns OutputArguments.
 
+With a :class:`~async_orch._webhooks.WebhookReceiver` given to the group, a
+signed event saying a job ended makes its watcher read the job by id at once,
+and a folder whose events keep arriving is polled less often, back to normal as
+soon as they stop (:mod:`async_orch._push_pace`). Events are never trusted
+alone: the read by id is what finishes a job, and polling never stops.
+
 Deadlines are kept here, not in the planner: a job past its deadline is either
 stopped (SoftStop, then Kill after a grace period) or reported as still running.
 Stops are sent with one ``StopJobs`` call per folder for all the jobs due at
@@ -49,8 +55,10 @@ from async_orch._logs import get_logger
 from async_orch._models import Job
 from async_orch._options import StateCallback, StopPolicy
 from async_orch._planner import FetchOne, ListBatch, ListBudget, PollPlanner, PollPolicy
+from async_orch._push_pace import PushPace
 from async_orch._seams import JobsAPI
 from async_orch._states import JobState
+from async_orch._webhooks import JobEvent, WebhookReceiver
 
 __all__ = ["Finished", "JobWatcher", "WatcherGroup", "identity_change"]
 
@@ -111,9 +119,31 @@ class WatcherGroup:
     a share of the budget.
     """
 
-    def __init__(self, policy: PollPolicy) -> None:
+    def __init__(
+        self,
+        policy: PollPolicy,
+        *,
+        webhooks: WebhookReceiver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.budget = ListBudget(policy.list_budget_per_minute)
         self.watchers: set[JobWatcher] = set()
+        self._clock = clock
+        # Per folder: whether webhook events arrive (slow polling down) or not.
+        self.pace: PushPace[int] | None = None
+        if webhooks is not None:
+            self.pace = webhooks.new_pace()
+            webhooks.subscribe(self.on_event)
+
+    def on_event(self, event: JobEvent) -> None:
+        """A verified webhook event: tell the watchers, and note the folder as pushing."""
+        now = self._clock()
+        folder = event.folder_id
+        for watcher in list(self.watchers):
+            found = watcher.pushed(event)
+            folder = folder if folder is not None else found
+        if folder is not None and self.pace is not None:
+            self.pace.event(folder, now)
 
 
 class JobWatcher:
@@ -162,6 +192,7 @@ class JobWatcher:
         self._closed = False
         self._wakeup = anyio.Event()
         self._sleeping_until = -math.inf  # when the run loop wakes by itself next
+        self.pushed_seen = 0  # jobs whose end a webhook event told first
 
     @property
     def watching(self) -> int:
@@ -220,6 +251,21 @@ class JobWatcher:
         self._planner.remove(job_id)
         return watched.handle
 
+    def pushed(self, event: JobEvent) -> int | None:
+        """A verified webhook event about a job: if this watcher has it (same folder
+        when the event names one), an end makes it read the job by id now. Returns
+        the job's folder id when watched, else None."""
+        watched = self._jobs.get(event.job_id)
+        if watched is None:
+            return None
+        folder = watched.handle.folder_id
+        if event.folder_id is not None and event.folder_id != folder:
+            return None  # another folder's job under that id: not ours
+        if event.ended and self._planner.pushed(event.job_id, now=self._clock()):
+            self.pushed_seen += 1
+            self._wakeup.set()
+        return folder
+
     def close(self) -> None:
         """No more jobs will be added; :meth:`run` ends once every job has left."""
         self._closed = True
@@ -239,6 +285,7 @@ class JobWatcher:
         async with anyio.create_task_group() as tg:
             while True:
                 now = self._clock()
+                pace_change = self._apply_pace(now)
                 await self._enforce_deadlines(now, on_finished)
                 action = self._planner.next_action(now)
                 if isinstance(action, FetchOne):
@@ -253,12 +300,23 @@ class JobWatcher:
                 if self._closed and not self._jobs:
                     return
                 wake = self._planner.next_wake(now)
-                until = min(math.inf if wake is None else wake, self._next_due)
+                until = min(math.inf if wake is None else wake, self._next_due, pace_change)
                 delay = max(0.0, until - now)
                 self._wakeup = anyio.Event()
                 self._sleeping_until = now + delay
                 with anyio.move_on_after(delay):
                     await self._wakeup.wait()
+
+    def _apply_pace(self, now: float) -> float:
+        """Slow or restore polling per folder as webhook events come and go; return
+        when the pace changes next by itself (inf: not without a new event)."""
+        pace = self._group.pace if self._group is not None else None
+        if pace is None:
+            return math.inf
+        for folder, factor in pace.factors(now).items():
+            self._planner.set_pace(folder, factor, now=now)
+        change = pace.next_change(now)
+        return math.inf if change is None else change
 
     # -- actions -----------------------------------------------------------------
 

@@ -8,7 +8,8 @@ request goes to :func:`_dispatch`, which matches the path itself
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -66,6 +67,18 @@ def build_app(sim: Simulator, *, admin_token: str) -> web.Application:
         return response if response is not None else _dropped(request)
 
     app.router.add_route("*", "/{tail:.*}", dispatch)
+
+    async def deliver_webhooks(app: web.Application) -> AsyncIterator[None]:
+        # The one background task of the simulator, owned by the application: set
+        # up and torn down by runner.setup()/cleanup(), which may run in different
+        # tasks (so no task group can span them); cancelled and awaited here.
+        task = asyncio.create_task(sim.webhooks.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(deliver_webhooks)
     return app
 
 

@@ -86,6 +86,8 @@ REQUIRED_SCOPES: dict[Endpoint, frozenset[str]] = {
     # ASSUMPTION: a blob Uri that RequiresAuth takes any token of the tenant.
     Endpoint.BLOB_PUT: _ANY_SCOPE,
     Endpoint.BLOB_GET: _ANY_SCOPE,
+    Endpoint.WEBHOOKS: frozenset({"OR.Webhooks", "OR.Webhooks.Read"}),
+    Endpoint.CREATE_WEBHOOK: frozenset({"OR.Webhooks", "OR.Webhooks.Write"}),
 }
 
 # UNCONFIRMED: the page size of GET /odata/Jobs without $top; the maximum $top
@@ -479,6 +481,19 @@ async def _resume_job(call: _Call) -> web.Response:
     return _single_job(call, engine.job_by_key(key), key)
 
 
+async def _webhooks(call: _Call) -> web.Response:
+    subscriptions = call.sim.webhooks.subscriptions.get(call.tenant.key, [])
+    return odata_response(
+        {"@odata.context": call.context("Webhooks"), "value": [s.dto() for s in subscriptions]}
+    )
+
+
+async def _create_webhook(call: _Call) -> web.Response:
+    subscription = call.sim.webhooks.create(call.tenant, await _read_json(call.request))
+    body = {"@odata.context": call.context("Webhooks/$entity"), **subscription.dto()}
+    return odata_response(body, status=201)
+
+
 async def _attachments(call: _Call) -> web.Response:
     body = await _read_json(call.request)
     return await create_attachment(
@@ -511,6 +526,8 @@ _HANDLERS: dict[Endpoint, Callable[[_Call], Awaitable[web.Response]]] = {
     Endpoint.VALIDATE_DYNAMIC_JOB: _validate_dynamic_job,
     Endpoint.RESUME_JOB: _resume_job,
     Endpoint.ATTACHMENTS: _attachments,
+    Endpoint.WEBHOOKS: _webhooks,
+    Endpoint.CREATE_WEBHOOK: _create_webhook,
     Endpoint.ATTACHMENT: _attachment,
     Endpoint.BLOB_PUT: _blob_put,
     Endpoint.BLOB_GET: _blob_get,
