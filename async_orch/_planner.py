@@ -61,7 +61,8 @@ the folder whose oldest due job has waited more than ``max_interval / 2`` past
 its due time, if any (oldest first, so a small folder is not starved by a big
 one); otherwise to the folder with the most due jobs (ties: the longest
 waiting). The batch takes that folder's due jobs, most overdue first, up to
-``max_batch``, then fills the remaining room with the folder's other jobs not
+``max_batch`` and as many as the call's URL holds (a ``ListRoom``, sized by
+encoded length), then fills the remaining room with the folder's other jobs not
 checked in the last ``min_interval``, soonest due first: the call costs the
 same with more ids, so they are checked early for free, and jobs of a folder
 fall into step, which keeps later calls full.
@@ -127,9 +128,9 @@ from typing import Generic, TypeAlias, TypeVar
 
 from async_orch._errors import ConfigurationError
 from async_orch._states import TERMINAL_STATES, JobState
+from async_orch._url_lists import PAGE_SIZE, ListRoom, job_states_query
 
 __all__ = [
-    "FILTER_IN_VALUES",
     "FetchOne",
     "FetchPurpose",
     "ListBatch",
@@ -146,12 +147,6 @@ _WINDOW = 60.0  # the list budget is per rolling minute (orchestrator-api.md §4
 _SLOW_STATES = frozenset({JobState.SUSPENDED, JobState.UNKNOWN})
 
 
-#: Values per ``$filter=X in (...)`` call (job ids here, References in a resume).
-#: ``$filter`` allows at most 100 expressions; whether each listed value counts as
-#: one is UNCONFIRMED, so stay under 100 (the official SDK sends 50 keys per call).
-FILTER_IN_VALUES = 90
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PollPolicy:
     """How eagerly to poll; the defaults suit Automation Cloud.
@@ -161,10 +156,10 @@ class PollPolicy:
             tenant's limit is 100 a minute shared with every other script, so
             keep well under it. 0 disables list calls (each job is then read by
             id whenever due). Otherwise at least 1.
-        max_batch: job ids per list call. ``$filter`` allows at most 100
-            expressions; whether each value of an ``in (...)`` list counts as
-            one is UNCONFIRMED, so the default stays under 100 values (the
-            official SDK sends 50 keys per call).
+        max_batch: the most job ids per list call. A call also holds no more
+            ids than its URL budget (:mod:`async_orch._url_lists`): an ``in``
+            list counts once toward OData's node limit, so the URL's length is
+            what bounds it. The default is one page (1,000 rows).
         min_interval: never re-check a job sooner than this after an answer.
         max_interval: the longest a job waits between checks when the budget
             allows.
@@ -178,7 +173,7 @@ class PollPolicy:
     """
 
     list_budget_per_minute: float = 60.0
-    max_batch: int = FILTER_IN_VALUES
+    max_batch: int = PAGE_SIZE
     min_interval: float = 1.0
     max_interval: float = 30.0
     interval_growth: float = 0.1
@@ -549,15 +544,16 @@ class PollPlanner(Generic[FolderT]):
         else:
             self._to_watching(track)
 
-    def join_list(self, folder: FolderT, *, room: int, now: float) -> tuple[int, ...]:
+    def join_list(self, folder: FolderT, *, room: ListRoom, now: float) -> tuple[int, ...]:
         """Jobs of ``folder`` to add to a list call another planner sharing this
         one's :class:`ListBudget` is making (batches of one client), chosen as for
-        a batch of this planner's own, up to ``room``. The call costs the same with
+        a batch of this planner's own, while ``room`` (what the call has left,
+        taken from as ids are chosen) holds them. The call costs the same with
         more ids. Report the outcome with :meth:`observe`, :meth:`observe_missing`
         or :meth:`list_failed`, as for a :class:`ListBatch`.
         """
         watch = self._watching.get(folder)
-        if watch is None or room <= 0 or not self._budget.capacity:
+        if watch is None or room.values <= 0 or not self._budget.capacity:
             return ()
         due = [t for t in watch.jobs.values() if t.ready_at <= now]
         return self._take_for_list(folder, due, now, room)
@@ -727,19 +723,21 @@ class PollPlanner(Generic[FolderT]):
         if best is None:
             return None
         _, folder, due = best
-        chosen = self._take_for_list(folder, due, now, self.policy.max_batch)
+        room = ListRoom.of(job_states_query, max_values=self.policy.max_batch)
+        chosen = self._take_for_list(folder, due, now, room)
         self._budget.spend(now)
         self._count.list_calls += 1
         return ListBatch(folder, chosen)
 
     def _take_for_list(
-        self, folder: FolderT, due: list[_Track[FolderT]], now: float, room: int
+        self, folder: FolderT, due: list[_Track[FolderT]], now: float, room: ListRoom
     ) -> tuple[int, ...]:
-        """Up to ``room`` jobs of ``folder`` for one list call, now LISTING: the due
-        ones first, then the others not checked in ``min_interval`` (free riders)."""
+        """Jobs of ``folder`` for one list call while ``room`` holds them, now
+        LISTING: the due ones first, then the others not checked in
+        ``min_interval`` (free riders)."""
         due.sort(key=lambda t: t.due_at)
-        chosen = due[:room]
-        if len(chosen) < room:
+        chosen = _fill(room, due)
+        if len(chosen) == len(due):
             chosen_ids = {t.job_id for t in chosen}
             recent = now - self.policy.min_interval
             extra = [
@@ -748,7 +746,7 @@ class PollPlanner(Generic[FolderT]):
                 if t.job_id not in chosen_ids and t.not_before <= now and t.last_checked <= recent
             ]
             extra.sort(key=lambda t: t.due_at)
-            chosen.extend(extra[: room - len(chosen)])
+            chosen.extend(_fill(room, extra))
         for track in chosen:
             self._set_phase(track, _Phase.LISTING)
             self._watching[folder].remove(track.job_id)
@@ -808,3 +806,13 @@ class PollPlanner(Generic[FolderT]):
         self._count.by_phase[track.phase] -= 1
         self._count.by_phase[phase] += 1
         track.phase = phase
+
+
+def _fill(room: ListRoom, tracks: list[_Track[FolderT]]) -> list[_Track[FolderT]]:
+    """The first ``tracks`` whose ids ``room`` holds, in order (taken from it)."""
+    taken = []
+    for track in tracks:
+        if not room.take(str(track.job_id)):
+            break
+        taken.append(track)
+    return taken

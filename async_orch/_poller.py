@@ -56,8 +56,10 @@ from async_orch._models import Job
 from async_orch._options import StateCallback, StopPolicy
 from async_orch._planner import FetchOne, ListBatch, ListBudget, PollPlanner, PollPolicy
 from async_orch._push_pace import PushPace
+from async_orch._resources import STOP_JOBS_CHUNK
 from async_orch._seams import JobsAPI
 from async_orch._states import JobState
+from async_orch._url_lists import ListRoom, job_states_query
 from async_orch._webhooks import JobEvent, WebhookReceiver
 
 __all__ = ["Finished", "JobWatcher", "WatcherGroup", "identity_change"]
@@ -68,7 +70,6 @@ _NOT_FOUND_LIMIT = 3  # reads by id answered 404 in a row before a job counts as
 
 # Job ids per StopJobs call. UNCONFIRMED: Orchestrator's limit on jobIds per call
 # is not documented; 100 stays within what the official SDK sends in one call.
-_STOP_CHUNK = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -347,7 +348,7 @@ class JobWatcher:
         if folder is None:
             return
         # Every group's ids, this watcher's first; each is reported to its own watcher.
-        groups = [(self, action.job_ids), *self._riders(action.folder, len(action.job_ids))]
+        groups = [(self, action.job_ids), *self._riders(action.folder, action.job_ids)]
         answered = False
         try:
             ids = [job_id for _, own in groups for job_id in own]
@@ -375,21 +376,24 @@ class JobWatcher:
         for watcher, own in groups:
             watcher._apply_states(own, states)
 
-    def _riders(self, folder: int, taken: int) -> list[tuple[JobWatcher, tuple[int, ...]]]:
+    def _riders(
+        self, folder: int, taken: Sequence[int]
+    ) -> list[tuple[JobWatcher, tuple[int, ...]]]:
         """Jobs of the group's other watchers to list along with this call."""
         if self._group is None:
             return []
         riders = []
-        room = self._planner.policy.max_batch - taken
+        room = ListRoom.of(job_states_query, max_values=self._planner.policy.max_batch)
+        for job_id in taken:
+            room.take(str(job_id))
         for watcher in self._group.watchers:
-            if room <= 0:
+            if room.values <= 0:
                 break
             if watcher is self:
                 continue
             ids = watcher._planner.join_list(folder, room=room, now=watcher._clock())
             if ids:
                 riders.append((watcher, ids))
-                room -= len(ids)
         return riders
 
     def _apply_states(self, job_ids: Sequence[int], states: Mapping[int, JobState]) -> None:
@@ -548,8 +552,8 @@ class JobWatcher:
             handle = watched.handle
             by_folder.setdefault(handle.folder_key or handle.folder_id, []).append(watched)
         for folder, members in by_folder.items():
-            for start in range(0, len(members), _STOP_CHUNK):
-                ids = [w.handle.job_id for w in members[start : start + _STOP_CHUNK]]
+            for start in range(0, len(members), STOP_JOBS_CHUNK):
+                ids = [w.handle.job_id for w in members[start : start + STOP_JOBS_CHUNK]]
                 log.info("async_orch.jobs_stopping", strategy=strategy, job_ids=ids)
                 try:
                     await self._api.stop_jobs(folder, ids, strategy=strategy)

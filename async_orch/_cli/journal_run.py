@@ -38,9 +38,7 @@ from async_orch._options import (
     StateCallback,
     StopPolicy,
 )
-from async_orch._planner import FILTER_IN_VALUES
 from async_orch._poller import identity_change
-from async_orch._resources import odata_quote
 from async_orch._starting import batch_references
 from async_orch._states import JobState
 
@@ -59,8 +57,6 @@ __all__ = [
 
 log = get_logger("async_orch.cli.journal_run")
 
-#: References or ids per ``in (...)`` lookup.
-LOOKUP_BATCH = FILTER_IN_VALUES
 #: Seconds allowed, after an interrupt, to read the last states of unfinished jobs.
 REFRESH_TIMEOUT = 15.0
 
@@ -206,16 +202,14 @@ async def reconcile(
     for folder_ref, records in by_folder.items():
         folder = await orch.api.resolve_folder(folder_ref)
         by_reference = {r.reference: r for r in records}
-        for start in range(0, len(records), LOOKUP_BATCH):
-            chunk = records[start : start + LOOKUP_BATCH]
-            values = ",".join(odata_quote(r.reference) for r in chunk)
-            for job in await orch.api.list_jobs(folder, filter=f"Reference in ({values})"):
-                match = by_reference.get(job.reference or "")
-                if match is None:
-                    continue
-                handle = JobHandle.of(job, folder, reference=match.reference)
-                journal.record_started(match.index, handle, state=job.state.value)
-                found.add(match.index)
+        # One call per URL's worth of References (list_jobs splits the list).
+        for job in await orch.api.list_jobs(folder, references=list(by_reference)):
+            match = by_reference.get(job.reference or "")
+            if match is None:
+                continue
+            handle = JobHandle.of(job, folder, reference=match.reference)
+            journal.record_started(match.index, handle, state=job.state.value)
+            found.add(match.index)
     log.info("async_orch.cli.reconciled", looked_up=len(lookup), found=len(found))
     return [r for r in lookup if r.index not in found]
 
@@ -431,38 +425,39 @@ async def refresh_unfinished(orch: OrchestratorClient, journal: Journal) -> None
         by_folder[job.handle.folder_id].append(job)
     for folder_id, jobs in by_folder.items():
         try:
-            for start in range(0, len(jobs), LOOKUP_BATCH):
-                chunk = jobs[start : start + LOOKUP_BATCH]
-                ids = sorted({j.job_id for j in chunk})
-                for seen in await orch.api.list_jobs(folder_id, ids=ids):
-                    # Two journaled jobs may share an id (a server that forgot the
-                    # first gave its id out again): only the one it still names is
-                    # updated; the other is left for a resume to report lost.
-                    record = next((j for j in chunk if _names(seen, j)), None)
-                    if record is None:
-                        continue
-                    outcome = Outcome.of_final(seen.state)
-                    if outcome is None:
-                        journal.record_state(
-                            record.request_index, record.handle, seen.raw_state or seen.state.value
-                        )
-                        continue
-                    full = await orch.api.get_job(folder_id, seen.id)  # for its outputs
-                    request = records[record.request_index]
-                    result = JobResult(
-                        index=request.index,
-                        request=JobRequest(process=request.process, folder=request.folder),
-                        outcome=outcome,
-                        handle=record.handle,
-                        job=full,
-                        detected=datetime.now(UTC),  # when this read saw it ended
+            by_id: dict[int, list[JobRecord]] = defaultdict(list)
+            for job in jobs:
+                by_id[job.job_id].append(job)
+            # One call per URL's worth of ids (list_jobs splits the list).
+            for seen in await orch.api.list_jobs(folder_id, ids=sorted(by_id)):
+                # Two journaled jobs may share an id (a server that forgot the
+                # first gave its id out again): only the one it still names is
+                # updated; the other is left for a resume to report lost.
+                record = next((j for j in by_id.get(seen.id, ()) if _names(seen, j)), None)
+                if record is None:
+                    continue
+                outcome = Outcome.of_final(seen.state)
+                if outcome is None:
+                    journal.record_state(
+                        record.request_index, record.handle, seen.raw_state or seen.state.value
                     )
-                    journal.record_final(
-                        record.request_index,
-                        record.handle,
-                        outcome=outcome.value,
-                        state=full.raw_state or full.state.value,
-                        result=_row(request, result),
-                    )
+                    continue
+                full = await orch.api.get_job(folder_id, seen.id)  # for its outputs
+                request = records[record.request_index]
+                result = JobResult(
+                    index=request.index,
+                    request=JobRequest(process=request.process, folder=request.folder),
+                    outcome=outcome,
+                    handle=record.handle,
+                    job=full,
+                    detected=datetime.now(UTC),  # when this read saw it ended
+                )
+                journal.record_final(
+                    record.request_index,
+                    record.handle,
+                    outcome=outcome.value,
+                    state=full.raw_state or full.state.value,
+                    result=_row(request, result),
+                )
         except OrchestratorError as exc:
             log.warning("async_orch.cli.refresh_failed", folder_id=folder_id, error=str(exc))

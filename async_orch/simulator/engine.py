@@ -50,6 +50,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from async_orch._jsonvalues import utf16_length
 from async_orch._states import JobState
 from async_orch.simulator.lifecycle import OUTPUT_TOO_LARGE
 from async_orch.simulator.outputs import FAULT_MESSAGES, compute_outputs
@@ -64,7 +65,6 @@ __all__ = [
     "JobEngine",
     "StartOrder",
     "UnknownJobError",
-    "utf16_length",
 ]
 
 #: Receives each command (a JSON-ready dict) before it is applied; see replay().
@@ -623,8 +623,3 @@ def _encode_order(order: StartOrder) -> dict[str, Any]:
         "batch_execution_key": order.batch_execution_key,
         "runtime_type": order.runtime_type,
     }
-
-
-def utf16_length(text: str) -> int:
-    """Length as .NET counts it: UTF-16 code units (orchestrator-api.md §8)."""
-    return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
