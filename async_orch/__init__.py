@@ -77,6 +77,7 @@ from async_orch._transport_hooks import (
     TransportHooks,
 )
 from async_orch._version import __version__
+from async_orch._webhooks import WebhookReceiver
 
 __all__ = [
     "TERMINAL_STATES",
@@ -151,6 +152,7 @@ __all__ = [
     "UnauthorizedError",
     "UncertainStartError",
     "UsageError",
+    "WebhookReceiver",
     "__version__",
     "session_for",
 ]

@@ -33,6 +33,7 @@ from async_orch._planner import PollPolicy
 from async_orch._resources import OrchestratorAPI
 from async_orch._transport import Transport
 from async_orch._transport_hooks import TransportHooks
+from async_orch._webhooks import WebhookReceiver
 
 __all__ = ["OrchestratorClient"]
 
@@ -47,6 +48,8 @@ class OrchestratorClient:
         poll: how to watch jobs (list-call budget, intervals).
         hooks: told of every HTTP try, answer and retry (see
             :mod:`async_orch._transport_hooks`).
+        webhooks: a :class:`~async_orch._webhooks.WebhookReceiver` whose job
+            events speed up detection (polling goes on; see README "Webhooks").
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class OrchestratorClient:
         limits: DispatchLimits | None = None,
         poll: PollPolicy | None = None,
         hooks: Sequence[TransportHooks] = (),
+        webhooks: WebhookReceiver | None = None,
     ) -> None:
         self.settings = settings
         self.transport = Transport(settings, session=session, hooks=hooks)
@@ -65,7 +69,9 @@ class OrchestratorClient:
         retry = replace(
             settings.retry, reconcile_window=settings.retry.window_after(settings.timeout.total)
         )
-        self.dispatcher = Dispatcher(self.api, limits=limits, poll=poll, retry=retry)
+        self.dispatcher = Dispatcher(
+            self.api, limits=limits, poll=poll, retry=retry, webhooks=webhooks
+        )
 
     async def __aenter__(self) -> OrchestratorClient:
         await self.transport.__aenter__()

@@ -88,6 +88,7 @@ from async_orch._starting import (
     batch_references,
     resolve_targets,
 )
+from async_orch._webhooks import WebhookReceiver
 
 __all__ = ["DispatchLimits", "Dispatcher", "StartFailure", "Started"]
 
@@ -106,12 +107,14 @@ class Dispatcher:
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        webhooks: WebhookReceiver | None = None,
     ) -> None:
         self._api = api
         poll = poll or PollPolicy()
         # One list budget for every batch of this dispatcher, run at once or not (the
-        # tenant's limit on GET /odata/Jobs is one for all), and list calls shared.
-        watchers = WatcherGroup(poll)
+        # tenant's limit on GET /odata/Jobs is one for all), and list calls shared;
+        # webhook events, if any, reach every batch's watcher.
+        watchers = WatcherGroup(poll, webhooks=webhooks, clock=clock)
         limiter = StartLimiter(limits or DispatchLimits(), clock=clock, sleep=sleep)
         self._pool = StartPool(limiter)
         self._starter = Starter(

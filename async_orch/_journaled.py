@@ -45,8 +45,7 @@ from async_orch._journal import (
 )
 from async_orch._logs import get_logger
 from async_orch._options import Hooks, StopPolicy
-from async_orch._planner import FILTER_IN_VALUES
-from async_orch._resources import OrchestratorAPI, odata_quote
+from async_orch._resources import OrchestratorAPI
 from async_orch._starting import batch_references
 from async_orch._states import JobState
 
@@ -54,7 +53,6 @@ if TYPE_CHECKING:
     from async_orch._client import OrchestratorClient
 
 __all__ = [
-    "LOOKUP_BATCH",
     "JournalArg",
     "reconcile",
     "records_for",
@@ -70,9 +68,6 @@ log = get_logger("async_orch.journaled")
 
 #: A journal as the library takes it: a path (the SQLite journal) or a store.
 JournalArg = str | os.PathLike[str] | JobStore
-
-#: References or ids per ``in (...)`` lookup.
-LOOKUP_BATCH = FILTER_IN_VALUES
 
 #: The request fields a store keeps; a resume starts a request from these alone.
 _STORED_FIELDS = frozenset({"process", "folder", "inputs", "reference", "timeout"})
@@ -152,16 +147,14 @@ async def reconcile(
     for folder_ref, records in by_folder.items():
         folder = await api.resolve_folder(folder_ref)
         by_reference = {r.reference: r for r in records}
-        for start in range(0, len(records), LOOKUP_BATCH):
-            chunk = records[start : start + LOOKUP_BATCH]
-            values = ",".join(odata_quote(r.reference) for r in chunk)
-            for job in await api.list_jobs(folder, filter=f"Reference in ({values})"):
-                match = by_reference.get(job.reference or "")
-                if match is None:
-                    continue
-                handle = JobHandle.of(job, folder, reference=match.reference)
-                store.record_started(match.index, handle, state=job.state.value)
-                found.add(match.index)
+        # One call per URL's worth of References (list_jobs splits the list).
+        for job in await api.list_jobs(folder, references=list(by_reference)):
+            match = by_reference.get(job.reference or "")
+            if match is None:
+                continue
+            handle = JobHandle.of(job, folder, reference=match.reference)
+            store.record_started(match.index, handle, state=job.state.value)
+            found.add(match.index)
     log.info("async_orch.reconciled", looked_up=len(lookup), found=len(found))
     return [r for r in lookup if r.index not in found]
 

@@ -27,7 +27,14 @@ from typing import Any
 
 from async_orch._errors import InvalidRequestError
 
-__all__ = ["MAX_DEPTH", "JSONSyntaxError", "json_problem", "loads_strict", "text_problem"]
+__all__ = [
+    "MAX_DEPTH",
+    "JSONSyntaxError",
+    "json_problem",
+    "loads_strict",
+    "text_problem",
+    "utf16_length",
+]
 
 MAX_DEPTH = 64
 """Deepest nesting of objects and arrays accepted. ASSUMPTION (not confirmed for
@@ -44,6 +51,15 @@ _NOT_FINITE = (
 
 class JSONSyntaxError(InvalidRequestError):
     """Text that is not JSON at all (as opposed to JSON holding a value refused here)."""
+
+
+def utf16_length(text: str) -> int:
+    """Length as Orchestrator counts it: a .NET string's length, in UTF-16 code
+    units (orchestrator-api.md §8), so a character outside the BMP (an emoji)
+    counts twice. The one place the client and the simulator count lengths."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def text_problem(text: str) -> str | None:

@@ -40,6 +40,7 @@ from async_orch._jsonvalues import (
     json_problem,
     loads_strict,
     text_problem,
+    utf16_length,
 )
 from async_orch._states import JobState
 
@@ -224,7 +225,7 @@ def needs_input_file(text: str) -> bool:
     """Whether InputArguments text is too long to send inline: longer than 10,000
     UTF-16 units (.NET string length), it goes as an attachment and ``InputFile``,
     as the official SDK does (orchestrator-api.md §5 and §8)."""
-    return _utf16_length(text) > INPUT_ARGUMENTS_MAX_LENGTH
+    return utf16_length(text) > INPUT_ARGUMENTS_MAX_LENGTH
 
 
 def _argument_problem(arguments: Mapping[str, Any]) -> InvalidRequestError | None:
@@ -265,21 +266,13 @@ def reference_problem(reference: str) -> str | None:
         return "must not be empty; leave it None instead"
     if (problem := text_problem(reference)) is not None:
         return problem
-    length = _utf16_length(reference)
+    length = utf16_length(reference)
     if length > REFERENCE_MAX_LENGTH:
         return (
             f"is {length} characters; Orchestrator accepts at most "
             f"{REFERENCE_MAX_LENGTH}: {reference[:40]!r}..."
         )
     return None
-
-
-def _utf16_length(text: str) -> int:
-    # Orchestrator's lengths are .NET string lengths, UTF-16 code units
-    # (orchestrator-api.md §8): a character outside the BMP counts twice.
-    if text.isascii():
-        return len(text)
-    return len(text.encode("utf-16-le")) // 2
 
 
 def _json_type_name(value: Any) -> str:

@@ -61,7 +61,8 @@ the folder whose oldest due job has waited more than ``max_interval / 2`` past
 its due time, if any (oldest first, so a small folder is not starved by a big
 one); otherwise to the folder with the most due jobs (ties: the longest
 waiting). The batch takes that folder's due jobs, most overdue first, up to
-``max_batch``, then fills the remaining room with the folder's other jobs not
+``max_batch`` and as many as the call's URL holds (a ``ListRoom``, sized by
+encoded length), then fills the remaining room with the folder's other jobs not
 checked in the last ``min_interval``, soonest due first: the call costs the
 same with more ids, so they are checked early for free, and jobs of a folder
 fall into step, which keeps later calls full.
@@ -98,6 +99,12 @@ is reported (an observation, a ``*_failed`` call or :meth:`~PollPlanner.remove`)
 so the caller must report every action's outcome; :meth:`~PollPlanner.next_wake`
 returns None while only in-flight results are awaited.
 
+*Push.* A webhook event saying a job ended (:meth:`~PollPlanner.pushed`) queues
+``FetchOne(purpose=PUSHED)``, issued at once like an outputs read; its answer is
+reported as for a probe. While events arrive, :meth:`~PollPlanner.set_pace`
+stretches a folder's intervals by a bounded factor; lowering it back pulls the
+stretched checks in at once (rules in :mod:`async_orch._push_pace`).
+
 *Late answers.* Answers about jobs no longer watched are ignored, and a final
 state is never taken back by a later non-final answer (responses can race).
 
@@ -121,9 +128,9 @@ from typing import Generic, TypeAlias, TypeVar
 
 from async_orch._errors import ConfigurationError
 from async_orch._states import TERMINAL_STATES, JobState
+from async_orch._url_lists import PAGE_SIZE, ListRoom, job_states_query
 
 __all__ = [
-    "FILTER_IN_VALUES",
     "FetchOne",
     "FetchPurpose",
     "ListBatch",
@@ -140,12 +147,6 @@ _WINDOW = 60.0  # the list budget is per rolling minute (orchestrator-api.md §4
 _SLOW_STATES = frozenset({JobState.SUSPENDED, JobState.UNKNOWN})
 
 
-#: Values per ``$filter=X in (...)`` call (job ids here, References in a resume).
-#: ``$filter`` allows at most 100 expressions; whether each listed value counts as
-#: one is UNCONFIRMED, so stay under 100 (the official SDK sends 50 keys per call).
-FILTER_IN_VALUES = 90
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PollPolicy:
     """How eagerly to poll; the defaults suit Automation Cloud.
@@ -155,10 +156,10 @@ class PollPolicy:
             tenant's limit is 100 a minute shared with every other script, so
             keep well under it. 0 disables list calls (each job is then read by
             id whenever due). Otherwise at least 1.
-        max_batch: job ids per list call. ``$filter`` allows at most 100
-            expressions; whether each value of an ``in (...)`` list counts as
-            one is UNCONFIRMED, so the default stays under 100 values (the
-            official SDK sends 50 keys per call).
+        max_batch: the most job ids per list call. A call also holds no more
+            ids than its URL budget (:mod:`async_orch._url_lists`): an ``in``
+            list counts once toward OData's node limit, so the URL's length is
+            what bounds it. The default is one page (1,000 rows).
         min_interval: never re-check a job sooner than this after an answer.
         max_interval: the longest a job waits between checks when the budget
             allows.
@@ -172,7 +173,7 @@ class PollPolicy:
     """
 
     list_budget_per_minute: float = 60.0
-    max_batch: int = FILTER_IN_VALUES
+    max_batch: int = PAGE_SIZE
     min_interval: float = 1.0
     max_interval: float = 30.0
     interval_growth: float = 0.1
@@ -210,6 +211,12 @@ class FetchPurpose(enum.StrEnum):
     OUTPUTS = "outputs"  # the job is final: read its full record (outputs)
     MISSING = "missing"  # a list call did not return it
     OVERDUE = "overdue"  # list calls are blocked and it waited too long
+    PUSHED = "pushed"  # a webhook event said it ended: read it now (not paced)
+
+
+# Reads by id issued at once, not paced like probes: each job needs one at most
+# (the caller bounds their concurrency).
+_UNPACED = frozenset({FetchPurpose.OUTPUTS, FetchPurpose.PUSHED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +260,7 @@ class PlannerStats:
     output_fetches: int
     probes: int
     rate_limited: int
+    pushed_reads: int = 0  # reads by id asked for by webhook events
 
 
 class _Phase(enum.IntEnum):
@@ -338,6 +346,7 @@ class _Counters:
     output_fetches: int = 0
     probes: int = 0
     rate_limited: int = 0
+    pushed_reads: int = 0
     by_phase: dict[_Phase, int] = field(default_factory=lambda: dict.fromkeys(_Phase, 0))
 
 
@@ -402,6 +411,8 @@ class PollPlanner(Generic[FolderT]):
         self._probe_grace = self.policy.max_interval if self._budget.capacity else 0.0
         self._last_probe = -math.inf
         self._count = _Counters()
+        # Folders whose re-checks are stretched while webhook events arrive (set_pace).
+        self._pace: dict[FolderT, float] = {}
 
     # -- queries ----------------------------------------------------------------
 
@@ -435,6 +446,7 @@ class PollPlanner(Generic[FolderT]):
             output_fetches=c.output_fetches,
             probes=c.probes,
             rate_limited=c.rate_limited,
+            pushed_reads=c.pushed_reads,
         )
 
     # -- events from the caller ---------------------------------------------------
@@ -457,7 +469,7 @@ class PollPlanner(Generic[FolderT]):
             folder=folder,
             added_at=now,
             phase=_Phase.WATCHING,
-            due_at=now + self.policy.min_interval,
+            due_at=now + self.policy.min_interval * self._pace.get(folder, 1.0),
             not_before=now,
             last_checked=now,
             state=state,
@@ -532,18 +544,52 @@ class PollPlanner(Generic[FolderT]):
         else:
             self._to_watching(track)
 
-    def join_list(self, folder: FolderT, *, room: int, now: float) -> tuple[int, ...]:
+    def join_list(self, folder: FolderT, *, room: ListRoom, now: float) -> tuple[int, ...]:
         """Jobs of ``folder`` to add to a list call another planner sharing this
         one's :class:`ListBudget` is making (batches of one client), chosen as for
-        a batch of this planner's own, up to ``room``. The call costs the same with
+        a batch of this planner's own, while ``room`` (what the call has left,
+        taken from as ids are chosen) holds them. The call costs the same with
         more ids. Report the outcome with :meth:`observe`, :meth:`observe_missing`
         or :meth:`list_failed`, as for a :class:`ListBatch`.
         """
         watch = self._watching.get(folder)
-        if watch is None or room <= 0 or not self._budget.capacity:
+        if watch is None or room.values <= 0 or not self._budget.capacity:
             return ()
         due = [t for t in watch.jobs.values() if t.ready_at <= now]
         return self._take_for_list(folder, due, now, room)
+
+    def pushed(self, job_id: int, *, now: float) -> bool:
+        """A webhook event said the job ended: read it by id now (not paced, no
+        list call). The read's answer is reported as for a probe (``observe_fetched``
+        if final, ``observe`` if not): an event is a hint, the read is the fact.
+        Returns False when nothing changes (not watched, already final, or its
+        answer is in flight anyway)."""
+        track = self._jobs.get(job_id)
+        if track is None or track.final or track.phase is not _Phase.WATCHING:
+            return False
+        track.not_before = now
+        self._to_fetch_queue(track, FetchPurpose.PUSHED)
+        return True
+
+    def set_pace(self, folder: FolderT, factor: float, *, now: float) -> None:
+        """Re-check ``folder``'s jobs ``factor`` times less often (1: as usual); see
+        :mod:`async_orch._push_pace`. Lowering it pulls every stretched check back
+        to when it would have been due, so polling takes over at once."""
+        old = self._pace.get(folder, 1.0)
+        if factor == old:
+            return
+        if factor == 1.0:
+            del self._pace[folder]
+        else:
+            self._pace[folder] = factor
+        watch = self._watching.get(folder)
+        if factor > old or watch is None:
+            return  # stretched checks start with each job's next answer
+        for track in list(watch.jobs.values()):
+            due = track.last_checked + self._interval(track, track.last_checked)
+            if due < track.due_at:
+                track.due_at = due
+                self._to_watching(track)
 
     def rate_limited(self, *, retry_after: float | None, now: float) -> None:
         """A list call got 429: no list calls until ``retry_after`` seconds pass.
@@ -597,7 +643,7 @@ class PollPlanner(Generic[FolderT]):
         probe_ready = self._last_probe + self._probe_spacing
         candidates: list[float] = []
         for track in self._fetch_queue.values():
-            if track.purpose is FetchPurpose.OUTPUTS:
+            if track.purpose in _UNPACED:
                 candidates.append(track.not_before)
             else:
                 candidates.append(max(track.not_before, probe_ready))
@@ -615,10 +661,12 @@ class PollPlanner(Generic[FolderT]):
 
     def _interval(self, track: _Track[FolderT], now: float) -> float:
         policy = self.policy
+        pace = self._pace.get(track.folder, 1.0)
         if track.state in _SLOW_STATES:
-            return policy.max_interval
+            return policy.max_interval * pace
         age = max(0.0, now - track.added_at)
-        return min(policy.max_interval, max(policy.min_interval, policy.interval_growth * age))
+        interval = min(policy.max_interval, max(policy.min_interval, policy.interval_growth * age))
+        return interval * pace
 
     def _back_off(self, track: _Track[FolderT], now: float) -> None:
         track.failures += 1
@@ -634,7 +682,7 @@ class PollPlanner(Generic[FolderT]):
         for track in self._fetch_queue.values():
             if track.not_before > now:
                 continue
-            if track.purpose is FetchPurpose.OUTPUTS or probe_ok:
+            if track.purpose in _UNPACED or probe_ok:
                 return self._issue_fetch(track, track.purpose, now)
         return None
 
@@ -647,6 +695,8 @@ class PollPlanner(Generic[FolderT]):
         self._watching_of(track).remove(track.job_id)
         if purpose is FetchPurpose.OUTPUTS:
             self._count.output_fetches += 1
+        elif purpose is FetchPurpose.PUSHED:
+            self._count.pushed_reads += 1
         else:
             self._count.probes += 1
             self._last_probe = now
@@ -673,19 +723,21 @@ class PollPlanner(Generic[FolderT]):
         if best is None:
             return None
         _, folder, due = best
-        chosen = self._take_for_list(folder, due, now, self.policy.max_batch)
+        room = ListRoom.of(job_states_query, max_values=self.policy.max_batch)
+        chosen = self._take_for_list(folder, due, now, room)
         self._budget.spend(now)
         self._count.list_calls += 1
         return ListBatch(folder, chosen)
 
     def _take_for_list(
-        self, folder: FolderT, due: list[_Track[FolderT]], now: float, room: int
+        self, folder: FolderT, due: list[_Track[FolderT]], now: float, room: ListRoom
     ) -> tuple[int, ...]:
-        """Up to ``room`` jobs of ``folder`` for one list call, now LISTING: the due
-        ones first, then the others not checked in ``min_interval`` (free riders)."""
+        """Jobs of ``folder`` for one list call while ``room`` holds them, now
+        LISTING: the due ones first, then the others not checked in
+        ``min_interval`` (free riders)."""
         due.sort(key=lambda t: t.due_at)
-        chosen = due[:room]
-        if len(chosen) < room:
+        chosen = _fill(room, due)
+        if len(chosen) == len(due):
             chosen_ids = {t.job_id for t in chosen}
             recent = now - self.policy.min_interval
             extra = [
@@ -694,7 +746,7 @@ class PollPlanner(Generic[FolderT]):
                 if t.job_id not in chosen_ids and t.not_before <= now and t.last_checked <= recent
             ]
             extra.sort(key=lambda t: t.due_at)
-            chosen.extend(extra[: room - len(chosen)])
+            chosen.extend(_fill(room, extra))
         for track in chosen:
             self._set_phase(track, _Phase.LISTING)
             self._watching[folder].remove(track.job_id)
@@ -754,3 +806,13 @@ class PollPlanner(Generic[FolderT]):
         self._count.by_phase[track.phase] -= 1
         self._count.by_phase[phase] += 1
         track.phase = phase
+
+
+def _fill(room: ListRoom, tracks: list[_Track[FolderT]]) -> list[_Track[FolderT]]:
+    """The first ``tracks`` whose ids ``room`` holds, in order (taken from it)."""
+    taken = []
+    for track in tracks:
+        if not room.take(str(track.job_id)):
+            break
+        taken.append(track)
+    return taken

@@ -12,6 +12,12 @@ Theory of operation: the pure :class:`~async_orch._planner.PollPlanner` decides
 - ``FetchOne``: ``GET /odata/Jobs({id})``, not rate limited, read once per job
   when it is final, because only this route returns OutputArguments.
 
+With a :class:`~async_orch._webhooks.WebhookReceiver` given to the group, a
+signed event saying a job ended makes its watcher read the job by id at once,
+and a folder whose events keep arriving is polled less often, back to normal as
+soon as they stop (:mod:`async_orch._push_pace`). Events are never trusted
+alone: the read by id is what finishes a job, and polling never stops.
+
 Deadlines are decided by the pure :class:`~async_orch._deadlines.Deadlines` and
 carried out here: a job past its deadline is either stopped (SoftStop, then Kill
 after a grace period) or reported as still running.
@@ -51,8 +57,12 @@ from async_orch._logs import get_logger
 from async_orch._models import Job
 from async_orch._options import StateCallback, StopPolicy
 from async_orch._planner import FetchOne, ListBatch, ListBudget, PollPlanner, PollPolicy
+from async_orch._push_pace import PushPace
+from async_orch._resources import STOP_JOBS_CHUNK
 from async_orch._seams import JobsAPI
 from async_orch._states import JobState
+from async_orch._url_lists import ListRoom, job_states_query
+from async_orch._webhooks import JobEvent, WebhookReceiver
 
 __all__ = ["Finished", "JobWatcher", "WatcherGroup", "identity_change"]
 
@@ -62,7 +72,6 @@ _NOT_FOUND_LIMIT = 3  # reads by id answered 404 in a row before a job counts as
 
 # Job ids per StopJobs call. UNCONFIRMED: Orchestrator's limit on jobIds per call
 # is not documented; 100 stays within what the official SDK sends in one call.
-_STOP_CHUNK = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,9 +108,21 @@ class WatcherGroup:
     a share of the budget.
     """
 
-    def __init__(self, policy: PollPolicy) -> None:
+    def __init__(
+        self,
+        policy: PollPolicy,
+        *,
+        webhooks: WebhookReceiver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.budget = ListBudget(policy.list_budget_per_minute)
         self._running: set[JobWatcher] = set()
+        self._clock = clock
+        # Per folder: whether webhook events arrive (slow polling down) or not.
+        self.pace: PushPace[int] | None = None
+        if webhooks is not None:
+            self.pace = webhooks.new_pace()
+            webhooks.subscribe(self.on_event)
 
     def join(self, watcher: JobWatcher) -> None:
         """``watcher`` runs: its jobs may ride along other watchers' list calls."""
@@ -112,22 +133,31 @@ class WatcherGroup:
         self._running.discard(watcher)
 
     def riders(
-        self, asking: JobWatcher, folder: int, *, room: int
+        self, asking: JobWatcher, folder: int, *, room: ListRoom
     ) -> list[tuple[JobWatcher, tuple[int, ...]]]:
         """Jobs of the other running watchers to list along with ``asking``'s call
-        about ``folder`` (up to ``room`` ids); each watcher hears of the answer by
-        :meth:`JobWatcher.list_answered`."""
+        about ``folder`` (as many as ``room`` holds, which they fill); each watcher
+        hears of the answer by :meth:`JobWatcher.list_answered`."""
         riders = []
         for watcher in self._running:
-            if room <= 0:
+            if room.values <= 0:
                 break
             if watcher is asking:
                 continue
             ids = watcher.join_list(folder, room=room)
             if ids:
                 riders.append((watcher, ids))
-                room -= len(ids)
         return riders
+
+    def on_event(self, event: JobEvent) -> None:
+        """A verified webhook event: tell the watchers, and note the folder as pushing."""
+        now = self._clock()
+        folder = event.folder_id
+        for watcher in list(self._running):
+            found = watcher.pushed(event)
+            folder = folder if folder is not None else found
+        if folder is not None and self.pace is not None:
+            self.pace.event(folder, now)
 
 
 class JobWatcher:
@@ -174,6 +204,7 @@ class JobWatcher:
         self._closed = False
         self._wakeup = anyio.Event()
         self._sleeping_until = -math.inf  # when the run loop wakes by itself next
+        self.pushed_seen = 0  # jobs whose end a webhook event told first
 
     @property
     def watching(self) -> int:
@@ -230,6 +261,21 @@ class JobWatcher:
         self._planner.remove(job_id)
         return watched.handle
 
+    def pushed(self, event: JobEvent) -> int | None:
+        """A verified webhook event about a job: if this watcher has it (same folder
+        when the event names one), an end makes it read the job by id now. Returns
+        the job's folder id when watched, else None."""
+        watched = self._jobs.get(event.job_id)
+        if watched is None:
+            return None
+        folder = watched.handle.folder_id
+        if event.folder_id is not None and event.folder_id != folder:
+            return None  # another folder's job under that id: not ours
+        if event.ended and self._planner.pushed(event.job_id, now=self._clock()):
+            self.pushed_seen += 1
+            self._wakeup.set()
+        return folder
+
     def close(self) -> None:
         """No more jobs will be added; :meth:`run` ends once every job has left."""
         self._closed = True
@@ -249,6 +295,7 @@ class JobWatcher:
         async with anyio.create_task_group() as tg:
             while True:
                 now = self._clock()
+                pace_change = self._apply_pace(now)
                 await self._enforce_deadlines(now, on_finished)
                 action = self._planner.next_action(now)
                 if isinstance(action, FetchOne):
@@ -263,12 +310,25 @@ class JobWatcher:
                 if self._closed and not self._jobs:
                     return
                 wake = self._planner.next_wake(now)
-                until = min(math.inf if wake is None else wake, self._deadlines.next_due)
+                until = min(
+                    math.inf if wake is None else wake, self._deadlines.next_due, pace_change
+                )
                 delay = max(0.0, until - now)
                 self._wakeup = anyio.Event()
                 self._sleeping_until = now + delay
                 with anyio.move_on_after(delay):
                     await self._wakeup.wait()
+
+    def _apply_pace(self, now: float) -> float:
+        """Slow or restore polling per folder as webhook events come and go; return
+        when the pace changes next by itself (inf: not without a new event)."""
+        pace = self._group.pace if self._group is not None else None
+        if pace is None:
+            return math.inf
+        for folder, factor in pace.factors(now).items():
+            self._planner.set_pace(folder, factor, now=now)
+        change = pace.next_change(now)
+        return math.inf if change is None else change
 
     # -- actions -----------------------------------------------------------------
 
@@ -301,7 +361,9 @@ class JobWatcher:
         # Every watcher's ids, this watcher's first; each hears of its own.
         groups = [(self, action.job_ids)]
         if self._group is not None:
-            room = self._planner.policy.max_batch - len(action.job_ids)
+            room = ListRoom.of(job_states_query, max_values=self._planner.policy.max_batch)
+            for job_id in action.job_ids:
+                room.take(str(job_id))
             groups += self._group.riders(self, action.folder, room=room)
         ids = [job_id for _, own in groups for job_id in own]
         states: Mapping[int, JobState] | None = None
@@ -323,10 +385,10 @@ class JobWatcher:
             for watcher, own in groups:
                 watcher.list_answered(own, states)
 
-    def join_list(self, folder: int, *, room: int) -> tuple[int, ...]:
-        """Up to ``room`` ids of this watcher's jobs of ``folder`` worth listing in
-        another watcher's call (due, or not checked lately); the caller reports
-        the answer with :meth:`list_answered`."""
+    def join_list(self, folder: int, *, room: ListRoom) -> tuple[int, ...]:
+        """Ids of this watcher's jobs of ``folder`` worth listing in another
+        watcher's call (due, or not checked lately), as many as ``room`` holds (it
+        is filled); the caller reports the answer with :meth:`list_answered`."""
         return self._planner.join_list(folder, room=room, now=self._clock())
 
     def list_answered(self, job_ids: Sequence[int], states: Mapping[int, JobState] | None) -> None:
@@ -457,8 +519,8 @@ class JobWatcher:
             handle = watched.handle
             by_folder.setdefault(handle.folder_key or handle.folder_id, []).append(watched)
         for folder, members in by_folder.items():
-            for start in range(0, len(members), _STOP_CHUNK):
-                ids = [w.handle.job_id for w in members[start : start + _STOP_CHUNK]]
+            for start in range(0, len(members), STOP_JOBS_CHUNK):
+                ids = [w.handle.job_id for w in members[start : start + STOP_JOBS_CHUNK]]
                 log.info("async_orch.jobs_stopping", strategy=strategy, job_ids=ids)
                 try:
                     await self._api.stop_jobs(folder, ids, strategy=strategy)

@@ -4,8 +4,9 @@ After an ambiguous StartJobs, :class:`~async_orch._retries.StartProtocol` asks
 for its Reference to be looked up. Many requests of one folder often ask at
 once (a gateway outage fails them together), so their lookups share calls:
 ``GET /odata/Jobs?$filter=Reference in ('a','b',...)`` (orchestrator-api.md
-§3.4: the ``in`` operator is supported; the official SDK sends 50 values per
-call). ``GET /odata/Jobs`` is rate limited per tenant (§4), so every call waits
+§3.4: the ``in`` operator is supported), as many References as the URL budget
+holds (:mod:`async_orch._url_lists`; an ``in`` list counts once toward OData's
+node limit, §8). ``GET /odata/Jobs`` is rate limited per tenant (§4), so every call waits
 for and spends the client's :class:`~async_orch._planner.ListBudget`, the one the
 job watchers spend.
 
@@ -33,19 +34,14 @@ from async_orch._errors import (
 from async_orch._logs import get_logger
 from async_orch._models import Folder, Job
 from async_orch._planner import ListBudget
-from async_orch._resources import references_in
+from async_orch._resources import odata_quote
 from async_orch._seams import JobsAPI
+from async_orch._url_lists import ListRoom, references_query
 
 __all__ = ["LookupAnswer", "ReferenceLookups"]
 
 log = get_logger("async_orch.reference_lookups")
 
-# References per call: what UiPath's SDK sends per `in` list, which keeps the
-# filter under the simulator's (and ASP.NET OData's) 100-node limit.
-MAX_REFERENCES = 50
-# Characters of $filter per call. UNCONFIRMED: Orchestrator's URL length limit;
-# 4,000 stays under the common 8 KB request-line limits once percent-encoded.
-MAX_FILTER_CHARS = 4000
 # Jobs one call may list: one page (the documented maximum $top), so a lookup
 # is one list call. A Reference holds its request's jobs only.
 MAX_JOBS = 1000
@@ -186,22 +182,18 @@ class ReferenceLookups:
 
 
 def _take_batch(queue: _FolderQueue, mine: _Pending) -> list[_Pending]:
-    """``mine`` first, then queued References in arrival order while they fit."""
+    """``mine`` first, then queued References in arrival order while they fit one
+    call: its URL budget and one page of jobs."""
     batch = [mine]
-    chars = len(references_in([mine.reference]))
+    room = ListRoom.of(references_query)
+    room.take(odata_quote(mine.reference))  # a Reference (<= 128 units) always fits
     jobs = mine.expected_jobs
     for item in queue.pending.values():
         if item is mine or item.settled:
             continue
-        more = len(references_in([item.reference])) - len("Reference in ()") + 1
-        if (
-            len(batch) >= MAX_REFERENCES
-            or chars + more > MAX_FILTER_CHARS
-            or jobs + item.expected_jobs > MAX_JOBS
-        ):
+        if jobs + item.expected_jobs > MAX_JOBS or not room.take(odata_quote(item.reference)):
             break
         batch.append(item)
-        chars += more
         jobs += item.expected_jobs
     return batch
 

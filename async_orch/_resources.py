@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -38,14 +38,24 @@ from async_orch._protocol import folder_headers
 from async_orch._seams import FolderRef
 from async_orch._states import JobState
 from async_orch._transport import Transport
+from async_orch._url_lists import (
+    PAGE_SIZE,
+    ListRoom,
+    job_states_query,
+    references_query,
+    split_to_fit,
+)
 
-__all__ = ["FolderRef", "OrchestratorAPI", "odata_quote", "references_in"]
+__all__ = ["STOP_JOBS_CHUNK", "FolderRef", "OrchestratorAPI", "odata_quote"]
 
 _JOBS = "odata/Jobs"
 _START_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
 _STOP_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
 _ATTACHMENTS = "odata/Attachments"
-_PAGE = 1000  # the documented maximum $top
+_PAGE = PAGE_SIZE  # the documented maximum $top
+#: Job ids per StopJobs call (a JSON body, not a URL). ASSUMPTION: no documented cap
+#: (orchestrator-api.md §8: the official SDK sends every id in one call).
+STOP_JOBS_CHUNK = 100
 #: Largest attachment content read into memory. ASSUMPTION: Orchestrator documents
 #: no output size limit; past this a download is a per-job error, not a crash.
 MAX_ATTACHMENT_BYTES = 64 * 1024 * 1024
@@ -56,16 +66,6 @@ TRANSFER_CONCURRENCY = 4
 def odata_quote(value: str) -> str:
     """Quote a string literal for $filter (single quotes doubled, per OData)."""
     return "'" + value.replace("'", "''") + "'"
-
-
-def references_in(references: Iterable[str]) -> str:
-    """The $filter clause ``Reference in ('a','b')``."""
-    return "Reference in (" + ",".join(odata_quote(r) for r in references) + ")"
-
-
-def _ids_in(ids: Iterable[int]) -> str:
-    """The $filter clause ``Id in (1,2,3)``."""
-    return "Id in (" + ",".join(str(int(i)) for i in ids) + ")"
 
 
 def _is_guid(text: str) -> bool:
@@ -321,6 +321,7 @@ class OrchestratorAPI:
         folder: FolderRef,
         *,
         ids: Sequence[int] | None = None,
+        references: Sequence[str] | None = None,
         reference: str | None = None,
         states: Iterable[str] | None = None,
         filter: str | None = None,
@@ -328,73 +329,96 @@ class OrchestratorAPI:
         top: int | None = None,
     ) -> list[Job]:
         """Jobs of a folder [Jobs_Get]. This endpoint is rate limited per tenant
-        (100/min for scripts): batch ids with ``ids=`` rather than calling per job.
+        (100/min for scripts): batch ids with ``ids=`` (or References with
+        ``references=``) rather than calling per job. A long list is split over
+        as many calls as its encoded URL length needs (:mod:`async_orch._url_lists`).
 
         The list returns InputArguments/OutputArguments as null; use get_job for them.
         """
+        if ids is not None and references is not None:
+            raise ValueError("list_jobs takes ids or references, not both")
+        listed: tuple[str, list[str]] | None = None
+        if ids is not None:
+            listed = ("Id", [str(int(i)) for i in ids])
+        elif references is not None:
+            listed = ("Reference", [odata_quote(r) for r in references])
+        if listed is not None and not listed[1]:
+            return []
         resolved = await self.resolve_folder(folder)
         clauses = []
-        if ids is not None:
-            if not ids:
-                return []
-            clauses.append(_ids_in(ids))
         if reference is not None:
             clauses.append(f"Reference eq {odata_quote(reference)}")
         if states is not None:
             clauses.append("State in (" + ",".join(odata_quote(s) for s in states) + ")")
         if filter:
             clauses.append(f"({filter})")
-        params: dict[str, str] = {}
-        if clauses:
-            params["$filter"] = " and ".join(clauses)
-        if select:
-            params["$select"] = ",".join(select)
-        rows = await self._get_all(
-            _JOBS,
-            endpoint="GET Jobs",
-            headers=self.folder_headers(resolved),
-            params=params,
-            limit=top,
-        )
+
+        def params_for(literals: Sequence[str]) -> dict[str, str]:
+            in_list = [] if listed is None else [f"{listed[0]} in ({','.join(literals)})"]
+            params = {"$filter": " and ".join(in_list + clauses)} if in_list + clauses else {}
+            if select:
+                params["$select"] = ",".join(select)
+            return params
+
+        rows: list[dict[str, Any]] = []
+        runs = [[]] if listed is None else split_to_fit(listed[1], str, _room_of(params_for))
+        for run in runs:
+            rows += await self._get_all(
+                _JOBS,
+                endpoint="GET Jobs",
+                headers=self.folder_headers(resolved),
+                params=params_for(run),
+                limit=None if top is None else top - len(rows),
+            )
+            if top is not None and len(rows) >= top:
+                break
         return [Job.from_api(row) for row in rows]
 
     async def jobs_by_reference(self, folder: FolderRef, references: Sequence[str]) -> list[Job]:
         """The jobs of a folder with any of ``references`` [Jobs_Get], in one list
         call (``Reference in (...)``, orchestrator-api.md §3.4), tried once: the
-        caller owns retries and charges the call to its list budget.
+        caller owns retries and charges the call to its list budget, so it sizes
+        ``references`` to fit one call (``ListRoom.of(references_query)``); a
+        longer list would be split.
         """
         if not references:
             return []
         resolved = await self.resolve_folder(folder)
-        rows = await self._get_all(
-            _JOBS,
-            endpoint="GET Jobs",
-            headers=self.folder_headers(resolved),
-            params={"$filter": references_in(references)},
-            attempts=1,
-        )
+        rows: list[dict[str, Any]] = []
+        literals = [odata_quote(r) for r in references]
+        for run in split_to_fit(literals, str, _room_of(references_query)):
+            rows += await self._get_all(
+                _JOBS,
+                endpoint="GET Jobs",
+                headers=self.folder_headers(resolved),
+                params=references_query(run),
+                attempts=1,
+            )
         return [Job.from_api(row) for row in rows]
 
     async def job_states(self, folder: FolderRef, ids: Sequence[int]) -> dict[int, JobState]:
         """The State of each job of ``ids`` that the list returns [Jobs_Get].
 
         One ``$filter=Id in (...)`` call asking only for Id and State: the cheap
-        way to watch many jobs of one folder (rate limited like list_jobs). Jobs
-        the list does not return are missing from the result.
+        way to watch many jobs of one folder (rate limited like list_jobs). The
+        poll planner sizes ``ids`` to fit one call (``ListRoom.of(job_states_query)``); a
+        longer list would be split. Jobs the list does not return are missing
+        from the result.
         """
         if not ids:
             return {}
         resolved = await self.resolve_folder(folder)
-        rows = await self._get_all(
-            _JOBS,
-            endpoint="GET Jobs",
-            headers=self.folder_headers(resolved),
-            params={
-                "$filter": _ids_in(ids),
-                "$select": "Id,State",
-            },
-        )
-        return dict(parse_job_state_row(row) for row in rows)
+        states: dict[int, JobState] = {}
+        literals = [str(int(i)) for i in ids]
+        for run in split_to_fit(literals, str, _room_of(job_states_query)):
+            rows = await self._get_all(
+                _JOBS,
+                endpoint="GET Jobs",
+                headers=self.folder_headers(resolved),
+                params=job_states_query(run),
+            )
+            states.update(parse_job_state_row(row) for row in rows)
+        return states
 
     async def stop_jobs(
         self, folder: FolderRef, job_ids: Sequence[int], *, strategy: str = "SoftStop"
@@ -475,3 +499,8 @@ def _match_folder(folders: list[Folder], ref: int | str) -> Folder | None:
     # Orchestrator itself compares folder names case-insensitively is UNCONFIRMED).
     folded = [f for f in folders if f.fully_qualified_name.casefold() == text.casefold()]
     return folded[0] if len(folded) == 1 else None
+
+
+def _room_of(query: Callable[[Sequence[str]], Mapping[str, str]]) -> Callable[[], ListRoom]:
+    """Fresh rooms for the calls whose query ``query`` builds from a list."""
+    return lambda: ListRoom.of(query)

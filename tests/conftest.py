@@ -29,6 +29,8 @@ from typing import Any
 from unittest.mock import patch
 
 import aiohttp
+import aiohttp.typedefs
+import aiohttp.web
 import pytest
 import structlog
 from aioresponses import aioresponses
@@ -253,3 +255,19 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 async def orch(simulator: SimulatorHandle, http: aiohttp.ClientSession) -> SimClient:
     return SimClient(simulator, http)
+
+
+def add_simulator_middleware(
+    monkeypatch: pytest.MonkeyPatch, middleware: aiohttp.typedefs.Middleware
+) -> None:
+    """Run ``middleware`` (say, a recorder) in front of every simulator this test starts."""
+    from async_orch.simulator.core import Simulator
+
+    make_app = Simulator.make_app
+
+    def app_with_middleware(sim: Simulator, *, admin_token: str) -> aiohttp.web.Application:
+        app = make_app(sim, admin_token=admin_token)
+        app.middlewares.append(middleware)
+        return app
+
+    monkeypatch.setattr(Simulator, "make_app", app_with_middleware)

@@ -25,6 +25,7 @@ from async_orch._planner import (
     _Track,
 )
 from async_orch._states import TERMINAL_STATES, JobState
+from async_orch._url_lists import ListRoom
 
 Planner = PollPlanner[str]
 
@@ -881,12 +882,17 @@ def test_join_list_lends_due_jobs_of_a_folder_to_another_planners_call() -> None
         rider.add(job_id, "A", now=0.0)
     rider.add(4, "B", now=0.0)
 
-    assert rider.join_list("A", room=2, now=0.5) == ()  # nothing due or unchecked yet
-    taken = rider.join_list("A", room=2, now=1.0)
+    assert rider.join_list("A", room=_room(2), now=0.5) == ()  # nothing due or unchecked yet
+    taken = rider.join_list("A", room=_room(2), now=1.0)
     assert len(taken) == 2 and set(taken) <= {1, 2, 3}
     assert rider.stats.listing == 2  # in flight until the caller reports
-    assert rider.join_list("C", room=5, now=1.0) == ()  # a folder it has no jobs in
+    assert rider.join_list("C", room=_room(5), now=1.0) == ()  # a folder it has no jobs in
     rider.observe(taken[0], JobState.SUCCESSFUL, now=1.1)
     rider.list_failed([taken[1]], now=1.1)
     assert rider.stats.listing == 0
     assert rider.stats.list_calls == 0  # joining spends none of the budget
+
+
+def _room(values: int) -> ListRoom:
+    """Room for ``values`` ids, the URL never the limit."""
+    return ListRoom(values=values, chars=10_000)

@@ -646,7 +646,39 @@ def test_option_errors(params: dict[str, str], message: str) -> None:
             "Robot/Id eq 5L",
             "Property paths such as 'Robot/Id' are not supported; use the JobDto's own properties.",
         ),
-        ("contains(Reference,'x')", "The function 'contains' is not supported in $filter."),
+        ("length(Reference) eq 1", "The function 'length' is not supported in $filter."),
+        (
+            "Contains(Reference,'x')",
+            "The function 'Contains' is not supported in $filter. Functions are lower-case: "
+            "'contains'.",
+        ),
+        (
+            "substringof('x',Reference)",
+            "An unknown function with name 'substringof' was found. This may also be a "
+            "function import or a key lookup on a navigation property, which is not allowed. "
+            "OData v4 writes it contains(Property,'text').",
+        ),
+        (
+            "contains(Id,'1')",
+            "The string functions need an Edm.String property; 'Id' is Edm.Int64.",
+        ),
+        (
+            "contains(Reference,1)",
+            "The second argument of 'contains' must be a string literal, found 1.",
+        ),
+        (
+            "contains(Reference,'x') eq 1",
+            "A string function compares only with true or false, found 1.",
+        ),
+        (
+            "tolower(Reference) in ('a')",
+            "Syntax error at position 19 in 'tolower(Reference) in ('a')': expected eq, ne, "
+            "lt, gt, le or ge after 'tolower(...)', found 'in'.",
+        ),
+        (
+            "contains(InputArguments,'x')",
+            "The property 'InputArguments' cannot be used in the $filter query option.",
+        ),
         ("Id add 1 eq 2", "The operator 'add' is not supported in $filter."),
         (
             "Key gt 'b618cdfd-8714-4dbf-9a00-0586a8953c90'",
@@ -671,14 +703,22 @@ def test_unknown_enum_member_is_refused_when_members_are_known() -> None:
 
 
 def test_more_than_a_hundred_nodes_are_refused() -> None:
-    values = ",".join(str(n) for n in range(1, 100))  # 99 values + 2 = 101 nodes
-    message = error_of({"$filter": f"Id in ({values})"})
-    assert message == (
-        "The node count limit of '100' has been exceeded in $filter. Split the filter over "
-        "several requests, e.g. at most 50 values per 'in' list."
-    )
     chain = " or ".join(f"Id eq {n}" for n in range(1, 27))  # 26 * 3 + 25 = 103 nodes
-    assert "node count limit" in error_of({"$filter": chain})
+    assert error_of({"$filter": chain}) == (
+        "The node count limit of '100' has been exceeded in $filter. Split the filter over "
+        "several requests."
+    )
+    lists = " or ".join(f"Id in ({n})" for n in range(1, 27))  # 26 * 3 + 25 = 103 nodes
+    assert "node count limit" in error_of({"$filter": lists})
+
+
+def test_an_in_list_counts_once_toward_the_node_limit() -> None:
+    # The stock ASP.NET OData validator counts an 'in' node once (orchestrator-api.md §8).
+    values = ",".join(str(n) for n in range(1, 2001))
+    assert ids(f"Id in ({values})") == [1, 2, 3, 4, 5]
+    # 24 comparisons (72) + 1 list (3) + 24 'or' = 99 nodes, whatever the list's length.
+    chain = " or ".join(f"Id eq {n}" for n in range(100, 124))
+    assert ids(f"{chain} or Id in ({values})") == [1, 2, 3, 4, 5]
 
 
 def test_filterable_must_name_known_fields() -> None:
@@ -749,3 +789,112 @@ def test_required_values_reads_the_ids_a_filter_can_match(
 
 def test_required_values_of_no_filter_is_none() -> None:
     assert required_values(None, "Id") is None
+
+
+# ------------------------------------------- functions and navigation (issue 14)
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "expected"),
+    [
+        ("contains(Reference,'atch')", [1, 5]),
+        ("contains(Reference,'ATCH')", []),  # case-sensitive, as OData specifies
+        ("contains(tolower(Reference),'atch')", [1, 5]),
+        ("contains(toupper(Reference),'ATCH')", [1, 5]),
+        ("startswith(Reference,'it')", [2]),
+        ("endswith(Reference,'-1')", [1, 5]),
+        ("endswith(Reference,'''s')", [2]),  # '' escapes a quote
+        ("contains(Reference,'atch') eq true", [1, 5]),
+        ("contains(Reference,'atch') eq false", [2, 3, 4]),  # null Reference: not a match
+        ("contains(Reference,'atch') ne true", [2, 3, 4]),
+        ("not contains(Reference,'atch')", [2, 3, 4]),
+        ("not endswith(ReleaseName,'voices')", []),
+        ("tolower(ReleaseName) eq 'invoices'", [1, 2, 3, 4, 5]),
+        ("toupper(ReleaseName) eq 'Invoices'", []),
+        ("tolower(Reference) ge 'c'", [2]),
+        ("startswith(Reference,'batch') and Id gt 1", [5]),
+    ],
+)
+def test_string_functions(filter_text: str, expected: list[int]) -> None:
+    assert ids(filter_text) == expected
+
+
+NAVIGATION = {
+    "Robot": {"Id": F.INT, "Name": F.STRING},
+    "Release": {"Name": F.STRING, "Key": F.GUID},
+    "Machine": {"Name": F.STRING},
+}
+NAV_FILTERABLE = [*FILTERABLE, "Robot/Id", "Robot/Name", "Release/Name", "Machine/Name"]
+
+
+def nav_rows() -> list[dict[str, Any]]:
+    rows = []
+    for row in ROWS:
+        robot = None if row["Id"] == 4 else {"Id": 10 + row["Id"] % 2, "Name": f"r{row['Id']}"}
+        release = {"Name": "Invoices" if row["Id"] < 3 else "Payroll", "Key": KEY_1}
+        machine = None if robot is None else {"Name": "M-A" if row["Id"] % 2 else "M-B"}
+        rows.append({**row, "Robot": robot, "Release": release, "Machine": machine})
+    return rows
+
+
+def nav_ids(params: Mapping[str, str]) -> list[int]:
+    query = parse(params, filterable=NAV_FILTERABLE, navigation=NAVIGATION)
+    page, _ = apply_query(query, nav_rows())
+    return [row["Id"] for row in page]
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "expected"),
+    [
+        ("Robot/Id eq 11L", [1, 3, 5]),
+        ("(Robot/Id eq 10)", [2]),
+        ("Robot/Id eq null", [4]),  # no robot yet: the path is null
+        ("Release/Name eq 'Payroll'", [3, 4, 5]),
+        ("contains(Release/Name,'roll') and Machine/Name eq 'M-A'", [3, 5]),
+        ("Robot/Id in (10, 11) and Robot/Name ne 'r1'", [2, 3, 5]),
+    ],
+)
+def test_navigation_paths_in_filter(filter_text: str, expected: list[int]) -> None:
+    assert nav_ids({"$filter": filter_text}) == expected
+
+
+def test_navigation_paths_in_orderby_and_the_navigations_read() -> None:
+    params = {"$orderby": "Release/Name desc,Robot/Id", "$filter": "Machine/Name ne null"}
+    assert nav_ids(params) == [3, 5, 2, 1]
+    query = parse(params, filterable=NAV_FILTERABLE, navigation=NAVIGATION)
+    assert query.navigations == {"Release", "Robot", "Machine"}
+    assert parse({"$filter": "Id eq 1"}, navigation=NAVIGATION).navigations == frozenset()
+
+
+def test_orderby_several_fields_with_count_and_paging() -> None:
+    params = {"$orderby": "Reference desc,CreationTime asc", "$count": "true", "$skip": "1"}
+    page, count = run({**params, "$top": "3"})
+    # Nulls last descending; Ids 1 and 5 share a Reference, CreationTime breaks the tie.
+    assert [row["Id"] for row in page] == [1, 5, 3]
+    assert count == 5
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"$filter": "Robot/Color eq 'x'"},
+            "Could not find a property named 'Color' on type 'Robot'.",
+        ),
+        (
+            {"$filter": "Folder/Id eq 1"},
+            "Could not find a navigation property named 'Folder' on type 'JobDto'. "
+            "The simulator knows: Machine, Release, Robot.",
+        ),
+        (
+            {"$filter": "Release/Key eq null"},
+            "The property 'Release/Key' cannot be used in the $filter query option.",
+        ),
+        (
+            {"$select": "Robot/Id"},
+            "Property paths such as 'Robot/Id' are not supported; use the JobDto's own properties.",
+        ),
+    ],
+)
+def test_navigation_errors(params: dict[str, str], message: str) -> None:
+    assert error_of(params, filterable=NAV_FILTERABLE, navigation=NAVIGATION) == message

@@ -285,7 +285,12 @@ async def test_select_and_expand(orch: SimClient, fake_clock: FakeClock) -> None
         ("State eq 'Successful'", ["a1", "a2"]),
         ("State ne 'Successful'", ["b1", "c1"]),
         ("Reference in ('a1','c1')", ["a1", "c1"]),
-        ("startswith(Reference,'a') eq true", None),  # functions are refused: 400
+        ("startswith(Reference,'a') eq true", ["a1", "a2"]),
+        ("contains(tolower(Reference),'1') and not endswith(Reference,'b1')", ["a1", "c1"]),
+        ("substringof('a',Reference)", None),  # OData v3: refused under v4, 400
+        ("length(Reference) eq 2", None),  # functions not modelled: 400
+        ("Release/Name eq 'DailyReport'", ["b1"]),
+        ("startswith(Release/Name,'Ec') and Reference ne 'a2'", ["a1", "c1"]),
         ("ReleaseName eq 'Echo' and Reference ne 'a1'", ["a2", "c1"]),
         ("Reference eq 'a1' or Reference eq 'b1'", ["a1", "b1"]),
         ("not (ReleaseName eq 'Echo')", ["b1"]),
@@ -344,6 +349,76 @@ async def test_jobs_paging_and_ordering(orch: SimClient) -> None:
     status, body, _ = await orch.get("/odata/Jobs", folder="Shared", params={"$top": "1001"})
     assert status == 400
     assert_modern_error(body, 1000, "1000")
+
+
+async def finance_jobs(orch: SimClient, **params: str) -> list[dict[str, Any]]:
+    status, body, _ = await orch.get("/odata/Jobs", folder="Finance", params=params)
+    assert status == 200, body
+    validate_response("GET", "/odata/Jobs", 200, body)
+    if "$count" in params:
+        return [{"@odata.count": body["@odata.count"]}, *body["value"]]
+    jobs: list[dict[str, Any]] = body["value"]
+    return jobs
+
+
+async def test_navigation_paths_orderby_and_count_over_http(
+    orch: SimClient, fake_clock: FakeClock
+) -> None:
+    started = await orch.start("Finance", "InvoiceProcessing", JobsCount=3, Reference="nav")
+    fake_clock.advance(3)  # running: robots assigned
+    (later,) = await orch.start("Finance", "InvoiceProcessing", Reference="later")
+    status, one, _ = await orch.get(
+        f"/odata/Jobs({started[0]['Id']})", folder="Finance", params={"$expand": "Robot,Machine"}
+    )
+    robot, machine = one["Robot"], one["Machine"]["Name"]
+    path_filter = f"Robot/Id eq {robot['Id']}L and Machine/Name eq '{machine}'"
+    found = await finance_jobs(orch, **{"$filter": path_filter})
+    assert started[0]["Id"] in [j["Id"] for j in found]
+    # A path reads the navigation property; only $expand puts it in the answer.
+    assert all("Robot" not in j and "Machine" not in j for j in found)
+    everything = await finance_jobs(orch, **{"$expand": "Robot"})
+    for test, is_null in (("eq", True), ("ne", False)):
+        params = {"$filter": f"Robot/Id {test} null", "$expand": "Robot", "$select": "Id"}
+        expected = [{"Id": j["Id"], "Robot": j["Robot"]} for j in everything]
+        wanted = [j for j in expected if (j["Robot"] is None) == is_null]
+        assert await finance_jobs(orch, **params) == wanted
+    folder_id = later["OrganizationUnitId"]
+    count, *page = await finance_jobs(
+        orch,
+        **{
+            "$filter": f"OrganizationUnitId eq {folder_id} and Reference in ('nav','later')",
+            "$orderby": "Reference asc,Id desc",
+            "$select": "Id,Reference",
+            "$count": "true",
+            "$top": "2",
+            "$skip": "1",
+        },
+    )
+    assert count == {"@odata.count": 4}
+    nav_desc = sorted((j["Id"] for j in started), reverse=True)
+    assert [j["Id"] for j in page] == nav_desc[:2]  # after 'later'
+    status, body, _ = await orch.get(
+        "/odata/Releases",
+        folder="Finance",
+        params={"$filter": f"OrganizationUnitId eq {folder_id}"},
+    )
+    assert status == 200 and body["value"], body
+
+
+async def test_an_overlong_request_line_is_414(simulator: SimulatorHandle, orch: SimClient) -> None:
+    from async_orch.simulator.app import MAX_REQUEST_LINE
+
+    def in_list(length: int) -> str:
+        return "Id in (" + ",".join(["1"] * (length // 2)) + ")"
+
+    fits = in_list(MAX_REQUEST_LINE - 200)
+    status, body, _ = await orch.get("/odata/Jobs", folder="Shared", params={"$filter": fits})
+    assert status == 200, body  # thousands of values: the 'in' list counts once
+    too_long = in_list(MAX_REQUEST_LINE)
+    status, body, _ = await orch.get("/odata/Jobs", folder="Shared", params={"$filter": too_long})
+    assert status == 414
+    assert body in (None, "", b"")
+    assert simulator.simulator.stats()["requests"]["(uri too long)"] == {"414": 1}
 
 
 # -- stop -----------------------------------------------------------------------------------------

@@ -137,4 +137,8 @@ def test_the_library_creates_no_task_outside_a_task_group() -> None:
         for number, line in enumerate(path.read_text().splitlines(), start=1)
         if bare.search(line)
     ]
-    assert found == []
+    # The simulator's webhook delivery: a server's background task, owned by its
+    # aiohttp application (cleanup_ctx cancels and awaits it). aiohttp sets up and
+    # cleans up from different tasks, which no task group can span.
+    assert [f for f in found if not f.startswith("simulator/app.py:")] == []
+    assert len(found) <= 1

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import structlog
 from aiohttp import web
-from conftest import FakeClock
+from conftest import FakeClock, add_simulator_middleware
 from test_integration_auth import admin_post, connect, demo_credentials
 
 from async_orch._config import Settings
@@ -20,7 +20,6 @@ from async_orch._transport_hooks import (
     TransportHooks,
 )
 from async_orch.simulator import SimulatorHandle
-from async_orch.simulator.core import Simulator
 
 
 class Recorder(TransportHooks):
@@ -148,7 +147,6 @@ async def test_a_try_cancelled_on_the_wire_is_reported_as_cancelled_not_as_a_fai
 def server_headers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Mapping[str, str]]]:
     """(path, headers) of every request the simulators of this test receive."""
     seen: list[tuple[str, Mapping[str, str]]] = []
-    make_app = Simulator.make_app
 
     @web.middleware
     async def record(
@@ -157,12 +155,7 @@ def server_headers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Mapping[s
         seen.append((request.path, request.headers.copy()))
         return await handler(request)
 
-    def recording_app(sim: Simulator, *, admin_token: str) -> web.Application:
-        app = make_app(sim, admin_token=admin_token)
-        app.middlewares.append(record)
-        return app
-
-    monkeypatch.setattr(Simulator, "make_app", recording_app)
+    add_simulator_middleware(monkeypatch, record)
     return seen
 
 

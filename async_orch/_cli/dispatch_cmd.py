@@ -8,8 +8,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from async_orch._cli.journal_run import (
 )
 from async_orch._cli.output import FORMATS, check_writable, emit_rows
 from async_orch._cli.progress import ProgressDisplay
+from async_orch._cli.webhook_server import SECRET_ENV, listen_address, serve_webhooks
 from async_orch._client import OrchestratorClient
 from async_orch._dispatcher import DispatchLimits
 from async_orch._errors import ConfigurationError
@@ -41,6 +42,7 @@ from async_orch._jobs import JobRequest
 from async_orch._journal import Journal, RequestRecord
 from async_orch._journaled import records_for, resume_plan, target_of
 from async_orch._planner import PollPolicy
+from async_orch._webhooks import WebhookReceiver
 
 __all__ = ["add_parser", "run"]
 
@@ -120,6 +122,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "to them) or stop them (SoftStop, then Kill after --stop-grace)",
     )
     run_group.add_argument(
+        "--webhook-listen",
+        type=listen_address,
+        metavar="HOST:PORT",
+        help="also receive Orchestrator's webhook events here (any path; signed with the "
+        f"secret in ${SECRET_ENV}) to see ended jobs sooner; polling goes on, slower while "
+        "events arrive",
+    )
+    run_group.add_argument(
         "--list-budget",
         type=non_negative,
         default=None,
@@ -174,14 +184,42 @@ def _requests(args: argparse.Namespace) -> list[JobRequest]:
     )
 
 
-def _client(args: argparse.Namespace, settings: Any) -> OrchestratorClient:
+def _receiver(args: argparse.Namespace) -> WebhookReceiver | None:
+    """The webhook receiver --webhook-listen asks for (checked before anything starts)."""
+    if args.webhook_listen is None:
+        return None
+    secret = os.environ.get(SECRET_ENV, "")
+    if not secret:
+        raise ConfigurationError(
+            f"--webhook-listen needs the webhook's secret (as set on the webhook in "
+            f"Orchestrator) in the environment variable {SECRET_ENV}"
+        )
+    return WebhookReceiver(secret)
+
+
+@asynccontextmanager
+async def _listening(
+    args: argparse.Namespace, receiver: WebhookReceiver | None
+) -> AsyncIterator[None]:
+    if receiver is None:
+        yield
+        return
+    host, port = args.webhook_listen
+    async with serve_webhooks(receiver, host, port) as url:
+        _say(args, f"receiving webhook events at {url}")
+        yield
+
+
+def _client(
+    args: argparse.Namespace, settings: Any, webhooks: WebhookReceiver | None = None
+) -> OrchestratorClient:
     poll = (
         PollPolicy()
         if args.list_budget is None
         else PollPolicy(list_budget_per_minute=args.list_budget)
     )
     limits = DispatchLimits(max_in_flight=args.max_in_flight, starts_per_second=args.rate)
-    return OrchestratorClient(settings, limits=limits, poll=poll)
+    return OrchestratorClient(settings, limits=limits, poll=poll, webhooks=webhooks)
 
 
 def _heartbeat(
@@ -216,10 +254,12 @@ async def _dispatch(args: argparse.Namespace) -> int:
     path = args.journal or default_journal_path(
         os.environ, Path.home(), batch_id=batch_id, now=datetime.now(UTC)
     )
+    receiver = _receiver(args)
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
     async with (
         connection(args) as settings,
-        _client(args, settings) as orch,
+        _listening(args, receiver),
+        _client(args, settings, receiver) as orch,
         _heartbeat(display, orch),
     ):
         await _check_names(orch, records)  # a typo is one clear error before anything starts
@@ -253,6 +293,7 @@ async def _resume(args: argparse.Namespace) -> int:
             "so the jobs of the journal are gone with it"
         )
     check_writable(args.output, flag="--output")  # written last: fail before the run
+    receiver = _receiver(args)
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
     # Opened to write: the journal's lock is held until the very end, so a second
     # resume of it (or any other writer) is refused before it looks anything up.
@@ -261,7 +302,11 @@ async def _resume(args: argparse.Namespace) -> int:
         target = journal.target
         async with connection(args, default_url=target.url) as settings:
             journal.check_target(target_of(settings))
-            async with _client(args, settings) as orch, _heartbeat(display, orch):
+            async with (
+                _listening(args, receiver),
+                _client(args, settings, receiver) as orch,
+                _heartbeat(display, orch),
+            ):
                 window = settings.retry.window_after(settings.timeout.total)
                 never_started, reattach = await resume_plan(
                     orch.api,

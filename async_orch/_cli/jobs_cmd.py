@@ -26,7 +26,8 @@ from async_orch._cli.output import FORMATS, check_writable, emit_rows
 from async_orch._client import OrchestratorClient
 from async_orch._errors import ConfigurationError
 from async_orch._journal import Journal
-from async_orch._journaled import LOOKUP_BATCH, target_of
+from async_orch._journaled import target_of
+from async_orch._resources import STOP_JOBS_CHUNK
 
 __all__ = ["add_jobs_parser", "add_stop_parser", "run_jobs", "run_stop"]
 
@@ -166,9 +167,9 @@ async def _stop(args: argparse.Namespace) -> int:
                 by_folder[job.handle.folder_id].append(job.job_id)
             strategy = "Kill" if args.kill else "SoftStop"
             for folder_id, ids in by_folder.items():
-                for start in range(0, len(ids), LOOKUP_BATCH):
+                for start in range(0, len(ids), STOP_JOBS_CHUNK):
                     await orch.api.stop_jobs(
-                        folder_id, ids[start : start + LOOKUP_BATCH], strategy=strategy
+                        folder_id, ids[start : start + STOP_JOBS_CHUNK], strategy=strategy
                     )
             journal.record_event("stop_sent", strategy=strategy, jobs=len(unfinished))
             print(f"{strategy} sent to {len(unfinished)} unfinished jobs", file=sys.stderr)

@@ -26,11 +26,7 @@ from async_orch._client import OrchestratorClient
 from async_orch._errors import OrchestratorError
 from async_orch._jobs import Abandoned, JobRequest, JobResult, Outcome
 from async_orch._journal import JobRecord, Journal, RequestRecord
-from async_orch._journaled import (
-    LOOKUP_BATCH,
-    run_stored,
-    stored_row,
-)
+from async_orch._journaled import run_stored, stored_row
 from async_orch._logs import get_logger
 from async_orch._models import Job
 from async_orch._options import Hooks, ProgressCallback, StopPolicy
@@ -265,38 +261,39 @@ async def refresh_unfinished(orch: OrchestratorClient, journal: Journal) -> None
         by_folder[job.handle.folder_id].append(job)
     for folder_id, jobs in by_folder.items():
         try:
-            for start in range(0, len(jobs), LOOKUP_BATCH):
-                chunk = jobs[start : start + LOOKUP_BATCH]
-                ids = sorted({j.job_id for j in chunk})
-                for seen in await orch.api.list_jobs(folder_id, ids=ids):
-                    # Two journaled jobs may share an id (a server that forgot the
-                    # first gave its id out again): only the one it still names is
-                    # updated; the other is left for a resume to report lost.
-                    record = next((j for j in chunk if _names(seen, j)), None)
-                    if record is None:
-                        continue
-                    outcome = Outcome.of_final(seen.state)
-                    if outcome is None:
-                        journal.record_state(
-                            record.request_index, record.handle, seen.raw_state or seen.state.value
-                        )
-                        continue
-                    full = await orch.api.get_job(folder_id, seen.id)  # for its outputs
-                    request = records[record.request_index]
-                    result = JobResult(
-                        index=request.index,
-                        request=JobRequest(process=request.process, folder=request.folder),
-                        outcome=outcome,
-                        handle=record.handle,
-                        job=full,
-                        detected=datetime.now(UTC),  # when this read saw it ended
+            by_id: dict[int, list[JobRecord]] = defaultdict(list)
+            for job in jobs:
+                by_id[job.job_id].append(job)
+            # One call per URL's worth of ids (list_jobs splits the list).
+            for seen in await orch.api.list_jobs(folder_id, ids=sorted(by_id)):
+                # Two journaled jobs may share an id (a server that forgot the
+                # first gave its id out again): only the one it still names is
+                # updated; the other is left for a resume to report lost.
+                record = next((j for j in by_id.get(seen.id, ()) if _names(seen, j)), None)
+                if record is None:
+                    continue
+                outcome = Outcome.of_final(seen.state)
+                if outcome is None:
+                    journal.record_state(
+                        record.request_index, record.handle, seen.raw_state or seen.state.value
                     )
-                    journal.record_final(
-                        record.request_index,
-                        record.handle,
-                        outcome=outcome.value,
-                        state=full.raw_state or full.state.value,
-                        result=stored_row(request, result),
-                    )
+                    continue
+                full = await orch.api.get_job(folder_id, seen.id)  # for its outputs
+                request = records[record.request_index]
+                result = JobResult(
+                    index=request.index,
+                    request=JobRequest(process=request.process, folder=request.folder),
+                    outcome=outcome,
+                    handle=record.handle,
+                    job=full,
+                    detected=datetime.now(UTC),  # when this read saw it ended
+                )
+                journal.record_final(
+                    record.request_index,
+                    record.handle,
+                    outcome=outcome.value,
+                    state=full.raw_state or full.state.value,
+                    result=stored_row(request, result),
+                )
         except OrchestratorError as exc:
             log.warning("async_orch.cli.refresh_failed", folder_id=folder_id, error=str(exc))

@@ -8,7 +8,8 @@ request goes to :func:`_dispatch`, which matches the path itself
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -30,7 +31,7 @@ from async_orch.simulator.routes import Endpoint, RouteMatch, match_route
 if TYPE_CHECKING:
     from async_orch.simulator.core import Simulator
 
-__all__ = ["build_app"]
+__all__ = ["MAX_REQUEST_LINE", "PARSER_LINE_LIMIT", "build_app", "request_line_too_long"]
 
 log = get_logger("async_orch.simulator")
 
@@ -42,6 +43,22 @@ _TOKEN_HANDLERS: dict[Endpoint, _Handler] = {
 }
 # UNCONFIRMED: Orchestrator's errorCode for "no such route"; ASP.NET's wording.
 _NO_ROUTE_CODE = 0
+#: Longest request line (method, target with its query string, version) served.
+#: ASSUMPTION: Orchestrator's real URL limit is unconfirmed (orchestrator-api.md §8).
+#: 8,192 bytes is Kestrel's default MaxRequestLineSize, and Kestrel answers a longer
+#: line with 414 URI Too Long and no body; so does the simulator. (On premises, IIS
+#: request filtering would answer 404.15 for a query string over 2,048 bytes and
+#: 404.14 for a URL over 4,096: a 404 a client cannot tell from a wrong route. The
+#: client stays under 2,048 either way: async_orch._url_lists.)
+MAX_REQUEST_LINE = 8192
+#: aiohttp's own request-line limit, set above MAX_REQUEST_LINE so that the 414
+#: decides (aiohttp would answer 400 first at its default of 8,190).
+PARSER_LINE_LIMIT = 4 * MAX_REQUEST_LINE
+
+
+def request_line_too_long(method: str, raw_target: str) -> bool:
+    """Whether ``METHOD target HTTP/1.1`` is longer than :data:`MAX_REQUEST_LINE`."""
+    return len(method) + 1 + len(raw_target) + len(" HTTP/1.1") > MAX_REQUEST_LINE
 
 
 def build_app(sim: Simulator, *, admin_token: str) -> web.Application:
@@ -51,6 +68,9 @@ def build_app(sim: Simulator, *, admin_token: str) -> web.Application:
     add_admin_routes(app, sim, token=admin_token)
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
+        if request_line_too_long(request.method, request.raw_path):
+            sim.requests.record("(uri too long)", 414)
+            return web.Response(status=414)
         match = match_route(request.method, request.path)
         if match is None:
             sim.requests.record("(no route)", 404)
@@ -66,6 +86,18 @@ def build_app(sim: Simulator, *, admin_token: str) -> web.Application:
         return response if response is not None else _dropped(request)
 
     app.router.add_route("*", "/{tail:.*}", dispatch)
+
+    async def deliver_webhooks(app: web.Application) -> AsyncIterator[None]:
+        # The one background task of the simulator, owned by the application: set
+        # up and torn down by runner.setup()/cleanup(), which may run in different
+        # tasks (so no task group can span them); cancelled and awaited here.
+        task = asyncio.create_task(sim.webhooks.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(deliver_webhooks)
     return app
 
 

@@ -35,6 +35,7 @@ from async_orch.simulator.scenario import Scenario, TenantSpec, load_scenario
 from async_orch.simulator.state import StateFile
 from async_orch.simulator.stats import RequestStats
 from async_orch.simulator.tokens import TokenStore
+from async_orch.simulator.webhooks import WebhookHub
 from async_orch.simulator.world import World, build_world
 
 if TYPE_CHECKING:
@@ -137,6 +138,8 @@ class Simulator:
         self.faults = FaultInjector(self.scenario.faults, seed=self.scenario.seed, now=clock())
         self.requests = RequestStats()
         self.attachments = AttachmentStore()  # InputFile / uploaded attachments
+        # After the state file's replay: replayed jobs send no events.
+        self.webhooks = WebhookHub(self)
 
     def _restore(self, wall_now: float) -> float:
         """Replay the state file (if any) and return the simulated time to go on from."""

@@ -23,6 +23,7 @@ __all__ = [
     "job_dto",
     "release_dto",
     "robot_dto",
+    "source_type",
 ]
 
 EXPANDABLE = ("Robot", "Release", "Machine")
@@ -156,7 +157,7 @@ def _simple_release_dto(release: Release) -> dict[str, Any]:
     }
 
 
-def _source_type(source: str) -> str:
+def source_type(source: str) -> str:
     mapped = _SOURCE_TYPES.get(source, source)
     return mapped if mapped in _JOB_SOURCE_TYPES else "Manual"
 
@@ -174,7 +175,7 @@ def job_dto(job: Job, *, large_fields: bool, expand: Collection[str] = ()) -> di
         "SpecificPriorityValue": job.specific_priority,
         "ResourceOverwrites": None,
         "Source": job.source,
-        "SourceType": _source_type(job.source),
+        "SourceType": source_type(job.source),
         "BatchExecutionKey": job.batch_execution_key,
         "Info": job.info,
         "CreationTime": format_timestamp(job.creation_time),

@@ -50,6 +50,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from async_orch._jsonvalues import utf16_length
 from async_orch._states import JobState
 from async_orch.simulator.lifecycle import OUTPUT_TOO_LARGE
 from async_orch.simulator.outputs import FAULT_MESSAGES, compute_outputs
@@ -64,7 +65,6 @@ __all__ = [
     "JobEngine",
     "StartOrder",
     "UnknownJobError",
-    "utf16_length",
 ]
 
 #: Receives each command (a JSON-ready dict) before it is applied; see replay().
@@ -175,6 +175,8 @@ class JobEngine:
         )
         self._next_id = first_job_id
         self.on_command = on_command
+        # Told of each job that started or ended (webhooks.py sends the events).
+        self.on_change: Callable[[Job], None] | None = None
         self._jobs: dict[int, Job] = {}
         self._by_key: dict[str, Job] = {}
         self._by_output_file: dict[str, Job] = {}
@@ -484,6 +486,7 @@ class JobEngine:
             self._schedule(at + job.remaining, job, _FINISH)
             return
         job.start_time = at
+        self._changed(job)
         suspend_after = job.release.spec.lifecycle.suspend_after
         if suspend_after is not None and suspend_after < job.duration:
             self._schedule(at + suspend_after, job, _SUSPEND)
@@ -531,6 +534,11 @@ class JobEngine:
             text = json.dumps(outputs, ensure_ascii=False, separators=(",", ":"))
             self._set_outputs(job, text)
         self._free_slot(job, at)
+        self._changed(job)
+
+    def _changed(self, job: Job) -> None:
+        if self.on_change is not None:
+            self.on_change(job)
 
     def _set_outputs(self, job: Job, text: str) -> None:
         """Successful with ``text`` as outputs: inline, as an OutputFile, or too large."""
@@ -555,6 +563,7 @@ class JobEngine:
         # UNCONFIRMED: the exact Info text Orchestrator sets on a stopped job.
         job.info = "Job was killed." if job.stop_strategy == "Kill" else "Job was stopped."
         self._free_slot(job, at)
+        self._changed(job)
 
     def _stop(self, job: Job, strategy: str, now: float) -> None:
         lifecycle = job.release.spec.lifecycle
@@ -614,8 +623,3 @@ def _encode_order(order: StartOrder) -> dict[str, Any]:
         "batch_execution_key": order.batch_execution_key,
         "runtime_type": order.runtime_type,
     }
-
-
-def utf16_length(text: str) -> int:
-    """Length as .NET counts it: UTF-16 code units (orchestrator-api.md §8)."""
-    return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2

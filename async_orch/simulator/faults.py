@@ -29,6 +29,9 @@ Settings (all optional; rates are fractions of requests, 0..1):
   Without this fault the simulator drops such a request: reading its body fails
   once the client is gone.
 * ``include_token_endpoint`` (false): also apply the rate faults to the token endpoints.
+* ``webhook_drop_rate`` (0): webhook deliveries lost on the way (not sent). Orchestrator
+  neither stores nor retries events, so a failed delivery is lost (docs.uipath.com
+  about-webhooks; orchestrator-api.md §8).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class FaultKind(enum.StrEnum):
     TOKEN_REVOCATION = "token_revocation"
     AMBIGUOUS_START = "ambiguous_start"
     LATE_COMPLETION = "late_completion"
+    WEBHOOK_DROP = "webhook_drop"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +91,7 @@ class FaultSettings:
     late_completion_seconds: float = 1.0
     late_completion_scope: str = "start_jobs"
     include_token_endpoint: bool = False
+    webhook_drop_rate: float = 0.0
 
     @classmethod
     def from_mapping(
@@ -129,6 +134,7 @@ class FaultSettings:
             include_token_endpoint=table.boolean(
                 "include_token_endpoint", base.include_token_endpoint
             ),
+            webhook_drop_rate=_rate(table, "webhook_drop_rate", base.webhook_drop_rate),
         )
         if settings.throttle_burst_seconds > settings.throttle_burst_every > 0:
             raise ConfigurationError(

@@ -12,7 +12,10 @@ order OData prescribes: filter, orderby, count (before paging), skip, top, selec
 Supported
 ~~~~~~~~~
 * ``$filter``: ``eq ne lt gt le ge``, ``in (...)``, ``and``, ``or``, ``not``,
-  parentheses, and a bare boolean property (``IsActive``). Literals: integers
+  parentheses, and a bare boolean property (``IsActive``). The string functions
+  ``contains``, ``startswith``, ``endswith`` (alone or ``eq true``/``false``) and
+  ``tolower``/``toupper`` around a property; navigation paths such as
+  ``Robot/Id`` or ``Release/Name`` where the entity declares them. Literals: integers
   (``123``, ``123L``), ``'strings'`` (``''`` escapes a quote), GUIDs (bare or
   quoted), bare or quoted DateTimeOffsets, ``null``, ``true``/``false``, and
   enum literals (``'Faulted'`` or ``UiPath.Core.Enums.JobState'Faulted'``).
@@ -21,10 +24,16 @@ Supported
 * ``$expand`` is accepted and ignored: the simulator never inlines related
   entities. ``$format`` is accepted when it asks for JSON.
 
-Everything else (functions such as ``contains()``, arithmetic, ``has``, lambda
-operators, paths such as ``Robot/Id``, other ``$`` options) is an ODataError
-that names the offending part. Operators and keywords are lower-case, as in
-the OData ABNF.
+Everything else (other functions such as ``length()``, arithmetic, ``has``,
+lambda operators, undeclared paths, other ``$`` options) is an ODataError that
+names the offending part. Operators, keywords and functions are lower-case, as
+in the OData ABNF. ``substringof`` is OData v2/v3 only: the v4 URI parser that
+serves Orchestrator refuses it as an unknown function (the message below is
+Microsoft.OData's, quoted in OData/WebApi#696 and
+MicrosoftDocs/dynamics365smb-devitpro-pb#1776); the simulator says so and names
+``contains``. String functions compare as written (case-sensitive), as OData
+specifies. UNCONFIRMED: Orchestrator's database collation may make them
+case-insensitive.
 
 Semantics follow OData v4 (URL Conventions, "Logical Operators"): ``null eq
 null`` is true; ``lt``/``gt``/``le``/``ge`` with a null operand are false;
@@ -37,6 +46,7 @@ envelopes).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import operator
 import re
@@ -107,6 +117,17 @@ class Comparison:
     op: str
     value: Value
     members: tuple[str, ...] | None = None
+    case: str | None = None  # "tolower" or "toupper" applied to the property first
+
+
+@dataclass(frozen=True, slots=True)
+class StringCall:
+    """``contains(Prop,'x')``, ``startswith(...)`` or ``endswith(...)``."""
+
+    function: str
+    prop: str
+    value: str
+    case: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +171,7 @@ class Or:
     right: Expr
 
 
-Expr: TypeAlias = Comparison | InList | BoolProperty | Constant | Not | And | Or
+Expr: TypeAlias = Comparison | InList | StringCall | BoolProperty | Constant | Not | And | Or
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +198,7 @@ class ODataQuery:
     skip: int = 0
     count: bool = False
     stable_key: OrderClause | None = None
+    navigations: frozenset[str] = frozenset()  # navigation properties the query reads
 
 
 # ---------------------------------------------------------------------- parsing
@@ -196,6 +218,12 @@ _OP_NAMES = {
 _ORDERING_OPS = frozenset({"lt", "gt", "le", "ge"})
 _KEYWORDS = frozenset({*_OP_NAMES, "and", "or", "not", "null", "true", "false"})
 _UNSUPPORTED_OPERATORS = frozenset({"has", "add", "sub", "mul", "div", "divby", "mod"})
+_STRING_PREDICATES: dict[str, Callable[[str, str], bool]] = {
+    "contains": lambda text, part: part in text,
+    "startswith": str.startswith,
+    "endswith": str.endswith,
+}
+_CASE_FUNCTIONS: dict[str, Callable[[str], str]] = {"tolower": str.lower, "toupper": str.upper}
 # Kinds whose ordering the simulator reproduces faithfully. GUIDs are left out:
 # SQL Server sorts uniqueidentifier by byte groups, not as text.
 _ORDERABLE = frozenset({FieldKind.INT, FieldKind.STRING, FieldKind.DATETIME, FieldKind.BOOL})
@@ -273,13 +301,11 @@ class _Entity:
     fields: Mapping[str, FieldKind]
     filterable: frozenset[str]
     members: Mapping[str, tuple[str, ...]]
+    navigation: Mapping[str, Mapping[str, FieldKind]] = dataclasses.field(default_factory=dict)
 
     def kind_of(self, prop: str) -> FieldKind:
         if "/" in prop:
-            raise ODataError(
-                f"Property paths such as '{prop}' are not supported; use the "
-                f"{self.name}'s own properties."
-            )
+            return self._path_kind(prop)
         kind = self.fields.get(prop)
         if kind is None:
             hint = ""
@@ -289,6 +315,31 @@ class _Entity:
                 f"Could not find a property named '{prop}' on type '{self.name}'.{hint}"
             )
         return kind
+
+    def _path_kind(self, path: str) -> FieldKind:
+        """The kind of ``Nav/Prop``, a property of a declared navigation property."""
+        nav, _, prop = path.partition("/")
+        target = self.navigation.get(nav)
+        if target is None:
+            if not self.navigation:
+                raise ODataError(
+                    f"Property paths such as '{path}' are not supported; use the "
+                    f"{self.name}'s own properties."
+                )
+            known = ", ".join(sorted(self.navigation))
+            raise ODataError(
+                f"Could not find a navigation property named '{nav}' on type '{self.name}'. "
+                f"The simulator knows: {known}."
+            )
+        kind = target.get(prop)
+        if kind is None:
+            raise ODataError(f"Could not find a property named '{prop}' on type '{nav}'.")
+        return kind
+
+
+def _navigations(props: Iterable[str]) -> frozenset[str]:
+    """The navigation properties that ``props`` (some of them paths) read."""
+    return frozenset(p.partition("/")[0] for p in props if "/" in p)
 
 
 class _FilterParser:
@@ -300,7 +351,11 @@ class _FilterParser:
     term       := "not" not_operand | "(" or_expr ")" | predicate
     not_operand:= "not" not_operand | "(" or_expr ")" | BoolProperty
     predicate  := Property (cmp_op literal | "in" "(" literal ("," literal)* ")")
+                | case_fn "(" Property ")" cmp_op literal
+                | str_fn "(" operand "," literal ")" [("eq" | "ne") ("true" | "false")]
                 | BoolProperty | "true" | "false"
+    operand    := Property | case_fn "(" Property ")"
+    str_fn     := "contains" | "startswith" | "endswith";  case_fn := "tolower" | "toupper"
 
     ``not`` binds tighter than comparisons in OData, so ``not State eq 'X'``
     would negate ``State`` itself; it is refused with a hint to add parentheses.
@@ -313,6 +368,7 @@ class _FilterParser:
         self._index = 0
         self._nodes = 0
         self._depth = 0
+        self.props: set[str] = set()  # every property the filter reads
 
     # tokens ------------------------------------------------------------------
 
@@ -357,12 +413,9 @@ class _FilterParser:
     def _count_node(self, n: int = 1) -> None:
         self._nodes += n
         if self._nodes > MAX_FILTER_NODES:
-            # UNCONFIRMED: how ASP.NET OData counts nodes of an 'in' list; each
-            # value counts here, which keeps 50-value lists (what UiPath's SDK
-            # sends) well inside the limit.
             raise ODataError(
                 f"The node count limit of '{MAX_FILTER_NODES}' has been exceeded in $filter. "
-                "Split the filter over several requests, e.g. at most 50 values per 'in' list."
+                "Split the filter over several requests."
             )
 
     # grammar -----------------------------------------------------------------
@@ -424,6 +477,8 @@ class _FilterParser:
             return Not(self._not_operand())
         if token.kind == "punct" and token.text == "(":
             return self._parenthesized()
+        if token.kind == "name" and token.text in _STRING_PREDICATES:
+            return self._predicate()  # not contains(...): a boolean call
         if (
             token.kind == "name"
             and token.text not in _KEYWORDS
@@ -449,11 +504,9 @@ class _FilterParser:
         if token.kind != "name" or token.text in _KEYWORDS:
             raise self._syntax_error(token.pos, f"expected a property name, found {_show(token)}")
         if self._peek().kind == "punct" and self._peek().text == "(":
-            raise ODataError(f"The function '{token.text}' is not supported in $filter.")
+            return self._function(token)
         prop = token.text
-        kind = self._entity.kind_of(prop)
-        if prop not in self._entity.filterable:
-            raise ODataError(f"The property '{prop}' cannot be used in the $filter query option.")
+        kind = self._filterable_kind(prop)
         members = self._entity.members.get(prop)
         op_token = self._peek()
         op = op_token.text
@@ -472,12 +525,15 @@ class _FilterParser:
         self._next()
         if op == "in":
             self._expect_punct("(", "after 'in'")
-            values = [self._coerce(self._literal(), prop, kind, op, members)]
+            # The stock ASP.NET OData validator counts an 'in' node once, whatever
+            # its length (orchestrator-api.md §8, FilterQueryValidator.cs): the
+            # operator, the property and the list are three nodes.
+            values = [self._coerce(self._literal(count=False), prop, kind, op, members)]
             while self._peek().kind == "punct" and self._peek().text == ",":
                 self._next()
-                values.append(self._coerce(self._literal(), prop, kind, op, members))
+                values.append(self._coerce(self._literal(count=False), prop, kind, op, members))
             self._expect_punct(")", "to close the 'in' list")
-            self._count_node(2)  # the operator and the property; values counted already
+            self._count_node(3)
             return InList(prop, kind, tuple(values), members)
         if op in _ORDERING_OPS:
             _check_orderable(prop, kind, members, f"the '{op}' operator")
@@ -485,9 +541,97 @@ class _FilterParser:
         self._count_node(2)
         return Comparison(prop, kind, op, value, members)
 
-    def _literal(self) -> _Literal:
+    def _filterable_kind(self, prop: str) -> FieldKind:
+        kind = self._entity.kind_of(prop)
+        if prop not in self._entity.filterable:
+            raise ODataError(f"The property '{prop}' cannot be used in the $filter query option.")
+        self.props.add(prop)
+        return kind
+
+    # functions ---------------------------------------------------------------
+
+    def _function(self, name: _Token) -> Expr:
+        """A predicate that starts with a function call (the name is consumed)."""
+        function = name.text
+        if function in _STRING_PREDICATES:
+            self._expect_punct("(", f"after '{function}'")
+            prop, case = self._string_operand()
+            self._expect_punct(",", f"between the arguments of '{function}'")
+            literal = self._literal()
+            if literal.type != "Edm.String":
+                raise ODataError(
+                    f"The second argument of '{function}' must be a string literal, "
+                    f"found {literal.text}."
+                )
+            self._expect_punct(")", f"to close '{function}'")
+            self._count_node(2)
+            call: Expr = StringCall(function, prop, literal.value, case)
+            return self._compared_to_boolean(call)
+        if function in _CASE_FUNCTIONS:
+            self._index -= 1  # the operand parser reads the call itself
+            prop, case = self._string_operand()
+            op_token = self._next()
+            op = op_token.text
+            if op_token.kind != "name" or op not in _OP_NAMES or op == "in":
+                raise self._syntax_error(
+                    op_token.pos,
+                    f"expected eq, ne, lt, gt, le or ge after '{function}(...)', "
+                    f"found {_show(op_token)}",
+                )
+            value = self._coerce(self._literal(), prop, FieldKind.STRING, op, None)
+            self._count_node(2)
+            return Comparison(prop, FieldKind.STRING, op, value, case=case)
+        if function == "substringof":
+            # Microsoft.OData's answer to a v3 function under OData v4.
+            raise ODataError(
+                "An unknown function with name 'substringof' was found. This may also be a "
+                "function import or a key lookup on a navigation property, which is not "
+                "allowed. OData v4 writes it contains(Property,'text')."
+            )
+        hint = ""
+        if function.lower() in {*_STRING_PREDICATES, *_CASE_FUNCTIONS}:
+            hint = f" Functions are lower-case: '{function.lower()}'."
+        raise ODataError(f"The function '{function}' is not supported in $filter.{hint}")
+
+    def _string_operand(self) -> tuple[str, str | None]:
+        """``Property`` or ``tolower(Property)``/``toupper(Property)``, of a string."""
         token = self._next()
+        case = None
+        if token.kind == "name" and token.text in _CASE_FUNCTIONS:
+            case = token.text
+            self._expect_punct("(", f"after '{case}'")
+            token = self._next()
+        if token.kind != "name" or token.text in _KEYWORDS:
+            raise self._syntax_error(token.pos, f"expected a property name, found {_show(token)}")
+        kind = self._filterable_kind(token.text)
+        if kind is not FieldKind.STRING:
+            raise ODataError(
+                f"The string functions need an Edm.String property; '{token.text}' is {kind.value}."
+            )
+        if case is not None:
+            self._expect_punct(")", f"to close '{case}'")
+            self._count_node()
         self._count_node()
+        return token.text, case
+
+    def _compared_to_boolean(self, call: Expr) -> Expr:
+        """``call eq true``, ``call ne false``... (as older clients write it), or ``call``."""
+        following = self._peek()
+        if following.kind != "name" or following.text not in {"eq", "ne"}:
+            return call
+        self._next()
+        literal = self._literal()
+        if literal.type != "Edm.Boolean":
+            raise ODataError(
+                f"A string function compares only with true or false, found {literal.text}."
+            )
+        self._count_node()
+        return call if literal.value == (following.text == "eq") else Not(call)
+
+    def _literal(self, *, count: bool = True) -> _Literal:
+        token = self._next()
+        if count:
+            self._count_node()
         text = token.text
         if token.kind == "string":
             return _Literal("Edm.String", text[1:-1].replace("''", "'"), text)
@@ -618,6 +762,11 @@ def _parse_select(raw: str, entity: _Entity) -> tuple[str, ...] | None:
     for name in names:
         if not name:
             raise ODataError(f"Syntax error in $select '{raw}': an empty property name.")
+        if "/" in name:
+            raise ODataError(
+                f"Property paths such as '{name}' are not supported; use the "
+                f"{entity.name}'s own properties."
+            )
         entity.kind_of(name)
     return tuple(dict.fromkeys(names))
 
@@ -667,6 +816,7 @@ def parse_query(
     max_top: int = 1000,
     default_top: int | None = None,
     enum_members: Mapping[str, Sequence[str]] | None = None,
+    navigation: Mapping[str, Mapping[str, FieldKind]] | None = None,
 ) -> ODataQuery:
     """Parse and validate the OData options among ``params``.
 
@@ -681,11 +831,21 @@ def parse_query(
         enum_members: optional member lists of ENUM properties, in declaration
             order. With them, enum literals are checked and ENUM properties can
             be ordered (by member rank, as the service does).
+        navigation: navigation properties (``Robot``) with their properties, for
+            paths such as ``Robot/Id`` in $filter (when listed in ``filterable``)
+            and $orderby. A row holds a navigation property as a nested dict (or
+            null); :attr:`ODataQuery.navigations` names those a query reads.
 
     Raises:
         ODataError: the query is malformed or uses something unsupported.
     """
-    unknown_filterable = set(filterable) - set(fields)
+    navigation = navigation or {}
+    unknown_filterable = {
+        name
+        for name in filterable
+        if name not in fields
+        and name.partition("/")[2] not in navigation.get(name.partition("/")[0], {})
+    }
     if unknown_filterable:
         raise ValueError(f"filterable names unknown fields: {sorted(unknown_filterable)}")
     info = _Entity(
@@ -693,6 +853,7 @@ def parse_query(
         fields=fields,
         filterable=frozenset(filterable),
         members={name: tuple(values) for name, values in (enum_members or {}).items()},
+        navigation=navigation,
     )
     for name, raw in params.items():
         if not name.startswith("$"):
@@ -718,14 +879,20 @@ def parse_query(
     stable_key = None
     if info.fields.get("Id") is FieldKind.INT:
         stable_key = OrderClause("Id", FieldKind.INT)
+    expr, read = None, set[str]()
+    if "$filter" in params:
+        parser = _FilterParser(params["$filter"], info)
+        expr, read = parser.parse(), parser.props
+    orderby = _parse_orderby(params["$orderby"], info) if "$orderby" in params else ()
     return ODataQuery(
-        filter=_FilterParser(params["$filter"], info).parse() if "$filter" in params else None,
+        filter=expr,
         select=_parse_select(params["$select"], info) if "$select" in params else None,
-        orderby=_parse_orderby(params["$orderby"], info) if "$orderby" in params else (),
+        orderby=orderby,
         top=top,
         skip=_parse_non_negative("$skip", params["$skip"].strip()) if "$skip" in params else 0,
         count=_parse_count(params["$count"].strip()) if "$count" in params else False,
         stable_key=stable_key,
+        navigations=_navigations([*read, *(c.prop for c in orderby)]),
     )
 
 
@@ -738,7 +905,7 @@ def _row_value(row: Mapping[str, Any], prop: str, kind: FieldKind, members: Any)
     A value of the wrong JSON type is a bug in the rows, not in the query, and
     raises ValueError.
     """
-    raw = row.get(prop)
+    raw = _lookup(row, prop)
     if raw is None:
         return None
     if kind is FieldKind.INT and isinstance(raw, int) and not isinstance(raw, bool):
@@ -759,6 +926,19 @@ def _row_value(row: Mapping[str, Any], prop: str, kind: FieldKind, members: Any)
     raise ValueError(f"row property {prop!r} holds {raw!r}, which is not a valid {kind.value}")
 
 
+def _lookup(row: Mapping[str, Any], prop: str) -> Any:
+    """``row[prop]``, or for a path ``Nav/Prop`` the nested value (null if Nav is)."""
+    if "/" not in prop:
+        return row.get(prop)
+    nav, _, inner = prop.partition("/")
+    nested = row.get(nav)
+    return nested.get(inner) if isinstance(nested, Mapping) else None
+
+
+def _cased(value: Value, case: str | None) -> Value:
+    return value if case is None or value is None else _CASE_FUNCTIONS[case](value)
+
+
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "lt": operator.lt,
     "gt": operator.gt,
@@ -769,7 +949,7 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 
 def _matches(expr: Expr, row: Mapping[str, Any]) -> bool:
     if isinstance(expr, Comparison):
-        value = _row_value(row, expr.prop, expr.kind, expr.members)
+        value = _cased(_row_value(row, expr.prop, expr.kind, expr.members), expr.case)
         if expr.op == "eq":
             return bool(value == expr.value)
         if expr.op == "ne":
@@ -780,6 +960,10 @@ def _matches(expr: Expr, row: Mapping[str, Any]) -> bool:
         return bool(_COMPARE[expr.op](value, expr.value))
     if isinstance(expr, InList):
         return _row_value(row, expr.prop, expr.kind, expr.members) in expr.values
+    if isinstance(expr, StringCall):
+        text = _cased(_row_value(row, expr.prop, FieldKind.STRING, None), expr.case)
+        # A null operand makes the call null, which a filter treats as false.
+        return text is not None and _STRING_PREDICATES[expr.function](text, expr.value)
     if isinstance(expr, BoolProperty):
         return row.get(expr.prop) is True
     if isinstance(expr, Constant):
@@ -800,7 +984,8 @@ def required_values(expr: Expr | None, prop: str) -> frozenset[Value] | None:
     is still applied to those rows.
     """
     if isinstance(expr, Comparison):
-        return frozenset({expr.value}) if expr.prop == prop and expr.op == "eq" else None
+        exact = expr.prop == prop and expr.op == "eq" and expr.case is None
+        return frozenset({expr.value}) if exact else None
     if isinstance(expr, InList):
         return frozenset(expr.values) if expr.prop == prop else None
     if isinstance(expr, And):

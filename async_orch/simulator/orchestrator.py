@@ -86,6 +86,8 @@ REQUIRED_SCOPES: dict[Endpoint, frozenset[str]] = {
     # ASSUMPTION: a blob Uri that RequiresAuth takes any token of the tenant.
     Endpoint.BLOB_PUT: _ANY_SCOPE,
     Endpoint.BLOB_GET: _ANY_SCOPE,
+    Endpoint.WEBHOOKS: frozenset({"OR.Webhooks", "OR.Webhooks.Read"}),
+    Endpoint.CREATE_WEBHOOK: frozenset({"OR.Webhooks", "OR.Webhooks.Write"}),
 }
 
 # UNCONFIRMED: the page size of GET /odata/Jobs without $top; the maximum $top
@@ -112,11 +114,21 @@ _JOB_FIELDS: dict[str, FieldKind] = {
     "ParentJobKey": _K.GUID, "ResumeTime": _K.DATETIME, "LastModificationTime": _K.DATETIME,
     "Id": _K.INT,
 }  # fmt: skip
-# Navigation paths such as Release/ProcessKey or Robot/Id are not supported.
+# Navigation properties a JobDto filter or ordering may follow (Robot/Id eq 123L:
+# orchestrator-api.md §3.4 and §8, forum thread 799810), with the properties of
+# the DTOs dto.py renders for $expand (SimpleRobotDto, SimpleReleaseDto, MachineDto).
+_JOB_NAVIGATION: dict[str, dict[str, FieldKind]] = {
+    "Robot": {"MachineName": _K.STRING, "MachineId": _K.INT, "Name": _K.STRING,
+              "Username": _K.STRING, "Id": _K.INT},
+    "Release": {"Key": _K.GUID, "ProcessKey": _K.STRING, "ProcessVersion": _K.STRING,
+                "Name": _K.STRING, "OrganizationUnitId": _K.INT, "Id": _K.INT},
+    "Machine": {"Name": _K.STRING, "Id": _K.INT},
+}  # fmt: skip
 _JOB_FILTERABLE = (
     "Id", "Key", "State", "Reference", "ReleaseName", "CreationTime", "StartTime", "EndTime",
     "LastModificationTime", "BatchExecutionKey", "OrganizationUnitId", "ProcessType", "Source",
     "SourceType", "HostMachineName", "Type", "JobPriority",
+    *(f"{nav}/{prop}" for nav, props in _JOB_NAVIGATION.items() for prop in props),
 )  # fmt: skip
 _JOB_ENUMS = {
     "State": [s.value for s in JobState if s is not JobState.UNKNOWN],
@@ -135,7 +147,7 @@ _RELEASE_FIELDS: dict[str, FieldKind] = {
     "TargetFramework": _K.ENUM, "RemoteControlAccess": _K.ENUM,
     "LastModificationTime": _K.DATETIME, "CreationTime": _K.DATETIME, "Id": _K.INT,
 }  # fmt: skip
-_RELEASE_FILTERABLE = ("Id", "Key", "Name", "ProcessKey", "ProcessVersion")
+_RELEASE_FILTERABLE = ("Id", "Key", "Name", "ProcessKey", "ProcessVersion", "OrganizationUnitId")
 _FOLDER_FIELDS: dict[str, FieldKind] = {
     "Key": _K.GUID, "DisplayName": _K.STRING, "FullyQualifiedName": _K.STRING,
     "FullyQualifiedNameOrderable": _K.STRING, "Description": _K.STRING,
@@ -272,6 +284,7 @@ def _listing(
     default_top: int | None = None,
     enums: Mapping[str, Sequence[str]] | None = None,
     expanded: Sequence[str] = (),
+    navigation: Mapping[str, Mapping[str, FieldKind]] | None = None,
 ) -> web.Response:
     query = parse_query(
         _params(call.request),
@@ -280,11 +293,15 @@ def _listing(
         filterable=filterable,
         default_top=default_top,
         enum_members=enums,
+        navigation=navigation,
     )
     if callable(rows):
         rows = rows(query)  # the rows the query can match, built now
     page, count = apply_query(dataclasses.replace(query, select=None), rows)
     page = _project(page, query.select, expanded)
+    hidden = query.navigations - set(expanded)
+    if hidden:  # read by the filter or ordering, not asked for with $expand
+        page = [{k: v for k, v in row.items() if k not in hidden} for row in page]
     fragment = entity_set + (f"({','.join(query.select)})" if query.select else "")
     body: dict[str, Any] = {"@odata.context": call.context(fragment)}
     if count is not None:
@@ -385,7 +402,9 @@ async def _jobs(call: _Call) -> web.Response:
         if ids is not None:
             jobs = [j for j in jobs if j.id in ids]
         # The 2024 large-data-field policy: the list leaves the arguments out (null).
-        return [job_dto(j, large_fields=False, expand=expanded) for j in jobs]
+        # Navigation properties a path reads are built too, and dropped after.
+        expand = {*expanded, *query.navigations}
+        return [job_dto(j, large_fields=False, expand=expand) for j in jobs]
 
     return _listing(
         call,
@@ -397,6 +416,7 @@ async def _jobs(call: _Call) -> web.Response:
         default_top=JOBS_DEFAULT_TOP,
         enums=_JOB_ENUMS,
         expanded=expanded,
+        navigation=_JOB_NAVIGATION,
     )
 
 
@@ -479,6 +499,19 @@ async def _resume_job(call: _Call) -> web.Response:
     return _single_job(call, engine.job_by_key(key), key)
 
 
+async def _webhooks(call: _Call) -> web.Response:
+    subscriptions = call.sim.webhooks.subscriptions.get(call.tenant.key, [])
+    return odata_response(
+        {"@odata.context": call.context("Webhooks"), "value": [s.dto() for s in subscriptions]}
+    )
+
+
+async def _create_webhook(call: _Call) -> web.Response:
+    subscription = call.sim.webhooks.create(call.tenant, await _read_json(call.request))
+    body = {"@odata.context": call.context("Webhooks/$entity"), **subscription.dto()}
+    return odata_response(body, status=201)
+
+
 async def _attachments(call: _Call) -> web.Response:
     body = await _read_json(call.request)
     return await create_attachment(
@@ -511,6 +544,8 @@ _HANDLERS: dict[Endpoint, Callable[[_Call], Awaitable[web.Response]]] = {
     Endpoint.VALIDATE_DYNAMIC_JOB: _validate_dynamic_job,
     Endpoint.RESUME_JOB: _resume_job,
     Endpoint.ATTACHMENTS: _attachments,
+    Endpoint.WEBHOOKS: _webhooks,
+    Endpoint.CREATE_WEBHOOK: _create_webhook,
     Endpoint.ATTACHMENT: _attachment,
     Endpoint.BLOB_PUT: _blob_put,
     Endpoint.BLOB_GET: _blob_get,

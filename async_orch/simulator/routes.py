@@ -42,6 +42,8 @@ class Endpoint(enum.Enum):
     # a storage service; the simulator serves the content under the tenant's base.
     BLOB_PUT = "PUT /odata/BlobFiles({key})"
     BLOB_GET = "GET /odata/BlobFiles({key})"
+    WEBHOOKS = "GET /odata/Webhooks"
+    CREATE_WEBHOOK = "POST /odata/Webhooks"
 
     @property
     def method(self) -> str:
@@ -85,6 +87,8 @@ _ODATA_TAILS: tuple[tuple[re.Pattern[str], Endpoint], ...] = tuple(
         (rf"Attachments\('?(?P<key>{_GUID})'?\)", Endpoint.ATTACHMENT),
         (rf"BlobFiles\((?P<key>{_GUID})\)", Endpoint.BLOB_PUT),
         (rf"BlobFiles\((?P<key>{_GUID})\)", Endpoint.BLOB_GET),
+        (r"Webhooks", Endpoint.WEBHOOKS),
+        (r"Webhooks", Endpoint.CREATE_WEBHOOK),
     )
 )
 

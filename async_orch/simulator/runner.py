@@ -24,6 +24,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from async_orch._logs import get_logger
+from async_orch.simulator.app import PARSER_LINE_LIMIT
 from async_orch.simulator.core import Simulator
 from async_orch.simulator.faults import FaultSettings
 from async_orch.simulator.scenario import ClientCredential, Scenario
@@ -133,7 +134,11 @@ async def run_simulator(
         state=state,
     )
     try:
-        runner = web.AppRunner(simulator.make_app(admin_token=admin_token), access_log=None)
+        runner = web.AppRunner(
+            simulator.make_app(admin_token=admin_token),
+            access_log=None,
+            max_line_size=PARSER_LINE_LIMIT,  # the 414 decides (app.MAX_REQUEST_LINE)
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port)

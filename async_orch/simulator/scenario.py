@@ -94,6 +94,7 @@ from pathlib import Path
 from typing import Any
 
 from async_orch._errors import ConfigurationError
+from async_orch._jsonvalues import utf16_length
 from async_orch.simulator.faults import FaultSettings
 from async_orch.simulator.lifecycle import LifecycleSpec, lifecycle_from_table
 from async_orch.simulator.robots import RuntimeModel, parse_runtime_model
@@ -465,7 +466,7 @@ def _folder(f: Table, shared: tuple[ProcessSpec, ...]) -> FolderSpec:
     segments = path.split("/")
     if any(not s.strip() or s != s.strip() for s in segments):
         raise f.fail("path", "segments separated by '/', none empty, no surrounding spaces")
-    if any(len(s) > _MAX_DISPLAY_NAME for s in segments):
+    if any(utf16_length(s) > _MAX_DISPLAY_NAME for s in segments):
         raise f.fail("path", f"segments of at most {_MAX_DISPLAY_NAME} characters")
     own = tuple(_process(p) for p in f.tables("processes"))
     processes = shared + own
@@ -476,7 +477,7 @@ def _folder(f: Table, shared: tuple[ProcessSpec, ...]) -> FolderSpec:
         robots: tuple[str, ...] = ("",) * f.integer("robots", 2, minimum=1)
     else:
         robots = f.strings("robots")
-        if not robots or any(len(r) > _MAX_ROBOT_NAME for r in robots):
+        if not robots or any(utf16_length(r) > _MAX_ROBOT_NAME for r in robots):
             raise f.fail("robots", f"a count >= 1 or names of <= {_MAX_ROBOT_NAME} characters")
     return FolderSpec(
         path=path,

@@ -15,7 +15,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from async_orch.simulator.engine import PRIORITY_VALUES, STOP_STRATEGIES, StartOrder, utf16_length
+from async_orch._jsonvalues import utf16_length
+from async_orch.simulator.engine import PRIORITY_VALUES, STOP_STRATEGIES, StartOrder
 from async_orch.simulator.problems import ITEM_NOT_FOUND, ApiProblem
 from async_orch.simulator.world import Folder, Robot
 
@@ -48,6 +49,13 @@ RUNTIME_TYPES = (
 )  # fmt: skip
 MAX_INPUT_ARGUMENTS = 10_000  # StartProcessDto.InputArguments maxLength
 MAX_REFERENCE = 128  # StartProcessDto.Reference maxLength
+#: The other StartProcessDto strings with a maxLength in the spec. Every length is
+#: a .NET string length, in UTF-16 units (orchestrator-api.md §8).
+_MAX_LENGTHS = {
+    "EnvironmentVariables": 4000, "ParentOperationId": 128, "ProfilingOptions": 4000,
+    "FpsContext": 2048, "FpsProperties": 4000, "TraceId": 255, "ParentSpanId": 255,
+    "RootSpanId": 255,
+}  # fmt: skip
 # UNCONFIRMED: no documented cap on JobsCount; this one keeps the simulator safe.
 MAX_JOBS_PER_CALL = 10_000
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
@@ -185,10 +193,7 @@ def parse_start_jobs(
             )
 
     reference = _string(info, "Reference")
-    if reference is not None and len(reference) > MAX_REFERENCE:
-        raise _bad(
-            f"Reference is {len(reference)} characters long; the maximum is {MAX_REFERENCE}."
-        )
+    _check_lengths(info, {"Reference": MAX_REFERENCE, **_MAX_LENGTHS})
 
     batch = _string(info, "BatchExecutionKey")
     if batch is not None and not _GUID.fullmatch(batch):
@@ -281,3 +286,11 @@ def _stop_strategy(fields: Mapping[str, Any]) -> str:
     if strategy is None:
         raise _bad("strategy is required: SoftStop or Kill.")
     return strategy
+
+
+def _check_lengths(info: Mapping[str, Any], limits: Mapping[str, int]) -> None:
+    """Refuse a string longer than its spec maxLength, counted in UTF-16 units."""
+    for name, limit in limits.items():
+        text = _string(info, name)
+        if text is not None and (length := utf16_length(text)) > limit:
+            raise _bad(f"{name} is {length} characters long; the maximum is {limit}.")

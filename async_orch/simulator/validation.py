@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from async_orch._errors import ConfigurationError
+from async_orch._jsonvalues import utf16_length
 
 __all__ = ["Table"]
 
@@ -54,7 +55,8 @@ class Table:
 
     def string(self, key: str, default: str | None = None, *, max_length: int = 10_000) -> str:
         value = self.data.get(key, default)
-        if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+        # Lengths as the service counts them: UTF-16 units (orchestrator-api.md §8).
+        if not isinstance(value, str) or not value.strip() or utf16_length(value) > max_length:
             raise self.fail(key, f"a non-empty string of at most {max_length} characters")
         return value
 

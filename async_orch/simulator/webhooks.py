@@ -1,0 +1,287 @@
+"""Webhooks: subscriptions (``/odata/Webhooks``) and the delivery of signed job events.
+
+Modelled from docs.uipath.com orchestrator ("About webhooks", "Types of events")
+and the OpenAPI description (``Webhooks_Get``, ``Webhooks_Post``, ``WebhookDto``):
+
+- A subscription is tenant-wide: ``Url``, ``Secret`` (optional, up to 100
+  characters), ``Enabled``, ``SubscribeToAllEvents`` or ``Events`` (``[{"EventType":
+  "job.completed"}]``). Scopes OR.Webhooks or OR.Webhooks.Read/.Write.
+- Events sent here: job.started, job.completed, job.faulted, job.stopped, each a
+  POST of ``{"Type", "EventId", "Timestamp", "Job": {...}, "TenantId",
+  "OrganizationUnitId", "FolderId"}``. ASSUMPTION: these types carry one job under
+  ``Job`` (job.created's documented example uses ``Jobs``). ``InputArguments`` and
+  ``OutputArguments`` are sent as null ("may be null or {}").
+- The body is signed when the subscription has a secret: ``X-UiPath-Signature`` =
+  base64(HMAC-SHA256(secret as UTF-8, raw body)).
+- Events are not stored or retried: a delivery that fails is lost, and the
+  ``webhook_drop_rate`` fault loses a share of them on purpose.
+- ``Timestamp`` is the real wall-clock time of sending, not simulated time: a
+  receiver checks freshness against its own clock, at any time scale.
+
+Not modelled: the circuit breaker that disables a webhook for an hour after a
+failed delivery.
+
+Jobs live on simulated time and the engine only moves when asked
+(``engine.py``), so :meth:`WebhookHub.run` advances the tenants that have
+subscriptions as their next job event falls due, and sends what changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import math
+import random
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import anyio
+
+from async_orch._logs import get_logger
+from async_orch._states import JobState
+from async_orch.simulator.dto import source_type
+from async_orch.simulator.faults import FaultKind
+from async_orch.simulator.problems import INVALID_REQUEST, ApiProblem
+
+if TYPE_CHECKING:
+    from async_orch.simulator.core import Simulator, TenantRuntime
+    from async_orch.simulator.engine import Job
+
+__all__ = ["EVENT_TYPES", "Subscription", "WebhookHub"]
+
+log = get_logger("async_orch.simulator.webhooks")
+
+_TYPE_OF_STATE = {
+    JobState.RUNNING: "job.started",
+    JobState.SUCCESSFUL: "job.completed",
+    JobState.FAULTED: "job.faulted",
+    JobState.STOPPED: "job.stopped",
+}
+EVENT_TYPES = frozenset(_TYPE_OF_STATE.values())
+_SENDERS = 32  # deliveries in flight at once
+_IDLE_WAIT = 0.25  # real seconds between looks at the clock when nothing is due
+_SEND_TIMEOUT = 10.0
+
+
+@dataclass(slots=True, kw_only=True)
+class Subscription:
+    """One WebhookDto of a tenant."""
+
+    id: int
+    key: str
+    name: str
+    url: str
+    secret: str | None
+    enabled: bool
+    all_events: bool
+    events: frozenset[str]
+    allow_insecure_ssl: bool
+    description: str | None
+
+    def wants(self, event_type: str) -> bool:
+        return self.enabled and (self.all_events or event_type in self.events)
+
+    def dto(self) -> dict[str, Any]:
+        # UNCONFIRMED: whether the service echoes Secret; it is left out here.
+        return {
+            "Key": self.key,
+            "Name": self.name,
+            "Description": self.description,
+            "Url": self.url,
+            "Enabled": self.enabled,
+            "SubscribeToAllEvents": self.all_events,
+            "AllowInsecureSsl": self.allow_insecure_ssl,
+            "Events": [{"EventType": e} for e in sorted(self.events)],
+            "Id": self.id,
+        }
+
+
+class WebhookHub:
+    """Every tenant's subscriptions, and the queue of events to deliver."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self._sim = sim
+        self.subscriptions: dict[str, list[Subscription]] = {}  # by tenant key
+        self._next_id = 1
+        self._queue: deque[tuple[Subscription, bytes]] = deque()
+        self._rng = random.Random(f"webhooks:{sim.scenario.seed}")
+        self._wake: anyio.Event | None = None  # set while run() waits
+        self.counts: Counter[str] = Counter()  # sent, failed, dropped
+        for index, tenant in enumerate(sim.tenants):
+            tenant.engine.on_change = self._observer(tenant, index + 1)
+
+    # -- subscriptions (the OData endpoints) ----------------------------------
+
+    def create(self, tenant: TenantRuntime, body: object) -> Subscription:
+        """Validate a WebhookDto and subscribe it; raises ApiProblem (400) if invalid."""
+        if not isinstance(body, dict):
+            raise _invalid("the body must be a WebhookDto JSON object")
+        missing = [
+            name
+            for name in ("Name", "Url", "Enabled", "SubscribeToAllEvents", "AllowInsecureSsl")
+            if name not in body
+        ]
+        if missing:
+            raise _invalid(f"WebhookDto requires {', '.join(missing)}")
+        name, url, secret = body["Name"], body["Url"], body.get("Secret")
+        if not isinstance(name, str) or not 0 < len(name) <= 128:
+            raise _invalid("Name must be a string of 1 to 128 characters")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise _invalid("Url must be an absolute http(s) URL")
+        if len(url) > 2000:
+            raise _invalid("Url must be at most 2000 characters")
+        if secret is not None and (not isinstance(secret, str) or len(secret) > 100):
+            raise _invalid("Secret must be a string of at most 100 characters")
+        flags = {k: body[k] for k in ("Enabled", "SubscribeToAllEvents", "AllowInsecureSsl")}
+        if not all(isinstance(v, bool) for v in flags.values()):
+            raise _invalid("Enabled, SubscribeToAllEvents and AllowInsecureSsl must be booleans")
+        events = body.get("Events") or []
+        if not isinstance(events, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("EventType"), str) for e in events
+        ):
+            raise _invalid('Events must be a list of {"EventType": "job.completed"} objects')
+        subscription = Subscription(
+            id=self._next_id,
+            key=str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+            name=name,
+            url=url,
+            secret=secret or None,
+            enabled=flags["Enabled"],
+            all_events=flags["SubscribeToAllEvents"],
+            events=frozenset(e["EventType"].lower() for e in events),
+            allow_insecure_ssl=flags["AllowInsecureSsl"],
+            description=body.get("Description")
+            if isinstance(body.get("Description"), str)
+            else None,
+        )
+        self._next_id += 1
+        self.subscriptions.setdefault(tenant.key, []).append(subscription)
+        self._poke()
+        log.info("async_orch.simulator.webhook_created", tenant=tenant.key, id=subscription.id)
+        return subscription
+
+    # -- events ----------------------------------------------------------------
+
+    def _observer(self, tenant: TenantRuntime, tenant_id: int) -> Callable[[Job], None]:
+        def changed(job: Job) -> None:
+            event_type = _TYPE_OF_STATE.get(job.state)
+            if event_type is None:
+                return
+            targets = [s for s in self.subscriptions.get(tenant.key, ()) if s.wants(event_type)]
+            if not targets:
+                return
+            body = json.dumps(_payload(job, event_type, tenant_id, self._rng)).encode("utf-8")
+            self._queue.extend((s, body) for s in targets)
+            self._poke()
+
+        return changed
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Advance subscribed tenants as their jobs' events fall due; deliver events."""
+        sim = self._sim
+        slots = anyio.Semaphore(_SENDERS)
+
+        async def deliver(subscription: Subscription, body: bytes) -> None:
+            try:
+                await self._deliver(session, subscription, body)
+            finally:
+                slots.release()
+
+        session = aiohttp.ClientSession(trust_env=False)
+        try:
+            async with anyio.create_task_group() as tasks:
+                while True:
+                    now = sim.sim_now()
+                    due = math.inf
+                    for tenant in sim.tenants:
+                        if tenant.key in self.subscriptions:
+                            tenant.engine.advance(now)
+                            nxt = tenant.engine.next_event_time()
+                            due = min(due, math.inf if nxt is None else nxt)
+                    while self._queue:
+                        subscription, body = self._queue.popleft()
+                        await slots.acquire()
+                        tasks.start_soon(deliver, subscription, body)
+                    wait = (due - sim.sim_now()) / sim.scenario.time_scale
+                    self._wake = anyio.Event()
+                    with anyio.move_on_after(max(0.0, min(wait, _IDLE_WAIT))):
+                        await self._wake.wait()
+        finally:
+            with anyio.CancelScope(shield=True):  # run() ends by cancellation
+                await session.close()
+
+    async def _deliver(
+        self, session: aiohttp.ClientSession, subscription: Subscription, body: bytes
+    ) -> None:
+        sim = self._sim
+        rate = sim.faults.settings.webhook_drop_rate
+        if rate > 0 and self._rng.random() < rate:
+            sim.faults.record(FaultKind.WEBHOOK_DROP)
+            self.counts["dropped"] += 1
+            return
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if subscription.secret is not None:
+            headers["X-UiPath-Signature"] = sign(subscription.secret, body)
+        try:
+            async with session.post(
+                subscription.url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=_SEND_TIMEOUT),
+                ssl=not subscription.allow_insecure_ssl,
+            ) as response:
+                await response.read()
+                ok = response.status < 300
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("async_orch.simulator.webhook_failed", url=subscription.url, error=repr(exc))
+            ok = False
+        # Not stored, not retried: a failed delivery is lost (module docstring).
+        self.counts["sent" if ok else "failed"] += 1
+
+
+def sign(secret: str, body: bytes) -> str:
+    """``X-UiPath-Signature``: base64 of HMAC-SHA256 of the raw body, keyed with the secret."""
+    return base64.b64encode(
+        hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
+    ).decode()
+
+
+def _payload(job: Job, event_type: str, tenant_id: int, rng: random.Random) -> dict[str, Any]:
+    stamp = datetime.fromtimestamp(time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    return {
+        "Type": event_type,
+        "EventId": f"{rng.getrandbits(128):032x}",
+        "Timestamp": stamp,
+        "Job": {
+            "Id": job.id,
+            "Key": job.key,
+            "State": job.state.value,
+            "Source": job.source,
+            "SourceType": source_type(job.source),
+            "BatchExecutionKey": job.batch_execution_key,
+            "ReleaseName": job.release.name,
+            "Type": "Unattended",
+            "InputArguments": None,
+            "OutputArguments": None,
+        },
+        "TenantId": tenant_id,
+        "OrganizationUnitId": job.folder.id,
+        "FolderId": job.folder.id,
+    }
+
+
+def _invalid(message: str) -> ApiProblem:
+    # UNCONFIRMED: Orchestrator's errorCode for an invalid WebhookDto.
+    return ApiProblem(400, message, INVALID_REQUEST)

@@ -1,0 +1,231 @@
+"""Webhooks over real sockets: the simulator delivers signed job events to a
+WebhookReceiver served on port 0, and batches finish with push and polling.
+
+Push only speeds detection: every test also checks that every job comes out
+with its outputs (webhook payloads carry none) whatever share of events is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+from aiohttp import web
+from conftest import SimClient
+from test_dispatcher_support import LIST_JOBS, fast_settings, requests_to, scenario
+
+from async_orch import JobRequest, OrchestratorClient, Outcome, PollPolicy, WebhookReceiver
+from async_orch._webhooks import SIGNATURE_HEADER, signature_of
+from async_orch.simulator import SimulatorHandle
+
+SECRET = "a-webhook-secret-for-tests"
+
+
+@asynccontextmanager
+async def serve(receiver: WebhookReceiver) -> AsyncIterator[str]:
+    """Serve the receiver mounted in an application of our own, on 127.0.0.1:<free port>."""
+    app = web.Application()
+    app.router.add_post("/hooks/uipath", receiver.handle)  # mountable at any path
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/hooks/uipath"
+    finally:
+        await runner.cleanup()
+
+
+def subscribe(sim: SimulatorHandle, url: str, secret: str | None = SECRET) -> None:
+    """Register a webhook in-process (the route itself is tested below)."""
+    tenant = sim.simulator.tenants[0]
+    dto = {
+        "Name": "async-orch",
+        "Url": url,
+        "Enabled": True,
+        "SubscribeToAllEvents": True,
+        "AllowInsecureSsl": False,
+        "Secret": secret,
+    }
+    sim.simulator.webhooks.create(tenant, dto)
+
+
+def echo_requests(count: int, folders: tuple[str, ...] = ("Shared",)) -> list[JobRequest]:
+    return [
+        JobRequest(process="Echo", folder=folders[i % len(folders)], inputs={"n": i})
+        for i in range(count)
+    ]
+
+
+def assert_all_successful_with_outputs(results: list[Any], count: int) -> None:
+    assert len(results) == count
+    for result in results:
+        assert result.outcome is Outcome.SUCCESSFUL, result
+        assert result.outputs == result.request.inputs, result
+
+
+def poll(min_interval: float, max_interval: float) -> PollPolicy:
+    return PollPolicy(
+        list_budget_per_minute=6000,
+        min_interval=min_interval,
+        max_interval=max_interval,
+        interval_growth=0.1,
+        probe_rate_per_second=100.0,
+    )
+
+
+async def test_the_webhooks_route_registers_a_subscription_the_simulator_delivers_to(
+    simulator: SimulatorHandle, orch: SimClient, fake_clock: Any
+) -> None:
+    receiver = WebhookReceiver(SECRET)
+    seen: list[Any] = []
+    arrived = anyio.Event()
+
+    def on_event(event: Any) -> None:
+        seen.append(event)
+        arrived.set()
+
+    receiver.subscribe(on_event)
+    async with serve(receiver) as url:
+        token = await orch.token("OR.Webhooks")
+        headers = {"Authorization": f"Bearer {token}"}
+        dto = {
+            "Name": "hook",
+            "Url": url,
+            "Secret": SECRET,
+            "Enabled": True,
+            "SubscribeToAllEvents": False,
+            "AllowInsecureSsl": False,
+            "Events": [{"EventType": "job.completed"}],
+        }
+        status, body, _ = await orch.post("/odata/Webhooks", headers=headers, json=dto)
+        assert status == 201, body
+        assert body["Url"] == url and "Secret" not in body
+        status, body, _ = await orch.get("/odata/Webhooks", headers=headers)
+        assert status == 200 and [w["Name"] for w in body["value"]] == ["hook"]
+        status, body, _ = await orch.post("/odata/Webhooks", json=dto)  # no OR.Webhooks scope
+        assert status == 403, body
+        status, body, _ = await orch.post("/odata/Webhooks", headers=headers, json={"Url": url})
+        assert status == 400 and "Name" in body["message"], body
+
+        (job,) = await orch.start("Shared")
+        fake_clock.advance(120)  # pickup and run: the job ends
+        with anyio.fail_after(10):
+            await arrived.wait()
+    assert [(e.type, e.job_id, e.state.value) for e in seen] == [
+        ("job.completed", job["Id"], "Successful")
+    ]
+    assert seen[0].folder_id == job["OrganizationUnitId"]
+
+
+async def test_refusals_over_http_unsigned_wrong_stale_and_replayed() -> None:
+    receiver = WebhookReceiver(SECRET)
+    seen: list[Any] = []
+    receiver.subscribe(seen.append)
+
+    def body(event_id: str, at: float) -> bytes:
+        stamp = datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+        payload = {"Type": "job.completed", "EventId": event_id, "Timestamp": stamp}
+        payload["Job"] = {"Id": 1, "State": "Successful"}  # type: ignore[assignment]
+        return json.dumps(payload).encode()
+
+    fresh, stale = body("a", time.time()), body("b", time.time() - 3600)
+    async with serve(receiver) as url, aiohttp.ClientSession() as http:
+
+        async def post(raw: bytes, signature: str | None) -> int:
+            headers = {SIGNATURE_HEADER: signature} if signature is not None else {}
+            async with http.post(url, data=raw, headers=headers) as response:
+                return response.status
+
+        assert await post(fresh, None) == 401
+        assert await post(fresh, signature_of("not the secret", fresh)) == 401
+        assert await post(fresh + b" ", signature_of(SECRET, fresh)) == 401  # body changed
+        assert await post(stale, signature_of(SECRET, stale)) == 400
+        assert seen == []
+        assert await post(fresh, signature_of(SECRET, fresh)) == 200
+        assert await post(fresh, signature_of(SECRET, fresh)) == 200  # replay: ignored
+    assert len(seen) == 1
+    assert dict(receiver.counts) == {
+        "unsigned": 1,
+        "bad_signature": 2,
+        "stale": 1,
+        "accepted": 1,
+        "duplicate": 1,
+    }
+
+
+async def test_push_finishes_jobs_long_before_the_first_poll(
+    start_simulator: Callable[..., Any],
+) -> None:
+    # Polling alone would not look before 5 s; the jobs end within ~0.3 s.
+    sim: SimulatorHandle = await start_simulator(scenario(), time_scale=20.0)
+    receiver = WebhookReceiver(SECRET)
+    async with serve(receiver) as url:
+        subscribe(sim, url)
+        async with OrchestratorClient(
+            fast_settings(sim), poll=poll(5.0, 30.0), webhooks=receiver
+        ) as orch:
+            started = time.monotonic()
+            with anyio.fail_after(4.5):
+                results = await orch.run_jobs(echo_requests(20, ("Shared", "HR")))
+            elapsed = time.monotonic() - started
+    assert_all_successful_with_outputs(results, 20)
+    assert elapsed < 4.5
+    assert requests_to(sim, LIST_JOBS) == 0  # all seen by push, read by id
+    assert receiver.counts["accepted"] >= 20
+
+
+@pytest.mark.parametrize("drop", [0.1, 1.0])
+async def test_no_job_is_lost_when_webhooks_are_dropped(
+    start_simulator: Callable[..., Any], drop: float
+) -> None:
+    sim: SimulatorHandle = await start_simulator(
+        scenario(), time_scale=50.0, faults={"webhook_drop_rate": drop}
+    )
+    receiver = WebhookReceiver(SECRET, quiet_after=0.5)
+    async with serve(receiver) as url:
+        subscribe(sim, url)
+        async with OrchestratorClient(
+            fast_settings(sim), poll=poll(0.05, 0.5), webhooks=receiver
+        ) as orch:
+            with anyio.fail_after(30):
+                results = await orch.run_jobs(echo_requests(60, ("Shared", "HR", "Finance")))
+    assert_all_successful_with_outputs(results, 60)
+    stats = sim.simulator.stats()
+    dropped = stats["faults"]["webhook_drop"]
+    delivered = sim.simulator.webhooks.counts["sent"]
+    if drop == 1.0:
+        assert delivered == 0 and dropped >= 120  # started + ended, none delivered
+        assert requests_to(sim, LIST_JOBS) > 0  # polling found every job
+    else:
+        assert dropped > 0 and delivered > 0
+
+
+async def test_fewer_list_calls_with_push(start_simulator: Callable[..., Any]) -> None:
+    async def list_calls(push: bool) -> int:
+        # Jobs run ~0.8 s real (4 simulated s at time scale 5), picked up after 0.1 s.
+        sim: SimulatorHandle = await start_simulator(
+            scenario(echo=(4.0, 4.0), pickup_delay=0.5), time_scale=5.0
+        )
+        receiver = WebhookReceiver(SECRET) if push else None
+        async with serve(receiver or WebhookReceiver(SECRET)) as url:
+            if push:
+                subscribe(sim, url)
+            async with OrchestratorClient(
+                fast_settings(sim), poll=poll(0.05, 0.5), webhooks=receiver
+            ) as orch:
+                with anyio.fail_after(20):
+                    results = await orch.run_jobs(echo_requests(20))
+        assert_all_successful_with_outputs(results, 20)
+        return requests_to(sim, LIST_JOBS)
+
+    without, with_push = await list_calls(False), await list_calls(True)
+    assert with_push <= without // 2, (with_push, without)
