@@ -42,11 +42,15 @@ from async_orch._errors import (
     UncertainStartError,
     UsageError,
 )
+from async_orch._job_store import JobStore
 from async_orch._jobs import Abandoned, JobHandle, JobRequest, JobResult, Outcome, Progress, Summary
 from async_orch._journal import (
+    JobRecord,
     JournalDamagedError,
     JournalError,
+    JournalTarget,
     JournalWriteError,
+    RequestRecord,
     TwoJobsForOneRequestError,
 )
 from async_orch._journal_lock import JournalInUseError
@@ -95,12 +99,15 @@ __all__ = [
     "JobHandle",
     "JobLostError",
     "JobPriority",
+    "JobRecord",
     "JobRequest",
     "JobResult",
     "JobState",
+    "JobStore",
     "JournalDamagedError",
     "JournalError",
     "JournalInUseError",
+    "JournalTarget",
     "JournalWriteError",
     "NotFoundByNameError",
     "NotFoundError",
@@ -119,6 +126,7 @@ __all__ = [
     "RefreshTokenCredentials",
     "Release",
     "RequestError",
+    "RequestRecord",
     "RequestSent",
     "RequestTimeoutError",
     "ResponseDecodeError",

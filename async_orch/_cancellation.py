@@ -105,7 +105,10 @@ async def stop_and_wait(
     on_state: StateCallback | None = None,
 ) -> list[JobHandle]:
     """SoftStop ``handles`` now, Kill those still running after ``grace``; return
-    the jobs not seen ended once that is over (or after a bounded wait)."""
+    the jobs not seen ended once that is over (or after a bounded wait).
+
+    The escalation is the one of every deadline (``_deadlines.Deadlines``), run by
+    a watcher whose jobs are all due now."""
     stop_now = StopPolicy(on_timeout=True, grace=grace)
     watcher = JobWatcher(api, policy=poll, stop_policy=stop_now, clock=clock, on_state=on_state)
     now = clock()

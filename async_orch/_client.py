@@ -25,7 +25,9 @@ import aiohttp
 
 from async_orch._config import Settings
 from async_orch._dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
+from async_orch._errors import InvalidRequestError
 from async_orch._jobs import JobHandle, JobRequest, JobResult
+from async_orch._journaled import JournalArg, resume_with_journal, run_with_journal
 from async_orch._options import Hooks, StartedCallback, StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._resources import OrchestratorAPI
@@ -97,6 +99,7 @@ class OrchestratorClient:
         timeout: float | None = None,
         stop: StopPolicy | None = None,
         hooks: Hooks | None = None,
+        journal: JournalArg | None = None,
     ) -> list[JobResult]:
         """Start every request and wait for every job; results in request order.
 
@@ -117,18 +120,62 @@ class OrchestratorClient:
             hooks: functions told of progress, of each job created, of each
                 state seen and of jobs left behind by a cancelled batch
                 (:class:`~async_orch._options.Hooks`).
+            journal: a path for a new SQLite journal (refused if the file
+                exists), or a :class:`~async_orch._job_store.JobStore`: every
+                request (with its Reference), job and result is written there as
+                it happens, so a batch cut short (a crash, a cancellation) is
+                finished with :meth:`resume_jobs`, nothing started twice. A
+                journaled request keeps process, folder, inputs, reference and
+                timeout only; ``handles`` cannot be journaled.
 
         Raises:
             ClientClosedError: called outside ``async with``, or the session given
                 was closed; nothing was started.
             InvalidRequestError: a request, handle or option is malformed;
                 nothing was started.
+            ConfigurationError: the journal cannot be created; nothing was started.
+            JournalWriteError: a journal write failed; the batch ended there.
         """
         # Checked up front: nothing is resolved or spawned for a client that cannot send.
         self.transport.ensure_open()
+        if journal is not None:
+            if handles:
+                raise InvalidRequestError(
+                    "handles cannot be journaled (a journal holds the requests it "
+                    "starts); wait for them with a second run_jobs without journal"
+                )
+            return await run_with_journal(
+                self, requests, journal, timeout=timeout, stop=stop, hooks=hooks
+            )
         return await self.dispatcher.run(
             requests, handles=handles, timeout=timeout, stop=stop, hooks=hooks
         )
+
+    async def resume_jobs(
+        self,
+        journal: JournalArg,
+        *,
+        timeout: float | None = None,
+        stop: StopPolicy | None = None,
+        hooks: Hooks | None = None,
+    ) -> list[JobResult]:
+        """Finish a batch started with ``run_jobs(..., journal=...)`` that was cut short.
+
+        Jobs the journal has as started are watched again, never started again;
+        requests with no job recorded are looked up by their Reference first (the
+        run may have died right after StartJobs) and started only if nothing has
+        it; if that run did not end by itself, this waits out the reconcile window
+        before starting them. Returns the results of the jobs that were not final
+        in the journal, in request order (``index`` is the request's in the
+        journaled batch); the journal then holds every result. Other arguments
+        are those of :meth:`run_jobs`.
+
+        Raises:
+            ConfigurationError: no journal there, or it belongs to another tenant.
+            JournalInUseError: another process is writing the journal.
+        """
+        self.transport.ensure_open()
+        return await resume_with_journal(self, journal, timeout=timeout, stop=stop, hooks=hooks)
 
     def stream_jobs(
         self,

@@ -341,7 +341,51 @@ class JobResult:
 
     @property
     def job_id(self) -> int | None:
+        """The job's Id (None: no job was started)."""
         return self.handle.job_id if self.handle else None
+
+    @property
+    def key(self) -> str | None:
+        """The job's Key (a GUID), if the server gave one."""
+        return self.handle.job_key if self.handle else None
+
+    @property
+    def reference(self) -> str | None:
+        """The Reference the job was started with (the request's, when no job was)."""
+        if self.handle is not None and self.handle.reference is not None:
+            return self.handle.reference
+        return self.request.reference if self.request else None
+
+    @property
+    def folder(self) -> str | None:
+        """The folder's full path (the request's folder as given, when no job was)."""
+        if self.handle is not None:
+            return self.handle.folder_path
+        return str(self.request.folder) if self.request else None
+
+    @property
+    def process(self) -> str | None:
+        """The process (release) name."""
+        if self.request is not None and self.request.process:
+            return self.request.process
+        return self.job.release_name if self.job else None
+
+    @property
+    def created(self) -> datetime | None:
+        """When Orchestrator created the job."""
+        if self.job is not None and self.job.creation_time is not None:
+            return self.job.creation_time
+        return self.handle.created if self.handle else None
+
+    @property
+    def started(self) -> datetime | None:
+        """When the job started running (None: it did not, or it was not read)."""
+        return self.job.start_time if self.job else None
+
+    @property
+    def ended(self) -> datetime | None:
+        """When the job ended (None: it has not, or it was not read)."""
+        return self.job.end_time if self.job else None
 
     @property
     def info(self) -> str | None:
@@ -349,6 +393,31 @@ class JobResult:
         if self.error is not None:
             return str(self.error)
         return self.job.info if self.job else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as a flat, JSON-ready dict: the columns of the CLI's output
+        and of the journal (times as ISO 8601 text in UTC)."""
+        return {
+            "index": self.index,
+            "reference": self.reference,
+            "folder": self.folder,
+            "process": self.process,
+            "job_id": self.job_id,
+            "job_key": self.key,
+            "outcome": self.outcome.value,
+            "state": self.job.raw_state if self.job else None,
+            "info": self.info,
+            "outputs": self.outputs,
+            "created": _iso(self.job.creation_time if self.job else None),
+            "started": _iso(self.started),
+            "ended": _iso(self.ended),
+            "detected": _iso(self.detected),
+            "attempts": self.attempts,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 @dataclass(slots=True)

@@ -219,6 +219,17 @@ class JournalTarget:
             and (self.tenant or "").casefold() == (other.tenant or "").casefold()
         )
 
+    def check_same(self, other: JournalTarget, *, name: str) -> None:
+        """Raise ConfigurationError unless ``other`` (this run's) is this tenant;
+        ``name`` names the journal."""
+        if not self.same_tenant(other):
+            raise ConfigurationError(
+                f"journal {name} belongs to {self.describe()}, but this run "
+                f"connects to {other.describe()}; resume it against the same tenant "
+                "(the URL comes from --url, else UIPATH_URL or the profile, else the "
+                "journal: leave those out to use the journal's, or point them at its tenant)"
+            )
+
     def describe(self) -> str:
         if self.organization or self.tenant:
             return f"{self.url} (organization {self.organization}, tenant {self.tenant})"
@@ -511,13 +522,7 @@ class Journal:
 
     def check_target(self, target: JournalTarget) -> None:
         """Raise ConfigurationError unless ``target`` is the journal's tenant."""
-        if not self.target.same_tenant(target):
-            raise ConfigurationError(
-                f"journal {self.path} belongs to {self.target.describe()}, but this run "
-                f"connects to {target.describe()}; resume it against the same tenant "
-                "(the URL comes from --url, else UIPATH_URL or the profile, else the "
-                "journal: leave those out to use the journal's, or point them at its tenant)"
-            )
+        self.target.check_same(target, name=str(self.path))
 
     def requests(self) -> list[RequestRecord]:
         with self._reading("requests"):
@@ -682,6 +687,16 @@ class Journal:
             raise JournalDamagedError(self.path, table, f"SQLite cannot read it ({exc})") from exc
 
     # -- recording, one committed transaction each ----------------------------------
+
+    def record_requests(self, requests: Sequence[RequestRecord]) -> None:
+        """The requests of a journal created empty (before any of them starts)."""
+        now = _iso(self._clock())
+        with self._writing():
+            if self._db.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None:
+                raise ConfigurationError(
+                    f"journal {self.path} holds a batch already; resume it, or give a new journal"
+                )
+            _insert_requests(self._db, now, requests)
 
     def record_started(self, request_index: int, handle: JobHandle, *, state: str | None) -> None:
         """A job exists: record its id (idempotent: a re-found job is kept once)."""
@@ -864,19 +879,23 @@ def _write_new(
             "tenant": target.tenant or "",
         }
         db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-        rows = [
-            (r.index, r.reference, r.folder, r.process, _dumps(r.inputs), r.timeout, now)
-            for r in requests
-        ]
-        db.executemany(
-            "INSERT INTO requests (idx, reference, folder, process, inputs, timeout, "
-            "updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        db.execute(
-            "INSERT INTO events (at, kind, detail) VALUES (?, 'created', ?)",
-            (now, _dumps({"requests": len(requests)})),
-        )
+        _insert_requests(db, now, requests)
+
+
+def _insert_requests(db: sqlite3.Connection, now: str, requests: Sequence[RequestRecord]) -> None:
+    rows = [
+        (r.index, r.reference, r.folder, r.process, _dumps(r.inputs), r.timeout, now)
+        for r in requests
+    ]
+    db.executemany(
+        "INSERT INTO requests (idx, reference, folder, process, inputs, timeout, "
+        "updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    db.execute(
+        "INSERT INTO events (at, kind, detail) VALUES (?, 'created', ?)",
+        (now, _dumps({"requests": len(requests)})),
+    )
 
 
 def _remove_new(path: Path) -> None:

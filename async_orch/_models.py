@@ -794,56 +794,6 @@ class StartRequest:
         )
         return {"startInfo": _without_none(info)}
 
-    @classmethod
-    def from_api(cls, body: Mapping[str, Any]) -> StartRequest:
-        """Read a StartJobs body (``{"startInfo": {...}}``), as a server would.
-
-        When both ReleaseKey and ReleaseName are present the key wins, as in
-        Orchestrator (the name is its fallback). Fields outside this class are
-        ignored.
-
-        Raises:
-            InvalidRequestError: the body is not one this class could have written
-                (missing ``startInfo``, wrong types, or a rule broken).
-        """
-        info = body.get("startInfo") if isinstance(body, Mapping) else None
-        if not isinstance(info, Mapping):
-            raise InvalidRequestError('the StartJobs body must be {"startInfo": {...}}')
-        try:
-            r = _Reader(info, "StartProcessDto")
-            release_key = r.opt_str("ReleaseKey")
-            strategy = _coerce_enum(
-                StartStrategy, r.opt_str("Strategy") or "ModernJobsCount", "Strategy"
-            )
-            inputs_text = r.opt_str("InputArguments")
-            priority = r.opt_str("JobPriority")
-            return cls(
-                release_key=release_key,
-                release_name=None if release_key else r.opt_str("ReleaseName"),
-                strategy=strategy,
-                jobs_count=_default(r.opt_int("JobsCount"), 1)
-                if strategy in _COUNT_STRATEGIES
-                else 1,
-                robot_ids=_opt_id_list(r.raw("RobotIds"), "RobotIds") or None,
-                machine_session_ids=_opt_id_list(r.raw("MachineSessionIds"), "MachineSessionIds")
-                or None,
-                no_of_robots=r.opt_int("NoOfRobots")
-                if strategy is StartStrategy.ROBOT_COUNT
-                else None,
-                job_priority=None
-                if priority is None
-                else _coerce_enum(JobPriority, priority, "JobPriority"),
-                specific_priority_value=r.opt_int("SpecificPriorityValue"),
-                runtime_type=r.opt_str("RuntimeType"),
-                source=r.opt_str("Source") or "Manual",
-                reference=r.opt_str("Reference"),
-                input_arguments=None if inputs_text is None else parse_input_arguments(inputs_text),
-                batch_execution_key=r.opt_str("BatchExecutionKey"),
-                input_file=r.opt_str("InputFile"),
-            )
-        except (ResponseDecodeError, ValueError) as exc:
-            raise InvalidRequestError(f"invalid startInfo: {exc}") from exc
-
 
 def _check_uuid(value: object, must: str) -> None:
     if value is None:
@@ -859,10 +809,6 @@ _STRATEGY_HOW = {
     StartStrategy.SPECIFIC: "Specific starts one job per id in robot_ids",
     StartStrategy.ROBOT_COUNT: "RobotCount starts no_of_robots jobs",
 }
-
-
-def _default(value: int | None, default: int) -> int:
-    return default if value is None else value
 
 
 def _is_int(value: object) -> bool:
@@ -894,9 +840,3 @@ def _id_tuple(ids: object, name: str) -> tuple[int, ...]:
         if not _is_int(item):
             raise InvalidRequestError(f"{name} must hold integer ids, got {item!r}")
     return tuple(ids)
-
-
-def _opt_id_list(value: object, name: str) -> tuple[int, ...]:
-    if value is None:
-        return ()
-    return _id_tuple(value, name)

@@ -18,8 +18,9 @@ and a folder whose events keep arriving is polled less often, back to normal as
 soon as they stop (:mod:`async_orch._push_pace`). Events are never trusted
 alone: the read by id is what finishes a job, and polling never stops.
 
-Deadlines are kept here, not in the planner: a job past its deadline is either
-stopped (SoftStop, then Kill after a grace period) or reported as still running.
+Deadlines are decided by the pure :class:`~async_orch._deadlines.Deadlines` and
+carried out here: a job past its deadline is either stopped (SoftStop, then Kill
+after a grace period) or reported as still running.
 Stops are sent with one ``StopJobs`` call per folder for all the jobs due at
 once, so a batch timeout over 500 jobs costs a handful of calls, not 500.
 Nothing is dropped silently: every watched job comes out of :meth:`JobWatcher.run`
@@ -43,6 +44,7 @@ from datetime import UTC, datetime
 
 import anyio
 
+from async_orch._deadlines import Deadlines
 from async_orch._errors import (
     JobLostError,
     NotFoundError,
@@ -90,23 +92,9 @@ class Finished:
 @dataclass(slots=True)
 class _Watched:
     handle: JobHandle
-    deadline: float | None
-    pending_deadline: float | None = None  # while Pending: when it counts as stuck
-    pending_since: float | None = None
-    stuck_pending_for: float | None = None
-    seen_at: float = -math.inf  # when the server last told its state
     state: JobState | None = None
     job: Job | None = None
-    stop_sent: str | None = None  # "SoftStop" / "Kill" once sent
-    stop_at: float | None = None  # when the last stop was sent
     not_found: int = 0  # reads by id answered 404 in a row
-
-    def due_at(self, grace: float) -> float | None:
-        """When its deadline needs attention next (None: it has no deadline)."""
-        if self.stop_at is not None:
-            return self.stop_at + grace
-        limits = [d for d in (self.deadline, self.pending_deadline) if d is not None]
-        return min(limits) if limits else None
 
 
 class WatcherGroup:
@@ -128,7 +116,7 @@ class WatcherGroup:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.budget = ListBudget(policy.list_budget_per_minute)
-        self.watchers: set[JobWatcher] = set()
+        self._running: set[JobWatcher] = set()
         self._clock = clock
         # Per folder: whether webhook events arrive (slow polling down) or not.
         self.pace: PushPace[int] | None = None
@@ -136,11 +124,36 @@ class WatcherGroup:
             self.pace = webhooks.new_pace()
             webhooks.subscribe(self.on_event)
 
+    def join(self, watcher: JobWatcher) -> None:
+        """``watcher`` runs: its jobs may ride along other watchers' list calls."""
+        self._running.add(watcher)
+
+    def leave(self, watcher: JobWatcher) -> None:
+        """``watcher`` stopped running."""
+        self._running.discard(watcher)
+
+    def riders(
+        self, asking: JobWatcher, folder: int, *, room: ListRoom
+    ) -> list[tuple[JobWatcher, tuple[int, ...]]]:
+        """Jobs of the other running watchers to list along with ``asking``'s call
+        about ``folder`` (as many as ``room`` holds, which they fill); each watcher
+        hears of the answer by :meth:`JobWatcher.list_answered`."""
+        riders = []
+        for watcher in self._running:
+            if room.values <= 0:
+                break
+            if watcher is asking:
+                continue
+            ids = watcher.join_list(folder, room=room)
+            if ids:
+                riders.append((watcher, ids))
+        return riders
+
     def on_event(self, event: JobEvent) -> None:
         """A verified webhook event: tell the watchers, and note the folder as pushing."""
         now = self._clock()
         folder = event.folder_id
-        for watcher in list(self.watchers):
+        for watcher in list(self._running):
             found = watcher.pushed(event)
             folder = folder if folder is not None else found
         if folder is not None and self.pace is not None:
@@ -177,7 +190,9 @@ class JobWatcher:
             policy or PollPolicy(), budget=group.budget if group is not None else None
         )
         self._min_interval = self._planner.policy.min_interval
-        self._stop_policy = stop_policy or StopPolicy()
+        self._deadlines: Deadlines[int] = Deadlines(
+            stop_policy or StopPolicy(), recheck=self._min_interval
+        )
         self._clock = clock
         # Reads by id wait in a queue, drained by at most this many tasks at once:
         # a task spawned per read would cost more than the read's own bookkeeping.
@@ -186,10 +201,6 @@ class JobWatcher:
         self._fetchers = 0
         self._on_state = on_state
         self._jobs: dict[int, _Watched] = {}
-        # Jobs with a deadline, and a lower bound of their next due time, so the
-        # loop does not scan every job on every turn.
-        self._timed: dict[int, _Watched] = {}
-        self._next_due = math.inf
         self._closed = False
         self._wakeup = anyio.Event()
         self._sleeping_until = -math.inf  # when the run loop wakes by itself next
@@ -227,17 +238,15 @@ class JobWatcher:
         limits = [
             d for d in (deadline, now + timeout if timeout is not None else None) if d is not None
         ]
-        watched = _Watched(handle=handle, deadline=min(limits) if limits else None, state=state)
-        pending_timeout = self._stop_policy.pending_timeout
-        if pending_timeout is not None and state in (None, JobState.PENDING):
-            watched.pending_since, watched.pending_deadline = now, now + pending_timeout
-        self._jobs[handle.job_id] = watched
+        self._jobs[handle.job_id] = _Watched(handle=handle, state=state)
         self._planner.add(handle.job_id, handle.folder_id, now=now, state=state)
-        self._track_deadline(watched)
+        self._deadlines.add(
+            handle.job_id, now=now, deadline=min(limits) if limits else None, state=state
+        )
         # Wake the loop only if this job needs it sooner than the loop wakes anyway:
         # a thousand starts must not re-plan a thousand times.
         first = now if state is not None and state.is_terminal else now + self._min_interval
-        if min(first, self._next_due) < self._sleeping_until:
+        if min(first, self._deadlines.next_due) < self._sleeping_until:
             self._wakeup.set()
 
     def forget(self, job_id: int) -> JobHandle | None:
@@ -248,7 +257,7 @@ class JobWatcher:
         watched = self._jobs.pop(job_id, None)
         if watched is None:
             return None
-        self._timed.pop(job_id, None)
+        self._deadlines.remove(job_id)
         self._planner.remove(job_id)
         return watched.handle
 
@@ -275,12 +284,12 @@ class JobWatcher:
     async def run(self, on_finished: Callable[[Finished], Awaitable[None]]) -> None:
         """Carry out the planner's actions until every job has finished or timed out."""
         if self._group is not None:
-            self._group.watchers.add(self)
+            self._group.join(self)
         try:
             await self._run(on_finished)
         finally:
             if self._group is not None:
-                self._group.watchers.discard(self)
+                self._group.leave(self)
 
     async def _run(self, on_finished: Callable[[Finished], Awaitable[None]]) -> None:
         async with anyio.create_task_group() as tg:
@@ -301,7 +310,9 @@ class JobWatcher:
                 if self._closed and not self._jobs:
                     return
                 wake = self._planner.next_wake(now)
-                until = min(math.inf if wake is None else wake, self._next_due, pace_change)
+                until = min(
+                    math.inf if wake is None else wake, self._deadlines.next_due, pace_change
+                )
                 delay = max(0.0, until - now)
                 self._wakeup = anyio.Event()
                 self._sleeping_until = now + delay
@@ -347,54 +358,48 @@ class JobWatcher:
         folder = self._folder_of(action.job_ids)
         if folder is None:
             return
-        # Every group's ids, this watcher's first; each is reported to its own watcher.
-        groups = [(self, action.job_ids), *self._riders(action.folder, action.job_ids)]
-        answered = False
+        # Every watcher's ids, this watcher's first; each hears of its own.
+        groups = [(self, action.job_ids)]
+        if self._group is not None:
+            room = ListRoom.of(job_states_query, max_values=self._planner.policy.max_batch)
+            for job_id in action.job_ids:
+                room.take(str(job_id))
+            groups += self._group.riders(self, action.folder, room=room)
+        ids = [job_id for _, own in groups for job_id in own]
+        states: Mapping[int, JobState] | None = None
         try:
-            ids = [job_id for _, own in groups for job_id in own]
             states = await self._api.job_states(folder, ids)
-            answered = True
         except RateLimitedError as exc:
             # A warning: the tenant's list limit is shared with every other client of
             # the tenant, and waiting it out can delay results by a minute.
             log.warning("async_orch.poll_rate_limited", retry_after=exc.retry_after, error=str(exc))
             self._planner.rate_limited(retry_after=exc.retry_after, now=self._clock())
-            return
         except RequestError as exc:
             # The transport already retried what is worth retrying; the jobs stay
             # due and are asked about again on the next round. Info, not a warning:
             # during an outage this fires every round, and the transport's health
             # tracker already warns once per 30 s of outage.
             log.info("async_orch.poll_failed", error=str(exc), jobs=len(ids))
-            return
         finally:
+            # Failed or cancelled (states None): the jobs are due again.
             for watcher, own in groups:
-                if not answered:  # failed or cancelled: the jobs are due again
-                    watcher._planner.list_failed(own, now=watcher._clock())
-                if watcher is not self:
-                    watcher._wakeup.set()  # its loop plans what the answer changed
-        for watcher, own in groups:
-            watcher._apply_states(own, states)
+                watcher.list_answered(own, states)
 
-    def _riders(
-        self, folder: int, taken: Sequence[int]
-    ) -> list[tuple[JobWatcher, tuple[int, ...]]]:
-        """Jobs of the group's other watchers to list along with this call."""
-        if self._group is None:
-            return []
-        riders = []
-        room = ListRoom.of(job_states_query, max_values=self._planner.policy.max_batch)
-        for job_id in taken:
-            room.take(str(job_id))
-        for watcher in self._group.watchers:
-            if room.values <= 0:
-                break
-            if watcher is self:
-                continue
-            ids = watcher._planner.join_list(folder, room=room, now=watcher._clock())
-            if ids:
-                riders.append((watcher, ids))
-        return riders
+    def join_list(self, folder: int, *, room: ListRoom) -> tuple[int, ...]:
+        """Ids of this watcher's jobs of ``folder`` worth listing in another
+        watcher's call (due, or not checked lately), as many as ``room`` holds (it
+        is filled); the caller reports the answer with :meth:`list_answered`."""
+        return self._planner.join_list(folder, room=room, now=self._clock())
+
+    def list_answered(self, job_ids: Sequence[int], states: Mapping[int, JobState] | None) -> None:
+        """A list call about ``job_ids`` of this watcher answered ``states`` (None:
+        it failed or was cancelled, so they are due again); wakes the run loop to
+        plan what that changed."""
+        if states is None:
+            self._planner.list_failed(job_ids, now=self._clock())
+        else:
+            self._apply_states(job_ids, states)
+        self._wakeup.set()
 
     def _apply_states(self, job_ids: Sequence[int], states: Mapping[int, JobState]) -> None:
         """A list call's answer about ``job_ids`` (the ones this watcher asked for)."""
@@ -406,8 +411,7 @@ class JobWatcher:
             if state is None:
                 self._planner.observe_missing(job_id, now=now)
             else:
-                self._jobs[job_id].seen_at = now
-                self._note_state(job_id, state)
+                self._note_state(job_id, state, now)
                 self._planner.observe(job_id, state, now=now)
 
     async def _fetch(
@@ -448,14 +452,13 @@ class JobWatcher:
             return True  # forgotten meanwhile: the answer is moot
         now = self._clock()
         watched.not_found = 0
-        watched.seen_at = now
         changed = identity_change(watched.handle, job)
         if changed:
             log.warning("async_orch.job_identity_changed", job_id=job.id, change=changed)
             lost = _lost(watched.handle, f"its id now names another job ({changed})")
             await self._finish(watched, on_finished, timed_out=False, error=lost)
             return False
-        self._note_state(job.id, job.state)
+        self._note_state(job.id, job.state, now)
         watched.job = job
         if job.state.is_terminal:
             self._planner.observe_fetched(job.id, now=now)
@@ -489,66 +492,30 @@ class JobWatcher:
 
     # -- deadlines ---------------------------------------------------------------
 
-    def _track_deadline(self, watched: _Watched) -> None:
-        due = watched.due_at(self._stop_policy.grace)
-        if due is None:
-            return
-        self._timed[watched.handle.job_id] = watched
-        self._next_due = min(self._next_due, due)
-
     async def _enforce_deadlines(
         self, now: float, on_finished: Callable[[Finished], Awaitable[None]]
     ) -> None:
-        if now < self._next_due:
+        """Carry out what :class:`~async_orch._deadlines.Deadlines` says is due now."""
+        if now < self._deadlines.next_due:
             return
-        grace = self._stop_policy.grace
-        to_finish: list[_Watched] = []
-        to_stop: dict[str, list[_Watched]] = {"SoftStop": [], "Kill": []}
-        next_due = math.inf
-        for job_id, watched in list(self._timed.items()):
-            if job_id not in self._jobs:
-                del self._timed[job_id]
-                continue
-            due = watched.due_at(grace)
-            if due is None:  # its only limit was a pending one, and it left Pending
-                del self._timed[job_id]
-                continue
-            ended = watched.state is not None and watched.state.is_terminal
-            if (
-                watched.pending_deadline is not None
-                and watched.pending_since is not None
-                and watched.stop_sent is None
-                and now >= due == watched.pending_deadline
-            ):
-                if watched.seen_at < watched.pending_deadline:
-                    # Pending as last seen, but maybe picked up since: stuck only once
-                    # an answer from after the limit still says Pending.
-                    next_due = min(next_due, now + self._min_interval)
-                    continue
-                watched.stuck_pending_for = now - watched.pending_since
-            if ended and watched.stop_sent is None:
-                # It ended in time and only its outputs read is left: give that
-                # the grace period rather than report a finished job as timed out.
-                due += grace
-            if now < due:
-                next_due = min(next_due, due)
-            elif ended or not self._stop_policy.on_timeout or watched.stop_sent == "Kill":
-                to_finish.append(watched)
-            else:
-                to_stop["Kill" if watched.stop_sent else "SoftStop"].append(watched)
-        self._next_due = next_due
+        due = self._deadlines.step(now)
+        # The records are taken before any await: a job forgotten meanwhile is then
+        # skipped by _finish, and its id's next job is not stopped in its place.
+        to_finish = [self._jobs[job_id] for job_id in due.finish]
+        to_stop = {
+            "SoftStop": [self._jobs[job_id] for job_id in due.soft_stop],
+            "Kill": [self._jobs[job_id] for job_id in due.kill],
+        }
         for watched in to_finish:
             await self._finish(watched, on_finished, timed_out=True)
         for strategy, jobs in to_stop.items():
             if jobs:
-                await self._send_stops(jobs, strategy, now)
+                await self._send_stops(jobs, strategy)
 
-    async def _send_stops(self, jobs: Sequence[_Watched], strategy: str, now: float) -> None:
+    async def _send_stops(self, jobs: Sequence[_Watched], strategy: str) -> None:
         """Stop jobs with one StopJobs call per folder (and per chunk of ids)."""
         by_folder: dict[int | str, list[_Watched]] = {}
         for watched in jobs:
-            watched.stop_sent, watched.stop_at = strategy, now
-            self._track_deadline(watched)
             handle = watched.handle
             by_folder.setdefault(handle.folder_key or handle.folder_id, []).append(watched)
         for folder, members in by_folder.items():
@@ -573,7 +540,9 @@ class JobWatcher:
         job_id = watched.handle.job_id
         if self._jobs.pop(job_id, None) is None:
             return
-        self._timed.pop(job_id, None)
+        stop_sent = self._deadlines.stop_sent(job_id)
+        stuck_pending_for = self._deadlines.stuck_pending_for(job_id)
+        self._deadlines.remove(job_id)
         self._planner.remove(job_id)
         await on_finished(
             Finished(
@@ -583,20 +552,22 @@ class JobWatcher:
                 timed_out=timed_out,
                 detected=datetime.now(UTC),
                 error=error,
-                stop_sent=watched.stop_sent,
-                stuck_pending_for=watched.stuck_pending_for,
+                stop_sent=stop_sent,
+                stuck_pending_for=stuck_pending_for,
             )
         )
 
     # -- helpers -----------------------------------------------------------------
 
-    def _note_state(self, job_id: int, state: JobState) -> None:
+    def _note_state(self, job_id: int, state: JobState, now: float) -> None:
+        """The server answered ``state`` for the job at ``now``."""
         watched = self._jobs.get(job_id)
-        if watched is None or watched.state == state:
+        if watched is None:
+            return
+        self._deadlines.seen(job_id, state, now=now)
+        if watched.state == state:
             return
         old, watched.state = watched.state, state
-        if state is not JobState.PENDING:
-            watched.pending_deadline = None  # picked up: the pending limit is met
         if self._on_state is not None:
             self._on_state(watched.handle, old, state)
 

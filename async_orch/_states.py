@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "JobState"]
+__all__ = ["TERMINAL_STATES", "JobState"]
 
 
 class JobState(enum.StrEnum):
@@ -66,7 +66,4 @@ _BY_NUMBER = {
 
 TERMINAL_STATES: frozenset[JobState] = frozenset(
     {JobState.SUCCESSFUL, JobState.FAULTED, JobState.STOPPED}
-)
-ACTIVE_STATES: frozenset[JobState] = frozenset(
-    {JobState.PENDING, JobState.RUNNING, JobState.STOPPING, JobState.TERMINATING, JobState.RESUMED}
 )

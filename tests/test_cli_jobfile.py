@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cli_harness import write_file
 
-from async_orch._cli.jobfile import requests_from_file
+from async_orch._cli.jobfile import requests_from_file, requests_from_flags
 from async_orch._errors import ConfigurationError, InvalidRequestError
 from async_orch._jobs import JobRequest
 
@@ -98,3 +98,19 @@ def test_a_bad_job_file_is_refused_naming_file_and_line(
     with pytest.raises((ConfigurationError, InvalidRequestError)) as caught:
         requests_from_file(path)
     assert message.replace("{path}", str(path)) in str(caught.value)
+
+
+def test_a_reference_prefix_is_measured_as_orchestrator_measures_it() -> None:
+    """One count of a Reference's length (UTF-16 units, as .NET): 63 emoji are 126
+    units, so ``-0`` fits in 128 and ``-10`` does not, although both are short in
+    Python characters."""
+    prefix = "\N{GRINNING FACE}" * 63
+
+    def flags(count: int) -> list[JobRequest]:
+        return requests_from_flags(
+            process="Echo", folders=["Shared"], count=count, inputs=None, reference_prefix=prefix
+        )
+
+    assert len(flags(1)) == 1
+    with pytest.raises(ConfigurationError, match=r"is 129 characters; .* at most 128"):
+        flags(11)

@@ -24,6 +24,16 @@ LIST_JOBS = "GET /odata/Jobs"
 GET_JOB = "GET /odata/Jobs({key})"
 NEVER = 10_000_000.0  # simulated seconds: a job that outlives any test
 
+#: The test tenant and its client (``fast_settings``'s credentials), for scenario texts.
+TENANT_T = """[[tenants]]
+organization = "test"
+name = "T"
+[[tenants.credentials]]
+client_id = "app"
+client_secret = "secret"
+scopes = ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"]
+"""
+
 
 def scenario(
     *,
@@ -51,16 +61,10 @@ pickup_delay = {pickup_delay}
 soft_stop_delay = {soft_stop_delay}
 kill_delay = {kill_delay}
 
-[[tenants]]
-organization = "test"
-name = "T"
+{TENANT_T}
 [tenants.rate_limit]
 jobs_list = {jobs_list}
 window_seconds = 60
-[[tenants.credentials]]
-client_id = "app"
-client_secret = "secret"
-scopes = ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"]
 
 [[tenants.processes]]
 name = "Echo"

@@ -489,7 +489,6 @@ def test_start_request_full_body_matches_the_spec(schema_errors: Any) -> None:
         }
     }
     assert schema_errors(body["startInfo"], "StartProcessDto") == []
-    assert StartRequest.from_api(body) == request
 
 
 def test_start_request_specific_sends_robot_ids_and_no_jobs_count() -> None:
@@ -584,46 +583,6 @@ def test_start_request_keeps_large_inputs_for_the_upload() -> None:
     # OrchestratorAPI.start_jobs uploads them and sends InputFile (test_big_payloads.py).
     body = StartRequest(release_key=KEY, input_arguments=_arguments_of_length(10_001)).to_api()
     assert needs_input_file(body["startInfo"]["InputArguments"])
-
-
-def test_start_request_from_api_prefers_the_key_like_the_server() -> None:
-    request = StartRequest.from_api(
-        {"startInfo": {"ReleaseKey": KEY, "ReleaseName": "ignored", "Strategy": "ModernJobsCount"}}
-    )
-    assert request.release_key == KEY
-    assert request.release_name is None
-
-
-def test_start_request_from_api_reads_the_postman_sample() -> None:
-    body = {
-        "startInfo": {
-            "ReleaseKey": KEY,
-            "Strategy": "Specific",
-            "RobotIds": [1553],
-            "JobsCount": 0,
-            "Source": "Manual",
-            "InputArguments": '{"message":"Aloha"}',
-        }
-    }
-    request = StartRequest.from_api(body)
-    assert request.strategy is StartStrategy.SPECIFIC
-    assert request.robot_ids == (1553,)
-    assert request.input_arguments == {"message": "Aloha"}
-
-
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        ({}, "startInfo"),
-        ({"startInfo": "x"}, "startInfo"),
-        ({"startInfo": {"ReleaseKey": 5}}, "StartProcessDto.ReleaseKey should be a string"),
-        ({"startInfo": {"ReleaseKey": KEY, "InputArguments": "[1]"}}, "must be a JSON object"),
-        ({"startInfo": {"ReleaseKey": KEY, "JobsCount": 0}}, "jobs_count must be at least 1"),
-    ],
-)
-def test_start_request_from_api_refuses_bad_bodies(body: dict[str, Any], message: str) -> None:
-    with pytest.raises(InvalidRequestError, match=message):
-        StartRequest.from_api(body)
 
 
 def test_records_are_frozen() -> None:

@@ -6,8 +6,10 @@ polls every few milliseconds, so each test waits on the watcher's own output.
 
 from __future__ import annotations
 
+import ast
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,6 +17,7 @@ import pytest
 import structlog
 from fakes import FakeAPI, FakeJob
 
+from async_orch import _poller as poller_module
 from async_orch._errors import TransportError
 from async_orch._jobs import JobHandle
 from async_orch._models import Job
@@ -317,3 +320,18 @@ async def test_failed_list_calls_during_an_outage_are_not_warned_one_by_one() ->
     assert len(finished) == 2
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
     assert [e["event"] for e in logs].count("async_orch.poll_failed") == 3
+
+
+def test_watchers_use_only_each_others_public_methods() -> None:
+    """Batch coordination (WatcherGroup, list calls that carry other watchers'
+    jobs) goes through public methods: no ``other._private`` in the module."""
+    source = Path(poller_module.__file__).read_text(encoding="utf-8")
+    reaching = [
+        f"line {node.lineno}: {ast.unparse(node)}"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+    ]
+    assert reaching == []

@@ -13,7 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from test_dispatcher_support import NEVER, STOP_JOBS, engine_jobs, fast_poll, fast_settings
+from test_dispatcher_support import (
+    NEVER,
+    STOP_JOBS,
+    TENANT_T,
+    engine_jobs,
+    fast_poll,
+    fast_settings,
+)
 
 from async_orch._client import OrchestratorClient
 from async_orch._errors import ConfigurationError
@@ -26,14 +33,7 @@ SCALE = 100.0  # simulated seconds per real second: pickup (2 s) takes 20 ms
 
 SCENARIO = f"""
 seed = 3
-[[tenants]]
-organization = "test"
-name = "T"
-[[tenants.credentials]]
-client_id = "app"
-client_secret = "secret"
-scopes = ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"]
-
+{TENANT_T}
 [[tenants.processes]]
 name = "Echo"
 duration = 1

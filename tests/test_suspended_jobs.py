@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from test_dispatcher_support import engine_jobs, fast_poll, fast_settings
+from test_dispatcher_support import TENANT_T, engine_jobs, fast_poll, fast_settings
 
 from async_orch._client import OrchestratorClient
 from async_orch._jobs import JobHandle, JobRequest, Outcome
@@ -18,16 +18,9 @@ from async_orch._options import Hooks
 from async_orch._states import JobState
 from async_orch.simulator import SimulatorHandle, parse_scenario
 
-SCENARIO = """
+SCENARIO = f"""
 seed = 9
-[[tenants]]
-organization = "test"
-name = "T"
-[[tenants.credentials]]
-client_id = "app"
-client_secret = "secret"
-scopes = ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"]
-
+{TENANT_T}
 [[tenants.processes]]
 name = "Sleeper"           # suspends 1 s in, resumes 30 s later, then runs 1 s more
 duration = 2

@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from async_orch._cli.common import (
     EXIT_INTERRUPTED,
     add_connection_flags,
@@ -32,10 +30,7 @@ from async_orch._cli.journal_run import (
     default_journal_path,
     exit_code,
     journal_rows,
-    reconcile,
-    records_for,
     run_journaled,
-    target_of,
 )
 from async_orch._cli.output import FORMATS, check_writable, emit_rows
 from async_orch._cli.progress import ProgressDisplay
@@ -44,7 +39,8 @@ from async_orch._client import OrchestratorClient
 from async_orch._dispatcher import DispatchLimits
 from async_orch._errors import ConfigurationError
 from async_orch._jobs import JobRequest
-from async_orch._journal import Journal, RequestRecord, plan_resume
+from async_orch._journal import Journal, RequestRecord
+from async_orch._journaled import records_for, resume_plan, target_of
 from async_orch._planner import PollPolicy
 from async_orch._webhooks import WebhookReceiver
 
@@ -311,69 +307,24 @@ async def _resume(args: argparse.Namespace) -> int:
                 _client(args, settings, receiver) as orch,
                 _heartbeat(display, orch),
             ):
-                plan = plan_resume(journal.requests(), journal.jobs(), path=journal.path)
-                _say(
-                    args,
-                    f"resuming {args.resume}: {len(plan.finished)} jobs finished, "
-                    f"{len(plan.reattach)} to re-attach to, {len(plan.lookup)} to look up "
-                    "by Reference",
-                )
-                never_started = await reconcile(orch, journal, plan.lookup)
-                if never_started and not journal.last_run_finished():
-                    window = settings.retry.window_after(settings.timeout.total)
-                    never_started = await _look_up_after_window(
-                        args, orch, journal, never_started, until=locked_at + window
-                    )
-                adopted = len(plan.lookup) - len(never_started)
-                plan = plan_resume(journal.requests(), journal.jobs(), path=journal.path)
-                _say(
-                    args,
-                    f"found {adopted} by Reference; starting {len(never_started)}, "
-                    f"watching {len(plan.reattach)}",
-                )
-                journal.record_event(
-                    "resumed",
-                    found_by_reference=adopted,
-                    to_start=len(never_started),
-                    reattached=len(plan.reattach),
+                window = settings.retry.window_after(settings.timeout.total)
+                never_started, reattach = await resume_plan(
+                    orch.api,
+                    journal,
+                    window_ends=locked_at + window,
+                    say=lambda text: _say(args, text),
+                    name=str(args.resume),
                 )
                 interrupted = await run_journaled(
                     orch,
                     journal,
                     start=never_started,
-                    reattach=plan.reattach,
+                    reattach=reattach,
                     options=_options(args),
                     on_progress=display.update,
                     stream=sys.stderr,
                 )
                 return _finish(args, journal, display, interrupted)
-
-
-async def _look_up_after_window(
-    args: argparse.Namespace,
-    orch: OrchestratorClient,
-    journal: Journal,
-    records: Sequence[RequestRecord],
-    *,
-    until: float,
-) -> list[RequestRecord]:
-    """Look ``records`` up again once the reconcile window has passed; the rest never started.
-
-    The run that stopped may have sent their StartJobs just before it died, and a
-    server (behind a gateway) can still create those jobs until the reconcile
-    window has passed: starting them after one lookup at once may start them twice.
-    """
-    wait = until - time.monotonic()
-    if wait > 0:
-        _say(
-            args,
-            f"{len(records)} not found by Reference; the stopped run may have sent their "
-            f"StartJobs, which the server can still complete: looking them up again in "
-            f"{wait:.0f} s (the reconcile window, ASYNC_ORCH_RECONCILE_WINDOW) before "
-            "starting them",
-        )
-        await anyio.sleep(wait)
-    return await reconcile(orch, journal, records)
 
 
 def _finish(

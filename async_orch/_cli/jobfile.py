@@ -15,8 +15,8 @@ from async_orch._jobs import JobRequest, summarize_mistakes
 from async_orch._jsonvalues import MAX_DEPTH, loads_strict, text_problem
 from async_orch._models import (
     INPUT_ARGUMENTS_MAX_LENGTH,
-    REFERENCE_MAX_LENGTH,
     parse_input_arguments,
+    reference_problem,
 )
 
 __all__ = ["requests_from_file", "requests_from_flags"]
@@ -62,13 +62,9 @@ def requests_from_flags(
         JobRequest(process=process, folder=folders[0], inputs=parsed).check()
     except InvalidRequestError as exc:
         raise InvalidRequestError(f"--inputs: {exc}") from None
-    if reference_prefix:
-        longest = len(f"{reference_prefix}-{count - 1}")
-        if longest > REFERENCE_MAX_LENGTH:
-            raise ConfigurationError(
-                f"--reference-prefix is too long: References would be up to {longest} "
-                f"characters; Orchestrator accepts at most {REFERENCE_MAX_LENGTH}"
-            )
+    # The longest Reference, counted as Orchestrator counts (UTF-16 units), checked once.
+    if reference_prefix and (problem := reference_problem(f"{reference_prefix}-{count - 1}")):
+        raise ConfigurationError(f"--reference-prefix is too long: the last Reference {problem}")
     requests = []
     for i in range(count):
         folder = folders[i % len(folders)]

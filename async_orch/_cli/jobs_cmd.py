@@ -21,16 +21,12 @@ from async_orch._cli.common import (
     non_negative,
     run_command,
 )
-from async_orch._cli.journal_run import (
-    job_row,
-    journal_rows,
-    refresh_unfinished,
-    target_of,
-)
+from async_orch._cli.journal_run import job_row, journal_rows, refresh_unfinished
 from async_orch._cli.output import FORMATS, check_writable, emit_rows
 from async_orch._client import OrchestratorClient
 from async_orch._errors import ConfigurationError
 from async_orch._journal import Journal
+from async_orch._journaled import target_of
 from async_orch._resources import STOP_JOBS_CHUNK
 
 __all__ = ["add_jobs_parser", "add_stop_parser", "run_jobs", "run_stop"]

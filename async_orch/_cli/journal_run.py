@@ -13,8 +13,7 @@ import os
 import signal
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import aclosing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,23 +23,14 @@ import anyio
 
 from async_orch._cli.output import COLUMNS, result_row
 from async_orch._client import OrchestratorClient
-from async_orch._config import Settings
 from async_orch._errors import OrchestratorError
-from async_orch._jobs import Abandoned, JobHandle, JobRequest, JobResult, Outcome
-from async_orch._journal import JobRecord, Journal, JournalTarget, RequestRecord
+from async_orch._jobs import Abandoned, JobRequest, JobResult, Outcome
+from async_orch._journal import JobRecord, Journal, RequestRecord
+from async_orch._journaled import run_stored, stored_row
 from async_orch._logs import get_logger
 from async_orch._models import Job
-from async_orch._options import (
-    AbandonedCallback,
-    Hooks,
-    ProgressCallback,
-    StartedCallback,
-    StateCallback,
-    StopPolicy,
-)
+from async_orch._options import Hooks, ProgressCallback, StopPolicy
 from async_orch._poller import identity_change
-from async_orch._starting import batch_references
-from async_orch._states import JobState
 
 __all__ = [
     "RunOptions",
@@ -48,11 +38,8 @@ __all__ = [
     "exit_code",
     "job_row",
     "journal_rows",
-    "reconcile",
-    "records_for",
     "refresh_unfinished",
     "run_journaled",
-    "target_of",
 ]
 
 log = get_logger("async_orch.cli.journal_run")
@@ -85,27 +72,6 @@ def default_journal_path(
         state = environ.get("XDG_STATE_HOME") or str(home / ".local" / "state")
         folder = Path(state) / "async-orch" / "journals"
     return folder / f"{now:%Y%m%d-%H%M%S}-{batch_id}.sqlite"
-
-
-def target_of(settings: Settings) -> JournalTarget:
-    where = settings.orchestrator
-    return JournalTarget(url=where.base, organization=where.organization, tenant=where.tenant)
-
-
-def records_for(requests: Sequence[JobRequest], batch_id: str) -> list[RequestRecord]:
-    """Journal records with every Reference fixed now (the user's or ``ao-<batch>-<i>``)."""
-    references = batch_references(requests, prefix=f"ao-{batch_id}")
-    return [
-        RequestRecord(
-            index=index,
-            reference=reference,
-            folder=str(request.folder),
-            process=request.process,
-            inputs=dict(request.inputs) if request.inputs is not None else None,
-            timeout=request.timeout,
-        )
-        for index, (request, reference) in enumerate(zip(requests, references, strict=True))
-    ]
 
 
 def journal_rows(journal: Journal) -> list[dict[str, Any]]:
@@ -162,12 +128,7 @@ def exit_code(rows: Sequence[Mapping[str, Any]]) -> int:
 def job_row(index: int, job: Job, *, folder: str) -> dict[str, Any]:
     """A result row for a job read from Orchestrator (``unfinished`` while it runs)."""
     outcome = Outcome.of_final(job.state)
-    result = JobResult(
-        index=index,
-        request=JobRequest(process=job.release_name or "", folder=folder),
-        outcome=outcome or Outcome.UNKNOWN,
-        job=job,
-    )
+    result = JobResult(index=index, request=None, outcome=outcome or Outcome.UNKNOWN, job=job)
     row = result_row(result)
     row.update(
         folder=job.folder_name or folder,
@@ -179,39 +140,7 @@ def job_row(index: int, job: Job, *, folder: str) -> dict[str, Any]:
     return row
 
 
-def _row(record: RequestRecord, result: JobResult) -> dict[str, Any]:
-    row = result_row(result)
-    row.update(index=record.index, reference=record.reference, process=record.process)
-    return row
-
-
 # -- I/O ---------------------------------------------------------------------------
-
-
-async def reconcile(
-    orch: OrchestratorClient, journal: Journal, lookup: Sequence[RequestRecord]
-) -> list[RequestRecord]:
-    """Look requests with no recorded job up by Reference; journal what is found.
-
-    Returns the requests that truly never started (nothing has their Reference).
-    """
-    by_folder: dict[str, list[RequestRecord]] = defaultdict(list)
-    for record in lookup:
-        by_folder[record.folder].append(record)
-    found: set[int] = set()
-    for folder_ref, records in by_folder.items():
-        folder = await orch.api.resolve_folder(folder_ref)
-        by_reference = {r.reference: r for r in records}
-        # One call per URL's worth of References (list_jobs splits the list).
-        for job in await orch.api.list_jobs(folder, references=list(by_reference)):
-            match = by_reference.get(job.reference or "")
-            if match is None:
-                continue
-            handle = JobHandle.of(job, folder, reference=match.reference)
-            journal.record_started(match.index, handle, state=job.state.value)
-            found.add(match.index)
-    log.info("async_orch.cli.reconciled", looked_up=len(lookup), found=len(found))
-    return [r for r in lookup if r.index not in found]
 
 
 class _Interrupts:
@@ -253,86 +182,25 @@ async def run_journaled(
     on_progress: ProgressCallback | None,
     stream: TextIO,
 ) -> bool:
-    """Start ``start``, watch them and ``reattach``, journaling as it goes.
+    """Start ``start``, watch them and ``reattach``, journaling as it goes (the
+    library's ``run_stored``), until done or interrupted.
 
     Returns True if the run was interrupted (the journal is up to date either way).
     """
-    requests = [
-        JobRequest(
-            process=r.process,
-            folder=r.folder,
-            inputs=r.inputs,
-            reference=r.reference,
-            timeout=r.timeout,
-        )
-        for r in start
-    ]
-    # Keyed by handle, not by id: a server that forgot its jobs gives their ids
-    # to new ones, and a resume then watches both (the handles' References differ).
-    origin: dict[JobHandle, RequestRecord] = {}
-    records = {r.index: r for r in journal.requests()}
-    for job in reattach:
-        origin[job.handle] = records[job.request_index]
     interrupts = _Interrupts(stream, stop=options.stop_on_interrupt)
-
-    # Once a journal write has failed the batch is ending because of it: the
-    # callbacks then write nothing more (it would fail again, and be logged as a
-    # warning per job) and the failure alone is reported, as one line.
-    def on_started(index: int, handle: JobHandle) -> None:
-        origin[handle] = start[index]
-        if journal.failure is None:
-            journal.record_started(start[index].index, handle, state=None)
-
-    def on_state(handle: JobHandle, old: JobState | None, new: JobState) -> None:
-        if journal.failure is None:
-            journal.record_state(origin[handle].index, handle, new.value)
 
     def on_abandoned(abandoned: Abandoned) -> None:
         if journal.failure is None:
             _report_abandoned(journal, abandoned, stream, interrupted=interrupts.interrupted)
 
-    try:
-        return await _run(
-            orch,
-            journal,
-            requests,
-            reattach,
-            options,
-            interrupts,
-            on_progress=on_progress,
-            on_started=on_started,
-            on_state=on_state,
-            on_abandoned=on_abandoned,
-            record=lambda result: _record_result(journal, start, origin, result),
-        )
-    except BaseException:
-        # Every start in flight may have failed on it at once (an exception
-        # group of many): the journal's failure is the one thing to say.
-        if journal.failure is not None:
-            raise journal.failure from None
-        raise
-
-
-async def _run(
-    orch: OrchestratorClient,
-    journal: Journal,
-    requests: Sequence[JobRequest],
-    reattach: Sequence[JobRecord],
-    options: RunOptions,
-    interrupts: _Interrupts,
-    *,
-    on_progress: ProgressCallback | None,
-    on_started: StartedCallback,
-    on_state: StateCallback,
-    on_abandoned: AbandonedCallback,
-    record: Callable[[JobResult], None],
-) -> bool:
     async with anyio.create_task_group() as signals:
         signals.start_soon(interrupts.watch)
         with interrupts.scope:
-            results = orch.iter_jobs(
-                requests,
-                handles=[j.handle for j in reattach],
+            await run_stored(
+                orch,
+                journal,
+                start=start,
+                reattach=reattach,
                 timeout=options.timeout,
                 stop=StopPolicy(
                     on_timeout=options.stop_on_timeout,
@@ -340,16 +208,8 @@ async def _run(
                     grace=options.stop_grace,
                     pending_timeout=options.pending_timeout,
                 ),
-                hooks=Hooks(
-                    on_progress=on_progress,
-                    on_started=on_started,
-                    on_state=on_state,
-                    on_abandoned=on_abandoned,
-                ),
+                hooks=Hooks(on_progress=on_progress, on_abandoned=on_abandoned),
             )
-            async with aclosing(results):
-                async for result in results:
-                    record(result)
         if interrupts.interrupted:
             journal.record_event("interrupted", stopped=options.stop_on_interrupt)
             with anyio.move_on_after(REFRESH_TIMEOUT):
@@ -384,30 +244,6 @@ def _report_abandoned(
     for line in lines:
         stream.write(line + "\n")
     stream.flush()
-
-
-def _record_result(
-    journal: Journal,
-    start: Sequence[RequestRecord],
-    origin: Mapping[JobHandle, RequestRecord],
-    result: JobResult,
-) -> None:
-    if result.handle is None:  # only requests of this run start no job
-        journal.record_not_started(
-            start[result.index].index,
-            info=result.info or "not started",
-            outcome=result.outcome.value,  # not_started or uncertain
-        )
-        return
-    record = origin[result.handle]
-    state = result.job.raw_state if result.job else (result.state.value if result.state else None)
-    journal.record_final(
-        record.index,
-        result.handle,
-        outcome=result.outcome.value,
-        state=state,
-        result=_row(record, result),
-    )
 
 
 def _names(job: Job, record: JobRecord) -> bool:
@@ -457,7 +293,7 @@ async def refresh_unfinished(orch: OrchestratorClient, journal: Journal) -> None
                     record.handle,
                     outcome=outcome.value,
                     state=full.raw_state or full.state.value,
-                    result=_row(request, result),
+                    result=stored_row(request, result),
                 )
         except OrchestratorError as exc:
             log.warning("async_orch.cli.refresh_failed", folder_id=folder_id, error=str(exc))

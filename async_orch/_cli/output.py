@@ -10,8 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,7 +25,6 @@ __all__ = [
     "open_private",
     "result_row",
     "write_private_text",
-    "write_results",
     "write_rows",
 ]
 
@@ -51,37 +49,9 @@ COLUMNS = (
 )
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 def result_row(result: JobResult) -> dict[str, Any]:
     """One result as a flat, JSON-ready dict (the columns of every format)."""
-    job = result.job
-    handle = result.handle
-    request = result.request  # None for a job given by handle
-    return {
-        "index": result.index,
-        "reference": handle.reference if handle else (request.reference if request else None),
-        "folder": handle.folder_path if handle else (str(request.folder) if request else None),
-        "process": (request.process if request else None) or (job.release_name if job else None),
-        "job_id": handle.job_id if handle else None,
-        "job_key": handle.job_key if handle else None,
-        "outcome": result.outcome.value,
-        "state": job.raw_state if job else None,
-        "info": result.info,
-        "outputs": result.outputs,
-        "created": _iso(job.creation_time if job else None),
-        "started": _iso(job.start_time if job else None),
-        "ended": _iso(job.end_time if job else None),
-        "detected": _iso(result.detected),
-        "attempts": result.attempts,
-    }
-
-
-def write_results(results: Iterable[JobResult], fmt: str, out: TextIO) -> None:
-    """Write results to ``out`` in ``fmt`` (one of FORMATS)."""
-    write_rows([result_row(r) for r in results], fmt, out)
+    return result.to_dict()
 
 
 def write_rows(rows: Sequence[Mapping[str, Any]], fmt: str, out: TextIO) -> None:

@@ -1,0 +1,172 @@
+"""Deadline escalation as a pure state machine: SoftStop, then Kill, then give up.
+
+No I/O, no clock reads: time comes in as an argument, and :meth:`Deadlines.step`
+says what to do now as a :class:`Escalation`, which the I/O shell
+(:class:`~async_orch._poller.JobWatcher`) carries out. The same machine serves
+a batch's deadlines and the stop of a cancelled batch (``_cancellation.py``
+watches its jobs with a deadline of "now").
+
+A watched job with a limit moves like this (``grace`` is ``StopPolicy.grace``)::
+
+    deadline passed ──on_timeout──> SOFTSTOP sent ──grace──> KILL sent ──grace──> finish
+          │                             (a job seen ended meanwhile is finished at once)
+          └──not on_timeout──> finish (reported timed out, left running)
+
+    Pending past pending_timeout, seen Pending by an answer from after it
+        ──> stuck (stuck_pending_for), then as a passed deadline
+    seen ended before its deadline ──> grace for its outputs read, then finish
+
+A SoftStop that the workflow ignores changes nothing: Kill follows after the
+grace period all the same, and a job still running after that is finished as
+timed out with the last state seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from async_orch._options import StopPolicy
+from async_orch._states import JobState
+
+__all__ = ["Deadlines", "Escalation"]
+
+K = TypeVar("K", bound=Hashable)
+
+SOFT_STOP = "SoftStop"
+KILL = "Kill"
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation(Generic[K]):
+    """What to do now: jobs to report as timed out, to SoftStop, to Kill (the stops
+    count as sent from the moment they are returned)."""
+
+    finish: list[K] = field(default_factory=list)
+    soft_stop: list[K] = field(default_factory=list)
+    kill: list[K] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Limits:
+    deadline: float | None
+    state: JobState | None
+    pending_deadline: float | None = None  # while Pending: when it counts as stuck
+    pending_since: float | None = None
+    stuck_pending_for: float | None = None
+    seen_at: float = -math.inf  # when the server last told its state
+    stop_sent: str | None = None  # SOFT_STOP / KILL once sent
+    stop_at: float | None = None  # when the last stop was sent
+
+    def due_at(self, grace: float) -> float | None:
+        """When its limits need attention next (None: it has none)."""
+        if self.stop_at is not None:
+            return self.stop_at + grace
+        limits = [d for d in (self.deadline, self.pending_deadline) if d is not None]
+        return min(limits) if limits else None
+
+
+class Deadlines(Generic[K]):
+    """The deadlines of the jobs of one watcher, keyed by job id.
+
+    Args:
+        policy: whether to stop jobs past a deadline, the grace, the pending limit.
+        recheck: seconds after which to look again at a job Pending past its
+            pending limit as last seen, but maybe picked up since.
+    """
+
+    def __init__(self, policy: StopPolicy, *, recheck: float) -> None:
+        self._policy = policy
+        self._recheck = recheck
+        self._jobs: dict[K, _Limits] = {}  # every job with a limit, in the order added
+        self._next_due = math.inf  # a lower bound of every job's due time
+
+    @property
+    def next_due(self) -> float:
+        """Before this time :meth:`step` has nothing to do (inf: never)."""
+        return self._next_due
+
+    def add(self, key: K, *, now: float, deadline: float | None, state: JobState | None) -> None:
+        """Take a job with an absolute ``deadline`` (None: none) and its state if known."""
+        limits = _Limits(deadline=deadline, state=state)
+        pending_timeout = self._policy.pending_timeout
+        if pending_timeout is not None and state in (None, JobState.PENDING):
+            limits.pending_since, limits.pending_deadline = now, now + pending_timeout
+        self._track(key, limits)
+
+    def seen(self, key: K, state: JobState, *, now: float) -> None:
+        """The server answered ``state`` for the job at ``now``."""
+        limits = self._jobs.get(key)
+        if limits is None:
+            return
+        limits.seen_at, limits.state = now, state
+        if state is not JobState.PENDING:
+            limits.pending_deadline = None  # picked up: the pending limit is met
+
+    def remove(self, key: K) -> None:
+        """The job left the watcher."""
+        self._jobs.pop(key, None)
+
+    def stop_sent(self, key: K) -> str | None:
+        """The last stop sent to the job ("SoftStop" / "Kill"), if any."""
+        limits = self._jobs.get(key)
+        return limits.stop_sent if limits is not None else None
+
+    def stuck_pending_for(self, key: K) -> float | None:
+        """Seconds the job had been Pending when found stuck (None: it was not)."""
+        limits = self._jobs.get(key)
+        return limits.stuck_pending_for if limits is not None else None
+
+    def step(self, now: float) -> Escalation[K]:
+        """What is due at ``now``; stops returned count as sent at ``now``."""
+        escalation: Escalation[K] = Escalation()
+        if now < self._next_due:
+            return escalation
+        grace = self._policy.grace
+        next_due = math.inf
+        for key, limits in list(self._jobs.items()):
+            due = limits.due_at(grace)
+            if due is None:  # its only limit was a pending one, and it left Pending
+                del self._jobs[key]
+                continue
+            ended = limits.state is not None and limits.state.is_terminal
+            if (
+                limits.pending_deadline is not None
+                and limits.pending_since is not None
+                and limits.stop_sent is None
+                and now >= due == limits.pending_deadline
+            ):
+                if limits.seen_at < limits.pending_deadline:
+                    # Pending as last seen, but maybe picked up since: stuck only once
+                    # an answer from after the limit still says Pending.
+                    next_due = min(next_due, now + self._recheck)
+                    continue
+                limits.stuck_pending_for = now - limits.pending_since
+            if ended and limits.stop_sent is None:
+                # It ended in time and only its outputs read is left: give that
+                # the grace period rather than report a finished job as timed out.
+                due += grace
+            if now < due:
+                next_due = min(next_due, due)
+            elif ended or not self._policy.on_timeout or limits.stop_sent == KILL:
+                escalation.finish.append(key)
+            elif limits.stop_sent is None:
+                escalation.soft_stop.append(key)
+            else:  # SoftStop sent, ignored or not yet acted on: the grace is over
+                escalation.kill.append(key)
+        self._next_due = next_due
+        for strategy, keys in ((SOFT_STOP, escalation.soft_stop), (KILL, escalation.kill)):
+            for key in keys:
+                limits = self._jobs[key]
+                limits.stop_sent, limits.stop_at = strategy, now
+                self._next_due = min(self._next_due, now + grace)
+        return escalation
+
+    def _track(self, key: K, limits: _Limits) -> None:
+        due = limits.due_at(self._policy.grace)
+        if due is None:
+            return
+        self._jobs[key] = limits
+        self._next_due = min(self._next_due, due)

@@ -1,0 +1,377 @@
+"""Run a batch under a :class:`~async_orch._job_store.JobStore`, and resume it.
+
+Behind ``OrchestratorClient.run_jobs(..., journal=...)``,
+``OrchestratorClient.resume_jobs`` and the CLI's ``dispatch`` (``--journal``,
+``--resume``): one path for all three.
+
+Exactly-once across crashes (``_journal.py`` has the theory): every request is
+stored with its Reference before anything starts; every job is stored from
+the ``on_started`` hook, which runs before any other await. A resume then
+reports nothing twice and starts nothing twice:
+
+1. jobs stored and final are left as they are;
+2. jobs stored but not final are watched again (re-attached), never started;
+3. requests with no job stored are looked up by Reference (:func:`reconcile`):
+   the process may have died between StartJobs and the store's write. If the
+   last run did not end by itself, one of its StartJobs may still be completed
+   by the server until the reconcile window has passed since the store was
+   taken: those not found are looked up once more after it. Only requests still
+   not found are started.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from async_orch._config import Settings
+from async_orch._errors import InvalidRequestError
+from async_orch._job_store import JobStore
+from async_orch._jobs import JobHandle, JobRequest, JobResult, checked_requests
+from async_orch._journal import (
+    JobRecord,
+    Journal,
+    JournalTarget,
+    RequestRecord,
+    plan_resume,
+)
+from async_orch._logs import get_logger
+from async_orch._options import Hooks, StopPolicy
+from async_orch._resources import OrchestratorAPI
+from async_orch._starting import batch_references
+from async_orch._states import JobState
+
+if TYPE_CHECKING:
+    from async_orch._client import OrchestratorClient
+
+__all__ = [
+    "JournalArg",
+    "reconcile",
+    "records_for",
+    "resume_plan",
+    "resume_with_journal",
+    "run_stored",
+    "run_with_journal",
+    "stored_row",
+    "target_of",
+]
+
+log = get_logger("async_orch.journaled")
+
+#: A journal as the library takes it: a path (the SQLite journal) or a store.
+JournalArg = str | os.PathLike[str] | JobStore
+
+#: The request fields a store keeps; a resume starts a request from these alone.
+_STORED_FIELDS = frozenset({"process", "folder", "inputs", "reference", "timeout"})
+
+
+def target_of(settings: Settings) -> JournalTarget:
+    """The tenant ``settings`` connect to, as a store names it."""
+    where = settings.orchestrator
+    return JournalTarget(url=where.base, organization=where.organization, tenant=where.tenant)
+
+
+def records_for(requests: Sequence[JobRequest], batch_id: str) -> list[RequestRecord]:
+    """Store records with every Reference fixed now (the user's or ``ao-<batch>-<i>``).
+
+    Raises InvalidRequestError for a request using a field the store does not
+    keep (a resume could not start it the same way).
+    """
+    requests = checked_requests(requests)
+    for position, request in enumerate(requests):
+        default = JobRequest(process=request.process, folder=request.folder)
+        extra = [
+            f.name
+            for f in fields(JobRequest)
+            if f.name not in _STORED_FIELDS and getattr(request, f.name) != getattr(default, f.name)
+        ]
+        if extra:
+            raise InvalidRequestError(
+                f"requests[{position}] sets {', '.join(extra)}, which a journal does not "
+                "keep (a resume starts a request from its process, folder, inputs, "
+                "reference and timeout); leave it out, or run this request without a journal"
+            )
+    references = batch_references(requests, prefix=f"ao-{batch_id}")
+    return [
+        RequestRecord(
+            index=index,
+            reference=reference,
+            folder=str(request.folder),
+            process=request.process,
+            inputs=dict(request.inputs) if request.inputs is not None else None,
+            timeout=request.timeout,
+        )
+        for index, (request, reference) in enumerate(zip(requests, references, strict=True))
+    ]
+
+
+def _request_of(record: RequestRecord) -> JobRequest:
+    return JobRequest(
+        process=record.process,
+        folder=record.folder,
+        inputs=record.inputs,
+        reference=record.reference,
+        timeout=record.timeout,
+    )
+
+
+def stored_row(record: RequestRecord, result: JobResult) -> dict[str, object]:
+    """The row a store keeps for ``result`` of the request ``record``."""
+    row = result.to_dict()
+    row.update(index=record.index, reference=record.reference, process=record.process)
+    return row
+
+
+# -- I/O ---------------------------------------------------------------------------------
+
+
+async def reconcile(
+    api: OrchestratorAPI, store: JobStore, lookup: Sequence[RequestRecord]
+) -> list[RequestRecord]:
+    """Look requests with no stored job up by Reference; store what is found.
+
+    Returns the requests that truly never started (nothing has their Reference).
+    """
+    by_folder: dict[str, list[RequestRecord]] = defaultdict(list)
+    for record in lookup:
+        by_folder[record.folder].append(record)
+    found: set[int] = set()
+    for folder_ref, records in by_folder.items():
+        folder = await api.resolve_folder(folder_ref)
+        by_reference = {r.reference: r for r in records}
+        # One call per URL's worth of References (list_jobs splits the list).
+        for job in await api.list_jobs(folder, references=list(by_reference)):
+            match = by_reference.get(job.reference or "")
+            if match is None:
+                continue
+            handle = JobHandle.of(job, folder, reference=match.reference)
+            store.record_started(match.index, handle, state=job.state.value)
+            found.add(match.index)
+    log.info("async_orch.reconciled", looked_up=len(lookup), found=len(found))
+    return [r for r in lookup if r.index not in found]
+
+
+async def resume_plan(
+    api: OrchestratorAPI,
+    store: JobStore,
+    *,
+    window_ends: float,
+    say: Callable[[str], None] = lambda _: None,
+    name: str = "the journal",
+) -> tuple[list[RequestRecord], list[JobRecord]]:
+    """Sort a store for a resume and look up what has no job (module docstring);
+    return the requests to start and the jobs to re-attach to.
+
+    Args:
+        window_ends: on ``time.monotonic``, when no StartJobs of the last run can
+            be completed by the server any more (the reconcile window after the
+            store was taken).
+        say: told what happens, one line at a time (the CLI prints them).
+    """
+    plan = plan_resume(store.requests(), store.jobs(), path=_path_of(store))
+    say(
+        f"resuming {name}: {len(plan.finished)} jobs finished, {len(plan.reattach)} to "
+        f"re-attach to, {len(plan.lookup)} to look up by Reference"
+    )
+    never_started = await reconcile(api, store, plan.lookup)
+    if never_started and not store.last_run_finished():
+        wait = window_ends - time.monotonic()
+        if wait > 0:
+            say(
+                f"{len(never_started)} not found by Reference; the stopped run may have "
+                "sent their StartJobs, which the server can still complete: looking them "
+                f"up again in {wait:.0f} s (the reconcile window, "
+                "ASYNC_ORCH_RECONCILE_WINDOW) before starting them"
+            )
+            await anyio.sleep(wait)
+        never_started = await reconcile(api, store, never_started)
+    adopted = len(plan.lookup) - len(never_started)
+    plan = plan_resume(store.requests(), store.jobs(), path=_path_of(store))
+    say(
+        f"found {adopted} by Reference; starting {len(never_started)}, "
+        f"watching {len(plan.reattach)}"
+    )
+    store.record_event(
+        "resumed",
+        found_by_reference=adopted,
+        to_start=len(never_started),
+        reattached=len(plan.reattach),
+    )
+    return never_started, plan.reattach
+
+
+async def run_stored(
+    orch: OrchestratorClient,
+    store: JobStore,
+    *,
+    start: Sequence[RequestRecord],
+    reattach: Sequence[JobRecord],
+    timeout: float | None = None,
+    stop: StopPolicy | None = None,
+    hooks: Hooks | None = None,
+) -> list[JobResult]:
+    """Start ``start``, watch them and ``reattach``, storing everything as it goes.
+
+    Results carry the stored request's index and request (a re-attached job's
+    too), in that order. The caller's hooks are called after the store's write.
+    A failed write ends the batch and is raised alone (a
+    :class:`~async_orch._journal.JournalWriteError` for the SQLite journal).
+    """
+    hooks = hooks or Hooks()
+    # Keyed by handle, not by id: a server that forgot its jobs gives their ids
+    # to new ones, and a resume then watches both (the handles' References differ).
+    origin: dict[JobHandle, RequestRecord] = {}
+    stored = {r.index: r for r in store.requests()}
+    for job in reattach:
+        origin[job.handle] = stored[job.request_index]
+
+    # Once a write has failed the batch is ending because of it: the hooks then
+    # write nothing more (it would fail again, and be logged per job).
+    def on_started(index: int, handle: JobHandle) -> None:
+        origin[handle] = start[index]
+        if store.failure is None:
+            store.record_started(start[index].index, handle, state=None)
+        if hooks.on_started is not None:
+            hooks.on_started(start[index].index, handle)
+
+    def on_state(handle: JobHandle, old: JobState | None, new: JobState) -> None:
+        if store.failure is None:
+            store.record_state(origin[handle].index, handle, new.value)
+        if hooks.on_state is not None:
+            hooks.on_state(handle, old, new)
+
+    results: list[JobResult] = []
+    try:
+        async with orch.stream_jobs(
+            [_request_of(r) for r in start],
+            handles=[j.handle for j in reattach],
+            timeout=timeout,
+            stop=stop,
+            hooks=replace(hooks, on_started=on_started, on_state=on_state),
+        ) as stream:
+            async for result in stream:
+                results.append(_store_result(store, start, origin, result))
+    except BaseException:
+        # Every start in flight may have failed on it at once (an exception
+        # group of many): the store's failure is the one thing to say.
+        if store.failure is not None:
+            raise store.failure from None
+        raise
+    results.sort(key=lambda r: (r.index, r.job_id or 0))
+    return results
+
+
+def _store_result(
+    store: JobStore,
+    start: Sequence[RequestRecord],
+    origin: Mapping[JobHandle, RequestRecord],
+    result: JobResult,
+) -> JobResult:
+    """Store ``result``; return it as the stored request's result."""
+    if result.handle is None:  # only requests of this run start no job
+        record = start[result.index]
+        store.record_not_started(
+            record.index,
+            info=result.info or "not started",
+            outcome=result.outcome.value,  # not_started or uncertain
+        )
+    else:
+        record = origin[result.handle]
+        job = result.job
+        state = job.raw_state if job else (result.state.value if result.state else None)
+        store.record_final(
+            record.index,
+            result.handle,
+            outcome=result.outcome.value,
+            state=state,
+            result=stored_row(record, result),
+        )
+    return replace(result, index=record.index, request=_request_of(record))
+
+
+# -- the library's entry points ------------------------------------------------------
+
+
+async def run_with_journal(
+    orch: OrchestratorClient,
+    requests: Sequence[JobRequest],
+    journal: JournalArg,
+    *,
+    timeout: float | None,
+    stop: StopPolicy | None,
+    hooks: Hooks | None,
+) -> list[JobResult]:
+    """``run_jobs(requests, journal=...)``: a new batch, stored before it starts."""
+    batch_id = uuid.uuid4().hex[:10]
+    records = records_for(requests, batch_id)  # bad input fails before any I/O
+    target = target_of(orch.settings)
+    if isinstance(journal, str | os.PathLike):
+        with Journal.create(
+            Path(journal), target=target, batch_id=batch_id, requests=records
+        ) as created:
+            return await _run_to_end(orch, created, records, [], timeout, stop, hooks)
+    journal.target.check_same(target, name=repr(journal))
+    journal.record_requests(records)
+    return await _run_to_end(orch, journal, records, [], timeout, stop, hooks)
+
+
+async def resume_with_journal(
+    orch: OrchestratorClient,
+    journal: JournalArg,
+    *,
+    timeout: float | None,
+    stop: StopPolicy | None,
+    hooks: Hooks | None,
+) -> list[JobResult]:
+    """``resume_jobs(journal)``: finish a stored batch (module docstring)."""
+    if isinstance(journal, str | os.PathLike):
+        with Journal.open(Path(journal)) as opened:
+            return await _resume(orch, opened, time.monotonic(), timeout, stop, hooks)
+    return await _resume(orch, journal, time.monotonic(), timeout, stop, hooks)
+
+
+async def _resume(
+    orch: OrchestratorClient,
+    store: JobStore,
+    taken_at: float,
+    timeout: float | None,
+    stop: StopPolicy | None,
+    hooks: Hooks | None,
+) -> list[JobResult]:
+    name = str(_path_of(store) or repr(store))
+    store.target.check_same(target_of(orch.settings), name=name)
+    settings = orch.settings
+    window = settings.retry.window_after(settings.timeout.total)
+    start, reattach = await resume_plan(orch.api, store, window_ends=taken_at + window, name=name)
+    return await _run_to_end(orch, store, start, reattach, timeout, stop, hooks)
+
+
+async def _run_to_end(
+    orch: OrchestratorClient,
+    store: JobStore,
+    start: Sequence[RequestRecord],
+    reattach: Sequence[JobRecord],
+    timeout: float | None,
+    stop: StopPolicy | None,
+    hooks: Hooks | None,
+) -> list[JobResult]:
+    results = await run_stored(
+        orch, store, start=start, reattach=reattach, timeout=timeout, stop=stop, hooks=hooks
+    )
+    # Only a run that ended by itself says so: a resume after any other end waits
+    # out the reconcile window before starting what it cannot find.
+    store.record_event("finished", interrupted=False)
+    return results
+
+
+def _path_of(store: JobStore) -> Path | None:
+    path = getattr(store, "path", None)
+    return path if isinstance(path, Path) else None

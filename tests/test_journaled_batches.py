@@ -1,0 +1,137 @@
+"""Resume as a library feature: ``run_jobs(..., journal=...)`` and ``resume_jobs``
+against the simulator over real sockets. Exactly-once is judged by the
+simulator's own per-Reference counters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+from cli_harness import simulator_jobs
+from conftest import SimClient
+from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, requests_to, scenario
+
+from async_orch import (
+    DispatchLimits,
+    Hooks,
+    InvalidRequestError,
+    JobHandle,
+    JobRequest,
+    JobStore,
+    OrchestratorClient,
+    Outcome,
+)
+from async_orch._journal import Journal
+from async_orch._journaled import records_for, target_of
+
+COUNT = 12
+
+
+def _requests() -> list[JobRequest]:
+    return [JobRequest(process="Echo", folder="HR", inputs={"i": i}) for i in range(COUNT)]
+
+
+async def test_a_batch_cut_short_then_resumed_starts_each_request_exactly_once(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    path = tmp_path / "batch.sqlite"
+    started: list[JobHandle] = []
+    # Slow starts, so the cut lands with some jobs started and others not.
+    limits = DispatchLimits(max_in_flight=1, starts_per_second=20.0)
+    async with OrchestratorClient(fast_settings(sim), limits=limits, poll=fast_poll()) as orch:
+        with anyio.CancelScope() as cut:
+
+            def on_started(index: int, handle: JobHandle) -> None:
+                started.append(handle)
+                if len(started) == 4:
+                    cut.cancel()  # the caller gives up: a crash as far as the batch knows
+
+            await orch.run_jobs(_requests(), journal=path, hooks=Hooks(on_started=on_started))
+        assert cut.cancelled_caught
+        assert 4 <= len(started) < COUNT, "the cut came too late to test anything"
+
+        results = await orch.resume_jobs(path)
+
+    # The jobs the journal had final are not repeated; the rest come in request order.
+    indexes = [r.index for r in results]
+    assert indexes == sorted(indexes) and len(set(indexes)) == len(indexes)
+    assert all(r.outcome is Outcome.SUCCESSFUL for r in results)
+    assert all(r.request is not None and r.outputs == r.request.inputs for r in results)
+    with Journal.open(path, read_only=True) as journal:
+        jobs = journal.jobs()
+    assert len(jobs) == COUNT and all(j.outcome == "successful" for j in jobs)
+    counters = simulator_jobs(sim)
+    references = {j.handle.reference for j in jobs}
+    assert len(references) == COUNT
+    assert counters["by_reference"] == dict.fromkeys(references, 1)
+    assert counters["duplicate_references"] == {}
+    assert counters["created"] == COUNT
+
+
+async def test_resume_adopts_a_job_whose_start_the_store_never_heard_of(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The process died after StartJobs reached the server, before the store's
+    write: the resume finds the job by Reference and never posts it again. The
+    store is given as an object (any JobStore), not as a path."""
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    settings = fast_settings(sim)
+    async with OrchestratorClient(settings, poll=fast_poll()) as orch:
+        # The SQLite journal, created empty and given as a store.
+        store = Journal.create(
+            tmp_path / "store.sqlite", target=target_of(settings), batch_id="lost", requests=[]
+        )
+        with store:
+            checked: JobStore = store  # it is one, as mypy checks here
+            requests = [
+                JobRequest(process="Echo", folder="HR", inputs={"i": i}, reference=f"lost-{i}")
+                for i in range(3)
+            ]
+            checked.record_requests(records_for(requests, "lost"))
+            async with aiohttp.ClientSession() as http:
+                await SimClient(sim, http).start(
+                    "HR", "Echo", Reference="lost-1", InputArguments='{"i": 1}'
+                )
+            results = await orch.resume_jobs(checked)
+
+    assert [(r.index, r.reference, r.outputs) for r in results] == [
+        (i, f"lost-{i}", {"i": i}) for i in range(3)
+    ]
+    assert simulator_jobs(sim)["by_reference"] == {f"lost-{i}": 1 for i in range(3)}
+    assert requests_to(sim, START_JOBS) == 3  # lost-1 by the "dead" run, two by the resume
+
+
+async def test_resuming_a_finished_batch_starts_nothing(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    path = tmp_path / "done.sqlite"
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        first = await orch.run_jobs(_requests()[:3], journal=path)
+        assert [r.outcome for r in first] == [Outcome.SUCCESSFUL] * 3
+        assert [r.index for r in first] == [0, 1, 2]
+        assert await orch.resume_jobs(path) == []
+    assert simulator_jobs(sim)["created"] == 3
+
+
+async def test_a_request_the_journal_cannot_keep_is_refused_before_anything(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    path = tmp_path / "refused.sqlite"
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        with pytest.raises(InvalidRequestError, match=r"requests\[1\] sets jobs_count"):
+            await orch.run_jobs(
+                [
+                    JobRequest(process="Echo", folder="HR"),
+                    JobRequest(process="Echo", folder="HR", jobs_count=2),
+                ],
+                journal=path,
+            )
+    assert not path.exists()
+    assert requests_to(sim, START_JOBS) == 0
