@@ -342,6 +342,7 @@ DAMAGES = {
         "jobs row job_id=5: result is empty",
     ),
     "meta missing": ("DELETE FROM meta WHERE key = 'url'", "meta: url is missing"),
+    "table missing": ("DROP TABLE events", "file: the table events is missing"),
 }
 
 
@@ -582,3 +583,4 @@ def test_a_journal_with_another_hard_link_is_refused_by_every_name(tmp_path: Pat
     other.unlink()
     with Journal.open(path) as journal:
         assert len(journal.requests()) == 3
+
