@@ -64,6 +64,22 @@ def non_negative(text: str) -> float:
     return _number(text, allow_zero=True)
 
 
+#: The tenant's limit on GET Jobs list calls a minute, non-automation (orchestrator-api.md §4).
+TENANT_LIST_LIMIT = 100
+
+
+def list_budget(text: str) -> float:
+    """List calls a minute: 0 (none: jobs read by id) or 1 to the tenant's limit."""
+    value = _number(text, allow_zero=True)
+    if 0 < value < 1 or value > TENANT_LIST_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"{_shown(text)} is outside 1..{TENANT_LIST_LIMIT}: the tenant allows "
+            f"{TENANT_LIST_LIMIT} list calls a minute, shared with every other client "
+            "(0 turns list calls off)"
+        )
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

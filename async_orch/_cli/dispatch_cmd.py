@@ -21,6 +21,7 @@ from async_orch._cli.common import (
     add_connection_flags,
     configure_logging,
     connection,
+    list_budget,
     non_negative,
     positive,
     positive_int,
@@ -125,7 +126,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     run_group.add_argument(
         "--list-budget",
-        type=non_negative,
+        type=list_budget,
         default=None,
         help="GET Jobs list calls per minute for polling (tenant limit is 100; default 60)",
     )

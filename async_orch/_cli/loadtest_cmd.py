@@ -32,6 +32,7 @@ from async_orch._cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     configure_logging,
+    list_budget,
     non_negative,
     positive,
     positive_int,
@@ -126,7 +127,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="stop the jobs still running when interrupted or at the drain timeout",
     )
     load.add_argument(
-        "--list-budget", type=non_negative, help="GET Jobs list calls a minute (default 60)"
+        "--list-budget",
+        type=list_budget,
+        help="GET Jobs list calls a minute, 1 to 100 or 0 (default 60)",
     )
     target = parser.add_argument_group("target")
     target.add_argument("--simulator", action="store_true", help="an embedded simulator")
