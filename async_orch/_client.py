@@ -25,7 +25,7 @@ import aiohttp
 
 from async_orch._config import Settings
 from async_orch._dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
-from async_orch._jobs import JobHandle, JobRequest, JobResult
+from async_orch._jobs import JobHandle, JobRequest, JobResult, with_default_folder
 from async_orch._options import Hooks, StartedCallback, StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._resources import OrchestratorAPI
@@ -121,7 +121,11 @@ class OrchestratorClient:
         # Checked up front: nothing is resolved or spawned for a client that cannot send.
         self.transport.ensure_open()
         return await self.dispatcher.run(
-            requests, handles=handles, timeout=timeout, stop=stop, hooks=hooks
+            self._with_default_folder(requests),
+            handles=handles,
+            timeout=timeout,
+            stop=stop,
+            hooks=hooks,
         )
 
     def stream_jobs(
@@ -148,7 +152,11 @@ class OrchestratorClient:
         """
         self.transport.ensure_open()
         return self.dispatcher.stream_results(
-            requests, handles=handles, timeout=timeout, stop=stop, hooks=hooks
+            self._with_default_folder(requests),
+            handles=handles,
+            timeout=timeout,
+            stop=stop,
+            hooks=hooks,
         )
 
     def iter_jobs(
@@ -183,7 +191,9 @@ class OrchestratorClient:
         (``JobHandle.to_dict``/``from_dict`` carry handles across processes).
         """
         self.transport.ensure_open()
-        return await self.dispatcher.start(requests, on_started=on_started)
+        return await self.dispatcher.start(
+            self._with_default_folder(requests), on_started=on_started
+        )
 
     async def wait_jobs(
         self,
@@ -199,6 +209,9 @@ class OrchestratorClient:
         the arguments are those of :meth:`run_jobs`.
         """
         return await self.run_jobs(handles=handles, timeout=timeout, stop=stop, hooks=hooks)
+
+    def _with_default_folder(self, requests: Sequence[JobRequest]) -> Sequence[JobRequest]:
+        return with_default_folder(requests, self.settings.folder)
 
     def set_limits(
         self,

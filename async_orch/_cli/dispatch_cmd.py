@@ -22,6 +22,7 @@ from async_orch._cli.common import (
     configure_logging,
     connection,
     list_budget,
+    load_settings,
     non_negative,
     positive,
     positive_int,
@@ -73,7 +74,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--folder",
         action="append",
         default=[],
-        help="folder path (repeat for several folders; jobs are spread round-robin)",
+        help="folder path (repeat for several folders; jobs are spread round-robin; "
+        "default: UIPATH_FOLDER_PATH or the profile's folder)",
     )
     jobs.add_argument(
         "--count", type=positive_int, default=1, help="how many jobs in all (default 1)"
@@ -171,12 +173,20 @@ def _requests(args: argparse.Namespace) -> list[JobRequest]:
         raise ConfigurationError("say which process to run: --process NAME (or --file)")
     return requests_from_flags(
         process=args.process,
-        folders=args.folder,
+        folders=args.folder or _default_folders(args),
         count=args.count,
         inputs=args.inputs,
         reference_prefix=args.reference_prefix,
         timeout=args.job_timeout,
     )
+
+
+def _default_folders(args: argparse.Namespace) -> list[str]:
+    """The settings' default folder (UIPATH_FOLDER_PATH, a profile's folder), if any."""
+    if args.simulator:
+        return []  # the embedded simulator's settings name no folder
+    folder = load_settings(args, environ=os.environ).folder
+    return [] if folder is None else [folder]
 
 
 def _client(args: argparse.Namespace, settings: Any) -> OrchestratorClient:

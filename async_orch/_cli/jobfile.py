@@ -49,7 +49,10 @@ def requests_from_flags(
             f"--count is at most {MAX_COUNT:,} in one dispatch; split the batch into several"
         )
     if not folders:
-        raise ConfigurationError("give at least one --folder (a folder path like 'Shared')")
+        raise ConfigurationError(
+            "give at least one --folder (a folder path like 'Shared'), "
+            "or a default folder (UIPATH_FOLDER_PATH or the profile's folder)"
+        )
     texts = [("--process", process), ("--reference-prefix", reference_prefix or "")]
     for flag, text in [*texts, *(("--folder", folder) for folder in folders)]:
         if (problem := text_problem(text)) is not None:

@@ -74,7 +74,11 @@ def add_jobs_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         action="store_true",
         help="with --journal: read the unfinished jobs from Orchestrator first (and record them)",
     )
-    parser.add_argument("--folder", help="folder of the jobs given by --id or --reference")
+    parser.add_argument(
+        "--folder",
+        help="folder of the jobs given by --id or --reference (default: UIPATH_FOLDER_PATH "
+        "or the profile's folder)",
+    )
     parser.add_argument("--id", type=int, action="append", default=[], help="job id (repeat)")
     parser.add_argument("--reference", action="append", default=[], help="Reference (repeat)")
     _add_output_flags(parser)
@@ -135,11 +139,15 @@ async def _jobs(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             "say which jobs: --journal PATH, or --folder F with --id/--reference"
         )
-    if not args.folder:
-        raise ConfigurationError("--id and --reference need --folder (jobs live in folders)")
     rows: list[dict[str, Any]] = []
     async with connection(args) as settings, OrchestratorClient(settings) as orch:
-        folder = await orch.api.resolve_folder(args.folder)
+        folder_name: str | None = args.folder or settings.folder
+        if not folder_name:
+            raise ConfigurationError(
+                "--id and --reference need --folder (jobs live in folders), "
+                "or a default folder (UIPATH_FOLDER_PATH or the profile's folder)"
+            )
+        folder = await orch.api.resolve_folder(folder_name)
         ids = list(args.id)
         for reference in args.reference:
             found = await orch.api.list_jobs(folder, reference=reference)
