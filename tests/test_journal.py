@@ -583,4 +583,3 @@ def test_a_journal_with_another_hard_link_is_refused_by_every_name(tmp_path: Pat
     other.unlink()
     with Journal.open(path) as journal:
         assert len(journal.requests()) == 3
-

@@ -182,6 +182,7 @@ async def connection(
     """Settings for this run: an embedded simulator's, or from flags, environment and
     profile (``default_url`` when none of them names a URL)."""
     if args.simulator:
+        refuse_simulator_with_target(args, os.environ)
         from async_orch.simulator import run_simulator
 
         async with run_simulator(args.scenario, time_scale=args.time_scale) as sim:
@@ -193,6 +194,27 @@ async def connection(
             )
         return
     yield load_settings(args, environ=os.environ, default_url=default_url)
+
+
+def refuse_simulator_with_target(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    """--simulator is its own Orchestrator: naming another one too is a mistake to say,
+    not to settle silently (one of them would be ignored)."""
+    named = [
+        what
+        for what, given in (
+            ("--url", args.url),
+            ("UIPATH_URL", environ.get("UIPATH_URL", "").strip()),
+            ("--profile", args.profile),
+            ("ASYNC_ORCH_PROFILE", environ.get("ASYNC_ORCH_PROFILE", "").strip()),
+        )
+        if given
+    ]
+    if named:
+        raise ConfigurationError(
+            f"--simulator runs its own Orchestrator, but {' and '.join(named)} names another: "
+            "leave out --simulator to use that one, or drop (unset) "
+            f"{' and '.join(named)} to use the simulator"
+        )
 
 
 def load_settings(

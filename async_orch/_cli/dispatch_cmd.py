@@ -30,12 +30,14 @@ from async_orch._cli.common import (
 )
 from async_orch._cli.jobfile import requests_from_file, requests_from_flags
 from async_orch._cli.journal_run import (
+    EMBEDDED_SIMULATOR_EVENT,
     RunOptions,
     default_journal_path,
     exit_code,
     journal_rows,
     reconcile,
     records_for,
+    refuse_embedded_simulator_journal,
     run_journaled,
     target_of,
 )
@@ -241,6 +243,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         with Journal.create(
             path, target=target_of(settings), batch_id=batch_id, requests=records
         ) as journal:
+            if args.simulator:  # so jobs/stop/--resume can say why they cannot work
+                journal.record_event(EMBEDDED_SIMULATOR_EVENT, url=settings.url)
             _say(args, f"dispatching {len(records)} jobs to {settings.url}")
             if not args.quiet or args.journal is None:
                 # Even when quiet: without it a generated journal could not be resumed.
@@ -272,6 +276,7 @@ async def _resume(args: argparse.Namespace) -> int:
     # Opened to write: the journal's lock is held until the very end, so a second
     # resume of it (or any other writer) is refused before it looks anything up.
     with Journal.open(args.resume) as journal:
+        refuse_embedded_simulator_journal(journal, "resume")
         locked_at = time.monotonic()  # no writer of this journal can post after this
         target = journal.target
         async with connection(args, default_url=target.url) as settings:

@@ -26,6 +26,7 @@ from async_orch._cli.journal_run import (
     job_row,
     journal_rows,
     refresh_unfinished,
+    refuse_embedded_simulator_journal,
     target_of,
 )
 from async_orch._cli.output import FORMATS, check_writable, emit_rows
@@ -131,7 +132,7 @@ async def _jobs(args: argparse.Namespace) -> int:
         # points to reading it without --refresh).
         with Journal.open(args.journal, read_only=not args.refresh) as journal:
             if args.refresh:
-                async with _journal_client(args, journal) as orch:
+                async with _journal_client(args, journal, "refresh") as orch:
                     await refresh_unfinished(orch, journal)
             _write(journal_rows(journal), args)
         return EXIT_OK
@@ -173,7 +174,7 @@ async def _stop(args: argparse.Namespace) -> int:
     # left running.
     with Journal.open(args.journal) as journal:
         unfinished = [j for j in journal.jobs() if not j.final]
-        async with _journal_client(args, journal) as orch:
+        async with _journal_client(args, journal, "stop") as orch:
             by_folder: dict[int, list[int]] = defaultdict(list)
             for job in unfinished:
                 by_folder[job.handle.folder_id].append(job.job_id)
@@ -197,13 +198,14 @@ async def _stop(args: argparse.Namespace) -> int:
 
 @asynccontextmanager
 async def _journal_client(
-    args: argparse.Namespace, journal: Journal
+    args: argparse.Namespace, journal: Journal, what: str
 ) -> AsyncIterator[OrchestratorClient]:
     """A client for a journal's tenant (its URL unless told otherwise), checked."""
     if args.simulator:
         raise ConfigurationError(
             "an embedded simulator (--simulator) ends with its run; its jobs are gone"
         )
+    refuse_embedded_simulator_journal(journal, what)
     async with connection(args, default_url=journal.target.url) as settings:
         journal.check_target(target_of(settings))
         async with OrchestratorClient(settings) as orch:

@@ -25,7 +25,7 @@ import anyio
 from async_orch._cli.output import COLUMNS, result_row
 from async_orch._client import OrchestratorClient
 from async_orch._config import Settings
-from async_orch._errors import OrchestratorError
+from async_orch._errors import ConfigurationError, OrchestratorError
 from async_orch._jobs import Abandoned, JobHandle, JobRequest, JobResult, Outcome
 from async_orch._journal import JobRecord, Journal, JournalTarget, RequestRecord
 from async_orch._logs import get_logger
@@ -94,6 +94,23 @@ def default_journal_path(
 def target_of(settings: Settings) -> JournalTarget:
     where = settings.orchestrator
     return JournalTarget(url=where.base, organization=where.organization, tenant=where.tenant)
+
+
+#: The journal event of a dispatch --simulator: its server ended with that command.
+EMBEDDED_SIMULATOR_EVENT = "embedded_simulator"
+
+
+def refuse_embedded_simulator_journal(journal: Journal, what: str) -> None:
+    """Refuse to ``what`` (resume, refresh, stop) the jobs of a journal whose
+    dispatch ran on an embedded simulator: that server, and its jobs, are gone."""
+    if any(event["kind"] == EMBEDDED_SIMULATOR_EVENT for event in journal.events()):
+        raise ConfigurationError(
+            f"cannot {what} the jobs of {journal.path}: it was made by dispatch --simulator, "
+            "whose embedded simulator ended with that command, and its jobs with it; for "
+            "flows that outlive one command (journal, resume, jobs, stop), start "
+            "`async-orch simulator` in another terminal, paste the export UIPATH_... lines "
+            "it prints, and dispatch without --simulator"
+        )
 
 
 def records_for(requests: Sequence[JobRequest], batch_id: str) -> list[RequestRecord]:

@@ -183,6 +183,10 @@ def _banner(sim: SimulatorHandle) -> str:
         f"  Client ID          {sim.client_id}",
         f"  Client secret      {sim.client_secret}",
         f"  Granted scopes     {' '.join(sim.scopes)}",
+        "  In another terminal, to dispatch, resume, list or stop jobs on it, paste:",
+        f"    export UIPATH_URL={shlex.quote(sim.url)} "
+        f"UIPATH_CLIENT_ID={shlex.quote(sim.client_id)} "
+        f"UIPATH_CLIENT_SECRET={shlex.quote(sim.client_secret)}",
     ]
     for tenant in simulator.tenants:
         spec = tenant.spec
