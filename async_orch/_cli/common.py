@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import math
 import os
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -16,6 +17,7 @@ from typing import NoReturn
 import anyio
 import structlog
 
+from async_orch._cli.output import silence_closed_pipe
 from async_orch._cli.profiles import chosen_profile, default_config_path, merge_environment
 from async_orch._cli.textfile import read_utf8
 from async_orch._config import ClientCredentials, Settings
@@ -37,10 +39,13 @@ __all__ = [
     "add_connection_flags",
     "configure_logging",
     "connection",
+    "exit_codes",
+    "list_budget",
     "load_settings",
     "non_negative",
     "positive",
     "positive_int",
+    "refuse_simulator_with_target",
     "run_command",
 ]
 
@@ -48,6 +53,18 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # some jobs faulted, stopped or timed out
 EXIT_USAGE = 2  # usage or configuration error
 EXIT_INTERRUPTED = 130
+
+
+def exit_codes(*lines: str) -> str:
+    """An epilog's "exit codes:" block: the command's own lines, then 2 and 130."""
+    return "exit codes:\n" + "".join(
+        f"  {line}\n"
+        for line in (
+            *lines,
+            "2    usage or configuration error (one line on stderr, nothing done)",
+            "130  interrupted (Ctrl-C)",
+        )
+    )
 
 
 # -- argparse types: a bad number is a usage error before anything starts ---------------
@@ -118,6 +135,20 @@ class CliParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def refuse_unknown(self, extra: Sequence[str]) -> NoReturn:
+        """Arguments this command does not take: the closest option as a hint, and
+        the command's usage in one line."""
+        first = next((a for a in extra if a.startswith("-")), extra[0]).split("=", 1)[0]
+        options = [o for action in self._actions for o in action.option_strings]
+        close = difflib.get_close_matches(first, options, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        usage = " ".join(self.format_usage().split())
+        self.exit(
+            EXIT_USAGE,
+            f"{self.prog}: error: unrecognized arguments: {' '.join(extra)}{hint} "
+            f"(see {self.prog} --help)\n{usage}\n",
+        )
 
 
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -268,10 +299,9 @@ def run_command(main: Callable[[], Awaitable[int]]) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader of stdout went away (`| head`): not an error worth a traceback.
-        # Point stdout at devnull so the interpreter's final flush does not fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # The reader of stdout went away (`| head`) while something other than the
+        # rows was written (emit_rows handles its own): not worth a traceback.
+        silence_closed_pipe(sys.stdout)
         return EXIT_FAILED
     except (ConfigurationError, InvalidRequestError, NotFoundByNameError) as exc:
         print(f"error: {exc}", file=sys.stderr)

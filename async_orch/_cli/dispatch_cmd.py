@@ -21,6 +21,7 @@ from async_orch._cli.common import (
     add_connection_flags,
     configure_logging,
     connection,
+    exit_codes,
     list_budget,
     load_settings,
     non_negative,
@@ -52,18 +53,26 @@ from async_orch._planner import PollPolicy
 
 __all__ = ["add_parser", "run"]
 
-EXAMPLES = """\
+EXAMPLES = (
+    exit_codes(
+        "0    every job succeeded",
+        "1    some jobs faulted, were stopped, timed out, stuck Pending or are unfinished",
+    )
+    + """
 examples:
   async-orch dispatch --simulator --process Echo --folder Shared --folder HR \\
       --count 200 --inputs '{"customer": "ACME"}'
   async-orch dispatch --file jobs.csv --format csv --output results.csv
   async-orch dispatch --resume ~/.local/state/async-orch/journals/20250101-120000-1a2b3c.sqlite
 """
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "dispatch",
+        usage="%(prog)s (--process NAME --folder PATH... | --file JOBS | --resume "
+        "JOURNAL) [options]",
         help="start many jobs across folders and wait for them",
         description="Start many jobs across folders, watch them until they end, and write "
         "one result per job (state, parsed OutputArguments).",

@@ -14,15 +14,16 @@ from typing import Any
 import anyio
 
 from async_orch._cli.common import (
-    EXIT_OK,
     add_connection_flags,
     configure_logging,
     connection,
+    exit_codes,
     non_negative,
     run_command,
 )
 from async_orch._cli.journal_run import (
     LOOKUP_BATCH,
+    exit_code,
     job_row,
     journal_rows,
     refresh_unfinished,
@@ -39,19 +40,31 @@ __all__ = ["add_jobs_parser", "add_stop_parser", "run_jobs", "run_stop"]
 #: Seconds between reads of stopped jobs while ``stop`` waits for them to end.
 STOP_POLL_INTERVAL = 1.0
 
-JOBS_EXAMPLES = """\
+JOBS_EXAMPLES = (
+    exit_codes(
+        "0    every job shown succeeded",
+        "1    some are unfinished, faulted, stopped, timed out or unknown",
+    )
+    + """
 examples:
   async-orch jobs --journal batch.sqlite                 # as last recorded, no network
   async-orch jobs --journal batch.sqlite --refresh       # read unfinished jobs again first
   async-orch jobs --folder Shared --id 923593107623 --id 923593107624
   async-orch jobs --folder Shared --reference invoice-2024-001
 """
+)
 
-STOP_EXAMPLES = """\
+STOP_EXAMPLES = (
+    exit_codes(
+        "0    every job of the journal had succeeded: nothing to stop",
+        "1    some jobs were stopped, faulted, or are still unfinished after --wait",
+    )
+    + """
 examples:
   async-orch stop --journal batch.sqlite          # SoftStop every unfinished job
   async-orch stop --journal batch.sqlite --kill   # end them at once
 """
+)
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +76,8 @@ def _add_output_flags(parser: argparse.ArgumentParser) -> None:
 def add_jobs_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "jobs",
+        usage="%(prog)s (--journal PATH [--refresh] | [--folder PATH] --id N... | "
+        "--reference REF...) [options]",
         help="show jobs by id, by Reference or from a journal",
         description="Show jobs with their state and outputs: from a dispatch journal, or "
         "read from Orchestrator by id or by Reference.",
@@ -89,6 +104,7 @@ def add_jobs_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 def add_stop_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "stop",
+        usage="%(prog)s --journal PATH [--kill] [--wait SECONDS] [options]",
         help="stop the unfinished jobs of a journal",
         description="Stop every job of a dispatch journal that is not final yet, then "
         "record their states in the journal.",
@@ -134,8 +150,9 @@ async def _jobs(args: argparse.Namespace) -> int:
             if args.refresh:
                 async with _journal_client(args, journal, "refresh") as orch:
                     await refresh_unfinished(orch, journal)
-            _write(journal_rows(journal), args)
-        return EXIT_OK
+            shown = journal_rows(journal)
+            _write(shown, args)
+        return exit_code(shown)
     if not (args.id or args.reference):
         raise ConfigurationError(
             "say which jobs: --journal PATH, or --folder F with --id/--reference"
@@ -161,7 +178,7 @@ async def _jobs(args: argparse.Namespace) -> int:
             job = await orch.api.get_job(folder, job_id)  # by id: outputs included
             rows.append(job_row(index, job, folder=folder.fully_qualified_name))
     _write(rows, args)
-    return EXIT_OK
+    return exit_code(rows)
 
 
 async def _stop(args: argparse.Namespace) -> int:
@@ -192,8 +209,9 @@ async def _stop(args: argparse.Namespace) -> int:
                 while any(not j.final for j in journal.jobs()):
                     await anyio.sleep(STOP_POLL_INTERVAL)
                     await refresh_unfinished(orch, journal)
-        _write(journal_rows(journal), args)
-    return EXIT_OK
+        rows = journal_rows(journal)
+        _write(rows, args)
+    return exit_code(rows)
 
 
 @asynccontextmanager
