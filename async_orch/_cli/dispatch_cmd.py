@@ -249,6 +249,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         _heartbeat(display, orch),
     ):
         await _check_names(orch, records)  # a typo is one clear error before anything starts
+        if args.reference_prefix:
+            await _warn_reused_prefix(args, orch, records[0])
         with Journal.create(
             path, target=target_of(settings), batch_id=batch_id, requests=records
         ) as journal:
@@ -386,6 +388,24 @@ async def _check_names(orch: OrchestratorClient, records: Sequence[RequestRecord
     """Resolve every folder and process first: a typo is one clear error, exit 2."""
     for folder, process in sorted({(r.folder, r.process) for r in records}):
         await orch.api.resolve_release(folder, process)
+
+
+async def _warn_reused_prefix(
+    args: argparse.Namespace, orch: OrchestratorClient, first: RequestRecord
+) -> None:
+    """Warn when the batch's first Reference names a job already: the prefix was used
+    before, and a Reference must identify one job (a lost start is looked up by it).
+    One list call: a reused prefix collides at PREFIX-0."""
+    found = await orch.api.list_jobs(first.folder, reference=first.reference, top=1)
+    if found:
+        print(
+            f"warning: a job with Reference {first.reference!r} already exists in folder "
+            f"{first.folder} (job {found[0].id}): --reference-prefix {args.reference_prefix} "
+            "was used before, and a Reference must identify one job (a start whose answer "
+            "is lost is found again by it); choose a new --reference-prefix",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _write(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> None:
