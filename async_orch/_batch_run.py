@@ -32,6 +32,7 @@ from async_orch._errors import (
     StuckPendingError,
     UncertainStartError,
 )
+from async_orch._fatal import fatal_error, probe_handles
 from async_orch._jobs import (
     Abandoned,
     JobHandle,
@@ -117,6 +118,7 @@ class BatchRun:
         self.progress = Progress(
             total=sum(_expected_jobs(r) for r in self._requests) + len(self._handles)
         )
+        self._targets: list[Target] | None = None  # set by preflight()
         self._jobs: dict[int, _Tracked] = {}
         # Jobs whose id the server gave to another job of the batch since: they
         # can no longer be followed, and are reported as lost (see _track).
@@ -132,9 +134,27 @@ class BatchRun:
             group=parts.watchers,
         )
 
+    async def preflight(self) -> None:
+        """Look every folder and process up (or, waiting only, read the first job),
+        before anything is started or reported.
+
+        Raises:
+            RequestError: one that no job of the batch can survive (``_fatal.py``):
+                credentials refused, host unreachable, unknown tenant, a scope missing.
+        """
+        if self._targets is not None:
+            return
+        targets = await resolve_targets(self._api, self._requests) if self._requests else []
+        if (fatal := fatal_error(targets)) is not None:
+            raise fatal
+        if not self._requests:
+            await probe_handles(self._api, self._handles)
+        self._targets = targets
+
     async def run(self) -> None:
         """Run the batch; on any abnormal end, stop or report the jobs left
         running (``dispatcher.py``'s docstring), then re-raise."""
+        await self.preflight()
 
         async def start_and_watch() -> None:
             async with anyio.create_task_group() as tg:
@@ -158,7 +178,7 @@ class BatchRun:
         try:
             if not self._requests:
                 return
-            targets = await resolve_targets(self._api, self._requests)
+            targets = self._targets or []
             queued: Counter[str] = Counter()
             for request, target in zip(self._requests, targets, strict=True):
                 queued[_label(request, target)] += _expected_jobs(request)

@@ -26,7 +26,7 @@ import aiohttp
 from async_orch._config import Settings
 from async_orch._dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
 from async_orch._errors import InvalidRequestError
-from async_orch._jobs import JobHandle, JobRequest, JobResult
+from async_orch._jobs import JobHandle, JobRequest, JobResult, with_default_folder
 from async_orch._journaled import JournalArg, resume_with_journal, run_with_journal
 from async_orch._options import Hooks, StartedCallback, StopPolicy
 from async_orch._planner import PollPolicy
@@ -145,10 +145,19 @@ class OrchestratorClient:
                     "starts); wait for them with a second run_jobs without journal"
                 )
             return await run_with_journal(
-                self, requests, journal, timeout=timeout, stop=stop, hooks=hooks
+                self,
+                self._with_default_folder(requests),
+                journal,
+                timeout=timeout,
+                stop=stop,
+                hooks=hooks,
             )
         return await self.dispatcher.run(
-            requests, handles=handles, timeout=timeout, stop=stop, hooks=hooks
+            self._with_default_folder(requests),
+            handles=handles,
+            timeout=timeout,
+            stop=stop,
+            hooks=hooks,
         )
 
     async def resume_jobs(
@@ -201,7 +210,11 @@ class OrchestratorClient:
         """
         self.transport.ensure_open()
         return self.dispatcher.stream_results(
-            requests, handles=handles, timeout=timeout, stop=stop, hooks=hooks
+            self._with_default_folder(requests),
+            handles=handles,
+            timeout=timeout,
+            stop=stop,
+            hooks=hooks,
         )
 
     def iter_jobs(
@@ -236,7 +249,9 @@ class OrchestratorClient:
         (``JobHandle.to_dict``/``from_dict`` carry handles across processes).
         """
         self.transport.ensure_open()
-        return await self.dispatcher.start(requests, on_started=on_started)
+        return await self.dispatcher.start(
+            self._with_default_folder(requests), on_started=on_started
+        )
 
     async def wait_jobs(
         self,
@@ -252,6 +267,9 @@ class OrchestratorClient:
         the arguments are those of :meth:`run_jobs`.
         """
         return await self.run_jobs(handles=handles, timeout=timeout, stop=stop, hooks=hooks)
+
+    def _with_default_folder(self, requests: Sequence[JobRequest]) -> Sequence[JobRequest]:
+        return with_default_folder(requests, self.settings.folder)
 
     def set_limits(
         self,

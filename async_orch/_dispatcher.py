@@ -296,7 +296,8 @@ class Dispatcher:
                 stop=stop,
                 hooks=hooks,
             )
-        except BaseException:  # refused before it began (say, two equal References)
+            await batch.preflight()  # an error no job can survive comes out of `async with`
+        except BaseException:  # refused before it began (two equal References, bad secret)
             send.close()
             receive.close()
             raise

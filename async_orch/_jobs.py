@@ -16,7 +16,7 @@ import enum
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -35,7 +35,9 @@ class JobRequest:
     Attributes:
         process: the process (release) name as shown in Orchestrator, its release
             Key or its ProcessKey.
-        folder: the folder's full path ("Finance/Invoices"), Key (GUID) or Id.
+        folder: the folder's full path ("Finance/Invoices"), Key (GUID) or Id;
+            None: the client's default folder (``Settings.folder``, read from
+            UIPATH_FOLDER_PATH or UIPATH_FOLDER_KEY).
         inputs: InputArguments as a dict; sent as JSON text (at most 10,000 chars).
         reference: a correlation id (<= 128 chars), unique within the batch. When
             None a unique one is generated. It is how a start whose response was
@@ -52,7 +54,7 @@ class JobRequest:
     """
 
     process: str
-    folder: int | str
+    folder: int | str | None = None
     inputs: Mapping[str, Any] | None = None
     reference: str | None = None
     jobs_count: int = 1
@@ -78,7 +80,9 @@ class JobRequest:
                 f"JobRequest.process must be the process name (a string), "
                 f"got {type(process).__name__}"
             )
-        if isinstance(folder, bool) or not isinstance(folder, int | str) or folder == "":
+        if folder is not None and (
+            isinstance(folder, bool) or not isinstance(folder, int | str) or folder == ""
+        ):
             raise InvalidRequestError(
                 "JobRequest.folder must be a folder path, Key or Id, "
                 f"got {folder!r} ({type(folder).__name__})"
@@ -169,6 +173,12 @@ def checked_requests(requests: Sequence[JobRequest]) -> list[JobRequest]:
     listed = checked_items(requests, JobRequest, "requests")
     mistakes: list[str] = []
     for position, request in enumerate(listed):
+        if request.folder is None:
+            mistakes.append(
+                f"requests[{position}]: no folder: give JobRequest(folder=...) or a default "
+                "folder (Settings(folder=...), UIPATH_FOLDER_PATH or a profile's folder)"
+            )
+            continue
         try:
             request.check()
         except InvalidRequestError as exc:
@@ -176,6 +186,23 @@ def checked_requests(requests: Sequence[JobRequest]) -> list[JobRequest]:
     if mistakes:
         raise InvalidRequestError(summarize_mistakes(mistakes, "requests"))
     return listed
+
+
+def with_default_folder(requests: Sequence[JobRequest], folder: str | None) -> Sequence[JobRequest]:
+    """``requests`` with ``folder`` (the client's default) in those that name none."""
+    if folder is None or not isinstance(requests, Sequence):
+        return requests  # anything else is for checked_requests to refuse, by name
+    return [
+        replace(r, folder=folder) if isinstance(r, JobRequest) and r.folder is None else r
+        for r in requests
+    ]
+
+
+def folder_of(request: JobRequest) -> int | str:
+    """The folder of a request that passed :func:`checked_requests`."""
+    if request.folder is None:  # checked_requests refuses it before anything starts
+        raise InvalidRequestError(f"no folder in {request!r}")
+    return request.folder
 
 
 def summarize_mistakes(mistakes: Sequence[str], where: str) -> str:

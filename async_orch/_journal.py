@@ -353,6 +353,16 @@ class Journal:
         for key in ("batch_id", "created", "url"):
             if not self._meta.get(key):
                 raise JournalDamagedError(path, "meta", f"{key} is missing")
+        with self._reading("file"):
+            tables = {
+                name
+                for (name,) in self._db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            }
+        for table in ("requests", "jobs", "events"):
+            if table not in tables:  # else a later write would fail as if the disk had
+                raise JournalDamagedError(path, "file", f"the table {table} is missing")
 
     # -- opening -----------------------------------------------------------------
 

@@ -69,6 +69,8 @@ __all__ = ["Finished", "JobWatcher", "WatcherGroup", "identity_change"]
 log = get_logger("async_orch.poller")
 
 _NOT_FOUND_LIMIT = 3  # reads by id answered 404 in a row before a job counts as gone
+_NOT_FOUND_WARN_EVERY = 30.0  # seconds, as the transport's outage warning
+_NOT_FOUND_SAMPLE = 10  # job ids named in the one warning about jobs not found
 
 # Job ids per StopJobs call. UNCONFIRMED: Orchestrator's limit on jobIds per call
 # is not documented; 100 stays within what the official SDK sends in one call.
@@ -198,6 +200,8 @@ class JobWatcher:
         # a task spawned per read would cost more than the read's own bookkeeping.
         self._fetch_limit = max(1, fetch_concurrency)
         self._fetch_queue: deque[FetchOne[int]] = deque()
+        self._not_found_ids: list[int] = []  # lost since the last warning
+        self._not_found_warned = self._clock()
         self._fetchers = 0
         self._on_state = on_state
         self._jobs: dict[int, _Watched] = {}
@@ -288,6 +292,7 @@ class JobWatcher:
         try:
             await self._run(on_finished)
         finally:
+            self._warn_not_found(force=True)
             if self._group is not None:
                 self._group.leave(self)
 
@@ -353,6 +358,21 @@ class JobWatcher:
                         self._wakeup.set()
         finally:
             self._fetchers -= 1
+            self._warn_not_found()
+
+    def _warn_not_found(self, *, force: bool = False) -> None:
+        """One warning for the jobs found lost (404) since the last one: at the end
+        of the run, or meanwhile at most every _NOT_FOUND_WARN_EVERY seconds."""
+        now = self._clock()
+        if self._not_found_ids and (force or now - self._not_found_warned >= _NOT_FOUND_WARN_EVERY):
+            self._not_found_warned = now
+            ids, self._not_found_ids = self._not_found_ids, []
+            log.warning(
+                "async_orch.jobs_not_found",
+                count=len(ids),
+                job_ids=ids[:_NOT_FOUND_SAMPLE],
+                note="the server answers 404 for them: reported lost (per job at debug)",
+            )
 
     async def _list(self, action: ListBatch[int]) -> None:
         folder = self._folder_of(action.job_ids)
@@ -434,9 +454,10 @@ class JobWatcher:
             # job is not readable yet.
             watched.not_found += 1
             if watched.not_found >= _NOT_FOUND_LIMIT:
-                # Info: a forgetful server loses every job at once, and each one is
-                # reported in the results (JobLostError) anyway.
-                log.info("async_orch.job_not_found", job_id=action.job_id, error=str(exc))
+                # Per job at debug; one warning with the count when the reads end
+                # (a restarted server can forget hundreds at once).
+                log.debug("async_orch.job_not_found", job_id=action.job_id, error=str(exc))
+                self._not_found_ids.append(action.job_id)
                 lost = _lost(watched.handle, f"the server answers 404 for it ({exc.message})")
                 lost.__cause__ = exc
                 await self._finish(watched, on_finished, timed_out=False, error=lost)
@@ -444,7 +465,7 @@ class JobWatcher:
             self._planner.fetch_failed(action.job_id, now=self._clock())
             return True
         except RequestError as exc:
-            log.warning("async_orch.fetch_failed", job_id=action.job_id, error=str(exc))
+            log.info("async_orch.fetch_failed", job_id=action.job_id, error=str(exc))
             if self._jobs.get(action.job_id) is watched:
                 self._planner.fetch_failed(action.job_id, now=self._clock())
             return True

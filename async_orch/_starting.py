@@ -32,7 +32,7 @@ from async_orch._errors import (
     InvalidRequestError,
     RequestError,
 )
-from async_orch._jobs import JobHandle, JobRequest
+from async_orch._jobs import JobHandle, JobRequest, folder_of
 from async_orch._limits import StartLimiter
 from async_orch._logs import get_logger
 from async_orch._models import Folder, Job, Release, StartRequest, reference_problem
@@ -318,9 +318,9 @@ async def resolve_targets(api: JobsAPI, requests: Sequence[JobRequest]) -> list[
                 found[key] = exc
 
     async with anyio.create_task_group() as tg:
-        for key in dict.fromkeys((r.folder, r.process) for r in requests):
+        for key in dict.fromkeys((folder_of(r), r.process) for r in requests):
             tg.start_soon(resolve, key)
-    return [found[(r.folder, r.process)] for r in requests]
+    return [found[(folder_of(r), r.process)] for r in requests]
 
 
 def batch_references(requests: Sequence[JobRequest], *, prefix: str | None = None) -> list[str]:

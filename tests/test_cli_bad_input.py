@@ -130,10 +130,11 @@ FLAGS = [
     (["--count", "9" * 5_000], "argument --count: '999"),
     (["--count", "2000000"], "--count is at most 1,000,000 in one dispatch"),
     (["--reference-prefix", "r" * 130], "--reference-prefix is too long"),
+    (["--list-budget", "101"], "argument --list-budget: '101' is outside 1..100: the tenant"),
 ]
 FLAG_IDS = ["inputs-nan", "inputs-1e400", "inputs-surrogate", "inputs-deep",
             "timeout-1e400", "job-timeout-nan", "stop-grace-negative", "count-5000-digits",
-            "count-2M", "reference-prefix"]  # fmt: skip
+            "count-2M", "reference-prefix", "list-budget-101"]  # fmt: skip
 
 
 @pytest.mark.parametrize(("flags", "needle"), FLAGS, ids=FLAG_IDS)

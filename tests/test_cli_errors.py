@@ -202,7 +202,7 @@ async def test_every_writer_of_a_journal_in_use_gets_one_line_and_exit_2(
                 f"async-orch jobs --journal {journal}",
             )
         shown = await run_cli("jobs", "--journal", str(busy), env=env)  # reading takes no lock
-        assert shown.returncode == 0, shown.stderr
+        assert shown.returncode == 1, shown.stderr  # an unfinished job: 1, as documented
         assert [(r["reference"], r["outcome"]) for r in shown.rows()] == [("busy-0", "unfinished")]
     assert not fresh.exists()
     assert simulator_jobs(sim)["created"] == 0
@@ -238,7 +238,7 @@ async def test_an_unwritable_output_fails_before_anything_starts(
     missing = tmp_path / "missing" / "out.jsonl"
     no_folder = f"{missing}: folder {missing.parent} does not exist; create it first"
     echo = ["--process", "Echo", "--folder", "Shared"]
-    load = [*echo, "--profile", "constant:1:2", "--max-jobs", "2", "--yes-start-real-jobs"]
+    load = [*echo, "--load-profile", "constant:1:2", "--max-jobs", "2", "--yes-start-real-jobs"]
     journal = str(tmp_path / "j.sqlite")  # never opened: the output is checked first
     cases = [
         (["dispatch", "--simulator", *echo, "--output", str(missing)], f"--output {no_folder}"),

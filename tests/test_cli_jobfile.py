@@ -46,6 +46,19 @@ def test_a_utf8_bom_as_excel_writes_it_is_accepted(tmp_path: Path) -> None:
     assert requests_from_file(path) == [JobRequest(process="Echo", folder="Comptabilité")]
 
 
+def test_lines_after_a_csv_value_over_the_field_limit_are_still_checked(
+    tmp_path: Path,
+) -> None:
+    big = "x" * 140_000
+    content = f'folder,process,inputs\nShared,Echo,"{big}"\nHR,Echo,{{n: 1}}\nHR\n'
+    path = _file(tmp_path, "jobs.csv", content)
+    with pytest.raises(ConfigurationError) as caught:
+        requests_from_file(path)
+    lines = str(caught.value).splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{path}:{n}" for n in (2, 3, 4)]
+    assert "a value is longer than 131,072 characters" in lines[0]
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
@@ -67,7 +80,9 @@ def test_a_utf8_bom_as_excel_writes_it_is_accepted(tmp_path: Path) -> None:
          "{path}:6: InputArguments must be a JSON object"),
         ("jobs.csv", "folder,process\nShared,Echo\n\nHR\n", "{path}:4: each job needs a 'folder'"),
         ("jobs.jsonl", '\n{"folder": "Shared", "process": "Echo", "inputs": "[1]"}\n',
-         "{path}:2: InputArguments must be a JSON object, e.g."),
+         "{path}:2: 'inputs' must be a JSON object, not text (\"[1]\")"),
+        ("jobs.jsonl", '{"folder": "Shared", "process": "Echo", "inputs": "{\\"a\\": 1}"}\n',
+         "{path}:1: 'inputs' must be a JSON object, not text"),
         ("jobs.jsonl", '{"folder": "Shared", "process": "Echo", "timeout": 30}\n',
          "{path}:1: unknown key 'timeout'; a job has only folder, process, inputs, reference"),
         ("jobs.jsonl", '{"folder": "Shared", "process": ["Echo"]}\n',
@@ -87,9 +102,9 @@ def test_a_utf8_bom_as_excel_writes_it_is_accepted(tmp_path: Path) -> None:
         ("jobs.csv", 'folder,process\nShared,Echo,\n\n', "{path}:2: 3 values but the header"),
     ],
     ids=["cp1252-csv", "latin1-jsonl", "unknown-column", "unknown-columns", "extra-values",
-         "blank-lines", "short-row", "inputs-line", "unknown-key", "process-list",
-         "folder-object", "folder-bool", "reference-number", "inputs-list", "open-quote",
-         "trailing-comma"],
+         "blank-lines", "short-row", "inputs-line", "inputs-json-text", "unknown-key",
+         "process-list", "folder-object", "folder-bool", "reference-number", "inputs-list",
+         "open-quote", "trailing-comma"],
 )  # fmt: skip
 def test_a_bad_job_file_is_refused_naming_file_and_line(
     tmp_path: Path, name: str, content: str | bytes, message: str

@@ -342,6 +342,7 @@ DAMAGES = {
         "jobs row job_id=5: result is empty",
     ),
     "meta missing": ("DELETE FROM meta WHERE key = 'url'", "meta: url is missing"),
+    "table missing": ("DROP TABLE events", "file: the table events is missing"),
 }
 
 

@@ -116,7 +116,8 @@ async def test_unknown_names_are_one_line_and_exit_2_before_any_job(
 ) -> None:
     report = tmp_path / "r.html"
     run = await run_cli(
-        "loadtest", "--simulator", *names, "--profile", "constant:1:1", "--report", str(report),
+        "loadtest", "--simulator", *names, "--load-profile", "constant:1:1",
+        "--report", str(report),
         env=cli_env(tmp_path),
     )  # fmt: skip
     assert_one_line_exit_2(run, *needles)
@@ -154,7 +155,7 @@ async def test_jobs_not_started_are_exit_1_with_the_report_written(
     )
     run = await run_cli(
         "loadtest", "--url", sim.url, "--process", "Echo", "--folder", "Shared",
-        "--profile", "constant:4:0.5", "--report", str(report), "--quiet", env=env,
+        "--load-profile", "constant:4:0.5", "--report", str(report), "--quiet", env=env,
     )  # fmt: skip
     assert run.returncode == 1, (run.returncode, run.stderr)
     assert "Traceback" not in run.stderr
@@ -181,7 +182,7 @@ def test_jobs_still_running_at_the_drain_timeout_are_exit_1(
     report = tmp_path / "r.html"
     args = _args(
         "--simulator", "--time-scale", "1", "--process", "InvoiceProcessing",
-        "--folder", "Finance", "--profile", "constant:2:1", "--drain-timeout", "0",
+        "--folder", "Finance", "--load-profile", "constant:2:1", "--drain-timeout", "0",
         "--report", str(report), "--quiet",
     )  # fmt: skip
     assert loadtest_cmd.run(args) == 1

@@ -124,7 +124,7 @@ def test_command_writes_the_html_and_json_reports(
     args = _args(
         "--simulator", "--time-scale", "30", "--fault", "throttle_rate=0.05",
         "--process", "Echo", "--folder", "Shared", "--folder", "HR",
-        "--inputs", '{"id": "{n}"}', "--profile", "steps:5x1,10x1",
+        "--inputs", '{"id": "{n}"}', "--load-profile", "steps:5x1,10x1",
         "--list-budget", "90", "--report", str(report_path), "--quiet",
     )  # fmt: skip
     assert loadtest_cmd.run(args) == 0

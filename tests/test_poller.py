@@ -7,6 +7,7 @@ polls every few milliseconds, so each test waits on the watcher's own output.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import structlog
 from fakes import FakeAPI, FakeJob
 
 from async_orch import _poller as poller_module
-from async_orch._errors import TransportError
+from async_orch._errors import NotFoundError, TransportError
 from async_orch._jobs import JobHandle
 from async_orch._models import Job
 from async_orch._options import StopPolicy
@@ -193,6 +194,43 @@ class FirstReadFails(FakeAPI):
         if self.reads == 1:
             raise TransportError("reset", method="GET", url="x")
         return await super().get_job(folder, job_id)
+
+
+class ForgetfulServer(FakeAPI):
+    """A server that restarted without its state: lists omit the jobs, reads 404;
+    until ``list_errors`` run out, list calls fail (an outage)."""
+
+    async def get_job(self, folder: FolderRef, job_id: int) -> Job:
+        await anyio.lowlevel.checkpoint()
+        self.calls.append(("get", folder, job_id))
+        raise NotFoundError(status=404, method="GET", url="x", message="no such job")
+
+
+async def test_an_outage_and_a_server_that_forgot_many_jobs_give_one_warning() -> None:
+    api = ForgetfulServer()
+    api.list_errors = [TransportError("refused", method="GET", url="x") for _ in range(3)]
+    add_job(api, 1)
+    handles = [dataclasses.replace(add_job(api, 1), job_id=i) for i in range(100, 140)]
+    api.jobs.clear()
+    watcher = JobWatcher(api, policy=POLL, fetch_concurrency=4)
+    finished: list[Finished] = []
+
+    async def collect(item: Finished) -> None:
+        finished.append(item)
+
+    for handle in handles:
+        watcher.watch(handle)
+    watcher.close()
+    with structlog.testing.capture_logs() as logs, anyio.fail_after(20):
+        await watcher.run(collect)
+
+    assert len(finished) == len(handles)  # every one reported lost
+    failed_lists = 3 - len(api.list_errors)
+    assert failed_lists >= 1  # the outage was seen
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [e["event"] for e in warnings] == ["async_orch.jobs_not_found"]
+    assert warnings[0]["count"] == len(handles)
+    assert sum(e["event"] == "async_orch.poll_failed" for e in logs) == failed_lists  # info
 
 
 async def test_a_job_that_ended_before_its_deadline_is_not_stopped() -> None:

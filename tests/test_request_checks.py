@@ -37,7 +37,7 @@ def test_process_folder_and_reference_of_the_wrong_type_are_refused() -> None:
     assert "JobRequest.process must be the process name (a string), got NoneType" in refused(
         process=None
     )
-    assert "JobRequest.folder must be a folder path, Key or Id, got None" in refused(folder=None)
+    # folder=None is allowed: the client's default folder (tests/test_default_folder.py).
     assert "got ''" in refused(folder="")
     assert "got True" in refused(folder=True)
     assert "JobRequest.reference must be a string, got int" in refused(reference=7)

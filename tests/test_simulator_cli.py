@@ -171,6 +171,7 @@ async def test_admin_token_is_printed_or_chosen_and_loopback_gives_no_warning() 
 async def test_binding_every_address_prints_a_warning() -> None:
     _, stderr = await _banner_and_stop("--host", "0.0.0.0")
     assert "warning: listening on 0.0.0.0, reachable from other machines" in stderr
+    assert stderr.count("0.0.0.0") == 1, stderr  # once: not also as a log line
 
 
 @pytest.mark.slow

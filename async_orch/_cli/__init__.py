@@ -32,7 +32,7 @@ _PARSERS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> CliParser:
     parser = CliParser(
         prog="async-orch",
         description="Dispatch many UiPath Orchestrator jobs at once, watch them, gather outputs.",
@@ -47,10 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser | None = action.choices.get(name)
+            return found
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = _subparser(parser, args.command) if args.command else None
+        refusing = command if isinstance(command, CliParser) else parser
+        refusing.refuse_unknown(extra)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from async_orch._cli.common import (
     add_connection_flags,
     configure_logging,
     connection,
+    exit_codes,
     run_command,
 )
 from async_orch._client import OrchestratorClient
@@ -47,11 +48,16 @@ from async_orch._sessions import session_for
 
 __all__ = ["add_parser", "run"]
 
-EXAMPLES = """\
+EXAMPLES = (
+    exit_codes(
+        "0    every step passed",
+    )
+    + """
 examples:
   async-orch check --simulator --folder Shared --process Echo
   async-orch check --profile prod --folder Finance/Invoices --process InvoiceProcessing
 """
+)
 
 
 class StepFailed(Exception):
@@ -74,6 +80,7 @@ class _Found:
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "check",
+        usage="%(prog)s [--folder PATH] [--process NAME] [options]",
         help="diagnose a configuration step by step",
         description="Check the configuration step by step (URL, credentials, token, "
         "folders, folder, process, job access, start request) and explain the first "

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import math
 import os
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -16,6 +17,7 @@ from typing import NoReturn
 import anyio
 import structlog
 
+from async_orch._cli.output import silence_closed_pipe
 from async_orch._cli.profiles import chosen_profile, default_config_path, merge_environment
 from async_orch._cli.textfile import read_utf8
 from async_orch._config import ClientCredentials, Settings
@@ -37,10 +39,13 @@ __all__ = [
     "add_connection_flags",
     "configure_logging",
     "connection",
+    "exit_codes",
+    "list_budget",
     "load_settings",
     "non_negative",
     "positive",
     "positive_int",
+    "refuse_simulator_with_target",
     "run_command",
 ]
 
@@ -48,6 +53,18 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # some jobs faulted, stopped or timed out
 EXIT_USAGE = 2  # usage or configuration error
 EXIT_INTERRUPTED = 130
+
+
+def exit_codes(*lines: str) -> str:
+    """An epilog's "exit codes:" block: the command's own lines, then 2 and 130."""
+    return "exit codes:\n" + "".join(
+        f"  {line}\n"
+        for line in (
+            *lines,
+            "2    usage or configuration error (one line on stderr, nothing done)",
+            "130  interrupted (Ctrl-C)",
+        )
+    )
 
 
 # -- argparse types: a bad number is a usage error before anything starts ---------------
@@ -62,6 +79,22 @@ def positive(text: str) -> float:
 def non_negative(text: str) -> float:
     """A number >= 0 (a grace period, a wait, a budget where 0 means none)."""
     return _number(text, allow_zero=True)
+
+
+#: The tenant's limit on GET Jobs list calls a minute, non-automation (orchestrator-api.md §4).
+TENANT_LIST_LIMIT = 100
+
+
+def list_budget(text: str) -> float:
+    """List calls a minute: 0 (none: jobs read by id) or 1 to the tenant's limit."""
+    value = _number(text, allow_zero=True)
+    if 0 < value < 1 or value > TENANT_LIST_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"{_shown(text)} is outside 1..{TENANT_LIST_LIMIT}: the tenant allows "
+            f"{TENANT_LIST_LIMIT} list calls a minute, shared with every other client "
+            "(0 turns list calls off)"
+        )
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -102,6 +135,20 @@ class CliParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def refuse_unknown(self, extra: Sequence[str]) -> NoReturn:
+        """Arguments this command does not take: the closest option as a hint, and
+        the command's usage in one line."""
+        first = next((a for a in extra if a.startswith("-")), extra[0]).split("=", 1)[0]
+        options = [o for action in self._actions for o in action.option_strings]
+        close = difflib.get_close_matches(first, options, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        usage = " ".join(self.format_usage().split())
+        self.exit(
+            EXIT_USAGE,
+            f"{self.prog}: error: unrecognized arguments: {' '.join(extra)}{hint} "
+            f"(see {self.prog} --help)\n{usage}\n",
+        )
 
 
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -166,6 +213,7 @@ async def connection(
     """Settings for this run: an embedded simulator's, or from flags, environment and
     profile (``default_url`` when none of them names a URL)."""
     if args.simulator:
+        refuse_simulator_with_target(args, os.environ)
         from async_orch.simulator import run_simulator
 
         async with run_simulator(args.scenario, time_scale=args.time_scale) as sim:
@@ -177,6 +225,27 @@ async def connection(
             )
         return
     yield load_settings(args, environ=os.environ, default_url=default_url)
+
+
+def refuse_simulator_with_target(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    """--simulator is its own Orchestrator: naming another one too is a mistake to say,
+    not to settle silently (one of them would be ignored)."""
+    named = [
+        what
+        for what, given in (
+            ("--url", args.url),
+            ("UIPATH_URL", environ.get("UIPATH_URL", "").strip()),
+            ("--profile", args.profile),
+            ("ASYNC_ORCH_PROFILE", environ.get("ASYNC_ORCH_PROFILE", "").strip()),
+        )
+        if given
+    ]
+    if named:
+        raise ConfigurationError(
+            f"--simulator runs its own Orchestrator, but {' and '.join(named)} names another: "
+            "leave out --simulator to use that one, or drop (unset) "
+            f"{' and '.join(named)} to use the simulator"
+        )
 
 
 def load_settings(
@@ -230,10 +299,9 @@ def run_command(main: Callable[[], Awaitable[int]]) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader of stdout went away (`| head`): not an error worth a traceback.
-        # Point stdout at devnull so the interpreter's final flush does not fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # The reader of stdout went away (`| head`) while something other than the
+        # rows was written (emit_rows handles its own): not worth a traceback.
+        silence_closed_pipe(sys.stdout)
         return EXIT_FAILED
     except (ConfigurationError, InvalidRequestError, NotFoundByNameError) as exc:
         print(f"error: {exc}", file=sys.stderr)

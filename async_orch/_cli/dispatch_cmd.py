@@ -19,6 +19,9 @@ from async_orch._cli.common import (
     add_connection_flags,
     configure_logging,
     connection,
+    exit_codes,
+    list_budget,
+    load_settings,
     non_negative,
     positive,
     positive_int,
@@ -26,10 +29,12 @@ from async_orch._cli.common import (
 )
 from async_orch._cli.jobfile import requests_from_file, requests_from_flags
 from async_orch._cli.journal_run import (
+    EMBEDDED_SIMULATOR_EVENT,
     RunOptions,
     default_journal_path,
     exit_code,
     journal_rows,
+    refuse_embedded_simulator_journal,
     run_journaled,
 )
 from async_orch._cli.output import FORMATS, check_writable, emit_rows
@@ -46,18 +51,26 @@ from async_orch._webhooks import WebhookReceiver
 
 __all__ = ["add_parser", "run"]
 
-EXAMPLES = """\
+EXAMPLES = (
+    exit_codes(
+        "0    every job succeeded",
+        "1    some jobs faulted, were stopped, timed out, stuck Pending or are unfinished",
+    )
+    + """
 examples:
   async-orch dispatch --simulator --process Echo --folder Shared --folder HR \\
       --count 200 --inputs '{"customer": "ACME"}'
   async-orch dispatch --file jobs.csv --format csv --output results.csv
   async-orch dispatch --resume ~/.local/state/async-orch/journals/20250101-120000-1a2b3c.sqlite
 """
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "dispatch",
+        usage="%(prog)s (--process NAME --folder PATH... | --file JOBS | --resume "
+        "JOURNAL) [options]",
         help="start many jobs across folders and wait for them",
         description="Start many jobs across folders, watch them until they end, and write "
         "one result per job (state, parsed OutputArguments).",
@@ -70,7 +83,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--folder",
         action="append",
         default=[],
-        help="folder path (repeat for several folders; jobs are spread round-robin)",
+        help="folder path (repeat for several folders; jobs are spread round-robin; "
+        "default: UIPATH_FOLDER_PATH or the profile's folder)",
     )
     jobs.add_argument(
         "--count", type=positive_int, default=1, help="how many jobs in all (default 1)"
@@ -131,7 +145,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     run_group.add_argument(
         "--list-budget",
-        type=non_negative,
+        type=list_budget,
         default=None,
         help="GET Jobs list calls per minute for polling (tenant limit is 100; default 60)",
     )
@@ -176,12 +190,20 @@ def _requests(args: argparse.Namespace) -> list[JobRequest]:
         raise ConfigurationError("say which process to run: --process NAME (or --file)")
     return requests_from_flags(
         process=args.process,
-        folders=args.folder,
+        folders=args.folder or _default_folders(args),
         count=args.count,
         inputs=args.inputs,
         reference_prefix=args.reference_prefix,
         timeout=args.job_timeout,
     )
+
+
+def _default_folders(args: argparse.Namespace) -> list[str]:
+    """The settings' default folder (UIPATH_FOLDER_PATH, a profile's folder), if any."""
+    if args.simulator:
+        return []  # the embedded simulator's settings name no folder
+    folder = load_settings(args, environ=os.environ).folder
+    return [] if folder is None else [folder]
 
 
 def _receiver(args: argparse.Namespace) -> WebhookReceiver | None:
@@ -263,9 +285,13 @@ async def _dispatch(args: argparse.Namespace) -> int:
         _heartbeat(display, orch),
     ):
         await _check_names(orch, records)  # a typo is one clear error before anything starts
+        if args.reference_prefix:
+            await _warn_reused_prefix(args, orch, records[0])
         with Journal.create(
             path, target=target_of(settings), batch_id=batch_id, requests=records
         ) as journal:
+            if args.simulator:  # so jobs/stop/--resume can say why they cannot work
+                journal.record_event(EMBEDDED_SIMULATOR_EVENT, url=settings.url)
             _say(args, f"dispatching {len(records)} jobs to {settings.url}")
             if not args.quiet or args.journal is None:
                 # Even when quiet: without it a generated journal could not be resumed.
@@ -298,6 +324,7 @@ async def _resume(args: argparse.Namespace) -> int:
     # Opened to write: the journal's lock is held until the very end, so a second
     # resume of it (or any other writer) is refused before it looks anything up.
     with Journal.open(args.resume) as journal:
+        refuse_embedded_simulator_journal(journal, "resume")
         locked_at = time.monotonic()  # no writer of this journal can post after this
         target = journal.target
         async with connection(args, default_url=target.url) as settings:
@@ -357,6 +384,24 @@ async def _check_names(orch: OrchestratorClient, records: Sequence[RequestRecord
     """Resolve every folder and process first: a typo is one clear error, exit 2."""
     for folder, process in sorted({(r.folder, r.process) for r in records}):
         await orch.api.resolve_release(folder, process)
+
+
+async def _warn_reused_prefix(
+    args: argparse.Namespace, orch: OrchestratorClient, first: RequestRecord
+) -> None:
+    """Warn when the batch's first Reference names a job already: the prefix was used
+    before, and a Reference must identify one job (a lost start is looked up by it).
+    One list call: a reused prefix collides at PREFIX-0."""
+    found = await orch.api.list_jobs(first.folder, reference=first.reference, top=1)
+    if found:
+        print(
+            f"warning: a job with Reference {first.reference!r} already exists in folder "
+            f"{first.folder} (job {found[0].id}): --reference-prefix {args.reference_prefix} "
+            "was used before, and a Reference must identify one job (a start whose answer "
+            "is lost is found again by it); choose a new --reference-prefix",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _write(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> None:

@@ -49,7 +49,10 @@ def requests_from_flags(
             f"--count is at most {MAX_COUNT:,} in one dispatch; split the batch into several"
         )
     if not folders:
-        raise ConfigurationError("give at least one --folder (a folder path like 'Shared')")
+        raise ConfigurationError(
+            "give at least one --folder (a folder path like 'Shared'), "
+            "or a default folder (UIPATH_FOLDER_PATH or the profile's folder)"
+        )
     texts = [("--process", process), ("--reference-prefix", reference_prefix or "")]
     for flag, text in [*texts, *(("--folder", folder) for folder in folders)]:
         if (problem := text_problem(text)) is not None:
@@ -212,6 +215,15 @@ def _jsonl_rows(
         if not isinstance(row, dict):
             mistakes.append((line_no, "each line must be a JSON object"))
             continue
+        if isinstance(row.get("inputs"), str):  # text holding JSON is CSV's way, not this
+            mistakes.append(
+                (
+                    line_no,
+                    f"'inputs' must be a JSON object, not text ({_shown(row['inputs'])}); "
+                    'write "inputs": {"a": 1}, without quotes around the object',
+                )
+            )
+            continue
         rows.append((line_no, row))
     return rows
 
@@ -237,24 +249,31 @@ def _csv_rows(
     except ConfigurationError as exc:
         raise ConfigurationError(f"{path}: {exc}") from None
     rows = []
-    try:
-        for row in reader:
-            # line_num: the line the row ends on, counting blank lines and the header.
-            extra = row.pop(None, None)
-            if extra is not None:
-                mistakes.append(
-                    (
-                        reader.line_num,
-                        f"{len(header) + len(extra)} values but the header names {len(header)} "
-                        "columns; quote a value holding commas, doubling its quotes: "
-                        '"{""n"": 1, ""m"": 2}"',
-                    )
+    while True:
+        line_before = reader.reader.line_num
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # The inner reader's count: DictReader's own is set only once a row is read.
+            mistakes.append((reader.reader.line_num, _csv_problem(exc)))
+            if reader.reader.line_num == line_before:
+                break  # read nothing more: going on would not get further
+            continue  # the reader starts over at the next line: keep checking
+        # line_num: the line the row ends on, counting blank lines and the header.
+        extra = row.pop(None, None)
+        if extra is not None:
+            mistakes.append(
+                (
+                    reader.line_num,
+                    f"{len(header) + len(extra)} values but the header names {len(header)} "
+                    "columns; quote a value holding commas, doubling its quotes: "
+                    '"{""n"": 1, ""m"": 2}"',
                 )
-                continue
-            rows.append((reader.line_num, dict(row)))
-    except csv.Error as exc:
-        # The inner reader's count: DictReader's own is set only once a row is read.
-        mistakes.append((reader.reader.line_num, _csv_problem(exc)))
+            )
+            continue
+        rows.append((reader.line_num, dict(row)))
     return rows
 
 

@@ -14,14 +14,20 @@ from typing import Any
 import anyio
 
 from async_orch._cli.common import (
-    EXIT_OK,
     add_connection_flags,
     configure_logging,
     connection,
+    exit_codes,
     non_negative,
     run_command,
 )
-from async_orch._cli.journal_run import job_row, journal_rows, refresh_unfinished
+from async_orch._cli.journal_run import (
+    exit_code,
+    job_row,
+    journal_rows,
+    refresh_unfinished,
+    refuse_embedded_simulator_journal,
+)
 from async_orch._cli.output import FORMATS, check_writable, emit_rows
 from async_orch._client import OrchestratorClient
 from async_orch._errors import ConfigurationError
@@ -34,19 +40,31 @@ __all__ = ["add_jobs_parser", "add_stop_parser", "run_jobs", "run_stop"]
 #: Seconds between reads of stopped jobs while ``stop`` waits for them to end.
 STOP_POLL_INTERVAL = 1.0
 
-JOBS_EXAMPLES = """\
+JOBS_EXAMPLES = (
+    exit_codes(
+        "0    every job shown succeeded",
+        "1    some are unfinished, faulted, stopped, timed out or unknown",
+    )
+    + """
 examples:
   async-orch jobs --journal batch.sqlite                 # as last recorded, no network
   async-orch jobs --journal batch.sqlite --refresh       # read unfinished jobs again first
   async-orch jobs --folder Shared --id 923593107623 --id 923593107624
   async-orch jobs --folder Shared --reference invoice-2024-001
 """
+)
 
-STOP_EXAMPLES = """\
+STOP_EXAMPLES = (
+    exit_codes(
+        "0    every job of the journal had succeeded: nothing to stop",
+        "1    some jobs were stopped, faulted, or are still unfinished after --wait",
+    )
+    + """
 examples:
   async-orch stop --journal batch.sqlite          # SoftStop every unfinished job
   async-orch stop --journal batch.sqlite --kill   # end them at once
 """
+)
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +76,8 @@ def _add_output_flags(parser: argparse.ArgumentParser) -> None:
 def add_jobs_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "jobs",
+        usage="%(prog)s (--journal PATH [--refresh] | [--folder PATH] --id N... | "
+        "--reference REF...) [options]",
         help="show jobs by id, by Reference or from a journal",
         description="Show jobs with their state and outputs: from a dispatch journal, or "
         "read from Orchestrator by id or by Reference.",
@@ -70,7 +90,11 @@ def add_jobs_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         action="store_true",
         help="with --journal: read the unfinished jobs from Orchestrator first (and record them)",
     )
-    parser.add_argument("--folder", help="folder of the jobs given by --id or --reference")
+    parser.add_argument(
+        "--folder",
+        help="folder of the jobs given by --id or --reference (default: UIPATH_FOLDER_PATH "
+        "or the profile's folder)",
+    )
     parser.add_argument("--id", type=int, action="append", default=[], help="job id (repeat)")
     parser.add_argument("--reference", action="append", default=[], help="Reference (repeat)")
     _add_output_flags(parser)
@@ -80,6 +104,7 @@ def add_jobs_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 def add_stop_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "stop",
+        usage="%(prog)s --journal PATH [--kill] [--wait SECONDS] [options]",
         help="stop the unfinished jobs of a journal",
         description="Stop every job of a dispatch journal that is not final yet, then "
         "record their states in the journal.",
@@ -123,19 +148,24 @@ async def _jobs(args: argparse.Namespace) -> int:
         # points to reading it without --refresh).
         with Journal.open(args.journal, read_only=not args.refresh) as journal:
             if args.refresh:
-                async with _journal_client(args, journal) as orch:
+                async with _journal_client(args, journal, "refresh") as orch:
                     await refresh_unfinished(orch, journal)
-            _write(journal_rows(journal), args)
-        return EXIT_OK
+            shown = journal_rows(journal)
+            _write(shown, args)
+        return exit_code(shown)
     if not (args.id or args.reference):
         raise ConfigurationError(
             "say which jobs: --journal PATH, or --folder F with --id/--reference"
         )
-    if not args.folder:
-        raise ConfigurationError("--id and --reference need --folder (jobs live in folders)")
     rows: list[dict[str, Any]] = []
     async with connection(args) as settings, OrchestratorClient(settings) as orch:
-        folder = await orch.api.resolve_folder(args.folder)
+        folder_name: str | None = args.folder or settings.folder
+        if not folder_name:
+            raise ConfigurationError(
+                "--id and --reference need --folder (jobs live in folders), "
+                "or a default folder (UIPATH_FOLDER_PATH or the profile's folder)"
+            )
+        folder = await orch.api.resolve_folder(folder_name)
         ids = list(args.id)
         for reference in args.reference:
             found = await orch.api.list_jobs(folder, reference=reference)
@@ -148,7 +178,7 @@ async def _jobs(args: argparse.Namespace) -> int:
             job = await orch.api.get_job(folder, job_id)  # by id: outputs included
             rows.append(job_row(index, job, folder=folder.fully_qualified_name))
     _write(rows, args)
-    return EXIT_OK
+    return exit_code(rows)
 
 
 async def _stop(args: argparse.Namespace) -> int:
@@ -161,7 +191,7 @@ async def _stop(args: argparse.Namespace) -> int:
     # left running.
     with Journal.open(args.journal) as journal:
         unfinished = [j for j in journal.jobs() if not j.final]
-        async with _journal_client(args, journal) as orch:
+        async with _journal_client(args, journal, "stop") as orch:
             by_folder: dict[int, list[int]] = defaultdict(list)
             for job in unfinished:
                 by_folder[job.handle.folder_id].append(job.job_id)
@@ -179,19 +209,21 @@ async def _stop(args: argparse.Namespace) -> int:
                 while any(not j.final for j in journal.jobs()):
                     await anyio.sleep(STOP_POLL_INTERVAL)
                     await refresh_unfinished(orch, journal)
-        _write(journal_rows(journal), args)
-    return EXIT_OK
+        rows = journal_rows(journal)
+        _write(rows, args)
+    return exit_code(rows)
 
 
 @asynccontextmanager
 async def _journal_client(
-    args: argparse.Namespace, journal: Journal
+    args: argparse.Namespace, journal: Journal, what: str
 ) -> AsyncIterator[OrchestratorClient]:
     """A client for a journal's tenant (its URL unless told otherwise), checked."""
     if args.simulator:
         raise ConfigurationError(
             "an embedded simulator (--simulator) ends with its run; its jobs are gone"
         )
+    refuse_embedded_simulator_journal(journal, what)
     async with connection(args, default_url=journal.target.url) as settings:
         journal.check_target(target_of(settings))
         async with OrchestratorClient(settings) as orch:

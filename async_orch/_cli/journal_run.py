@@ -23,7 +23,7 @@ import anyio
 
 from async_orch._cli.output import COLUMNS, result_row
 from async_orch._client import OrchestratorClient
-from async_orch._errors import OrchestratorError
+from async_orch._errors import ConfigurationError, OrchestratorError
 from async_orch._jobs import Abandoned, JobRequest, JobResult, Outcome
 from async_orch._journal import JobRecord, Journal, RequestRecord
 from async_orch._journaled import run_stored, stored_row
@@ -72,6 +72,23 @@ def default_journal_path(
         state = environ.get("XDG_STATE_HOME") or str(home / ".local" / "state")
         folder = Path(state) / "async-orch" / "journals"
     return folder / f"{now:%Y%m%d-%H%M%S}-{batch_id}.sqlite"
+
+
+#: The journal event of a dispatch --simulator: its server ended with that command.
+EMBEDDED_SIMULATOR_EVENT = "embedded_simulator"
+
+
+def refuse_embedded_simulator_journal(journal: Journal, what: str) -> None:
+    """Refuse to ``what`` (resume, refresh, stop) the jobs of a journal whose
+    dispatch ran on an embedded simulator: that server, and its jobs, are gone."""
+    if any(event["kind"] == EMBEDDED_SIMULATOR_EVENT for event in journal.events()):
+        raise ConfigurationError(
+            f"cannot {what} the jobs of {journal.path}: it was made by dispatch --simulator, "
+            "whose embedded simulator ended with that command, and its jobs with it; for "
+            "flows that outlive one command (journal, resume, jobs, stop), start "
+            "`async-orch simulator` in another terminal, paste the export UIPATH_... lines "
+            "it prints, and dispatch without --simulator"
+        )
 
 
 def journal_rows(journal: Journal) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from async_orch._cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     configure_logging,
+    list_budget,
     non_negative,
     positive,
     positive_int,
@@ -69,8 +70,8 @@ profiles:
 
 connection:
   --simulator, or --url (default $UIPATH_URL) with credentials from the environment
-  (UIPATH_CLIENT_ID, UIPATH_CLIENT_SECRET, ...). --profile is the LOAD profile: no
-  connection profiles or --config here.
+  (UIPATH_CLIENT_ID, UIPATH_CLIENT_SECRET, ...): no connection profiles or --config
+  here. (--load-profile was --profile before; that name still works, with a warning.)
 
 exit codes:
   0    complete: every planned job started and ended (Successful, Faulted or Stopped)
@@ -81,15 +82,17 @@ exit codes:
 
 examples:
   async-orch loadtest --simulator --time-scale 30 --fault throttle_rate=0.02 \\
-      --process Echo --folder Shared --folder HR --profile ramp:1:10:60
+      --process Echo --folder Shared --folder HR --load-profile ramp:1:10:60
   async-orch loadtest --url https://cloud.uipath.com/ORG/TENANT/orchestrator_ \\
-      --process Smoke --folder Load --profile constant:1:60 --max-jobs 60 {CONFIRM_FLAG}
+      --process Smoke --folder Load --load-profile constant:1:60 --max-jobs 60 {CONFIRM_FLAG}
 """
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "loadtest",
+        usage="%(prog)s (--simulator | --url URL) --process NAME --folder PATH... "
+        "[--load-profile SPEC] [options]",
         help="start jobs at a planned rate and report latency, throughput and errors",
         description="Start jobs at a planned rate (constant, ramp or steps), watch them, "
         "and write a self-contained HTML report (charts) and its JSON.",
@@ -108,8 +111,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     jobs.add_argument("--reference-prefix", help="References are PREFIX-n (default: loadtest-TIME)")
     load = parser.add_argument_group("load")
     load.add_argument(
-        "--profile", default="constant:2:30", help="see below (default constant:2:30)"
+        "--load-profile",
+        metavar="SPEC",
+        help="the load: how many jobs a second, for how long (see below; default constant:2:30)",
     )
+    # The old name, kept working with a warning: everywhere else --profile names
+    # a connection profile.
+    load.add_argument("--profile", dest="old_profile_flag", help=argparse.SUPPRESS)
     load.add_argument("--max-jobs", type=int, help="never ask for more jobs than this")
     load.add_argument(
         "--max-in-flight", type=positive_int, default=64, help="StartJobs calls at once"
@@ -126,7 +134,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="stop the jobs still running when interrupted or at the drain timeout",
     )
     load.add_argument(
-        "--list-budget", type=non_negative, help="GET Jobs list calls a minute (default 60)"
+        "--list-budget",
+        type=list_budget,
+        help="GET Jobs list calls a minute, 1 to 100 or 0 (default 60)",
     )
     target = parser.add_argument_group("target")
     target.add_argument("--simulator", action="store_true", help="an embedded simulator")
@@ -160,6 +170,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.verbose)
     return run_command(lambda: _loadtest(args))
+
+
+def _load_profile(args: argparse.Namespace) -> str:
+    """--load-profile, or the deprecated --profile (said once on stderr)."""
+    if args.old_profile_flag is not None:
+        if args.load_profile is not None:
+            raise ConfigurationError("give the load profile once, with --load-profile")
+        print(
+            "warning: loadtest --profile is now --load-profile (--profile names a "
+            "connection profile in the other commands); the old name will go",
+            file=sys.stderr,
+        )
+        return str(args.old_profile_flag)
+    return str(args.load_profile or "constant:2:30")
 
 
 def check_safety(*, is_simulator: bool, confirmed: bool, max_jobs: int | None) -> None:
@@ -204,7 +228,7 @@ def _plan(args: argparse.Namespace) -> LoadPlan:
             raise ConfigurationError('--inputs must be a JSON object, e.g. \'{"id": "{n}"}\'')
     prefix = args.reference_prefix or "loadtest-" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     return LoadPlan(
-        profile=parse_profile(args.profile),
+        profile=parse_profile(_load_profile(args)),
         template=JobTemplate(
             process=args.process, folders=args.folder, inputs=inputs, reference_prefix=prefix
         ),

@@ -101,11 +101,24 @@ def emit_rows(
         else:
             fmt = "table" if stream.isatty() else "jsonl"
     if output is None:
-        write_rows(rows, fmt, stream)
-        stream.flush()
+        try:
+            write_rows(rows, fmt, stream)
+            stream.flush()
+        except BrokenPipeError:
+            # The reader went away (`| head`): it has what it wanted, and the
+            # command's exit code stays that of the rows, not an error's.
+            silence_closed_pipe(stream)
         return
     with open_private(output) as handle:
         write_rows(rows, fmt, handle)
+
+
+def silence_closed_pipe(stream: TextIO) -> None:
+    """Point ``stream``'s file at devnull, so that no later write or the
+    interpreter's final flush fails again on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 def open_private(path: Path, *, append: bool = False) -> TextIO:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from async_orch._cli.common import configure_logging, positive
+from async_orch._cli.common import configure_logging, exit_codes, positive
 from async_orch._errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -29,18 +29,24 @@ __all__ = ["DEFAULT_PORT", "add_parser", "run"]
 DEFAULT_PORT = 8765
 ADMIN_TOKEN_ENV = "ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN"
 
-EXAMPLES = """\
+EXAMPLES = (
+    exit_codes(
+        "0    stopped (Ctrl-C, SIGTERM)",
+    )
+    + """
 examples:
   async-orch simulator                          # demo scenario on http://127.0.0.1:8765
   async-orch simulator --port 0 --time-scale 60 # any free port; a 60 s job takes 1 s
   async-orch simulator --scenario my.toml --fault server_error_rate=0.05 --fault drop_rate=0.01
   async-orch simulator --state sim.sqlite       # jobs and ids survive a restart
 """
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "simulator",
+        usage="%(prog)s [--port N] [--scenario NAME_OR_FILE] [--fault KEY=VALUE...] [options]",
         help="run a local Orchestrator simulator to try scripts against",
         description="Serve a simulated UiPath Orchestrator (cloud and on-premises URL shapes, "
         "client-credentials tokens, folders, releases, jobs) until Ctrl-C.",
@@ -183,6 +189,10 @@ def _banner(sim: SimulatorHandle) -> str:
         f"  Client ID          {sim.client_id}",
         f"  Client secret      {sim.client_secret}",
         f"  Granted scopes     {' '.join(sim.scopes)}",
+        "  In another terminal, to dispatch, resume, list or stop jobs on it, paste:",
+        f"    export UIPATH_URL={shlex.quote(sim.url)} "
+        f"UIPATH_CLIENT_ID={shlex.quote(sim.client_id)} "
+        f"UIPATH_CLIENT_SECRET={shlex.quote(sim.client_secret)}",
     ]
     for tenant in simulator.tenants:
         spec = tenant.spec

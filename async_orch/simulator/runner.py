@@ -147,8 +147,8 @@ async def run_simulator(
             handle = SimulatorHandle(
                 simulator, host, runner.addresses[0][1], admin_token=admin_token, exposed=exposed
             )
-            if exposed:
-                log.warning("async_orch.simulator.exposed", host=host)
+            if exposed:  # info: the CLI prints its own warning, once (sim.exposed)
+                log.info("async_orch.simulator.exposed", host=host)
             log.info(
                 "async_orch.simulator.started",
                 url=handle.url,

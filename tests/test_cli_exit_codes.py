@@ -1,0 +1,97 @@
+"""Exit codes and help of every command (issue 15 point 6): `--help` lists the exit
+codes and examples, a mistyped option gets a hint and the usage in one line, and a
+closed pipe ends quietly with the code of the rows written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli_harness import cli_env
+
+from async_orch._cli import main
+from async_orch._cli.output import emit_rows
+
+COMMANDS = ["dispatch", "check", "jobs", "stop", "loadtest", "simulator"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_lists_exit_codes_and_two_examples(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as leaving:
+        main([command, "--help"])
+    assert leaving.value.code == 0
+    text = capsys.readouterr().out
+    codes = text.split("exit codes:\n", 1)[1].split("\n\n", 1)[0]
+    assert [line.split()[0] for line in codes.splitlines() if line[2:3].isdigit()][-2:] == [
+        "2",
+        "130",
+    ]
+    assert codes.splitlines()[0].split()[0] in {"0", "1"}
+    examples = text.split("examples:\n", 1)[1]
+    assert sum(line.startswith(f"  async-orch {command}") for line in examples.splitlines()) >= 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["jobs", "--jurnal", "x.sqlite"], "did you mean --journal?"),
+        (["dispatch", "--simulator", "--process", "Echo", "--cont", "3"], "did you mean --count?"),
+        (["stop", "--journal", "j", "--kll"], "did you mean --kill?"),
+    ],
+    ids=["jobs", "dispatch", "stop"],
+)
+def test_a_mistyped_option_gets_a_hint_and_the_usage_in_one_line(
+    argv: list[str], hint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as leaving:
+        main(argv)
+    assert leaving.value.code == 2
+    error, usage = capsys.readouterr().err.splitlines()
+    assert error.startswith(f"async-orch {argv[0]}: error: unrecognized arguments: ")
+    assert hint in error
+    assert usage.startswith(f"usage: async-orch {argv[0]} ") and len(usage) <= 120
+
+
+def test_rows_to_a_closed_pipe_end_quietly() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w", encoding="utf-8") as stream:
+        rows = [{"index": i, "outcome": "successful", "note": "x" * 200} for i in range(2_000)]
+        emit_rows(rows, fmt="jsonl", output=None, stream=stream)  # does not raise
+        stream.write("more\n")
+        stream.flush()  # the stream now goes to devnull: no second failure
+
+
+@pytest.mark.slow
+def test_dispatch_into_head_exits_with_the_code_of_its_rows(tmp_path: Path) -> None:
+    command = (
+        f"{sys.executable} -m async_orch dispatch --simulator --time-scale 3600 --quiet "
+        "--process Echo --folder Shared --count 400 | head -c 100 > /dev/null; "
+        'echo "code=${PIPESTATUS[0]}"'
+    )
+    env = {**cli_env(tmp_path), "ASYNC_ORCH_STATE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "code=0", (done.stdout, done.stderr)
+    assert "Broken pipe" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_loadtest_profile_is_now_load_profile_and_the_old_name_warns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from async_orch._cli import build_parser
+    from async_orch._cli.loadtest_cmd import _plan as plan_from_args
+
+    parser = build_parser()
+    base = ["loadtest", "--simulator", "--process", "Echo", "--folder", "Shared"]
+    new = plan_from_args(parser.parse_args([*base, "--load-profile", "constant:5:60"]))
+    assert capsys.readouterr().err == ""
+    old = plan_from_args(parser.parse_args([*base, "--profile", "constant:5:60"]))
+    assert old.profile == new.profile
+    assert "warning: loadtest --profile is now --load-profile" in capsys.readouterr().err
