@@ -61,7 +61,9 @@ from async_orch._options import (
     StopPolicy,
 )
 from async_orch._planner import PollPolicy
+from async_orch._redis_budget import RedisListBudget
 from async_orch._sessions import session_for
+from async_orch._shared_budget import InProcessListBudget, SharedListBudget
 from async_orch._starting import Started, StartFailure
 from async_orch._states import TERMINAL_STATES, JobState
 from async_orch._transport import TransportStats
@@ -89,6 +91,7 @@ __all__ = [
     "Folder",
     "FolderNotFoundError",
     "Hooks",
+    "InProcessListBudget",
     "InvalidRequestError",
     "Job",
     "JobHandle",
@@ -115,6 +118,7 @@ __all__ = [
     "Progress",
     "ProgressCallback",
     "RateLimitedError",
+    "RedisListBudget",
     "RefreshTokenCredentials",
     "Release",
     "RequestError",
@@ -126,6 +130,7 @@ __all__ = [
     "RetryScheduled",
     "ServerError",
     "Settings",
+    "SharedListBudget",
     "StartFailure",
     "StartStrategy",
     "Started",

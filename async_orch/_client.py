@@ -29,6 +29,7 @@ from async_orch._jobs import JobHandle, JobRequest, JobResult
 from async_orch._options import Hooks, StartedCallback, StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._resources import OrchestratorAPI
+from async_orch._shared_budget import SharedListBudget
 from async_orch._transport import Transport
 from async_orch._transport_hooks import TransportHooks
 
@@ -45,6 +46,11 @@ class OrchestratorClient:
         poll: how to watch jobs (list-call budget, intervals).
         hooks: told of every HTTP try, answer and retry (see
             :mod:`async_orch._transport_hooks`).
+        list_budget: a list budget shared with other clients of the tenant
+            (:class:`InProcessListBudget` for clients of one process,
+            :class:`RedisListBudget` for a fleet); each list call also takes a
+            slot of it. By default the client has one of its own. Closing the
+            client does not close it: its owner does.
     """
 
     def __init__(
@@ -55,6 +61,7 @@ class OrchestratorClient:
         limits: DispatchLimits | None = None,
         poll: PollPolicy | None = None,
         hooks: Sequence[TransportHooks] = (),
+        list_budget: SharedListBudget | None = None,
     ) -> None:
         self.settings = settings
         self.transport = Transport(settings, session=session, hooks=hooks)
@@ -63,7 +70,11 @@ class OrchestratorClient:
         retry = replace(
             settings.retry, reconcile_window=settings.retry.window_after(settings.timeout.total)
         )
-        self.dispatcher = Dispatcher(self.api, limits=limits, poll=poll, retry=retry)
+        self.dispatcher = Dispatcher(
+            self.api, limits=limits, poll=poll, retry=retry, list_budget=list_budget
+        )
+        # Every GET Jobs answer's remaining count steers the adaptive list budget.
+        self.api.on_list_answer = self.dispatcher.observe_list_answer
 
     async def __aenter__(self) -> OrchestratorClient:
         await self.transport.__aenter__()

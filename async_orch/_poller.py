@@ -45,11 +45,13 @@ from async_orch._errors import (
     RequestError,
 )
 from async_orch._jobs import JobHandle
+from async_orch._list_budget import ListBudget
 from async_orch._logs import get_logger
 from async_orch._models import Job
 from async_orch._options import StateCallback, StopPolicy
-from async_orch._planner import FetchOne, ListBatch, ListBudget, PollPlanner, PollPolicy
+from async_orch._planner import FetchOne, ListBatch, PollPlanner, PollPolicy
 from async_orch._seams import JobsAPI
+from async_orch._shared_budget import SharedListBudget
 from async_orch._states import JobState
 
 __all__ = ["Finished", "JobWatcher", "WatcherGroup", "identity_change"]
@@ -111,9 +113,23 @@ class WatcherGroup:
     a share of the budget.
     """
 
-    def __init__(self, policy: PollPolicy) -> None:
+    def __init__(
+        self,
+        policy: PollPolicy,
+        *,
+        shared: SharedListBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.budget = ListBudget(policy.list_budget_per_minute)
+        # Every list call also takes a slot of this budget, which other clients
+        # (in this process or, with Redis, on other hosts) may draw on too.
+        self.shared = shared
+        self.clock = clock
         self.watchers: set[JobWatcher] = set()
+
+    def observe(self, remaining: int | None) -> None:
+        """A list call was answered with this X-RateLimit-Remaining."""
+        self.budget.observe(remaining, now=self.clock())
 
 
 class JobWatcher:
@@ -291,8 +307,11 @@ class JobWatcher:
         # Every group's ids, this watcher's first; each is reported to its own watcher.
         groups = [(self, action.job_ids), *self._riders(action.folder, len(action.job_ids))]
         answered = False
+        shared = self._group.shared if self._group is not None else None
         try:
             ids = [job_id for _, own in groups for job_id in own]
+            if shared is not None:
+                await shared.acquire()
             states = await self._api.job_states(folder, ids)
             answered = True
         except RateLimitedError as exc:
@@ -300,6 +319,11 @@ class JobWatcher:
             # the tenant, and waiting it out can delay results by a minute.
             log.warning("async_orch.poll_rate_limited", retry_after=exc.retry_after, error=str(exc))
             self._planner.rate_limited(retry_after=exc.retry_after, now=self._clock())
+            if shared is not None:
+                pause = exc.retry_after
+                await shared.throttled(
+                    self._planner.policy.rate_limit_pause if pause is None else pause
+                )
             return
         except RequestError as exc:
             # The transport already retried what is worth retrying; the jobs stay

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import anyio
@@ -34,7 +34,7 @@ from async_orch._models import (
     needs_input_file,
     parse_job_state_row,
 )
-from async_orch._protocol import folder_headers
+from async_orch._protocol import folder_headers, rate_limit_remaining
 from async_orch._seams import FolderRef
 from async_orch._states import JobState
 from async_orch._transport import Transport
@@ -104,6 +104,9 @@ class OrchestratorAPI:
     ) -> None:
         self._transport = transport
         self.max_attachment_bytes = max_attachment_bytes
+        # Told X-RateLimit-Remaining of every GET Jobs answer (None: the header was
+        # absent): the client's list budget slows down when the tenant runs low.
+        self.on_list_answer: Callable[[int | None], None] | None = None
         self._transfers = anyio.Semaphore(max(1, transfer_concurrency))
         # (folder Id, SHA-256 of the inputs) -> attachment Id: a StartJobs sent
         # again (after an unclear answer) reuses the upload.
@@ -379,7 +382,8 @@ class OrchestratorAPI:
         """The State of each job of ``ids`` that the list returns [Jobs_Get].
 
         One ``$filter=Id in (...)`` call asking only for Id and State: the cheap
-        way to watch many jobs of one folder (rate limited like list_jobs). Jobs
+        way to watch many jobs of one folder (rate limited like list_jobs), tried
+        once: the caller owns retries and charges each to its list budget. Jobs
         the list does not return are missing from the result.
         """
         if not ids:
@@ -393,6 +397,7 @@ class OrchestratorAPI:
                 "$filter": _ids_in(ids),
                 "$select": "Id,State",
             },
+            attempts=1,  # the poller owns retries: each one is charged to its list budget
         )
         return dict(parse_job_state_row(row) for row in rows)
 
@@ -452,6 +457,8 @@ class OrchestratorAPI:
                 endpoint=endpoint,
                 attempts=attempts,
             )
+            if self.on_list_answer is not None and endpoint == "GET Jobs":
+                self.on_list_answer(rate_limit_remaining(response.headers))
             page = _values(response.json(), endpoint)
             rows.extend(page)
             if len(page) < want or (limit is not None and len(rows) >= limit):
