@@ -65,7 +65,9 @@ from async_orch._options import (
     StopPolicy,
 )
 from async_orch._planner import PollPolicy
+from async_orch._redis_budget import RedisListBudget
 from async_orch._sessions import session_for
+from async_orch._shared_budget import InProcessListBudget, SharedListBudget
 from async_orch._starting import Started, StartFailure
 from async_orch._states import TERMINAL_STATES, JobState
 from async_orch._transport import TransportStats
@@ -94,6 +96,7 @@ __all__ = [
     "Folder",
     "FolderNotFoundError",
     "Hooks",
+    "InProcessListBudget",
     "InvalidRequestError",
     "Job",
     "JobHandle",
@@ -123,6 +126,7 @@ __all__ = [
     "Progress",
     "ProgressCallback",
     "RateLimitedError",
+    "RedisListBudget",
     "RefreshTokenCredentials",
     "Release",
     "RequestError",
@@ -135,6 +139,7 @@ __all__ = [
     "RetryScheduled",
     "ServerError",
     "Settings",
+    "SharedListBudget",
     "StartFailure",
     "StartStrategy",
     "Started",

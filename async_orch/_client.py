@@ -31,6 +31,7 @@ from async_orch._journaled import JournalArg, resume_with_journal, run_with_jour
 from async_orch._options import Hooks, StartedCallback, StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._resources import OrchestratorAPI
+from async_orch._shared_budget import SharedListBudget
 from async_orch._transport import Transport
 from async_orch._transport_hooks import TransportHooks
 from async_orch._webhooks import WebhookReceiver
@@ -50,6 +51,11 @@ class OrchestratorClient:
             :mod:`async_orch._transport_hooks`).
         webhooks: a :class:`~async_orch._webhooks.WebhookReceiver` whose job
             events speed up detection (polling goes on; see README "Webhooks").
+        list_budget: a list budget shared with other clients of the tenant
+            (:class:`InProcessListBudget` for clients of one process,
+            :class:`RedisListBudget` for a fleet); each list call also takes a
+            slot of it. By default the client has one of its own. Closing the
+            client does not close it: its owner does.
     """
 
     def __init__(
@@ -61,6 +67,7 @@ class OrchestratorClient:
         poll: PollPolicy | None = None,
         hooks: Sequence[TransportHooks] = (),
         webhooks: WebhookReceiver | None = None,
+        list_budget: SharedListBudget | None = None,
     ) -> None:
         self.settings = settings
         self.transport = Transport(settings, session=session, hooks=hooks)
@@ -70,8 +77,15 @@ class OrchestratorClient:
             settings.retry, reconcile_window=settings.retry.window_after(settings.timeout.total)
         )
         self.dispatcher = Dispatcher(
-            self.api, limits=limits, poll=poll, retry=retry, webhooks=webhooks
+            self.api,
+            limits=limits,
+            poll=poll,
+            retry=retry,
+            webhooks=webhooks,
+            list_budget=list_budget,
         )
+        # Every GET Jobs answer's remaining count steers the adaptive list budget.
+        self.api.on_list_answer = self.dispatcher.observe_list_answer
 
     async def __aenter__(self) -> OrchestratorClient:
         await self.transport.__aenter__()

@@ -79,6 +79,7 @@ from async_orch._options import Hooks, StartedCallback, StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._poller import WatcherGroup
 from async_orch._seams import JobsAPI
+from async_orch._shared_budget import InProcessListBudget, SharedListBudget
 from async_orch._start_pool import StartPool
 from async_orch._starting import (
     Started,
@@ -108,13 +109,21 @@ class Dispatcher:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         webhooks: WebhookReceiver | None = None,
+        list_budget: SharedListBudget | None = None,
     ) -> None:
         self._api = api
         poll = poll or PollPolicy()
         # One list budget for every batch of this dispatcher, run at once or not (the
         # tenant's limit on GET /odata/Jobs is one for all), and list calls shared;
-        # webhook events, if any, reach every batch's watcher.
-        watchers = WatcherGroup(poll, webhooks=webhooks, clock=clock)
+        # webhook events, if any, reach every batch's watcher; by default the shared
+        # budget is this dispatcher's own.
+        if list_budget is None and poll.list_budget_per_minute:
+            list_budget = InProcessListBudget(
+                int(poll.list_budget_per_minute), clock=clock, sleep=sleep
+            )
+        watchers = WatcherGroup(poll, webhooks=webhooks, shared=list_budget, clock=clock)
+        self.list_budget = list_budget
+        self._watchers = watchers
         limiter = StartLimiter(limits or DispatchLimits(), clock=clock, sleep=sleep)
         self._pool = StartPool(limiter)
         self._starter = Starter(
@@ -123,9 +132,15 @@ class Dispatcher:
             retry=retry or RetryPolicy(),
             sleep=sleep,
             budget=watchers.budget,  # Reference lookups are list calls too
+            shared=list_budget,
             clock=clock,
         )
         self._parts = BatchParts(api, self._starter, self._pool, poll, watchers, clock)
+
+    def observe_list_answer(self, remaining: int | None) -> None:
+        """A GET Jobs answer said ``remaining`` calls are left in the tenant's window
+        (None: it did not say); the list budget adapts to it."""
+        self._watchers.observe(remaining)
 
     # -- limits, resizable while running ------------------------------------------
 

@@ -45,11 +45,12 @@ and may stay so for days; a state this version does not know cannot be
 reasoned about. Both are kept under watch at ``max_interval``; the planner
 never gives up on a job by itself; deadlines are the caller's.
 
-*List budget.* List calls are paced evenly, one every
-``60 / list_budget_per_minute`` seconds, and the times of the last ones are
-kept so no 60-second window ever holds more than ``list_budget_per_minute``
-of them. Pacing rather than bursting matters: spending a minute's budget in
-the first seconds would leave every job unchecked for the rest of that minute.
+*List budget.* List calls are paced evenly by a :class:`ListBudget`
+(``_list_budget.py``): at an adaptive rate that never exceeds
+``list_budget_per_minute`` in any 60-second window, slowed by 429s and by a
+low ``X-RateLimit-Remaining``, regained slowly. Pacing rather than bursting
+matters: spending a minute's budget in the first seconds would leave every job
+unchecked for the rest of that minute.
 After :meth:`~PollPlanner.rate_limited` (a 429) no list call is issued until
 the pause ends. A budget of 0 turns list calls off: each job is then read by
 id whenever it is due (see Probes). The budget is a :class:`ListBudget`, which
@@ -121,12 +122,12 @@ from __future__ import annotations
 
 import enum
 import math
-from collections import deque
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeAlias, TypeVar
 
 from async_orch._errors import ConfigurationError
+from async_orch._list_budget import ListBudget
 from async_orch._states import TERMINAL_STATES, JobState
 from async_orch._url_lists import PAGE_SIZE, ListRoom, job_states_query
 
@@ -143,7 +144,6 @@ __all__ = [
 
 FolderT = TypeVar("FolderT", bound=Hashable)
 
-_WINDOW = 60.0  # the list budget is per rolling minute (orchestrator-api.md §4)
 _SLOW_STATES = frozenset({JobState.SUSPENDED, JobState.UNKNOWN})
 
 
@@ -348,41 +348,6 @@ class _Counters:
     rate_limited: int = 0
     pushed_reads: int = 0
     by_phase: dict[_Phase, int] = field(default_factory=lambda: dict.fromkeys(_Phase, 0))
-
-
-class ListBudget:
-    """The list-call budget of one tenant: calls paced evenly, at most
-    ``per_minute`` in any 60 s window, none while paused after a 429.
-
-    One budget can serve several planners (the batches of one client) so that
-    together they stay within the tenant's limit.
-    """
-
-    def __init__(self, per_minute: float) -> None:
-        self.capacity = int(per_minute)
-        self._spacing = _WINDOW / per_minute if self.capacity else math.inf
-        self._times: deque[float] = deque(maxlen=max(1, self.capacity))
-        self._paused_until = -math.inf
-
-    def ready_at(self) -> float:
-        """The earliest time a list call is allowed (inf when list calls are off)."""
-        if not self.capacity:
-            return math.inf
-        ready = self._paused_until
-        if self._times:
-            ready = max(ready, self._times[-1] + self._spacing)
-            if len(self._times) >= self.capacity:
-                # A slot frees when the oldest of the last `capacity` calls leaves the window.
-                ready = max(ready, self._times[0] + _WINDOW)
-        return ready
-
-    def spend(self, now: float) -> None:
-        """A list call is made at ``now``."""
-        self._times.append(now)
-
-    def pause_until(self, until: float) -> None:
-        """No list call before ``until`` (after a 429)."""
-        self._paused_until = max(self._paused_until, until)
 
 
 class PollPlanner(Generic[FolderT]):
@@ -600,7 +565,7 @@ class PollPlanner(Generic[FolderT]):
         pause = self.policy.rate_limit_pause
         if retry_after is not None and math.isfinite(retry_after):
             pause = max(0.0, retry_after)
-        self._budget.pause_until(now + pause)
+        self._budget.throttled(retry_after=pause, now=now)
         self._count.rate_limited += 1
 
     def remove(self, job_id: int) -> None:

@@ -53,13 +53,15 @@ from async_orch._errors import (
     RequestError,
 )
 from async_orch._jobs import JobHandle
+from async_orch._list_budget import ListBudget
 from async_orch._logs import get_logger
 from async_orch._models import Job
 from async_orch._options import StateCallback, StopPolicy
-from async_orch._planner import FetchOne, ListBatch, ListBudget, PollPlanner, PollPolicy
+from async_orch._planner import FetchOne, ListBatch, PollPlanner, PollPolicy
 from async_orch._push_pace import PushPace
 from async_orch._resources import STOP_JOBS_CHUNK
 from async_orch._seams import JobsAPI
+from async_orch._shared_budget import SharedListBudget
 from async_orch._states import JobState
 from async_orch._url_lists import ListRoom, job_states_query
 from async_orch._webhooks import JobEvent, WebhookReceiver
@@ -115,11 +117,15 @@ class WatcherGroup:
         policy: PollPolicy,
         *,
         webhooks: WebhookReceiver | None = None,
+        shared: SharedListBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.budget = ListBudget(policy.list_budget_per_minute)
         self._running: set[JobWatcher] = set()
-        self._clock = clock
+        self.clock = clock
+        # Every list call also takes a slot of this budget, which other clients
+        # (in this process or, with Redis, on other hosts) may draw on too.
+        self.shared = shared
         # Per folder: whether webhook events arrive (slow polling down) or not.
         self.pace: PushPace[int] | None = None
         if webhooks is not None:
@@ -153,13 +159,17 @@ class WatcherGroup:
 
     def on_event(self, event: JobEvent) -> None:
         """A verified webhook event: tell the watchers, and note the folder as pushing."""
-        now = self._clock()
+        now = self.clock()
         folder = event.folder_id
         for watcher in list(self._running):
             found = watcher.pushed(event)
             folder = folder if folder is not None else found
         if folder is not None and self.pace is not None:
             self.pace.event(folder, now)
+
+    def observe(self, remaining: int | None) -> None:
+        """A list call was answered with this X-RateLimit-Remaining."""
+        self.budget.observe(remaining, now=self.clock())
 
 
 class JobWatcher:
@@ -387,13 +397,21 @@ class JobWatcher:
             groups += self._group.riders(self, action.folder, room=room)
         ids = [job_id for _, own in groups for job_id in own]
         states: Mapping[int, JobState] | None = None
+        shared = self._group.shared if self._group is not None else None
         try:
+            if shared is not None:
+                await shared.acquire()
             states = await self._api.job_states(folder, ids)
         except RateLimitedError as exc:
             # A warning: the tenant's list limit is shared with every other client of
             # the tenant, and waiting it out can delay results by a minute.
             log.warning("async_orch.poll_rate_limited", retry_after=exc.retry_after, error=str(exc))
             self._planner.rate_limited(retry_after=exc.retry_after, now=self._clock())
+            if shared is not None:
+                pause = exc.retry_after
+                await shared.throttled(
+                    self._planner.policy.rate_limit_pause if pause is None else pause
+                )
         except RequestError as exc:
             # The transport already retried what is worth retrying; the jobs stay
             # due and are asked about again on the next round. Info, not a warning:

@@ -36,6 +36,7 @@ __all__ = [
     "folder_headers",
     "header",
     "looks_like_html",
+    "rate_limit_remaining",
     "retry_after_from",
 ]
 
@@ -209,6 +210,16 @@ def _bearer_error(headers: Mapping[str, str]) -> str | None:
     parts = [fields.get("error"), fields.get("error_description")]
     text = ": ".join(p for p in parts if p)
     return text or None
+
+
+def rate_limit_remaining(headers: Mapping[str, str]) -> int | None:
+    """``X-RateLimit-Remaining``: list calls left in the tenant's window (orchestrator-
+    api.md §4; it reads 0 below 10). None when absent or not a count (on-premises
+    Orchestrator has no list limit)."""
+    value = header(headers, "X-RateLimit-Remaining")
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value.strip())
 
 
 def retry_after_from(

@@ -31,11 +31,12 @@ from async_orch._errors import (
     RateLimitedError,
     RequestError,
 )
+from async_orch._list_budget import ListBudget
 from async_orch._logs import get_logger
 from async_orch._models import Folder, Job
-from async_orch._planner import ListBudget
 from async_orch._resources import odata_quote
 from async_orch._seams import JobsAPI
+from async_orch._shared_budget import SharedListBudget
 from async_orch._url_lists import ListRoom, references_query
 
 __all__ = ["LookupAnswer", "ReferenceLookups"]
@@ -81,6 +82,8 @@ class ReferenceLookups:
     Args:
         api: the resource API.
         budget: the list budget shared with the job watchers.
+        shared: the budget shared beyond this client (the watchers' one), if any:
+            each call takes a slot of it too.
         clock: the budget's clock (monotonic seconds).
         sleep: awaited while the budget is spent.
     """
@@ -90,11 +93,13 @@ class ReferenceLookups:
         api: JobsAPI,
         budget: ListBudget,
         *,
+        shared: SharedListBudget | None = None,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
     ) -> None:
         self._api = api
         self._budget = budget
+        self._shared = shared
         self._clock = clock
         self._sleep = sleep
         self._folders: dict[int, _FolderQueue] = {}
@@ -136,11 +141,15 @@ class ReferenceLookups:
             del queue.pending[item.reference]
         answered = False
         try:
+            if self._shared is not None:
+                await self._shared.acquire()
             jobs = await self._api.jobs_by_reference(folder, [p.reference for p in batch])
             answered = True
         except RateLimitedError as exc:
             pause = _RATE_LIMIT_PAUSE if exc.retry_after is None else exc.retry_after
-            self._budget.pause_until(self._clock() + pause)
+            self._budget.throttled(retry_after=pause, now=self._clock())
+            if self._shared is not None:
+                await self._shared.throttled(pause)
             _fail(batch, exc, now)
             log.info("async_orch.reference_lookup_rate_limited", retry_after=exc.retry_after)
         except RequestError as exc:

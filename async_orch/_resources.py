@@ -34,7 +34,7 @@ from async_orch._models import (
     needs_input_file,
     parse_job_state_row,
 )
-from async_orch._protocol import folder_headers
+from async_orch._protocol import folder_headers, rate_limit_remaining
 from async_orch._seams import FolderRef
 from async_orch._states import JobState
 from async_orch._transport import Transport
@@ -104,6 +104,9 @@ class OrchestratorAPI:
     ) -> None:
         self._transport = transport
         self.max_attachment_bytes = max_attachment_bytes
+        # Told X-RateLimit-Remaining of every GET Jobs answer (None: the header was
+        # absent): the client's list budget slows down when the tenant runs low.
+        self.on_list_answer: Callable[[int | None], None] | None = None
         self._transfers = anyio.Semaphore(max(1, transfer_concurrency))
         # (folder Id, SHA-256 of the inputs) -> attachment Id: a StartJobs sent
         # again (after an unclear answer) reuses the upload.
@@ -400,7 +403,8 @@ class OrchestratorAPI:
         """The State of each job of ``ids`` that the list returns [Jobs_Get].
 
         One ``$filter=Id in (...)`` call asking only for Id and State: the cheap
-        way to watch many jobs of one folder (rate limited like list_jobs). The
+        way to watch many jobs of one folder (rate limited like list_jobs), tried
+        once: the caller owns retries and charges each to its list budget. The
         poll planner sizes ``ids`` to fit one call (``ListRoom.of(job_states_query)``); a
         longer list would be split. Jobs the list does not return are missing
         from the result.
@@ -416,6 +420,7 @@ class OrchestratorAPI:
                 endpoint="GET Jobs",
                 headers=self.folder_headers(resolved),
                 params=job_states_query(run),
+                attempts=1,  # the poller owns retries: each one is charged to its list budget
             )
             states.update(parse_job_state_row(row) for row in rows)
         return states
@@ -476,6 +481,8 @@ class OrchestratorAPI:
                 endpoint=endpoint,
                 attempts=attempts,
             )
+            if self.on_list_answer is not None and endpoint == "GET Jobs":
+                self.on_list_answer(rate_limit_remaining(response.headers))
             page = _values(response.json(), endpoint)
             rows.extend(page)
             if len(page) < want or (limit is not None and len(rows) >= limit):

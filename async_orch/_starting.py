@@ -51,6 +51,7 @@ from async_orch._retries import (
     may_have_started,
 )
 from async_orch._seams import JobsAPI
+from async_orch._shared_budget import SharedListBudget
 from async_orch._start_refusals import explain_start_refusal
 
 __all__ = [
@@ -105,6 +106,8 @@ class Starter:
         sleep: awaited for every wait.
         budget: the client's list budget, which Reference lookups spend (the
             job watchers' one); by default a budget of its own.
+        shared: the budget shared beyond this client, which each lookup also
+            draws on (the job watchers' one), if any.
         clock: monotonic seconds, the budget's clock.
     """
 
@@ -116,6 +119,7 @@ class Starter:
         retry: RetryPolicy,
         sleep: Callable[[float], Awaitable[None]],
         budget: ListBudget | None = None,
+        shared: SharedListBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
@@ -125,7 +129,7 @@ class Starter:
         self._sleep = sleep
         self._clock = clock
         budget = budget or ListBudget(PollPolicy().list_budget_per_minute)
-        self.lookups = ReferenceLookups(api, budget, clock=clock, sleep=sleep)
+        self.lookups = ReferenceLookups(api, budget, shared=shared, clock=clock, sleep=sleep)
 
     def batch_retries(self, requests: int) -> BatchRetries:
         """The re-post allowance of a batch of ``requests`` (``RetryPolicy.batch_retries``)."""

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import secrets
 import signal
@@ -40,13 +39,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# The benchmarks' shared helpers sit beside this script (also when it is loaded by path).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from simulator_process import cli_env, launch_simulator, simulator_stats
 
 ADMIN_TOKEN = secrets.token_urlsafe(24)  # the simulator reads it from its environment
 CLIENT_ID = "faults"
@@ -128,24 +130,14 @@ class SimulatorProcess:
 
     def start(self) -> None:
         command = [
-            sys.executable, "-m", "async_orch", "simulator", "--port", str(self.port),
-            "--scenario", str(self.scenario), "--state", str(self.state),
+            "--port", str(self.port), "--scenario", str(self.scenario), "--state", str(self.state),
             "--seed", str(self.seed),  # the state file replays only into the same seed
         ]  # fmt: skip
         for key, value in FAULTS.items():
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
             command += ["--fault", f"{key}={text}"]
         self.log = self.state.with_name(f"simulator-{self.restarts}.log")
-        with self.log.open("w", encoding="utf-8") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                env={**os.environ, "ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN": ADMIN_TOKEN},
-            )
-        assert self.process.stdout is not None
-        url = self.process.stdout.readline().strip()
+        self.process, url = launch_simulator(command, log=self.log, admin_token=ADMIN_TOKEN)
         if not url.startswith("http"):
             self.kill()
             said = self.log.read_text(encoding="utf-8").strip()[-2000:]
@@ -155,12 +147,7 @@ class SimulatorProcess:
         self.port = int(self.root.rsplit(":", 1)[1])
 
     def stats(self) -> dict[str, Any]:
-        request = urllib.request.Request(
-            f"{self.root}/_simulator/stats", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            data: dict[str, Any] = json.load(response)
-        return data
+        return simulator_stats(self.root, ADMIN_TOKEN)
 
     def restart(self) -> None:
         """SIGKILL (a crash, not a clean stop), then start again on the same port."""
@@ -292,22 +279,16 @@ def schedule(options: Options) -> list[tuple[int, str]]:
     return list(zip(points, events, strict=True))
 
 
-def cli_env(home: Path, url: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("UIPATH_", "ASYNC_ORCH_", "XDG_"))
-    }
-    env.update(
+def fault_run_env(home: Path, url: str) -> dict[str, str]:
+    return cli_env(
+        home,
         UIPATH_URL=url,
         UIPATH_CLIENT_ID=CLIENT_ID,
         UIPATH_CLIENT_SECRET=CLIENT_SECRET,
         ASYNC_ORCH_TIMEOUT=str(CLIENT_TIMEOUT),
         ASYNC_ORCH_CONNECT_TIMEOUT=str(CLIENT_TIMEOUT),
         ASYNC_ORCH_RECONCILE_WINDOW=str(RECONCILE_WINDOW),
-        XDG_STATE_HOME=str(home / "state"),
-        XDG_CONFIG_HOME=str(home / "config"),
-        PYTHONUNBUFFERED="1",
     )
-    return env
 
 
 def write_jobs(path: Path, count: int) -> None:
@@ -341,7 +322,7 @@ def run(options: Options) -> Report:
         sim = SimulatorProcess(scenario, work / "sim.sqlite", options.seed)
         sim.start()
         try:
-            env = cli_env(work, sim.url)
+            env = fault_run_env(work, sim.url)
             first = ["--file", str(jobs_file), "--journal", str(journal)]
             _drive(options, report, sim, env, first, journal, results, began)
             stats = sim.all_stats()

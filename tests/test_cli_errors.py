@@ -35,9 +35,11 @@ from async_orch.simulator import SimulatorHandle
         (["--process", "Echo", "--folder", "Shared", "--count", "0"], {},
          ["argument --count: '0' is not a whole number of at least 1"]),
         (["--folder", "Shared"], {}, ["--process NAME"]),
+        (["--process", "Echo", "--folder", "Shared", "--list-budget-redis", "http://cache:6379"],
+         {}, ["Redis URL must look like redis://HOST:PORT/DB", "'http'"]),
     ],
     ids=["malformed-inputs", "inputs-not-object", "unknown-folder", "unknown-process",
-         "bad-credentials", "zero-count", "no-process"],
+         "bad-credentials", "zero-count", "no-process", "list-budget-redis-url"],
 )  # fmt: skip
 async def test_bad_dispatch_input_is_one_line_and_exit_2(
     start_simulator: Callable[..., Any],

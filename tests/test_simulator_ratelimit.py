@@ -8,6 +8,7 @@ import aiohttp
 from conftest import FakeClock, SimClient
 
 from async_orch.simulator import SimulatorHandle, load_scenario
+from async_orch.simulator.ratelimit import RollingWindowLimiter
 from async_orch.simulator.scenario import RateLimitSpec
 
 START = "/odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
@@ -72,3 +73,45 @@ async def test_refusals_are_counted_before_the_folder_is_checked(orch: SimClient
     for _ in range(100):
         assert (await orch.get("/odata/Jobs"))[0] == 400  # no folder header
     assert (await orch.get("/odata/Jobs", folder="Shared"))[0] == 429
+
+
+def _with_rate_limit(limit: RateLimitSpec) -> Any:
+    scenario = load_scenario()
+    tenant = scenario.tenants[0]
+    fields = {f: getattr(tenant, f) for f in tenant.__dataclass_fields__}
+    return scenario.__class__(
+        name="shared", tenants=(tenant.__class__(**{**fields, "rate_limit": limit}),)
+    )
+
+
+async def test_other_callers_load_is_charged_to_the_tenants_window(
+    start_simulator: Any, http: aiohttp.ClientSession, fake_clock: FakeClock
+) -> None:
+    # 30 calls a minute from elsewhere: a minute of them is in the window already.
+    handle: SimulatorHandle = await start_simulator(
+        _with_rate_limit(RateLimitSpec(other_per_minute=30)), clock=fake_clock
+    )
+    orch = SimClient(handle, http)
+    _, _, headers = await orch.get("/odata/Jobs", folder="Shared")
+    assert headers["X-RateLimit-Remaining"] == "69"  # 100 - 30 others - this call
+    for _ in range(69):
+        assert (await orch.get("/odata/Jobs", folder="Shared"))[0] == 200
+    status, _, headers = await orch.get("/odata/Jobs", folder="Shared")
+    assert status == 429 and headers["X-RateLimit-Remaining"] == "0"
+    assert int(headers["Retry-After"]) >= 1
+    fake_clock.advance(2)  # the oldest other call left the window: the others took it
+    assert (await orch.get("/odata/Jobs", folder="Shared"))[0] == 429
+    fake_clock.advance(58)  # our 70 calls of t=0 left; 30 others of t=2..60 remain
+    _, _, headers = await orch.get("/odata/Jobs", folder="Shared")
+    assert headers["X-RateLimit-Remaining"] == "69"
+    limiter = handle.simulator.tenants[0].limiter
+    assert (limiter.other_calls, limiter.other_refused) == (60, 0)
+
+
+def test_other_callers_load_is_evenly_spaced_and_refused_when_full() -> None:
+    limiter = RollingWindowLimiter(10, 60, other_per_minute=60)
+    first = limiter.acquire(100.0)  # the window holds 59 s of load: full
+    assert not first.allowed and first.retry_after == 1
+    assert (limiter.other_calls, limiter.other_refused) == (10, 50)
+    assert limiter.acquire(100.5).allowed is False
+    assert limiter.acquire(101.0).allowed is False  # the 101 s call took the freed slot

@@ -47,6 +47,7 @@ from async_orch._jobs import JobRequest
 from async_orch._journal import Journal, RequestRecord
 from async_orch._journaled import records_for, resume_plan, target_of
 from async_orch._planner import PollPolicy
+from async_orch._redis_budget import RedisListBudget
 from async_orch._webhooks import WebhookReceiver
 
 __all__ = ["add_parser", "run"]
@@ -149,6 +150,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="GET Jobs list calls per minute for polling (tenant limit is 100; default 60)",
     )
+    run_group.add_argument(
+        "--list-budget-redis",
+        metavar="URL",
+        default=None,
+        help="share the list budget with every worker on this Redis (redis://HOST:PORT/DB): "
+        "the workers of one tenant together make at most --list-budget list calls a minute "
+        "(needs the redis extra)",
+    )
     journal = parser.add_argument_group("journal and resume")
     journal.add_argument(
         "--journal",
@@ -232,16 +241,36 @@ async def _listening(
         yield
 
 
-def _client(
+@asynccontextmanager
+async def _client(
     args: argparse.Namespace, settings: Any, webhooks: WebhookReceiver | None = None
-) -> OrchestratorClient:
+) -> AsyncIterator[OrchestratorClient]:
     poll = (
         PollPolicy()
         if args.list_budget is None
         else PollPolicy(list_budget_per_minute=args.list_budget)
     )
     limits = DispatchLimits(max_in_flight=args.max_in_flight, starts_per_second=args.rate)
-    return OrchestratorClient(settings, limits=limits, poll=poll, webhooks=webhooks)
+    shared: RedisListBudget | None = None
+    if args.list_budget_redis is not None:
+        if not poll.list_budget_per_minute:
+            raise ConfigurationError(
+                "--list-budget-redis needs list calls: a --list-budget above 0"
+            )
+        # One budget per tenant: its base URL names it (organization and tenant in it).
+        shared = RedisListBudget(
+            args.list_budget_redis,
+            per_minute=int(poll.list_budget_per_minute),
+            key=settings.orchestrator.base,
+        )
+    try:
+        async with OrchestratorClient(
+            settings, limits=limits, poll=poll, list_budget=shared, webhooks=webhooks
+        ) as orch:
+            yield orch
+    finally:
+        if shared is not None:
+            await shared.aclose()
 
 
 def _heartbeat(

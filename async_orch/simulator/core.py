@@ -128,7 +128,9 @@ class Simulator:
                 first_job_id=first_id + index * _JOB_IDS_PER_TENANT,
             )
             limiter = RollingWindowLimiter(
-                spec.rate_limit.jobs_list, spec.rate_limit.window_seconds
+                spec.rate_limit.jobs_list,
+                spec.rate_limit.window_seconds,
+                other_per_minute=spec.rate_limit.other_per_minute,
             )
             self.tenants.append(TenantRuntime(spec, world, engine, limiter, wall_now))
         self.sim_clock = SimClock(
@@ -326,6 +328,7 @@ def _describe_tenant(tenant: TenantRuntime) -> dict[str, Any]:
         "rate_limit": {
             "jobs_list": spec.rate_limit.jobs_list,
             "window_seconds": spec.rate_limit.window_seconds,
+            "other_per_minute": spec.rate_limit.other_per_minute,
         },
         # Secrets are redacted: this goes over HTTP (the admin API) and into logs.
         "credentials": [

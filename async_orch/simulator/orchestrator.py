@@ -196,6 +196,9 @@ async def handle_orchestrator(
     headers: dict[str, str] = {}
     if match.endpoint is Endpoint.JOBS:
         decision = tenant.limiter.acquire(sim.real_now())
+        # The limits doc names X-RateLimit-Remaining among the 429 headers (§4);
+        # ASSUMPTION: answers within the limit carry it too (a count that "reports
+        # 0 once fewer than 10 remain" is meant to be read before the refusal).
         headers["X-RateLimit-Remaining"] = str(decision.remaining)
         if not decision.allowed:
             sim.requests.reject(429)

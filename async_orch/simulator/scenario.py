@@ -32,6 +32,8 @@ Format::
     [tenants.rate_limit]         # GET /odata/Jobs per tenant, rolling window
     jobs_list = 100              # requests ...
     window_seconds = 60          # ... per this many real seconds
+    other_per_minute = 0         # other callers' GET /odata/Jobs calls a minute (the
+                                 # web UI, integrations), charged to the same window
 
     [[tenants.credentials]]      # external applications (client credentials)
     client_id = "demo-client"
@@ -198,6 +200,7 @@ class RateLimitSpec:
 
     jobs_list: int = 100
     window_seconds: float = 60.0
+    other_per_minute: float = 0.0  # other callers' list calls a minute (ratelimit.py)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -352,7 +355,7 @@ def _tenant(t: Table) -> TenantSpec:
     )
     name = _url_segment(t, "name")
     rl = t.table("rate_limit")
-    rl.reject_unknown(("jobs_list", "window_seconds"))
+    rl.reject_unknown(("jobs_list", "window_seconds", "other_per_minute"))
     shared = tuple(_process(p) for p in t.tables("processes"))
     folders = tuple(_folder(f, shared) for f in t.tables("folders"))
     if not folders:
@@ -369,6 +372,7 @@ def _tenant(t: Table) -> TenantSpec:
         rate_limit=RateLimitSpec(
             jobs_list=rl.integer("jobs_list", 100, minimum=1),
             window_seconds=rl.number("window_seconds", 60.0, strictly_positive=True),
+            other_per_minute=rl.number("other_per_minute", 0.0),
         ),
         credentials=tuple(_credential(c) for c in t.tables("credentials")),
         refresh_tokens=tuple(

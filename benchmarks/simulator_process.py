@@ -1,0 +1,54 @@
+"""``async-orch simulator`` in a process of its own, for the benchmark scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+def launch_simulator(
+    args: list[str], *, log: Path, admin_token: str
+) -> tuple[subprocess.Popen[str], str]:
+    """Start ``async-orch simulator ARGS`` (stderr to ``log``); return the process and
+    the first line it printed: its URL when it started, else whatever it said."""
+    command = [sys.executable, "-m", "async_orch", "simulator", *args]
+    with log.open("w", encoding="utf-8") as err:
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN": admin_token},
+        )
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def simulator_stats(root: str, admin_token: str) -> dict[str, Any]:
+    """The simulator's admin stats (requests, rejections, jobs by Reference)."""
+    request = urllib.request.Request(
+        f"{root}/_simulator/stats", headers={"Authorization": f"Bearer {admin_token}"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        data: dict[str, Any] = json.load(response)
+    return data
+
+
+def cli_env(home: Path, **settings: str) -> dict[str, str]:
+    """The environment of an ``async-orch`` process: none of ours inherited, its state and
+    config under ``home``, then ``settings`` (UIPATH_URL=..., ASYNC_ORCH_TIMEOUT=...)."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("UIPATH_", "ASYNC_ORCH_", "XDG_"))
+    }
+    env.update(
+        XDG_STATE_HOME=str(home / "state"),
+        XDG_CONFIG_HOME=str(home / "config"),
+        PYTHONUNBUFFERED="1",
+        **settings,
+    )
+    return env
