@@ -9,6 +9,11 @@ Theory of operation: the pure :class:`~async_orch._planner.PollPlanner` decides
   a 429 pauses them for the Retry-After the server gave. The watchers of one
   client (a :class:`WatcherGroup`) share that budget, and a list call carries
   the other watchers' jobs of its folder too.
+- ``ListEnded``: one ``GET /odata/Jobs`` asking a folder with many jobs for
+  those that ended within the batch's id range (final states only, Id and State,
+  ordered by Id, up to 1,000 rows): the rows are matched to the watched jobs and
+  the rest ignored. Other watchers of the group with jobs in the range are
+  answered by the same call.
 - ``FetchOne``: ``GET /odata/Jobs({id})``, not rate limited, read once per job
   when it is final, because only this route returns OutputArguments.
 
@@ -34,6 +39,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import anyio
 
@@ -48,13 +54,22 @@ from async_orch._jobs import JobHandle
 from async_orch._logs import get_logger
 from async_orch._models import Job
 from async_orch._options import StateCallback, StopPolicy
-from async_orch._planner import FetchOne, ListBatch, ListBudget, PollPlanner, PollPolicy
+from async_orch._planner import (
+    FetchOne,
+    ListBatch,
+    ListBudget,
+    ListEnded,
+    PollPlanner,
+    PollPolicy,
+)
 from async_orch._seams import JobsAPI
 from async_orch._states import JobState
 
 __all__ = ["Finished", "JobWatcher", "WatcherGroup", "identity_change"]
 
 log = get_logger("async_orch.poller")
+
+_T = TypeVar("_T")
 
 _NOT_FOUND_LIMIT = 3  # reads by id answered 404 in a row before a job counts as gone
 
@@ -262,9 +277,12 @@ class JobWatcher:
 
     # -- actions -----------------------------------------------------------------
 
-    async def _execute_list(self, action: ListBatch[int]) -> None:
+    async def _execute_list(self, action: ListBatch[int] | ListEnded[int]) -> None:
         try:
-            await self._list(action)
+            if isinstance(action, ListEnded):
+                await self._list_ended(action)
+            else:
+                await self._list(action)
         finally:
             self._wakeup.set()
 
@@ -290,32 +308,74 @@ class JobWatcher:
             return
         # Every group's ids, this watcher's first; each is reported to its own watcher.
         groups = [(self, action.job_ids), *self._riders(action.folder, len(action.job_ids))]
+        ids = [job_id for _, own in groups for job_id in own]
+        states = await self._ask(groups, self._api.job_states(folder, ids))
+        if states is not None:
+            for watcher, own in groups:
+                watcher._apply_states(own, states)
+
+    async def _list_ended(self, action: ListEnded[int]) -> None:
+        """A range query: the final jobs of a folder within an id range."""
+        folder = self._folder_of(action.job_ids)
+        if folder is None:
+            return
+        groups = [(self, action.job_ids)]
+        if self._group is not None:
+            for watcher in self._group.watchers:
+                if watcher is not self:
+                    ids = watcher._planner.join_range(action.folder, action.low, action.high)
+                    if ids:
+                        groups.append((watcher, ids))
+        call = self._api.ended_jobs(folder, action.low, action.high, top=action.top)
+        rows = await self._ask(groups, call)
+        if rows is not None:
+            for watcher, own in groups:
+                watcher._apply_ended(own, rows, top=action.top)
+
+    async def _ask(
+        self, groups: list[tuple[JobWatcher, tuple[int, ...]]], call: Awaitable[_T]
+    ) -> _T | None:
+        """Make one list call for ``groups`` (watchers and their jobs); None if it
+        brought no answer, the jobs then being due again in their own watchers."""
         answered = False
         try:
-            ids = [job_id for _, own in groups for job_id in own]
-            states = await self._api.job_states(folder, ids)
+            result = await call
             answered = True
+            return result
         except RateLimitedError as exc:
             # A warning: the tenant's list limit is shared with every other client of
             # the tenant, and waiting it out can delay results by a minute.
             log.warning("async_orch.poll_rate_limited", retry_after=exc.retry_after, error=str(exc))
             self._planner.rate_limited(retry_after=exc.retry_after, now=self._clock())
-            return
+            return None
         except RequestError as exc:
             # The transport already retried what is worth retrying; the jobs stay
             # due and are asked about again on the next round. Info, not a warning:
             # during an outage this fires every round, and the transport's health
             # tracker already warns once per 30 s of outage.
-            log.info("async_orch.poll_failed", error=str(exc), jobs=len(ids))
-            return
+            jobs = sum(len(own) for _, own in groups)
+            log.info("async_orch.poll_failed", error=str(exc), jobs=jobs)
+            return None
         finally:
             for watcher, own in groups:
                 if not answered:  # failed or cancelled: the jobs are due again
                     watcher._planner.list_failed(own, now=watcher._clock())
                 if watcher is not self:
                     watcher._wakeup.set()  # its loop plans what the answer changed
-        for watcher, own in groups:
-            watcher._apply_states(own, states)
+
+    def _apply_ended(
+        self, job_ids: Sequence[int], rows: Sequence[tuple[int, JobState]], *, top: int
+    ) -> None:
+        """A range query's answer about ``job_ids`` (the ones this watcher asked for)."""
+        now = self._clock()
+        for job_id, state in rows:
+            watched = self._jobs.get(job_id)
+            if watched is not None:
+                watched.seen_at = now
+                self._note_state(job_id, state)
+        # Jobs not in the rows have not ended: their last state stands, and seen_at
+        # is left alone (a Pending one may have started since).
+        self._planner.observe_range([i for i in job_ids if i in self._jobs], rows, top=top, now=now)
 
     def _riders(self, folder: int, taken: int) -> list[tuple[JobWatcher, tuple[int, ...]]]:
         """Jobs of the group's other watchers to list along with this call."""

@@ -83,6 +83,13 @@ class JobsAPI(Protocol):
         """The State of each job of ``ids`` the list returns (one list call)."""
         ...
 
+    async def ended_jobs(
+        self, folder: FolderRef, low: int, high: int, *, top: int
+    ) -> list[tuple[int, JobState]]:
+        """Id and State of the folder's final jobs with ``low <= Id <= high``,
+        ordered by Id, at most ``top`` (one list call)."""
+        ...
+
     async def get_job(self, folder: FolderRef, job_id: int) -> Job:
         """One job with its arguments (not rate limited)."""
         ...

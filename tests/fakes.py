@@ -150,6 +150,24 @@ class FakeAPI:
             raise self.list_errors.pop(0)
         return {i: self.jobs[i].state for i in ids if i in self.jobs}
 
+    async def ended_jobs(
+        self, folder: FolderRef, low: int, high: int, *, top: int
+    ) -> list[tuple[int, JobState]]:
+        await anyio.lowlevel.checkpoint()
+        self.calls.append(("ended", folder, (low, high)))
+        if self.list_errors:
+            raise self.list_errors.pop(0)
+        # The watcher names folders by Key or Id, callers by path.
+        rows = [
+            (job.id, job.state)
+            for job in self.jobs.values()
+            if low <= job.id <= high
+            and job.state.is_terminal
+            and folder
+            in (job.folder, job.folder.id, job.folder.key, job.folder.fully_qualified_name)
+        ]
+        return sorted(rows)[:top]
+
     async def get_job(self, folder: FolderRef, job_id: int) -> Job:
         await anyio.lowlevel.checkpoint()
         self.calls.append(("get", folder, job_id))

@@ -108,3 +108,22 @@ async def test_job_states_asks_for_id_and_state_of_those_ids_in_the_folder() -> 
     (call,) = server.sender.sent_to(BASE + "/odata/Jobs")
     assert call.params == {"$filter": "Id in (11,12,13)", "$select": "Id,State", "$top": "1000"}
     assert call.headers["X-UIPATH-FolderKey"] == KEY_BEFORE
+
+
+async def test_ended_jobs_asks_one_page_of_final_jobs_in_the_id_range_ordered_by_id() -> None:
+    rows = [{"Id": 14, "State": "Faulted"}, {"Id": 12, "State": "Successful"}]
+    server = FakeOrchestrator(folder_list(1, KEY_BEFORE), jobs={"value": rows})
+    api = api_over(server)
+
+    ended = await api.ended_jobs("Finance", 11, 20, top=2)
+
+    assert ended == [(12, JobState.SUCCESSFUL), (14, JobState.FAULTED)]  # sorted by Id
+    (call,) = server.sender.sent_to(BASE + "/odata/Jobs")  # a full page: still one call
+    assert call.params == {
+        "$filter": "Id ge 11 and Id le 20 and "
+        "(State eq 'Successful' or State eq 'Faulted' or State eq 'Stopped')",
+        "$select": "Id,State",
+        "$orderby": "Id asc",
+        "$top": "2",
+    }
+    assert call.headers["X-UIPATH-FolderKey"] == KEY_BEFORE
