@@ -74,7 +74,9 @@ fall into step, which keeps later calls full.
 *Ranges.* A folder with more than ``range_threshold`` watched jobs is asked
 for what ended instead of being asked about every id: a :class:`ListEnded`
 covers all the folder's watched jobs (the range from the lowest to the highest
-id), and only final jobs come back. The caller reports the rows with
+id), and only final jobs come back. A few lowest jobs far below the others
+(long runners) are named by id in the same filter instead, so that the range
+does not read again every job that ended above them. The caller reports the rows with
 :meth:`~PollPlanner.observe_range`: a job in the rows is final; a job not in
 them has not ended (it is rescheduled like a job seen running, its last known
 state kept); rows of jobs not watched (other callers' jobs in the range, jobs
@@ -262,15 +264,17 @@ class ListBatch(Generic[FolderT]):
 
 @dataclass(frozen=True, slots=True)
 class ListEnded(Generic[FolderT]):
-    """Ask ``folder`` for its jobs with ``low <= Id <= high`` in a final state,
-    ordered by Id, at most ``top`` rows (one list call). ``job_ids``: the watched
-    jobs the answer settles (report it with :meth:`PollPlanner.observe_range`)."""
+    """Ask ``folder`` for its jobs with ``low <= Id <= high`` or an Id among
+    ``stragglers`` (all below ``low``) in a final state, ordered by Id, at most
+    ``top`` rows (one list call). ``job_ids``: the watched jobs the answer settles
+    (report it with :meth:`PollPlanner.observe_range`)."""
 
     folder: FolderT
     low: int
     high: int
     job_ids: tuple[int, ...]
     top: int = RANGE_PAGE
+    stragglers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +312,25 @@ class PlannerStats:
     probes: int
     rate_limited: int
     range_calls: int = 0
+
+
+#: Watched jobs at most asked for by id in a range query, below its range, and
+#: the id gap above them that makes it worth it (ended jobs read again per call).
+_MAX_STRAGGLERS = 50
+_STRAGGLER_GAP = 100
+
+
+def _straggler_split(ids: Sequence[int], *, gap: int) -> int:
+    """How many of the lowest ``ids`` (sorted) to ask for by id rather than cover
+    with the range: those below the widest gap among the lowest ids, if it spans
+    more than ``gap`` ids. A job that runs long (say, Suspended) would otherwise
+    pin the range's low end, and every call would read again every job that
+    ended above it."""
+    best, split = gap, 0
+    for k in range(1, min(len(ids), _MAX_STRAGGLERS + 1)):
+        if ids[k] - ids[k - 1] > best:
+            best, split = ids[k] - ids[k - 1], k
+    return split
 
 
 class _Phase(enum.IntEnum):
@@ -838,10 +861,13 @@ class PollPlanner(Generic[FolderT]):
             self._set_phase(track, _Phase.LISTING)
             watch.remove(track.job_id)
         ids = tuple(sorted(t.job_id for t in tracks))
+        split = _straggler_split(ids, gap=_STRAGGLER_GAP)
         self._budget.spend(now)
         self._count.list_calls += 1
         self._count.range_calls += 1
-        return ListEnded(folder, ids[0], ids[-1], ids, self.policy.range_page)
+        return ListEnded(
+            folder, ids[split], ids[-1], ids, self.policy.range_page, stragglers=ids[:split]
+        )
 
     def _take_for_list(
         self, folder: FolderT, due: list[_Track[FolderT]], now: float, room: int

@@ -326,7 +326,9 @@ class JobWatcher:
                     ids = watcher._planner.join_range(action.folder, action.low, action.high)
                     if ids:
                         groups.append((watcher, ids))
-        call = self._api.ended_jobs(folder, action.low, action.high, top=action.top)
+        call = self._api.ended_jobs(
+            folder, action.low, action.high, top=action.top, also=action.stragglers
+        )
         rows = await self._ask(groups, call)
         if rows is not None:
             for watcher, own in groups:

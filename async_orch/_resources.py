@@ -35,7 +35,7 @@ from async_orch._models import (
     parse_job_state_row,
 )
 from async_orch._protocol import folder_headers
-from async_orch._seams import FolderRef
+from async_orch._seams import FolderRef, StateRows
 from async_orch._states import JobState
 from async_orch._transport import Transport
 
@@ -68,10 +68,13 @@ def _ids_in(ids: Iterable[int]) -> str:
     return "Id in (" + ",".join(str(int(i)) for i in ids) + ")"
 
 
-def _ended_in_range(low: int, high: int) -> str:
-    """The $filter clause for the jobs of an id range in a final state."""
+def _ended_in_range(low: int, high: int, also: Sequence[int] = ()) -> str:
+    """The $filter clause for the jobs of an id range (and of ``also``) in a final state."""
     final = " or ".join(f"State eq '{state}'" for state in ("Successful", "Faulted", "Stopped"))
-    return f"Id ge {int(low)} and Id le {int(high)} and ({final})"
+    ids = f"Id ge {int(low)} and Id le {int(high)}"
+    if also:
+        ids = f"{_ids_in(also)} or ({ids})"
+    return f"({ids}) and ({final})"
 
 
 def _is_guid(text: str) -> bool:
@@ -403,11 +406,11 @@ class OrchestratorAPI:
         return dict(parse_job_state_row(row) for row in rows)
 
     async def ended_jobs(
-        self, folder: FolderRef, low: int, high: int, *, top: int
-    ) -> list[tuple[int, JobState]]:
-        """Id and State of the folder's jobs with ``low <= Id <= high`` in a final
-        state, ordered by Id, at most ``top`` rows: one page of one list call
-        [Jobs_Get] (rate limited like list_jobs).
+        self, folder: FolderRef, low: int, high: int, *, top: int, also: Sequence[int] = ()
+    ) -> StateRows:
+        """Id and State of the folder's jobs with ``low <= Id <= high`` (or an Id
+        in ``also``) in a final state, ordered by Id, at most ``top`` rows: one
+        page of one list call [Jobs_Get] (rate limited like list_jobs).
 
         However many jobs the range holds, only the ended ones come back, so one
         call watches a whole batch. The filter uses only what UiPath's own
@@ -420,7 +423,7 @@ class OrchestratorAPI:
             "GET",
             _JOBS,
             params={
-                "$filter": _ended_in_range(low, high),
+                "$filter": _ended_in_range(low, high, also),
                 "$select": "Id,State",
                 "$orderby": "Id asc",
                 "$top": str(top),

@@ -400,7 +400,11 @@ async def test_ended_jobs_returns_the_final_jobs_of_an_id_range_in_order(
     assert await api.ended_jobs("Shared", low, high, top=2) == [
         (i, JobState.SUCCESSFUL) for i in ids[1:3]
     ]
-    assert transport.stats.count("GET Jobs", 200) == 3  # one call each, no paging
+    # Jobs below the range named by id: the simulator serves the combined filter.
+    assert await api.ended_jobs("Shared", ids[3], high, top=1000, also=[ids[0]]) == [
+        (i, JobState.SUCCESSFUL) for i in (ids[0], *ids[3:])
+    ]
+    assert transport.stats.count("GET Jobs", 200) == 4  # one call each, no paging
 
 
 async def test_list_jobs_follows_pages_past_the_maximum_top(

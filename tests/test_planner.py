@@ -995,6 +995,22 @@ def test_a_full_page_is_continued_as_soon_as_the_window_allows() -> None:
     assert planner.next_wake(now) == now + planner.policy.max_interval
 
 
+def test_a_few_long_runners_far_below_the_others_are_asked_for_by_id() -> None:
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=3, range_page=1000))
+    # 7 and 9 run long; the batch has moved on to ids 5000 and up.
+    for job_id in (7, 9, 5000, 5001, 5003, 5004):
+        planner.add(job_id, "A", now=0.0)
+    action = planner.next_action(1.0)
+    assert action == ListEnded(
+        "A", 5000, 5004, (7, 9, 5000, 5001, 5003, 5004), 1000, stragglers=(7, 9)
+    )
+    # Dense ids (gaps of at most 100 ids): one plain range.
+    dense: Planner = PollPlanner(PollPolicy(range_threshold=3, range_page=1000))
+    for job_id in (1, 101, 201, 301):
+        dense.add(job_id, "A", now=0.0)
+    assert dense.next_action(1.0) == ListEnded("A", 1, 301, (1, 101, 201, 301), 1000)
+
+
 def test_join_range_lends_the_watched_jobs_in_a_range_to_another_planners_call() -> None:
     budget = ListBudget(60)
     rider: PollPlanner[str] = PollPlanner(PollPolicy(), budget=budget)

@@ -21,7 +21,7 @@ from async_orch._models import Job
 from async_orch._options import StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._poller import Finished, JobWatcher, WatcherGroup
-from async_orch._seams import FolderRef
+from async_orch._seams import FolderRef, StateRows
 from async_orch._states import JobState
 
 POLL = PollPolicy(min_interval=0.005, max_interval=0.02, probe_rate_per_second=1000.0)
@@ -323,9 +323,9 @@ class EndAfterFirstRange(FakeAPI):
     """Every job ends right after the first range query (which sees none ended)."""
 
     async def ended_jobs(
-        self, folder: FolderRef, low: int, high: int, *, top: int
-    ) -> list[tuple[int, JobState]]:
-        rows = await super().ended_jobs(folder, low, high, top=top)
+        self, folder: FolderRef, low: int, high: int, *, top: int, also: Sequence[int] = ()
+    ) -> StateRows:
+        rows = await super().ended_jobs(folder, low, high, top=top, also=also)
         for job in self.jobs.values():
             if not job.state.is_terminal:
                 job.state = JobState.FAULTED if job.id % 7 == 0 else JobState.SUCCESSFUL

@@ -116,14 +116,18 @@ async def test_ended_jobs_asks_one_page_of_final_jobs_in_the_id_range_ordered_by
     api = api_over(server)
 
     ended = await api.ended_jobs("Finance", 11, 20, top=2)
+    await api.ended_jobs("Finance", 11, 20, top=1000, also=[3, 5])
 
     assert ended == [(12, JobState.SUCCESSFUL), (14, JobState.FAULTED)]  # sorted by Id
-    (call,) = server.sender.sent_to(BASE + "/odata/Jobs")  # a full page: still one call
-    assert call.params == {
-        "$filter": "Id ge 11 and Id le 20 and "
-        "(State eq 'Successful' or State eq 'Faulted' or State eq 'Stopped')",
+    plain, with_stragglers = server.sender.sent_to(BASE + "/odata/Jobs")  # one call each
+    final = "(State eq 'Successful' or State eq 'Faulted' or State eq 'Stopped')"
+    assert plain.params == {
+        "$filter": f"(Id ge 11 and Id le 20) and {final}",
         "$select": "Id,State",
         "$orderby": "Id asc",
         "$top": "2",
     }
-    assert call.headers["X-UIPATH-FolderKey"] == KEY_BEFORE
+    assert plain.headers["X-UIPATH-FolderKey"] == KEY_BEFORE
+    assert with_stragglers.params is not None
+    expected = f"(Id in (3,5) or (Id ge 11 and Id le 20)) and {final}"
+    assert with_stragglers.params["$filter"] == expected
