@@ -89,6 +89,16 @@ class ListBudget:
                 ready = max(ready, self._times[0] + self.window)
         return ready
 
+    def window_ready_at(self) -> float:
+        """Like :meth:`ready_at`, without the even pacing: only the 60 s window
+        and a pause after a 429 hold the call back (for a range query's next page)."""
+        if not self.capacity:
+            return math.inf
+        ready = self._paused_until
+        if len(self._times) >= self.capacity:
+            ready = max(ready, self._times[0] + self.window)
+        return ready
+
     def spend(self, now: float) -> None:
         """A list call is made at ``now``."""
         self._times.append(now)

@@ -10,6 +10,11 @@ its outputs. Two routes exist (orchestrator-api.md §3.4 and §4):
   folder (the folder header scopes it), but the endpoint is rate limited per
   tenant (100 calls a minute, shared by every script of the tenant) and returns
   OutputArguments as null. The planner asks for it with :class:`ListBatch`.
+- ``GET /odata/Jobs?$filter=Id ge A and Id le B and (State eq 'Successful' or
+  ...)``: the jobs of one folder that ended within an id range, one page of up
+  to 1,000 rows (``$top``'s documented maximum), ordered by Id. One call covers
+  every job of a folder however many there are. The planner asks for it with
+  :class:`ListEnded` when a folder has more jobs than one id list holds.
 - ``GET /odata/Jobs({id})``: one job, full record with outputs, not rate
   limited. The planner asks for it with :class:`FetchOne`.
 
@@ -68,6 +73,22 @@ checked in the last ``min_interval``, soonest due first: the call costs the
 same with more ids, so they are checked early for free, and jobs of a folder
 fall into step, which keeps later calls full.
 
+*Ranges.* A folder with more than ``range_threshold`` watched jobs is asked
+for what ended instead of being asked about every id: a :class:`ListEnded`
+covers all the folder's watched jobs (the range from the lowest to the highest
+id), and only final jobs come back. A few lowest jobs far below the others
+(long runners) are named by id in the same filter instead, so that the range
+does not read again every job that ended above them. The caller reports the rows with
+:meth:`~PollPlanner.observe_range`: a job in the rows is final; a job not in
+them has not ended (it is rescheduled like a job seen running, its last known
+state kept); rows of jobs not watched (other callers' jobs in the range, jobs
+already seen final) are ignored. A full page (``range_page`` rows) answers only
+up to its last id: the jobs above it go back due at once, and the continuation
+is asked for as soon as the 60 s window allows, without waiting for the even
+pacing, since more ended jobs are known to be waiting. A range never notices a
+job that no longer exists (it just never ends): that is caught by the id list
+once the folder has few jobs left, or by the caller's deadlines.
+
 *Outputs.* A job seen in a final state (Successful, Faulted, Stopped) gets
 exactly one ``FetchOne(purpose=OUTPUTS)``, issued at once and not paced (each
 job needs it once; the caller bounds concurrency). The job is done when the
@@ -122,7 +143,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeAlias, TypeVar
 
@@ -132,10 +153,13 @@ from async_orch._states import TERMINAL_STATES, JobState
 from async_orch._url_lists import PAGE_SIZE, ListRoom, job_states_query
 
 __all__ = [
+    "RANGE_PAGE",
+    "RANGE_THRESHOLD",
     "FetchOne",
     "FetchPurpose",
     "ListBatch",
     "ListBudget",
+    "ListEnded",
     "PlannerStats",
     "PollAction",
     "PollPlanner",
@@ -145,6 +169,15 @@ __all__ = [
 FolderT = TypeVar("FolderT", bound=Hashable)
 
 _SLOW_STATES = frozenset({JobState.SUSPENDED, JobState.UNKNOWN})
+
+
+#: A folder watching more jobs than this is asked for what ended in its id range
+#: instead of by an id list (a range call answers up to a page of ended jobs).
+RANGE_THRESHOLD = 90
+
+#: Rows per range query: ``$top``'s maximum on Jobs_Get ("The maximum value is
+#: 1000", the OpenAPI description).
+RANGE_PAGE = PAGE_SIZE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +203,10 @@ class PollPolicy:
             counted here.
         rate_limit_pause: how long to stop list calls after a 429 that did not
             say how long to wait (Retry-After).
+        range_threshold: a folder with more watched jobs than this is asked
+            for the jobs that ended in its id range (:class:`ListEnded`)
+            instead of by id list; None: always by id list.
+        range_page: rows per range query (``$top``, at most 1,000).
     """
 
     list_budget_per_minute: float = 60.0
@@ -179,6 +216,8 @@ class PollPolicy:
     interval_growth: float = 0.1
     probe_rate_per_second: float = 10.0
     rate_limit_pause: float = 60.0
+    range_threshold: int | None = RANGE_THRESHOLD
+    range_page: int = RANGE_PAGE
 
     def __post_init__(self) -> None:
         budget = self.list_budget_per_minute
@@ -203,6 +242,15 @@ class PollPolicy:
             )
         if not (0 < self.rate_limit_pause < math.inf):
             raise ConfigurationError(f"rate_limit_pause must be > 0, got {self.rate_limit_pause}")
+        threshold = self.range_threshold
+        if threshold is not None and (not isinstance(threshold, int) or threshold < 1):
+            raise ConfigurationError(
+                f"range_threshold must be None or an integer >= 1, got {threshold!r}"
+            )
+        if not isinstance(self.range_page, int) or not 1 <= self.range_page <= RANGE_PAGE:
+            raise ConfigurationError(
+                f"range_page must be an integer from 1 to {RANGE_PAGE}, got {self.range_page!r}"
+            )
 
 
 class FetchPurpose(enum.StrEnum):
@@ -228,6 +276,21 @@ class ListBatch(Generic[FolderT]):
 
 
 @dataclass(frozen=True, slots=True)
+class ListEnded(Generic[FolderT]):
+    """Ask ``folder`` for its jobs with ``low <= Id <= high`` or an Id among
+    ``stragglers`` (all below ``low``) in a final state, ordered by Id, at most
+    ``top`` rows (one list call). ``job_ids``: the watched jobs the answer settles
+    (report it with :meth:`PollPlanner.observe_range`)."""
+
+    folder: FolderT
+    low: int
+    high: int
+    job_ids: tuple[int, ...]
+    top: int = RANGE_PAGE
+    stragglers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class FetchOne(Generic[FolderT]):
     """Read one job by id (``GET /odata/Jobs({id})``) in ``folder``."""
 
@@ -236,7 +299,7 @@ class FetchOne(Generic[FolderT]):
     purpose: FetchPurpose = FetchPurpose.OUTPUTS
 
 
-PollAction: TypeAlias = ListBatch[FolderT] | FetchOne[FolderT]
+PollAction: TypeAlias = ListBatch[FolderT] | ListEnded[FolderT] | FetchOne[FolderT]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,7 +309,8 @@ class PlannerStats:
     ``watching``: jobs waiting for their next check; ``listing``: in an issued
     list call; ``fetch_queued``/``fetching``: waiting for or in a read by id;
     ``done``: read in full after ending; ``removed``: given up by the caller.
-    ``list_calls``, ``output_fetches`` and ``probes`` count issued actions;
+    ``list_calls``, ``output_fetches`` and ``probes`` count issued actions
+    (``range_calls``: the list calls that were range queries);
     ``rate_limited`` the 429s reported.
     """
 
@@ -261,6 +325,26 @@ class PlannerStats:
     probes: int
     rate_limited: int
     pushed_reads: int = 0  # reads by id asked for by webhook events
+    range_calls: int = 0
+
+
+#: Watched jobs at most asked for by id in a range query, below its range, and
+#: the id gap above them that makes it worth it (ended jobs read again per call).
+_MAX_STRAGGLERS = 50
+_STRAGGLER_GAP = 100
+
+
+def _straggler_split(ids: Sequence[int], *, gap: int) -> int:
+    """How many of the lowest ``ids`` (sorted) to ask for by id rather than cover
+    with the range: those below the widest gap among the lowest ids, if it spans
+    more than ``gap`` ids. A job that runs long (say, Suspended) would otherwise
+    pin the range's low end, and every call would read again every job that
+    ended above it."""
+    best, split = gap, 0
+    for k in range(1, min(len(ids), _MAX_STRAGGLERS + 1)):
+        if ids[k] - ids[k - 1] > best:
+            best, split = ids[k] - ids[k - 1], k
+    return split
 
 
 class _Phase(enum.IntEnum):
@@ -343,6 +427,7 @@ class _Counters:
     done: int = 0
     removed: int = 0
     list_calls: int = 0
+    range_calls: int = 0
     output_fetches: int = 0
     probes: int = 0
     rate_limited: int = 0
@@ -375,6 +460,9 @@ class PollPlanner(Generic[FolderT]):
         # probed by id; with list calls off there is nothing to wait for.
         self._probe_grace = self.policy.max_interval if self._budget.capacity else 0.0
         self._last_probe = -math.inf
+        # Folders whose last range answer was a full page, and its last id: the
+        # rest is asked for as soon as the window allows.
+        self._continue: dict[FolderT, int] = {}
         self._count = _Counters()
         # Folders whose re-checks are stretched while webhook events arrive (set_pace).
         self._pace: dict[FolderT, float] = {}
@@ -412,6 +500,7 @@ class PollPlanner(Generic[FolderT]):
             probes=c.probes,
             rate_limited=c.rate_limited,
             pushed_reads=c.pushed_reads,
+            range_calls=c.range_calls,
         )
 
     # -- events from the caller ---------------------------------------------------
@@ -462,11 +551,43 @@ class PollPlanner(Generic[FolderT]):
         if track.final:
             return  # a late answer from before the job ended
         track.state = state
-        track.last_checked = now
-        track.failures = 0
-        track.due_at = now + self._interval(track, now)
-        track.not_before = now
-        self._to_watching(track)
+        self._reschedule(track, now)
+
+    def observe_range(
+        self,
+        job_ids: Iterable[int],
+        rows: Sequence[tuple[int, JobState]],
+        *,
+        top: int,
+        now: float,
+    ) -> None:
+        """A :class:`ListEnded`'s answer about ``job_ids`` (the ones this planner
+        asked about): ``rows``, the (Id, State) pairs the list returned, ``top``,
+        the page size asked for.
+
+        A job in the rows gets its state (final: its outputs read is queued). A
+        job not in them has not ended: it is checked again after its interval.
+        When the page is full, the jobs above its last id are not answered: they
+        are due at once and the next page is asked for as soon as the 60 s window
+        allows. Rows about other jobs are ignored.
+        """
+        ended = dict(rows)
+        cursor = max(ended) if ended and len(rows) >= top else None
+        for job_id in job_ids:
+            track = self._jobs.get(job_id)
+            if track is None:
+                continue
+            state = ended.get(job_id)
+            if state is not None:
+                self.observe(job_id, state, now=now)
+            elif track.phase is not _Phase.LISTING:
+                continue  # a probe of it is in flight; that one answers
+            elif cursor is not None and job_id > cursor:
+                track.due_at = track.not_before = now
+                self._to_watching(track)
+                self._continue[track.folder] = cursor
+            else:
+                self._reschedule(track, now)
 
     def observe_missing(self, job_id: int, *, now: float) -> None:
         """A list call answered but did not include this job: probe it by id."""
@@ -556,6 +677,21 @@ class PollPlanner(Generic[FolderT]):
                 track.due_at = due
                 self._to_watching(track)
 
+    def join_range(self, folder: FolderT, low: int, high: int) -> tuple[int, ...]:
+        """This planner's watched jobs of ``folder`` with ``low <= id <= high``, to
+        be settled by a :class:`ListEnded` another planner sharing this one's
+        :class:`ListBudget` is making. Report its answer with :meth:`observe_range`
+        (or :meth:`list_failed`), as for a :class:`ListEnded` of this planner's own.
+        """
+        watch = self._watching.get(folder)
+        if watch is None:
+            return ()
+        tracks = [t for t in watch.jobs.values() if low <= t.job_id <= high]
+        for track in tracks:
+            self._set_phase(track, _Phase.LISTING)
+            watch.remove(track.job_id)
+        return tuple(t.job_id for t in tracks)
+
     def rate_limited(self, *, retry_after: float | None, now: float) -> None:
         """A list call got 429: no list calls until ``retry_after`` seconds pass.
 
@@ -587,6 +723,10 @@ class PollPlanner(Generic[FolderT]):
         fetch = self._next_fetch(now)
         if fetch is not None:
             return fetch
+        if self._continue and self._budget.window_ready_at() <= now:
+            more = self._next_page(now)
+            if more is not None:
+                return more
         if self._list_ready_at() <= now:
             batch = self._next_batch(now)
             if batch is not None:
@@ -617,6 +757,8 @@ class PollPlanner(Generic[FolderT]):
         if due < math.inf:
             candidates.append(max(due, self._list_ready_at()))
             candidates.append(max(overdue, probe_ready))
+        if any(self._page_left(folder, cursor) for folder, cursor in self._continue.items()):
+            candidates.append(self._budget.window_ready_at())
         wake = min(candidates, default=math.inf)
         if wake == math.inf:
             return None
@@ -632,6 +774,14 @@ class PollPlanner(Generic[FolderT]):
         age = max(0.0, now - track.added_at)
         interval = min(policy.max_interval, max(policy.min_interval, policy.interval_growth * age))
         return interval * pace
+
+    def _reschedule(self, track: _Track[FolderT], now: float) -> None:
+        """An answer says the job has not ended: check it again after its interval."""
+        track.last_checked = now
+        track.failures = 0
+        track.due_at = now + self._interval(track, now)
+        track.not_before = now
+        self._to_watching(track)
 
     def _back_off(self, track: _Track[FolderT], now: float) -> None:
         track.failures += 1
@@ -667,7 +817,7 @@ class PollPlanner(Generic[FolderT]):
             self._last_probe = now
         return FetchOne(track.job_id, track.folder, purpose)
 
-    def _next_batch(self, now: float) -> ListBatch[FolderT] | None:
+    def _next_batch(self, now: float) -> ListBatch[FolderT] | ListEnded[FolderT] | None:
         # Half of max_interval: a starving folder is served by a list call before
         # its jobs become overdue enough for probes by id.
         starving_limit = now - self.policy.max_interval / 2
@@ -688,11 +838,48 @@ class PollPlanner(Generic[FolderT]):
         if best is None:
             return None
         _, folder, due = best
+        threshold = self.policy.range_threshold
+        watch = self._watching[folder]
+        if threshold is not None and len(watch.jobs) > threshold:
+            return self._issue_range(folder, list(watch.jobs.values()), now)
         room = ListRoom.of(job_states_query, max_values=self.policy.max_batch)
         chosen = self._take_for_list(folder, due, now, room)
         self._budget.spend(now)
         self._count.list_calls += 1
         return ListBatch(folder, chosen)
+
+    def _page_left(self, folder: FolderT, cursor: int) -> list[_Track[FolderT]]:
+        """The watched jobs of ``folder`` above a full page's last id."""
+        watch = self._watching.get(folder)
+        return [] if watch is None else [t for t in watch.jobs.values() if t.job_id > cursor]
+
+    def _next_page(self, now: float) -> ListEnded[FolderT] | None:
+        """The next page of a range whose last answer was a full page."""
+        while self._continue:
+            folder, cursor = next(iter(self._continue.items()))
+            del self._continue[folder]
+            left = self._page_left(folder, cursor)
+            if left:
+                return self._issue_range(folder, left, now)
+        return None
+
+    def _issue_range(
+        self, folder: FolderT, tracks: list[_Track[FolderT]], now: float
+    ) -> ListEnded[FolderT]:
+        """One range query settling ``tracks`` (watched jobs of ``folder``), now LISTING."""
+        self._continue.pop(folder, None)
+        watch = self._watching[folder]
+        for track in tracks:
+            self._set_phase(track, _Phase.LISTING)
+            watch.remove(track.job_id)
+        ids = tuple(sorted(t.job_id for t in tracks))
+        split = _straggler_split(ids, gap=_STRAGGLER_GAP)
+        self._budget.spend(now)
+        self._count.list_calls += 1
+        self._count.range_calls += 1
+        return ListEnded(
+            folder, ids[split], ids[-1], ids, self.policy.range_page, stragglers=ids[:split]
+        )
 
     def _take_for_list(
         self, folder: FolderT, due: list[_Track[FolderT]], now: float, room: ListRoom

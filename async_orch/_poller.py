@@ -9,6 +9,11 @@ Theory of operation: the pure :class:`~async_orch._planner.PollPlanner` decides
   a 429 pauses them for the Retry-After the server gave. The watchers of one
   client (a :class:`WatcherGroup`) share that budget, and a list call carries
   the other watchers' jobs of its folder too.
+- ``ListEnded``: one ``GET /odata/Jobs`` asking a folder with many jobs for
+  those that ended within the batch's id range (final states only, Id and State,
+  ordered by Id, up to 1,000 rows): the rows are matched to the watched jobs and
+  the rest ignored. Other watchers of the group with jobs in the range are
+  answered by the same call.
 - ``FetchOne``: ``GET /odata/Jobs({id})``, not rate limited, read once per job
   when it is final, because only this route returns OutputArguments.
 
@@ -41,6 +46,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import anyio
 
@@ -57,7 +63,7 @@ from async_orch._list_budget import ListBudget
 from async_orch._logs import get_logger
 from async_orch._models import Job
 from async_orch._options import StateCallback, StopPolicy
-from async_orch._planner import FetchOne, ListBatch, PollPlanner, PollPolicy
+from async_orch._planner import FetchOne, ListBatch, ListEnded, PollPlanner, PollPolicy
 from async_orch._push_pace import PushPace
 from async_orch._resources import STOP_JOBS_CHUNK
 from async_orch._seams import JobsAPI
@@ -69,6 +75,8 @@ from async_orch._webhooks import JobEvent, WebhookReceiver
 __all__ = ["Finished", "JobWatcher", "WatcherGroup", "identity_change"]
 
 log = get_logger("async_orch.poller")
+
+_T = TypeVar("_T")
 
 _NOT_FOUND_LIMIT = 3  # reads by id answered 404 in a row before a job counts as gone
 _NOT_FOUND_WARN_EVERY = 30.0  # seconds, as the transport's outage warning
@@ -155,6 +163,20 @@ class WatcherGroup:
             ids = watcher.join_list(folder, room=room)
             if ids:
                 riders.append((watcher, ids))
+        return riders
+
+    def range_riders(
+        self, asking: JobWatcher, folder: int, low: int, high: int
+    ) -> list[tuple[JobWatcher, tuple[int, ...]]]:
+        """Jobs of the other running watchers within ``low..high`` of ``folder``,
+        settled by ``asking``'s range query; each watcher hears of the answer by
+        :meth:`JobWatcher.range_answered`."""
+        riders = []
+        for watcher in self._running:
+            if watcher is not asking:
+                ids = watcher.join_range(folder, low, high)
+                if ids:
+                    riders.append((watcher, ids))
         return riders
 
     def on_event(self, event: JobEvent) -> None:
@@ -347,9 +369,12 @@ class JobWatcher:
 
     # -- actions -----------------------------------------------------------------
 
-    async def _execute_list(self, action: ListBatch[int]) -> None:
+    async def _execute_list(self, action: ListBatch[int] | ListEnded[int]) -> None:
         try:
-            await self._list(action)
+            if isinstance(action, ListEnded):
+                await self._list_ended(action)
+            else:
+                await self._list(action)
         finally:
             self._wakeup.set()
 
@@ -397,11 +422,45 @@ class JobWatcher:
             groups += self._group.riders(self, action.folder, room=room)
         ids = [job_id for _, own in groups for job_id in own]
         states: Mapping[int, JobState] | None = None
+        try:
+            states = await self._ask(groups, lambda: self._api.job_states(folder, ids))
+        finally:
+            # Failed or cancelled (states None): the jobs are due again.
+            for watcher, own in groups:
+                watcher.list_answered(own, states)
+
+    async def _list_ended(self, action: ListEnded[int]) -> None:
+        """A range query: the final jobs of a folder within an id range."""
+        folder = self._folder_of(action.job_ids)
+        if folder is None:
+            return
+        groups = [(self, action.job_ids)]
+        if self._group is not None:
+            groups += self._group.range_riders(self, action.folder, action.low, action.high)
+        rows: Sequence[tuple[int, JobState]] | None = None
+        try:
+            rows = await self._ask(
+                groups,
+                lambda: self._api.ended_jobs(
+                    folder, action.low, action.high, top=action.top, also=action.stragglers
+                ),
+            )
+        finally:
+            for watcher, own in groups:
+                watcher.range_answered(own, rows, top=action.top)
+
+    async def _ask(
+        self,
+        groups: list[tuple[JobWatcher, tuple[int, ...]]],
+        call: Callable[[], Awaitable[_T]],
+    ) -> _T | None:
+        """Make one list call for ``groups`` (watchers and their jobs), taking a slot
+        of the shared budget first; None if it brought no answer."""
         shared = self._group.shared if self._group is not None else None
         try:
             if shared is not None:
                 await shared.acquire()
-            states = await self._api.job_states(folder, ids)
+            return await call()
         except RateLimitedError as exc:
             # A warning: the tenant's list limit is shared with every other client of
             # the tenant, and waiting it out can delay results by a minute.
@@ -412,16 +471,48 @@ class JobWatcher:
                 await shared.throttled(
                     self._planner.policy.rate_limit_pause if pause is None else pause
                 )
+            return None
         except RequestError as exc:
-            # The transport already retried what is worth retrying; the jobs stay
-            # due and are asked about again on the next round. Info, not a warning:
-            # during an outage this fires every round, and the transport's health
-            # tracker already warns once per 30 s of outage.
-            log.info("async_orch.poll_failed", error=str(exc), jobs=len(ids))
-        finally:
-            # Failed or cancelled (states None): the jobs are due again.
-            for watcher, own in groups:
-                watcher.list_answered(own, states)
+            # The jobs stay due and are asked about again on the next round (each
+            # try charged to the list budget). Info, not a warning: during an outage
+            # this fires every round, and the transport's health tracker already
+            # warns once per 30 s of outage.
+            jobs = sum(len(own) for _, own in groups)
+            log.info("async_orch.poll_failed", error=str(exc), jobs=jobs)
+            return None
+
+    def join_range(self, folder: int, low: int, high: int) -> tuple[int, ...]:
+        """Ids of this watcher's jobs of ``folder`` within ``low..high``, to be
+        settled by another watcher's range query; the caller reports the answer
+        with :meth:`range_answered`."""
+        return self._planner.join_range(folder, low, high)
+
+    def range_answered(
+        self,
+        job_ids: Sequence[int],
+        rows: Sequence[tuple[int, JobState]] | None,
+        *,
+        top: int,
+    ) -> None:
+        """A range query covering ``job_ids`` of this watcher answered ``rows`` (the
+        final jobs in the range; None: it failed or was cancelled, so they are due
+        again); wakes the run loop to plan what that changed."""
+        if rows is None:
+            self._planner.list_failed(job_ids, now=self._clock())
+        else:
+            self._apply_ended(job_ids, rows, top=top)
+        self._wakeup.set()
+
+    def _apply_ended(
+        self, job_ids: Sequence[int], rows: Sequence[tuple[int, JobState]], *, top: int
+    ) -> None:
+        """A range query's answer about ``job_ids`` (the ones this watcher asked for)."""
+        now = self._clock()
+        for job_id, state in rows:
+            self._note_state(job_id, state, now)
+        # Jobs not in the rows have not ended: their last state stands, and the
+        # deadlines hear nothing of them (a Pending one may have started since).
+        self._planner.observe_range([i for i in job_ids if i in self._jobs], rows, top=top, now=now)
 
     def join_list(self, folder: int, *, room: ListRoom) -> tuple[int, ...]:
         """Ids of this watcher's jobs of ``folder`` worth listing in another

@@ -17,16 +17,19 @@ Both are structural (``typing.Protocol``): an implementation need not inherit.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from async_orch._http import Response
 from async_orch._models import Folder, Job, Release, StartRequest
 from async_orch._states import JobState
 
-__all__ = ["FolderRef", "HTTPSender", "JobsAPI"]
+__all__ = ["FolderRef", "HTTPSender", "JobsAPI", "StateRows"]
 
 #: A folder as users name it: numeric Id, Key (GUID) or path ("Finance/Invoices").
 FolderRef = int | str | Folder
+
+#: (Id, State) rows of a list call, as ``$select=Id,State`` returns them.
+StateRows: TypeAlias = list[tuple[int, JobState]]
 
 
 class HTTPSender(Protocol):
@@ -81,6 +84,13 @@ class JobsAPI(Protocol):
 
     async def job_states(self, folder: FolderRef, ids: Sequence[int]) -> dict[int, JobState]:
         """The State of each job of ``ids`` the list returns (one list call)."""
+        ...
+
+    async def ended_jobs(
+        self, folder: FolderRef, low: int, high: int, *, top: int, also: Sequence[int] = ()
+    ) -> StateRows:
+        """Id and State of the folder's final jobs with ``low <= Id <= high`` or
+        an Id in ``also``, ordered by Id, at most ``top`` (one list call)."""
         ...
 
     async def get_job(self, folder: FolderRef, job_id: int) -> Job:

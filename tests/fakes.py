@@ -23,7 +23,7 @@ from multidict import CIMultiDict
 from async_orch._errors import FolderNotFoundError, ProcessNotFoundError
 from async_orch._http import Response
 from async_orch._models import Folder, Job, Release, StartRequest
-from async_orch._seams import FolderRef, HTTPSender, JobsAPI
+from async_orch._seams import FolderRef, HTTPSender, JobsAPI, StateRows
 from async_orch._states import JobState
 
 FOLDERS = ("Shared", "Finance", "Finance/Comptabilité", "HR")
@@ -149,6 +149,24 @@ class FakeAPI:
         if self.list_errors:
             raise self.list_errors.pop(0)
         return {i: self.jobs[i].state for i in ids if i in self.jobs}
+
+    async def ended_jobs(
+        self, folder: FolderRef, low: int, high: int, *, top: int, also: Sequence[int] = ()
+    ) -> StateRows:
+        await anyio.lowlevel.checkpoint()
+        self.calls.append(("ended", folder, (low, high)))
+        if self.list_errors:
+            raise self.list_errors.pop(0)
+        # The watcher names folders by Key or Id, callers by path.
+        rows = [
+            (job.id, job.state)
+            for job in self.jobs.values()
+            if (low <= job.id <= high or job.id in also)
+            and job.state.is_terminal
+            and folder
+            in (job.folder, job.folder.id, job.folder.key, job.folder.fully_qualified_name)
+        ]
+        return sorted(rows)[:top]
 
     async def get_job(self, folder: FolderRef, job_id: int) -> Job:
         await anyio.lowlevel.checkpoint()

@@ -382,6 +382,31 @@ async def test_job_states_reads_only_id_and_state_of_the_jobs_asked_about(
     assert transport.stats.count("GET Jobs", 200) == before  # nothing to ask
 
 
+async def test_ended_jobs_returns_the_final_jobs_of_an_id_range_in_order(
+    demo: tuple[OrchestratorAPI, Transport], fake_clock: FakeClock
+) -> None:
+    api, transport = demo
+    jobs = await api.start_jobs("Shared", StartRequest(release_name="Echo", jobs_count=5))
+    (other,) = await api.start_jobs("HR", StartRequest(release_name="Echo"))
+    ids = sorted(j.id for j in jobs)
+    low, high = ids[1], max(ids[-1], other.id)
+
+    assert await api.ended_jobs("Shared", low, high, top=1000) == []  # none ended yet
+    fake_clock.advance(WORK)
+    # Only this folder's jobs, only those within the range, ordered by Id.
+    assert await api.ended_jobs("Shared", low, high, top=1000) == [
+        (i, JobState.SUCCESSFUL) for i in ids[1:]
+    ]
+    assert await api.ended_jobs("Shared", low, high, top=2) == [
+        (i, JobState.SUCCESSFUL) for i in ids[1:3]
+    ]
+    # Jobs below the range named by id: the simulator serves the combined filter.
+    assert await api.ended_jobs("Shared", ids[3], high, top=1000, also=[ids[0]]) == [
+        (i, JobState.SUCCESSFUL) for i in (ids[0], *ids[3:])
+    ]
+    assert transport.stats.count("GET Jobs", 200) == 4  # one call each, no paging
+
+
 async def test_list_jobs_follows_pages_past_the_maximum_top(
     demo: tuple[OrchestratorAPI, Transport],
 ) -> None:

@@ -17,6 +17,7 @@ from async_orch._planner import (
     FetchPurpose,
     ListBatch,
     ListBudget,
+    ListEnded,
     PollAction,
     PollPlanner,
     PollPolicy,
@@ -353,10 +354,10 @@ def test_a_failing_folder_backs_off_and_does_not_take_every_call() -> None:
         for action in drain(planner, now):
             if action.folder == "broken":  # every call about it fails, lists and probes
                 calls[type(action).__name__] += 1
-                if isinstance(action, ListBatch):
-                    planner.list_failed(action.job_ids, now=now)
-                else:
+                if isinstance(action, FetchOne):
                     planner.fetch_failed(action.job_id, now=now)
+                else:
+                    planner.list_failed(action.job_ids, now=now)
             else:
                 assert isinstance(action, ListBatch)
                 calls["fine"] += 1
@@ -476,6 +477,8 @@ def test_next_wake_is_exact_under_random_operations(seed: int) -> None:
         max_interval=rng.choice([5.0, 30.0]),
         probe_rate_per_second=rng.choice([0.5, 10.0]),
         rate_limit_pause=20.0,
+        range_threshold=rng.choice([None, 2, 10]),
+        range_page=rng.choice([1, 3, 1000]),
     )
     planner: Planner = PollPlanner(policy)
     in_flight: list[PollAction[str]] = []
@@ -548,7 +551,14 @@ def test_a_folders_earliest_times_stay_exact_as_jobs_come_and_go(seed: int) -> N
 
 
 def _answer(planner: Planner, action: PollAction[str], rng: random.Random, now: float) -> None:
-    if isinstance(action, ListBatch):
+    if isinstance(action, ListEnded):
+        if rng.random() < 0.2:
+            planner.list_failed(action.job_ids, now=now)
+            return
+        terminal = sorted(TERMINAL_STATES)
+        rows = [(i, rng.choice(terminal)) for i in action.job_ids if rng.random() < 0.3]
+        planner.observe_range(action.job_ids, rows[: action.top], top=action.top, now=now)
+    elif isinstance(action, ListBatch):
         roll = rng.random()
         if roll < 0.1:
             planner.rate_limited(retry_after=rng.choice([None, 3.0]), now=now)
@@ -607,6 +617,7 @@ class SimResult:
     latencies: list[float] = field(default_factory=list)
     rate_limited: int = 0
     wakes: int = 0
+    range_calls: int = 0
 
     def requests(self) -> int:
         return len(self.list_times) + self.output_fetches + self.probes
@@ -661,14 +672,28 @@ def simulate(
         push(job.added, "add", job)
     pending_wake: float | None = None
 
+    def range_rows(action: ListEnded[str], at: float) -> list[tuple[int, JobState]]:
+        # The server's answer: every final job of the folder in the range (ours,
+        # already seen or not), ordered by Id, one page.
+        rows = [
+            (job.id, job.state_at(at))
+            for job in jobs
+            if job.folder == action.folder
+            and action.low <= job.id <= action.high
+            and job.state_at(at) in TERMINAL_STATES
+        ]
+        return sorted(rows)[: action.top]
+
     def respond(now: float, action: PollAction[str]) -> None:
-        if isinstance(action, ListBatch):
+        if isinstance(action, ListBatch | ListEnded):
             arrive = now + list_latency / 2
             refused = tenant_refuses(arrive)
             if refused is not None:
                 push(now + list_latency, "429", (action, refused))
             elif rng.random() < failure_rate:
                 push(now + list_latency, "list_failed", action)
+            elif isinstance(action, ListEnded):
+                push(now + list_latency, "range", (action, range_rows(action, arrive)))
             else:
                 rows = [
                     (job_id, by_id[job_id].state_at(arrive))
@@ -733,6 +758,12 @@ def _report(
         for job_id in action.job_ids:
             if job_id not in seen:
                 planner.observe_missing(job_id, now=now)
+    elif kind == "range":
+        action, rows = payload
+        for job_id, _ in rows:
+            if job_id in action.job_ids:
+                note_terminal(job_id, now)
+        planner.observe_range(action.job_ids, rows, top=action.top, now=now)
     elif kind == "429":
         action, retry_after = payload
         result.rate_limited += 1
@@ -759,8 +790,9 @@ def _drive(planner: PollPlanner[str], now: float, result: SimResult, respond: An
     issued = 0
     while (action := planner.next_action(now)) is not None:
         issued += 1
-        if isinstance(action, ListBatch):
+        if isinstance(action, ListBatch | ListEnded):
             result.list_times.append(now)
+            result.range_calls += isinstance(action, ListEnded)
         elif action.purpose is FetchPurpose.OUTPUTS:
             result.output_fetches += 1
         else:
@@ -793,7 +825,8 @@ def _percentile(values: list[float], fraction: float) -> float:
 def _summary(name: str, result: SimResult, jobs: int) -> str:
     lat = result.latencies
     return (
-        f"{name}: {jobs} jobs, {len(result.list_times)} list calls, "
+        f"{name}: {jobs} jobs, {len(result.list_times)} list calls "
+        f"({result.range_calls} ranges), "
         f"{result.output_fetches} output reads, {result.probes} probes, "
         f"{result.requests() / jobs:.3f} requests/job, "
         f"max {_max_in_any_window(result.list_times)} list calls in any 60 s, "
@@ -896,3 +929,134 @@ def test_join_list_lends_due_jobs_of_a_folder_to_another_planners_call() -> None
 def _room(values: int) -> ListRoom:
     """Room for ``values`` ids, the URL never the limit."""
     return ListRoom(values=values, chars=10_000)
+
+
+# -- range queries ---------------------------------------------------------------------------
+
+
+def test_a_folder_with_many_jobs_is_asked_for_what_ended_in_its_id_range() -> None:
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=3, range_page=10))
+    for job_id in (10, 11, 12, 13):
+        planner.add(job_id, "big", now=0.0)
+    planner.add(20, "small", now=0.0)
+    action = planner.next_action(1.0)
+    assert action == ListEnded("big", 10, 13, (10, 11, 12, 13), 10)
+    assert planner.stats.listing == 4 and planner.stats.range_calls == 1
+    # 11 ended; 5 and 12 are other callers' jobs (5 outside the range: a server
+    # answering loosely); 10 and 13 are not in the rows: they have not ended.
+    rows = [(5, JobState.FAULTED), (11, JobState.SUCCESSFUL), (12, JobState.STOPPED)]
+    planner.observe_range((10, 11, 13), rows, top=10, now=1.2)
+    assert planner.state_of(11) is JobState.SUCCESSFUL
+    assert planner.state_of(12) is None  # it was not among the ids reported
+    assert planner.next_action(1.2) == FetchOne(11, "big")  # its outputs, at once
+    stats = planner.stats
+    assert (stats.watching, stats.listing, stats.fetching) == (3, 1, 1)  # 10, 13, 20
+    # A job seen final is never taken back, and its row in a later range is skipped.
+    planner.observe_range((11,), rows, top=10, now=1.3)
+    assert planner.stats.output_fetches == 1
+
+
+def test_the_planner_returns_to_id_lists_when_the_folder_has_few_jobs_left() -> None:
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=2))
+    for job_id in (1, 2, 3):
+        planner.add(job_id, "A", now=0.0)
+    first = planner.next_action(1.0)
+    assert isinstance(first, ListEnded)
+    planner.observe_range(first.job_ids, [(1, JobState.SUCCESSFUL)], top=first.top, now=1.1)
+    assert planner.next_action(1.1) == FetchOne(1, "A")
+    assert planner.next_action(2.1) == ListBatch("A", (2, 3))  # two left: an id list
+
+
+def test_a_full_page_is_continued_as_soon_as_the_window_allows() -> None:
+    budget = 6  # one call every 10 s when paced
+    planner: Planner = PollPlanner(
+        PollPolicy(list_budget_per_minute=budget, range_threshold=2, range_page=2)
+    )
+    ours = (10, 20, 30, 40, 50, 60)
+    for job_id in ours:
+        planner.add(job_id, "A", now=0.0)
+    first = planner.next_action(1.0)
+    assert isinstance(first, ListEnded) and first.job_ids == ours
+    # A full page: 10 ended, 25 is another caller's; 20 has not ended; 30 and up
+    # are beyond the page's last id, unanswered.
+    done = JobState.SUCCESSFUL
+    planner.observe_range(ours, [(10, done), (25, done)], top=2, now=1.5)
+    assert planner.next_wake(1.5) == 1.5  # the outputs read and the next page
+    next_page = ListEnded("A", 30, 60, (30, 40, 50, 60), 2)
+    assert drain(planner, 1.5) == [FetchOne(10, "A"), next_page]
+    assert planner.state_of(20) is None and planner.stats.watching == 1  # 20, checked later
+    # Pages of other callers' jobs keep coming; the 60 s window still holds.
+    asked: tuple[int, ...] = (30, 40, 50, 60)
+    now = 1.5
+    for k in range(budget - 2):
+        planner.observe_range(asked, [(41 + 2 * k, done), (42 + 2 * k, done)], top=2, now=now)
+        action = planner.next_action(now)
+        assert action == ListEnded("A", 50, 60, (50, 60), 2), action
+        asked = action.job_ids
+        now += 0.1
+    planner.observe_range(asked, [(49, done), (49, done)], top=2, now=now)
+    assert planner.stats.list_calls == budget
+    assert planner.next_action(now) is None
+    # Blocked list calls leave the unanswered jobs to probes by id once overdue.
+    assert planner.next_wake(now) == now + planner.policy.max_interval
+
+
+def test_a_few_long_runners_far_below_the_others_are_asked_for_by_id() -> None:
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=3, range_page=1000))
+    # 7 and 9 run long; the batch has moved on to ids 5000 and up.
+    for job_id in (7, 9, 5000, 5001, 5003, 5004):
+        planner.add(job_id, "A", now=0.0)
+    action = planner.next_action(1.0)
+    assert action == ListEnded(
+        "A", 5000, 5004, (7, 9, 5000, 5001, 5003, 5004), 1000, stragglers=(7, 9)
+    )
+    # Dense ids (gaps of at most 100 ids): one plain range.
+    dense: Planner = PollPlanner(PollPolicy(range_threshold=3, range_page=1000))
+    for job_id in (1, 101, 201, 301):
+        dense.add(job_id, "A", now=0.0)
+    assert dense.next_action(1.0) == ListEnded("A", 1, 301, (1, 101, 201, 301), 1000)
+
+
+def test_join_range_lends_the_watched_jobs_in_a_range_to_another_planners_call() -> None:
+    budget = ListBudget(60)
+    rider: PollPlanner[str] = PollPlanner(PollPolicy(), budget=budget)
+    for job_id in (5, 7, 9):
+        rider.add(job_id, "A", now=0.0)
+    rider.add(8, "B", now=0.0)
+    assert rider.join_range("A", 6, 9) == (7, 9)
+    assert rider.stats.listing == 2 and rider.stats.list_calls == 0
+    rider.observe_range((7, 9), [(9, JobState.SUCCESSFUL)], top=1000, now=0.5)
+    assert rider.next_action(0.5) == FetchOne(9, "A")
+    assert rider.state_of(7) is None and rider.stats.watching == 3
+
+
+def _burst_jobs(count: int, folders: int, seed: int) -> list[FakeJob]:
+    """Many short jobs: started over 5 s, each ending 0.3-0.7 s after it starts
+    (the issue-16 detection scenario, scaled to the planner's clock)."""
+    rng = random.Random(seed)
+    jobs = []
+    for job_id in range(1, count + 1):
+        added = 5.0 * job_id / count
+        started = added + rng.uniform(0.0, 0.2)
+        ended = started + rng.uniform(0.33, 0.67)
+        jobs.append(
+            FakeJob(job_id, f"f{job_id % folders}", added, started, ended, JobState.SUCCESSFUL)
+        )
+    return jobs
+
+
+def test_range_queries_detect_a_burst_of_completions_with_fewer_calls_than_id_lists() -> None:
+    jobs = _burst_jobs(3000, 3, seed=3)
+    by_ids = simulate(PollPolicy(list_budget_per_minute=60, range_threshold=None), jobs)
+    ranged = simulate(PollPolicy(list_budget_per_minute=60), jobs)
+    print(_summary("id lists", by_ids, len(jobs)))  # noqa: T201
+    print(_summary("ranges", ranged, len(jobs)))  # noqa: T201
+    for result in (by_ids, ranged):
+        assert result.terminal_reads == Counter({job.id: 1 for job in jobs})
+        assert _max_in_any_window(result.list_times) <= 60
+    assert ranged.range_calls > 0
+    # 3,000 ids take ~10 id lists (as many ids as a URL holds each); the ranges see
+    # them in fewer calls, and sooner.
+    assert len(ranged.list_times) < len(by_ids.list_times)
+    assert _percentile(ranged.latencies, 0.99) < _percentile(by_ids.latencies, 0.99) / 1.5
+    assert _percentile(ranged.latencies, 0.99) <= 2 * 3  # two rounds over three folders

@@ -25,7 +25,7 @@ from async_orch._models import Job
 from async_orch._options import StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._poller import Finished, JobWatcher, WatcherGroup
-from async_orch._seams import FolderRef
+from async_orch._seams import FolderRef, StateRows
 from async_orch._states import JobState
 
 POLL = PollPolicy(min_interval=0.005, max_interval=0.02, probe_rate_per_second=1000.0)
@@ -373,3 +373,82 @@ def test_watchers_use_only_each_others_public_methods() -> None:
         and not (isinstance(node.value, ast.Name) and node.value.id == "self")
     ]
     assert reaching == []
+
+
+class EndAfterFirstRange(FakeAPI):
+    """Every job ends right after the first range query (which sees none ended)."""
+
+    async def ended_jobs(
+        self, folder: FolderRef, low: int, high: int, *, top: int, also: Sequence[int] = ()
+    ) -> StateRows:
+        rows = await super().ended_jobs(folder, low, high, top=top, also=also)
+        for job in self.jobs.values():
+            if not job.state.is_terminal:
+                job.state = JobState.FAULTED if job.id % 7 == 0 else JobState.SUCCESSFUL
+        return rows
+
+
+async def test_many_jobs_of_a_folder_are_watched_by_range_queries_others_jobs_ignored() -> None:
+    api = EndAfterFirstRange()
+    ours = [add_job(api, i) for i in range(1, 301) if i % 3]  # 200 jobs
+    for i in range(3, 301, 3):
+        add_job(api, i)  # another caller's jobs, interleaved in the same range
+    # Probes by id wait for max_interval: long enough for them never to be needed.
+    policy = PollPolicy(
+        list_budget_per_minute=600, min_interval=0.005, max_interval=5.0, range_page=60
+    )
+    finished = await watch_all(JobWatcher(api, policy=policy), ours)
+
+    assert sorted(f.handle.job_id for f in finished) == [h.job_id for h in ours]
+    assert all(
+        f.job is not None and f.job.output_arguments == {"id": f.handle.job_id}
+        for f in finished
+        if f.state is JobState.SUCCESSFUL
+    )
+    assert {f.state for f in finished} == {JobState.SUCCESSFUL, JobState.FAULTED}
+    # One read by id per job of ours (its outputs); none of the other caller's.
+    gets = sorted(c[2] for c in api.calls if c[0] == "get")
+    assert gets == [h.job_id for h in ours]
+    ranges = [c for c in api.calls if c[0] == "ended"]
+    # The lowest to the highest id watched; nothing had ended. Then 300 ended rows
+    # (ours and the other caller's), in pages of 60, each page from the last id on.
+    assert [r[2] for r in ranges] == [
+        (1, 299),
+        (1, 299),
+        (61, 299),
+        (121, 299),
+        (181, 299),
+        (241, 299),
+    ]
+    assert not [c for c in api.calls if c[0] == "states"]  # no id list was needed
+
+
+async def test_a_range_query_answers_the_groups_other_watchers_too() -> None:
+    api = EndAfterFirstRange()
+    policy = PollPolicy(list_budget_per_minute=600, min_interval=0.005, max_interval=5.0)
+    group = WatcherGroup(policy)
+    first = JobWatcher(api, policy=policy, group=group)
+    # The second batch would not ask about its jobs for 30 s: only the first's
+    # range queries, carrying its jobs, can end it in time.
+    slow = PollPolicy(list_budget_per_minute=600, min_interval=30.0, max_interval=60.0)
+    second = JobWatcher(api, policy=slow, group=group)
+    # The second batch's 39 jobs lie within the first's range (ids 5, 10, ... 195).
+    handles = {
+        first: [add_job(api, i) for i in range(1, 201) if i % 5],
+        second: [add_job(api, i) for i in range(5, 200, 5)],
+    }
+    finished: list[Finished] = []
+
+    async def collect(item: Finished) -> None:
+        finished.append(item)
+
+    with structlog.testing.capture_logs(), anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for watcher, own in handles.items():
+                for handle in own:
+                    watcher.watch(handle)
+                watcher.close()
+                tg.start_soon(watcher.run, collect)
+    assert sorted(f.handle.job_id for f in finished) == list(range(1, 200))
+    assert sorted(c[2] for c in api.calls if c[0] == "get") == list(range(1, 200))
+    assert [c[2] for c in api.calls if c[0] in ("ended", "states")] == [(1, 199), (1, 199)]

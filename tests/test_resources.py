@@ -108,3 +108,26 @@ async def test_job_states_asks_for_id_and_state_of_those_ids_in_the_folder() -> 
     (call,) = server.sender.sent_to(BASE + "/odata/Jobs")
     assert call.params == {"$filter": "Id in (11,12,13)", "$select": "Id,State", "$top": "1000"}
     assert call.headers["X-UIPATH-FolderKey"] == KEY_BEFORE
+
+
+async def test_ended_jobs_asks_one_page_of_final_jobs_in_the_id_range_ordered_by_id() -> None:
+    rows = [{"Id": 14, "State": "Faulted"}, {"Id": 12, "State": "Successful"}]
+    server = FakeOrchestrator(folder_list(1, KEY_BEFORE), jobs={"value": rows})
+    api = api_over(server)
+
+    ended = await api.ended_jobs("Finance", 11, 20, top=2)
+    await api.ended_jobs("Finance", 11, 20, top=1000, also=[3, 5])
+
+    assert ended == [(12, JobState.SUCCESSFUL), (14, JobState.FAULTED)]  # sorted by Id
+    plain, with_stragglers = server.sender.sent_to(BASE + "/odata/Jobs")  # one call each
+    final = "(State eq 'Successful' or State eq 'Faulted' or State eq 'Stopped')"
+    assert plain.params == {
+        "$filter": f"(Id ge 11 and Id le 20) and {final}",
+        "$select": "Id,State",
+        "$orderby": "Id asc",
+        "$top": "2",
+    }
+    assert plain.headers["X-UIPATH-FolderKey"] == KEY_BEFORE
+    assert with_stragglers.params is not None
+    expected = f"(Id in (3,5) or (Id ge 11 and Id le 20)) and {final}"
+    assert with_stragglers.params["$filter"] == expected

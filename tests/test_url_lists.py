@@ -95,7 +95,9 @@ def test_a_room_refuses_past_its_value_count_too() -> None:
 
 
 def test_the_planner_fills_a_list_call_up_to_its_url_budget() -> None:
-    planner: PollPlanner[str] = PollPlanner(PollPolicy(list_budget_per_minute=60))
+    planner: PollPlanner[str] = PollPlanner(
+        PollPolicy(list_budget_per_minute=60, range_threshold=None)  # id lists only
+    )
     ids = [900_000_000_000 + n for n in range(400)]  # 12 digits, like the simulator's
     for job_id in ids:
         planner.add(job_id, "A", now=0.0)
