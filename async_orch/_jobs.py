@@ -466,7 +466,7 @@ class Progress:
 
     def move(self, folder: str, old: str | None, new: str, count: int = 1) -> None:
         """Record that ``count`` jobs of ``folder`` went from ``old`` to ``new``."""
-        per_folder = self.by_folder.setdefault(folder, Counter())
+        per_folder = self._folder_counts(folder)
         if old is not None:
             self.by_state[old] -= count
             per_folder[old] -= count
@@ -476,7 +476,14 @@ class Progress:
     def forget(self, folder: str, state: str, count: int = 1) -> None:
         """Drop ``count`` jobs counted under ``state`` (they are recounted elsewhere)."""
         self.by_state[state] -= count
-        self.by_folder.setdefault(folder, Counter())[state] -= count
+        self._folder_counts(folder)[state] -= count
+
+    def _folder_counts(self, folder: str) -> Counter[str]:
+        # Not setdefault(folder, Counter()): that builds a Counter on every event.
+        counts = self.by_folder.get(folder)
+        if counts is None:
+            counts = self.by_folder[folder] = Counter()
+        return counts
 
     def note_pending(self, folder: str, job_id: int, pending: bool, now: float) -> None:
         """Record whether job ``job_id`` of ``folder`` is Pending (seen so at ``now``)."""

@@ -374,6 +374,49 @@ def test_job_names_a_bad_job_error() -> None:
         Job.from_api({"Id": 1, "State": "Faulted", "JobError": "boom"})
 
 
+_JOB_VARIANTS: list[dict[str, Any]] = [
+    FINISHED_JOB,
+    POSTMAN_JOB,
+    {"Id": 7, "State": "Running"},
+    {"Id": 7, "State": 5},  # a documented number
+    {"Id": 7, "State": "Brand new"},  # unknown: kept raw
+    {"Id": 7, "State": ""},
+    {**FINISHED_JOB, "OutputArguments": "[1, 2]"},
+    {**FINISHED_JOB, "InputArguments": "{oops"},
+    {**FINISHED_JOB, "EndTime": "2018-01-15T18:18:47+02:00"},  # an offset: the slow parser
+    {**FINISHED_JOB, "JobError": {"code": "X"}, "ErrorCode": "X"},
+    {**FINISHED_JOB, "OrganizationUnitId": True},  # refused: a boolean is no id
+    {**FINISHED_JOB, "Key": 12},
+    {**FINISHED_JOB, "EndTime": "last tuesday"},
+    {**FINISHED_JOB, "EndTime": 12},
+    {**FINISHED_JOB, "JobError": "boom"},
+    {**FINISHED_JOB, "OutputArguments": {"already": "parsed"}},
+    {**FINISHED_JOB, "Id": "7"},
+    {**FINISHED_JOB, "Id": True},
+    {"State": "Running"},
+]
+
+
+@pytest.mark.parametrize("data", _JOB_VARIANTS)
+def test_job_reading_of_plain_dicts_matches_the_checked_reading(data: dict[str, Any]) -> None:
+    # from_api reads the usual JobDto in one loop; it must agree with the
+    # field-by-field reading on every value, and fail with its message.
+    try:
+        expected = Job._from_api_checked(data)
+    except ResponseDecodeError as exc:
+        with pytest.raises(ResponseDecodeError) as raised:
+            Job.from_api(data)
+        assert str(raised.value) == str(exc)
+    else:
+        assert Job.from_api(data) == expected
+
+
+def test_the_usual_job_dto_takes_the_one_loop_reading() -> None:
+    from async_orch._models import _job_from_plain_dict
+
+    assert _job_from_plain_dict(FINISHED_JOB) == Job._from_api_checked(FINISHED_JOB)
+
+
 # -- parse_input_arguments / dump_input_arguments ----------------------------------------
 
 
