@@ -72,6 +72,7 @@ from async_orch._transport_hooks import (
     TransportHealth,
     TransportHooks,
 )
+from async_orch._validation import Validation, ValidationProblem
 from async_orch._version import __version__
 
 __all__ = [
@@ -143,6 +144,8 @@ __all__ = [
     "UnauthorizedError",
     "UncertainStartError",
     "UsageError",
+    "Validation",
+    "ValidationProblem",
     "__version__",
     "session_for",
 ]

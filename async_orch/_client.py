@@ -31,6 +31,7 @@ from async_orch._planner import PollPolicy
 from async_orch._resources import OrchestratorAPI
 from async_orch._transport import Transport
 from async_orch._transport_hooks import TransportHooks
+from async_orch._validation import Validation, validate_requests
 
 __all__ = ["OrchestratorClient"]
 
@@ -199,6 +200,22 @@ class OrchestratorClient:
         the arguments are those of :meth:`run_jobs`.
         """
         return await self.run_jobs(handles=handles, timeout=timeout, stop=stop, hooks=hooks)
+
+    async def validate(self, requests: Sequence[JobRequest]) -> list[Validation]:
+        """A dry run: ask Orchestrator (ValidateDynamicJob) whether each distinct
+        (folder, process) of ``requests`` could start a job now. Nothing is started.
+
+        Returns one :class:`~async_orch._validation.Validation` per pair, in the order
+        the pairs first appear: ``is_valid``, and each problem's code, Orchestrator's
+        text and the fix.
+
+        Raises:
+            InvalidRequestError: a request is malformed.
+            NotFoundByNameError: a folder or process name is unknown (with the names
+                that are close).
+        """
+        self.transport.ensure_open()
+        return await validate_requests(self.api, requests)
 
     def set_limits(
         self,

@@ -17,7 +17,9 @@ from typing import Any
 import anyio
 
 from async_orch._cli.common import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_OK,
     add_connection_flags,
     configure_logging,
     connection,
@@ -54,6 +56,11 @@ examples:
       --count 200 --inputs '{"customer": "ACME"}'
   async-orch dispatch --file jobs.csv --format csv --output results.csv
   async-orch dispatch --resume ~/.local/state/async-orch/journals/20250101-120000-1a2b3c.sqlite
+  async-orch dispatch --file jobs.csv --dry-run
+
+exit codes: 0 every job succeeded; 1 some jobs faulted, were stopped, timed out or
+are unfinished; 2 bad input or configuration (one line, nothing started); 130
+interrupted. With --dry-run: 0 every (folder, process) pair is valid, 1 some are not.
 """
 
 
@@ -81,6 +88,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     jobs.add_argument("--reference-prefix", help="References become PREFIX-0, PREFIX-1, ...")
     jobs.add_argument(
         "--file", type=Path, help="jobs from a .csv (folder,process,inputs,reference) or .jsonl"
+    )
+    jobs.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="start nothing: ask Orchestrator (ValidateDynamicJob) whether each distinct "
+        "(folder, process) could start a job now, one line each; exit 0 when all are "
+        "valid, 1 when any is not. No journal is written",
     )
     run_group = parser.add_argument_group("running")
     run_group.add_argument("--timeout", type=positive, help="seconds for the whole batch")
@@ -214,6 +228,8 @@ def _say(args: argparse.Namespace, text: str) -> None:
 async def _dispatch(args: argparse.Namespace) -> int:
     if args.resume is not None:
         return await _resume(args)
+    if args.dry_run:
+        return await _dry_run(args)
     batch_id = uuid.uuid4().hex[:10]
     records = records_for(_requests(args), batch_id)  # bad input fails before any I/O
     check_writable(args.output, flag="--output")  # written last: fail before the run
@@ -246,7 +262,23 @@ async def _dispatch(args: argparse.Namespace) -> int:
             return _finish(args, journal, display, interrupted)
 
 
+async def _dry_run(args: argparse.Namespace) -> int:
+    """Validate each distinct (folder, process) with Orchestrator; start nothing."""
+    requests = _requests(args)
+    records_for(requests, "dry-run")  # the checks a real run makes, before any I/O
+    async with connection(args) as settings, _client(args, settings) as orch:
+        _say(args, f"validating {len(requests)} jobs against {settings.url} (nothing is started)")
+        validations = await orch.validate(requests)
+    for validation in validations:
+        print(validation.describe(with_fixes=True), flush=True)
+    invalid = sum(not v.is_valid for v in validations)
+    _say(args, f"{len(validations) - invalid} of {len(validations)} (folder, process) valid")
+    return EXIT_FAILED if invalid else EXIT_OK
+
+
 async def _resume(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        raise ConfigurationError("--dry-run validates new jobs; leave out --resume")
     if args.process or args.folder or args.file is not None:
         raise ConfigurationError(
             "--resume takes its jobs from the journal; leave out --process/--folder/--file"
