@@ -279,6 +279,9 @@ class Outcome(enum.StrEnum):
     # Pending longer than pending_timeout: no robot picked it up (error: a
     # StuckPendingError saying how long and where); stopped if asked (see state).
     STUCK_PENDING = "stuck_pending"
+    # Suspended at its deadline, with StopPolicy(on_suspended="report"): left
+    # suspended (waiting for a person or an event), never stopped (see state).
+    SUSPENDED = "suspended"
     NOT_STARTED = "not_started"  # no job was created (see error)
     # StartJobs got no clear answer and a lookup of its Reference failed: jobs may
     # exist (error is an UncertainStartError naming the Reference); never re-posted.

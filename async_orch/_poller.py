@@ -76,6 +76,8 @@ class Finished:
     stop_sent: str | None = None  # the last stop sent after its deadline, if any
     # Seconds it had been Pending when its pending_timeout passed (None: it did not).
     stuck_pending_for: float | None = None
+    # Suspended at its deadline and reported so, not stopped (StopPolicy.on_suspended).
+    suspended: bool = False
 
 
 @dataclass(slots=True)
@@ -146,6 +148,7 @@ class JobWatcher:
             policy or PollPolicy(), budget=group.budget if group is not None else None
         )
         self._min_interval = self._planner.policy.min_interval
+        self._fresh_within = 2 * self._planner.policy.max_interval
         self._stop_policy = stop_policy or StopPolicy()
         self._clock = clock
         # Reads by id wait in a queue, drained by at most this many tasks at once:
@@ -441,6 +444,7 @@ class JobWatcher:
             return
         grace = self._stop_policy.grace
         to_finish: list[_Watched] = []
+        to_report_suspended: list[_Watched] = []
         to_stop: dict[str, list[_Watched]] = {"SoftStop": [], "Kill": []}
         next_due = math.inf
         for job_id, watched in list(self._timed.items()):
@@ -470,6 +474,15 @@ class JobWatcher:
                 due += grace
             if now < due:
                 next_due = min(next_due, due)
+            elif (suspended := self._suspended_at_deadline(watched, due, now)) is not None:
+                if suspended == "later":
+                    next_due = min(next_due, now + self._min_interval)
+                elif suspended == "wait":
+                    watched.deadline = None  # waited for until it ends
+                    del self._timed[job_id]
+                    log.info("async_orch.suspended_waited_for", job_id=job_id)
+                else:
+                    to_report_suspended.append(watched)
             elif ended or not self._stop_policy.on_timeout or watched.stop_sent == "Kill":
                 to_finish.append(watched)
             else:
@@ -477,9 +490,33 @@ class JobWatcher:
         self._next_due = next_due
         for watched in to_finish:
             await self._finish(watched, on_finished, timed_out=True)
+        for watched in to_report_suspended:
+            await self._finish(watched, on_finished, timed_out=True, suspended=True)
         for strategy, jobs in to_stop.items():
             if jobs:
                 await self._send_stops(jobs, strategy, now)
+
+    def _suspended_at_deadline(self, watched: _Watched, due: float, now: float) -> str | None:
+        """What ``StopPolicy.on_suspended`` makes of ``watched`` at its own deadline:
+        "wait", "report", "later" (seen running before the deadline: decide on a
+        fresher state), or None (not Suspended, or the policy is "timeout")."""
+        if (
+            self._stop_policy.on_suspended == "timeout"
+            or watched.stop_sent is not None
+            or watched.deadline is None
+            or due != watched.deadline
+            or (watched.state is not None and watched.state.is_terminal)
+        ):
+            return None
+        if watched.state is JobState.SUSPENDED:
+            # Suspended is slow to change (and polled seldom): as last seen, it stands.
+            return self._stop_policy.on_suspended
+        if watched.seen_at < watched.deadline and now < watched.deadline + self._fresh_within:
+            # Seen running before the deadline, it may be Suspended by now: a poll comes
+            # within the job's interval (if polls keep failing, the last state seen
+            # decides after two of the longest).
+            return "later"
+        return None
 
     async def _send_stops(self, jobs: Sequence[_Watched], strategy: str, now: float) -> None:
         """Stop jobs with one StopJobs call per folder (and per chunk of ids)."""
@@ -507,6 +544,7 @@ class JobWatcher:
         *,
         timed_out: bool,
         error: RequestError | None = None,
+        suspended: bool = False,
     ) -> None:
         job_id = watched.handle.job_id
         if self._jobs.pop(job_id, None) is None:
@@ -523,6 +561,7 @@ class JobWatcher:
                 error=error,
                 stop_sent=watched.stop_sent,
                 stuck_pending_for=watched.stuck_pending_for,
+                suspended=suspended,
             )
         )
 

@@ -46,6 +46,7 @@ from async_orch._dispatcher import DispatchLimits
 from async_orch._errors import ConfigurationError
 from async_orch._jobs import JobRequest
 from async_orch._journal import Journal, RequestRecord, plan_resume
+from async_orch._options import SUSPENDED_POLICIES
 from async_orch._planner import PollPolicy
 
 __all__ = ["add_parser", "run"]
@@ -111,6 +112,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=positive,
         help="seconds a job may stay Pending (no robot took it) before it is reported "
         "stuck_pending; with --stop-on-timeout it is stopped too",
+    )
+    run_group.add_argument(
+        "--on-suspended",
+        choices=SUSPENDED_POLICIES,
+        default="timeout",
+        help="a job Suspended (waiting for a person or an event) at its deadline: "
+        "timeout (default) like any other job; report it as suspended and leave it "
+        "suspended, never stopped; wait until it ends (its deadline is lifted)",
     )
     run_group.add_argument(
         "--stop-grace",
@@ -217,6 +226,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
         stop_grace=args.stop_grace,
         pending_timeout=args.pending_timeout,
         stop_on_interrupt=args.on_interrupt == "stop",
+        on_suspended=args.on_suspended,
     )
 
 

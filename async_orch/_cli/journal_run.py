@@ -18,7 +18,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import anyio
 
@@ -74,6 +74,7 @@ class RunOptions:
     stop_grace: float = 30.0
     pending_timeout: float | None = None
     stop_on_interrupt: bool = False
+    on_suspended: Literal["timeout", "report", "wait"] = "timeout"
 
 
 # -- pure helpers ------------------------------------------------------------------
@@ -345,6 +346,7 @@ async def _run(
                     on_cancel=options.stop_on_interrupt,
                     grace=options.stop_grace,
                     pending_timeout=options.pending_timeout,
+                    on_suspended=options.on_suspended,
                 ),
                 hooks=Hooks(
                     on_progress=on_progress,

@@ -68,7 +68,8 @@ def result_row(result: JobResult) -> dict[str, Any]:
         "job_id": handle.job_id if handle else None,
         "job_key": handle.job_key if handle else None,
         "outcome": result.outcome.value,
-        "state": job.raw_state if job else None,
+        # A job past its deadline was not read in full: its last state seen.
+        "state": job.raw_state if job else (result.state.value if result.state else None),
         "info": result.info,
         "outputs": result.outputs,
         "created": _iso(job.creation_time if job else None),
