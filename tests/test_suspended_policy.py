@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ def deadline_lifted() -> Iterator[anyio.Event]:
     lifted = anyio.Event()
     saved = structlog.get_config() if structlog.is_configured() else None
 
-    def catch(_logger: Any, _method: str, event: dict[str, Any]) -> Any:
+    def catch(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
         if event.get("event") == "async_orch.suspended_waited_for":
             lifted.set()
         raise structlog.DropEvent
