@@ -7,7 +7,6 @@ import os
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from async_orch._cli.journal_run import (
     reconcile,
     records_for,
     run_journaled,
+    summary_of,
     target_of,
 )
 from async_orch._cli.output import FORMATS, check_writable, emit_rows
@@ -380,8 +380,7 @@ def _finish(
     display.finish()
     rows = journal_rows(journal)
     _write(rows, args)
-    counts = Counter(str(r.get("outcome")) for r in rows)
-    _say(args, f"{len(rows)} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    _say(args, summary_of(rows).describe())
     if interrupted:
         journal.record_event("finished", interrupted=True)
         if args.simulator:

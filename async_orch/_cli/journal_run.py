@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -26,7 +26,7 @@ from async_orch._cli.output import COLUMNS, result_row
 from async_orch._client import OrchestratorClient
 from async_orch._config import Settings
 from async_orch._errors import OrchestratorError
-from async_orch._jobs import Abandoned, JobHandle, JobRequest, JobResult, Outcome
+from async_orch._jobs import Abandoned, JobHandle, JobRequest, JobResult, Outcome, Summary
 from async_orch._journal import JobRecord, Journal, JournalTarget, RequestRecord
 from async_orch._logs import get_logger
 from async_orch._models import Job
@@ -157,6 +157,18 @@ def journal_rows(journal: Journal) -> list[dict[str, Any]]:
                     }
                 )
     return [{column: row.get(column) for column in COLUMNS} for row in rows]
+
+
+def summary_of(rows: Sequence[Mapping[str, Any]]) -> Summary:
+    """The :class:`Summary` of result rows: counts by outcome, and the jobs asked to
+    stop that finished anyway (told apart from those that stopped)."""
+    counts = Counter(str(r.get("outcome")) for r in rows)
+    despite = sum(
+        1
+        for r in rows
+        if r.get("stop_sent") and r.get("outcome") in (Outcome.SUCCESSFUL, Outcome.FAULTED)
+    )
+    return Summary(total=len(rows), by_outcome=dict(counts), finished_despite_stop=despite)
 
 
 def exit_code(rows: Sequence[Mapping[str, Any]]) -> int:

@@ -48,6 +48,7 @@ COLUMNS = (
     "ended",
     "detected",
     "attempts",
+    "stop_sent",
 )
 
 
@@ -77,6 +78,9 @@ def result_row(result: JobResult) -> dict[str, Any]:
         "ended": _iso(job.end_time if job else None),
         "detected": _iso(result.detected),
         "attempts": result.attempts,
+        # The last stop async-orch sent (SoftStop/Kill): with outcome successful or
+        # faulted, the job was asked to stop but finished anyway.
+        "stop_sent": result.stop_sent,
     }
 
 
