@@ -78,6 +78,7 @@ from async_orch._transport_hooks import (
     TransportHealth,
     TransportHooks,
 )
+from async_orch._validation import Validation, ValidationProblem
 from async_orch._version import __version__
 from async_orch._webhooks import WebhookReceiver
 
@@ -157,6 +158,8 @@ __all__ = [
     "UnauthorizedError",
     "UncertainStartError",
     "UsageError",
+    "Validation",
+    "ValidationProblem",
     "WebhookReceiver",
     "__version__",
     "session_for",

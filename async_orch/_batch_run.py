@@ -451,6 +451,8 @@ def _result_of(tracked: _Tracked, item: Finished) -> JobResult:
             seconds=item.stuck_pending_for,
             stopped=state is JobState.STOPPED,
         )
+    elif item.suspended:
+        outcome = Outcome.SUSPENDED  # left suspended at its deadline (on_suspended="report")
     elif item.timed_out:
         outcome = Outcome.STOPPED if state is JobState.STOPPED else Outcome.TIMED_OUT
     elif item.job is None:

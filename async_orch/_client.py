@@ -34,6 +34,7 @@ from async_orch._resources import OrchestratorAPI
 from async_orch._shared_budget import SharedListBudget
 from async_orch._transport import Transport
 from async_orch._transport_hooks import TransportHooks
+from async_orch._validation import Validation, validate_requests
 from async_orch._webhooks import WebhookReceiver
 
 __all__ = ["OrchestratorClient"]
@@ -284,6 +285,22 @@ class OrchestratorClient:
 
     def _with_default_folder(self, requests: Sequence[JobRequest]) -> Sequence[JobRequest]:
         return with_default_folder(requests, self.settings.folder)
+
+    async def validate(self, requests: Sequence[JobRequest]) -> list[Validation]:
+        """A dry run: ask Orchestrator (ValidateDynamicJob) whether each distinct
+        (folder, process) of ``requests`` could start a job now. Nothing is started.
+
+        Returns one :class:`~async_orch._validation.Validation` per pair, in the order
+        the pairs first appear: ``is_valid``, and each problem's code, Orchestrator's
+        text and the fix.
+
+        Raises:
+            InvalidRequestError: a request is malformed.
+            NotFoundByNameError: a folder or process name is unknown (with the names
+                that are close).
+        """
+        self.transport.ensure_open()
+        return await validate_requests(self.api, self._with_default_folder(requests))
 
     def set_limits(
         self,

@@ -15,6 +15,9 @@ A watched job with a limit moves like this (``grace`` is ``StopPolicy.grace``)::
     Pending past pending_timeout, seen Pending by an answer from after it
         ──> stuck (stuck_pending_for), then as a passed deadline
     seen ended before its deadline ──> grace for its outputs read, then finish
+    Suspended at its own deadline, StopPolicy.on_suspended:
+        "timeout" ──> as a passed deadline; "report" ──> report_suspended (never
+        stopped); "wait" ──> its deadline lifted (waited for until it ends)
 
 A SoftStop that the workflow ignores changes nothing: Kill follows after the
 grace period all the same, and a job still running after that is finished as
@@ -47,6 +50,8 @@ class Escalation(Generic[K]):
     finish: list[K] = field(default_factory=list)
     soft_stop: list[K] = field(default_factory=list)
     kill: list[K] = field(default_factory=list)
+    report_suspended: list[K] = field(default_factory=list)  # on_suspended="report"
+    waited: list[K] = field(default_factory=list)  # on_suspended="wait": deadline lifted
 
 
 @dataclass(slots=True)
@@ -75,11 +80,17 @@ class Deadlines(Generic[K]):
         policy: whether to stop jobs past a deadline, the grace, the pending limit.
         recheck: seconds after which to look again at a job Pending past its
             pending limit as last seen, but maybe picked up since.
+        fresh_within: how long past a job's deadline to wait for a fresher state
+            when it was last seen running before it (it may be Suspended by now),
+            for ``on_suspended`` other than "timeout".
     """
 
-    def __init__(self, policy: StopPolicy, *, recheck: float) -> None:
+    def __init__(
+        self, policy: StopPolicy, *, recheck: float, fresh_within: float = math.inf
+    ) -> None:
         self._policy = policy
         self._recheck = recheck
+        self._fresh_within = fresh_within
         self._jobs: dict[K, _Limits] = {}  # every job with a limit, in the order added
         self._next_due = math.inf  # a lower bound of every job's due time
 
@@ -150,6 +161,19 @@ class Deadlines(Generic[K]):
                 due += grace
             if now < due:
                 next_due = min(next_due, due)
+            elif (suspended := self._suspended_at_deadline(limits, due, now)) is not None:
+                if suspended == "later":
+                    next_due = min(next_due, now + self._recheck)
+                elif suspended == "wait":
+                    limits.deadline = None  # waited for until it ends
+                    escalation.waited.append(key)
+                    left = limits.due_at(grace)
+                    if left is None:
+                        del self._jobs[key]
+                    else:
+                        next_due = min(next_due, left)
+                else:
+                    escalation.report_suspended.append(key)
             elif ended or not self._policy.on_timeout or limits.stop_sent == KILL:
                 escalation.finish.append(key)
             elif limits.stop_sent is None:
@@ -163,6 +187,28 @@ class Deadlines(Generic[K]):
                 limits.stop_sent, limits.stop_at = strategy, now
                 self._next_due = min(self._next_due, now + grace)
         return escalation
+
+    def _suspended_at_deadline(self, limits: _Limits, due: float, now: float) -> str | None:
+        """What ``StopPolicy.on_suspended`` makes of a job at its own deadline:
+        "wait", "report", "later" (seen running before the deadline: decide on a
+        fresher state), or None (not Suspended, or the policy is "timeout")."""
+        if (
+            self._policy.on_suspended == "timeout"
+            or limits.stop_sent is not None
+            or limits.deadline is None
+            or due != limits.deadline
+            or (limits.state is not None and limits.state.is_terminal)
+        ):
+            return None
+        if limits.state is JobState.SUSPENDED:
+            # Suspended is slow to change (and polled seldom): as last seen, it stands.
+            return self._policy.on_suspended
+        if limits.seen_at < limits.deadline and now < limits.deadline + self._fresh_within:
+            # Seen running before the deadline, it may be Suspended by now: a poll comes
+            # within the job's interval (if polls keep failing, the last state seen
+            # decides after ``fresh_within``).
+            return "later"
+        return None
 
     def _track(self, key: K, limits: _Limits) -> None:
         due = limits.due_at(self._policy.grace)

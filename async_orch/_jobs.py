@@ -306,6 +306,9 @@ class Outcome(enum.StrEnum):
     # Pending longer than pending_timeout: no robot picked it up (error: a
     # StuckPendingError saying how long and where); stopped if asked (see state).
     STUCK_PENDING = "stuck_pending"
+    # Suspended at its deadline, with StopPolicy(on_suspended="report"): left
+    # suspended (waiting for a person or an event), never stopped (see state).
+    SUSPENDED = "suspended"
     NOT_STARTED = "not_started"  # no job was created (see error)
     # StartJobs got no clear answer and a lookup of its Reference failed: jobs may
     # exist (error is an UncertainStartError naming the Reference); never re-posted.
@@ -432,7 +435,8 @@ class JobResult:
             "job_id": self.job_id,
             "job_key": self.key,
             "outcome": self.outcome.value,
-            "state": self.job.raw_state if self.job else None,
+            # A job past its deadline was not read in full: its last state seen.
+            "state": self.job.raw_state if self.job else (self.state.value if self.state else None),
             "info": self.info,
             "outputs": self.outputs,
             "created": _iso(self.job.creation_time if self.job else None),
@@ -440,6 +444,9 @@ class JobResult:
             "ended": _iso(self.ended),
             "detected": _iso(self.detected),
             "attempts": self.attempts,
+            # The last stop async-orch sent (SoftStop/Kill): with outcome successful or
+            # faulted, the job was asked to stop but finished anyway.
+            "stop_sent": self.stop_sent,
         }
 
 

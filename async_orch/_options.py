@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Literal
 
 from async_orch._errors import InvalidRequestError
 from async_orch._jobs import Abandoned, JobHandle, Progress, check_seconds
@@ -27,6 +28,9 @@ __all__ = [
     "StateCallback",
     "StopPolicy",
 ]
+
+#: The choices of ``StopPolicy.on_suspended``.
+SUSPENDED_POLICIES = ("timeout", "report", "wait")
 
 #: Called with the counts, overall and per folder, after every change.
 ProgressCallback = Callable[[Progress], None]
@@ -101,12 +105,19 @@ class StopPolicy:
             ``on_timeout``. None (the default): no such limit. Orchestrator never
             gives up on a Pending job by itself (no runtime, licence or connected
             machine: it waits; orchestrator-api.md section 8).
+        on_suspended: what a deadline does to a job Suspended at it (a
+            long-running workflow waiting for a person or an event):
+            ``"timeout"`` (the default) treats it like any job past its deadline
+            (TIMED_OUT, or stopped with ``on_timeout``); ``"report"`` reports it
+            SUSPENDED with state Suspended and never stops it; ``"wait"`` lifts
+            its deadline and waits until it ends.
     """
 
     on_timeout: bool = False
     on_cancel: bool | None = None
     grace: float = 30.0
     pending_timeout: float | None = None
+    on_suspended: Literal["timeout", "report", "wait"] = "timeout"
 
     def __post_init__(self) -> None:
         if not isinstance(self.on_timeout, bool):
@@ -120,6 +131,11 @@ class StopPolicy:
         check_seconds(self.grace, "StopPolicy.grace", allow_zero=True)
         if self.pending_timeout is not None:
             check_seconds(self.pending_timeout, "StopPolicy.pending_timeout")
+        if self.on_suspended not in SUSPENDED_POLICIES:
+            raise InvalidRequestError(
+                "StopPolicy.on_suspended must be one of "
+                f"{', '.join(map(repr, SUSPENDED_POLICIES))}, got {self.on_suspended!r}"
+            )
 
     @property
     def stops_on_cancel(self) -> bool:

@@ -99,6 +99,8 @@ class Finished:
     stop_sent: str | None = None  # the last stop sent after its deadline, if any
     # Seconds it had been Pending when its pending_timeout passed (None: it did not).
     stuck_pending_for: float | None = None
+    # Suspended at its deadline and reported so, not stopped (StopPolicy.on_suspended).
+    suspended: bool = False
 
 
 @dataclass(slots=True)
@@ -225,7 +227,9 @@ class JobWatcher:
         )
         self._min_interval = self._planner.policy.min_interval
         self._deadlines: Deadlines[int] = Deadlines(
-            stop_policy or StopPolicy(), recheck=self._min_interval
+            stop_policy or StopPolicy(),
+            recheck=self._min_interval,
+            fresh_within=2 * self._planner.policy.max_interval,
         )
         self._clock = clock
         # Reads by id wait in a queue, drained by at most this many tasks at once:
@@ -636,8 +640,13 @@ class JobWatcher:
             "SoftStop": [self._jobs[job_id] for job_id in due.soft_stop],
             "Kill": [self._jobs[job_id] for job_id in due.kill],
         }
+        to_report_suspended = [self._jobs[job_id] for job_id in due.report_suspended]
+        for job_id in due.waited:
+            log.info("async_orch.suspended_waited_for", job_id=job_id)
         for watched in to_finish:
             await self._finish(watched, on_finished, timed_out=True)
+        for watched in to_report_suspended:
+            await self._finish(watched, on_finished, timed_out=True, suspended=True)
         for strategy, jobs in to_stop.items():
             if jobs:
                 await self._send_stops(jobs, strategy)
@@ -666,6 +675,7 @@ class JobWatcher:
         *,
         timed_out: bool,
         error: RequestError | None = None,
+        suspended: bool = False,
     ) -> None:
         job_id = watched.handle.job_id
         if self._jobs.pop(job_id, None) is None:
@@ -684,6 +694,7 @@ class JobWatcher:
                 error=error,
                 stop_sent=stop_sent,
                 stuck_pending_for=stuck_pending_for,
+                suspended=suspended,
             )
         )
 

@@ -51,6 +51,7 @@ __all__ = ["STOP_JOBS_CHUNK", "FolderRef", "OrchestratorAPI", "odata_quote"]
 _JOBS = "odata/Jobs"
 _START_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
 _STOP_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
+_VALIDATE_JOB = "odata/Jobs/UiPath.Server.Configuration.OData.ValidateDynamicJob"
 _ATTACHMENTS = "odata/Attachments"
 _PAGE = PAGE_SIZE  # the documented maximum $top
 #: Job ids per StopJobs call (a JSON body, not a URL). ASSUMPTION: no documented cap
@@ -237,6 +238,30 @@ class OrchestratorAPI:
             attempts=1,
         )
         return [Job.from_api(row) for row in _values(response.json(), "jobs")]
+
+    async def validate_start(self, folder: FolderRef, request: StartRequest) -> dict[str, Any]:
+        """Whether ``request`` could start now [Jobs_ValidateDynamicJob]: the
+        ``ValidationResultDto`` (IsValid, Errors, ErrorCodes). Nothing is started, so
+        it may be retried. Inputs over 10,000 characters are left out: validating
+        must not upload an attachment.
+        """
+        resolved = await self.resolve_folder(folder)
+        body = request.to_api()
+        text = body["startInfo"].get("InputArguments")
+        if text is not None and needs_input_file(text):
+            del body["startInfo"]["InputArguments"]
+        response = await self._transport.request(
+            "POST",
+            _VALIDATE_JOB,
+            json=body,
+            headers=self.folder_headers(resolved),
+            idempotent=True,
+            endpoint="POST ValidateDynamicJob",
+        )
+        answer = response.json()
+        if not isinstance(answer, dict) or not isinstance(answer.get("IsValid"), bool):
+            raise ResponseDecodeError(f"expected a ValidationResultDto, got {str(answer)[:200]!r}")
+        return answer
 
     # -- Attachments [Attachments_Post, Attachments_GetById] ----------------------
 

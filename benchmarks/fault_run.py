@@ -5,6 +5,7 @@ duplicated jobs must both be 0. Not a timed test; see docs/reliability.md.
 
     python benchmarks/fault_run.py                      # 1,000 jobs, 3 kills, 1 restart
     python benchmarks/fault_run.py --jobs 60 --kills 1 --restarts 1 --seed 7
+    python benchmarks/fault_run.py --jobs 60 --scenario realistic   # machines, licences
 
 Everything runs as users run it: ``async-orch simulator --state FILE`` and
 ``async-orch dispatch --journal FILE`` / ``--resume FILE``, each a process of its
@@ -39,6 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +58,34 @@ CLIENT_ID = "faults"
 CLIENT_SECRET = "faults-secret"
 PROCESS = "Work"
 FOLDERS = ("Faults01", "Faults02", "Faults03", "Faults04")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Whom the run dispatches to: a scenario and its credentials, process, folders."""
+
+    scenario: str  # "faults" (written by scenario_text) or a built-in scenario's name
+    client_id: str = CLIENT_ID
+    client_secret: str = CLIENT_SECRET
+    process: str = PROCESS
+    folders: tuple[str, ...] = FOLDERS
+    time_scale: float | None = None  # None: the scenario's
+
+
+TARGETS = {
+    "faults": Target("faults"),
+    # The built-in "realistic" scenario: its machines' runtimes and 6 licences serve
+    # these folders, so most jobs wait Pending for a licence (HR's machine is offline
+    # and Sandbox has none: left out, their jobs would never run).
+    "realistic": Target(
+        "realistic",
+        client_id="demo-client",
+        client_secret="demo-secret",
+        process="Echo",
+        folders=("Shared", "Finance", "Finance/Comptabilité"),
+        time_scale=60.0,
+    ),
+}
 START_JOBS = "POST /odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
 
 # The client gives up on any answer after CLIENT_TIMEOUT seconds; the simulator
@@ -119,8 +150,11 @@ class SimulatorProcess:
     read before every kill and added up; the jobs are in the state file.
     """
 
-    def __init__(self, scenario: Path, state: Path, seed: int) -> None:
+    def __init__(
+        self, scenario: Path | str, state: Path, seed: int, time_scale: float | None = None
+    ) -> None:
         self.scenario, self.state, self.seed = scenario, state, seed
+        self.time_scale = time_scale
         self.port = 0
         self.url = ""
         self.root = ""
@@ -133,6 +167,8 @@ class SimulatorProcess:
             "--port", str(self.port), "--scenario", str(self.scenario), "--state", str(self.state),
             "--seed", str(self.seed),  # the state file replays only into the same seed
         ]  # fmt: skip
+        if self.time_scale is not None:
+            command += ["--time-scale", str(self.time_scale)]
         for key, value in FAULTS.items():
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
             command += ["--fault", f"{key}={text}"]
@@ -143,7 +179,8 @@ class SimulatorProcess:
             said = self.log.read_text(encoding="utf-8").strip()[-2000:]
             raise RunFailed(f"the simulator did not start: {said or url!r}")
         self.url = url
-        self.root = url.split("/faults/")[0]
+        parts = urllib.parse.urlsplit(url)
+        self.root = f"{parts.scheme}://{parts.netloc}"
         self.port = int(self.root.rsplit(":", 1)[1])
 
     def stats(self) -> dict[str, Any]:
@@ -223,6 +260,11 @@ class Options:
     seed: int = 1
     deadline: float = 1200.0  # seconds for the whole run before it is called off
     workdir: Path | None = None
+    scenario: str = "faults"  # a key of TARGETS
+
+    @property
+    def target(self) -> Target:
+        return TARGETS[self.scenario]
 
 
 @dataclass
@@ -279,23 +321,25 @@ def schedule(options: Options) -> list[tuple[int, str]]:
     return list(zip(points, events, strict=True))
 
 
-def fault_run_env(home: Path, url: str) -> dict[str, str]:
+def fault_run_env(home: Path, url: str, target: Target = TARGETS["faults"]) -> dict[str, str]:
     return cli_env(
         home,
         UIPATH_URL=url,
-        UIPATH_CLIENT_ID=CLIENT_ID,
-        UIPATH_CLIENT_SECRET=CLIENT_SECRET,
+        UIPATH_CLIENT_ID=target.client_id,
+        UIPATH_CLIENT_SECRET=target.client_secret,
         ASYNC_ORCH_TIMEOUT=str(CLIENT_TIMEOUT),
         ASYNC_ORCH_CONNECT_TIMEOUT=str(CLIENT_TIMEOUT),
         ASYNC_ORCH_RECONCILE_WINDOW=str(RECONCILE_WINDOW),
     )
 
 
-def write_jobs(path: Path, count: int) -> None:
+def write_jobs(path: Path, count: int, target: Target = TARGETS["faults"]) -> None:
+    folders = target.folders
     with path.open("w", encoding="utf-8") as out:
         for i in range(count):
-            row = {"folder": FOLDERS[i % len(FOLDERS)], "process": PROCESS, "inputs": {"n": i}}
-            out.write(json.dumps(row) + "\n")
+            folder = folders[i % len(folders)]
+            row = {"folder": folder, "process": target.process, "inputs": {"n": i}}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 @contextmanager
@@ -313,16 +357,19 @@ def run(options: Options) -> Report:
     report = Report(jobs=options.jobs)
     began = time.monotonic()
     with workdir(options.workdir) as work:
-        scenario = work / "scenario.toml"
-        scenario.write_text(scenario_text(options.seed), encoding="utf-8")
+        target = options.target
+        scenario: Path | str = target.scenario
+        if target.scenario == "faults":
+            scenario = work / "scenario.toml"
+            scenario.write_text(scenario_text(options.seed), encoding="utf-8")
         jobs_file = work / "jobs.jsonl"
-        write_jobs(jobs_file, options.jobs)
+        write_jobs(jobs_file, options.jobs, target)
         journal = work / "batch.sqlite"
         results = work / "results.jsonl"
-        sim = SimulatorProcess(scenario, work / "sim.sqlite", options.seed)
+        sim = SimulatorProcess(scenario, work / "sim.sqlite", options.seed, target.time_scale)
         sim.start()
         try:
-            env = fault_run_env(work, sim.url)
+            env = fault_run_env(work, sim.url, target)
             first = ["--file", str(jobs_file), "--journal", str(journal)]
             _drive(options, report, sim, env, first, journal, results, began)
             stats = sim.all_stats()
@@ -436,7 +483,7 @@ def table(report: Report, options: Options) -> str:
     faults = ", ".join(f"{kind} {n:,}" for kind, n in sorted(report.faults.items()))
     outcomes = ", ".join(f"{name} {n:,}" for name, n in report.outcomes.most_common())
     rows = [
-        ("jobs (requests)", f"{report.jobs:,} over {len(FOLDERS)} folders"),
+        ("jobs (requests)", f"{report.jobs:,} over {len(options.target.folders)} folders"),
         ("CLI kills (SIGKILL) / runs", f"{report.kills} / {report.cli_runs}"),
         ("simulator restarts (SIGKILL, --state)", str(report.restarts)),
         ("faults injected", faults),
@@ -452,7 +499,8 @@ def table(report: Report, options: Options) -> str:
     ]
     width = max(len(name) for name, _ in rows)
     lines = [f"fault run: --jobs {options.jobs} --kills {options.kills} "
-             f"--restarts {options.restarts} --seed {options.seed}", ""]  # fmt: skip
+             f"--restarts {options.restarts} --seed {options.seed} "
+             f"--scenario {options.scenario}", ""]  # fmt: skip
     lines += [f"| {name.ljust(width)} | {value} |" for name, value in rows]
     lines.append("events: " + ("; ".join(report.events) or "none"))
     for item in report.honest[:10]:
@@ -475,10 +523,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
     parser.add_argument("--deadline", type=float, default=1200.0, help="seconds before giving up")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the files here")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--scenario", choices=sorted(TARGETS), default="faults",
+                        help="faults (its own, 4 folders) or the built-in realistic")  # fmt: skip
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.kills < 0 or args.restarts < 0:
         parser.error("--jobs must be at least 1, --kills and --restarts at least 0")
-    options = Options(args.jobs, args.kills, args.restarts, args.seed, args.deadline, args.workdir)
+    options = Options(args.jobs, args.kills, args.restarts, args.seed, args.deadline, args.workdir,
+                      args.scenario)  # fmt: skip
     return options, args.json
 
 

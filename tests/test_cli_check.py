@@ -43,7 +43,7 @@ async def test_a_good_configuration_passes_every_step_and_starts_nothing(
     assert _steps(run.stdout) == [
         ("ok", s)
         for s in ("URL", "credentials", "token", "folders", "folder", "process", "jobs access",
-                  "start request")
+                  "start request", "dry run")
     ]  # fmt: skip
     assert run.stdout.rstrip().endswith("all checks passed")
     assert simulator_jobs(sim)["created"] == 0

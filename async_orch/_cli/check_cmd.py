@@ -2,8 +2,9 @@
 
 Each step builds on the one before (a token needs a valid URL, a folder needs a
 token, ...), so the checks stop at the first failure and say what is wrong and
-how to fix it. Nothing is started: the last step only builds the StartJobs
-body and validates it locally.
+how to fix it. Several (folder, process) pairs are checked one after the other.
+Nothing is started: the last steps build the StartJobs body and ask Orchestrator
+whether it could start a job now (ValidateDynamicJob, a dry run).
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ from async_orch._errors import (
     UnauthorizedError,
 )
 from async_orch._http import AiohttpSender
+from async_orch._jobs import JobRequest
 from async_orch._models import Folder, Release, StartRequest, parse_input_arguments
 from async_orch._sessions import session_for
+from async_orch._validation import ValidationProblem
 
 __all__ = ["add_parser", "run"]
 
@@ -56,6 +59,11 @@ EXAMPLES = (
 examples:
   async-orch check --simulator --folder Shared --process Echo
   async-orch check --profile prod --folder Finance/Invoices --process InvoiceProcessing
+  async-orch check --folder Finance --process Echo --folder HR --process Onboarding
+
+--folder and --process may repeat: one process is checked in each folder, one folder
+for each process, or the i-th process in the i-th folder.
+exit codes: 0 every check passed; 2 a check failed (its fix is printed).
 """
 )
 
@@ -88,8 +96,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--folder", help="folder to check (default: UIPATH_FOLDER_PATH)")
-    parser.add_argument("--process", help="process to look for in that folder")
+    parser.add_argument(
+        "--folder",
+        action="append",
+        help="folder to check (default: UIPATH_FOLDER_PATH); may repeat",
+    )
+    parser.add_argument(
+        "--process",
+        action="append",
+        help="process to look for in that folder, and to validate (dry run); may repeat",
+    )
     parser.add_argument("--inputs", help="InputArguments to validate, as a JSON object")
     add_connection_flags(parser)
 
@@ -115,20 +131,24 @@ async def _check(args: argparse.Namespace, out: TextIO) -> int:
             except StepFailed as failed:
                 return _fail(out, "URL", failed)
             report("ok", "credentials", _credentials_detail(settings))
+            pairs = _pairs(args.folder or [settings.folder], args.process or [None])
             async with OrchestratorClient(settings) as orch:
                 steps: list[tuple[str, Callable[[], Awaitable[str]]]] = [
                     ("token", lambda: _token(settings)),
                     ("folders", lambda: _folders(orch, found)),
-                    ("folder", lambda: _folder(orch, found, args.folder or settings.folder)),
-                    ("process", lambda: _process(orch, found, args.process)),
-                    ("jobs access", lambda: _jobs_access(orch, found)),
-                    ("start request", lambda: _start_request(found, args.inputs)),
                 ]
-                for name, step in steps:
-                    try:
-                        report("ok", name, await step())
-                    except StepFailed as failed:
-                        return _fail(out, name, failed)
+                if not await _run_steps(steps, report, out):
+                    return EXIT_USAGE
+                failed_pairs = 0
+                for folder, process in pairs:
+                    if len(pairs) > 1:
+                        out.write(f"{folder} / {process or '(no process)'}\n")
+                    pair = _Found(settings=settings, folders=found.folders)
+                    steps = _pair_steps(orch, pair, folder, process, args.inputs)
+                    if not await _run_steps(steps, report, out):
+                        failed_pairs += 1
+                if failed_pairs:
+                    return EXIT_USAGE
     except ConfigurationError as exc:
         if found.settings is not None:
             raise
@@ -171,9 +191,58 @@ _URL_FIX = (
 )
 
 
+def _pairs(
+    folders: list[str | None], processes: list[str | None]
+) -> list[tuple[str | None, str | None]]:
+    """The (folder, process) pairs that repeated --folder and --process name."""
+    if len(processes) == 1:
+        return [(folder, processes[0]) for folder in folders]
+    if len(folders) == 1:
+        return [(folders[0], process) for process in processes]
+    if len(folders) == len(processes):
+        return list(zip(folders, processes, strict=True))
+    raise ConfigurationError(
+        f"{len(folders)} --folder and {len(processes)} --process: give one process (checked "
+        "in every folder), one folder, or as many of each (paired in order)"
+    )
+
+
+def _pair_steps(
+    orch: OrchestratorClient,
+    found: _Found,
+    folder: str | None,
+    process: str | None,
+    inputs: str | None,
+) -> list[tuple[str, Callable[[], Awaitable[str]]]]:
+    """The steps of one (folder, process) pair, each building on the one before."""
+    return [
+        ("folder", lambda: _folder(orch, found, folder)),
+        ("process", lambda: _process(orch, found, process)),
+        ("jobs access", lambda: _jobs_access(orch, found)),
+        ("start request", lambda: _start_request(found, inputs)),
+        ("dry run", lambda: _dry_run(orch, found, inputs)),
+    ]
+
+
+async def _run_steps(
+    steps: list[tuple[str, Callable[[], Awaitable[str]]]],
+    report: Callable[[str, str, str], None],
+    out: TextIO,
+) -> bool:
+    """Run ``steps`` until one fails; whether all passed."""
+    for name, step in steps:
+        try:
+            report("ok", name, await step())
+        except StepFailed as failed:
+            _fail(out, name, failed)
+            return False
+    return True
+
+
 def _fail(out: TextIO, step: str, failed: StepFailed) -> int:
     out.write(f"  FAIL  {step:<14} {failed.what}\n")
-    out.write(f"        fix: {failed.fix}\n")
+    if failed.fix:
+        out.write(f"        fix: {failed.fix}\n")
     out.flush()
     return EXIT_USAGE
 
@@ -313,3 +382,30 @@ async def _start_request(found: _Found, inputs: str | None) -> str:
     # validated here; whether a robot can take the job shows only when one starts.
     size = len(str(body["startInfo"].get("InputArguments") or ""))
     return f"StartJobs body valid (inputs {size} characters); nothing was started"
+
+
+async def _dry_run(orch: OrchestratorClient, found: _Found, inputs: str | None) -> str:
+    """Orchestrator's own answer (ValidateDynamicJob): could a job start now?"""
+    if found.release is None or found.folder is None:
+        return "skipped (needs --process)"
+    request = JobRequest(
+        process=found.release.name,
+        folder=found.folder.fully_qualified_name,
+        inputs=parse_input_arguments(inputs) if inputs is not None else None,
+    )
+    try:
+        [validation] = await orch.validate([request])
+    except PermissionDeniedError as exc:
+        raise StepFailed(
+            f"the token may not validate a start: {exc.message}",
+            "grant the scope OR.Jobs (or OR.Jobs.Write)",
+        ) from exc
+    if validation.is_valid:
+        return "IsValid: a job could start now (ValidateDynamicJob); nothing was started"
+    problems = validation.problems or (ValidationProblem("?", "no reason given"),)
+    # One line per error, each followed by its fix (the fixes are printed here).
+    lines = [f"IsValid: false (ValidateDynamicJob), {len(problems)} error(s)"]
+    for problem in problems:
+        lines.append(f"        error {problem.code}: {problem.message}")
+        lines.append(f"        fix: {problem.fix or 'see the error above'}")
+    raise StepFailed("\n".join(lines), "")

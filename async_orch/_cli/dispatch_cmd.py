@@ -7,7 +7,6 @@ import os
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
@@ -15,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from async_orch._cli.common import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_OK,
     add_connection_flags,
     configure_logging,
     connection,
@@ -36,6 +37,7 @@ from async_orch._cli.journal_run import (
     journal_rows,
     refuse_embedded_simulator_journal,
     run_journaled,
+    summary_of,
 )
 from async_orch._cli.output import FORMATS, check_writable, emit_rows
 from async_orch._cli.progress import ProgressDisplay
@@ -46,6 +48,7 @@ from async_orch._errors import ConfigurationError
 from async_orch._jobs import JobRequest
 from async_orch._journal import Journal, RequestRecord
 from async_orch._journaled import records_for, resume_plan, target_of
+from async_orch._options import SUSPENDED_POLICIES
 from async_orch._planner import PollPolicy
 from async_orch._redis_budget import RedisListBudget
 from async_orch._webhooks import WebhookReceiver
@@ -63,6 +66,11 @@ examples:
       --count 200 --inputs '{"customer": "ACME"}'
   async-orch dispatch --file jobs.csv --format csv --output results.csv
   async-orch dispatch --resume ~/.local/state/async-orch/journals/20250101-120000-1a2b3c.sqlite
+  async-orch dispatch --file jobs.csv --dry-run
+
+exit codes: 0 every job succeeded; 1 some jobs faulted, were stopped, timed out or
+are unfinished; 2 bad input or configuration (one line, nothing started); 130
+interrupted. With --dry-run: 0 every (folder, process) pair is valid, 1 some are not.
 """
 )
 
@@ -95,6 +103,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     jobs.add_argument(
         "--file", type=Path, help="jobs from a .csv (folder,process,inputs,reference) or .jsonl"
     )
+    jobs.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="start nothing: ask Orchestrator (ValidateDynamicJob) whether each distinct "
+        "(folder, process) could start a job now, one line each; exit 0 when all are "
+        "valid, 1 when any is not. No journal is written",
+    )
     run_group = parser.add_argument_group("running")
     run_group.add_argument("--timeout", type=positive, help="seconds for the whole batch")
     run_group.add_argument(
@@ -110,6 +125,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=positive,
         help="seconds a job may stay Pending (no robot took it) before it is reported "
         "stuck_pending; with --stop-on-timeout it is stopped too",
+    )
+    run_group.add_argument(
+        "--on-suspended",
+        choices=SUSPENDED_POLICIES,
+        default="timeout",
+        help="a job Suspended (waiting for a person or an event) at its deadline: "
+        "timeout (default) like any other job; report it as suspended and leave it "
+        "suspended, never stopped; wait until it ends (its deadline is lifted)",
     )
     run_group.add_argument(
         "--stop-grace",
@@ -288,6 +311,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
         stop_grace=args.stop_grace,
         pending_timeout=args.pending_timeout,
         stop_on_interrupt=args.on_interrupt == "stop",
+        on_suspended=args.on_suspended,
     )
 
 
@@ -299,6 +323,8 @@ def _say(args: argparse.Namespace, text: str) -> None:
 async def _dispatch(args: argparse.Namespace) -> int:
     if args.resume is not None:
         return await _resume(args)
+    if args.dry_run:
+        return await _dry_run(args)
     batch_id = uuid.uuid4().hex[:10]
     records = records_for(_requests(args), batch_id)  # bad input fails before any I/O
     check_writable(args.output, flag="--output")  # written last: fail before the run
@@ -337,7 +363,23 @@ async def _dispatch(args: argparse.Namespace) -> int:
             return _finish(args, journal, display, interrupted)
 
 
+async def _dry_run(args: argparse.Namespace) -> int:
+    """Validate each distinct (folder, process) with Orchestrator; start nothing."""
+    requests = _requests(args)
+    records_for(requests, "dry-run")  # the checks a real run makes, before any I/O
+    async with connection(args) as settings, _client(args, settings) as orch:
+        _say(args, f"validating {len(requests)} jobs against {settings.url} (nothing is started)")
+        validations = await orch.validate(requests)
+    for validation in validations:
+        print(validation.describe(with_fixes=True), flush=True)
+    invalid = sum(not v.is_valid for v in validations)
+    _say(args, f"{len(validations) - invalid} of {len(validations)} (folder, process) valid")
+    return EXIT_FAILED if invalid else EXIT_OK
+
+
 async def _resume(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        raise ConfigurationError("--dry-run validates new jobs; leave out --resume")
     if args.process or args.folder or args.file is not None:
         raise ConfigurationError(
             "--resume takes its jobs from the journal; leave out --process/--folder/--file"
@@ -390,8 +432,7 @@ def _finish(
     display.finish()
     rows = journal_rows(journal)
     _write(rows, args)
-    counts = Counter(str(r.get("outcome")) for r in rows)
-    _say(args, f"{len(rows)} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    _say(args, summary_of(rows).describe())
     if interrupted:
         journal.record_event("finished", interrupted=True)
         if args.simulator:

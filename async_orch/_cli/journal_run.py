@@ -12,19 +12,19 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import anyio
 
 from async_orch._cli.output import COLUMNS, result_row
 from async_orch._client import OrchestratorClient
 from async_orch._errors import ConfigurationError, OrchestratorError
-from async_orch._jobs import Abandoned, JobRequest, JobResult, Outcome
+from async_orch._jobs import Abandoned, JobRequest, JobResult, Outcome, Summary
 from async_orch._journal import JobRecord, Journal, RequestRecord
 from async_orch._journaled import run_stored, stored_row
 from async_orch._logs import get_logger
@@ -57,6 +57,7 @@ class RunOptions:
     stop_grace: float = 30.0
     pending_timeout: float | None = None
     stop_on_interrupt: bool = False
+    on_suspended: Literal["timeout", "report", "wait"] = "timeout"
 
 
 # -- pure helpers ------------------------------------------------------------------
@@ -135,6 +136,18 @@ def journal_rows(journal: Journal) -> list[dict[str, Any]]:
                     }
                 )
     return [{column: row.get(column) for column in COLUMNS} for row in rows]
+
+
+def summary_of(rows: Sequence[Mapping[str, Any]]) -> Summary:
+    """The :class:`Summary` of result rows: counts by outcome, and the jobs asked to
+    stop that finished anyway (told apart from those that stopped)."""
+    counts = Counter(str(r.get("outcome")) for r in rows)
+    despite = sum(
+        1
+        for r in rows
+        if r.get("stop_sent") and r.get("outcome") in (Outcome.SUCCESSFUL, Outcome.FAULTED)
+    )
+    return Summary(total=len(rows), by_outcome=dict(counts), finished_despite_stop=despite)
 
 
 def exit_code(rows: Sequence[Mapping[str, Any]]) -> int:
@@ -224,6 +237,7 @@ async def run_journaled(
                     on_cancel=options.stop_on_interrupt,
                     grace=options.stop_grace,
                     pending_timeout=options.pending_timeout,
+                    on_suspended=options.on_suspended,
                 ),
                 hooks=Hooks(on_progress=on_progress, on_abandoned=on_abandoned),
             )

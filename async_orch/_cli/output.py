@@ -46,6 +46,7 @@ COLUMNS = (
     "ended",
     "detected",
     "attempts",
+    "stop_sent",
 )
 
 
