@@ -131,6 +131,11 @@ async def client_credentials_token(
         now=sim.real_now(),
         flow="client_credentials",
         subject=credential.client_id,
+        folders=(
+            None
+            if credential.folders is None
+            else frozenset(f.casefold() for f in credential.folders)
+        ),
     )
     log.debug("async_orch.simulator.token_issued", flow="client_credentials", tenant=tenant.key)
     body = {

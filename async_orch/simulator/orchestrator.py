@@ -56,6 +56,7 @@ from async_orch.simulator.start_request import (
     parse_stop_job,
     parse_stop_jobs,
 )
+from async_orch.simulator.world import Folder
 
 if TYPE_CHECKING:
     from async_orch.simulator.core import Simulator, TenantRuntime
@@ -175,6 +176,13 @@ class _Call:
 
     def context(self, fragment: str) -> str:
         return f"{self.base_url}/odata/$metadata#{fragment}"
+
+    def folder(self) -> Folder:
+        """The folder the headers address, if this caller may use it (else 400/1100)."""
+        return resolve_folder(self.request.headers, self.tenant.world, visible=self.sees)
+
+    def sees(self, folder: Folder) -> bool:
+        return self.token.sees(folder.path)
 
 
 async def handle_orchestrator(
@@ -342,7 +350,7 @@ def _job_not_found(job_id: object) -> ApiProblem:
 
 
 def _single_job(call: _Call, job: Job | None, shown: object) -> web.Response:
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     if job is None or job.folder.id != folder.id:
         raise _job_not_found(shown)
     params = _params(call.request)
@@ -362,7 +370,9 @@ def _single_job(call: _Call, job: Job | None, shown: object) -> web.Response:
 
 async def _folders(call: _Call) -> web.Response:
     _expand(call.request.query.get("$expand"), "FolderDto")
-    rows = [folder_dto(f) for f in call.tenant.world]
+    # ASSUMPTION: an application assigned to some folders lists only those (and
+    # their subfolders), as it can use no other (orchestrator-api.md §8: 1100).
+    rows = [folder_dto(f) for f in call.tenant.world if call.sees(f)]
     return _listing(
         call,
         "Folders",
@@ -374,7 +384,7 @@ async def _folders(call: _Call) -> web.Response:
 
 
 async def _releases(call: _Call) -> web.Response:
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     _expand(call.request.query.get("$expand"), "ReleaseDto")
     deployed = call.tenant.started_at
     rows = [release_dto(r, deployed_at=deployed) for r in folder.releases]
@@ -392,7 +402,7 @@ async def _releases(call: _Call) -> web.Response:
 async def _jobs(call: _Call) -> web.Response:
     # UNCONFIRMED: without a folder header the real service may list the jobs of
     # every folder the caller sees; the simulator asks for the header (400/1101).
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     expanded = _expand(call.request.query.get("$expand"), "JobDto")
 
     def rows(query: ODataQuery) -> list[dict[str, Any]]:
@@ -431,7 +441,7 @@ async def _job_by_key(call: _Call) -> web.Response:
 
 
 async def _start_jobs(call: _Call) -> web.Response:
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     tenant_key = call.tenant.key
 
     def input_file(key: str) -> str | None:
@@ -453,7 +463,7 @@ async def _start_jobs(call: _Call) -> web.Response:
 
 
 async def _validate_dynamic_job(call: _Call) -> web.Response:
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     result = validate_dynamic_job(
         await _read_json(call.request), folder, call.tenant.engine.runtimes
     )
@@ -463,7 +473,7 @@ async def _validate_dynamic_job(call: _Call) -> web.Response:
 
 
 async def _stop(call: _Call, job_ids: list[int], strategy: str) -> web.Response:
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     try:
         call.tenant.engine.stop_jobs(call.now, folder.id, job_ids, strategy)
     except UnknownJobError as exc:
@@ -482,7 +492,7 @@ async def _stop_job(call: _Call) -> web.Response:
 
 
 async def _resume_job(call: _Call) -> web.Response:
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     key = parse_resume_job(await _read_json(call.request))
     engine = call.tenant.engine
     job = engine.job_by_key(key)
@@ -515,13 +525,14 @@ async def _create_webhook(call: _Call) -> web.Response:
 async def _attachments(call: _Call) -> web.Response:
     body = await _read_json(call.request)
     return await create_attachment(
-        call.tenant, call.sim.attachments, call.request, body, call.base_url
+        call.tenant, call.sim.attachments, call.folder(), body, call.base_url
     )
 
 
 async def _attachment(call: _Call) -> web.Response:
     key = call.match.params["key"]
-    return await get_attachment(call.tenant, call.sim.attachments, call.request, key, call.base_url)
+    folder = call.folder()
+    return await get_attachment(call.tenant, call.sim.attachments, folder, key, call.base_url)
 
 
 async def _blob_put(call: _Call) -> web.Response:

@@ -22,11 +22,32 @@ class AccessToken:
     expires_at: float
     flow: str  # "client_credentials" | "refresh_token" | "onprem"
     subject: str
+    # The folder paths (casefolded) an external application is assigned to; None: all.
+    folders: frozenset[str] | None = None
     revoked: bool = False
 
     def allows(self, any_of: frozenset[str]) -> bool:
-        """True if the token carries at least one of the scopes in *any_of*."""
-        return self.scopes is None or not self.scopes.isdisjoint(any_of)
+        """True if the token carries at least one of the scopes in *any_of*.
+
+        ``OR.Default`` is the scope of a fine-grained (folder-assigned) external
+        application (orchestrator-api.md §8): its rights come from the roles it holds
+        in its folders. ASSUMPTION: those roles grant every endpoint the simulator
+        serves; the folder assignment alone limits what it sees.
+        """
+        return (
+            self.scopes is None or "OR.Default" in self.scopes or not self.scopes.isdisjoint(any_of)
+        )
+
+    def sees(self, folder_path: str) -> bool:
+        """True if the token may use the folder at *folder_path*.
+
+        ASSUMPTION: an assignment to a folder covers its subfolders (roles are
+        inherited down the folder tree in modern folders).
+        """
+        if self.folders is None:
+            return True
+        path = folder_path.casefold()
+        return any(path == f or path.startswith(f + "/") for f in self.folders)
 
 
 class TokenStore:
@@ -44,6 +65,7 @@ class TokenStore:
         now: float,
         flow: str,
         subject: str,
+        folders: frozenset[str] | None = None,
     ) -> AccessToken:
         self._purge(now)
         token = AccessToken(
@@ -53,6 +75,7 @@ class TokenStore:
             expires_at=now + lifetime,
             flow=flow,
             subject=subject,
+            folders=folders,
         )
         self._tokens[token.value] = token
         return token
