@@ -37,6 +37,7 @@ __all__ = [
     "header",
     "looks_like_html",
     "retry_after_from",
+    "said_revoked",
 ]
 
 
@@ -209,6 +210,13 @@ def _bearer_error(headers: Mapping[str, str]) -> str | None:
     parts = [fields.get("error"), fields.get("error_description")]
     text = ": ".join(p for p in parts if p)
     return text or None
+
+
+def said_revoked(headers: Mapping[str, str]) -> bool:
+    """True when a 401's ``WWW-Authenticate`` says the bearer token was revoked
+    (RFC 6750 §3: ``error="invalid_token"``, with a description naming the cause)."""
+    described = _bearer_error(headers) or ""
+    return "invalid_token" in described and "revoked" in described.lower()
 
 
 def retry_after_from(

@@ -101,7 +101,12 @@ _BASES = (
 _TOKEN_PATHS: tuple[tuple[re.Pattern[str], Endpoint], ...] = (
     (re.compile(rf"(?:/(?P<org>{_SEG}))?/identity_?/connect/token/?", re.I), Endpoint.TOKEN),
     (re.compile(r"/oauth/token/?", re.I), Endpoint.LEGACY_TOKEN),
-    (re.compile(r"/api/account/authenticate/?", re.I), Endpoint.AUTHENTICATE),
+    # Standalone: {base}/api/Account/Authenticate; Automation Suite serves it per
+    # tenant, /{org}/{tenant}/api/account/authenticate (orchestrator-api.md §8).
+    (
+        re.compile(rf"(?:/(?P<org>{_SEG})/(?P<tenant>{_SEG}))?/api/account/authenticate/?", re.I),
+        Endpoint.AUTHENTICATE,
+    ),
 )
 
 
@@ -109,8 +114,12 @@ def match_route(method: str, path: str) -> RouteMatch | None:
     """Match a decoded request path; ``None`` if no endpoint has that path."""
     for pattern, endpoint in _TOKEN_PATHS:
         if m := pattern.fullmatch(path):
+            groups = m.groupdict()
             return RouteMatch(
-                endpoint, method == endpoint.method, organization=m.groupdict().get("org")
+                endpoint,
+                method == endpoint.method,
+                organization=groups.get("org"),
+                tenant=groups.get("tenant"),
             )
     for base in _BASES:
         if not (m := base.fullmatch(path)):
