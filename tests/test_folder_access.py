@@ -100,6 +100,8 @@ async def test_an_assigned_application_sees_its_folders_and_their_subfolders_onl
     status, body = await _get(http, sim, narrow, "odata/Folders")
     assert status == 200
     assert [f["FullyQualifiedName"] for f in body["value"]] == ["Finance", "Finance/AP"]
+    status, body = await _get(http, sim, narrow, "api/FoldersNavigation/GetFoldersForCurrentUser")
+    assert [f["FolderPath"] for f in body["PageItems"]] == ["Finance", "Finance/AP"]
 
     # OR.Default is enough for a fine-grained application, in its folders.
     for folder in ("Finance", "Finance/AP"):

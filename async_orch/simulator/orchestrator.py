@@ -35,8 +35,14 @@ from async_orch.simulator.attachments import (
     put_blob,
 )
 from async_orch.simulator.dry_run import validate_dynamic_job
-from async_orch.simulator.dto import EXPANDABLE, folder_dto, job_dto, release_dto
-from async_orch.simulator.engine import Job, UnknownJobError
+from async_orch.simulator.dto import (
+    EXPANDABLE,
+    folder_dto,
+    job_dto,
+    path_aware_folder_dto,
+    release_dto,
+)
+from async_orch.simulator.engine import Job, StartOrder, UnknownJobError
 from async_orch.simulator.folders import resolve_folder
 from async_orch.simulator.odata import (
     FieldKind,
@@ -51,6 +57,7 @@ from async_orch.simulator.responses import odata_response
 from async_orch.simulator.robots import NO_RUNTIME_CODE, NO_RUNTIME_MESSAGE
 from async_orch.simulator.routes import Endpoint, RouteMatch
 from async_orch.simulator.start_request import (
+    parse_restart_job,
     parse_resume_job,
     parse_start_jobs,
     parse_stop_job,
@@ -82,6 +89,11 @@ REQUIRED_SCOPES: dict[Endpoint, frozenset[str]] = {
     Endpoint.STOP_JOB: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
     Endpoint.VALIDATE_DYNAMIC_JOB: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
     Endpoint.RESUME_JOB: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
+    Endpoint.RESTART_JOB: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
+    # The spec says "OAuth authentication is not supported" here, yet the official
+    # SDK calls it with its token (orchestrator-api.md §8). ASSUMPTION: the folder
+    # scopes admit it.
+    Endpoint.FOLDERS_FOR_USER: frozenset({"OR.Folders", "OR.Folders.Read"}),
     Endpoint.ATTACHMENTS: frozenset({"OR.Folders", "OR.Folders.Write"}),
     Endpoint.ATTACHMENT: frozenset({"OR.Folders", "OR.Folders.Read"}),
     # ASSUMPTION: a blob Uri that RequiresAuth takes any token of the tenant.
@@ -509,6 +521,59 @@ async def _resume_job(call: _Call) -> web.Response:
     return _single_job(call, engine.job_by_key(key), key)
 
 
+async def _restart_job(call: _Call) -> web.Response:
+    folder = call.folder()
+    job_id = parse_restart_job(await _read_json(call.request))
+    engine = call.tenant.engine
+    job = engine.job(job_id)
+    if job is None or job.folder.id != folder.id:
+        raise _job_not_found(job_id)
+    if not job.state.is_terminal:
+        # UNCONFIRMED: status and message for restarting a job that has not ended.
+        raise ApiProblem(409, f"Job {job_id} is {job.state.value}; only a finished job restarts.")
+    # ASSUMPTION: a restart is a new job of the same process, inputs and priority,
+    # on any robot; its Reference is not carried over (undocumented). The answer is
+    # the new job's JobDto, 200 (spec/orchestrator.yaml, Jobs_RestartJob).
+    order = StartOrder(
+        folder=folder,
+        release=job.release,
+        robots=(None,),
+        input_arguments=job.input_arguments,
+        input_file=job.input_file,
+        job_priority=job.job_priority,
+        specific_priority=job.specific_priority,
+        runtime_type=job.runtime_type,
+    )
+    (restarted,) = engine.start_jobs(call.now, order)
+    return _single_job(call, restarted, restarted.id)
+
+
+async def _folders_for_user(call: _Call) -> web.Response:
+    """``GET /api/FoldersNavigation/GetFoldersForCurrentUser?searchText=&skip=&take=``:
+    a ``PageResultDtoOfPathAwareFolderDto`` of the folders the caller sees.
+    ASSUMPTION: searchText matches any part of the full path, case-insensitively;
+    without take, every match is returned."""
+    query = call.request.query
+    text = query.get("searchText", "").casefold()
+    skip = _page_number(query, "skip", 0) or 0
+    take = _page_number(query, "take", None)
+    found = [f for f in call.tenant.world if call.sees(f) and text in f.path.casefold()]
+    page = found[skip:] if take is None else found[skip : skip + take]
+    return odata_response(
+        {"PageItems": [path_aware_folder_dto(f) for f in page], "Count": len(found)}
+    )
+
+
+def _page_number(query: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = query.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) > 2**31 - 1:
+        # ASSUMPTION: a bad int32 query parameter is a 400 with errorCode 1000.
+        raise ApiProblem(400, f"{name} must be a non-negative integer, got {raw[:40]!r}.")
+    return int(raw)
+
+
 async def _webhooks(call: _Call) -> web.Response:
     subscriptions = call.sim.webhooks.subscriptions.get(call.tenant.key, [])
     return odata_response(
@@ -554,6 +619,8 @@ _HANDLERS: dict[Endpoint, Callable[[_Call], Awaitable[web.Response]]] = {
     Endpoint.STOP_JOB: _stop_job,
     Endpoint.VALIDATE_DYNAMIC_JOB: _validate_dynamic_job,
     Endpoint.RESUME_JOB: _resume_job,
+    Endpoint.RESTART_JOB: _restart_job,
+    Endpoint.FOLDERS_FOR_USER: _folders_for_user,
     Endpoint.ATTACHMENTS: _attachments,
     Endpoint.WEBHOOKS: _webhooks,
     Endpoint.CREATE_WEBHOOK: _create_webhook,
