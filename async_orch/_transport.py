@@ -522,9 +522,9 @@ class Transport:
         )
         if static and (accepted_before or revoked):
             what = (
-                "Orchestrator says the access token was revoked"
-                if revoked
-                else "Orchestrator refused the access token it accepted earlier in this run"
+                "Orchestrator refused the access token it accepted earlier in this run"
+                if accepted_before
+                else "Orchestrator says the access token was revoked"
             )
             hint = "The token was revoked (or has expired): create a new personal access token"
         elif revoked:

@@ -4,6 +4,8 @@ URL shapes built from ``deployment``, and a revoked token explained as revoked."
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 from aiohttp import web
 from conftest import DEMO_SCOPES, add_simulator_middleware, aioresponses_mock
@@ -12,8 +14,9 @@ from test_integration_auth import admin_password, connect, demo_credentials
 from async_orch._config import ClientCredentials, PasswordCredentials, Settings
 from async_orch._errors import AuthenticationError, ConfigurationError
 from async_orch.simulator import SimulatorHandle
-from async_orch.simulator.core import Simulator
 from async_orch.simulator.tokens import jwt_claims
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def test_tokens_are_signed_jwts_and_the_client_uses_them_as_is(
@@ -39,7 +42,7 @@ def paths_seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
 
     @web.middleware
-    async def record(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def record(request: web.Request, handler: _Handler) -> web.StreamResponse:
         seen.append(request.path)
         return await handler(request)
 
@@ -124,42 +127,11 @@ async def test_wrong_password_against_the_simulator_reads_the_same(
 # -- revocation -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def revoking_every_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An application whose access is withdrawn: every token is revoked as it is used."""
-    make_app = Simulator.make_app
-
-    def app_revoking(sim: Simulator, *, admin_token: str) -> web.Application:
-        @web.middleware
-        async def revoke(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-            if "/odata/" in request.path:
-                sim.revoke_tokens()
-            return await handler(request)
-
-        app = make_app(sim, admin_token=admin_token)
-        app.middlewares.append(revoke)
-        return app
-
-    monkeypatch.setattr(Simulator, "make_app", app_revoking)
-
-
-async def test_a_token_revoked_right_after_its_renewal_is_explained_as_revoked(
-    revoking_every_token: None, simulator: SimulatorHandle
-) -> None:
-    settings = Settings(url=simulator.url, credentials=demo_credentials(simulator))
-    async with connect(settings) as (api, transport):
-        with pytest.raises(AuthenticationError) as caught:
-            await api.list_folders()
-        assert transport.stats.token_requests == 2  # refused, renewed, refused again
-    text = str(caught.value)
-    assert "revoked" in text and "Check the Orchestrator URL" not in text
-    assert "the URL and credentials are right" in text
-
-
 async def test_a_refusal_that_does_not_say_revoked_still_points_at_the_url(
     simulator: SimulatorHandle,
 ) -> None:
-    # A token of another tenant: no revocation, so the URL is the likely mistake.
+    # A token of another tenant: no revocation, so the URL is the likely mistake
+    # (a revoked one: test_never_silent.py).
     other = simulator.url.replace(f"/{simulator.tenant}/", "/OtherTenant/")
     settings = Settings(
         url=other,
