@@ -32,6 +32,12 @@ ASYNC_ORCH_REFRESH_TOKEN    Legacy "User Key" for ``account.uipath.com/oauth/tok
 ASYNC_ORCH_USERNAME         On-premises user (``/api/Account/Authenticate``).
 ASYNC_ORCH_PASSWORD         On-premises password.
 ASYNC_ORCH_IDENTITY_URL     Token endpoint, when the derived one is wrong for you.
+ASYNC_ORCH_DEPLOYMENT       ``automation-suite`` for an Automation Suite URL
+                            (``https://{server}/{org}/{tenant}/orchestrator_``): tokens
+                            then come from ``{server}/identity/connect/token`` (client
+                            credentials) or ``{server}/{org}/{tenant}/api/account/
+                            authenticate`` (username/password). Default ``auto``: from
+                            the URL alone (Automation Cloud's ``/{org}/identity_``).
 ASYNC_ORCH_TIMEOUT          Seconds a whole request may take (default 60).
 ASYNC_ORCH_CONNECT_TIMEOUT  Seconds to open a connection (default 10).
 ASYNC_ORCH_RETRY_ATTEMPTS   Tries per request, the first included (default 5).
@@ -264,6 +270,8 @@ class ConnectionLimits:
 # -- Orchestrator URL ------------------------------------------------------------
 
 UrlKind = Literal["cloud", "onprem", "legacy"]
+Deployment = Literal["auto", "automation-suite"]
+DEPLOYMENTS: tuple[Deployment, ...] = ("auto", "automation-suite")
 
 # Path segments that begin the API itself, i.e. a pasted request URL.
 _API_ROOTS = frozenset({"odata", "api", "swagger", "signalr"})
@@ -318,8 +326,21 @@ class OrchestratorUrl:
 
     @property
     def password_auth_url(self) -> str:
-        """``/api/Account/Authenticate`` of this Orchestrator (on-premises password flow)."""
+        """The password flow's endpoint: ``{base}/api/Account/Authenticate`` on-premises;
+        ``{server}/{org}/{tenant}/api/account/authenticate`` for an organization/tenant
+        URL, which only Automation Suite serves (Automation Cloud has no password flow;
+        orchestrator-api.md §8, docs.uipath.com automation-suite ropc-authentication)."""
+        if self.kind == "cloud":
+            origin = self.base.rsplit("/", 3)[0]
+            return f"{origin}/{self.organization}/{self.tenant}/api/account/authenticate"
         return f"{self.base}/api/Account/Authenticate"
+
+    @property
+    def automation_suite_token_url(self) -> str:
+        """Automation Suite's Identity Server token endpoint, ``{server}/identity/connect/
+        token``. UNCONFIRMED (orchestrator-api.md §1a, §8): set identity_url if yours
+        differs."""
+        return f"{self.base.rsplit('/', 3)[0]}/identity/connect/token"
 
 
 def _is_uipath_cloud_host(host: str) -> bool:
@@ -557,6 +578,9 @@ class Settings:
         timeout, retry, limits: per-request patience and connection pool.
         ca_bundle: a PEM file of the CAs to trust instead of the system's
             (None: the system's, which OpenSSL reads from ``SSL_CERT_FILE`` if set).
+        deployment: ``"automation-suite"`` makes the token endpoints those of
+            Automation Suite (see :attr:`token_url`); ``"auto"`` (default) derives
+            them from the URL alone.
 
     Example::
 
@@ -575,6 +599,7 @@ class Settings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     ca_bundle: str | None = None
+    deployment: Deployment = "auto"
 
     def __post_init__(self) -> None:
         url: object = self.url  # typed as object: a check of what callers pass
@@ -595,6 +620,17 @@ class Settings:
             )
         if self.identity_url is not None:
             _check_http_url("identity_url (ASYNC_ORCH_IDENTITY_URL)", self.identity_url)
+        if self.deployment not in DEPLOYMENTS:
+            raise ConfigurationError(
+                f"deployment (ASYNC_ORCH_DEPLOYMENT) {self.deployment!r} is not one of "
+                f"{', '.join(DEPLOYMENTS)}"
+            )
+        if self.deployment == "automation-suite" and where.kind != "cloud":
+            raise ConfigurationError(
+                "deployment automation-suite needs the Automation Suite Orchestrator URL, "
+                "https://{server}/{organization}/{tenant}/orchestrator_; "
+                f"{self.url!r} has no organization and tenant"
+            )
         if isinstance(credentials, ClientCredentials) and where.kind == "legacy":
             raise ConfigurationError(
                 "platform.uipath.com URLs belong to the retired API-access flow; an external "
@@ -631,9 +667,10 @@ class Settings:
     def token_url(self) -> str | None:
         """Where the credentials are exchanged for a token (None for a StaticToken).
 
-        ``identity_url`` if set; else ``{base}/api/Account/Authenticate`` for a
-        password, account.uipath.com for a refresh token, and the URL's identity
-        server for client credentials.
+        ``identity_url`` if set; else the Orchestrator's password endpoint
+        (:attr:`OrchestratorUrl.password_auth_url`) for a password,
+        account.uipath.com for a refresh token, and the URL's identity server for
+        client credentials (Automation Suite's with ``deployment="automation-suite"``).
         """
         credentials = self.credentials
         if isinstance(credentials, StaticToken):
@@ -644,6 +681,8 @@ class Settings:
             return self.orchestrator.password_auth_url
         if isinstance(credentials, RefreshTokenCredentials):
             return LEGACY_TOKEN_URL
+        if self.deployment == "automation-suite":
+            return self.orchestrator.automation_suite_token_url
         return self.orchestrator.identity_token_url
 
     @classmethod
@@ -683,6 +722,7 @@ class Settings:
                 max_connections=env.integer("ASYNC_ORCH_MAX_CONNECTIONS", 100)
             ),
             "ca_bundle": env.get("ASYNC_ORCH_CA_BUNDLE") or env.get("SSL_CERT_FILE"),
+            "deployment": (env.get("ASYNC_ORCH_DEPLOYMENT") or "auto").lower().replace("_", "-"),
         }
         if "credentials" not in given:
             values["credentials"] = _credentials_from_env(env, url)

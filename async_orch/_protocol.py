@@ -38,6 +38,7 @@ __all__ = [
     "looks_like_html",
     "rate_limit_remaining",
     "retry_after_from",
+    "said_revoked",
 ]
 
 
@@ -220,6 +221,13 @@ def rate_limit_remaining(headers: Mapping[str, str]) -> int | None:
     if value is None or not value.strip().isdigit():
         return None
     return int(value.strip())
+
+
+def said_revoked(headers: Mapping[str, str]) -> bool:
+    """True when a 401's ``WWW-Authenticate`` says the bearer token was revoked
+    (RFC 6750 §3: ``error="invalid_token"``, with a description naming the cause)."""
+    described = _bearer_error(headers) or ""
+    return "invalid_token" in described and "revoked" in described.lower()
 
 
 def retry_after_from(

@@ -22,6 +22,7 @@ import anyio
 
 from async_orch._blobs import BlobAccess
 from async_orch._errors import (
+    BadRequestError,
     FolderNotFoundError,
     ProcessNotFoundError,
     ResponseDecodeError,
@@ -46,7 +47,14 @@ from async_orch._url_lists import (
     split_to_fit,
 )
 
-__all__ = ["STOP_JOBS_CHUNK", "FolderRef", "OrchestratorAPI", "odata_quote"]
+__all__ = [
+    "ASSIGN_FOLDER_FIX",
+    "FOLDER_NOT_ACCESSIBLE",
+    "STOP_JOBS_CHUNK",
+    "FolderRef",
+    "OrchestratorAPI",
+    "odata_quote",
+]
 
 _JOBS = "odata/Jobs"
 _START_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
@@ -57,6 +65,14 @@ _PAGE = PAGE_SIZE  # the documented maximum $top
 #: Job ids per StopJobs call (a JSON body, not a URL). ASSUMPTION: no documented cap
 #: (orchestrator-api.md §8: the official SDK sends every id in one call).
 STOP_JOBS_CHUNK = 100
+#: Orchestrator's errorCode for "Folder does not exist or the user does not have access
+#: to the folder" (400; orchestrator-api.md §8): also what an external application
+#: gets for a folder it is not assigned to.
+FOLDER_NOT_ACCESSIBLE = 1100
+ASSIGN_FOLDER_FIX = (
+    "if the folder exists, assign the external application (or user) to it in "
+    "Orchestrator (the folder's access settings), or use a folder it is assigned to"
+)
 #: Largest attachment content read into memory. ASSUMPTION: Orchestrator documents
 #: no output size limit; past this a download is a per-job error, not a crash.
 MAX_ATTACHMENT_BYTES = 64 * 1024 * 1024
@@ -163,10 +179,22 @@ class OrchestratorAPI:
             return found
         close = closest_first(str(ref), [f.fully_qualified_name for f in folders])
         raise FolderNotFoundError(
-            f"folder {ref!r} not found, or these credentials cannot see it "
-            "(give its full path with '/' between levels, its Key or its Id)",
+            f"folder {ref!r} not found, or these credentials cannot see it: give its full "
+            f"path with '/' between levels, its Key or its Id; {ASSIGN_FOLDER_FIX}",
             name=str(ref),
             candidates=close,
+        )
+
+    def _folder_refused(self, folder: Folder, error: BadRequestError) -> FolderNotFoundError:
+        """The error for a folder Orchestrator refused with errorCode 1100."""
+        # It may have been removed or unassigned since the folder list was read.
+        self._folders = None
+        self._resolved = {k: v for k, v in self._resolved.items() if v.id != folder.id}
+        name = folder.fully_qualified_name
+        return FolderNotFoundError(
+            f"folder {name!r} (Id {folder.id}): Orchestrator answered errorCode 1100, "
+            f"{error.message!r}; {ASSIGN_FOLDER_FIX}",
+            name=name,
         )
 
     # -- Releases (processes) [Releases_Get] ------------------------------------
@@ -187,12 +215,17 @@ class OrchestratorAPI:
     async def _find_release(self, folder: Folder, process: str) -> Release:
         field = "Key" if _is_guid(process) else "Name"
         for filter_field in (field, "ProcessKey"):
-            rows = await self._get_all(
-                "odata/Releases",
-                endpoint="GET Releases",
-                headers=self.folder_headers(folder),
-                params={"$filter": f"{filter_field} eq {odata_quote(process)}"},
-            )
+            try:
+                rows = await self._get_all(
+                    "odata/Releases",
+                    endpoint="GET Releases",
+                    headers=self.folder_headers(folder),
+                    params={"$filter": f"{filter_field} eq {odata_quote(process)}"},
+                )
+            except BadRequestError as exc:
+                if exc.error_code != FOLDER_NOT_ACCESSIBLE:
+                    raise
+                raise self._folder_refused(folder, exc) from exc
             if rows:
                 return Release.from_api(rows[0])
         rows = await self._get_all(

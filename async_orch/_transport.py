@@ -60,7 +60,12 @@ from async_orch._errors import (
 )
 from async_orch._http import AiohttpSender, Response
 from async_orch._logs import get_logger
-from async_orch._protocol import endpoint_label, error_from_response, retry_after_from
+from async_orch._protocol import (
+    endpoint_label,
+    error_from_response,
+    retry_after_from,
+    said_revoked,
+)
 from async_orch._retries import GiveUp, transport_step
 from async_orch._seams import HTTPSender
 from async_orch._sessions import session_for
@@ -377,7 +382,8 @@ class Transport:
             if status == 401:
                 await tokens.invalidate(token)
                 if tokens.is_static or renewed:
-                    raise self._refused(error, static=tokens.is_static) from error
+                    revoked = said_revoked(response.headers)
+                    raise self._refused(error, static=tokens.is_static, revoked=revoked) from error
                 renewed = True
                 log.debug("async_orch.token_rejected", method=method, endpoint=label)
                 continue
@@ -506,15 +512,29 @@ class Transport:
         )
         await self._sleep(step.delay)
 
-    def _refused(self, error: APIError, *, static: bool) -> AuthenticationError:
+    def _refused(self, error: APIError, *, static: bool, revoked: bool) -> AuthenticationError:
         # Tokens that worked earlier in this run rule out a wrong URL or tenant: the
         # likely cause is a revocation (orchestrator-api.md §1e lists the 401 causes).
+        # So does a server that says the token was revoked (WWW-Authenticate), even
+        # when the token was issued a moment ago and nothing was accepted yet.
         accepted_before = any(
             isinstance(outcome, int) and outcome < 400 for _, outcome in self._responses
         )
-        if static and accepted_before:
-            what = "Orchestrator refused the access token it accepted earlier in this run"
+        if static and (accepted_before or revoked):
+            what = (
+                "Orchestrator refused the access token it accepted earlier in this run"
+                if accepted_before
+                else "Orchestrator says the access token was revoked"
+            )
             hint = "The token was revoked (or has expired): create a new personal access token"
+        elif revoked:
+            what = "Orchestrator says the token was revoked, although it was just issued"
+            hint = (
+                "The tokens are being revoked as they are issued: an administrator revoked "
+                "this application's (or user's) access, or disabled it or the tenant; the URL "
+                "and credentials are right (the token endpoint accepted them). Ask the "
+                "tenant's administrator"
+            )
         elif static:
             hint = (
                 "The token was refused; create a new personal access token (it may have "

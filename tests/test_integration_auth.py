@@ -588,11 +588,6 @@ def _refusal_cases(sim: SimulatorHandle) -> dict[str, tuple[Settings, int, str]]
             400,
             "the tenancy name (UIPATH_TENANT_NAME",
         ),
-        "password on a cloud-shaped url": (
-            Settings(url=sim.url, credentials=admin_password()),
-            404,
-            "set UIPATH_URL to the Orchestrator's own root",
-        ),
         "password sent to the identity server": (
             Settings(url=sim.onprem_url, credentials=admin_password(), identity_url=sim.token_url),
             400,
@@ -612,7 +607,6 @@ REFUSALS = sorted(
         "refresh token sent to the identity server",
         "wrong password",
         "unknown tenancy",
-        "password on a cloud-shaped url",
         "password sent to the identity server",
     ]
 )

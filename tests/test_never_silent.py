@@ -160,16 +160,21 @@ async def test_a_renewed_token_refused_after_earlier_success_is_explained_as_rev
     assert transport.stats.token_requests == 2
 
 
-async def test_a_renewed_token_refused_at_once_still_points_at_the_url(
+async def test_a_renewed_token_refused_at_once_is_explained_as_revoked(
     simulator: SimulatorHandle,
 ) -> None:
-    # Never accepted in this run: a wrong URL/tenant remains the likely cause.
+    # Never accepted in this run, but the 401 says the token was revoked
+    # (WWW-Authenticate, RFC 6750): not a URL problem (issue 14, point 4).
     settings = Settings(url=simulator.url, credentials=demo_credentials(simulator))
     revoker = RevokeEveryIssuedToken(simulator)
     revoker.on = True
     async with Transport(settings, hooks=[revoker]) as transport:
-        with pytest.raises(AuthenticationError, match="Check the Orchestrator URL"):
+        with pytest.raises(AuthenticationError) as caught:
             await transport.request("GET", "odata/Folders")
+        assert transport.stats.token_requests == 2  # refused, renewed, refused again
+    message = str(caught.value)
+    assert "revoked" in message and "Check the Orchestrator URL" not in message
+    assert "the URL and credentials are right" in message
 
 
 async def test_a_personal_access_token_revoked_mid_run_is_explained_as_revoked(

@@ -194,36 +194,59 @@ async def test_onprem_authenticate_and_odata_at_the_root(
 
 
 @pytest.mark.parametrize(
-    ("payload", "message", "detail"),
+    ("payload", "hint"),
     [
         (
             {"tenancyName": "Default", "usernameOrEmailAddress": "admin", "password": "x"},
-            "Login failed!",
-            "Invalid user name or password",
+            "wrong user name or password",
         ),
         (
             {"tenancyName": "Nope", "usernameOrEmailAddress": "admin", "password": "demo-password"},
-            "Login failed!",
-            "no tenant defined",
-        ),
-        (
-            {"tenancyName": "Default", "password": "x"},
-            "Your request is not valid!",
-            "errors were detected",
+            "no tenant with tenancy name 'Nope'",
         ),
     ],
 )
-async def test_onprem_failures_use_the_ajax_response_shape(
-    simulator: SimulatorHandle,
-    http: aiohttp.ClientSession,
-    payload: dict[str, str],
-    message: str,
-    detail: str,
+async def test_onprem_login_failure_is_todays_body(
+    simulator: SimulatorHandle, http: aiohttp.ClientSession, payload: dict[str, str], hint: str
 ) -> None:
+    # orchestrator-api.md §8 (forum threads 145593, 166216).
+    async with http.post(simulator.root_url + "/api/Account/Authenticate", json=payload) as r:
+        assert (r.status, await r.json()) == (
+            400,
+            {"message": "Invalid credentials, failed to login.", "errorCode": 1000,
+             "resourceIds": None},
+        )  # fmt: skip
+        assert r.headers["X-Simulator-Hint"] == hint
+
+
+async def test_onprem_missing_fields_use_the_ajax_validation_shape(
+    simulator: SimulatorHandle, http: aiohttp.ClientSession
+) -> None:
+    payload = {"tenancyName": "Default", "password": "x"}
     status, body = await _post(http, simulator.root_url + "/api/Account/Authenticate", json=payload)
     assert status == 400
     assert (body["success"], body["result"], body["__abp"]) == (False, None, True)
-    assert body["error"]["message"] == message and detail in body["error"]["details"]
+    assert body["error"]["message"] == "Your request is not valid!"
+    assert "errors were detected" in body["error"]["details"]
+
+
+async def test_automation_suite_serves_authenticate_per_tenant(
+    simulator: SimulatorHandle, http: aiohttp.ClientSession
+) -> None:
+    org, tenant = simulator.organization, simulator.tenant
+    url = f"{simulator.root_url}/{org}/{tenant}/api/account/authenticate"
+    payload = {"usernameOrEmailAddress": "admin", "password": "demo-password"}
+    status, body = await _post(http, url, json=payload)
+    assert status == 200 and body["success"] is True
+    async with http.get(
+        f"{simulator.url}/odata/Folders", headers={"Authorization": f"Bearer {body['result']}"}
+    ) as r:
+        assert r.status == 200
+    # Another organization/tenant in the path: no such tenant, the login fails.
+    status, body = await _post(
+        http, f"{simulator.root_url}/{org}/Elsewhere/api/account/authenticate", json=payload
+    )
+    assert (status, body["errorCode"]) == (400, 1000)
 
 
 async def test_onprem_form_body_is_refused(

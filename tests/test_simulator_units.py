@@ -24,7 +24,7 @@ from async_orch.simulator.start_request import (
     parse_stop_job,
     parse_stop_jobs,
 )
-from async_orch.simulator.tokens import TokenStore
+from async_orch.simulator.tokens import TokenStore, jwt_claims
 from async_orch.simulator.world import Folder, World, build_world
 
 # -- rate limit ------------------------------------------------------------------
@@ -163,19 +163,41 @@ def test_revocation_is_due_once_per_period() -> None:
 def test_tokens_expire_and_are_revoked_per_tenant() -> None:
     store = TokenStore()
     a = store.issue(
-        tenant_key="o/a", scopes=frozenset({"OR.Jobs"}), lifetime=60, now=0, flow="x", subject="c"
+        tenant_key="o/a", scopes=frozenset({"OR.Jobs"}), lifetime=60, now=0, flow="x",
+        subject="c", issuer="i",
+    )  # fmt: skip
+    b = store.issue(
+        tenant_key="o/b", scopes=None, lifetime=60, now=0, flow="x", subject="c", issuer="i"
     )
-    b = store.issue(tenant_key="o/b", scopes=None, lifetime=60, now=0, flow="x", subject="c")
     assert a.value != b.value and len(a.value) >= 40
     assert store.check(a.value, now=59.9) == (a, "")
     assert store.check(a.value, now=60)[1] == "token expired"
-    assert store.check("nope", now=0) == (None, "unknown token")
+    assert store.check("nope", now=0)[0] is None
+    assert store.check("nope", now=0)[1].startswith("unknown token")
     assert a.allows(frozenset({"OR.Jobs", "OR.Jobs.Read"}))
     assert not a.allows(frozenset({"OR.Folders"}))
     assert b.allows(frozenset({"anything"}))  # user tokens carry every scope
     assert store.revoke(tenant_key="o/b") == 1
     assert store.check(b.value, now=1)[1] == "token was revoked"
     assert store.check(a.value, now=1)[1] == ""
+
+
+def test_tokens_are_signed_jwts_with_the_real_claims() -> None:
+    store = TokenStore(signing_key=b"k" * 32)
+    token = store.issue(
+        tenant_key="o/a", scopes=frozenset({"OR.Jobs", "OR.Folders.Read"}), lifetime=3600,
+        now=1_000, flow="client_credentials", subject="app", issuer="https://h/identity_",
+    )  # fmt: skip
+    header, _, _ = token.value.split(".")
+    assert json.loads(base64.urlsafe_b64decode(header + "==")) == {"alg": "HS256", "typ": "JWT"}
+    claims = jwt_claims(token.value)
+    assert claims["exp"] == 4_600 and claims["iss"] == "https://h/identity_"
+    assert claims["client_id"] == "app" and claims["scope"] == ["OR.Folders.Read", "OR.Jobs"]
+    # Another key (a restarted simulator) or a changed claim: not a token of this one.
+    assert TokenStore(signing_key=b"x" * 32).check(token.value, now=1_001)[0] is None
+    head, body, mac = token.value.split(".")
+    forged = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1]
+    assert store.check(f"{head}.{forged}.{mac}", now=1_001)[0] is None
 
 
 def test_sim_clock_scales_real_time() -> None:

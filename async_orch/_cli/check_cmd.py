@@ -46,6 +46,7 @@ from async_orch._errors import (
 from async_orch._http import AiohttpSender
 from async_orch._jobs import JobRequest
 from async_orch._models import Folder, Release, StartRequest, parse_input_arguments
+from async_orch._resources import ASSIGN_FOLDER_FIX
 from async_orch._sessions import session_for
 from async_orch._validation import ValidationProblem
 
@@ -99,7 +100,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--folder",
         action="append",
-        help="folder to check (default: UIPATH_FOLDER_PATH); may repeat",
+        help="folder to check (default: UIPATH_FOLDER_PATH); may repeat: the ones the "
+        "credentials cannot see are listed together",
     )
     parser.add_argument(
         "--process",
@@ -132,11 +134,14 @@ async def _check(args: argparse.Namespace, out: TextIO) -> int:
                 return _fail(out, "URL", failed)
             report("ok", "credentials", _credentials_detail(settings))
             pairs = _pairs(args.folder or [settings.folder], args.process or [None])
+            requested = [f for f in dict.fromkeys(folder for folder, _ in pairs) if f]
             async with OrchestratorClient(settings) as orch:
                 steps: list[tuple[str, Callable[[], Awaitable[str]]]] = [
                     ("token", lambda: _token(settings)),
                     ("folders", lambda: _folders(orch, found)),
                 ]
+                if len(requested) > 1:  # every folder it cannot see, listed together
+                    steps.append(("folder access", lambda: _folder(orch, found, requested)))
                 if not await _run_steps(steps, report, out):
                     return EXIT_USAGE
                 failed_pairs = 0
@@ -216,7 +221,7 @@ def _pair_steps(
 ) -> list[tuple[str, Callable[[], Awaitable[str]]]]:
     """The steps of one (folder, process) pair, each building on the one before."""
     return [
-        ("folder", lambda: _folder(orch, found, folder)),
+        ("folder", lambda: _folder(orch, found, [folder] if folder else [])),
         ("process", lambda: _process(orch, found, process)),
         ("jobs access", lambda: _jobs_access(orch, found)),
         ("start request", lambda: _start_request(found, inputs)),
@@ -321,20 +326,33 @@ async def _folders(orch: OrchestratorClient, found: _Found) -> str:
     return f"{len(folders)} visible: {names}{more}"
 
 
-async def _folder(orch: OrchestratorClient, found: _Found, folder: str | None) -> str:
+async def _folder(orch: OrchestratorClient, found: _Found, folders: list[str]) -> str:
+    """Resolve every requested folder; the first one is used by the later steps."""
     visible = ", ".join(f.fully_qualified_name for f in (found.folders or [])[:8])
-    if not folder:
+    if not folders:
         raise StepFailed(
             "no folder given; every job call needs one (Orchestrator reads it from the "
             "X-UIPATH-OrganizationUnitId header, which async-orch fills in)",
             f"pass --folder PATH or set UIPATH_FOLDER_PATH; visible folders: {visible}",
         )
-    try:
-        resolved = await orch.api.resolve_folder(folder)
-    except NotFoundByNameError as exc:
-        raise StepFailed(str(exc), f"use one of the visible folders: {visible}") from exc
-    found.folder = resolved
-    return f"{resolved.fully_qualified_name} (Id {resolved.id})"
+    resolved: list[Folder] = []
+    unseen: list[NotFoundByNameError] = []
+    for folder in dict.fromkeys(folders):
+        try:
+            resolved.append(await orch.api.resolve_folder(folder))
+        except NotFoundByNameError as exc:
+            unseen.append(exc)
+    if len(unseen) == 1 and len(folders) == 1:
+        raise StepFailed(str(unseen[0]), f"use one of the visible folders: {visible}")
+    if unseen:
+        names = ", ".join(repr(e.name) for e in unseen)
+        raise StepFailed(
+            f"these credentials cannot see {len(unseen)} of the {len(folders)} folders: "
+            f"{names}; they can see: {visible or 'none'}",
+            f"{ASSIGN_FOLDER_FIX} (or correct the folder's path)",
+        )
+    found.folder = resolved[0]
+    return ", ".join(f"{f.fully_qualified_name} (Id {f.id})" for f in resolved)
 
 
 async def _process(orch: OrchestratorClient, found: _Found, process: str | None) -> str:

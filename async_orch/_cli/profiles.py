@@ -47,6 +47,7 @@ PROFILE_KEYS: dict[str, str] = {
     "username": "ASYNC_ORCH_USERNAME",
     "password": "ASYNC_ORCH_PASSWORD",
     "identity_url": "ASYNC_ORCH_IDENTITY_URL",
+    "deployment": "ASYNC_ORCH_DEPLOYMENT",
     "timeout": "ASYNC_ORCH_TIMEOUT",
     "connect_timeout": "ASYNC_ORCH_CONNECT_TIMEOUT",
     "retry_attempts": "ASYNC_ORCH_RETRY_ATTEMPTS",

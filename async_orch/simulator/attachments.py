@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from async_orch.simulator.folders import resolve_folder
 from async_orch.simulator.problems import ITEM_NOT_FOUND, ApiProblem
 from async_orch.simulator.responses import odata_response
 
 if TYPE_CHECKING:
     from async_orch.simulator.core import TenantRuntime
+    from async_orch.simulator.world import Folder
 
 __all__ = ["MAX_BLOB_BYTES", "AttachmentStore", "StoredAttachment"]
 
@@ -87,9 +87,8 @@ def _access(base_url: str, key: str, verb: str) -> dict[str, Any]:
 
 
 async def create_attachment(
-    tenant: TenantRuntime, store: AttachmentStore, request: web.Request, body: Any, base_url: str
+    tenant: TenantRuntime, store: AttachmentStore, folder: Folder, body: Any, base_url: str
 ) -> web.Response:
-    folder = resolve_folder(request.headers, tenant.world)
     name = body.get("Name") if isinstance(body, dict) else None
     if not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
         raise ApiProblem(400, f"Name is required: a string of 1 to {_MAX_NAME} characters.")
@@ -99,9 +98,8 @@ async def create_attachment(
 
 
 async def get_attachment(
-    tenant: TenantRuntime, store: AttachmentStore, request: web.Request, key: str, base_url: str
+    tenant: TenantRuntime, store: AttachmentStore, folder: Folder, key: str, base_url: str
 ) -> web.Response:
-    folder = resolve_folder(request.headers, tenant.world)
     item = store.get(tenant.key, key)
     if item is not None and item.folder_id == folder.id:
         name = item.name

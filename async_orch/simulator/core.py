@@ -336,6 +336,7 @@ def _describe_tenant(tenant: TenantRuntime) -> dict[str, Any]:
                 "client_id": c.client_id,
                 "client_secret": redact(c.client_secret),
                 "scopes": list(c.scopes),
+                **({"folders": list(c.folders)} if c.folders is not None else {}),
             }
             for c in spec.credentials
         ],

@@ -21,6 +21,7 @@ __all__ = [
     "folder_dto",
     "format_timestamp",
     "job_dto",
+    "path_aware_folder_dto",
     "release_dto",
     "robot_dto",
     "source_type",
@@ -69,6 +70,14 @@ def folder_dto(folder: Folder) -> dict[str, Any]:
         "FeedType": "Processes",
         "Id": folder.id,
     }
+
+
+def path_aware_folder_dto(folder: Folder) -> dict[str, Any]:
+    """A PathAwareFolderDto (FoldersNavigation): the FolderDto fields the spec lists
+    for it, plus FolderPath (ASSUMPTION: the full path, as FullyQualifiedName)."""
+    dto = folder_dto(folder)
+    del dto["FullyQualifiedNameOrderable"], dto["IsActive"]
+    return {"FolderPath": folder.path, **dto}
 
 
 def release_dto(release: Release, *, deployed_at: float) -> dict[str, Any]:

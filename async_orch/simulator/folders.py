@@ -11,6 +11,10 @@ Orchestrator accepts one of (API guide, "Building API requests"):
 If several are sent, the first of FolderKey, FolderPath-Encoded, FolderPath,
 OrganizationUnitId wins (UNCONFIRMED: the precedence of the real service). A leading
 "/" on a path is ignored; the relative forms ("." and "..") are not supported.
+
+A folder the caller may not use (an external application not assigned to it)
+answers exactly like a folder that does not exist: 400, errorCode 1100 (the
+message and code are paired in orchestrator-api.md §8).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from async_orch.simulator.problems import ORGANIZATION_UNIT_REQUIRED, ApiProblem
 from async_orch.simulator.world import Folder, World
@@ -34,18 +38,25 @@ FOLDER_HEADERS = (
 
 _REQUIRED = "An organization unit is required for this action."
 _NO_ACCESS = "Folder does not exist or the user does not have access to the folder."
-# UNCONFIRMED: the errorCode (and status) Orchestrator pairs with _NO_ACCESS.
+# 400 with errorCode 1100 (orchestrator-api.md §8: UiPath/skills playbooks,
+# uipath-python PR 822); an application not assigned to the folder gets it too.
 FOLDER_NOT_FOUND = 1100
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
-def resolve_folder(headers: Mapping[str, str], world: World) -> Folder:
-    """Return the addressed folder or raise :class:`ApiProblem` (400)."""
+def resolve_folder(
+    headers: Mapping[str, str],
+    world: World,
+    *,
+    visible: Callable[[Folder], bool] = lambda folder: True,
+) -> Folder:
+    """Return the addressed folder or raise :class:`ApiProblem` (400): 1100 when it
+    does not exist or is not *visible* to the caller, 1101 when no header names one."""
     for name in FOLDER_HEADERS:
         value = headers.get(name)
         if value is not None and value.strip():
             folder = _lookup(name, value.strip(), world)
-            if folder is None:
+            if folder is None or not visible(folder):
                 raise ApiProblem(400, _NO_ACCESS, FOLDER_NOT_FOUND)
             return folder
     raise ApiProblem(400, _REQUIRED, ORGANIZATION_UNIT_REQUIRED)

@@ -11,8 +11,10 @@
   ``error_description`` texts are ours and name the fix.
 * ``POST /oauth/token``: the retired account.uipath.com refresh-token flow, **JSON
   only**, with ``X-UIPATH-TenantName``. Adds an ``id_token`` to the answer.
-* ``POST /api/Account/Authenticate``: on-premises username/password, answered with
-  an ABP AjaxResponse whose ``result`` is the token.
+* ``POST /api/Account/Authenticate`` (Automation Suite: ``/{org}/{tenant}/api/
+  account/authenticate``): username/password, answered with an ABP AjaxResponse
+  whose ``result`` is the token; refused with 400 ``{"message": "Invalid
+  credentials, failed to login.", "errorCode": 1000, "resourceIds": null}``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from urllib.parse import unquote_plus
 from aiohttp import web
 
 from async_orch._logs import get_logger
-from async_orch.simulator.problems import abp_error_body
+from async_orch.simulator.problems import INVALID_REQUEST, abp_error_body
 from async_orch.simulator.responses import json_response, token_error_response
 from async_orch.simulator.scenario import ClientCredential
 
@@ -43,6 +45,17 @@ _FORM = "application/x-www-form-urlencoded"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # Grant types IdentityServer knows but this kind of application may not use.
 _KNOWN_GRANTS = frozenset({"authorization_code", "password", "refresh_token", "implicit"})
+
+
+def _origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def _issuer(request: web.Request) -> str:
+    """The Identity Server that answered: ``{origin}/identity_`` on cloud (its server
+    URL in the OpenAPI description), ``{origin}/identity`` on-premises."""
+    hosted = "/identity_/" in request.path.lower()
+    return f"{_origin(request)}/identity{'_' if hosted else ''}"
 
 
 def _same(expected: str, given: str) -> bool:
@@ -131,6 +144,12 @@ async def client_credentials_token(
         now=sim.real_now(),
         flow="client_credentials",
         subject=credential.client_id,
+        issuer=_issuer(request),
+        folders=(
+            None
+            if credential.folders is None
+            else frozenset(f.casefold() for f in credential.folders)
+        ),
     )
     log.debug("async_orch.simulator.token_issued", flow="client_credentials", tenant=tenant.key)
     body = {
@@ -209,6 +228,7 @@ async def legacy_token(sim: Simulator, request: web.Request, match: RouteMatch) 
                     now=sim.real_now(),
                     flow="refresh_token",
                     subject=cred.client_id,
+                    issuer=f"{_origin(request)}/",
                 )
                 return json_response(
                     {
@@ -240,6 +260,7 @@ def _fake_id_token(subject: str, lifetime: int, now: float) -> str:
 
 
 _VALIDATION_FAILED = "Your request is not valid!"
+_LOGIN_FAILED = "Invalid credentials, failed to login."
 
 
 async def authenticate_user(
@@ -275,14 +296,22 @@ async def authenticate_user(
         ]
         return json_response(response, status=400)
 
-    tenant = next(
-        (
-            t
-            for t in sim.tenants
-            if isinstance(tenancy, str) and t.spec.tenancy_name.casefold() == tenancy.casefold()
-        ),
-        sim.tenants[0] if tenancy is None and len(sim.tenants) == 1 else None,
-    )
+    if match.tenant is not None:
+        # Automation Suite: the path names the tenant. ASSUMPTION: a tenancyName in
+        # the body is not needed then, and one naming another tenant fails.
+        tenant = sim.tenant(match.organization or "", match.tenant)
+        named = tenancy.strip().casefold() if isinstance(tenancy, str) else ""
+        if tenant is not None and named and named != tenant.spec.tenancy_name.casefold():
+            tenant = None
+    else:
+        tenant = next(
+            (
+                t
+                for t in sim.tenants
+                if isinstance(tenancy, str) and t.spec.tenancy_name.casefold() == tenancy.casefold()
+            ),
+            sim.tenants[0] if tenancy is None and len(sim.tenants) == 1 else None,
+        )
     user = None
     if tenant is not None:
         user = next(
@@ -290,14 +319,19 @@ async def authenticate_user(
             None,
         )
     if tenant is None or user is None or not _same(user.password, str(password)):
-        # UNCONFIRMED: status 400 (ABP may answer such errors with 500); the texts are
-        # ABP's "Login failed!" / "Invalid user name or password".
-        detail = (
-            f"There is no tenant defined with name {tenancy!r}."
+        # Today's body, 400 (orchestrator-api.md §8: forum threads 145593, 166216).
+        # ASSUMPTION: an unknown tenancy name gets the same answer; the simulator
+        # says which it was only in its own header.
+        hint = (
+            f"no tenant with tenancy name {tenancy!r}"
             if tenant is None
-            else "Invalid user name or password"
+            else "wrong user name or password"
         )
-        return json_response(abp_error_body("Login failed!", detail), status=400)
+        return json_response(
+            {"message": _LOGIN_FAILED, "errorCode": INVALID_REQUEST, "resourceIds": None},
+            status=400,
+            headers={"X-Simulator-Hint": hint},
+        )
     lifetime = tenant.spec.onprem_expires_in
     token = sim.tokens.issue(
         tenant_key=tenant.key,
@@ -306,6 +340,7 @@ async def authenticate_user(
         now=sim.real_now(),
         flow="onprem",
         subject=user.username,
+        issuer=f"{_origin(request)}/identity",  # ASSUMPTION: the on-premises issuer
     )
     return json_response(
         {

@@ -35,8 +35,14 @@ from async_orch.simulator.attachments import (
     put_blob,
 )
 from async_orch.simulator.dry_run import validate_dynamic_job
-from async_orch.simulator.dto import EXPANDABLE, folder_dto, job_dto, release_dto
-from async_orch.simulator.engine import Job, UnknownJobError
+from async_orch.simulator.dto import (
+    EXPANDABLE,
+    folder_dto,
+    job_dto,
+    path_aware_folder_dto,
+    release_dto,
+)
+from async_orch.simulator.engine import Job, StartOrder, UnknownJobError
 from async_orch.simulator.folders import resolve_folder
 from async_orch.simulator.odata import (
     FieldKind,
@@ -51,11 +57,13 @@ from async_orch.simulator.responses import odata_response
 from async_orch.simulator.robots import NO_RUNTIME_CODE, NO_RUNTIME_MESSAGE
 from async_orch.simulator.routes import Endpoint, RouteMatch
 from async_orch.simulator.start_request import (
+    parse_restart_job,
     parse_resume_job,
     parse_start_jobs,
     parse_stop_job,
     parse_stop_jobs,
 )
+from async_orch.simulator.world import Folder
 
 if TYPE_CHECKING:
     from async_orch.simulator.core import Simulator, TenantRuntime
@@ -81,6 +89,11 @@ REQUIRED_SCOPES: dict[Endpoint, frozenset[str]] = {
     Endpoint.STOP_JOB: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
     Endpoint.VALIDATE_DYNAMIC_JOB: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
     Endpoint.RESUME_JOB: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
+    Endpoint.RESTART_JOB: frozenset({"OR.Jobs", "OR.Jobs.Write"}),
+    # The spec says "OAuth authentication is not supported" here, yet the official
+    # SDK calls it with its token (orchestrator-api.md §8). ASSUMPTION: the folder
+    # scopes admit it.
+    Endpoint.FOLDERS_FOR_USER: frozenset({"OR.Folders", "OR.Folders.Read"}),
     Endpoint.ATTACHMENTS: frozenset({"OR.Folders", "OR.Folders.Write"}),
     Endpoint.ATTACHMENT: frozenset({"OR.Folders", "OR.Folders.Read"}),
     # ASSUMPTION: a blob Uri that RequiresAuth takes any token of the tenant.
@@ -175,6 +188,13 @@ class _Call:
 
     def context(self, fragment: str) -> str:
         return f"{self.base_url}/odata/$metadata#{fragment}"
+
+    def folder(self) -> Folder:
+        """The folder the headers address, if this caller may use it (else 400/1100)."""
+        return resolve_folder(self.request.headers, self.tenant.world, visible=self.sees)
+
+    def sees(self, folder: Folder) -> bool:
+        return self.token.sees(folder.path)
 
 
 async def handle_orchestrator(
@@ -345,7 +365,7 @@ def _job_not_found(job_id: object) -> ApiProblem:
 
 
 def _single_job(call: _Call, job: Job | None, shown: object) -> web.Response:
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     if job is None or job.folder.id != folder.id:
         raise _job_not_found(shown)
     params = _params(call.request)
@@ -365,7 +385,9 @@ def _single_job(call: _Call, job: Job | None, shown: object) -> web.Response:
 
 async def _folders(call: _Call) -> web.Response:
     _expand(call.request.query.get("$expand"), "FolderDto")
-    rows = [folder_dto(f) for f in call.tenant.world]
+    # ASSUMPTION: an application assigned to some folders lists only those (and
+    # their subfolders), as it can use no other (orchestrator-api.md §8: 1100).
+    rows = [folder_dto(f) for f in call.tenant.world if call.sees(f)]
     return _listing(
         call,
         "Folders",
@@ -377,7 +399,7 @@ async def _folders(call: _Call) -> web.Response:
 
 
 async def _releases(call: _Call) -> web.Response:
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     _expand(call.request.query.get("$expand"), "ReleaseDto")
     deployed = call.tenant.started_at
     rows = [release_dto(r, deployed_at=deployed) for r in folder.releases]
@@ -395,7 +417,7 @@ async def _releases(call: _Call) -> web.Response:
 async def _jobs(call: _Call) -> web.Response:
     # UNCONFIRMED: without a folder header the real service may list the jobs of
     # every folder the caller sees; the simulator asks for the header (400/1101).
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     expanded = _expand(call.request.query.get("$expand"), "JobDto")
 
     def rows(query: ODataQuery) -> list[dict[str, Any]]:
@@ -434,7 +456,7 @@ async def _job_by_key(call: _Call) -> web.Response:
 
 
 async def _start_jobs(call: _Call) -> web.Response:
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     tenant_key = call.tenant.key
 
     def input_file(key: str) -> str | None:
@@ -456,7 +478,7 @@ async def _start_jobs(call: _Call) -> web.Response:
 
 
 async def _validate_dynamic_job(call: _Call) -> web.Response:
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     result = validate_dynamic_job(
         await _read_json(call.request), folder, call.tenant.engine.runtimes
     )
@@ -466,7 +488,7 @@ async def _validate_dynamic_job(call: _Call) -> web.Response:
 
 
 async def _stop(call: _Call, job_ids: list[int], strategy: str) -> web.Response:
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     try:
         call.tenant.engine.stop_jobs(call.now, folder.id, job_ids, strategy)
     except UnknownJobError as exc:
@@ -485,7 +507,7 @@ async def _stop_job(call: _Call) -> web.Response:
 
 
 async def _resume_job(call: _Call) -> web.Response:
-    folder = resolve_folder(call.request.headers, call.tenant.world)
+    folder = call.folder()
     key = parse_resume_job(await _read_json(call.request))
     engine = call.tenant.engine
     job = engine.job_by_key(key)
@@ -500,6 +522,59 @@ async def _resume_job(call: _Call) -> web.Response:
         raise ApiProblem(409, f"Job {key} is not Suspended; only a Suspended job can resume.")
     # 200 with the JobDto (spec/orchestrator.yaml, Jobs_ResumeJob), like GET Jobs(id).
     return _single_job(call, engine.job_by_key(key), key)
+
+
+async def _restart_job(call: _Call) -> web.Response:
+    folder = call.folder()
+    job_id = parse_restart_job(await _read_json(call.request))
+    engine = call.tenant.engine
+    job = engine.job(job_id)
+    if job is None or job.folder.id != folder.id:
+        raise _job_not_found(job_id)
+    if not job.state.is_terminal:
+        # UNCONFIRMED: status and message for restarting a job that has not ended.
+        raise ApiProblem(409, f"Job {job_id} is {job.state.value}; only a finished job restarts.")
+    # ASSUMPTION: a restart is a new job of the same process, inputs and priority,
+    # on any robot; its Reference is not carried over (undocumented). The answer is
+    # the new job's JobDto, 200 (spec/orchestrator.yaml, Jobs_RestartJob).
+    order = StartOrder(
+        folder=folder,
+        release=job.release,
+        robots=(None,),
+        input_arguments=job.input_arguments,
+        input_file=job.input_file,
+        job_priority=job.job_priority,
+        specific_priority=job.specific_priority,
+        runtime_type=job.runtime_type,
+    )
+    (restarted,) = engine.start_jobs(call.now, order)
+    return _single_job(call, restarted, restarted.id)
+
+
+async def _folders_for_user(call: _Call) -> web.Response:
+    """``GET /api/FoldersNavigation/GetFoldersForCurrentUser?searchText=&skip=&take=``:
+    a ``PageResultDtoOfPathAwareFolderDto`` of the folders the caller sees.
+    ASSUMPTION: searchText matches any part of the full path, case-insensitively;
+    without take, every match is returned."""
+    query = call.request.query
+    text = query.get("searchText", "").casefold()
+    skip = _page_number(query, "skip", 0) or 0
+    take = _page_number(query, "take", None)
+    found = [f for f in call.tenant.world if call.sees(f) and text in f.path.casefold()]
+    page = found[skip:] if take is None else found[skip : skip + take]
+    return odata_response(
+        {"PageItems": [path_aware_folder_dto(f) for f in page], "Count": len(found)}
+    )
+
+
+def _page_number(query: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = query.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) > 2**31 - 1:
+        # ASSUMPTION: a bad int32 query parameter is a 400 with errorCode 1000.
+        raise ApiProblem(400, f"{name} must be a non-negative integer, got {raw[:40]!r}.")
+    return int(raw)
 
 
 async def _webhooks(call: _Call) -> web.Response:
@@ -518,13 +593,14 @@ async def _create_webhook(call: _Call) -> web.Response:
 async def _attachments(call: _Call) -> web.Response:
     body = await _read_json(call.request)
     return await create_attachment(
-        call.tenant, call.sim.attachments, call.request, body, call.base_url
+        call.tenant, call.sim.attachments, call.folder(), body, call.base_url
     )
 
 
 async def _attachment(call: _Call) -> web.Response:
     key = call.match.params["key"]
-    return await get_attachment(call.tenant, call.sim.attachments, call.request, key, call.base_url)
+    folder = call.folder()
+    return await get_attachment(call.tenant, call.sim.attachments, folder, key, call.base_url)
 
 
 async def _blob_put(call: _Call) -> web.Response:
@@ -546,6 +622,8 @@ _HANDLERS: dict[Endpoint, Callable[[_Call], Awaitable[web.Response]]] = {
     Endpoint.STOP_JOB: _stop_job,
     Endpoint.VALIDATE_DYNAMIC_JOB: _validate_dynamic_job,
     Endpoint.RESUME_JOB: _resume_job,
+    Endpoint.RESTART_JOB: _restart_job,
+    Endpoint.FOLDERS_FOR_USER: _folders_for_user,
     Endpoint.ATTACHMENTS: _attachments,
     Endpoint.WEBHOOKS: _webhooks,
     Endpoint.CREATE_WEBHOOK: _create_webhook,

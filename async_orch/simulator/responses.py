@@ -54,12 +54,31 @@ def problem_response(problem: ApiProblem) -> web.Response:
     )
 
 
+#: RFC 6750 §3.1 error descriptions for a refused bearer token, by the simulator's
+#: reason. ASSUMPTION: Orchestrator's texts are not documented; "The token expired
+#: at ..." is ASP.NET Core JwtBearer's wording, "revoked" is ours.
+_BEARER_DESCRIPTIONS = {
+    "token was revoked": "The access token has been revoked",
+    "token expired": "The token is expired",
+}
+
+
 def unauthenticated_response(reason: str, *, token_sent: bool) -> web.Response:
-    """401 with the ABP body. The reason goes in a header only the simulator sends."""
+    """401 with the ABP body. The reason goes in a header only the simulator sends.
+
+    A refused token also gets ``WWW-Authenticate: Bearer error="invalid_token"``
+    (RFC 6750 §3: a resource server answers an expired, revoked or otherwise
+    invalid token so), with a description when it was revoked or expired.
+    """
+    headers = {"X-Simulator-Hint": reason[:300]}
+    if token_sent:
+        challenge = 'Bearer error="invalid_token"'
+        description = _BEARER_DESCRIPTIONS.get(reason)
+        if description:
+            challenge += f', error_description="{description}"'
+        headers["WWW-Authenticate"] = challenge
     return json_response(
-        abp_unauthenticated_body(token_sent=token_sent),
-        status=401,
-        headers={"X-Simulator-Hint": reason[:300]},
+        abp_unauthenticated_body(token_sent=token_sent), status=401, headers=headers
     )
 
 

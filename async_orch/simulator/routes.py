@@ -42,6 +42,10 @@ class Endpoint(enum.Enum):
     # a storage service; the simulator serves the content under the tenant's base.
     BLOB_PUT = "PUT /odata/BlobFiles({key})"
     BLOB_GET = "GET /odata/BlobFiles({key})"
+    # The official SDK's folder lookup (orchestrator-api.md §8; spec/orchestrator.yaml
+    # FoldersNavigation_GetFoldersForCurrentUser).
+    FOLDERS_FOR_USER = "GET /api/FoldersNavigation/GetFoldersForCurrentUser"
+    RESTART_JOB = "POST /odata/Jobs/UiPath.Server.Configuration.OData.RestartJob"
     WEBHOOKS = "GET /odata/Webhooks"
     CREATE_WEBHOOK = "POST /odata/Webhooks"
 
@@ -73,6 +77,8 @@ _ACTION = r"UiPath\.Server\.Configuration\.OData\."
 _ODATA_TAILS: tuple[tuple[re.Pattern[str], Endpoint], ...] = tuple(
     (re.compile(pattern + r"/?", re.IGNORECASE), endpoint)
     for pattern, endpoint in (
+        (r"api/FoldersNavigation/GetFoldersForCurrentUser", Endpoint.FOLDERS_FOR_USER),
+        (rf"Jobs/{_ACTION}RestartJob", Endpoint.RESTART_JOB),
         (r"Folders", Endpoint.FOLDERS),
         (r"Releases", Endpoint.RELEASES),
         (r"Jobs", Endpoint.JOBS),
@@ -92,16 +98,23 @@ _ODATA_TAILS: tuple[tuple[re.Pattern[str], Endpoint], ...] = tuple(
     )
 )
 
+# The tail after /odata/, or api/... for the few /api/ endpoints.
+_TAIL = r"(?:odata/(?P<tail>.*)|(?P<api>api/.*))"
 _BASES = (
-    re.compile(rf"/(?P<org>{_SEG})/(?P<tenant>{_SEG})/orchestrator_/odata/(?P<tail>.*)", re.I),
-    re.compile(rf"/(?P<org>{_SEG})/(?P<tenant>{_SEG})/odata/(?P<tail>.*)", re.I),
-    re.compile(r"/odata/(?P<tail>.*)", re.I),
+    re.compile(rf"/(?P<org>{_SEG})/(?P<tenant>{_SEG})/orchestrator_/{_TAIL}", re.I),
+    re.compile(rf"/(?P<org>{_SEG})/(?P<tenant>{_SEG})/{_TAIL}", re.I),
+    re.compile(rf"/{_TAIL}", re.I),
 )
 
 _TOKEN_PATHS: tuple[tuple[re.Pattern[str], Endpoint], ...] = (
     (re.compile(rf"(?:/(?P<org>{_SEG}))?/identity_?/connect/token/?", re.I), Endpoint.TOKEN),
     (re.compile(r"/oauth/token/?", re.I), Endpoint.LEGACY_TOKEN),
-    (re.compile(r"/api/account/authenticate/?", re.I), Endpoint.AUTHENTICATE),
+    # Standalone: {base}/api/Account/Authenticate; Automation Suite serves it per
+    # tenant, /{org}/{tenant}/api/account/authenticate (orchestrator-api.md §8).
+    (
+        re.compile(rf"(?:/(?P<org>{_SEG})/(?P<tenant>{_SEG}))?/api/account/authenticate/?", re.I),
+        Endpoint.AUTHENTICATE,
+    ),
 )
 
 
@@ -109,17 +122,23 @@ def match_route(method: str, path: str) -> RouteMatch | None:
     """Match a decoded request path; ``None`` if no endpoint has that path."""
     for pattern, endpoint in _TOKEN_PATHS:
         if m := pattern.fullmatch(path):
+            groups = m.groupdict()
             return RouteMatch(
-                endpoint, method == endpoint.method, organization=m.groupdict().get("org")
+                endpoint,
+                method == endpoint.method,
+                organization=groups.get("org"),
+                tenant=groups.get("tenant"),
             )
     for base in _BASES:
         if not (m := base.fullmatch(path)):
             continue
         groups = m.groupdict()
-        base_path = path[: m.start("tail") - len("/odata/")]
+        tail = groups["tail"] if groups["tail"] is not None else groups["api"]
+        start = m.start("tail") - len("odata/") if groups["tail"] is not None else m.start("api")
+        base_path = path[: start - 1]
         found: RouteMatch | None = None
         for pattern, endpoint in _ODATA_TAILS:
-            if t := pattern.fullmatch(groups["tail"]):
+            if t := pattern.fullmatch(tail):
                 match = RouteMatch(
                     endpoint,
                     method == endpoint.method,

@@ -39,6 +39,10 @@ Format::
     client_id = "demo-client"
     client_secret = "demo-secret"
     scopes = ["OR.Jobs", "OR.Folders.Read", "OR.Execution.Read"]   # granted scopes
+    folders = ["Shared"]         # optional: the folders the application is assigned to
+                                 # (and their subfolders); any other answers 400/1100.
+                                 # Default: every folder. A fine-grained application
+                                 # asks for scopes = ["OR.Default"].
 
     [[tenants.refresh_tokens]]   # legacy account.uipath.com flow
     client_id = "8DEv1AMNXczW3y4U15LL3jYf62jK93n5"
@@ -176,6 +180,7 @@ class ClientCredential:
     client_id: str
     client_secret: str = field(repr=False)
     scopes: tuple[str, ...]
+    folders: tuple[str, ...] | None = None  # assigned folder paths; None: every folder
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -374,7 +379,7 @@ def _tenant(t: Table) -> TenantSpec:
             window_seconds=rl.number("window_seconds", 60.0, strictly_positive=True),
             other_per_minute=rl.number("other_per_minute", 0.0),
         ),
-        credentials=tuple(_credential(c) for c in t.tables("credentials")),
+        credentials=tuple(_credential(c, folders) for c in t.tables("credentials")),
         refresh_tokens=tuple(
             RefreshTokenCredential(
                 client_id=r.string("client_id"), refresh_token=r.string("refresh_token")
@@ -403,13 +408,24 @@ def _url_segment(t: Table, key: str) -> str:
     return value
 
 
-def _credential(c: Table) -> ClientCredential:
-    c.reject_unknown(("client_id", "client_secret", "scopes"))
+def _credential(c: Table, folders: tuple[FolderSpec, ...]) -> ClientCredential:
+    c.reject_unknown(("client_id", "client_secret", "scopes", "folders"))
     scopes = c.strings("scopes")
     if not scopes or any(" " in s for s in scopes):
         raise c.fail("scopes", "a non-empty array of scope names without spaces")
+    assigned = None
+    if c.has("folders"):
+        known = {f.path.casefold(): f.path for f in folders}
+        assigned = c.strings("folders")
+        for path in assigned:
+            if path.casefold() not in known:
+                raise c.fail("folders", f"paths of declared folders (unknown: {path!r})")
+        assigned = tuple(known[p.casefold()] for p in assigned)
     return ClientCredential(
-        client_id=c.string("client_id"), client_secret=c.string("client_secret"), scopes=scopes
+        client_id=c.string("client_id"),
+        client_secret=c.string("client_secret"),
+        scopes=scopes,
+        folders=assigned,
     )
 
 

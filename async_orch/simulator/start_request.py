@@ -276,6 +276,14 @@ def parse_resume_job(body: object) -> str:
     return key
 
 
+def parse_restart_job(body: object) -> int:
+    """``{"jobId": <int64>}`` (RestartJobRequest) -> the job Id."""
+    job_id = _integer(_fields(body, 'The request body ({"jobId": ...})'), "jobId")
+    if job_id is None:
+        raise _bad("jobId is required: the Id of the job to restart.")
+    return job_id
+
+
 def parse_stop_job(body: object) -> str:
     """``{"strategy": "SoftStop"|"Kill"}`` -> strategy."""
     return _stop_strategy(_fields(body, 'The request body ({"strategy": ...})'))

@@ -1,15 +1,28 @@
-"""Issued access tokens: opaque random strings bound to a tenant and scopes.
+"""Issued access tokens: signed JWTs bound to a tenant, scopes and folders.
 
-Lifetimes run on the real clock (clients compute expiry from ``expires_in`` in
-real seconds). A token can be revoked one at a time or per tenant (fault injection).
+Real tokens are signed JWTs (RS256) carrying ``exp``, ``iss``, ``client_id`` and
+``scope`` (orchestrator-api.md §8, the Automation Suite 2.2510 API guide sample);
+clients must treat them as opaque. The simulator's have those claims too, signed
+with HS256 under a key drawn at start (ASSUMPTION: the algorithm is invisible to
+clients, and the standard library has no RSA). A token is accepted only if its
+signature holds and this simulator issued it, so tokens do not outlive a restart
+(state.py does not keep them). Lifetimes run on the real clock (clients compute
+expiry from ``expires_in`` in real seconds). A token can be revoked one at a time
+or per tenant (fault injection).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import secrets
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["AccessToken", "TokenStore"]
+__all__ = ["USER_SCOPES", "AccessToken", "TokenStore", "jwt_claims"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -22,18 +35,68 @@ class AccessToken:
     expires_at: float
     flow: str  # "client_credentials" | "refresh_token" | "onprem"
     subject: str
+    # The folder paths (casefolded) an external application is assigned to; None: all.
+    folders: frozenset[str] | None = None
     revoked: bool = False
 
     def allows(self, any_of: frozenset[str]) -> bool:
-        """True if the token carries at least one of the scopes in *any_of*."""
-        return self.scopes is None or not self.scopes.isdisjoint(any_of)
+        """True if the token carries at least one of the scopes in *any_of*.
+
+        ``OR.Default`` is the scope of a fine-grained (folder-assigned) external
+        application (orchestrator-api.md §8): its rights come from the roles it holds
+        in its folders. ASSUMPTION: those roles grant every endpoint the simulator
+        serves; the folder assignment alone limits what it sees.
+        """
+        return (
+            self.scopes is None or "OR.Default" in self.scopes or not self.scopes.isdisjoint(any_of)
+        )
+
+    def sees(self, folder_path: str) -> bool:
+        """True if the token may use the folder at *folder_path*.
+
+        ASSUMPTION: an assignment to a folder covers its subfolders (roles are
+        inherited down the folder tree in modern folders).
+        """
+        if self.folders is None:
+            return True
+        path = folder_path.casefold()
+        return any(path == f or path.startswith(f + "/") for f in self.folders)
+
+
+USER_SCOPES = ("openid", "profile", "email", "offline_access")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def jwt_claims(value: str) -> dict[str, Any]:
+    """The claims of a JWT, unverified (for tests and diagnostics only)."""
+    payload = value.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims
 
 
 class TokenStore:
     """Issues, checks and revokes tokens; time is passed in."""
 
-    def __init__(self) -> None:
+    def __init__(self, signing_key: bytes | None = None) -> None:
         self._tokens: dict[str, AccessToken] = {}
+        self._key = signing_key or secrets.token_bytes(32)
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        signed = f"{header}.{body}"
+        mac = hmac.new(self._key, signed.encode("ascii"), hashlib.sha256).digest()
+        return f"{signed}.{_b64(mac)}"
+
+    def _signature_holds(self, value: str) -> bool:
+        signed, _, mac = value.rpartition(".")
+        expected = hmac.new(self._key, signed.encode("ascii", "replace"), hashlib.sha256)
+        return secrets.compare_digest(_b64(expected.digest()), mac)
 
     def issue(
         self,
@@ -44,24 +107,41 @@ class TokenStore:
         now: float,
         flow: str,
         subject: str,
+        issuer: str,
+        folders: frozenset[str] | None = None,
     ) -> AccessToken:
         self._purge(now)
+        claims: dict[str, Any] = {
+            "iss": issuer,
+            "nbf": int(now),
+            "iat": int(now),
+            "exp": int(now + lifetime),
+            "aud": "OrchestratorApiUserAccess",  # ASSUMPTION: the audience's name
+            "client_id": subject if flow == "client_credentials" else "simulator",
+            "sub": subject,
+            # A user token carries the user's rights, not OR scopes; ASSUMPTION: the
+            # scopes of the legacy flow's answer (orchestrator-api.md §1b).
+            "scope": sorted(scopes) if scopes is not None else list(USER_SCOPES),
+            "prt_id": tenant_key,  # ASSUMPTION: how the tenant is named in a token
+            "jti": uuid.uuid4().hex,
+        }
         token = AccessToken(
-            value=secrets.token_urlsafe(48),
+            value=self._sign(claims),
             tenant_key=tenant_key,
             scopes=scopes,
             expires_at=now + lifetime,
             flow=flow,
             subject=subject,
+            folders=folders,
         )
         self._tokens[token.value] = token
         return token
 
     def check(self, value: str, *, now: float) -> tuple[AccessToken | None, str]:
         """Return ``(token, "")`` if usable, else ``(token or None, reason)``."""
-        token = self._tokens.get(value)
+        token = self._tokens.get(value) if self._signature_holds(value) else None
         if token is None:
-            return None, "unknown token"
+            return None, "unknown token (not signed by this simulator, or issued before a restart)"
         if token.revoked:
             return token, "token was revoked"
         if now >= token.expires_at:
