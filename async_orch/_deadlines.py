@@ -51,6 +51,9 @@ class Escalation(Generic[K]):
     soft_stop: list[K] = field(default_factory=list)
     kill: list[K] = field(default_factory=list)
     report_suspended: list[K] = field(default_factory=list)  # on_suspended="report"
+    # A decision waits on a fresher state than the last seen (Pending past its limit,
+    # or running before its deadline and maybe Suspended since): read it.
+    recheck: list[K] = field(default_factory=list)
     waited: list[K] = field(default_factory=list)  # on_suspended="wait": deadline lifted
 
 
@@ -150,11 +153,15 @@ class Deadlines(Generic[K]):
                 and now >= due == limits.pending_deadline
             ):
                 if limits.seen_at < limits.pending_deadline:
-                    # Pending as last seen, but maybe picked up since: stuck only once
-                    # an answer from after the limit still says Pending.
-                    next_due = min(next_due, now + self._recheck)
-                    continue
-                limits.stuck_pending_for = now - limits.pending_since
+                    if limits.deadline is None or now < limits.deadline:
+                        # Pending as last seen, but maybe picked up since: stuck only
+                        # once an answer from after the limit still says Pending.
+                        next_due = min(next_due, now + self._recheck)
+                        escalation.recheck.append(key)
+                        continue
+                    # Its deadline passed while that answer was awaited: timed out.
+                else:
+                    limits.stuck_pending_for = now - limits.pending_since
             if ended and limits.stop_sent is None:
                 # It ended in time and only its outputs read is left: give that
                 # the grace period rather than report a finished job as timed out.
@@ -164,6 +171,7 @@ class Deadlines(Generic[K]):
             elif (suspended := self._suspended_at_deadline(limits, due, now)) is not None:
                 if suspended == "later":
                     next_due = min(next_due, now + self._recheck)
+                    escalation.recheck.append(key)
                 elif suspended == "wait":
                     limits.deadline = None  # waited for until it ends
                     escalation.waited.append(key)

@@ -260,6 +260,9 @@ class FetchPurpose(enum.StrEnum):
     MISSING = "missing"  # a list call did not return it
     OVERDUE = "overdue"  # list calls are blocked and it waited too long
     PUSHED = "pushed"  # a webhook event said it ended: read it now (not paced)
+    # A deadline decision needs its current state, and its folder is asked by range
+    # queries, which return only ended jobs (paced like probes).
+    STALE = "stale"
 
 
 # Reads by id issued at once, not paced like probes: each job needs one at most
@@ -655,6 +658,22 @@ class PollPlanner(Generic[FolderT]):
             return False
         track.not_before = now
         self._to_fetch_queue(track, FetchPurpose.PUSHED)
+        return True
+
+    def refresh(self, job_id: int, *, now: float) -> bool:
+        """A decision (a deadline) needs the job's current state. A folder asked by
+        range queries learns only of ended jobs, so the job is read by id (paced
+        like probes, answered as one); in a folder asked by id lists the next list
+        call brings its state anyway. True when a read was queued."""
+        track = self._jobs.get(job_id)
+        if track is None or track.final or track.phase is not _Phase.WATCHING:
+            return False
+        watch = self._watching.get(track.folder)
+        threshold = self.policy.range_threshold
+        if threshold is None or watch is None or len(watch.jobs) <= threshold:
+            return False
+        track.not_before = now
+        self._to_fetch_queue(track, FetchPurpose.STALE)
         return True
 
     def set_pace(self, folder: FolderT, factor: float, *, now: float) -> None:

@@ -641,6 +641,8 @@ class JobWatcher:
             "Kill": [self._jobs[job_id] for job_id in due.kill],
         }
         to_report_suspended = [self._jobs[job_id] for job_id in due.report_suspended]
+        for job_id in due.recheck:
+            self._planner.refresh(job_id, now=now)
         for job_id in due.waited:
             log.info("async_orch.suspended_waited_for", job_id=job_id)
         for watched in to_finish:

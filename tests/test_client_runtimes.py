@@ -5,6 +5,7 @@ Pending too long is reported stuck_pending (and stopped if asked)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, requests_to
@@ -97,3 +98,19 @@ async def test_jobs_pending_too_long_are_reported_stuck_and_optionally_stopped(
     # The simulator agrees: the first two jobs still Pending in HR, the next two stopped.
     states = sim.simulator.stats()["tenants"]["demo/DefaultTenant"]["jobs_by_state"]
     assert states.get("Pending") == 2 and states.get("Stopped") == 2
+
+
+async def test_stuck_pending_is_found_in_a_folder_watched_by_range_queries(
+    start_simulator: Callable[..., Any],
+) -> None:
+    """Range queries return only ended jobs: a job Pending past its limit is read by
+    id to confirm it (else it would wait for the batch's timeout as 'maybe picked up')."""
+    sim = await start_simulator("realistic", time_scale=100.0)
+    requests = [JobRequest(process="Echo", folder="HR", inputs={"n": 1}, jobs_count=3)]
+    poll = replace(fast_poll(), range_threshold=1)  # 3 jobs in HR: ranges
+    async with OrchestratorClient(fast_settings(sim), poll=poll) as orch:
+        # The limit is found within a second or two; without the read by id, only the
+        # planner's slow overdue reads (~25 s here) would see it, after this timeout.
+        results = await orch.run_jobs(requests, timeout=10, stop=StopPolicy(pending_timeout=0.5))
+    assert [r.outcome for r in results] == [Outcome.STUCK_PENDING] * 3
+    assert all(r.state is JobState.PENDING for r in results)

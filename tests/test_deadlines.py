@@ -113,3 +113,30 @@ def test_a_removed_job_is_never_due() -> None:
     machine.remove(1)
     assert _is_empty(machine.step(10.0))
     assert machine.stop_sent(1) is None
+
+
+def test_a_decision_waiting_on_a_fresher_state_asks_for_a_recheck() -> None:
+    machine: Deadlines[int] = Deadlines(
+        StopPolicy(pending_timeout=10.0, on_suspended="report"), recheck=1.0, fresh_within=5.0
+    )
+    machine.add(1, now=0.0, deadline=None, state=JobState.PENDING)  # Pending past its limit?
+    machine.add(2, now=0.0, deadline=20.0, state=JobState.RUNNING)
+    machine.seen(2, JobState.RUNNING, now=15.0)  # running before its deadline
+    assert machine.step(10.0).recheck == [1]  # last seen Pending before the limit
+    machine.seen(1, JobState.PENDING, now=10.5)
+    step = machine.step(20.0)
+    assert step.recheck == [2]  # may be Suspended by now
+    assert step.finish == [1] and not step.report_suspended  # reported stuck
+    assert machine.stuck_pending_for(1) == 20.0  # a fresh answer still said Pending
+    machine.remove(1)
+    machine.seen(2, JobState.SUSPENDED, now=20.5)
+    assert machine.step(21.0).report_suspended == [2]
+
+
+def test_the_deadline_still_holds_while_a_pending_limit_waits_for_a_fresh_answer() -> None:
+    machine = _machine(StopPolicy(pending_timeout=5.0))
+    machine.add(1, now=0.0, deadline=8.0, state=JobState.PENDING)
+    assert machine.step(5.0).recheck == [1]  # no answer from after the limit yet
+    step = machine.step(8.0)  # none by the deadline either
+    assert step.finish == [1] and not step.recheck
+    assert machine.stuck_pending_for(1) is None  # timed out, not known stuck

@@ -1060,3 +1060,15 @@ def test_range_queries_detect_a_burst_of_completions_with_fewer_calls_than_id_li
     assert len(ranged.list_times) < len(by_ids.list_times)
     assert _percentile(ranged.latencies, 0.99) < _percentile(by_ids.latencies, 0.99) / 1.5
     assert _percentile(ranged.latencies, 0.99) <= 2 * 3  # two rounds over three folders
+
+
+def test_a_stale_state_is_read_by_id_only_where_ranges_hide_unfinished_jobs() -> None:
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=2))
+    for job_id in (1, 2, 3):
+        planner.add(job_id, "big", now=0.0)
+    planner.add(9, "small", now=0.0)
+    assert planner.refresh(9, now=1.0) is False  # id lists bring its state anyway
+    assert planner.refresh(1, now=1.0) is True  # ranges return ended jobs only
+    assert planner.refresh(1, now=1.0) is False  # already queued
+    action = planner.next_action(now=1.0)
+    assert action == FetchOne(1, "big", FetchPurpose.STALE)
