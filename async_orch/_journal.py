@@ -72,6 +72,7 @@ from typing import Any, TypeVar
 from async_orch._errors import ConfigurationError, UsageError
 from async_orch._jobs import JobHandle, Outcome
 from async_orch._journal_lock import JournalLock
+from async_orch._states import TERMINAL_STATES
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -112,6 +113,10 @@ CREATE TABLE jobs (
 )"""
 _JOBS_INDEX = "CREATE UNIQUE INDEX jobs_identity ON jobs (request_idx, job_id, job_key)"
 _JOB_IS = "request_idx = ? AND job_id = ? AND job_key = ?"
+
+#: Outcomes a batch gives a job it leaves alive (unless it was stopped).
+_LEFT_RUNNING = frozenset({Outcome.TIMED_OUT, Outcome.STUCK_PENDING, Outcome.SUSPENDED})
+_FINAL_STATE_NAMES = frozenset(state.value for state in TERMINAL_STATES)
 
 _SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -264,6 +269,14 @@ class JobRecord:
     @property
     def final(self) -> bool:
         return self.outcome is not None
+
+    @property
+    def left_running(self) -> bool:
+        """Reported without ending (timed out, stuck Pending, suspended) and not seen
+        in a final state since: the job may still run or wait in the tenant."""
+        return self.outcome in _LEFT_RUNNING and (
+            self.state is None or self.state not in _FINAL_STATE_NAMES
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -736,6 +749,27 @@ class Journal:
             ).rowcount
             if changed:
                 self._event(now, "state", request_index, handle.job_id, {"state": state})
+
+    def record_later_state(self, request_index: int, handle: JobHandle, state: str) -> None:
+        """A job reported left running (see :attr:`JobRecord.left_running`) was read
+        again: its state now. Its outcome stays the one the batch reported."""
+        now = _iso(self._clock())
+        identity = _identity(request_index, handle)
+        with self._writing():
+            row = self._db.execute(
+                f"SELECT result FROM jobs WHERE {_JOB_IS} AND outcome IS NOT NULL", identity
+            ).fetchone()
+            if row is None:
+                return
+            result = json.loads(row[0]) if row[0] else {}
+            if result.get("state") == state:
+                return
+            result["state"] = state
+            self._db.execute(
+                f"UPDATE jobs SET state = ?, result = ?, updated = ? WHERE {_JOB_IS}",
+                (state, _dumps(result), now, *identity),
+            )
+            self._event(now, "state", request_index, handle.job_id, {"state": state})
 
     def record_final(
         self,

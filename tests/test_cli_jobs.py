@@ -110,3 +110,27 @@ async def test_a_named_profile_supplies_url_and_credentials(
 
     no_secret = await run_cli("check", "--profile", "sim", env={**env, "SIM_SECRET": ""})
     assert no_secret.returncode == 2 and "SIM_SECRET" in no_secret.stdout + no_secret.stderr
+
+
+async def test_stop_also_stops_the_jobs_a_batch_reported_without_ending(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    """stuck_pending (like timed_out and suspended) is an outcome, yet the job still
+    waits in the tenant: stop must reach it, and record its state, keeping its outcome."""
+    sim: SimulatorHandle = await start_simulator("realistic", time_scale=100.0)
+    env = cli_env(tmp_path)
+    journal = tmp_path / "stuck.sqlite"
+    dispatched = await run_cli(
+        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "HR", "--count", "2",
+        "--pending-timeout", "0.5", "--timeout", "60", "--journal", str(journal), "--quiet",
+        env=env,
+    )  # fmt: skip
+    assert dispatched.returncode == 1, dispatched.stderr
+    assert simulator_jobs(sim)["by_state"].get("Pending") == 2  # left waiting for a robot
+
+    stopped = await run_cli("stop", "--journal", str(journal), "--kill", env=env)
+    assert "Kill sent to 2 unfinished jobs" in stopped.stderr
+    assert simulator_jobs(sim)["by_state"].get("Pending", 0) == 0
+    rows = stopped.rows()
+    assert {r["outcome"] for r in rows} == {"stuck_pending"}  # what the batch reported
+    assert {r["state"] for r in rows} == {"Stopped"}  # and what the job is now

@@ -106,7 +106,8 @@ def add_stop_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         "stop",
         usage="%(prog)s --journal PATH [--kill] [--wait SECONDS] [options]",
         help="stop the unfinished jobs of a journal",
-        description="Stop every job of a dispatch journal that is not final yet, then "
+        description="Stop every job of a dispatch journal that is not final yet, or that "
+        "the batch reported without ending (timed out, stuck Pending, suspended), then "
         "record their states in the journal.",
         epilog=STOP_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -190,7 +191,9 @@ async def _stop(args: argparse.Namespace) -> int:
     # to let that run end or stop it first; this command then stops whatever it
     # left running.
     with Journal.open(args.journal) as journal:
-        unfinished = [j for j in journal.jobs() if not j.final]
+        # Jobs not final, and jobs the batch reported without ending them (timed
+        # out, stuck Pending, suspended): they may still run or wait in the tenant.
+        unfinished = [j for j in journal.jobs() if not j.final or j.left_running]
         async with _journal_client(args, journal, "stop") as orch:
             by_folder: dict[int, list[int]] = defaultdict(list)
             for job in unfinished:
@@ -203,12 +206,12 @@ async def _stop(args: argparse.Namespace) -> int:
                     )
             journal.record_event("stop_sent", strategy=strategy, jobs=len(unfinished))
             print(f"{strategy} sent to {len(unfinished)} unfinished jobs", file=sys.stderr)
-            await refresh_unfinished(orch, journal)
+            await refresh_unfinished(orch, journal, left_running=True)
             # A SoftStop leaves the workflow time to end; read again until it has.
             with anyio.move_on_after(args.wait):
-                while any(not j.final for j in journal.jobs()):
+                while any(not j.final or j.left_running for j in journal.jobs()):
                     await anyio.sleep(STOP_POLL_INTERVAL)
-                    await refresh_unfinished(orch, journal)
+                    await refresh_unfinished(orch, journal, left_running=True)
         rows = journal_rows(journal)
         _write(rows, args)
     return exit_code(rows)

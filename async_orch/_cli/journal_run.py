@@ -282,10 +282,14 @@ def _names(job: Job, record: JobRecord) -> bool:
     return job.id == record.job_id and not identity_change(record.handle, job)
 
 
-async def refresh_unfinished(orch: OrchestratorClient, journal: Journal) -> None:
+async def refresh_unfinished(
+    orch: OrchestratorClient, journal: Journal, *, left_running: bool = False
+) -> None:
     """After an interrupt: read the jobs not final in the journal once more, so it
-    holds their latest state (and outcome and outputs, if they ended meanwhile)."""
-    unfinished = [j for j in journal.jobs() if not j.final]
+    holds their latest state (and outcome and outputs, if they ended meanwhile).
+    With ``left_running``, also the jobs reported without ending (timed out, stuck
+    Pending, suspended; their outcome stays, their state is updated)."""
+    unfinished = [j for j in journal.jobs() if not j.final or (left_running and j.left_running)]
     records = {r.index: r for r in journal.requests()}
     by_folder: dict[int, list[JobRecord]] = defaultdict(list)
     for job in unfinished:
@@ -302,6 +306,10 @@ async def refresh_unfinished(orch: OrchestratorClient, journal: Journal) -> None
                 # updated; the other is left for a resume to report lost.
                 record = next((j for j in by_id.get(seen.id, ()) if _names(seen, j)), None)
                 if record is None:
+                    continue
+                if record.final:  # left running: only its state is news
+                    state = seen.raw_state or seen.state.value
+                    journal.record_later_state(record.request_index, record.handle, state)
                     continue
                 outcome = Outcome.of_final(seen.state)
                 if outcome is None:
