@@ -284,6 +284,19 @@ class JobHandle:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobHandle:
+        """The handle :meth:`to_dict` gave.
+
+        Raises:
+            ValueError: ``data`` is not such a dict; the message names the field.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a job handle is a dict from JobHandle.to_dict, not {data!r:.80}")
+        missing = [name for name in ("job_id", "folder_id") if data.get(name) is None]
+        if missing:
+            raise ValueError(
+                f"a job handle needs {' and '.join(repr(m) for m in missing)} "
+                f"(as JobHandle.to_dict gives them); got the fields {sorted(data)}"
+            )
         created = data.get("created")
         return cls(
             job_id=int(data["job_id"]),

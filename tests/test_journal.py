@@ -319,7 +319,7 @@ DAMAGES = {
     ),
     "handle missing a key": (
         "UPDATE jobs SET handle = '{\"job_id\": 5}' WHERE job_id = 5",
-        "jobs row job_id=5: handle is not a job handle (KeyError: 'folder_id')",
+        "jobs row job_id=5: handle is not a job handle (ValueError: a job handle needs 'folder_id'",
     ),
     "handle of another job": (
         "UPDATE jobs SET handle = replace(handle, '\"job_id\": 5', '\"job_id\": 6')",

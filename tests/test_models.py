@@ -632,3 +632,16 @@ def test_records_are_frozen() -> None:
     job = Job.from_api(POSTMAN_JOB)
     with pytest.raises(AttributeError):
         job.state = JobState.RUNNING  # type: ignore[misc]
+
+
+def test_a_job_handle_from_a_dict_names_what_is_missing() -> None:
+    import pytest
+
+    from async_orch import JobHandle
+
+    with pytest.raises(ValueError, match=r"needs 'job_id' .*got the fields \['folder_id'\]"):
+        JobHandle.from_dict({"folder_id": 1})
+    with pytest.raises(ValueError, match=r"not \[1, 2\]"):
+        JobHandle.from_dict([1, 2])  # type: ignore[arg-type]
+    handle = JobHandle.from_dict({"job_id": 5, "folder_id": 1})
+    assert (handle.job_id, handle.folder_id) == (5, 1)
