@@ -85,6 +85,7 @@ __all__ = [
     "RequestRecord",
     "ResumePlan",
     "TwoJobsForOneRequestError",
+    "make_private_dirs",
     "plan_resume",
 ]
 
@@ -398,7 +399,7 @@ class Journal:
         if path.exists():
             raise ConfigurationError(_exists_message(path))
         try:
-            _make_private_dirs(path.parent)
+            make_private_dirs(path.parent)
         except OSError as exc:
             raise ConfigurationError(f"cannot create journal {path}: {exc}") from exc
         lock = JournalLock(path, clock=clock)
@@ -891,7 +892,7 @@ def _take_lock(lock: JournalLock | None) -> Iterator[None]:
         raise
 
 
-def _make_private_dirs(folder: Path) -> None:
+def make_private_dirs(folder: Path) -> None:
     """Create ``folder`` and any missing parent 0700 (existing ones are left as they are)."""
     missing = []
     while not folder.exists():

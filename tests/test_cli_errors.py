@@ -237,8 +237,10 @@ async def test_an_unwritable_output_fails_before_anything_starts(
 ) -> None:
     sim: SimulatorHandle = await start_simulator(time_scale=20.0)
     env = cli_env(tmp_path)
-    missing = tmp_path / "missing" / "out.jsonl"
-    no_folder = f"{missing}: folder {missing.parent} does not exist; create it first"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    missing = blocker / "out.jsonl"  # its folder cannot be made: a file is in the way
+    no_folder = f"{missing}: {blocker} is not a folder"
     echo = ["--process", "Echo", "--folder", "Shared"]
     load = [*echo, "--load-profile", "constant:1:2", "--max-jobs", "2", "--yes-start-real-jobs"]
     journal = str(tmp_path / "j.sqlite")  # never opened: the output is checked first
@@ -302,3 +304,18 @@ async def test_files_that_are_not_utf8_are_one_line_and_exit_2(tmp_path: Path) -
     assert_one_line_exit_2(
         run, f"config file {config} is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8"
     )
+
+
+@pytest.mark.slow
+async def test_output_and_journal_make_a_missing_folder_alike(tmp_path: Path) -> None:
+    """-o and --journal treat a missing folder the same way: made, private (0700)."""
+    out = tmp_path / "new" / "results" / "r.jsonl"
+    journal = tmp_path / "other" / "journals" / "j.sqlite"
+    run = await run_cli(
+        "dispatch", "--simulator", "--process", "Echo", "--folder", "Shared", "--count", "2",
+        "--quiet", "-o", str(out), "--journal", str(journal), env=cli_env(tmp_path),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert len(out.read_text().splitlines()) == 2 and journal.exists()
+    for folder in (out.parent, out.parent.parent, journal.parent, journal.parent.parent):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from async_orch._errors import ConfigurationError
 from async_orch._jobs import JobResult
+from async_orch._journal import make_private_dirs
 
 __all__ = [
     "COLUMNS",
@@ -149,11 +150,16 @@ def check_writable(path: Path | None, *, flag: str) -> None:
         return
     if path.is_dir():
         raise ConfigurationError(f"{flag} {path} is a folder; give a file path in it")
-    if not path.parent.is_dir():
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ConfigurationError(f"{flag} {path}: {path.parent} is not a folder")
+    try:
+        # As for a journal: missing folders are made, private to the user (0700).
+        make_private_dirs(path.parent)
+    except OSError as exc:
         raise ConfigurationError(
-            f"{flag} {path}: folder {path.parent} does not exist; create it first or "
+            f"{flag} {path}: folder {path.parent} cannot be made ({exc.strerror}); "
             "choose another path"
-        )
+        ) from None
     existed = path.exists()
     try:
         with open_private(path, append=True):
