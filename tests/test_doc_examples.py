@@ -319,6 +319,14 @@ def _run(command: list[str], sandbox: Sandbox) -> subprocess.CompletedProcess[st
     )  # fmt: skip
 
 
+def _for(command: str, sandbox: Sandbox) -> Sandbox:
+    """``--simulator`` refuses UIPATH_URL: a reader who uses it has none set."""
+    if "--simulator" not in command:
+        return sandbox
+    env = {k: v for k, v in sandbox.env.items() if not k.startswith("UIPATH_")}
+    return Sandbox(sandbox.cwd, env)
+
+
 def _python_source(block: Block) -> str:
     names = [n for m in block.directive("given") for n in m["given"].split(", ")]
     if not names:
@@ -440,7 +448,7 @@ def test_shell_example(block: Block, sandboxes: Sandboxes) -> None:
             page = [b for b in BLOCKS if b.page == block.page and b.language == block.language]
             script = page[page.index(block) - 1].source() + script
         script = script.replace(DOC_PORT, address)
-        done = _run(["bash", "-e", "-o", "pipefail", "-c", script], sandbox)
+        done = _run(["bash", "-e", "-o", "pipefail", "-c", script], _for(script, sandbox))
         assert done.returncode == 0, (
             f"{block.id} failed:\n{done.stdout[-3000:]}{done.stderr[-5000:]}"
         )
@@ -449,10 +457,7 @@ def test_shell_example(block: Block, sandboxes: Sandboxes) -> None:
         if command.text.startswith("cat "):
             _write_shown_file(command, sandbox)
         text = command.text.replace(DOC_PORT, address)
-        env = sandbox.env
-        if "--simulator" in text:  # cannot be combined with UIPATH_URL: a reader has none
-            env = {k: v for k, v in env.items() if not k.startswith("UIPATH_")}
-        done = _run(["bash", "-o", "pipefail", "-c", text], Sandbox(sandbox.cwd, env))
+        done = _run(["bash", "-o", "pipefail", "-c", text], _for(text, sandbox))
         printed = done.stdout + done.stderr
         assert done.returncode == command.exit_code, (
             f"{block.id}: `{command.text}` exited {done.returncode}, "
