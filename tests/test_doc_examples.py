@@ -53,6 +53,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -214,6 +215,9 @@ def _problems(block: Block) -> list[str]:
     has_command = any(ln.startswith("$ ") for ln in block.text.splitlines())
     if block.language == "console" and block.runs and not has_command:
         problems.append(f"{where}: a console block with no '$ ' command")
+    for m in block.directive("old"):
+        if m["old"] not in block.text:
+            problems.append(f"{where}: replace {m['old']!r}: not in the block")
     for name in (n for m in block.directive("given") for n in m["given"].split(", ")):
         if name not in GIVEN:
             problems.append(f"{where}: given {name}: the test does not define it (GIVEN)")
@@ -225,15 +229,17 @@ def test_the_marker_rules_catch_an_unmarked_block(tmp_path: Path) -> None:
     text = (
         "```yaml\na: 1\n```\n\n```\n$ async-orch jobs\n```\n\n"
         "<!-- example: no-run -->\n```sh\nfalse\n```\n\n<!-- example: skip -->\n\n"
+        '<!-- example: replace "30" "3" (shorter) -->\n```sh\nsleep 1\n```\n'
     )
     page.write_text(text, encoding="utf-8")
     blocks, orphans = read_blocks(page)
     problems = [p.split(": ", 1)[1] for b in blocks for p in _problems(b)]
     assert orphans == [14]
-    assert len(problems) == 3, problems
+    assert len(problems) == 4, problems
     assert problems[0].startswith("```yaml: use python, sh, console")
     assert problems[1].startswith("'$ async-orch jobs' in an output block")
     assert problems[2].startswith("unknown example directive 'no-run'")
+    assert problems[3] == "replace '30': not in the block"
 
 
 # --- running them (slow: they start processes) ------------------------------------
@@ -263,6 +269,8 @@ def simulator_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
             exports = dict(item.split("=", 1) for item in shlex.split(line.strip())[1:])
             break
     assert exports, "async-orch simulator printed no export line"
+    # Keep reading what it prints, so a full pipe never blocks it.
+    threading.Thread(target=process.stdout.read, daemon=True).start()
     try:
         yield exports
     finally:
