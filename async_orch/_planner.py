@@ -660,6 +660,18 @@ class PollPlanner(Generic[FolderT]):
         self._to_fetch_queue(track, FetchPurpose.PUSHED)
         return True
 
+    def recheck_soon(self, job_id: int, *, now: float) -> None:
+        """Its state is about to change (a stop was just sent): check it again after
+        ``min_interval``, not on its usual schedule (a Suspended job is checked
+        seldom, and its stop would be seen only after the grace ran out)."""
+        track = self._jobs.get(job_id)
+        if track is None or track.final or track.phase is not _Phase.WATCHING:
+            return
+        soon = now + self.policy.min_interval
+        if track.due_at > soon:
+            track.due_at = soon
+            self._to_watching(track)
+
     def refresh(self, job_id: int, *, now: float) -> bool:
         """A decision (a deadline) needs the job's current state. A folder asked by
         range queries learns only of ended jobs, so the job is read by id (paced

@@ -665,6 +665,9 @@ class JobWatcher:
                 log.info("async_orch.jobs_stopping", strategy=strategy, job_ids=ids)
                 try:
                     await self._api.stop_jobs(folder, ids, strategy=strategy)
+                    now = self._clock()
+                    for job_id in ids:  # see the stop take effect within the grace
+                        self._planner.recheck_soon(job_id, now=now)
                 except RequestError as exc:
                     # The grace still runs: a failed SoftStop is followed by Kill,
                     # a failed Kill by reporting the job as timed out.

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,21 @@ from async_orch.simulator import SimulatorHandle
 SCALE = 100.0  # pickup (2 s) takes 20 ms, the suspension comes 0.12 s in
 DEADLINE = 1.0  # real seconds: long after the job is seen Suspended
 APPROVAL = JobRequest(process="PurchaseApproval", folder="Finance", inputs={"po": 7})
+
+
+async def test_a_stopped_suspended_job_is_seen_stopped_though_suspended_jobs_are_polled_seldom(
+    realistic: SimulatorHandle,
+) -> None:
+    """A Suspended job is re-checked only every max_interval; once a stop is sent it is
+    checked again soon, so it is seen Stopped within the grace (not killed, then
+    reported timed out while it had stopped long before)."""
+    poll = replace(fast_poll(), max_interval=60.0)  # far longer than the grace
+    async with OrchestratorClient(fast_settings(realistic), poll=poll) as orch:
+        (result,) = await orch.run_jobs(
+            [APPROVAL], timeout=DEADLINE, stop=StopPolicy(on_timeout=True, grace=2.0)
+        )
+    assert result.outcome is Outcome.STOPPED and result.state is JobState.STOPPED
+    assert result.stop_sent == "SoftStop"  # no Kill: the SoftStop was seen to work
 
 
 @pytest.fixture
