@@ -39,6 +39,7 @@ from bench_dispatch import (  # a sibling script: benchmarks/ is on sys.path
     PROCESS,
     RESULTS_DIR,
     Simulator,
+    add_workload_arguments,
     job_plan,
     machine_line,
     scenario_text,
@@ -219,19 +220,9 @@ def table(runs: list[dict[str, Any]]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--folders", type=int, default=5)
-    parser.add_argument("--capacity", type=int, default=100, help="robot slots per folder")
-    parser.add_argument(
-        "--duration",
-        type=float,
-        nargs=2,
-        default=(10.0, 20.0),
-        metavar=("LOW", "HIGH"),
-        help="simulated seconds per job",
+    add_workload_arguments(
+        parser, jobs=5000, folders=5, capacity=100, duration=(10.0, 20.0), time_scale=30.0
     )
-    parser.add_argument("--time-scale", type=float, default=30.0)
-    parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument(
         "--budgets", type=int, nargs="+", default=[60, 20], help="list calls a minute to try"
     )
