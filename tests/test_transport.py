@@ -22,7 +22,6 @@ from conftest import aioresponses_mock
 from fakes import FakeSender, reply
 from yarl import URL
 
-from async_orch._backoff import compute_delay
 from async_orch._config import (
     ClientCredentials,
     RefreshTokenCredentials,
@@ -48,6 +47,7 @@ from async_orch._errors import (
 )
 from async_orch._http import Response
 from async_orch._protocol import folder_headers
+from async_orch._retries import compute_delay
 from async_orch._transport import Transport
 
 BASE = "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_"
