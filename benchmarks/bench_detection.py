@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,10 +37,10 @@ from bench_dispatch import (  # a sibling script: benchmarks/ is on sys.path
     CLIENT_SECRET,
     PROCESS,
     RESULTS_DIR,
-    Simulator,
     add_workload_arguments,
     job_plan,
     machine_line,
+    run_worker,
     scenario_text,
 )
 
@@ -124,19 +123,9 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def measure(budget: int, args: argparse.Namespace, scenario: Path) -> dict[str, Any]:
-    simulator = Simulator(scenario)
-    try:
-        command = [sys.executable, __file__, "--worker", "--url", simulator.url]
-        command += ["--jobs", str(args.jobs), "--folders", str(args.folders)]
-        command += ["--budget", str(budget)] + (["--id-lists"] if args.id_lists else [])
-        print(f"running budget {budget}/min ...", file=sys.stderr, flush=True)
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"worker failed:\n{done.stderr[-3000:]}")
-        report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-        stats = simulator.stats()
-    finally:
-        simulator.stop()
+    worker = ["--worker", "--jobs", str(args.jobs), "--folders", str(args.folders)]
+    worker += ["--budget", str(budget)] + (["--id-lists"] if args.id_lists else [])
+    report, stats = run_worker(__file__, scenario, worker, f"budget {budget}/min")
     return summarize(budget, report, stats, args)
 
 

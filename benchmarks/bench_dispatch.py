@@ -343,22 +343,31 @@ def worker(args: argparse.Namespace) -> None:
 # -- the driver -----------------------------------------------------------------------
 
 
-def measure(kind: str, args: argparse.Namespace, scenario: Path) -> dict[str, Any]:
+def run_worker(
+    script: str, scenario: Path, worker: list[str], label: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run ``script --url URL WORKER`` (a client in its own process) against a fresh
+    simulator of ``scenario``: the report it printed last, and the simulator's stats."""
     simulator = Simulator(scenario)
     try:
-        command = [sys.executable, __file__, "--worker", kind, "--url", simulator.url]
-        command += ["--jobs", str(args.jobs), "--folders", str(args.folders)]
-        command += ["--naive-timeout", str(args.naive_timeout), "--naive-route", args.naive_route]
-        if args.profile:
-            command += ["--profile", "--results", str(args.results)]
-        print(f"running {kind} ...", file=sys.stderr, flush=True)
+        command = [sys.executable, script, "--url", simulator.url, *worker]
+        print(f"running {label} ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"{kind} worker failed:\n{done.stderr[-3000:]}")
+            raise RuntimeError(f"{label} worker failed:\n{done.stderr[-3000:]}")
         report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         stats = simulator.stats()
     finally:
         simulator.stop()
+    return report, stats
+
+
+def measure(kind: str, args: argparse.Namespace, scenario: Path) -> dict[str, Any]:
+    worker = ["--worker", kind, "--jobs", str(args.jobs), "--folders", str(args.folders)]
+    worker += ["--naive-timeout", str(args.naive_timeout), "--naive-route", args.naive_route]
+    if args.profile:
+        worker += ["--profile", "--results", str(args.results)]
+    report, stats = run_worker(__file__, scenario, worker, kind)
     return summarize(kind, report, stats, args)
 
 
