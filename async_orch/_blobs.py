@@ -5,8 +5,9 @@ Attachments carry inputs and outputs too large for InputArguments/OutputArgument
 /odata/Attachments({key})`` answers a BlobFileAccess ``{Uri, Verb, Headers:
 {Keys, Values}, RequiresAuth}``, and the content is PUT to or read from ``Uri``
 with those headers (and the bearer token when RequiresAuth). A download is read
-in chunks and stops at ``max_bytes``, so memory stays bounded however large the
-blob is; :class:`~async_orch._resources.OrchestratorAPI` limits how many run at once.
+in chunks and stops at ``max_bytes`` (the sender's ``max_body``), so memory stays
+bounded however large the blob is; :class:`~async_orch._resources.OrchestratorAPI`
+limits how many run at once.
 """
 
 from __future__ import annotations
@@ -15,13 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
+from async_orch._errors import ResponseDecodeError
 
-from async_orch._errors import ResponseDecodeError, TransportError
-
-__all__ = ["BlobAccess", "BlobTooLargeError", "read_capped"]
-
-_CHUNK = 64 * 1024
+__all__ = ["BlobAccess", "BlobTooLargeError", "check_blob_size"]
 
 
 class BlobTooLargeError(ResponseDecodeError):
@@ -60,22 +57,11 @@ class BlobAccess:
         )
 
 
-async def read_capped(response: aiohttp.ClientResponse, max_bytes: int, url: str) -> bytes:
-    """The response body, read in chunks; raise BlobTooLargeError past ``max_bytes``."""
-    declared = response.content_length
-    if declared is not None and declared > max_bytes:
+def check_blob_size(size: int, max_bytes: int, url: str) -> None:
+    """Raise BlobTooLargeError when ``size`` bytes (read so far, or declared) pass
+    ``max_bytes``."""
+    if size > max_bytes:
         raise BlobTooLargeError(_too_large(url, max_bytes))
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in response.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise BlobTooLargeError(_too_large(url, max_bytes))
-            chunks.append(chunk)
-    except aiohttp.ClientError as exc:
-        raise TransportError(f"blob read failed: {exc}", method="GET", url=url) from exc
-    return b"".join(chunks)
 
 
 def _too_large(url: str, max_bytes: int) -> str:

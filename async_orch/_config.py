@@ -57,7 +57,6 @@ credentials over a token).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -65,6 +64,7 @@ from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
 from async_orch._errors import ConfigurationError
+from async_orch._retries import RetryPolicy  # re-exported: settings carry one
 
 __all__ = [
     "DEFAULT_SCOPES",
@@ -180,67 +180,6 @@ Credentials = ClientCredentials | RefreshTokenCredentials | PasswordCredentials 
 
 
 # -- policies --------------------------------------------------------------------
-
-
-#: Seconds added to the request timeout for the default reconcile window.
-RECONCILE_MARGIN = 30.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """How transient failures are retried (see :mod:`async_orch._backoff`).
-
-    Attributes:
-        attempts: tries per request, the first included (1 = never retry).
-        wait_initial: backoff before the first retry, doubled for each next one.
-        wait_max: ceiling of one backoff wait.
-        wait_jitter: up to this many random seconds added, so clients spread out.
-        retry_after_max: the longest server-requested wait (``Retry-After``) we
-            honour; asked for more, we give up at once instead of hammering a
-            limit that will still be closed.
-        reconcile_window: seconds after a StartJobs got no clear answer during
-            which the server may still create its jobs. Such a start is posted
-            again only if its Reference was still not found by a lookup made
-            after this window (docs/reliability.md). None: the request timeout
-            plus 30 s (90 s with the defaults); set it longer when a gateway in
-            front of Orchestrator keeps requests alive longer than that.
-        batch_retries: StartJobs re-posts allowed in one batch, over all its
-            requests (None: one per request plus 10); per request,
-            ``DispatchLimits.start_attempts`` bounds the POSTs.
-    """
-
-    attempts: int = 5
-    wait_initial: float = 0.5
-    wait_max: float = 10.0
-    wait_jitter: float = 1.0
-    retry_after_max: float = 120.0
-    reconcile_window: float | None = None
-    batch_retries: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ConfigurationError(
-                f"RetryPolicy.attempts must be at least 1 (got {self.attempts})"
-            )
-        for name in ("wait_initial", "wait_max", "wait_jitter", "retry_after_max"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"RetryPolicy.{name} must not be negative")
-        window = self.reconcile_window
-        if window is not None and not (0 <= window < math.inf):
-            raise ConfigurationError(
-                f"RetryPolicy.reconcile_window must be a number of seconds >= 0, got {window}"
-            )
-        if self.batch_retries is not None and self.batch_retries < 0:
-            raise ConfigurationError(
-                f"RetryPolicy.batch_retries must not be negative, got {self.batch_retries}"
-            )
-
-    def window_after(self, request_timeout: float) -> float:
-        """The reconcile window in seconds, for requests that time out after
-        ``request_timeout`` seconds (see ``reconcile_window``)."""
-        if self.reconcile_window is not None:
-            return self.reconcile_window
-        return request_timeout + RECONCILE_MARGIN
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

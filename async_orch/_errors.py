@@ -42,7 +42,7 @@ as attributes; the cause is always chained.
         ├── StuckPendingError     a job Pending longer than pending_timeout
         └── OutputsUnavailableError  a job's OutputFile attachment could not be read
 
-Whether an error is worth retrying is a function (:func:`async_orch._backoff.is_retryable`),
+Whether an error is worth retrying is a function (:func:`async_orch._retries.is_retryable`),
 not a class: the tree says what happened, the retry policy decides what to do.
 
 ``TransportError.may_have_reached_server`` and ``APIError`` tell the dispatcher

@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from async_orch._blobs import check_blob_size
 from async_orch._errors import (
     ClientClosedError,
     RequestTimeoutError,
@@ -31,6 +32,8 @@ from async_orch._errors import (
 from async_orch._protocol import header, looks_like_html
 
 __all__ = ["AiohttpSender", "Response", "send_once"]
+
+_CHUNK = 64 * 1024  # a capped body is read this much at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +89,14 @@ async def send_once(
     params: Mapping[str, str] | None = None,
     body: bytes | None = None,
     client_timeout: aiohttp.ClientTimeout | None = None,
+    max_body: int | None = None,
 ) -> Response:
     """Send one request, read the whole response; never raise an aiohttp exception.
 
+    With ``max_body``, a success's body is read in chunks and no further than that.
+
     Raises:
+        BlobTooLargeError: a success's body is longer than ``max_body``.
         TransportError: no usable response (``may_have_reached_server`` as above).
         RequestTimeoutError: the same, for a timeout.
         ClientClosedError: the session is closed.
@@ -99,7 +106,10 @@ async def send_once(
         async with session.request(
             method, url, headers=dict(headers), params=params, data=body, **extra
         ) as response:
-            content = await response.read()
+            if max_body is not None and response.status < 400:
+                content = await _read_capped(response, max_body, url)
+            else:
+                content = await response.read()
             return Response(response.status, response.headers, content, url)
     except aiohttp.ConnectionTimeoutError as exc:
         raise RequestTimeoutError(
@@ -125,6 +135,18 @@ async def send_once(
         if not session.closed:
             raise
         raise ClientClosedError(session_closed=True) from exc
+
+
+async def _read_capped(response: aiohttp.ClientResponse, max_body: int, url: str) -> bytes:
+    if response.content_length is not None:
+        check_blob_size(response.content_length, max_body, url)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        check_blob_size(size, max_body, url)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class AiohttpSender:
@@ -156,6 +178,7 @@ class AiohttpSender:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
         body: bytes | None = None,
+        max_body: int | None = None,
     ) -> Response:
         return await send_once(
             self.session,
@@ -165,4 +188,5 @@ class AiohttpSender:
             params=params,
             body=body,
             client_timeout=self._timeout,
+            max_body=max_body,
         )

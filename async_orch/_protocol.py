@@ -16,7 +16,6 @@ from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any, Protocol
 
-from async_orch._backoff import parse_retry_after
 from async_orch._errors import (
     APIError,
     BadRequestError,
@@ -28,6 +27,7 @@ from async_orch._errors import (
     ServerError,
     UnauthorizedError,
 )
+from async_orch._retries import parse_retry_after
 
 __all__ = [
     "FolderLike",

@@ -54,8 +54,13 @@ class HTTPSender(Protocol):
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
         body: bytes | None = None,
+        max_body: int | None = None,
     ) -> Response:
-        """Send ``method url`` (``params``: the query) and return the whole response."""
+        """Send ``method url`` (``params``: the query) and return the whole response.
+
+        With ``max_body`` (an attachment's content), a success (status < 400) whose
+        body is longer raises :class:`~async_orch._blobs.BlobTooLargeError`, having
+        read no further."""
         ...
 
 

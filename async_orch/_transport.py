@@ -45,13 +45,12 @@ import aiohttp
 import anyio
 
 from async_orch._auth import TokenManager
-from async_orch._blobs import BlobAccess, read_capped
+from async_orch._blobs import BlobAccess
 from async_orch._config import RefreshTokenCredentials, Settings
 from async_orch._errors import (
     APIError,
     AuthenticationError,
     ClientClosedError,
-    ConfigurationError,
     InvalidRequestError,
     OrchestratorError,
     RateLimitedError,
@@ -417,11 +416,8 @@ class Transport:
         self.ensure_open()
         tokens = self._tokens
         assert tokens is not None  # ensure_open checked
-        # Blob transfers stream with a size cap, which the send seam does not offer
-        # yet: they need the aiohttp sender's session.
-        if not isinstance(self._sender, AiohttpSender):
-            raise ConfigurationError("attachment transfers need an aiohttp session")
-        session = self._sender.session
+        sender = self._sender
+        assert sender is not None  # ensure_open checked
         url = self._url(access.uri) if access.requires_auth else access.uri
         headers = {"User-Agent": _USER_AGENT, **access.headers}
         failures = 0
@@ -432,33 +428,29 @@ class Transport:
                 headers["Authorization"] = f"Bearer {token}"
             sent, added = self._sending(method, url, endpoint, None, failures + 1)
             try:
-                async with session.request(
+                answer = await sender.send(
                     method,
                     url,
                     headers=headers if added is None else {**added, **headers},
-                    data=body,
-                    timeout=self._timeout,
-                ) as response:
-                    status = response.status
-                    if status < 400:
-                        content = await read_capped(response, max_bytes, url)
-                        report_answer(self._hooks, sent, status, None, self._clock())
-                        self._responses[(endpoint, status)] += 1
-                        return content
-                    raw = await response.read()
-                    answer = Response(status, response.headers, raw, url)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                    body=body,
+                    max_body=max_bytes,
+                )
+            except TransportError as exc:
                 report_answer(self._hooks, sent, None, str(exc), self._clock())
                 self._responses[(endpoint, "error")] += 1
                 failures += 1
-                error = TransportError(f"blob transfer failed: {exc!r}", method=method, url=url)
                 await self._pause_or_raise(
-                    error, failures, self._settings.retry.attempts, True, method, endpoint
+                    exc, failures, self._settings.retry.attempts, True, method, endpoint
                 )
                 continue
             except BaseException:
                 report_cancelled(self._hooks, sent, self._clock())
                 raise
+            status = answer.status
+            if status < 400:
+                report_answer(self._hooks, sent, status, None, self._clock())
+                self._responses[(endpoint, status)] += 1
+                return answer.body
             report_answer(self._hooks, sent, status, None, self._clock())
             self._responses[(endpoint, status)] += 1
             now = datetime.now(UTC)

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,9 +37,10 @@ from bench_dispatch import (  # a sibling script: benchmarks/ is on sys.path
     CLIENT_SECRET,
     PROCESS,
     RESULTS_DIR,
-    Simulator,
+    add_workload_arguments,
     job_plan,
     machine_line,
+    run_worker,
     scenario_text,
 )
 
@@ -123,19 +123,9 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def measure(budget: int, args: argparse.Namespace, scenario: Path) -> dict[str, Any]:
-    simulator = Simulator(scenario)
-    try:
-        command = [sys.executable, __file__, "--worker", "--url", simulator.url]
-        command += ["--jobs", str(args.jobs), "--folders", str(args.folders)]
-        command += ["--budget", str(budget)] + (["--id-lists"] if args.id_lists else [])
-        print(f"running budget {budget}/min ...", file=sys.stderr, flush=True)
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"worker failed:\n{done.stderr[-3000:]}")
-        report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-        stats = simulator.stats()
-    finally:
-        simulator.stop()
+    worker = ["--worker", "--jobs", str(args.jobs), "--folders", str(args.folders)]
+    worker += ["--budget", str(budget)] + (["--id-lists"] if args.id_lists else [])
+    report, stats = run_worker(__file__, scenario, worker, f"budget {budget}/min")
     return summarize(budget, report, stats, args)
 
 
@@ -219,19 +209,9 @@ def table(runs: list[dict[str, Any]]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--folders", type=int, default=5)
-    parser.add_argument("--capacity", type=int, default=100, help="robot slots per folder")
-    parser.add_argument(
-        "--duration",
-        type=float,
-        nargs=2,
-        default=(10.0, 20.0),
-        metavar=("LOW", "HIGH"),
-        help="simulated seconds per job",
+    add_workload_arguments(
+        parser, jobs=5000, folders=5, capacity=100, duration=(10.0, 20.0), time_scale=30.0
     )
-    parser.add_argument("--time-scale", type=float, default=30.0)
-    parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument(
         "--budgets", type=int, nargs="+", default=[60, 20], help="list calls a minute to try"
     )

@@ -56,32 +56,20 @@ def folder_names(count: int) -> list[str]:
 
 
 def scenario_text(args: argparse.Namespace) -> str:
-    folders = "\n".join(
-        f'[[tenants.folders]]\npath = "{name}"\ncapacity = {args.capacity}\n'
-        f"robots = {min(args.capacity, 20)}\n"
-        for name in folder_names(args.folders)
-    )
+    from simulator_process import echo_tenant_scenario  # a sibling module on sys.path
+
     low, high = args.duration
-    return f"""# Written by benchmarks/bench_dispatch.py
-seed = {args.seed}
-time_scale = {args.time_scale}
-
-[[tenants]]
-organization = "bench"
-name = "DefaultTenant"
-[tenants.rate_limit]
-jobs_list = 100          # GET /odata/Jobs per tenant, as on Automation Cloud
-window_seconds = 60
-[[tenants.credentials]]
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-scopes = ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"]
-[[tenants.processes]]
-name = "{PROCESS}"
-duration = [{low}, {high}]
-outputs = "echo"
-
-{folders}"""
+    robots = min(args.capacity, 20)
+    return echo_tenant_scenario(
+        script="bench_dispatch.py",
+        seed=args.seed,
+        time_scale=args.time_scale,
+        organization="bench",
+        client=(CLIENT_ID, CLIENT_SECRET),
+        process=PROCESS,
+        duration=f"[{low}, {high}]",
+        folders=[(name, args.capacity, robots) for name in folder_names(args.folders)],
+    )
 
 
 class Simulator:
@@ -355,22 +343,31 @@ def worker(args: argparse.Namespace) -> None:
 # -- the driver -----------------------------------------------------------------------
 
 
-def measure(kind: str, args: argparse.Namespace, scenario: Path) -> dict[str, Any]:
+def run_worker(
+    script: str, scenario: Path, worker: list[str], label: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run ``script --url URL WORKER`` (a client in its own process) against a fresh
+    simulator of ``scenario``: the report it printed last, and the simulator's stats."""
     simulator = Simulator(scenario)
     try:
-        command = [sys.executable, __file__, "--worker", kind, "--url", simulator.url]
-        command += ["--jobs", str(args.jobs), "--folders", str(args.folders)]
-        command += ["--naive-timeout", str(args.naive_timeout), "--naive-route", args.naive_route]
-        if args.profile:
-            command += ["--profile", "--results", str(args.results)]
-        print(f"running {kind} ...", file=sys.stderr, flush=True)
+        command = [sys.executable, script, "--url", simulator.url, *worker]
+        print(f"running {label} ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"{kind} worker failed:\n{done.stderr[-3000:]}")
+            raise RuntimeError(f"{label} worker failed:\n{done.stderr[-3000:]}")
         report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         stats = simulator.stats()
     finally:
         simulator.stop()
+    return report, stats
+
+
+def measure(kind: str, args: argparse.Namespace, scenario: Path) -> dict[str, Any]:
+    worker = ["--worker", kind, "--jobs", str(args.jobs), "--folders", str(args.folders)]
+    worker += ["--naive-timeout", str(args.naive_timeout), "--naive-route", args.naive_route]
+    if args.profile:
+        worker += ["--profile", "--results", str(args.results)]
+    report, stats = run_worker(__file__, scenario, worker, kind)
     return summarize(kind, report, stats, args)
 
 
@@ -482,23 +479,39 @@ def machine_line() -> str:
     return f"machine: {m['cpu_model'] or m['system']}, {m['cpus']} CPUs, Python {m['python']}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--folders", type=int, default=10)
-    parser.add_argument("--capacity", type=int, default=20, help="robot slots per folder")
+def add_workload_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    jobs: int,
+    folders: int,
+    capacity: int,
+    duration: tuple[float, float],
+    time_scale: float,
+) -> None:
+    """The options that shape the simulated workload (see scenario_text), with these
+    defaults."""
+    parser.add_argument("--jobs", type=int, default=jobs)
+    parser.add_argument("--folders", type=int, default=folders)
+    parser.add_argument("--capacity", type=int, default=capacity, help="robot slots per folder")
     parser.add_argument(
         "--duration",
         type=float,
         nargs=2,
-        default=(30.0, 120.0),
+        default=duration,
         metavar=("LOW", "HIGH"),
         help="simulated seconds per job",
     )
     parser.add_argument(
-        "--time-scale", type=float, default=5.0, help="simulated seconds per real second"
+        "--time-scale", type=float, default=time_scale, help="simulated seconds per real second"
     )
     parser.add_argument("--seed", type=int, default=2024)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_workload_arguments(
+        parser, jobs=1000, folders=10, capacity=20, duration=(30.0, 120.0), time_scale=5.0
+    )
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument(
         "--naive-route",

@@ -51,7 +51,7 @@ from typing import Any
 
 # The benchmarks' shared helpers sit beside this script (also when it is loaded by path).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from simulator_process import cli_env, launch_simulator, simulator_stats
+from simulator_process import cli_env, echo_tenant_scenario, launch_simulator, simulator_stats
 
 ADMIN_TOKEN = secrets.token_urlsafe(24)  # the simulator reads it from its environment
 CLIENT_ID = "faults"
@@ -115,29 +115,17 @@ FAULTS: dict[str, Any] = {
 
 
 def scenario_text(seed: int) -> str:
-    folders = "\n".join(
-        f'[[tenants.folders]]\npath = "{name}"\ncapacity = 25\nrobots = 20\n' for name in FOLDERS
+    # duration: simulated seconds, 0.5-2 real seconds at time scale 60
+    return echo_tenant_scenario(
+        script="fault_run.py",
+        seed=seed,
+        time_scale=60,
+        organization="faults",
+        client=(CLIENT_ID, CLIENT_SECRET),
+        process=PROCESS,
+        duration="[30, 120]",
+        folders=[(name, 25, 20) for name in FOLDERS],
     )
-    return f"""# Written by benchmarks/fault_run.py
-seed = {seed}
-time_scale = 60
-
-[[tenants]]
-organization = "faults"
-name = "DefaultTenant"
-[tenants.rate_limit]
-jobs_list = 100          # GET /odata/Jobs per tenant, as on Automation Cloud
-window_seconds = 60
-[[tenants.credentials]]
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-scopes = ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"]
-[[tenants.processes]]
-name = "{PROCESS}"
-duration = [30, 120]     # simulated seconds: 0.5-2 real seconds at time scale 60
-outputs = "echo"
-
-{folders}"""
 
 
 # -- the simulator process --------------------------------------------------------------

@@ -11,6 +11,47 @@ from pathlib import Path
 from typing import Any
 
 
+def echo_tenant_scenario(
+    *,
+    script: str,
+    seed: int,
+    time_scale: float,
+    organization: str,
+    client: tuple[str, str],
+    process: str,
+    duration: str,
+    folders: list[tuple[str, int, int]],
+) -> str:
+    """A scenario of one tenant whose one process echoes its inputs, limited to 100
+    list calls a minute as Automation Cloud is, with ``folders`` as (path, capacity,
+    robots); ``duration`` is the TOML value of the process's simulated seconds."""
+    client_id, client_secret = client
+    folder_text = "\n".join(
+        f'[[tenants.folders]]\npath = "{name}"\ncapacity = {capacity}\nrobots = {robots}\n'
+        for name, capacity, robots in folders
+    )
+    return f"""# Written by benchmarks/{script}
+seed = {seed}
+time_scale = {time_scale}
+
+[[tenants]]
+organization = "{organization}"
+name = "DefaultTenant"
+[tenants.rate_limit]
+jobs_list = 100          # GET /odata/Jobs per tenant, as on Automation Cloud
+window_seconds = 60
+[[tenants.credentials]]
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+scopes = ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"]
+[[tenants.processes]]
+name = "{process}"
+duration = {duration}
+outputs = "echo"
+
+{folder_text}"""
+
+
 def launch_simulator(
     args: list[str], *, log: Path, admin_token: str
 ) -> tuple[subprocess.Popen[str], str]:

@@ -2,7 +2,8 @@
 
 The simulator runs in the test's own event loop (``start_simulator``), so the
 CLI is spawned with asyncio's subprocess API: a blocking ``subprocess.run``
-would freeze the simulator it talks to.
+would freeze the simulator it talks to. The benchmark scripts, which start their
+own simulators, run with ``run_benchmark``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,3 +159,20 @@ def assert_one_line_exit_2(run: CliRun, *needles: str) -> None:
     assert len(lines) == 1, run.stderr  # one message, nothing else
     for needle in needles:
         assert needle in lines[0], lines[0]
+
+
+def run_benchmark(script: str, *args: str, results: Path) -> tuple[str, dict[str, Any]]:
+    """Run ``benchmarks/SCRIPT ARGS --results RESULTS`` to its end; it must exit 0 and
+    name the machine. Its stdout, and the one JSON document it wrote in ``results``."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args, "--results", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "machine: " in done.stdout
+    (written,) = results.glob(f"{Path(script).stem.replace('_', '-')}-*.json")
+    document: dict[str, Any] = json.loads(written.read_text())
+    return done.stdout, document

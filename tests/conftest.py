@@ -10,6 +10,9 @@
 * ``orch``: a :class:`SimClient` bound to ``simulator``: tokens and folder-aware
   requests in one line.
 
+``serve_on_loopback(app)``: an aiohttp application of the test's own on
+127.0.0.1:<free port>, for the duration of an ``async with``.
+
 ``aioresponses_mock()``: aioresponses, made to work with aiohttp 3.14, for the tests
 of the aiohttp layer itself (others send through ``fakes.FakeSender``).
 
@@ -21,9 +24,10 @@ marker fails, naming the marker (so ``pytest -m "not slow"`` stays in-process).
 from __future__ import annotations
 
 import base64
+import ssl
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from types import SimpleNamespace
 from typing import Any
 from unittest.mock import patch
@@ -255,6 +259,24 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 async def orch(simulator: SimulatorHandle, http: aiohttp.ClientSession) -> SimClient:
     return SimClient(simulator, http)
+
+
+@asynccontextmanager
+async def serve_on_loopback(
+    app: aiohttp.web.Application, *, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1:<free port> (over TLS with ``ssl_context``) until the
+    block ends; its root URL, without a trailing slash."""
+    runner = aiohttp.web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    port = runner.addresses[0][1]
+    scheme = "https" if ssl_context is not None else "http"
+    try:
+        yield f"{scheme}://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def add_simulator_middleware(

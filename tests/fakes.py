@@ -20,6 +20,7 @@ import anyio
 import anyio.lowlevel
 from multidict import CIMultiDict
 
+from async_orch._blobs import check_blob_size
 from async_orch._errors import FolderNotFoundError, ProcessNotFoundError
 from async_orch._http import Response
 from async_orch._models import Folder, Job, Release, StartRequest
@@ -281,6 +282,7 @@ class FakeSender:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
         body: bytes | None = None,
+        max_body: int | None = None,
     ) -> Response:
         request = SentRequest(method, url, dict(headers), params, body)
         self.requests.append(request)
@@ -292,6 +294,8 @@ class FakeSender:
             outcome = self.script.pop(0)
         if isinstance(outcome, BaseException):
             raise outcome
+        if max_body is not None and outcome.status < 400:
+            check_blob_size(len(outcome.body), max_body, url)
         return Response(outcome.status, outcome.headers, outcome.body, url)
 
 

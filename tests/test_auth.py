@@ -12,7 +12,7 @@ import anyio
 import pytest
 import structlog
 from aiohttp import web
-from conftest import aioresponses_mock
+from conftest import aioresponses_mock, serve_on_loopback
 from fakes import FakeSender, Handler, Outcome, SentRequest, reply
 from multidict import CIMultiDict
 
@@ -504,15 +504,8 @@ async def token_server() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with serve_on_loopback(app) as url:
+        yield url, seen
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ from email.utils import format_datetime
 
 import pytest
 
-from async_orch._backoff import compute_delay, is_retryable, is_retryable_status, parse_retry_after
 from async_orch._config import RetryPolicy
 from async_orch._errors import (
     BadRequestError,
@@ -18,6 +17,7 @@ from async_orch._errors import (
     ServerError,
     TransportError,
 )
+from async_orch._retries import compute_delay, is_retryable, is_retryable_status, parse_retry_after
 
 POLICY = RetryPolicy()
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -8,38 +8,25 @@ has its figures.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_harness import run_benchmark
 
 pytestmark = pytest.mark.slow  # starts processes
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_detection.py"
 JOBS = 120
 
 
 def test_a_tiny_run_measures_detection_lag_and_list_calls_per_budget(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            *("--jobs", str(JOBS), "--folders", "2", "--capacity", "30"),
-            *("--budgets", "60", "30", "--results", str(tmp_path)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+    stdout, document = run_benchmark(
+        "bench_detection.py",
+        *("--jobs", str(JOBS), "--folders", "2", "--capacity", "30"),
+        *("--budgets", "60", "30"),
+        results=tmp_path,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "detection lag p99 (s)" in done.stdout
-    assert "machine: " in done.stdout
-
-    (written,) = tmp_path.glob("bench-detection-*.json")
-    runs = json.loads(written.read_text())["runs"]
+    assert "detection lag p99 (s)" in stdout
+    runs = document["runs"]
     assert [run["budget_per_minute"] for run in runs] == [60, 30]
     for run in runs:
         assert run["finished"] == JOBS and run["seen_final"] == JOBS, run

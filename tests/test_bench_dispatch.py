@@ -7,49 +7,28 @@ script works and that what it reports agrees with what the simulator saw.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_harness import run_benchmark
 
 pytestmark = pytest.mark.slow  # every test here starts a process
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_dispatch.py"
 JOBS = 24
 
 
 def test_small_run_reports_every_dispatcher_from_the_simulators_counters(
     tmp_path: Path,
 ) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--jobs",
-            str(JOBS),
-            "--folders",
-            "3",
-            "--time-scale",
-            "120",  # 30-120 simulated seconds per job: 0.25-1 real second
-            "--bare",
-            "--naive-timeout",
-            "6",
-            "--results",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+    stdout, document = run_benchmark(
+        "bench_dispatch.py",
+        *("--jobs", str(JOBS), "--folders", "3"),
+        *("--time-scale", "120"),  # 30-120 simulated seconds per job: 0.25-1 real second
+        *("--bare", "--naive-timeout", "6"),
+        results=tmp_path,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "async-orch / bare client CPU:" in done.stdout
-    assert "machine: " in done.stdout
+    assert "async-orch / bare client CPU:" in stdout
 
-    (written,) = tmp_path.glob("bench-dispatch-*.json")
-    document = json.loads(written.read_text())
     runs = {run["dispatcher"]: run for run in document["runs"]}
     assert set(runs) == {"async-orch", "naive", "bare"}
 
@@ -79,16 +58,7 @@ def test_small_run_reports_every_dispatcher_from_the_simulators_counters(
 
 def test_rounds_alternate_the_dispatchers_and_report_the_median(tmp_path: Path) -> None:
     args = ["--jobs", "8", "--folders", "2", "--time-scale", "120", "--skip-naive", "--bare"]
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--rounds", "2", "--results", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    (written,) = tmp_path.glob("bench-dispatch-*.json")
-    document = json.loads(written.read_text())
+    stdout, document = run_benchmark("bench_dispatch.py", *args, "--rounds", "2", results=tmp_path)
     rounds = document["rounds"]
     assert [[run["dispatcher"] for run in round_] for round_ in rounds] == [
         ["async-orch", "bare"],
@@ -97,7 +67,5 @@ def test_rounds_alternate_the_dispatchers_and_report_the_median(tmp_path: Path) 
     for i, run in enumerate(document["runs"]):
         assert run in [round_[i] for round_ in rounds]  # one of its own rounds
         assert run["finished"] == 8
-    line = next(
-        x for x in done.stdout.splitlines() if x.startswith("client CPU per job (ms) by round")
-    )
+    line = next(x for x in stdout.splitlines() if x.startswith("client CPU per job (ms) by round"))
     assert "async-orch / bare" in line

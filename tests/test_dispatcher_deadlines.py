@@ -21,6 +21,7 @@ from test_dispatcher_support import (
     engine_jobs,
     fast_poll,
     fast_settings,
+    leave_after_first,
     requests_to,
     scenario,
 )
@@ -236,15 +237,9 @@ async def test_leaving_iter_jobs_early_stops_the_rest_when_asked(
 ) -> None:
     sim = await start(start_simulator)
     requests = [JobRequest(process="Echo", folder="Shared", inputs={"fast": 1}), *slow(4)]
-    async with (
-        client(sim) as orch,
-        contextlib.aclosing(
-            orch.iter_jobs(requests, stop=StopPolicy(on_cancel=True, grace=20.0))
-        ) as results,
-    ):
-        async for result in results:
-            first = result
-            break
+    first = await leave_after_first(
+        client(sim), requests, stop=StopPolicy(on_cancel=True, grace=20.0)
+    )
 
     assert first.outcome is Outcome.SUCCESSFUL and first.outputs == {"fast": 1}
     slow_jobs = [j for j in engine_jobs(sim) if "i" in j.effective_inputs]

@@ -4,16 +4,21 @@
   rate limit, an ``Echo`` process and a ``Slow`` one that never ends by itself).
 * :func:`fast_settings`: client settings for a simulator, with short retry waits.
 * :func:`fast_poll`: a poll policy that checks jobs every few tens of milliseconds.
+* :func:`leave_after_first`: a caller that breaks out of ``iter_jobs`` after one result.
 
 The in-memory API (``FakeAPI``) lives in ``fakes.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+from async_orch._client import OrchestratorClient
 from async_orch._config import ClientCredentials, RetryPolicy, Settings
+from async_orch._jobs import JobRequest, JobResult
+from async_orch._options import StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch.simulator import Scenario, SimulatorHandle, parse_scenario
 
@@ -117,3 +122,17 @@ def engine_jobs(sim: SimulatorHandle) -> list[Any]:
     runtime = sim.simulator.tenants[0]
     runtime.engine.advance(sim.simulator.sim_now())
     return list(runtime.engine.jobs())
+
+
+async def leave_after_first(
+    client: OrchestratorClient, requests: Sequence[JobRequest], *, stop: StopPolicy
+) -> JobResult:
+    """Open ``client``, take the first result of ``iter_jobs(requests, stop=stop)``
+    and break out, closing the generator (which ends the batch) before the client."""
+    async with (
+        client as orch,
+        contextlib.aclosing(orch.iter_jobs(requests, stop=stop)) as results,
+    ):
+        async for result in results:
+            return result
+    raise AssertionError("iter_jobs gave no result")

@@ -9,6 +9,7 @@ import pytest
 from async_orch._config import RetryPolicy
 from async_orch._errors import (
     BadRequestError,
+    OrchestratorError,
     RateLimitedError,
     RequestTimeoutError,
     ServerError,
@@ -57,6 +58,30 @@ def protocol(*, max_posts: int = 4, window: float = 10.0, batch: int = 100) -> S
         "r", folder="Shared", max_posts=max_posts, window=window, policy=POLICY,
         batch=BatchRetries(batch), rng=random.Random(1),
     )  # fmt: skip
+
+
+def run_out(
+    p: StartProtocol,
+    *,
+    post_error: OrchestratorError | None = None,
+    lookup_error: OrchestratorError | None = None,
+) -> tuple[object, int, int]:
+    """Drive ``p`` to its end on a clock that jumps to every wait, every post failing
+    with ``post_error`` and every lookup with ``lookup_error``: the last step, and how
+    many posts and lookups it asked for."""
+    now, posts, lookups = 0.0, 0, 0
+    while True:
+        step = p.next_step(now)
+        if isinstance(step, Wait):
+            now = step.until
+        elif isinstance(step, Post) and post_error is not None:
+            posts += 1
+            p.post_failed(post_error, now)
+        elif isinstance(step, LookUp) and lookup_error is not None:
+            lookups += 1
+            p.lookup_failed(lookup_error, sent_at=now)
+        else:
+            return step, posts, lookups
 
 
 # -- the transport -----------------------------------------------------------------------
@@ -123,17 +148,9 @@ def test_a_refused_start_waits_the_retry_after_then_posts_again(refusal: ServerE
 
 
 def test_a_persistent_refusal_costs_at_most_max_posts() -> None:
-    p = protocol(max_posts=3)
-    now, posts = 0.0, 0
-    while True:
-        step = p.next_step(now)
-        if isinstance(step, Wait):
-            now = step.until
-        elif isinstance(step, Post):
-            posts += 1
-            p.post_failed(api_error(RateLimitedError, 429, 1.0), now)
-        else:
-            break
+    step, posts, _ = run_out(
+        protocol(max_posts=3), post_error=api_error(RateLimitedError, 429, 1.0)
+    )
     assert posts == 3 and isinstance(step, Failed)
 
 
@@ -212,16 +229,7 @@ def test_a_final_lookup_that_keeps_failing_is_tried_policy_attempts_times() -> N
     p = protocol(window=0.0)
     p.next_step(0.0)
     p.post_failed(timeout(), 0.0)
-    now, lookups = 0.0, 0
-    while True:
-        step = p.next_step(now)
-        if isinstance(step, Wait):
-            now = step.until
-        elif isinstance(step, LookUp):
-            lookups += 1
-            p.lookup_failed(api_error(ServerError, 502), sent_at=now)
-        else:
-            break
+    step, _, lookups = run_out(p, lookup_error=api_error(ServerError, 502))
     assert lookups == POLICY.attempts and isinstance(step, Uncertain)
 
 

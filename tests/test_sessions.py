@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import serve_on_loopback
 
 from async_orch._client import OrchestratorClient
 from async_orch._config import ClientCredentials, Settings
@@ -175,16 +176,8 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", ok)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-    try:
-        yield f"https://127.0.0.1:{port}", ca_cert
-    finally:
-        await runner.cleanup()
+    async with serve_on_loopback(app, ssl_context=context) as url:
+        yield url, ca_cert
 
 
 @pytest.mark.slow  # openssl makes the CA

@@ -8,7 +8,6 @@ to Kill after the grace period, and reports what the job really did.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from test_dispatcher_support import (
     engine_jobs,
     fast_poll,
     fast_settings,
+    leave_after_first,
 )
 
 from async_orch._client import OrchestratorClient
@@ -126,15 +126,9 @@ async def test_leaving_early_kills_jobs_that_ignore_soft_stop(
         JobRequest(process="Echo", folder="Shared", inputs={"fast": 1}),
         *jobs("Stubborn", 3),
     ]
-    async with (
-        client(sim) as orch,
-        contextlib.aclosing(
-            orch.iter_jobs(requests, stop=StopPolicy(on_cancel=True, grace=0.3))
-        ) as it,
-    ):
-        async for result in it:
-            first = result
-            break
+    first = await leave_after_first(
+        client(sim), requests, stop=StopPolicy(on_cancel=True, grace=0.3)
+    )
 
     assert first.outcome is Outcome.SUCCESSFUL
     stubborn = [j for j in engine_jobs(sim) if "i" in j.effective_inputs]

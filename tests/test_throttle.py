@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from async_orch._throttle import TokenBucket
+from async_orch._limits import TokenBucket
 
 
 def test_unlimited_never_waits() -> None:

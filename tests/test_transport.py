@@ -14,15 +14,16 @@ from importlib.metadata import version
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 import anyio
 import pytest
 import structlog
 from aioresponses import CallbackResult
-from conftest import aioresponses_mock
+from conftest import aioresponses_mock, serve_on_loopback
 from fakes import FakeSender, reply
 from yarl import URL
 
-from async_orch._backoff import compute_delay
+from async_orch._blobs import BlobAccess, BlobTooLargeError
 from async_orch._config import (
     ClientCredentials,
     RefreshTokenCredentials,
@@ -46,8 +47,9 @@ from async_orch._errors import (
     TransportError,
     UnauthorizedError,
 )
-from async_orch._http import Response
+from async_orch._http import AiohttpSender, Response
 from async_orch._protocol import folder_headers
+from async_orch._retries import compute_delay
 from async_orch._transport import Transport
 
 BASE = "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_"
@@ -665,6 +667,52 @@ async def test_a_given_sender_carries_the_token_and_the_request() -> None:
         await t.request("GET", "odata/Jobs(42)")
     assert caught.value.session_closed
     assert len(sender.requests) == 2
+
+
+async def test_blob_transfers_go_through_the_sender_seam() -> None:
+    sender = FakeSender(
+        reply(200, {"access_token": "tok-1", "expires_in": 3600}),
+        reply(201),  # the PUT of the content
+        reply(200, body=b"0123456789"),
+        reply(200, body=b"01234567890"),
+    )
+    t = Transport(Settings(url=BASE, credentials=CC), sender=sender)
+    inside = BlobAccess(uri=f"{BASE}/blob/1", requires_auth=True, headers={"x-ms-blob-type": "B"})
+    outside = BlobAccess(uri="https://blobs.example.com/2?sig=s")
+
+    assert await t.blob("PUT", inside, body=b"data", max_bytes=10, endpoint="PUT blob") == b""
+    assert await t.blob("GET", outside, max_bytes=10, endpoint="GET blob") == b"0123456789"
+    with pytest.raises(BlobTooLargeError, match="larger than 10 bytes"):
+        await t.blob("GET", outside, max_bytes=10, endpoint="GET blob")
+
+    _, put, get, _ = sender.requests
+    assert (put.method, put.url, put.body) == ("PUT", f"{BASE}/blob/1", b"data")
+    assert put.headers["Authorization"] == "Bearer tok-1"
+    assert put.headers["x-ms-blob-type"] == "B"
+    assert "Authorization" not in get.headers  # the token only goes to Orchestrator
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_capped_read_stops_past_max_body(chunked: bool) -> None:
+    async def big(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        if not chunked:
+            return aiohttp.web.Response(body=b"x" * 5000)
+        response = aiohttp.web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(5):
+            await response.write(b"x" * 1000)
+        await response.write_eof()
+        return response
+
+    app = aiohttp.web.Application()
+    app.router.add_get("/blob", big)
+    async with serve_on_loopback(app) as root, aiohttp.ClientSession() as session:
+        sender = AiohttpSender(session)
+        whole = await sender.send("GET", f"{root}/blob", headers={}, max_body=5000)
+        assert whole.body == b"x" * 5000
+        with pytest.raises(BlobTooLargeError):
+            await sender.send("GET", f"{root}/blob", headers={}, max_body=4999)
 
 
 def test_a_transport_takes_a_session_or_a_sender_not_both(

@@ -18,7 +18,7 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp import web
-from conftest import SimClient
+from conftest import SimClient, serve_on_loopback
 from test_dispatcher_support import LIST_JOBS, fast_settings, requests_to, scenario
 
 from async_orch import JobRequest, OrchestratorClient, Outcome, PollPolicy, WebhookReceiver
@@ -33,15 +33,8 @@ async def serve(receiver: WebhookReceiver) -> AsyncIterator[str]:
     """Serve the receiver mounted in an application of our own, on 127.0.0.1:<free port>."""
     app = web.Application()
     app.router.add_post("/hooks/uipath", receiver.handle)  # mountable at any path
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/hooks/uipath"
-    finally:
-        await runner.cleanup()
+    async with serve_on_loopback(app) as root:
+        yield f"{root}/hooks/uipath"
 
 
 def subscribe(sim: SimulatorHandle, url: str, secret: str | None = SECRET) -> None:
