@@ -26,6 +26,7 @@ import aiohttp
 from async_orch._config import Settings
 from async_orch._dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
 from async_orch._errors import InvalidRequestError
+from async_orch._fatal import upload_scope_missing
 from async_orch._jobs import JobHandle, JobRequest, JobResult, with_default_folder
 from async_orch._journaled import JournalArg, resume_with_journal, run_with_journal
 from async_orch._options import Hooks, StartedCallback, StopPolicy
@@ -284,6 +285,13 @@ class OrchestratorClient:
         return await self.run_jobs(handles=handles, timeout=timeout, stop=stop, hooks=hooks)
 
     def _with_default_folder(self, requests: Sequence[JobRequest]) -> Sequence[JobRequest]:
+        """``requests`` with the settings' default folder where they name none.
+
+        Raises:
+            ConfigurationError: inputs that need an upload, and no scope for it.
+        """
+        if (missing := upload_scope_missing(self.settings, requests)) is not None:
+            raise missing
         return with_default_folder(requests, self.settings.folder)
 
     async def validate(self, requests: Sequence[JobRequest]) -> list[Validation]:

@@ -11,17 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from async_orch._config import ClientCredentials, Settings
 from async_orch._errors import (
     AuthenticationError,
+    ConfigurationError,
+    InvalidRequestError,
     PermissionDeniedError,
     RequestError,
     TransportError,
     UnauthorizedError,
 )
-from async_orch._jobs import JobHandle
+from async_orch._jobs import JobHandle, JobRequest
+from async_orch._jsonvalues import utf16_length
+from async_orch._models import dump_input_arguments, needs_input_file
 from async_orch._seams import JobsAPI
 
-__all__ = ["fatal_error", "probe_handles"]
+__all__ = ["UPLOAD_SCOPES", "fatal_error", "probe_handles", "upload_scope_missing"]
 
 # Errors about the credentials, the host or the token, not about one name or job.
 _FATAL = (AuthenticationError, TransportError, UnauthorizedError, PermissionDeniedError)
@@ -49,3 +54,40 @@ async def probe_handles(api: JobsAPI, handles: Sequence[JobHandle]) -> None:
         raise
     except RequestError:
         pass
+
+
+#: Scopes that allow POST /odata/Attachments, where inputs over 10,000 UTF-16 units
+#: go (the OpenAPI description's Attachments_Post; orchestrator-api.md §5).
+UPLOAD_SCOPES = frozenset({"OR.Folders", "OR.Folders.Write"})
+
+
+def upload_scope_missing(
+    settings: Settings, requests: Sequence[JobRequest]
+) -> ConfigurationError | None:
+    """The error for a batch with inputs too long to send inline (an attachment is
+    uploaded for them) from an application that does not ask for an upload scope:
+    every such start would fail alike, so the batch is refused before it starts.
+    None when the scopes allow it, none is needed, or the scopes are not ours to
+    know (a user's token or refresh token)."""
+    credentials = settings.credentials
+    if not isinstance(credentials, ClientCredentials):
+        return None
+    if UPLOAD_SCOPES & set(credentials.scopes.split()):
+        return None
+    for index, request in enumerate(requests):
+        if not isinstance(request, JobRequest) or not request.inputs:
+            continue
+        try:
+            text = dump_input_arguments(request.inputs)
+        except InvalidRequestError:
+            continue  # refused with its own message when the batch checks it
+        if needs_input_file(text):
+            return ConfigurationError(
+                f"the inputs of request {index} are {utf16_length(text):,} characters "
+                "(UTF-16 units), over StartJobs' 10,000: they are uploaded as an "
+                "attachment, which needs the OR.Folders.Write scope, and the scopes asked "
+                f"for ({credentials.scopes}) do not include it; add OR.Folders.Write to "
+                "ASYNC_ORCH_SCOPES (or ClientCredentials(scopes=...)) and grant it to "
+                "the external application"
+            )
+    return None

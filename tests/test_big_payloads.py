@@ -17,7 +17,7 @@ from test_dispatcher_support import engine_jobs, fast_poll, fast_settings
 
 from async_orch._client import OrchestratorClient
 from async_orch._config import DEFAULT_SCOPES, ClientCredentials
-from async_orch._errors import InvalidRequestError, OutputsUnavailableError
+from async_orch._errors import ConfigurationError, InvalidRequestError, OutputsUnavailableError
 from async_orch._jobs import JobRequest, Outcome
 from async_orch._models import JobPriority, StartRequest, needs_input_file
 from async_orch.simulator import SimulatorHandle, parse_scenario
@@ -164,3 +164,22 @@ def _folder() -> Any:
 
     tenant = parse_scenario(SCENARIO, name="big").tenants[0]
     return next(iter(build_world(tenant, index=0)))
+
+
+async def test_big_inputs_without_an_upload_scope_are_refused_before_anything_starts(
+    start_simulator: Callable[..., Any],
+) -> None:
+    """Every such start would fail alike (403 on the upload): one clear error first."""
+    sim = await start(start_simulator)
+    requests = [
+        JobRequest(process="Echo", folder="Shared", inputs={"n": 1}),
+        JobRequest(process="Echo", folder="Shared", inputs=payload(2, 20_000)),
+    ]
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:  # default scopes
+        with pytest.raises(ConfigurationError, match="inputs of request 1 are 20,021 characters"):
+            await orch.run_jobs(requests)
+        with pytest.raises(ConfigurationError, match=r"add OR\.Folders\.Write to ASYNC_ORCH_SCOPES"):
+            await orch.start_jobs(requests)
+        (small,) = await orch.run_jobs(requests[:1])  # inline inputs need no upload
+    assert small.outcome is Outcome.SUCCESSFUL
+    assert len(engine_jobs(sim)) == 1
