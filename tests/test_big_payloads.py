@@ -178,8 +178,20 @@ async def test_big_inputs_without_an_upload_scope_are_refused_before_anything_st
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:  # default scopes
         with pytest.raises(ConfigurationError, match="inputs of request 1 are 20,021 characters"):
             await orch.run_jobs(requests)
-        with pytest.raises(ConfigurationError, match=r"add OR\.Folders\.Write to ASYNC_ORCH_SCOPES"):
+        with pytest.raises(
+            ConfigurationError, match=r"add OR\.Folders\.Write to ASYNC_ORCH_SCOPES"
+        ):
             await orch.start_jobs(requests)
         (small,) = await orch.run_jobs(requests[:1])  # inline inputs need no upload
     assert small.outcome is Outcome.SUCCESSFUL
     assert len(engine_jobs(sim)) == 1
+
+
+async def test_an_input_over_a_mebibyte_round_trips(start_simulator: Callable[..., Any]) -> None:
+    """The simulator's blob store takes bodies up to its own limit (64 MiB), not
+    aiohttp's default 1 MiB, which answered 413 to a 1.1 MB upload."""
+    sim = await start(start_simulator)
+    big = payload(0, 1_100_000)
+    async with client(sim) as orch:
+        (result,) = await orch.run_jobs([JobRequest(process="Echo", folder="Shared", inputs=big)])
+    assert result.outcome is Outcome.SUCCESSFUL and result.outputs == big

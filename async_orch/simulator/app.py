@@ -16,6 +16,7 @@ from aiohttp import web
 
 from async_orch._logs import get_logger
 from async_orch.simulator.admin import add_admin_routes
+from async_orch.simulator.attachments import MAX_BLOB_BYTES
 from async_orch.simulator.faults import FaultPlan
 from async_orch.simulator.identity import authenticate_user, client_credentials_token, legacy_token
 from async_orch.simulator.odata import ODataError
@@ -64,7 +65,9 @@ def request_line_too_long(method: str, raw_target: str) -> bool:
 def build_app(sim: Simulator, *, admin_token: str) -> web.Application:
     """An application serving *sim*: Orchestrator, identity and admin endpoints
     (the admin ones ask for *admin_token*)."""
-    app = web.Application()
+    # Request bodies up to the blob store's own limit (aiohttp's default, 1 MiB, would
+    # refuse a blob PUT of a 1.1 MB input with 413 before the store sees it).
+    app = web.Application(client_max_size=MAX_BLOB_BYTES + 1024 * 1024)
     add_admin_routes(app, sim, token=admin_token)
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
