@@ -15,6 +15,7 @@ A session closed by its owner is :class:`ClientClosedError` (nothing was sent).
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from async_orch._errors import (
 from async_orch._protocol import header, looks_like_html
 
 __all__ = ["AiohttpSender", "Response", "send_once"]
+
+#: Bodies longer than this are streamed (aiohttp's own threshold for its warning).
+_STREAM_BODY_OVER = 1024 * 1024
 
 _CHUNK = 64 * 1024  # a capped body is read this much at a time
 
@@ -102,9 +106,14 @@ async def send_once(
         ClientClosedError: the session is closed.
     """
     extra: dict[str, Any] = {} if client_timeout is None else {"timeout": client_timeout}
+    # aiohttp writes a bytes body in one go (and warns past 1 MiB that it may block
+    # the loop); a file-like body is streamed in chunks. A new one for every try.
+    data: bytes | io.BytesIO | None = body
+    if body is not None and len(body) > _STREAM_BODY_OVER:
+        data = io.BytesIO(body)
     try:
         async with session.request(
-            method, url, headers=dict(headers), params=params, data=body, **extra
+            method, url, headers=dict(headers), params=params, data=data, **extra
         ) as response:
             if max_body is not None and response.status < 400:
                 content = await _read_capped(response, max_body, url)
