@@ -52,11 +52,13 @@ import anyio
 
 from async_orch._deadlines import Deadlines
 from async_orch._errors import (
+    AuthenticationError,
     JobLostError,
     NotFoundError,
     OutputsUnavailableError,
     RateLimitedError,
     RequestError,
+    UnauthorizedError,
 )
 from async_orch._jobs import JobHandle
 from async_orch._list_budget import ListBudget
@@ -79,6 +81,10 @@ log = get_logger("async_orch.poller")
 _T = TypeVar("_T")
 
 _NOT_FOUND_LIMIT = 3  # reads by id answered 404 in a row before a job counts as gone
+# Calls refused for the token in a row (after the transport's own renewal) before the
+# batch ends with that error: a revoked personal access token, a secret revoked
+# mid-run, can never be renewed, and the batch would otherwise poll for ever.
+_AUTH_FAILURES_FATAL = 3
 _NOT_FOUND_WARN_EVERY = 30.0  # seconds, as the transport's outage warning
 _NOT_FOUND_SAMPLE = 10  # job ids named in the one warning about jobs not found
 
@@ -232,6 +238,7 @@ class JobWatcher:
             fresh_within=2 * self._planner.policy.max_interval,
         )
         self._clock = clock
+        self._auth_failures = 0  # calls refused for the token in a row
         # Reads by id wait in a queue, drained by at most this many tasks at once:
         # a task spawned per read would cost more than the read's own bookkeeping.
         self._fetch_limit = max(1, fetch_concurrency)
@@ -464,7 +471,11 @@ class JobWatcher:
         try:
             if shared is not None:
                 await shared.acquire()
-            return await call()
+            answer = await call()
+        except (AuthenticationError, UnauthorizedError) as exc:
+            self._auth_refused(exc)
+            log.info("async_orch.poll_failed", error=str(exc))
+            return None
         except RateLimitedError as exc:
             # A warning: the tenant's list limit is shared with every other client of
             # the tenant, and waiting it out can delay results by a minute.
@@ -484,6 +495,15 @@ class JobWatcher:
             jobs = sum(len(own) for _, own in groups)
             log.info("async_orch.poll_failed", error=str(exc), jobs=jobs)
             return None
+        self._auth_failures = 0
+        return answer
+
+    def _auth_refused(self, exc: RequestError) -> None:
+        """One more call refused for the token; the batch ends with ``exc`` after
+        :data:`_AUTH_FAILURES_FATAL` in a row (a fatal error surfaces, never a hang)."""
+        self._auth_failures += 1
+        if self._auth_failures >= _AUTH_FAILURES_FATAL:
+            raise exc
 
     def join_range(self, folder: int, low: int, high: int) -> tuple[int, ...]:
         """Ids of this watcher's jobs of ``folder`` within ``low..high``, to be
@@ -578,10 +598,13 @@ class JobWatcher:
             self._planner.fetch_failed(action.job_id, now=self._clock())
             return True
         except RequestError as exc:
+            if isinstance(exc, (AuthenticationError, UnauthorizedError)):
+                self._auth_refused(exc)
             log.info("async_orch.fetch_failed", job_id=action.job_id, error=str(exc))
             if self._jobs.get(action.job_id) is watched:
                 self._planner.fetch_failed(action.job_id, now=self._clock())
             return True
+        self._auth_failures = 0
         if self._jobs.get(action.job_id) is not watched:
             return True  # forgotten meanwhile: the answer is moot
         now = self._clock()

@@ -190,3 +190,27 @@ async def test_a_personal_access_token_revoked_mid_run_is_explained_as_revoked(
     message = str(caught.value)
     assert "accepted earlier in this run" in message and "revoked" in message
     assert token not in message
+
+
+async def test_a_batch_whose_token_is_revoked_for_good_ends_with_the_error(
+    simulator: SimulatorHandle, orch: SimClient
+) -> None:
+    """A personal access token revoked mid-batch can never be renewed: the batch ends
+    with the AuthenticationError after a few refused calls, instead of polling for
+    ever while the progress line says the job is running."""
+    from test_dispatcher_support import fast_poll
+
+    from async_orch import Hooks, JobRequest, OrchestratorClient
+
+    token = await orch.token("OR.Folders.Read OR.Execution.Read OR.Jobs")
+    settings = Settings(url=simulator.url, credentials=StaticToken(token=token))
+    revoked: list[int] = []
+
+    def revoke(index: int, handle: object) -> None:
+        revoked.append(simulator.simulator.revoke_tokens())
+
+    request = JobRequest(process="DailyReport", folder="Shared")
+    async with OrchestratorClient(settings, poll=fast_poll()) as client:
+        with pytest.raises(AuthenticationError, match="revoked"):
+            await client.run_jobs([request], hooks=Hooks(on_started=revoke))
+    assert revoked  # the job had started: it was watched when its token went
