@@ -4,6 +4,7 @@ URL shapes built from ``deployment``, and a revoked token explained as revoked."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -32,6 +33,8 @@ async def test_tokens_are_signed_jwts_and_the_client_uses_them_as_is(
     assert claims["client_id"] == simulator.client_id
     assert claims["scope"] == sorted(DEMO_SCOPES.split())  # the scopes asked for
     assert claims["exp"] - claims["iat"] == 3600
+    # Unix seconds, as RFC 7519 says (not the simulator's monotonic clock).
+    assert abs(claims["iat"] - time.time()) < 600
 
 
 # -- Automation Suite ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -111,11 +112,14 @@ class TokenStore:
         folders: frozenset[str] | None = None,
     ) -> AccessToken:
         self._purge(now)
+        # ``now`` is the simulator's clock (monotonic, maybe scaled); JWT times are
+        # Unix seconds (RFC 7519), which a client decoding ``exp`` compares with its own.
+        epoch = int(time.time())
         claims: dict[str, Any] = {
             "iss": issuer,
-            "nbf": int(now),
-            "iat": int(now),
-            "exp": int(now + lifetime),
+            "nbf": epoch,
+            "iat": epoch,
+            "exp": epoch + int(lifetime),
             "aud": "OrchestratorApiUserAccess",  # ASSUMPTION: the audience's name
             "client_id": subject if flow == "client_credentials" else "simulator",
             "sub": subject,
