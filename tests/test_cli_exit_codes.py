@@ -95,3 +95,21 @@ def test_loadtest_profile_is_now_load_profile_and_the_old_name_warns(
     old = plan_from_args(parser.parse_args([*base, "--profile", "constant:5:60"]))
     assert old.profile == new.profile
     assert "warning: loadtest --profile is now --load-profile" in capsys.readouterr().err
+
+
+def test_a_table_says_why_jobs_did_not_succeed_under_it() -> None:
+    import io as text_io
+
+    from async_orch._cli.output import write_rows
+
+    rows = [
+        {"index": 0, "folder": "Sandbox", "outcome": "not_started", "info": "HTTP 409: assign"},
+        {"index": 1, "folder": "Shared", "outcome": "successful", "info": "Job completed"},
+    ] + [{"index": i, "outcome": "stuck_pending", "info": f"stuck {i}"} for i in range(2, 14)]
+    out = text_io.StringIO()
+    write_rows(rows, "table", out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("INDEX") and len(lines) == 1 + len(rows) + 10 + 1
+    assert lines[1 + len(rows)] == "0  not_started: HTTP 409: assign"
+    assert "Job completed" not in out.getvalue()  # a success needs no reason
+    assert lines[-1] == "... and 3 more (all of them: --format jsonl or csv)"

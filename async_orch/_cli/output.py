@@ -83,6 +83,17 @@ def _write_table(rows: Sequence[Mapping[str, Any]], out: TextIO) -> None:
     for row_cells in cells:
         line = "  ".join(v.ljust(w) for v, w in zip(row_cells, widths, strict=True))
         out.write(line.rstrip() + "\n")
+    # Why jobs did not succeed (a refused start's cause and fix, a stuck job's folder)
+    # is in info, too long for a column: one line each under the table.
+    why = [r for r in rows if r.get("outcome") != "successful" and r.get("info")]
+    for row in why[:_WHY_LINES]:
+        out.write(f"{row.get('index')}  {row.get('outcome')}: {row.get('info')}\n")
+    if len(why) > _WHY_LINES:
+        out.write(f"... and {len(why) - _WHY_LINES} more (all of them: --format jsonl or csv)\n")
+
+
+#: Rows whose info is shown under a table.
+_WHY_LINES = 10
 
 
 def _cell(value: Any, limit: int = 60) -> str:
