@@ -113,7 +113,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run_group = parser.add_argument_group("running")
     run_group.add_argument("--timeout", type=positive, help="seconds for the whole batch")
     run_group.add_argument(
-        "--job-timeout", type=positive, help="seconds each job may take from its start request (time Pending included)"
+        "--job-timeout",
+        type=positive,
+        help="seconds each job may take from its start request (time Pending included)",
     )
     run_group.add_argument(
         "--stop-on-timeout",
