@@ -104,7 +104,13 @@ class RedisListBudget:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         check_budget(per_minute, window)
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - parsed lazily: a bad port raises here
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"the list budget's Redis URL is malformed ({exc}): use redis://HOST:PORT/DB"
+            ) from None
         if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
             raise ConfigurationError(
                 "the list budget's Redis URL must look like redis://HOST:PORT/DB "
@@ -145,6 +151,27 @@ class RedisListBudget:
 
     async def throttled(self, retry_after: float) -> None:
         await self._call(self._pause, [max(1, round(retry_after * 1000))], keys=self._keys[1:])
+
+    async def check(self) -> None:
+        """Ask Redis once, before anything starts: credentials or a database that
+        Redis refuses are a mistake to fix (never a silent fall-back); a Redis that
+        cannot be reached is let through here, as later (each client's own budget).
+
+        Raises:
+            ConfigurationError: Redis refused the credentials or the database.
+        """
+        from redis.exceptions import AuthenticationError, ResponseError
+
+        try:
+            await self._redis.ping()
+        except (AuthenticationError, ResponseError) as exc:
+            raise ConfigurationError(
+                f"the list budget's Redis at {self._where} refused the connection: "
+                f"{type(exc).__name__}: {exc}; check the password and database in "
+                "--list-budget-redis (redis://:PASSWORD@HOST:PORT/DB)"
+            ) from None
+        except Exception:
+            return
 
     async def aclose(self) -> None:
         await self._redis.aclose()

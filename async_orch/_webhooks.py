@@ -118,7 +118,7 @@ def parse_events(body: bytes) -> tuple[str, str, datetime, list[JobEvent]]:
     """
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"the body is not UTF-8 JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError("the body is not a JSON object")

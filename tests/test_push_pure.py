@@ -229,3 +229,9 @@ def test_the_secret_is_required_and_never_shown() -> None:
         WebhookReceiver("")
     receiver = WebhookReceiver(SECRET)
     assert SECRET not in repr(receiver)
+
+
+def test_a_deeply_nested_body_is_malformed_not_a_crash() -> None:
+    body = b'{"Type":"job.completed","EventId":"e","Job":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(ValueError, match="not UTF-8 JSON"):
+        parse_events(body)

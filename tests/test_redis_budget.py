@@ -132,3 +132,29 @@ def test_bad_arguments_are_one_clear_error() -> None:
 def test_the_password_in_the_url_is_never_shown() -> None:
     budget = RedisListBudget("redis://:s3cret@localhost:6379/0")
     assert "s3cret" not in repr(budget)
+
+
+async def test_a_refused_password_or_database_is_a_mistake_not_a_fall_back(
+    redis_url: str,
+) -> None:
+    # (A wrong password is refused the same way, as AuthenticationError: this
+    # server has none to check.)
+    for url, needle in [(f"{redis_url}?db=99999", "refused the connection: ResponseError")]:
+        budget = RedisListBudget(url, per_minute=5)
+        try:
+            with pytest.raises(ConfigurationError, match=needle) as refused:
+                await budget.check()
+            assert "wrong-pw" not in str(refused.value)
+        finally:
+            await budget.aclose()
+    budget = RedisListBudget(redis_url, per_minute=5)
+    try:
+        await budget.check()  # a Redis that takes us: fine
+    finally:
+        await budget.aclose()
+
+
+def test_a_malformed_url_is_one_clear_error() -> None:
+    with pytest.raises(ConfigurationError, match="malformed") as caught:
+        RedisListBudget("redis://:s3cretPW@[::1")
+    assert "s3cretPW" not in str(caught.value)

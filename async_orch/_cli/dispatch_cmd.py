@@ -289,6 +289,8 @@ async def _client(
             key=settings.orchestrator.base,
         )
     try:
+        if shared is not None:
+            await shared.check()  # a refused password or database: one line, exit 2
         async with OrchestratorClient(
             settings, limits=limits, poll=poll, list_budget=shared, webhooks=webhooks
         ) as orch:
