@@ -52,7 +52,9 @@ import anyio
 
 from async_orch._deadlines import Deadlines
 from async_orch._errors import (
+    APIError,
     AuthenticationError,
+    FolderNotFoundError,
     JobLostError,
     NotFoundError,
     OutputsUnavailableError,
@@ -67,7 +69,7 @@ from async_orch._models import Job
 from async_orch._options import StateCallback, StopPolicy
 from async_orch._planner import FetchOne, ListBatch, ListEnded, PollPlanner, PollPolicy
 from async_orch._push_pace import PushPace
-from async_orch._resources import STOP_JOBS_CHUNK
+from async_orch._resources import ASSIGN_FOLDER_FIX, FOLDER_NOT_ACCESSIBLE, STOP_JOBS_CHUNK
 from async_orch._seams import JobsAPI
 from async_orch._shared_budget import SharedListBudget
 from async_orch._states import JobState
@@ -476,6 +478,10 @@ class JobWatcher:
             self._auth_refused(exc)
             log.info("async_orch.poll_failed", error=str(exc))
             return None
+        except FolderNotFoundError as exc:
+            self._auth_refused(exc)  # unassigned from the folder (or it was removed)
+            log.info("async_orch.poll_failed", error=str(exc))
+            return None
         except RateLimitedError as exc:
             # A warning: the tenant's list limit is shared with every other client of
             # the tenant, and waiting it out can delay results by a minute.
@@ -488,6 +494,16 @@ class JobWatcher:
                 )
             return None
         except RequestError as exc:
+            if isinstance(exc, APIError) and exc.error_code == FOLDER_NOT_ACCESSIBLE:
+                folder = self._folder_name(groups)
+                lost = FolderNotFoundError(
+                    f"the batch can no longer read folder {folder!r}: Orchestrator answers "
+                    f"errorCode 1100 ({exc.message}); {ASSIGN_FOLDER_FIX}; a journal keeps "
+                    "its jobs: resume once the access is back",
+                    name=folder,
+                )
+                lost.__cause__ = exc
+                self._auth_refused(lost)
             # The jobs stay due and are asked about again on the next round (each
             # try charged to the list budget). Info, not a warning: during an outage
             # this fires every round, and the transport's health tracker already
@@ -498,9 +514,17 @@ class JobWatcher:
         self._auth_failures = 0
         return answer
 
+    def _folder_name(self, groups: list[tuple[JobWatcher, tuple[int, ...]]]) -> str:
+        for job_id in groups[0][1]:
+            watched = self._jobs.get(job_id)
+            if watched is not None:
+                return watched.handle.folder_path or str(watched.handle.folder_id)
+        return "?"
+
     def _auth_refused(self, exc: RequestError) -> None:
-        """One more call refused for the token; the batch ends with ``exc`` after
-        :data:`_AUTH_FAILURES_FATAL` in a row (a fatal error surfaces, never a hang)."""
+        """One more call refused for good (the token, or the folder's access); the
+        batch ends with ``exc`` after :data:`_AUTH_FAILURES_FATAL` in a row (a fatal
+        error surfaces, never a hang)."""
         self._auth_failures += 1
         if self._auth_failures >= _AUTH_FAILURES_FATAL:
             raise exc

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from cli_harness import cli_env, run_cli
 from conftest import aioresponses_mock
-from test_dispatcher_support import START_JOBS, fast_settings, requests_to
+from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, requests_to
 
 from async_orch._client import OrchestratorClient
 from async_orch._config import ClientCredentials, Settings
@@ -207,3 +207,26 @@ async def test_check_lists_the_folders_it_can_and_cannot_see_then_exits_2(
     assert "they can see: Finance, Finance/AP" in fail
     fix = lines[lines.index(fail) + 1].strip()
     assert fix.startswith("fix: if the folder exists, assign the external application")
+
+
+async def test_a_folder_that_becomes_invisible_mid_batch_ends_it_with_the_fix(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unassigned from a folder while its jobs run: every poll answers 1100. The batch
+    ends with a FolderNotFoundError naming the folder and the fix, never polls for ever."""
+    from async_orch import Hooks
+    from async_orch.simulator.tokens import AccessToken
+
+    sim = await start_simulator(time_scale=1.0)
+    seen_before = AccessToken.sees
+
+    def unassign_hr(index: int, handle: object) -> None:
+        monkeypatch.setattr(
+            AccessToken, "sees", lambda self, path: path != "HR" and seen_before(self, path)
+        )
+
+    request = JobRequest(process="Echo", folder="HR")
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        with pytest.raises(FolderNotFoundError, match="can no longer read folder 'HR'") as lost:
+            await orch.run_jobs([request], hooks=Hooks(on_started=unassign_hr))
+    assert "assign the external application" in str(lost.value)
