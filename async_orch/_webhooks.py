@@ -227,6 +227,7 @@ class WebhookReceiver:
         self._seen: dict[str, float] = {}  # EventId -> its timestamp (epoch seconds)
         self._subscribers: list[Callable[[JobEvent], None]] = []
         self.counts: Counter[str] = Counter()
+        self._bad_signature_warned = -math.inf
 
     def __repr__(self) -> str:
         return f"WebhookReceiver(max_age={self.max_age:g}, counts={dict(self.counts)})"
@@ -297,6 +298,19 @@ class WebhookReceiver:
         self.counts[kind] += 1
         # Info: a stranger probing the URL should not fill the warnings.
         log.info("async_orch.webhook_refused", reason=kind, status=status)
+        if kind == "bad_signature":
+            # Signed, but not with our secret: most likely a secret that differs from
+            # the webhook's in Orchestrator, and then every event is lost. Said once a
+            # minute at most.
+            now = time.monotonic()
+            if now - self._bad_signature_warned >= 60.0:
+                self._bad_signature_warned = now
+                log.warning(
+                    "async_orch.webhook_bad_signatures",
+                    refused=self.counts[kind],
+                    note="events signed with another secret are refused: check that the "
+                    "secret given (ASYNC_ORCH_WEBHOOK_SECRET) is the webhook's in Orchestrator",
+                )
         return status, reason
 
     def _remember(self, event_id: str, stamp: float, now: float) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
+import structlog
 from aiohttp import web
 from conftest import SimClient, serve_on_loopback
 from test_dispatcher_support import LIST_JOBS, fast_settings, requests_to, scenario
@@ -139,8 +140,11 @@ async def test_refusals_over_http_unsigned_wrong_stale_and_replayed() -> None:
                 return response.status
 
         assert await post(fresh, None) == 401
-        assert await post(fresh, signature_of("not the secret", fresh)) == 401
-        assert await post(fresh + b" ", signature_of(SECRET, fresh)) == 401  # body changed
+        with structlog.testing.capture_logs() as logs:
+            assert await post(fresh, signature_of("not the secret", fresh)) == 401
+            assert await post(fresh + b" ", signature_of(SECRET, fresh)) == 401  # body changed
+        warned = [e for e in logs if e["event"] == "async_orch.webhook_bad_signatures"]
+        assert len(warned) == 1 and "ASYNC_ORCH_WEBHOOK_SECRET" in warned[0]["note"]
         assert await post(stale, signature_of(SECRET, stale)) == 400
         assert seen == []
         assert await post(fresh, signature_of(SECRET, fresh)) == 200
