@@ -70,8 +70,8 @@ def upload_scope_missing(
     None when the scopes allow it, none is needed, or the scopes are not ours to
     know (a user's token or refresh token)."""
     credentials = settings.credentials
-    if not isinstance(credentials, ClientCredentials):
-        return None
+    if not isinstance(credentials, ClientCredentials) or not isinstance(requests, Sequence):
+        return None  # anything but a list is for checked_requests to refuse, by name
     if UPLOAD_SCOPES & set(credentials.scopes.split()):
         return None
     for index, request in enumerate(requests):
