@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -191,7 +192,9 @@ def test_tokens_are_signed_jwts_with_the_real_claims() -> None:
     header, _, _ = token.value.split(".")
     assert json.loads(base64.urlsafe_b64decode(header + "==")) == {"alg": "HS256", "typ": "JWT"}
     claims = jwt_claims(token.value)
-    assert claims["exp"] == 4_600 and claims["iss"] == "https://h/identity_"
+    # Unix seconds (RFC 7519), whatever the simulator's own clock says (now=1_000).
+    assert claims["exp"] - claims["iat"] == 3600 and abs(claims["iat"] - time.time()) < 600
+    assert claims["iss"] == "https://h/identity_"
     assert claims["client_id"] == "app" and claims["scope"] == ["OR.Folders.Read", "OR.Jobs"]
     # Another key (a restarted simulator) or a changed claim: not a token of this one.
     assert TokenStore(signing_key=b"x" * 32).check(token.value, now=1_001)[0] is None
