@@ -124,6 +124,7 @@ class BatchRun:
         # can no longer be followed, and are reported as lost (see _track).
         self._displaced: list[tuple[_Tracked, JobLostError]] = []
         self._shield = StartShield()
+        self._hook_failed = False  # a caller's hook raised: the batch is ending on it
         self._retries = self._starter.batch_retries(len(self._requests))
         self._watcher = JobWatcher(
             self._api,
@@ -210,13 +211,11 @@ class BatchRun:
                 self._watcher.watch(
                     handle, timeout=request.timeout, deadline=self._deadline, state=job.state
                 )
-            if self._hooks.on_started is not None:
-                for handle, _ in pairs:
-                    self._hooks.on_started(index, handle)
-            if self._hooks.on_state is not None:
-                # The first state seen is the one StartJobs answered (Pending, as a rule).
-                for handle, job in pairs:
-                    self._hooks.on_state(handle, None, job.state)
+            for handle, _ in pairs:
+                self._call_hook("on_started", index, handle)
+            # The first state seen is the one StartJobs answered (Pending, as a rule).
+            for handle, job in pairs:
+                self._call_hook("on_state", handle, None, job.state)
             self._report()
 
         try:
@@ -312,8 +311,7 @@ class BatchRun:
         self.progress.move(handle.folder_path, (old or JobState.PENDING).value, new.value)
         self._note_pending(handle, new)
         self._report()
-        if self._hooks.on_state is not None:
-            self._hooks.on_state(handle, old, new)
+        self._call_hook("on_state", handle, old, new)
 
     def _note_pending(self, handle: JobHandle, state: JobState | None) -> None:
         """Keep the age of Pending jobs per folder, for progress displays."""
@@ -330,8 +328,23 @@ class BatchRun:
         await self._emit(result)
 
     def _report(self) -> None:
-        if self._hooks.on_progress is not None:
-            self._hooks.on_progress(self.progress)
+        self._call_hook("on_progress", self.progress)
+
+    def _call_hook(self, name: str, *args: object) -> None:
+        """Call the caller's hook ``name``, if given. The first to raise ends the
+        batch and comes out of it as it is; one raising after it (another start,
+        or the watcher, met the same broken hook before the batch could end) is
+        logged, else they would all come out together in an exception group."""
+        hook = getattr(self._hooks, name)
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception as exc:
+            if not self._hook_failed:
+                self._hook_failed = True
+                raise
+            log.warning("async_orch.callback_failed", callback=name, error=repr(exc))
 
     # -- ending early ------------------------------------------------------------------
 

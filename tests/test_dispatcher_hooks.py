@@ -189,3 +189,25 @@ async def test_an_error_in_on_state_ends_the_batch_and_reports_its_jobs() -> Non
     assert {j.state for j in api.jobs.values()} == {JobState.STOPPED}
     assert [e["event"] for e in logs].count("async_orch.callback_failed") == 1
     assert left_running(logs) == []
+
+
+@pytest.mark.parametrize("which", ["on_started", "on_state"])
+async def test_a_callback_failing_in_every_start_comes_out_once_as_it_is(which: str) -> None:
+    # Four starts in flight each meet the broken callback before the batch can end;
+    # the first failure ends it, alone (not an ExceptionGroup of four), and the
+    # later ones are logged.
+    api = FakeAPI()
+    dispatcher = Dispatcher(api, poll=POLL)
+
+    def broken(*args: object) -> None:
+        raise ValueError(f"{which} bug")
+
+    with (
+        structlog.testing.capture_logs() as logs,
+        anyio.fail_after(20),
+        pytest.raises(ValueError, match=f"{which} bug"),
+    ):
+        await dispatcher.run(requests(4), hooks=Hooks(**{which: broken}))
+    (event,) = left_running(logs)
+    assert event["reason"] == "ValueError"
+    assert sorted(event["job_ids"]) == sorted(api.jobs) and len(api.jobs) == 4
