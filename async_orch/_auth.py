@@ -47,6 +47,7 @@ from async_orch._config import (
     StaticToken,
 )
 from async_orch._errors import AuthenticationError, ConfigurationError, TransportError
+from async_orch._http import PROXY_CREDENTIALS_HINT
 from async_orch._logs import get_logger
 from async_orch._protocol import error_from_response, header, looks_like_html
 from async_orch._redaction import fingerprint, redact, secret_values
@@ -335,6 +336,12 @@ def parse_token_response(
     if status == 429 or status >= 500:
         raise error_from_response(
             status, headers, text.encode("utf-8"), method="POST", url=request.url
+        )
+    if status == 407:  # said by a proxy on the way, not by the identity server
+        raise AuthenticationError(
+            f"{what} was refused by a proxy (HTTP 407 Proxy Authentication Required)",
+            status=status,
+            hint=PROXY_CREDENTIALS_HINT,
         )
     try:
         data = json.loads(body.decode("utf-8-sig")) if body.strip() else None

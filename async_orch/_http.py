@@ -6,7 +6,8 @@ exception is mapped here (chained with ``from``) so that callers see only
 :class:`TransportError` / :class:`RequestTimeoutError`, with
 ``may_have_reached_server`` telling whether the request could have been acted on:
 
-* False: the connection was never made (refused, DNS, TLS, connect timeout).
+* False: the connection was never made (refused, DNS, TLS, connect timeout,
+  a proxy refusing the tunnel).
 * True: anything later (reset, server disconnect, read timeout, truncated
   body, malformed response), because the request may have been received.
 
@@ -32,7 +33,13 @@ from async_orch._errors import (
 )
 from async_orch._protocol import header, looks_like_html
 
-__all__ = ["AiohttpSender", "Response", "send_once"]
+__all__ = ["PROXY_CREDENTIALS_HINT", "AiohttpSender", "Response", "send_once"]
+
+#: The fix for a proxy answering 407 Proxy Authentication Required.
+PROXY_CREDENTIALS_HINT = (
+    "The proxy wants credentials: give them in the proxy URL "
+    "(HTTPS_PROXY=http://USER:PASSWORD@PROXY:PORT, HTTP_PROXY for an http URL)"
+)
 
 #: Bodies longer than this are streamed (aiohttp's own threshold for its warning).
 _STREAM_BODY_OVER = 1024 * 1024
@@ -129,6 +136,11 @@ async def send_once(
         raise TransportError(
             f"cannot connect: {exc}", method=method, url=url, may_have_reached_server=False
         ) from exc
+    except aiohttp.ClientHttpProxyError as exc:
+        # The proxy refused the tunnel (CONNECT) to the server: nothing reached it.
+        raise TransportError(
+            _proxy_refused(exc), method=method, url=url, may_have_reached_server=False
+        ) from exc
     except TimeoutError as exc:
         # A read timeout or the total timeout: the request may be on the server.
         raise RequestTimeoutError(
@@ -144,6 +156,13 @@ async def send_once(
         if not session.closed:
             raise
         raise ClientClosedError(session_closed=True) from exc
+
+
+def _proxy_refused(exc: aiohttp.ClientHttpProxyError) -> str:
+    what = f"the proxy refused to connect to the server: HTTP {exc.status} {exc.message}"
+    if exc.status == 407:
+        return f"{what}. {PROXY_CREDENTIALS_HINT}"
+    return f"{what}; check the proxy (HTTPS_PROXY, NO_PROXY)"
 
 
 async def _read_capped(response: aiohttp.ClientResponse, max_body: int, url: str) -> bytes:

@@ -558,3 +558,16 @@ async def test_token_requests_on_the_wire(
             "usernameOrEmailAddress": "admin",
             "password": SECRET,
         }
+
+
+def test_a_proxy_asking_for_credentials_is_not_blamed_on_the_app_credentials() -> None:
+    # A plain-http proxy answers the token POST itself with 407 (an HTML page, often).
+    with pytest.raises(AuthenticationError) as caught:
+        parse(
+            407,
+            b"<html>Proxy Authentication Required</html>",
+            headers={"Content-Type": "text/html"},
+        )
+    message = str(caught.value)
+    assert "proxy" in message and "USER:PASSWORD@" in message
+    assert "UIPATH_CLIENT" not in message and "Wrong host" not in message

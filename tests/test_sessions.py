@@ -23,6 +23,7 @@ from conftest import serve_on_loopback
 from async_orch._client import OrchestratorClient
 from async_orch._config import ClientCredentials, Settings
 from async_orch._errors import ConfigurationError, TransportError
+from async_orch._http import AiohttpSender
 from async_orch._sessions import choose_proxy, new_session
 from async_orch._transport import Transport
 from async_orch.loadtest.target import probe_simulator
@@ -216,3 +217,40 @@ async def test_a_ca_bundle_that_is_not_pem_is_one_clear_error(tmp_path: Path) ->
     junk.write_text("not a certificate")
     with pytest.raises(ConfigurationError, match="cannot load the CA bundle"):
         new_session(["https://orch.corp"], ca_bundle=str(junk))
+
+
+async def _refusing_proxy(status: bytes) -> asyncio.Server:
+    """A proxy answering every CONNECT with ``status``."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(refuse, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (b"407 Proxy Authentication Required", "USER:PASSWORD@"),
+        (b"403 Forbidden", "check the proxy"),
+    ],
+)
+async def test_a_proxy_refusing_the_tunnel_is_a_request_that_never_left(
+    no_proxy_env: pytest.MonkeyPatch, status: bytes, says: str
+) -> None:
+    # Not "may have reached the server": a StartJobs refused there started nothing.
+    server = await _refusing_proxy(status)
+    port = server.sockets[0].getsockname()[1]
+    no_proxy_env.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    try:
+        async with new_session(["https://orch.corp/org/tenant/orchestrator_"]) as session:
+            sender = AiohttpSender(session)
+            with pytest.raises(TransportError, match="proxy refused") as caught:
+                await sender.send("POST", "https://orch.corp/odata/Jobs", headers={})
+    finally:
+        server.close()
+    assert caught.value.may_have_reached_server is False
+    assert says in str(caught.value) and status.split()[0].decode() in str(caught.value)
