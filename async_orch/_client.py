@@ -196,7 +196,8 @@ class OrchestratorClient:
         are those of :meth:`run_jobs`.
 
         Raises:
-            ConfigurationError: no journal there, or it belongs to another tenant.
+            ConfigurationError: no journal there, it belongs to another tenant, or
+                another batch of this process is writing it.
             JournalInUseError: another process is writing the journal.
         """
         self.transport.ensure_open()

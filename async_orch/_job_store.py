@@ -11,6 +11,11 @@ A store's writes must be durable when they return: the ``record_*`` calls come
 from the event loop's callbacks, before anything else happens to the job, and
 exactly-once rests on them. A write that fails raises, and sets ``failure`` so
 the batch ends and says so once.
+
+One batch at a time writes a store: a second ``run_jobs``/``resume_jobs`` on a
+store a batch of this process is writing is refused (ConfigurationError). Across
+processes that is the store's job (the SQLite journal takes a lock): two resumes
+of one store would look up the same requests, find nothing, and both start them.
 """
 
 from __future__ import annotations

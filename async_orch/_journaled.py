@@ -25,7 +25,8 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from async_orch._config import Settings
-from async_orch._errors import InvalidRequestError
+from async_orch._errors import ConfigurationError, InvalidRequestError
 from async_orch._job_store import JobStore
 from async_orch._jobs import JobHandle, JobRequest, JobResult, checked_requests
 from async_orch._journal import (
@@ -318,9 +319,10 @@ async def run_with_journal(
             Path(journal), target=target, batch_id=batch_id, requests=records
         ) as created:
             return await _run_to_end(orch, created, records, [], timeout, stop, hooks)
-    journal.target.check_same(target, name=repr(journal))
-    journal.record_requests(records)
-    return await _run_to_end(orch, journal, records, [], timeout, stop, hooks)
+    with _only_batch_of(journal):
+        journal.target.check_same(target, name=repr(journal))
+        journal.record_requests(records)
+        return await _run_to_end(orch, journal, records, [], timeout, stop, hooks)
 
 
 async def resume_with_journal(
@@ -335,7 +337,35 @@ async def resume_with_journal(
     if isinstance(journal, str | os.PathLike):
         with Journal.open(Path(journal)) as opened:
             return await _resume(orch, opened, time.monotonic(), timeout, stop, hooks)
-    return await _resume(orch, journal, time.monotonic(), timeout, stop, hooks)
+    with _only_batch_of(journal):
+        return await _resume(orch, journal, time.monotonic(), timeout, stop, hooks)
+
+
+#: The stores a batch of this process is writing (by id: a store need not be hashable).
+_STORES_IN_USE: set[int] = set()
+
+
+@contextmanager
+def _only_batch_of(store: JobStore) -> Iterator[None]:
+    """Refuse a second batch on a store a batch of this process is writing: two
+    resumes of one store would look up the same requests, find nothing, and both
+    start them. (The SQLite journal's lock keeps other processes out; a store of
+    your own must keep them out itself.)
+
+    Raises:
+        ConfigurationError: ``store`` is in use.
+    """
+    if id(store) in _STORES_IN_USE:
+        raise ConfigurationError(
+            f"the journal {_path_of(store) or repr(store)} is in use by another batch of "
+            "this process (a run_jobs or resume_jobs on it has not ended); only one batch "
+            "at a time may write a journal: wait for that one to end"
+        )
+    _STORES_IN_USE.add(id(store))
+    try:
+        yield
+    finally:
+        _STORES_IN_USE.discard(id(store))
 
 
 async def _resume(

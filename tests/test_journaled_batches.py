@@ -4,6 +4,7 @@ simulator's own per-Reference counters."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from conftest import SimClient
 from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, requests_to, scenario
 
 from async_orch import (
+    ConfigurationError,
     DispatchLimits,
     Hooks,
     InvalidRequestError,
@@ -135,3 +137,28 @@ async def test_a_request_the_journal_cannot_keep_is_refused_before_anything(
             )
     assert not path.exists()
     assert requests_to(sim, START_JOBS) == 0
+
+
+async def test_two_resumes_of_one_store_at_once_start_nothing_twice(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A store given as an object to two resumes at once (a service retrying, say):
+    the second is refused at once; without that both looked the same requests up,
+    found nothing and started every one of them."""
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    settings = fast_settings(sim)
+    store = Journal.create(
+        tmp_path / "store.sqlite",
+        target=target_of(settings),
+        batch_id="twice",
+        requests=records_for(_requests()[:3], "twice"),
+    )
+    with store:
+        async with OrchestratorClient(settings, poll=fast_poll()) as orch:
+            outcomes = await asyncio.gather(
+                orch.resume_jobs(store), orch.resume_jobs(store), return_exceptions=True
+            )
+    finished, refused = outcomes
+    assert isinstance(finished, list) and len(finished) == 3
+    assert isinstance(refused, ConfigurationError) and "in use by another batch" in str(refused)
+    assert simulator_jobs(sim)["by_reference"] == {f"ao-twice-{i}": 1 for i in range(3)}
