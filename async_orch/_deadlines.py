@@ -155,8 +155,9 @@ class Deadlines(Generic[K]):
                 if limits.seen_at < limits.pending_deadline:
                     if limits.deadline is None or now < limits.deadline:
                         # Pending as last seen, but maybe picked up since: stuck only
-                        # once an answer from after the limit still says Pending.
-                        next_due = min(next_due, now + self._recheck)
+                        # once an answer from after the limit still says Pending. Its
+                        # deadline, if sooner, is not put off by the wait.
+                        next_due = min(next_due, now + self._recheck, limits.deadline or math.inf)
                         escalation.recheck.append(key)
                         continue
                     # Its deadline passed while that answer was awaited: timed out.

@@ -98,6 +98,16 @@ def test_stuck_pending_needs_an_answer_from_after_the_limit() -> None:
     assert machine.step(66.0).kill == [1]
 
 
+def test_waiting_to_recheck_a_pending_job_does_not_put_its_deadline_off() -> None:
+    machine: Deadlines[int] = Deadlines(
+        StopPolicy(on_timeout=True, pending_timeout=2.0), recheck=5.0
+    )
+    machine.add(1, now=0.0, deadline=4.0, state=JobState.PENDING)
+    assert machine.step(2.0).recheck == [1]  # no answer from after the pending limit yet
+    assert machine.next_due == 4.0  # its deadline, not the recheck at 7.0
+    assert machine.step(4.0).soft_stop == [1]
+
+
 def test_a_job_picked_up_in_time_loses_its_pending_limit() -> None:
     machine = _machine(StopPolicy(on_timeout=True, pending_timeout=60.0))
     machine.add(1, now=0.0, deadline=None, state=JobState.PENDING)
