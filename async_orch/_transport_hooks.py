@@ -2,8 +2,9 @@
 
 Pass :class:`TransportHooks` subclasses to ``Transport(..., hooks=[...])`` (or
 ``OrchestratorClient(..., hooks=[...])``). Each hook is called synchronously in
-the request's task, so it must be quick and must not raise (a hook that raises
-is logged and otherwise ignored). Token requests are reported too (their body
+the request's task, so it must be quick and must not raise (a hook that raises,
+or whose ``on_request`` returns something that is not headers, is logged and
+otherwise ignored). Token requests are reported too (their body
 never is: it holds the credentials).
 
 ``on_request`` may return headers to add to that try (a W3C ``traceparent``,
@@ -18,6 +19,7 @@ to say what a quiet batch is waiting for.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,9 @@ __all__ = [
 ]
 
 log = get_logger("async_orch.transport")
+
+#: A header name (RFC 9110 token).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 #: A failure streak this long (seconds) is logged as a warning, then again every as long.
 OUTAGE_WARNING_AFTER = 30.0
@@ -134,9 +139,25 @@ def announce_request(hooks: Sequence[TransportHooks], event: RequestSent) -> dic
         except Exception as exc:
             log.warning("async_orch.hook_failed", hook=type(hook).__name__, error=repr(exc))
             continue
-        if headers:
-            added = {**added, **headers} if added else dict(headers)
+        if not headers:
+            continue
+        if (problem := _header_problem(headers)) is not None:
+            log.warning("async_orch.hook_failed", hook=type(hook).__name__, error=problem)
+            continue
+        added = {**added, **headers} if added else dict(headers)
     return added
+
+
+def _header_problem(headers: object) -> str | None:
+    """Why ``on_request``'s answer cannot be sent as headers (None: it can)."""
+    if not isinstance(headers, Mapping):
+        return f"on_request returned {type(headers).__name__}, not a mapping of headers"
+    for name, value in headers.items():
+        if not (isinstance(name, str) and isinstance(value, str)):
+            return f"on_request returned the header {name!r}: {value!r}; names and values are str"
+        if not _TOKEN.fullmatch(name) or any(c in value for c in "\r\n\0"):
+            return f"on_request returned the header {name!r}, which is not a valid header"
+    return None
 
 
 def report_answer(

@@ -181,3 +181,28 @@ async def test_headers_a_hook_returns_go_on_the_wire_but_never_replace_ours(
     token = [headers for path, headers in server_headers if path.endswith("/connect/token")]
     assert len(token) == 1 and "X-Trace" not in token[0]
     assert attempts == [1, 1]  # the token request, then the API request
+
+
+@pytest.mark.parametrize(
+    "returned",
+    [["X-Trace"], "X-Trace: 1", {"X-Trace": 1}, {"X-Trace": "a\r\nX-Injected: 1"}, {"X Bad": "1"}],
+)
+async def test_a_hook_returning_something_that_is_not_headers_is_logged_and_ignored(
+    start_simulator: Callable[..., Any],
+    server_headers: list[tuple[str, Mapping[str, str]]],
+    returned: object,
+) -> None:
+    simulator = await start_simulator()
+
+    class Odd(TransportHooks):
+        def on_request(self, event: RequestSent) -> Any:
+            return returned
+
+    settings = Settings(url=simulator.url, credentials=demo_credentials(simulator))
+    with structlog.testing.capture_logs() as logs:
+        async with Transport(settings, hooks=[Odd()]) as transport:
+            await transport.request("GET", "odata/Folders")
+
+    (api,) = [headers for path, headers in server_headers if path.endswith("/odata/Folders")]
+    assert not {"X-Trace", "X-Injected", "X Bad"} & set(api)
+    assert [e["event"] for e in logs].count("async_orch.hook_failed") == 1
