@@ -168,3 +168,13 @@ async def test_a_malformed_url_fails_the_url_step(
     assert step == "URL"
     assert words in what
     assert fix_words in fix
+
+
+async def test_a_missing_ca_bundle_fails_its_own_step_not_the_credentials(tmp_path: Path) -> None:
+    env = cli_env(tmp_path, SSL_CERT_FILE=str(tmp_path / "missing.pem"))
+    run = await run_cli(
+        "check", "--url", "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_", env=env
+    )
+    step, what, fix = await _failing_step(run)
+    assert step == "CA bundle"
+    assert "missing.pem" in what and "SSL_CERT_FILE" in fix and "UIPATH_CLIENT_ID" not in fix

@@ -165,6 +165,8 @@ async def _check(args: argparse.Namespace, out: TextIO) -> int:
             )
         if "identity_url" in text:
             return _fail(out, "URL", StepFailed(text, _IDENTITY_URL_FIX))
+        if "CA bundle" in text:
+            return _fail(out, "CA bundle", StepFailed(text, _CA_BUNDLE_FIX))
         if "looks like a folder" in text:
             return _fail(out, "URL", StepFailed(text, _FOLDER_IN_URL_FIX))
         if "URL" in text:
@@ -177,6 +179,11 @@ async def _check(args: argparse.Namespace, out: TextIO) -> int:
 _CREDENTIALS_FIX = (
     "set UIPATH_CLIENT_ID and UIPATH_CLIENT_SECRET (App ID and App Secret of an external "
     "application), or put client_id and client_secret_env in a profile"
+)
+
+_CA_BUNDLE_FIX = (
+    "point ASYNC_ORCH_CA_BUNDLE (or SSL_CERT_FILE) at a PEM file of the CAs your "
+    "Orchestrator's certificate chains to, or unset both to trust the system's CAs"
 )
 
 _FOLDER_IN_URL_FIX = (
