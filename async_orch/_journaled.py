@@ -186,6 +186,12 @@ async def resume_plan(
     if never_started and not store.last_run_finished():
         wait = window_ends - time.monotonic()
         if wait > 0:
+            # A library caller hears nothing from ``say``: the wait is logged too.
+            log.info(
+                "async_orch.resume_waiting_reconcile_window",
+                seconds=round(wait, 1),
+                not_found=len(never_started),
+            )
             say(
                 f"{len(never_started)} not found by Reference; the stopped run may have "
                 "sent their StartJobs, which the server can still complete: looking them "

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import anyio
 import pytest
+import structlog
 from cli_harness import simulator_jobs
 from conftest import SimClient
 from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, requests_to, scenario
@@ -162,3 +164,27 @@ async def test_two_resumes_of_one_store_at_once_start_nothing_twice(
     assert isinstance(finished, list) and len(finished) == 3
     assert isinstance(refused, ConfigurationError) and "in use by another batch" in str(refused)
     assert simulator_jobs(sim)["by_reference"] == {f"ao-twice-{i}": 1 for i in range(3)}
+
+
+async def test_a_resume_waiting_out_the_reconcile_window_says_so_in_the_log(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    # The last run did not end by itself and started nothing: the resume may not
+    # start before the window has passed, and a library caller hears why it waits.
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    settings = fast_settings(sim)
+    # Long enough that the lookups before it never use it all up on a slow machine.
+    settings = replace(settings, retry=replace(settings.retry, reconcile_window=1.5))
+    path = tmp_path / "cut.sqlite"
+    Journal.create(
+        path,
+        target=target_of(settings),
+        batch_id="cut",
+        requests=records_for(_requests()[:2], "cut"),
+    ).close()
+    with structlog.testing.capture_logs() as logs:
+        async with OrchestratorClient(settings, poll=fast_poll()) as orch:
+            results = await orch.resume_jobs(path)
+    assert [r.outcome for r in results] == [Outcome.SUCCESSFUL] * 2
+    (waiting,) = [e for e in logs if e["event"] == "async_orch.resume_waiting_reconcile_window"]
+    assert waiting["not_found"] == 2 and 0 < waiting["seconds"] <= 1.5
