@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from async_orch._blobs import check_blob_size
 from async_orch._errors import (
     ClientClosedError,
+    ConfigurationError,
     RequestTimeoutError,
     ResponseDecodeError,
     TransportError,
@@ -111,6 +113,7 @@ async def send_once(
         TransportError: no usable response (``may_have_reached_server`` as above).
         RequestTimeoutError: the same, for a timeout.
         ClientClosedError: the session is closed.
+        ConfigurationError: a .netrc entry clashes with the request's Authorization.
     """
     extra: dict[str, Any] = {} if client_timeout is None else {"timeout": client_timeout}
     # aiohttp writes a bytes body in one go (and warns past 1 MiB that it may block
@@ -150,6 +153,18 @@ async def send_once(
         raise TransportError(
             f"connection failed: {type(exc).__name__}: {exc}", method=method, url=url
         ) from exc
+    except ValueError as exc:
+        if "AUTHORIZATION" not in str(exc):
+            raise
+        # A session that reads the environment per request (a proxy URL with
+        # credentials: _sessions.py) adds a ~/.netrc entry for the host as Basic
+        # credentials, which aiohttp refuses next to our bearer token.
+        raise ConfigurationError(
+            f"a .netrc entry (~/.netrc or $NETRC) for {URL(url).host} clashes with the "
+            "bearer token: aiohttp reads .netrc when the proxy URL holds credentials "
+            "(HTTPS_PROXY=http://USER:PASSWORD@...); remove that entry, or point NETRC "
+            "at a file without it"
+        ) from None
     except RuntimeError as exc:
         # aiohttp's "Session is closed": the application closed the session it
         # lent us (Transport checks first, but it can close while we wait).

@@ -38,7 +38,9 @@ class HTTPSender(Protocol):
     Implementations raise only async-orch errors: :class:`~async_orch._errors.TransportError`
     (or :class:`~async_orch._errors.RequestTimeoutError`) with ``may_have_reached_server``
     when there is no usable response, :class:`~async_orch._errors.ClientClosedError`
-    when closed. Any HTTP status is a :class:`~async_orch._http.Response`, not an error.
+    when closed, :class:`~async_orch._errors.ConfigurationError` when the environment
+    makes the request impossible (a .netrc entry clashing with the bearer token).
+    Any HTTP status is a :class:`~async_orch._http.Response`, not an error.
     """
 
     @property

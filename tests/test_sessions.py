@@ -254,3 +254,23 @@ async def test_a_proxy_refusing_the_tunnel_is_a_request_that_never_left(
         server.close()
     assert caught.value.may_have_reached_server is False
     assert says in str(caught.value) and status.split()[0].decode() in str(caught.value)
+
+
+async def test_a_netrc_entry_for_the_host_is_one_clear_error_with_a_proxy_holding_credentials(
+    no_proxy_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Credentials in the proxy URL make the session read the environment per request,
+    # .netrc included: aiohttp refused its Basic credentials next to the bearer token
+    # with a bare ValueError (a traceback).
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    no_proxy_env.setenv("NETRC", str(netrc))
+    no_proxy_env.setenv("HTTP_PROXY", "http://me:pw@127.0.0.1:9")
+    url = "http://127.0.0.1:9/org/tenant/orchestrator_/odata/Folders"
+    async with new_session([url]) as session:
+        with pytest.raises(
+            ConfigurationError, match=r"\.netrc entry .* for 127\.0\.0\.1"
+        ) as caught:
+            await AiohttpSender(session).send("GET", url, headers={"Authorization": "Bearer t"})
+    assert "secret" not in str(caught.value)
