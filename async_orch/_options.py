@@ -32,15 +32,15 @@ __all__ = [
 #: The choices of ``StopPolicy.on_suspended``.
 SUSPENDED_POLICIES = ("timeout", "report", "wait")
 
-#: Called with the counts, overall and per folder, after every change.
 ProgressCallback = Callable[[Progress], None]
-#: Called with (request index, handle) as soon as a job is known to exist.
+"""Called with the counts, overall and per folder, after every change."""
 StartedCallback = Callable[[int, JobHandle], None]
-#: Called with (handle, old state, new state) when a job is seen in a new state;
-#: ``old`` is None when its state was not known before (a job re-attached to).
+"""Called with (request index, handle) as soon as a job is known to exist."""
 StateCallback = Callable[[JobHandle, JobState | None, JobState], None]
-#: Called once with what a batch that ended early left behind.
+"""Called with (handle, old state, new state) when a job is seen in a new state;
+``old`` is None when its state was not known before (a job re-attached to)."""
 AbandonedCallback = Callable[[Abandoned], None]
+"""Called once with what a batch that ended early left behind."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
