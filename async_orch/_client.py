@@ -45,18 +45,19 @@ class OrchestratorClient:
     """The async-orch client: resource calls (``.api``) and bulk dispatch.
 
     Args:
-        settings: where and how to connect (see :class:`~async_orch._config.Settings`).
+        settings: where and how to connect (see [`Settings`][async_orch.Settings]).
         session: an aiohttp session to use instead of creating (and closing) one.
-        limits: limits on starting jobs (resizable later with :meth:`set_limits`).
+        limits: limits on starting jobs (resizable later with
+            [`set_limits`][async_orch.OrchestratorClient.set_limits]).
         poll: how to watch jobs (list-call budget, intervals).
         hooks: told of every HTTP try, answer and retry (see
-            :mod:`async_orch._transport_hooks`).
-        webhooks: a :class:`~async_orch._webhooks.WebhookReceiver` whose job
+            `async_orch._transport_hooks`).
+        webhooks: a [`WebhookReceiver`][async_orch.WebhookReceiver] whose job
             events speed up detection (polling goes on; see README "Webhooks").
         list_budget: a list budget shared with other clients of the tenant
-            (:class:`InProcessListBudget` for clients of one process,
-            :class:`RedisListBudget` for a fleet); each list call also takes a
-            slot of it. By default the client has one of its own. Closing the
+            ([`InProcessListBudget`][async_orch.InProcessListBudget] for clients of one
+            process, [`RedisListBudget`][async_orch.RedisListBudget] for a fleet); each
+            list call also takes a slot of it. By default the client has one of its own. Closing the
             client does not close it: its owner does.
     """
 
@@ -131,18 +132,18 @@ class OrchestratorClient:
             stop: whether to stop jobs past a deadline (the batch timeout or a
                 request's ``timeout``) and those of a cancelled batch, and how long
                 a job may stay Pending before it is reported STUCK_PENDING
-                (:class:`~async_orch._options.StopPolicy`); by default jobs are left
+                ([`StopPolicy`][async_orch.StopPolicy]); by default jobs are left
                 running and reported, and may stay Pending for ever.
             hooks: functions told of progress, of each job created, of each
                 state seen and of jobs left behind by a cancelled batch
-                (:class:`~async_orch._options.Hooks`).
+                ([`Hooks`][async_orch.Hooks]).
             journal: a path for a new SQLite journal (refused if the file
-                exists), or a :class:`~async_orch._job_store.JobStore`: every
+                exists), or a [`JobStore`][async_orch.JobStore]: every
                 request (with its Reference), job and result is written there as
                 it happens, so a batch cut short (a crash, a cancellation) is
-                finished with :meth:`resume_jobs`, nothing started twice. A
-                journaled request keeps process, folder, inputs, reference and
-                timeout only; ``handles`` cannot be journaled.
+                finished with [`resume_jobs`][async_orch.OrchestratorClient.resume_jobs],
+                nothing started twice. A journaled request keeps process, folder, inputs,
+                reference and timeout only; ``handles`` cannot be journaled.
 
         Raises:
             ClientClosedError: called outside ``async with``, or the session given
@@ -193,7 +194,7 @@ class OrchestratorClient:
         before starting them. Returns the results of the jobs that were not final
         in the journal, in request order (``index`` is the request's in the
         journaled batch); the journal then holds every result. Other arguments
-        are those of :meth:`run_jobs`.
+        are those of [`run_jobs`][async_orch.OrchestratorClient.run_jobs].
 
         Raises:
             ConfigurationError: no journal there, it belongs to another tenant, or
@@ -212,7 +213,8 @@ class OrchestratorClient:
         stop: StopPolicy | None = None,
         hooks: Hooks | None = None,
     ) -> AbstractAsyncContextManager[AsyncIterator[JobResult]]:
-        """Like :meth:`run_jobs`, giving each result as soon as its job ends::
+        """Like [`run_jobs`][async_orch.OrchestratorClient.run_jobs], giving each result as soon as
+        its job ends:
 
             async with orch.stream_jobs(requests) as results:
                 async for result in results:
@@ -243,8 +245,9 @@ class OrchestratorClient:
         stop: StopPolicy | None = None,
         hooks: Hooks | None = None,
     ) -> AsyncGenerator[JobResult, None]:
-        """:meth:`stream_jobs` as an async generator, for older callers; prefer
-        :meth:`stream_jobs`. Close it in the task that iterates it::
+        """[`stream_jobs`][async_orch.OrchestratorClient.stream_jobs] as an async generator, for
+        older callers; prefer [`stream_jobs`][async_orch.OrchestratorClient.stream_jobs]. Close it
+        in the task that iterates it:
 
             async with aclosing(orch.iter_jobs(requests)) as results:
                 async for result in results:
@@ -262,7 +265,8 @@ class OrchestratorClient:
     ) -> list[Started | StartFailure]:
         """Start only: per request, what it started (handles to persist) or why not.
 
-        Wait for the jobs later, from here or elsewhere, with :meth:`wait_jobs`
+        Wait for the jobs later, from here or elsewhere, with
+        [`wait_jobs`][async_orch.OrchestratorClient.wait_jobs]
         (``JobHandle.to_dict``/``from_dict`` carry handles across processes).
         """
         self.transport.ensure_open()
@@ -281,7 +285,7 @@ class OrchestratorClient:
         """Wait only: watch jobs started earlier (maybe elsewhere) until they end.
 
         Results come in the order of ``handles`` (``index`` is the position there);
-        the arguments are those of :meth:`run_jobs`.
+        the arguments are those of [`run_jobs`][async_orch.OrchestratorClient.run_jobs].
         """
         return await self.run_jobs(handles=handles, timeout=timeout, stop=stop, hooks=hooks)
 
@@ -299,7 +303,7 @@ class OrchestratorClient:
         """A dry run: ask Orchestrator (ValidateDynamicJob) whether each distinct
         (folder, process) of ``requests`` could start a job now. Nothing is started.
 
-        Returns one :class:`~async_orch._validation.Validation` per pair, in the order
+        Returns one [`Validation`][async_orch.Validation] per pair, in the order
         the pairs first appear: ``is_valid``, and each problem's code, Orchestrator's
         text and the fix.
 

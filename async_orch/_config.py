@@ -508,20 +508,22 @@ class Settings:
     """Where Orchestrator is and how to talk to it. Validated when built.
 
     Attributes:
-        url: the Orchestrator URL (see :func:`parse_orchestrator_url`).
+        url: the Orchestrator URL (see `parse_orchestrator_url`).
         credentials: one of ClientCredentials, RefreshTokenCredentials,
             PasswordCredentials, StaticToken.
         folder: the default folder (full path, or Key), if any.
         identity_url: token endpoint override; by default it is derived from
-            ``url`` and the kind of credentials (see :attr:`token_url`).
-        timeout, retry, limits: per-request patience and connection pool.
+            ``url`` and the kind of credentials (see [`token_url`][async_orch.Settings.token_url]).
+        timeout: seconds allowed per request, in all and to connect.
+        retry: how transient failures are retried.
+        limits: the connection pool size, in all and per host.
         ca_bundle: a PEM file of the CAs to trust instead of the system's
             (None: the system's, which OpenSSL reads from ``SSL_CERT_FILE`` if set).
         deployment: ``"automation-suite"`` makes the token endpoints those of
-            Automation Suite (see :attr:`token_url`); ``"auto"`` (default) derives
-            them from the URL alone.
+            Automation Suite (see [`token_url`][async_orch.Settings.token_url]); ``"auto"``
+            (default) derives them from the URL alone.
 
-    Example::
+    Example:
 
         Settings(
             url="https://cloud.uipath.com/acme/DefaultTenant/orchestrator_",
@@ -599,7 +601,7 @@ class Settings:
 
     @property
     def orchestrator(self) -> OrchestratorUrl:
-        """The parsed :attr:`url`."""
+        """The parsed `url`."""
         return parse_orchestrator_url(self.url)
 
     @property
@@ -607,7 +609,7 @@ class Settings:
         """Where the credentials are exchanged for a token (None for a StaticToken).
 
         ``identity_url`` if set; else the Orchestrator's password endpoint
-        (:attr:`OrchestratorUrl.password_auth_url`) for a password,
+        (`OrchestratorUrl.password_auth_url`) for a password,
         account.uipath.com for a refresh token, and the URL's identity server for
         client credentials (Automation Suite's with ``deployment="automation-suite"``).
         """

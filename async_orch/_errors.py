@@ -233,7 +233,8 @@ class TransportError(RequestError):
     """No usable response arrived (connection refused or reset, DNS failure, timeout).
 
     Attributes:
-        method, url: the request.
+        method: the request's HTTP method.
+        url: the request's URL.
         may_have_reached_server: False only when the request certainly never left
             (for example, the connection was refused). When True a POST may
             have taken effect.
@@ -257,7 +258,8 @@ class APIError(RequestError):
 
     Attributes:
         status: HTTP status.
-        method, url: the request.
+        method: the request's HTTP method.
+        url: the request's URL.
         error_code: Orchestrator's ``errorCode`` (e.g. 1101), if any.
         message: the server's ``message``.
         trace_id: the server's ``traceId`` (quote it to UiPath support).
@@ -327,7 +329,8 @@ class OutputsUnavailableError(RequestError):
     read; the job's own outcome stands, its outputs are unknown (never a silent None).
 
     Attributes:
-        job_id, output_file: the job and its OutputFile attachment key.
+        job_id: the job.
+        output_file: its OutputFile attachment key.
     """
 
     def __init__(self, message: str, *, job_id: int, output_file: str) -> None:

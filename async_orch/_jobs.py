@@ -43,13 +43,14 @@ class JobRequest:
             None a unique one is generated. It is how a start whose response was
             lost is found again, so a job is never started twice.
         jobs_count: start this many identical jobs with one StartJobs call.
-        priority: a :class:`~async_orch._models.JobPriority`, or its name ("Low",
+        priority: a [`JobPriority`][async_orch.JobPriority], or its name ("Low",
             "Normal", "High", in any case); None: the process's own.
         specific_priority: 1..100, finer than priority.
-        strategy: a :class:`~async_orch._models.StartStrategy`, or its name;
+        strategy: a [`StartStrategy`][async_orch.StartStrategy], or its name;
             ModernJobsCount suits modern folders.
-        robot_ids, machine_session_ids, runtime_type: robot selection, as in
-            Orchestrator's StartProcessDto.
+        robot_ids: robot selection, as in Orchestrator's StartProcessDto.
+        machine_session_ids: robot selection, as in Orchestrator's StartProcessDto.
+        runtime_type: robot selection, as in Orchestrator's StartProcessDto.
         timeout: seconds this job may take from its start before it is timed out.
     """
 
@@ -123,7 +124,7 @@ class JobRequest:
         """The StartJobs body for this request once its release is known.
 
         Raises:
-            InvalidRequestError: see :meth:`check`.
+            InvalidRequestError: see [`check`][async_orch.JobRequest.check].
         """
         # A name that is no member is refused by StartRequest, with the choices.
         return StartRequest(
@@ -284,7 +285,7 @@ class JobHandle:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobHandle:
-        """The handle :meth:`to_dict` gave.
+        """The handle [`to_dict`][async_orch.JobHandle.to_dict] gave.
 
         Raises:
             ValueError: ``data`` is not such a dict; the message names the field.
@@ -473,7 +474,7 @@ class Progress:
 
     The keys of ``by_state`` are: ``"queued"`` (not started yet), a job state
     (``"Pending"``, ``"Running"``, ...) while a job runs, then an
-    :class:`Outcome` value once it is over. ``total`` is the number of results
+    [`Outcome`][async_orch.Outcome] value once it is over. ``total`` is the number of results
     the batch will give, so at the end ``finished == total``.
     """
 
@@ -524,7 +525,7 @@ class Progress:
         return sum(self.by_state[o.value] for o in Outcome)
 
     def folder_finished(self, folder: str) -> int:
-        """Like :attr:`finished`, for one folder (its full path)."""
+        """Like [`finished`][async_orch.Progress.finished], for one folder (its full path)."""
         counts = self.by_folder.get(folder, Counter())
         return sum(counts[o.value] for o in Outcome)
 

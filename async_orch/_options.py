@@ -32,15 +32,15 @@ __all__ = [
 #: The choices of ``StopPolicy.on_suspended``.
 SUSPENDED_POLICIES = ("timeout", "report", "wait")
 
-#: Called with the counts, overall and per folder, after every change.
 ProgressCallback = Callable[[Progress], None]
-#: Called with (request index, handle) as soon as a job is known to exist.
+"""Called with the counts, overall and per folder, after every change."""
 StartedCallback = Callable[[int, JobHandle], None]
-#: Called with (handle, old state, new state) when a job is seen in a new state;
-#: ``old`` is None when its state was not known before (a job re-attached to).
+"""Called with (request index, handle) as soon as a job is known to exist."""
 StateCallback = Callable[[JobHandle, JobState | None, JobState], None]
-#: Called once with what a batch that ended early left behind.
+"""Called with (handle, old state, new state) when a job is seen in a new state;
+``old`` is None when its state was not known before (a job re-attached to)."""
 AbandonedCallback = Callable[[Abandoned], None]
+"""Called once with what a batch that ended early left behind."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,7 +53,7 @@ class Hooks:
     cancellation, and its exception comes out of the batch call.
 
     Attributes:
-        on_progress: called with the counts (:class:`~async_orch._jobs.Progress`,
+        on_progress: called with the counts ([`Progress`][async_orch.Progress],
             overall and per folder) after every change.
         on_started: called with (request index, handle) as soon as each job
             exists; persist handles there to wait for them elsewhere. Not called
@@ -65,7 +65,7 @@ class Hooks:
         on_abandoned: called once if the batch ends early (cancelled, left, or a
             callback raised) with the jobs stopped, those left running and the
             References whose start is uncertain (an
-            :class:`~async_orch._jobs.Abandoned`). Without it those are logged
+            [`Abandoned`][async_orch.Abandoned]). Without it those are logged
             as the warning ``async_orch.jobs_left_running``.
     """
 
@@ -101,7 +101,7 @@ class StopPolicy:
             long for its outputs to be read.
         pending_timeout: seconds a job may stay Pending (from when the batch
             watches it) before it is reported ``stuck_pending`` (a
-            :class:`~async_orch._errors.StuckPendingError`), and stopped if
+            [`StuckPendingError`][async_orch.StuckPendingError]), and stopped if
             ``on_timeout``. None (the default): no such limit. Orchestrator never
             gives up on a Pending job by itself (no runtime, licence or connected
             machine: it waits; orchestrator-api.md section 8).

@@ -190,7 +190,7 @@ class PollPolicy:
             keep well under it. 0 disables list calls (each job is then read by
             id whenever due). Otherwise at least 1.
         max_batch: the most job ids per list call. A call also holds no more
-            ids than its URL budget (:mod:`async_orch._url_lists`): an ``in``
+            ids than its URL budget (`async_orch._url_lists`): an ``in``
             list counts once toward OData's node limit, so the URL's length is
             what bounds it. The default is one page (1,000 rows).
         min_interval: never re-check a job sooner than this after an answer.
@@ -204,7 +204,7 @@ class PollPolicy:
         rate_limit_pause: how long to stop list calls after a 429 that did not
             say how long to wait (Retry-After).
         range_threshold: a folder with more watched jobs than this is asked
-            for the jobs that ended in its id range (:class:`ListEnded`)
+            for the jobs that ended in its id range (`ListEnded`)
             instead of by id list; None: always by id list.
         range_page: rows per range query (``$top``, at most 1,000).
     """

@@ -126,7 +126,7 @@ RECONCILE_MARGIN = 30.0
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
-    """How transient failures are retried (the waits: :func:`compute_delay`).
+    """How transient failures are retried (the waits: `compute_delay`).
 
     Attributes:
         attempts: tries per request, the first included (1 = never retry).

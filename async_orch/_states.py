@@ -67,3 +67,4 @@ _BY_NUMBER = {
 TERMINAL_STATES: frozenset[JobState] = frozenset(
     {JobState.SUCCESSFUL, JobState.FAULTED, JobState.STOPPED}
 )
+"""The states a job never leaves: Successful, Faulted and Stopped."""

@@ -53,7 +53,8 @@ class RequestSent:
     """One try of a request, about to go on the wire.
 
     Attributes:
-        method, url: as sent (the URL without its query string).
+        method: the HTTP method.
+        url: as sent, without its query string.
         endpoint: the transport's label (``"odata/Jobs"``, ``"token"``...).
         json: the JSON body as given to the transport (None for token requests).
         at: the transport's clock when it was sent.

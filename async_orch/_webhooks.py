@@ -183,8 +183,8 @@ def _int(value: object) -> int | None:
 class WebhookReceiver:
     """An aiohttp handler for Orchestrator's webhook deliveries, feeding job watchers.
 
-    Mount :meth:`handle` in your own aiohttp application (any path, POST), or
-    serve :meth:`app`; give the receiver to the client
+    Mount [`handle`][async_orch.WebhookReceiver.handle] in your own aiohttp application (any path,
+    POST), or serve [`app`][async_orch.WebhookReceiver.app]; give the receiver to the client
     (``OrchestratorClient(settings, webhooks=receiver)``) so its batches see
     ended jobs as soon as the event arrives. Polling goes on regardless: an event
     lost on the way costs only the time until the next poll, and outputs always
@@ -247,8 +247,8 @@ class WebhookReceiver:
         return unsubscribe
 
     def app(self, path: str | None = None) -> web.Application:
-        """A standalone aiohttp application serving :meth:`handle` at ``path``
-        (None: at every path, whatever URL the webhook was given)."""
+        """A standalone aiohttp application serving [`handle`][async_orch.WebhookReceiver.handle]
+        at ``path`` (None: at every path, whatever URL the webhook was given)."""
         application = web.Application(client_max_size=_MAX_BODY)
         application.router.add_post(path or "/{tail:.*}", self.handle)
         return application

@@ -2,7 +2,7 @@
 
 Install with ``pip install 'async-orch[otel]'`` (and an OpenTelemetry SDK to
 export spans). Nothing else in async-orch imports this module, so without it
-OpenTelemetry is never imported and tracing costs nothing. With it::
+OpenTelemetry is never imported and tracing costs nothing. With it:
 
     tracing = OtelTracing()  # the global tracer provider, or tracer_provider=...
     async with OrchestratorClient(settings, hooks=[tracing]) as orch:
@@ -48,7 +48,8 @@ _TRACER_NAME = "async_orch"
 
 
 class OtelTracing(TransportHooks):
-    """Transport hooks making a span per HTTP try; :meth:`batch` traces a batch.
+    """Transport hooks making a span per HTTP try; [`batch`][async_orch.tracing.OtelTracing.batch]
+    traces a batch.
 
     Args:
         tracer_provider: where spans go (default: OpenTelemetry's global provider).
@@ -128,7 +129,8 @@ def _request_span_name(event: RequestSent) -> str:
 
 
 class BatchTrace:
-    """The span of one batch and those of its jobs (see :meth:`OtelTracing.batch`).
+    """The span of one batch and those of its jobs (see
+    [`OtelTracing.batch`][async_orch.tracing.OtelTracing.batch]).
 
     Jobs still open when the ``with`` block ends (timed out and left running,
     or only started) end with it, ``async_orch.job.finished`` False.

@@ -1,12 +1,12 @@
 """Load tests: drive a tenant (or the simulator) with a profile and report on it.
 
-* :mod:`~async_orch.loadtest.profile`: constant, ramp and step profiles (pure).
-* :mod:`~async_orch.loadtest.template`: the jobs (process, folders, inputs template).
-* :mod:`~async_orch.loadtest.measure`: what is recorded and the numbers made of it (pure).
-* :mod:`~async_orch.loadtest.svg`, :mod:`~async_orch.loadtest.report`: the
+* `async_orch.loadtest.profile`: constant, ramp and step profiles (pure).
+* `async_orch.loadtest.template`: the jobs (process, folders, inputs template).
+* `async_orch.loadtest.measure`: what is recorded and the numbers made of it (pure).
+* `async_orch.loadtest.svg`, `async_orch.loadtest.report`: the
   self-contained HTML report and its JSON (pure).
-* :mod:`~async_orch.loadtest.runner`, :mod:`~async_orch.loadtest.target`,
-  :mod:`~async_orch.loadtest.session`: the I/O shell.
+* `async_orch.loadtest.runner`, `async_orch.loadtest.target`,
+  `async_orch.loadtest.session`: the I/O shell.
 
 The command line is ``async-orch loadtest`` (``async_orch/_cli/loadtest_cmd.py``).
 """

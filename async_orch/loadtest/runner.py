@@ -114,12 +114,13 @@ def live_line(status: LiveStatus) -> str:
 
 
 class LoadTest:
-    """One load-test run; :meth:`run` returns the :class:`Recording`.
+    """One load-test run; [`run`][async_orch.loadtest.LoadTest.run] returns the `Recording`.
 
     Args:
         settings: the tenant (or simulator) to drive.
         plan: profile, jobs, caps.
-        on_status: called with a :class:`LiveStatus` every ``status_interval`` seconds.
+        on_status: called with a [`LiveStatus`][async_orch.loadtest.LiveStatus] every
+            ``status_interval`` seconds.
         clock: monotonic seconds.
     """
 
@@ -158,7 +159,8 @@ class LoadTest:
     # -- the run --------------------------------------------------------------------------
 
     async def run(self) -> Recording:
-        """Run the plan to its end (or to :meth:`interrupt`); return what was recorded."""
+        """Run the plan to its end (or to [`interrupt`][async_orch.loadtest.LoadTest.interrupt]);
+        return what was recorded."""
         plan = self.plan
         times = plan.start_times()
         requests = [plan.template.request(n) for n in range(len(times))]

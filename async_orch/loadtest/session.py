@@ -22,15 +22,15 @@ __all__ = ["check_names", "run_and_report", "target_rates"]
 async def check_names(settings: Settings, template: JobTemplate) -> None:
     """Resolve every folder of ``template`` and its process there, before any load.
 
-    A typo raises :class:`~async_orch._errors.FolderNotFoundError` or
-    :class:`~async_orch._errors.ProcessNotFoundError` (the messages ``dispatch``
-    gives), an unreachable URL :class:`~async_orch._errors.TransportError`, refused
-    credentials :class:`~async_orch._errors.AuthenticationError`: one clear error
+    A typo raises [`FolderNotFoundError`][async_orch.FolderNotFoundError] or
+    [`ProcessNotFoundError`][async_orch.ProcessNotFoundError] (the messages ``dispatch``
+    gives), an unreachable URL [`TransportError`][async_orch.TransportError], refused
+    credentials [`AuthenticationError`][async_orch.AuthenticationError]: one clear error
     before any job starts, instead of a run whose every job is "not started".
 
     It uses a client of its own, so its requests are not part of the measurements
-    (call it before :func:`run_and_report`, which reads the simulator's counters
-    first).
+    (call it before [`run_and_report`][async_orch.loadtest.run_and_report], which reads the
+    simulator's counters first).
     """
     async with OrchestratorClient(settings) as orch:
         for folder in dict.fromkeys(template.folders):  # in the order given, once each

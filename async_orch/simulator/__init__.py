@@ -1,13 +1,13 @@
 """A local Orchestrator simulator: an aiohttp server for the API subset async-orch uses.
 
-It plays one or more tenants of a scenario (see :mod:`async_orch.simulator.scenario`)
+It plays one or more tenants of a scenario (see `async_orch.simulator.scenario`)
 over real HTTP: token endpoints (client credentials, legacy refresh token,
 on-premises), folders, releases, jobs, StartJobs/StopJobs, with Orchestrator's error
 bodies, scopes, folder headers and the ``GET /odata/Jobs`` rate limit. Jobs run on
 simulated time (``time_scale``), faults can be injected, and ``/_simulator/`` serves
 counters for tests.
 
-Usage::
+Usage:
 
     from async_orch.simulator import run_simulator
 

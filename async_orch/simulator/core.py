@@ -83,7 +83,8 @@ class Simulator:
     """A simulated Orchestrator service playing the tenants of a scenario.
 
     Args:
-        scenario: a :class:`Scenario`, a TOML path, or None / "demo" for the demo.
+        scenario: a [`Scenario`][async_orch.simulator.Scenario], a TOML path, or None / "demo" for
+            the demo.
         time_scale: simulated seconds per real second (overrides the scenario).
         seed: RNG seed (overrides the scenario).
         faults: fault settings; a mapping is applied over the scenario's faults.

@@ -120,7 +120,7 @@ async def run_simulator(
     """Start a simulator on *host*:*port* (0: a free port); stop it on exit.
 
     *state*: a state file that keeps jobs across restarts (see
-    :mod:`async_orch.simulator.state`). *admin_token*: the bearer token the admin
+    `async_orch.simulator.state`). *admin_token*: the bearer token the admin
     API asks for; None draws a random one (``handle.admin_token``).
     """
     admin_token = admin_token or secrets.token_urlsafe(24)
