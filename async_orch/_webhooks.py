@@ -85,6 +85,7 @@ class JobEvent:
     job_id: int
     state: JobState
     folder_id: int | None  # FolderId / OrganizationUnitId, when the payload has one
+    job_key: str | None = None  # the job's Key (a GUID), when the payload has one
 
     @property
     def ended(self) -> bool:
@@ -162,6 +163,7 @@ def parse_events(body: bytes) -> tuple[str, str, datetime, list[JobEvent]]:
                 job_id=job_id,
                 state=state,
                 folder_id=folder,
+                job_key=key.lower() if isinstance(key := job.get("Key"), str) and key else None,
             )
         )
     return kind, event_id, timestamp, events
