@@ -117,6 +117,9 @@ class WebhookHub:
         self._next_id = 1
         self._queue: deque[tuple[Subscription, bytes]] = deque()
         self._rng = random.Random(f"webhooks:{sim.scenario.seed}")
+        # Drops draw from a stream of their own: the n-th delivery meets the same
+        # decision whatever else (EventIds, Keys) was drawn in between.
+        self._drop_rng = random.Random(f"webhook-drops:{sim.scenario.seed}")
         self._wake: anyio.Event | None = None  # set while run() waits
         self.counts: Counter[str] = Counter()  # sent, failed, dropped
         for index, tenant in enumerate(sim.tenants):
@@ -240,7 +243,7 @@ class WebhookHub:
     ) -> None:
         sim = self._sim
         rate = sim.faults.settings.webhook_drop_rate
-        if rate > 0 and self._rng.random() < rate:
+        if rate > 0 and self._drop_rng.random() < rate:
             sim.faults.record(FaultKind.WEBHOOK_DROP)
             self.counts["dropped"] += 1
             return
