@@ -320,8 +320,15 @@ class JobWatcher:
         folder = watched.handle.folder_id
         if event.folder_id is not None and event.folder_id != folder:
             return None  # another folder's job under that id: not ours
-        if event.ended and self._planner.pushed(event.job_id, now=self._clock()):
+        key = watched.handle.job_key
+        if event.job_key is not None and key is not None and event.job_key != key.lower():
+            return None  # another job under that id (a server that forgot its jobs)
+        now = self._clock()
+        if event.ended and self._planner.pushed(event.job_id, now=now):
             self.pushed_seen += 1
+            # The signed event is news that it ended, as a list answer would be: the
+            # state is known now (on_state), the read by id only brings outputs.
+            self._note_state(event.job_id, event.state, now)
             self._wakeup.set()
         return folder
 

@@ -14,9 +14,11 @@ Facts this module relies on (docs.uipath.com orchestrator, "About webhooks" and
   example, an object in older ones); ASSUMPTION: job.started/completed/faulted/
   stopped carry one job under ``Job``. Both keys and both shapes are accepted.
 - ``InputArguments``/``OutputArguments`` may be null or ``{}``, and events are
-  not stored or retried: a failed delivery is lost. So an event only makes the
-  watcher read the job by id at once (which brings outputs and confirms the
-  state); polling goes on (see :mod:`async_orch._push_pace`).
+  not stored or retried: a failed delivery is lost. So an end event makes the
+  watcher report the job's state at once (``on_state``) and read the job by id
+  (which brings the outputs and finishes it); polling goes on (see
+  :mod:`async_orch._push_pace`). An event whose job ``Key`` differs from the
+  watched job's (another job under that id) is ignored.
 - A failed delivery opens the webhook's circuit breaker for an hour, so events
   that are genuine but not wanted (duplicates, other types) are answered 200.
 
@@ -85,6 +87,7 @@ class JobEvent:
     job_id: int
     state: JobState
     folder_id: int | None  # FolderId / OrganizationUnitId, when the payload has one
+    job_key: str | None = None  # the job's Key (a GUID), when the payload has one
 
     @property
     def ended(self) -> bool:
@@ -162,6 +165,7 @@ def parse_events(body: bytes) -> tuple[str, str, datetime, list[JobEvent]]:
                 job_id=job_id,
                 state=state,
                 folder_id=folder,
+                job_key=key.lower() if isinstance(key := job.get("Key"), str) and key else None,
             )
         )
     return kind, event_id, timestamp, events

@@ -9,13 +9,24 @@ process, the client in a process of its own (its CPU time is its own).
     python benchmarks/bench_detection.py                 # the full run, ~1 minute
     python benchmarks/bench_detection.py --short         # 600 jobs, a few seconds
     python benchmarks/bench_detection.py --budgets 20 --jobs 2000
+    python benchmarks/bench_detection.py --push-modes push --drop 0 0.1 0.3
+
+Each budget runs twice by default: polling alone, then with webhooks (``--push-modes``).
+With webhooks, the client serves a :class:`~async_orch.WebhookReceiver` on
+127.0.0.1:<free port> and subscribes it (``POST /odata/Webhooks``) to the job-end
+events, and the simulator loses a share ``--drop`` of the deliveries (10 % by default:
+webhooks are not stored or retried, orchestrator-api.md §8), so polling must still
+find the jobs whose event was lost.
 
 Detection lag is, per job, the real time between its end (the simulator's
 EndTime, mapped to real time) and the moment the client first learns it is final
-(the ``on_state`` hook). Simulated time is ``C + real * time_scale``; C is
-bounded from above by every StartJobs answer (a job is created before the client
-hears of it), and the tightest bound is taken: the error is below the fastest
-StartJobs round trip (about a millisecond here).
+(the ``on_state`` hook, which a webhook event reaches only through the read by
+id that confirms it). Simulated time is ``C + real * time_scale``; each StartJobs
+answer bounds C from below (a job is created before the client hears of it:
+``CreationTime - heard * time_scale <= C``), and the largest bound is taken, so
+lags are under-stated by at most the fastest StartJobs round trip (about a
+millisecond here). (The smallest bound was taken before: lags were under-stated
+by the slowest round trip, some tens of milliseconds.)
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,8 +56,61 @@ from bench_dispatch import (  # a sibling script: benchmarks/ is on sys.path
     scenario_text,
 )
 
-TARGETS = {"seen_per_second_at_20": 1000.0, "p99_lag_list_intervals": 2.0}
+TARGETS = {
+    "seen_per_second_at_20": 1000.0,
+    "p99_lag_list_intervals": 2.0,  # polling alone
+    "p99_lag_s_with_webhooks": 1.0,  # and none lost when 10 % of them are dropped
+}
 LIST_ROUTE = "GET /odata/Jobs"
+WEBHOOK_SECRET = "bench-webhook-secret"
+# The events that say a job ended (docs.uipath.com "Types of events"); the
+# benchmark does not ask for job.started, which it would not use.
+END_EVENTS = ("job.completed", "job.faulted", "job.stopped")
+
+
+# -- webhooks -----------------------------------------------------------------------------
+
+
+def push_scenario(text: str, drop: float) -> str:
+    """``text`` (an echo-tenant scenario) with the OR.Webhooks scope for the client and
+    ``drop`` of the webhook deliveries lost (the simulator's webhook_drop_rate fault)."""
+    scopes = '"OR.Jobs"]'
+    if scopes not in text:
+        raise RuntimeError("the scenario's scopes changed: update push_scenario")
+    text = text.replace(scopes, '"OR.Jobs", "OR.Webhooks"]', 1)
+    return f"{text}\n[faults]\nwebhook_drop_rate = {drop}\n"
+
+
+async def subscribe_webhook(url: str, target: str) -> None:
+    """Subscribe ``target`` to the job-end events of the tenant at ``url``."""
+    import aiohttp
+
+    root = url.split("/bench/")[0]
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "scope": "OR.Webhooks",
+    }
+    dto = {
+        "Name": "bench-detection",
+        "Url": target,
+        "Secret": WEBHOOK_SECRET,
+        "Enabled": True,
+        "SubscribeToAllEvents": False,
+        "AllowInsecureSsl": False,
+        "Events": [{"EventType": kind} for kind in END_EVENTS],
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{root}/identity_/connect/token", data=form) as response:
+            response.raise_for_status()
+            token = (await response.json())["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        async with http.post(f"{url}/odata/Webhooks", json=dto, headers=headers) as response:
+            if response.status != 201:
+                raise RuntimeError(
+                    f"POST /odata/Webhooks: {response.status} {await response.text()}"
+                )
 
 
 # -- the client (run in a worker subprocess) -------------------------------------------
@@ -60,7 +125,9 @@ async def run_client(args: argparse.Namespace) -> dict[str, Any]:
         OrchestratorClient,
         PollPolicy,
         Settings,
+        WebhookReceiver,
     )
+    from async_orch._cli.webhook_server import serve_webhooks
 
     settings = Settings(
         url=args.url,
@@ -84,7 +151,23 @@ async def run_client(args: argparse.Namespace) -> dict[str, Any]:
     poll = PollPolicy(list_budget_per_minute=args.budget)
     if args.id_lists:
         poll = PollPolicy(list_budget_per_minute=args.budget, range_threshold=None)
-    async with OrchestratorClient(settings, poll=poll) as orch:
+    receiver = WebhookReceiver(WEBHOOK_SECRET) if args.push else None
+    event_heard: dict[int, float] = {}  # job id -> when its end event was accepted
+    event_sent: dict[int, float] = {}  # job id -> its end event's Timestamp
+
+    def on_event(event: Any) -> None:
+        event_heard.setdefault(event.job_id, time.time())
+        event_sent.setdefault(event.job_id, event.timestamp.timestamp())
+
+    if receiver is not None:
+        receiver.subscribe(on_event)
+    async with AsyncExitStack() as stack:
+        if receiver is not None:
+            target = await stack.enter_async_context(serve_webhooks(receiver, "127.0.0.1", 0))
+            await subscribe_webhook(args.url, target)
+        orch = await stack.enter_async_context(
+            OrchestratorClient(settings, poll=poll, webhooks=receiver)
+        )
         results = await orch.run_jobs(requests, hooks=hooks)
     jobs = []
     for r in results:
@@ -98,11 +181,14 @@ async def run_client(args: argparse.Namespace) -> dict[str, Any]:
                 "ended": job.end_time.timestamp(),
                 "started_heard": started.get(job.id),
                 "seen_final": seen_final.get(job.id),
+                "event_heard": event_heard.get(job.id),
+                "event_sent": event_sent.get(job.id),
             }
         )
     return {
         "outcomes": dict(Counter(r.outcome.value for r in results)),
         "jobs": jobs,
+        "webhooks": dict(receiver.counts) if receiver is not None else None,
     }
 
 
@@ -122,11 +208,19 @@ def worker(args: argparse.Namespace) -> None:
 # -- the driver ---------------------------------------------------------------------------
 
 
-def measure(budget: int, args: argparse.Namespace, scenario: Path) -> dict[str, Any]:
+def measure(
+    budget: int, drop: float | None, args: argparse.Namespace, scenario: Path
+) -> dict[str, Any]:
+    """One run at ``budget`` list calls a minute; with webhooks unless ``drop`` is None
+    (then the share of them lost)."""
     worker = ["--worker", "--jobs", str(args.jobs), "--folders", str(args.folders)]
     worker += ["--budget", str(budget)] + (["--id-lists"] if args.id_lists else [])
-    report, stats = run_worker(__file__, scenario, worker, f"budget {budget}/min")
-    return summarize(budget, report, stats, args)
+    worker += ["--push"] if drop is not None else []
+    label = f"budget {budget}/min"
+    if drop is not None:
+        label += f", webhooks ({drop:.0%} dropped)"
+    report, stats = run_worker(__file__, scenario, worker, label)
+    return summarize(budget, drop, report, stats, args)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -134,13 +228,27 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def _lag_figures(prefix: str, lags: list[float]) -> dict[str, Any]:
+    if not lags:
+        return {f"{prefix}_count": 0, f"{prefix}_median_s": None, f"{prefix}_p99_s": None}
+    return {
+        f"{prefix}_count": len(lags),
+        f"{prefix}_median_s": round(statistics.median(lags), 3),
+        f"{prefix}_p99_s": round(_percentile(lags, 0.99), 3),
+    }
+
+
 def summarize(
-    budget: int, report: dict[str, Any], stats: dict[str, Any], args: argparse.Namespace
+    budget: int,
+    drop: float | None,
+    report: dict[str, Any],
+    stats: dict[str, Any],
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     scale = args.time_scale
     jobs = [j for j in report["jobs"] if j["started_heard"] is not None]
-    # Real = (simulated - C) / scale, with C = min(simulated creation - heard * scale).
-    offset = min(j["created"] - j["started_heard"] * scale for j in jobs)
+    # Real = (simulated - C) / scale, with C >= simulated creation - heard * scale.
+    offset = max(j["created"] - j["started_heard"] * scale for j in jobs)
     ends = {j["id"]: (j["ended"] - offset) / scale for j in jobs}
     seen = {j["id"]: j["seen_final"] for j in jobs if j["seen_final"] is not None}
     lags = [seen[i] - ends[i] for i in seen]
@@ -153,16 +261,36 @@ def summarize(
     }
     total = sum(by_route.values())
     interval = 60.0 / budget
+    # With webhooks: the jobs whose end event arrived, and those polling had to find
+    # (their event was lost, or came after polling had seen the job).
+    heard = {j["id"]: j["event_heard"] for j in jobs if j.get("event_heard") is not None}
+    pushed = [seen[i] - ends[i] for i in seen if i in heard and heard[i] <= seen[i]]
+    polled = [seen[i] - ends[i] for i in seen if i not in heard]
+    push_figures: dict[str, Any] = {}
+    if drop is not None:
+        push_figures = {
+            "webhook_drop_rate": drop,
+            "webhooks_dropped": stats["faults"].get("webhook_drop", 0),
+            "receiver_counts": report["webhooks"],
+            # end -> event accepted by the receiver, and accepted -> seen final
+            **_lag_figures("event_delivery", [heard[i] - ends[i] for i in heard if i in ends]),
+            **_lag_figures("event_to_seen", [seen[i] - heard[i] for i in heard if i in seen]),
+            **_lag_figures("lag_pushed", pushed),
+            **_lag_figures("lag_no_event", polled),
+        }
     return {
         "budget_per_minute": budget,
+        "webhooks": drop is not None,
         "jobs": args.jobs,
         "finished": len(jobs),
         "outcomes": report["outcomes"],
         "seen_final": len(seen),
+        "all_seen_final": len(jobs) == args.jobs and len(seen) == args.jobs,
         "lag_min_s": round(min(lags), 3),
         "lag_median_s": round(statistics.median(lags), 3),
         "lag_p99_s": round(_percentile(lags, 0.99), 3),
         "lag_max_s": round(max(lags), 3),
+        "lag_median_intervals": round(statistics.median(lags) / interval, 2),
         "lag_p99_intervals": round(_percentile(lags, 0.99) / interval, 2),
         "tenant_per_second": round(len(ends) / max(1e-9, last_end - first_end), 1),
         "seen_per_second": round(len(seen) / max(1e-9, last_seen - first_end), 1),
@@ -174,15 +302,18 @@ def summarize(
         "wall_s": round(report["wall_s"], 2),
         "cpu_s": round(report["cpu_s"], 3),
         "cpu_ms_per_job": round(1000 * report["cpu_s"] / args.jobs, 3),
+        **push_figures,
     }
 
 
 ROWS = [
     ("jobs finished", "finished"),
     ("seen final by the hook", "seen_final"),
+    ("all seen final (none lost)", "all_seen_final"),
     ("detection lag median (s)", "lag_median_s"),
     ("detection lag p99 (s)", "lag_p99_s"),
     ("detection lag max (s)", "lag_max_s"),
+    ("median lag in list intervals", "lag_median_intervals"),
     ("p99 lag in list intervals", "lag_p99_intervals"),
     ("tenant completions / s", "tenant_per_second"),
     ("completions seen / s", "seen_per_second"),
@@ -194,17 +325,37 @@ ROWS = [
     ("client CPU (s)", "cpu_s"),
     ("client CPU per job (ms)", "cpu_ms_per_job"),
 ]
+PUSH_ROWS = [
+    ("webhooks dropped", "webhooks_dropped"),
+    ("jobs seen after their event", "lag_pushed_count"),
+    ("  their lag median (s)", "lag_pushed_median_s"),
+    ("  their lag p99 (s)", "lag_pushed_p99_s"),
+    ("jobs found by polling", "lag_no_event_count"),
+    ("  their lag median (s)", "lag_no_event_median_s"),
+    ("  their lag p99 (s)", "lag_no_event_p99_s"),
+    ("event delivery p99 (s)", "event_delivery_p99_s"),
+    ("event -> seen p99 (s)", "event_to_seen_p99_s"),
+]
 
 
 def table(runs: list[dict[str, Any]]) -> str:
-    width = max(len(label) for label, _ in ROWS) + 2
-    header = "list budget / min".ljust(width) + "".join(
-        str(r["budget_per_minute"]).rjust(12) for r in runs
-    )
-    lines = [header, "-" * len(header)]
-    for label, key in ROWS:
-        lines.append(label.ljust(width) + "".join(str(r[key]).rjust(12) for r in runs))
+    rows = ROWS + (PUSH_ROWS if any(r["webhooks"] for r in runs) else [])
+    width = max(len(label) for label, _ in rows) + 2
+    pushed = ["no" if not r["webhooks"] else f"{r['webhook_drop_rate']:.0%} lost" for r in runs]
+    lines = [
+        "list budget / min".ljust(width) + "".join(_cell(r["budget_per_minute"]) for r in runs),
+        "webhooks".ljust(width) + "".join(_cell(label) for label in pushed),
+    ]
+    lines.append("-" * len(lines[0]))
+    for label, key in rows:
+        lines.append(label.ljust(width) + "".join(_cell(r.get(key, "")) for r in runs))
     return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        value = "yes" if value else "no"
+    return str("" if value is None else value).rjust(12)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -229,7 +380,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="watch by id lists only (Id in (...), 90 ids a call), as before range queries",
     )
+    parser.add_argument(
+        "--push-modes",
+        nargs="+",
+        choices=["poll", "push"],
+        default=["poll", "push"],
+        help="polling alone, with webhooks, or both (the default)",
+    )
+    parser.add_argument(
+        "--drop",
+        type=float,
+        nargs="+",
+        default=[0.1],
+        help="share of webhook deliveries the simulator loses, one run each (default 0.1)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--push", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -245,9 +411,19 @@ def main() -> None:
         return
     args.results.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        scenario = Path(tmp) / "bench.toml"
-        scenario.write_text(scenario_text(args))
-        runs = [measure(budget, args, scenario) for budget in args.budgets]
+        plain = Path(tmp) / "bench.toml"
+        plain.write_text(scenario_text(args))
+        pushing = {}
+        for drop in args.drop:
+            pushing[drop] = Path(tmp) / f"bench-push-{drop}.toml"
+            pushing[drop].write_text(push_scenario(scenario_text(args), drop))
+        drops: list[float | None] = [None] if "poll" in args.push_modes else []
+        drops += list(args.drop) if "push" in args.push_modes else []
+        runs = [
+            measure(budget, drop, args, plain if drop is None else pushing[drop])
+            for budget in args.budgets
+            for drop in drops
+        ]
     print(table(runs))
     machine = machine_line()
     print(machine)

@@ -1,6 +1,6 @@
 """benchmarks/bench_detection.py runs end to end, tiny: a fresh simulator process per
-list budget, the client in its own process, lags and counts that agree with the
-simulator's counters.
+list budget (and webhook setting), the client in its own process, lags and counts that
+agree with the simulator's counters.
 
 The full-size run (5,000 jobs, about a minute) is not a test; docs/benchmarks.md
 has its figures.
@@ -22,7 +22,7 @@ def test_a_tiny_run_measures_detection_lag_and_list_calls_per_budget(tmp_path: P
     stdout, document = run_benchmark(
         "bench_detection.py",
         *("--jobs", str(JOBS), "--folders", "2", "--capacity", "30"),
-        *("--budgets", "60", "30"),
+        *("--budgets", "60", "30", "--push-modes", "poll"),
         results=tmp_path,
     )
     assert "detection lag p99 (s)" in stdout
@@ -39,3 +39,28 @@ def test_a_tiny_run_measures_detection_lag_and_list_calls_per_budget(tmp_path: P
         # A job is seen after it ends: the clock mapping is right to a few ms.
         assert -0.05 < run["lag_min_s"] <= run["lag_median_s"] <= run["lag_p99_s"]
         assert run["cpu_s"] > 0
+
+
+def test_a_tiny_run_with_webhooks_sees_every_job_those_whose_event_was_lost_by_polling(
+    tmp_path: Path,
+) -> None:
+    stdout, document = run_benchmark(
+        "bench_detection.py",
+        *("--jobs", str(JOBS), "--folders", "2", "--capacity", "30"),
+        *("--budgets", "60", "--push-modes", "push", "--drop", "0.3"),
+        results=tmp_path,
+    )
+    assert "jobs found by polling" in stdout and "30% lost" in stdout
+    (run,) = document["runs"]
+    assert run["webhooks"] and run["webhook_drop_rate"] == 0.3
+    assert run["all_seen_final"] and run["outcomes"] == {"successful": JOBS}, run
+    dropped = run["webhooks_dropped"]
+    assert 0 < dropped < JOBS  # the seeded drop loses some of the end events
+    # One end event a job (the benchmark subscribes to job-end events only): the jobs
+    # whose event was lost are exactly those polling had to find.
+    assert run["receiver_counts"] == {"accepted": JOBS - dropped}
+    assert run["lag_no_event_count"] == dropped
+    assert run["event_delivery_count"] == JOBS - dropped
+    assert run["requests_by_route"]["GET /odata/Jobs({key})"] == JOBS  # outputs, once each
+    assert run["list_calls"] > 0 and run["http_429"] == 0
+    assert -0.05 < run["lag_min_s"] <= run["lag_median_s"] <= run["lag_p99_s"]

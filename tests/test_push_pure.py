@@ -162,6 +162,7 @@ def test_a_signed_fresh_event_reaches_the_subscribers() -> None:
             job_id=42,
             state=JobState.SUCCESSFUL,
             folder_id=5,
+            job_key="k",  # the Key, to tell this job from another under its id
         )
     ]
 

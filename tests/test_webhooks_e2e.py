@@ -23,7 +23,7 @@ from conftest import SimClient, serve_on_loopback
 from test_dispatcher_support import LIST_JOBS, fast_settings, requests_to, scenario
 
 from async_orch import JobRequest, OrchestratorClient, Outcome, PollPolicy, WebhookReceiver
-from async_orch._webhooks import SIGNATURE_HEADER, signature_of
+from async_orch._webhooks import FINAL_EVENT_STATES, SIGNATURE_HEADER, signature_of
 from async_orch.simulator import SimulatorHandle
 
 SECRET = "a-webhook-secret-for-tests"
@@ -226,3 +226,51 @@ async def test_fewer_list_calls_with_push(start_simulator: Callable[..., Any]) -
 
     without, with_push = await list_calls(False), await list_calls(True)
     assert with_push <= without // 2, (with_push, without)
+
+
+async def test_with_30_percent_of_events_lost_polling_finds_those_jobs_and_lists_less(
+    start_simulator: Callable[..., Any],
+) -> None:
+    # Job ends spread over ~3 real seconds (1 to 30 simulated s at time scale 10), so
+    # polling alone lists the folders many times while they come in.
+    count, folders = 30, ("Shared", "HR", "Finance")
+
+    async def run(push: bool) -> tuple[list[Any], set[int], int, int]:
+        sim: SimulatorHandle = await start_simulator(
+            scenario(echo=(1.0, 30.0), pickup_delay=0.5, seed=11),
+            time_scale=10.0,
+            faults={"webhook_drop_rate": 0.3},
+        )
+        receiver = WebhookReceiver(SECRET)
+        heard: set[int] = set()  # jobs whose end event arrived
+        receiver.subscribe(lambda event: heard.add(event.job_id) if event.ended else None)
+        async with serve(receiver) as url:
+            if push:  # the job-end events only: one event (and one drop draw) a job
+                sim.simulator.webhooks.create(
+                    sim.simulator.tenants[0],
+                    {
+                        "Name": "ends", "Url": url, "Secret": SECRET, "Enabled": True,
+                        "SubscribeToAllEvents": False, "AllowInsecureSsl": False,
+                        "Events": [{"EventType": t} for t in FINAL_EVENT_STATES],
+                    },
+                )  # fmt: skip
+            async with OrchestratorClient(
+                fast_settings(sim), poll=poll(0.05, 0.2), webhooks=receiver if push else None
+            ) as orch:
+                with anyio.fail_after(30):
+                    results = await orch.run_jobs(echo_requests(count, folders))
+        dropped = sim.simulator.stats()["faults"]["webhook_drop"]
+        return results, heard, dropped, requests_to(sim, LIST_JOBS)
+
+    results, heard, dropped, with_push = await run(push=True)
+    assert_all_successful_with_outputs(results, count)
+    ids = {result.job.id for result in results}
+    lost = ids - heard  # no event came: only polling could have found these
+    assert heard <= ids and 0 < dropped < count  # the seeded share of drops
+    assert len(lost) == dropped, (sorted(lost), dropped)
+    assert with_push > 0  # polling went on, and found the lost ones
+
+    results, heard, dropped, without = await run(push=False)
+    assert_all_successful_with_outputs(results, count)
+    assert heard == set() and dropped == 0  # nobody subscribed: nothing sent
+    assert with_push < without, (with_push, without)
