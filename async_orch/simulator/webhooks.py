@@ -122,6 +122,7 @@ class WebhookHub:
         self._drop_rng = random.Random(f"webhook-drops:{sim.scenario.seed}")
         self._wake: anyio.Event | None = None  # set while run() waits
         self.counts: Counter[str] = Counter()  # sent, failed, dropped
+        self._counted: anyio.Event | None = None  # set when an event is sent, failed or dropped
         for index, tenant in enumerate(sim.tenants):
             tenant.engine.on_change = self._observer(tenant, index + 1)
 
@@ -191,6 +192,18 @@ class WebhookHub:
 
         return changed
 
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] += 1
+        if self._counted is not None:
+            self._counted.set()
+
+    async def wait_handled(self, count: int) -> None:
+        """Wait until ``count`` events were sent, failed or dropped in all (a delivery
+        may be decided after the request that ended its job was answered)."""
+        while sum(self.counts[k] for k in ("sent", "failed", "dropped")) < count:
+            self._counted = anyio.Event()
+            await self._counted.wait()
+
     def _poke(self) -> None:
         if self._wake is not None:
             self._wake.set()
@@ -245,7 +258,7 @@ class WebhookHub:
         rate = sim.faults.settings.webhook_drop_rate
         if rate > 0 and self._drop_rng.random() < rate:
             sim.faults.record(FaultKind.WEBHOOK_DROP)
-            self.counts["dropped"] += 1
+            self._count("dropped")
             return
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if subscription.secret is not None:
@@ -264,7 +277,7 @@ class WebhookHub:
             log.info("async_orch.simulator.webhook_failed", url=subscription.url, error=repr(exc))
             ok = False
         # Not stored, not retried: a failed delivery is lost (module docstring).
-        self.counts["sent" if ok else "failed"] += 1
+        self._count("sent" if ok else "failed")
 
 
 def sign(secret: str, body: bytes) -> str:
