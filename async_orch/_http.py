@@ -134,6 +134,16 @@ async def send_once(
         raise RequestTimeoutError(
             f"timed out connecting: {exc}", method=method, url=url, may_have_reached_server=False
         ) from exc
+    except aiohttp.ClientProxyConnectionError as exc:
+        # aiohttp names only host:port, which reads as Orchestrator's: say it is the
+        # proxy (never its credentials) and where it came from.
+        raise TransportError(
+            f"cannot connect to the proxy {exc.host}:{exc.port} (from HTTPS_PROXY/HTTP_PROXY:"
+            f" check it, or list this host in NO_PROXY): {exc.os_error}",
+            method=method,
+            url=url,
+            may_have_reached_server=False,
+        ) from exc
     except aiohttp.ClientConnectorError as exc:
         # Refused, DNS failure, TLS failure: the request never left.
         raise TransportError(

@@ -566,7 +566,7 @@ class Abandoned:
 
     Attributes:
         reason: the name of what ended it (``CancelledError``, ``ValueError``...).
-        stopped: jobs stopped on the way out (``stop_on_cancel``) and seen ended
+        stopped: jobs stopped on the way out (``StopPolicy.on_cancel``) and seen ended
             (their last state went to ``on_state``).
         left_running: jobs started and not seen ended: they may still run.
             Wait for them with ``wait_jobs`` or stop them in Orchestrator.

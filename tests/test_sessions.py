@@ -7,6 +7,7 @@ its own process on a loopback port, to the simulator over real sockets.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from async_orch._client import OrchestratorClient
 from async_orch._config import ClientCredentials, Settings
 from async_orch._errors import ConfigurationError, TransportError
 from async_orch._http import AiohttpSender
+from async_orch._retries import RetryPolicy
 from async_orch._sessions import choose_proxy, new_session
 from async_orch._transport import Transport
 from async_orch.loadtest.target import probe_simulator
@@ -274,3 +276,21 @@ async def test_a_netrc_entry_for_the_host_is_one_clear_error_with_a_proxy_holdin
         ) as caught:
             await AiohttpSender(session).send("GET", url, headers={"Authorization": "Bearer t"})
     assert "secret" not in str(caught.value)
+
+
+async def test_an_unreachable_proxy_is_named_as_the_proxy_in_the_error(
+    fast_simulator: SimulatorHandle, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    # A socket bound but not listening: connecting to it is refused, and no other
+    # process can take the port while the test holds it.
+    with socket.socket() as closed_port:
+        closed_port.bind(("127.0.0.1", 0))
+        port = closed_port.getsockname()[1]
+        no_proxy_env.setenv("HTTPS_PROXY", f"http://me:s3cret@127.0.0.1:{port}")
+        no_proxy_env.setenv("HTTP_PROXY", f"http://me:s3cret@127.0.0.1:{port}")
+        with pytest.raises(TransportError) as caught:
+            await _folders(_settings(fast_simulator, retry=RetryPolicy(attempts=1)))
+    message = str(caught.value)
+    assert f"proxy 127.0.0.1:{port}" in message, message
+    assert "HTTPS_PROXY" in message and "NO_PROXY" in message, message
+    assert "s3cret" not in message and "me:" not in message, message
