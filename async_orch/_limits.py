@@ -124,17 +124,33 @@ class StartLimiter:
             NotStartedError: ``deadline`` (on this limiter's clock) passed
                 before a turn came; nothing is held then.
         """
+        release = await self.take_turn(folder_id, deadline=deadline)
+        try:
+            yield
+        finally:
+            release()
+
+    async def take_turn(self, folder_id: int, *, deadline: float | None) -> Callable[[], None]:
+        """:meth:`turn` without a context manager (one per start: a generator-based
+        one costs a few µs): the turn, and the function that gives it back (call it
+        exactly once, whatever happens).
+
+        Raises:
+            NotStartedError: as :meth:`turn`; nothing is held then.
+        """
         folder = self._folder(folder_id)
         if not await self._acquire(folder, deadline):
             raise NotStartedError(
                 "not started: the batch timeout passed while this request waited for its "
                 "turn (raise the timeout, or the max_in_flight / per_folder limits)"
             )
-        try:
-            yield
-        finally:
+        in_flight = self._in_flight
+
+        def release() -> None:
             folder.release()
-            self._in_flight.release()
+            in_flight.release()
+
+        return release
 
     async def _acquire(self, folder: anyio.CapacityLimiter, deadline: float | None) -> bool:
         if deadline is None:

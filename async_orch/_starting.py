@@ -20,7 +20,6 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import anyio
@@ -215,61 +214,59 @@ class Starter:
         why there are none."""
         reference = protocol.reference
         expected = _expected_jobs(body)
-        async with AsyncExitStack() as turn:  # held from a POST until reconciling or done
-            holding = False
-            slept_until = -math.inf  # a sleep is trusted to have lasted (tests inject one)
-            try:
-                while True:
-                    step = protocol.next_step(max(self._clock(), slept_until))
-                    if isinstance(step, Created | Adopted):
-                        if isinstance(step, Adopted):
-                            log.info(
-                                "async_orch.start_reconciled",
-                                reference=reference,
-                                jobs=len(step.jobs),
-                            )
-                        return step.jobs
-                    if isinstance(step, Failed):
-                        raise step.error
-                    if isinstance(step, Uncertain):
-                        log.warning(
-                            "async_orch.start_uncertain",
+        release: Callable[[], None] | None = None  # the turn, held from a POST until reconciling
+        slept_until = -math.inf  # a sleep is trusted to have lasted (tests inject one)
+        try:
+            while True:
+                step = protocol.next_step(max(self._clock(), slept_until))
+                if isinstance(step, Created | Adopted):
+                    if isinstance(step, Adopted):
+                        log.info(
+                            "async_orch.start_reconciled",
                             reference=reference,
-                            folder=folder.fully_qualified_name,
+                            jobs=len(step.jobs),
                         )
-                        raise step.error
-                    if protocol.reconciling and holding:
-                        await turn.aclose()  # no slot is held through the window
-                        holding = False
-                        if on_window is not None:
-                            on_window()  # nor a worker of the batch's pool
-                    if isinstance(step, Wait):
-                        await self._sleep(max(0.0, step.until - self._clock()))
-                        slept_until = step.until
-                    elif isinstance(step, LookUp):
-                        answer = await self.lookups.find(folder, reference, expected_jobs=expected)
-                        if answer.error is not None:
-                            log.info(
-                                "async_orch.reconcile_failed",
-                                reference=reference,
-                                error=str(answer.error),
-                            )
-                            protocol.lookup_failed(answer.error, sent_at=answer.sent_at)
-                        else:
-                            protocol.looked_up(answer.jobs, sent_at=answer.sent_at)
+                    return step.jobs
+                if isinstance(step, Failed):
+                    raise step.error
+                if isinstance(step, Uncertain):
+                    log.warning(
+                        "async_orch.start_uncertain",
+                        reference=reference,
+                        folder=folder.fully_qualified_name,
+                    )
+                    raise step.error
+                if protocol.reconciling and release is not None:
+                    held, release = release, None
+                    held()  # no slot is held through the window
+                    if on_window is not None:
+                        on_window()  # nor a worker of the batch's pool
+                if isinstance(step, Wait):
+                    await self._sleep(max(0.0, step.until - self._clock()))
+                    slept_until = step.until
+                elif isinstance(step, LookUp):
+                    answer = await self.lookups.find(folder, reference, expected_jobs=expected)
+                    if answer.error is not None:
+                        log.info(
+                            "async_orch.reconcile_failed",
+                            reference=reference,
+                            error=str(answer.error),
+                        )
+                        protocol.lookup_failed(answer.error, sent_at=answer.sent_at)
                     else:
-                        if not holding:
-                            await turn.enter_async_context(
-                                self._limiter.turn(folder.id, deadline=deadline)
-                            )
-                            holding = True
-                        await self._post(protocol, step, folder, body, shield=shield)
-            except anyio.get_cancelled_exc_class():
-                if protocol.reconciling:
-                    # Cancelled before the lookups could tell: its jobs may exist.
-                    shield.uncertain.append(reference)
-                raise
-        raise AssertionError("unreachable")
+                        protocol.looked_up(answer.jobs, sent_at=answer.sent_at)
+                else:
+                    if release is None:
+                        release = await self._limiter.take_turn(folder.id, deadline=deadline)
+                    await self._post(protocol, step, folder, body, shield=shield)
+        except anyio.get_cancelled_exc_class():
+            if protocol.reconciling:
+                # Cancelled before the lookups could tell: its jobs may exist.
+                shield.uncertain.append(reference)
+            raise
+        finally:
+            if release is not None:
+                release()
 
     async def _post(
         self,

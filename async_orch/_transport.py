@@ -156,6 +156,7 @@ class Transport:
         self._rng = rng or random.Random()
         self._health = HealthTracker(clock)
         self._hooks: tuple[TransportHooks, ...] = (self._health, *hooks)
+        self._listened = bool(hooks)  # False: only the health tracker, told directly
         # sock_connect, not connect: aiohttp's "connect" also counts the wait for a
         # free pooled connection, which is long by design when many requests queue.
         self._timeout = aiohttp.ClientTimeout(
@@ -249,6 +250,16 @@ class Transport:
         """The event of a try, told to the hooks; with the headers they add."""
         event = RequestSent(method, url, label, json, self._clock(), attempt)
         return event, announce_request(self._hooks, event)
+
+    def _answered(
+        self, sent: RequestSent | None, status: int | None, error: str | None, label: str
+    ) -> None:
+        """Tell the hooks how a try ended; without events when only the health
+        tracker listens (``sent`` is None then: requests are the hot path)."""
+        if sent is None:
+            self._health.answered(status, error, label)
+        else:
+            report_answer(self._hooks, sent, status, error, self._clock())
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -349,7 +360,11 @@ class Transport:
 
             send_headers["Authorization"] = f"Bearer {token}"
             sent_tries += 1
-            sent, added = self._sending(method, url, label, json, sent_tries)
+            sent, added = (
+                self._sending(method, url, label, json, sent_tries)
+                if self._listened
+                else (None, None)
+            )
             try:
                 response = await sender.send(
                     method,
@@ -360,17 +375,18 @@ class Transport:
                     body=body,
                 )
             except TransportError as exc:
-                report_answer(self._hooks, sent, None, str(exc), self._clock())
+                self._answered(sent, None, str(exc), label)
                 self._responses[(label, "error")] += 1
                 failures += 1
                 await self._pause_or_raise(exc, failures, tries, idem, method, label)
                 continue
             except BaseException:  # cancelled (or interrupted) while on the wire
-                report_cancelled(self._hooks, sent, self._clock())
+                if sent is not None:  # (the health tracker ignores a cancelled try)
+                    report_cancelled(self._hooks, sent, self._clock())
                 raise
 
             status = response.status
-            report_answer(self._hooks, sent, status, None, self._clock())
+            self._answered(sent, status, None, label)
             self._responses[(label, status)] += 1
             if status < 400:
                 return response

@@ -94,7 +94,12 @@ class ResponseReceived:
         """No answer, a 5xx or a 429: the server is not serving us right now."""
         if self.cancelled:
             return False  # we stopped waiting: that says nothing about the server
-        return self.status is None or self.status >= 500 or self.status == 429
+        return _failing(self.status)
+
+
+def _failing(status: int | None) -> bool:
+    """No answer, a 5xx or a 429."""
+    return status is None or status >= 500 or status == 429
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +224,14 @@ class HealthTracker(TransportHooks):
     def on_response(self, event: ResponseReceived) -> None:
         if event.cancelled:
             return  # neither an answer nor a failure
+        self.answered(event.status, event.error, event.request.endpoint)
+
+    def answered(self, status: int | None, error: str | None, endpoint: str) -> None:
+        """:meth:`on_response` without the event: a try to ``endpoint`` ended with
+        ``status`` (None: no answer, for the reason ``error``). The transport calls
+        this directly when no other hook listens, to build no events per request."""
         now = self._clock()
-        if not event.server_failing:
+        if not _failing(status):
             if self._warned_at is not None:
                 log.warning(
                     "async_orch.server_answering_again",
@@ -231,7 +242,7 @@ class HealthTracker(TransportHooks):
             self._last_answer, self._failing_since, self._failures = now, None, 0
             self._last_failure = None
             return
-        what = event.error if event.status is None else f"HTTP {event.status}"
+        what = error if status is None else f"HTTP {status}"
         if self._failing_since is None:
             self._failing_since = now
         self._failures += 1
@@ -244,5 +255,5 @@ class HealthTracker(TransportHooks):
                 seconds=round(now - self._failing_since, 1),
                 failures=self._failures,
                 last_failure=what,
-                endpoint=event.request.endpoint,
+                endpoint=endpoint,
             )

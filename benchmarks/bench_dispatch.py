@@ -303,22 +303,85 @@ async def run_naive(args: argparse.Namespace) -> dict[str, Any]:
     return hand_report(args, jobs, unfinished=len(pending))
 
 
+class Sampler:
+    """A CPU-time sampler: every ``interval`` s of process CPU (ITIMER_PROF) it notes the
+    running Python stack. Unlike cProfile it adds no cost per call, so code made of
+    many small calls is not inflated; "self" is the function on top, "total" any
+    function on the stack."""
+
+    def __init__(self, interval: float = 0.0005) -> None:
+        self.interval = interval
+        self.own: Counter[str] = Counter()
+        self.total: Counter[str] = Counter()
+        self.samples = 0
+
+    def _where(self, frame: Any) -> str:
+        code = frame.f_code
+        path = code.co_filename.split("site-packages/")[-1].split("/lib/python3")[-1]
+        return f"{path.split('wt-cpu/')[-1]}:{code.co_firstlineno}:{code.co_name}"
+
+    def _sample(self, signum: int, frame: Any) -> None:
+        if frame is None:
+            return
+        self.samples += 1
+        self.own[self._where(frame)] += 1
+        seen = set()
+        while frame is not None:
+            seen.add(self._where(frame))
+            frame = frame.f_back
+        self.total.update(seen)
+
+    def start(self) -> None:
+        import signal
+
+        signal.signal(signal.SIGPROF, self._sample)
+        signal.setitimer(signal.ITIMER_PROF, self.interval, self.interval)
+
+    def stop(self) -> None:
+        import signal
+
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+
+    def report(self, top: int = 60) -> str:
+        def block(title: str, counts: Counter[str]) -> list[str]:
+            rows = [f"{title} ({self.samples} samples of {self.interval * 1e3:.1f} ms CPU)"]
+            for where, n in counts.most_common(top):
+                rows.append(f"{n / self.samples:7.1%} {n:6d}  {where}")
+            return rows
+
+        by_file: Counter[str] = Counter()
+        for where, n in self.own.items():
+            by_file[where.split(":")[0]] += n
+        lines = [*block("self, by function", self.own), ""]
+        lines += [*block("self, by file", by_file), "", *block("total (on the stack)", self.total)]
+        return "\n".join(lines)
+
+
 def worker(args: argparse.Namespace) -> None:
     """Run one client and print its measurements as one JSON line."""
     run = {"async-orch": run_async_orch, "naive": run_naive, "bare": run_bare}[args.worker]
-    # Import everything first: module loading is not what is measured.
+    # Import everything first: module loading is not what is measured. anyio loads
+    # its asyncio backend (about 15 ms of CPU) and the token reply's codec on first use.
+    import encodings.utf_8_sig  # noqa: F401
+
     import aiohttp  # noqa: F401
+    import anyio._backends._asyncio  # noqa: F401
 
     import async_orch._client
     import async_orch._models  # noqa: F401
 
     # Timed by CPU, not wall clock: time spent waiting on the simulator is not ours.
     profiler = cProfile.Profile(time.process_time) if args.profile else None
+    sampler = Sampler() if args.sample else None
     wall0, cpu0 = time.perf_counter(), time.process_time()
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     if profiler is not None:
         profiler.enable()
+    if sampler is not None:
+        sampler.start()
     report = asyncio.run(run(args))
+    if sampler is not None:
+        sampler.stop()
     if profiler is not None:
         profiler.disable()
     report["wall_s"] = time.perf_counter() - wall0
@@ -337,6 +400,11 @@ def worker(args: argparse.Namespace) -> None:
         stats.dump_stats(path.with_suffix(".prof"))  # for pstats / snakeviz
         path.write_text(out.getvalue())
         report["profile"] = str(path)
+    if sampler is not None:
+        path = args.results / f"samples-{args.worker}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(sampler.report())
+        report["samples"] = str(path)
     print(json.dumps(report))
 
 
@@ -366,7 +434,11 @@ def measure(kind: str, args: argparse.Namespace, scenario: Path) -> dict[str, An
     worker = ["--worker", kind, "--jobs", str(args.jobs), "--folders", str(args.folders)]
     worker += ["--naive-timeout", str(args.naive_timeout), "--naive-route", args.naive_route]
     if args.profile:
-        worker += ["--profile", "--results", str(args.results)]
+        worker += ["--profile"]
+    if args.sample:
+        worker += ["--sample"]
+    if args.profile or args.sample:
+        worker += ["--results", str(args.results)]
     report, stats = run_worker(__file__, scenario, worker, kind)
     return summarize(kind, report, stats, args)
 
@@ -539,6 +611,12 @@ def main() -> None:
         "run with the median client CPU, and a line lists every round",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the clients")
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="sample the clients' stacks every 0.5 ms of CPU (no cost per call, unlike "
+        "--profile); writes samples-CLIENT.txt",
+    )
     parser.add_argument(
         "--results",
         type=Path,
