@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from test_dispatcher_support import engine_jobs, fast_poll, fast_settings
 
+from async_orch import _models as models
 from async_orch._client import OrchestratorClient
 from async_orch._config import DEFAULT_SCOPES, ClientCredentials
 from async_orch._errors import ConfigurationError, InvalidRequestError, OutputsUnavailableError
 from async_orch._jobs import JobRequest, Outcome
-from async_orch import _models as models
 from async_orch._models import JobPriority, StartRequest, needs_input_file
 from async_orch.simulator import SimulatorHandle, parse_scenario
 from async_orch.simulator.lifecycle import OUTPUT_TOO_LARGE
