@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from simulator_process import attachments_scenario
 from test_dispatcher_support import engine_jobs, fast_poll, fast_settings
 
 from async_orch import _models as models
@@ -26,32 +27,15 @@ from async_orch.simulator.lifecycle import OUTPUT_TOO_LARGE
 from async_orch.simulator.problems import ApiProblem
 from async_orch.simulator.start_request import parse_start_jobs
 
-SCENARIO = """
-seed = 5
-[[tenants]]
-organization = "test"
-name = "T"
-[[tenants.credentials]]
-client_id = "app"
-client_secret = "secret"
-scopes = ["OR.Folders.Read", "OR.Folders.Write", "OR.Execution.Read", "OR.Jobs"]
-
-[[tenants.processes]]
-name = "Echo"
-duration = 1
-[tenants.processes.lifecycle]
-output_file_over = 10000
-output_limit = 1000000
+SCENARIO = attachments_scenario(
+    more_processes="""
 [[tenants.processes]]
 name = "Capped"
 duration = 1
 [tenants.processes.lifecycle]
 output_limit = 50000
-
-[[tenants.folders]]
-path = "Shared"
-capacity = 50
 """
+)
 
 ATTACHMENTS = "POST /odata/Attachments"
 
