@@ -256,11 +256,9 @@ class OrchestratorAPI:
         resolved = await self.resolve_folder(folder)
         body = request.to_api()
         info = body["startInfo"]
-        text = info.get("InputArguments")
-        if text is not None and needs_input_file(text):
-            # Over 10,000 UTF-16 units: upload them and send InputFile, as the
-            # official SDK does (orchestrator-api.md §8).
-            del info["InputArguments"]
+        if (text := _take_long_inputs(info)) is not None:
+            # Upload them and send InputFile, as the official SDK does
+            # (orchestrator-api.md §8).
             info["InputFile"] = await self._input_file(resolved, text)
         response = await self._transport.request(
             "POST",
@@ -281,9 +279,7 @@ class OrchestratorAPI:
         """
         resolved = await self.resolve_folder(folder)
         body = request.to_api()
-        text = body["startInfo"].get("InputArguments")
-        if text is not None and needs_input_file(text):
-            del body["startInfo"]["InputArguments"]
+        _take_long_inputs(body["startInfo"])
         response = await self._transport.request(
             "POST",
             _VALIDATE_JOB,
@@ -595,6 +591,16 @@ class OrchestratorAPI:
             rows.extend(page)
             if len(page) < want or (limit is not None and len(rows) >= limit):
                 return rows
+
+
+def _take_long_inputs(info: dict[str, Any]) -> str | None:
+    """Take InputArguments over 10,000 UTF-16 units out of a ``startInfo`` and
+    return them (None: none, or short enough to send inline)."""
+    text = info.get("InputArguments")
+    if text is None or not needs_input_file(text):
+        return None
+    del info["InputArguments"]
+    return str(text)
 
 
 @contextmanager
