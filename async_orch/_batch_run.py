@@ -229,6 +229,7 @@ class BatchRun:
                 deadline=self._deadline,
                 retries=self._retries,
                 on_window=step_aside,
+                inputs_json=self._requests.inputs_json[index],
             )
         finally:
             await self._report_displaced()

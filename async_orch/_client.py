@@ -27,7 +27,13 @@ from async_orch._config import Settings
 from async_orch._dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
 from async_orch._errors import InvalidRequestError
 from async_orch._fatal import upload_scope_missing
-from async_orch._jobs import JobHandle, JobRequest, JobResult, with_default_folder
+from async_orch._jobs import (
+    JobHandle,
+    JobRequest,
+    JobResult,
+    checked_requests,
+    with_default_folder,
+)
 from async_orch._journaled import JournalArg, resume_with_journal, run_with_journal
 from async_orch._options import Hooks, StartedCallback, StopPolicy
 from async_orch._planner import PollPolicy
@@ -290,14 +296,20 @@ class OrchestratorClient:
         return await self.run_jobs(handles=handles, timeout=timeout, stop=stop, hooks=hooks)
 
     def _with_default_folder(self, requests: Sequence[JobRequest]) -> Sequence[JobRequest]:
-        """``requests`` with the settings' default folder where they name none.
+        """``requests`` with the settings' default folder where they name none,
+        checked (:func:`~async_orch._jobs.checked_requests`: their inputs are
+        encoded there, once a batch).
 
         Raises:
+            InvalidRequestError: a request is malformed.
             ConfigurationError: inputs that need an upload, and no scope for it.
         """
-        if (missing := upload_scope_missing(self.settings, requests)) is not None:
+        if not requests:
+            return ()  # none (or None): only handles to wait for
+        checked = checked_requests(with_default_folder(requests, self.settings.folder))
+        if (missing := upload_scope_missing(self.settings, checked)) is not None:
             raise missing
-        return with_default_folder(requests, self.settings.folder)
+        return checked
 
     async def validate(self, requests: Sequence[JobRequest]) -> list[Validation]:
         """A dry run: ask Orchestrator (ValidateDynamicJob) whether each distinct

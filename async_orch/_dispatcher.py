@@ -202,6 +202,7 @@ class Dispatcher:
                 on_jobs=on_jobs,
                 retries=retries,
                 on_window=step_aside,
+                inputs_json=requests.inputs_json[index],
             )
 
         async def start_all() -> None:

@@ -15,15 +15,14 @@ from async_orch._config import ClientCredentials, Settings
 from async_orch._errors import (
     AuthenticationError,
     ConfigurationError,
-    InvalidRequestError,
     PermissionDeniedError,
     RequestError,
     TransportError,
     UnauthorizedError,
 )
-from async_orch._jobs import JobHandle, JobRequest
+from async_orch._jobs import CheckedRequests, JobHandle
 from async_orch._jsonvalues import utf16_length
-from async_orch._models import dump_input_arguments, needs_input_file
+from async_orch._models import needs_input_file
 from async_orch._seams import JobsAPI
 
 __all__ = ["UPLOAD_SCOPES", "fatal_error", "probe_handles", "upload_scope_missing"]
@@ -62,26 +61,22 @@ UPLOAD_SCOPES = frozenset({"OR.Folders", "OR.Folders.Write"})
 
 
 def upload_scope_missing(
-    settings: Settings, requests: Sequence[JobRequest]
+    settings: Settings, requests: CheckedRequests
 ) -> ConfigurationError | None:
     """The error for a batch with inputs too long to send inline (an attachment is
     uploaded for them) from an application that does not ask for an upload scope:
     every such start would fail alike, so the batch is refused before it starts.
     None when the scopes allow it, none is needed, or the scopes are not ours to
-    know (a user's token or refresh token)."""
+    know (a user's token or refresh token). Reads the inputs as checking encoded
+    them (``requests.inputs_json``): they are not encoded again.
+    """
     credentials = settings.credentials
-    if not isinstance(credentials, ClientCredentials) or not isinstance(requests, Sequence):
-        return None  # anything but a list is for checked_requests to refuse, by name
+    if not isinstance(credentials, ClientCredentials):
+        return None
     if UPLOAD_SCOPES & set(credentials.scopes.split()):
         return None
-    for index, request in enumerate(requests):
-        if not isinstance(request, JobRequest) or not request.inputs:
-            continue
-        try:
-            text = dump_input_arguments(request.inputs)
-        except InvalidRequestError:
-            continue  # refused with its own message when the batch checks it
-        if needs_input_file(text):
+    for index, text in enumerate(requests.inputs_json):
+        if text is not None and needs_input_file(text):
             return ConfigurationError(
                 f"the inputs of request {index} are {utf16_length(text):,} characters "
                 "(UTF-16 units), over StartJobs' 10,000: they are uploaded as an "

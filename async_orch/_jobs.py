@@ -118,7 +118,7 @@ class JobRequest:
         Raises:
             InvalidRequestError: what is wrong and how to fix it.
         """
-        self.start_request(release_key=_ANY_RELEASE_KEY, reference=self.reference or None)
+        _checked_inputs_json(self)
 
     def start_request(self, *, release_key: str, reference: str | None) -> StartRequest:
         """The StartJobs body for this request once its release is known.
@@ -126,21 +126,40 @@ class JobRequest:
         Raises:
             InvalidRequestError: see [`check`][async_orch.JobRequest.check].
         """
-        # A name that is no member is refused by StartRequest, with the choices.
-        return StartRequest(
-            release_key=release_key,
-            strategy=self.strategy,  # type: ignore[arg-type]
-            jobs_count=self.jobs_count,
-            robot_ids=list(self.robot_ids) if self.robot_ids else None,
-            machine_session_ids=list(self.machine_session_ids)
-            if self.machine_session_ids
-            else None,
-            job_priority=self.priority,  # type: ignore[arg-type]
-            specific_priority_value=self.specific_priority,
-            runtime_type=self.runtime_type,
-            reference=reference,
-            input_arguments=dict(self.inputs) if self.inputs is not None else None,
-        )
+        return start_body(self, release_key=release_key, reference=reference)
+
+
+def start_body(
+    request: JobRequest, *, release_key: str, reference: str | None, inputs_json: str | None = None
+) -> StartRequest:
+    """:meth:`JobRequest.start_request`, given the request's inputs already encoded
+    (``CheckedRequests.inputs_json``) so they are not encoded again; None: encode them.
+
+    Raises:
+        InvalidRequestError: see :meth:`JobRequest.check`.
+    """
+    # A name that is no member is refused by StartRequest, with the choices.
+    return StartRequest(
+        release_key=release_key,
+        strategy=request.strategy,  # type: ignore[arg-type]
+        jobs_count=request.jobs_count,
+        robot_ids=list(request.robot_ids) if request.robot_ids else None,
+        machine_session_ids=list(request.machine_session_ids)
+        if request.machine_session_ids
+        else None,
+        job_priority=request.priority,  # type: ignore[arg-type]
+        specific_priority_value=request.specific_priority,
+        runtime_type=request.runtime_type,
+        reference=reference,
+        input_arguments=dict(request.inputs) if request.inputs is not None else None,
+        input_arguments_json=inputs_json,
+    )
+
+
+def _checked_inputs_json(request: JobRequest) -> str | None:
+    """Check ``request`` (:meth:`JobRequest.check`); its inputs as JSON text."""
+    body = start_body(request, release_key=_ANY_RELEASE_KEY, reference=request.reference or None)
+    return body.input_arguments_json
 
 
 _Member = TypeVar("_Member", StartStrategy, JobPriority)
@@ -164,14 +183,28 @@ _ANY_RELEASE_KEY = "unresolved"
 MAX_REPORTED_MISTAKES = 20
 
 
-def checked_requests(requests: Sequence[JobRequest]) -> list[JobRequest]:
+class CheckedRequests(list[JobRequest]):
+    """A batch's requests once :func:`checked_requests` passed them, with each one's
+    inputs as the JSON text StartJobs gets: checking encodes them, and the
+    upload-scope check and the start use that text, so each is encoded once a batch."""
+
+    def __init__(self, requests: list[JobRequest], inputs_json: list[str | None]) -> None:
+        super().__init__(requests)
+        self.inputs_json = inputs_json
+
+
+def checked_requests(requests: Sequence[JobRequest]) -> CheckedRequests:
     """``requests`` as a list, each a :class:`JobRequest` that passes
     :meth:`JobRequest.check`: a batch is refused as a whole, before anything starts.
+    A :class:`CheckedRequests` is already checked: it is returned as it is.
 
     Raises:
         InvalidRequestError: one line per mistake (up to 20), naming ``requests[i]``.
     """
+    if isinstance(requests, CheckedRequests):
+        return requests
     listed = checked_items(requests, JobRequest, "requests")
+    inputs_json: list[str | None] = []
     mistakes: list[str] = []
     for position, request in enumerate(listed):
         if request.folder is None:
@@ -181,12 +214,12 @@ def checked_requests(requests: Sequence[JobRequest]) -> list[JobRequest]:
             )
             continue
         try:
-            request.check()
+            inputs_json.append(_checked_inputs_json(request))
         except InvalidRequestError as exc:
             mistakes.append(f"requests[{position}]: {exc}")
     if mistakes:
         raise InvalidRequestError(summarize_mistakes(mistakes, "requests"))
-    return listed
+    return CheckedRequests(listed, inputs_json)
 
 
 def with_default_folder(requests: Sequence[JobRequest], folder: str | None) -> Sequence[JobRequest]:

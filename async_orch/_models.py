@@ -29,7 +29,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -696,8 +696,9 @@ _COUNT_STRATEGIES = frozenset({StartStrategy.JOBS_COUNT, StartStrategy.MODERN_JO
 class StartRequest:
     """What to start: the StartProcessDto fields a caller needs.
 
-    Checked when built; :meth:`to_api` checks ``input_arguments`` again (a dict,
-    it could change in between; the other fields are frozen). Every check raises
+    Checked when built, ``input_arguments`` encoded then, once (into
+    ``input_arguments_json``, which :meth:`to_api` sends: a later change to the
+    dict is not sent). Every check raises
     :class:`~async_orch._errors.InvalidRequestError` saying what to fix.
 
     Attributes:
@@ -727,6 +728,9 @@ class StartRequest:
             inputs; StartJobs refuses it together with ``input_arguments``.
         batch_execution_key: a UUID grouping the started jobs; Orchestrator makes
             one up when absent.
+        input_arguments_json: ``input_arguments`` as :func:`dump_input_arguments`
+            encodes them; give it when you have it (a batch encodes each request's
+            inputs once), else it is made when built.
     """
 
     release_key: str | None = None
@@ -744,6 +748,7 @@ class StartRequest:
     input_arguments: dict[str, Any] | None = None
     batch_execution_key: str | None = None
     input_file: str | None = None
+    input_arguments_json: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Accept the API's spelling as plain strings too (CLI, config files).
@@ -757,8 +762,9 @@ class StartRequest:
             if ids is not None:
                 object.__setattr__(self, name, _id_tuple(ids, name))
         self._check()
-        if self.input_arguments is not None:
-            dump_input_arguments(self.input_arguments)
+        if self.input_arguments is not None and self.input_arguments_json is None:
+            text = dump_input_arguments(self.input_arguments)
+            object.__setattr__(self, "input_arguments_json", text)
 
     def _check(self) -> None:
         if (self.release_key is None) == (self.release_name is None):
@@ -839,13 +845,9 @@ class StartRequest:
             )
 
     def to_api(self) -> dict[str, Any]:
-        """The StartJobs body: ``{"startInfo": {...}}`` with None fields left out.
-
-        Raises:
-            InvalidRequestError: see the class docstring.
-        """
-        # No second _check(): every field it reads is frozen and was checked when
-        # built. Only the inputs dict can change: dump_input_arguments checks it.
+        """The StartJobs body: ``{"startInfo": {...}}`` with None fields left out."""
+        # Nothing checked again: every field was checked (and the inputs encoded)
+        # when built.
         info: dict[str, Any] = {
             "ReleaseKey": self.release_key,
             "ReleaseName": self.release_name,
@@ -865,9 +867,7 @@ class StartRequest:
             SpecificPriorityValue=self.specific_priority_value,
             RuntimeType=self.runtime_type,
             Reference=self.reference,
-            InputArguments=None
-            if self.input_arguments is None
-            else dump_input_arguments(self.input_arguments),
+            InputArguments=self.input_arguments_json,
             InputFile=self.input_file,
             BatchExecutionKey=self.batch_execution_key,
         )

@@ -52,7 +52,6 @@ import anyio
 
 from async_orch._deadlines import Deadlines
 from async_orch._errors import (
-    APIError,
     AuthenticationError,
     FolderNotFoundError,
     JobLostError,
@@ -69,7 +68,7 @@ from async_orch._models import Job
 from async_orch._options import StateCallback, StopPolicy
 from async_orch._planner import FetchOne, ListBatch, ListEnded, PollPlanner, PollPolicy
 from async_orch._push_pace import PushPace
-from async_orch._resources import ASSIGN_FOLDER_FIX, FOLDER_NOT_ACCESSIBLE, STOP_JOBS_CHUNK
+from async_orch._resources import STOP_JOBS_CHUNK
 from async_orch._seams import JobsAPI
 from async_orch._shared_budget import SharedListBudget
 from async_orch._states import JobState
@@ -83,10 +82,11 @@ log = get_logger("async_orch.poller")
 _T = TypeVar("_T")
 
 _NOT_FOUND_LIMIT = 3  # reads by id answered 404 in a row before a job counts as gone
-# Calls refused for the token in a row (after the transport's own renewal) before the
-# batch ends with that error: a revoked personal access token, a secret revoked
-# mid-run, can never be renewed, and the batch would otherwise poll for ever.
-_AUTH_FAILURES_FATAL = 3
+# Calls refused in a row before the refusal is taken as final: for the token (after
+# the transport's own renewal; a revoked personal access token or secret can never be
+# renewed) the batch ends with that error; for a folder's access (list calls answered
+# errorCode 1100) that folder's jobs end with it. Otherwise they would be polled for ever.
+_REFUSALS_FINAL = 3
 _NOT_FOUND_WARN_EVERY = 30.0  # seconds, as the transport's outage warning
 _NOT_FOUND_SAMPLE = 10  # job ids named in the one warning about jobs not found
 
@@ -240,7 +240,12 @@ class JobWatcher:
             fresh_within=2 * self._planner.policy.max_interval,
         )
         self._clock = clock
-        self._auth_failures = 0  # calls refused for the token in a row
+        self._token_refusals = 0  # calls refused for the token in a row
+        # Per folder Id: list calls refused for the folder's access in a row; and the
+        # folders found lost, whose jobs the run loop ends with that error.
+        self._folder_refusals: dict[int, int] = {}
+        self._lost_folders: dict[int, FolderNotFoundError] = {}
+        self._folders: set[int] = set()  # every folder this watcher has had jobs in
         # Reads by id wait in a queue, drained by at most this many tasks at once:
         # a task spawned per read would cost more than the read's own bookkeeping.
         self._fetch_limit = max(1, fetch_concurrency)
@@ -288,6 +293,7 @@ class JobWatcher:
             d for d in (deadline, now + timeout if timeout is not None else None) if d is not None
         ]
         self._jobs[handle.job_id] = _Watched(handle=handle, state=state)
+        self._folders.add(handle.folder_id)
         self._planner.add(handle.job_id, handle.folder_id, now=now, state=state)
         self._deadlines.add(
             handle.job_id, now=now, deadline=min(limits) if limits else None, state=state
@@ -353,6 +359,8 @@ class JobWatcher:
             while True:
                 now = self._clock()
                 pace_change = self._apply_pace(now)
+                if self._lost_folders:
+                    await self._finish_lost_folders(on_finished)
                 await self._enforce_deadlines(now, on_finished)
                 action = self._planner.next_action(now)
                 if isinstance(action, FetchOne):
@@ -443,7 +451,9 @@ class JobWatcher:
         ids = [job_id for _, own in groups for job_id in own]
         states: Mapping[int, JobState] | None = None
         try:
-            states = await self._ask(groups, lambda: self._api.job_states(folder, ids))
+            states = await self._ask(
+                action.folder, groups, lambda: self._api.job_states(folder, ids)
+            )
         finally:
             # Failed or cancelled (states None): the jobs are due again.
             for watcher, own in groups:
@@ -460,6 +470,7 @@ class JobWatcher:
         rows: Sequence[tuple[int, JobState]] | None = None
         try:
             rows = await self._ask(
+                action.folder,
                 groups,
                 lambda: self._api.ended_jobs(
                     folder, action.low, action.high, top=action.top, also=action.stragglers
@@ -471,22 +482,25 @@ class JobWatcher:
 
     async def _ask(
         self,
+        folder: int,
         groups: list[tuple[JobWatcher, tuple[int, ...]]],
         call: Callable[[], Awaitable[_T]],
     ) -> _T | None:
-        """Make one list call for ``groups`` (watchers and their jobs), taking a slot
-        of the shared budget first; None if it brought no answer."""
+        """Make one list call about ``folder`` (its Id) for ``groups`` (watchers and
+        their jobs), taking a slot of the shared budget first; None if it brought no
+        answer."""
         shared = self._group.shared if self._group is not None else None
         try:
             if shared is not None:
                 await shared.acquire()
             answer = await call()
         except (AuthenticationError, UnauthorizedError) as exc:
-            self._auth_refused(exc)
+            self._count_token_refusal(exc)
             log.info("async_orch.poll_failed", error=str(exc))
             return None
         except FolderNotFoundError as exc:
-            self._auth_refused(exc)  # unassigned from the folder (or it was removed)
+            # Unassigned from the folder, or it was removed (the API answers 1100).
+            self._count_folder_refusal(folder, exc)
             log.info("async_orch.poll_failed", error=str(exc))
             return None
         except RateLimitedError as exc:
@@ -501,16 +515,6 @@ class JobWatcher:
                 )
             return None
         except RequestError as exc:
-            if isinstance(exc, APIError) and exc.error_code == FOLDER_NOT_ACCESSIBLE:
-                folder = self._folder_name(groups)
-                lost = FolderNotFoundError(
-                    f"the batch can no longer read folder {folder!r}: Orchestrator answers "
-                    f"errorCode 1100 ({exc.message}); {ASSIGN_FOLDER_FIX}; a journal keeps "
-                    "its jobs: resume once the access is back",
-                    name=folder,
-                )
-                lost.__cause__ = exc
-                self._auth_refused(lost)
             # The jobs stay due and are asked about again on the next round (each
             # try charged to the list budget). Info, not a warning: during an outage
             # this fires every round, and the transport's health tracker already
@@ -518,23 +522,44 @@ class JobWatcher:
             jobs = sum(len(own) for _, own in groups)
             log.info("async_orch.poll_failed", error=str(exc), jobs=jobs)
             return None
-        self._auth_failures = 0
+        self._token_refusals = 0
+        self._folder_refusals.pop(folder, None)
         return answer
 
-    def _folder_name(self, groups: list[tuple[JobWatcher, tuple[int, ...]]]) -> str:
-        for job_id in groups[0][1]:
-            watched = self._jobs.get(job_id)
-            if watched is not None:
-                return watched.handle.folder_path or str(watched.handle.folder_id)
-        return "?"
-
-    def _auth_refused(self, exc: RequestError) -> None:
-        """One more call refused for good (the token, or the folder's access); the
-        batch ends with ``exc`` after :data:`_AUTH_FAILURES_FATAL` in a row (a fatal
-        error surfaces, never a hang)."""
-        self._auth_failures += 1
-        if self._auth_failures >= _AUTH_FAILURES_FATAL:
+    def _count_token_refusal(self, exc: RequestError) -> None:
+        """One more call refused for the token; the batch ends with ``exc`` after
+        :data:`_REFUSALS_FINAL` in a row (a fatal error surfaces, never a hang)."""
+        self._token_refusals += 1
+        if self._token_refusals >= _REFUSALS_FINAL:
             raise exc
+
+    def _count_folder_refusal(self, folder: int, exc: FolderNotFoundError) -> None:
+        """One more list call refused for ``folder``'s access. After
+        :data:`_REFUSALS_FINAL` in a row its jobs end with ``exc`` (each result
+        says so; the other folders' jobs go on); the batch ends with ``exc`` when
+        that folder is the only one it has jobs in (every job alike: fatal)."""
+        refusals = self._folder_refusals.get(folder, 0) + 1
+        self._folder_refusals[folder] = refusals
+        if refusals < _REFUSALS_FINAL:
+            return
+        if self._folders == {folder}:
+            raise exc
+        del self._folder_refusals[folder]
+        self._lost_folders[folder] = exc
+        self._wakeup.set()
+
+    async def _finish_lost_folders(
+        self, on_finished: Callable[[Finished], Awaitable[None]]
+    ) -> None:
+        """End the jobs of the folders found lost, each with its folder's error."""
+        lost, self._lost_folders = self._lost_folders, {}
+        for folder, error in lost.items():
+            jobs = [w for w in self._jobs.values() if w.handle.folder_id == folder]
+            log.warning(
+                "async_orch.folder_lost", folder=error.name, jobs=len(jobs), error=str(error)
+            )
+            for watched in jobs:
+                await self._finish(watched, on_finished, timed_out=False, error=error)
 
     def join_range(self, folder: int, low: int, high: int) -> tuple[int, ...]:
         """Ids of this watcher's jobs of ``folder`` within ``low..high``, to be
@@ -630,12 +655,12 @@ class JobWatcher:
             return True
         except RequestError as exc:
             if isinstance(exc, (AuthenticationError, UnauthorizedError)):
-                self._auth_refused(exc)
+                self._count_token_refusal(exc)
             log.info("async_orch.fetch_failed", job_id=action.job_id, error=str(exc))
             if self._jobs.get(action.job_id) is watched:
                 self._planner.fetch_failed(action.job_id, now=self._clock())
             return True
-        self._auth_failures = 0
+        self._token_refusals = 0
         if self._jobs.get(action.job_id) is not watched:
             return True  # forgotten meanwhile: the answer is moot
         now = self._clock()

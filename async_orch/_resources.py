@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -255,11 +256,9 @@ class OrchestratorAPI:
         resolved = await self.resolve_folder(folder)
         body = request.to_api()
         info = body["startInfo"]
-        text = info.get("InputArguments")
-        if text is not None and needs_input_file(text):
-            # Over 10,000 UTF-16 units: upload them and send InputFile, as the
-            # official SDK does (orchestrator-api.md §8).
-            del info["InputArguments"]
+        if (text := _take_long_inputs(info)) is not None:
+            # Upload them and send InputFile, as the official SDK does
+            # (orchestrator-api.md §8).
             info["InputFile"] = await self._input_file(resolved, text)
         response = await self._transport.request(
             "POST",
@@ -280,9 +279,7 @@ class OrchestratorAPI:
         """
         resolved = await self.resolve_folder(folder)
         body = request.to_api()
-        text = body["startInfo"].get("InputArguments")
-        if text is not None and needs_input_file(text):
-            del body["startInfo"]["InputArguments"]
+        _take_long_inputs(body["startInfo"])
         response = await self._transport.request(
             "POST",
             _VALIDATE_JOB,
@@ -486,15 +483,16 @@ class OrchestratorAPI:
         resolved = await self.resolve_folder(folder)
         states: dict[int, JobState] = {}
         literals = [str(int(i)) for i in ids]
-        for run in split_to_fit(literals, str, _room_of(job_states_query)):
-            rows = await self._get_all(
-                _JOBS,
-                endpoint="GET Jobs",
-                headers=self.folder_headers(resolved),
-                params=job_states_query(run),
-                attempts=1,  # the poller owns retries: each one is charged to its list budget
-            )
-            states.update(parse_job_state_row(row) for row in rows)
+        with _access_lost_as_not_found(resolved):
+            for run in split_to_fit(literals, str, _room_of(job_states_query)):
+                rows = await self._get_all(
+                    _JOBS,
+                    endpoint="GET Jobs",
+                    headers=self.folder_headers(resolved),
+                    params=job_states_query(run),
+                    attempts=1,  # the poller owns retries: each one is charged to its budget
+                )
+                states.update(parse_job_state_row(row) for row in rows)
         return states
 
     async def ended_jobs(
@@ -511,19 +509,20 @@ class OrchestratorAPI:
         orchestrator-api.md §3.4 and the OpenAPI description of Jobs_Get.
         """
         resolved = await self.resolve_folder(folder)
-        response = await self._transport.request(
-            "GET",
-            _JOBS,
-            params={
-                "$filter": _ended_in_range(low, high, also),
-                "$select": "Id,State",
-                "$orderby": "Id asc",
-                "$top": str(top),
-            },
-            headers=self.folder_headers(resolved),
-            endpoint="GET Jobs",
-            attempts=1,  # the poller owns retries: each one is charged to its list budget
-        )
+        with _access_lost_as_not_found(resolved):
+            response = await self._transport.request(
+                "GET",
+                _JOBS,
+                params={
+                    "$filter": _ended_in_range(low, high, also),
+                    "$select": "Id,State",
+                    "$orderby": "Id asc",
+                    "$top": str(top),
+                },
+                headers=self.folder_headers(resolved),
+                endpoint="GET Jobs",
+                attempts=1,  # the poller owns retries: each one is charged to its list budget
+            )
         if self.on_list_answer is not None:
             self.on_list_answer(rate_limit_remaining(response.headers))
         rows = [parse_job_state_row(row) for row in _values(response.json(), "GET Jobs")]
@@ -592,6 +591,37 @@ class OrchestratorAPI:
             rows.extend(page)
             if len(page) < want or (limit is not None and len(rows) >= limit):
                 return rows
+
+
+def _take_long_inputs(info: dict[str, Any]) -> str | None:
+    """Take InputArguments over 10,000 UTF-16 units out of a ``startInfo`` and
+    return them (None: none, or short enough to send inline)."""
+    text = info.get("InputArguments")
+    if text is None or not needs_input_file(text):
+        return None
+    del info["InputArguments"]
+    return str(text)
+
+
+@contextmanager
+def _access_lost_as_not_found(folder: Folder) -> Iterator[None]:
+    """A call about the jobs of ``folder`` answered errorCode 1100, the folder having
+    been readable before (the application was unassigned from it, or it was removed):
+    raise a FolderNotFoundError naming it and the fix. The folder stays cached, so
+    each call asks again and the access may come back."""
+    try:
+        yield
+    except BadRequestError as exc:
+        if exc.error_code != FOLDER_NOT_ACCESSIBLE:
+            raise
+        name = folder.fully_qualified_name
+        raise FolderNotFoundError(
+            f"can no longer read folder {name!r}: Orchestrator answers errorCode 1100 "
+            f"({exc.message}); {ASSIGN_FOLDER_FIX}; its jobs may still be running, "
+            "their outcome unknown here (a journaled batch cut short by this is "
+            "finished by resume_jobs once the access is back)",
+            name=name,
+        ) from exc
 
 
 def _match_folder(folders: list[Folder], ref: int | str) -> Folder | None:

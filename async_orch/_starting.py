@@ -31,7 +31,7 @@ from async_orch._errors import (
     InvalidRequestError,
     RequestError,
 )
-from async_orch._jobs import JobHandle, JobRequest, folder_of
+from async_orch._jobs import JobHandle, JobRequest, folder_of, start_body
 from async_orch._limits import StartLimiter
 from async_orch._logs import get_logger
 from async_orch._models import Folder, Job, Release, StartRequest, reference_problem
@@ -146,6 +146,7 @@ class Starter:
         deadline: float | None = None,
         retries: BatchRetries | None = None,
         on_window: Callable[[], None] | None = None,
+        inputs_json: str | None = None,
     ) -> Started | StartFailure:
         """Start ``request`` when its turn comes (a failure is returned, not raised).
 
@@ -154,6 +155,8 @@ class Starter:
         give up if no turn came by then. ``retries``: the batch's re-post
         allowance (by default one of this request's own). ``on_window`` is called
         when the start lets go of its turn to wait out the reconcile window.
+        ``inputs_json``: the inputs as checking the batch encoded them (None:
+        encode them here).
         """
         attempts = 0
         try:
@@ -161,7 +164,9 @@ class Starter:
                 raise target
             folder, release = target
             # Built before waiting for a turn: building checks the inputs.
-            body = _start_request(request, release.key, reference)
+            body = start_body(
+                request, release_key=release.key, reference=reference, inputs_json=inputs_json
+            )
             protocol = StartProtocol(
                 reference,
                 folder=folder.fully_qualified_name,
@@ -351,7 +356,3 @@ def _expected_jobs(body: StartRequest) -> int:
     if body.robot_ids:
         return len(body.robot_ids)
     return max(1, body.jobs_count or 1)
-
-
-def _start_request(request: JobRequest, release_key: str, reference: str) -> StartRequest:
-    return request.start_request(release_key=release_key, reference=reference)

@@ -23,30 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from simulator_process import attachments_scenario  # a sibling module on sys.path
 
 from async_orch import ClientCredentials, JobRequest, OrchestratorClient, Outcome, Settings
-
-SCENARIO = """
-seed = 5
-time_scale = 100
-[[tenants]]
-organization = "bench"
-name = "T"
-[[tenants.credentials]]
-client_id = "app"
-client_secret = "secret"
-scopes = ["OR.Folders.Read", "OR.Folders.Write", "OR.Execution.Read", "OR.Jobs"]
-[[tenants.processes]]
-name = "Echo"
-duration = 1
-outputs = "echo"
-[tenants.processes.lifecycle]
-output_file_over = 10000     # outputs over 10,000 characters come back as OutputFile
-output_limit = 1000000
-[[tenants.folders]]
-path = "Shared"
-capacity = 50
-"""
 
 
 def rss_mb() -> float:
@@ -97,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
         scenario = Path(work) / "big.toml"
-        scenario.write_text(SCENARIO, encoding="utf-8")
+        scenario.write_text(attachments_scenario(time_scale=100), encoding="utf-8")
         command = [sys.executable, "-m", "async_orch", "simulator", "--port", "0",
                    "--scenario", str(scenario)]  # fmt: skip
         with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as sim:

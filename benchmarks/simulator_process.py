@@ -52,6 +52,35 @@ outputs = "echo"
 {folder_text}"""
 
 
+def attachments_scenario(*, time_scale: float = 1.0, more_processes: str = "") -> str:
+    """A scenario for big inputs and outputs (benchmarks/bench_attachments.py and
+    tests/test_big_payloads.py): one tenant whose application may upload attachments
+    (OR.Folders.Write), an Echo process whose outputs over 10,000 characters come
+    back as an OutputFile, folder Shared; ``more_processes``: more
+    ``[[tenants.processes]]`` tables."""
+    return f"""seed = 5
+time_scale = {time_scale}
+[[tenants]]
+organization = "big"
+name = "T"
+[[tenants.credentials]]
+client_id = "app"
+client_secret = "secret"
+scopes = ["OR.Folders.Read", "OR.Folders.Write", "OR.Execution.Read", "OR.Jobs"]
+[[tenants.processes]]
+name = "Echo"
+duration = 1
+outputs = "echo"
+[tenants.processes.lifecycle]
+output_file_over = 10000     # outputs over 10,000 characters come back as OutputFile
+output_limit = 1000000
+{more_processes}
+[[tenants.folders]]
+path = "Shared"
+capacity = 50
+"""
+
+
 def launch_simulator(
     args: list[str], *, log: Path, admin_token: str
 ) -> tuple[subprocess.Popen[str], str]:

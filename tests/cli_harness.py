@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import sqlite3
@@ -20,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from simulator_process import cli_env as clean_cli_env
 
 from async_orch.simulator import SimulatorHandle
 
@@ -40,22 +41,16 @@ class CliRun:
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """A clean environment: no UIPATH_/ASYNC_ORCH_ leftovers, state and config in tmp."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("UIPATH_", "ASYNC_ORCH_", "XDG_"))
-    }
-    env.update(
-        XDG_STATE_HOME=str(tmp_path / "state"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        UIPATH_CLIENT_ID="demo-client",
-        UIPATH_CLIENT_SECRET="demo-secret",
-        PYTHONUNBUFFERED="1",
+    """A clean environment (``simulator_process.cli_env``) with the demo client, then
+    ``extra``."""
+    defaults = {
+        "UIPATH_CLIENT_ID": "demo-client",
+        "UIPATH_CLIENT_SECRET": "demo-secret",
         # The local simulator answers in milliseconds: a second is far longer than
         # it can still be working on a StartJobs, and keeps resumes quick.
-        ASYNC_ORCH_RECONCILE_WINDOW="1",
-    )
-    env.update(extra)
-    return env
+        "ASYNC_ORCH_RECONCILE_WINDOW": "1",
+    }
+    return clean_cli_env(tmp_path, **{**defaults, **extra})
 
 
 async def spawn_cli(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:

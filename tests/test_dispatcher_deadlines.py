@@ -19,8 +19,7 @@ import structlog
 from test_dispatcher_support import (
     STOP_JOBS,
     engine_jobs,
-    fast_poll,
-    fast_settings,
+    fast_client,
     leave_after_first,
     requests_to,
     scenario,
@@ -48,10 +47,6 @@ async def start(start_simulator: Callable[..., Any], **timings: Any) -> Simulato
     return handle
 
 
-def client(sim: SimulatorHandle) -> OrchestratorClient:
-    return OrchestratorClient(fast_settings(sim), poll=fast_poll())
-
-
 # -- batch timeout ------------------------------------------------------------------
 
 
@@ -59,7 +54,7 @@ async def test_batch_timeout_reports_jobs_still_running_and_leaves_them(
     start_simulator: Callable[..., Any],
 ) -> None:
     sim = await start(start_simulator)
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         results = await orch.run_jobs(slow(6) + slow(4, "HR"), timeout=1.5)
 
     assert [r.outcome for r in results] == [Outcome.TIMED_OUT] * 10
@@ -74,7 +69,7 @@ async def test_batch_timeout_with_stop_soft_stops_then_reports_stopped(
     start_simulator: Callable[..., Any],
 ) -> None:
     sim = await start(start_simulator)  # SoftStop takes 5 simulated s: 50 ms
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         results = await orch.run_jobs(
             slow(5) + slow(5, "HR"), timeout=1.0, stop=StopPolicy(on_timeout=True, grace=20.0)
         )
@@ -91,7 +86,7 @@ async def test_stop_kills_jobs_that_ignore_soft_stop_after_the_grace(
     start_simulator: Callable[..., Any],
 ) -> None:
     sim = await start(start_simulator, soft_stop_delay=1e9)  # a workflow that never stops
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         results = await orch.run_jobs(
             slow(4), timeout=0.5, stop=StopPolicy(on_timeout=True, grace=0.5)
         )
@@ -107,7 +102,7 @@ async def test_requests_still_waiting_at_the_batch_timeout_are_not_started(
     start_simulator: Callable[..., Any],
 ) -> None:
     sim = await start(start_simulator)
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         orch.set_limits(starts_per_second=2.0)  # 10 starts need 4.5 s; the batch has 1
         results = await orch.run_jobs(slow(10), timeout=1.0)
 
@@ -132,7 +127,7 @@ async def test_a_request_timeout_applies_to_its_job_only(
         JobRequest(process="Slow", folder="Shared", inputs={"slow": 1}, timeout=0.5),
         JobRequest(process="Echo", folder="HR", inputs={"fast": 2}),
     ]
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         results = await orch.run_jobs(requests, stop=StopPolicy(on_timeout=True, grace=20.0))
 
     assert [r.outcome for r in results] == [Outcome.SUCCESSFUL, Outcome.STOPPED, Outcome.SUCCESSFUL]
@@ -179,7 +174,7 @@ async def test_cancelled_run_leaves_jobs_running_and_says_which(
     start_simulator: Callable[..., Any],
 ) -> None:
     sim = await start(start_simulator)
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         with structlog.testing.capture_logs() as logs:
             started = await run_and_cancel_when_started(orch, slow(5) + slow(3, "HR"))
 
@@ -197,7 +192,7 @@ async def test_cancelled_run_with_stop_on_cancel_stops_every_job_first(
 ) -> None:
     sim = await start(start_simulator)
     snapshots: list[dict[str, int]] = []
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         with structlog.testing.capture_logs() as logs:
             started = await run_and_cancel_when_started(
                 orch,
@@ -220,12 +215,12 @@ async def test_stop_on_timeout_also_stops_on_cancel_unless_told_otherwise(
     start_simulator: Callable[..., Any],
 ) -> None:
     sim = await start(start_simulator)
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         await run_and_cancel_when_started(orch, slow(3), StopPolicy(on_timeout=True, grace=20.0))
     assert {j.state for j in engine_jobs(sim)} == {JobState.STOPPED}
 
     sim = await start(start_simulator)
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         stop = StopPolicy(on_timeout=True, on_cancel=False)
         await run_and_cancel_when_started(orch, slow(3), stop)
     assert {j.state for j in engine_jobs(sim)} <= {JobState.PENDING, JobState.RUNNING}
@@ -238,7 +233,7 @@ async def test_leaving_iter_jobs_early_stops_the_rest_when_asked(
     sim = await start(start_simulator)
     requests = [JobRequest(process="Echo", folder="Shared", inputs={"fast": 1}), *slow(4)]
     first = await leave_after_first(
-        client(sim), requests, stop=StopPolicy(on_cancel=True, grace=20.0)
+        fast_client(sim), requests, stop=StopPolicy(on_cancel=True, grace=20.0)
     )
 
     assert first.outcome is Outcome.SUCCESSFUL and first.outputs == {"fast": 1}
@@ -253,7 +248,7 @@ async def test_cancelling_an_iter_jobs_consumer_between_results_is_clean(
     """The consumer is cancelled while busy in its own loop body, not in the iterator."""
     sim = await start(start_simulator)
     requests = [JobRequest(process="Echo", folder="Shared", inputs={"fast": 1}), *slow(3)]
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         with structlog.testing.capture_logs() as logs:
             with anyio.CancelScope() as scope:
                 async with contextlib.aclosing(orch.iter_jobs(requests)) as results:

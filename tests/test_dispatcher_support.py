@@ -86,6 +86,11 @@ outputs = "echo"
     return parse_scenario(text, name="test-scenario")
 
 
+def fast_client(sim: SimulatorHandle) -> OrchestratorClient:
+    """A client of ``sim`` with :func:`fast_settings` and :func:`fast_poll`."""
+    return OrchestratorClient(fast_settings(sim), poll=fast_poll())
+
+
 def fast_settings(sim: SimulatorHandle, *, attempts: int = 5) -> Settings:
     return Settings(
         url=sim.url,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 from cli_harness import cli_env, run_cli
 from conftest import aioresponses_mock
@@ -23,8 +24,10 @@ from async_orch._client import OrchestratorClient
 from async_orch._config import ClientCredentials, Settings
 from async_orch._dispatcher import Started, StartFailure
 from async_orch._errors import ConfigurationError, FolderNotFoundError
-from async_orch._jobs import JobRequest
+from async_orch._jobs import JobHandle, JobRequest, Outcome
+from async_orch._options import Hooks
 from async_orch.simulator import SimulatorHandle, parse_scenario
+from async_orch.simulator.tokens import AccessToken
 
 NO_ACCESS = "Folder does not exist or the user does not have access to the folder."
 
@@ -209,24 +212,53 @@ async def test_check_lists_the_folders_it_can_and_cannot_see_then_exits_2(
     assert fix.startswith("fix: if the folder exists, assign the external application")
 
 
+def unassign_hr_on_start(monkeypatch: pytest.MonkeyPatch) -> Hooks:
+    """Hooks that unassign the application from folder HR as soon as a job of the
+    batch has started in it: from then on, every call about HR answers 1100."""
+    seen_before = AccessToken.sees
+
+    def on_started(index: int, handle: JobHandle) -> None:
+        if handle.folder_path == "HR":
+            monkeypatch.setattr(
+                AccessToken, "sees", lambda self, path: path != "HR" and seen_before(self, path)
+            )
+
+    return Hooks(on_started=on_started)
+
+
 async def test_a_folder_that_becomes_invisible_mid_batch_ends_it_with_the_fix(
     start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Unassigned from a folder while its jobs run: every poll answers 1100. The batch
     ends with a FolderNotFoundError naming the folder and the fix, never polls for ever."""
-    from async_orch import Hooks
-    from async_orch.simulator.tokens import AccessToken
-
     sim = await start_simulator(time_scale=1.0)
-    seen_before = AccessToken.sees
-
-    def unassign_hr(index: int, handle: object) -> None:
-        monkeypatch.setattr(
-            AccessToken, "sees", lambda self, path: path != "HR" and seen_before(self, path)
-        )
-
     request = JobRequest(process="Echo", folder="HR")
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
         with pytest.raises(FolderNotFoundError, match="can no longer read folder 'HR'") as lost:
-            await orch.run_jobs([request], hooks=Hooks(on_started=unassign_hr))
+            await orch.run_jobs([request], hooks=unassign_hr_on_start(monkeypatch))
     assert "assign the external application" in str(lost.value)
+
+
+async def test_one_folder_of_two_lost_mid_batch_ends_its_jobs_with_the_fix(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only HR is lost: its jobs end with a per-job error naming it and the fix, the
+    other folder's jobs end as they do, and the batch finishes (HR was polled for
+    ever: every answer about Shared reset the count of refusals)."""
+    sim = await start_simulator(time_scale=10.0)
+    requests = [
+        # Both HR jobs come from one StartJobs call: both exist before HR is lost.
+        JobRequest(process="Echo", folder="HR", jobs_count=2),
+        JobRequest(process="Echo", folder="Shared", inputs={"n": 1}),
+    ]
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        with anyio.fail_after(60):  # a guard only: the batch ends within a second
+            results = await orch.run_jobs(requests, hooks=unassign_hr_on_start(monkeypatch))
+    assert [r.index for r in results] == [0, 0, 1]
+    shared = results[2]
+    assert shared.outcome is Outcome.SUCCESSFUL and shared.outputs == {"n": 1}
+    for lost in results[:2]:
+        assert lost.outcome is Outcome.UNKNOWN and lost.job_id is not None
+        assert isinstance(lost.error, FolderNotFoundError)
+        assert "can no longer read folder 'HR'" in str(lost.error)
+        assert "assign the external application" in str(lost.error)

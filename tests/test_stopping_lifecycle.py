@@ -17,12 +17,10 @@ from test_dispatcher_support import (
     STOP_JOBS,
     TENANT_T,
     engine_jobs,
-    fast_poll,
-    fast_settings,
+    fast_client,
     leave_after_first,
 )
 
-from async_orch._client import OrchestratorClient
 from async_orch._errors import ConfigurationError
 from async_orch._jobs import JobRequest, Outcome, Summary
 from async_orch._options import StopPolicy
@@ -67,10 +65,6 @@ def jobs(process: str, count: int) -> list[JobRequest]:
     return [JobRequest(process=process, folder="Shared", inputs={"i": i}) for i in range(count)]
 
 
-def client(sim: SimulatorHandle) -> OrchestratorClient:
-    return OrchestratorClient(fast_settings(sim), poll=fast_poll())
-
-
 def stop_calls(sim: SimulatorHandle) -> int:
     return sum(sim.simulator.stats()["requests"].get(STOP_JOBS, {}).values())
 
@@ -79,7 +73,7 @@ async def test_an_ignored_soft_stop_is_escalated_to_kill_and_reported_stopped(
     start_simulator: Callable[..., Any],
 ) -> None:
     sim: SimulatorHandle = await start_simulator(scenario(), time_scale=SCALE)
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         results = await orch.run_jobs(
             jobs("Stubborn", 3), timeout=0.5, stop=StopPolicy(on_timeout=True, grace=0.5)
         )
@@ -97,7 +91,7 @@ async def test_a_job_asked_to_stop_that_finishes_is_reported_as_what_it_did(
     start_simulator: Callable[..., Any],
 ) -> None:
     sim: SimulatorHandle = await start_simulator(scenario(), time_scale=SCALE)
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         results = await orch.run_jobs(
             jobs("Finisher", 2) + jobs("Checker", 2),
             timeout=0.5,
@@ -127,7 +121,7 @@ async def test_leaving_early_kills_jobs_that_ignore_soft_stop(
         *jobs("Stubborn", 3),
     ]
     first = await leave_after_first(
-        client(sim), requests, stop=StopPolicy(on_cancel=True, grace=0.3)
+        fast_client(sim), requests, stop=StopPolicy(on_cancel=True, grace=0.3)
     )
 
     assert first.outcome is Outcome.SUCCESSFUL

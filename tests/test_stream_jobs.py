@@ -17,8 +17,8 @@ from typing import Any
 import anyio
 import pytest
 import structlog
-from test_dispatcher_deadlines import client, slow, start
-from test_dispatcher_support import STOP_JOBS, engine_jobs, requests_to
+from test_dispatcher_deadlines import slow, start
+from test_dispatcher_support import STOP_JOBS, engine_jobs, fast_client, requests_to
 
 from async_orch._jobs import Abandoned, JobHandle, JobRequest, Outcome
 from async_orch._options import Hooks, StopPolicy
@@ -34,7 +34,7 @@ def slow_states(sim: Any) -> set[JobState]:
 async def test_every_result_comes_through_the_block(start_simulator: Callable[..., Any]) -> None:
     sim = await start(start_simulator)
     requests = [JobRequest(process="Echo", folder="Shared", inputs={"n": n}) for n in range(5)]
-    async with client(sim) as orch, orch.stream_jobs(requests) as results:
+    async with fast_client(sim) as orch, orch.stream_jobs(requests) as results:
         seen = [result async for result in results]
     assert sorted(r.index for r in seen) == list(range(5))
     assert all(
@@ -48,7 +48,7 @@ async def test_breaking_out_stops_the_rest_before_the_block_is_left(
 ) -> None:
     sim = await start(start_simulator)
     abandoned: list[Abandoned] = []
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         async with orch.stream_jobs(
             [FAST, *slow(4)],
             stop=StopPolicy(on_cancel=True, grace=20.0),
@@ -69,7 +69,7 @@ async def test_an_exception_in_the_block_comes_out_as_it_is_after_the_batch_ends
 ) -> None:
     sim = await start(start_simulator)
     abandoned: list[Abandoned] = []
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         with pytest.raises(KeyError, match="from the body"):  # not an ExceptionGroup
             async with orch.stream_jobs(
                 [FAST, *slow(3)], hooks=Hooks(on_abandoned=abandoned.append)
@@ -94,7 +94,7 @@ async def test_cancelling_the_consumer_ends_the_batch_and_reports_what_it_left(
         if len(started) == 3:
             all_started.set()
 
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         with structlog.testing.capture_logs() as logs:
             with anyio.CancelScope() as scope:
                 async with orch.stream_jobs(slow(3), hooks=Hooks(on_started=on_started)) as results:
@@ -117,7 +117,7 @@ async def test_a_failing_callback_ends_the_batch_and_comes_out_of_the_loop_as_it
         raise RuntimeError("journal full")
 
     async with (
-        client(sim) as orch,
+        fast_client(sim) as orch,
         orch.stream_jobs(
             slow(1), hooks=Hooks(on_started=on_started), stop=StopPolicy(on_cancel=True, grace=20.0)
         ) as results,

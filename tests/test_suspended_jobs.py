@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from test_dispatcher_support import TENANT_T, engine_jobs, fast_poll, fast_settings
+from test_dispatcher_support import TENANT_T, engine_jobs, fast_client
 
-from async_orch._client import OrchestratorClient
 from async_orch._jobs import JobHandle, JobRequest, Outcome
 from async_orch._options import Hooks
 from async_orch._states import JobState
@@ -44,16 +43,12 @@ async def start(start_simulator: Callable[..., Any]) -> SimulatorHandle:
     return sim
 
 
-def client(sim: SimulatorHandle) -> OrchestratorClient:
-    return OrchestratorClient(fast_settings(sim), poll=fast_poll())
-
-
 async def test_a_job_that_suspends_and_resumes_is_waited_for(
     start_simulator: Callable[..., Any],
 ) -> None:
     sim = await start(start_simulator)
     seen: list[JobState] = []
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         (result,) = await orch.run_jobs(
             [JobRequest(process="Sleeper", folder="Shared", inputs={"a": 1})],
             hooks=Hooks(on_state=lambda _h, _old, new: seen.append(new)),
@@ -72,7 +67,7 @@ async def test_a_suspended_job_at_the_deadline_is_reported_suspended(
         if new is JobState.SUSPENDED:
             suspended.append(handle)
 
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         (result,) = await orch.run_jobs(
             [JobRequest(process="Waiter", folder="Shared")],
             timeout=1.0,
@@ -94,7 +89,7 @@ async def test_resume_job_brings_a_waiting_job_to_its_end(
             assert handle.job_key is not None
             assert engine.resume_job(sim.simulator.sim_now(), handle.job_key)
 
-    async with client(sim) as orch:
+    async with fast_client(sim) as orch:
         (result,) = await orch.run_jobs(
             [JobRequest(process="Waiter", folder="Shared", inputs={"b": 2})],
             hooks=Hooks(on_state=on_state),
