@@ -52,7 +52,7 @@ class OrchestratorClient:
         hooks: told of every HTTP try, answer and retry (see
             :mod:`async_orch._transport_hooks`).
         webhooks: a :class:`~async_orch._webhooks.WebhookReceiver` whose job
-            events speed up detection (polling goes on; see README "Webhooks").
+            events speed up detection (polling goes on; see docs/library.md, "Webhooks").
         list_budget: a list budget shared with other clients of the tenant
             (:class:`InProcessListBudget` for clients of one process,
             :class:`RedisListBudget` for a fleet); each list call also takes a
