@@ -59,7 +59,7 @@ class OrchestratorClient:
         hooks: told of every HTTP try, answer and retry (see
             `async_orch._transport_hooks`).
         webhooks: a [`WebhookReceiver`][async_orch.WebhookReceiver] whose job
-            events speed up detection (polling goes on; see README "Webhooks").
+            events speed up detection (polling goes on; see the library guide, "Webhooks").
         list_budget: a list budget shared with other clients of the tenant
             ([`InProcessListBudget`][async_orch.InProcessListBudget] for clients of one
             process, [`RedisListBudget`][async_orch.RedisListBudget] for a fleet); each

@@ -72,11 +72,6 @@ def _link_targets(markdown: str) -> set[str]:
     return {target.split("#", 1)[0].removeprefix("./") for target in [*inline, *defined]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README.md becomes a front door linking every page in branch h-readme; "
-    "remove this xfail when it lands",
-)
 def test_the_readme_links_to_every_page() -> None:
     targets = _link_targets((ROOT / "README.md").read_text(encoding="utf-8"))
     missing = [page for page in nav_pages()[1:] if f"docs/{page}" not in targets]

@@ -153,14 +153,15 @@ def test_invalid_scenarios_are_reported_with_the_file_and_key(text: str, message
     assert message in str(info.value)
 
 
-def test_the_readme_scenario_example_loads() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    example, machines = re.findall(r"```toml\n(.*?)```", readme, flags=re.DOTALL)
-    scenario = parse_scenario(example, name="README")
+def test_the_documented_scenario_example_loads() -> None:
+    page = Path(__file__).resolve().parent.parent / "docs" / "simulator.md"
+    text = page.read_text(encoding="utf-8")
+    example, machines = re.findall(r"```toml\n(.*?)```", text, flags=re.DOTALL)
+    scenario = parse_scenario(example, name="docs/simulator.md")
     paths = [f.path for t in scenario.tenants for f in t.folders]
     assert "Finance/Accounts Payable" in paths
     assert scenario.tenants[0].runtimes is None
     # The machines example is appended to the scenario example.
-    runtimes = parse_scenario(example + machines, name="README").tenants[0].runtimes
+    runtimes = parse_scenario(example + machines, name="docs/simulator.md").tenants[0].runtimes
     assert runtimes is not None
     assert runtimes.machines[0].folders == ("Finance", "Finance/Accounts Payable")
