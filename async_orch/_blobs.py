@@ -16,13 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from async_orch._errors import ResponseDecodeError
+from async_orch._errors import BlobTooLargeError, ResponseDecodeError
 
 __all__ = ["BlobAccess", "BlobTooLargeError", "check_blob_size"]
-
-
-class BlobTooLargeError(ResponseDecodeError):
-    """A blob longer than the caller's cap (nothing past the cap was read)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ as attributes; the cause is always chained.
         │   ├── RateLimitedError      429 (.retry_after)
         │   └── ServerError           5xx
         ├── ResponseDecodeError   a 2xx body that is not what the API documents
+        │   └── BlobTooLargeError attachment content longer than the cap
         ├── NotStartedError       the batch timeout passed before the request's turn to start
         ├── UncertainStartError   a StartJobs that may or may not have created jobs
         │                         (.reference): reported, never posted again
@@ -56,6 +57,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "BlobTooLargeError",
     "ClientClosedError",
     "ConfigurationError",
     "ConflictError",
@@ -322,6 +324,10 @@ class ServerError(APIError):
 
 class ResponseDecodeError(RequestError):
     """A successful response whose body is not what the API documents."""
+
+
+class BlobTooLargeError(ResponseDecodeError):
+    """An attachment's content longer than the caller's cap (nothing past the cap was read)."""
 
 
 class OutputsUnavailableError(RequestError):
