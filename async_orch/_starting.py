@@ -28,6 +28,7 @@ import anyio.lowlevel
 from async_orch._cancellation import StartShield
 from async_orch._config import RequestTimeouts, RetryPolicy
 from async_orch._errors import (
+    ClientClosedError,
     InvalidRequestError,
     RequestError,
 )
@@ -313,6 +314,7 @@ async def resolve_targets(api: JobsAPI, requests: Sequence[JobRequest]) -> list[
     """Each request's folder and release, looking each distinct pair up once."""
     found: dict[tuple[int | str, str], Target] = {}
     limiter = anyio.CapacityLimiter(_RESOLVE_CONCURRENCY)
+    closed: list[ClientClosedError] = []
 
     async def resolve(key: tuple[int | str, str]) -> None:
         folder, process = key
@@ -322,10 +324,17 @@ async def resolve_targets(api: JobsAPI, requests: Sequence[JobRequest]) -> list[
                 found[key] = (resolved, await api.resolve_release(resolved, process))
             except RequestError as exc:
                 found[key] = exc
+            except ClientClosedError as exc:
+                # Closed under the batch: every other lookup would fail alike; one
+                # error comes out, not a group of one copy per lookup in flight.
+                closed.append(exc)
+                tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
         for key in dict.fromkeys((folder_of(r), r.process) for r in requests):
             tg.start_soon(resolve, key)
+    if closed:
+        raise closed[0]
     return [found[(folder_of(r), r.process)] for r in requests]
 
 
