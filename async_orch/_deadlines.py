@@ -157,7 +157,8 @@ class Deadlines(Generic[K]):
                         # Pending as last seen, but maybe picked up since: stuck only
                         # once an answer from after the limit still says Pending. Its
                         # deadline, if sooner, is not put off by the wait.
-                        next_due = min(next_due, now + self._recheck, limits.deadline or math.inf)
+                        deadline = math.inf if limits.deadline is None else limits.deadline
+                        next_due = min(next_due, now + self._recheck, deadline)
                         escalation.recheck.append(key)
                         continue
                     # Its deadline passed while that answer was awaited: timed out.

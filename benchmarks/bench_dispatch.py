@@ -43,6 +43,7 @@ def _admin_request(url: str) -> urllib.request.Request:
 CLIENT_ID = "bench"
 CLIENT_SECRET = "bench-secret"
 PROCESS = "Work"
+ROOT = Path(__file__).resolve().parent.parent  # the checkout (profiles name files relative to it)
 RESULTS_DIR = Path(__file__).parent / "results"
 NAIVE_POLL_SECONDS = 2.0
 TARGETS = {"requests_per_job": 2.5, "wall_vs_last_end": 1.3, "cpu_ms_per_job": 1.0}
@@ -318,7 +319,8 @@ class Sampler:
     def _where(self, frame: Any) -> str:
         code = frame.f_code
         path = code.co_filename.split("site-packages/")[-1].split("/lib/python3")[-1]
-        return f"{path.split('wt-cpu/')[-1]}:{code.co_firstlineno}:{code.co_name}"
+        path = path.removeprefix(f"{ROOT}/")  # this checkout's files, relative to it
+        return f"{path}:{code.co_firstlineno}:{code.co_name}"
 
     def _sample(self, signum: int, frame: Any) -> None:
         if frame is None:
