@@ -16,10 +16,10 @@ Theory of operation:
    never retried blindly: when a POST may have reached the server (a reset
    connection, a timeout, a 5xx other than a 503 with Retry-After) we list the
    folder's jobs with that Reference at once and again after the reconcile
-   window; if they exist we adopt them, otherwise we post again. If a lookup
-   failed the request is never posted again: unless the jobs are found, it is
-   reported UNCERTAIN with its Reference: a duplicate job is worse than a
-   reported doubt.
+   window; if they exist we adopt them; if a lookup after the window answered
+   and found none, we post again. If every lookup after the window failed the
+   request is never posted again: it is reported UNCERTAIN with its Reference:
+   a duplicate job is worse than a reported doubt.
 4. **Watch** every started job with the :class:`~async_orch._poller.JobWatcher`
    (batched list polls under a budget, one ``Jobs({id})`` per final job for its
    OutputArguments); ``on_state`` hears of every state seen. Batches run at once

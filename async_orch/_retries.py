@@ -31,15 +31,16 @@ Every request carries a Reference. ``next_step(now)`` says what to do:
       │        be working on the call until then); a final lookup that fails
       │        is tried again, up to RetryPolicy.attempts times, with backoff
       │          jobs found (any lookup) ────────────────────> Adopted
-      │          final lookup found none, no lookup failed ──> POST again
-      │          a lookup failed, the final found none ──────> Uncertain
+      │          a lookup sent after the window found none ──> POST again
       │          the final lookup kept failing ──────────────> Uncertain
       └────────────────────────────────────────────────────────────
 
-A request is never posted again after a lookup failed: only when every lookup
-of that ambiguity answered, the last one sent after the window, is it proven
-that the first call created nothing. An uncertain request is reported with
-its Reference (:class:`~async_orch._errors.UncertainStartError`), never guessed.
+A request is posted again only when a lookup sent after the reconcile window
+answered and found nothing: the server is no longer at work on the first call
+by then, so that answer proves the call created nothing. An earlier lookup that
+failed proves nothing either way (lookups are reads) and does not change this.
+An uncertain request is reported with its Reference
+(:class:`~async_orch._errors.UncertainStartError`), never guessed.
 Lookups are list calls: the shell batches them per folder and charges each
 to the list budget (``reference_lookups.py``).
 
@@ -458,7 +459,6 @@ class _Ambiguity:
     error: OrchestratorError  # that answer
     final_due: float  # the end of the reconcile window: the final lookup goes after it
     next_due: float  # when the next lookup may be sent
-    lookup_error: OrchestratorError | None = None  # the first lookup that failed
     final_failures: int = 0  # lookups after the window that failed
 
 
@@ -569,10 +569,7 @@ class StartProtocol:
         if sent_at < amb.final_due:
             amb.next_due = amb.final_due  # the server may still be at work: look again
             return
-        if amb.lookup_error is not None:
-            self._done = self._uncertain(amb, amb.lookup_error)
-            return
-        # Every lookup answered, the last one after the window: nothing was created.
+        # Sent after the window and answered: nothing was created (module docstring).
         self._ambiguity = None
         if self._may_post_again():
             self._post_at = sent_at
@@ -580,16 +577,14 @@ class StartProtocol:
             self._done = Failed(amb.error)
 
     def lookup_failed(self, error: OrchestratorError, *, sent_at: float) -> None:
-        """A lookup sent at ``sent_at`` raised ``error``: never post again.
+        """A lookup sent at ``sent_at`` raised ``error``: it proves nothing.
 
-        The jobs may still be found (and adopted) by a later lookup: one after
-        the window, tried up to ``policy.attempts`` times with backoff.
+        The next lookup goes after the window, tried up to ``policy.attempts``
+        times with backoff; if none of them answers, the request is uncertain.
         """
         self._reported()
         amb = self._ambiguity
         assert amb is not None
-        if amb.lookup_error is None:
-            amb.lookup_error = error
         if sent_at < amb.final_due:
             amb.next_due = amb.final_due
             return

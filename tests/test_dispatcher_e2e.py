@@ -67,7 +67,7 @@ async def test_500_jobs_under_faults_each_created_exactly_once_with_its_outputs(
         results = await orch.run_jobs(requests)
 
     assert [r.index for r in results] == list(range(500))
-    # A start whose answer was lost and whose lookup failed too is reported
+    # A start whose answer was lost and whose lookups after the window all failed is reported
     # uncertain (never posted again); under these fault rates that is rare.
     outcomes = collections.Counter(r.outcome for r in results)
     assert set(outcomes) <= {Outcome.SUCCESSFUL, Outcome.UNCERTAIN}, outcomes

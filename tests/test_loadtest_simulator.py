@@ -68,7 +68,7 @@ async def test_report_counts_agree_with_the_simulator_under_faults() -> None:
     # Faults really happened, and the jobs still all ran to the end.
     assert sum(stats["faults"].values()) > 0 and all_429 > 0
     assert report["jobs"]["planned"] == 30
-    # A start whose answer was lost and whose lookup failed too is reported
+    # A start whose answer was lost and whose lookups after the window all failed is reported
     # uncertain, never posted again: rare, and never a second job.
     by_outcome = report["jobs"]["by_outcome"]
     assert set(by_outcome) <= {"successful", "uncertain"} and sum(by_outcome.values()) == 30

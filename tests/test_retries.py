@@ -208,18 +208,30 @@ def test_a_late_job_is_adopted_by_the_final_lookup() -> None:
     assert p.next_step(10.0) == Adopted([job()])
 
 
-def test_after_a_failed_lookup_it_is_never_posted_again_but_uncertain() -> None:
+def test_a_failed_early_lookup_proves_nothing_a_final_lookup_that_finds_none_reposts() -> None:
     p = protocol(window=10.0)
     p.next_step(0.0)
     p.post_failed(timeout(), 0.0)
     p.next_step(0.0)
-    lookup_error = api_error(ServerError, 500)
-    p.lookup_failed(lookup_error, sent_at=0.0)
-    assert p.next_step(1.0) == Wait(10.0)
+    p.lookup_failed(api_error(ServerError, 500), sent_at=0.0)
+    assert p.next_step(1.0) == Wait(10.0)  # no post before the window has passed
     p.next_step(10.0)
-    p.looked_up([], sent_at=10.0)  # answered, found nothing: still never re-posted
-    step = p.next_step(10.0)
-    assert isinstance(step, Uncertain)
+    p.looked_up([], sent_at=10.0)  # sent after the window, answered, found nothing
+    assert p.next_step(10.0) == Post(2)
+
+
+def test_a_lookup_answered_before_the_window_never_allows_a_post() -> None:
+    p = protocol(window=10.0)
+    p.next_step(0.0)
+    p.post_failed(timeout(), 0.0)
+    p.next_step(0.0)
+    p.looked_up([], sent_at=9.9)  # found nothing, but the server may still be at work
+    assert p.next_step(9.95) == Wait(10.0)
+    p.next_step(10.0)
+    lookup_error = api_error(ServerError, 502)
+    p.lookup_failed(lookup_error, sent_at=10.0)
+    step, posts, _ = run_out(p, lookup_error=lookup_error)
+    assert isinstance(step, Uncertain) and posts == 0
     assert isinstance(step.error, UncertainStartError) and step.error.reference == "r"
     assert step.error.lookup_error is lookup_error
     assert p.posts == 1
