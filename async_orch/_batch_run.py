@@ -124,6 +124,9 @@ class BatchRun:
         # can no longer be followed, and are reported as lost (see _track).
         self._displaced: list[tuple[_Tracked, JobLostError]] = []
         self._shield = StartShield()
+        #: Why the batch is being cancelled from outside, when the caller knows
+        #: better than "CancelledError" (a ``stream_jobs`` block left early).
+        self.cancel_reason: str | None = None
         self._hook_failed = False  # a caller's hook raised: the batch is ending on it
         self._retries = self._starter.batch_retries(len(self._requests))
         self._watcher = JobWatcher(
@@ -169,8 +172,11 @@ class BatchRun:
         try:
             await run_guarded(start_and_watch, self._shield)
         except BaseException as exc:
+            reason = reason_of(exc)
+            if self.cancel_reason is not None and isinstance(exc, anyio.get_cancelled_exc_class()):
+                reason = self.cancel_reason
             with anyio.CancelScope(shield=True):
-                await self._abandon(reason=reason_of(exc))
+                await self._abandon(reason=reason)
             reraise(exc)
 
     # -- starting ------------------------------------------------------------------

@@ -336,7 +336,9 @@ class Dispatcher:
                     yield stream
                 except BaseException as exc:  # re-raised once the batch has ended
                     left_with = exc
-                tg.cancel_scope.cancel()  # left early: end the batch; else a no-op
+                # Left early: end the batch, naming why (else a no-op).
+                batch.cancel_reason = "break" if left_with is None else reason_of(left_with)
+                tg.cancel_scope.cancel()
         if left_with is not None:
             raise left_with
         stream.raise_failure()

@@ -598,7 +598,8 @@ class Abandoned:
     left behind.
 
     Attributes:
-        reason: the name of what ended it (``CancelledError``, ``ValueError``...).
+        reason: the name of what ended it (``CancelledError``, ``ValueError``...);
+            ``break`` when a ``stream_jobs`` block was left before its last result.
         stopped: jobs stopped on the way out (``StopPolicy.on_cancel``) and seen ended
             (their last state went to ``on_state``).
         left_running: jobs started and not seen ended: they may still run.

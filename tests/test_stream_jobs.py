@@ -62,6 +62,7 @@ async def test_breaking_out_stops_the_rest_before_the_block_is_left(
     assert first.outcome is Outcome.SUCCESSFUL and first.outputs == {"fast": 1}
     (report,) = abandoned
     assert len(report.stopped) == 4 and not report.left_running
+    assert report.reason == "break"  # not a CancelledError: nothing cancelled the caller
 
 
 async def test_an_exception_in_the_block_comes_out_as_it_is_after_the_batch_ends(
@@ -78,6 +79,7 @@ async def test_an_exception_in_the_block_comes_out_as_it_is_after_the_batch_ends
                     raise KeyError("from the body")
     (report,) = abandoned
     assert len(report.left_running) == 3 and not report.stopped  # StopPolicy.on_cancel False
+    assert report.reason == "KeyError"
     assert slow_states(sim) <= {JobState.PENDING, JobState.RUNNING}
     assert requests_to(sim, STOP_JOBS) == 0
 
