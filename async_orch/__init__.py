@@ -67,6 +67,7 @@ from async_orch._options import (
 )
 from async_orch._planner import PollPolicy
 from async_orch._redis_budget import RedisListBudget
+from async_orch._resources import OrchestratorAPI
 from async_orch._sessions import session_for
 from async_orch._shared_budget import InProcessListBudget, SharedListBudget
 from async_orch._starting import Started, StartFailure
@@ -118,6 +119,7 @@ __all__ = [
     "NotFoundByNameError",
     "NotFoundError",
     "NotStartedError",
+    "OrchestratorAPI",
     "OrchestratorClient",
     "OrchestratorError",
     "Outcome",

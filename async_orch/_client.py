@@ -80,7 +80,8 @@ class OrchestratorClient:
     ) -> None:
         self.settings = settings
         self.transport = Transport(settings, session=session, hooks=hooks)
-        self.api = OrchestratorAPI(self.transport)
+        self.api: OrchestratorAPI = OrchestratorAPI(self.transport)
+        """Typed resource calls (folders, releases, jobs) for what the batch calls do not cover."""
         # The reconcile window's default follows the request timeout.
         retry = replace(
             settings.retry, reconcile_window=settings.retry.window_after(settings.timeout.total)

@@ -122,9 +122,12 @@ def _values(body: Any, what: str) -> list[dict[str, Any]]:
 
 
 class OrchestratorAPI:
-    """The resource calls; build it on a Transport (``OrchestratorClient`` does).
+    """Typed resource calls (folders, releases, jobs, attachments): the type of
+    [`OrchestratorClient.api`][async_orch.OrchestratorClient], for calls the batch
+    functions do not cover, e.g. ``await orch.api.get_job(folder_id, job_id)``.
 
-    It implements :class:`~async_orch._seams.JobsAPI`, the calls the dispatcher makes.
+    Every call raises the error tree's errors ([`OrchestratorError`][async_orch.OrchestratorError]).
+    The client builds it on its transport; there is no need to build one yourself.
     """
 
     def __init__(
