@@ -59,8 +59,10 @@ GROWTH_FRACTION = 0.1  # growth per window, as a fraction of the ceiling
 LOW_REMAINING = 20
 # An eager call may come this many times sooner than the even spacing...
 EAGER_SPEEDUP = 4.0
-# ...as long as the calls after it can still go at most this many spacings apart.
+# ...as long as the calls after it can still go at most this many spacings apart,
 SMOOTH_GAPS = 2.0
+# and fewer than this share of the ceiling was spent in the last window.
+EAGER_SHARE = 0.5
 
 
 class ListBudget:
@@ -117,10 +119,18 @@ class ListBudget:
             return math.inf
         ready = self._paused_until
         if self._times:
-            gap = self.spacing
-            if eager and self.eager_allowed:
-                gap /= EAGER_SPEEDUP
-            ready = max(ready, self._times[-1] + gap, self._smooth_ready())
+            times = self._times
+            ready = max(ready, self._smooth_ready())
+            even = max(ready, times[-1] + self.spacing)
+            if not (eager and self.eager_allowed):
+                return even
+            # A burst spends at most half the window (the slack of a quiet window):
+            # under lasting demand the window stays full, and pacing stays even.
+            half = math.ceil(self.capacity * EAGER_SHARE)
+            eager_ready = max(ready, times[-1] + self.spacing / EAGER_SPEEDUP)
+            if len(times) >= half:
+                eager_ready = max(eager_ready, times[-half] + self.window)
+            return min(even, eager_ready)
         return ready
 
     def _smooth_ready(self) -> float:
@@ -143,16 +153,6 @@ class ListBudget:
             shift = n - len(times)
             self._smooth = max(c + self.window - (k + shift) * big_gap for k, c in enumerate(times))
         return self._smooth
-
-    def window_ready_at(self) -> float:
-        """Like :meth:`ready_at`, without the even pacing: only the 60 s window
-        and a pause after a 429 hold the call back (for a range query's next page)."""
-        if not self.capacity:
-            return math.inf
-        ready = self._paused_until
-        if len(self._times) >= self.capacity:
-            ready = max(ready, self._times[0] + self.window)
-        return ready
 
     def spend(self, now: float) -> None:
         """A list call is made at ``now``."""

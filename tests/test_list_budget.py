@@ -4,6 +4,7 @@ X-RateLimit-Remaining, and several clients on one tenant sharing it fairly."""
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 
 import pytest
@@ -120,19 +121,24 @@ def test_an_eager_call_may_come_four_times_sooner_than_the_even_spacing() -> Non
     assert budget.ready_at(eager=True) == pytest.approx(0.75)
 
 
-def test_an_eager_burst_stops_where_the_window_could_not_spread_the_rest() -> None:
+def test_an_eager_burst_spends_half_the_window_and_leaves_no_long_silence() -> None:
     budget = ListBudget(20)  # the window holds 20 calls; 2 spacings are 6 s
     made: list[float] = []
     now = 0.0
-    while now < 60.0:
+    while now < 120.0:
         made.append(now)
         budget.spend(now)
         now = budget.ready_at(eager=True)
-    # 12 calls in the first 9 s, then the other 8 spread 6 s apart (not one call
-    # each 3 s until the window is full, then 34 s of silence), and the next
-    # window starts the same way once the burst ages out.
-    assert made == pytest.approx([0.75 * k for k in range(12)] + [12.0 + 6 * k for k in range(8)])
-    assert now == pytest.approx(60.0)
+    # 10 calls in the first 7 s (half the window), then even pacing (3 s) until
+    # the other 10 must be spread 6 s apart (not one each 3 s until the window
+    # is full, then 30 s of silence); then even pacing: no burst again while
+    # demand lasts, as the window stays full.
+    burst = [0.75 * k for k in range(10)]
+    even = [9.75, 12.75, 15.75, 18.75]
+    spread = [24.0 + 6 * k for k in range(7)]
+    assert made[:21] == pytest.approx(burst + even + spread)
+    gaps = [b - a for a, b in itertools.pairwise(made[20:])]
+    assert gaps == pytest.approx([3.0] * len(gaps))
 
 
 def test_an_even_call_after_a_burst_waits_so_the_window_can_spread_the_rest() -> None:
