@@ -17,6 +17,24 @@ TCP shares a link (additive increase, multiplicative decrease, AIMD):
   ``Retry-After``: retries into a full window only fill it more.
 - Otherwise the rate grows by ``ceiling / 10`` per window, linearly.
 
+Even pacing is the floor. A caller that knows more answers are waiting (a
+folder's last answer had ended jobs, a page was full) may ask for an *eager*
+call: up to ``EAGER_SPEEDUP`` times sooner than the even spacing, so that a
+short batch can use in its few seconds the calls the 60 s window allows. Two
+rules keep a burst harmless (see :meth:`ListBudget.ready_at`):
+
+- never more than ``per_minute`` calls in any window (as for every call), and
+- no long silence after it: a call is made only if the calls that follow it
+  could still go at most ``SMOOTH_GAPS`` even spacings apart while the
+  window's calls age out. Every call, eager or not, keeps this rule (evenly
+  paced calls always do); so while there is demand, no two calls are more
+  than ``SMOOTH_GAPS`` spacings apart, a 429's pause aside.
+
+Eager calls are allowed only while the rate is at its ceiling: after a cut (a
+429, or a low remaining count: someone else needs the tenant's calls) the
+client paces evenly until additive growth has brought the rate back, five
+windows after a 429 halved it.
+
 Since every client of the tenant sees the same remaining count, they cut
 together and grow alike; AIMD then converges on equal shares of what the
 others leave, with the remaining count, not 429s, as the usual signal.
@@ -39,6 +57,12 @@ GROWTH_FRACTION = 0.1  # growth per window, as a fraction of the ceiling
 # Below this many calls left in the tenant's window, slow down. The real service
 # reports 0 below 10 (§4); 20 gives several clients room to slow down before 429s.
 LOW_REMAINING = 20
+# An eager call may come this many times sooner than the even spacing...
+EAGER_SPEEDUP = 4.0
+# ...as long as the calls after it can still go at most this many spacings apart,
+SMOOTH_GAPS = 2.0
+# and fewer than this share of the ceiling was spent in the last window.
+EAGER_SHARE = 0.5
 
 
 class ListBudget:
@@ -71,37 +95,69 @@ class ListBudget:
         self._paused_until = -math.inf
         self._last_cut = -math.inf
         self._grown_at: float | None = None  # when the rate last grew
+        self._smooth: float | None = None  # _smooth_ready's answer, until the next spend
 
     @property
     def spacing(self) -> float:
         """Seconds between two list calls at the current rate."""
         return self.window / self.rate if self.capacity else math.inf
 
-    def ready_at(self) -> float:
-        """The earliest time a list call is allowed (inf when list calls are off)."""
+    @property
+    def eager_allowed(self) -> bool:
+        """Whether an eager call may beat the even spacing: only at the ceiling
+        (never while the rate is recovering from a cut)."""
+        return bool(self.capacity) and self.rate >= self.capacity
+
+    def ready_at(self, *, eager: bool = False) -> float:
+        """The earliest time a list call is allowed (inf when list calls are off).
+
+        ``eager``: the caller knows answers are waiting; the call may come up to
+        ``EAGER_SPEEDUP`` times sooner than the even spacing (while the rate is at
+        its ceiling), within the window and the smoothness rule of :meth:`_smooth_ready`.
+        """
         if not self.capacity:
             return math.inf
         ready = self._paused_until
         if self._times:
-            ready = max(ready, self._times[-1] + self.spacing)
-            if len(self._times) >= self.capacity:
-                # A slot frees when the oldest of the last `capacity` calls leaves the window.
-                ready = max(ready, self._times[0] + self.window)
+            times = self._times
+            ready = max(ready, self._smooth_ready())
+            even = max(ready, times[-1] + self.spacing)
+            if not (eager and self.eager_allowed):
+                return even
+            # A burst spends at most half the window (the slack of a quiet window):
+            # under lasting demand the window stays full, and pacing stays even.
+            half = math.ceil(self.capacity * EAGER_SHARE)
+            eager_ready = max(ready, times[-1] + self.spacing / EAGER_SPEEDUP)
+            if len(times) >= half:
+                eager_ready = max(eager_ready, times[-half] + self.window)
+            return min(even, eager_ready)
         return ready
 
-    def window_ready_at(self) -> float:
-        """Like :meth:`ready_at`, without the even pacing: only the 60 s window
-        and a pause after a 429 hold the call back (for a range query's next page)."""
-        if not self.capacity:
-            return math.inf
-        ready = self._paused_until
-        if len(self._times) >= self.capacity:
-            ready = max(ready, self._times[0] + self.window)
-        return ready
+    def _smooth_ready(self) -> float:
+        """The earliest time a call keeps the window rule and leaves no long silence.
+
+        Invariant: with ``n = capacity``, ``W = window`` and ``G = SMOOTH_GAPS *
+        W / n``, a call at ``t`` is made only if calls at ``t + G, t + 2G, ...``
+        could follow without more than ``n`` calls in any window. The call at
+        ``t + jG`` (j >= 0; j = 0 is the call at ``t`` itself) fits the window
+        when at most ``n - 1 - j`` of the earlier calls are younger than ``W``
+        at that time. With the last ``m <= n`` calls ``c[0] <= ... <= c[m-1]``,
+        that is ``t + jG >= c[m - n + j] + W``: so ``t >= c[k] + W - (k - m + n) G``
+        for every k (j = 0: the window rule itself). Once it holds at ``t`` it
+        holds at ``t + G`` for the next call, and evenly spaced calls (spacing
+        >= W / n) always meet it; so, while there is demand, no gap exceeds G.
+        """
+        if self._smooth is None:
+            times, n = self._times, self.capacity
+            big_gap = SMOOTH_GAPS * self.window / n
+            shift = n - len(times)
+            self._smooth = max(c + self.window - (k + shift) * big_gap for k, c in enumerate(times))
+        return self._smooth
 
     def spend(self, now: float) -> None:
         """A list call is made at ``now``."""
         self._times.append(now)
+        self._smooth = None
 
     def pause_until(self, until: float) -> None:
         """No list call before ``until``."""

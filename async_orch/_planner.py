@@ -55,7 +55,14 @@ never gives up on a job by itself; deadlines are the caller's.
 ``list_budget_per_minute`` in any 60-second window, slowed by 429s and by a
 low ``X-RateLimit-Remaining``, regained slowly. Pacing rather than bursting
 matters: spending a minute's budget in the first seconds would leave every job
-unchecked for the rest of that minute.
+unchecked for the rest of that minute. Calls may be *eager* (up to 4x sooner
+than the even pacing, at most half the window in a burst, and never leaving
+the calls after it more than 2 list intervals apart: the budget's rules) while
+jobs end in numbers: when a folder's last answer had ``EAGER_ROWS`` ended jobs,
+that folder is asked again as soon as a job of it is due, and other folders
+once a job of theirs has waited a list interval; a full page's continuation is
+eager too. A short batch then uses in its few seconds the calls the 60 s window
+allows; completions spread over minutes keep the even pace.
 After :meth:`~PollPlanner.rate_limited` (a 429) no list call is issued until
 the pause ends. A budget of 0 turns list calls off: each job is then read by
 id whenever it is due (see Probes). The budget is a :class:`ListBudget`, which
@@ -65,8 +72,9 @@ tenant's limit is one for all of them.
 *Batches.* A list call is made only when at least one job is due. It goes to
 the folder whose oldest due job has waited more than ``max_interval / 2`` past
 its due time, if any (oldest first, so a small folder is not starved by a big
-one); otherwise to the folder with the most due jobs (ties: the longest
-waiting). The batch takes that folder's due jobs, most overdue first, up to
+one); otherwise to the folder whose due jobs have waited longest in sum
+(the most answers likely waiting; ties: the most due jobs). The batch takes
+that folder's due jobs, most overdue first, up to
 ``max_batch`` and as many as the call's URL holds (a ``ListRoom``, sized by
 encoded length), then fills the remaining room with the folder's other jobs not
 checked in the last ``min_interval``, soonest due first: the call costs the
@@ -84,10 +92,9 @@ them has not ended (it is rescheduled like a job seen running, its last known
 state kept); rows of jobs not watched (other callers' jobs in the range, jobs
 already seen final) are ignored. A full page (``range_page`` rows) answers only
 up to its last id: the jobs above it go back due at once, and the continuation
-is asked for as soon as the 60 s window allows, without waiting for the even
-pacing, since more ended jobs are known to be waiting. A range never notices a
-job that no longer exists (it just never ends): that is caught by the id list
-once the folder has few jobs left, or by the caller's deadlines.
+is asked for with an eager call, since more ended jobs are known to be waiting.
+A range never notices a job that no longer exists (it just never ends): that is
+caught by the id list once the folder has few jobs left, or by the caller's deadlines.
 
 *Outputs.* A job seen in a final state (Successful, Faulted, Stopped) gets
 exactly one ``FetchOne(purpose=OUTPUTS)``, issued at once and not paced (each
@@ -153,6 +160,7 @@ from async_orch._states import TERMINAL_STATES, JobState
 from async_orch._url_lists import PAGE_SIZE, ListRoom, job_states_query
 
 __all__ = [
+    "EAGER_ROWS",
     "RANGE_PAGE",
     "RANGE_THRESHOLD",
     "FetchOne",
@@ -178,6 +186,12 @@ RANGE_THRESHOLD = 90
 #: Rows per range query: ``$top``'s maximum on Jobs_Get ("The maximum value is
 #: 1000", the OpenAPI description).
 RANGE_PAGE = PAGE_SIZE
+
+#: A list answer with this many ended jobs of a folder says jobs end in numbers:
+#: list calls may then come sooner than the even pacing (eager, see ListBudget),
+#: which pays for a short batch. A few ended jobs say little: completions spread
+#: over minutes are better served by calls paced evenly.
+EAGER_ROWS = 50
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -466,6 +480,11 @@ class PollPlanner(Generic[FolderT]):
         # Folders whose last range answer was a full page, and its last id: the
         # rest is asked for as soon as the window allows.
         self._continue: dict[FolderT, int] = {}
+        # Jobs of ours seen ended by list answers since each folder's last list call,
+        # and the folders where that reached EAGER_ROWS: many more may be waiting,
+        # so calls may be eager (ListBudget.ready_at, _eager_at).
+        self._ended_since_call: dict[FolderT, int] = {}
+        self._ended_lately: set[FolderT] = set()
         self._count = _Counters()
         # Folders whose re-checks are stretched while webhook events arrive (set_pace).
         self._pace: dict[FolderT, float] = {}
@@ -548,6 +567,11 @@ class PollPlanner(Generic[FolderT]):
         if track is None:
             return
         if state in TERMINAL_STATES:
+            if track.phase is _Phase.LISTING:
+                folder = track.folder
+                seen = self._ended_since_call[folder] = self._ended_since_call.get(folder, 0) + 1
+                if seen >= EAGER_ROWS:
+                    self._ended_lately.add(folder)
             track.state = state
             self._mark_final(track, now)
             return
@@ -571,8 +595,8 @@ class PollPlanner(Generic[FolderT]):
         A job in the rows gets its state (final: its outputs read is queued). A
         job not in them has not ended: it is checked again after its interval.
         When the page is full, the jobs above its last id are not answered: they
-        are due at once and the next page is asked for as soon as the 60 s window
-        allows. Rows about other jobs are ignored.
+        are due at once and the next page is asked for with an eager call. Rows
+        about other jobs are ignored.
         """
         ended = dict(rows)
         cursor = max(ended) if ended and len(rows) >= top else None
@@ -754,7 +778,8 @@ class PollPlanner(Generic[FolderT]):
         fetch = self._next_fetch(now)
         if fetch is not None:
             return fetch
-        if self._continue and self._budget.window_ready_at() <= now:
+        eager_ready = self._budget.ready_at(eager=True)
+        if self._continue and eager_ready <= now:
             more = self._next_page(now)
             if more is not None:
                 return more
@@ -762,7 +787,12 @@ class PollPlanner(Generic[FolderT]):
             batch = self._next_batch(now)
             if batch is not None:
                 return batch
-        elif self._last_probe + self._probe_spacing <= now:
+            return None
+        if eager_ready <= now:
+            batch = self._next_batch(now, eager_only=True)
+            if batch is not None:
+                return batch
+        if self._last_probe + self._probe_spacing <= now:
             overdue = self._most_overdue(now)
             if overdue is not None:
                 return self._issue_fetch(overdue, FetchPurpose.OVERDUE, now)
@@ -788,8 +818,10 @@ class PollPlanner(Generic[FolderT]):
         if due < math.inf:
             candidates.append(max(due, self._list_ready_at()))
             candidates.append(max(overdue, probe_ready))
+            eager = min(self._eager_at(f, w) for f, w in self._watching.items())
+            candidates.append(max(eager, self._budget.ready_at(eager=True)))
         if any(self._page_left(folder, cursor) for folder, cursor in self._continue.items()):
-            candidates.append(self._budget.window_ready_at())
+            candidates.append(self._budget.ready_at(eager=True))
         wake = min(candidates, default=math.inf)
         if wake == math.inf:
             return None
@@ -848,7 +880,22 @@ class PollPlanner(Generic[FolderT]):
             self._last_probe = now
         return FetchOne(track.job_id, track.folder, purpose)
 
-    def _next_batch(self, now: float) -> ListBatch[FolderT] | ListEnded[FolderT] | None:
+    def _eager_at(self, folder: FolderT, watch: _FolderWatch[FolderT]) -> float:
+        """When a call to ``folder`` is worth making sooner than the even pacing
+        (inf: not now). Only while jobs end in numbers (a folder's last answer
+        had EAGER_ROWS ended jobs): such a folder at once, the others once a job
+        of theirs has been due for a list interval."""
+        if folder in self._ended_lately:
+            return watch.min_ready
+        if self._ended_lately:
+            return watch.min_ready + self._budget.spacing
+        return math.inf
+
+    def _next_batch(
+        self, now: float, *, eager_only: bool = False
+    ) -> ListBatch[FolderT] | ListEnded[FolderT] | None:
+        """A list call to the folder that needs one most (``eager_only``: among
+        the folders worth an eager call, :meth:`_eager_at`)."""
         # Half of max_interval: a starving folder is served by a list call before
         # its jobs become overdue enough for probes by id.
         starving_limit = now - self.policy.max_interval / 2
@@ -856,19 +903,24 @@ class PollPlanner(Generic[FolderT]):
         for folder, watch in self._watching.items():
             if watch.min_ready > now:
                 continue  # nothing due in this folder
+            if eager_only and self._eager_at(folder, watch) > now:
+                continue
             # ready_at, as in next_wake: a wake time computed there is exact here.
             due = [t for t in watch.jobs.values() if t.ready_at <= now]
             if not due:
                 continue
             oldest = min(t.due_at for t in due)
-            # Lower ranks first: starving folders (oldest first), then most due jobs.
+            # Lower ranks first: starving folders (oldest first), then the most
+            # unchecked time (summed over due jobs: the most answers likely waiting).
             starving = oldest < starving_limit
-            rank = (0, oldest, 0.0) if starving else (1, -float(len(due)), oldest)
+            unchecked = sum(now - t.due_at for t in due)
+            rank = (0, oldest, 0.0) if starving else (1, -unchecked, -float(len(due)))
             if best is None or rank < best[0]:
                 best = (rank, folder, due)
         if best is None:
             return None
         _, folder, due = best
+        self._called(folder)
         threshold = self.policy.range_threshold
         watch = self._watching[folder]
         if threshold is not None and len(watch.jobs) > threshold:
@@ -878,6 +930,11 @@ class PollPlanner(Generic[FolderT]):
         self._budget.spend(now)
         self._count.list_calls += 1
         return ListBatch(folder, chosen)
+
+    def _called(self, folder: FolderT) -> None:
+        """A list call to ``folder`` is issued: its next answer decides anew."""
+        self._ended_lately.discard(folder)
+        self._ended_since_call.pop(folder, None)
 
     def _page_left(self, folder: FolderT, cursor: int) -> list[_Track[FolderT]]:
         """The watched jobs of ``folder`` above a full page's last id."""
@@ -899,6 +956,7 @@ class PollPlanner(Generic[FolderT]):
     ) -> ListEnded[FolderT]:
         """One range query settling ``tracks`` (watched jobs of ``folder``), now LISTING."""
         self._continue.pop(folder, None)
+        self._called(folder)
         watch = self._watching[folder]
         for track in tracks:
             self._set_phase(track, _Phase.LISTING)
