@@ -575,6 +575,8 @@ class Summary:
 
     @classmethod
     def of(cls, results: Sequence[JobResult]) -> Summary:
+        """The counts of ``results`` by outcome (``Summary.of(results).describe()``
+        is the one-line summary the CLI prints)."""
         counts = Counter(r.outcome.value for r in results)
         despite = sum(1 for r in results if r.finished_despite_stop)
         return cls(total=len(results), by_outcome=dict(counts), finished_despite_stop=despite)
