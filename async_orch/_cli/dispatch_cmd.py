@@ -410,7 +410,7 @@ async def _resume(args: argparse.Namespace) -> int:
                 _heartbeat(display, orch),
             ):
                 window = settings.retry.window_after(settings.timeout.total)
-                never_started, reattach = await resume_plan(
+                never_started, reattach, _refused = await resume_plan(
                     orch.api,
                     journal,
                     window_ends=locked_at + window,
