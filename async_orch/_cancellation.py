@@ -20,6 +20,7 @@ from typing import NoReturn
 
 import anyio
 
+from async_orch._errors import ClientClosedError
 from async_orch._jobs import Abandoned, JobHandle
 from async_orch._logs import get_logger
 from async_orch._options import AbandonedCallback, StateCallback, StopPolicy
@@ -162,7 +163,9 @@ def reason_of(exc: BaseException) -> str:
 
 def reraise(exc: BaseException) -> NoReturn:
     """Raise ``exc``, or the one exception a task group wrapped it into, so callers
-    see a callback's ``ValueError`` rather than an ExceptionGroup of one."""
+    see a callback's ``ValueError`` rather than an ExceptionGroup of one. A group
+    of nothing but ClientClosedError (the client closed under calls in flight:
+    each fails alike) is raised as its first one."""
     inner = _sole(exc)
     if inner is not exc:
         inner.__suppress_context__ = True  # its own __cause__ is still shown
@@ -170,7 +173,14 @@ def reraise(exc: BaseException) -> NoReturn:
 
 
 def _sole(exc: BaseException) -> BaseException:
-    """The one exception inside (nested) single-member exception groups, else ``exc``."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+    """The one exception inside (nested) single-member exception groups, or the
+    first of a group of ClientClosedError only, else ``exc``."""
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+            continue
+        _closed, rest = exc.split(ClientClosedError)
+        if rest is not None:
+            break
         exc = exc.exceptions[0]
     return exc

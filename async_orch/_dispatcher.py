@@ -74,10 +74,11 @@ from async_orch._cancellation import (
 from async_orch._config import RetryPolicy
 from async_orch._jobs import Abandoned, JobHandle, JobRequest, JobResult, checked_requests
 from async_orch._limits import DispatchLimits, StartLimiter
-from async_orch._models import Job
+from async_orch._models import Folder, Job
 from async_orch._options import Hooks, StartedCallback, StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._poller import WatcherGroup
+from async_orch._reference_lookups import LookupAnswer
 from async_orch._seams import JobsAPI
 from async_orch._shared_budget import InProcessListBudget, SharedListBudget
 from async_orch._start_pool import StartPool
@@ -136,6 +137,14 @@ class Dispatcher:
             clock=clock,
         )
         self._parts = BatchParts(api, self._starter, self._pool, poll, watchers, clock)
+
+    async def jobs_with_references(
+        self, folder: Folder, references: Sequence[str]
+    ) -> dict[str, LookupAnswer]:
+        """What a lookup of each of ``references`` in ``folder`` found, in shared
+        ``Reference in (...)`` calls charged to the list budget (as a lost start's
+        lookups are): to check References are new before starting anything."""
+        return await self._starter.lookups.find_all(folder, list(dict.fromkeys(references)))
 
     def observe_list_answer(self, remaining: int | None) -> None:
         """A GET Jobs answer said ``remaining`` calls are left in the tenant's window

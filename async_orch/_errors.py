@@ -36,6 +36,7 @@ as attributes; the cause is always chained.
         ├── ResponseDecodeError   a 2xx body that is not what the API documents
         │   └── BlobTooLargeError attachment content longer than the cap
         ├── NotStartedError       the batch timeout passed before the request's turn to start
+        │   └── ReferenceInUseError  its Reference already names an older job: never posted
         ├── UncertainStartError   a StartJobs that may or may not have created jobs
         │                         (.reference): reported, never posted again
         ├── JobLostError          a started job the server no longer has as we knew it
@@ -72,6 +73,7 @@ __all__ = [
     "PermissionDeniedError",
     "ProcessNotFoundError",
     "RateLimitedError",
+    "ReferenceInUseError",
     "RequestError",
     "RequestTimeoutError",
     "ResponseDecodeError",
@@ -139,6 +141,33 @@ class NotStartedError(RequestError):
     """A request of a batch was not started: the batch timeout passed while it
     waited for its turn. Nothing was sent for it; raise the timeout, or the
     ``max_in_flight`` / ``per_folder`` limits."""
+
+
+class ReferenceInUseError(NotStartedError):
+    """A request was not started because its Reference already names a job older
+    than the batch (or of another process). A Reference must identify one job: a
+    start whose answer is lost is found again by it, and that job is not this
+    request's. Nothing was posted for the request; give it a new Reference.
+
+    Attributes:
+        reference: the request's Reference.
+        folder: the folder the request went to.
+        job_id: the older job that has the Reference.
+        created: that job's CreationTime (ISO 8601, the server's clock), if known.
+    """
+
+    def __init__(
+        self, *, reference: str, folder: str, job_id: int, created: str | None, why: str
+    ) -> None:
+        self.reference = reference
+        self.folder = folder
+        self.job_id = job_id
+        self.created = created
+        super().__init__(
+            f"Reference {reference!r} already names job {job_id} in folder {folder!r} "
+            f"({why}); References must identify one job, so this request was not "
+            "started: give it a new reference"
+        )
 
 
 class UncertainStartError(RequestError):

@@ -28,15 +28,16 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 
 from async_orch._config import Settings
-from async_orch._errors import ConfigurationError, InvalidRequestError
+from async_orch._errors import ConfigurationError, InvalidRequestError, RequestError
 from async_orch._job_store import JobStore
-from async_orch._jobs import JobHandle, JobRequest, JobResult, checked_requests
+from async_orch._jobs import JobHandle, JobRequest, JobResult, Outcome, checked_requests
 from async_orch._journal import (
     JobRecord,
     Journal,
@@ -45,8 +46,10 @@ from async_orch._journal import (
     plan_resume,
 )
 from async_orch._logs import get_logger
+from async_orch._models import Job
 from async_orch._options import Hooks, StopPolicy
 from async_orch._resources import OrchestratorAPI
+from async_orch._retries import sort_found_jobs
 from async_orch._starting import batch_references
 from async_orch._states import JobState
 
@@ -57,6 +60,7 @@ __all__ = [
     "JournalArg",
     "reconcile",
     "records_for",
+    "refused_result",
     "resume_plan",
     "resume_with_journal",
     "run_stored",
@@ -135,29 +139,63 @@ def stored_row(record: RequestRecord, result: JobResult) -> dict[str, object]:
 
 
 async def reconcile(
-    api: OrchestratorAPI, store: JobStore, lookup: Sequence[RequestRecord]
+    api: OrchestratorAPI,
+    store: JobStore,
+    lookup: Sequence[RequestRecord],
+    *,
+    refused: dict[int, RequestError] | None = None,
 ) -> list[RequestRecord]:
     """Look requests with no stored job up by Reference; store what is found.
 
-    Returns the requests that truly never started (nothing has their Reference).
+    Returns the requests that truly never started (no job of theirs has their
+    Reference). A job found by a Reference is adopted only if it can be the
+    batch's (:func:`~async_orch._retries.sort_found_jobs`: created after the
+    store was, give or take the clock tolerance, when the store says when it
+    was created, and of the request's process); a request whose Reference names
+    only other jobs is returned too, and its error put in ``refused`` by index.
     """
     by_folder: dict[str, list[RequestRecord]] = defaultdict(list)
     for record in lookup:
         by_folder[record.folder].append(record)
+    not_before = _created_at(store)
     found: set[int] = set()
     for folder_ref, records in by_folder.items():
         folder = await api.resolve_folder(folder_ref)
         by_reference = {r.reference: r for r in records}
+        jobs_of: dict[str, list[Job]] = defaultdict(list)
         # One call per URL's worth of References (list_jobs splits the list).
         for job in await api.list_jobs(folder, references=list(by_reference)):
-            match = by_reference.get(job.reference or "")
-            if match is None:
+            if job.reference in by_reference:
+                jobs_of[job.reference].append(job)
+        for reference, jobs in jobs_of.items():
+            match = by_reference[reference]
+            release = await api.resolve_release(folder, match.process)  # cached
+            sorted_jobs = sort_found_jobs(jobs, not_before=not_before, process=release.name)
+            if (refusal := sorted_jobs.refusal(reference, folder.fully_qualified_name)) is not None:
+                if refused is not None:
+                    refused[match.index] = refusal
                 continue
-            handle = JobHandle.of(job, folder, reference=match.reference)
-            store.record_started(match.index, handle, state=job.state.value)
+            for job in sorted_jobs.ours:
+                handle = JobHandle.of(job, folder, reference=match.reference)
+                store.record_started(match.index, handle, state=job.state.value)
             found.add(match.index)
+            if refused is not None:
+                refused.pop(match.index, None)
     log.info("async_orch.reconciled", looked_up=len(lookup), found=len(found))
     return [r for r in lookup if r.index not in found]
+
+
+def _created_at(store: JobStore) -> datetime | None:
+    """When the store was created (the SQLite journal says; a store of your own may
+    have a ``created`` ISO 8601 text), else None: then job times are not checked."""
+    created = getattr(store, "created", None)
+    if not isinstance(created, str):
+        return None
+    try:
+        when = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 async def resume_plan(
@@ -167,9 +205,11 @@ async def resume_plan(
     window_ends: float,
     say: Callable[[str], None] = lambda _: None,
     name: str = "the journal",
-) -> tuple[list[RequestRecord], list[JobRecord]]:
+) -> tuple[list[RequestRecord], list[JobRecord], list[tuple[RequestRecord, RequestError]]]:
     """Sort a store for a resume and look up what has no job (module docstring);
-    return the requests to start and the jobs to re-attach to.
+    return the requests to start, the jobs to re-attach to, and the requests
+    refused because their Reference names another job (recorded not started in
+    the store; never started: the Reference must identify one job).
 
     Args:
         window_ends: on ``time.monotonic``, when no StartJobs of the last run can
@@ -182,7 +222,8 @@ async def resume_plan(
         f"resuming {name}: {len(plan.finished)} jobs finished, {len(plan.reattach)} to "
         f"re-attach to, {len(plan.lookup)} to look up by Reference"
     )
-    never_started = await reconcile(api, store, plan.lookup)
+    refused_errors: dict[int, RequestError] = {}
+    never_started = await reconcile(api, store, plan.lookup, refused=refused_errors)
     if never_started and not store.last_run_finished():
         wait = window_ends - time.monotonic()
         if wait > 0:
@@ -199,20 +240,29 @@ async def resume_plan(
                 "ASYNC_ORCH_RECONCILE_WINDOW) before starting them"
             )
             await anyio.sleep(wait)
-        never_started = await reconcile(api, store, never_started)
-    adopted = len(plan.lookup) - len(never_started)
+        never_started = await reconcile(api, store, never_started, refused=refused_errors)
+    refused = [(r, refused_errors[r.index]) for r in never_started if r.index in refused_errors]
+    never_started = [r for r in never_started if r.index not in refused_errors]
+    for record, error in refused:
+        store.record_not_started(record.index, info=str(error))
+    if refused:
+        more = f" (and {len(refused) - 1} more like it)" if len(refused) > 1 else ""
+        say(f"not starting request {refused[0][0].index}: {refused[0][1]}{more}")
+    adopted = len(plan.lookup) - len(never_started) - len(refused)
     plan = plan_resume(store.requests(), store.jobs(), path=_path_of(store))
+    refused_text = f", {len(refused)} refused (Reference in use)" if refused else ""
     say(
-        f"found {adopted} by Reference; starting {len(never_started)}, "
+        f"found {adopted} by Reference{refused_text}; starting {len(never_started)}, "
         f"watching {len(plan.reattach)}"
     )
     store.record_event(
         "resumed",
         found_by_reference=adopted,
+        refused=len(refused),
         to_start=len(never_started),
         reattached=len(plan.reattach),
     )
-    return never_started, plan.reattach
+    return never_started, plan.reattach, refused
 
 
 async def run_stored(
@@ -386,8 +436,23 @@ async def _resume(
     store.target.check_same(target_of(orch.settings), name=name)
     settings = orch.settings
     window = settings.retry.window_after(settings.timeout.total)
-    start, reattach = await resume_plan(orch.api, store, window_ends=taken_at + window, name=name)
-    return await _run_to_end(orch, store, start, reattach, timeout, stop, hooks)
+    start, reattach, refused = await resume_plan(
+        orch.api, store, window_ends=taken_at + window, name=name
+    )
+    results = await _run_to_end(orch, store, start, reattach, timeout, stop, hooks)
+    results += [refused_result(record, error) for record, error in refused]
+    results.sort(key=lambda r: (r.index, r.job_id or 0))
+    return results
+
+
+def refused_result(record: RequestRecord, error: RequestError) -> JobResult:
+    """The result of a stored request a resume did not start (``error`` says why)."""
+    return JobResult(
+        index=record.index,
+        request=_request_of(record),
+        outcome=Outcome.NOT_STARTED,
+        error=error,
+    )
 
 
 async def _run_to_end(

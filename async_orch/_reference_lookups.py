@@ -128,6 +128,23 @@ class ReferenceLookups:
         assert mine.answer is not None
         return mine.answer
 
+    async def find_all(self, folder: Folder, references: list[str]) -> dict[str, LookupAnswer]:
+        """The answer for each of ``references`` (distinct), looked up at once so
+        they share calls (as many per call as fit).
+
+        Raises:
+            ClientClosedError: the client is closed.
+        """
+        answers: dict[str, LookupAnswer] = {}
+
+        async def one(reference: str) -> None:
+            answers[reference] = await self.find(folder, reference)
+
+        async with anyio.create_task_group() as tg:
+            for reference in references:
+                tg.start_soon(one, reference)
+        return answers
+
     async def _call(self, folder: Folder, queue: _FolderQueue, mine: _Pending) -> None:
         """One list call for ``mine`` and as many other queued References as fit."""
         now = await self._wait_for_budget()

@@ -32,6 +32,8 @@ Every request carries a Reference. ``next_step(now)`` says what to do:
       │        is tried again, up to RetryPolicy.attempts times, with backoff
       │          jobs found (any lookup) ────────────────────> Adopted
       │          a lookup sent after the window found none ──> POST again
+      │          ... found only jobs not ours (older, or of ──> Failed
+      │              another process: a reused Reference)     (ReferenceInUseError)
       │          the final lookup kept failing ──────────────> Uncertain
       └────────────────────────────────────────────────────────────
 
@@ -81,7 +83,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from async_orch._errors import (
@@ -89,6 +91,7 @@ from async_orch._errors import (
     ConfigurationError,
     OrchestratorError,
     RateLimitedError,
+    ReferenceInUseError,
     ServerError,
     TransportError,
     UncertainStartError,
@@ -96,10 +99,12 @@ from async_orch._errors import (
 from async_orch._models import Job
 
 __all__ = [
+    "ADOPTION_CLOCK_TOLERANCE",
     "Adopted",
     "BatchRetries",
     "Created",
     "Failed",
+    "FoundJobs",
     "GiveUp",
     "LookUp",
     "Post",
@@ -114,6 +119,7 @@ __all__ = [
     "is_retryable_status",
     "may_have_started",
     "parse_retry_after",
+    "sort_found_jobs",
     "transport_step",
 ]
 
@@ -372,6 +378,79 @@ def may_have_started(exc: OrchestratorError) -> bool:
     return False
 
 
+# -- adopting jobs found by Reference ---------------------------------------------------
+
+#: How much older than the batch (on this machine's clock) a job found by its
+#: Reference may say it is and still be taken as the batch's own. CreationTime
+#: (JobDto, orchestrator-api.md §3.4) is the server's clock, the batch's start
+#: this machine's: an unsynchronised clock is often off by a minute or two, and a
+#: false "not ours" leaves a running job unreported, so the margin is generous.
+#: A reused Reference almost always names a job of an earlier day or run, hours
+#: older than that.
+ADOPTION_CLOCK_TOLERANCE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class FoundJobs:
+    """Jobs found by a Reference, sorted: ``ours`` may be this batch's; each of
+    ``foreign`` cannot be (with the reason, for the error)."""
+
+    ours: list[Job]
+    foreign: list[tuple[Job, str]]
+
+    def refusal(self, reference: str, folder: str) -> ReferenceInUseError | None:
+        """The error of a request whose Reference names only jobs not its own, else None."""
+        if self.ours or not self.foreign:
+            return None
+        job, why = self.foreign[0]
+        created = job.creation_time.isoformat() if job.creation_time else None
+        return ReferenceInUseError(
+            reference=reference, folder=folder, job_id=job.id, created=created, why=why
+        )
+
+
+def sort_found_jobs(
+    jobs: list[Job],
+    *,
+    not_before: datetime | None,
+    process: str | None,
+    tolerance: timedelta = ADOPTION_CLOCK_TOLERANCE,
+) -> FoundJobs:
+    """Which jobs found by a Reference can be the batch's own (pure).
+
+    A job is not adopted if it was created before ``not_before`` (when the batch,
+    or the request's first StartJobs, began) by more than ``tolerance``, or if it
+    runs another process than ``process`` (compared without case, as names
+    resolve); a field the server did not send, or None here, does not count
+    against it. A Reference used before names such a job: adopting it would
+    report an old job's outputs as this request's and never start the work.
+    """
+    ours: list[Job] = []
+    foreign: list[tuple[Job, str]] = []
+    for job in jobs:
+        if (
+            not_before is not None
+            and job.creation_time is not None
+            and job.creation_time < not_before - tolerance
+        ):
+            foreign.append(
+                (
+                    job,
+                    f"created {job.creation_time.isoformat()}, before this batch began "
+                    f"at {not_before.isoformat()}",
+                )
+            )
+        elif (
+            process is not None
+            and job.release_name is not None
+            and job.release_name.casefold() != process.casefold()
+        ):
+            foreign.append((job, f"a job of process {job.release_name!r}, not {process!r}"))
+        else:
+            ours.append(job)
+    return FoundJobs(ours, foreign)
+
+
 @dataclass(slots=True)
 class BatchRetries:
     """StartJobs re-posts left to one batch, over all its requests.
@@ -487,6 +566,11 @@ class StartProtocol:
         policy: backoff waits and the longest ``Retry-After`` honoured.
         batch: the batch's re-post allowance, shared by its requests.
         rng: randomness for the backoff jitter.
+        process: the request's process (ReleaseName): a job of another process
+            found by the Reference is not adopted (:func:`sort_found_jobs`).
+        first_post_at: when the first StartJobs was sent (wall clock, set by the
+            shell): a job found by the Reference created well before it is not
+            adopted.
     """
 
     reference: str
@@ -496,6 +580,8 @@ class StartProtocol:
     policy: RetryPolicy
     batch: BatchRetries
     rng: random.Random | None = None
+    process: str | None = None
+    first_post_at: datetime | None = None
     posts: int = field(default=0, init=False)  # StartJobs POSTs sent so far
     _post_at: float = field(default=-math.inf, init=False)  # when the next POST may go
     _ambiguity: _Ambiguity | None = field(default=None, init=False)
@@ -563,13 +649,19 @@ class StartProtocol:
         self._reported()
         amb = self._ambiguity
         assert amb is not None
-        if jobs:
-            self._done = Adopted(jobs)
+        found = sort_found_jobs(jobs, not_before=self.first_post_at, process=self.process)
+        if found.ours:
+            self._done = Adopted(found.ours)
             return
         if sent_at < amb.final_due:
             amb.next_due = amb.final_due  # the server may still be at work: look again
             return
         # Sent after the window and answered: nothing was created (module docstring).
+        if (refusal := found.refusal(self.reference, self.folder)) is not None:
+            # Only someone else's job has the Reference: a new job with it would
+            # leave the Reference naming two, so nothing is posted.
+            self._done = Failed(refusal)
+            return
         self._ambiguity = None
         if self._may_post_again():
             self._post_at = sent_at

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import anyio
 import anyio.lowlevel
@@ -109,6 +110,8 @@ class Starter:
         shared: the budget shared beyond this client, which each lookup also
             draws on (the job watchers' one), if any.
         clock: monotonic seconds, the budget's clock.
+        wall_clock: now, as a UTC datetime: when a first StartJobs is sent, so a
+            job found by its Reference that is much older is not adopted.
     """
 
     def __init__(
@@ -121,8 +124,10 @@ class Starter:
         budget: ListBudget | None = None,
         shared: SharedListBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._api = api
+        self._wall_clock = wall_clock
         self._limiter = limiter
         self._retry = retry
         self._window = retry.window_after(RequestTimeouts().total)
@@ -175,6 +180,7 @@ class Starter:
                 window=self._window,
                 policy=self._retry,
                 batch=retries or BatchRetries.for_batch(1, self._retry),
+                process=release.name,
             )
             try:
                 jobs = await self._drive(
@@ -285,6 +291,8 @@ class Starter:
     ) -> None:
         """Send one StartJobs and report its outcome to ``protocol``."""
         reference = protocol.reference
+        if protocol.first_post_at is None:
+            protocol.first_post_at = self._wall_clock()
         with shield.protect() as scope:
             try:
                 jobs = await self._api.start_jobs(folder, body)

@@ -366,14 +366,18 @@ class Transport:
                 else (None, None)
             )
             try:
-                response = await sender.send(
-                    method,
-                    url,
-                    # A hook's header never replaces ours (Authorization above all).
-                    headers=send_headers if added is None else {**added, **send_headers},
-                    params=query,
-                    body=body,
-                )
+                ticket = self._health.sending()
+                try:
+                    response = await sender.send(
+                        method,
+                        url,
+                        # A hook's header never replaces ours (Authorization above all).
+                        headers=send_headers if added is None else {**added, **send_headers},
+                        params=query,
+                        body=body,
+                    )
+                finally:
+                    self._health.done(ticket)
             except TransportError as exc:
                 self._answered(sent, None, str(exc), label)
                 self._responses[(label, "error")] += 1
@@ -444,13 +448,17 @@ class Transport:
                 headers["Authorization"] = f"Bearer {token}"
             sent, added = self._sending(method, url, endpoint, None, failures + 1)
             try:
-                answer = await sender.send(
-                    method,
-                    url,
-                    headers=headers if added is None else {**added, **headers},
-                    body=body,
-                    max_body=max_bytes,
-                )
+                ticket = self._health.sending()
+                try:
+                    answer = await sender.send(
+                        method,
+                        url,
+                        headers=headers if added is None else {**added, **headers},
+                        body=body,
+                        max_body=max_bytes,
+                    )
+                finally:
+                    self._health.done(ticket)
             except TransportError as exc:
                 report_answer(self._hooks, sent, None, str(exc), self._clock())
                 self._responses[(endpoint, "error")] += 1

@@ -19,6 +19,7 @@ to say what a quiet batch is waiting for.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -192,16 +193,33 @@ class TransportHealth:
         failing_since: when the current failure streak began (None: no streak).
         failures: tries in the current streak (no answer, 5xx or 429).
         last_failure: what the last failure was (``"HTTP 503"``, ``"cannot connect: ..."``).
+        waiting_since: when the oldest request still waiting for its answer was
+            sent (None: none waits).
+        waiting: requests waiting for their answer.
     """
 
     last_answer: float | None = None
     failing_since: float | None = None
     failures: int = 0
     last_failure: str | None = None
+    waiting_since: float | None = None
+    waiting: int = 0
 
     def failing_for(self, now: float) -> float:
         """Seconds the current failure streak has lasted (0 when there is none)."""
         return 0.0 if self.failing_since is None else max(0.0, now - self.failing_since)
+
+    def silent_for(self, now: float) -> float:
+        """Seconds the server has left a request waiting without answering any
+        (0 when none waits): a frozen server fails nothing until a timeout, so a
+        failure streak alone does not show it. Since the oldest waiting request
+        was sent, or the last answer if one came since."""
+        if self.waiting_since is None:
+            return 0.0
+        since = self.waiting_since
+        if self.last_answer is not None:
+            since = max(since, self.last_answer)
+        return max(0.0, now - since)
 
 
 class HealthTracker(TransportHooks):
@@ -214,12 +232,32 @@ class HealthTracker(TransportHooks):
         self._failures = 0
         self._last_failure: str | None = None
         self._warned_at: float | None = None
+        # When each request waiting for its answer was sent, in the order sent
+        # (so the first is the oldest), by ticket.
+        self._waiting: dict[int, float] = {}
+        self._tickets = itertools.count()
 
     @property
     def health(self) -> TransportHealth:
+        oldest = next(iter(self._waiting.values()), None)
         return TransportHealth(
-            self._last_answer, self._failing_since, self._failures, self._last_failure
+            self._last_answer,
+            self._failing_since,
+            self._failures,
+            self._last_failure,
+            waiting_since=oldest,
+            waiting=len(self._waiting),
         )
+
+    def sending(self) -> int:
+        """A request is put on the wire; returns its ticket for :meth:`done`."""
+        ticket = next(self._tickets)
+        self._waiting[ticket] = self._clock()
+        return ticket
+
+    def done(self, ticket: int) -> None:
+        """The request of ``ticket`` has its answer, failed, or was cancelled."""
+        self._waiting.pop(ticket, None)
 
     def on_response(self, event: ResponseReceived) -> None:
         if event.cancelled:

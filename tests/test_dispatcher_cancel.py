@@ -18,6 +18,7 @@ from fakes import FakeAPI
 
 import async_orch._cancellation as cancellation
 from async_orch._dispatcher import Dispatcher
+from async_orch._errors import ClientClosedError
 from async_orch._jobs import JobHandle, JobRequest
 from async_orch._models import Job, StartRequest
 from async_orch._options import Hooks
@@ -140,3 +141,45 @@ async def test_an_error_in_a_callback_ends_the_batch_and_reports_its_jobs() -> N
         await dispatcher.run(requests(1), hooks=Hooks(on_started=broken))
     (event,) = left_running(logs)
     assert event["job_ids"] == list(api.jobs)
+
+
+class ClosedUnderStarts(FakeAPI):
+    """The first two StartJobs create their jobs; the others wait at ``gate``, then
+    fail as calls do once the client is closed under them."""
+
+    async def start_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
+        if len(self.starts()) < 2:
+            return await super().start_jobs(folder, request)
+        self.calls.append(("start", str(folder), request.reference))
+        self.in_flight += 1
+        self._signal()
+        assert self.gate is not None
+        await self.gate.wait()
+        raise ClientClosedError()
+
+
+async def test_a_client_closed_under_starts_in_flight_is_one_error_and_reports_its_jobs() -> None:
+    """An attack review: closing the client while StartJobs calls were in flight
+    raised an ExceptionGroup of one ClientClosedError per call."""
+    api = ClosedUnderStarts(gate=anyio.Event())
+    dispatcher = Dispatcher(api, poll=POLL)
+    started: list[JobHandle] = []
+
+    async def close_when_held() -> None:
+        await api.wait_until(lambda: api.in_flight >= 6)  # every other start is held
+        assert api.gate is not None
+        api.gate.set()
+
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(close_when_held)
+            with pytest.raises(ClientClosedError) as caught:
+                await dispatcher.run(
+                    requests(8), hooks=Hooks(on_started=lambda i, h: started.append(h))
+                )
+    assert type(caught.value) is ClientClosedError  # one error, not a group of six
+
+    assert len(started) == 2 and sorted(h.job_id for h in started) == sorted(api.jobs)
+    (event,) = left_running(logs)
+    assert event["reason"] == "ClientClosedError"
+    assert sorted(event["job_ids"]) == sorted(api.jobs)

@@ -330,7 +330,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.dry_run:
         return await _dry_run(args)
     batch_id = uuid.uuid4().hex[:10]
-    records = records_for(_requests(args), batch_id)  # bad input fails before any I/O
+    requests = _requests(args)
+    records = records_for(requests, batch_id)  # bad input fails before any I/O
     check_writable(args.output, flag="--output")  # written last: fail before the run
     path = args.journal or default_journal_path(
         os.environ, Path.home(), batch_id=batch_id, now=datetime.now(UTC)
@@ -346,6 +347,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         await _check_names(orch, records)  # a typo is one clear error before anything starts
         if args.reference_prefix:
             await _warn_reused_prefix(args, orch, records[0])
+        elif args.file is not None:
+            await _warn_reused_references(
+                orch, [rec for req, rec in zip(requests, records, strict=True) if req.reference]
+            )
         with Journal.create(
             path, target=target_of(settings), batch_id=batch_id, requests=records
         ) as journal:
@@ -410,7 +415,7 @@ async def _resume(args: argparse.Namespace) -> int:
                 _heartbeat(display, orch),
             ):
                 window = settings.retry.window_after(settings.timeout.total)
-                never_started, reattach = await resume_plan(
+                never_started, reattach, _refused = await resume_plan(
                     orch.api,
                     journal,
                     window_ends=locked_at + window,
@@ -473,6 +478,43 @@ async def _warn_reused_prefix(
             f"{first.folder} (job {found[0].id}): --reference-prefix {args.reference_prefix} "
             "was used before, and a Reference must identify one job (a start whose answer "
             "is lost is found again by it); choose a new --reference-prefix",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+async def _warn_reused_references(orch: OrchestratorClient, records: list[RequestRecord]) -> None:
+    """Warn when References the job file gives already name jobs (as for a reused
+    --reference-prefix): shared ``Reference in (...)`` calls per folder, charged to
+    the list budget."""
+    by_folder: dict[str, list[str]] = {}
+    for record in records:
+        by_folder.setdefault(record.folder, []).append(record.reference)
+    used: list[tuple[str, str, int]] = []  # (reference, folder, job id)
+    failed: str | None = None
+    for folder_ref, references in by_folder.items():
+        folder = await orch.api.resolve_folder(folder_ref)
+        answers = await orch.dispatcher.jobs_with_references(folder, references)
+        for reference in references:
+            answer = answers[reference]
+            if answer.error is not None:
+                failed = failed or str(answer.error)
+            elif answer.jobs:
+                used.append((reference, folder.fully_qualified_name, answer.jobs[0].id))
+    if used:
+        reference, folder_name, job_id = used[0]
+        print(
+            f"warning: {len(used)} of the file's {len(records)} References already name "
+            f"jobs (e.g. {reference!r} is job {job_id} in folder {folder_name}): a Reference "
+            "must identify one job (a start whose answer is lost is found again by it, and "
+            "an older job with it is never taken as the new one); give those lines new "
+            "references",
+            file=sys.stderr,
+            flush=True,
+        )
+    if failed is not None:
+        print(
+            f"warning: could not check whether the file's References are new: {failed}",
             file=sys.stderr,
             flush=True,
         )

@@ -213,7 +213,12 @@ def waiting_text(
     "server not answering for 40 s (HTTP 503), retrying", or "waiting on 32 jobs
     Running in Finance; last change 1m20s ago".
     """
-    failing = health.failing_for(now)
+    failing, silent = health.failing_for(now), health.silent_for(now)
+    if silent >= _OUTAGE_AFTER and silent > failing:  # a frozen server fails nothing yet
+        return (
+            f"server not answering for {_duration(silent)} "
+            f"({_requests(health.waiting)} waiting for an answer)"
+        )
     if failing >= _OUTAGE_AFTER:
         if health.last_failure == "HTTP 429":
             return f"rate limited for {_duration(failing)}, waiting as the server asks"
@@ -246,6 +251,10 @@ def _group_text(progress: Progress, n: int, state: str, folder: str, now: float)
     if oldest is not None and now - oldest >= PENDING_NOTICE_AFTER:
         return f"{_jobs(n)} Pending for {_duration(now - oldest)} in {folder}: no robot free"
     return f"{_jobs(n)} {state} in {folder}"
+
+
+def _requests(n: int) -> str:
+    return "1 request" if n == 1 else f"{n} requests"
 
 
 def _jobs(n: int) -> str:
