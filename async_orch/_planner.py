@@ -59,9 +59,9 @@ unchecked for the rest of that minute. Calls may be *eager* (up to 4x sooner
 than the even pacing, at most half the window in a burst, and never leaving
 the calls after it more than 2 list intervals apart: the budget's rules) while
 jobs end in numbers: when a folder's last answer had ``EAGER_ROWS`` ended jobs,
-that folder is asked again as soon as a job of it is due, and other folders
-once a job of theirs has waited a list interval; a full page's continuation is
-eager too. A short batch then uses in its few seconds the calls the 60 s window
+that folder and the folders not asked yet are asked as soon as a job of theirs is
+due, other folders once a job of theirs has waited a list interval; a full page's
+continuation is eager too. A short batch then uses in its few seconds the calls the 60 s window
 allows; completions spread over minutes keep the even pace.
 After :meth:`~PollPlanner.rate_limited` (a 429) no list call is issued until
 the pause ends. A budget of 0 turns list calls off: each job is then read by
@@ -485,6 +485,7 @@ class PollPlanner(Generic[FolderT]):
         # so calls may be eager (ListBudget.ready_at, _eager_at).
         self._ended_since_call: dict[FolderT, int] = {}
         self._ended_lately: set[FolderT] = set()
+        self._asked: set[FolderT] = set()  # folders a list call has gone to
         self._count = _Counters()
         # Folders whose re-checks are stretched while webhook events arrive (set_pace).
         self._pace: dict[FolderT, float] = {}
@@ -883,9 +884,11 @@ class PollPlanner(Generic[FolderT]):
     def _eager_at(self, folder: FolderT, watch: _FolderWatch[FolderT]) -> float:
         """When a call to ``folder`` is worth making sooner than the even pacing
         (inf: not now). Only while jobs end in numbers (a folder's last answer
-        had EAGER_ROWS ended jobs): such a folder at once, the others once a job
-        of theirs has been due for a list interval."""
-        if folder in self._ended_lately:
+        had EAGER_ROWS ended jobs): such a folder, and a folder not asked yet (its
+        jobs likely end alike), as soon as a job of it is due; the others, whose
+        last answer had few ended jobs, once a job of theirs has been due for a
+        list interval."""
+        if folder in self._ended_lately or (self._ended_lately and folder not in self._asked):
             return watch.min_ready
         if self._ended_lately:
             return watch.min_ready + self._budget.spacing
@@ -935,6 +938,7 @@ class PollPlanner(Generic[FolderT]):
         """A list call to ``folder`` is issued: its next answer decides anew."""
         self._ended_lately.discard(folder)
         self._ended_since_call.pop(folder, None)
+        self._asked.add(folder)
 
     def _page_left(self, folder: FolderT, cursor: int) -> list[_Track[FolderT]]:
         """The watched jobs of ``folder`` above a full page's last id."""

@@ -235,6 +235,8 @@ class TenantSpec:
 class EngineTimings:
     """Fixed delays of the job life cycle, in simulated seconds."""
 
+    # ASSUMPTION: how long the real service takes to give a free robot slot to a
+    # Pending job is not documented; 2 s is a guess. 0 (immediate) is the neutral model.
     pickup_delay: float = 2.0
     soft_stop_delay: float = 5.0
     kill_delay: float = 1.0
