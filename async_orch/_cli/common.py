@@ -310,11 +310,14 @@ def run_command(main: Callable[[], Awaitable[int]]) -> int:
         print(f"authentication failed: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except TransportError as exc:
-        print(
-            f"cannot reach Orchestrator: {exc}. Check the URL (--url, UIPATH_URL or the "
-            "profile's url), your network and any proxy (HTTPS_PROXY)",
-            file=sys.stderr,
+        # An error that names its own fix (exc.hint) is printed as the library says it.
+        hint = (
+            ""
+            if exc.hint
+            else ". Check the URL (--url, UIPATH_URL or the profile's url), your network "
+            "and any proxy (HTTPS_PROXY)"
         )
+        print(f"cannot reach Orchestrator: {exc}{hint}", file=sys.stderr)
         return EXIT_USAGE
     except OrchestratorError as exc:
         print(f"error: {exc}", file=sys.stderr)
