@@ -39,7 +39,7 @@ from async_orch._cli.journal_run import (
     run_journaled,
     summary_of,
 )
-from async_orch._cli.output import FORMATS, check_writable, emit_rows
+from async_orch._cli.output import FORMATS, check_writable, emit_rows, output_path
 from async_orch._cli.progress import ProgressDisplay
 from async_orch._cli.webhook_server import SECRET_ENV, listen_address, serve_webhooks
 from async_orch._client import OrchestratorClient
@@ -199,7 +199,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     out = parser.add_argument_group("output")
     out.add_argument("--format", choices=FORMATS, default=None, help="jsonl, csv or table")
-    out.add_argument("--output", "-o", type=Path, help="write results here (default stdout)")
+    out.add_argument(
+        "--output",
+        "-o",
+        type=output_path,
+        metavar="FILE",
+        help="write results here (default, or -: stdout)",
+    )
     out.add_argument(
         "--quiet",
         "-q",

@@ -28,7 +28,7 @@ from async_orch._cli.journal_run import (
     refresh_unfinished,
     refuse_embedded_simulator_journal,
 )
-from async_orch._cli.output import FORMATS, check_writable, emit_rows
+from async_orch._cli.output import FORMATS, check_writable, emit_rows, output_path
 from async_orch._client import OrchestratorClient
 from async_orch._errors import ConfigurationError
 from async_orch._journal import Journal
@@ -70,7 +70,13 @@ examples:
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--format", choices=FORMATS, default=None, help="jsonl, csv or table")
-    out.add_argument("--output", "-o", type=Path, help="write rows here (default stdout)")
+    out.add_argument(
+        "--output",
+        "-o",
+        type=output_path,
+        metavar="FILE",
+        help="write rows here (default, or -: stdout)",
+    )
 
 
 def add_jobs_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
