@@ -12,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import anyio
 import structlog
@@ -130,8 +130,13 @@ class CliParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line: what is wrong and where to look.
 
     argparse's own prints the whole usage first (a dozen lines for ``dispatch``),
-    burying the one that says what to fix.
+    burying the one that says what to fix. No abbreviations: ``--proces`` is a typo
+    to point out, not ``--process`` to guess (and a later flag could make it ambiguous).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
