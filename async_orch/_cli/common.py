@@ -246,10 +246,12 @@ def refuse_simulator_with_target(args: argparse.Namespace, environ: Mapping[str,
         if given
     ]
     if named:
+        listed = " and ".join(named)
+        verb = "names" if len(named) == 1 else "name"
         raise ConfigurationError(
-            f"--simulator runs its own Orchestrator, but {' and '.join(named)} names another: "
-            "leave out --simulator to use that one, or drop (unset) "
-            f"{' and '.join(named)} to use the simulator"
+            f"--simulator runs its own Orchestrator, but {listed} {verb} another: "
+            f"leave out --simulator to use that one, or drop (unset) {listed} to use the "
+            "simulator"
         )
 
 
