@@ -211,7 +211,8 @@ async def _stop(args: argparse.Namespace) -> int:
                         folder_id, ids[start : start + STOP_JOBS_CHUNK], strategy=strategy
                     )
             journal.record_event("stop_sent", strategy=strategy, jobs=len(unfinished))
-            print(f"{strategy} sent to {len(unfinished)} unfinished jobs", file=sys.stderr)
+            unfinished_jobs = "unfinished job" if len(unfinished) == 1 else "unfinished jobs"
+            print(f"{strategy} sent to {len(unfinished)} {unfinished_jobs}", file=sys.stderr)
             await refresh_unfinished(orch, journal, left_running=True)
             # A SoftStop leaves the workflow time to end; read again until it has.
             with anyio.move_on_after(args.wait):
