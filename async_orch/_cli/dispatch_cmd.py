@@ -45,7 +45,8 @@ from async_orch._cli.webhook_server import SECRET_ENV, listen_address, serve_web
 from async_orch._client import OrchestratorClient
 from async_orch._dispatcher import DispatchLimits
 from async_orch._errors import ConfigurationError
-from async_orch._jobs import JobRequest
+from async_orch._fatal import upload_scope_missing
+from async_orch._jobs import JobRequest, checked_requests
 from async_orch._journal import Journal, RequestRecord
 from async_orch._journaled import records_for, resume_plan, target_of
 from async_orch._options import SUSPENDED_POLICIES
@@ -336,7 +337,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.dry_run:
         return await _dry_run(args)
     batch_id = uuid.uuid4().hex[:10]
-    records = records_for(_requests(args), batch_id)  # bad input fails before any I/O
+    requests = checked_requests(_requests(args))  # bad input fails before any I/O
+    records = records_for(requests, batch_id)
     check_writable(args.output, flag="--output")  # written last: fail before the run
     path = args.journal or default_journal_path(
         os.environ, Path.home(), batch_id=batch_id, now=datetime.now(UTC)
@@ -349,6 +351,9 @@ async def _dispatch(args: argparse.Namespace) -> int:
         _client(args, settings, receiver) as orch,
         _heartbeat(display, orch),
     ):
+        # Refused before the journal is created: a refused batch leaves nothing behind.
+        if (missing := upload_scope_missing(settings, requests)) is not None:
+            raise missing
         await _check_names(orch, records)  # a typo is one clear error before anything starts
         if args.reference_prefix:
             await _warn_reused_prefix(args, orch, records[0])
