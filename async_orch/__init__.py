@@ -10,6 +10,7 @@ from async_orch._config import (
     ClientCredentials,
     PasswordCredentials,
     RefreshTokenCredentials,
+    RequestTimeouts,
     RetryPolicy,
     Settings,
     StaticToken,
@@ -140,6 +141,7 @@ __all__ = [
     "RequestRecord",
     "RequestSent",
     "RequestTimeoutError",
+    "RequestTimeouts",
     "ResponseDecodeError",
     "ResponseReceived",
     "RetryPolicy",
@@ -170,3 +172,11 @@ __all__ = [
     "__version__",
     "session_for",
 ]
+
+# Public errors show as async_orch.AuthenticationError (tracebacks, reprs, pickles),
+# where users import them from, not as the private module that defines them.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) and issubclass(_value, BaseException):
+        _value.__module__ = __name__
+del _name, _value

@@ -44,9 +44,15 @@ from async_orch._config import (
     Credentials,
     PasswordCredentials,
     RefreshTokenCredentials,
+    RequestTimeouts,
     StaticToken,
 )
-from async_orch._errors import AuthenticationError, ConfigurationError, TransportError
+from async_orch._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    RequestTimeoutError,
+    TransportError,
+)
 from async_orch._http import PROXY_CREDENTIALS_HINT
 from async_orch._logs import get_logger
 from async_orch._protocol import error_from_response, header, looks_like_html
@@ -71,6 +77,7 @@ __all__ = [
     "build_token_request",
     "parse_token_response",
     "refresh_skew",
+    "unanswered_first_token",
 ]
 
 log = get_logger("async_orch.auth")
@@ -405,6 +412,38 @@ def _token_from(flow: Flow, data: Mapping[str, Any]) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
+def unanswered_first_token(error: RequestTimeoutError, timeouts: RequestTimeouts) -> TransportError:
+    """The fatal error for a first token request that got no answer in time.
+
+    Before any token was granted, a token endpoint that accepts the connection
+    and never answers is an unreachable host, like a refused port: each retry
+    would cost the whole timeout again (minutes, with the defaults) while the
+    user watches "retrying". Once a token was granted, a stall is transient and
+    is retried as usual (the caller decides which case it is).
+    """
+    if error.may_have_reached_server:
+        what = (
+            f"the token endpoint accepted the connection but did not answer within "
+            f"{timeouts.total:g} s (ASYNC_ORCH_TIMEOUT)"
+        )
+    else:
+        what = (
+            f"could not connect to the token endpoint within {timeouts.connect:g} s "
+            "(ASYNC_ORCH_CONNECT_TIMEOUT)"
+        )
+    return TransportError(
+        what,
+        method=error.method,
+        url=error.url,
+        may_have_reached_server=False,  # no token: no API request was sent
+        hint=(
+            "Check the URL (--url, UIPATH_URL or the profile's url, and "
+            "ASYNC_ORCH_IDENTITY_URL if set), your network and any proxy (HTTPS_PROXY); "
+            "if the server is only slow, raise ASYNC_ORCH_TIMEOUT (Settings.timeout)"
+        ),
+    )
+
+
 # -- I/O: the manager ----------------------------------------------------------------------
 
 
@@ -460,11 +499,18 @@ class TokenManager:
         self._refresh: _Refresh | None = None
         self._static_refused = False
         self.token_requests = 0
+        self._ever_issued = isinstance(credentials, StaticToken)
         if isinstance(credentials, StaticToken):
             self._state = TokenState(credentials.token, math.inf)
 
     def __repr__(self) -> str:
         return f"TokenManager({type(self._credentials).__name__}, token_url={self._token_url!r})"
+
+    @property
+    def ever_issued(self) -> bool:
+        """True once a token was granted in this manager's life (always, for a
+        static token): the token endpoint was reached at least once."""
+        return self._ever_issued
 
     @property
     def is_static(self) -> bool:
@@ -527,6 +573,7 @@ class TokenManager:
             now = self._clock()
             self._skew = refresh_skew(issued.expires_in)
             self._state = TokenState(issued.access_token, now + issued.expires_in)
+            self._ever_issued = True
             refresh.token = issued.access_token
             return issued.access_token
         finally:

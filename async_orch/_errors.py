@@ -269,15 +269,23 @@ class TransportError(RequestError):
         may_have_reached_server: False only when the request certainly never left
             (for example, the connection was refused). When True a POST may
             have taken effect.
+        hint: the likely fix, in one sentence, when it is known.
     """
 
     def __init__(
-        self, message: str, *, method: str, url: str, may_have_reached_server: bool = True
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        may_have_reached_server: bool = True,
+        hint: str | None = None,
     ) -> None:
         self.method = method
         self.url = url
         self.may_have_reached_server = may_have_reached_server
-        super().__init__(f"{message} ({method} {url})")
+        self.hint = hint
+        super().__init__(f"{message} ({method} {url})" + (f". {hint}" if hint else ""))
 
 
 class RequestTimeoutError(TransportError):

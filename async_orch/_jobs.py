@@ -25,7 +25,21 @@ from async_orch._jsonvalues import text_problem
 from async_orch._models import Folder, Job, JobPriority, StartRequest, StartStrategy
 from async_orch._states import JobState
 
-__all__ = ["Abandoned", "JobHandle", "JobRequest", "JobResult", "Outcome", "Progress", "Summary"]
+__all__ = [
+    "Abandoned",
+    "JobHandle",
+    "JobRequest",
+    "JobResult",
+    "Outcome",
+    "Progress",
+    "Summary",
+    "count_jobs",
+]
+
+
+def count_jobs(count: int) -> str:
+    """``"1 job"``, ``"2 jobs"``: a count of jobs, as a sentence says it."""
+    return f"{count} job" if count == 1 else f"{count} jobs"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -584,7 +598,7 @@ class Summary:
     def describe(self) -> str:
         """One line: ``10 jobs: stopped 6, successful 4 (4 asked to stop but finished)``."""
         parts = ", ".join(f"{k} {v}" for k, v in sorted(self.by_outcome.items()))
-        line = f"{self.total} jobs: {parts or 'none'}"
+        line = f"{count_jobs(self.total)}: {parts or 'none'}"
         if self.finished_despite_stop:
             line += f" ({self.finished_despite_stop} asked to stop but finished)"
         return line

@@ -40,21 +40,30 @@ def secret_values(credentials: Credentials) -> tuple[str, ...]:
     return (credentials.token,)
 
 
+# Where a short secret stands as a value, as an echo of what was sent puts it: after
+# "=" or ":" (with one space or none) or an opening quote. In prose ("wrong
+# client_secret", "the App ID") the same letters are a word of the server's own.
+_AS_VALUE = r"(?:(?<=[=:'\"])|(?<=[=:] ))"
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with each secret replaced by ``[redacted]``.
 
-    Used on text a server sent back, which might echo what it was given. A
-    secret shorter than ``_PLAIN_MIN`` characters is replaced only where it stands
-    alone, not inside a word: replacing a one-letter secret everywhere would
-    garble the message ("E[redacted]ternal Applications") and give the secret away.
+    Used on text a server sent back, which might echo what it was given. A secret
+    shorter than ``_PLAIN_MIN`` characters is replaced only where it stands as a
+    value (``client_secret=abc``, ``"abc"``, ``password: abc``, or the whole text),
+    not where it is a word of the message: replacing "wrong" in "Unknown client_id
+    or wrong client_secret", or "x" everywhere ("E[redacted]ternal Applications"),
+    garbles the message and, by marking the word, gives the secret away.
     """
     # Longest first, so a secret containing another is replaced whole.
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         if len(secret) >= _PLAIN_MIN:
             text = text.replace(secret, REDACTED)
+        elif text.strip() == secret:
+            text = REDACTED
         else:
-            # "Alone": no letter or digit glued to either end (where that end is one).
-            before = r"(?<!\w)" if re.match(r"\w", secret[0]) else ""
+            # No letter or digit glued to its end (where that end is one).
             after = r"(?!\w)" if re.match(r"\w", secret[-1]) else ""
-            text = re.sub(before + re.escape(secret) + after, REDACTED, text)
+            text = re.sub(_AS_VALUE + re.escape(secret) + after, REDACTED, text)
     return text

@@ -37,7 +37,14 @@ from yarl import URL
 from async_orch._config import ConnectionLimits, Settings
 from async_orch._errors import ConfigurationError
 
-__all__ = ["ProxyChoice", "choose_proxy", "new_session", "session_for", "ssl_context"]
+__all__ = [
+    "ProxyChoice",
+    "choose_proxy",
+    "new_session",
+    "request_timeout",
+    "session_for",
+    "ssl_context",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +124,16 @@ def new_session(
     if hasattr(session, "_retry_connection"):
         session._retry_connection = False
     return session
+
+
+def request_timeout(settings: Settings) -> aiohttp.ClientTimeout:
+    """The per-request timeout of ``settings`` (``ASYNC_ORCH_TIMEOUT`` and
+    ``ASYNC_ORCH_CONNECT_TIMEOUT``), as aiohttp takes it."""
+    # sock_connect, not connect: aiohttp's "connect" also counts the wait for a
+    # free pooled connection, which is long by design when many requests queue.
+    return aiohttp.ClientTimeout(
+        total=settings.timeout.total, sock_connect=settings.timeout.connect
+    )
 
 
 def session_for(

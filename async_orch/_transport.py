@@ -44,7 +44,7 @@ from typing import Any, Self
 import aiohttp
 import anyio
 
-from async_orch._auth import TokenManager
+from async_orch._auth import TokenManager, unanswered_first_token
 from async_orch._blobs import BlobAccess
 from async_orch._config import RefreshTokenCredentials, Settings
 from async_orch._errors import (
@@ -54,6 +54,7 @@ from async_orch._errors import (
     InvalidRequestError,
     OrchestratorError,
     RateLimitedError,
+    RequestTimeoutError,
     ServerError,
     TransportError,
 )
@@ -67,7 +68,7 @@ from async_orch._protocol import (
 )
 from async_orch._retries import GiveUp, transport_step
 from async_orch._seams import HTTPSender
-from async_orch._sessions import session_for
+from async_orch._sessions import request_timeout, session_for
 from async_orch._transport_hooks import (
     HealthTracker,
     RequestSent,
@@ -157,11 +158,7 @@ class Transport:
         self._health = HealthTracker(clock)
         self._hooks: tuple[TransportHooks, ...] = (self._health, *hooks)
         self._listened = bool(hooks)  # False: only the health tracker, told directly
-        # sock_connect, not connect: aiohttp's "connect" also counts the wait for a
-        # free pooled connection, which is long by design when many requests queue.
-        self._timeout = aiohttp.ClientTimeout(
-            total=settings.timeout.total, sock_connect=settings.timeout.connect
-        )
+        self._timeout = request_timeout(settings)
         if session is not None and sender is not None:
             raise ValueError("give Transport a session or a sender, not both")
         if session is not None:
@@ -349,6 +346,9 @@ class Transport:
             try:
                 token = await tokens.get_token()
             except (TransportError, RateLimitedError, ServerError) as exc:
+                if isinstance(exc, RequestTimeoutError) and not tokens.ever_issued:
+                    # Silence from a token endpoint never reached: unreachable, fatal.
+                    raise unanswered_first_token(exc, self._settings.timeout) from exc
                 if isinstance(exc, RateLimitedError):
                     self._rate_limited += 1
                 token_failures += 1

@@ -263,15 +263,21 @@ def test_a_server_echoing_the_secret_is_redacted() -> None:
     assert SECRET not in outage.value.body
 
 
-def test_a_short_secret_is_redacted_only_where_it_stands_alone() -> None:
-    # Replacing a one-letter secret everywhere garbles the message and gives it away.
+def test_a_short_secret_is_redacted_only_where_it_stands_as_a_value() -> None:
+    # Replacing a word of the server's own garbles the message and, by marking the
+    # word, gives the secret away.
     message = "use the App Secret of an external application (Admin > External Applications)"
-    assert redact(message, ["x"]) == message
-    assert redact("Unknown client_id or wrong client_secret", ["wrong"]) == (
-        "Unknown client_id or [redacted] client_secret"
-    )
+    for word in ("x", "App", "an"):
+        assert redact(message, [word]) == message
+    prose = "Unknown client_id or wrong client_secret"
+    assert redact(prose, ["wrong"]) == prose
+    # Where the server echoes what it was sent, it is redacted.
     assert redact("client_secret=abc&scope=abcd", ["abc"]) == "client_secret=[redacted]&scope=abcd"
-    assert redact("a+b, c+b", ["+b"]) == "a[redacted], c[redacted]"
+    assert redact('{"client_secret": "wrong"}', ["wrong"]) == '{"client_secret": "[redacted]"}'
+    assert redact("password: wrong is not valid", ["wrong"]) == "password: [redacted] is not valid"
+    assert redact("got 'a+b', 'c+b'", ["+b"]) == "got 'a+b', 'c+b'"
+    assert redact("got '+b'", ["+b"]) == "got '[redacted]'"
+    assert redact(" wrong ", ["wrong"]) == "[redacted]"
     # A long secret is replaced wherever it appears, even glued to other text.
     assert redact(f"x{SECRET}y", [SECRET]) == "x[redacted]y"
 

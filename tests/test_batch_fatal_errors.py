@@ -122,3 +122,16 @@ async def test_a_name_typo_in_every_request_is_still_a_result(
         results = await orch.run_jobs([JobRequest(process="Ecko", folder="Shared")])
     assert results[0].outcome is Outcome.NOT_STARTED
     assert isinstance(results[0].error, ProcessNotFoundError)
+
+
+async def test_a_short_wrong_secret_leaves_the_server_message_whole(
+    fast_simulator: SimulatorHandle,
+) -> None:
+    """The simulator's 'wrong client_secret' is its own word, not an echo of the secret
+    "wrong": nothing is redacted, and so nothing marks the secret either."""
+    async with OrchestratorClient(_settings(fast_simulator, secret="wrong")) as orch:
+        with pytest.raises(AuthenticationError) as refused:
+            await orch.run_jobs(REQUESTS)
+    text = str(refused.value)
+    assert "Unknown client_id or wrong client_secret" in text
+    assert "[redacted]" not in text

@@ -156,3 +156,22 @@ async def test_undecodable_bytes_in_a_flag_are_named(
     run = await _dispatch(sim, tmp_path, "--process", process, "--folder", "Shared")
     assert_one_line_exit_2(run, "--process holds the byte 0xff, which is not UTF-8")
     _nothing_started(sim, tmp_path)
+
+
+async def test_inputs_too_long_without_the_upload_scope_leave_no_journal(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Inputs over 10,000 characters need an upload, so the OR.Folders.Write scope:
+    refused before the journal is created, so nothing is left on disk, as for any
+    bad input (the default journal, under the state folder, included)."""
+    sim: SimulatorHandle = await start_simulator(time_scale=20.0)
+    huge = json.dumps({"text": "x" * 10_001})
+    journal = tmp_path / "j.sqlite"
+    for journal_flags in (["--journal", str(journal)], []):
+        run = await _dispatch(
+            sim, tmp_path, "--process", "Echo", "--folder", "Shared", "--inputs", huge,
+            *journal_flags,
+        )  # fmt: skip
+        assert_one_line_exit_2(run, "error: the inputs of request 0", "OR.Folders.Write")
+        assert not journal.exists()
+        _nothing_started(sim, tmp_path)

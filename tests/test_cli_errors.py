@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_harness import assert_one_line_exit_2, cli_env, closed_port, run_cli, simulator_jobs
+from cli_harness import (
+    REPO,
+    assert_one_line_exit_2,
+    cli_env,
+    closed_port,
+    run_cli,
+    simulator_jobs,
+)
 
 from async_orch._cli.common import non_negative, positive, positive_int
 from async_orch._journal import Journal, JournalTarget, RequestRecord
@@ -319,3 +326,20 @@ async def test_output_and_journal_make_a_missing_folder_alike(tmp_path: Path) ->
     assert len(out.read_text().splitlines()) == 2 and journal.exists()
     for folder in (out.parent, out.parent.parent, journal.parent, journal.parent.parent):
         assert folder.stat().st_mode & 0o777 == 0o700, folder
+
+
+@pytest.mark.slow
+async def test_output_dash_writes_results_to_stdout(tmp_path: Path) -> None:
+    """`-o -` means stdout, as for most tools, not a file named "-"."""
+    dash = REPO / "-"  # the CLI runs in the checkout
+    assert not dash.exists()
+    try:
+        run = await run_cli(
+            "dispatch", "--simulator", "--process", "Echo", "--folder", "Shared", "--count", "2",
+            "--quiet", "-o", "-", env=cli_env(tmp_path),
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert [row["state"] for row in run.rows()] == ["Successful", "Successful"]
+        assert not dash.exists()
+    finally:
+        dash.unlink(missing_ok=True)

@@ -42,8 +42,12 @@ def test_help_lists_exit_codes_and_two_examples(
         (["jobs", "--jurnal", "x.sqlite"], "did you mean --journal?"),
         (["dispatch", "--simulator", "--process", "Echo", "--cont", "3"], "did you mean --count?"),
         (["stop", "--journal", "j", "--kll"], "did you mean --kill?"),
+        # A prefix of a flag is a typo too, never taken for the flag (no abbreviations).
+        (["dispatch", "--proces", "Echo", "--folder", "Shared"], "did you mean --process?"),
+        (["jobs", "--journ", "x.sqlite"], "did you mean --journal?"),
+        (["check", "--fold", "Shared"], "did you mean --folder?"),
     ],
-    ids=["jobs", "dispatch", "stop"],
+    ids=["jobs", "dispatch", "stop", "dispatch-prefix", "jobs-prefix", "check-prefix"],
 )
 def test_a_mistyped_option_gets_a_hint_and_the_usage_in_one_line(
     argv: list[str], hint: str, capsys: pytest.CaptureFixture[str]

@@ -82,3 +82,24 @@ def test_the_heartbeat_says_how_long_jobs_wait_pending_and_where() -> None:
     )
     progress.note_pending("Finance", 0, False, 470.0)  # the oldest was picked up
     assert progress.oldest_pending("Finance") == 101.0
+
+
+def test_finish_does_not_repeat_the_lines_just_drawn() -> None:
+    stream = io.StringIO()
+    display = ProgressDisplay(stream, live=False, clock=lambda: 100.0)
+    display.update(Progress(total=0))  # a resume with nothing left to do
+    display.finish()
+    assert stream.getvalue().count("0/0 done") == 1
+    # The final counts not drawn yet (throttled) are drawn at the end.
+    stream = io.StringIO()
+    display = ProgressDisplay(stream, live=False, clock=lambda: 100.0)
+    progress = Progress(total=1)
+    progress.move("Shared", None, "Running")
+    display.update(progress)
+    progress.move("Shared", "Running", "successful")
+    display.update(progress)  # within the interval: not drawn
+    display.finish()
+    assert [line.split(" |")[0] for line in stream.getvalue().splitlines()[::2]] == [
+        "0/1 done",
+        "1/1 done",
+    ]

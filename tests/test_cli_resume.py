@@ -125,6 +125,7 @@ async def test_resuming_a_finished_journal_starts_nothing_and_reports_it_again(
     again = await run_cli("dispatch", "--resume", str(journal), env=env)
     assert again.returncode == 0, again.stderr
     assert "3 jobs finished, 0 to re-attach to, 0 to look up" in again.stderr
+    assert again.stderr.count("0/0 done") == 1, again.stderr  # once, not again at the end
     assert again.rows() == first.rows()
     assert simulator_jobs(sim)["created"] == 3
 

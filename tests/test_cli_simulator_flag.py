@@ -37,6 +37,13 @@ def test_simulator_with_another_target_is_refused(
     assert "\n" not in message
 
 
+def test_two_targets_name_another_in_plural() -> None:
+    flags = _args(url="https://cloud.uipath.com/o/t/orchestrator_")
+    with pytest.raises(ConfigurationError) as refused:
+        refuse_simulator_with_target(flags, {"UIPATH_URL": "https://x.example/o/t/orchestrator_"})
+    assert "but --url and UIPATH_URL name another: " in str(refused.value)
+
+
 def test_simulator_alone_is_fine() -> None:
     refuse_simulator_with_target(_args(), {"UIPATH_URL": " ", "UIPATH_CLIENT_ID": "x"})
 

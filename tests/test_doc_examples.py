@@ -81,7 +81,7 @@ DIRECTIVE = re.compile(
 # A line of an output block that is a command a reader would run.
 COMMAND_LINE = re.compile(r"^(\$ |\.venv/bin/|async-orch |python3? |curl )")
 # Output lines that say something stable, so must appear in what the command printed.
-CHECKED_OUTPUT = re.compile(r"^(error: |\s+(ok|FAIL)\s|\s+fix: |all checks passed|\d+ jobs: )")
+CHECKED_OUTPUT = re.compile(r"^(error: |\s+(ok|FAIL)\s|\s+fix: |all checks passed|\d+ jobs?: )")
 
 # What a ``given`` fragment may lean on: names the page's text defines around it.
 GIVEN = {

@@ -527,7 +527,11 @@ def _refusal_cases(sim: SimulatorHandle) -> dict[str, tuple[Settings, int, str]]
         "wrong secret": (
             Settings(
                 url=sim.url,
-                credentials=ClientCredentials(client_id=sim.client_id, client_secret="wrong"),
+                # Not a word of the server's message: a short one that is ("wrong") is
+                # left there as the server's own (test_batch_fatal_errors.py).
+                credentials=ClientCredentials(
+                    client_id=sim.client_id, client_secret="wrong-secret-1"
+                ),
             ),
             400,
             "Check UIPATH_CLIENT_ID and UIPATH_CLIENT_SECRET",

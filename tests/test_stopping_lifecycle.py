@@ -133,3 +133,8 @@ def test_soft_stop_setting_is_checked() -> None:
     bad = SCENARIO.replace('soft_stop = "ignore"', 'soft_stop = "never"', 1)
     with pytest.raises(ConfigurationError, match=r"soft_stop must be \"ignore\" or seconds"):
         parse_scenario(bad, name="bad")
+
+
+def test_a_summary_of_one_job_says_job() -> None:
+    assert Summary(total=1, by_outcome={"successful": 1}).describe() == "1 job: successful 1"
+    assert Summary(total=0, by_outcome={}).describe() == "0 jobs: none"

@@ -47,7 +47,7 @@ from async_orch._http import AiohttpSender
 from async_orch._jobs import JobRequest
 from async_orch._models import Folder, Release, StartRequest, parse_input_arguments
 from async_orch._resources import ASSIGN_FOLDER_FIX
-from async_orch._sessions import session_for
+from async_orch._sessions import request_timeout, session_for
 from async_orch._validation import ValidationProblem
 
 __all__ = ["add_parser", "run"]
@@ -285,7 +285,7 @@ def _credentials_detail(settings: Settings) -> str:
 
 async def _token(settings: Settings) -> str:
     token_url = settings.token_url
-    async with session_for(settings) as session:
+    async with session_for(settings, timeout=request_timeout(settings)) as session:
         manager = TokenManager(
             settings.credentials, sender=AiohttpSender(session), token_url=token_url
         )

@@ -12,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import anyio
 import structlog
@@ -130,8 +130,13 @@ class CliParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line: what is wrong and where to look.
 
     argparse's own prints the whole usage first (a dozen lines for ``dispatch``),
-    burying the one that says what to fix.
+    burying the one that says what to fix. No abbreviations: ``--proces`` is a typo
+    to point out, not ``--process`` to guess (and a later flag could make it ambiguous).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -241,10 +246,12 @@ def refuse_simulator_with_target(args: argparse.Namespace, environ: Mapping[str,
         if given
     ]
     if named:
+        listed = " and ".join(named)
+        verb = "names" if len(named) == 1 else "name"
         raise ConfigurationError(
-            f"--simulator runs its own Orchestrator, but {' and '.join(named)} names another: "
-            "leave out --simulator to use that one, or drop (unset) "
-            f"{' and '.join(named)} to use the simulator"
+            f"--simulator runs its own Orchestrator, but {listed} {verb} another: "
+            f"leave out --simulator to use that one, or drop (unset) {listed} to use the "
+            "simulator"
         )
 
 
@@ -310,11 +317,14 @@ def run_command(main: Callable[[], Awaitable[int]]) -> int:
         print(f"authentication failed: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except TransportError as exc:
-        print(
-            f"cannot reach Orchestrator: {exc}. Check the URL (--url, UIPATH_URL or the "
-            "profile's url), your network and any proxy (HTTPS_PROXY)",
-            file=sys.stderr,
+        # An error that names its own fix (exc.hint) is printed as the library says it.
+        hint = (
+            ""
+            if exc.hint
+            else ". Check the URL (--url, UIPATH_URL or the profile's url), your network "
+            "and any proxy (HTTPS_PROXY)"
         )
+        print(f"cannot reach Orchestrator: {exc}{hint}", file=sys.stderr)
         return EXIT_USAGE
     except OrchestratorError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -39,13 +39,14 @@ from async_orch._cli.journal_run import (
     run_journaled,
     summary_of,
 )
-from async_orch._cli.output import FORMATS, check_writable, emit_rows
+from async_orch._cli.output import FORMATS, check_writable, emit_rows, output_path
 from async_orch._cli.progress import ProgressDisplay
 from async_orch._cli.webhook_server import SECRET_ENV, listen_address, serve_webhooks
 from async_orch._client import OrchestratorClient
 from async_orch._dispatcher import DispatchLimits
 from async_orch._errors import ConfigurationError
-from async_orch._jobs import JobRequest
+from async_orch._fatal import upload_scope_missing
+from async_orch._jobs import JobRequest, checked_requests
 from async_orch._journal import Journal, RequestRecord
 from async_orch._journaled import records_for, resume_plan, target_of
 from async_orch._options import SUSPENDED_POLICIES
@@ -199,7 +200,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     out = parser.add_argument_group("output")
     out.add_argument("--format", choices=FORMATS, default=None, help="jsonl, csv or table")
-    out.add_argument("--output", "-o", type=Path, help="write results here (default stdout)")
+    out.add_argument(
+        "--output",
+        "-o",
+        type=output_path,
+        metavar="FILE",
+        help="write results here (default, or -: stdout)",
+    )
     out.add_argument(
         "--quiet",
         "-q",
@@ -330,8 +337,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.dry_run:
         return await _dry_run(args)
     batch_id = uuid.uuid4().hex[:10]
-    requests = _requests(args)
-    records = records_for(requests, batch_id)  # bad input fails before any I/O
+    requests = checked_requests(_requests(args))  # bad input fails before any I/O
+    records = records_for(requests, batch_id)
     check_writable(args.output, flag="--output")  # written last: fail before the run
     path = args.journal or default_journal_path(
         os.environ, Path.home(), batch_id=batch_id, now=datetime.now(UTC)
@@ -344,6 +351,9 @@ async def _dispatch(args: argparse.Namespace) -> int:
         _client(args, settings, receiver) as orch,
         _heartbeat(display, orch),
     ):
+        # Refused before the journal is created: a refused batch leaves nothing behind.
+        if (missing := upload_scope_missing(settings, requests)) is not None:
+            raise missing
         await _check_names(orch, records)  # a typo is one clear error before anything starts
         if args.reference_prefix:
             await _warn_reused_prefix(args, orch, records[0])

@@ -28,7 +28,7 @@ from async_orch._cli.journal_run import (
     refresh_unfinished,
     refuse_embedded_simulator_journal,
 )
-from async_orch._cli.output import FORMATS, check_writable, emit_rows
+from async_orch._cli.output import FORMATS, check_writable, emit_rows, output_path
 from async_orch._client import OrchestratorClient
 from async_orch._errors import ConfigurationError
 from async_orch._journal import Journal
@@ -70,7 +70,13 @@ examples:
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--format", choices=FORMATS, default=None, help="jsonl, csv or table")
-    out.add_argument("--output", "-o", type=Path, help="write rows here (default stdout)")
+    out.add_argument(
+        "--output",
+        "-o",
+        type=output_path,
+        metavar="FILE",
+        help="write rows here (default, or -: stdout)",
+    )
 
 
 def add_jobs_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -205,7 +211,8 @@ async def _stop(args: argparse.Namespace) -> int:
                         folder_id, ids[start : start + STOP_JOBS_CHUNK], strategy=strategy
                     )
             journal.record_event("stop_sent", strategy=strategy, jobs=len(unfinished))
-            print(f"{strategy} sent to {len(unfinished)} unfinished jobs", file=sys.stderr)
+            unfinished_jobs = "unfinished job" if len(unfinished) == 1 else "unfinished jobs"
+            print(f"{strategy} sent to {len(unfinished)} {unfinished_jobs}", file=sys.stderr)
             await refresh_unfinished(orch, journal, left_running=True)
             # A SoftStop leaves the workflow time to end; read again until it has.
             with anyio.move_on_after(args.wait):

@@ -24,7 +24,7 @@ import anyio
 from async_orch._cli.output import COLUMNS, result_row
 from async_orch._client import OrchestratorClient
 from async_orch._errors import ConfigurationError, OrchestratorError
-from async_orch._jobs import Abandoned, JobRequest, JobResult, Outcome, Summary
+from async_orch._jobs import Abandoned, JobRequest, JobResult, Outcome, Summary, count_jobs
 from async_orch._journal import JobRecord, Journal, RequestRecord
 from async_orch._journaled import run_stored, stored_row
 from async_orch._logs import get_logger
@@ -262,9 +262,9 @@ def _report_abandoned(
     )
     lines = []
     if abandoned.stopped:
-        lines.append(f"{len(abandoned.stopped)} jobs stopped")
+        lines.append(f"{count_jobs(len(abandoned.stopped))} stopped")
     if abandoned.left_running:
-        lines.append(f"{len(abandoned.left_running)} jobs may still be running")
+        lines.append(f"{count_jobs(len(abandoned.left_running))} may still be running")
     if abandoned.uncertain_references:
         lines.append(
             f"{len(abandoned.uncertain_references)} starts got no answer "

@@ -24,6 +24,7 @@ __all__ = [
     "check_writable",
     "emit_rows",
     "open_private",
+    "output_path",
     "result_row",
     "write_private_text",
     "write_rows",
@@ -148,6 +149,12 @@ def write_private_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` as :func:`open_private` opens it (a report, say)."""
     with open_private(path) as handle:
         handle.write(text)
+
+
+def output_path(text: str) -> Path | None:
+    """The argparse type of ``-o``: a file path, or ``-`` for stdout (None, as if
+    the flag were not given), as most command-line tools read it."""
+    return None if text == "-" else Path(text)
 
 
 def check_writable(path: Path | None, *, flag: str) -> None:

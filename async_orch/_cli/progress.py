@@ -80,6 +80,7 @@ class ProgressDisplay:
         self._last_output = self._started  # when a line was last written
         self._last_warning = self._started
         self._finished = False
+        self._drawn: object = None  # the counts last drawn (_counts_of)
 
     def set_health(self, health: Callable[[], TransportHealth]) -> None:
         """Read the transport's health from now on (once the client exists)."""
@@ -95,10 +96,12 @@ class ProgressDisplay:
             self._draw(progress, now)
 
     def finish(self) -> None:
-        """Draw the final state and end the live line."""
+        """Draw the final state (plain lines: unless the last ones drawn say it
+        already) and end the live line."""
         self._finished = True
-        if self._latest is not None:
-            self._draw(self._latest, self._clock())
+        latest = self._latest
+        if latest is not None and (self._live or self._drawn != _counts_of(latest)):
+            self._draw(latest, self._clock())
         if self._live and not self._quiet:
             self._stream.write("\n")
             self._stream.flush()
@@ -183,6 +186,7 @@ class ProgressDisplay:
     def _draw(self, progress: Progress, now: float) -> None:
         if self._quiet:
             return
+        self._drawn = _counts_of(progress)
         text = self.line(progress, now)
         self._last_output = now
         if self._live:
@@ -192,6 +196,12 @@ class ProgressDisplay:
             for line in self.folder_lines(progress):
                 self._stream.write(line + "\n")
         self._stream.flush()
+
+
+def _counts_of(progress: Progress) -> object:
+    """What a drawing of ``progress`` shows, but for the clock: equal, no news."""
+    folders = {folder: dict(counts) for folder, counts in progress.by_folder.items()}
+    return (progress.total, dict(progress.by_state), folders)
 
 
 def _shown_counts(counts: Counter[str]) -> list[tuple[str, int]]:
