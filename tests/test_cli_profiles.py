@@ -63,7 +63,7 @@ def test_a_file_without_a_default_profile_adds_nothing(tmp_path: Path) -> None:
          "config file {path}: 'profiles' must be a table of [profiles.NAME] tables, not int"),
         ("[profiles]\nx = 3\n", "x",
          "config file {path}: [profiles.x] must be a table of settings (url = ..., "
-         "client_id = ...), not 3"),
+         "client_id = ...), not int"),
         ("[profiles]\ndefault = 'prod'\n", None, "[profiles.default] must be a table"),
         ("[profiles.default]\nurll = 'x'\n", None, "unknown key 'urll'"),
         ('[profiles.a]\nurl = "x"\n', "b",
@@ -100,3 +100,44 @@ def test_a_missing_config_file_is_an_error_only_when_asked_for(tmp_path: Path) -
         load_settings(_args(config=missing), environ=environ)
     with pytest.raises(ConfigurationError, match=r"not found \(needed for --profile prod\)"):
         load_settings(_args(config=missing, profile="prod"), environ=environ)
+
+
+# A secret in a profile, written where it does not belong: the message names the key
+# and the type, never the value (it would land in a terminal, a CI log, a ticket).
+SECRET_MISTAKES = [
+    ('client_secret = ["S3CRET"]', "client_secret must be a string or a number, not list"),
+    ('client_secret = { v = "S3CRET" }', "client_secret must be a string or a number, not dict"),
+    ('password = ["S3CRET"]', "password must be a string or a number, not list"),
+    ('access_token = ["S3CRET"]', "access_token must be a string or a number, not list"),
+    ('refresh_token = ["S3CRET"]', "refresh_token must be a string or a number, not list"),
+    ('client_secret_env = "S3CRET"',
+     "client_secret_env: its value is not the name of a set environment variable (the "
+     "value is not shown"),
+    ('password_env = "S3CRET"', "password_env: its value is not the name of a set"),
+    ('access_token_env = "S3CRET"', "access_token_env: its value is not the name of a set"),
+    ('refresh_token_env = "S3CRET"', "refresh_token_env: its value is not the name of a set"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("line", "message"), SECRET_MISTAKES)
+def test_a_misplaced_secret_is_never_shown(tmp_path: Path, line: str, message: str) -> None:
+    path = _config(tmp_path, f"[profiles.default]\n{line}\n")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(_args(config=path), environ={**ENV, "UIPATH_URL": URL})
+    assert message in str(caught.value)
+    assert "S3CRET" not in str(caught.value)
+
+
+def test_an_env_key_that_is_not_a_string_says_it_must_name_a_variable(tmp_path: Path) -> None:
+    path = _config(tmp_path, "[profiles.default]\nclient_secret_env = 5\n")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(_args(config=path), environ={**ENV, "UIPATH_URL": URL})
+    assert "client_secret_env must be the name of an environment variable (a string), not int" in (
+        str(caught.value)
+    )
+
+
+def test_an_unset_variable_of_an_ordinary_key_is_named(tmp_path: Path) -> None:
+    path = _config(tmp_path, '[profiles.default]\nclient_id_env = "ACME_ID"\n')
+    with pytest.raises(ConfigurationError, match="client_id_env = 'ACME_ID': that environment"):
+        load_settings(_args(config=path), environ={**ENV, "UIPATH_URL": URL})
