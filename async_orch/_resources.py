@@ -28,6 +28,7 @@ from async_orch._errors import (
     ProcessNotFoundError,
     ResponseDecodeError,
 )
+from async_orch._jsonvalues import shown
 from async_orch._models import (
     Folder,
     Job,
@@ -182,8 +183,9 @@ class OrchestratorAPI:
             self._resolved[ref] = found
             return found
         close = closest_first(str(ref), [f.fully_qualified_name for f in folders])
+        named = shown(ref) if isinstance(ref, str) else repr(ref)  # a long path is cut short
         raise FolderNotFoundError(
-            f"folder {ref!r} not found, or these credentials cannot see it: give its full "
+            f"folder {named} not found, or these credentials cannot see it: give its full "
             f"path with '/' between levels, its Key or its Id; {ASSIGN_FOLDER_FIX}",
             name=str(ref),
             candidates=close,

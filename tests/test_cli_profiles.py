@@ -141,3 +141,40 @@ def test_an_unset_variable_of_an_ordinary_key_is_named(tmp_path: Path) -> None:
     path = _config(tmp_path, '[profiles.default]\nclient_id_env = "ACME_ID"\n')
     with pytest.raises(ConfigurationError, match="client_id_env = 'ACME_ID': that environment"):
         load_settings(_args(config=path), environ={**ENV, "UIPATH_URL": URL})
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('timeout = "x"', "[profiles.default] timeout = 'x' is not a number of seconds"),
+        ("timeout = nan", "[profiles.default] timeout = 'nan' must be a finite number of "
+         "seconds, more than 0"),
+        ("timeout = 1e400", "[profiles.default] timeout = 'inf' must be a finite number"),
+        ("timeout = -5", "[profiles.default] timeout = '-5' must be a finite number"),
+        ("connect_timeout = 0", "[profiles.default] connect_timeout = '0' must be a finite"),
+        ("retry_attempts = 0", "[profiles.default] retry_attempts = '0' must be a whole number "
+         "of at least 1"),
+        ('timeout_env = "T"', "[profiles.default] timeout_env = 'nan' must be a finite number"),
+    ],
+)  # fmt: skip
+def test_a_bad_number_in_a_profile_names_the_profile_key(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    path = _config(tmp_path, f"[profiles.default]\n{line}\n")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(_args(config=path), environ={**ENV, "UIPATH_URL": URL, "T": "nan"})
+    assert message in str(caught.value)
+    assert "ASYNC_ORCH" not in str(caught.value)  # not the variable the key stands for
+    assert "RetryPolicy" not in str(caught.value)
+
+
+def test_a_variable_named_by_a_profile_with_a_byte_that_is_not_utf8(tmp_path: Path) -> None:
+    path = _config(tmp_path, '[profiles.default]\nclient_secret_env = "ACME_SECRET"\n')
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(
+            _args(config=path), environ={**ENV, "UIPATH_URL": URL, "ACME_SECRET": "S3\udcff"}
+        )
+    assert "client_secret_env: variable 'ACME_SECRET' holds a byte that is not UTF-8 (0xff)" in (
+        str(caught.value)
+    )
+    assert "S3" not in str(caught.value).replace("ACME_SECRET", "")

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from async_orch._config import setting_problem, undecodable_byte
 from async_orch._errors import ConfigurationError
 from async_orch._jsonvalues import shown
 
@@ -130,11 +131,13 @@ def _profile_values(
     for key, value in profile.items():
         variable = _variable_of(key, where=where, profile=name)
         if key.endswith("_env"):
-            values[variable] = _from_variable(
-                value, key=key, where=where, profile=name, environ=environ
-            )
+            text = _from_variable(value, key=key, where=where, profile=name, environ=environ)
         else:
-            values[variable] = _text(value, key=key, where=where, profile=name)
+            text = _text(value, key=key, where=where, profile=name)
+        # Checked here, so the message names the profile's key, not the variable.
+        if (problem := setting_problem(variable, text.strip())) is not None:
+            raise ConfigurationError(f"{where} [profiles.{name}] {key} = {shown(text)} {problem}")
+        values[variable] = text
     return values
 
 
@@ -172,6 +175,12 @@ def _from_variable(
         )
     found = environ.get(value)
     if found:
+        byte = undecodable_byte(found)
+        if byte is not None:  # not shown: it may be a secret
+            raise ConfigurationError(
+                f"{where} [profiles.{profile}] {key}: variable {shown(value)} holds a byte that "
+                f"is not UTF-8 (0x{byte:02x}); set it as UTF-8 text"
+            )
         return found
     if key.removesuffix("_env") in SECRET_KEYS:
         # Not shown: a secret pasted here by mistake would end up in a terminal or a log.
