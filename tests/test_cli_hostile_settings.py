@@ -70,3 +70,28 @@ async def test_a_long_folder_variable_is_cut_short_in_the_message(
     )  # fmt: skip
     assert_one_line_exit_2(run, "xxx'... (100,000 chars) not found")
     assert len(run.stderr) < 1_000
+
+
+@pytest.mark.parametrize(
+    ("variables", "needle"),
+    [
+        ({"HTTP_PROXY": "htp://x"},
+         "proxy variable HTTP_PROXY 'htp://x' is not an http:// URL with a host"),
+        ({"HTTP_PROXY": "http://[::1"},
+         "proxy variable HTTP_PROXY 'http://[::1' is not a valid URL (Invalid IPv6 URL)"),
+        ({"https_proxy": "proxy.corp:3128"}, "proxy variable https_proxy 'proxy.corp:3128'"),
+        ({"HTTPS_PROXY": "http://user:S3CRET@[::1"}, "proxy variable HTTPS_PROXY is not a valid"),
+    ],
+    ids=["scheme", "ipv6", "no-scheme", "credentials"],
+)  # fmt: skip
+async def test_a_proxy_variable_aiohttp_cannot_use_is_one_line_naming_it(
+    start_simulator: Callable[..., Any], tmp_path: Path, variables: dict[str, str], needle: str
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=20.0)
+    run = await run_cli(
+        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "Shared", "--quiet",
+        env=cli_env(tmp_path, **variables),
+    )  # fmt: skip
+    assert_one_line_exit_2(run, needle, "write it like http://proxy.example.com:3128")
+    assert "S3CRET" not in run.stderr
+    assert requests_to(sim, START_JOBS) == 0
