@@ -227,8 +227,11 @@ def _plan(args: argparse.Namespace) -> LoadPlan:
         if not isinstance(inputs, dict):
             raise ConfigurationError('--inputs must be a JSON object, e.g. \'{"id": "{n}"}\'')
     prefix = args.reference_prefix or "loadtest-" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    profile = parse_profile(_load_profile(args))
+    if (problem := profile.too_many_jobs(args.max_jobs, bound_with="--max-jobs N")) is not None:
+        raise ConfigurationError(problem)
     return LoadPlan(
-        profile=parse_profile(_load_profile(args)),
+        profile=profile,
         template=JobTemplate(
             process=args.process, folders=args.folder, inputs=inputs, reference_prefix=prefix
         ),
