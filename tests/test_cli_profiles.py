@@ -89,7 +89,10 @@ def test_the_default_config_file_is_checked_too(tmp_path: Path) -> None:
     environ = {**ENV, "UIPATH_URL": URL, "ASYNC_ORCH_CONFIG": str(path)}
     with pytest.raises(ConfigurationError, match=f"config file {path} is not valid TOML"):
         load_settings(_args(), environ=environ)
-    path.unlink()  # and no file there at all is fine
+    path.unlink()  # named, yet missing: refused as --config is
+    with pytest.raises(ConfigurationError, match=r"\(ASYNC_ORCH_CONFIG\) not found"):
+        load_settings(_args(), environ=environ)
+    environ.pop("ASYNC_ORCH_CONFIG")  # the usual place, empty: fine
     assert load_settings(_args(), environ=environ).url == URL
 
 
@@ -178,3 +181,10 @@ def test_a_variable_named_by_a_profile_with_a_byte_that_is_not_utf8(tmp_path: Pa
         str(caught.value)
     )
     assert "S3" not in str(caught.value).replace("ACME_SECRET", "")
+
+
+def test_a_config_file_nested_too_deep_is_named(tmp_path: Path) -> None:
+    # tomllib recurses: 5,000 nested arrays were a RecursionError traceback.
+    path = _config(tmp_path, "x = " + "[" * 5_000 + "]" * 5_000 + "\n")
+    with pytest.raises(ConfigurationError, match=f"config file {path}: nesting too deep"):
+        load_settings(_args(config=path), environ={**ENV, "UIPATH_URL": URL})

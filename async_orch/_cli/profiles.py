@@ -103,6 +103,11 @@ def _profiles(text: str, *, where: str) -> dict[str, Any]:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{where} is not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise ConfigurationError(
+            f"{where}: nesting too deep (arrays or tables inside one another); a config "
+            "file needs only [profiles.NAME] tables of plain values"
+        ) from None
     profiles = document.get("profiles", {})
     if not isinstance(profiles, dict):
         raise ConfigurationError(
