@@ -95,3 +95,27 @@ async def test_a_proxy_variable_aiohttp_cannot_use_is_one_line_naming_it(
     assert_one_line_exit_2(run, needle, "write it like http://proxy.example.com:3128")
     assert "S3CRET" not in run.stderr
     assert requests_to(sim, START_JOBS) == 0
+
+
+@pytest.mark.parametrize(
+    ("journal", "needle"),
+    [
+        ("{tmp}", "journal {tmp} is a directory; give the path of a new file"),
+        ("/dev/full", "journal /dev/full exists and is not a regular file"),
+        ("{tmp}/old.sqlite", "journal {tmp}/old.sqlite already exists; resume it with "
+         "--resume {tmp}/old.sqlite, or choose another path with --journal"),
+    ],
+    ids=["directory", "device", "existing"],
+)  # fmt: skip
+async def test_a_journal_path_taken_by_something_else_says_what_it_is(
+    start_simulator: Callable[..., Any], tmp_path: Path, journal: str, needle: str
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=20.0)
+    (tmp_path / "old.sqlite").write_bytes(b"")
+    run = await run_cli(
+        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "Shared", "--quiet",
+        "--journal", journal.replace("{tmp}", str(tmp_path)),
+        env=cli_env(tmp_path),
+    )  # fmt: skip
+    assert_one_line_exit_2(run, needle.replace("{tmp}", str(tmp_path)))
+    assert requests_to(sim, START_JOBS) == 0

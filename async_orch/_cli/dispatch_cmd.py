@@ -347,7 +347,11 @@ async def _dispatch(args: argparse.Namespace) -> int:
         if args.reference_prefix:
             await _warn_reused_prefix(args, orch, records[0])
         with Journal.create(
-            path, target=target_of(settings), batch_id=batch_id, requests=records
+            path,
+            target=target_of(settings),
+            batch_id=batch_id,
+            requests=records,
+            how_to_resume=f"resume it with --resume {path}, or choose another path with --journal",
         ) as journal:
             if args.simulator:  # so jobs/stop/--resume can say why they cannot work
                 journal.record_event(EMBEDDED_SIMULATOR_EVENT, url=settings.url)
