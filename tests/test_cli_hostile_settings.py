@@ -119,3 +119,20 @@ async def test_a_journal_path_taken_by_something_else_says_what_it_is(
     )  # fmt: skip
     assert_one_line_exit_2(run, needle.replace("{tmp}", str(tmp_path)))
     assert requests_to(sim, START_JOBS) == 0
+
+
+async def test_an_organization_without_its_tenant_is_one_line_naming_the_url(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=20.0)
+    url = f"{sim.root_url}/{sim.organization}"  # the tenant left out
+    run = await run_cli(
+        "dispatch", "--url", url, "--process", "Echo", "--folder", "Shared", "--quiet",
+        env=cli_env(tmp_path),
+    )  # fmt: skip
+    assert_one_line_exit_2(
+        run,
+        f"error: no Orchestrator API at {url} (GET odata/Folders answered 404)",
+        "cloud URLs are https://cloud.uipath.com/{org}/{tenant}/orchestrator_",
+    )
+    assert requests_to(sim, START_JOBS) == 0
