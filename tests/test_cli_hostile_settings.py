@@ -136,3 +136,38 @@ async def test_an_organization_without_its_tenant_is_one_line_naming_the_url(
         "cloud URLs are https://cloud.uipath.com/{org}/{tenant}/orchestrator_",
     )
     assert requests_to(sim, START_JOBS) == 0
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+async def test_results_that_cannot_be_written_say_where_they_are_kept(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    # /dev/full opens but refuses every write: an OSError traceback after the jobs ran.
+    sim: SimulatorHandle = await start_simulator(time_scale=100.0)
+    journal = tmp_path / "batch.sqlite"
+    run = await run_cli(
+        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "Shared", "--count", "2",
+        "--quiet", "--journal", str(journal), "-o", "/dev/full",
+        env=cli_env(tmp_path),
+    )  # fmt: skip
+    assert_one_line_exit_2(
+        run,
+        "error: results could not be written to /dev/full (No space left on device); the "
+        f"journal holds them: async-orch jobs --journal {journal} -o FILE",
+    )
+    again = await run_cli("jobs", "--journal", str(journal), env=cli_env(tmp_path))
+    assert again.returncode == 0 and len(again.rows()) == 2  # the advice works
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+async def test_a_load_test_report_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    run = await run_cli(
+        "loadtest", "--simulator", "--process", "Echo", "--folder", "Shared", "--quiet",
+        "--load-profile", "constant:1:2", "--time-scale", "100",
+        "--report", "/dev/full", "--json", str(tmp_path / "r.json"),
+        env=cli_env(tmp_path),
+    )  # fmt: skip
+    assert_one_line_exit_2(
+        run, "error: the load test ran, but its report could not be written to /dev/full"
+    )
+    assert (tmp_path / "r.json").exists()  # the other file still written

@@ -439,7 +439,7 @@ def _finish(
     """Write every row the journal knows (this run's and earlier ones'), then the summary."""
     display.finish()
     rows = journal_rows(journal)
-    _write(rows, args)
+    _write(rows, args, journal.path)
     _say(args, summary_of(rows).describe())
     if interrupted:
         journal.record_event("finished", interrupted=True)
@@ -482,5 +482,7 @@ async def _warn_reused_prefix(
         )
 
 
-def _write(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> None:
-    emit_rows(rows, fmt=args.format, output=args.output, stream=sys.stdout)
+def _write(
+    rows: Sequence[Mapping[str, Any]], args: argparse.Namespace, journal: Path | None = None
+) -> None:
+    emit_rows(rows, fmt=args.format, output=args.output, stream=sys.stdout, journal=journal)
