@@ -420,7 +420,8 @@ def _parse_cloud(
     if named < min(2, len(prefix)) and _is_service_segment(lowered[named]):
         raise _fail(
             url,
-            f"{shown(prefix[named])} is another UiPath service, not Orchestrator; use {_CLOUD_EXAMPLE}",
+            f"{shown(prefix[named])} is another UiPath service, not Orchestrator; "
+            f"use {_CLOUD_EXAMPLE}",
         )
     if named == 0:
         raise _fail(url, f"organization and tenant missing from the URL; use {_CLOUD_EXAMPLE}")
