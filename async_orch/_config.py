@@ -57,13 +57,17 @@ credentials over a token).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
+from yarl import URL
+
 from async_orch._errors import ConfigurationError
+from async_orch._jsonvalues import shown
 from async_orch._retries import RetryPolicy  # re-exported: settings carry one
 
 __all__ = [
@@ -190,8 +194,9 @@ class RequestTimeouts:
     connect: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.total <= 0 or self.connect <= 0:
-            raise ConfigurationError("RequestTimeouts.total and .connect must be positive")
+        for name in ("total", "connect"):
+            if (problem := seconds_problem(getattr(self, name), allow_zero=False)) is not None:
+                raise ConfigurationError(f"RequestTimeouts.{name} {problem}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -292,14 +297,16 @@ def _is_service_segment(segment: str) -> bool:
 
 
 def _fail(url: str, problem: str) -> ConfigurationError:
-    return ConfigurationError(f"Orchestrator URL {url!r}: {problem}")
+    return ConfigurationError(f"Orchestrator URL {shown(url)}: {problem}")
 
 
 def _split(url: str) -> SplitResult:
-    """``urlsplit``, with the port checked too; ValueError for a malformed URL
-    (an unclosed ``[`` of an IPv6 address, a port that is not 0-65535)."""
+    """``urlsplit``, with the port and host checked too; ValueError for a malformed
+    URL (an unclosed ``[`` of an IPv6 address, a port that is not 0-65535, a host
+    name IDNA refuses, such as one holding a bidi control character)."""
     parts = urlsplit(url)
     _ = parts.port  # parsed lazily: reading it is what checks it
+    URL(url)  # aiohttp's parser: what it refuses later would be a bare ValueError
     return parts
 
 
@@ -322,10 +329,10 @@ def _check_tail(url: str, tail: list[str], base: str, *, after_orchestrator: boo
     ):
         return  # a page of the web UI, such as ".../orchestrator_/jobs"
     if _is_service_segment(tail[0].lower()):
-        raise _fail(url, f"{tail[0]!r} is another UiPath service; use {base}")
+        raise _fail(url, f"{shown(tail[0])} is another UiPath service; use {base}")
     raise _fail(
         url,
-        f"{tail[0]!r} looks like a folder, and folders are not part of the URL. "
+        f"{shown(tail[0])} looks like a folder, and folders are not part of the URL. "
         f"Use {base} and choose the folder with the folder setting (UIPATH_FOLDER_PATH)",
     )
 
@@ -368,7 +375,7 @@ def parse_orchestrator_url(url: str) -> OrchestratorUrl:
         raise _fail(text, _malformed(exc)) from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        raise _fail(text, f"scheme {parts.scheme!r} is not http or https")
+        raise _fail(text, f"scheme {shown(parts.scheme)} is not http or https")
     host = (parts.hostname or "").lower()
     if not host:
         raise _fail(text, "no host name")
@@ -413,7 +420,8 @@ def _parse_cloud(
     if named < min(2, len(prefix)) and _is_service_segment(lowered[named]):
         raise _fail(
             url,
-            f"{prefix[named]!r} is another UiPath service, not Orchestrator; use {_CLOUD_EXAMPLE}",
+            f"{shown(prefix[named])} is another UiPath service, not Orchestrator; "
+            f"use {_CLOUD_EXAMPLE}",
         )
     if named == 0:
         raise _fail(url, f"organization and tenant missing from the URL; use {_CLOUD_EXAMPLE}")
@@ -431,7 +439,7 @@ def _parse_cloud(
             raise _fail(
                 url,
                 f"expected only organization and tenant before orchestrator_, got "
-                f"{'/'.join(prefix)!r}; use {_CLOUD_EXAMPLE}",
+                f"{shown('/'.join(prefix))}; use {_CLOUD_EXAMPLE}",
             )
         _check_tail(url, segments[orchestrator_at + 1 :], base, after_orchestrator=True)
     return OrchestratorUrl(
@@ -476,7 +484,7 @@ def _parse_onprem(url: str, origin: str, segments: list[str]) -> OrchestratorUrl
     if len(prefix) > 2:
         raise _fail(
             url,
-            f"unexpected path {'/'.join(prefix)!r}; use {origin} (on-premises) or "
+            f"unexpected path {shown('/'.join(prefix))}; use {origin} (on-premises) or "
             f"{origin}/{{organization}}/{{tenant}}/orchestrator_ (Automation Suite)",
         )
     base = "/".join([origin, *prefix])
@@ -495,9 +503,9 @@ def _check_http_url(name: str, value: str) -> None:
     try:
         parts = _split(value.strip())
     except ValueError as exc:
-        raise ConfigurationError(f"{name} {value!r}: {_malformed(exc)}") from None
+        raise ConfigurationError(f"{name} {shown(value)}: {_malformed(exc)}") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"{name} {value!r} must be an absolute http(s) URL")
+        raise ConfigurationError(f"{name} {shown(value)} must be an absolute http(s) URL")
 
 
 # -- settings --------------------------------------------------------------------
@@ -563,14 +571,14 @@ class Settings:
             _check_http_url("identity_url (ASYNC_ORCH_IDENTITY_URL)", self.identity_url)
         if self.deployment not in DEPLOYMENTS:
             raise ConfigurationError(
-                f"deployment (ASYNC_ORCH_DEPLOYMENT) {self.deployment!r} is not one of "
+                f"deployment (ASYNC_ORCH_DEPLOYMENT) {shown(self.deployment)} is not one of "
                 f"{', '.join(DEPLOYMENTS)}"
             )
         if self.deployment == "automation-suite" and where.kind != "cloud":
             raise ConfigurationError(
                 "deployment automation-suite needs the Automation Suite Orchestrator URL, "
                 "https://{server}/{organization}/{tenant}/orchestrator_; "
-                f"{self.url!r} has no organization and tenant"
+                f"{shown(self.url)} has no organization and tenant"
             )
         if isinstance(credentials, ClientCredentials) and where.kind == "legacy":
             raise ConfigurationError(
@@ -595,7 +603,7 @@ class Settings:
             raise ConfigurationError("Settings.folder is empty; leave it None for no default")
         if self.ca_bundle is not None and not os.path.isfile(self.ca_bundle):
             raise ConfigurationError(
-                f"CA bundle {self.ca_bundle!r} (ASYNC_ORCH_CA_BUNDLE or SSL_CERT_FILE) is not "
+                f"CA bundle {shown(self.ca_bundle)} (ASYNC_ORCH_CA_BUNDLE or SSL_CERT_FILE) is not "
                 "a readable file; give the path of a PEM file of trusted certificates"
             )
 
@@ -652,12 +660,12 @@ class Settings:
             "folder": env.get("UIPATH_FOLDER_KEY") or env.get("UIPATH_FOLDER_PATH"),
             "identity_url": env.get("ASYNC_ORCH_IDENTITY_URL"),
             "timeout": RequestTimeouts(
-                total=env.number("ASYNC_ORCH_TIMEOUT", 60.0),
-                connect=env.number("ASYNC_ORCH_CONNECT_TIMEOUT", 10.0),
+                total=env.seconds("ASYNC_ORCH_TIMEOUT", 60.0),
+                connect=env.seconds("ASYNC_ORCH_CONNECT_TIMEOUT", 10.0),
             ),
             "retry": RetryPolicy(
                 attempts=env.integer("ASYNC_ORCH_RETRY_ATTEMPTS", 5),
-                reconcile_window=env.optional_number("ASYNC_ORCH_RECONCILE_WINDOW"),
+                reconcile_window=env.optional_seconds("ASYNC_ORCH_RECONCILE_WINDOW"),
             ),
             "limits": ConnectionLimits(
                 max_connections=env.integer("ASYNC_ORCH_MAX_CONNECTIONS", 100)
@@ -671,8 +679,57 @@ class Settings:
         return cls(**values)
 
 
+#: Variables that hold seconds: (name, whether 0 is allowed).
+SECONDS_VARIABLES = {
+    "ASYNC_ORCH_TIMEOUT": False,
+    "ASYNC_ORCH_CONNECT_TIMEOUT": False,
+    "ASYNC_ORCH_RECONCILE_WINDOW": True,
+}
+#: Variables that hold whole numbers: name -> the least allowed.
+COUNT_VARIABLES = {"ASYNC_ORCH_RETRY_ATTEMPTS": 1, "ASYNC_ORCH_MAX_CONNECTIONS": 0}
+
+
+def seconds_problem(value: object, *, allow_zero: bool) -> str | None:
+    """Why ``value`` is not a usable number of seconds, or None. NaN, infinity and
+    1e400 (infinity once parsed) are floats to Python, not to a timer."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"must be a number of seconds, not {type(value).__name__}"
+    if not (0 <= value < math.inf) or (value == 0 and not allow_zero):
+        least = "0 or more" if allow_zero else "more than 0"
+        return f"must be a finite number of seconds, {least} (like 30 or 2.5), not {value:g}"
+    return None
+
+
+def setting_problem(variable: str, text: str) -> str | None:
+    """Why ``text`` is not a valid value of the number variable ``variable`` (see
+    :data:`SECONDS_VARIABLES`, :data:`COUNT_VARIABLES`), or None (also for others)."""
+    if variable in SECONDS_VARIABLES:
+        try:
+            value = float(text)
+        except ValueError:
+            return "is not a number of seconds (write it like 30 or 2.5)"
+        return seconds_problem(value, allow_zero=SECONDS_VARIABLES[variable])
+    if variable in COUNT_VARIABLES:
+        least = COUNT_VARIABLES[variable]
+        try:
+            count = int(text)
+        except ValueError:  # not a whole number, or over Python's 4,300-digit limit
+            return f"is not a whole number (of at least {least})"
+        if count < least:
+            return f"must be a whole number of at least {least}, not {count}"
+    return None
+
+
+def undecodable_byte(text: str) -> int | None:
+    """The first byte of ``text`` that was not UTF-8 (os.environ and argv keep such
+    bytes as lone surrogates, U+DC80..U+DCFF), or None."""
+    if text.isascii():
+        return None
+    return next((ord(c) - 0xDC00 for c in text if 0xDC80 <= ord(c) <= 0xDCFF), None)
+
+
 class _Env:
-    """Environment lookups: stripped, empty means unset, numbers checked."""
+    """Environment lookups: stripped, empty means unset, bytes and numbers checked."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
@@ -681,28 +738,31 @@ class _Env:
         value = self._environ.get(name)
         if value is None or not value.strip():
             return None
+        byte = undecodable_byte(value)
+        if byte is not None:
+            # The value is not shown: this may be a secret.
+            raise ConfigurationError(
+                f"{name} holds a byte that is not UTF-8 (0x{byte:02x}); set it as UTF-8 text"
+            )
         return value.strip()
 
-    def number(self, name: str, default: float) -> float:
+    def _checked(self, name: str) -> str | None:
         value = self.get(name)
-        if value is None:
-            return default
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigurationError(f"{name}={value!r} is not a number of seconds") from None
+        if value is not None and (problem := setting_problem(name, value)) is not None:
+            raise ConfigurationError(f"{name}={shown(value)} {problem}")
+        return value
 
-    def optional_number(self, name: str) -> float | None:
-        return None if self.get(name) is None else self.number(name, 0.0)
+    def seconds(self, name: str, default: float) -> float:
+        value = self._checked(name)
+        return default if value is None else float(value)
+
+    def optional_seconds(self, name: str) -> float | None:
+        value = self._checked(name)
+        return None if value is None else float(value)
 
     def integer(self, name: str, default: int) -> int:
-        value = self.get(name)
-        if value is None:
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigurationError(f"{name}={value!r} is not a whole number") from None
+        value = self._checked(name)
+        return default if value is None else int(value)
 
 
 def _url_from_env(env: _Env) -> str:

@@ -15,6 +15,7 @@ from async_orch._config import ClientCredentials, Settings
 from async_orch._errors import (
     AuthenticationError,
     ConfigurationError,
+    NotFoundError,
     PermissionDeniedError,
     RequestError,
     TransportError,
@@ -25,7 +26,14 @@ from async_orch._jsonvalues import utf16_length
 from async_orch._models import needs_input_file
 from async_orch._seams import JobsAPI
 
-__all__ = ["UPLOAD_SCOPES", "fatal_error", "probe_handles", "upload_scope_missing"]
+__all__ = [
+    "NO_API_FIX",
+    "UPLOAD_SCOPES",
+    "fatal_error",
+    "no_api_here",
+    "probe_handles",
+    "upload_scope_missing",
+]
 
 # Errors about the credentials, the host or the token, not about one name or job.
 _FATAL = (AuthenticationError, TransportError, UnauthorizedError, PermissionDeniedError)
@@ -39,6 +47,25 @@ def fatal_error(lookups: Sequence[object]) -> RequestError | None:
     if not errors or len(errors) < len(lookups):
         return None
     return next((error for error in errors if isinstance(error, _FATAL)), None)
+
+
+#: What to do when there is no Orchestrator API at the URL.
+NO_API_FIX = (
+    "check the URL (Settings.url, UIPATH_URL); cloud URLs are "
+    "https://cloud.uipath.com/{org}/{tenant}/orchestrator_, on-premises https://host/"
+)
+
+
+def no_api_here(error: NotFoundError) -> ConfigurationError:
+    """The error for a 404 from ``GET odata/Folders``: every tenant has that route,
+    so the URL is not an Orchestrator API root (an organization without its tenant,
+    ``https://host/org``, is taken as an on-premises virtual directory)."""
+    base = error.url.split("?", 1)[0].removesuffix("/odata/Folders")
+    failure = ConfigurationError(
+        f"no Orchestrator API at {base} (GET odata/Folders answered 404): {NO_API_FIX}"
+    )
+    failure.__cause__ = error
+    return failure
 
 
 async def probe_handles(api: JobsAPI, handles: Sequence[JobHandle]) -> None:

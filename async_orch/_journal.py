@@ -389,15 +389,20 @@ class Journal:
         batch_id: str,
         requests: Sequence[RequestRecord],
         clock: Callable[[], datetime] = _now,
+        how_to_resume: str | None = None,
     ) -> Journal:
         """Write a new journal holding ``requests``; refuse to overwrite a file.
 
         Its lock is taken before the file is created and held until :meth:`close`
         (:class:`~async_orch._journal_lock.JournalInUseError` if another process
-        holds it).
+        holds it). ``how_to_resume`` is the advice given when the file exists
+        (default: the library's ``resume_jobs``; the CLI names its flags).
         """
+        hint = how_to_resume or (
+            f"resume it with resume_jobs({str(path)!r}), or choose another path"
+        )
         if path.exists():
-            raise ConfigurationError(_exists_message(path))
+            raise ConfigurationError(_exists_message(path, hint))
         try:
             make_private_dirs(path.parent)
         except OSError as exc:
@@ -410,7 +415,7 @@ class Journal:
                 # makes it readable by others, whatever the umask.
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:  # another process created it since the check above
-                raise ConfigurationError(_exists_message(path)) from None
+                raise ConfigurationError(_exists_message(path, hint)) from None
             except OSError as exc:
                 raise ConfigurationError(f"cannot create journal {path}: {exc}") from exc
             try:
@@ -871,11 +876,19 @@ def _refuse_other_names(path: Path) -> None:
         )
 
 
-def _exists_message(path: Path) -> str:
-    return (
-        f"journal {path} already exists; resume it with --resume {path}, "
-        "or choose another path with --journal"
-    )
+def _exists_message(path: Path, how_to_resume: str) -> str:
+    """Why a new journal cannot be created at ``path``, which exists."""
+    if path.is_dir():
+        return (
+            f"journal {path} is a directory; give the path of a new file, such as "
+            f"{path / 'batch.sqlite'}"
+        )
+    if not path.is_file():
+        return (
+            f"journal {path} exists and is not a regular file (a device, a pipe, a "
+            "socket); give the path of a new file"
+        )
+    return f"journal {path} already exists; {how_to_resume}"
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ __all__ = [
     "JSONSyntaxError",
     "json_problem",
     "loads_strict",
+    "shown",
     "text_problem",
     "utf16_length",
 ]
@@ -60,6 +61,19 @@ def utf16_length(text: str) -> int:
     if text.isascii():
         return len(text)
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+#: Characters of a value a message quotes; the rest is summed up by its length.
+SHOWN_CHARACTERS = 80
+
+
+def shown(text: str, *, quote: bool = True) -> str:
+    """``text`` for an error message: quoted (repr) and cut after
+    :data:`SHOWN_CHARACTERS`, so a 100,000-character value stays one readable line."""
+    if len(text) <= SHOWN_CHARACTERS:
+        return repr(text) if quote else text
+    cut = text[:SHOWN_CHARACTERS]
+    return f"{repr(cut) if quote else cut}... ({len(text):,} chars)"
 
 
 def text_problem(text: str) -> str | None:

@@ -25,9 +25,12 @@ from async_orch._blobs import BlobAccess
 from async_orch._errors import (
     BadRequestError,
     FolderNotFoundError,
+    NotFoundError,
     ProcessNotFoundError,
     ResponseDecodeError,
 )
+from async_orch._fatal import no_api_here
+from async_orch._jsonvalues import shown
 from async_orch._models import (
     Folder,
     Job,
@@ -161,7 +164,10 @@ class OrchestratorAPI:
             if self._folders is None or refresh:
                 # Forgotten first, so lookups meanwhile wait here for the new list.
                 self._resolved.clear()
-                rows = await self._get_all("odata/Folders", endpoint="GET Folders", headers={})
+                try:
+                    rows = await self._get_all("odata/Folders", endpoint="GET Folders", headers={})
+                except NotFoundError as exc:  # the API root itself is missing
+                    raise no_api_here(exc) from exc
                 self._folders = [Folder.from_api(row) for row in rows]
             return list(self._folders)
 
@@ -182,8 +188,9 @@ class OrchestratorAPI:
             self._resolved[ref] = found
             return found
         close = closest_first(str(ref), [f.fully_qualified_name for f in folders])
+        named = shown(ref) if isinstance(ref, str) else repr(ref)  # a long path is cut short
         raise FolderNotFoundError(
-            f"folder {ref!r} not found, or these credentials cannot see it: give its full "
+            f"folder {named} not found, or these credentials cannot see it: give its full "
             f"path with '/' between levels, its Key or its Id; {ASSIGN_FOLDER_FIX}",
             name=str(ref),
             candidates=close,

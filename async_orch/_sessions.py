@@ -26,7 +26,9 @@ policy, counters and hooks see every try.
 
 from __future__ import annotations
 
+import os
 import ssl
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -36,15 +38,20 @@ from yarl import URL
 
 from async_orch._config import ConnectionLimits, Settings
 from async_orch._errors import ConfigurationError
+from async_orch._jsonvalues import shown
 
 __all__ = [
     "ProxyChoice",
+    "check_proxies",
     "choose_proxy",
     "new_session",
     "request_timeout",
     "session_for",
     "ssl_context",
 ]
+
+# The proxies aiohttp reads from the environment (helpers.proxies_from_env), by scheme.
+_PROXY_SCHEMES = ("http", "https", "ws", "wss")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,46 @@ def choose_proxy(urls: Iterable[str]) -> ProxyChoice:
     return ProxyChoice(proxy)
 
 
+def _proxy_variable(scheme: str, value: str) -> str:
+    """The variable a proxy URL came from: ``{scheme}_proxy`` in some case (urllib
+    prefers the lowercase one)."""
+    names = [n for n, v in os.environ.items() if n.lower() == f"{scheme}_proxy" and v == value]
+    return min(names, key=lambda n: n != n.lower(), default=f"{scheme.upper()}_PROXY")
+
+
+def _proxy_problem(value: str) -> str | None:
+    """Why aiohttp could not use ``value`` as a proxy URL, or None."""
+    try:
+        url = URL(value)
+        port = url.port
+    except ValueError as exc:  # an unclosed [, a bad port, a host IDNA refuses
+        return f"not a valid URL ({exc})"
+    if url.scheme not in ("http", "https") or not url.host or port is None:
+        return "not an http:// URL with a host"
+    return None
+
+
+def check_proxies() -> None:
+    """Refuse a proxy variable aiohttp would fail on deep inside a request (an
+    AssertionError for ``htp://x``, a ValueError for ``http://[::1``).
+
+    Raises:
+        ConfigurationError: naming the variable and the fix.
+    """
+    proxies = urllib.request.getproxies_environment()  # what aiohttp reads
+    for scheme in _PROXY_SCHEMES:
+        value = proxies.get(scheme)
+        if value is None or (problem := _proxy_problem(value)) is None:
+            continue
+        variable = _proxy_variable(scheme, value)
+        # A proxy URL may hold user:password@: then it is not shown.
+        what = "" if "@" in value else f" {shown(value)}"
+        raise ConfigurationError(
+            f"proxy variable {variable}{what} is {problem}; write it like "
+            f"http://proxy.example.com:3128, or unset {variable}"
+        )
+
+
 def ssl_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
     """What to verify servers with: the bundle's CAs only, or (True) the system's."""
     if ca_bundle is None:
@@ -103,8 +150,10 @@ def new_session(
     Call it inside a running event loop; the caller closes the session.
 
     Raises:
-        ConfigurationError: the CA bundle cannot be loaded.
+        ConfigurationError: the CA bundle cannot be loaded, or a proxy variable is
+            not a usable URL.
     """
+    check_proxies()
     limits = limits or ConnectionLimits()
     connector = aiohttp.TCPConnector(
         limit=limits.max_connections,

@@ -30,6 +30,7 @@ from async_orch._cancellation import StartShield
 from async_orch._config import RequestTimeouts, RetryPolicy
 from async_orch._errors import (
     ClientClosedError,
+    ConfigurationError,
     InvalidRequestError,
     RequestError,
 )
@@ -322,7 +323,7 @@ async def resolve_targets(api: JobsAPI, requests: Sequence[JobRequest]) -> list[
     """Each request's folder and release, looking each distinct pair up once."""
     found: dict[tuple[int | str, str], Target] = {}
     limiter = anyio.CapacityLimiter(_RESOLVE_CONCURRENCY)
-    closed: list[ClientClosedError] = []
+    closed: list[ClientClosedError | ConfigurationError] = []
 
     async def resolve(key: tuple[int | str, str]) -> None:
         folder, process = key
@@ -332,9 +333,10 @@ async def resolve_targets(api: JobsAPI, requests: Sequence[JobRequest]) -> list[
                 found[key] = (resolved, await api.resolve_release(resolved, process))
             except RequestError as exc:
                 found[key] = exc
-            except ClientClosedError as exc:
-                # Closed under the batch: every other lookup would fail alike; one
-                # error comes out, not a group of one copy per lookup in flight.
+            except (ClientClosedError, ConfigurationError) as exc:
+                # Closed under the batch, or no API at the URL (_fatal.no_api_here):
+                # every other lookup would fail alike; one error comes out, not a
+                # group of one copy per lookup in flight.
                 closed.append(exc)
                 tg.cancel_scope.cancel()
 

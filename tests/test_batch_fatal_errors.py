@@ -12,6 +12,7 @@ import pytest
 from async_orch import (
     AuthenticationError,
     ClientCredentials,
+    ConfigurationError,
     JobRequest,
     OrchestratorClient,
     Outcome,
@@ -67,6 +68,14 @@ CASES: dict[str, tuple[Callable[[SimulatorHandle], Settings], type[Exception], s
         lambda sim: _settings(sim, url=_unknown_tenant(sim)),
         AuthenticationError,
         "Check the Orchestrator URL",
+    ),
+    # An organization without its tenant reads as an on-premises virtual directory,
+    # where every API call is a 404: it was every job not_started with the raw 404.
+    "no-api-here": (
+        lambda sim: _settings(sim, url=f"{sim.root_url}/{sim.organization}"),
+        ConfigurationError,
+        r"no Orchestrator API at http://127\.0\.0\.1:\d+/demo \(GET odata/Folders answered "
+        r"404\): check the URL .*cloud URLs are https://cloud\.uipath\.com/\{org\}/\{tenant\}",
     ),
     "missing-scope": (
         lambda sim: _settings(sim, scopes="OR.Folders.Read"),

@@ -112,6 +112,19 @@ async def test_folder_in_the_path(sim: SimulatorHandle, tmp_path: Path) -> None:
     assert "give the folder with --folder PATH" in fix
 
 
+async def test_an_organization_without_its_tenant_fails_the_folders_step(
+    sim: SimulatorHandle, tmp_path: Path
+) -> None:
+    # http://HOST/demo reads as an on-premises virtual directory: every call is a 404.
+    url = f"{sim.root_url}/{sim.organization}"
+    run = await run_cli("check", "--url", url, "--folder", "Shared", env=cli_env(tmp_path))
+    step, what, fix = await _failing_step(run)
+    assert step == "folders"
+    assert f"no Orchestrator API at {url} (GET odata/Folders answered 404)" in what
+    assert "cloud URLs are https://cloud.uipath.com/{org}/{tenant}/orchestrator_" in fix
+    assert "on-premises https://host/" in fix
+
+
 async def test_missing_folder_header(sim: SimulatorHandle, tmp_path: Path) -> None:
     run = await run_cli("check", "--url", sim.url, env=cli_env(tmp_path))
     step, what, fix = await _failing_step(run)

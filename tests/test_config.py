@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 import pytest
@@ -251,7 +252,9 @@ def test_policy_defaults() -> None:
         (lambda: StaticToken(token=""), "token is empty"),
         (lambda: RetryPolicy(attempts=0), "at least 1"),
         (lambda: RetryPolicy(wait_max=-1), "wait_max must not be negative"),
-        (lambda: RequestTimeouts(total=0), "must be positive"),
+        (lambda: RequestTimeouts(total=0), "RequestTimeouts.total must be a finite number of"),
+        (lambda: RequestTimeouts(connect=math.nan), "RequestTimeouts.connect must be a finite"),
+        (lambda: RequestTimeouts(total=math.inf), "RequestTimeouts.total must be a finite"),
         (lambda: ConnectionLimits(max_connections=-1), "must not be negative"),
     ],
 )
@@ -445,9 +448,22 @@ def test_from_env_numbers() -> None:
     [
         ({"ASYNC_ORCH_TIMEOUT": "soon"}, "ASYNC_ORCH_TIMEOUT='soon' is not a number"),
         ({"ASYNC_ORCH_RETRY_ATTEMPTS": "2.5"}, "ASYNC_ORCH_RETRY_ATTEMPTS='2.5'"),
-        ({"ASYNC_ORCH_RETRY_ATTEMPTS": "0"}, "at least 1"),
+        ({"ASYNC_ORCH_RETRY_ATTEMPTS": "0"}, "ASYNC_ORCH_RETRY_ATTEMPTS='0' must be a whole "
+         "number of at least 1"),
+        # Non-finite and non-positive seconds name the variable, not the class they feed.
+        ({"ASYNC_ORCH_TIMEOUT": "nan"}, "ASYNC_ORCH_TIMEOUT='nan' must be a finite number of "
+         "seconds, more than 0"),
+        ({"ASYNC_ORCH_TIMEOUT": "inf"}, "ASYNC_ORCH_TIMEOUT='inf' must be a finite number"),
+        ({"ASYNC_ORCH_TIMEOUT": "1e400"}, "ASYNC_ORCH_TIMEOUT='1e400' must be a finite number"),
+        ({"ASYNC_ORCH_TIMEOUT": "-1"}, "ASYNC_ORCH_TIMEOUT='-1' must be a finite number"),
+        ({"ASYNC_ORCH_CONNECT_TIMEOUT": "0"}, "ASYNC_ORCH_CONNECT_TIMEOUT='0' must be a finite "
+         "number of seconds, more than 0"),
+        ({"ASYNC_ORCH_RECONCILE_WINDOW": "nan"}, "ASYNC_ORCH_RECONCILE_WINDOW='nan' must be a "
+         "finite number of seconds, 0 or more"),
+        ({"ASYNC_ORCH_MAX_CONNECTIONS": "-1"}, "ASYNC_ORCH_MAX_CONNECTIONS='-1' must be a whole "
+         "number of at least 0"),
     ],
-)
+)  # fmt: skip
 def test_from_env_bad_numbers_name_the_variable(extra: dict[str, str], words: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_env({**BASE_ENV, "UIPATH_ACCESS_TOKEN": "t", **extra})
@@ -546,6 +562,21 @@ def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -
             "Orchestrator URL 'https://[::1': not a valid URL",
         ),
         (
+            lambda: parse_orchestrator_url("http://\u00ebxample\u202e.com/a/b/orchestrator_"),
+            "not a valid URL (Host 'ëxample\\u202e.com' cannot contain '\\u202e'",
+        ),
+        (
+            lambda: Settings.from_env(
+                {"UIPATH_URL": CLOUD, "UIPATH_ACCESS_TOKEN": "t",
+                 "ASYNC_ORCH_IDENTITY_URL": "http://a\u202eb.com/token"}
+            ),
+            "ASYNC_ORCH_IDENTITY_URL) 'http://a\\u202eb.com/token': not a valid URL",
+        ),
+        (
+            lambda: parse_orchestrator_url("https://orch.example.com/a/b/" + "x" * 100_000),
+            "xxx'... (100,029 chars): unexpected path",
+        ),
+        (
             lambda: ClientCredentials(
                 client_id="x",
                 client_secret="y",
@@ -567,7 +598,8 @@ def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -
             "Settings.folder must be a folder path or Key (a string), not int",
         ),
     ],
-    ids=["ipv6", "port", "identity-url", "identity-env", "bare-host-env", "scopes-tuple",
+    ids=["ipv6", "port", "identity-url", "identity-env", "bare-host-env", "bidi-host",
+         "bidi-identity-host", "long-url", "scopes-tuple",
          "token-none", "url-none", "folder-int"],
 )  # fmt: skip
 def test_malformed_values_raise_a_configuration_error_naming_them(
@@ -576,3 +608,23 @@ def test_malformed_values_raise_a_configuration_error_naming_them(
     with pytest.raises(ConfigurationError) as caught:
         build()  # type: ignore[operator]
     assert words in str(caught.value)
+    assert len(str(caught.value)) < 500  # a long value is cut short, not echoed whole
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["UIPATH_CLIENT_SECRET", "UIPATH_CLIENT_ID", "ASYNC_ORCH_SCOPES", "UIPATH_FOLDER_PATH",
+     "UIPATH_URL", "ASYNC_ORCH_PASSWORD"],
+)  # fmt: skip
+def test_a_byte_that_is_not_utf8_in_a_variable_is_named_without_the_value(
+    variable: str,
+) -> None:
+    # os.environ keeps such a byte as a lone surrogate; sent, it was a UnicodeEncodeError.
+    env = {**BASE_ENV, "UIPATH_CLIENT_ID": "id", "UIPATH_CLIENT_SECRET": "secret",
+           "ASYNC_ORCH_USERNAME": "u", "ASYNC_ORCH_PASSWORD": "p"}  # fmt: skip
+    env[variable] = "S3CRET\udcff"
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value) == (
+        f"{variable} holds a byte that is not UTF-8 (0xff); set it as UTF-8 text"
+    )

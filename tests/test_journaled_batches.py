@@ -141,6 +141,28 @@ async def test_a_request_the_journal_cannot_keep_is_refused_before_anything(
     assert requests_to(sim, START_JOBS) == 0
 
 
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (".", "is a directory; give the path of a new file, such as"),
+        ("done.sqlite", "already exists; resume it with resume_jobs("),
+        ("/dev/full", "exists and is not a regular file"),
+    ],
+    ids=["directory", "existing", "device"],
+)
+async def test_a_journal_path_taken_by_something_else_says_what_it_is(
+    start_simulator: Callable[..., Any], tmp_path: Path, name: str, message: str
+) -> None:
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    (tmp_path / "done.sqlite").write_bytes(b"")
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        with pytest.raises(ConfigurationError) as caught:
+            await orch.run_jobs(_requests()[:1], journal=tmp_path / name)
+    assert message in str(caught.value)
+    assert "--" not in str(caught.value)  # the library's text names no CLI flag
+    assert requests_to(sim, START_JOBS) == 0
+
+
 async def test_two_resumes_of_one_store_at_once_start_nothing_twice(
     start_simulator: Callable[..., Any], tmp_path: Path
 ) -> None:

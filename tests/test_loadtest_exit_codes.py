@@ -126,6 +126,22 @@ async def test_unknown_names_are_one_line_and_exit_2_before_any_job(
 
 
 @pytest.mark.slow
+async def test_a_profile_of_more_than_a_million_jobs_is_one_line_and_exit_2(
+    tmp_path: Path,
+) -> None:
+    report = tmp_path / "r.html"
+    run = await run_cli(
+        "loadtest", "--simulator", "--process", "Echo", "--folder", "Shared",
+        "--load-profile", "constant:1:1e308", "--report", str(report),
+        env=cli_env(tmp_path),
+    )  # fmt: skip
+    assert_one_line_exit_2(
+        run, "plans 1e+308 jobs, more than the 1,000,000", "bound it with --max-jobs N"
+    )
+    assert not report.exists()
+
+
+@pytest.mark.slow
 async def test_an_unreachable_tenant_is_one_line_and_exit_2(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{closed_port()}/demo/DefaultTenant/orchestrator_"
     report = tmp_path / "r.html"

@@ -22,7 +22,7 @@ from async_orch.loadtest.measure import (
 )
 from async_orch.loadtest.profile import LoadProfile, parse_profile
 from async_orch.loadtest.report import agreement, build_report, render_html, server_counters
-from async_orch.loadtest.runner import LiveStatus, live_line
+from async_orch.loadtest.runner import LiveStatus, LoadPlan, live_line
 from async_orch.loadtest.svg import Series, bar_chart, line_chart, nice_ticks, stacked_area_chart
 from async_orch.loadtest.template import JobTemplate, render_inputs
 
@@ -87,6 +87,18 @@ def test_start_times_respect_the_cap() -> None:
 def test_bad_profiles_are_refused_with_the_reason(spec: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         parse_profile(spec)
+
+
+@pytest.mark.parametrize("spec", ["constant:1:1e308", "constant:1e308:1e308", "constant:1:1000001"])
+def test_a_plan_of_more_than_a_million_jobs_is_refused_before_it_is_made(spec: str) -> None:
+    # Its start times are a list: constant:1:1e308 filled the memory, saying nothing.
+    template = JobTemplate(process="Echo", folders=["Shared"], inputs=None, reference_prefix="lt")
+    with pytest.raises(ConfigurationError) as caught:
+        LoadPlan(profile=parse_profile(spec), template=template)
+    assert "jobs, more than the 1,000,000 a load test may plan" in str(caught.value)
+    assert str(caught.value).endswith("bound it with max_jobs")
+    bounded = LoadPlan(profile=parse_profile(spec), template=template, max_jobs=5)
+    assert len(bounded.start_times()) == 5
 
 
 def test_profile_to_dict_describes_it() -> None:

@@ -43,6 +43,7 @@ from async_orch._errors import (
     TransportError,
     UnauthorizedError,
 )
+from async_orch._fatal import NO_API_FIX
 from async_orch._http import AiohttpSender
 from async_orch._jobs import JobRequest
 from async_orch._models import Folder, Release, StartRequest, parse_input_arguments
@@ -310,6 +311,8 @@ async def _token(settings: Settings) -> str:
 async def _folders(orch: OrchestratorClient, found: _Found) -> str:
     try:
         folders = await orch.api.list_folders()
+    except ConfigurationError as exc:  # no API at this URL (_fatal.no_api_here)
+        raise StepFailed(str(exc).removesuffix(f": {NO_API_FIX}"), NO_API_FIX) from exc
     except UnauthorizedError as exc:
         raise StepFailed(
             f"Orchestrator refused the token: {exc.message}",

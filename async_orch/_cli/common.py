@@ -281,6 +281,11 @@ def load_settings(
         )
     elif args.config is not None:
         raise ConfigurationError(f"config file {path} (--config) not found; check the path")
+    elif environ.get("ASYNC_ORCH_CONFIG"):
+        raise ConfigurationError(
+            f"config file {path} (ASYNC_ORCH_CONFIG) not found; check the path, or unset "
+            "ASYNC_ORCH_CONFIG"
+        )
     merged = merge_environment(environ, profile, profile_wins=explicit is not None)
     url = args.url or None
     if url is None and default_url is not None and not merged.get("UIPATH_URL", "").strip():

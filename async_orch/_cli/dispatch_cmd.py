@@ -362,7 +362,11 @@ async def _dispatch(args: argparse.Namespace) -> int:
                 orch, [rec for req, rec in zip(requests, records, strict=True) if req.reference]
             )
         with Journal.create(
-            path, target=target_of(settings), batch_id=batch_id, requests=records
+            path,
+            target=target_of(settings),
+            batch_id=batch_id,
+            requests=records,
+            how_to_resume=f"resume it with --resume {path}, or choose another path with --journal",
         ) as journal:
             if args.simulator:  # so jobs/stop/--resume can say why they cannot work
                 journal.record_event(EMBEDDED_SIMULATOR_EVENT, url=settings.url)
@@ -450,7 +454,7 @@ def _finish(
     """Write every row the journal knows (this run's and earlier ones'), then the summary."""
     display.finish()
     rows = journal_rows(journal)
-    _write(rows, args)
+    _write(rows, args, journal.path)
     _say(args, summary_of(rows).describe())
     if interrupted:
         journal.record_event("finished", interrupted=True)
@@ -530,5 +534,7 @@ async def _warn_reused_references(orch: OrchestratorClient, records: list[Reques
         )
 
 
-def _write(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> None:
-    emit_rows(rows, fmt=args.format, output=args.output, stream=sys.stdout)
+def _write(
+    rows: Sequence[Mapping[str, Any]], args: argparse.Namespace, journal: Path | None = None
+) -> None:
+    emit_rows(rows, fmt=args.format, output=args.output, stream=sys.stdout, journal=journal)

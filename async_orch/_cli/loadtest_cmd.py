@@ -31,6 +31,7 @@ from async_orch._cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_USAGE,
     configure_logging,
     list_budget,
     non_negative,
@@ -227,8 +228,11 @@ def _plan(args: argparse.Namespace) -> LoadPlan:
         if not isinstance(inputs, dict):
             raise ConfigurationError('--inputs must be a JSON object, e.g. \'{"id": "{n}"}\'')
     prefix = args.reference_prefix or "loadtest-" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    profile = parse_profile(_load_profile(args))
+    if (problem := profile.too_many_jobs(args.max_jobs, bound_with="--max-jobs N")) is not None:
+        raise ConfigurationError(problem)
     return LoadPlan(
-        profile=parse_profile(_load_profile(args)),
+        profile=profile,
         template=JobTemplate(
             process=args.process, folders=args.folder, inputs=inputs, reference_prefix=prefix
         ),
@@ -343,13 +347,35 @@ async def _loadtest(args: argparse.Namespace) -> int:
     if report is None:
         print("abandoned: no report written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    write_private_text(args.report, render_html(report))  # 0600: they hold job data
-    write_private_text(json_path, json.dumps(report, indent=2, default=str) + "\n")
+    unwritten = [
+        f"{path} ({exc.strerror or exc})"
+        for path, text in (
+            (args.report, render_html(report)),
+            (json_path, json.dumps(report, indent=2, default=str) + "\n"),
+        )
+        if (exc := _write_report(path, text)) is not None
+    ]
+    if unwritten:
+        print(
+            f"error: the load test ran, but its report could not be written to "
+            f"{' and '.join(unwritten)}; run it again with another --report (and --json)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     _print_summary(report, args.report, json_path)
     code = exit_code(report)
     if code == EXIT_FAILED:
         print("load test incomplete: " + "; ".join(report["shortfalls"]), file=sys.stderr)
     return code
+
+
+def _write_report(path: Path, text: str) -> OSError | None:
+    """Write a report file (0600: it holds job data); the error if it could not be."""
+    try:
+        write_private_text(path, text)
+    except OSError as exc:
+        return exc
+    return None
 
 
 def _print_summary(report: dict[str, Any], html: Path, json_path: Path) -> None:

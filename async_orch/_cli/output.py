@@ -105,10 +105,38 @@ def _cell(value: Any, limit: int = 60) -> str:
 
 
 def emit_rows(
-    rows: Sequence[Mapping[str, Any]], *, fmt: str | None, output: Path | None, stream: TextIO
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    fmt: str | None,
+    output: Path | None,
+    stream: TextIO,
+    journal: Path | None = None,
 ) -> None:
     """Write rows to ``output`` (or ``stream``). Without ``fmt``: a table on a terminal,
-    else JSON Lines; for a file, CSV if it ends in .csv, else JSON Lines."""
+    else JSON Lines; for a file, CSV if it ends in .csv, else JSON Lines.
+
+    Raises:
+        ConfigurationError: the rows could not be written (a full disk, /dev/full),
+            saying how to get them again (from ``journal``, when they are in one).
+    """
+    try:
+        _emit(rows, fmt=fmt, output=output, stream=stream)
+    except OSError as exc:
+        if output is None:
+            silence_closed_pipe(stream)  # or the final flush at exit fails again
+        again = (
+            f"the journal holds them: async-orch jobs --journal {journal} -o FILE"
+            if journal is not None
+            else "run it again with another -o FILE"
+        )
+        raise ConfigurationError(
+            f"results could not be written to {output or 'stdout'} ({exc.strerror or exc}); {again}"
+        ) from None
+
+
+def _emit(
+    rows: Sequence[Mapping[str, Any]], *, fmt: str | None, output: Path | None, stream: TextIO
+) -> None:
     if fmt is None:
         if output is not None:
             fmt = "csv" if output.suffix.lower() == ".csv" else "jsonl"

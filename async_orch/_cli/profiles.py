@@ -22,7 +22,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from async_orch._config import setting_problem, undecodable_byte
 from async_orch._errors import ConfigurationError
+from async_orch._jsonvalues import shown
 
 __all__ = [
     "PROFILE_KEYS",
@@ -31,6 +33,9 @@ __all__ = [
     "merge_environment",
     "profile_environment",
 ]
+
+#: Keys whose values are secrets: never echoed in a message, only their type.
+SECRET_KEYS = frozenset({"client_secret", "password", "access_token", "refresh_token"})
 
 #: Profile key -> the environment variable it stands for.
 PROFILE_KEYS: dict[str, str] = {
@@ -98,6 +103,11 @@ def _profiles(text: str, *, where: str) -> dict[str, Any]:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{where} is not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise ConfigurationError(
+            f"{where}: nesting too deep (arrays or tables inside one another); a config "
+            "file needs only [profiles.NAME] tables of plain values"
+        ) from None
     profiles = document.get("profiles", {})
     if not isinstance(profiles, dict):
         raise ConfigurationError(
@@ -120,20 +130,19 @@ def _profile_values(
     if not isinstance(profile, dict):
         raise ConfigurationError(
             f"{where}: [profiles.{name}] must be a table of settings (url = ..., "
-            f"client_id = ...), not {profile!r}"
+            f"client_id = ...), not {type(profile).__name__}"
         )
     values: dict[str, str] = {}
     for key, value in profile.items():
         variable = _variable_of(key, where=where, profile=name)
         if key.endswith("_env"):
-            if not isinstance(value, str) or not environ.get(value):
-                raise ConfigurationError(
-                    f"{where} [profiles.{name}] {key} = {value!r}: that environment "
-                    "variable is not set"
-                )
-            values[variable] = environ[value]
+            text = _from_variable(value, key=key, where=where, profile=name, environ=environ)
         else:
-            values[variable] = _text(value, key=key, where=where, profile=name)
+            text = _text(value, key=key, where=where, profile=name)
+        # Checked here, so the message names the profile's key, not the variable.
+        if (problem := setting_problem(variable, text.strip())) is not None:
+            raise ConfigurationError(f"{where} [profiles.{name}] {key} = {shown(text)} {problem}")
+        values[variable] = text
     return values
 
 
@@ -160,9 +169,40 @@ def _variable_of(key: str, *, where: str, profile: str) -> str:
     return PROFILE_KEYS[base]
 
 
+def _from_variable(
+    value: Any, *, key: str, where: str, profile: str, environ: Mapping[str, str]
+) -> str:
+    """The value of the variable a ``*_env`` key names."""
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"{where} [profiles.{profile}] {key} must be the name of an environment "
+            f"variable (a string), not {type(value).__name__}"
+        )
+    found = environ.get(value)
+    if found:
+        byte = undecodable_byte(found)
+        if byte is not None:  # not shown: it may be a secret
+            raise ConfigurationError(
+                f"{where} [profiles.{profile}] {key}: variable {shown(value)} holds a byte that "
+                f"is not UTF-8 (0x{byte:02x}); set it as UTF-8 text"
+            )
+        return found
+    if key.removesuffix("_env") in SECRET_KEYS:
+        # Not shown: a secret pasted here by mistake would end up in a terminal or a log.
+        raise ConfigurationError(
+            f"{where} [profiles.{profile}] {key}: its value is not the name of a set "
+            "environment variable (the value is not shown, in case it is the secret "
+            "itself); write the variable's name there and set that variable"
+        )
+    raise ConfigurationError(
+        f"{where} [profiles.{profile}] {key} = {shown(value)}: that environment variable is not set"
+    )
+
+
 def _text(value: Any, *, key: str, where: str, profile: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
+        what = type(value).__name__ if key in SECRET_KEYS else shown(repr(value), quote=False)
         raise ConfigurationError(
-            f"{where} [profiles.{profile}] {key} must be a string or a number, not {value!r}"
+            f"{where} [profiles.{profile}] {key} must be a string or a number, not {what}"
         )
     return str(value)

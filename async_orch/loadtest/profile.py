@@ -20,7 +20,11 @@ from dataclasses import dataclass
 
 from async_orch._errors import ConfigurationError
 
-__all__ = ["LoadProfile", "Stage", "parse_profile"]
+__all__ = ["MAX_PLANNED_JOBS", "LoadProfile", "Stage", "parse_profile"]
+
+#: Most jobs one load test may plan (as many as ``dispatch --count`` allows): the plan
+#: is a list of start times, so ``constant:1:1e308`` would fill the memory, silently.
+MAX_PLANNED_JOBS = 1_000_000
 
 _SHAPES = "constant:RATE:SECONDS, ramp:FROM:TO:SECONDS or steps:RATExSECONDS,..."
 
@@ -89,6 +93,26 @@ class LoadProfile:
     @property
     def duration(self) -> float:
         return sum(s.duration for s in self.stages)
+
+    @property
+    def jobs(self) -> float:
+        """The jobs the profile plans, the area under it (inf when it overflows a float);
+        computed, not counted, so a huge profile is known before a plan is made."""
+        return math.fsum(s.jobs for s in self.stages)
+
+    def too_many_jobs(self, max_jobs: int | None, *, bound_with: str) -> str | None:
+        """Why a plan of this profile, capped at ``max_jobs``, is too big to make
+        (more than :data:`MAX_PLANNED_JOBS`), or None. ``bound_with`` names the cap
+        in the message (a flag, or an attribute)."""
+        planned = min(self.jobs, math.inf if max_jobs is None else max_jobs)
+        if planned <= MAX_PLANNED_JOBS:
+            return None
+        jobs = f"{self.jobs:,.0f}" if self.jobs < 1e15 else f"{self.jobs:.3g}"  # 1e+308, inf
+        return (
+            f"the load profile {self.describe()} plans {jobs} jobs, more than the "
+            f"{MAX_PLANNED_JOBS:,} a load test may plan; make it shorter or slower, or bound "
+            f"it with {bound_with}"
+        )
 
     def rate_at(self, t: float) -> float:
         """The planned start rate (jobs/s) ``t`` seconds into the run (0 after the end)."""

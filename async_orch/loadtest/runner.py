@@ -33,6 +33,7 @@ import anyio
 from async_orch._client import OrchestratorClient
 from async_orch._config import Settings
 from async_orch._dispatcher import DispatchLimits
+from async_orch._errors import ConfigurationError
 from async_orch._jobs import JobHandle, JobResult, Progress
 from async_orch._logs import get_logger
 from async_orch._options import Hooks, StopPolicy
@@ -78,6 +79,11 @@ class LoadPlan:
     poll: PollPolicy | None = None
     drain_timeout: float = 300.0
     stop_jobs: bool = False
+
+    def __post_init__(self) -> None:
+        problem = self.profile.too_many_jobs(self.max_jobs, bound_with="max_jobs")
+        if problem is not None:
+            raise ConfigurationError(problem)
 
     def start_times(self) -> list[float]:
         return self.profile.start_times(limit=self.max_jobs)
