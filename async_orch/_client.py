@@ -305,8 +305,13 @@ class OrchestratorClient:
             InvalidRequestError: a request is malformed.
             ConfigurationError: inputs that need an upload, and no scope for it.
         """
+        if requests is None:  # a typed caller cannot, an untyped one may
+            raise InvalidRequestError(
+                "requests is None: give a list of JobRequest (an empty list, with "
+                "handles=..., to only wait for jobs started before)"
+            )
         if not requests:
-            return ()  # none (or None): only handles to wait for
+            return ()  # none: only handles to wait for
         checked = checked_requests(with_default_folder(requests, self.settings.folder))
         if (missing := upload_scope_missing(self.settings, checked)) is not None:
             raise missing

@@ -147,7 +147,12 @@ def loads_strict(text: str, *, max_depth: int = MAX_DEPTH) -> Any:
             holds a value Orchestrator cannot carry (saying which and what to do).
     """
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_object_without_repeats,
+        )
     except json.JSONDecodeError as exc:
         raise JSONSyntaxError(
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
@@ -162,6 +167,19 @@ def loads_strict(text: str, *, max_depth: int = MAX_DEPTH) -> Any:
     problem = json_problem(value, max_depth=max_depth)
     if problem is not None:
         raise InvalidRequestError(f"the JSON {problem}")
+    return value
+
+
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # JSON leaves a repeated key undefined; Python keeps the last, other readers the
+    # first: say so rather than send one of them.
+    value: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in value:
+            raise InvalidRequestError(
+                f"the JSON gives the key {shown(key)} twice in one object; keep one"
+            )
+        value[key] = item
     return value
 
 

@@ -129,3 +129,23 @@ def test_a_reference_prefix_is_measured_as_orchestrator_measures_it() -> None:
     assert len(flags(1)) == 1
     with pytest.raises(ConfigurationError, match=r"is 129 characters; .* at most 128"):
         flags(11)
+
+
+def test_a_key_given_twice_in_one_json_object_is_a_mistake_not_last_wins(tmp_path: Path) -> None:
+    path = _file(
+        tmp_path,
+        "jobs.jsonl",
+        '{"folder": "Shared", "process": "Echo", "folder": "HR"}\n'
+        '{"folder": "Shared", "process": "Echo", "inputs": {"a": 1, "a": 2}}\n',
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        requests_from_file(path)
+    assert "jobs.jsonl:1: the JSON gives the key 'folder' twice" in str(caught.value)
+    assert "jobs.jsonl:2: the JSON gives the key 'a' twice" in str(caught.value)
+
+
+def test_a_csv_quote_left_open_is_named_with_the_line_it_opens_on(tmp_path: Path) -> None:
+    path = _file(tmp_path, "jobs.csv", 'folder,process\n"Shared,Echo\nShared,Echo\nHR,Echo\n')
+    with pytest.raises(ConfigurationError, match=r"jobs.csv:2: a quote opened on this line is "
+                       r"never closed \(the value runs to line 4\)"):  # fmt: skip
+        requests_from_file(path)

@@ -462,3 +462,10 @@ def test_agreement_allows_for_tries_cancelled_on_the_wire() -> None:
     server["by_route"]["StartJobs"]["201"] += 1  # one more than could have been sent
     checks = {c["name"]: c for c in agreement(summary, server)}
     assert not checks["StartJobs requests"]["equal"]
+
+
+@pytest.mark.parametrize("inputs", [{"a": "{nope}"}, {"a": ["x", {"b": "C{N}"}]}])
+def test_an_unknown_placeholder_in_the_inputs_template_is_refused(inputs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match=r"holds \{(nope|N)\}, which is not a placeholder"):
+        JobTemplate(process="Echo", folders=["Shared"], inputs=inputs)
+    JobTemplate(process="Echo", folders=["Shared"], inputs={"a": "{n}-{folder}", "b": "{ 1 }"})

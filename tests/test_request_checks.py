@@ -118,6 +118,8 @@ async def test_a_bad_item_refuses_the_whole_batch_before_any_job_starts(
             await orch.start_jobs([good, not_a_request])
         with pytest.raises(InvalidRequestError, match="requests must be a list of JobRequest"):
             await orch.run_jobs(good)  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequestError, match="requests is None: give a list"):
+            await orch.run_jobs(None)  # type: ignore[arg-type]
         with pytest.raises(InvalidRequestError, match="timeout must be a positive number"):
             await orch.run_jobs([good], timeout=-1)
         with pytest.raises(InvalidRequestError, match=r"stop must be a StopPolicy \(e.g. stop="):

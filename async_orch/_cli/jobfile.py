@@ -273,6 +273,16 @@ def _csv_rows(
                 )
             )
             continue
+        if "\n" in (row.get("folder") or "") + (row.get("process") or ""):
+            # No folder or process name holds a line break: a quote was left open.
+            mistakes.append(
+                (
+                    line_before + 1,
+                    f"a quote opened on this line is never closed (the value runs to line "
+                    f"{reader.line_num}); close it, doubling any quote inside a value",
+                )
+            )
+            continue
         rows.append((reader.line_num, dict(row)))
     return rows
 

@@ -9,6 +9,7 @@ jobs of one run can be found in Orchestrator (and are never started twice).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,24 @@ def render_inputs(template: Any, *, n: int, folder: str) -> Any:
     return template
 
 
+_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+_KNOWN = {"{n}", "{folder}"}
+
+
+def _unknown_placeholder(template: Any) -> str | None:
+    """The first ``{name}`` in the template's strings that is not a placeholder
+    (``{nope}``, ``{N}``): it would be sent as it is, most likely a typo."""
+    if isinstance(template, str):
+        return next((m for m in _PLACEHOLDER.findall(template) if m not in _KNOWN), None)
+    if isinstance(template, Mapping):
+        template = list(template.values())
+    if isinstance(template, list | tuple):
+        for item in template:
+            if (found := _unknown_placeholder(item)) is not None:
+                return found
+    return None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobTemplate:
     """What each job of a load test is: process, folders, inputs, Reference prefix."""
@@ -49,6 +68,12 @@ class JobTemplate:
             raise ConfigurationError("a load test needs at least one folder: --folder PATH")
         if len(self.reference_prefix) > 100:
             raise ConfigurationError("the Reference prefix must be at most 100 characters")
+        unknown = _unknown_placeholder(self.inputs)
+        if unknown is not None:
+            raise ConfigurationError(
+                f"the inputs template holds {unknown}, which is not a placeholder: only {{n}} "
+                "and {folder} are replaced; fix its name (or reword it if it is meant as text)"
+            )
 
     def folder(self, n: int) -> str:
         return self.folders[n % len(self.folders)]
