@@ -606,9 +606,12 @@ class Abandoned:
             Wait for them with ``wait_jobs`` or stop them in Orchestrator.
         uncertain_references: References of StartJobs calls whose answer never
             came: look them up before starting them again.
+        stop_sent: the last stop sent on the way out ("SoftStop" or "Kill"), by job
+            id, for the jobs of ``stopped`` and ``left_running`` it was sent to.
     """
 
     reason: str
     stopped: tuple[JobHandle, ...] = ()
     left_running: tuple[JobHandle, ...] = ()
     uncertain_references: tuple[str, ...] = ()
+    stop_sent: Mapping[int, str] = field(default_factory=dict)

@@ -239,13 +239,20 @@ async def run_stored(
     stored = {r.index: r for r in store.requests()}
     for job in reattach:
         origin[job.handle] = stored[job.request_index]
+    # A re-attached job's result keeps the attempts its start took (journaled then).
+    attempts_of = {j.handle: j.attempts for j in reattach if j.attempts is not None}
 
     # Once a write has failed the batch is ending because of it: the hooks then
     # write nothing more (it would fail again, and be logged per job).
+    def on_attempts(handle: JobHandle, attempts: int) -> None:
+        attempts_of[handle] = attempts
+
     def on_started(index: int, handle: JobHandle) -> None:
         origin[handle] = start[index]
         if store.failure is None:
-            store.record_started(start[index].index, handle, state=None)
+            store.record_started(
+                start[index].index, handle, state=None, attempts=attempts_of.get(handle)
+            )
         if hooks.on_started is not None:
             hooks.on_started(start[index].index, handle)
 
@@ -256,15 +263,21 @@ async def run_stored(
             hooks.on_state(handle, old, new)
 
     results: list[JobResult] = []
+    orch.transport.ensure_open()
     try:
-        async with orch.stream_jobs(
+        # The dispatcher's own stream (stream_jobs without the default folder:
+        # every stored request names its folder), to hear each start's attempts.
+        async with orch.dispatcher.stream_results(
             [_request_of(r) for r in start],
             handles=[j.handle for j in reattach],
             timeout=timeout,
             stop=stop,
             hooks=replace(hooks, on_started=on_started, on_state=on_state),
+            on_attempts=on_attempts,
         ) as stream:
             async for result in stream:
+                if result.handle in attempts_of and not result.attempts:
+                    result = replace(result, attempts=attempts_of[result.handle])
                 results.append(_store_result(store, start, origin, result))
     except BaseException:
         # Every start in flight may have failed on it at once (an exception

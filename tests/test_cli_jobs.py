@@ -78,6 +78,10 @@ async def test_stop_stops_the_unfinished_jobs_of_a_journal(
     rows = stopped.rows()
     assert {r["outcome"] for r in rows} == {"stopped"}
     assert all(r["detected"] for r in rows)  # when stop saw them end
+    # The rows say what was sent, and keep the attempts the dispatch journaled.
+    assert {(r["stop_sent"], r["attempts"]) for r in rows} == {("Kill", 1)}
+    shown = await run_cli("jobs", "--journal", str(journal), env=env)
+    assert {(r["stop_sent"], r["attempts"]) for r in shown.rows()} == {("Kill", 1)}
 
 
 async def test_a_named_profile_supplies_url_and_credentials(
@@ -134,3 +138,6 @@ async def test_stop_also_stops_the_jobs_a_batch_reported_without_ending(
     rows = stopped.rows()
     assert {r["outcome"] for r in rows} == {"stuck_pending"}  # what the batch reported
     assert {r["state"] for r in rows} == {"Stopped"}  # and what the job is now
+    # ...with when it ended, its Info and the stop sent, as read after the stop
+    assert all(r["ended"] and r["info"] for r in rows), rows
+    assert {(r["stop_sent"], r["attempts"]) for r in rows} == {("Kill", 1)}

@@ -204,6 +204,8 @@ async def _stop(args: argparse.Namespace) -> int:
                     await orch.api.stop_jobs(
                         folder_id, ids[start : start + STOP_JOBS_CHUNK], strategy=strategy
                     )
+            for job in unfinished:  # sent: each row says so (stop_sent)
+                journal.record_stop_sent(job.request_index, job.handle, strategy)
             journal.record_event("stop_sent", strategy=strategy, jobs=len(unfinished))
             print(f"{strategy} sent to {len(unfinished)} unfinished jobs", file=sys.stderr)
             await refresh_unfinished(orch, journal, left_running=True)
