@@ -206,7 +206,16 @@ def checked_requests(requests: Sequence[JobRequest]) -> CheckedRequests:
     listed = checked_items(requests, JobRequest, "requests")
     inputs_json: list[str | None] = []
     mistakes: list[str] = []
+    position_of_reference: dict[str, int] = {}
     for position, request in enumerate(listed):
+        if request.reference is not None:
+            first = position_of_reference.setdefault(request.reference, position)
+            if first != position:
+                mistakes.append(
+                    f"requests[{position}]: reference {request.reference!r} is also "
+                    f"requests[{first}]'s; References must be unique in a batch, so a lost "
+                    "start can be found again"
+                )
         if request.folder is None:
             mistakes.append(
                 f"requests[{position}]: no folder: give JobRequest(folder=...) or a default "
