@@ -57,8 +57,9 @@ __all__ = ["add_parser", "run"]
 
 EXAMPLES = (
     exit_codes(
-        "0    every job succeeded",
+        "0    every job succeeded (with --dry-run: every (folder, process) pair is valid)",
         "1    some jobs faulted, were stopped, timed out, stuck Pending or are unfinished",
+        "     (with --dry-run: some pairs are not valid)",
     )
     + """
 examples:
@@ -67,10 +68,6 @@ examples:
   async-orch dispatch --file jobs.csv --format csv --output results.csv
   async-orch dispatch --resume ~/.local/state/async-orch/journals/20250101-120000-1a2b3c.sqlite
   async-orch dispatch --file jobs.csv --dry-run
-
-exit codes: 0 every job succeeded; 1 some jobs faulted, were stopped, timed out or
-are unfinished; 2 bad input or configuration (one line, nothing started); 130
-interrupted. With --dry-run: 0 every (folder, process) pair is valid, 1 some are not.
 """
 )
 
