@@ -517,7 +517,8 @@ class Progress:
     The keys of ``by_state`` are: ``"queued"`` (not started yet), a job state
     (``"Pending"``, ``"Running"``, ...) while a job runs, then an
     [`Outcome`][async_orch.Outcome] value once it is over. ``total`` is the number of results
-    the batch will give, so at the end ``finished == total``.
+    the batch will give, so at the end ``finished == total``. A state no job is
+    in any more is dropped: every count shown is at least 1.
     """
 
     total: int = 0
@@ -531,15 +532,15 @@ class Progress:
         """Record that ``count`` jobs of ``folder`` went from ``old`` to ``new``."""
         per_folder = self._folder_counts(folder)
         if old is not None:
-            self.by_state[old] -= count
-            per_folder[old] -= count
+            _take(self.by_state, old, count)
+            _take(per_folder, old, count)
         self.by_state[new] += count
         per_folder[new] += count
 
     def forget(self, folder: str, state: str, count: int = 1) -> None:
         """Drop ``count`` jobs counted under ``state`` (they are recounted elsewhere)."""
-        self.by_state[state] -= count
-        self._folder_counts(folder)[state] -= count
+        _take(self.by_state, state, count)
+        _take(self._folder_counts(folder), state, count)
 
     def _folder_counts(self, folder: str) -> Counter[str]:
         # Not setdefault(folder, Counter()): that builds a Counter on every event.
@@ -570,6 +571,13 @@ class Progress:
         """Like [`finished`][async_orch.Progress.finished], for one folder (its full path)."""
         counts = self.by_folder.get(folder, Counter())
         return sum(counts[o.value] for o in Outcome)
+
+
+def _take(counts: Counter[str], key: str, count: int) -> None:
+    """Take ``count`` from ``counts[key]``, dropping the key once it reaches 0."""
+    counts[key] -= count
+    if counts[key] == 0:
+        del counts[key]
 
 
 @dataclass(frozen=True, slots=True)

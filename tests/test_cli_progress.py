@@ -42,6 +42,17 @@ def test_jobs_stopped_as_a_batch_ends_are_not_left_out() -> None:
     assert display().folder_lines(progress) == ["  Shared: ending 4"]
 
 
+def test_progress_keeps_no_count_of_zero() -> None:
+    progress = Progress(total=2)
+    progress.move("Shared", None, "queued", 2)
+    progress.forget("Shared", "queued", 2)
+    progress.move("Shared", None, "Pending", 2)
+    progress.move("Shared", "Pending", "Successful", 2)
+    progress.move("Shared", "Successful", "successful", 2)
+    assert progress.by_state == {"successful": 2}
+    assert progress.by_folder == {"Shared": {"successful": 2}}
+
+
 def test_a_state_this_version_does_not_list_is_still_counted() -> None:
     progress = Progress(total=3)
     progress.move("HR", None, "Resumed")
