@@ -167,6 +167,7 @@ async def resume_plan(
     window_ends: float,
     say: Callable[[str], None] = lambda _: None,
     name: str = "the journal",
+    waiting: Callable[[str | None, float], None] = lambda what, until: None,
 ) -> tuple[list[RequestRecord], list[JobRecord]]:
     """Sort a store for a resume and look up what has no job (module docstring);
     return the requests to start and the jobs to re-attach to.
@@ -176,6 +177,8 @@ async def resume_plan(
             be completed by the server any more (the reconcile window after the
             store was taken).
         say: told what happens, one line at a time (the CLI prints them).
+        waiting: told what the reconcile wait is for and when it ends (on
+            ``time.monotonic``) as it begins, then (None, 0) when it is over.
     """
     plan = plan_resume(store.requests(), store.jobs(), path=_path_of(store))
     say(
@@ -198,7 +201,15 @@ async def resume_plan(
                 f"up again in {wait:.0f} s (the reconcile window, "
                 "ASYNC_ORCH_RECONCILE_WINDOW) before starting them"
             )
-            await anyio.sleep(wait)
+            waiting(
+                f"the reconcile window: looking {len(never_started)} requests up by "
+                "Reference again before starting them",
+                window_ends,
+            )
+            try:
+                await anyio.sleep(wait)
+            finally:
+                waiting(None, 0.0)
         never_started = await reconcile(api, store, never_started)
     adopted = len(plan.lookup) - len(never_started)
     plan = plan_resume(store.requests(), store.jobs(), path=_path_of(store))

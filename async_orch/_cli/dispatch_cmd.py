@@ -413,6 +413,7 @@ async def _resume(args: argparse.Namespace) -> int:
                     window_ends=locked_at + window,
                     say=lambda text: _say(args, text),
                     name=str(args.resume),
+                    waiting=lambda what, until: display.waiting_for(what, until=until),
                 )
                 interrupted = await run_journaled(
                     orch,
