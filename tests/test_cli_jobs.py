@@ -141,3 +141,28 @@ async def test_stop_also_stops_the_jobs_a_batch_reported_without_ending(
     # ...with when it ended, its Info and the stop sent, as read after the stop
     assert all(r["ended"] and r["info"] for r in rows), rows
     assert {(r["stop_sent"], r["attempts"]) for r in rows} == {("Kill", 1)}
+
+
+async def test_a_job_not_found_in_a_default_folder_names_that_folder_and_its_source(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=100.0)
+    env = cli_env(tmp_path)
+    dispatched = await run_cli(
+        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "Finance", "--quiet",
+        "--journal", str(tmp_path / "j.sqlite"), env=env,
+    )  # fmt: skip
+    assert dispatched.returncode == 0, dispatched.stderr
+    (row,) = dispatched.rows()
+    job_id = str(row["job_id"])
+
+    shown = await run_cli(
+        "jobs", "--url", sim.url, "--id", job_id, env={**env, "UIPATH_FOLDER_PATH": "HR"}
+    )
+    assert shown.returncode == 2
+    (line,) = shown.stderr.splitlines()
+    assert f"job {job_id} was looked up in folder 'HR'" in line
+    assert "(the folder from UIPATH_FOLDER_PATH); give --folder F" in line
+
+    found = await run_cli("jobs", "--url", sim.url, "--folder", "Finance", "--id", job_id, env=env)
+    assert found.returncode == 0, found.stderr
