@@ -122,7 +122,10 @@ def journal_rows(journal: Journal) -> list[dict[str, Any]]:
             )
         for job in jobs_of[request.index]:
             if job.result is not None:
-                rows.append({**job.result, **base})
+                # The folder as resolved (its full path), not as the request named it
+                # (an Id or a Key, say); a row of an older journal may lack it.
+                folder = job.result.get("folder") or job.handle.folder_path or request.folder
+                rows.append({**job.result, **base, "folder": folder})
             else:
                 rows.append(
                     {
