@@ -98,6 +98,7 @@ class BatchRun:
         stop: StopPolicy | None,
         hooks: Hooks | None,
         emit: Callable[[JobResult], Awaitable[None]],
+        on_attempts: Callable[[JobHandle, int], None] | None = None,
     ) -> None:
         # Every argument is checked here, before anything starts: all or nothing.
         self._requests = checked_requests(requests)
@@ -114,6 +115,9 @@ class BatchRun:
         self._poll = parts.poll
         self._clock = parts.clock
         self._emit = emit
+        # Told the StartJobs attempts of each job as it exists, before on_started
+        # (a journal keeps them, for jobs it reports without seeing them end).
+        self._on_attempts = on_attempts
         self._deadline = self._clock() + timeout if timeout is not None else None
         self.progress = Progress(
             total=sum(_expected_jobs(r) for r in self._requests) + len(self._handles)
@@ -218,6 +222,8 @@ class BatchRun:
                     handle, timeout=request.timeout, deadline=self._deadline, state=job.state
                 )
             for handle, _ in pairs:
+                if self._on_attempts is not None:
+                    self._on_attempts(handle, attempts)
                 self._call_hook("on_started", index, handle)
             # The first state seen is the one StartJobs answered (Pending, as a rule).
             for handle, job in pairs:
@@ -359,9 +365,10 @@ class BatchRun:
         """The batch ends early: stop what it started if asked, report what is left."""
         live = [tracked.handle for tracked in self._jobs.values()]
         stopped: list[JobHandle] = []
+        stop_sent: dict[int, str] = {}
         if live and self._stop_policy.stops_on_cancel:
             log.info("async_orch.jobs_stopping_on_cancel", count=len(live), reason=reason)
-            left = await stop_and_wait(
+            left, stop_sent = await stop_and_wait(
                 self._api,
                 live,
                 grace=self._stop_policy.grace,
@@ -379,6 +386,7 @@ class BatchRun:
             stopped=tuple(stopped),
             left_running=tuple(live),
             uncertain_references=tuple(self._shield.uncertain),
+            stop_sent=stop_sent,
         )
         report_abandoned(abandoned, self._hooks.on_abandoned)
 

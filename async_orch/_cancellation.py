@@ -104,9 +104,10 @@ async def stop_and_wait(
     poll: PollPolicy,
     clock: Callable[[], float] = time.monotonic,
     on_state: StateCallback | None = None,
-) -> list[JobHandle]:
+) -> tuple[list[JobHandle], dict[int, str]]:
     """SoftStop ``handles`` now, Kill those still running after ``grace``; return
-    the jobs not seen ended once that is over (or after a bounded wait).
+    the jobs not seen ended once that is over (or after a bounded wait), and the
+    last stop sent to each job (by id; SoftStop or Kill).
 
     The escalation is the one of every deadline (``_deadlines.Deadlines``), run by
     a watcher whose jobs are all due now."""
@@ -117,14 +118,20 @@ async def stop_and_wait(
         watcher.watch(handle, deadline=now)
     watcher.close()
     ended: set[int] = set()
+    stop_sent: dict[int, str] = {}
 
     async def on_finished(item: Finished) -> None:
+        if item.stop_sent is not None:
+            stop_sent[item.handle.job_id] = item.stop_sent
         if item.state is not None and item.state.is_terminal:
             ended.add(item.handle.job_id)
 
     with anyio.move_on_after(2 * grace + _STOP_SLACK):
         await watcher.run(on_finished)
-    return [h for h in handles if h.job_id not in ended]
+    for handle in handles:  # still watched when the wait ran out
+        if (sent := watcher.stop_sent(handle.job_id)) is not None:
+            stop_sent[handle.job_id] = sent
+    return [h for h in handles if h.job_id not in ended], stop_sent
 
 
 def report_abandoned(abandoned: Abandoned, on_abandoned: AbandonedCallback | None) -> None:

@@ -24,7 +24,7 @@ UIPATH_CLIENT_ID            External application's App ID (client credentials), 
                             client id of the legacy refresh-token flow.
 UIPATH_CLIENT_SECRET        External application's App Secret.
 UIPATH_ACCESS_TOKEN         A ready token, e.g. a personal access token; never refreshed.
-UIPATH_FOLDER_KEY           Default folder by Key (GUID); wins over the path, as in the SDK.
+UIPATH_FOLDER_KEY           Default folder by Key (GUID); not with UIPATH_FOLDER_PATH.
 UIPATH_FOLDER_PATH          Default folder by full path, e.g. ``Finance/Invoices``.
 ASYNC_ORCH_SCOPES           Scopes asked for with client credentials
                             (default ``OR.Folders.Read OR.Execution.Read OR.Jobs``).
@@ -657,7 +657,7 @@ class Settings:
         url = given.pop("url", None) or _url_from_env(env)
         values: dict[str, Any] = {
             "url": url,
-            "folder": env.get("UIPATH_FOLDER_KEY") or env.get("UIPATH_FOLDER_PATH"),
+            "folder": _default_folder(env) if "folder" not in given else None,
             "identity_url": env.get("ASYNC_ORCH_IDENTITY_URL"),
             "timeout": RequestTimeouts(
                 total=env.seconds("ASYNC_ORCH_TIMEOUT", 60.0),
@@ -726,6 +726,18 @@ def undecodable_byte(text: str) -> int | None:
     if text.isascii():
         return None
     return next((ord(c) - 0xDC00 for c in text if 0xDC80 <= ord(c) <= 0xDCFF), None)
+
+
+def _default_folder(env: _Env) -> str | None:
+    """UIPATH_FOLDER_KEY or UIPATH_FOLDER_PATH; both at once is refused: each names a
+    folder, and silently taking one (the SDK takes the Key) surprises whoever set the other."""
+    key, path = env.get("UIPATH_FOLDER_KEY"), env.get("UIPATH_FOLDER_PATH")
+    if key and path:
+        raise ConfigurationError(
+            f"UIPATH_FOLDER_KEY ({key}) and UIPATH_FOLDER_PATH ({path!r}) are both set, each "
+            "naming the default folder: unset one (a profile's folder_key and folder set them)"
+        )
+    return key or path
 
 
 class _Env:

@@ -276,6 +276,7 @@ class Dispatcher:
         timeout: float | None = None,
         stop: StopPolicy | None = None,
         hooks: Hooks | None = None,
+        on_attempts: Callable[[JobHandle, int], None] | None = None,
     ) -> AsyncIterator[AsyncIterator[JobResult]]:
         """Start ``requests`` (and/or watch existing ``handles``) in a task group of
         this ``async with`` block, which gives the results as jobs end, in
@@ -301,6 +302,8 @@ class Dispatcher:
                 the caller reports the jobs left behind, so the event
                 ``async_orch.jobs_left_running`` is logged at info level
                 instead of as a warning.
+            on_attempts: told the StartJobs attempts of each job as it exists,
+                just before ``hooks.on_started`` (a journaled batch keeps them).
 
         Callbacks run in the event loop and must not block. One that raises ends
         the batch like a cancellation, and its exception comes out of the
@@ -320,6 +323,7 @@ class Dispatcher:
                 timeout=timeout,
                 stop=stop,
                 hooks=hooks,
+                on_attempts=on_attempts,
             )
             await batch.preflight()  # an error no job can survive comes out of `async with`
         except BaseException:  # refused before it began (two equal References, bad secret)
@@ -361,6 +365,7 @@ class Dispatcher:
         timeout: float | None,
         stop: StopPolicy | None,
         hooks: Hooks | None,
+        on_attempts: Callable[[JobHandle, int], None] | None = None,
     ) -> BatchRun:
         """The one place a batch is built (and checked, before anything starts)."""
         return BatchRun(
@@ -371,6 +376,7 @@ class Dispatcher:
             stop=stop,
             hooks=hooks,
             emit=emit,
+            on_attempts=on_attempts,
         )
 
 

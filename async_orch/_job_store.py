@@ -54,8 +54,18 @@ class JobStore(Protocol):
         """Every job recorded, by request index."""
         ...
 
-    def record_started(self, request_index: int, handle: JobHandle, *, state: str | None) -> None:
-        """A job exists (idempotent: a job found again is kept once)."""
+    def record_started(
+        self,
+        request_index: int,
+        handle: JobHandle,
+        *,
+        state: str | None,
+        attempts: int | None = None,
+    ) -> None:
+        """A job exists (idempotent: a job found again is kept once); ``attempts``:
+        the StartJobs attempts it took (None: not known, e.g. found by Reference).
+        :meth:`jobs` gives them back as ``JobRecord.attempts``, so a job reported
+        by a later run keeps them."""
         ...
 
     def record_state(self, request_index: int, handle: JobHandle, state: str) -> None:

@@ -220,7 +220,16 @@ def checked_requests(requests: Sequence[JobRequest]) -> CheckedRequests:
     listed = checked_items(requests, JobRequest, "requests")
     inputs_json: list[str | None] = []
     mistakes: list[str] = []
+    position_of_reference: dict[str, int] = {}
     for position, request in enumerate(listed):
+        if request.reference is not None:
+            first = position_of_reference.setdefault(request.reference, position)
+            if first != position:
+                mistakes.append(
+                    f"requests[{position}]: reference {request.reference!r} is also "
+                    f"requests[{first}]'s; References must be unique in a batch, so a lost "
+                    "start can be found again"
+                )
         if request.folder is None:
             mistakes.append(
                 f"requests[{position}]: no folder: give JobRequest(folder=...) or a default "
@@ -522,7 +531,8 @@ class Progress:
     The keys of ``by_state`` are: ``"queued"`` (not started yet), a job state
     (``"Pending"``, ``"Running"``, ...) while a job runs, then an
     [`Outcome`][async_orch.Outcome] value once it is over. ``total`` is the number of results
-    the batch will give, so at the end ``finished == total``.
+    the batch will give, so at the end ``finished == total``. A state no job is
+    in any more is dropped: every count shown is at least 1.
     """
 
     total: int = 0
@@ -536,15 +546,15 @@ class Progress:
         """Record that ``count`` jobs of ``folder`` went from ``old`` to ``new``."""
         per_folder = self._folder_counts(folder)
         if old is not None:
-            self.by_state[old] -= count
-            per_folder[old] -= count
+            _take(self.by_state, old, count)
+            _take(per_folder, old, count)
         self.by_state[new] += count
         per_folder[new] += count
 
     def forget(self, folder: str, state: str, count: int = 1) -> None:
         """Drop ``count`` jobs counted under ``state`` (they are recounted elsewhere)."""
-        self.by_state[state] -= count
-        self._folder_counts(folder)[state] -= count
+        _take(self.by_state, state, count)
+        _take(self._folder_counts(folder), state, count)
 
     def _folder_counts(self, folder: str) -> Counter[str]:
         # Not setdefault(folder, Counter()): that builds a Counter on every event.
@@ -575,6 +585,13 @@ class Progress:
         """Like [`finished`][async_orch.Progress.finished], for one folder (its full path)."""
         counts = self.by_folder.get(folder, Counter())
         return sum(counts[o.value] for o in Outcome)
+
+
+def _take(counts: Counter[str], key: str, count: int) -> None:
+    """Take ``count`` from ``counts[key]``, dropping the key once it reaches 0."""
+    counts[key] -= count
+    if counts[key] == 0:
+        del counts[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -622,9 +639,12 @@ class Abandoned:
             Wait for them with ``wait_jobs`` or stop them in Orchestrator.
         uncertain_references: References of StartJobs calls whose answer never
             came: look them up before starting them again.
+        stop_sent: the last stop sent on the way out ("SoftStop" or "Kill"), by job
+            id, for the jobs of ``stopped`` and ``left_running`` it was sent to.
     """
 
     reason: str
     stopped: tuple[JobHandle, ...] = ()
     left_running: tuple[JobHandle, ...] = ()
     uncertain_references: tuple[str, ...] = ()
+    stop_sent: Mapping[int, str] = field(default_factory=dict)

@@ -63,8 +63,9 @@ import json
 import os
 import shlex
 import sqlite3
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -266,6 +267,8 @@ class JobRecord:
     state: str | None
     outcome: str | None
     result: dict[str, Any] | None
+    attempts: int | None = None  # StartJobs attempts, when the run that started it knew
+    stop_sent: str | None = None  # the last stop sent to it (SoftStop, Kill), if any
 
     @property
     def final(self) -> bool:
@@ -569,7 +572,26 @@ class Journal:
                 "ORDER BY request_idx, job_id, rowid"
             ).fetchall()
             known = {idx for (idx,) in self._db.execute("SELECT idx FROM requests")}
-        return [self._job(known, *row) for row in rows]
+            per_job = self._db.execute(
+                "SELECT seq, kind, request_idx, job_id, detail FROM events "
+                "WHERE kind IN ('started', 'stop_sent') AND job_id IS NOT NULL ORDER BY seq"
+            ).fetchall()
+        # What the jobs table has no column for: the attempts a start took and the
+        # last stop sent, from the jobs' own events (later ones win).
+        noted: dict[tuple[int, int], dict[str, Any]] = defaultdict(dict)
+        for seq, kind, request_idx, job_id, detail in per_job:
+            data = self._json(detail, f"events row seq={seq}", "detail", dict) or {}
+            key = "attempts" if kind == "started" else "strategy"
+            if isinstance(data.get(key), int if kind == "started" else str):
+                noted[(request_idx, job_id)][kind] = data[key]
+        return [
+            replace(
+                record,
+                attempts=noted[(record.request_index, record.job_id)].get("started"),
+                stop_sent=noted[(record.request_index, record.job_id)].get("stop_sent"),
+            )
+            for record in (self._job(known, *row) for row in rows)
+        ]
 
     def events(self) -> list[dict[str, Any]]:
         with self._reading("events"):
@@ -727,8 +749,16 @@ class Journal:
                 )
             _insert_requests(self._db, now, requests)
 
-    def record_started(self, request_index: int, handle: JobHandle, *, state: str | None) -> None:
-        """A job exists: record its id (idempotent: a re-found job is kept once)."""
+    def record_started(
+        self,
+        request_index: int,
+        handle: JobHandle,
+        *,
+        state: str | None,
+        attempts: int | None = None,
+    ) -> None:
+        """A job exists: record its id (idempotent: a re-found job is kept once),
+        and the StartJobs attempts it took when known."""
         now = _iso(self._clock())
         with self._writing():
             inserted = self._db.execute(
@@ -742,7 +772,10 @@ class Journal:
                 (now, request_index),
             )
             if inserted:
-                self._event(now, "started", request_index, handle.job_id, {"state": state})
+                detail: dict[str, Any] = {"state": state}
+                if attempts is not None:
+                    detail["attempts"] = attempts
+                self._event(now, "started", request_index, handle.job_id, detail)
 
     def record_state(self, request_index: int, handle: JobHandle, state: str) -> None:
         """A job's state changed (written only when it differs from the last one)."""
@@ -756,9 +789,35 @@ class Journal:
             if changed:
                 self._event(now, "state", request_index, handle.job_id, {"state": state})
 
-    def record_later_state(self, request_index: int, handle: JobHandle, state: str) -> None:
+    def record_stop_sent(self, request_index: int, handle: JobHandle, strategy: str) -> None:
+        """A stop was sent to a job (SoftStop or Kill); a final row records it too."""
+        now = _iso(self._clock())
+        identity = _identity(request_index, handle)
+        with self._writing():
+            row = self._db.execute(
+                f"SELECT result FROM jobs WHERE {_JOB_IS} AND result IS NOT NULL", identity
+            ).fetchone()
+            if row is not None:
+                result = json.loads(row[0])
+                result["stop_sent"] = strategy
+                self._db.execute(
+                    f"UPDATE jobs SET result = ?, updated = ? WHERE {_JOB_IS}",
+                    (_dumps(result), now, *identity),
+                )
+            self._event(now, "stop_sent", request_index, handle.job_id, {"strategy": strategy})
+
+    def record_later_state(
+        self,
+        request_index: int,
+        handle: JobHandle,
+        state: str,
+        *,
+        ended: str | None = None,
+        info: str | None = None,
+    ) -> None:
         """A job reported left running (see :attr:`JobRecord.left_running`) was read
-        again: its state now. Its outcome stays the one the batch reported."""
+        again: its state now (with when it ended and its Info, once it has). Its
+        outcome stays the one the batch reported."""
         now = _iso(self._clock())
         identity = _identity(request_index, handle)
         with self._writing():
@@ -768,9 +827,12 @@ class Journal:
             if row is None:
                 return
             result = json.loads(row[0]) if row[0] else {}
-            if result.get("state") == state:
+            news = {"state": state, "ended": ended or result.get("ended")}
+            if info is not None:
+                news["info"] = info
+            if all(result.get(name) == value for name, value in news.items()):
                 return
-            result["state"] = state
+            result.update(news)
             self._db.execute(
                 f"UPDATE jobs SET state = ?, result = ?, updated = ? WHERE {_JOB_IS}",
                 (state, _dumps(result), now, *identity),

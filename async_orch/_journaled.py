@@ -205,6 +205,7 @@ async def resume_plan(
     window_ends: float,
     say: Callable[[str], None] = lambda _: None,
     name: str = "the journal",
+    waiting: Callable[[str | None, float], None] = lambda what, until: None,
 ) -> tuple[list[RequestRecord], list[JobRecord], list[tuple[RequestRecord, RequestError]]]:
     """Sort a store for a resume and look up what has no job (module docstring);
     return the requests to start, the jobs to re-attach to, and the requests
@@ -216,6 +217,8 @@ async def resume_plan(
             be completed by the server any more (the reconcile window after the
             store was taken).
         say: told what happens, one line at a time (the CLI prints them).
+        waiting: told what the reconcile wait is for and when it ends (on
+            ``time.monotonic``) as it begins, then (None, 0) when it is over.
     """
     plan = plan_resume(store.requests(), store.jobs(), path=_path_of(store))
     say(
@@ -239,7 +242,15 @@ async def resume_plan(
                 f"up again in {wait:.0f} s (the reconcile window, "
                 "ASYNC_ORCH_RECONCILE_WINDOW) before starting them"
             )
-            await anyio.sleep(wait)
+            waiting(
+                f"the reconcile window: looking {len(never_started)} requests up by "
+                "Reference again before starting them",
+                window_ends,
+            )
+            try:
+                await anyio.sleep(wait)
+            finally:
+                waiting(None, 0.0)
         never_started = await reconcile(api, store, never_started, refused=refused_errors)
     refused = [(r, refused_errors[r.index]) for r in never_started if r.index in refused_errors]
     never_started = [r for r in never_started if r.index not in refused_errors]
@@ -289,13 +300,20 @@ async def run_stored(
     stored = {r.index: r for r in store.requests()}
     for job in reattach:
         origin[job.handle] = stored[job.request_index]
+    # A re-attached job's result keeps the attempts its start took (journaled then).
+    attempts_of = {j.handle: j.attempts for j in reattach if j.attempts is not None}
 
     # Once a write has failed the batch is ending because of it: the hooks then
     # write nothing more (it would fail again, and be logged per job).
+    def on_attempts(handle: JobHandle, attempts: int) -> None:
+        attempts_of[handle] = attempts
+
     def on_started(index: int, handle: JobHandle) -> None:
         origin[handle] = start[index]
         if store.failure is None:
-            store.record_started(start[index].index, handle, state=None)
+            store.record_started(
+                start[index].index, handle, state=None, attempts=attempts_of.get(handle)
+            )
         if hooks.on_started is not None:
             hooks.on_started(start[index].index, handle)
 
@@ -306,15 +324,21 @@ async def run_stored(
             hooks.on_state(handle, old, new)
 
     results: list[JobResult] = []
+    orch.transport.ensure_open()
     try:
-        async with orch.stream_jobs(
+        # The dispatcher's own stream (stream_jobs without the default folder:
+        # every stored request names its folder), to hear each start's attempts.
+        async with orch.dispatcher.stream_results(
             [_request_of(r) for r in start],
             handles=[j.handle for j in reattach],
             timeout=timeout,
             stop=stop,
             hooks=replace(hooks, on_started=on_started, on_state=on_state),
+            on_attempts=on_attempts,
         ) as stream:
             async for result in stream:
+                if result.handle in attempts_of and not result.attempts:
+                    result = replace(result, attempts=attempts_of[result.handle])
                 results.append(_store_result(store, start, origin, result))
     except BaseException:
         # Every start in flight may have failed on it at once (an exception

@@ -304,6 +304,10 @@ class JobWatcher:
         if min(first, self._deadlines.next_due) < self._sleeping_until:
             self._wakeup.set()
 
+    def stop_sent(self, job_id: int) -> str | None:
+        """The last stop sent to a job still watched (SoftStop, Kill), else None."""
+        return self._deadlines.stop_sent(job_id)
+
     def forget(self, job_id: int) -> JobHandle | None:
         """Stop watching a job without a :class:`Finished` record (the caller
         reports it); return its handle, None if it was not watched. Any answer

@@ -191,3 +191,31 @@ async def test_a_missing_ca_bundle_fails_its_own_step_not_the_credentials(tmp_pa
     step, what, fix = await _failing_step(run)
     assert step == "CA bundle"
     assert "missing.pem" in what and "SSL_CERT_FILE" in fix and "UIPATH_CLIENT_ID" not in fix
+
+
+def _doc_pages() -> list[tuple[str, str]]:
+    root = Path(__file__).resolve().parent.parent
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    return [(page.name, page.read_text(encoding="utf-8")) for page in pages]
+
+
+async def test_every_documented_passing_check_shows_every_step_check_prints(
+    tmp_path: Path,
+) -> None:
+    run = await run_cli(
+        "check", "--simulator", "--folder", "Finance", "--process", "InvoiceProcessing",
+        env=cli_env(tmp_path, UIPATH_URL=""),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    printed = [line.split()[1] for line in run.stdout.splitlines() if line.startswith("  ok ")]
+    shown = 0
+    for page, text in _doc_pages():
+        blocks = text.split("```console")[1:]
+        for block in (b.split("```", 1)[0] for b in blocks):
+            lines = block.splitlines()
+            if "all checks passed" not in lines or "  ..." in lines:
+                continue  # not a passing check, or one shown in part on purpose
+            steps = [line.split()[1] for line in lines if line.startswith("  ok ")]
+            assert steps == printed, f"{page}: a passing check shows {steps}"
+            shown += 1
+    assert shown >= 2

@@ -26,12 +26,15 @@ def test_help_lists_exit_codes_and_two_examples(
         main([command, "--help"])
     assert leaving.value.code == 0
     text = capsys.readouterr().out
+    assert text.count("exit codes") == 1, text  # one block, every case in it
     codes = text.split("exit codes:\n", 1)[1].split("\n\n", 1)[0]
     assert [line.split()[0] for line in codes.splitlines() if line[2:3].isdigit()][-2:] == [
         "2",
         "130",
     ]
     assert codes.splitlines()[0].split()[0] in {"0", "1"}
+    if command == "dispatch":
+        assert "--dry-run" in codes
     examples = text.split("examples:\n", 1)[1]
     assert sum(line.startswith(f"  async-orch {command}") for line in examples.splitlines()) >= 2
 

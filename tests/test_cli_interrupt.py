@@ -62,6 +62,14 @@ async def test_sigint_with_stop_stops_every_job_writes_the_journal_and_exits_130
     with Journal.open(journal) as opened:
         assert {j.outcome for j in opened.jobs()} == {"stopped"}
         assert "interrupted" in [e["kind"] for e in opened.events()]
+    # Each row says the stop was sent, and how many StartJobs its start took, in
+    # what the run wrote and in the journal.
+    assert {r["stop_sent"] for r in rows} <= {"SoftStop", "Kill"}
+    assert {r["attempts"] for r in rows} == {1}
+    shown = await run_cli("jobs", "--journal", str(journal), env=cli_env(tmp_path))
+    assert [(r["stop_sent"], r["attempts"]) for r in shown.rows()] == [
+        (r["stop_sent"], r["attempts"]) for r in rows
+    ]
 
 
 async def test_sigint_by_default_leaves_jobs_running_and_resume_finishes_them(
@@ -78,6 +86,8 @@ async def test_sigint_by_default_leaves_jobs_running_and_resume_finishes_them(
 
     resumed = await run_cli("dispatch", "--resume", str(journal), env=cli_env(tmp_path))
     assert resumed.returncode in (0, 1), resumed.stderr  # DailyReport may fault (3%)
+    # A re-attached job keeps the attempts its start took, journaled by the first run.
+    assert {r["attempts"] for r in resumed.rows()} == {1}
     assert "0 to look up by Reference" in resumed.stderr  # every start was journaled
     assert {r["outcome"] for r in resumed.rows()} <= {"successful", "faulted"}
     jobs = simulator_jobs(sim)

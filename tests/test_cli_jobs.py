@@ -78,6 +78,10 @@ async def test_stop_stops_the_unfinished_jobs_of_a_journal(
     rows = stopped.rows()
     assert {r["outcome"] for r in rows} == {"stopped"}
     assert all(r["detected"] for r in rows)  # when stop saw them end
+    # The rows say what was sent, and keep the attempts the dispatch journaled.
+    assert {(r["stop_sent"], r["attempts"]) for r in rows} == {("Kill", 1)}
+    shown = await run_cli("jobs", "--journal", str(journal), env=env)
+    assert {(r["stop_sent"], r["attempts"]) for r in shown.rows()} == {("Kill", 1)}
 
 
 async def test_a_named_profile_supplies_url_and_credentials(
@@ -136,3 +140,31 @@ async def test_stop_also_stops_the_jobs_a_batch_reported_without_ending(
     rows = stopped.rows()
     assert {r["outcome"] for r in rows} == {"stuck_pending"}  # what the batch reported
     assert {r["state"] for r in rows} == {"Stopped"}  # and what the job is now
+    # ...with when it ended, its Info and the stop sent, as read after the stop
+    assert all(r["ended"] and r["info"] for r in rows), rows
+    assert {(r["stop_sent"], r["attempts"]) for r in rows} == {("Kill", 1)}
+
+
+async def test_a_job_not_found_in_a_default_folder_names_that_folder_and_its_source(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=100.0)
+    env = cli_env(tmp_path)
+    dispatched = await run_cli(
+        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "Finance", "--quiet",
+        "--journal", str(tmp_path / "j.sqlite"), env=env,
+    )  # fmt: skip
+    assert dispatched.returncode == 0, dispatched.stderr
+    (row,) = dispatched.rows()
+    job_id = str(row["job_id"])
+
+    shown = await run_cli(
+        "jobs", "--url", sim.url, "--id", job_id, env={**env, "UIPATH_FOLDER_PATH": "HR"}
+    )
+    assert shown.returncode == 2
+    (line,) = shown.stderr.splitlines()
+    assert f"job {job_id} was looked up in folder 'HR'" in line
+    assert "(the folder from UIPATH_FOLDER_PATH); give --folder F" in line
+
+    found = await run_cli("jobs", "--url", sim.url, "--folder", "Finance", "--id", job_id, env=env)
+    assert found.returncode == 0, found.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ from cli_harness import cli_env, run_cli
 
 from async_orch._cli.progress import ProgressDisplay, waiting_text
 from async_orch._jobs import Progress
+from async_orch._journal import Journal, JournalTarget, RequestRecord
+from async_orch._journaled import resume_plan
+from async_orch._models import Folder
 from async_orch._transport_hooks import TransportHealth
 
 
@@ -40,6 +44,17 @@ def test_jobs_stopped_as_a_batch_ends_are_not_left_out() -> None:
     progress.move("Shared", None, "Stopped", 4)
     assert display().line(progress, 101.0).startswith("0/4 done | ending 4 |")
     assert display().folder_lines(progress) == ["  Shared: ending 4"]
+
+
+def test_progress_keeps_no_count_of_zero() -> None:
+    progress = Progress(total=2)
+    progress.move("Shared", None, "queued", 2)
+    progress.forget("Shared", "queued", 2)
+    progress.move("Shared", None, "Pending", 2)
+    progress.move("Shared", "Pending", "Successful", 2)
+    progress.move("Shared", "Successful", "successful", 2)
+    assert progress.by_state == {"successful": 2}
+    assert progress.by_folder == {"Shared": {"successful": 2}}
 
 
 def test_a_state_this_version_does_not_list_is_still_counted() -> None:
@@ -103,3 +118,50 @@ def test_finish_does_not_repeat_the_lines_just_drawn() -> None:
         "0/1 done",
         "1/1 done",
     ]
+
+
+def test_the_heartbeat_names_a_wait_the_run_names_and_how_long_it_has_left() -> None:
+    now = [100.0]
+    out = io.StringIO()
+    shown = ProgressDisplay(out, live=False, clock=lambda: now[0])
+    shown.waiting_for("the reconcile window: looking 2 requests up again", until=190.0)
+    now[0] = 110.0
+    shown.heartbeat()
+    assert out.getvalue() == (
+        "waiting: waiting for the reconcile window: looking 2 requests up again, 1m20s left\n"
+    )
+    shown.waiting_for(None)
+    now[0] = 120.0
+    shown.heartbeat()
+    assert "reconcile window" not in out.getvalue().splitlines()[-1]
+
+
+async def test_a_resume_names_the_reconcile_window_while_it_waits_it_out(tmp_path: Path) -> None:
+    """resume_plan tells what it waits for (the CLI's heartbeat says it), then that it ended."""
+
+    class NothingStarted:  # a tenant where no Reference is found
+        async def resolve_folder(self, ref: str) -> Folder:
+            return Folder(id=1, display_name=ref, fully_qualified_name=ref, key=None)
+
+        async def list_jobs(self, folder: Folder, **_: object) -> list[object]:
+            return []
+
+    records = [
+        RequestRecord(index=i, reference=f"r-{i}", folder="Finance", process="Echo")
+        for i in range(2)
+    ]
+    target = JournalTarget(url="http://h/o/t/orchestrator_", organization="o", tenant="t")
+    told: list[tuple[str | None, float]] = []
+    ends = time.monotonic() + 0.01
+    with Journal.create(
+        tmp_path / "j.sqlite", target=target, batch_id="b", requests=records
+    ) as journal:
+        start, _, _ = await resume_plan(
+            NothingStarted(),  # type: ignore[arg-type]
+            journal,
+            window_ends=ends,
+            waiting=lambda what, until: told.append((what, until)),
+        )
+    assert len(start) == 2
+    assert told[0][0] is not None and "reconcile window" in told[0][0] and told[0][1] == ends
+    assert told[1] == (None, 0.0)

@@ -411,17 +411,17 @@ def test_from_env_completes_a_bare_cloud_host_like_uip_login_writes_it() -> None
     assert settings.orchestrator.base == CLOUD
 
 
-def test_from_env_folder_key_wins_over_path() -> None:
+def test_from_env_folder_key_or_path_but_not_both() -> None:
     key = "6f1c4f5e-3f8e-4d1c-9a4e-0b7f1d2a3c4d"
-    settings = Settings.from_env(
-        {
-            **BASE_ENV,
-            "UIPATH_ACCESS_TOKEN": "t",
-            "UIPATH_FOLDER_PATH": "Shared",
-            "UIPATH_FOLDER_KEY": key,
-        }
-    )
-    assert settings.folder == key
+    env = {**BASE_ENV, "UIPATH_ACCESS_TOKEN": "t", "UIPATH_FOLDER_KEY": key}
+    assert Settings.from_env(env).folder == key
+    assert Settings.from_env({**env, "UIPATH_FOLDER_KEY": " "}).folder is None
+    # Both: which one was meant? Refused (the SDK silently takes the Key).
+    with pytest.raises(ConfigurationError, match="are both set") as caught:
+        Settings.from_env({**env, "UIPATH_FOLDER_PATH": "Shared"})
+    assert "\n" not in str(caught.value)
+    # Settings(folder=...) given in code wins over both: nothing to refuse.
+    assert Settings.from_env({**env, "UIPATH_FOLDER_PATH": "Shared"}, folder="HR").folder == "HR"
 
 
 def test_from_env_numbers() -> None:

@@ -185,11 +185,15 @@ async def test_duplicate_references_are_refused_before_anything_is_sent(
         JobRequest(process="Echo", folder="HR", reference="same"),
     ]
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
-        with pytest.raises(InvalidRequestError, match="share the reference 'same'"):
+        with pytest.raises(
+            InvalidRequestError, match=r"requests\[1\]: reference 'same' is also requests\[0\]'s"
+        ):
             await orch.run_jobs(requests)
         # The same through the iterator, which closes its result streams on the
         # way out (an unclosed one would be reported when collected).
-        with pytest.raises(InvalidRequestError, match="share the reference 'same'"):
+        with pytest.raises(
+            InvalidRequestError, match=r"requests\[1\]: reference 'same' is also requests\[0\]'s"
+        ):
             async with contextlib.aclosing(orch.iter_jobs(requests)) as results:
                 async for _ in results:
                     pass

@@ -128,3 +128,29 @@ def test_the_strict_build_refuses_a_broken_link_or_anchor(tmp_path: Path) -> Non
     assert done.returncode != 0, printed
     assert "'missing.md'" in printed, printed
     assert "#no-such-section" in printed, printed
+
+
+_TABLE_HEADER = re.compile(r"^INDEX\s+FOLDER\s+PROCESS\s+JOB_ID\s+OUTCOME\s+OUTPUTS$")
+_TABLE_ROW = re.compile(r"^(\d+)\s+[^\s:]+\s+[^\s:]+\s+\d+\s+(\w+)(?:\s|$)")
+_WHY_LINE = re.compile(r"^(\d+)  (\w+): \S")
+
+
+def test_documented_tables_show_the_lines_a_table_ends_with() -> None:
+    """A --format table is followed by one `INDEX  OUTCOME: info` line per job that did
+    not succeed (output.py): every documented table shows them as printed."""
+    checked = 0
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        lines = page.read_text(encoding="utf-8").splitlines()
+        for at, line in enumerate(lines):
+            if not _TABLE_HEADER.match(line) or "| head" in lines[at - 1]:
+                continue
+            rows = []
+            for later in lines[at + 1 :]:
+                if (row := _TABLE_ROW.match(later)) is None:
+                    break
+                rows.append(row.groups()[:2])
+            why = {m.groups() for later in lines[at + 1 :] if (m := _WHY_LINE.match(later))}
+            failed = {(i, o) for i, o in rows if o not in ("successful", "unfinished")}
+            assert failed <= why, f"{page.name}:{at + 1}: the table's why-lines are missing"
+            checked += 1
+    assert checked >= 3

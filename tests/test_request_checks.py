@@ -14,7 +14,7 @@ from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, reques
 from async_orch._client import OrchestratorClient
 from async_orch._dispatcher import DispatchLimits
 from async_orch._errors import ConfigurationError, InvalidRequestError
-from async_orch._jobs import JobRequest
+from async_orch._jobs import JobRequest, checked_requests
 from async_orch._models import JobPriority, StartStrategy
 from async_orch._options import Hooks, StopPolicy
 
@@ -129,3 +129,21 @@ async def test_a_bad_item_refuses_the_whole_batch_before_any_job_starts(
         with pytest.raises(ConfigurationError, match="max_in_flight must be a number"):
             orch.set_limits(max_in_flight="x")  # type: ignore[arg-type]
     assert requests_to(sim, START_JOBS) == 0
+
+
+def test_every_mistake_of_a_batch_comes_in_one_error_duplicate_references_included() -> None:
+    requests = [
+        JobRequest(process="Echo", folder="Shared", reference="r1"),
+        JobRequest(process="Echo", folder="Shared", reference="r1"),
+        JobRequest(process="Echo", folder="Shared", inputs={"x": math.nan}),
+        JobRequest(process="Echo", folder="Shared", jobs_count=0),
+    ]
+    with pytest.raises(InvalidRequestError) as caught:
+        checked_requests(requests)
+    lines = str(caught.value).splitlines()
+    assert [line.split(":")[0] for line in lines if line.startswith("requests[")] == [
+        "requests[1]",
+        "requests[2]",
+        "requests[3]",
+    ], lines
+    assert "reference 'r1' is also requests[0]'s" in lines[1] + lines[0]

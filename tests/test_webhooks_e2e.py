@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -279,3 +280,23 @@ async def test_with_30_percent_of_events_lost_polling_finds_those_jobs_and_lists
     assert_all_successful_with_outputs(results, count)
     assert heard == set() and dropped == 0  # nobody subscribed: nothing sent
     assert with_push < without, (with_push, without)
+
+
+def _simulator_md() -> str:
+    return (Path(__file__).resolve().parent.parent / "docs" / "simulator.md").read_text("utf-8")
+
+
+async def test_simulator_md_documents_the_webhooks_route_and_every_field_it_requires(
+    simulator: SimulatorHandle, orch: SimClient
+) -> None:
+    """The fields the simulator refuses a subscription without (its 400 names them)
+    are the ones simulator.md lists for POST /odata/Webhooks."""
+    token = await orch.token("OR.Webhooks")
+    headers = {"Authorization": f"Bearer {token}"}
+    status, body, _ = await orch.post("/odata/Webhooks", headers=headers, json={})
+    assert status == 400, body
+    required = body["message"].split("WebhookDto requires ", 1)[1].split(", ")
+    doc = _simulator_md()
+    described = doc.split("`POST /odata/Webhooks`", 1)[1].split("\n\n", 1)[0]
+    for field in [*required, "Secret", "Events"]:
+        assert f"`{field}`" in described, field

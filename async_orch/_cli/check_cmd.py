@@ -56,6 +56,7 @@ __all__ = ["add_parser", "run"]
 EXAMPLES = (
     exit_codes(
         "0    every step passed",
+        two="a step failed (its FAIL line says the fix), or a usage error",
     )
     + """
 examples:
@@ -65,7 +66,6 @@ examples:
 
 --folder and --process may repeat: one process is checked in each folder, one folder
 for each process, or the i-th process in the i-th folder.
-exit codes: 0 every check passed; 2 a check failed (its fix is printed).
 """
 )
 

@@ -55,15 +55,12 @@ EXIT_USAGE = 2  # usage or configuration error
 EXIT_INTERRUPTED = 130
 
 
-def exit_codes(*lines: str) -> str:
+def exit_codes(
+    *lines: str, two: str = "usage or configuration error (one line on stderr, nothing done)"
+) -> str:
     """An epilog's "exit codes:" block: the command's own lines, then 2 and 130."""
     return "exit codes:\n" + "".join(
-        f"  {line}\n"
-        for line in (
-            *lines,
-            "2    usage or configuration error (one line on stderr, nothing done)",
-            "130  interrupted (Ctrl-C)",
-        )
+        f"  {line}\n" for line in (*lines, f"2    {two}", "130  interrupted (Ctrl-C)")
     )
 
 

@@ -58,8 +58,9 @@ __all__ = ["add_parser", "run"]
 
 EXAMPLES = (
     exit_codes(
-        "0    every job succeeded",
+        "0    every job succeeded (with --dry-run: every (folder, process) pair is valid)",
         "1    some jobs faulted, were stopped, timed out, stuck Pending or are unfinished",
+        "     (with --dry-run: some pairs are not valid)",
     )
     + """
 examples:
@@ -68,10 +69,6 @@ examples:
   async-orch dispatch --file jobs.csv --format csv --output results.csv
   async-orch dispatch --resume ~/.local/state/async-orch/journals/20250101-120000-1a2b3c.sqlite
   async-orch dispatch --file jobs.csv --dry-run
-
-exit codes: 0 every job succeeded; 1 some jobs faulted, were stopped, timed out or
-are unfinished; 2 bad input or configuration (one line, nothing started); 130
-interrupted. With --dry-run: 0 every (folder, process) pair is valid, 1 some are not.
 """
 )
 
@@ -435,6 +432,7 @@ async def _resume(args: argparse.Namespace) -> int:
                     window_ends=locked_at + window,
                     say=lambda text: _say(args, text),
                     name=str(args.resume),
+                    waiting=lambda what, until: display.waiting_for(what, until=until),
                 )
                 interrupted = await run_journaled(
                     orch,

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from async_orch._cli.journal_run import (
 )
 from async_orch._cli.output import FORMATS, check_writable, emit_rows, output_path
 from async_orch._client import OrchestratorClient
-from async_orch._errors import ConfigurationError
+from async_orch._errors import ConfigurationError, NotFoundError
 from async_orch._journal import Journal
 from async_orch._journaled import target_of
 from async_orch._resources import STOP_JOBS_CHUNK
@@ -173,16 +174,28 @@ async def _jobs(args: argparse.Namespace) -> int:
                 "or a default folder (UIPATH_FOLDER_PATH or the profile's folder)"
             )
         folder = await orch.api.resolve_folder(folder_name)
+        # A folder the user did not type may well be the wrong one: say where it came from.
+        origin = _folder_origin(args, folder_name, os.environ)
+        elsewhere = f"(the folder from {origin}); give --folder F if the job is in another"
         ids = list(args.id)
         for reference in args.reference:
             found = await orch.api.list_jobs(folder, reference=reference)
             if not found:
                 raise ConfigurationError(
                     f"no job with Reference {reference!r} in folder {folder.fully_qualified_name!r}"
+                    + (f" {elsewhere}" if args.folder is None else "")
                 )
             ids.extend(job.id for job in found)
         for index, job_id in enumerate(ids):
-            job = await orch.api.get_job(folder, job_id)  # by id: outputs included
+            try:
+                job = await orch.api.get_job(folder, job_id)  # by id: outputs included
+            except NotFoundError as exc:
+                if args.folder is not None:
+                    raise
+                raise ConfigurationError(
+                    f"{exc}: job {job_id} was looked up in folder "
+                    f"{folder.fully_qualified_name!r} {elsewhere}"
+                ) from None
             rows.append(job_row(index, job, folder=folder.fully_qualified_name))
     _write(rows, args)
     return exit_code(rows)
@@ -210,6 +223,8 @@ async def _stop(args: argparse.Namespace) -> int:
                     await orch.api.stop_jobs(
                         folder_id, ids[start : start + STOP_JOBS_CHUNK], strategy=strategy
                     )
+            for job in unfinished:  # sent: each row says so (stop_sent)
+                journal.record_stop_sent(job.request_index, job.handle, strategy)
             journal.record_event("stop_sent", strategy=strategy, jobs=len(unfinished))
             unfinished_jobs = "unfinished job" if len(unfinished) == 1 else "unfinished jobs"
             print(f"{strategy} sent to {len(unfinished)} {unfinished_jobs}", file=sys.stderr)
@@ -222,6 +237,16 @@ async def _stop(args: argparse.Namespace) -> int:
         rows = journal_rows(journal)
         _write(rows, args)
     return exit_code(rows)
+
+
+def _folder_origin(args: argparse.Namespace, folder: str, environ: Mapping[str, str]) -> str:
+    """Where the folder the jobs are looked up in came from (for a not-found hint)."""
+    if args.folder is not None:
+        return "--folder"
+    for variable in ("UIPATH_FOLDER_KEY", "UIPATH_FOLDER_PATH"):
+        if environ.get(variable, "").strip() == folder:
+            return variable
+    return "the profile's folder"
 
 
 @asynccontextmanager

@@ -25,6 +25,7 @@ from async_orch._cli.output import COLUMNS, result_row
 from async_orch._client import OrchestratorClient
 from async_orch._errors import ConfigurationError, OrchestratorError
 from async_orch._jobs import Abandoned, JobRequest, JobResult, Outcome, Summary, count_jobs
+from async_orch._jobs import _iso as iso_time
 from async_orch._journal import JobRecord, Journal, RequestRecord
 from async_orch._journaled import run_stored, stored_row
 from async_orch._logs import get_logger
@@ -121,7 +122,10 @@ def journal_rows(journal: Journal) -> list[dict[str, Any]]:
             )
         for job in jobs_of[request.index]:
             if job.result is not None:
-                rows.append({**job.result, **base})
+                # The folder as resolved (its full path), not as the request named it
+                # (an Id or a Key, say); a row of an older journal may lack it.
+                folder = job.result.get("folder") or job.handle.folder_path or request.folder
+                rows.append({**job.result, **base, "folder": folder})
             else:
                 rows.append(
                     {
@@ -133,6 +137,8 @@ def journal_rows(journal: Journal) -> list[dict[str, Any]]:
                         "state": job.state,
                         "info": None,
                         "outputs": None,
+                        "attempts": job.attempts,
+                        "stop_sent": job.stop_sent,
                     }
                 )
     return [{column: row.get(column) for column in COLUMNS} for row in rows]
@@ -260,6 +266,13 @@ def _report_abandoned(
         left_running=[h.job_id for h in abandoned.left_running],
         uncertain_references=list(abandoned.uncertain_references),
     )
+    if abandoned.stop_sent:
+        records = {(j.job_id, j.handle.job_key): j for j in journal.jobs()}
+        for handle in (*abandoned.stopped, *abandoned.left_running):
+            strategy = abandoned.stop_sent.get(handle.job_id)
+            record = records.get((handle.job_id, handle.job_key))
+            if strategy is not None and record is not None:
+                journal.record_stop_sent(record.request_index, record.handle, strategy)
     lines = []
     if abandoned.stopped:
         lines.append(f"{count_jobs(len(abandoned.stopped))} stopped")
@@ -307,9 +320,16 @@ async def refresh_unfinished(
                 record = next((j for j in by_id.get(seen.id, ()) if _names(seen, j)), None)
                 if record is None:
                     continue
-                if record.final:  # left running: only its state is news
+                if record.final:  # left running: its state (and end) is news
                     state = seen.raw_state or seen.state.value
-                    journal.record_later_state(record.request_index, record.handle, state)
+                    ended = seen.end_time if seen.state.is_terminal else None
+                    journal.record_later_state(
+                        record.request_index,
+                        record.handle,
+                        state,
+                        ended=iso_time(ended),
+                        info=seen.info if seen.state.is_terminal else None,
+                    )
                     continue
                 outcome = Outcome.of_final(seen.state)
                 if outcome is None:
@@ -326,6 +346,8 @@ async def refresh_unfinished(
                     handle=record.handle,
                     job=full,
                     detected=datetime.now(UTC),  # when this read saw it ended
+                    attempts=record.attempts or 0,
+                    stop_sent=record.stop_sent,
                 )
                 journal.record_final(
                     record.request_index,

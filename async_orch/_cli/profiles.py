@@ -154,9 +154,21 @@ def merge_environment(
     A profile chosen by name (``--profile``, ``ASYNC_ORCH_PROFILE``) wins over the
     environment; the implicit ``default`` profile only fills what it leaves unset.
     """
-    if profile_wins:
-        return {**environ, **profile}
-    return {**profile, **{k: v for k, v in environ.items() if v.strip()}}
+    # The folder is one setting with two spellings (path, Key): the side that wins
+    # gives it whole, so a path from one side never meets a Key from the other.
+    winner, loser = (profile, dict(environ)) if profile_wins else (_set(environ), dict(profile))
+    if any(_set(winner).get(name) for name in _FOLDER_VARIABLES):
+        for name in _FOLDER_VARIABLES:
+            loser.pop(name, None)
+    return {**loser, **winner}
+
+
+_FOLDER_VARIABLES = ("UIPATH_FOLDER_PATH", "UIPATH_FOLDER_KEY")
+
+
+def _set(values: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``values`` that are set (not empty or blank)."""
+    return {k: v for k, v in values.items() if v.strip()}
 
 
 def _variable_of(key: str, *, where: str, profile: str) -> str:

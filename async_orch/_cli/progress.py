@@ -81,10 +81,18 @@ class ProgressDisplay:
         self._last_warning = self._started
         self._finished = False
         self._drawn: object = None  # the counts last drawn (_counts_of)
+        # A wait the run names itself (what, until when on the clock): the heartbeat
+        # says it instead of guessing from the counts.
+        self._named_wait: tuple[str, float] | None = None
 
     def set_health(self, health: Callable[[], TransportHealth]) -> None:
         """Read the transport's health from now on (once the client exists)."""
         self._health = health
+
+    def waiting_for(self, what: str | None, *, until: float = 0.0) -> None:
+        """Name what the run waits for until ``until`` (this display's clock), or,
+        with None, that the wait is over."""
+        self._named_wait = None if what is None else (what, until)
 
     def update(self, progress: Progress) -> None:
         """Remember the latest snapshot; draw it if the interval has passed."""
@@ -132,7 +140,11 @@ class ProgressDisplay:
         """Say what is awaited if nothing was written for a while (call it every second)."""
         now = self._clock()
         health = self._health() if self._health is not None else TransportHealth()
-        waiting = waiting_text(self._latest, health, now=now, last_change=self._last_change)
+        if self._named_wait is not None:
+            what, until = self._named_wait
+            waiting = f"waiting for {what}, {_duration(max(0.0, until - now))} left"
+        else:
+            waiting = waiting_text(self._latest, health, now=now, last_change=self._last_change)
         if now - self._last_change >= STALL_WARNING_EVERY and (
             now - self._last_warning >= STALL_WARNING_EVERY
         ):
