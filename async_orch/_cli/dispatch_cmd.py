@@ -431,6 +431,7 @@ async def _resume(args: argparse.Namespace) -> int:
                     window_ends=locked_at + window,
                     say=lambda text: _say(args, text),
                     name=str(args.resume),
+                    to_server=orch.transport.server_clock.to_server,
                 )
                 interrupted = await run_journaled(
                     orch,
