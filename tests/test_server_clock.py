@@ -7,14 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from cli_harness import simulator_jobs
+from conftest import SimClient
 from test_dispatcher_support import engine_jobs, fast_poll, fast_settings, scenario
 
 from async_orch import JobRequest, Outcome, ReferenceInUseError
 from async_orch._dispatcher import Dispatcher
+from async_orch._journal import Journal
+from async_orch._journaled import records_for, resume_plan, target_of
 from async_orch._resources import OrchestratorAPI
 from async_orch._server_clock import ServerClock
 from async_orch._transport import Transport
@@ -125,3 +129,60 @@ async def test_on_this_machines_clock_the_own_job_is_refused_but_named(
     (job_id,) = [j.id for j in engine_jobs(sim)]
     assert result.error.job_id == job_id
     assert f"already names job {job_id}" in (result.to_dict()["info"] or "")
+
+
+async def _resume_with_local_clock_ahead(
+    start_simulator: Callable[..., Any], tmp_path: Path, *, convert: bool
+) -> tuple[list[Any], list[Any], list[Any], Journal, int]:
+    """A journal created on a clock 10 minutes ahead, whose run died after its
+    StartJobs reached the server; resumed on that clock. Its job was created at
+    the simulator's (real) time, 10 minutes before the journal says it began."""
+    sim = await start_simulator(scenario(), time_scale=1.0)
+    settings = fast_settings(sim)
+
+    def ahead() -> datetime:
+        return datetime.now(UTC) + timedelta(minutes=10)
+
+    store = Journal.create(
+        tmp_path / "store.sqlite", target=target_of(settings), batch_id="b", requests=[],
+        clock=ahead,
+    )  # fmt: skip
+    request = JobRequest(process="Echo", folder="HR", inputs={"i": 1}, reference="mine-1")
+    store.record_requests(records_for([request], "b"))
+    store.record_event("finished", interrupted=True)
+    async with aiohttp.ClientSession() as session:
+        (job,) = await SimClient(sim, session).start("HR", "Echo", Reference="mine-1")
+        transport = Transport(settings, session=session, wall_clock=ahead)
+        start, reattach, refused = await resume_plan(
+            OrchestratorAPI(transport),
+            store,
+            window_ends=0.0,  # the window is over: nothing is waited for
+            to_server=transport.server_clock.to_server if convert else lambda local: local,
+        )
+    return start, reattach, refused, store, int(job["Id"])
+
+
+async def test_a_resume_adopts_its_job_when_this_machines_clock_is_ahead(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    start, reattach, refused, store, job_id = await _resume_with_local_clock_ahead(
+        start_simulator, tmp_path, convert=True
+    )
+    with store:
+        assert (start, refused) == ([], [])
+        assert [j.job_id for j in reattach] == [job_id]
+
+
+async def test_a_resume_on_this_machines_clock_refuses_its_job_but_names_it(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    start, reattach, refused, store, job_id = await _resume_with_local_clock_ahead(
+        start_simulator, tmp_path, convert=False
+    )
+    with store:
+        assert (start, reattach) == ([], [])
+        ((record, error),) = refused
+        assert record.reference == "mine-1"
+        assert isinstance(error, ReferenceInUseError) and error.job_id == job_id
+        (row,) = store.requests()
+        assert row.outcome == "not_started" and f"already names job {job_id}" in (row.info or "")
