@@ -93,6 +93,7 @@ class OrchestratorClient:
             retry=retry,
             webhooks=webhooks,
             list_budget=list_budget,
+            server_now=self.transport.server_now,
         )
         # Every GET Jobs answer's remaining count steers the adaptive list budget.
         self.api.on_list_answer = self.dispatcher.observe_list_answer

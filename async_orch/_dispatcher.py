@@ -59,6 +59,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -111,7 +112,10 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         webhooks: WebhookReceiver | None = None,
         list_budget: SharedListBudget | None = None,
+        server_now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        # server_now: now on the server's clock as far as known (the client passes
+        # its transport's ServerClock reading); jobs found by Reference are judged by it.
         self._api = api
         poll = poll or PollPolicy()
         # One list budget for every batch of this dispatcher, run at once or not (the
@@ -135,6 +139,7 @@ class Dispatcher:
             budget=watchers.budget,  # Reference lookups are list calls too
             shared=list_budget,
             clock=clock,
+            server_now=server_now,
         )
         self._parts = BatchParts(api, self._starter, self._pool, poll, watchers, clock)
 

@@ -144,6 +144,7 @@ async def reconcile(
     lookup: Sequence[RequestRecord],
     *,
     refused: dict[int, RequestError] | None = None,
+    to_server: Callable[[datetime], datetime] = lambda local: local,
 ) -> list[RequestRecord]:
     """Look requests with no stored job up by Reference; store what is found.
 
@@ -153,11 +154,17 @@ async def reconcile(
     store was, give or take the clock tolerance, when the store says when it
     was created, and of the request's process); a request whose Reference names
     only other jobs is returned too, and its error put in ``refused`` by index.
+
+    The store's creation time is this machine's clock; ``to_server`` (the
+    transport's ``ServerClock.to_server``) puts it on the server's, as
+    CreationTime is, with the offset seen by this process when each answer is
+    judged: that assumes this machine's clock did not step between the run that
+    created the store and this one (the clock tolerance absorbs a small step).
     """
     by_folder: dict[str, list[RequestRecord]] = defaultdict(list)
     for record in lookup:
         by_folder[record.folder].append(record)
-    not_before = _created_at(store)
+    created = _created_at(store)
     found: set[int] = set()
     for folder_ref, records in by_folder.items():
         folder = await api.resolve_folder(folder_ref)
@@ -167,6 +174,8 @@ async def reconcile(
         for job in await api.list_jobs(folder, references=list(by_reference)):
             if job.reference in by_reference:
                 jobs_of[job.reference].append(job)
+        # Converted after the lookup answered: its Date is one more sample.
+        not_before = None if created is None else to_server(created)
         for reference, jobs in jobs_of.items():
             match = by_reference[reference]
             release = await api.resolve_release(folder, match.process)  # cached
@@ -206,6 +215,7 @@ async def resume_plan(
     say: Callable[[str], None] = lambda _: None,
     name: str = "the journal",
     waiting: Callable[[str | None, float], None] = lambda what, until: None,
+    to_server: Callable[[datetime], datetime] = lambda local: local,
 ) -> tuple[list[RequestRecord], list[JobRecord], list[tuple[RequestRecord, RequestError]]]:
     """Sort a store for a resume and look up what has no job (module docstring);
     return the requests to start, the jobs to re-attach to, and the requests
@@ -219,6 +229,8 @@ async def resume_plan(
         say: told what happens, one line at a time (the CLI prints them).
         waiting: told what the reconcile wait is for and when it ends (on
             ``time.monotonic``) as it begins, then (None, 0) when it is over.
+        to_server: this machine's time on the server's clock (the transport's
+            ``ServerClock.to_server``; :func:`reconcile`).
     """
     plan = plan_resume(store.requests(), store.jobs(), path=_path_of(store))
     say(
@@ -226,7 +238,9 @@ async def resume_plan(
         f"re-attach to, {len(plan.lookup)} to look up by Reference"
     )
     refused_errors: dict[int, RequestError] = {}
-    never_started = await reconcile(api, store, plan.lookup, refused=refused_errors)
+    never_started = await reconcile(
+        api, store, plan.lookup, refused=refused_errors, to_server=to_server
+    )
     if never_started and not store.last_run_finished():
         wait = window_ends - time.monotonic()
         if wait > 0:
@@ -251,7 +265,9 @@ async def resume_plan(
                 await anyio.sleep(wait)
             finally:
                 waiting(None, 0.0)
-        never_started = await reconcile(api, store, never_started, refused=refused_errors)
+        never_started = await reconcile(
+            api, store, never_started, refused=refused_errors, to_server=to_server
+        )
     refused = [(r, refused_errors[r.index]) for r in never_started if r.index in refused_errors]
     never_started = [r for r in never_started if r.index not in refused_errors]
     for record, error in refused:
@@ -461,7 +477,11 @@ async def _resume(
     settings = orch.settings
     window = settings.retry.window_after(settings.timeout.total)
     start, reattach, refused = await resume_plan(
-        orch.api, store, window_ends=taken_at + window, name=name
+        orch.api,
+        store,
+        window_ends=taken_at + window,
+        name=name,
+        to_server=orch.transport.server_clock.to_server,
     )
     results = await _run_to_end(orch, store, start, reattach, timeout, stop, hooks)
     results += [refused_result(record, error) for record, error in refused]

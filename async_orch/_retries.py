@@ -380,13 +380,19 @@ def may_have_started(exc: OrchestratorError) -> bool:
 
 # -- adopting jobs found by Reference ---------------------------------------------------
 
-#: How much older than the batch (on this machine's clock) a job found by its
-#: Reference may say it is and still be taken as the batch's own. CreationTime
-#: (JobDto, orchestrator-api.md §3.4) is the server's clock, the batch's start
-#: this machine's: an unsynchronised clock is often off by a minute or two, and a
-#: false "not ours" leaves a running job unreported, so the margin is generous.
-#: A reused Reference almost always names a job of an earlier day or run, hours
-#: older than that.
+#: How much older than the batch a job found by its Reference may say it is and
+#: still be taken as the batch's own. CreationTime (JobDto, orchestrator-api.md
+#: §3.4) is the server's clock; the batch's start is converted to it with the
+#: offset the server's ``Date`` headers show (:mod:`async_orch._server_clock`), so
+#: skew between the machines no longer counts. What is left, in the direction
+#: that refuses our own job: this machine's clock stepping between the samples
+#: and the start (and, on a resume, between the journal's creation and the
+#: resume: the offset is measured in the resuming process), a proxy's ``Date``
+#: from a clock other than the one stamping CreationTime, and no ``Date`` at all
+#: (then this machine's clock is used, as before). Each is seconds to minutes
+#: and a false "not ours" reports a running job as not started, so the margin
+#: stays generous; a reused Reference almost always names a job of an earlier
+#: day or run, and dispatch warns before starting References that name jobs.
 ADOPTION_CLOCK_TOLERANCE = timedelta(minutes=5)
 
 
@@ -419,7 +425,9 @@ def sort_found_jobs(
     """Which jobs found by a Reference can be the batch's own (pure).
 
     A job is not adopted if it was created before ``not_before`` (when the batch,
-    or the request's first StartJobs, began) by more than ``tolerance``, or if it
+    or the request's first StartJobs, began, on the server's clock as far as
+    known: :class:`~async_orch._server_clock.ServerClock`) by more than
+    ``tolerance``, or if it
     runs another process than ``process`` (compared without case, as names
     resolve); a field the server did not send, or None here, does not count
     against it. A Reference used before names such a job: adopting it would
@@ -568,9 +576,9 @@ class StartProtocol:
         rng: randomness for the backoff jitter.
         process: the request's process (ReleaseName): a job of another process
             found by the Reference is not adopted (:func:`sort_found_jobs`).
-        first_post_at: when the first StartJobs was sent (wall clock, set by the
-            shell): a job found by the Reference created well before it is not
-            adopted.
+        first_post_at: when the first StartJobs was sent, on the server's clock
+            as far as the shell knows it (``Date`` headers): a job found by the
+            Reference created well before it is not adopted.
     """
 
     reference: str

@@ -111,8 +111,10 @@ class Starter:
         shared: the budget shared beyond this client, which each lookup also
             draws on (the job watchers' one), if any.
         clock: monotonic seconds, the budget's clock.
-        wall_clock: now, as a UTC datetime: when a first StartJobs is sent, so a
-            job found by its Reference that is much older is not adopted.
+        server_now: now on the server's clock as far as known (the transport's
+            :class:`~async_orch._server_clock.ServerClock`; by default this
+            machine's): when a first StartJobs is sent, so a job found by its
+            Reference that is much older is not adopted.
     """
 
     def __init__(
@@ -125,10 +127,10 @@ class Starter:
         budget: ListBudget | None = None,
         shared: SharedListBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        server_now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._api = api
-        self._wall_clock = wall_clock
+        self._server_now = server_now
         self._limiter = limiter
         self._retry = retry
         self._window = retry.window_after(RequestTimeouts().total)
@@ -293,7 +295,8 @@ class Starter:
         """Send one StartJobs and report its outcome to ``protocol``."""
         reference = protocol.reference
         if protocol.first_post_at is None:
-            protocol.first_post_at = self._wall_clock()
+            # On the server's clock, as the CreationTime it is compared with.
+            protocol.first_post_at = self._server_now()
         with shield.protect() as scope:
             try:
                 jobs = await self._api.start_jobs(folder, body)

@@ -68,6 +68,7 @@ from async_orch._protocol import (
 )
 from async_orch._retries import GiveUp, transport_step
 from async_orch._seams import HTTPSender
+from async_orch._server_clock import ServerClock
 from async_orch._sessions import request_timeout, session_for
 from async_orch._transport_hooks import (
     HealthTracker,
@@ -136,6 +137,8 @@ class Transport:
         rng: randomness for backoff jitter (seed it for reproducible tests).
         hooks: called on every try, answer and retry (:mod:`async_orch._transport_hooks`),
             token requests included.
+        wall_clock: now, as an aware UTC datetime: when each answer came, for
+            :attr:`server_clock` (tests put this machine's clock off).
     """
 
     def __init__(
@@ -148,6 +151,7 @@ class Transport:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         hooks: Sequence[TransportHooks] = (),
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         where = settings.orchestrator
         self._settings = settings
@@ -156,6 +160,10 @@ class Transport:
         self._clock = clock
         self._rng = rng or random.Random()
         self._health = HealthTracker(clock)
+        self.wall_clock = wall_clock
+        #: The server's clock against ``wall_clock``, from Orchestrator's answers'
+        #: ``Date`` headers (not the token endpoint's, nor blob storage's: other servers).
+        self.server_clock = ServerClock()
         self._hooks: tuple[TransportHooks, ...] = (self._health, *hooks)
         self._listened = bool(hooks)  # False: only the health tracker, told directly
         self._timeout = request_timeout(settings)
@@ -235,6 +243,11 @@ class Transport:
             token_requests=self._closed_token_requests
             + (0 if self._tokens is None else self._tokens.token_requests),
         )
+
+    def server_now(self) -> datetime:
+        """Now on the server's clock, as far as its ``Date`` headers told
+        (:attr:`server_clock`); this machine's clock until one came."""
+        return self.server_clock.to_server(self.wall_clock())
 
     @property
     def health(self) -> TransportHealth:
@@ -390,6 +403,7 @@ class Transport:
                 raise
 
             status = response.status
+            self.server_clock.observe(response.headers.get("Date"), self.wall_clock())
             self._answered(sent, status, None, label)
             self._responses[(label, status)] += 1
             if status < 400:
