@@ -81,6 +81,7 @@ from async_orch._planner import PollPolicy
 from async_orch._poller import WatcherGroup
 from async_orch._reference_lookups import LookupAnswer
 from async_orch._seams import JobsAPI
+from async_orch._server_clock import UNKNOWN_OFFSET_MARGIN
 from async_orch._shared_budget import InProcessListBudget, SharedListBudget
 from async_orch._start_pool import StartPool
 from async_orch._starting import (
@@ -112,7 +113,7 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         webhooks: WebhookReceiver | None = None,
         list_budget: SharedListBudget | None = None,
-        server_now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        server_now: Callable[[], datetime] = lambda: datetime.now(UTC) - UNKNOWN_OFFSET_MARGIN,
     ) -> None:
         # server_now: now on the server's clock as far as known (the client passes
         # its transport's ServerClock reading); jobs found by Reference are judged by it.

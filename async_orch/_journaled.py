@@ -50,6 +50,7 @@ from async_orch._models import Job
 from async_orch._options import Hooks, StopPolicy
 from async_orch._resources import OrchestratorAPI
 from async_orch._retries import sort_found_jobs
+from async_orch._server_clock import UNKNOWN_OFFSET_MARGIN
 from async_orch._starting import batch_references
 from async_orch._states import JobState
 
@@ -144,7 +145,7 @@ async def reconcile(
     lookup: Sequence[RequestRecord],
     *,
     refused: dict[int, RequestError] | None = None,
-    to_server: Callable[[datetime], datetime] = lambda local: local,
+    to_server: Callable[[datetime], datetime] = lambda local: local - UNKNOWN_OFFSET_MARGIN,
 ) -> list[RequestRecord]:
     """Look requests with no stored job up by Reference; store what is found.
 
@@ -156,7 +157,7 @@ async def reconcile(
     only other jobs is returned too, and its error put in ``refused`` by index.
 
     The store's creation time is this machine's clock; ``to_server`` (the
-    transport's ``ServerClock.to_server``) puts it on the server's, as
+    transport's ``ServerClock.earliest_server_time``) puts it on the server's, as
     CreationTime is, with the offset seen by this process when each answer is
     judged: that assumes this machine's clock did not step between the run that
     created the store and this one (the clock tolerance absorbs a small step).
@@ -215,7 +216,7 @@ async def resume_plan(
     say: Callable[[str], None] = lambda _: None,
     name: str = "the journal",
     waiting: Callable[[str | None, float], None] = lambda what, until: None,
-    to_server: Callable[[datetime], datetime] = lambda local: local,
+    to_server: Callable[[datetime], datetime] = lambda local: local - UNKNOWN_OFFSET_MARGIN,
 ) -> tuple[list[RequestRecord], list[JobRecord], list[tuple[RequestRecord, RequestError]]]:
     """Sort a store for a resume and look up what has no job (module docstring);
     return the requests to start, the jobs to re-attach to, and the requests
@@ -230,7 +231,7 @@ async def resume_plan(
         waiting: told what the reconcile wait is for and when it ends (on
             ``time.monotonic``) as it begins, then (None, 0) when it is over.
         to_server: this machine's time on the server's clock (the transport's
-            ``ServerClock.to_server``; :func:`reconcile`).
+            ``ServerClock.earliest_server_time``; :func:`reconcile`).
     """
     plan = plan_resume(store.requests(), store.jobs(), path=_path_of(store))
     say(
@@ -481,7 +482,7 @@ async def _resume(
         store,
         window_ends=taken_at + window,
         name=name,
-        to_server=orch.transport.server_clock.to_server,
+        to_server=orch.transport.server_clock.earliest_server_time,
     )
     results = await _run_to_end(orch, store, start, reattach, timeout, stop, hooks)
     results += [refused_result(record, error) for record, error in refused]

@@ -382,18 +382,16 @@ def may_have_started(exc: OrchestratorError) -> bool:
 
 #: How much older than the batch a job found by its Reference may say it is and
 #: still be taken as the batch's own. CreationTime (JobDto, orchestrator-api.md
-#: §3.4) is the server's clock; the batch's start is converted to it with the
-#: offset the server's ``Date`` headers show (:mod:`async_orch._server_clock`), so
-#: skew between the machines no longer counts. What is left, in the direction
-#: that refuses our own job: this machine's clock stepping between the samples
-#: and the start (and, on a resume, between the journal's creation and the
-#: resume: the offset is measured in the resuming process), a proxy's ``Date``
-#: from a clock other than the one stamping CreationTime, and no ``Date`` at all
-#: (then this machine's clock is used, as before). Each is seconds to minutes
-#: and a false "not ours" reports a running job as not started, so the margin
-#: stays generous; a reused Reference almost always names a job of an earlier
-#: day or run, and dispatch warns before starting References that name jobs.
-ADOPTION_CLOCK_TOLERANCE = timedelta(minutes=5)
+#: §3.4) is the server's clock; the batch's start is put on it with the offset
+#: the server's ``Date`` headers show, or, before any was seen, 5 minutes earlier
+#: than this machine's clock (``ServerClock.earliest_server_time``). What is left
+#: is seconds: ``Date``'s one-second steps, the server's nodes' clocks, and this
+#: machine's clock stepping between a sample and the start (or, on a resume,
+#: between the journal's creation and the resume). A false "not ours" reports a
+#: running job as not started, so the margin is several times that; a reused
+#: Reference names a job of an earlier run, and dispatch warns before starting
+#: References that name jobs.
+ADOPTION_CLOCK_TOLERANCE = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)

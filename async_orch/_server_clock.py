@@ -23,7 +23,12 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-__all__ = ["ServerClock"]
+__all__ = ["UNKNOWN_OFFSET_MARGIN", "ServerClock"]
+
+#: Before any ``Date`` was seen the offset is unknown: a clock that is not kept in
+#: sync is often off by a minute or two, so the server's clock is taken to be up
+#: to this much behind this machine's (:meth:`ServerClock.earliest_server_time`).
+UNKNOWN_OFFSET_MARGIN = timedelta(minutes=5)
 
 #: Samples the offset is the median of: one wrong ``Date`` (a proxy's own, say)
 #: does not move it, and a step of this machine's clock is followed within a few
@@ -79,3 +84,13 @@ class ServerClock:
         no ``Date`` was seen (the comparison falls back to this machine's clock)."""
         offset = self.offset
         return local if offset is None else local + offset
+
+    def earliest_server_time(self, local: datetime) -> datetime:
+        """The earliest the server's clock may read while this machine's reads
+        ``local``: :meth:`to_server` once a ``Date`` was seen (to a second or so,
+        erring early), else ``local`` less :data:`UNKNOWN_OFFSET_MARGIN`. What the
+        adoption check compares a job's CreationTime with, so that the batch's own
+        job is never taken for an older one."""
+        if self.offset is None:
+            return local - UNKNOWN_OFFSET_MARGIN
+        return self.to_server(local)

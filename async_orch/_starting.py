@@ -53,6 +53,7 @@ from async_orch._retries import (
     may_have_started,
 )
 from async_orch._seams import JobsAPI
+from async_orch._server_clock import UNKNOWN_OFFSET_MARGIN
 from async_orch._shared_budget import SharedListBudget
 from async_orch._start_refusals import explain_start_refusal
 
@@ -111,10 +112,10 @@ class Starter:
         shared: the budget shared beyond this client, which each lookup also
             draws on (the job watchers' one), if any.
         clock: monotonic seconds, the budget's clock.
-        server_now: now on the server's clock as far as known (the transport's
+        server_now: the earliest the server's clock may read now (the transport's
             :class:`~async_orch._server_clock.ServerClock`; by default this
-            machine's): when a first StartJobs is sent, so a job found by its
-            Reference that is much older is not adopted.
+            machine's less its margin): when a first StartJobs is sent, so a job
+            found by its Reference that is older is not adopted.
     """
 
     def __init__(
@@ -127,7 +128,7 @@ class Starter:
         budget: ListBudget | None = None,
         shared: SharedListBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
-        server_now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        server_now: Callable[[], datetime] = lambda: datetime.now(UTC) - UNKNOWN_OFFSET_MARGIN,
     ) -> None:
         self._api = api
         self._server_now = server_now

@@ -245,9 +245,10 @@ class Transport:
         )
 
     def server_now(self) -> datetime:
-        """Now on the server's clock, as far as its ``Date`` headers told
-        (:attr:`server_clock`); this machine's clock until one came."""
-        return self.server_clock.to_server(self.wall_clock())
+        """The earliest the server's clock may read now (:attr:`server_clock`,
+        ``ServerClock.earliest_server_time``): from its ``Date`` headers once one
+        came, else this machine's clock less a margin."""
+        return self.server_clock.earliest_server_time(self.wall_clock())
 
     @property
     def health(self) -> TransportHealth:

@@ -53,7 +53,7 @@ def job(job_id: int, *, created: datetime | None, process: str | None = "Echo") 
 
 def test_a_job_created_well_before_the_batch_is_not_the_batchs() -> None:
     old = job(1, created=BEGAN - timedelta(days=1))
-    skewed = job(2, created=BEGAN - timedelta(minutes=4))  # inside the clock tolerance
+    skewed = job(2, created=BEGAN - timedelta(seconds=20))  # inside the clock tolerance
     new = job(3, created=BEGAN + timedelta(seconds=2))
     found = sort_found_jobs([old, skewed, new], not_before=BEGAN, process="Echo")
     assert found.ours == [skewed, new]

@@ -19,8 +19,10 @@ from async_orch import JobRequest, Outcome, ReferenceInUseError
 from async_orch._dispatcher import Dispatcher
 from async_orch._journal import Journal
 from async_orch._journaled import records_for, resume_plan, target_of
+from async_orch._models import Job
 from async_orch._resources import OrchestratorAPI
-from async_orch._server_clock import ServerClock
+from async_orch._retries import ADOPTION_CLOCK_TOLERANCE, sort_found_jobs
+from async_orch._server_clock import UNKNOWN_OFFSET_MARGIN, ServerClock
 from async_orch._transport import Transport
 
 LOCAL = datetime(2026, 12, 4, 21, 0, 0, tzinfo=UTC)
@@ -186,3 +188,23 @@ async def test_a_resume_on_this_machines_clock_refuses_its_job_but_names_it(
         assert isinstance(error, ReferenceInUseError) and error.job_id == job_id
         (row,) = store.requests()
         assert row.outcome == "not_started" and f"already names job {job_id}" in (row.info or "")
+
+
+def test_before_any_date_the_server_may_be_minutes_behind_after_one_it_is_known() -> None:
+    clock = ServerClock()
+    assert clock.earliest_server_time(LOCAL) == LOCAL - UNKNOWN_OFFSET_MARGIN
+    clock.observe("Fri, 04 Dec 2026 20:50:00 GMT", LOCAL)  # the server 10 minutes behind
+    assert clock.earliest_server_time(LOCAL) == LOCAL - timedelta(minutes=10)
+
+
+def test_a_reference_reused_a_minute_before_the_batch_is_refused_once_the_clock_is_known() -> None:
+    """The verification run's case: old jobs created ~35 s before the journal were
+    adopted while the margin was 5 minutes of assumed skew; with the offset measured
+    the margin is ADOPTION_CLOCK_TOLERANCE."""
+    clock = ServerClock()
+    clock.observe("Fri, 04 Dec 2026 21:00:00 GMT", LOCAL)  # in step with this machine
+    began = clock.earliest_server_time(LOCAL)
+    old = Job.from_api({"Id": 1, "State": "Successful", "Reference": "r", "ReleaseName": "Echo",
+                        "CreationTime": "2026-12-04T20:59:25Z"})  # fmt: skip
+    assert sort_found_jobs([old], not_before=began, process="Echo").ours == []
+    assert timedelta(seconds=35) > ADOPTION_CLOCK_TOLERANCE

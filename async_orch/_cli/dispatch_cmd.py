@@ -433,7 +433,7 @@ async def _resume(args: argparse.Namespace) -> int:
                     say=lambda text: _say(args, text),
                     name=str(args.resume),
                     waiting=lambda what, until: display.waiting_for(what, until=until),
-                    to_server=orch.transport.server_clock.to_server,
+                    to_server=orch.transport.server_clock.earliest_server_time,
                 )
                 interrupted = await run_journaled(
                     orch,
