@@ -307,8 +307,9 @@ def _hint(request: TokenRequest, status: int, error: str | None, text: str, scop
             "(the tenant's logical name)"
         )
     return (
-        "Check UIPATH_CLIENT_ID and UIPATH_CLIENT_SECRET: they must be the App ID and App "
-        "Secret of a confidential external application of this organization"
+        "Check the client id and secret (UIPATH_CLIENT_ID and UIPATH_CLIENT_SECRET, or the "
+        "profile's client_id and client_secret): they must be the App ID and App Secret of "
+        "a confidential external application of this organization"
     )
 
 

@@ -51,7 +51,7 @@ def fatal_error(lookups: Sequence[object]) -> RequestError | None:
 
 #: What to do when there is no Orchestrator API at the URL.
 NO_API_FIX = (
-    "check the URL (Settings.url, UIPATH_URL); cloud URLs are "
+    "check the URL (--url, UIPATH_URL, a profile's url or Settings.url); cloud URLs are "
     "https://cloud.uipath.com/{org}/{tenant}/orchestrator_, on-premises https://host/"
 )
 

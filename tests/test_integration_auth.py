@@ -534,12 +534,12 @@ def _refusal_cases(sim: SimulatorHandle) -> dict[str, tuple[Settings, int, str]]
                 ),
             ),
             400,
-            "Check UIPATH_CLIENT_ID and UIPATH_CLIENT_SECRET",
+            "Check the client id and secret (UIPATH_CLIENT_ID and UIPATH_CLIENT_SECRET",
         ),
         "app of another organization": (
             Settings(url=f"{root}/acme/DefaultTenant/orchestrator_", credentials=demo),
             400,
-            "Check UIPATH_CLIENT_ID and UIPATH_CLIENT_SECRET",
+            "Check the client id and secret (UIPATH_CLIENT_ID and UIPATH_CLIENT_SECRET",
         ),
         "scope not granted": (
             Settings(
