@@ -340,6 +340,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
     path = args.journal or default_journal_path(
         os.environ, Path.home(), batch_id=batch_id, now=datetime.now(UTC)
     )
+    how_to_resume = f"resume it with --resume {path}, or choose another path with --journal"
+    Journal.check_new_path(path, how_to_resume=how_to_resume)  # before any network call
     receiver = _receiver(args)
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
     async with (
@@ -363,7 +365,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
             target=target_of(settings),
             batch_id=batch_id,
             requests=records,
-            how_to_resume=f"resume it with --resume {path}, or choose another path with --journal",
+            how_to_resume=how_to_resume,
         ) as journal:
             if args.simulator:  # so jobs/stop/--resume can say why they cannot work
                 journal.record_event(EMBEDDED_SIMULATOR_EVENT, url=settings.url)
