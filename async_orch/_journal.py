@@ -463,6 +463,16 @@ class Journal:
         holds it). ``read_only`` takes no lock, so a journal can be read while
         another process writes it; the ``record_*`` methods then raise.
         """
+        if path.is_dir():
+            raise ConfigurationError(
+                f"journal {path} is a directory; give the path of a journal file (it is "
+                "shown when dispatch starts)"
+            )
+        if path.exists() and not path.is_file():
+            raise ConfigurationError(
+                f"journal {path} is not a regular file (a device, a pipe, a socket); give "
+                "the path of a journal file"
+            )
         if not path.is_file():
             raise ConfigurationError(
                 f"no journal at {path} (the path is shown when dispatch starts)"
