@@ -471,6 +471,13 @@ def _finish(
             )
         return EXIT_INTERRUPTED
     journal.record_event("finished", interrupted=False)
+    timed_out = sum(row.get("outcome") == "timed_out" for row in rows)
+    if timed_out and not args.simulator:  # an embedded simulator's jobs end with it
+        _say(
+            args,
+            f"{timed_out} timed-out jobs may still run; stop them with:\n"
+            f"  async-orch stop --journal {journal.path}",
+        )
     return exit_code(rows)
 
 
