@@ -118,6 +118,7 @@ class BatchRun:
         # Told the StartJobs attempts of each job as it exists, before on_started
         # (a journal keeps them, for jobs it reports without seeing them end).
         self._on_attempts = on_attempts
+        self._timeout = timeout
         self._deadline = self._clock() + timeout if timeout is not None else None
         self.progress = Progress(
             total=sum(_expected_jobs(r) for r in self._requests) + len(self._handles)
@@ -333,7 +334,7 @@ class BatchRun:
 
     async def _finished(self, item: Finished) -> None:
         tracked = self._jobs.pop(item.handle.job_id)
-        result = _result_of(tracked, item)
+        result = _result_of(tracked, item, batch_timeout=self._timeout)
         last = item.state.value if item.state else JobState.PENDING.value
         self.progress.move(item.handle.folder_path, last, result.outcome.value)
         self._note_pending(item.handle, None)
@@ -464,9 +465,26 @@ def _label(request: JobRequest, target: Target) -> str:
     return str(request.folder)
 
 
-def _result_of(tracked: _Tracked, item: Finished) -> JobResult:
+def timed_out_note(
+    state: JobState | None, *, job_timeout: float | None, batch_timeout: float | None
+) -> str:
+    """Why a job was reported without ending: the limit that passed, its last state."""
+    if job_timeout is not None and batch_timeout is not None:
+        limit = f"its deadline (job timeout {job_timeout:g} s, batch timeout {batch_timeout:g} s)"
+    elif job_timeout is not None:
+        limit = f"the job timeout ({job_timeout:g} s)"
+    elif batch_timeout is not None:
+        limit = f"the batch timeout ({batch_timeout:g} s)"
+    else:
+        limit = "its deadline"
+    seen = f"still {state.value}" if state is not None else "not seen to end"
+    return f"{seen} when {limit} passed; it may still run"
+
+
+def _result_of(tracked: _Tracked, item: Finished, *, batch_timeout: float | None) -> JobResult:
     state = item.job.state if item.job is not None else item.state
     error = item.error
+    note = None
     if item.stuck_pending_for is not None and state not in (
         JobState.SUCCESSFUL,
         JobState.FAULTED,
@@ -483,6 +501,9 @@ def _result_of(tracked: _Tracked, item: Finished) -> JobResult:
         outcome = Outcome.SUSPENDED  # left suspended at its deadline (on_suspended="report")
     elif item.timed_out:
         outcome = Outcome.STOPPED if state is JobState.STOPPED else Outcome.TIMED_OUT
+        if outcome is Outcome.TIMED_OUT:
+            job_timeout = tracked.request.timeout if tracked.request else None
+            note = timed_out_note(item.state, job_timeout=job_timeout, batch_timeout=batch_timeout)
     elif item.job is None:
         outcome = Outcome.UNKNOWN
     else:
@@ -499,4 +520,5 @@ def _result_of(tracked: _Tracked, item: Finished) -> JobResult:
         timed_out=item.timed_out or item.stop_sent is not None,
         last_state=item.state,
         stop_sent=item.stop_sent,
+        note=note,
     )

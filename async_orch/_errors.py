@@ -127,7 +127,8 @@ class ClientClosedError(UsageError):
             message = (
                 "the OrchestratorClient is not open: use it inside "
                 "'async with OrchestratorClient(settings) as orch:' (it was called before "
-                "that block was entered, or after it was left)"
+                "that block was entered or after it was left, or it was closed while the "
+                "call was still running)"
             )
         super().__init__(message)
 

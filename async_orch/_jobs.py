@@ -416,6 +416,9 @@ class JobResult:
     # asks the workflow to stop (orchestrator-api.md §8): a job may still end
     # Successful or Faulted after it, and ``outcome`` is then what it really did.
     stop_sent: str | None = None
+    # Why a job reported without ending was left (timed_out: the limit that passed
+    # and the last state seen); shown as ``info`` when there is no other.
+    note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -489,9 +492,11 @@ class JobResult:
 
     @property
     def info(self) -> str | None:
-        """The job's Info (its completion or error message), or our error."""
+        """The job's Info (its completion or error message), our error, or our note."""
         if self.error is not None:
             return str(self.error)
+        if self.note is not None and not (self.job is not None and self.job.info):
+            return self.note
         return self.job.info if self.job else None
 
     def to_dict(self) -> dict[str, Any]:

@@ -383,6 +383,18 @@ class Journal:
 
     # -- opening -----------------------------------------------------------------
 
+    @staticmethod
+    def check_new_path(path: Path, *, how_to_resume: str | None = None) -> str:
+        """Refuse ``path`` for a new journal if it exists (a file, a directory, a
+        device...), with no I/O but a stat: callers check it before any network call.
+        Returns the advice :meth:`create` gives when the file appears meanwhile."""
+        hint = how_to_resume or (
+            f"resume it with resume_jobs({str(path)!r}), or choose another path"
+        )
+        if path.exists():
+            raise ConfigurationError(_exists_message(path, hint))
+        return hint
+
     @classmethod
     def create(
         cls,
@@ -401,11 +413,7 @@ class Journal:
         holds it). ``how_to_resume`` is the advice given when the file exists
         (default: the library's ``resume_jobs``; the CLI names its flags).
         """
-        hint = how_to_resume or (
-            f"resume it with resume_jobs({str(path)!r}), or choose another path"
-        )
-        if path.exists():
-            raise ConfigurationError(_exists_message(path, hint))
+        hint = cls.check_new_path(path, how_to_resume=how_to_resume)
         try:
             make_private_dirs(path.parent)
         except OSError as exc:
@@ -455,6 +463,16 @@ class Journal:
         holds it). ``read_only`` takes no lock, so a journal can be read while
         another process writes it; the ``record_*`` methods then raise.
         """
+        if path.is_dir():
+            raise ConfigurationError(
+                f"journal {path} is a directory; give the path of a journal file (it is "
+                "shown when dispatch starts)"
+            )
+        if path.exists() and not path.is_file():
+            raise ConfigurationError(
+                f"journal {path} is not a regular file (a device, a pipe, a socket); give "
+                "the path of a journal file"
+            )
         if not path.is_file():
             raise ConfigurationError(
                 f"no journal at {path} (the path is shown when dispatch starts)"

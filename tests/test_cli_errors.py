@@ -135,6 +135,9 @@ async def test_resume_of_a_file_that_is_not_a_journal_is_exit_2(tmp_path: Path) 
     assert_one_line_exit_2(run, "is not an async-orch journal")
     missing = await run_cli("dispatch", "--resume", str(tmp_path / "x"), env=cli_env(tmp_path))
     assert_one_line_exit_2(missing, "no journal at")
+    for command in (["dispatch", "--resume"], ["jobs", "--journal"], ["stop", "--journal"]):
+        folder = await run_cli(*command, str(tmp_path), env=cli_env(tmp_path))
+        assert_one_line_exit_2(folder, f"journal {tmp_path} is a directory; give the path")
 
 
 @pytest.mark.slow

@@ -118,7 +118,8 @@ async def test_a_journal_path_taken_by_something_else_says_what_it_is(
         env=cli_env(tmp_path),
     )  # fmt: skip
     assert_one_line_exit_2(run, needle.replace("{tmp}", str(tmp_path)))
-    assert requests_to(sim, START_JOBS) == 0
+    # Refused before any network call (no name lookup, no token, no References).
+    assert sim.simulator.stats()["requests"] == {}
 
 
 async def test_an_organization_without_its_tenant_is_one_line_naming_the_url(

@@ -163,7 +163,7 @@ async def test_a_job_not_found_in_a_default_folder_names_that_folder_and_its_sou
     )
     assert shown.returncode == 2
     (line,) = shown.stderr.splitlines()
-    assert f"job {job_id} was looked up in folder 'HR'" in line
+    assert f"(Id or Key {job_id}): job {job_id} was looked up in folder 'HR'" in line
     assert "(the folder from UIPATH_FOLDER_PATH); give --folder F" in line
 
     found = await run_cli("jobs", "--url", sim.url, "--folder", "Finance", "--id", job_id, env=env)

@@ -96,6 +96,7 @@ async def test_iter_jobs_yields_results_as_jobs_end(start_simulator: Callable[..
     # The quick Echo job ends first although it was asked for second.
     assert [r.index for r in seen] == [1, 0]
     assert [r.outcome for r in seen] == [Outcome.SUCCESSFUL, Outcome.TIMED_OUT]
+    assert seen[1].info == "still Running when the job timeout (1 s) passed; it may still run"
     summary = Summary.of(seen)
     assert summary.by_outcome == {"successful": 1, "timed_out": 1}
     assert not summary.all_successful

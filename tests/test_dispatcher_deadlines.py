@@ -61,6 +61,10 @@ async def test_batch_timeout_reports_jobs_still_running_and_leaves_them(
     assert all(r.timed_out and r.handle is not None for r in results)
     # The last state seen is reported (the job was picked up long before 1.5 s).
     assert {r.state for r in results} == {JobState.RUNNING}
+    # Its info says why it has no end (the CLI's line under the table).
+    assert {r.info for r in results} == {
+        "still Running when the batch timeout (1.5 s) passed; it may still run"
+    }
     assert {j.state for j in engine_jobs(sim)} == {JobState.RUNNING}
     assert requests_to(sim, STOP_JOBS) == 0
 

@@ -107,30 +107,48 @@ async def test_a_session_closed_while_a_request_waits_to_retry_is_client_closed_
     assert transport.stats.count("odata/Folders", 503) == 1
 
 
+async def close_mid_batch(
+    orch: OrchestratorClient, close: Callable[[], Awaitable[object]], left: list[Any]
+) -> ClientClosedError:
+    """Run three Slow jobs; once all started, ``close``; the error the batch raised."""
+    slow = [JobRequest(process="Slow", folder="HR", inputs={"n": n}) for n in range(3)]
+    started = anyio.Event()
+
+    def on_started(index: int, handle: JobHandle) -> None:
+        if index == len(slow) - 1:
+            started.set()
+
+    async def close_when_started() -> None:
+        await started.wait()
+        await close()
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(close_when_started)
+            with pytest.raises(ClientClosedError) as caught:
+                await orch.run_jobs(
+                    slow, hooks=Hooks(on_started=on_started, on_abandoned=left.append)
+                )
+    return caught.value
+
+
 async def test_closing_the_session_mid_batch_ends_the_batch_with_client_closed_error(
     start_simulator: Callable[..., Any],
 ) -> None:
     # Not polled on until a timeout: the error comes out at once.
     sim = await start_simulator(scenario(), time_scale=50.0)
-    slow = [JobRequest(process="Slow", folder="HR", inputs={"n": n}) for n in range(3)]
     left: list[Any] = []
     session = aiohttp.ClientSession()
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll(), session=session) as orch:
-        started = anyio.Event()
-
-        def on_started(index: int, handle: JobHandle) -> None:
-            if index == len(slow) - 1:
-                started.set()
-
-        async def close_when_started() -> None:
-            await started.wait()
-            await session.close()
-
-        with anyio.fail_after(20):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(close_when_started)
-                with pytest.raises(ClientClosedError):
-                    await orch.run_jobs(
-                        slow, hooks=Hooks(on_started=on_started, on_abandoned=left.append)
-                    )
+        await close_mid_batch(orch, session.close, left)
     assert len(left) == 1 and len(left[0].left_running) == 3  # reported, not forgotten
+
+
+async def test_a_client_closed_under_a_running_batch_says_so(
+    start_simulator: Callable[..., Any],
+) -> None:
+    """The call was made inside the block: the error must not say it was not."""
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        error = await close_mid_batch(orch, orch.aclose, [])
+    assert "or it was closed while the call was still running" in str(error)

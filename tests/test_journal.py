@@ -149,6 +149,10 @@ def test_create_refuses_to_overwrite_and_open_refuses_strangers(tmp_path: Path) 
         Journal.open(stranger)
     with pytest.raises(ConfigurationError, match="no journal at"):
         Journal.open(tmp_path / "missing.sqlite")
+    with pytest.raises(ConfigurationError, match=f"journal {tmp_path} is a directory; give"):
+        Journal.open(tmp_path, read_only=True)
+    with pytest.raises(ConfigurationError, match="journal /dev/null is not a regular file"):
+        Journal.open(Path("/dev/null"), read_only=True)
 
 
 def test_a_journal_is_locked_from_create_to_close_and_readable_meanwhile(

@@ -89,13 +89,16 @@ def test_bad_profiles_are_refused_with_the_reason(spec: str, message: str) -> No
         parse_profile(spec)
 
 
-@pytest.mark.parametrize("spec", ["constant:1:1e308", "constant:1e308:1e308", "constant:1:1000001"])
+@pytest.mark.parametrize(
+    "spec", ["constant:1:1e308", "constant:1e308:1", "constant:1e308:1e308", "constant:1:1000001"]
+)
 def test_a_plan_of_more_than_a_million_jobs_is_refused_before_it_is_made(spec: str) -> None:
     # Its start times are a list: constant:1:1e308 filled the memory, saying nothing.
     template = JobTemplate(process="Echo", folders=["Shared"], inputs=None, reference_prefix="lt")
     with pytest.raises(ConfigurationError) as caught:
         LoadPlan(profile=parse_profile(spec), template=template)
     assert "jobs, more than the 1,000,000 a load test may plan" in str(caught.value)
+    assert "inf jobs" not in str(caught.value)  # an overflowed sum is not "inf jobs"
     assert str(caught.value).endswith("bound it with max_jobs")
     bounded = LoadPlan(profile=parse_profile(spec), template=template, max_jobs=5)
     assert len(bounded.start_times()) == 5

@@ -340,6 +340,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
     path = args.journal or default_journal_path(
         os.environ, Path.home(), batch_id=batch_id, now=datetime.now(UTC)
     )
+    how_to_resume = f"resume it with --resume {path}, or choose another path with --journal"
+    Journal.check_new_path(path, how_to_resume=how_to_resume)  # before any network call
     receiver = _receiver(args)
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
     async with (
@@ -363,7 +365,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
             target=target_of(settings),
             batch_id=batch_id,
             requests=records,
-            how_to_resume=f"resume it with --resume {path}, or choose another path with --journal",
+            how_to_resume=how_to_resume,
         ) as journal:
             if args.simulator:  # so jobs/stop/--resume can say why they cannot work
                 journal.record_event(EMBEDDED_SIMULATOR_EVENT, url=settings.url)
@@ -469,6 +471,13 @@ def _finish(
             )
         return EXIT_INTERRUPTED
     journal.record_event("finished", interrupted=False)
+    timed_out = sum(row.get("outcome") == "timed_out" for row in rows)
+    if timed_out and not args.simulator:  # an embedded simulator's jobs end with it
+        _say(
+            args,
+            f"{timed_out} timed-out jobs may still run; stop them with:\n"
+            f"  async-orch stop --journal {journal.path}",
+        )
     return exit_code(rows)
 
 

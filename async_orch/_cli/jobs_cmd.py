@@ -193,7 +193,8 @@ async def _jobs(args: argparse.Namespace) -> int:
                 if args.folder is not None:
                     raise
                 raise ConfigurationError(
-                    f"{exc}: job {job_id} was looked up in folder "
+                    # The server's message may end its sentence: one stop, not ".:".
+                    f"{str(exc).rstrip('.')}: job {job_id} was looked up in folder "
                     f"{folder.fully_qualified_name!r} {elsewhere}"
                 ) from None
             rows.append(job_row(index, job, folder=folder.fully_qualified_name))

@@ -16,6 +16,7 @@ plans exactly 300 jobs.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 from async_orch._errors import ConfigurationError
@@ -107,7 +108,12 @@ class LoadProfile:
         planned = min(self.jobs, math.inf if max_jobs is None else max_jobs)
         if planned <= MAX_PLANNED_JOBS:
             return None
-        jobs = f"{self.jobs:,.0f}" if self.jobs < 1e15 else f"{self.jobs:.3g}"  # 1e+308, inf
+        if self.jobs < 1e15:
+            jobs = f"{self.jobs:,.0f}"
+        elif math.isfinite(self.jobs):
+            jobs = f"{self.jobs:.3g}"  # 1e+308
+        else:  # its sum overflowed a float
+            jobs = f"over {sys.float_info.max:.3g}"
         return (
             f"the load profile {self.describe()} plans {jobs} jobs, more than the "
             f"{MAX_PLANNED_JOBS:,} a load test may plan; make it shorter or slower, or bound "
