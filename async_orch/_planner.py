@@ -72,8 +72,8 @@ tenant's limit is one for all of them.
 *Batches.* A list call is made only when at least one job is due. It goes to
 the folder whose oldest due job has waited more than ``max_interval / 2`` past
 its due time, if any (oldest first, so a small folder is not starved by a big
-one); otherwise to the folder whose due jobs have waited longest in sum
-(the most answers likely waiting; ties: the most due jobs). The batch takes
+one); otherwise to the folder with the most due jobs (ties: the one whose due
+jobs have waited longest in sum). The batch takes
 that folder's due jobs, most overdue first, up to
 ``max_batch`` and as many as the call's URL holds (a ``ListRoom``, sized by
 encoded length), then fills the remaining room with the folder's other jobs not
@@ -913,11 +913,13 @@ class PollPlanner(Generic[FolderT]):
             if not due:
                 continue
             oldest = min(t.due_at for t in due)
-            # Lower ranks first: starving folders (oldest first), then the most
-            # unchecked time (summed over due jobs: the most answers likely waiting).
+            # Lower ranks first: starving folders (oldest first), then the most due
+            # jobs, then the most unchecked time (summed over due jobs). Ranking by
+            # unchecked time first checked a 1,000-job batch's last jobs later
+            # (bench_dispatch: wall 1.099x the last end, against 1.064x).
             starving = oldest < starving_limit
             unchecked = sum(now - t.due_at for t in due)
-            rank = (0, oldest, 0.0) if starving else (1, -unchecked, -float(len(due)))
+            rank = (0, oldest, 0.0) if starving else (1, -float(len(due)), -unchecked)
             if best is None or rank < best[0]:
                 best = (rank, folder, due)
         if best is None:
