@@ -34,6 +34,7 @@ __all__ = [
     "Progress",
     "Summary",
     "count_jobs",
+    "iso_text",
 ]
 
 
@@ -514,10 +515,10 @@ class JobResult:
             "state": self.job.raw_state if self.job else (self.state.value if self.state else None),
             "info": self.info,
             "outputs": self.outputs,
-            "created": _iso(self.job.creation_time if self.job else None),
-            "started": _iso(self.started),
-            "ended": _iso(self.ended),
-            "detected": _iso(self.detected),
+            "created": iso_text(self.job.creation_time if self.job else None),
+            "started": iso_text(self.started),
+            "ended": iso_text(self.ended),
+            "detected": iso_text(self.detected),
             "attempts": self.attempts,
             # The last stop async-orch sent (SoftStop/Kill): with outcome successful or
             # faulted, the job was asked to stop but finished anyway.
@@ -525,7 +526,8 @@ class JobResult:
         }
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_text(value: datetime | None) -> str | None:
+    """A time as results write it (ISO 8601, ``Z`` for UTC), or None."""
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 

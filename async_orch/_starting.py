@@ -327,7 +327,7 @@ async def resolve_targets(api: JobsAPI, requests: Sequence[JobRequest]) -> list[
     """Each request's folder and release, looking each distinct pair up once."""
     found: dict[tuple[int | str, str], Target] = {}
     limiter = anyio.CapacityLimiter(_RESOLVE_CONCURRENCY)
-    closed: list[ClientClosedError | ConfigurationError] = []
+    fatal: list[ClientClosedError | ConfigurationError] = []
 
     async def resolve(key: tuple[int | str, str]) -> None:
         folder, process = key
@@ -341,14 +341,14 @@ async def resolve_targets(api: JobsAPI, requests: Sequence[JobRequest]) -> list[
                 # Closed under the batch, or no API at the URL (_fatal.no_api_here):
                 # every other lookup would fail alike; one error comes out, not a
                 # group of one copy per lookup in flight.
-                closed.append(exc)
+                fatal.append(exc)
                 tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
         for key in dict.fromkeys((folder_of(r), r.process) for r in requests):
             tg.start_soon(resolve, key)
-    if closed:
-        raise closed[0]
+    if fatal:
+        raise fatal[0]
     return [found[(folder_of(r), r.process)] for r in requests]
 
 

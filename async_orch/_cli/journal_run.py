@@ -24,8 +24,15 @@ import anyio
 from async_orch._cli.output import COLUMNS, result_row
 from async_orch._client import OrchestratorClient
 from async_orch._errors import ConfigurationError, OrchestratorError
-from async_orch._jobs import Abandoned, JobRequest, JobResult, Outcome, Summary, count_jobs
-from async_orch._jobs import _iso as iso_time
+from async_orch._jobs import (
+    Abandoned,
+    JobRequest,
+    JobResult,
+    Outcome,
+    Summary,
+    count_jobs,
+    iso_text,
+)
 from async_orch._journal import JobRecord, Journal, RequestRecord
 from async_orch._journaled import run_stored, stored_row
 from async_orch._logs import get_logger
@@ -327,7 +334,7 @@ async def refresh_unfinished(
                         record.request_index,
                         record.handle,
                         state,
-                        ended=iso_time(ended),
+                        ended=iso_text(ended),
                         info=seen.info if seen.state.is_terminal else None,
                     )
                     continue
