@@ -10,11 +10,13 @@ its outputs. Two routes exist (orchestrator-api.md §3.4 and §4):
   folder (the folder header scopes it), but the endpoint is rate limited per
   tenant (100 calls a minute, shared by every script of the tenant) and returns
   OutputArguments as null. The planner asks for it with :class:`ListBatch`.
-- ``GET /odata/Jobs?$filter=Id ge A and Id le B and (State eq 'Successful' or
-  ...)``: the jobs of one folder that ended within an id range, one page of up
-  to 1,000 rows (``$top``'s documented maximum), ordered by Id. One call covers
-  every job of a folder however many there are. The planner asks for it with
-  :class:`ListEnded` when a folder has more jobs than one id list holds.
+- ``GET /odata/Jobs?$filter=Id ge A and Id le B and (State eq 'Pending' or
+  ...)``: the jobs of one folder within an id range that have *not* ended, one
+  page of up to 1,000 rows (``$top``'s documented maximum), ordered by Id. A
+  watched job missing from the answer has ended, so one call settles any number
+  of ended jobs: only the unfinished ones (bounded by the robots and the queue)
+  take rows. The planner asks for it with :class:`ListUnfinished` when a folder
+  has more jobs than one id list holds.
 - ``GET /odata/Jobs({id})``: one job, full record with outputs, not rate
   limited. The planner asks for it with :class:`FetchOne`.
 
@@ -30,6 +32,7 @@ A job moves through these phases::
     add ──> WATCHING ──ListBatch──> LISTING ──observe(non-final)──> WATCHING
                │                      ├──observe(final)──> FETCH_QUEUED ──FetchOne──> FETCHING
                │                      ├──observe_missing──> FETCH_QUEUED (probe) ──FetchOne──> ...
+               │                      ├──observe_range(unlisted)──> FETCH_QUEUED (unlisted) ──> ...
                │                      └──list_failed──> WATCHING (after a backoff)
                └──(list calls blocked, overdue)──FetchOne probe──> FETCHING
     FETCHING ──observe_fetched──> done          (the full final record was read)
@@ -82,19 +85,23 @@ same with more ids, so they are checked early for free, and jobs of a folder
 fall into step, which keeps later calls full.
 
 *Ranges.* A folder with more than ``range_threshold`` watched jobs is asked
-for what ended instead of being asked about every id: a :class:`ListEnded`
-covers all the folder's watched jobs (the range from the lowest to the highest
-id), and only final jobs come back. A few lowest jobs far below the others
-(long runners) are named by id in the same filter instead, so that the range
-does not read again every job that ended above them. The caller reports the rows with
-:meth:`~PollPlanner.observe_range`: a job in the rows is final; a job not in
-them has not ended (it is rescheduled like a job seen running, its last known
-state kept); rows of jobs not watched (other callers' jobs in the range, jobs
-already seen final) are ignored. A full page (``range_page`` rows) answers only
-up to its last id: the jobs above it go back due at once, and the continuation
-is asked for with an eager call, since more ended jobs are known to be waiting.
-A range never notices a job that no longer exists (it just never ends): that is
-caught by the id list once the folder has few jobs left, or by the caller's deadlines.
+for its unfinished jobs instead of being asked about every id: a
+:class:`ListUnfinished` covers all the folder's watched jobs (the range from the
+lowest to the highest id), and only jobs in a non-final state come back. A few
+lowest jobs far below the others (long runners) are named by id in the same
+filter instead, so that the range does not span other callers' jobs between
+them. The caller reports the rows with :meth:`~PollPlanner.observe_range`: a job
+in the rows gets its state (rescheduled like a job seen running); a job not in
+them has left the unfinished states, almost always because it ended, and is read
+by id at once (``FetchOne(purpose=UNLISTED)``, not paced: that read is the
+outputs read a final job needs anyway; a job it finds still unfinished, say in
+a state this version does not ask for, goes back to WATCHING). Rows of jobs not
+watched (other callers' jobs in the range) are ignored. A full page
+(``range_page`` rows) answers only up to its last id: the jobs above it go back
+due at once, and the continuation is asked for with an eager call. Asking for
+what has *not* ended makes a call's reach independent of how many jobs ended
+since the last one: asking for what ended took a row per ended job, so at most
+1,000 completions a call (333 a second at 20 calls a minute).
 
 *Outputs.* A job seen in a final state (Successful, Faulted, Stopped) gets
 exactly one ``FetchOne(purpose=OUTPUTS)``, issued at once and not paced (each
@@ -167,7 +174,7 @@ __all__ = [
     "FetchPurpose",
     "ListBatch",
     "ListBudget",
-    "ListEnded",
+    "ListUnfinished",
     "PlannerStats",
     "PollAction",
     "PollPlanner",
@@ -179,8 +186,8 @@ FolderT = TypeVar("FolderT", bound=Hashable)
 _SLOW_STATES = frozenset({JobState.SUSPENDED, JobState.UNKNOWN})
 
 
-#: A folder watching more jobs than this is asked for what ended in its id range
-#: instead of by an id list (a range call answers up to a page of ended jobs).
+#: A folder watching more jobs than this is asked for its unfinished jobs in its id
+#: range instead of by an id list (ListUnfinished).
 RANGE_THRESHOLD = 90
 
 #: Rows per range query: ``$top``'s maximum on Jobs_Get ("The maximum value is
@@ -218,7 +225,7 @@ class PollPolicy:
         rate_limit_pause: how long to stop list calls after a 429 that did not
             say how long to wait (Retry-After).
         range_threshold: a folder with more watched jobs than this is asked
-            for the jobs that ended in its id range (`ListEnded`)
+            for its unfinished jobs in its id range (`ListUnfinished`)
             instead of by id list; None: always by id list.
         range_page: rows per range query (``$top``, at most 1,000).
     """
@@ -274,14 +281,17 @@ class FetchPurpose(enum.StrEnum):
     MISSING = "missing"  # a list call did not return it
     OVERDUE = "overdue"  # list calls are blocked and it waited too long
     PUSHED = "pushed"  # a webhook event said it ended: read it now (not paced)
-    # A deadline decision needs its current state, and its folder is asked by range
-    # queries, which return only ended jobs (paced like probes).
-    STALE = "stale"
+    # A range answer no longer lists it among the unfinished jobs: it ended (almost
+    # always), read it now (not paced); the answer is reported as for a probe.
+    UNLISTED = "unlisted"
 
 
 # Reads by id issued at once, not paced like probes: each job needs one at most
 # (the caller bounds their concurrency).
-_UNPACED = frozenset({FetchPurpose.OUTPUTS, FetchPurpose.PUSHED})
+_UNPACED = frozenset({FetchPurpose.OUTPUTS, FetchPurpose.PUSHED, FetchPurpose.UNLISTED})
+# Reads by id retried as reads after a failure, not handed back to list calls:
+# a list answer has already said the job is not where it was looked for.
+_READ_AGAIN = frozenset({FetchPurpose.MISSING, FetchPurpose.UNLISTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,11 +303,11 @@ class ListBatch(Generic[FolderT]):
 
 
 @dataclass(frozen=True, slots=True)
-class ListEnded(Generic[FolderT]):
+class ListUnfinished(Generic[FolderT]):
     """Ask ``folder`` for its jobs with ``low <= Id <= high`` or an Id among
-    ``stragglers`` (all below ``low``) in a final state, ordered by Id, at most
-    ``top`` rows (one list call). ``job_ids``: the watched jobs the answer settles
-    (report it with :meth:`PollPlanner.observe_range`)."""
+    ``stragglers`` (all below ``low``) in a state that is not final, ordered by
+    Id, at most ``top`` rows (one list call). ``job_ids``: the watched jobs the
+    answer settles (report it with :meth:`PollPlanner.observe_range`)."""
 
     folder: FolderT
     low: int
@@ -316,7 +326,7 @@ class FetchOne(Generic[FolderT]):
     purpose: FetchPurpose = FetchPurpose.OUTPUTS
 
 
-PollAction: TypeAlias = ListBatch[FolderT] | ListEnded[FolderT] | FetchOne[FolderT]
+PollAction: TypeAlias = ListBatch[FolderT] | ListUnfinished[FolderT] | FetchOne[FolderT]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -327,7 +337,8 @@ class PlannerStats:
     list call; ``fetch_queued``/``fetching``: waiting for or in a read by id;
     ``done``: read in full after ending; ``removed``: given up by the caller.
     ``list_calls``, ``output_fetches`` and ``probes`` count issued actions
-    (``range_calls``: the list calls that were range queries);
+    (``range_calls``: the list calls that were range queries; ``output_fetches``
+    includes the reads of jobs a range answer no longer lists as unfinished);
     ``rate_limited`` the 429s reported.
     """
 
@@ -346,7 +357,8 @@ class PlannerStats:
 
 
 #: Watched jobs at most asked for by id in a range query, below its range, and
-#: the id gap above them that makes it worth it (ended jobs read again per call).
+#: the id gap above them that makes it worth it (other callers' unfinished jobs
+#: in the gap would take rows of every call).
 _MAX_STRAGGLERS = 50
 _STRAGGLER_GAP = 100
 
@@ -355,8 +367,8 @@ def _straggler_split(ids: Sequence[int], *, gap: int) -> int:
     """How many of the lowest ``ids`` (sorted) to ask for by id rather than cover
     with the range: those below the widest gap among the lowest ids, if it spans
     more than ``gap`` ids. A job that runs long (say, Suspended) would otherwise
-    pin the range's low end, and every call would read again every job that
-    ended above it."""
+    pin the range's low end, and every call would span the jobs other callers
+    started since (their unfinished ones come back as rows)."""
     best, split = gap, 0
     for k in range(1, min(len(ids), _MAX_STRAGGLERS + 1)):
         if ids[k] - ids[k - 1] > best:
@@ -569,10 +581,7 @@ class PollPlanner(Generic[FolderT]):
             return
         if state in TERMINAL_STATES:
             if track.phase is _Phase.LISTING:
-                folder = track.folder
-                seen = self._ended_since_call[folder] = self._ended_since_call.get(folder, 0) + 1
-                if seen >= EAGER_ROWS:
-                    self._ended_lately.add(folder)
+                self._count_ended(track.folder, 1)
             track.state = state
             self._mark_final(track, now)
             return
@@ -589,23 +598,23 @@ class PollPlanner(Generic[FolderT]):
         top: int,
         now: float,
     ) -> None:
-        """A :class:`ListEnded`'s answer about ``job_ids`` (the ones this planner
-        asked about): ``rows``, the (Id, State) pairs the list returned, ``top``,
-        the page size asked for.
+        """A :class:`ListUnfinished`'s answer about ``job_ids`` (the ones this
+        planner asked about): ``rows``, the (Id, State) pairs of the unfinished
+        jobs the list returned, ``top``, the page size asked for.
 
-        A job in the rows gets its state (final: its outputs read is queued). A
-        job not in them has not ended: it is checked again after its interval.
-        When the page is full, the jobs above its last id are not answered: they
-        are due at once and the next page is asked for with an eager call. Rows
-        about other jobs are ignored.
+        A job in the rows gets its state and is checked again after its
+        interval. A job not in them has left the unfinished states: it is read by
+        id at once (``FetchPurpose.UNLISTED``). When the page is full, the jobs
+        above its last id are not answered: they are due at once and the next
+        page is asked for with an eager call. Rows about other jobs are ignored.
         """
-        ended = dict(rows)
-        cursor = max(ended) if ended and len(rows) >= top else None
+        listed = dict(rows)
+        cursor = max(listed) if listed and len(rows) >= top else None
         for job_id in job_ids:
             track = self._jobs.get(job_id)
             if track is None:
                 continue
-            state = ended.get(job_id)
+            state = listed.get(job_id)
             if state is not None:
                 self.observe(job_id, state, now=now)
             elif track.phase is not _Phase.LISTING:
@@ -615,7 +624,10 @@ class PollPlanner(Generic[FolderT]):
                 self._to_watching(track)
                 self._continue[track.folder] = cursor
             else:
-                self._reschedule(track, now)
+                track.last_checked = track.not_before = now
+                track.failures = 0
+                self._to_fetch_queue(track, FetchPurpose.UNLISTED)
+                self._count_ended(track.folder, 1)
 
     def observe_missing(self, job_id: int, *, now: float) -> None:
         """A list call answered but did not include this job: probe it by id."""
@@ -653,7 +665,7 @@ class PollPlanner(Generic[FolderT]):
         if track is None or track.phase is not _Phase.FETCHING:
             return
         self._back_off(track, now)
-        if track.final or track.purpose is FetchPurpose.MISSING:
+        if track.final or track.purpose in _READ_AGAIN:
             self._to_fetch_queue(track, track.purpose)
         else:
             self._to_watching(track)
@@ -697,22 +709,6 @@ class PollPlanner(Generic[FolderT]):
             track.due_at = soon
             self._to_watching(track)
 
-    def refresh(self, job_id: int, *, now: float) -> bool:
-        """A decision (a deadline) needs the job's current state. A folder asked by
-        range queries learns only of ended jobs, so the job is read by id (paced
-        like probes, answered as one); in a folder asked by id lists the next list
-        call brings its state anyway. True when a read was queued."""
-        track = self._jobs.get(job_id)
-        if track is None or track.final or track.phase is not _Phase.WATCHING:
-            return False
-        watch = self._watching.get(track.folder)
-        threshold = self.policy.range_threshold
-        if threshold is None or watch is None or len(watch.jobs) <= threshold:
-            return False
-        track.not_before = now
-        self._to_fetch_queue(track, FetchPurpose.STALE)
-        return True
-
     def set_pace(self, folder: FolderT, factor: float, *, now: float) -> None:
         """Re-check ``folder``'s jobs ``factor`` times less often (1: as usual); see
         :mod:`async_orch._push_pace`. Lowering it pulls every stretched check back
@@ -735,9 +731,9 @@ class PollPlanner(Generic[FolderT]):
 
     def join_range(self, folder: FolderT, low: int, high: int) -> tuple[int, ...]:
         """This planner's watched jobs of ``folder`` with ``low <= id <= high``, to
-        be settled by a :class:`ListEnded` another planner sharing this one's
+        be settled by a :class:`ListUnfinished` another planner sharing this one's
         :class:`ListBudget` is making. Report its answer with :meth:`observe_range`
-        (or :meth:`list_failed`), as for a :class:`ListEnded` of this planner's own.
+        (or :meth:`list_failed`), as for a :class:`ListUnfinished` of this planner's own.
         """
         watch = self._watching.get(folder)
         if watch is None:
@@ -872,7 +868,7 @@ class PollPlanner(Generic[FolderT]):
         track.purpose = purpose
         self._fetch_queue.pop(track.job_id, None)
         self._watching_of(track).remove(track.job_id)
-        if purpose is FetchPurpose.OUTPUTS:
+        if purpose is FetchPurpose.OUTPUTS or purpose is FetchPurpose.UNLISTED:
             self._count.output_fetches += 1
         elif purpose is FetchPurpose.PUSHED:
             self._count.pushed_reads += 1
@@ -896,7 +892,7 @@ class PollPlanner(Generic[FolderT]):
 
     def _next_batch(
         self, now: float, *, eager_only: bool = False
-    ) -> ListBatch[FolderT] | ListEnded[FolderT] | None:
+    ) -> ListBatch[FolderT] | ListUnfinished[FolderT] | None:
         """A list call to the folder that needs one most (``eager_only``: among
         the folders worth an eager call, :meth:`_eager_at`)."""
         # Half of max_interval: a starving folder is served by a list call before
@@ -936,6 +932,13 @@ class PollPlanner(Generic[FolderT]):
         self._count.list_calls += 1
         return ListBatch(folder, chosen)
 
+    def _count_ended(self, folder: FolderT, count: int) -> None:
+        """A list answer says ``count`` more jobs of ``folder`` ended: past
+        EAGER_ROWS since its last call, calls may be eager (:meth:`_eager_at`)."""
+        seen = self._ended_since_call[folder] = self._ended_since_call.get(folder, 0) + count
+        if seen >= EAGER_ROWS:
+            self._ended_lately.add(folder)
+
     def _called(self, folder: FolderT) -> None:
         """A list call to ``folder`` is issued: its next answer decides anew."""
         self._ended_lately.discard(folder)
@@ -947,7 +950,7 @@ class PollPlanner(Generic[FolderT]):
         watch = self._watching.get(folder)
         return [] if watch is None else [t for t in watch.jobs.values() if t.job_id > cursor]
 
-    def _next_page(self, now: float) -> ListEnded[FolderT] | None:
+    def _next_page(self, now: float) -> ListUnfinished[FolderT] | None:
         """The next page of a range whose last answer was a full page."""
         while self._continue:
             folder, cursor = next(iter(self._continue.items()))
@@ -959,7 +962,7 @@ class PollPlanner(Generic[FolderT]):
 
     def _issue_range(
         self, folder: FolderT, tracks: list[_Track[FolderT]], now: float
-    ) -> ListEnded[FolderT]:
+    ) -> ListUnfinished[FolderT]:
         """One range query settling ``tracks`` (watched jobs of ``folder``), now LISTING."""
         self._continue.pop(folder, None)
         self._called(folder)
@@ -972,7 +975,7 @@ class PollPlanner(Generic[FolderT]):
         self._budget.spend(now)
         self._count.list_calls += 1
         self._count.range_calls += 1
-        return ListEnded(
+        return ListUnfinished(
             folder, ids[split], ids[-1], ids, self.policy.range_page, stragglers=ids[:split]
         )
 

@@ -9,11 +9,12 @@ Theory of operation: the pure :class:`~async_orch._planner.PollPlanner` decides
   a 429 pauses them for the Retry-After the server gave. The watchers of one
   client (a :class:`WatcherGroup`) share that budget, and a list call carries
   the other watchers' jobs of its folder too.
-- ``ListEnded``: one ``GET /odata/Jobs`` asking a folder with many jobs for
-  those that ended within the batch's id range (final states only, Id and State,
-  ordered by Id, up to 1,000 rows): the rows are matched to the watched jobs and
-  the rest ignored. Other watchers of the group with jobs in the range are
-  answered by the same call.
+- ``ListUnfinished``: one ``GET /odata/Jobs`` asking a folder with many jobs
+  for those within the batch's id range that have not ended (non-final states
+  only, Id and State, ordered by Id, up to 1,000 rows): a watched job missing
+  from the rows ended and is read by id; rows of other callers' jobs are
+  ignored. Other watchers of the group with jobs in the range are answered by
+  the same call.
 - ``FetchOne``: ``GET /odata/Jobs({id})``, not rate limited, read once per job
   when it is final, because only this route returns OutputArguments.
 
@@ -66,7 +67,7 @@ from async_orch._list_budget import ListBudget
 from async_orch._logs import get_logger
 from async_orch._models import Job
 from async_orch._options import StateCallback, StopPolicy
-from async_orch._planner import FetchOne, ListBatch, ListEnded, PollPlanner, PollPolicy
+from async_orch._planner import FetchOne, ListBatch, ListUnfinished, PollPlanner, PollPolicy
 from async_orch._push_pace import PushPace
 from async_orch._resources import STOP_JOBS_CHUNK
 from async_orch._seams import JobsAPI
@@ -401,10 +402,10 @@ class JobWatcher:
 
     # -- actions -----------------------------------------------------------------
 
-    async def _execute_list(self, action: ListBatch[int] | ListEnded[int]) -> None:
+    async def _execute_list(self, action: ListBatch[int] | ListUnfinished[int]) -> None:
         try:
-            if isinstance(action, ListEnded):
-                await self._list_ended(action)
+            if isinstance(action, ListUnfinished):
+                await self._list_unfinished(action)
             else:
                 await self._list(action)
         finally:
@@ -463,8 +464,8 @@ class JobWatcher:
             for watcher, own in groups:
                 watcher.list_answered(own, states)
 
-    async def _list_ended(self, action: ListEnded[int]) -> None:
-        """A range query: the final jobs of a folder within an id range."""
+    async def _list_unfinished(self, action: ListUnfinished[int]) -> None:
+        """A range query: the unfinished jobs of a folder within an id range."""
         folder = self._folder_of(action.job_ids)
         if folder is None:
             return
@@ -476,7 +477,7 @@ class JobWatcher:
             rows = await self._ask(
                 action.folder,
                 groups,
-                lambda: self._api.ended_jobs(
+                lambda: self._api.unfinished_jobs(
                     folder, action.low, action.high, top=action.top, also=action.stragglers
                 ),
             )
@@ -579,23 +580,23 @@ class JobWatcher:
         top: int,
     ) -> None:
         """A range query covering ``job_ids`` of this watcher answered ``rows`` (the
-        final jobs in the range; None: it failed or was cancelled, so they are due
-        again); wakes the run loop to plan what that changed."""
+        unfinished jobs in the range; None: it failed or was cancelled, so they are
+        due again); wakes the run loop to plan what that changed."""
         if rows is None:
             self._planner.list_failed(job_ids, now=self._clock())
         else:
-            self._apply_ended(job_ids, rows, top=top)
+            self._apply_unfinished(job_ids, rows, top=top)
         self._wakeup.set()
 
-    def _apply_ended(
+    def _apply_unfinished(
         self, job_ids: Sequence[int], rows: Sequence[tuple[int, JobState]], *, top: int
     ) -> None:
         """A range query's answer about ``job_ids`` (the ones this watcher asked for)."""
         now = self._clock()
         for job_id, state in rows:
             self._note_state(job_id, state, now)
-        # Jobs not in the rows have not ended: their last state stands, and the
-        # deadlines hear nothing of them (a Pending one may have started since).
+        # Jobs not in the rows left the unfinished states: the planner has them
+        # read by id, and that read tells the deadlines their state.
         self._planner.observe_range([i for i in job_ids if i in self._jobs], rows, top=top, now=now)
 
     def join_list(self, folder: int, *, room: ListRoom) -> tuple[int, ...]:
@@ -724,8 +725,6 @@ class JobWatcher:
             "Kill": [self._jobs[job_id] for job_id in due.kill],
         }
         to_report_suspended = [self._jobs[job_id] for job_id in due.report_suspended]
-        for job_id in due.recheck:
-            self._planner.refresh(job_id, now=now)
         for job_id in due.waited:
             log.info("async_orch.suspended_waited_for", job_id=job_id)
         for watched in to_finish:

@@ -93,11 +93,11 @@ class JobsAPI(Protocol):
         """The State of each job of ``ids`` the list returns (one list call)."""
         ...
 
-    async def ended_jobs(
+    async def unfinished_jobs(
         self, folder: FolderRef, low: int, high: int, *, top: int, also: Sequence[int] = ()
     ) -> StateRows:
-        """Id and State of the folder's final jobs with ``low <= Id <= high`` or
-        an Id in ``also``, ordered by Id, at most ``top`` (one list call)."""
+        """Id and State of the folder's unfinished jobs with ``low <= Id <= high``
+        or an Id in ``also``, ordered by Id, at most ``top`` (one list call)."""
         ...
 
     async def get_job(self, folder: FolderRef, job_id: int) -> Job:

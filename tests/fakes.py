@@ -151,11 +151,11 @@ class FakeAPI:
             raise self.list_errors.pop(0)
         return {i: self.jobs[i].state for i in ids if i in self.jobs}
 
-    async def ended_jobs(
+    async def unfinished_jobs(
         self, folder: FolderRef, low: int, high: int, *, top: int, also: Sequence[int] = ()
     ) -> StateRows:
         await anyio.lowlevel.checkpoint()
-        self.calls.append(("ended", folder, (low, high)))
+        self.calls.append(("unfinished", folder, (low, high)))
         if self.list_errors:
             raise self.list_errors.pop(0)
         # The watcher names folders by Key or Id, callers by path.
@@ -163,7 +163,7 @@ class FakeAPI:
             (job.id, job.state)
             for job in self.jobs.values()
             if (low <= job.id <= high or job.id in also)
-            and job.state.is_terminal
+            and not job.state.is_terminal
             and folder
             in (job.folder, job.folder.id, job.folder.key, job.folder.fully_qualified_name)
         ]

@@ -407,6 +407,26 @@ async def test_ended_jobs_returns_the_final_jobs_of_an_id_range_in_order(
     assert transport.stats.count("GET Jobs", 200) == 4  # one call each, no paging
 
 
+async def test_unfinished_jobs_returns_the_jobs_of_an_id_range_not_ended_yet(
+    demo: tuple[OrchestratorAPI, Transport], fake_clock: FakeClock
+) -> None:
+    api, transport = demo
+    jobs = await api.start_jobs("Shared", StartRequest(release_name="Echo", jobs_count=5))
+    (other,) = await api.start_jobs("HR", StartRequest(release_name="Echo"))
+    ids = sorted(j.id for j in jobs)
+    low, high = ids[1], max(ids[-1], other.id)
+
+    # Only this folder's jobs, only those within the range (or named), by Id.
+    unfinished = await api.unfinished_jobs("Shared", low, high, top=1000)
+    assert [i for i, _ in unfinished] == ids[1:]
+    assert {state for _, state in unfinished} <= {JobState.PENDING, JobState.RUNNING}
+    page = await api.unfinished_jobs("Shared", ids[3], high, top=2, also=[ids[0]])
+    assert [i for i, _ in page] == [ids[0], ids[3]]
+    fake_clock.advance(WORK)
+    assert await api.unfinished_jobs("Shared", low, high, top=1000) == []  # all ended
+    assert transport.stats.count("GET Jobs", 200) == 3  # one call each, no paging
+
+
 async def test_list_jobs_follows_pages_past_the_maximum_top(
     demo: tuple[OrchestratorAPI, Transport],
 ) -> None:

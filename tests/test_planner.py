@@ -19,7 +19,7 @@ from async_orch._planner import (
     FetchPurpose,
     ListBatch,
     ListBudget,
-    ListEnded,
+    ListUnfinished,
     PollAction,
     PollPlanner,
     PollPolicy,
@@ -553,12 +553,12 @@ def test_a_folders_earliest_times_stay_exact_as_jobs_come_and_go(seed: int) -> N
 
 
 def _answer(planner: Planner, action: PollAction[str], rng: random.Random, now: float) -> None:
-    if isinstance(action, ListEnded):
+    if isinstance(action, ListUnfinished):
         if rng.random() < 0.2:
             planner.list_failed(action.job_ids, now=now)
             return
-        terminal = sorted(TERMINAL_STATES)
-        rows = [(i, rng.choice(terminal)) for i in action.job_ids if rng.random() < 0.3]
+        unfinished = [JobState.PENDING, JobState.RUNNING, JobState.SUSPENDED]
+        rows = [(i, rng.choice(unfinished)) for i in action.job_ids if rng.random() < 0.7]
         planner.observe_range(action.job_ids, rows[: action.top], top=action.top, now=now)
     elif isinstance(action, ListBatch):
         roll = rng.random()
@@ -674,27 +674,27 @@ def simulate(
         push(job.added, "add", job)
     pending_wake: float | None = None
 
-    def range_rows(action: ListEnded[str], at: float) -> list[tuple[int, JobState]]:
-        # The server's answer: every final job of the folder in the range (ours,
-        # already seen or not), ordered by Id, one page.
+    def range_rows(action: ListUnfinished[str], at: float) -> list[tuple[int, JobState]]:
+        # The server's answer: every unfinished job of the folder in the range,
+        # ordered by Id, one page.
         rows = [
             (job.id, job.state_at(at))
             for job in jobs
             if job.folder == action.folder
             and action.low <= job.id <= action.high
-            and job.state_at(at) in TERMINAL_STATES
+            and job.state_at(at) not in TERMINAL_STATES
         ]
         return sorted(rows)[: action.top]
 
     def respond(now: float, action: PollAction[str]) -> None:
-        if isinstance(action, ListBatch | ListEnded):
+        if isinstance(action, ListBatch | ListUnfinished):
             arrive = now + list_latency / 2
             refused = tenant_refuses(arrive)
             if refused is not None:
                 push(now + list_latency, "429", (action, refused))
             elif rng.random() < failure_rate:
                 push(now + list_latency, "list_failed", action)
-            elif isinstance(action, ListEnded):
+            elif isinstance(action, ListUnfinished):
                 push(now + list_latency, "range", (action, range_rows(action, arrive)))
             else:
                 rows = [
@@ -762,8 +762,13 @@ def _report(
                 planner.observe_missing(job_id, now=now)
     elif kind == "range":
         action, rows = payload
-        for job_id, _ in rows:
-            if job_id in action.job_ids:
+        # The jobs of the answered part of the range not among its unfinished rows
+        # ended: the planner learns it here (as from a final row of an id list),
+        # and their read by id follows like any outputs read.
+        listed = {job_id for job_id, _ in rows}
+        cursor = max(listed) if listed and len(rows) >= action.top else math.inf
+        for job_id in action.job_ids:
+            if job_id not in listed and job_id <= cursor:
                 note_terminal(job_id, now)
         planner.observe_range(action.job_ids, rows, top=action.top, now=now)
     elif kind == "429":
@@ -792,10 +797,10 @@ def _drive(planner: PollPlanner[str], now: float, result: SimResult, respond: An
     issued = 0
     while (action := planner.next_action(now)) is not None:
         issued += 1
-        if isinstance(action, ListBatch | ListEnded):
+        if isinstance(action, ListBatch | ListUnfinished):
             result.list_times.append(now)
-            result.range_calls += isinstance(action, ListEnded)
-        elif action.purpose is FetchPurpose.OUTPUTS:
+            result.range_calls += isinstance(action, ListUnfinished)
+        elif action.purpose in (FetchPurpose.OUTPUTS, FetchPurpose.UNLISTED):
             result.output_fetches += 1
         else:
             result.probes += 1
@@ -936,26 +941,35 @@ def _room(values: int) -> ListRoom:
 # -- range queries ---------------------------------------------------------------------------
 
 
-def test_a_folder_with_many_jobs_is_asked_for_what_ended_in_its_id_range() -> None:
+def test_a_folder_with_many_jobs_is_asked_for_its_unfinished_jobs_in_its_id_range() -> None:
     planner: Planner = PollPlanner(PollPolicy(range_threshold=3, range_page=10))
     for job_id in (10, 11, 12, 13):
         planner.add(job_id, "big", now=0.0)
     planner.add(20, "small", now=0.0)
     action = planner.next_action(1.0)
-    assert action == ListEnded("big", 10, 13, (10, 11, 12, 13), 10)
+    assert action == ListUnfinished("big", 10, 13, (10, 11, 12, 13), 10)
     assert planner.stats.listing == 4 and planner.stats.range_calls == 1
-    # 11 ended; 5 and 12 are other callers' jobs (5 outside the range: a server
-    # answering loosely); 10 and 13 are not in the rows: they have not ended.
-    rows = [(5, JobState.FAULTED), (11, JobState.SUCCESSFUL), (12, JobState.STOPPED)]
+    # 10 and 13 have not ended; 5 is another caller's job (outside the range: a
+    # server answering loosely); 12 is not among the ids reported; 11 is not in the
+    # rows: it ended.
+    rows = [(5, JobState.RUNNING), (10, JobState.RUNNING), (13, JobState.PENDING)]
     planner.observe_range((10, 11, 13), rows, top=10, now=1.2)
-    assert planner.state_of(11) is JobState.SUCCESSFUL
-    assert planner.state_of(12) is None  # it was not among the ids reported
-    assert planner.next_action(1.2) == FetchOne(11, "big")  # its outputs, at once
+    assert planner.state_of(10) is JobState.RUNNING
+    assert planner.state_of(13) is JobState.PENDING
+    assert planner.state_of(12) is None
+    # 11 is read by id at once: that read is its outputs read, or says otherwise.
+    assert planner.next_action(1.2) == FetchOne(11, "big", FetchPurpose.UNLISTED)
     stats = planner.stats
     assert (stats.watching, stats.listing, stats.fetching) == (3, 1, 1)  # 10, 13, 20
-    # A job seen final is never taken back, and its row in a later range is skipped.
-    planner.observe_range((11,), rows, top=10, now=1.3)
-    assert planner.stats.output_fetches == 1
+    assert stats.output_fetches == 1
+    # A late answer of a range about it changes nothing while its read is in flight.
+    planner.observe_range((11,), [], top=10, now=1.3)
+    assert planner.next_action(1.3) is None
+    # The read found it unfinished after all (a state the filter does not name):
+    # it is watched again, not finished.
+    planner.observe(11, JobState.UNKNOWN, now=1.4)
+    assert planner.state_of(11) is JobState.UNKNOWN and planner.stats.watching == 4
+    assert planner.stats.done == 0
 
 
 def test_the_planner_returns_to_id_lists_when_the_folder_has_few_jobs_left() -> None:
@@ -963,9 +977,10 @@ def test_the_planner_returns_to_id_lists_when_the_folder_has_few_jobs_left() -> 
     for job_id in (1, 2, 3):
         planner.add(job_id, "A", now=0.0)
     first = planner.next_action(1.0)
-    assert isinstance(first, ListEnded)
-    planner.observe_range(first.job_ids, [(1, JobState.SUCCESSFUL)], top=first.top, now=1.1)
-    assert planner.next_action(1.1) == FetchOne(1, "A")
+    assert isinstance(first, ListUnfinished)
+    running = [(2, JobState.RUNNING), (3, JobState.RUNNING)]
+    planner.observe_range(first.job_ids, running, top=first.top, now=1.1)
+    assert planner.next_action(1.1) == FetchOne(1, "A", FetchPurpose.UNLISTED)
     assert planner.next_action(2.1) == ListBatch("A", (2, 3))  # two left: an id list
 
 
@@ -982,16 +997,16 @@ def test_a_full_page_is_continued_eagerly_within_the_window() -> None:
     for job_id in ours:
         planner.add(job_id, "A", now=0.0)
     first = planner.next_action(1.0)
-    assert isinstance(first, ListEnded) and first.job_ids == ours
-    # A full page: 10 ended, 25 is another caller's; 20 has not ended; 30 and up
-    # are beyond the page's last id, unanswered.
-    done = JobState.SUCCESSFUL
-    planner.observe_range(ours, [(10, done), (25, done)], top=2, now=1.5)
-    assert drain(planner, 1.5) == [FetchOne(10, "A")]
+    assert isinstance(first, ListUnfinished) and first.job_ids == ours
+    # A full page: 20 has not ended, 25 is another caller's; 10 is not in the
+    # rows: it ended; 30 and up are beyond the page's last id, unanswered.
+    running = JobState.RUNNING
+    planner.observe_range(ours, [(20, running), (25, running)], top=2, now=1.5)
+    assert drain(planner, 1.5) == [FetchOne(10, "A", FetchPurpose.UNLISTED)]
     assert planner.next_wake(1.5) == 3.5  # 10 s / 4 after the first call
-    next_page = ListEnded("A", 30, 60, (30, 40, 50, 60), 2)
+    next_page = ListUnfinished("A", 30, 60, (30, 40, 50, 60), 2)
     assert drain(planner, 3.5) == [next_page]
-    assert planner.state_of(20) is None
+    assert planner.state_of(20) is running
     # Pages of other callers' jobs keep coming: at most 3 of the window's 6 calls
     # come in a burst, none is more than 20 s after the one before, and the
     # 60 s window holds.
@@ -999,12 +1014,14 @@ def test_a_full_page_is_continued_eagerly_within_the_window() -> None:
     made = [1.0, 3.5]
     now = 3.5
     for k in range(3):  # (job 20 is probed by id once overdue, at 32.5 s)
-        planner.observe_range(asked, [(41 + 2 * k, done), (42 + 2 * k, done)], top=2, now=now)
+        # Full pages: 30 and 40 unfinished, then other callers' jobs below 50.
+        rows = [(30, running), (40, running)] if k == 0 else [(41 + 2 * k, running)] * 2
+        planner.observe_range(asked, rows, top=2, now=now)
         wake = planner.next_wake(now)
         assert wake is not None
         now = wake
         action = only(drain(planner, now))
-        assert action == ListEnded("A", 50, 60, (50, 60), 2), action
+        assert action == ListUnfinished("A", 50, 60, (50, 60), 2), action
         asked = action.job_ids
         made.append(now)
     assert made == [1.0, 3.5, 6.0, 16.0, 26.0]
@@ -1016,14 +1033,14 @@ def test_a_few_long_runners_far_below_the_others_are_asked_for_by_id() -> None:
     for job_id in (7, 9, 5000, 5001, 5003, 5004):
         planner.add(job_id, "A", now=0.0)
     action = planner.next_action(1.0)
-    assert action == ListEnded(
+    assert action == ListUnfinished(
         "A", 5000, 5004, (7, 9, 5000, 5001, 5003, 5004), 1000, stragglers=(7, 9)
     )
     # Dense ids (gaps of at most 100 ids): one plain range.
     dense: Planner = PollPlanner(PollPolicy(range_threshold=3, range_page=1000))
     for job_id in (1, 101, 201, 301):
         dense.add(job_id, "A", now=0.0)
-    assert dense.next_action(1.0) == ListEnded("A", 1, 301, (1, 101, 201, 301), 1000)
+    assert dense.next_action(1.0) == ListUnfinished("A", 1, 301, (1, 101, 201, 301), 1000)
 
 
 def test_join_range_lends_the_watched_jobs_in_a_range_to_another_planners_call() -> None:
@@ -1034,18 +1051,18 @@ def test_join_range_lends_the_watched_jobs_in_a_range_to_another_planners_call()
     rider.add(8, "B", now=0.0)
     assert rider.join_range("A", 6, 9) == (7, 9)
     assert rider.stats.listing == 2 and rider.stats.list_calls == 0
-    rider.observe_range((7, 9), [(9, JobState.SUCCESSFUL)], top=1000, now=0.5)
-    assert rider.next_action(0.5) == FetchOne(9, "A")
-    assert rider.state_of(7) is None and rider.stats.watching == 3
+    rider.observe_range((7, 9), [(7, JobState.RUNNING)], top=1000, now=0.5)
+    assert rider.next_action(0.5) == FetchOne(9, "A", FetchPurpose.UNLISTED)
+    assert rider.state_of(7) is JobState.RUNNING and rider.stats.watching == 3
 
 
-def _burst_jobs(count: int, folders: int, seed: int) -> list[FakeJob]:
-    """Many short jobs: started over 5 s, each ending 0.3-0.7 s after it starts
-    (the issue-16 detection scenario, scaled to the planner's clock)."""
+def _burst_jobs(count: int, folders: int, seed: int, *, over: float = 5.0) -> list[FakeJob]:
+    """Many short jobs: started over ``over`` seconds, each ending 0.3-0.7 s after
+    it starts (the issue-16 detection scenario, scaled to the planner's clock)."""
     rng = random.Random(seed)
     jobs = []
     for job_id in range(1, count + 1):
-        added = 5.0 * job_id / count
+        added = over * job_id / count
         started = added + rng.uniform(0.0, 0.2)
         ended = started + rng.uniform(0.33, 0.67)
         jobs.append(
@@ -1074,18 +1091,6 @@ def test_range_queries_detect_a_burst_of_completions_with_fewer_calls_than_id_li
     assert _percentile(ranged.latencies, 0.99) <= 2 * 3  # two rounds over three folders
 
 
-def test_a_stale_state_is_read_by_id_only_where_ranges_hide_unfinished_jobs() -> None:
-    planner: Planner = PollPlanner(PollPolicy(range_threshold=2))
-    for job_id in (1, 2, 3):
-        planner.add(job_id, "big", now=0.0)
-    planner.add(9, "small", now=0.0)
-    assert planner.refresh(9, now=1.0) is False  # id lists bring its state anyway
-    assert planner.refresh(1, now=1.0) is True  # ranges return ended jobs only
-    assert planner.refresh(1, now=1.0) is False  # already queued
-    action = planner.next_action(now=1.0)
-    assert action == FetchOne(1, "big", FetchPurpose.STALE)
-
-
 @pytest.mark.parametrize("budget", [60, 20])
 def test_a_burst_of_5000_completions_is_seen_within_2_list_intervals(budget: int) -> None:
     # The issue-16 scenario on the planner's clock: eager list calls while jobs
@@ -1099,6 +1104,22 @@ def test_a_burst_of_5000_completions_is_seen_within_2_list_intervals(budget: int
     assert _percentile(result.latencies, 0.99) <= 2 * 60 / budget
 
 
+def test_1000_completions_a_second_are_seen_as_they_come_on_20_list_calls_a_minute() -> None:
+    # 30,000 jobs ending at 1,000 a second for 30 s over 5 folders. A call asking
+    # for what ended took a row per ended job: 20 calls a minute saw at most
+    # 20 * 1,000 / 60 = 333 a second, and the last of these jobs ~60 s after the
+    # end at best. A call asking for what has not ended settles every ended job of
+    # its folder, however many: no backlog builds.
+    jobs = _burst_jobs(30_000, 5, seed=5, over=30.0)
+    result = simulate(PollPolicy(list_budget_per_minute=20), jobs)
+    assert result.terminal_reads == Counter(range(1, 30_001))  # each read once
+    assert _max_in_any_window(result.list_times) <= 20
+    # The first seconds' eager calls leave 6 s between the window's last calls:
+    # a folder of 5 waits at most 30 s, and so does the last job.
+    assert max(result.latencies) <= 5 * 6.0 + 0.5
+    assert max(result.detected.values()) <= max(job.ended for job in jobs) + 30.5
+
+
 def test_while_jobs_end_in_numbers_a_folder_not_yet_asked_is_asked_eagerly() -> None:
     policy = PollPolicy(list_budget_per_minute=60, range_threshold=2)  # 1 s apart evenly
     planner: Planner = PollPlanner(policy)
@@ -1107,22 +1128,24 @@ def test_while_jobs_end_in_numbers_a_folder_not_yet_asked_is_asked_eagerly() -> 
     for job_id in range(2000, 2100):
         planner.add(job_id, "B", now=0.0)
     first = only(drain(planner, 1.0))
-    assert isinstance(first, ListEnded) and first.folder == "A"
-    ended = [(job_id, JobState.SUCCESSFUL) for job_id in range(1000, 1000 + EAGER_ROWS)]
-    planner.observe_range(first.job_ids, ended, top=1000, now=1.1)
-    for job_id, _ in ended:
+    assert isinstance(first, ListUnfinished) and first.folder == "A"
+    # EAGER_ROWS jobs of A are not among its unfinished jobs: they ended.
+    running = [(job_id, JobState.RUNNING) for job_id in range(1000 + EAGER_ROWS, 1100)]
+    planner.observe_range(first.job_ids, running, top=1000, now=1.1)
+    for job_id in range(1000, 1000 + EAGER_ROWS):
         planner.observe_fetched(job_id, now=1.1)
     # B's jobs are due since 1 s and B was never asked: a quarter interval after
     # A's call, not an interval after they became due (2 s).
     assert planner.next_wake(1.1) == 1.25
     second = only(drain(planner, 1.25))
-    assert isinstance(second, ListEnded) and second.folder == "B"
+    assert isinstance(second, ListUnfinished) and second.folder == "B"
     # B's answer had few ended jobs: B waits an interval past its due time again
     # (3.35 s); A, whose answer had many, is asked as soon as its jobs are due.
-    planner.observe_range(second.job_ids, [], top=1000, now=1.35)
+    unfinished = [(job_id, JobState.RUNNING) for job_id in range(2000, 2100)]
+    planner.observe_range(second.job_ids, unfinished, top=1000, now=1.35)
     assert planner.next_wake(1.35) == 2.1
     third = only(drain(planner, 2.1))
-    assert isinstance(third, ListEnded) and third.folder == "A"
+    assert isinstance(third, ListUnfinished) and third.folder == "A"
 
 
 def test_a_folder_with_many_ended_jobs_is_asked_again_eagerly_but_not_after_a_429() -> None:
@@ -1133,12 +1156,12 @@ def test_a_folder_with_many_ended_jobs_is_asked_again_eagerly_but_not_after_a_42
         for job_id in ids:
             planner.add(job_id, "A", now=0.0)
         first = only(drain(planner, 1.0))
-        assert isinstance(first, ListEnded)
+        assert isinstance(first, ListUnfinished)
         if not eager:
             planner.rate_limited(retry_after=0.0, now=1.0)  # slower, and no bursts
-        ended = [(job_id, JobState.SUCCESSFUL) for job_id in ids[:EAGER_ROWS]]
-        planner.observe_range(first.job_ids, ended, top=1000, now=1.2)
-        for job_id, _ in ended:
+        running = [(job_id, JobState.RUNNING) for job_id in ids[EAGER_ROWS:]]
+        planner.observe_range(first.job_ids, running, top=1000, now=1.2)
+        for job_id in ids[:EAGER_ROWS]:  # not listed: ended, and read
             planner.observe_fetched(job_id, now=1.2)
         # The others are due 1 s after the answer; many ended: more may be waiting.
         assert planner.next_wake(1.2) == (2.2 if eager else 7.0)

@@ -378,10 +378,10 @@ def test_watchers_use_only_each_others_public_methods() -> None:
 class EndAfterFirstRange(FakeAPI):
     """Every job ends right after the first range query (which sees none ended)."""
 
-    async def ended_jobs(
+    async def unfinished_jobs(
         self, folder: FolderRef, low: int, high: int, *, top: int, also: Sequence[int] = ()
     ) -> StateRows:
-        rows = await super().ended_jobs(folder, low, high, top=top, also=also)
+        rows = await super().unfinished_jobs(folder, low, high, top=top, also=also)
         for job in self.jobs.values():
             if not job.state.is_terminal:
                 job.state = JobState.FAULTED if job.id % 7 == 0 else JobState.SUCCESSFUL
@@ -409,18 +409,14 @@ async def test_many_jobs_of_a_folder_are_watched_by_range_queries_others_jobs_ig
     # One read by id per job of ours (its outputs); none of the other caller's.
     gets = sorted(c[2] for c in api.calls if c[0] == "get")
     assert gets == [h.job_id for h in ours]
-    ranges = [c for c in api.calls if c[0] == "ended"]
-    # The lowest to the highest id watched; nothing had ended. Then 300 ended rows
-    # (ours and the other caller's), in pages of 60, each page from the last id on.
-    assert [r[2] for r in ranges] == [
-        (1, 299),
-        (1, 299),
-        (61, 299),
-        (121, 299),
-        (181, 299),
-        (241, 299),
-    ]
-    assert not [c for c in api.calls if c[0] == "states"]  # no id list was needed
+    ranges = [c for c in api.calls if c[0] == "unfinished"]
+    # The lowest to the highest id watched: a full page of 60 unfinished rows (ours
+    # and the other caller's), answering up to id 60. The rest at once from there:
+    # no row, so every job of ours above 60 ended (read by id). The 40 jobs the first
+    # page saw unfinished, under range_threshold, are then asked for by id list.
+    assert [r[2] for r in ranges] == [(1, 299), (61, 299)]
+    lists = [c[2] for c in api.calls if c[0] == "states"]
+    assert [sorted(ids) for ids in lists] == [[h.job_id for h in ours if h.job_id <= 60]]
 
 
 async def test_a_range_query_answers_the_groups_other_watchers_too() -> None:
@@ -451,4 +447,4 @@ async def test_a_range_query_answers_the_groups_other_watchers_too() -> None:
                 tg.start_soon(watcher.run, collect)
     assert sorted(f.handle.job_id for f in finished) == list(range(1, 200))
     assert sorted(c[2] for c in api.calls if c[0] == "get") == list(range(1, 200))
-    assert [c[2] for c in api.calls if c[0] in ("ended", "states")] == [(1, 199), (1, 199)]
+    assert [c[2] for c in api.calls if c[0] in ("unfinished", "states")] == [(1, 199), (1, 199)]

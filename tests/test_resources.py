@@ -110,6 +110,26 @@ async def test_job_states_asks_for_id_and_state_of_those_ids_in_the_folder() -> 
     assert call.headers["X-UIPATH-FolderKey"] == KEY_BEFORE
 
 
+async def test_unfinished_jobs_asks_one_page_of_unfinished_jobs_in_the_id_range() -> None:
+    rows = [{"Id": 14, "State": "Pending"}, {"Id": 12, "State": "Running"}]
+    server = FakeOrchestrator(folder_list(1, KEY_BEFORE), jobs={"value": rows})
+    api = api_over(server)
+
+    unfinished = await api.unfinished_jobs("Finance", 11, 20, top=2, also=[3])
+
+    assert unfinished == [(12, JobState.RUNNING), (14, JobState.PENDING)]  # sorted by Id
+    (call,) = server.sender.sent_to(BASE + "/odata/Jobs")
+    states = ("Pending", "Running", "Stopping", "Terminating", "Suspended", "Resumed")
+    wanted = " or ".join(f"State eq '{state}'" for state in states)
+    assert call.params == {
+        "$filter": f"(Id in (3) or (Id ge 11 and Id le 20)) and ({wanted})",
+        "$select": "Id,State",
+        "$orderby": "Id asc",
+        "$top": "2",
+    }
+    assert call.headers["X-UIPATH-FolderKey"] == KEY_BEFORE
+
+
 async def test_ended_jobs_asks_one_page_of_final_jobs_in_the_id_range_ordered_by_id() -> None:
     rows = [{"Id": 14, "State": "Faulted"}, {"Id": 12, "State": "Successful"}]
     server = FakeOrchestrator(folder_list(1, KEY_BEFORE), jobs={"value": rows})
