@@ -81,3 +81,14 @@ def test_the_scenario_gives_a_freed_robot_slot_to_the_next_job_at_once(
     assert scenario.timings.pickup_delay == 0
     assert scenario.time_scale == 30
     assert sum(f.capacity for f in scenario.tenants[0].folders) == 500
+
+
+def test_the_sustained_rate_leaves_out_the_ramp_up_and_the_tail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    bench = importlib.import_module("bench_detection")
+    # 1,000 events at 100 a second, then a straggler 60 s later: the whole-span rate
+    # (1,001 / 70 s) says 14 a second; the pace while it ran was 100.
+    times = [k / 100 for k in range(1000)] + [70.0]
+    assert bench.sustained_rate(times) == pytest.approx(100.0, rel=0.01)
