@@ -19,7 +19,7 @@ import structlog
 from fakes import FakeAPI, FakeJob
 
 from async_orch import _poller as poller_module
-from async_orch._errors import NotFoundError, TransportError
+from async_orch._errors import JobLostError, NotFoundError, TransportError
 from async_orch._jobs import JobHandle
 from async_orch._models import Job
 from async_orch._options import StopPolicy
@@ -448,3 +448,49 @@ async def test_a_range_query_answers_the_groups_other_watchers_too() -> None:
     assert sorted(f.handle.job_id for f in finished) == list(range(1, 200))
     assert sorted(c[2] for c in api.calls if c[0] == "get") == list(range(1, 200))
     assert [c[2] for c in api.calls if c[0] in ("unfinished", "states")] == [(1, 199), (1, 199)]
+
+
+class PurgingServer(FakeAPI):
+    """Jobs of ``purged`` no longer exist (not in ``jobs``): reads answer 404."""
+
+    purged: set[int]
+
+    async def get_job(self, folder: FolderRef, job_id: int) -> Job:
+        if job_id in self.purged:
+            await anyio.lowlevel.checkpoint()
+            self.calls.append(("get", folder, job_id))
+            raise NotFoundError(status=404, method="GET", url="x", message="no such job")
+        return await super().get_job(folder, job_id)
+
+
+async def test_a_job_gone_from_a_folder_watched_by_ranges_is_reported_lost() -> None:
+    # Asking a range for what ended never named a job that no longer exists: while
+    # the folder had more jobs than range_threshold it was watched until a deadline.
+    # Missing from the unfinished jobs, it is read by id, and the 404s tell.
+    api = PurgingServer()
+    running = [add_job(api, i, state=JobState.RUNNING) for i in range(1, 21)]
+    gone = [add_job(api, i, state=JobState.RUNNING) for i in (21, 22, 23)]
+    api.purged = {h.job_id for h in gone}
+    for job_id in api.purged:
+        del api.jobs[job_id]
+    policy = PollPolicy(min_interval=0.005, max_interval=0.02, range_threshold=10)
+    watcher = JobWatcher(api, policy=policy)
+    finished: list[Finished] = []
+    all_lost = anyio.Event()
+
+    async def collect(item: Finished) -> None:
+        finished.append(item)
+        if len(finished) == len(gone):
+            all_lost.set()
+
+    for handle in running + gone:
+        watcher.watch(handle)
+    with structlog.testing.capture_logs(), anyio.fail_after(20):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watcher.run, collect)
+            await all_lost.wait()
+            tasks.cancel_scope.cancel()
+
+    assert sorted(f.handle.job_id for f in finished) == [21, 22, 23]
+    assert all(isinstance(f.error, JobLostError) for f in finished)
+    assert [c for c in api.calls if c[0] == "unfinished"]  # the folder was asked by range
