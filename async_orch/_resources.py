@@ -546,10 +546,13 @@ class OrchestratorAPI:
         also: Sequence[int],
         states: Sequence[str],
     ) -> StateRows:
-        """One page of the jobs of an id range in ``states``. The filter uses only
-        what UiPath's own examples show on Jobs (``ge``/``le`` comparisons joined by
-        ``and``/``or``, ``State eq 'Successful'``; ``$orderby``; ``$top`` up to
-        1,000): orchestrator-api.md §3.4 and the OpenAPI description of Jobs_Get."""
+        """One page of the jobs of an id range in ``states``. UiPath's examples on
+        Jobs show ``ge`` comparisons joined by ``and``, ``State eq 'Successful'``,
+        ``$orderby`` and ``$top`` up to 1,000 (orchestrator-api.md §3.4, the OpenAPI
+        description of Jobs_Get). ``or`` between ``State eq`` terms is plain OData
+        v4, which the ASP.NET OData stack behind Orchestrator parses (§8), but it is
+        not seen verbatim in UiPath's examples: an assumption, kept to operators
+        the stock parser has (no ``in`` on an enum, no ``not``)."""
         resolved = await self.resolve_folder(folder)
         with _access_lost_as_not_found(resolved):
             response = await self._transport.request(
