@@ -695,6 +695,10 @@ class PollPlanner(Generic[FolderT]):
             return False
         track.not_before = now
         self._to_fetch_queue(track, FetchPurpose.PUSHED)
+        # Jobs end in numbers however it is learnt: the folder's next calls may be
+        # eager, so that the jobs whose events are lost are found as soon as
+        # polling alone would find them.
+        self._count_ended(track.folder, 1)
         return True
 
     def recheck_soon(self, job_id: int, *, now: float) -> None:

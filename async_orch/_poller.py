@@ -118,6 +118,7 @@ class _Watched:
     state: JobState | None = None
     job: Job | None = None
     not_found: int = 0  # reads by id answered 404 in a row
+    heard: bool = False  # a webhook event said it ended
 
 
 class WatcherGroup:
@@ -335,6 +336,8 @@ class JobWatcher:
         if event.job_key is not None and key is not None and event.job_key != key.lower():
             return None  # another job under that id (a server that forgot its jobs)
         now = self._clock()
+        if event.ended:
+            watched.heard = True
         if event.ended and self._planner.pushed(event.job_id, now=now):
             self.pushed_seen += 1
             # The signed event is news that it ended, as a list answer would be: the
@@ -680,6 +683,10 @@ class JobWatcher:
         watched.job = job
         if job.state.is_terminal:
             self._planner.observe_fetched(job.id, now=now)
+            group = self._group
+            if not watched.heard and group is not None and group.pace is not None:
+                # Found by polling while its folder's events arrive: one was lost.
+                group.pace.missed(watched.handle.folder_id, group.clock())
             job, missing = await self._read_output_file(watched.handle, job)
             watched.job = job
             await self._finish(watched, on_finished, timed_out=False, error=missing)

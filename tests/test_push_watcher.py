@@ -136,3 +136,33 @@ async def test_an_event_naming_another_job_key_under_the_id_is_ignored() -> None
 
     (finished,) = await watching(api, handle, lambda _, old, new: seen.append(new), push)
     assert finished.state is JobState.SUCCESSFUL
+
+
+async def test_a_job_found_ended_by_polling_while_events_arrive_restores_the_usual_pace() -> None:
+    # Job 1's end comes by event; job 2's event is lost and polling finds it: the
+    # folder's events are not all arriving, so it is polled at the usual pace again.
+    api = FakeAPI()
+    told, lost = ended_job(api, 1), ended_job(api, 2)
+    fast = PollPolicy(min_interval=0.01, max_interval=0.05)
+    receiver = WebhookReceiver(SECRET, wall_clock=time.time)
+    group = WatcherGroup(fast, webhooks=receiver)
+    watcher = JobWatcher(api, policy=fast, group=group)
+    finished: list[Finished] = []
+
+    async def collect(item: Finished) -> None:
+        finished.append(item)
+
+    assert group.pace is not None
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watcher.run, collect)
+            await anyio.lowlevel.checkpoint()  # run() has joined the group
+            watcher.watch(told, state=JobState.RUNNING)
+            watcher.watch(lost, state=JobState.RUNNING)
+            watcher.close()
+            body, signature = completed_event(1, "key-1", told.folder_id)
+            assert receiver.receive(body, signature) == (200, "accepted")
+            assert watcher.pushed_seen == 1
+            assert group.pace.factor(told.folder_id, group.clock()) == 4.0  # slowed
+    assert sorted(f.handle.job_id for f in finished) == [1, 2]
+    assert group.pace.factor(told.folder_id, group.clock()) == 1.0
