@@ -48,6 +48,10 @@ def test_encoded_length_is_what_aiohttp_sends() -> None:
     assert encoded_length("a b") == 3  # '+'
     assert encoded_length("é") == 6  # two UTF-8 bytes, %XX each
     assert encoded_length("🙂") == 12
+    # Letters and digits outside ASCII are encoded too (the short cut for ids is ASCII only).
+    assert encoded_length("Ab09") == 4
+    assert encoded_length("²") == 6  # a digit to str.isdigit, two UTF-8 bytes on the wire
+    assert encoded_length("é1") == 7  # alphanumeric to str.isalnum
     text = "Reference in ('é 🙂','x&y')"
     assert query_length({"$filter": text}) == len("$filter=") + encoded_length(text)
 
