@@ -12,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import structlog
@@ -29,6 +29,9 @@ from async_orch._errors import (
     OrchestratorError,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    from async_orch.simulator import SimulatorHandle
 
 __all__ = [
     "EXIT_FAILED",
@@ -210,15 +213,21 @@ def configure_logging(verbosity: int) -> None:
 
 @asynccontextmanager
 async def connection(
-    args: argparse.Namespace, *, default_url: str | None = None
+    args: argparse.Namespace,
+    *,
+    default_url: str | None = None,
+    on_simulator: Callable[[SimulatorHandle], None] | None = None,
 ) -> AsyncIterator[Settings]:
     """Settings for this run: an embedded simulator's, or from flags, environment and
-    profile (``default_url`` when none of them names a URL)."""
+    profile (``default_url`` when none of them names a URL). ``on_simulator`` is given
+    the embedded simulator, when there is one, before the settings are."""
     if args.simulator:
         refuse_simulator_with_target(args, os.environ)
         from async_orch.simulator import run_simulator
 
         async with run_simulator(args.scenario, time_scale=args.time_scale) as sim:
+            if on_simulator is not None:
+                on_simulator(sim)
             yield Settings(
                 url=sim.url,
                 credentials=ClientCredentials(
