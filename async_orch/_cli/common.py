@@ -141,6 +141,28 @@ class CliParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def takes(self, argument: str) -> bool:
+        """Whether ``argument`` is one of this parser's options (``-vv``: ``-v`` twice)."""
+        options = {o for action in self._actions for o in action.option_strings}
+        name = argument.split("=", 1)[0]
+        if name in options:
+            return True
+        letters = name[1:]
+        return bool(
+            name.startswith("-") and letters.isalpha() and all(f"-{c}" in options for c in letters)
+        )
+
+    def refuse_misplaced(self, flags: Sequence[str]) -> NoReturn:
+        """This command's options given before its name, where only --version and
+        --help go: say where they go instead."""
+        shown = " ".join(flags)
+        verb = "goes" if len([f for f in flags if f.startswith("-")]) == 1 else "go"
+        self.exit(
+            EXIT_USAGE,
+            f"{self.prog}: error: {shown} {verb} after the command: {self.prog} {shown} ... "
+            f"(see {self.prog} --help)\n",
+        )
+
     def refuse_unknown(self, extra: Sequence[str]) -> NoReturn:
         """Arguments this command does not take: the closest option as a hint, and
         the command's usage in one line."""
