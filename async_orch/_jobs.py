@@ -546,8 +546,20 @@ class Progress:
     by_state: Counter[str] = field(default_factory=Counter)
     by_folder: dict[str, Counter[str]] = field(default_factory=dict)
     # Per folder, the jobs seen Pending and since when (the dispatcher's clock,
-    # time.monotonic by default), oldest first: see oldest_pending().
-    pending_since: dict[str, dict[int, float]] = field(default_factory=dict)
+    # time.monotonic by default), oldest first: see oldest_pending(). Not in the repr:
+    # one entry a job (thousands, printed on every change by Hooks(on_progress=print)).
+    pending_since: dict[str, dict[int, float]] = field(default_factory=dict, repr=False)
+
+    def __str__(self) -> str:
+        """One short line, e.g. ``120/300 done: 118 successful, 2 faulted; 180 Running``."""
+        ended = [o.value for o in Outcome if self.by_state[o.value]]
+        line = f"{self.finished}/{self.total} done"
+        if ended:
+            line += ": " + ", ".join(f"{self.by_state[o]} {o}" for o in ended)
+        live = [(s, n) for s, n in self.by_state.items() if n and s not in ended]
+        if live:
+            line += "; " + ", ".join(f"{n} {s}" for s, n in live)
+        return line
 
     def move(self, folder: str, old: str | None, new: str, count: int = 1) -> None:
         """Record that ``count`` jobs of ``folder`` went from ``old`` to ``new``."""

@@ -311,9 +311,10 @@ class WebhookReceiver:
                 self._bad_signature_warned = now
                 log.warning(
                     "async_orch.webhook_bad_signatures",
-                    refused=self.counts[kind],
-                    note="events signed with another secret are refused: check that the "
-                    "secret given (ASYNC_ORCH_WEBHOOK_SECRET) is the webhook's in Orchestrator",
+                    refused_so_far=self.counts[kind],
+                    note="events signed with another secret are refused (said once a minute "
+                    "at most; receiver.counts has the total): check that the secret given "
+                    "(ASYNC_ORCH_WEBHOOK_SECRET) is the webhook's in Orchestrator",
                 )
         return status, reason
 

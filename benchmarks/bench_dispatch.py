@@ -77,27 +77,14 @@ class Simulator:
     """``python -m async_orch simulator`` in a subprocess, on a free port."""
 
     def __init__(self, scenario: Path) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "async_orch",
-                "simulator",
-                "--port",
-                "0",
-                "--scenario",
-                str(scenario),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, "ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN": ADMIN_TOKEN},
-        )
-        assert self.process.stdout is not None
-        self.url = self.process.stdout.readline().strip()
+        from simulator_process import did_not_start, launch_simulator  # a sibling module
+
+        log = scenario.with_suffix(".log")  # its stderr: what to show if it does not start
+        args = ["--port", "0", "--scenario", str(scenario)]
+        self.process, self.url = launch_simulator(args, log=log, admin_token=ADMIN_TOKEN)
         if not self.url.startswith("http"):
             self.stop()
-            raise RuntimeError(f"the simulator did not start (said {self.url!r})")
+            raise RuntimeError(did_not_start(self.url, log))
         self.root = self.url.split("/bench/")[0]
 
     def stats(self) -> dict[str, Any]:
@@ -113,6 +100,9 @@ class Simulator:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 # -- the clients (run in a worker subprocess) -----------------------------------------

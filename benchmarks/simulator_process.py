@@ -99,6 +99,19 @@ def launch_simulator(
     return process, process.stdout.readline().strip()
 
 
+def did_not_start(first_line: str, log: Path) -> str:
+    """Why a simulator process gave no URL: what it printed (its stderr's end, kept in
+    ``log``) and, when an import failed, the likely fix."""
+    said = log.read_text(encoding="utf-8", errors="replace").strip()[-2000:]
+    if "No module named" in said:  # the traceback's last line says it all
+        return (
+            f"the simulator did not start; it said: {said.splitlines()[-1]}\n"
+            f"{sys.executable} lacks async-orch's dependencies: run the benchmark with "
+            "the project's venv, .venv/bin/python benchmarks/..."
+        )
+    return f"the simulator did not start; it said: {said or first_line or 'nothing'}"
+
+
 def simulator_stats(root: str, admin_token: str) -> dict[str, Any]:
     """The simulator's admin stats (requests, rejections, jobs by Reference)."""
     request = urllib.request.Request(

@@ -69,3 +69,25 @@ def test_rounds_alternate_the_dispatchers_and_report_the_median(tmp_path: Path) 
         assert run["finished"] == 8
     line = next(x for x in stdout.splitlines() if x.startswith("client CPU per job (ms) by round"))
     assert "async-orch / bare" in line
+
+
+def test_a_simulator_that_does_not_start_says_what_it_printed(tmp_path: Path) -> None:
+    from bench_dispatch import Simulator
+
+    with pytest.raises(RuntimeError) as failed:
+        Simulator(tmp_path / "missing.toml")
+    message = str(failed.value)
+    assert message.startswith("the simulator did not start; it said: ")
+    assert "missing.toml" in message  # the simulator's own error line, not said ''
+
+
+def test_a_missing_dependency_points_at_the_projects_venv(tmp_path: Path) -> None:
+    from simulator_process import did_not_start
+
+    log = tmp_path / "simulator.log"
+    log.write_text("ModuleNotFoundError: No module named 'aiohttp'\n", encoding="utf-8")
+    message = did_not_start("", log)
+    assert "No module named 'aiohttp'" in message
+    assert message.endswith(
+        "run the benchmark with the project's venv, .venv/bin/python benchmarks/..."
+    )

@@ -64,6 +64,33 @@ def test_a_mistyped_option_gets_a_hint_and_the_usage_in_one_line(
     assert usage.startswith(f"usage: async-orch {argv[0]} ") and len(usage) <= 120
 
 
+@pytest.mark.parametrize(
+    ("argv", "command", "said"),
+    [
+        (["-vv", "dispatch", "--simulator"], "dispatch", "-vv goes after the command: "),
+        (["-v", "--simulator", "check"], "check", "-v --simulator go after the command: "),
+    ],
+    ids=["vv", "two"],
+)
+def test_a_commands_flag_before_the_command_says_where_it_goes(
+    argv: list[str], command: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as leaving:
+        main(argv)
+    assert leaving.value.code == 2
+    (error,) = capsys.readouterr().err.splitlines()
+    assert error.startswith(f"async-orch {command}: error: {said}async-orch {command} -v")
+    assert "did you mean" not in error
+
+
+def test_a_flag_no_command_takes_before_the_command_is_unrecognized(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["-x", "dispatch"])
+    assert "unrecognized arguments: -x" in capsys.readouterr().err
+
+
 def test_rows_to_a_closed_pipe_end_quietly() -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -11,9 +13,10 @@ import pytest
 from cli_harness import cli_env, run_cli
 from test_webhooks_e2e import SECRET, subscribe
 
+from async_orch import ConfigurationError
+from async_orch._cli.dispatch_cmd import _webhook_secret
+from async_orch._cli.webhook_server import describe_counts
 from async_orch.simulator import SimulatorHandle
-
-pytestmark = pytest.mark.slow  # every test here starts a process
 
 
 def free_port() -> int:
@@ -22,6 +25,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.slow  # starts a process
 async def test_dispatch_receives_webhooks_and_every_job_ends_with_outputs(
     start_simulator: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -43,6 +47,7 @@ async def test_dispatch_receives_webhooks_and_every_job_ends_with_outputs(
     assert SECRET not in done.stderr + done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("extra", "env_secret", "message"),
     [
@@ -62,3 +67,67 @@ async def test_webhook_listen_mistakes_are_one_line_and_exit_2(
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+async def test_dispatch_simulator_subscribes_its_own_webhook_and_counts_events(
+    tmp_path: Path,
+) -> None:
+    env = cli_env(tmp_path, ASYNC_ORCH_WEBHOOK_SECRET=SECRET)
+    done = await run_cli(
+        "dispatch", "--simulator", "--process", "Echo", "--folder", "Shared",
+        "--count", "20", "--format", "jsonl", "--webhook-listen", "127.0.0.1:0", env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(done.rows()) == 20
+    counted = re.search(r"^webhook events: (\d+) accepted, 0 refused$", done.stderr, re.M)
+    assert counted is not None, done.stderr
+    # Each job's end is one event; the run ends when the last job is seen, by event or poll.
+    assert 0 < int(counted[1]) <= 20, done.stderr
+    assert SECRET not in done.stderr + done.stdout
+
+
+@pytest.mark.slow
+async def test_a_wrong_secret_is_counted_at_the_end_of_the_run(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim: SimulatorHandle = await start_simulator(time_scale=20.0)
+    port = free_port()
+    subscribe(sim, f"http://127.0.0.1:{port}/", secret="the webhook's real secret")
+    done = await run_cli(
+        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "Shared",
+        "--count", "5", "--format", "jsonl", "--webhook-listen", f"127.0.0.1:{port}",
+        env=cli_env(tmp_path, ASYNC_ORCH_WEBHOOK_SECRET=SECRET),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr  # polling saw every job end
+    counted = re.search(
+        r"^webhook events: 0 accepted, (\d+) refused \((\d+) bad signature: "
+        r"is ASYNC_ORCH_WEBHOOK_SECRET the webhook's secret\?\)$",
+        done.stderr,
+        re.M,
+    )
+    assert counted is not None, done.stderr
+    assert counted[1] == counted[2] and int(counted[1]) > 0
+
+
+def test_the_closing_line_names_each_refusal_and_an_empty_run() -> None:
+    counts = {"accepted": 3, "duplicate": 1, "stale": 2, "unsigned": 1}
+    assert describe_counts(counts) == (
+        "webhook events: 3 accepted, 3 refused (1 unsigned: give the webhook a secret; "
+        "2 stale: is this machine's clock right?)"
+    )
+    assert describe_counts({}) == (
+        "webhook events: 0 accepted, 0 refused "
+        "(none arrived: is the webhook created in Orchestrator with this URL?)"
+    )
+
+
+def test_with_the_embedded_simulator_the_secret_may_be_left_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ASYNC_ORCH_WEBHOOK_SECRET", raising=False)
+    listen = ("127.0.0.1", 0)
+    drawn = _webhook_secret(argparse.Namespace(webhook_listen=listen, simulator=True))
+    assert drawn and len(drawn) >= 32
+    with pytest.raises(ConfigurationError, match="ASYNC_ORCH_WEBHOOK_SECRET"):
+        _webhook_secret(argparse.Namespace(webhook_listen=listen, simulator=False))

@@ -146,6 +146,8 @@ async def test_refusals_over_http_unsigned_wrong_stale_and_replayed() -> None:
             assert await post(fresh + b" ", signature_of(SECRET, fresh)) == 401  # body changed
         warned = [e for e in logs if e["event"] == "async_orch.webhook_bad_signatures"]
         assert len(warned) == 1 and "ASYNC_ORCH_WEBHOOK_SECRET" in warned[0]["note"]
+        # Said once a minute at most: the count is so far, not the total.
+        assert warned[0]["refused_so_far"] == 1 and "once a minute" in warned[0]["note"]
         assert await post(stale, signature_of(SECRET, stale)) == 400
         assert seen == []
         assert await post(fresh, signature_of(SECRET, fresh)) == 200

@@ -58,10 +58,19 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
     if extra:
         command = _subparser(parser, args.command) if args.command else None
         refusing = command if isinstance(command, CliParser) else parser
+        if isinstance(command, CliParser):
+            # Only --version and --help go before the command; `async-orch -vv dispatch`
+            # is a command's flag in the wrong place, not an unknown one.
+            before = argv[: argv.index(args.command)]
+            misplaced = [a for a in extra if a in before]
+            flags = [a for a in misplaced if a.startswith("-")]
+            if flags and all(command.takes(a) for a in flags):
+                command.refuse_misplaced(misplaced)
         refusing.refuse_unknown(extra)
     if args.command is None:
         parser.print_help(sys.stderr)

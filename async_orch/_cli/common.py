@@ -12,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import structlog
@@ -29,6 +29,9 @@ from async_orch._errors import (
     OrchestratorError,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    from async_orch.simulator import SimulatorHandle
 
 __all__ = [
     "EXIT_FAILED",
@@ -138,6 +141,28 @@ class CliParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def takes(self, argument: str) -> bool:
+        """Whether ``argument`` is one of this parser's options (``-vv``: ``-v`` twice)."""
+        options = {o for action in self._actions for o in action.option_strings}
+        name = argument.split("=", 1)[0]
+        if name in options:
+            return True
+        letters = name[1:]
+        return bool(
+            name.startswith("-") and letters.isalpha() and all(f"-{c}" in options for c in letters)
+        )
+
+    def refuse_misplaced(self, flags: Sequence[str]) -> NoReturn:
+        """This command's options given before its name, where only --version and
+        --help go: say where they go instead."""
+        shown = " ".join(flags)
+        verb = "goes" if len([f for f in flags if f.startswith("-")]) == 1 else "go"
+        self.exit(
+            EXIT_USAGE,
+            f"{self.prog}: error: {shown} {verb} after the command: {self.prog} {shown} ... "
+            f"(see {self.prog} --help)\n",
+        )
+
     def refuse_unknown(self, extra: Sequence[str]) -> NoReturn:
         """Arguments this command does not take: the closest option as a hint, and
         the command's usage in one line."""
@@ -210,15 +235,21 @@ def configure_logging(verbosity: int) -> None:
 
 @asynccontextmanager
 async def connection(
-    args: argparse.Namespace, *, default_url: str | None = None
+    args: argparse.Namespace,
+    *,
+    default_url: str | None = None,
+    on_simulator: Callable[[SimulatorHandle], None] | None = None,
 ) -> AsyncIterator[Settings]:
     """Settings for this run: an embedded simulator's, or from flags, environment and
-    profile (``default_url`` when none of them names a URL)."""
+    profile (``default_url`` when none of them names a URL). ``on_simulator`` is given
+    the embedded simulator, when there is one, before the settings are."""
     if args.simulator:
         refuse_simulator_with_target(args, os.environ)
         from async_orch.simulator import run_simulator
 
         async with run_simulator(args.scenario, time_scale=args.time_scale) as sim:
+            if on_simulator is not None:
+                on_simulator(sim)
             yield Settings(
                 url=sim.url,
                 credentials=ClientCredentials(

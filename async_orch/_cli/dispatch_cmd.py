@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 import time
 import uuid
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from async_orch._cli.common import (
     EXIT_FAILED,
@@ -41,7 +42,13 @@ from async_orch._cli.journal_run import (
 )
 from async_orch._cli.output import FORMATS, check_writable, emit_rows, output_path
 from async_orch._cli.progress import ProgressDisplay
-from async_orch._cli.webhook_server import SECRET_ENV, listen_address, serve_webhooks
+from async_orch._cli.webhook_server import (
+    SECRET_ENV,
+    describe_counts,
+    listen_address,
+    serve_webhooks,
+    subscribe_embedded,
+)
 from async_orch._client import OrchestratorClient
 from async_orch._dispatcher import DispatchLimits
 from async_orch._errors import ConfigurationError
@@ -53,6 +60,9 @@ from async_orch._options import SUSPENDED_POLICIES
 from async_orch._planner import PollPolicy
 from async_orch._redis_budget import RedisListBudget
 from async_orch._webhooks import WebhookReceiver
+
+if TYPE_CHECKING:
+    from async_orch.simulator import SimulatorHandle
 
 __all__ = ["add_parser", "run"]
 
@@ -165,7 +175,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="HOST:PORT",
         help="also receive Orchestrator's webhook events here (any path; signed with the "
         f"secret in ${SECRET_ENV}) to see ended jobs sooner; polling goes on, slower while "
-        "events arrive",
+        "events arrive. With --simulator the webhook is created for you (and the secret "
+        "drawn if unset)",
     )
     run_group.add_argument(
         "--list-budget",
@@ -244,30 +255,44 @@ def _default_folders(args: argparse.Namespace) -> list[str]:
     return [] if folder is None else [folder]
 
 
-def _receiver(args: argparse.Namespace) -> WebhookReceiver | None:
-    """The webhook receiver --webhook-listen asks for (checked before anything starts)."""
+def _webhook_secret(args: argparse.Namespace) -> str | None:
+    """The secret --webhook-listen needs (checked before anything starts); None without it."""
     if args.webhook_listen is None:
         return None
     secret = os.environ.get(SECRET_ENV, "")
+    if not secret and args.simulator:
+        return secrets.token_urlsafe(32)  # the embedded simulator's webhook gets it too
     if not secret:
         raise ConfigurationError(
             f"--webhook-listen needs the webhook's secret (as set on the webhook in "
             f"Orchestrator) in the environment variable {SECRET_ENV}"
         )
-    return WebhookReceiver(secret)
+    return secret
+
+
+def _receiver(secret: str | None) -> WebhookReceiver | None:
+    return None if secret is None else WebhookReceiver(secret)
 
 
 @asynccontextmanager
 async def _listening(
-    args: argparse.Namespace, receiver: WebhookReceiver | None
+    args: argparse.Namespace,
+    receiver: WebhookReceiver | None,
+    secret: str | None = None,
+    embedded: Sequence[SimulatorHandle] = (),
 ) -> AsyncIterator[None]:
-    if receiver is None:
+    """Serve ``receiver`` for the run (subscribed to the embedded simulator, if any);
+    its counts are the run's last line."""
+    if receiver is None or secret is None:
         yield
         return
     host, port = args.webhook_listen
     async with serve_webhooks(receiver, host, port) as url:
+        for sim in embedded:
+            subscribe_embedded(sim, url, secret)
         _say(args, f"receiving webhook events at {url}")
         yield
+    _say(args, describe_counts(receiver.counts))
 
 
 @asynccontextmanager
@@ -342,11 +367,13 @@ async def _dispatch(args: argparse.Namespace) -> int:
     )
     how_to_resume = f"resume it with --resume {path}, or choose another path with --journal"
     Journal.check_new_path(path, how_to_resume=how_to_resume)  # before any network call
-    receiver = _receiver(args)
+    secret = _webhook_secret(args)
+    receiver = _receiver(secret)
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
+    embedded: list[SimulatorHandle] = []  # with --simulator
     async with (
-        connection(args) as settings,
-        _listening(args, receiver),
+        connection(args, on_simulator=embedded.append) as settings,
+        _listening(args, receiver, secret, embedded),
         _client(args, settings, receiver) as orch,
         _heartbeat(display, orch),
     ):
@@ -412,7 +439,8 @@ async def _resume(args: argparse.Namespace) -> int:
             "so the jobs of the journal are gone with it"
         )
     check_writable(args.output, flag="--output")  # written last: fail before the run
-    receiver = _receiver(args)
+    secret = _webhook_secret(args)
+    receiver = _receiver(secret)
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
     # Opened to write: the journal's lock is held until the very end, so a second
     # resume of it (or any other writer) is refused before it looks anything up.
@@ -423,7 +451,7 @@ async def _resume(args: argparse.Namespace) -> int:
         async with connection(args, default_url=target.url) as settings:
             journal.check_target(target_of(settings))
             async with (
-                _listening(args, receiver),
+                _listening(args, receiver, secret),
                 _client(args, settings, receiver) as orch,
                 _heartbeat(display, orch),
             ):

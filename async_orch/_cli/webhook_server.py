@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from async_orch._errors import ConfigurationError
 from async_orch._webhooks import WebhookReceiver
 
-__all__ = ["SECRET_ENV", "listen_address", "serve_webhooks"]
+if TYPE_CHECKING:
+    from async_orch.simulator import SimulatorHandle
+
+__all__ = [
+    "SECRET_ENV",
+    "WEBHOOK_EVENTS",
+    "describe_counts",
+    "listen_address",
+    "serve_webhooks",
+    "subscribe_embedded",
+]
 
 #: Where the webhook's secret comes from: never a flag (it would show in `ps`).
 SECRET_ENV = "ASYNC_ORCH_WEBHOOK_SECRET"
+
+#: The events that tell a watched job ended (what docs/cli.md says to subscribe to).
+WEBHOOK_EVENTS = ("job.completed", "job.faulted", "job.stopped")
+
+_REFUSALS = {  # WebhookReceiver.counts key -> what it means, and what to check
+    "bad_signature": f"bad signature: is {SECRET_ENV} the webhook's secret?",
+    "unsigned": "unsigned: give the webhook a secret",
+    "stale": "stale: is this machine's clock right?",
+    "malformed": "not a JSON event",
+}
 
 
 def listen_address(text: str) -> tuple[str, int]:
@@ -47,3 +68,34 @@ async def serve_webhooks(receiver: WebhookReceiver, host: str, port: int) -> Asy
         yield f"http://{shown}:{bound_port}/"
     finally:
         await runner.cleanup()
+
+
+def describe_counts(counts: Mapping[str, int]) -> str:
+    """One line for the end of a run: events accepted, and refused by reason."""
+    refused = {kind: counts.get(kind, 0) for kind in _REFUSALS if counts.get(kind, 0)}
+    line = f"webhook events: {counts.get('accepted', 0)} accepted, {sum(refused.values())} refused"
+    if refused:
+        line += f" ({'; '.join(f'{n} {_REFUSALS[kind]}' for kind, n in refused.items())})"
+    if not counts:
+        line += " (none arrived: is the webhook created in Orchestrator with this URL?)"
+    return line
+
+
+def subscribe_embedded(sim: SimulatorHandle, url: str, secret: str) -> None:
+    """Create the webhook on the embedded simulator (its first tenant, the one the run
+    uses), as `POST /odata/Webhooks` would: the run's receiver gets its job events."""
+    dto = {
+        "Name": "async-orch dispatch",
+        "Url": _reachable(url),
+        "Secret": secret,
+        "Enabled": True,
+        "SubscribeToAllEvents": False,
+        "Events": [{"EventType": event} for event in WEBHOOK_EVENTS],
+        "AllowInsecureSsl": False,
+    }
+    sim.simulator.webhooks.create(sim.simulator.tenants[0], dto)
+
+
+def _reachable(url: str) -> str:
+    """A wildcard address (0.0.0.0, ::) is where to listen, not where to post: loopback."""
+    return url.replace("//0.0.0.0:", "//127.0.0.1:", 1).replace("//[::]:", "//[::1]:", 1)
