@@ -60,7 +60,10 @@ async def test_stats_reset_and_faults_endpoints(
     assert stats["jobs"]["created"] == 3 and stats["jobs"]["by_state"] == {"Pending": 3}
     assert stats["jobs"]["by_reference"] == {"once": 1, "twice": 2}
     assert stats["jobs"]["duplicate_references"] == {"twice": 2}
-    assert stats["tenants"]["demo/DefaultTenant"]["jobs_created"] == 3
+    assert stats["tenants"]["demo/DefaultTenant"] == {
+        "jobs_created": 3,
+        "jobs_by_state": {"Pending": 3},
+    }  # the References are listed once, under "jobs"
 
     status, faults = await _call(
         http,

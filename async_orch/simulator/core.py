@@ -256,7 +256,11 @@ class Simulator:
             self.revoke_tokens()
 
     def reset_stats(self) -> None:
-        """Zero the request, rejection and fault counters (jobs are kept)."""
+        """Zero the request, rejection and fault counters.
+
+        The jobs are the server's data, not counters: they are kept, and so are
+        their counts in :meth:`stats` (a fresh simulator starts with none).
+        """
         self.requests.reset()
         self.faults.counts.clear()
 
@@ -270,7 +274,7 @@ class Simulator:
         authentication, scope or the rate limit; ``faults``: injected faults by kind;
         ``jobs``: created, by_state, by_reference (jobs per Reference) and
         duplicate_references (References used in more than one StartJobs call, with
-        the number of calls); ``tenants``: the job counts per tenant.
+        the number of calls); ``tenants``: the job counts and states per tenant.
         """
         now = self.sim_now()
         by_state: Counter[str] = Counter()
@@ -284,11 +288,9 @@ class Simulator:
             by_state.update(states)
             by_reference.update(references)
             calls.update(tenant.engine.reference_calls())
-            tenants[tenant.key] = {
-                "jobs_created": sum(states.values()),
-                "jobs_by_state": states,
-                "jobs_by_reference": references,
-            }
+            # Per tenant, states only: the References (one entry per job) are listed
+            # once, under "jobs", or a large run's stats would carry them twice.
+            tenants[tenant.key] = {"jobs_created": sum(states.values()), "jobs_by_state": states}
         return {
             **self.requests.snapshot(),
             "faults": {kind.value: self.faults.counts.get(kind.value, 0) for kind in FaultKind},
