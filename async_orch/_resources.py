@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -600,9 +601,7 @@ class OrchestratorAPI:
     @staticmethod
     def folder_headers(folder: Folder) -> dict[str, str]:
         """The folder header for a resolved folder: Key, which survives Id changes."""
-        if folder.key:
-            return folder_headers(folder.key)
-        return folder_headers(folder.id)
+        return dict(_resolved_folder_header(folder.key or folder.id))
 
     async def _get_all(
         self,
@@ -667,6 +666,13 @@ def _access_lost_as_not_found(folder: Folder) -> Iterator[None]:
             "finished by resume_jobs once the access is back)",
             name=name,
         ) from exc
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved_folder_header(folder: int | str) -> dict[str, str]:
+    """``folder_headers`` of a resolved folder's Key or Id, worked out once per
+    folder (two requests a job ask for it; callers get a copy)."""
+    return folder_headers(folder)
 
 
 def _match_folder(folders: list[Folder], ref: int | str) -> Folder | None:

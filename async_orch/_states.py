@@ -35,7 +35,11 @@ class JobState(enum.StrEnum):
     def parse(cls, value: object) -> JobState:
         """Map an API value (name or documented number) to a JobState; never raise."""
         if isinstance(value, str):
-            # Case-insensitive match, then give up gracefully.
+            # The name as the API spells it (nearly always), else case-insensitive,
+            # then give up gracefully.
+            member = _BY_VALUE.get(value)
+            if member is not None:
+                return member
             return _BY_NAME.get(value.lower(), cls.UNKNOWN)
         if isinstance(value, int) and not isinstance(value, bool):
             # Numeric values from the enumerated-types doc page.
@@ -51,6 +55,7 @@ class JobState(enum.StrEnum):
 # By lower-case name: one dict lookup, where Enum's own lookup is slower and exact
 # (watching a thousand jobs parses a state tens of thousands of times).
 _BY_NAME: dict[str, JobState] = {member.value.lower(): member for member in JobState}
+_BY_VALUE: dict[str, JobState] = {member.value: member for member in JobState}
 
 _BY_NUMBER = {
     0: JobState.PENDING,

@@ -289,6 +289,8 @@ def test_job_from_api_reads_a_finished_job() -> None:
     [
         ("Cancelled", JobState.UNKNOWN),  # newer services; not in the v20 spec
         ("successful", JobState.SUCCESSFUL),
+        ("Successful", JobState.SUCCESSFUL),  # the API's spelling: the fast lookup
+        ("RUNNING", JobState.RUNNING),
         (5, JobState.SUCCESSFUL),  # the documented numeric value
         (42, JobState.UNKNOWN),
     ],

@@ -76,6 +76,15 @@ async def test_a_folder_is_looked_up_in_the_reloaded_list() -> None:
     assert len(server.folder_calls()) == 2
 
 
+async def test_a_folder_header_worked_out_once_is_a_copy_each_time() -> None:
+    server = FakeOrchestrator(folder_list(1, KEY_BEFORE))
+    api = api_over(server)
+    folder = await api.resolve_folder("Finance")
+    first = api.folder_headers(folder)
+    first["X-Other"] = "changed by a caller"
+    assert api.folder_headers(folder) == {"X-UIPATH-FolderKey": KEY_BEFORE}
+
+
 async def test_a_lookup_during_a_reload_waits_for_the_new_list() -> None:
     server = FakeOrchestrator(folder_list(1, KEY_BEFORE), folder_list(7, KEY_AFTER))
     release_reload = server.gates[2] = anyio.Event()
