@@ -49,6 +49,9 @@ class ServerClock:
     def __init__(self, samples: int = _SAMPLES) -> None:
         self._offsets: deque[float] = deque(maxlen=max(1, samples))
         self._last_header: str | None = None
+        # The median of _offsets, worked out when a sample comes (once a second at
+        # most) rather than on each read (every StartJobs reads it).
+        self._offset: timedelta | None = None
 
     def __repr__(self) -> str:
         return f"ServerClock(offset={self.offset!r})"
@@ -70,14 +73,13 @@ class ServerClock:
             server_now = server_now.replace(tzinfo=UTC)
         self._last_header = date_header
         self._offsets.append((server_now - local_now).total_seconds())
+        self._offset = timedelta(seconds=statistics.median(self._offsets))
 
     @property
     def offset(self) -> timedelta | None:
         """The server's clock minus this machine's (median of the recent samples),
         or None before any ``Date`` was seen."""
-        if not self._offsets:
-            return None
-        return timedelta(seconds=statistics.median(self._offsets))
+        return self._offset
 
     def to_server(self, local: datetime) -> datetime:
         """``local`` (this machine's clock) on the server's clock; unchanged while
@@ -91,6 +93,5 @@ class ServerClock:
         erring early), else ``local`` less :data:`UNKNOWN_OFFSET_MARGIN`. What the
         adoption check compares a job's CreationTime with, so that the batch's own
         job is never taken for an older one."""
-        if self.offset is None:
-            return local - UNKNOWN_OFFSET_MARGIN
-        return self.to_server(local)
+        offset = self._offset
+        return local - UNKNOWN_OFFSET_MARGIN if offset is None else local + offset
