@@ -192,19 +192,13 @@ class WatcherGroup:
         return riders
 
     def on_event(self, event: JobEvent) -> None:
-        """A verified webhook event: tell the watchers; an end event notes its
-        folder as pushing (polling there may slow down).
-
-        Only end events count: a webhook subscribed to job.started alone, or
-        other callers' starts, say nothing about whether ends will be told.
-        Another caller's end in the folder does show that ends arrive there.
-        """
+        """A verified webhook event: tell the watchers, and note the folder as pushing."""
         now = self.clock()
         folder = event.folder_id
         for watcher in list(self._running):
             found = watcher.pushed(event)
             folder = folder if folder is not None else found
-        if folder is not None and self.pace is not None and event.ended:
+        if folder is not None and self.pace is not None:
             self.pace.event(folder, now)
 
     def observe(self, remaining: int | None) -> None:

@@ -166,21 +166,3 @@ async def test_a_job_found_ended_by_polling_while_events_arrive_restores_the_usu
             assert group.pace.factor(told.folder_id, group.clock()) == 4.0  # slowed
     assert sorted(f.handle.job_id for f in finished) == [1, 2]
     assert group.pace.factor(told.folder_id, group.clock()) == 1.0
-
-
-def test_only_end_events_slow_a_folders_polling() -> None:
-    # A webhook that tells starts only (or other callers' starts) says nothing about
-    # whether ends will come: the folder keeps its usual pace. An end event, even
-    # another caller's, shows ends arrive there.
-    receiver = WebhookReceiver(SECRET, wall_clock=time.time)
-    group = WatcherGroup(SLOW, webhooks=receiver, clock=lambda: 100.0)
-    assert group.pace is not None
-    body, signature = completed_event(99, "key-99", 5)
-    started = json.loads(body)
-    started.update(Type="job.started", EventId="started-99")
-    started["Job"]["State"] = "Running"
-    started_body = json.dumps(started).encode()
-    assert receiver.receive(started_body, signature_of(SECRET, started_body)) == (200, "accepted")
-    assert group.pace.factor(5, 100.0) == 1.0
-    assert receiver.receive(body, signature) == (200, "accepted")
-    assert group.pace.factor(5, 100.0) == 4.0
