@@ -84,7 +84,7 @@ class ServerClock:
     def to_server(self, local: datetime) -> datetime:
         """``local`` (this machine's clock) on the server's clock; unchanged while
         no ``Date`` was seen (the comparison falls back to this machine's clock)."""
-        offset = self.offset
+        offset = self._offset
         return local if offset is None else local + offset
 
     def earliest_server_time(self, local: datetime) -> datetime:
@@ -93,5 +93,6 @@ class ServerClock:
         erring early), else ``local`` less :data:`UNKNOWN_OFFSET_MARGIN`. What the
         adoption check compares a job's CreationTime with, so that the batch's own
         job is never taken for an older one."""
-        offset = self._offset
-        return local - UNKNOWN_OFFSET_MARGIN if offset is None else local + offset
+        if self._offset is None:
+            return local - UNKNOWN_OFFSET_MARGIN
+        return self.to_server(local)
