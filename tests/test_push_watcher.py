@@ -166,3 +166,46 @@ async def test_a_job_found_ended_by_polling_while_events_arrive_restores_the_usu
             assert group.pace.factor(told.folder_id, group.clock()) == 4.0  # slowed
     assert sorted(f.handle.job_id for f in finished) == [1, 2]
     assert group.pace.factor(told.folder_id, group.clock()) == 1.0
+
+
+def started_event(job_id: int, key: str, folder: int) -> tuple[bytes, str]:
+    body, _ = completed_event(job_id, key, folder)
+    payload = json.loads(body)
+    payload.update(Type="job.started", EventId=f"started-{job_id}-{key}")
+    payload["Job"]["State"] = "Running"
+    body = json.dumps(payload).encode()
+    return body, signature_of(SECRET, body)
+
+
+async def test_only_our_jobs_events_or_ends_slow_a_folders_polling() -> None:
+    # Another caller's job.started says nothing about whether our ends will be told:
+    # the folder keeps its usual pace. Our own job's start (the subscription tells
+    # our jobs' events) or anyone's end (ends are told there) slows it.
+    api = FakeAPI()
+    ours = ended_job(api, 1)
+    folder = ours.folder_id
+
+    async def test(receiver: WebhookReceiver, watcher: JobWatcher) -> None:
+        group = watcher._group
+        assert group is not None and group.pace is not None
+        now = group.clock()
+        other_start = started_event(99, "key-99", folder)
+        assert receiver.receive(*other_start) == (200, "accepted")
+        assert group.pace.factor(folder, now) == 1.0
+        own_start = started_event(1, ours.job_key or "", folder)
+        assert receiver.receive(*own_start) == (200, "accepted")
+        assert group.pace.factor(folder, group.clock()) == 4.0
+        assert receiver.receive(*completed_event(1, ours.job_key or "", folder))[0] == 200
+
+    finished = await watching(api, ours, lambda *_: None, test)
+    assert [f.handle.job_id for f in finished] == [1]
+
+
+def test_another_callers_end_event_slows_the_folder() -> None:
+    receiver = WebhookReceiver(SECRET, wall_clock=time.time)
+    group = WatcherGroup(SLOW, webhooks=receiver, clock=lambda: 100.0)
+    assert group.pace is not None
+    assert receiver.receive(*started_event(99, "key-99", 5)) == (200, "accepted")
+    assert group.pace.factor(5, 100.0) == 1.0
+    assert receiver.receive(*completed_event(99, "key-99", 5)) == (200, "accepted")
+    assert group.pace.factor(5, 100.0) == 4.0
