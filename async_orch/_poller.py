@@ -35,8 +35,11 @@ exactly once, as a :class:`Finished` record (or is taken back with
 
 A server can lose a job (404 on every read) or, after a restart that forgot its
 jobs, hand the job's id to another job. Both come out as a
-:class:`~async_orch._errors.JobLostError`: the full read compares the job's Key,
-Reference and folder with the handle's before its record is believed.
+:class:`~async_orch._errors.JobLostError`: the full read compares the job's Id,
+Key, Reference and folder with the handle's before its record is believed (a read
+answering another Id counts as a failed read, lost after a few in a row, like 404s).
+A range query the server refuses, or that keeps failing, makes the planner watch
+that folder by id lists (:meth:`~async_orch._planner.PollPlanner.range_failed`).
 """
 
 from __future__ import annotations

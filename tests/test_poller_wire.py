@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -35,7 +35,8 @@ from async_orch._states import JobState
 from async_orch._transport import Transport
 
 BASE = "https://cloud.uipath.com/acme/DefaultTenant/orchestrator_"
-FOLDER = {"Id": 7, "Key": "0f5c9a4e-1d7b-4c1e-9a55-0a1b2c3d4e5f", "DisplayName": "Shared",
+FOLDER_ID = 7
+FOLDER = {"Id": FOLDER_ID, "Key": "0f5c9a4e-1d7b-4c1e-9a55-0a1b2c3d4e5f", "DisplayName": "Shared",
           "FullyQualifiedName": "Shared"}  # fmt: skip
 LIST = re.compile(re.escape(BASE + "/odata/Jobs") + r"\?.*$")
 READ = re.compile(re.escape(BASE + "/odata/Jobs(") + r"(\d+)\)$")
@@ -68,7 +69,7 @@ class Server:
 
     def record(self, job_id: int) -> dict[str, Any]:
         return {"Id": job_id, "State": self.states[job_id], "Reference": "batch-1",
-                "OrganizationUnitId": FOLDER["Id"],
+                "OrganizationUnitId": FOLDER_ID,
                 "OutputArguments": json.dumps({"n": job_id})}  # fmt: skip
 
     def list_jobs(self, url: Any, **kwargs: Any) -> CallbackResult:
@@ -119,7 +120,7 @@ async def api() -> AsyncIterator[OrchestratorAPI]:
 
 
 def handle(job_id: int) -> JobHandle:
-    return JobHandle(job_id=job_id, job_key=None, folder_id=FOLDER["Id"], folder_key=None,
+    return JobHandle(job_id=job_id, job_key=None, folder_id=FOLDER_ID, folder_key=None,
                      folder_path="Shared", reference="batch-1")  # fmt: skip
 
 
@@ -128,7 +129,7 @@ async def watch(
     server: Server,
     job_ids: list[int],
     seen: list[tuple[int, JobState]] | None = None,
-) -> tuple[list[Finished], list[dict[str, Any]]]:
+) -> tuple[list[Finished], list[MutableMapping[str, Any]]]:
     """Watch ``job_ids`` until they all leave the watcher; their records and the logs."""
 
     def on_state(h: JobHandle, old: JobState | None, new: JobState) -> None:
