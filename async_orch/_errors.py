@@ -389,7 +389,8 @@ class JobLostError(RequestError):
     Reported per job (a result's ``error``), never raised out of a batch: the
     server answers 404 for it, its id now names another job (another Key,
     Reference or folder: a server that restarted and forgot its jobs hands its
-    ids out again), or the server gave its id to two jobs of one batch.
+    ids out again), reads by id keep answering another job's record, or the
+    server gave its id to two jobs of one batch.
 
     Attributes:
         job_id: the job's id.

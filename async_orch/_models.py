@@ -28,7 +28,7 @@ import enum
 import json
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -59,6 +59,7 @@ __all__ = [
     "parse_datetime",
     "parse_input_arguments",
     "parse_job_state_row",
+    "parse_job_state_rows",
     "reference_problem",
 ]
 
@@ -676,6 +677,25 @@ def parse_job_state_row(row: object) -> tuple[int, JobState]:
             return job_id, JobState.parse(state)
     r = _Reader(row, "JobDto")  # anything else, with the error messages of from_api
     return r.required_int("Id"), JobState.parse(_raw_state(r))
+
+
+def parse_job_state_rows(rows: Iterable[object]) -> tuple[list[tuple[int, JobState]], int]:
+    """Id and State of each row of a list answer, and how many rows were skipped
+    because they could not be read (no integer Id, a State that is null or not a
+    string or number, not an object).
+
+    One bad row must not void the answer about every other job: a job whose row
+    is skipped is simply not in the result, and the poller reads such a job by
+    id, which settles it (or finds it lost).
+    """
+    parsed: list[tuple[int, JobState]] = []
+    skipped = 0
+    for row in rows:
+        try:
+            parsed.append(parse_job_state_row(row))
+        except ResponseDecodeError:
+            skipped += 1
+    return parsed, skipped
 
 
 def _raw_state(r: _Reader) -> str | int:

@@ -103,6 +103,14 @@ what has *not* ended makes a call's reach independent of how many jobs ended
 since the last one: asking for what ended took a row per ended job, so at most
 1,000 completions a call (333 a second at 20 calls a minute).
 
+*No ranges.* The range filter's ``or`` between State terms is an assumption
+(see ``OrchestratorAPI._jobs_in_range``). When the server refuses a range query
+(a client error, :meth:`~PollPlanner.range_failed` with ``refused``) the folder
+is watched by id lists from then on; when range queries to a folder fail
+``RANGE_FAILURES_LIMIT`` times in a row otherwise, it is watched by id lists for
+``RANGE_RETRY_AFTER`` seconds, then a range query is tried again. Id lists cost
+a call per ~90 ids instead of one per folder, but they work.
+
 *Outputs.* A job seen in a final state (Successful, Faulted, Stopped) gets
 exactly one ``FetchOne(purpose=OUTPUTS)``, issued at once and not paced (each
 job needs it once; the caller bounds concurrency). The job is done when the
@@ -168,7 +176,9 @@ from async_orch._url_lists import PAGE_SIZE, ListRoom, job_states_query
 
 __all__ = [
     "EAGER_ROWS",
+    "RANGE_FAILURES_LIMIT",
     "RANGE_PAGE",
+    "RANGE_RETRY_AFTER",
     "RANGE_THRESHOLD",
     "FetchOne",
     "FetchPurpose",
@@ -179,6 +189,7 @@ __all__ = [
     "PollAction",
     "PollPlanner",
     "PollPolicy",
+    "RangeFallback",
 ]
 
 FolderT = TypeVar("FolderT", bound=Hashable)
@@ -193,6 +204,14 @@ RANGE_THRESHOLD = 90
 #: Rows per range query: ``$top``'s maximum on Jobs_Get ("The maximum value is
 #: 1000", the OpenAPI description).
 RANGE_PAGE = PAGE_SIZE
+
+#: Range queries to a folder failing this many times in a row (without being
+#: refused outright) put the folder on id lists for RANGE_RETRY_AFTER seconds.
+RANGE_FAILURES_LIMIT = 3
+
+#: Seconds a folder whose range queries kept failing is watched by id lists
+#: before one range query is tried again (an outage ends; a broken filter does not).
+RANGE_RETRY_AFTER = 300.0
 
 #: A list answer with this many ended jobs of a folder says jobs end in numbers:
 #: list calls may then come sooner than the even pacing (eager, see ListBudget),
@@ -324,6 +343,18 @@ class FetchOne(Generic[FolderT]):
     job_id: int
     folder: FolderT
     purpose: FetchPurpose = FetchPurpose.OUTPUTS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RangeFallback(Generic[FolderT]):
+    """What :meth:`PollPlanner.range_failed` decided: ``folder`` is watched by id
+    lists (:class:`ListBatch`) until ``until`` (inf: for good, the server refused
+    the query); ``first``: the first time for this folder (worth a warning)."""
+
+    folder: FolderT
+    refused: bool
+    until: float
+    first: bool
 
 
 PollAction: TypeAlias = ListBatch[FolderT] | ListUnfinished[FolderT] | FetchOne[FolderT]
@@ -498,6 +529,10 @@ class PollPlanner(Generic[FolderT]):
         self._ended_since_call: dict[FolderT, int] = {}
         self._ended_lately: set[FolderT] = set()
         self._asked: set[FolderT] = set()  # folders a list call has gone to
+        # Range queries failed in a row per folder, and the folders watched by id
+        # lists instead until a time (inf: the server refused them), see range_failed.
+        self._range_failures: dict[FolderT, int] = {}
+        self._no_range_until: dict[FolderT, float] = {}
         self._count = _Counters()
         # Folders whose re-checks are stretched while webhook events arrive (set_pace).
         self._pace: dict[FolderT, float] = {}
@@ -654,6 +689,34 @@ class PollPlanner(Generic[FolderT]):
                 continue
             self._back_off(track, now)
             self._to_watching(track)
+
+    def range_failed(
+        self, folder: FolderT, *, refused: bool, now: float
+    ) -> RangeFallback[FolderT] | None:
+        """A :class:`ListUnfinished` to ``folder`` brought an error answer (report
+        its jobs with :meth:`list_failed` too). Not for 429s, nor for refusals of
+        the token or the folder: those say nothing about the query.
+
+        ``refused``: the server refused the query itself (a client error such as
+        400, "filter not supported"): the folder is watched by id lists from now
+        on. Otherwise the folder falls back to id lists once RANGE_FAILURES_LIMIT
+        range queries failed in a row, for RANGE_RETRY_AFTER seconds; after that
+        one range query is tried again (a failure puts it back at once). Returns
+        the fallback when one starts, else None.
+        """
+        failures = self._range_failures[folder] = self._range_failures.get(folder, 0) + 1
+        if not refused and failures < RANGE_FAILURES_LIMIT:
+            return None
+        first = folder not in self._no_range_until
+        until = math.inf if refused else now + RANGE_RETRY_AFTER
+        self._no_range_until[folder] = max(until, self._no_range_until.get(folder, -math.inf))
+        self._continue.pop(folder, None)
+        return RangeFallback(folder=folder, refused=refused, until=until, first=first)
+
+    def range_worked(self, folder: FolderT) -> None:
+        """A :class:`ListUnfinished` to ``folder`` was answered: its failures in a
+        row start again from 0."""
+        self._range_failures.pop(folder, None)
 
     def fetch_failed(self, job_id: int, *, now: float) -> None:
         """A read by id brought no answer: retry it after a backoff.
@@ -931,7 +994,11 @@ class PollPlanner(Generic[FolderT]):
         self._called(folder)
         threshold = self.policy.range_threshold
         watch = self._watching[folder]
-        if threshold is not None and len(watch.jobs) > threshold:
+        if (
+            threshold is not None
+            and len(watch.jobs) > threshold
+            and self._no_range_until.get(folder, -math.inf) <= now
+        ):
             return self._issue_range(folder, list(watch.jobs.values()), now)
         room = ListRoom.of(job_states_query, max_values=self.policy.max_batch)
         due = [t for t in watch.jobs.values() if t.ready_at <= now]

@@ -35,12 +35,16 @@ exactly once, as a :class:`Finished` record (or is taken back with
 
 A server can lose a job (404 on every read) or, after a restart that forgot its
 jobs, hand the job's id to another job. Both come out as a
-:class:`~async_orch._errors.JobLostError`: the full read compares the job's Key,
-Reference and folder with the handle's before its record is believed.
+:class:`~async_orch._errors.JobLostError`: the full read compares the job's Id,
+Key, Reference and folder with the handle's before its record is believed (a read
+answering another Id counts as a failed read, lost after a few in a row, like 404s).
+A range query the server refuses, or that keeps failing, makes the planner watch
+that folder by id lists (:meth:`~async_orch._planner.PollPlanner.range_failed`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import deque
@@ -53,6 +57,7 @@ import anyio
 
 from async_orch._deadlines import Deadlines
 from async_orch._errors import (
+    APIError,
     AuthenticationError,
     FolderNotFoundError,
     JobLostError,
@@ -67,13 +72,20 @@ from async_orch._list_budget import ListBudget
 from async_orch._logs import get_logger
 from async_orch._models import Job
 from async_orch._options import StateCallback, StopPolicy
-from async_orch._planner import FetchOne, ListBatch, ListUnfinished, PollPlanner, PollPolicy
+from async_orch._planner import (
+    RANGE_RETRY_AFTER,
+    FetchOne,
+    ListBatch,
+    ListUnfinished,
+    PollPlanner,
+    PollPolicy,
+)
 from async_orch._push_pace import PushPace
 from async_orch._resources import STOP_JOBS_CHUNK
 from async_orch._seams import JobsAPI
 from async_orch._shared_budget import SharedListBudget
 from async_orch._states import JobState
-from async_orch._url_lists import ListRoom, job_states_query
+from async_orch._url_lists import ListRoom, job_states_query, split_to_fit
 from async_orch._webhooks import JobEvent, WebhookReceiver
 
 __all__ = ["Finished", "JobWatcher", "WatcherGroup", "identity_change"]
@@ -88,6 +100,8 @@ _NOT_FOUND_LIMIT = 3  # reads by id answered 404 in a row before a job counts as
 # renewed) the batch ends with that error; for a folder's access (list calls answered
 # errorCode 1100) that folder's jobs end with it. Otherwise they would be polled for ever.
 _REFUSALS_FINAL = 3
+# Client errors that do not say a list query itself is refused (see _refuses_the_query).
+_NOT_REFUSALS = frozenset({401, 403, 404, 408, 429})
 _NOT_FOUND_WARN_EVERY = 30.0  # seconds, as the transport's outage warning
 _NOT_FOUND_SAMPLE = 10  # job ids named in the one warning about jobs not found
 
@@ -117,7 +131,9 @@ class _Watched:
     handle: JobHandle
     state: JobState | None = None
     job: Job | None = None
-    not_found: int = 0  # reads by id answered 404 in a row
+    # Reads by id in a row that did not return it: answered 404, or with another
+    # job's Id (a buggy or hostile proxy); lost after _NOT_FOUND_LIMIT.
+    not_found: int = 0
     heard: bool = False  # a webhook event said it ended
 
 
@@ -494,20 +510,54 @@ class JobWatcher:
                 lambda: self._api.unfinished_jobs(
                     folder, action.low, action.high, top=action.top, also=action.stragglers
                 ),
+                on_error=lambda exc: self._range_failed(action.folder, exc),
             )
+            if rows is not None:
+                self._planner.range_worked(action.folder)
         finally:
             for watcher, own in groups:
                 watcher.range_answered(own, rows, top=action.top)
+
+    def _range_failed(self, folder: int, exc: RequestError) -> None:
+        """A range query to ``folder`` failed with ``exc``: the planner decides
+        whether the folder is watched by id lists now; the first time, a warning."""
+        fallback = self._planner.range_failed(
+            folder, refused=_refuses_the_query(exc), now=self._clock()
+        )
+        if fallback is None:
+            return
+        ids = [w.handle.job_id for w in self._jobs.values() if w.handle.folder_id == folder]
+        room = functools.partial(
+            ListRoom.of, job_states_query, max_values=self._planner.policy.max_batch
+        )
+        calls = len(split_to_fit(ids, str, room))
+        again = (
+            "for good (the server refused the query)"
+            if fallback.refused
+            else f"for {RANGE_RETRY_AFTER:.0f} s, then a range query is tried again"
+        )
+        (log.warning if fallback.first else log.info)(
+            "async_orch.range_queries_off",
+            folder=folder,
+            error=str(exc),
+            jobs=len(ids),
+            id_list_calls=calls,
+            note=f"this folder's jobs are asked about by id lists {again}: about "
+            f"{calls} list calls a round for its {len(ids)} jobs instead of one",
+        )
 
     async def _ask(
         self,
         folder: int,
         groups: list[tuple[JobWatcher, tuple[int, ...]]],
         call: Callable[[], Awaitable[_T]],
+        *,
+        on_error: Callable[[RequestError], None] | None = None,
     ) -> _T | None:
         """Make one list call about ``folder`` (its Id) for ``groups`` (watchers and
         their jobs), taking a slot of the shared budget first; None if it brought no
-        answer."""
+        answer. ``on_error`` hears of the errors that may be the query's fault
+        (not 429s, nor refusals of the token or the folder's access)."""
         shared = self._group.shared if self._group is not None else None
         try:
             if shared is not None:
@@ -540,6 +590,8 @@ class JobWatcher:
             # warns once per 30 s of outage.
             jobs = sum(len(own) for _, own in groups)
             log.info("async_orch.poll_failed", error=str(exc), jobs=jobs)
+            if on_error is not None:
+                on_error(exc)
             return None
         self._token_refusals = 0
         self._folder_refusals.pop(folder, None)
@@ -607,8 +659,12 @@ class JobWatcher:
     ) -> None:
         """A range query's answer about ``job_ids`` (the ones this watcher asked for)."""
         now = self._clock()
+        asked = set(job_ids)
         for job_id, state in rows:
-            self._note_state(job_id, state, now)
+            # Only the jobs this call asked about: a row about a job of ours in
+            # another call (or being read by id) may be older than that answer.
+            if job_id in asked:
+                self._note_state(job_id, state, now)
         # Jobs not in the rows left the unfinished states: the planner has them
         # read by id, and that read tells the deadlines their state.
         self._planner.observe_range([i for i in job_ids if i in self._jobs], rows, top=top, now=now)
@@ -682,6 +738,8 @@ class JobWatcher:
         self._token_refusals = 0
         if self._jobs.get(action.job_id) is not watched:
             return True  # forgotten meanwhile: the answer is moot
+        if job.id != action.job_id:
+            return await self._wrong_job_read(watched, job, on_finished)
         now = self._clock()
         watched.not_found = 0
         changed = identity_change(watched.handle, job)
@@ -704,6 +762,25 @@ class JobWatcher:
             return False
         # A fallback probe of a job that is not final yet.
         self._planner.observe(job.id, job.state, now=now)
+        return True
+
+    async def _wrong_job_read(
+        self, watched: _Watched, job: Job, on_finished: Callable[[Finished], Awaitable[None]]
+    ) -> bool:
+        """A read by id answered another job's record: never believed (its state
+        and outputs are that job's). A failed read; after _NOT_FOUND_LIMIT in a
+        row the job is reported lost. Returns whether there is something to plan."""
+        job_id = watched.handle.job_id
+        log.info("async_orch.fetch_wrong_job", job_id=job_id, answered_id=job.id)
+        watched.not_found += 1
+        if watched.not_found >= _NOT_FOUND_LIMIT:
+            why = f"reads by id keep answering another job (Id {job.id}) for it"
+            log.warning("async_orch.job_read_wrong_id", job_id=job_id, answered_id=job.id)
+            await self._finish(
+                watched, on_finished, timed_out=False, error=_lost(watched.handle, why)
+            )
+            return False
+        self._planner.fetch_failed(job_id, now=self._clock())
         return True
 
     async def _read_output_file(
@@ -838,6 +915,14 @@ def identity_change(handle: JobHandle, job: Job) -> str:
         for name, ours, theirs in pairs
         if ours is not None and theirs is not None and ours != theirs
     )
+
+
+def _refuses_the_query(exc: RequestError) -> bool:
+    """Whether ``exc`` says the server will not take the query as sent (a client
+    error such as 400 "filter not supported"), rather than that the call failed
+    this time (5xx, no answer), or that the token, the folder or the rate limit
+    stood in the way (401, 403, 404, 429; 408 is a timeout)."""
+    return isinstance(exc, APIError) and 400 <= exc.status < 500 and exc.status not in _NOT_REFUSALS
 
 
 def _lost(handle: JobHandle, why: str) -> JobLostError:

@@ -32,13 +32,14 @@ from async_orch._errors import (
 )
 from async_orch._fatal import no_api_here
 from async_orch._jsonvalues import shown
+from async_orch._logs import get_logger
 from async_orch._models import (
     Folder,
     Job,
     Release,
     StartRequest,
     needs_input_file,
-    parse_job_state_row,
+    parse_job_state_rows,
 )
 from async_orch._protocol import folder_headers, rate_limit_remaining
 from async_orch._seams import FolderRef, StateRows
@@ -60,6 +61,8 @@ __all__ = [
     "OrchestratorAPI",
     "odata_quote",
 ]
+
+log = get_logger("async_orch.api")
 
 _JOBS = "odata/Jobs"
 _START_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
@@ -126,6 +129,13 @@ def closest_first(name: str, names: Iterable[str]) -> list[str]:
     pool = sorted(set(names))
     close = difflib.get_close_matches(name, pool, n=5, cutoff=0.5)
     return close + [n for n in pool if n not in close]
+
+
+def _note_skipped(skipped: int, rows: int) -> None:
+    """One line for the rows of a list answer that could not be read (their jobs
+    are read by id instead). Only counts: a row may hold job data."""
+    if skipped:
+        log.info("async_orch.job_rows_skipped", skipped=skipped, rows=rows)
 
 
 def _values(body: Any, what: str) -> list[dict[str, Any]]:
@@ -497,7 +507,8 @@ class OrchestratorAPI:
         once: the caller owns retries and charges each to its list budget. The
         poll planner sizes ``ids`` to fit one call (``ListRoom.of(job_states_query)``); a
         longer list would be split. Jobs the list does not return are missing
-        from the result.
+        from the result, and so are those whose row cannot be read (no integer Id,
+        a null State...): one bad row does not void the answer about the others.
         """
         if not ids:
             return {}
@@ -513,7 +524,9 @@ class OrchestratorAPI:
                     params=job_states_query(run),
                     attempts=1,  # the poller owns retries: each one is charged to its budget
                 )
-                states.update(parse_job_state_row(row) for row in rows)
+                parsed, skipped = parse_job_state_rows(rows)
+                states.update(parsed)
+                _note_skipped(skipped, len(rows))
         return states
 
     async def ended_jobs(
@@ -534,7 +547,8 @@ class OrchestratorAPI:
         However many jobs of the range ended, they take no rows: a job missing
         from a page that is not full (or below a full page's last Id) has ended,
         so one call settles any number of ended jobs; this is how the poller
-        watches a big batch.
+        watches a big batch. A row that cannot be read is left out (its job then
+        looks ended and is read by id), as in :meth:`job_states`.
         """
         return await self._jobs_in_range(folder, low, high, top, also, _UNFINISHED_STATES)
 
@@ -571,7 +585,9 @@ class OrchestratorAPI:
             )
         if self.on_list_answer is not None:
             self.on_list_answer(rate_limit_remaining(response.headers))
-        rows = [parse_job_state_row(row) for row in _values(response.json(), "GET Jobs")]
+        values = _values(response.json(), "GET Jobs")
+        rows, skipped = parse_job_state_rows(values)
+        _note_skipped(skipped, len(values))
         rows.sort()  # ordered by the server already; cheap insurance for the page cursor
         return rows
 

@@ -15,6 +15,7 @@ import pytest
 from async_orch._errors import ConfigurationError
 from async_orch._planner import (
     EAGER_ROWS,
+    RANGE_RETRY_AFTER,
     FetchOne,
     FetchPurpose,
     ListBatch,
@@ -1185,3 +1186,67 @@ def test_the_folder_with_the_most_due_jobs_is_asked_first_then_the_longest_unche
         tied.add(job_id, "early", now=0.0)
     # At 5 s both have 2 due jobs; "early"'s have waited longer.
     assert tied.next_action(5.0) == ListBatch("early", (10, 11))
+
+
+# -- range queries refused or failing ------------------------------------------------------
+
+
+def test_a_folder_whose_range_query_is_refused_is_watched_by_id_lists_for_good() -> None:
+    planner: Planner = PollPlanner(PollPolicy(list_budget_per_minute=600, range_threshold=2))
+    for job_id in (1, 2, 3):
+        planner.add(job_id, "A", now=0.0)
+    for job_id in (11, 12, 13):
+        planner.add(job_id, "B", now=0.0)
+    first = planner.next_action(1.0)
+    assert isinstance(first, ListUnfinished) and first.folder == "A"
+    # A 400 ("filter not supported"): the query itself is refused.
+    fallback = planner.range_failed("A", refused=True, now=1.1)
+    assert fallback is not None and (fallback.refused, fallback.first) == (True, True)
+    assert fallback.until == math.inf
+    planner.list_failed(first.job_ids, now=1.1)
+    actions = drain(planner, 5.0) + drain(planner, 5.5)  # one call each (the budget)
+    assert ListBatch("A", (1, 2, 3)) in actions  # id lists now
+    assert any(isinstance(a, ListUnfinished) and a.folder == "B" for a in actions)  # B as before
+    # Still so a day later.
+    for job_id in (1, 2, 3):
+        planner.observe(job_id, JobState.RUNNING, now=5.1)
+    assert ListBatch("A", (1, 2, 3)) in drain(planner, 86_400.0)
+
+
+def test_range_queries_failing_three_times_in_a_row_fall_back_for_a_while() -> None:
+    planner: Planner = PollPlanner(PollPolicy(list_budget_per_minute=600, range_threshold=2))
+    for job_id in (1, 2, 3):
+        planner.add(job_id, "A", now=0.0)
+    now = 1.0
+
+    def next_call() -> PollAction[str]:
+        nonlocal now
+        while (action := planner.next_action(now)) is None:
+            wake = planner.next_wake(now)
+            assert wake is not None
+            now = wake
+        return action
+
+    def fail(action: PollAction[str]) -> Any:
+        assert isinstance(action, ListUnfinished), action
+        fallback = planner.range_failed("A", refused=False, now=now)
+        planner.list_failed(action.job_ids, now=now)
+        return fallback
+
+    assert fail(next_call()) is None
+    planner.range_worked("A")  # an answer in between: the count starts again
+    assert fail(next_call()) is None
+    assert fail(next_call()) is None
+    fallback = fail(next_call())
+    assert fallback is not None and (fallback.refused, fallback.first) == (False, True)
+    assert fallback.until == now + RANGE_RETRY_AFTER
+    assert isinstance(next_call(), ListBatch)
+    # After RANGE_RETRY_AFTER one range query is tried; failing, it falls back at once
+    # (no second "first").
+    for job_id in (1, 2, 3):
+        planner.observe(job_id, JobState.RUNNING, now=fallback.until)
+    now = fallback.until
+    retry = next_call()
+    again = fail(retry)
+    assert again is not None and not again.first
+    assert isinstance(next_call(), ListBatch)

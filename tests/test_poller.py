@@ -494,3 +494,19 @@ async def test_a_job_gone_from_a_folder_watched_by_ranges_is_reported_lost() -> 
     assert sorted(f.handle.job_id for f in finished) == [21, 22, 23]
     assert all(isinstance(f.error, JobLostError) for f in finished)
     assert [c for c in api.calls if c[0] == "unfinished"]  # the folder was asked by range
+
+
+def test_list_answers_change_only_the_jobs_they_were_asked_about() -> None:
+    # Range rows and id-list states about other jobs (another caller's, or ours
+    # in another call or being read by id, whose row may be older) are ignored.
+    api = FakeAPI()
+    seen: list[tuple[int, JobState]] = []
+    watcher = JobWatcher(
+        api, policy=POLL, on_state=lambda h, old, new: seen.append((h.job_id, new))
+    )
+    for job_id in (1, 2):
+        watcher.watch(add_job(api, job_id))
+    running = JobState.RUNNING
+    watcher.range_answered([1], [(1, running), (2, running), (3, running)], top=1000)
+    watcher.list_answered([1], {1: JobState.PENDING, 2: JobState.SUCCESSFUL, 4: running})
+    assert seen == [(1, running), (1, JobState.PENDING)]
