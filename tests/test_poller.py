@@ -25,7 +25,7 @@ from async_orch._models import Job
 from async_orch._options import StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._poller import Finished, JobWatcher, WatcherGroup
-from async_orch._seams import FolderRef, StateRows
+from async_orch._seams import FolderRef, RangeAnswer
 from async_orch._states import JobState
 
 POLL = PollPolicy(min_interval=0.005, max_interval=0.02, probe_rate_per_second=1000.0)
@@ -380,7 +380,7 @@ class EndAfterFirstRange(FakeAPI):
 
     async def unfinished_jobs(
         self, folder: FolderRef, low: int, high: int, *, top: int, also: Sequence[int] = ()
-    ) -> StateRows:
+    ) -> RangeAnswer:
         rows = await super().unfinished_jobs(folder, low, high, top=top, also=also)
         for job in self.jobs.values():
             if not job.state.is_terminal:

@@ -11,10 +11,12 @@ import functools
 from typing import Any
 
 import anyio
+import pytest
 from fakes import FakeSender, Outcome, SentRequest, reply
 
 from async_orch._config import Settings, StaticToken
 from async_orch._resources import OrchestratorAPI
+from async_orch._seams import RangeAnswer
 from async_orch._states import JobState
 from async_orch._transport import Transport
 
@@ -126,7 +128,7 @@ async def test_unfinished_jobs_asks_one_page_of_unfinished_jobs_in_the_id_range(
 
     unfinished = await api.unfinished_jobs("Finance", 11, 20, top=2, also=[3])
 
-    assert unfinished == [(12, JobState.RUNNING), (14, JobState.PENDING)]  # sorted by Id
+    assert unfinished == RangeAnswer([(12, JobState.RUNNING), (14, JobState.PENDING)])  # by Id
     (call,) = server.sender.sent_to(BASE + "/odata/Jobs")
     states = ("Pending", "Running", "Stopping", "Terminating", "Suspended", "Resumed")
     wanted = " or ".join(f"State eq '{state}'" for state in states)
@@ -137,6 +139,29 @@ async def test_unfinished_jobs_asks_one_page_of_unfinished_jobs_in_the_id_range(
         "$top": "2",
     }
     assert call.headers["X-UIPATH-FolderKey"] == KEY_BEFORE
+
+
+@pytest.mark.parametrize(
+    ("extra", "cut"),
+    [
+        ({}, False),
+        ({"@odata.nextLink": BASE + "/odata/Jobs?$skip=2"}, True),  # server-driven paging
+        ({"@odata.count": 5}, True),  # more match than the 2 rows
+        ({"@odata.count": 2}, False),  # all of them
+        ({"@odata.nextLink": None}, False),
+        ({"@odata.count": True}, False),  # not a count
+    ],
+)
+async def test_unfinished_jobs_says_when_the_server_cut_the_page(
+    extra: dict[str, Any], cut: bool
+) -> None:
+    rows = [{"Id": 12, "State": "Running"}, {"Id": 14, "State": "Pending"}]
+    server = FakeOrchestrator(folder_list(1, KEY_BEFORE), jobs={**extra, "value": rows})
+    api = api_over(server)
+
+    answer = await api.unfinished_jobs("Finance", 11, 20, top=1000)
+
+    assert answer == RangeAnswer([(12, JobState.RUNNING), (14, JobState.PENDING)], cut=cut)
 
 
 async def test_ended_jobs_asks_one_page_of_final_jobs_in_the_id_range_ordered_by_id() -> None:
