@@ -94,11 +94,17 @@ them. The caller reports the rows with :meth:`~PollPlanner.observe_range`: a job
 in the rows gets its state (rescheduled like a job seen running); a job not in
 them has left the unfinished states, almost always because it ended, and is read
 by id at once (``FetchOne(purpose=UNLISTED)``, not paced: that read is the
-outputs read a final job needs anyway; a job it finds still unfinished, say in
-a state this version does not ask for, goes back to WATCHING). Rows of jobs not
-watched (other callers' jobs in the range) are ignored. A full page
-(``range_page`` rows) answers only up to its last id: the jobs above it go back
-due at once, and the continuation is asked for with an eager call. Asking for
+outputs read a final job needs anyway; a job it finds still unfinished goes back
+to WATCHING). Rows of jobs not watched (other callers' jobs in the range) are
+ignored. A full page (``top`` rows, or fewer when the server says it cut the
+page: the folder's pages are that size from then on) answers only up to its
+last row among those the query asked for (rows outside the range would put the
+cursor anywhere): the jobs above it go back due at once, and the continuation is
+asked for with an eager call. A full page without one such row makes no
+progress (a stall): its jobs go back due at their interval, and the folder's
+next call is an id list. A job last seen in a state the range's filter does not
+name (say, one added to the service later: UNKNOWN) is *hidden*: a range's
+silence about it says nothing, and it is read by id only when due. Asking for
 what has *not* ended makes a call's reach independent of how many jobs ended
 since the last one: asking for what ended took a row per ended job, so at most
 1,000 completions a call (333 a second at 20 calls a minute).

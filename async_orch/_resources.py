@@ -99,8 +99,8 @@ def _ids_in(ids: Iterable[int]) -> str:
 # The states a job has not ended in, as the Jobs list's State filter names them
 # (the OpenAPI description's JobState enum, less Successful, Faulted and Stopped).
 # A state added to the service later would be missing here: such a job looks
-# ended to a range query and is read by id, which finds it unfinished (one read
-# more per call, never a wrong result).
+# ended to a range query and is read by id, which finds it unfinished; the planner
+# then reads it by id at its own pace (_planner._RANGE_LISTED: keep them alike).
 _UNFINISHED_STATES = ("Pending", "Running", "Stopping", "Terminating", "Suspended", "Resumed")
 _FINAL_STATES = ("Successful", "Faulted", "Stopped")
 

@@ -15,7 +15,8 @@ import pytest
 from fakes import FakeSender, Outcome, SentRequest, reply
 
 from async_orch._config import Settings, StaticToken
-from async_orch._resources import OrchestratorAPI
+from async_orch._planner import _RANGE_LISTED
+from async_orch._resources import _UNFINISHED_STATES, OrchestratorAPI
 from async_orch._seams import RangeAnswer
 from async_orch._states import JobState
 from async_orch._transport import Transport
@@ -139,6 +140,11 @@ async def test_unfinished_jobs_asks_one_page_of_unfinished_jobs_in_the_id_range(
         "$top": "2",
     }
     assert call.headers["X-UIPATH-FolderKey"] == KEY_BEFORE
+
+
+def test_the_planner_knows_the_states_a_range_query_asks_for() -> None:
+    # A job in another state is never a row: the planner reads it by id instead.
+    assert {JobState(state) for state in _UNFINISHED_STATES} == _RANGE_LISTED
 
 
 @pytest.mark.parametrize(
