@@ -94,11 +94,17 @@ them. The caller reports the rows with :meth:`~PollPlanner.observe_range`: a job
 in the rows gets its state (rescheduled like a job seen running); a job not in
 them has left the unfinished states, almost always because it ended, and is read
 by id at once (``FetchOne(purpose=UNLISTED)``, not paced: that read is the
-outputs read a final job needs anyway; a job it finds still unfinished, say in
-a state this version does not ask for, goes back to WATCHING). Rows of jobs not
-watched (other callers' jobs in the range) are ignored. A full page
-(``range_page`` rows) answers only up to its last id: the jobs above it go back
-due at once, and the continuation is asked for with an eager call. Asking for
+outputs read a final job needs anyway; a job it finds still unfinished goes back
+to WATCHING). Rows of jobs not watched (other callers' jobs in the range) are
+ignored. A full page (``top`` rows, or fewer when the server says it cut the
+page: the folder's pages are that size from then on) answers only up to its
+last row among those the query asked for (rows outside the range would put the
+cursor anywhere): the jobs above it go back due at once, and the continuation is
+asked for with an eager call. A full page without one such row makes no
+progress (a stall): its jobs go back due at their interval, and the folder's
+next call is an id list. A job last seen in a state the range's filter does not
+name (say, one added to the service later: UNKNOWN) is *hidden*: a range's
+silence about it says nothing, and it is read by id only when due. Asking for
 what has *not* ended makes a call's reach independent of how many jobs ended
 since the last one: asking for what ended took a row per ended job, so at most
 1,000 completions a call (333 a second at 20 calls a minute).
@@ -195,6 +201,10 @@ __all__ = [
 FolderT = TypeVar("FolderT", bound=Hashable)
 
 _SLOW_STATES = frozenset({JobState.SUSPENDED, JobState.UNKNOWN})
+# The states a range query asks for (the Jobs list's State filter names them,
+# _resources._UNFINISHED_STATES): a job in any other non-final state (one added to
+# the service later, parsed as UNKNOWN) never comes back as a row.
+_RANGE_LISTED = frozenset(JobState) - TERMINAL_STATES - {JobState.UNKNOWN}
 
 
 #: A folder watching more jobs than this is asked for its unfinished jobs in its id
@@ -385,6 +395,9 @@ class PlannerStats:
     rate_limited: int
     pushed_reads: int = 0  # reads by id asked for by webhook events
     range_calls: int = 0
+    # Full (or cut) range pages with no row the query asked for: no progress, so
+    # their jobs were left unanswered (see PollPlanner.observe_range).
+    range_stalls: int = 0
 
 
 #: Watched jobs at most asked for by id in a range query, below its range, and
@@ -433,6 +446,9 @@ class _Track(Generic[FolderT]):
     final: bool = False  # seen in a final state: only its outputs read remains
     purpose: FetchPurpose = FetchPurpose.OUTPUTS  # FETCH_QUEUED / FETCHING
     failures: int = 0
+    # Last seen in a non-final state a range query does not ask for (not in
+    # _RANGE_LISTED): a range answer's silence about it says nothing.
+    hidden: bool = False
 
 
 class _FolderWatch(Generic[FolderT]):
@@ -488,6 +504,7 @@ class _Counters:
     removed: int = 0
     list_calls: int = 0
     range_calls: int = 0
+    range_stalls: int = 0
     output_fetches: int = 0
     probes: int = 0
     rate_limited: int = 0
@@ -523,6 +540,12 @@ class PollPlanner(Generic[FolderT]):
         # Folders whose last range answer was a full page, and its last id: the
         # rest is asked for as soon as the window allows.
         self._continue: dict[FolderT, int] = {}
+        # Folders whose range pages were cut by the server below the $top asked
+        # for, and the page size it gave: their range queries ask for no more.
+        self._page_size: dict[FolderT, int] = {}
+        # Folders whose last range answer made no progress (a stall): their next
+        # list call asks by id list, whose answer needs no range filter honoured.
+        self._by_ids_next: set[FolderT] = set()
         # Jobs of ours seen ended by list answers since each folder's last list call,
         # and the folders where that reached EAGER_ROWS: many more may be waiting,
         # so calls may be eager (ListBudget.ready_at, _eager_at).
@@ -571,6 +594,7 @@ class PollPlanner(Generic[FolderT]):
             rate_limited=c.rate_limited,
             pushed_reads=c.pushed_reads,
             range_calls=c.range_calls,
+            range_stalls=c.range_stalls,
         )
 
     # -- events from the caller ---------------------------------------------------
@@ -623,6 +647,7 @@ class PollPlanner(Generic[FolderT]):
         if track.final:
             return  # a late answer from before the job ended
         track.state = state
+        track.hidden = state not in _RANGE_LISTED
         self._reschedule(track, now)
 
     def observe_range(
@@ -630,21 +655,49 @@ class PollPlanner(Generic[FolderT]):
         job_ids: Iterable[int],
         rows: Sequence[tuple[int, JobState]],
         *,
-        top: int,
+        query: ListUnfinished[FolderT],
         now: float,
-    ) -> None:
-        """A :class:`ListUnfinished`'s answer about ``job_ids`` (the ones this
-        planner asked about): ``rows``, the (Id, State) pairs of the unfinished
-        jobs the list returned, ``top``, the page size asked for.
+        cut: bool = False,
+        received: int | None = None,
+    ) -> bool:
+        """The answer to ``query`` (a :class:`ListUnfinished`) about ``job_ids`` (the
+        ones this planner asked about): ``rows``, the (Id, State) pairs of the
+        unfinished jobs the list returned; ``cut``: the server said more rows match
+        (a page cut below ``query.top``, learnt as the folder's page size);
+        ``received``: the rows the server sent, unreadable ones left out of
+        ``rows`` included (None: as many as ``rows``), which is what says whether
+        the page was full.
 
         A job in the rows gets its state and is checked again after its
         interval. A job not in them has left the unfinished states: it is read by
-        id at once (``FetchPurpose.UNLISTED``). When the page is full, the jobs
-        above its last id are not answered: they are due at once and the next
-        page is asked for with an eager call. Rows about other jobs are ignored.
+        id at once (``FetchPurpose.UNLISTED``), unless it was last seen in a state
+        the query does not ask for (then it is read by id only when due). When the
+        page is full (or cut), it answers up to its last row the query could
+        return: the jobs above are due at once and the next page is asked for
+        with an eager call. Rows about other jobs are ignored.
+
+        Returns True when the answer made no progress: a full or cut page without
+        one row the query asked for (ids outside its range and stragglers). Its
+        jobs are then left unanswered, due again at their interval, and the
+        folder's next list call goes by id list.
         """
         listed = dict(rows)
-        cursor = max(listed) if listed and len(rows) >= top else None
+        folder = query.folder
+        cursor: int | None = None
+        sent = len(rows) if received is None else received
+        if cut and 0 < sent < query.top:
+            self._page_size[folder] = min(sent, self._page_size.get(folder, query.top))
+        if cut or sent >= query.top:
+            # Only rows the query could return move the cursor: other rows (another
+            # caller's, a server ignoring the filter) would put it anywhere. Every
+            # id asked for lies above the previous page's cursor (_next_page), so
+            # one such row is progress, and pages cannot repeat.
+            stragglers = set(query.stragglers)
+            asked = [i for i in listed if query.low <= i <= query.high or i in stragglers]
+            if not asked:
+                self._stalled(job_ids, folder, now)
+                return True
+            cursor = max(asked)
         for job_id in job_ids:
             track = self._jobs.get(job_id)
             if track is None:
@@ -655,14 +708,33 @@ class PollPlanner(Generic[FolderT]):
             elif track.phase is not _Phase.LISTING:
                 continue  # a probe of it is in flight; that one answers
             elif cursor is not None and job_id > cursor:
-                track.due_at = track.not_before = now
+                if not track.hidden:
+                    track.due_at = track.not_before = now
                 self._to_watching(track)
-                self._continue[track.folder] = cursor
+                self._continue[folder] = cursor
+            elif track.hidden and track.due_at > now:
+                self._to_watching(track)  # silence says nothing; not due yet
             else:
+                # Ended (almost always); a hidden job (its state is not asked for)
+                # is read at its interval instead.
                 track.last_checked = track.not_before = now
                 track.failures = 0
                 self._to_fetch_queue(track, FetchPurpose.UNLISTED)
-                self._count_ended(track.folder, 1)
+                if not track.hidden:
+                    self._count_ended(folder, 1)
+        return False
+
+    def _stalled(self, job_ids: Iterable[int], folder: FolderT, now: float) -> None:
+        """A range answer made no progress: its jobs are due again at their usual
+        interval (not eagerly), and the folder's next call goes by id list."""
+        self._count.range_stalls += 1
+        self._by_ids_next.add(folder)
+        for job_id in job_ids:
+            track = self._jobs.get(job_id)
+            if track is None or track.phase is not _Phase.LISTING:
+                continue
+            track.due_at = now + self._interval(track, now)
+            self._to_watching(track)
 
     def observe_missing(self, job_id: int, *, now: float) -> None:
         """A list call answered but did not include this job: probe it by id."""
@@ -999,7 +1071,9 @@ class PollPlanner(Generic[FolderT]):
             and len(watch.jobs) > threshold
             and self._no_range_until.get(folder, -math.inf) <= now
         ):
-            return self._issue_range(folder, list(watch.jobs.values()), now)
+            if folder not in self._by_ids_next:
+                return self._issue_range(folder, list(watch.jobs.values()), now)
+            self._by_ids_next.discard(folder)
         room = ListRoom.of(job_states_query, max_values=self.policy.max_batch)
         due = [t for t in watch.jobs.values() if t.ready_at <= now]
         chosen = self._take_for_list(folder, due, now, room)
@@ -1050,9 +1124,8 @@ class PollPlanner(Generic[FolderT]):
         self._budget.spend(now)
         self._count.list_calls += 1
         self._count.range_calls += 1
-        return ListUnfinished(
-            folder, ids[split], ids[-1], ids, self.policy.range_page, stragglers=ids[:split]
-        )
+        top = self._page_size.get(folder, self.policy.range_page)
+        return ListUnfinished(folder, ids[split], ids[-1], ids, top, stragglers=ids[:split])
 
     def _take_for_list(
         self, folder: FolderT, due: list[_Track[FolderT]], now: float, room: ListRoom

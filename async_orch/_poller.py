@@ -82,7 +82,7 @@ from async_orch._planner import (
 )
 from async_orch._push_pace import PushPace
 from async_orch._resources import STOP_JOBS_CHUNK
-from async_orch._seams import JobsAPI
+from async_orch._seams import JobsAPI, RangeAnswer
 from async_orch._shared_budget import SharedListBudget
 from async_orch._states import JobState
 from async_orch._url_lists import ListRoom, job_states_query, split_to_fit
@@ -502,9 +502,9 @@ class JobWatcher:
         groups = [(self, action.job_ids)]
         if self._group is not None:
             groups += self._group.range_riders(self, action.folder, action.low, action.high)
-        rows: Sequence[tuple[int, JobState]] | None = None
+        answer: RangeAnswer | None = None
         try:
-            rows = await self._ask(
+            answer = await self._ask(
                 action.folder,
                 groups,
                 lambda: self._api.unfinished_jobs(
@@ -512,11 +512,11 @@ class JobWatcher:
                 ),
                 on_error=lambda exc: self._range_failed(action.folder, exc),
             )
-            if rows is not None:
+            if answer is not None:
                 self._planner.range_worked(action.folder)
         finally:
             for watcher, own in groups:
-                watcher.range_answered(own, rows, top=action.top)
+                watcher.range_answered(own, answer, query=action)
 
     def _range_failed(self, folder: int, exc: RequestError) -> None:
         """A range query to ``folder`` failed with ``exc``: the planner decides
@@ -641,25 +641,27 @@ class JobWatcher:
     def range_answered(
         self,
         job_ids: Sequence[int],
-        rows: Sequence[tuple[int, JobState]] | None,
+        answer: RangeAnswer | None,
         *,
-        top: int,
+        query: ListUnfinished[int],
     ) -> None:
-        """A range query covering ``job_ids`` of this watcher answered ``rows`` (the
-        unfinished jobs in the range; None: it failed or was cancelled, so they are
-        due again); wakes the run loop to plan what that changed."""
-        if rows is None:
+        """``query`` (a range query covering ``job_ids`` of this watcher) was
+        answered (the unfinished jobs in the range; None: it failed or was
+        cancelled, so they are due again); wakes the run loop to plan what that
+        changed."""
+        if answer is None:
             self._planner.list_failed(job_ids, now=self._clock())
         else:
-            self._apply_unfinished(job_ids, rows, top=top)
+            self._apply_unfinished(job_ids, answer, query=query)
         self._wakeup.set()
 
     def _apply_unfinished(
-        self, job_ids: Sequence[int], rows: Sequence[tuple[int, JobState]], *, top: int
+        self, job_ids: Sequence[int], answer: RangeAnswer, *, query: ListUnfinished[int]
     ) -> None:
         """A range query's answer about ``job_ids`` (the ones this watcher asked for)."""
         now = self._clock()
         asked = set(job_ids)
+        rows = answer.rows
         for job_id, state in rows:
             # Only the jobs this call asked about: a row about a job of ours in
             # another call (or being read by id) may be older than that answer.
@@ -667,7 +669,19 @@ class JobWatcher:
                 self._note_state(job_id, state, now)
         # Jobs not in the rows left the unfinished states: the planner has them
         # read by id, and that read tells the deadlines their state.
-        self._planner.observe_range([i for i in job_ids if i in self._jobs], rows, top=top, now=now)
+        ours = [i for i in job_ids if i in self._jobs]
+        if self._planner.observe_range(
+            ours, rows, query=query, cut=answer.cut, received=answer.received, now=now
+        ):
+            log.warning(
+                "async_orch.range_page_stalled",
+                folder=query.folder,
+                rows=len(rows),
+                low=query.low,
+                high=query.high,
+                note="a full page without one row the query asked for: its jobs are "
+                "asked about again at their usual pace, the next time by id list",
+            )
 
     def join_list(self, folder: int, *, room: ListRoom) -> tuple[int, ...]:
         """Ids of this watcher's jobs of ``folder`` worth listing in another

@@ -31,6 +31,7 @@ from async_orch._errors import (
     ResponseDecodeError,
 )
 from async_orch._fatal import no_api_here
+from async_orch._http import Response
 from async_orch._jsonvalues import shown
 from async_orch._logs import get_logger
 from async_orch._models import (
@@ -42,7 +43,7 @@ from async_orch._models import (
     parse_job_state_rows,
 )
 from async_orch._protocol import folder_headers, rate_limit_remaining
-from async_orch._seams import FolderRef, StateRows
+from async_orch._seams import FolderRef, RangeAnswer, StateRows
 from async_orch._states import JobState
 from async_orch._transport import Transport
 from async_orch._url_lists import (
@@ -101,8 +102,8 @@ def _ids_in(ids: Iterable[int]) -> str:
 # The states a job has not ended in, as the Jobs list's State filter names them
 # (the OpenAPI description's JobState enum, less Successful, Faulted and Stopped).
 # A state added to the service later would be missing here: such a job looks
-# ended to a range query and is read by id, which finds it unfinished (one read
-# more per call, never a wrong result).
+# ended to a range query and is read by id, which finds it unfinished; the planner
+# then reads it by id at its own pace (_planner._RANGE_LISTED: keep them alike).
 _UNFINISHED_STATES = ("Pending", "Running", "Stopping", "Terminating", "Suspended", "Resumed")
 _FINAL_STATES = ("Successful", "Faulted", "Stopped")
 
@@ -143,6 +144,24 @@ def _values(body: Any, what: str) -> list[dict[str, Any]]:
         raise ResponseDecodeError(f"expected an OData list of {what}, got {str(body)[:200]!r}")
     rows: list[dict[str, Any]] = body["value"]
     return rows
+
+
+def _page_was_cut(response: Response, rows: int) -> bool:
+    """Whether a list answer of ``rows`` rows says more rows match: an
+    ``@odata.nextLink`` (OData v4 server-driven paging), or an ``@odata.count``
+    above the rows. orchestrator-api.md §3 gives ``$top``'s maximum (1,000) and
+    ``@odata.count`` (with ``$count=true``), and says nothing of a page cap below
+    ``$top`` on Jobs or of nextLink (QueueItems refuses ``$top`` over 100 with a
+    400, §4): that Jobs may cut a page and say so this way is an assumption, the
+    OData v4 convention. The body is parsed again only when it names either."""
+    if b"@odata.nextLink" not in response.body and b"@odata.count" not in response.body:
+        return False
+    body = response.json()
+    if not isinstance(body, dict):
+        return False
+    count = body.get("@odata.count")
+    counted = isinstance(count, int) and not isinstance(count, bool) and count > rows
+    return body.get("@odata.nextLink") is not None or counted
 
 
 class OrchestratorAPI:
@@ -535,11 +554,11 @@ class OrchestratorAPI:
         """Id and State of the folder's jobs with ``low <= Id <= high`` (or an Id
         in ``also``) in a final state, ordered by Id, at most ``top`` rows: one
         page of one list call [Jobs_Get] (rate limited like list_jobs)."""
-        return await self._jobs_in_range(folder, low, high, top, also, _FINAL_STATES)
+        return (await self._jobs_in_range(folder, low, high, top, also, _FINAL_STATES)).rows
 
     async def unfinished_jobs(
         self, folder: FolderRef, low: int, high: int, *, top: int, also: Sequence[int] = ()
-    ) -> StateRows:
+    ) -> RangeAnswer:
         """Id and State of the folder's jobs with ``low <= Id <= high`` (or an Id
         in ``also``) that have not ended, ordered by Id, at most ``top`` rows: one
         page of one list call [Jobs_Get] (rate limited like list_jobs).
@@ -548,7 +567,8 @@ class OrchestratorAPI:
         from a page that is not full (or below a full page's last Id) has ended,
         so one call settles any number of ended jobs; this is how the poller
         watches a big batch. A row that cannot be read is left out (its job then
-        looks ended and is read by id), as in :meth:`job_states`.
+        looks ended and is read by id), as in :meth:`job_states`. ``cut``: the
+        server said more rows match than the page holds (see :func:`_page_was_cut`).
         """
         return await self._jobs_in_range(folder, low, high, top, also, _UNFINISHED_STATES)
 
@@ -560,7 +580,7 @@ class OrchestratorAPI:
         top: int,
         also: Sequence[int],
         states: Sequence[str],
-    ) -> StateRows:
+    ) -> RangeAnswer:
         """One page of the jobs of an id range in ``states``. UiPath's examples on
         Jobs show ``ge`` comparisons joined by ``and``, ``State eq 'Successful'``,
         ``$orderby`` and ``$top`` up to 1,000 (orchestrator-api.md §3.4, the OpenAPI
@@ -589,7 +609,7 @@ class OrchestratorAPI:
         rows, skipped = parse_job_state_rows(values)
         _note_skipped(skipped, len(values))
         rows.sort()  # ordered by the server already; cheap insurance for the page cursor
-        return rows
+        return RangeAnswer(rows, cut=_page_was_cut(response, len(values)), received=len(values))
 
     async def stop_jobs(
         self, folder: FolderRef, job_ids: Sequence[int], *, strategy: str = "SoftStop"

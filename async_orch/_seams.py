@@ -17,19 +17,33 @@ Both are structural (``typing.Protocol``): an implementation need not inherit.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
 from async_orch._http import Response
 from async_orch._models import Folder, Job, Release, StartRequest
 from async_orch._states import JobState
 
-__all__ = ["FolderRef", "HTTPSender", "JobsAPI", "StateRows"]
+__all__ = ["FolderRef", "HTTPSender", "JobsAPI", "RangeAnswer", "StateRows"]
 
 #: A folder as users name it: numeric Id, Key (GUID) or path ("Finance/Invoices").
 FolderRef = int | str | Folder
 
 #: (Id, State) rows of a list call, as ``$select=Id,State`` returns them.
 StateRows: TypeAlias = list[tuple[int, JobState]]
+
+
+@dataclass(frozen=True, slots=True)
+class RangeAnswer:
+    """One page of a range query: its (Id, State) ``rows``, and ``cut``: the server
+    said more rows match than it returned (``@odata.nextLink``, or ``@odata.count``
+    above the rows), so the page ends at its last row, as a full page does;
+    ``received``: how many rows the server sent, unreadable ones (left out of
+    ``rows``) included, which is what tells whether the page was full."""
+
+    rows: StateRows
+    cut: bool = False
+    received: int | None = None  # None: as many as rows
 
 
 class HTTPSender(Protocol):
@@ -95,7 +109,7 @@ class JobsAPI(Protocol):
 
     async def unfinished_jobs(
         self, folder: FolderRef, low: int, high: int, *, top: int, also: Sequence[int] = ()
-    ) -> StateRows:
+    ) -> RangeAnswer:
         """Id and State of the folder's unfinished jobs with ``low <= Id <= high``
         or an Id in ``also``, ordered by Id, at most ``top`` (one list call)."""
         ...

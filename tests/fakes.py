@@ -24,7 +24,7 @@ from async_orch._blobs import check_blob_size
 from async_orch._errors import FolderNotFoundError, ProcessNotFoundError
 from async_orch._http import Response
 from async_orch._models import Folder, Job, Release, StartRequest
-from async_orch._seams import FolderRef, HTTPSender, JobsAPI, StateRows
+from async_orch._seams import FolderRef, HTTPSender, JobsAPI, RangeAnswer
 from async_orch._states import JobState
 
 FOLDERS = ("Shared", "Finance", "Finance/Comptabilité", "HR")
@@ -153,7 +153,7 @@ class FakeAPI:
 
     async def unfinished_jobs(
         self, folder: FolderRef, low: int, high: int, *, top: int, also: Sequence[int] = ()
-    ) -> StateRows:
+    ) -> RangeAnswer:
         await anyio.lowlevel.checkpoint()
         self.calls.append(("unfinished", folder, (low, high)))
         if self.list_errors:
@@ -167,7 +167,7 @@ class FakeAPI:
             and folder
             in (job.folder, job.folder.id, job.folder.key, job.folder.fully_qualified_name)
         ]
-        return sorted(rows)[:top]
+        return RangeAnswer(sorted(rows)[:top])
 
     async def get_job(self, folder: FolderRef, job_id: int) -> Job:
         await anyio.lowlevel.checkpoint()

@@ -417,13 +417,14 @@ async def test_unfinished_jobs_returns_the_jobs_of_an_id_range_not_ended_yet(
     low, high = ids[1], max(ids[-1], other.id)
 
     # Only this folder's jobs, only those within the range (or named), by Id.
-    unfinished = await api.unfinished_jobs("Shared", low, high, top=1000)
+    unfinished = (await api.unfinished_jobs("Shared", low, high, top=1000)).rows
     assert [i for i, _ in unfinished] == ids[1:]
     assert {state for _, state in unfinished} <= {JobState.PENDING, JobState.RUNNING}
     page = await api.unfinished_jobs("Shared", ids[3], high, top=2, also=[ids[0]])
-    assert [i for i, _ in page] == [ids[0], ids[3]]
+    assert [i for i, _ in page.rows] == [ids[0], ids[3]]
+    assert not page.cut  # the simulator cuts no page below $top
     fake_clock.advance(WORK)
-    assert await api.unfinished_jobs("Shared", low, high, top=1000) == []  # all ended
+    assert (await api.unfinished_jobs("Shared", low, high, top=1000)).rows == []  # all ended
     assert transport.stats.count("GET Jobs", 200) == 3  # one call each, no paging
 
 

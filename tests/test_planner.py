@@ -560,7 +560,7 @@ def _answer(planner: Planner, action: PollAction[str], rng: random.Random, now: 
             return
         unfinished = [JobState.PENDING, JobState.RUNNING, JobState.SUSPENDED]
         rows = [(i, rng.choice(unfinished)) for i in action.job_ids if rng.random() < 0.7]
-        planner.observe_range(action.job_ids, rows[: action.top], top=action.top, now=now)
+        planner.observe_range(action.job_ids, rows[: action.top], query=action, now=now)
     elif isinstance(action, ListBatch):
         roll = rng.random()
         if roll < 0.1:
@@ -771,7 +771,7 @@ def _report(
         for job_id in action.job_ids:
             if job_id not in listed and job_id <= cursor:
                 note_terminal(job_id, now)
-        planner.observe_range(action.job_ids, rows, top=action.top, now=now)
+        planner.observe_range(action.job_ids, rows, query=action, now=now)
     elif kind == "429":
         action, retry_after = payload
         result.rate_limited += 1
@@ -954,7 +954,7 @@ def test_a_folder_with_many_jobs_is_asked_for_its_unfinished_jobs_in_its_id_rang
     # server answering loosely); 12 is not among the ids reported; 11 is not in the
     # rows: it ended.
     rows = [(5, JobState.RUNNING), (10, JobState.RUNNING), (13, JobState.PENDING)]
-    planner.observe_range((10, 11, 13), rows, top=10, now=1.2)
+    planner.observe_range((10, 11, 13), rows, query=action, now=1.2)
     assert planner.state_of(10) is JobState.RUNNING
     assert planner.state_of(13) is JobState.PENDING
     assert planner.state_of(12) is None
@@ -964,7 +964,7 @@ def test_a_folder_with_many_jobs_is_asked_for_its_unfinished_jobs_in_its_id_rang
     assert (stats.watching, stats.listing, stats.fetching) == (3, 1, 1)  # 10, 13, 20
     assert stats.output_fetches == 1
     # A late answer of a range about it changes nothing while its read is in flight.
-    planner.observe_range((11,), [], top=10, now=1.3)
+    planner.observe_range((11,), [], query=action, now=1.3)
     assert planner.next_action(1.3) is None
     # The read found it unfinished after all (a state the filter does not name):
     # it is watched again, not finished.
@@ -980,7 +980,7 @@ def test_the_planner_returns_to_id_lists_when_the_folder_has_few_jobs_left() -> 
     first = planner.next_action(1.0)
     assert isinstance(first, ListUnfinished)
     running = [(2, JobState.RUNNING), (3, JobState.RUNNING)]
-    planner.observe_range(first.job_ids, running, top=first.top, now=1.1)
+    planner.observe_range(first.job_ids, running, query=first, now=1.1)
     assert planner.next_action(1.1) == FetchOne(1, "A", FetchPurpose.UNLISTED)
     assert planner.next_action(2.1) == ListBatch("A", (2, 3))  # two left: an id list
 
@@ -994,7 +994,7 @@ def test_a_full_page_is_continued_eagerly_within_the_window() -> None:
     planner: Planner = PollPlanner(
         PollPolicy(list_budget_per_minute=budget, range_threshold=2, range_page=2)
     )
-    ours = (10, 20, 30, 40, 50, 60)
+    ours = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
     for job_id in ours:
         planner.add(job_id, "A", now=0.0)
     first = planner.next_action(1.0)
@@ -1002,28 +1002,26 @@ def test_a_full_page_is_continued_eagerly_within_the_window() -> None:
     # A full page: 20 has not ended, 25 is another caller's; 10 is not in the
     # rows: it ended; 30 and up are beyond the page's last id, unanswered.
     running = JobState.RUNNING
-    planner.observe_range(ours, [(20, running), (25, running)], top=2, now=1.5)
+    planner.observe_range(ours, [(20, running), (25, running)], query=first, now=1.5)
     assert drain(planner, 1.5) == [FetchOne(10, "A", FetchPurpose.UNLISTED)]
     assert planner.next_wake(1.5) == 3.5  # 10 s / 4 after the first call
-    next_page = ListUnfinished("A", 30, 60, (30, 40, 50, 60), 2)
-    assert drain(planner, 3.5) == [next_page]
+    page = ListUnfinished("A", 30, 100, ours[2:], 2)
+    assert drain(planner, 3.5) == [page]
     assert planner.state_of(20) is running
-    # Pages of other callers' jobs keep coming: at most 3 of the window's 6 calls
-    # come in a burst, none is more than 20 s after the one before, and the
-    # 60 s window holds.
-    asked: tuple[int, ...] = next_page.job_ids
+    # Full pages keep coming: at most 3 of the window's 6 calls come in a burst,
+    # none is more than 20 s after the one before, and the 60 s window holds.
     made = [1.0, 3.5]
     now = 3.5
-    for k in range(3):  # (job 20 is probed by id once overdue, at 32.5 s)
-        # Full pages: 30 and 40 unfinished, then other callers' jobs below 50.
-        rows = [(30, running), (40, running)] if k == 0 else [(41 + 2 * k, running)] * 2
-        planner.observe_range(asked, rows, top=2, now=now)
+    for k in range(3):
+        # Full pages of unfinished jobs: 30 and 40, then 50 and 60, ...
+        rows = [(page.low, running), (page.low + 10, running)]
+        planner.observe_range(page.job_ids, rows, query=page, now=now)
         wake = planner.next_wake(now)
         assert wake is not None
         now = wake
         action = only(drain(planner, now))
-        assert action == ListUnfinished("A", 50, 60, (50, 60), 2), action
-        asked = action.job_ids
+        assert action == ListUnfinished("A", 50 + 20 * k, 100, ours[4 + 2 * k :], 2), action
+        page = action
         made.append(now)
     assert made == [1.0, 3.5, 6.0, 16.0, 26.0]
 
@@ -1052,9 +1050,117 @@ def test_join_range_lends_the_watched_jobs_in_a_range_to_another_planners_call()
     rider.add(8, "B", now=0.0)
     assert rider.join_range("A", 6, 9) == (7, 9)
     assert rider.stats.listing == 2 and rider.stats.list_calls == 0
-    rider.observe_range((7, 9), [(7, JobState.RUNNING)], top=1000, now=0.5)
+    query = ListUnfinished("A", 6, 9, (8,), 1000)  # the other planner's call
+    rider.observe_range((7, 9), [(7, JobState.RUNNING)], query=query, now=0.5)
     assert rider.next_action(0.5) == FetchOne(9, "A", FetchPurpose.UNLISTED)
     assert rider.state_of(7) is JobState.RUNNING and rider.stats.watching == 3
+
+
+def test_rows_outside_the_asked_range_do_not_move_a_full_pages_cursor() -> None:
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=3, range_page=3))
+    ours = (10, 11, 12, 13, 14, 15)
+    for job_id in ours:
+        planner.add(job_id, "A", now=0.0)
+    first = only(drain(planner, 1.0))
+    assert first == ListUnfinished("A", 10, 15, ours, 3)
+    running = JobState.RUNNING
+    # A full page: 10 unfinished, then two rows the query did not ask for (above
+    # its range: a server ignoring the filter). The page answers up to 10 only:
+    # 11 to 15 are not taken for ended (no read by id), their page comes next.
+    rows = [(10, running), (900, running), (901, running)]
+    assert not planner.observe_range(ours, rows, query=first, now=1.1)
+    assert planner.stats.fetch_queued == 0 and planner.stats.range_stalls == 0
+    wake = planner.next_wake(1.1)
+    assert wake == 1.25  # eager: a quarter of the even spacing after the first call
+    assert drain(planner, wake) == [ListUnfinished("A", 11, 15, ours[1:], 3)]
+
+
+def test_a_full_page_without_a_row_asked_for_is_not_asked_for_again_eagerly() -> None:
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=3, range_page=3))
+    ours = (100, 101, 102, 103)
+    for job_id in ours:
+        planner.add(job_id, "A", now=0.0)
+    first = only(drain(planner, 1.0))
+    assert isinstance(first, ListUnfinished)
+    running = JobState.RUNNING
+    # A full page of ids below the range: its cursor would stay below every job
+    # asked for, and the same page would be asked for again and again.
+    junk = [(1, running), (2, running), (3, running)]
+    assert planner.observe_range(ours, junk, query=first, now=1.1)  # no progress
+    stats = planner.stats
+    assert (stats.range_stalls, stats.watching, stats.fetch_queued) == (1, 4, 0)
+    # Unanswered: due again at their interval (1 s), not eagerly; then by id list,
+    # whose answer does not rest on the server honouring the range.
+    assert planner.next_wake(1.1) == 2.1
+    assert drain(planner, 2.1) == [ListBatch("A", ours)]
+    for job_id in ours:
+        planner.observe(job_id, running, now=2.2)
+    wake = planner.next_wake(2.2)
+    assert wake == 3.2
+    assert drain(planner, wake) == [ListUnfinished("A", 100, 103, ours, 3)]  # ranges again
+
+
+def test_a_job_in_a_state_ranges_do_not_ask_for_is_read_by_id_only_when_due() -> None:
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=2))
+    ours = (10, 11, 12)
+    for job_id in ours:
+        planner.add(job_id, "A", now=0.0)
+    running = JobState.RUNNING
+    others = [(10, running), (12, running)]
+    first = only(drain(planner, 1.0))
+    assert isinstance(first, ListUnfinished)
+    planner.observe_range(ours, others, query=first, now=1.1)
+    assert drain(planner, 1.1) == [FetchOne(11, "A", FetchPurpose.UNLISTED)]
+    # The read finds 11 in a state the range's filter does not name (one added to
+    # the service later): its rows will never list it, and their silence says
+    # nothing. It is read by id at its own pace (max_interval: state unknown).
+    planner.observe(11, JobState.UNKNOWN, now=1.2)
+    reads: list[float] = []
+    now = 1.2
+    while not reads or now < 40.0:
+        wake = planner.next_wake(now)
+        assert wake is not None
+        now = wake
+        for action in drain(planner, now):
+            if isinstance(action, ListUnfinished):
+                assert 11 in action.job_ids  # still covered: a row would say more
+                planner.observe_range(action.job_ids, others, query=action, now=now)
+            elif isinstance(action, FetchOne):
+                assert action == FetchOne(11, "A", FetchPurpose.UNLISTED)
+                reads.append(now)
+                planner.observe(11, JobState.UNKNOWN, now=now)
+    # One read a max_interval (30 s) after the last, however many range calls.
+    assert len(reads) == 1 and 31.2 <= reads[0] < 33.0, reads
+    assert planner.stats.range_calls > 10
+    # A read finds it in a state ranges ask for: a range's silence counts again.
+    planner.observe(11, running, now=now)
+    wake = planner.next_wake(now)
+    assert wake is not None
+    action = only(drain(planner, wake))
+    assert isinstance(action, ListUnfinished) and 11 in action.job_ids
+    planner.observe_range(action.job_ids, others, query=action, now=wake)
+    assert drain(planner, wake) == [FetchOne(11, "A", FetchPurpose.UNLISTED)]
+
+
+def test_a_page_the_server_cut_is_continued_from_its_last_row_at_the_servers_size() -> None:
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=2, range_page=1000))
+    ours = tuple(range(10, 20))
+    for job_id in ours:
+        planner.add(job_id, "A", now=0.0)
+    first = only(drain(planner, 1.0))
+    assert first == ListUnfinished("A", 10, 19, ours, 1000)
+    running = JobState.RUNNING
+    # 3 rows of the 1,000 asked for, and the server says more match (a page cap):
+    # 11 ended (below the last row), 14 to 19 are not answered.
+    rows = [(10, running), (12, running), (13, running)]
+    planner.observe_range(ours, rows, query=first, cut=True, now=1.1)
+    assert drain(planner, 1.1) == [FetchOne(11, "A", FetchPurpose.UNLISTED)]
+    wake = planner.next_wake(1.1)
+    assert wake == 1.25
+    second = only(drain(planner, wake))
+    assert second == ListUnfinished("A", 14, 19, ours[4:], 3)  # its page size learnt
+    planner.observe_range(second.job_ids, [], query=second, now=1.3)
+    assert planner.stats.fetch_queued == 6  # 14 to 19: a page not full, not cut
 
 
 def _burst_jobs(count: int, folders: int, seed: int, *, over: float = 5.0) -> list[FakeJob]:
@@ -1132,7 +1238,7 @@ def test_while_jobs_end_in_numbers_a_folder_not_yet_asked_is_asked_eagerly() -> 
     assert isinstance(first, ListUnfinished) and first.folder == "A"
     # EAGER_ROWS jobs of A are not among its unfinished jobs: they ended.
     running = [(job_id, JobState.RUNNING) for job_id in range(1000 + EAGER_ROWS, 1100)]
-    planner.observe_range(first.job_ids, running, top=1000, now=1.1)
+    planner.observe_range(first.job_ids, running, query=first, now=1.1)
     for job_id in range(1000, 1000 + EAGER_ROWS):
         planner.observe_fetched(job_id, now=1.1)
     # B's jobs are due since 1 s and B was never asked: a quarter interval after
@@ -1143,7 +1249,7 @@ def test_while_jobs_end_in_numbers_a_folder_not_yet_asked_is_asked_eagerly() -> 
     # B's answer had few ended jobs: B waits an interval past its due time again
     # (3.35 s); A, whose answer had many, is asked as soon as its jobs are due.
     unfinished = [(job_id, JobState.RUNNING) for job_id in range(2000, 2100)]
-    planner.observe_range(second.job_ids, unfinished, top=1000, now=1.35)
+    planner.observe_range(second.job_ids, unfinished, query=second, now=1.35)
     assert planner.next_wake(1.35) == 2.1
     third = only(drain(planner, 2.1))
     assert isinstance(third, ListUnfinished) and third.folder == "A"
@@ -1161,7 +1267,7 @@ def test_a_folder_with_many_ended_jobs_is_asked_again_eagerly_but_not_after_a_42
         if not eager:
             planner.rate_limited(retry_after=0.0, now=1.0)  # slower, and no bursts
         running = [(job_id, JobState.RUNNING) for job_id in ids[EAGER_ROWS:]]
-        planner.observe_range(first.job_ids, running, top=1000, now=1.2)
+        planner.observe_range(first.job_ids, running, query=first, now=1.2)
         for job_id in ids[:EAGER_ROWS]:  # not listed: ended, and read
             planner.observe_fetched(job_id, now=1.2)
         # The others are due 1 s after the answer; many ended: more may be waiting.
@@ -1250,3 +1356,19 @@ def test_range_queries_failing_three_times_in_a_row_fall_back_for_a_while() -> N
     again = fail(retry)
     assert again is not None and not again.first
     assert isinstance(next_call(), ListBatch)
+
+
+def test_a_full_page_with_an_unreadable_row_is_still_a_full_page() -> None:
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=3, range_page=3))
+    ours = (10, 11, 12, 13, 14, 15)
+    for job_id in ours:
+        planner.add(job_id, "A", now=0.0)
+    first = only(drain(planner, 1.0))
+    assert isinstance(first, ListUnfinished)
+    running = JobState.RUNNING
+    # The server sent 3 rows (a full page); one could not be read and was left
+    # out. The page still ends at its last row: 13 to 15 are not taken for ended.
+    rows = [(10, running), (12, running)]
+    assert not planner.observe_range(ours, rows, query=first, received=3, now=1.1)
+    assert drain(planner, 1.1) == [FetchOne(11, "A", FetchPurpose.UNLISTED)]
+    assert planner.stats.fetching == 1 and planner.stats.watching == 5

@@ -23,9 +23,9 @@ from async_orch._errors import JobLostError, NotFoundError, TransportError
 from async_orch._jobs import JobHandle
 from async_orch._models import Job
 from async_orch._options import StopPolicy
-from async_orch._planner import PollPolicy
+from async_orch._planner import ListUnfinished, PollPolicy
 from async_orch._poller import Finished, JobWatcher, WatcherGroup
-from async_orch._seams import FolderRef, StateRows
+from async_orch._seams import FolderRef, RangeAnswer
 from async_orch._states import JobState
 
 POLL = PollPolicy(min_interval=0.005, max_interval=0.02, probe_rate_per_second=1000.0)
@@ -380,7 +380,7 @@ class EndAfterFirstRange(FakeAPI):
 
     async def unfinished_jobs(
         self, folder: FolderRef, low: int, high: int, *, top: int, also: Sequence[int] = ()
-    ) -> StateRows:
+    ) -> RangeAnswer:
         rows = await super().unfinished_jobs(folder, low, high, top=top, also=also)
         for job in self.jobs.values():
             if not job.state.is_terminal:
@@ -507,6 +507,8 @@ def test_list_answers_change_only_the_jobs_they_were_asked_about() -> None:
     for job_id in (1, 2):
         watcher.watch(add_job(api, job_id))
     running = JobState.RUNNING
-    watcher.range_answered([1], [(1, running), (2, running), (3, running)], top=1000)
+    rows = [(1, running), (2, running), (3, running)]
+    query = ListUnfinished(api.folder("Shared").id, 1, 1, (1,), 1000)
+    watcher.range_answered([1], RangeAnswer(rows), query=query)
     watcher.list_answered([1], {1: JobState.PENDING, 2: JobState.SUCCESSFUL, 4: running})
     assert seen == [(1, running), (1, JobState.PENDING)]

@@ -11,10 +11,13 @@ import functools
 from typing import Any
 
 import anyio
+import pytest
 from fakes import FakeSender, Outcome, SentRequest, reply
 
 from async_orch._config import Settings, StaticToken
-from async_orch._resources import OrchestratorAPI
+from async_orch._planner import _RANGE_LISTED
+from async_orch._resources import _UNFINISHED_STATES, OrchestratorAPI
+from async_orch._seams import RangeAnswer
 from async_orch._states import JobState
 from async_orch._transport import Transport
 
@@ -126,7 +129,9 @@ async def test_unfinished_jobs_asks_one_page_of_unfinished_jobs_in_the_id_range(
 
     unfinished = await api.unfinished_jobs("Finance", 11, 20, top=2, also=[3])
 
-    assert unfinished == [(12, JobState.RUNNING), (14, JobState.PENDING)]  # sorted by Id
+    assert unfinished == RangeAnswer(
+        [(12, JobState.RUNNING), (14, JobState.PENDING)], received=2
+    )  # by Id
     (call,) = server.sender.sent_to(BASE + "/odata/Jobs")
     states = ("Pending", "Running", "Stopping", "Terminating", "Suspended", "Resumed")
     wanted = " or ".join(f"State eq '{state}'" for state in states)
@@ -137,6 +142,36 @@ async def test_unfinished_jobs_asks_one_page_of_unfinished_jobs_in_the_id_range(
         "$top": "2",
     }
     assert call.headers["X-UIPATH-FolderKey"] == KEY_BEFORE
+
+
+def test_the_planner_knows_the_states_a_range_query_asks_for() -> None:
+    # A job in another state is never a row: the planner reads it by id instead.
+    assert {JobState(state) for state in _UNFINISHED_STATES} == _RANGE_LISTED
+
+
+@pytest.mark.parametrize(
+    ("extra", "cut"),
+    [
+        ({}, False),
+        ({"@odata.nextLink": BASE + "/odata/Jobs?$skip=2"}, True),  # server-driven paging
+        ({"@odata.count": 5}, True),  # more match than the 2 rows
+        ({"@odata.count": 2}, False),  # all of them
+        ({"@odata.nextLink": None}, False),
+        ({"@odata.count": True}, False),  # not a count
+    ],
+)
+async def test_unfinished_jobs_says_when_the_server_cut_the_page(
+    extra: dict[str, Any], cut: bool
+) -> None:
+    rows = [{"Id": 12, "State": "Running"}, {"Id": 14, "State": "Pending"}]
+    server = FakeOrchestrator(folder_list(1, KEY_BEFORE), jobs={**extra, "value": rows})
+    api = api_over(server)
+
+    answer = await api.unfinished_jobs("Finance", 11, 20, top=1000)
+
+    assert answer == RangeAnswer(
+        [(12, JobState.RUNNING), (14, JobState.PENDING)], cut=cut, received=2
+    )
 
 
 async def test_ended_jobs_asks_one_page_of_final_jobs_in_the_id_range_ordered_by_id() -> None:
