@@ -31,7 +31,6 @@ from async_orch._errors import (
     ResponseDecodeError,
 )
 from async_orch._fatal import no_api_here
-from async_orch._http import Response
 from async_orch._jsonvalues import shown
 from async_orch._logs import get_logger
 from async_orch._models import (
@@ -146,19 +145,14 @@ def _values(body: Any, what: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _page_was_cut(response: Response, rows: int) -> bool:
-    """Whether a list answer of ``rows`` rows says more rows match: an
+def _page_was_cut(body: dict[str, Any], rows: int) -> bool:
+    """Whether a list answer (its parsed ``body``) of ``rows`` rows says more rows match: an
     ``@odata.nextLink`` (OData v4 server-driven paging), or an ``@odata.count``
     above the rows. orchestrator-api.md §3 gives ``$top``'s maximum (1,000) and
     ``@odata.count`` (with ``$count=true``), and says nothing of a page cap below
     ``$top`` on Jobs or of nextLink (QueueItems refuses ``$top`` over 100 with a
     400, §4): that Jobs may cut a page and say so this way is an assumption, the
-    OData v4 convention. The body is parsed again only when it names either."""
-    if b"@odata.nextLink" not in response.body and b"@odata.count" not in response.body:
-        return False
-    body = response.json()
-    if not isinstance(body, dict):
-        return False
+    OData v4 convention."""
     count = body.get("@odata.count")
     counted = isinstance(count, int) and not isinstance(count, bool) and count > rows
     return body.get("@odata.nextLink") is not None or counted
@@ -605,11 +599,12 @@ class OrchestratorAPI:
             )
         if self.on_list_answer is not None:
             self.on_list_answer(rate_limit_remaining(response.headers))
-        values = _values(response.json(), "GET Jobs")
+        body = response.json()
+        values = _values(body, "GET Jobs")
         rows, skipped = parse_job_state_rows(values)
         _note_skipped(skipped, len(values))
         rows.sort()  # ordered by the server already; cheap insurance for the page cursor
-        return RangeAnswer(rows, cut=_page_was_cut(response, len(values)), received=len(values))
+        return RangeAnswer(rows, cut=_page_was_cut(body, len(values)), received=len(values))
 
     async def stop_jobs(
         self, folder: FolderRef, job_ids: Sequence[int], *, strategy: str = "SoftStop"
