@@ -1208,9 +1208,4 @@ class PollPlanner(Generic[FolderT]):
 
 def _fill(room: ListRoom, tracks: list[_Track[FolderT]]) -> list[_Track[FolderT]]:
     """The first ``tracks`` whose ids ``room`` holds, in order (taken from it)."""
-    taken = []
-    for track in tracks:
-        if not room.take(str(track.job_id)):
-            break
-        taken.append(track)
-    return taken
+    return tracks[: room.take_ids(t.job_id for t in tracks)]

@@ -54,6 +54,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import anyio
+from anyio.abc import TaskGroup
 
 from async_orch._deadlines import Deadlines
 from async_orch._errors import (
@@ -176,6 +177,10 @@ class WatcherGroup:
         """``watcher`` stopped running."""
         self._running.discard(watcher)
 
+    def others_running(self, watcher: JobWatcher) -> bool:
+        """Whether watchers other than ``watcher`` run (whose jobs may ride along)."""
+        return len(self._running) > (watcher in self._running)
+
     def riders(
         self, asking: JobWatcher, folder: int, *, room: ListRoom
     ) -> list[tuple[JobWatcher, tuple[int, ...]]]:
@@ -275,13 +280,17 @@ class JobWatcher:
         self._folder_refusals: dict[int, int] = {}
         self._lost_folders: dict[int, FolderNotFoundError] = {}
         self._folders: set[int] = set()  # every folder this watcher has had jobs in
-        # Reads by id wait in a queue, drained by at most this many tasks at once:
-        # a task spawned per read would cost more than the read's own bookkeeping.
+        # Reads by id wait in a queue, drained by at most this many reader tasks.
+        # Readers live as long as the run loop and wait (each on its own event)
+        # when the queue is empty: a task spawned per read, or per burst of reads,
+        # would cost more than the read's own bookkeeping.
         self._fetch_limit = max(1, fetch_concurrency)
         self._fetch_queue: deque[FetchOne[int]] = deque()
         self._not_found_ids: list[int] = []  # lost since the last warning
         self._not_found_warned = self._clock()
-        self._fetchers = 0
+        self._fetchers = 0  # reader tasks running
+        self._idle_readers: deque[anyio.Event] = deque()  # one per reader waiting
+        self._readers_end = False  # the run loop is done: waiting readers return
         self._on_state = on_state
         self._jobs: dict[int, _Watched] = {}
         self._closed = False
@@ -390,34 +399,49 @@ class JobWatcher:
                 self._group.leave(self)
 
     async def _run(self, on_finished: Callable[[Finished], Awaitable[None]]) -> None:
+        self._readers_end = False
         async with anyio.create_task_group() as tg:
-            while True:
-                now = self._clock()
-                pace_change = self._apply_pace(now)
-                if self._lost_folders:
-                    await self._finish_lost_folders(on_finished)
-                await self._enforce_deadlines(now, on_finished)
-                action = self._planner.next_action(now)
-                if isinstance(action, FetchOne):
-                    self._fetch_queue.append(action)
-                    if self._fetchers < self._fetch_limit:
-                        self._fetchers += 1
-                        tg.start_soon(self._drain_fetches, on_finished)
-                    continue
-                if action is not None:
-                    tg.start_soon(self._execute_list, action)
-                    continue
-                if self._closed and not self._jobs:
-                    return
-                wake = self._planner.next_wake(now)
-                until = min(
-                    math.inf if wake is None else wake, self._deadlines.next_due, pace_change
-                )
-                delay = max(0.0, until - now)
-                self._wakeup = anyio.Event()
-                self._sleeping_until = now + delay
-                with anyio.move_on_after(delay):
-                    await self._wakeup.wait()
+            try:
+                await self._plan_loop(tg, on_finished)
+            finally:
+                # Normal end (no job left) or not (the task group then cancels
+                # the readers anyway): waiting readers return.
+                self._readers_end = True
+                while self._idle_readers:
+                    self._idle_readers.popleft().set()
+
+    async def _plan_loop(
+        self, tg: TaskGroup, on_finished: Callable[[Finished], Awaitable[None]]
+    ) -> None:
+        """Carry out the planner's actions, reads by id through the readers of ``tg``,
+        until every job has ended."""
+        while True:
+            now = self._clock()
+            pace_change = self._apply_pace(now)
+            if self._lost_folders:
+                await self._finish_lost_folders(on_finished)
+            await self._enforce_deadlines(now, on_finished)
+            action = self._planner.next_action(now)
+            if isinstance(action, FetchOne):
+                self._fetch_queue.append(action)
+                if self._idle_readers:
+                    self._idle_readers.popleft().set()
+                elif self._fetchers < self._fetch_limit:
+                    self._fetchers += 1
+                    tg.start_soon(self._read_queued, on_finished)
+                continue
+            if action is not None:
+                tg.start_soon(self._execute_list, action)
+                continue
+            if self._closed and not self._jobs:
+                return
+            wake = self._planner.next_wake(now)
+            until = min(math.inf if wake is None else wake, self._deadlines.next_due, pace_change)
+            delay = max(0.0, until - now)
+            self._wakeup = anyio.Event()
+            self._sleeping_until = now + delay
+            with anyio.move_on_after(delay):
+                await self._wakeup.wait()
 
     def _apply_pace(self, now: float) -> float:
         """Slow or restore polling per folder as webhook events come and go; return
@@ -441,10 +465,19 @@ class JobWatcher:
         finally:
             self._wakeup.set()
 
-    async def _drain_fetches(self, on_finished: Callable[[Finished], Awaitable[None]]) -> None:
-        """Read queued jobs by id, one after another, until the queue is empty."""
+    async def _read_queued(self, on_finished: Callable[[Finished], Awaitable[None]]) -> None:
+        """A reader: read queued jobs by id, one after another; wait while the queue
+        is empty; return once the run loop is done."""
         try:
-            while self._fetch_queue:
+            while True:
+                if not self._fetch_queue:
+                    self._warn_not_found()
+                    if self._readers_end:
+                        return
+                    idle = anyio.Event()
+                    self._idle_readers.append(idle)
+                    await idle.wait()
+                    continue
                 action = self._fetch_queue.popleft()
                 replan = True
                 try:
@@ -456,7 +489,6 @@ class JobWatcher:
                         self._wakeup.set()
         finally:
             self._fetchers -= 1
-            self._warn_not_found()
 
     def _warn_not_found(self, *, force: bool = False) -> None:
         """One warning for the jobs found lost (404) since the last one: at the end
@@ -478,10 +510,9 @@ class JobWatcher:
             return
         # Every watcher's ids, this watcher's first; each hears of its own.
         groups = [(self, action.job_ids)]
-        if self._group is not None:
+        if self._group is not None and self._group.others_running(self):
             room = ListRoom.of(job_states_query, max_values=self._planner.policy.max_batch)
-            for job_id in action.job_ids:
-                room.take(str(job_id))
+            room.take_ids(action.job_ids)
             groups += self._group.riders(self, action.folder, room=room)
         ids = [job_id for _, own in groups for job_id in own]
         states: Mapping[int, JobState] | None = None

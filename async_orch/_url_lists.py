@@ -14,7 +14,8 @@ calls all size their lists with :class:`ListRoom` or :func:`split_to_fit`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -63,6 +64,13 @@ def encoded_length(text: str) -> int:
     return len(URL.build(query={"": text}).raw_query_string) - 1  # less the "="
 
 
+@functools.cache
+def _fixed_length(query: Callable[[Sequence[str]], Mapping[str, str]]) -> int:
+    """The encoded length of ``query`` (a module-level query of this module) with an
+    empty list, paging included: the same for every call of that query."""
+    return query_length({**query([]), **_PAGING})
+
+
 def query_length(params: Mapping[str, str]) -> int:
     """The length of the encoded query string aiohttp sends for ``params``."""
     return len(URL.build(query=dict(params)).raw_query_string)
@@ -82,8 +90,28 @@ class ListRoom:
     ) -> ListRoom:
         """The room of one list call whose query ``query`` builds from its list's
         literals; paging options included, and at most ``max_values`` values."""
-        fixed = query_length({**query([]), **_PAGING})
+        if query is job_states_query or query is references_query:
+            fixed = _fixed_length(query)  # on every list call: measured once
+        else:
+            fixed = query_length({**query([]), **_PAGING})
         return cls(values=max_values, chars=MAX_QUERY_CHARS - fixed)
+
+    def take_ids(self, ids: Iterable[int]) -> int:
+        """Make room for the integers ``ids`` (written in decimal), in order, until
+        one does not fit; return how many were taken. :meth:`take` for each, without
+        its cost per id: digits are never encoded (list calls take every id
+        listed)."""
+        taken = 0
+        values, chars = self.values, self.chars
+        for job_id in ids:
+            cost = len(str(job_id)) + len(_SEPARATOR)
+            if values < 1 or cost > chars:
+                break
+            values -= 1
+            chars -= cost
+            taken += 1
+        self.values, self.chars = values, chars
+        return taken
 
     def take(self, literal: str) -> bool:
         """Make room for ``literal`` (as written in the list) and say True, or say

@@ -98,6 +98,22 @@ def test_a_room_refuses_past_its_value_count_too() -> None:
     assert room.values == 0
 
 
+@pytest.mark.parametrize("max_values", [3, 1000])
+def test_taking_ids_at_once_takes_what_one_by_one_takes(max_values: int) -> None:
+    ids = [7, 12345, 9_007_199_254_740_993, -4, *range(10**9, 10**9 + 400)]
+    one_by_one = ListRoom.of(job_states_query, max_values=max_values)
+    taken = sum(1 for _ in itertools.takewhile(one_by_one.take, map(str, ids)))
+    at_once = ListRoom.of(job_states_query, max_values=max_values)
+    assert at_once.take_ids(ids) == taken < len(ids)
+    assert (at_once.values, at_once.chars) == (one_by_one.values, one_by_one.chars)
+
+
+def test_a_room_for_a_known_query_is_the_same_on_every_call() -> None:
+    fixed = query_length({**job_states_query([]), **PAGING})
+    for _ in range(2):
+        assert ListRoom.of(job_states_query).chars == MAX_QUERY_CHARS - fixed
+
+
 def test_the_planner_fills_a_list_call_up_to_its_url_budget() -> None:
     planner: PollPlanner[str] = PollPlanner(
         PollPolicy(list_budget_per_minute=60, range_threshold=None)  # id lists only
