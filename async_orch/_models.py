@@ -679,23 +679,31 @@ def parse_job_state_row(row: object) -> tuple[int, JobState]:
     return r.required_int("Id"), JobState.parse(_raw_state(r))
 
 
-def parse_job_state_rows(rows: Iterable[object]) -> tuple[list[tuple[int, JobState]], int]:
-    """Id and State of each row of a list answer, and how many rows were skipped
-    because they could not be read (no integer Id, a State that is null or not a
-    string or number, not an object).
+def parse_job_state_rows(
+    rows: Iterable[object],
+) -> tuple[list[tuple[int, JobState]], int, list[int]]:
+    """Id and State of each row of a list answer, how many rows were skipped
+    because they could not be read (no integer Id, a State that is missing, null
+    or not a string or number, not an object), and the Ids of the skipped rows
+    that had an integer Id.
 
     One bad row must not void the answer about every other job: a job whose row
     is skipped is simply not in the result, and the poller reads such a job by
-    id, which settles it (or finds it lost).
+    id, which settles it (or finds it lost). Its Id says the server listed it, so
+    a range answer's poller does not take it for ended (PollPlanner.observe_range).
     """
     parsed: list[tuple[int, JobState]] = []
     skipped = 0
+    unread: list[int] = []
     for row in rows:
         try:
             parsed.append(parse_job_state_row(row))
         except ResponseDecodeError:
             skipped += 1
-    return parsed, skipped
+            job_id = row.get("Id") if type(row) is dict else None
+            if type(job_id) is int:
+                unread.append(job_id)
+    return parsed, skipped, unread
 
 
 def _raw_state(r: _Reader) -> str | int:

@@ -104,7 +104,13 @@ asked for with an eager call. A full page without one such row makes no
 progress (a stall): its jobs go back due at their interval, and the folder's
 next call is an id list. A job last seen in a state the range's filter does not
 name (say, one added to the service later: UNKNOWN) is *hidden*: a range's
-silence about it says nothing, and it is read by id only when due. Asking for
+silence about it says nothing, and it is read by id only when due. A job whose
+row came without a readable state (``unreadable``) was listed, so it has not
+ended; its state is unknown, so it is read by id at ``max_interval``. A server
+may also cut pages below ``top`` without saying so: a job left out above a short
+page's last row that a read finds unfinished (in a state the range asks for)
+says so, and pages of that many rows are read as full from then on (a heuristic:
+``top`` is still asked for, and a bigger page unlearns it). Asking for
 what has *not* ended makes a call's reach independent of how many jobs ended
 since the last one: asking for what ended took a row per ended job, so at most
 1,000 completions a call (333 a second at 20 calls a minute).
@@ -170,8 +176,9 @@ Driver sketch::
 from __future__ import annotations
 
 import enum
+import itertools
 import math
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeAlias, TypeVar
 
@@ -449,6 +456,10 @@ class _Track(Generic[FolderT]):
     # Last seen in a non-final state a range query does not ask for (not in
     # _RANGE_LISTED): a range answer's silence about it says nothing.
     hidden: bool = False
+    # Read by id because a range page of this many rows, short of $top, left it
+    # out above its last row (0: not so): found unfinished, it says the server
+    # cuts pages at that size without saying so (PollPlanner._silent_cap).
+    past_short_page: int = 0
 
 
 class _FolderWatch(Generic[FolderT]):
@@ -543,6 +554,10 @@ class PollPlanner(Generic[FolderT]):
         # Folders whose range pages were cut by the server below the $top asked
         # for, and the page size it gave: their range queries ask for no more.
         self._page_size: dict[FolderT, int] = {}
+        # Folders whose server cuts range pages at a size without saying so
+        # (learnt from reads by id, see observe): a page of that many rows is
+        # read as full. $top stays as asked, so a bigger page unlearns it.
+        self._silent_cap: dict[FolderT, int] = {}
         # Folders whose last range answer made no progress (a stall): their next
         # list call asks by id list, whose answer needs no range filter honoured.
         self._by_ids_next: set[FolderT] = set()
@@ -646,6 +661,12 @@ class PollPlanner(Generic[FolderT]):
             return
         if track.final:
             return  # a late answer from before the job ended
+        if track.past_short_page and state in _RANGE_LISTED:
+            # Unfinished, in a state the range asked for, yet left out above a
+            # short page's last row: the server cut the page there without saying
+            # so (an assumption; a smaller page later is read as such again).
+            self._silent_cap[track.folder] = track.past_short_page
+        track.past_short_page = 0
         track.state = state
         track.hidden = state not in _RANGE_LISTED
         self._reschedule(track, now)
@@ -659,6 +680,7 @@ class PollPlanner(Generic[FolderT]):
         now: float,
         cut: bool = False,
         received: int | None = None,
+        unreadable: Collection[int] = (),
     ) -> bool:
         """The answer to ``query`` (a :class:`ListUnfinished`) about ``job_ids`` (the
         ones this planner asked about): ``rows``, the (Id, State) pairs of the
@@ -666,15 +688,17 @@ class PollPlanner(Generic[FolderT]):
         (a page cut below ``query.top``, learnt as the folder's page size);
         ``received``: the rows the server sent, unreadable ones left out of
         ``rows`` included (None: as many as ``rows``), which is what says whether
-        the page was full.
+        the page was full; ``unreadable``: the Ids of the rows left out (say,
+        without a State).
 
         A job in the rows gets its state and is checked again after its
         interval. A job not in them has left the unfinished states: it is read by
         id at once (``FetchPurpose.UNLISTED``), unless it was last seen in a state
-        the query does not ask for (then it is read by id only when due). When the
-        page is full (or cut), it answers up to its last row the query could
-        return: the jobs above are due at once and the next page is asked for
-        with an eager call. Rows about other jobs are ignored.
+        the query does not ask for, or its row could not be read (then it is read
+        by id only when due). When the page is full (or cut, or as long as a
+        page the server was found to cut silently), it answers up to its last row
+        the query could return: the jobs above are due at once and the next page
+        is asked for with an eager call. Rows about other jobs are ignored.
 
         Returns True when the answer made no progress: a full or cut page without
         one row the query asked for (ids outside its range and stragglers). Its
@@ -682,22 +706,34 @@ class PollPlanner(Generic[FolderT]):
         folder's next list call goes by id list.
         """
         listed = dict(rows)
+        unread = frozenset(unreadable) if unreadable else frozenset()  # () is the usual
         folder = query.folder
         cursor: int | None = None
+        last: int | None = None  # a short page's last row
         sent = len(rows) if received is None else received
         if cut and 0 < sent < query.top:
             self._page_size[folder] = min(sent, self._page_size.get(folder, query.top))
-        if cut or sent >= query.top:
+        cap = self._silent_cap.get(folder)
+        if cap is not None and sent > cap:
+            del self._silent_cap[folder]  # the server gave more: not its page size
+            cap = None
+        if cut or sent >= query.top or sent == cap:
             # Only rows the query could return move the cursor: other rows (another
             # caller's, a server ignoring the filter) would put it anywhere. Every
             # id asked for lies above the previous page's cursor (_next_page), so
             # one such row is progress, and pages cannot repeat.
             stragglers = set(query.stragglers)
-            asked = [i for i in listed if query.low <= i <= query.high or i in stragglers]
+            asked = [
+                i
+                for i in itertools.chain(listed, unread)
+                if query.low <= i <= query.high or i in stragglers
+            ]
             if not asked:
                 self._stalled(job_ids, folder, now)
                 return True
             cursor = max(asked)
+        elif sent:
+            last = max(itertools.chain(listed, unread), default=None)
         for job_id in job_ids:
             track = self._jobs.get(job_id)
             if track is None:
@@ -714,13 +750,21 @@ class PollPlanner(Generic[FolderT]):
                 self._continue[folder] = cursor
             elif track.hidden and track.due_at > now:
                 self._to_watching(track)  # silence says nothing; not due yet
+            elif job_id in unread and track.last_checked + self._slow(folder) > now:
+                # Listed, so not ended, in a state unknown: read by id at the pace
+                # of a state that cannot be reasoned about (max_interval).
+                track.due_at = track.last_checked + self._slow(folder)
+                self._to_watching(track)
             else:
                 # Ended (almost always); a hidden job (its state is not asked for)
-                # is read at its interval instead.
+                # is read at its interval instead, one whose row could not be read
+                # at max_interval.
                 track.last_checked = track.not_before = now
                 track.failures = 0
+                if last is not None and job_id > last:
+                    track.past_short_page = sent  # if unfinished: a silent page cap?
                 self._to_fetch_queue(track, FetchPurpose.UNLISTED)
-                if not track.hidden:
+                if not track.hidden and job_id not in unread:
                     self._count_ended(folder, 1)
         return False
 
@@ -973,6 +1017,10 @@ class PollPlanner(Generic[FolderT]):
         age = max(0.0, now - track.added_at)
         interval = min(policy.max_interval, max(policy.min_interval, policy.interval_growth * age))
         return interval * pace
+
+    def _slow(self, folder: FolderT) -> float:
+        """The interval of a job in a state that cannot be reasoned about."""
+        return self.policy.max_interval * self._pace.get(folder, 1.0)
 
     def _reschedule(self, track: _Track[FolderT], now: float) -> None:
         """An answer says the job has not ended: check it again after its interval."""

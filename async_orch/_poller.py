@@ -702,7 +702,13 @@ class JobWatcher:
         # read by id, and that read tells the deadlines their state.
         ours = [i for i in job_ids if i in self._jobs]
         if self._planner.observe_range(
-            ours, rows, query=query, cut=answer.cut, received=answer.received, now=now
+            ours,
+            rows,
+            query=query,
+            cut=answer.cut,
+            received=answer.received,
+            unreadable=answer.unreadable,
+            now=now,
         ):
             log.warning(
                 "async_orch.range_page_stalled",

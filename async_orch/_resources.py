@@ -541,7 +541,7 @@ class OrchestratorAPI:
                     params=job_states_query(run),
                     attempts=1,  # the poller owns retries: each one is charged to its budget
                 )
-                parsed, skipped = parse_job_state_rows(rows)
+                parsed, skipped, _ = parse_job_state_rows(rows)
                 states.update(parsed)
                 _note_skipped(skipped, len(rows))
         return states
@@ -564,9 +564,10 @@ class OrchestratorAPI:
         However many jobs of the range ended, they take no rows: a job missing
         from a page that is not full (or below a full page's last Id) has ended,
         so one call settles any number of ended jobs; this is how the poller
-        watches a big batch. A row that cannot be read is left out (its job then
-        looks ended and is read by id), as in :meth:`job_states`. ``cut``: the
-        server said more rows match than the page holds (see :func:`_page_was_cut`).
+        watches a big batch. A row that cannot be read is left out, as in
+        :meth:`job_states`; the Ids of such rows are ``unreadable`` (their jobs were
+        listed, so they did not end). ``cut``: the server said more rows match
+        than the page holds (see :func:`_page_was_cut`).
         """
         return await self._jobs_in_range(folder, low, high, top, also, _UNFINISHED_STATES)
 
@@ -605,10 +606,11 @@ class OrchestratorAPI:
             self.on_list_answer(rate_limit_remaining(response.headers))
         body = response.json()
         values = _values(body, "GET Jobs")
-        rows, skipped = parse_job_state_rows(values)
+        rows, skipped, unread = parse_job_state_rows(values)
         _note_skipped(skipped, len(values))
         rows.sort()  # ordered by the server already; cheap insurance for the page cursor
-        return RangeAnswer(rows, cut=_page_was_cut(body, len(values)), received=len(values))
+        cut = _page_was_cut(body, len(values))
+        return RangeAnswer(rows, cut=cut, received=len(values), unreadable=tuple(unread))
 
     async def stop_jobs(
         self, folder: FolderRef, job_ids: Sequence[int], *, strategy: str = "SoftStop"

@@ -39,11 +39,14 @@ class RangeAnswer:
     said more rows match than it returned (``@odata.nextLink``, or ``@odata.count``
     above the rows), so the page ends at its last row, as a full page does;
     ``received``: how many rows the server sent, unreadable ones (left out of
-    ``rows``) included, which is what tells whether the page was full."""
+    ``rows``) included, which is what tells whether the page was full;
+    ``unreadable``: the Ids of the rows left out that had one (say, a row without
+    a State): listed, so not ended, but their state is unknown."""
 
     rows: StateRows
     cut: bool = False
     received: int | None = None  # None: as many as rows
+    unreadable: tuple[int, ...] = ()
 
 
 class HTTPSender(Protocol):

@@ -1101,12 +1101,9 @@ def test_a_full_page_without_a_row_asked_for_is_not_asked_for_again_eagerly() ->
 
 
 def test_a_job_in_a_state_ranges_do_not_ask_for_is_read_by_id_only_when_due() -> None:
-    planner: Planner = PollPlanner(PollPolicy(range_threshold=2))
+    planner, others = _ranges_over_10_to_12()
     ours = (10, 11, 12)
-    for job_id in ours:
-        planner.add(job_id, "A", now=0.0)
     running = JobState.RUNNING
-    others = [(10, running), (12, running)]
     first = only(drain(planner, 1.0))
     assert isinstance(first, ListUnfinished)
     planner.observe_range(ours, others, query=first, now=1.1)
@@ -1115,8 +1112,29 @@ def test_a_job_in_a_state_ranges_do_not_ask_for_is_read_by_id_only_when_due() ->
     # the service later): its rows will never list it, and their silence says
     # nothing. It is read by id at its own pace (max_interval: state unknown).
     planner.observe(11, JobState.UNKNOWN, now=1.2)
+    now, reads = _reads_of_11(planner, 1.2, others, JobState.UNKNOWN)
+    # One read a max_interval (30 s) after the last, however many range calls.
+    assert len(reads) == 1 and 31.2 <= reads[0] < 33.0, reads
+    assert planner.stats.range_calls > 10
+    # A read finds it in a state ranges ask for: a range's silence counts again.
+    planner.observe(11, running, now=now)
+    _next_range_reads_11(planner, now, others)
+
+
+def _ranges_over_10_to_12() -> tuple[Planner, list[tuple[int, JobState]]]:
+    """A planner watching jobs 10 to 12 by range queries, and rows of 10 and 12 running."""
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=2))
+    for job_id in (10, 11, 12):
+        planner.add(job_id, "A", now=0.0)
+    return planner, [(10, JobState.RUNNING), (12, JobState.RUNNING)]
+
+
+def _reads_of_11(
+    planner: Planner, now: float, rows: list[tuple[int, JobState]], state: JobState, **answer: Any
+) -> tuple[float, list[float]]:
+    """Plan until 40 s (and a read of job 11), range calls answered with ``rows``
+    (and ``answer``'s keywords), reads of 11 with ``state``: when it was read."""
     reads: list[float] = []
-    now = 1.2
     while not reads or now < 40.0:
         wake = planner.next_wake(now)
         assert wake is not None
@@ -1124,21 +1142,21 @@ def test_a_job_in_a_state_ranges_do_not_ask_for_is_read_by_id_only_when_due() ->
         for action in drain(planner, now):
             if isinstance(action, ListUnfinished):
                 assert 11 in action.job_ids  # still covered: a row would say more
-                planner.observe_range(action.job_ids, others, query=action, now=now)
-            elif isinstance(action, FetchOne):
+                planner.observe_range(action.job_ids, rows, query=action, now=now, **answer)
+            else:
                 assert action == FetchOne(11, "A", FetchPurpose.UNLISTED)
                 reads.append(now)
-                planner.observe(11, JobState.UNKNOWN, now=now)
-    # One read a max_interval (30 s) after the last, however many range calls.
-    assert len(reads) == 1 and 31.2 <= reads[0] < 33.0, reads
-    assert planner.stats.range_calls > 10
-    # A read finds it in a state ranges ask for: a range's silence counts again.
-    planner.observe(11, running, now=now)
+                planner.observe(11, state, now=now)
+    return now, reads
+
+
+def _next_range_reads_11(planner: Planner, now: float, rows: list[tuple[int, JobState]]) -> None:
+    """The next range call, answered with ``rows`` (without 11), has 11 read at once."""
     wake = planner.next_wake(now)
     assert wake is not None
     action = only(drain(planner, wake))
     assert isinstance(action, ListUnfinished) and 11 in action.job_ids
-    planner.observe_range(action.job_ids, others, query=action, now=wake)
+    planner.observe_range(action.job_ids, rows, query=action, now=wake)
     assert drain(planner, wake) == [FetchOne(11, "A", FetchPurpose.UNLISTED)]
 
 
@@ -1372,3 +1390,88 @@ def test_a_full_page_with_an_unreadable_row_is_still_a_full_page() -> None:
     assert not planner.observe_range(ours, rows, query=first, received=3, now=1.1)
     assert drain(planner, 1.1) == [FetchOne(11, "A", FetchPurpose.UNLISTED)]
     assert planner.stats.fetching == 1 and planner.stats.watching == 5
+
+
+def test_a_job_listed_without_a_readable_state_is_read_by_id_only_at_max_interval() -> None:
+    planner, others = _ranges_over_10_to_12()
+    running = JobState.RUNNING
+    # 11's row comes without a State (unreadable, left out of the rows). It was
+    # read by id after every range call, since it looked ended. Listed, it has
+    # not ended; its state is unknown: it is read at max_interval (30 s).
+    now, reads = _reads_of_11(planner, 0.0, others, running, received=3, unreadable=(11,))
+    assert len(reads) == 1 and 30.0 <= reads[0] < 33.0, reads
+    assert planner.stats.range_calls > 10 and planner.stats.done == 0
+    # Gone from the answer: it ended, read by id at once.
+    _next_range_reads_11(planner, now, others)
+
+
+def _range_call(planner: Planner, now: float, rows: list[int]) -> tuple[float, list[int]]:
+    """The next range call (after ``now``), answered with ``rows`` (unfinished):
+    when it came, and the jobs the answer has read by id."""
+    wake = planner.next_wake(now)
+    assert wake is not None
+    query = only(drain(planner, wake))
+    assert isinstance(query, ListUnfinished), query
+    planner.observe_range(
+        query.job_ids, [(i, JobState.RUNNING) for i in rows], query=query, now=wake
+    )
+    reads = drain(planner, wake)
+    assert all(isinstance(a, FetchOne) and a.purpose is FetchPurpose.UNLISTED for a in reads)
+    return wake, [a.job_id for a in reads]  # type: ignore[union-attr]
+
+
+def test_a_page_cap_the_server_does_not_say_is_learnt_from_a_job_read_unfinished() -> None:
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=2, range_page=1000))
+    ours = tuple(range(10, 20))
+    for job_id in ours:
+        planner.add(job_id, "A", now=0.0)
+    running = JobState.RUNNING
+    # 3 rows of the 1,000 asked for, and nothing says more match: the jobs past
+    # the last row look ended and are read by id; the reads find them unfinished.
+    now, reads = _range_call(planner, 0.0, [10, 11, 12])
+    assert reads == list(range(13, 20))
+    for job_id in reads:
+        planner.observe(job_id, running, now=now)
+    # The server cuts pages at 3 rows: a page of 3 is read as full from now on,
+    # continued from its last row ($top stays 1,000) instead of reads by id.
+    now, reads = _range_call(planner, now, [10, 11, 12])
+    assert reads == []
+    wake = planner.next_wake(now)
+    assert wake is not None
+    query = only(drain(planner, wake))
+    assert query == ListUnfinished("A", 13, 19, ours[3:], 1000)
+    planner.observe_range(query.job_ids, [(16, running)], query=query, now=wake)
+    # A page of 1 row: 13 to 15 ended, and 17 to 19 (past its last row).
+    read = [a.job_id for a in drain(planner, wake)]  # type: ignore[union-attr]
+    assert read == [13, 14, 15, 17, 18, 19]
+    assert planner.stats.range_stalls == 0
+
+
+def test_a_page_cap_is_not_learnt_from_jobs_that_ended_and_is_unlearnt_by_a_bigger_page() -> None:
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=2, range_page=1000))
+    for job_id in range(10, 30):
+        planner.add(job_id, "A", now=0.0)
+    running = JobState.RUNNING
+    # A short page (15 rows) because the rest ended, the usual case: 26, 27 and 29
+    # are read and found final (done); 28 in a state ranges do not ask for; 24,
+    # missing below the last row, unfinished. None of it says the page was cut.
+    now, reads = _range_call(planner, 0.0, [*range(10, 24), 25])
+    assert reads == [24, 26, 27, 28, 29]
+    planner.observe(24, running, now=now)
+    planner.observe(28, JobState.UNKNOWN, now=now)
+    for job_id in (26, 27, 29):
+        planner.observe_fetched(job_id, now=now)
+    # 15 rows again: 25, past the last row, is read (28: not due yet), not continued.
+    now, reads = _range_call(planner, now, list(range(10, 25)))
+    assert reads == [25]
+    # Found unfinished: the server cuts pages at 15 rows. A page of 15 is continued.
+    planner.observe(25, running, now=now)
+    now, reads = _range_call(planner, now, list(range(10, 25)))
+    assert reads == []
+    now, reads = _range_call(planner, now, [25])  # the continuation: 25 and 28
+    assert reads == []
+    # A page of 16 rows: the server gives more than 15, the cap is forgotten.
+    now, reads = _range_call(planner, now, list(range(10, 26)))
+    assert reads == []
+    now, reads = _range_call(planner, now, list(range(10, 25)))
+    assert reads == [25]

@@ -174,6 +174,18 @@ async def test_unfinished_jobs_says_when_the_server_cut_the_page(
     )
 
 
+async def test_unfinished_jobs_names_the_rows_it_could_not_read() -> None:
+    # Rows without a usable State are left out; their Ids say the jobs were listed.
+    rows = [{"Id": 12, "State": None}, {"Id": 13}, {"Id": 14, "State": "Pending"},
+            {"State": "Running"}, {"Id": "15"}]  # fmt: skip
+    server = FakeOrchestrator(folder_list(1, KEY_BEFORE), jobs={"value": rows})
+    api = api_over(server)
+
+    answer = await api.unfinished_jobs("Finance", 11, 20, top=1000)
+
+    assert answer == RangeAnswer([(14, JobState.PENDING)], received=5, unreadable=(12, 13))
+
+
 async def test_ended_jobs_asks_one_page_of_final_jobs_in_the_id_range_ordered_by_id() -> None:
     rows = [{"Id": 14, "State": "Faulted"}, {"Id": 12, "State": "Successful"}]
     server = FakeOrchestrator(folder_list(1, KEY_BEFORE), jobs={"value": rows})
