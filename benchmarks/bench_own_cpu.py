@@ -1,0 +1,151 @@
+"""async-orch's own CPU per job: a batch over an in-memory HTTP sender (no sockets, no
+aiohttp, no server process), so the figure is the client's own code plus JSON, and
+moves by a few per cent at most between runs on a busy box. For comparing versions
+of the client (run it in each checkout), not for comparing with other clients:
+bench_dispatch.py --bare does that, over real sockets.
+
+    python benchmarks/bench_own_cpu.py                  # 1,000 jobs, 5 rounds, ~10 s
+    python benchmarks/bench_own_cpu.py --jobs 200 --rounds 2
+
+Every job is Pending when started and Successful when first asked about: one
+StartJobs, one list call settling many jobs, one read by id each (about 2 requests
+a job, as against the simulator). Prints the CPU per job of each round and the
+lowest (the least disturbed by the rest of the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from multidict import CIMultiDict
+
+from async_orch import JobRequest, PollPolicy, Settings, StaticToken
+from async_orch._dispatcher import Dispatcher
+from async_orch._http import Response
+from async_orch._resources import OrchestratorAPI
+from async_orch._transport import Transport
+
+BASE = "https://cloud.example.com/bench/DefaultTenant/orchestrator_"
+FOLDERS = [f"Bench{n:02d}" for n in range(1, 11)]
+_JSON = CIMultiDict({"Content-Type": "application/json; charset=utf-8"})
+_IDS_IN = re.compile(r"Id in \(([\d,]+)\)")
+
+
+def _key(kind: int, number: int) -> str:
+    return f"00000000-0000-0000-{kind:04d}-{number:012d}"
+
+
+class InMemoryOrchestrator:
+    """An HTTPSender answering the calls a batch makes, from memory, at once."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self._next_id = 1000
+        self._jobs: dict[int, tuple[str | None, str | None, int]] = {}
+
+    def _dto(self, job_id: int, state: str, outputs: str | None) -> dict[str, Any]:
+        inputs, reference, folder = self._jobs[job_id]
+        ended = state == "Successful"
+        return {
+            "Id": job_id,
+            "Key": _key(2, job_id),
+            "State": state,
+            "CreationTime": "2026-12-05T10:00:00.123Z",
+            "StartTime": "2026-12-05T10:00:01.5Z" if ended else None,
+            "EndTime": "2026-12-05T10:00:09.25Z" if ended else None,
+            "InputArguments": inputs,
+            "OutputArguments": outputs,
+            "Reference": reference,
+            "OrganizationUnitId": folder,
+            "ReleaseName": "Work",
+            "Source": "Manual",
+            "JobPriority": "Normal",
+            "Info": "Job completed" if ended else None,
+        }
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        max_body: int | None = None,
+    ) -> Response:
+        await asyncio.sleep(0)  # a trip through the event loop, as a real answer takes
+        path = url.split("orchestrator_/", 1)[1]
+        lower = {k.lower(): v for k, v in headers.items()}
+        folder_key = lower.get("x-uipath-folderkey")
+        folder = int(folder_key.rsplit("-", 1)[1]) if folder_key else 0
+        answer: Any
+        if path.startswith("odata/Folders"):
+            answer = {
+                "value": [
+                    {"Id": n, "Key": _key(1, n), "DisplayName": name, "FullyQualifiedName": name}
+                    for n, name in enumerate(FOLDERS, start=1)
+                ]
+            }
+        elif path.startswith("odata/Releases"):
+            release = {"Id": folder, "Key": _key(3, folder), "Name": "Work", "ProcessKey": "Work"}
+            answer = {"value": [release | {"OrganizationUnitId": folder}]}
+        elif "StartJobs" in path:
+            assert body is not None
+            info = json.loads(body)["startInfo"]
+            self._next_id += 1
+            self._jobs[self._next_id] = (info.get("InputArguments"), info.get("Reference"), folder)
+            answer = {"value": [self._dto(self._next_id, "Pending", None)]}
+        elif path.startswith("odata/Jobs("):
+            job_id = int(path[len("odata/Jobs(") : -1])
+            answer = self._dto(job_id, "Successful", self._jobs[job_id][0])  # Echo
+        elif path.startswith("odata/Jobs"):
+            found = _IDS_IN.search((params or {}).get("$filter", ""))
+            ids = [int(i) for i in found.group(1).split(",")] if found else []
+            # An id list: each job has ended; a range query: none is unfinished.
+            answer = {"value": [{"Id": i, "State": "Successful"} for i in ids]}
+        else:
+            raise AssertionError(f"unexpected call: {method} {path}")
+        return Response(200, _JSON, json.dumps(answer).encode(), url)
+
+
+async def one_batch(jobs: int) -> float:
+    """CPU seconds of one batch of ``jobs`` over a fresh in-memory Orchestrator."""
+    settings = Settings(url=BASE, credentials=StaticToken(token="bench"))
+    async with Transport(settings, sender=InMemoryOrchestrator()) as transport:
+        # A list call as soon as a job is due: the batch is settled in about a second.
+        poll = PollPolicy(list_budget_per_minute=6000, min_interval=0.05)
+        dispatcher = Dispatcher(OrchestratorAPI(transport), poll=poll)
+        started = time.process_time()
+        requests = [
+            JobRequest(process="Work", folder=FOLDERS[i % 10], inputs={"n": i, "tag": f"job-{i}"})
+            for i in range(jobs)
+        ]
+        results = await dispatcher.run(requests)
+        cpu = time.process_time() - started
+    failed = [r for r in results if r.outcome.value != "successful"]
+    if failed:
+        raise SystemExit(f"{len(failed)} jobs did not succeed, the first: {failed[0].error}")
+    return cpu
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    await one_batch(50)  # load and warm everything first: module loading is not measured
+    per_job = [await one_batch(args.jobs) / args.jobs * 1e6 for _ in range(args.rounds)]
+    print(f"jobs {args.jobs}, rounds {args.rounds}")
+    print("own CPU per job by round (us): " + " ".join(f"{c:.1f}" for c in per_job))
+    print(f"own CPU per job, lowest (us): {min(per_job):.1f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
