@@ -512,3 +512,42 @@ def test_list_answers_change_only_the_jobs_they_were_asked_about() -> None:
     watcher.range_answered([1], RangeAnswer(rows), query=query)
     watcher.list_answered([1], {1: JobState.PENDING, 2: JobState.SUCCESSFUL, 4: running})
     assert seen == [(1, running), (1, JobState.PENDING)]
+
+
+@pytest.mark.parametrize(
+    ("read", "change"),
+    [
+        ({}, ""),
+        ({"Key": "ABCDEF01-0000-0000-0000-000000000007"}, ""),  # any case: the same key
+        ({"Key": None, "Reference": None, "OrganizationUnitId": None}, ""),  # unknown: not compared
+        (
+            {"Key": "99999999-0000-0000-0000-000000000007"},
+            "Key '99999999-0000-0000-0000-000000000007' instead of "
+            "'abcdef01-0000-0000-0000-000000000007'",
+        ),
+        ({"Reference": "other"}, "Reference 'other' instead of 'mine'"),
+        (
+            {"Reference": "other", "OrganizationUnitId": 4},
+            "Reference 'other' instead of 'mine'; folder Id 4 instead of 3",
+        ),
+    ],
+)
+def test_a_read_names_the_same_job_unless_what_both_know_differs(
+    read: dict[str, Any], change: str
+) -> None:
+    handle = JobHandle(
+        job_id=7,
+        job_key="abcdef01-0000-0000-0000-000000000007",
+        folder_id=3,
+        folder_key=None,
+        folder_path="Shared",
+        reference="mine",
+    )
+    dto = {
+        "Id": 7,
+        "State": "Successful",
+        "Key": "abcdef01-0000-0000-0000-000000000007",
+        "Reference": "mine",
+        "OrganizationUnitId": 3,
+    }
+    assert poller_module.identity_change(handle, Job.from_api(dto | read)) == change
