@@ -19,7 +19,7 @@ import structlog
 from fakes import FakeAPI, FakeJob
 
 from async_orch import _poller as poller_module
-from async_orch._errors import JobLostError, NotFoundError, TransportError
+from async_orch._errors import AuthenticationError, JobLostError, NotFoundError, TransportError
 from async_orch._jobs import JobHandle
 from async_orch._models import Job
 from async_orch._options import StopPolicy
@@ -126,6 +126,77 @@ async def test_reads_by_id_run_at_most_fetch_concurrency_at_once_and_none_is_los
     assert api.most_reading == 3
     assert sorted(f.handle.job_id for f in finished) == list(range(1, 21))
     assert sorted(c[2] for c in api.calls if c[0] == "get") == list(range(1, 21))
+
+
+class ReadsInWaves(FakeAPI):
+    """Jobs 1-5 end at once; jobs 6-10 end once the first five are read."""
+
+    async def get_job(self, folder: FolderRef, job_id: int) -> Job:
+        job = await super().get_job(folder, job_id)
+        if sum(1 for c in self.calls if c[0] == "get") == 5:
+            for later in range(6, 11):
+                self.jobs[later].state = JobState.SUCCESSFUL
+        return job
+
+
+async def test_reader_tasks_outlive_a_burst_of_reads_and_end_with_the_run() -> None:
+    api = ReadsInWaves()
+    handles = [add_job(api, i, state=JobState.RUNNING) for i in range(1, 11)]
+    for i in range(1, 6):
+        api.jobs[i].state = JobState.SUCCESSFUL
+    watcher = JobWatcher(api, policy=POLL, fetch_concurrency=2)
+    spawned = 0
+    read_queued = watcher._read_queued
+
+    async def counted(*args: Any) -> None:
+        nonlocal spawned
+        spawned += 1
+        await read_queued(*args)
+
+    watcher._read_queued = counted  # type: ignore[method-assign,assignment]
+    finished = await watch_all(watcher, handles)  # returns: no reader is left waiting
+
+    assert sorted(f.handle.job_id for f in finished) == list(range(1, 11))
+    assert spawned <= 2  # two bursts of reads, the same (at most two) readers
+    assert watcher._fetchers == 0 and not watcher._idle_readers
+
+
+async def test_a_run_cancelled_while_its_readers_read_or_wait_returns_at_once() -> None:
+    api = GatedReads()  # the gate never opens: the reads hang
+    handles = [add_job(api, 1, state=JobState.SUCCESSFUL)]
+    handles += [add_job(api, i, state=JobState.RUNNING) for i in range(2, 5)]
+    watcher = JobWatcher(api, policy=POLL, fetch_concurrency=3)
+    for handle in handles:
+        watcher.watch(handle)
+    watcher.close()
+
+    async def collect(item: Finished) -> None:
+        raise AssertionError(f"nothing can finish: {item}")
+
+    with anyio.fail_after(20):  # a safety net: the cancellation must end the run
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watcher.run, collect)
+            await api.arrived.wait()  # one reader reads (and hangs); others may wait
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+    assert watcher._fetchers == 0
+
+
+async def test_a_fatal_error_in_one_reader_ends_the_run_while_others_wait() -> None:
+    class RevokedReads(FakeAPI):
+        async def get_job(self, folder: FolderRef, job_id: int) -> Job:
+            await anyio.lowlevel.checkpoint()
+            raise AuthenticationError("refused", status=401, hint="check the secret")
+
+    api = RevokedReads()
+    handles = [add_job(api, 1, state=JobState.SUCCESSFUL)]
+    handles += [add_job(api, i, state=JobState.RUNNING) for i in range(2, 4)]
+    watcher = JobWatcher(api, policy=POLL, fetch_concurrency=4)
+    # The watcher's task group carries it out (the batch layer unwraps it: _fatal.py).
+    with pytest.raises(BaseExceptionGroup) as raised:
+        await watch_all(watcher, handles)
+    assert [type(e) for e in raised.value.exceptions] == [AuthenticationError]
+    assert watcher._fetchers == 0
 
 
 async def test_state_changes_are_reported_in_order() -> None:
