@@ -20,7 +20,7 @@ from typing import NoReturn
 
 import anyio
 
-from async_orch._errors import ClientClosedError
+from async_orch._errors import ClientClosedError, OrchestratorError
 from async_orch._jobs import Abandoned, JobHandle
 from async_orch._logs import get_logger
 from async_orch._options import AbandonedCallback, StateCallback, StopPolicy
@@ -181,13 +181,34 @@ def reraise(exc: BaseException) -> NoReturn:
 
 def _sole(exc: BaseException) -> BaseException:
     """The one exception inside (nested) single-member exception groups, or the
-    first of a group of ClientClosedError only, else ``exc``."""
+    first of a group of ClientClosedError only, or of one async-orch error type
+    only (a fatal error met by several tasks at once: a token refused under
+    concurrent calls is one failure, not a group), else ``exc``."""
     while isinstance(exc, BaseExceptionGroup):
         if len(exc.exceptions) == 1:
             exc = exc.exceptions[0]
             continue
         _closed, rest = exc.split(ClientClosedError)
         if rest is not None:
-            break
+            first = _first_leaf(rest)
+            if not isinstance(first, OrchestratorError) or not _all_of(rest, type(first)):
+                break
+            return first
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _all_of(group: BaseExceptionGroup[BaseException], kind: type[BaseException]) -> bool:
+    """Whether every exception in (nested) ``group`` is exactly of type ``kind``."""
+    return all(
+        _all_of(exc, kind) if isinstance(exc, BaseExceptionGroup) else type(exc) is kind
+        for exc in group.exceptions
+    )
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception of ``group`` that is not itself a group."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
