@@ -706,7 +706,7 @@ class PollPlanner(Generic[FolderT]):
         folder's next list call goes by id list.
         """
         listed = dict(rows)
-        unread = frozenset(unreadable) if unreadable else frozenset()  # () is the usual
+        unread = frozenset(unreadable)
         folder = query.folder
         cursor: int | None = None
         last: int | None = None  # a short page's last row
@@ -1013,7 +1013,7 @@ class PollPlanner(Generic[FolderT]):
         policy = self.policy
         pace = self._pace.get(track.folder, 1.0)
         if track.state in _SLOW_STATES:
-            return policy.max_interval * pace
+            return self._slow(track.folder)
         age = max(0.0, now - track.added_at)
         interval = min(policy.max_interval, max(policy.min_interval, policy.interval_growth * age))
         return interval * pace

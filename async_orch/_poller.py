@@ -956,13 +956,6 @@ class JobWatcher:
 def identity_change(handle: JobHandle, job: Job) -> str:
     """How the job read under the handle's id differs from the handle ("": it
     does not). Only what both sides know is compared."""
-    key, reference, folder = job.key, job.reference, job.folder_id
-    if (
-        (key is None or handle.job_key is None or key == handle.job_key)
-        and (reference is None or handle.reference is None or reference == handle.reference)
-        and (folder is None or handle.folder_id is None or folder == handle.folder_id)
-    ):
-        return ""  # the usual read: the same job (keys compared as sent, then any case)
     pairs = [
         ("Key", handle.job_key and handle.job_key.lower(), job.key and job.key.lower()),
         ("Reference", handle.reference, job.reference),

@@ -528,12 +528,8 @@ class OrchestratorAPI:
         resolved = await self.resolve_folder(folder)
         states: dict[int, JobState] = {}
         literals = [str(int(i)) for i in ids]
-        # The planner sizes its lists to fit one call: check that cheaply first.
-        room = ListRoom.of(job_states_query)
-        fits = room.take_ids(int(i) for i in ids) == len(ids)
-        runs = [literals] if fits else split_to_fit(literals, str, _room_of(job_states_query))
         with _access_lost_as_not_found(resolved):
-            for run in runs:
+            for run in split_to_fit(literals, str, _room_of(job_states_query)):
                 rows = await self._get_all(
                     _JOBS,
                     endpoint="GET Jobs",

@@ -14,7 +14,6 @@ calls all size their lists with :class:`ListRoom` or :func:`split_to_fit`.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -64,13 +63,6 @@ def encoded_length(text: str) -> int:
     return len(URL.build(query={"": text}).raw_query_string) - 1  # less the "="
 
 
-@functools.cache
-def _fixed_length(query: Callable[[Sequence[str]], Mapping[str, str]]) -> int:
-    """The encoded length of ``query`` (a module-level query of this module) with an
-    empty list, paging included: the same for every call of that query."""
-    return query_length({**query([]), **_PAGING})
-
-
 def query_length(params: Mapping[str, str]) -> int:
     """The length of the encoded query string aiohttp sends for ``params``."""
     return len(URL.build(query=dict(params)).raw_query_string)
@@ -90,10 +82,7 @@ class ListRoom:
     ) -> ListRoom:
         """The room of one list call whose query ``query`` builds from its list's
         literals; paging options included, and at most ``max_values`` values."""
-        if query is job_states_query or query is references_query:
-            fixed = _fixed_length(query)  # on every list call: measured once
-        else:
-            fixed = query_length({**query([]), **_PAGING})
+        fixed = query_length({**query([]), **_PAGING})
         return cls(values=max_values, chars=MAX_QUERY_CHARS - fixed)
 
     def take_ids(self, ids: Iterable[int]) -> int:
