@@ -7,6 +7,7 @@ import math
 import random
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,17 @@ def drain(planner: Planner, now: float) -> list[PollAction[str]]:
 def only(actions: list[PollAction[str]]) -> PollAction[str]:
     assert len(actions) == 1, actions
     return actions[0]
+
+
+def first_range(
+    ours: Sequence[int], *, threshold: int = 3, page: int = 3
+) -> tuple[Planner, PollAction[str]]:
+    """A planner watching ``ours`` in folder A (ranges past ``threshold`` jobs, pages
+    of ``page`` rows), and its first call."""
+    planner: Planner = PollPlanner(PollPolicy(range_threshold=threshold, range_page=page))
+    for job_id in ours:
+        planner.add(job_id, "A", now=0.0)
+    return planner, only(drain(planner, 1.0))
 
 
 # -- policy ------------------------------------------------------------------------------
@@ -1057,11 +1069,8 @@ def test_join_range_lends_the_watched_jobs_in_a_range_to_another_planners_call()
 
 
 def test_rows_outside_the_asked_range_do_not_move_a_full_pages_cursor() -> None:
-    planner: Planner = PollPlanner(PollPolicy(range_threshold=3, range_page=3))
     ours = (10, 11, 12, 13, 14, 15)
-    for job_id in ours:
-        planner.add(job_id, "A", now=0.0)
-    first = only(drain(planner, 1.0))
+    planner, first = first_range(ours)
     assert first == ListUnfinished("A", 10, 15, ours, 3)
     running = JobState.RUNNING
     # A full page: 10 unfinished, then two rows the query did not ask for (above
@@ -1076,11 +1085,8 @@ def test_rows_outside_the_asked_range_do_not_move_a_full_pages_cursor() -> None:
 
 
 def test_a_full_page_without_a_row_asked_for_is_not_asked_for_again_eagerly() -> None:
-    planner: Planner = PollPlanner(PollPolicy(range_threshold=3, range_page=3))
     ours = (100, 101, 102, 103)
-    for job_id in ours:
-        planner.add(job_id, "A", now=0.0)
-    first = only(drain(planner, 1.0))
+    planner, first = first_range(ours)
     assert isinstance(first, ListUnfinished)
     running = JobState.RUNNING
     # A full page of ids below the range: its cursor would stay below every job
@@ -1161,11 +1167,8 @@ def _next_range_reads_11(planner: Planner, now: float, rows: list[tuple[int, Job
 
 
 def test_a_page_the_server_cut_is_continued_from_its_last_row_at_the_servers_size() -> None:
-    planner: Planner = PollPlanner(PollPolicy(range_threshold=2, range_page=1000))
     ours = tuple(range(10, 20))
-    for job_id in ours:
-        planner.add(job_id, "A", now=0.0)
-    first = only(drain(planner, 1.0))
+    planner, first = first_range(ours, threshold=2, page=1000)
     assert first == ListUnfinished("A", 10, 19, ours, 1000)
     running = JobState.RUNNING
     # 3 rows of the 1,000 asked for, and the server says more match (a page cap):
@@ -1377,11 +1380,8 @@ def test_range_queries_failing_three_times_in_a_row_fall_back_for_a_while() -> N
 
 
 def test_a_full_page_with_an_unreadable_row_is_still_a_full_page() -> None:
-    planner: Planner = PollPlanner(PollPolicy(range_threshold=3, range_page=3))
     ours = (10, 11, 12, 13, 14, 15)
-    for job_id in ours:
-        planner.add(job_id, "A", now=0.0)
-    first = only(drain(planner, 1.0))
+    planner, first = first_range(ours)
     assert isinstance(first, ListUnfinished)
     running = JobState.RUNNING
     # The server sent 3 rows (a full page); one could not be read and was left
