@@ -175,11 +175,12 @@ Driver sketch::
 
 from __future__ import annotations
 
+import collections
 import enum
 import itertools
 import math
 from collections.abc import Collection, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar
 
 from async_orch._errors import ConfigurationError
@@ -485,6 +486,11 @@ class _FolderWatch(Generic[FolderT]):
         if self._min_overdue is not None and track.overdue_at < self._min_overdue:
             self._min_overdue = track.overdue_at
 
+    def clear(self) -> None:
+        """Remove every job."""
+        self.jobs = {}
+        self._min_ready = self._min_overdue = math.inf
+
     def remove(self, job_id: int) -> None:
         track = self.jobs.pop(job_id, None)
         if track is None:
@@ -520,7 +526,6 @@ class _Counters:
     probes: int = 0
     rate_limited: int = 0
     pushed_reads: int = 0
-    by_phase: dict[_Phase, int] = field(default_factory=lambda: dict.fromkeys(_Phase, 0))
 
 
 class PollPlanner(Generic[FolderT]):
@@ -596,11 +601,14 @@ class PollPlanner(Generic[FolderT]):
     def stats(self) -> PlannerStats:
         """Counts of jobs per phase and of actions issued so far."""
         c = self._count
+        # Counted when asked (seldom) rather than kept up to date on each of the
+        # dozen phase changes of every job.
+        phases = collections.Counter(t.phase for t in self._jobs.values())
         return PlannerStats(
-            watching=c.by_phase[_Phase.WATCHING],
-            listing=c.by_phase[_Phase.LISTING],
-            fetch_queued=c.by_phase[_Phase.FETCH_QUEUED],
-            fetching=c.by_phase[_Phase.FETCHING],
+            watching=phases[_Phase.WATCHING],
+            listing=phases[_Phase.LISTING],
+            fetch_queued=phases[_Phase.FETCH_QUEUED],
+            fetching=phases[_Phase.FETCHING],
             done=c.done,
             removed=c.removed,
             list_calls=c.list_calls,
@@ -638,7 +646,6 @@ class PollPlanner(Generic[FolderT]):
             state=state,
         )
         self._jobs[job_id] = track
-        self._count.by_phase[_Phase.WATCHING] += 1
         self._to_watching(track)
         if state in TERMINAL_STATES:
             self._mark_final(track, now)
@@ -651,8 +658,11 @@ class PollPlanner(Generic[FolderT]):
         ignored for a job already seen final.
         """
         track = self._jobs.get(job_id)
-        if track is None:
-            return
+        if track is not None:
+            self._observe(track, state, now)
+
+    def _observe(self, track: _Track[FolderT], state: JobState, now: float) -> None:
+        """:meth:`observe` of a watched job."""
         if state in TERMINAL_STATES:
             if track.phase is _Phase.LISTING:
                 self._count_ended(track.folder, 1)
@@ -740,7 +750,7 @@ class PollPlanner(Generic[FolderT]):
                 continue
             state = listed.get(job_id)
             if state is not None:
-                self.observe(job_id, state, now=now)
+                self._observe(track, state, now)
             elif track.phase is not _Phase.LISTING:
                 continue  # a probe of it is in flight; that one answers
             elif cursor is not None and job_id > cursor:
@@ -923,7 +933,7 @@ class PollPlanner(Generic[FolderT]):
             return ()
         tracks = [t for t in watch.jobs.values() if low <= t.job_id <= high]
         for track in tracks:
-            self._set_phase(track, _Phase.LISTING)
+            track.phase = _Phase.LISTING
             watch.remove(track.job_id)
         return tuple(t.job_id for t in tracks)
 
@@ -1051,10 +1061,9 @@ class PollPlanner(Generic[FolderT]):
     def _issue_fetch(
         self, track: _Track[FolderT], purpose: FetchPurpose, now: float
     ) -> FetchOne[FolderT]:
-        self._set_phase(track, _Phase.FETCHING)
+        self._leave_phase(track)
+        track.phase = _Phase.FETCHING
         track.purpose = purpose
-        self._fetch_queue.pop(track.job_id, None)
-        self._watching_of(track).remove(track.job_id)
         if purpose is FetchPurpose.OUTPUTS or purpose is FetchPurpose.UNLISTED:
             self._count.output_fetches += 1
         elif purpose is FetchPurpose.PUSHED:
@@ -1164,9 +1173,13 @@ class PollPlanner(Generic[FolderT]):
         self._continue.pop(folder, None)
         self._called(folder)
         watch = self._watching[folder]
+        if len(tracks) == len(watch.jobs):
+            watch.clear()  # all of them (``tracks`` come from it): the usual first page
+        else:
+            for track in tracks:
+                watch.remove(track.job_id)
         for track in tracks:
-            self._set_phase(track, _Phase.LISTING)
-            watch.remove(track.job_id)
+            track.phase = _Phase.LISTING
         ids = tuple(sorted(t.job_id for t in tracks))
         split = _straggler_split(ids, gap=_STRAGGLER_GAP)
         self._budget.spend(now)
@@ -1193,9 +1206,10 @@ class PollPlanner(Generic[FolderT]):
             ]
             extra.sort(key=lambda t: t.due_at)
             chosen.extend(_fill(room, extra))
+        watch = self._watching[folder]
         for track in chosen:
-            self._set_phase(track, _Phase.LISTING)
-            self._watching[folder].remove(track.job_id)
+            track.phase = _Phase.LISTING
+            watch.remove(track.job_id)
         return tuple(t.job_id for t in chosen)
 
     def _most_overdue(self, now: float) -> _Track[FolderT] | None:
@@ -1227,31 +1241,34 @@ class PollPlanner(Generic[FolderT]):
             watch = self._watching[track.folder] = _FolderWatch()
         return watch
 
+    def _leave_phase(self, track: _Track[FolderT]) -> None:
+        """Take ``track`` out of what holds it in its phase: a WATCHING job is in
+        its folder's watch, a FETCH_QUEUED one in the fetch queue, a LISTING or
+        FETCHING one in neither (its call is in flight). Only these phase
+        changes move a job between them."""
+        if track.phase is _Phase.WATCHING:
+            self._watching_of(track).remove(track.job_id)  # out with its old times
+        elif track.phase is _Phase.FETCH_QUEUED:
+            self._fetch_queue.pop(track.job_id, None)
+
     def _to_watching(self, track: _Track[FolderT]) -> None:
-        self._fetch_queue.pop(track.job_id, None)
-        watch = self._watching_of(track)
-        watch.remove(track.job_id)  # if watched already: out with its old times
-        self._set_phase(track, _Phase.WATCHING)
+        self._leave_phase(track)
+        track.phase = _Phase.WATCHING
         track.ready_at = max(track.due_at, track.not_before)
         track.overdue_at = max(track.due_at + self._probe_grace, track.not_before)
-        watch.add(track)
+        self._watching_of(track).add(track)
 
     def _to_fetch_queue(self, track: _Track[FolderT], purpose: FetchPurpose) -> None:
-        self._watching_of(track).remove(track.job_id)
-        self._set_phase(track, _Phase.FETCH_QUEUED)
+        if track.phase is _Phase.WATCHING:
+            self._watching_of(track).remove(track.job_id)
+        # Already queued: it keeps its place in the queue.
+        track.phase = _Phase.FETCH_QUEUED
         track.purpose = purpose
         self._fetch_queue[track.job_id] = track
 
     def _forget(self, track: _Track[FolderT]) -> None:
         del self._jobs[track.job_id]
-        self._count.by_phase[track.phase] -= 1
-        self._watching_of(track).remove(track.job_id)
-        self._fetch_queue.pop(track.job_id, None)
-
-    def _set_phase(self, track: _Track[FolderT], phase: _Phase) -> None:
-        self._count.by_phase[track.phase] -= 1
-        self._count.by_phase[phase] += 1
-        track.phase = phase
+        self._leave_phase(track)
 
 
 def _fill(room: ListRoom, tracks: list[_Track[FolderT]]) -> list[_Track[FolderT]]:

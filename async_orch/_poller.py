@@ -740,13 +740,14 @@ class JobWatcher:
         """A list call's answer about ``job_ids`` (the ones this watcher asked for)."""
         now = self._clock()
         for job_id in job_ids:
-            state = states.get(job_id)
-            if job_id not in self._jobs:
+            watched = self._jobs.get(job_id)
+            if watched is None:
                 continue  # left meanwhile (timed out, say): the answer is moot
+            state = states.get(job_id)
             if state is None:
                 self._planner.observe_missing(job_id, now=now)
             else:
-                self._note_state(job_id, state, now)
+                self._note_watched_state(watched, state, now)
                 self._planner.observe(job_id, state, now=now)
 
     async def _fetch(
@@ -936,9 +937,12 @@ class JobWatcher:
     def _note_state(self, job_id: int, state: JobState, now: float) -> None:
         """The server answered ``state`` for the job at ``now``."""
         watched = self._jobs.get(job_id)
-        if watched is None:
-            return
-        self._deadlines.seen(job_id, state, now=now)
+        if watched is not None:
+            self._note_watched_state(watched, state, now)
+
+    def _note_watched_state(self, watched: _Watched, state: JobState, now: float) -> None:
+        """:meth:`_note_state` of a watched job."""
+        self._deadlines.seen(watched.handle.job_id, state, now=now)
         if watched.state == state:
             return
         old, watched.state = watched.state, state
