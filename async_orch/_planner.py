@@ -592,6 +592,11 @@ class PollPlanner(Generic[FolderT]):
         """Ids of the jobs still planned for (every phase until done or removed)."""
         return frozenset(self._jobs)
 
+    def page_cap(self, folder: FolderT) -> int | None:
+        """The page size ``folder``'s range answers were found cut at without the
+        server saying so (None: not seen), :meth:`observe_range`."""
+        return self._silent_cap.get(folder)
+
     def state_of(self, job_id: int) -> JobState | None:
         """The last state reported for a watched job (None if unknown or not watched)."""
         track = self._jobs.get(job_id)

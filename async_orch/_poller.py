@@ -813,7 +813,19 @@ class JobWatcher:
             await self._finish(watched, on_finished, timed_out=False, error=missing)
             return False
         # A fallback probe of a job that is not final yet.
+        folder = watched.handle.folder_id
+        cap = self._planner.page_cap(folder)
         self._planner.observe(job.id, job.state, now=now)
+        learnt = self._planner.page_cap(folder)
+        if learnt is not None and learnt != cap:
+            log.info(
+                "async_orch.page_cap_learnt",
+                folder=folder,
+                rows=learnt,
+                note=f"range answers of this folder stop at {learnt} rows without saying "
+                "more match (no @odata.nextLink, no @odata.count): pages of that many rows "
+                "are continued from their last row from now on",
+            )
         return True
 
     async def _wrong_job_read(

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 from conftest import add_simulator_middleware
 from test_dispatcher_support import fast_poll, fast_settings
@@ -196,8 +197,12 @@ async def test_a_page_cap_the_server_does_not_say_is_learnt_from_reads_by_id(
 
     rewriter = RangeRewriter(cap)
     add_simulator_middleware(monkeypatch, rewriter.middleware)
-    await run_many(start_simulator, rewriter)
+    with structlog.testing.capture_logs() as logs:
+        await run_many(start_simulator, rewriter)
 
+    # Said once in the logs (info), with the size learnt.
+    learnt = [e for e in logs if e["event"] == "async_orch.page_cap_learnt"]
+    assert [e["rows"] for e in learnt] == [100], learnt
     # At most one read in vain a job (before the cap was learnt), then its outputs.
     assert max(rewriter.reads.values()) <= 2, rewriter.reads.most_common(3)
     assert sum(rewriter.reads.values()) <= MANY + 100, sum(rewriter.reads.values())
