@@ -1,0 +1,140 @@
+"""Attack h9: fatal refusals met mid-run, and a cancellation while a job's outputs
+are read. Simulator over real sockets, faults put in front of it by a middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp.web
+import pytest
+from conftest import add_simulator_middleware
+from simulator_process import attachments_scenario
+from test_dispatcher_support import fast_poll, fast_settings
+
+from async_orch import (
+    Abandoned,
+    Hooks,
+    JobRequest,
+    OrchestratorClient,
+    PermissionDeniedError,
+    StopPolicy,
+)
+from async_orch._config import DEFAULT_SCOPES, ClientCredentials
+from async_orch.simulator import SimulatorHandle, parse_scenario
+
+_Handler = Callable[[aiohttp.web.Request], Awaitable[aiohttp.web.StreamResponse]]
+
+# The simulator's own scope refusal (orchestrator.py): a token without the scope.
+_SCOPE_REFUSAL = {
+    "message": "You are not authorized! The access token has none of the scopes this "
+    "endpoint requires (OR.Jobs or OR.Jobs.Read).",
+    "errorCode": 0,
+}
+
+
+def _refuse_after_starts(route: Callable[[aiohttp.web.Request], bool]) -> Any:
+    """A middleware answering 403 to the requests ``route`` picks once armed."""
+    armed = {"on": False}
+
+    @aiohttp.web.middleware
+    async def refuse(request: aiohttp.web.Request, handler: _Handler) -> aiohttp.web.StreamResponse:
+        if armed["on"] and request.method == "GET" and route(request):
+            return aiohttp.web.json_response(_SCOPE_REFUSAL, status=403)
+        return await handler(request)
+
+    return refuse, armed
+
+
+def _jobs_list(request: aiohttp.web.Request) -> bool:
+    return request.path.endswith("/odata/Jobs")
+
+
+def _job_read(request: aiohttp.web.Request) -> bool:
+    return "/odata/Jobs(" in request.path
+
+
+@pytest.mark.xfail(strict=True, reason="h9 finding 1: a 403 mid-run waits for the timeout")
+@pytest.mark.parametrize("route", [_jobs_list, _job_read], ids=["list", "read"])
+async def test_a_scope_refused_mid_run_raises_promptly(
+    start_simulator: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    route: Callable[[aiohttp.web.Request], bool],
+) -> None:
+    """Finding 1: a 403 on every Jobs list (or read by id) after the starts was
+    retried as a passing failure until the batch timeout: 60 jobs timed_out,
+    no error, no warning (and without a timeout the batch would wait for ever)."""
+    middleware, armed = _refuse_after_starts(route)
+    add_simulator_middleware(monkeypatch, middleware)
+    sim: SimulatorHandle = await start_simulator(time_scale=60.0)
+    requests = [JobRequest(process="Echo", folder=f) for f in ("Shared", "Finance", "HR")] * 20
+    began = time.monotonic()
+    async with OrchestratorClient(fast_settings(sim, attempts=2), poll=fast_poll()) as orch:
+        with pytest.raises(PermissionDeniedError, match="none of the scopes"):
+            await orch.run_jobs(
+                requests, timeout=20, hooks=Hooks(on_started=lambda i, h: armed.update(on=True))
+            )
+    assert time.monotonic() - began < 10  # not the 20 s batch timeout
+    stats = sim.simulator.stats()
+    assert stats["jobs"]["created"] == 60 and not stats["duplicate_references"]
+
+
+def _hang_downloads() -> Any:
+    entered = asyncio.Event()
+
+    @aiohttp.web.middleware
+    async def hang(request: aiohttp.web.Request, handler: _Handler) -> aiohttp.web.StreamResponse:
+        if request.method == "GET" and "Attachments(" in request.path:
+            entered.set()
+            await asyncio.sleep(3600)  # the OutputFile never comes
+        return await handler(request)
+
+    return hang, entered
+
+
+@pytest.mark.xfail(strict=True, reason="attack h9 finding 2: an ended job reported left running")
+@pytest.mark.parametrize("on_cancel", [False, True], ids=["report", "stop"])
+async def test_a_cancel_while_outputs_are_read_ends_at_once_and_reports_the_truth(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, on_cancel: bool
+) -> None:
+    """Finding 2: cancelled while the poller downloads a Successful job's
+    OutputFile, the batch reported that job ``left_running`` (it was seen ended:
+    on_state said Successful); with ``on_cancel=True`` it sent it a SoftStop and
+    the cancellation waited for the download again (70 s with the default grace)."""
+    hang, entered = _hang_downloads()
+    add_simulator_middleware(monkeypatch, hang)
+    sim: SimulatorHandle = await start_simulator(
+        parse_scenario(attachments_scenario(), name="big"), time_scale=100.0
+    )
+    settings = fast_settings(sim)
+    assert isinstance(settings.credentials, ClientCredentials)
+    credentials = dataclasses.replace(
+        settings.credentials, scopes=f"{DEFAULT_SCOPES} OR.Folders.Write"
+    )
+    requests = [JobRequest(process="Echo", folder="Shared", inputs={"Text": "x" * 12_000})]
+    abandoned: list[Abandoned] = []
+    seen: dict[int, str] = {}
+    hooks = Hooks(
+        on_abandoned=abandoned.append,
+        on_state=lambda handle, old, new: seen.__setitem__(handle.job_id, new.value),
+    )
+    stop = StopPolicy(on_cancel=on_cancel, grace=5)
+    async with OrchestratorClient(
+        dataclasses.replace(settings, credentials=credentials), poll=fast_poll()
+    ) as orch:
+        batch = asyncio.create_task(orch.run_jobs(requests, stop=stop, hooks=hooks))
+        await asyncio.wait_for(entered.wait(), 20)
+        began = time.monotonic()
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+    assert time.monotonic() - began < 2
+    [job_id] = seen
+    assert seen[job_id] == "Successful"
+    [report] = abandoned
+    assert report.left_running == () and report.stop_sent == {}
+    stops = "POST /odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
+    assert stops not in sim.simulator.stats()["requests"]
