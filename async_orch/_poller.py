@@ -106,6 +106,10 @@ _NOT_FOUND_LIMIT = 3  # reads by id answered 404 in a row before a job counts as
 _REFUSALS_FINAL = 3
 # Errors that refuse the caller, not the call: counted toward _REFUSALS_FINAL.
 _CALLER_REFUSED = (AuthenticationError, UnauthorizedError, PermissionDeniedError)
+# For list calls, a 404 too: the Jobs collection exists in every tenant, so a 404 says
+# the tenant or its API is gone (a deleted tenant, a proxy's route), never for a while;
+# it was retried silently until the batch timeout (attack h9).
+_LIST_REFUSED = (*_CALLER_REFUSED, NotFoundError)
 # Client errors that do not say a list query itself is refused (see _refuses_the_query).
 _NOT_REFUSALS = frozenset({401, 403, 404, 408, 429})
 _NOT_FOUND_WARN_EVERY = 30.0  # seconds, as the transport's outage warning
@@ -603,7 +607,7 @@ class JobWatcher:
             if shared is not None:
                 await shared.acquire()
             answer = await call()
-        except _CALLER_REFUSED as exc:
+        except _LIST_REFUSED as exc:
             self._count_token_refusal(exc)
             log.info("async_orch.poll_failed", error=str(exc))
             return None

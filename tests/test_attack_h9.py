@@ -19,6 +19,7 @@ from async_orch import (
     Abandoned,
     Hooks,
     JobRequest,
+    NotFoundError,
     OrchestratorClient,
     PermissionDeniedError,
     StopPolicy,
@@ -36,14 +37,15 @@ _SCOPE_REFUSAL = {
 }
 
 
-def _refuse_after_starts(route: Callable[[aiohttp.web.Request], bool]) -> Any:
-    """A middleware answering 403 to the requests ``route`` picks once armed."""
+def _refuse_after_starts(route: Callable[[aiohttp.web.Request], bool], status: int = 403) -> Any:
+    """A middleware answering ``status`` to the requests ``route`` picks once armed."""
     armed = {"on": False}
+    body = _SCOPE_REFUSAL if status == 403 else {"message": "Not Found", "errorCode": 0}
 
     @aiohttp.web.middleware
     async def refuse(request: aiohttp.web.Request, handler: _Handler) -> aiohttp.web.StreamResponse:
         if armed["on"] and request.method == "GET" and route(request):
-            return aiohttp.web.json_response(_SCOPE_REFUSAL, status=403)
+            return aiohttp.web.json_response(body, status=status)
         return await handler(request)
 
     return refuse, armed
@@ -57,22 +59,29 @@ def _job_read(request: aiohttp.web.Request) -> bool:
     return "/odata/Jobs(" in request.path
 
 
-@pytest.mark.parametrize("route", [_jobs_list, _job_read], ids=["list", "read"])
-async def test_a_scope_refused_mid_run_raises_promptly(
-    start_simulator: Callable[..., Any],
-    monkeypatch: pytest.MonkeyPatch,
-    route: Callable[[aiohttp.web.Request], bool],
+REFUSALS: dict[str, tuple[Callable[[aiohttp.web.Request], bool], int, type[Exception], str]] = {
+    "list-403": (_jobs_list, 403, PermissionDeniedError, "none of the scopes"),
+    "read-403": (_job_read, 403, PermissionDeniedError, "none of the scopes"),
+    "list-404": (_jobs_list, 404, NotFoundError, "HTTP 404"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+async def test_a_refusal_met_mid_run_raises_promptly(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
-    """Finding 1: a 403 on every Jobs list (or read by id) after the starts was
-    retried as a passing failure until the batch timeout: 60 jobs timed_out,
-    no error, no warning (and without a timeout the batch would wait for ever)."""
-    middleware, armed = _refuse_after_starts(route)
+    """Finding 1: a 403 on every Jobs list (or read by id) after the starts, or a 404
+    on every Jobs list (the tenant deleted, a proxy's route changed), was retried as
+    a passing failure until the batch timeout: 60 jobs timed_out, no error, no
+    warning (and without a timeout the batch would wait for ever)."""
+    route, status, error, text = REFUSALS[case]
+    middleware, armed = _refuse_after_starts(route, status)
     add_simulator_middleware(monkeypatch, middleware)
     sim: SimulatorHandle = await start_simulator(time_scale=60.0)
     requests = [JobRequest(process="Echo", folder=f) for f in ("Shared", "Finance", "HR")] * 20
     began = time.monotonic()
     async with OrchestratorClient(fast_settings(sim, attempts=2), poll=fast_poll()) as orch:
-        with pytest.raises(PermissionDeniedError, match="none of the scopes"):
+        with pytest.raises(error, match=text):
             await orch.run_jobs(
                 requests, timeout=20, hooks=Hooks(on_started=lambda i, h: armed.update(on=True))
             )
