@@ -364,7 +364,12 @@ class BatchRun:
 
     async def _abandon(self, *, reason: str) -> None:
         """The batch ends early: stop what it started if asked, report what is left."""
-        live = [tracked.handle for tracked in self._jobs.values()]
+        # A job seen ended (its outputs were being read) is neither stopped nor left
+        # running: a SoftStop to it, and "left running", were wrong (attack h9).
+        ended = [t.handle for t in self._jobs.values() if t.state and t.state.is_terminal]
+        live = [t.handle for t in self._jobs.values() if not (t.state and t.state.is_terminal)]
+        if ended:
+            self._count_ended(ended)
         stopped: list[JobHandle] = []
         stop_sent: dict[int, str] = {}
         if live and self._stop_policy.stops_on_cancel:
@@ -393,7 +398,8 @@ class BatchRun:
 
     def _count_ended(self, handles: list[JobHandle]) -> None:
         """Progress counts jobs that ended while the batch was ending under their
-        outcome (no result is emitted for them; ``Abandoned.stopped`` lists them)."""
+        outcome (no result is emitted for them; ``Abandoned.stopped`` lists those
+        stopped, and those seen ended before are in neither list)."""
         for handle in handles:
             state = self._jobs[handle.job_id].state
             if state is not None and (outcome := Outcome.of_final(state)) is not None:

@@ -112,7 +112,9 @@ async def stop_and_wait(
     The escalation is the one of every deadline (``_deadlines.Deadlines``), run by
     a watcher whose jobs are all due now."""
     stop_now = StopPolicy(on_timeout=True, grace=grace)
-    watcher = JobWatcher(api, policy=poll, stop_policy=stop_now, clock=clock, on_state=on_state)
+    watcher = JobWatcher(
+        api, policy=poll, stop_policy=stop_now, clock=clock, on_state=on_state, read_outputs=False
+    )
     now = clock()
     for handle in handles:
         watcher.watch(handle, deadline=now)

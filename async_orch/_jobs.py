@@ -655,7 +655,9 @@ class Abandoned:
         stopped: jobs stopped on the way out (``StopPolicy.on_cancel``) and seen ended
             (their last state went to ``on_state``).
         left_running: jobs started and not seen ended: they may still run.
-            Wait for them with ``wait_jobs`` or stop them in Orchestrator.
+            Wait for them with ``wait_jobs`` or stop them in Orchestrator. (A job
+            seen ended whose outputs were still being read is in neither list: it
+            is neither stopped nor running; ``on_state`` told its final state.)
         uncertain_references: References of StartJobs calls whose answer never
             came: look them up before starting them again.
         stop_sent: the last stop sent on the way out ("SoftStop" or "Kill"), by job

@@ -64,6 +64,7 @@ from async_orch._errors import (
     JobLostError,
     NotFoundError,
     OutputsUnavailableError,
+    PermissionDeniedError,
     RateLimitedError,
     RequestError,
     UnauthorizedError,
@@ -98,9 +99,17 @@ _T = TypeVar("_T")
 _NOT_FOUND_LIMIT = 3  # reads by id answered 404 in a row before a job counts as gone
 # Calls refused in a row before the refusal is taken as final: for the token (after
 # the transport's own renewal; a revoked personal access token or secret can never be
-# renewed) the batch ends with that error; for a folder's access (list calls answered
+# renewed), or its scopes (403: a scope or permission taken away mid-run; retried as
+# a passing failure, a batch waited silently for its timeout), the batch ends with
+# that error; for a folder's access (list calls answered
 # errorCode 1100) that folder's jobs end with it. Otherwise they would be polled for ever.
 _REFUSALS_FINAL = 3
+# Errors that refuse the caller, not the call: counted toward _REFUSALS_FINAL.
+_CALLER_REFUSED = (AuthenticationError, UnauthorizedError, PermissionDeniedError)
+# For list calls, a 404 too: the Jobs collection exists in every tenant, so a 404 says
+# the tenant or its API is gone (a deleted tenant, a proxy's route), never for a while;
+# it was retried silently until the batch timeout (attack h9).
+_LIST_REFUSED = (*_CALLER_REFUSED, NotFoundError)
 # Client errors that do not say a list query itself is refused (see _refuses_the_query).
 _NOT_REFUSALS = frozenset({401, 403, 404, 408, 429})
 _NOT_FOUND_WARN_EVERY = 30.0  # seconds, as the transport's outage warning
@@ -261,8 +270,12 @@ class JobWatcher:
         fetch_concurrency: int = 8,
         on_state: StateCallback | None = None,
         group: WatcherGroup | None = None,
+        read_outputs: bool = True,
     ) -> None:
         self._api = api
+        # False: an OutputFile is not downloaded (the stop after a cancellation
+        # wants states only; a slow download held the cancellation up).
+        self._read_outputs = read_outputs
         self._group = group  # the client's other watchers (see WatcherGroup)
         self._planner: PollPlanner[int] = PollPlanner(
             policy or PollPolicy(), budget=group.budget if group is not None else None
@@ -594,7 +607,7 @@ class JobWatcher:
             if shared is not None:
                 await shared.acquire()
             answer = await call()
-        except (AuthenticationError, UnauthorizedError) as exc:
+        except _LIST_REFUSED as exc:
             self._count_token_refusal(exc)
             log.info("async_orch.poll_failed", error=str(exc))
             return None
@@ -629,7 +642,7 @@ class JobWatcher:
         return answer
 
     def _count_token_refusal(self, exc: RequestError) -> None:
-        """One more call refused for the token; the batch ends with ``exc`` after
+        """One more call refused for the token (or its scopes); the batch ends with ``exc`` after
         :data:`_REFUSALS_FINAL` in a row (a fatal error surfaces, never a hang)."""
         self._token_refusals += 1
         if self._token_refusals >= _REFUSALS_FINAL:
@@ -781,7 +794,7 @@ class JobWatcher:
             self._planner.fetch_failed(action.job_id, now=self._clock())
             return True
         except RequestError as exc:
-            if isinstance(exc, (AuthenticationError, UnauthorizedError)):
+            if isinstance(exc, _CALLER_REFUSED):
                 self._count_token_refusal(exc)
             log.info("async_orch.fetch_failed", job_id=action.job_id, error=str(exc))
             if self._jobs.get(action.job_id) is watched:
@@ -851,7 +864,7 @@ class JobWatcher:
         self, handle: JobHandle, job: Job
     ) -> tuple[Job, OutputsUnavailableError | None]:
         """Outputs sent as an OutputFile, read in; a failure is the job's error."""
-        if job.output_file is None:
+        if job.output_file is None or not self._read_outputs:
             return job, None
         try:
             return await self._api.with_outputs(handle.folder_key or handle.folder_id, job), None
