@@ -97,19 +97,23 @@ log = get_logger("async_orch.poller")
 _T = TypeVar("_T")
 
 _NOT_FOUND_LIMIT = 3  # reads by id answered 404 in a row before a job counts as gone
-# Calls refused in a row before the refusal is taken as final: for the token (after
+# Calls refused in a row before the refusal is taken as final. For the token (after
 # the transport's own renewal; a revoked personal access token or secret can never be
-# renewed), or its scopes (403: a scope or permission taken away mid-run; retried as
-# a passing failure, a batch waited silently for its timeout), the batch ends with
-# that error; for a folder's access (list calls answered
-# errorCode 1100) that folder's jobs end with it. Otherwise they would be polled for ever.
+# renewed) the batch ends with that error. For a folder (list calls answered errorCode
+# 1100, the access to it lost; or calls about its jobs answered 403, a scope or a
+# permission in it taken away mid-run) that folder's jobs end with it, and the batch
+# ends with it when every folder of the batch is refused alike. Otherwise they would
+# be polled for ever (a 403 was retried as a passing failure until the batch timeout:
+# attack h9).
 _REFUSALS_FINAL = 3
-# Errors that refuse the caller, not the call: counted toward _REFUSALS_FINAL.
-_CALLER_REFUSED = (AuthenticationError, UnauthorizedError, PermissionDeniedError)
+# Errors that refuse the token, not the call: counted toward _REFUSALS_FINAL.
+_TOKEN_REFUSED = (AuthenticationError, UnauthorizedError)
 # For list calls, a 404 too: the Jobs collection exists in every tenant, so a 404 says
 # the tenant or its API is gone (a deleted tenant, a proxy's route), never for a while;
 # it was retried silently until the batch timeout (attack h9).
-_LIST_REFUSED = (*_CALLER_REFUSED, NotFoundError)
+_LIST_REFUSED = (*_TOKEN_REFUSED, NotFoundError)
+# Errors that refuse one folder: counted per folder.
+_FOLDER_REFUSED = (FolderNotFoundError, PermissionDeniedError)
 # Client errors that do not say a list query itself is refused (see _refuses_the_query).
 _NOT_REFUSALS = frozenset({401, 403, 404, 408, 429})
 _NOT_FOUND_WARN_EVERY = 30.0  # seconds, as the transport's outage warning
@@ -291,7 +295,8 @@ class JobWatcher:
         # Per folder Id: list calls refused for the folder's access in a row; and the
         # folders found lost, whose jobs the run loop ends with that error.
         self._folder_refusals: dict[int, int] = {}
-        self._lost_folders: dict[int, FolderNotFoundError] = {}
+        self._lost_folders: dict[int, FolderNotFoundError | PermissionDeniedError] = {}
+        self._refused_folders: set[int] = set()  # folders whose jobs ended refused
         self._folders: set[int] = set()  # every folder this watcher has had jobs in
         # Reads by id wait in a queue, drained by at most this many reader tasks.
         # Readers live as long as the run loop and wait (each on its own event)
@@ -611,8 +616,9 @@ class JobWatcher:
             self._count_token_refusal(exc)
             log.info("async_orch.poll_failed", error=str(exc))
             return None
-        except FolderNotFoundError as exc:
-            # Unassigned from the folder, or it was removed (the API answers 1100).
+        except _FOLDER_REFUSED as exc:
+            # Unassigned from the folder, or it was removed (the API answers 1100); or
+            # a scope or a permission in it taken away (403).
             self._count_folder_refusal(folder, exc)
             log.info("async_orch.poll_failed", error=str(exc))
             return None
@@ -648,18 +654,25 @@ class JobWatcher:
         if self._token_refusals >= _REFUSALS_FINAL:
             raise exc
 
-    def _count_folder_refusal(self, folder: int, exc: FolderNotFoundError) -> None:
-        """One more list call refused for ``folder``'s access. After
-        :data:`_REFUSALS_FINAL` in a row its jobs end with ``exc`` (each result
-        says so; the other folders' jobs go on); the batch ends with ``exc`` when
-        that folder is the only one it has jobs in (every job alike: fatal)."""
+    def _count_folder_refusal(
+        self, folder: int, exc: FolderNotFoundError | PermissionDeniedError
+    ) -> None:
+        """One more call refused for ``folder`` (its access, 1100, or a scope or
+        permission, 403). After :data:`_REFUSALS_FINAL` in a row its jobs end with
+        ``exc`` (each result says so; the other folders' jobs go on); the batch
+        ends with ``exc`` when every folder it has had jobs in was refused at its
+        last call or has ended refused (every job alike, say a scope taken from the
+        credentials: fatal). A folder whose last call was answered keeps the
+        others' results coming."""
+        if folder in self._refused_folders:
+            return  # an answer to a call made before its jobs were ended
         refusals = self._folder_refusals.get(folder, 0) + 1
         self._folder_refusals[folder] = refusals
         if refusals < _REFUSALS_FINAL:
             return
-        if self._folders == {folder}:
+        self._refused_folders.add(folder)
+        if all(f in self._refused_folders or self._folder_refusals.get(f) for f in self._folders):
             raise exc
-        del self._folder_refusals[folder]
         self._lost_folders[folder] = exc
         self._wakeup.set()
 
@@ -670,9 +683,8 @@ class JobWatcher:
         lost, self._lost_folders = self._lost_folders, {}
         for folder, error in lost.items():
             jobs = [w for w in self._jobs.values() if w.handle.folder_id == folder]
-            log.warning(
-                "async_orch.folder_lost", folder=error.name, jobs=len(jobs), error=str(error)
-            )
+            name = jobs[0].handle.folder_path if jobs else folder
+            log.warning("async_orch.folder_lost", folder=name, jobs=len(jobs), error=str(error))
             for watched in jobs:
                 await self._finish(watched, on_finished, timed_out=False, error=error)
 
@@ -794,13 +806,16 @@ class JobWatcher:
             self._planner.fetch_failed(action.job_id, now=self._clock())
             return True
         except RequestError as exc:
-            if isinstance(exc, _CALLER_REFUSED):
+            if isinstance(exc, _TOKEN_REFUSED):
                 self._count_token_refusal(exc)
+            elif isinstance(exc, PermissionDeniedError):
+                self._count_folder_refusal(watched.handle.folder_id, exc)
             log.info("async_orch.fetch_failed", job_id=action.job_id, error=str(exc))
             if self._jobs.get(action.job_id) is watched:
                 self._planner.fetch_failed(action.job_id, now=self._clock())
             return True
         self._token_refusals = 0
+        self._folder_refusals.pop(watched.handle.folder_id, None)
         if self._jobs.get(action.job_id) is not watched:
             return True  # forgotten meanwhile: the answer is moot
         if job.id != action.job_id:

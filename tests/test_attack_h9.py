@@ -59,8 +59,13 @@ def _job_read(request: aiohttp.web.Request) -> bool:
     return "/odata/Jobs(" in request.path
 
 
+def _jobs_list_or_read(request: aiohttp.web.Request) -> bool:
+    return _jobs_list(request) or _job_read(request)
+
+
 REFUSALS: dict[str, tuple[Callable[[aiohttp.web.Request], bool], int, type[Exception], str]] = {
-    "list-403": (_jobs_list, 403, PermissionDeniedError, "none of the scopes"),
+    # The scope taken from the credentials: lists and reads alike (OR.Jobs.Read).
+    "scope-403": (_jobs_list_or_read, 403, PermissionDeniedError, "none of the scopes"),
     "read-403": (_job_read, 403, PermissionDeniedError, "none of the scopes"),
     "list-404": (_jobs_list, 404, NotFoundError, "HTTP 404"),
 }
@@ -70,7 +75,8 @@ REFUSALS: dict[str, tuple[Callable[[aiohttp.web.Request], bool], int, type[Excep
 async def test_a_refusal_met_mid_run_raises_promptly(
     start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
-    """Finding 1: a 403 on every Jobs list (or read by id) after the starts, or a 404
+    """Finding 1: a 403 on every Jobs list and read by id after the starts (or on
+    every read by id), or a 404
     on every Jobs list (the tenant deleted, a proxy's route changed), was retried as
     a passing failure until the batch timeout: 60 jobs timed_out, no error, no
     warning (and without a timeout the batch would wait for ever)."""
@@ -147,3 +153,39 @@ async def test_a_cancel_while_outputs_are_read_ends_at_once_and_reports_the_trut
     assert report.left_running == () and report.stop_sent == {}
     stops = "POST /odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
     assert stops not in sim.simulator.stats()["requests"]
+
+
+async def test_a_403_in_one_folder_ends_its_jobs_and_the_others_go_on(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A permission taken away in one folder only (its calls answered 403) ends that
+    folder's jobs with the PermissionDeniedError, each in its result; the other
+    folder's jobs end as they do and the batch returns (review of attack h9: counted
+    as a token refusal, it ended the whole batch once the other folder was done, and
+    run_jobs lost the results it had)."""
+    refused: set[str] = set()
+
+    @aiohttp.web.middleware
+    async def refuse(request: aiohttp.web.Request, handler: _Handler) -> aiohttp.web.StreamResponse:
+        folder = request.headers.get("X-UIPATH-FolderKey", "")
+        if request.method == "GET" and _jobs_list_or_read(request) and folder in refused:
+            return aiohttp.web.json_response(_SCOPE_REFUSAL, status=403)
+        return await handler(request)
+
+    def on_started(index: int, handle: Any) -> None:
+        if handle.folder_path == "HR":
+            refused.add(handle.folder_key)
+
+    add_simulator_middleware(monkeypatch, refuse)
+    sim: SimulatorHandle = await start_simulator(time_scale=60.0)
+    requests = [JobRequest(process="Echo", folder=f, inputs={"n": n}) for n, f in
+                enumerate(["HR", "Shared"] * 10)]  # fmt: skip
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        results = await orch.run_jobs(requests, timeout=20, hooks=Hooks(on_started=on_started))
+    assert refused  # the HR jobs were started before their folder was refused
+    for result in results:
+        if result.request is not None and result.request.folder == "HR":
+            assert isinstance(result.error, PermissionDeniedError), result
+            assert result.job_id is not None  # started: its id is in the result
+        else:
+            assert result.outcome.value == "successful" and result.outputs == {"n": result.index}
