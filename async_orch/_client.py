@@ -25,7 +25,7 @@ import aiohttp
 
 from async_orch._config import Settings
 from async_orch._dispatcher import Dispatcher, DispatchLimits, Started, StartFailure
-from async_orch._errors import InvalidRequestError
+from async_orch._errors import ConfigurationError, InvalidRequestError
 from async_orch._fatal import upload_scope_missing
 from async_orch._jobs import (
     JobHandle,
@@ -78,6 +78,7 @@ class OrchestratorClient:
         webhooks: WebhookReceiver | None = None,
         list_budget: SharedListBudget | None = None,
     ) -> None:
+        _check_arguments(settings, session, limits, poll, hooks, webhooks, list_budget)
         self.settings = settings
         self.transport = Transport(settings, session=session, hooks=hooks)
         self.api: OrchestratorAPI = OrchestratorAPI(self.transport)
@@ -355,3 +356,46 @@ async def _iterate(
     async with stream as results:
         async for result in results:
             yield result
+
+
+def _check_arguments(
+    settings: object,
+    session: object,
+    limits: object,
+    poll: object,
+    hooks: object,
+    webhooks: object,
+    list_budget: object,
+) -> None:
+    """Refuse an argument of the wrong kind with a line naming it and the fix, before
+    anything is built (it failed later as an AttributeError deep inside)."""
+    expected: list[tuple[str, object, type, str]] = [
+        ("settings", settings, Settings, "Settings.from_env()"),
+        ("session", session, aiohttp.ClientSession, "aiohttp.ClientSession()"),
+        ("limits", limits, DispatchLimits, "DispatchLimits(max_in_flight=16)"),
+        ("poll", poll, PollPolicy, "PollPolicy(list_budget_per_minute=60)"),
+        ("webhooks", webhooks, WebhookReceiver, "WebhookReceiver(secret)"),
+    ]
+    for name, value, kind, example in expected:
+        if (value is not None or name == "settings") and not isinstance(value, kind):
+            raise _wrong(name, value, f"a {kind.__name__} (e.g. {name}={example})")
+    if not isinstance(hooks, list | tuple) or not all(
+        isinstance(hook, TransportHooks) for hook in hooks
+    ):
+        raise _wrong("hooks", hooks, "a list of TransportHooks (e.g. hooks=[MyHooks()])")
+    methods = ("acquire", "throttled", "aclose")
+    if list_budget is not None and not all(
+        callable(getattr(list_budget, method, None)) for method in methods
+    ):
+        raise _wrong(
+            "list_budget",
+            list_budget,
+            "a shared list budget with acquire, throttled and aclose "
+            "(e.g. list_budget=RedisListBudget(...))",
+        )
+
+
+def _wrong(name: str, value: object, expected: str) -> ConfigurationError:
+    text = repr(value)
+    short = text if len(text) <= 60 else text[:57] + "..."  # it may be huge
+    return ConfigurationError(f"{name} must be {expected}, got {type(value).__name__} {short}")

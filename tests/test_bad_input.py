@@ -13,7 +13,8 @@ import pytest
 from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, requests_to, scenario
 
 from async_orch._client import OrchestratorClient
-from async_orch._errors import InvalidRequestError
+from async_orch._config import Settings, StaticToken
+from async_orch._errors import ConfigurationError, InvalidRequestError
 from async_orch._jobs import JobRequest, checked_requests
 from async_orch._jsonvalues import MAX_DEPTH, json_problem, loads_strict
 from async_orch._models import Job, dump_input_arguments, needs_input_file, parse_input_arguments
@@ -180,3 +181,35 @@ async def test_a_batch_with_an_invalid_request_starts_nothing(
             assert line.startswith(expected), line
     assert requests_to(sim, START_JOBS) == 0
     assert sim.simulator.stats()["jobs"]["created"] == 0
+
+
+URL = "https://cloud.uipath.com/org/tenant/orchestrator_"
+# Each: an OrchestratorClient keyword of the wrong kind, and what the message says.
+WRONG_ARGUMENTS = [
+    ({"webhooks": "secret"}, "webhooks must be a WebhookReceiver (e.g. webhooks=Webhook"),
+    ({"poll": {"min_interval": 1}}, "poll must be a PollPolicy (e.g. poll=PollPolicy("),
+    ({"limits": 16}, "limits must be a DispatchLimits (e.g. limits=DispatchLimits("),
+    ({"hooks": "x"}, "hooks must be a list of TransportHooks"),
+    ({"hooks": [object()]}, "hooks must be a list of TransportHooks"),
+    ({"list_budget": 60}, "list_budget must be a shared list budget"),
+    ({"session": "x" * 10_000}, "session must be a ClientSession"),
+]
+
+
+@pytest.mark.parametrize(("keywords", "message"), WRONG_ARGUMENTS)
+def test_a_client_argument_of_the_wrong_kind_is_one_clear_error(
+    keywords: dict[str, Any], message: str
+) -> None:
+    # It failed as an AttributeError from deep inside ('str' object has no attribute
+    # 'new_pace' for webhooks="secret"), or later still (new-user review h9).
+    settings = Settings(url=URL, credentials=StaticToken(token="t"))
+    with pytest.raises(ConfigurationError) as raised:
+        OrchestratorClient(settings, **keywords)
+    text = str(raised.value)
+    assert text.startswith(message), text
+    assert len(text) < 200  # short: a huge value is cut
+
+
+def test_settings_of_the_wrong_kind_is_one_clear_error() -> None:
+    with pytest.raises(ConfigurationError, match=r"^settings must be a Settings \(e\.g\."):
+        OrchestratorClient(URL)  # type: ignore[arg-type]
