@@ -13,9 +13,9 @@ import pytest
 from cli_harness import cli_env, run_cli
 from test_webhooks_e2e import SECRET, subscribe
 
-from async_orch import ConfigurationError
+from async_orch import ConfigurationError, WebhookReceiver
 from async_orch._cli.dispatch_cmd import _webhook_secret
-from async_orch._cli.webhook_server import describe_counts
+from async_orch._cli.webhook_server import describe_counts, serve_webhooks
 from async_orch.simulator import SimulatorHandle
 
 
@@ -131,3 +131,18 @@ def test_with_the_embedded_simulator_the_secret_may_be_left_unset(
     assert drawn and len(drawn) >= 32
     with pytest.raises(ConfigurationError, match="ASYNC_ORCH_WEBHOOK_SECRET"):
         _webhook_secret(argparse.Namespace(webhook_listen=listen, simulator=False))
+
+
+async def test_listening_where_it_cannot_says_what_to_change() -> None:
+    # Every failure to listen said "pick a free port", even for an address that is
+    # not this machine's (new-user review h9).
+    receiver = WebhookReceiver(SECRET)
+    async with serve_webhooks(receiver, "127.0.0.1", 0) as url:
+        busy = int(url.rsplit(":", 1)[1].strip("/"))
+        with pytest.raises(ConfigurationError, match=r"pick a free port \(or 0 for any\)$"):
+            async with serve_webhooks(receiver, "127.0.0.1", busy):
+                pass
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine.
+    with pytest.raises(ConfigurationError, match=r"give an address of this machine: 0\.0\.0\.0"):
+        async with serve_webhooks(receiver, "192.0.2.1", 0):
+            pass

@@ -182,7 +182,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--list-budget",
         type=list_budget,
         default=None,
-        help="GET Jobs list calls per minute for polling (tenant limit is 100; default 60)",
+        help="GET Jobs list calls per minute for polling, 1 to 100 (the tenant's limit, shared "
+        "with every other client), or 0 to read each job by id instead; default 60",
     )
     run_group.add_argument(
         "--list-budget-redis",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -61,13 +62,23 @@ async def serve_webhooks(receiver: WebhookReceiver, host: str, port: int) -> Asy
         except OSError as exc:
             raise ConfigurationError(
                 f"--webhook-listen cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                "pick a free port"
+                + _listen_fix(exc)
             ) from None
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
         yield f"http://{shown}:{bound_port}/"
     finally:
         await runner.cleanup()
+
+
+def _listen_fix(exc: OSError) -> str:
+    """What to change when listening failed with ``exc``."""
+    if exc.errno == errno.EADDRINUSE:
+        return "pick a free port (or 0 for any)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "pick a port above 1023, or run with the right to bind this one"
+    # EADDRNOTAVAIL, or a name that does not resolve (socket.gaierror).
+    return "give an address of this machine: 0.0.0.0 (all), 127.0.0.1, or one of its own"
 
 
 def describe_counts(counts: Mapping[str, int]) -> str:
