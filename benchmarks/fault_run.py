@@ -272,7 +272,7 @@ class Report:
     lost: list[str] = field(default_factory=list)  # what is wrong, one line per request
     duplicated: dict[str, int] = field(default_factory=dict)
     exits: list[int] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)  # "kill at progress 812/2000", ...
+    events: list[str] = field(default_factory=list)  # "kill at progress 812/2000 (set for 790)"
     refusals: list[str] = field(default_factory=list)  # a dispatch that exited 2
 
     def to_dict(self) -> dict[str, Any]:
@@ -400,8 +400,12 @@ def _drive(
                 raise RunFailed(f"the run took longer than {options.deadline:g} s")
             view = read_journal(journal)
             if events and view.progress >= events[0][0]:
-                _, event = events.pop(0)
-                report.events.append(f"{event} at progress {view.progress}/{2 * options.jobs}")
+                point, event = events.pop(0)
+                # A point the batch had passed already fires as soon as the resumed CLI
+                # has read its journal: a kill during the resume's start, said as such.
+                report.events.append(
+                    f"{event} at progress {view.progress}/{2 * options.jobs} (set for {point})"
+                )
                 if event == "restart":
                     sim.restart()
                 else:
