@@ -80,9 +80,12 @@ jobs have waited longest in sum). The batch takes
 that folder's due jobs, most overdue first, up to
 ``max_batch`` and as many as the call's URL holds (a ``ListRoom``, sized by
 encoded length), then fills the remaining room with the folder's other jobs not
-checked in the last ``min_interval``, soonest due first: the call costs the
-same with more ids, so they are checked early for free, and jobs of a folder
-fall into step, which keeps later calls full.
+checked in the last ``min_interval`` or not listed since their start, soonest due
+first: the call costs the same with more ids, so they are checked early for
+free, and jobs of a folder fall into step, which keeps later calls full. (A
+start's answer does not count as a check here: a job started just before webhook
+events slowed its folder otherwise waited for its slowed check, while the calls
+went to jobs the events were about to tell.)
 
 *Ranges.* A folder with more than ``range_threshold`` watched jobs is asked
 for its unfinished jobs instead of being asked about every id: a
@@ -1198,7 +1201,7 @@ class PollPlanner(Generic[FolderT]):
     ) -> tuple[int, ...]:
         """Jobs of ``folder`` for one list call while ``room`` holds them, now
         LISTING: the due ones first, then the others not checked in
-        ``min_interval`` (free riders)."""
+        ``min_interval`` or never listed (free riders)."""
         due.sort(key=lambda t: t.due_at)
         chosen = _fill(room, due)
         if len(chosen) == len(due):
@@ -1207,7 +1210,9 @@ class PollPlanner(Generic[FolderT]):
             extra = [
                 t
                 for t in self._watching[folder].jobs.values()
-                if t.job_id not in chosen_ids and t.not_before <= now and t.last_checked <= recent
+                if t.job_id not in chosen_ids
+                and t.not_before <= now
+                and (t.last_checked <= recent or t.last_checked == t.added_at)
             ]
             extra.sort(key=lambda t: t.due_at)
             chosen.extend(_fill(room, extra))
