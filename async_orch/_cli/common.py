@@ -59,12 +59,14 @@ EXIT_INTERRUPTED = 130
 
 
 def exit_codes(
-    *lines: str, two: str = "usage or configuration error (one line on stderr, nothing done)"
+    *lines: str,
+    two: str = "usage or configuration error (one line on stderr, nothing done)",
+    interrupted: bool = True,
 ) -> str:
-    """An epilog's "exit codes:" block: the command's own lines, then 2 and 130."""
-    return "exit codes:\n" + "".join(
-        f"  {line}\n" for line in (*lines, f"2    {two}", "130  interrupted (Ctrl-C)")
-    )
+    """An epilog's "exit codes:" block: the command's own lines, then 2 and (unless
+    Ctrl-C is a normal stop for the command) 130."""
+    last = ("130  interrupted (Ctrl-C)",) if interrupted else ()
+    return "exit codes:\n" + "".join(f"  {line}\n" for line in (*lines, f"2    {two}", *last))
 
 
 # -- argparse types: a bad number is a usage error before anything starts ---------------

@@ -31,7 +31,9 @@ ADMIN_TOKEN_ENV = "ASYNC_ORCH_SIMULATOR_ADMIN_TOKEN"
 
 EXAMPLES = (
     exit_codes(
-        "0    stopped (Ctrl-C, SIGTERM)",
+        "0    stopped (Ctrl-C, SIGTERM): its normal end",
+        "1    cannot listen on --host:--port (in use, or not this machine's)",
+        interrupted=False,
     )
     + """
 examples:
