@@ -334,6 +334,7 @@ def _heartbeat(
 ) -> AbstractAsyncContextManager[None]:
     """Say what is awaited while nothing changes (never silent)."""
     display.set_health(lambda: orch.transport.health)
+    display.set_list_pace(orch.dispatcher.list_pace)
     return display.beating()
 
 
