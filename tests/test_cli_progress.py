@@ -25,7 +25,7 @@ def display() -> ProgressDisplay:
 
 def shown_total(line: str) -> int:
     """The sum of the "<state> N" counts of a progress line (not done/total)."""
-    return sum(int(n) for n in re.findall(r"\| [a-z_]+ (\d+)", line))
+    return sum(int(n) for n in re.findall(r"\| [a-z_ ]+ (\d+)", line))
 
 
 def test_a_job_seen_final_but_not_reported_yet_is_shown_as_ending() -> None:
@@ -211,3 +211,14 @@ def test_when_the_list_budget_allows_a_call_the_heartbeat_names_the_states_as_be
         "waiting on 500 jobs Pending for 1m40s in Finance: no robot free, "
         "500 jobs Pending in HR; last change 1m10s ago"
     )
+
+
+def test_jobs_left_suspended_are_not_shown_under_the_word_of_the_state() -> None:
+    """--on-suspended report: "suspended 2 | suspended 1" read as one count twice."""
+    progress = Progress(total=3)
+    progress.move("Finance", None, "Suspended", 2)
+    progress.move("Finance", None, "suspended")  # the outcome: left suspended at its deadline
+    line = display().line(progress, 101.0)
+    assert line.startswith("1/3 done | suspended 2 | left suspended 1 |")
+    assert shown_total(line) == 3
+    assert display().folder_lines(progress) == ["  Finance: suspended 2, left suspended 1"]

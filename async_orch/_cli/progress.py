@@ -46,6 +46,9 @@ _FINAL = tuple(o.value for o in Outcome)
 # shown always add up to the total.
 _ENDING = frozenset(s.value for s in JobState if s.is_terminal)
 _KNOWN = frozenset({*_ORDER, *_FINAL, *_ENDING})
+# An outcome shown under another word than its value: "suspended" is also the state
+# of the jobs still watched, and "suspended 2 | suspended 1" read as one count twice.
+_OUTCOME_LABELS = {Outcome.SUSPENDED.value: "left suspended"}
 
 
 class ProgressDisplay:
@@ -234,7 +237,7 @@ def _shown_counts(counts: Counter[str]) -> list[tuple[str, int]]:
     ending = sum(counts[s] for s in _ENDING)
     shown = [(s.lower(), counts[s]) for s in _ORDER]
     shown.append(("ending", ending))
-    shown += [(s, counts[s]) for s in _FINAL]
+    shown += [(_OUTCOME_LABELS.get(s, s), counts[s]) for s in _FINAL]
     shown += [(s.lower(), n) for s, n in sorted(counts.items()) if s not in _KNOWN]
     return [(label, n) for label, n in shown if n > 0]
 
