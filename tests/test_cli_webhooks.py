@@ -15,7 +15,8 @@ from test_webhooks_e2e import SECRET, subscribe
 
 from async_orch import ConfigurationError
 from async_orch._cli.dispatch_cmd import _webhook_secret
-from async_orch._cli.webhook_server import describe_counts
+from async_orch._cli.webhook_server import WebhookRun, describe_counts
+from async_orch._webhooks import WebhookReceiver
 from async_orch.simulator import SimulatorHandle
 
 
@@ -116,10 +117,53 @@ def test_the_closing_line_names_each_refusal_and_an_empty_run() -> None:
         "webhook events: 3 accepted, 3 refused (1 unsigned: give the webhook a secret; "
         "2 stale: is this machine's clock right?)"
     )
-    assert describe_counts({}) == (
-        "webhook events: 0 accepted, 0 refused "
-        "(none arrived: is the webhook created in Orchestrator with this URL?)"
+    assert describe_counts({}, ended=4) == (
+        "webhook events: 0 accepted, 0 refused (none arrived though 4 jobs ended: "
+        "is the webhook created in Orchestrator with this URL?)"
     )
+
+
+def test_no_webhook_hint_when_no_job_ended_or_the_cli_created_the_webhook() -> None:
+    """Nothing to hear of (no job ended: a resume with nothing to watch, jobs left
+    running), or the webhook is the embedded simulator's, made by the CLI: no question
+    about whether the webhook exists (new-user review h9)."""
+    assert describe_counts({}) == "webhook events: 0 accepted, 0 refused"
+    assert describe_counts({}, ended=4, created_here=True) == (
+        "webhook events: 0 accepted, 0 refused"
+    )
+
+
+def test_a_resume_counts_only_the_jobs_that_ended_in_it() -> None:
+    before: list[dict[str, Any]] = [
+        {"job_id": 1, "state": "Successful"},  # ended in an earlier run
+        {"job_id": 2, "state": "Running"},
+        {"job_id": None, "state": None},  # not started yet
+    ]
+    nothing_new = WebhookRun(WebhookReceiver(SECRET), rows_before=before)
+    nothing_new.run_ended(before)  # a resume with nothing to watch
+    assert nothing_new.describe() == "webhook events: 0 accepted, 0 refused"
+    one_ended = WebhookRun(WebhookReceiver(SECRET), rows_before=before)
+    one_ended.run_ended([before[0], {"job_id": 2, "state": "Faulted"}, before[2]])
+    assert one_ended.describe().endswith(
+        "(none arrived though 1 job ended: is the webhook created in Orchestrator with this URL?)"
+    )
+
+
+@pytest.mark.slow  # starts a process
+async def test_dispatch_simulator_with_no_job_ended_asks_nothing_about_the_webhook(
+    tmp_path: Path,
+) -> None:
+    # PurchaseApproval suspends 0.1 s in at this scale and waits for an approval (or
+    # waits Pending for Finance's one robot): no job ends within the 2 s.
+    done = await run_cli(
+        "dispatch", "--simulator", "--scenario", "realistic", "--time-scale", "100",
+        "--process", "PurchaseApproval", "--folder", "Finance", "--count", "2",
+        "--timeout", "2", "--format", "jsonl", "--webhook-listen", "127.0.0.1:0",
+        env=cli_env(tmp_path),
+    )  # fmt: skip
+    assert [r["outcome"] for r in done.rows()] == ["timed_out"] * 2, done.stderr  # none ended
+    assert re.search(r"^webhook events: 0 accepted, 0 refused$", done.stderr, re.M), done.stderr
+    assert "none arrived" not in done.stderr
 
 
 def test_with_the_embedded_simulator_the_secret_may_be_left_unset(

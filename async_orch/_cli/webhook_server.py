@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from async_orch._errors import ConfigurationError
+from async_orch._states import JobState
 from async_orch._webhooks import WebhookReceiver
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SECRET_ENV",
     "WEBHOOK_EVENTS",
+    "WebhookRun",
     "describe_counts",
     "listen_address",
     "serve_webhooks",
@@ -70,15 +72,77 @@ async def serve_webhooks(receiver: WebhookReceiver, host: str, port: int) -> Asy
         await runner.cleanup()
 
 
-def describe_counts(counts: Mapping[str, int]) -> str:
-    """One line for the end of a run: events accepted, and refused by reason."""
+def describe_counts(
+    counts: Mapping[str, int],
+    *,
+    ended: int = 0,
+    created_here: bool = False,
+) -> str:
+    """One line for the end of a run: events accepted, and refused by reason.
+
+    Only when ``ended`` jobs ended and no event at all arrived, on a webhook the user
+    created (not ``created_here``), does the line ask whether the webhook exists.
+    """
+    accepted = counts.get("accepted", 0)
     refused = {kind: counts.get(kind, 0) for kind in _REFUSALS if counts.get(kind, 0)}
-    line = f"webhook events: {counts.get('accepted', 0)} accepted, {sum(refused.values())} refused"
+    line = f"webhook events: {accepted} accepted, {sum(refused.values())} refused"
     if refused:
         line += f" ({'; '.join(f'{n} {_REFUSALS[kind]}' for kind, n in refused.items())})"
-    if not counts:
-        line += " (none arrived: is the webhook created in Orchestrator with this URL?)"
+    if not counts and ended and not created_here:
+        line += (
+            f" (none arrived though {ended} job{'s' if ended > 1 else ''} ended: is the "
+            "webhook created in "
+            "Orchestrator with this URL?)"
+        )
     return line
+
+
+_ENDED = frozenset({JobState.SUCCESSFUL.value, JobState.FAULTED.value, JobState.STOPPED.value})
+
+
+class WebhookRun:
+    """The receiver of one `dispatch` run, and what its closing line needs: the jobs
+    that ended while it listened.
+
+    Args:
+        receiver: the run's receiver.
+        created_here: the CLI created the webhook (the embedded simulator's).
+        rows_before: the journal's rows when the run began (a resume's earlier
+            ends are not this run's).
+    """
+
+    def __init__(
+        self,
+        receiver: WebhookReceiver,
+        *,
+        created_here: bool = False,
+        rows_before: Iterable[Mapping[str, Any]] = (),
+    ) -> None:
+        self.receiver = receiver
+        self.created_here = created_here
+        self._ended_before = _ended_ids(rows_before)
+        self._ended = 0
+
+    def run_ended(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """The journal's rows at the end of the run."""
+        self._ended = len(_ended_ids(rows) - self._ended_before)
+
+    def describe(self) -> str:
+        """The closing line (see :func:`describe_counts`)."""
+        return describe_counts(
+            self.receiver.counts,
+            ended=self._ended,
+            created_here=self.created_here,
+        )
+
+
+def _ended_ids(rows: Iterable[Mapping[str, Any]]) -> set[int]:
+    """The job ids of rows whose job ended (Successful, Faulted, Stopped)."""
+    return {
+        row["job_id"]
+        for row in rows
+        if row.get("state") in _ENDED and row.get("job_id") is not None
+    }
 
 
 def subscribe_embedded(sim: SimulatorHandle, url: str, secret: str) -> None:
