@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import socket
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from test_webhooks_e2e import SECRET, subscribe
 from async_orch import ConfigurationError
 from async_orch._cli.dispatch_cmd import _webhook_secret
 from async_orch._cli.webhook_server import WebhookRun, describe_counts
-from async_orch._webhooks import WebhookReceiver
+from async_orch._webhooks import WebhookReceiver, signature_of
 from async_orch.simulator import SimulatorHandle
 
 
@@ -81,7 +83,11 @@ async def test_dispatch_simulator_subscribes_its_own_webhook_and_counts_events(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert len(done.rows()) == 20
-    counted = re.search(r"^webhook events: (\d+) accepted, 0 refused$", done.stderr, re.M)
+    counted = re.search(
+        r"^webhook events: (\d+) accepted \(all about this run's jobs\), 0 refused$",
+        done.stderr,
+        re.M,
+    )
     assert counted is not None, done.stderr
     # Each job's end is one event; the run ends when the last job is seen, by event or poll.
     assert 0 < int(counted[1]) <= 20, done.stderr
@@ -146,6 +152,31 @@ def test_a_resume_counts_only_the_jobs_that_ended_in_it() -> None:
     one_ended.run_ended([before[0], {"job_id": 2, "state": "Faulted"}, before[2]])
     assert one_ended.describe().endswith(
         "(none arrived though 1 job ended: is the webhook created in Orchestrator with this URL?)"
+    )
+
+
+def completed(event_id: str, job_id: int) -> tuple[bytes, str]:
+    body = json.dumps({
+        "Type": "job.completed", "EventId": event_id,
+        "Timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "Job": {"Id": job_id, "Key": f"KEY-{job_id}", "State": "Successful"},
+        "OrganizationUnitId": 7,
+    }).encode()  # fmt: skip
+    return body, signature_of(SECRET, body)
+
+
+def test_the_closing_line_says_how_many_events_were_about_other_jobs_of_the_tenant() -> None:
+    """A webhook is tenant-wide: "17 accepted" for a 10-job run counted other callers'
+    events as if they were the run's (new-user review h9)."""
+    run = WebhookRun(WebhookReceiver(SECRET))
+    for event_id, job_id in [("e1", 101), ("e2", 102), ("e3", 999), ("e4", 998), ("e5", 103)]:
+        assert run.receiver.receive(*completed(event_id, job_id)) == (200, "accepted")
+    run.run_ended([{"job_id": n, "state": "Successful"} for n in (101, 102, 103)])
+    assert run.describe() == (
+        "webhook events: 5 accepted (2 about other jobs of the tenant), 0 refused"
+    )
+    assert describe_counts({"accepted": 3}, about_others=0) == (
+        "webhook events: 3 accepted (all about this run's jobs), 0 refused"
     )
 
 

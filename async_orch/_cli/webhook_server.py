@@ -11,7 +11,7 @@ from aiohttp import web
 
 from async_orch._errors import ConfigurationError
 from async_orch._states import JobState
-from async_orch._webhooks import WebhookReceiver
+from async_orch._webhooks import JobEvent, WebhookReceiver
 
 if TYPE_CHECKING:
     from async_orch.simulator import SimulatorHandle
@@ -75,17 +75,27 @@ async def serve_webhooks(receiver: WebhookReceiver, host: str, port: int) -> Asy
 def describe_counts(
     counts: Mapping[str, int],
     *,
+    about_others: int | None = None,
     ended: int = 0,
     created_here: bool = False,
 ) -> str:
     """One line for the end of a run: events accepted, and refused by reason.
 
-    Only when ``ended`` jobs ended and no event at all arrived, on a webhook the user
-    created (not ``created_here``), does the line ask whether the webhook exists.
+    A webhook is tenant-wide, so ``about_others`` says how many accepted events named
+    none of the run's jobs (None: not known). Only when ``ended`` jobs ended and no
+    event at all arrived, on a webhook the user created (not ``created_here``), does the
+    line ask whether the webhook exists.
     """
     accepted = counts.get("accepted", 0)
     refused = {kind: counts.get(kind, 0) for kind in _REFUSALS if counts.get(kind, 0)}
-    line = f"webhook events: {accepted} accepted, {sum(refused.values())} refused"
+    line = f"webhook events: {accepted} accepted"
+    if accepted and about_others is not None:
+        line += (
+            f" ({about_others} about other jobs of the tenant)"
+            if about_others
+            else " (all about this run's jobs)"
+        )
+    line += f", {sum(refused.values())} refused"
     if refused:
         line += f" ({'; '.join(f'{n} {_REFUSALS[kind]}' for kind, n in refused.items())})"
     if not counts and ended and not created_here:
@@ -101,11 +111,11 @@ _ENDED = frozenset({JobState.SUCCESSFUL.value, JobState.FAULTED.value, JobState.
 
 
 class WebhookRun:
-    """The receiver of one `dispatch` run, and what its closing line needs: the jobs
-    that ended while it listened.
+    """The receiver of one `dispatch` run, and what its closing line needs: the job ids
+    each accepted event named, and the jobs that ended while it listened.
 
     Args:
-        receiver: the run's receiver.
+        receiver: the run's receiver (subscribed to here, before it serves).
         created_here: the CLI created the webhook (the embedded simulator's).
         rows_before: the journal's rows when the run began (a resume's earlier
             ends are not this run's).
@@ -121,16 +131,26 @@ class WebhookRun:
         self.receiver = receiver
         self.created_here = created_here
         self._ended_before = _ended_ids(rows_before)
+        self._named: dict[str, set[int]] = {}  # EventId -> the job ids it named
+        self._ours: set[int] = set()
         self._ended = 0
+        receiver.subscribe(self._on_event)
+
+    def _on_event(self, event: JobEvent) -> None:
+        self._named.setdefault(event.event_id, set()).add(event.job_id)
 
     def run_ended(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """The journal's rows at the end of the run."""
+        rows = list(rows)
+        self._ours = {row["job_id"] for row in rows if row.get("job_id") is not None}
         self._ended = len(_ended_ids(rows) - self._ended_before)
 
     def describe(self) -> str:
         """The closing line (see :func:`describe_counts`)."""
+        others = sum(1 for ids in self._named.values() if ids.isdisjoint(self._ours))
         return describe_counts(
             self.receiver.counts,
+            about_others=others,
             ended=self._ended,
             created_here=self.created_here,
         )
