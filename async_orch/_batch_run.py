@@ -475,16 +475,26 @@ def timed_out_note(
     state: JobState | None, *, job_timeout: float | None, batch_timeout: float | None
 ) -> str:
     """Why a job was reported without ending: the limit that passed, its last state."""
-    if job_timeout is not None and batch_timeout is not None:
-        limit = f"its deadline (job timeout {job_timeout:g} s, batch timeout {batch_timeout:g} s)"
-    elif job_timeout is not None:
-        limit = f"the job timeout ({job_timeout:g} s)"
-    elif batch_timeout is not None:
-        limit = f"the batch timeout ({batch_timeout:g} s)"
-    else:
-        limit = "its deadline"
     seen = f"still {state.value}" if state is not None else "not seen to end"
-    return f"{seen} when {limit} passed; it may still run"
+    return f"{seen} when {_limit_text(job_timeout, batch_timeout)} passed; it may still run"
+
+
+def suspended_note(*, job_timeout: float | None, batch_timeout: float | None) -> str:
+    """Why a job was reported suspended (on_suspended="report"), as for timed_out."""
+    return (
+        f"still Suspended when {_limit_text(job_timeout, batch_timeout)} passed; left "
+        "suspended, not stopped, as on_suspended asks: it may still resume and run"
+    )
+
+
+def _limit_text(job_timeout: float | None, batch_timeout: float | None) -> str:
+    if job_timeout is not None and batch_timeout is not None:
+        return f"its deadline (job timeout {job_timeout:g} s, batch timeout {batch_timeout:g} s)"
+    if job_timeout is not None:
+        return f"the job timeout ({job_timeout:g} s)"
+    if batch_timeout is not None:
+        return f"the batch timeout ({batch_timeout:g} s)"
+    return "its deadline"
 
 
 def _result_of(tracked: _Tracked, item: Finished, *, batch_timeout: float | None) -> JobResult:
@@ -505,6 +515,8 @@ def _result_of(tracked: _Tracked, item: Finished, *, batch_timeout: float | None
         )
     elif item.suspended:
         outcome = Outcome.SUSPENDED  # left suspended at its deadline (on_suspended="report")
+        job_timeout = tracked.request.timeout if tracked.request else None
+        note = suspended_note(job_timeout=job_timeout, batch_timeout=batch_timeout)
     elif item.timed_out:
         outcome = Outcome.STOPPED if state is JobState.STOPPED else Outcome.TIMED_OUT
         if outcome is Outcome.TIMED_OUT:

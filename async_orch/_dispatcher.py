@@ -75,6 +75,7 @@ from async_orch._cancellation import (
 from async_orch._config import RetryPolicy
 from async_orch._jobs import Abandoned, JobHandle, JobRequest, JobResult, checked_requests
 from async_orch._limits import DispatchLimits, StartLimiter
+from async_orch._list_budget import ListPace
 from async_orch._models import Folder, Job
 from async_orch._options import Hooks, StartedCallback, StopPolicy
 from async_orch._planner import PollPolicy
@@ -143,6 +144,10 @@ class Dispatcher:
             server_now=server_now,
         )
         self._parts = BatchParts(api, self._starter, self._pool, poll, watchers, clock)
+
+    def list_pace(self) -> ListPace:
+        """What the list budget allows now: a heartbeat says so when it holds the run."""
+        return self._watchers.budget.pace()
 
     async def jobs_with_references(
         self, folder: Folder, references: Sequence[str]

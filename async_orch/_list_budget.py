@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 
-__all__ = ["LIST_WINDOW", "ListBudget"]
+__all__ = ["LIST_WINDOW", "ListBudget", "ListPace"]
 
 LIST_WINDOW = 60.0  # the list limit's window, seconds (orchestrator-api.md §4)
 LOW_CUT = 0.75  # the rate after a low remaining count, as a fraction of before
@@ -63,6 +64,23 @@ EAGER_SPEEDUP = 4.0
 SMOOTH_GAPS = 2.0
 # and fewer than this share of the ceiling was spent in the last window.
 EAGER_SHARE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ListPace:
+    """What a list budget allows right now (for a progress display).
+
+    Attributes:
+        per_minute: the ceiling, list calls per window.
+        rate: the current rate (below the ceiling after a cut).
+        last_call: when the last list call was made (None: none yet).
+        next_call: the earliest time the next one is allowed.
+    """
+
+    per_minute: int
+    rate: float
+    last_call: float | None
+    next_call: float
 
 
 class ListBudget:
@@ -132,6 +150,11 @@ class ListBudget:
                 eager_ready = max(eager_ready, times[-half] + self.window)
             return min(even, eager_ready)
         return ready
+
+    def pace(self) -> ListPace:
+        """The ceiling, the rate, the last list call and the earliest next one."""
+        last = self._times[-1] if self._times else None
+        return ListPace(self.capacity, self.rate, last, self.ready_at())
 
     def _smooth_ready(self) -> float:
         """The earliest time a call keeps the window rule and leaves no long silence.

@@ -14,6 +14,7 @@ from async_orch._cli.progress import ProgressDisplay, waiting_text
 from async_orch._jobs import Progress
 from async_orch._journal import Journal, JournalTarget, RequestRecord
 from async_orch._journaled import resume_plan
+from async_orch._list_budget import ListBudget
 from async_orch._models import Folder
 from async_orch._transport_hooks import TransportHealth
 
@@ -24,7 +25,7 @@ def display() -> ProgressDisplay:
 
 def shown_total(line: str) -> int:
     """The sum of the "<state> N" counts of a progress line (not done/total)."""
-    return sum(int(n) for n in re.findall(r"\| [a-z_]+ (\d+)", line))
+    return sum(int(n) for n in re.findall(r"\| [a-z_ ]+ (\d+)", line))
 
 
 def test_a_job_seen_final_but_not_reported_yet_is_shown_as_ending() -> None:
@@ -165,3 +166,59 @@ async def test_a_resume_names_the_reconcile_window_while_it_waits_it_out(tmp_pat
     assert len(start) == 2
     assert told[0][0] is not None and "reconcile window" in told[0][0] and told[0][1] == ends
     assert told[1] == (None, 0.0)
+
+
+def _pending_everywhere() -> Progress:
+    progress = Progress(total=1000)
+    progress.move("Finance", None, "Pending", 500)
+    progress.move("HR", None, "Pending", 500)
+    for job_id in range(500):
+        progress.note_pending("Finance", job_id, True, 10.0)  # first seen Pending long ago
+    return progress
+
+
+def test_under_a_small_list_budget_the_heartbeat_says_it_waits_for_the_next_list_call() -> None:
+    """With --list-budget 3 the jobs may have ended long before the next list call: the
+    heartbeat gives the states as last seen and says when the next call may go, not
+    "Pending ... no robot free" (new-user review h9)."""
+    budget = ListBudget(3)
+    budget.spend(100.0)  # the last list call; the next is 20 s later at 3 a minute
+    text = waiting_text(
+        _pending_everywhere(), TransportHealth(), now=110.0, last_change=40.0, pace=budget.pace()
+    )
+    assert text == (
+        "waiting on 500 jobs last seen Pending in Finance, 500 jobs last seen Pending in HR; "
+        "next list call in 10 s at the earliest (list budget 3 a minute, last call 10 s ago); "
+        "last change 1m10s ago"
+    )
+    # The display reads the pace itself, on every heartbeat.
+    out = io.StringIO()
+    shown = ProgressDisplay(out, live=False, clock=lambda: 110.0, list_pace=budget.pace)
+    shown.update(_pending_everywhere())
+    out.truncate(0)
+    shown._last_output = shown._last_change = 95.0  # a quiet 15 s
+    shown.heartbeat()
+    assert "next list call in 10 s at the earliest (list budget 3 a minute" in out.getvalue()
+
+
+def test_when_the_list_budget_allows_a_call_the_heartbeat_names_the_states_as_before() -> None:
+    budget = ListBudget(60)
+    budget.spend(100.0)  # the next call may go at 101
+    text = waiting_text(
+        _pending_everywhere(), TransportHealth(), now=110.0, last_change=40.0, pace=budget.pace()
+    )
+    assert text == (
+        "waiting on 500 jobs Pending for 1m40s in Finance: no robot free, "
+        "500 jobs Pending in HR; last change 1m10s ago"
+    )
+
+
+def test_jobs_left_suspended_are_not_shown_under_the_word_of_the_state() -> None:
+    """--on-suspended report: "suspended 2 | suspended 1" read as one count twice."""
+    progress = Progress(total=3)
+    progress.move("Finance", None, "Suspended", 2)
+    progress.move("Finance", None, "suspended")  # the outcome: left suspended at its deadline
+    line = display().line(progress, 101.0)
+    assert line.startswith("1/3 done | suspended 2 | left suspended 1 |")
+    assert shown_total(line) == 3
+    assert display().folder_lines(progress) == ["  Finance: suspended 2, left suspended 1"]

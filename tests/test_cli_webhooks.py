@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import socket
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,10 @@ import pytest
 from cli_harness import cli_env, run_cli
 from test_webhooks_e2e import SECRET, subscribe
 
-from async_orch import ConfigurationError, WebhookReceiver
+from async_orch import ConfigurationError
 from async_orch._cli.dispatch_cmd import _webhook_secret
-from async_orch._cli.webhook_server import describe_counts, serve_webhooks
+from async_orch._cli.webhook_server import WebhookRun, describe_counts, serve_webhooks
+from async_orch._webhooks import WebhookReceiver, signature_of
 from async_orch.simulator import SimulatorHandle
 
 
@@ -80,7 +83,11 @@ async def test_dispatch_simulator_subscribes_its_own_webhook_and_counts_events(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert len(done.rows()) == 20
-    counted = re.search(r"^webhook events: (\d+) accepted, 0 refused$", done.stderr, re.M)
+    counted = re.search(
+        r"^webhook events: (\d+) accepted \(all about this run's jobs\), 0 refused$",
+        done.stderr,
+        re.M,
+    )
     assert counted is not None, done.stderr
     # Each job's end is one event; the run ends when the last job is seen, by event or poll.
     assert 0 < int(counted[1]) <= 20, done.stderr
@@ -116,10 +123,78 @@ def test_the_closing_line_names_each_refusal_and_an_empty_run() -> None:
         "webhook events: 3 accepted, 3 refused (1 unsigned: give the webhook a secret; "
         "2 stale: is this machine's clock right?)"
     )
-    assert describe_counts({}) == (
-        "webhook events: 0 accepted, 0 refused "
-        "(none arrived: is the webhook created in Orchestrator with this URL?)"
+    assert describe_counts({}, ended=4) == (
+        "webhook events: 0 accepted, 0 refused (none arrived though 4 jobs ended: "
+        "is the webhook created in Orchestrator with this URL?)"
     )
+
+
+def test_no_webhook_hint_when_no_job_ended_or_the_cli_created_the_webhook() -> None:
+    """Nothing to hear of (no job ended: a resume with nothing to watch, jobs left
+    running), or the webhook is the embedded simulator's, made by the CLI: no question
+    about whether the webhook exists (new-user review h9)."""
+    assert describe_counts({}) == "webhook events: 0 accepted, 0 refused"
+    assert describe_counts({}, ended=4, created_here=True) == (
+        "webhook events: 0 accepted, 0 refused"
+    )
+
+
+def test_a_resume_counts_only_the_jobs_that_ended_in_it() -> None:
+    before: list[dict[str, Any]] = [
+        {"job_id": 1, "state": "Successful"},  # ended in an earlier run
+        {"job_id": 2, "state": "Running"},
+        {"job_id": None, "state": None},  # not started yet
+    ]
+    nothing_new = WebhookRun(WebhookReceiver(SECRET), rows_before=before)
+    nothing_new.run_ended(before)  # a resume with nothing to watch
+    assert nothing_new.describe() == "webhook events: 0 accepted, 0 refused"
+    one_ended = WebhookRun(WebhookReceiver(SECRET), rows_before=before)
+    one_ended.run_ended([before[0], {"job_id": 2, "state": "Faulted"}, before[2]])
+    assert one_ended.describe().endswith(
+        "(none arrived though 1 job ended: is the webhook created in Orchestrator with this URL?)"
+    )
+
+
+def completed(event_id: str, job_id: int) -> tuple[bytes, str]:
+    body = json.dumps({
+        "Type": "job.completed", "EventId": event_id,
+        "Timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "Job": {"Id": job_id, "Key": f"KEY-{job_id}", "State": "Successful"},
+        "OrganizationUnitId": 7,
+    }).encode()  # fmt: skip
+    return body, signature_of(SECRET, body)
+
+
+def test_the_closing_line_says_how_many_events_were_about_other_jobs_of_the_tenant() -> None:
+    """A webhook is tenant-wide: "17 accepted" for a 10-job run counted other callers'
+    events as if they were the run's (new-user review h9)."""
+    run = WebhookRun(WebhookReceiver(SECRET))
+    for event_id, job_id in [("e1", 101), ("e2", 102), ("e3", 999), ("e4", 998), ("e5", 103)]:
+        assert run.receiver.receive(*completed(event_id, job_id)) == (200, "accepted")
+    run.run_ended([{"job_id": n, "state": "Successful"} for n in (101, 102, 103)])
+    assert run.describe() == (
+        "webhook events: 5 accepted (2 about other jobs of the tenant), 0 refused"
+    )
+    assert describe_counts({"accepted": 3}, about_others=0) == (
+        "webhook events: 3 accepted (all about this run's jobs), 0 refused"
+    )
+
+
+@pytest.mark.slow  # starts a process
+async def test_dispatch_simulator_with_no_job_ended_asks_nothing_about_the_webhook(
+    tmp_path: Path,
+) -> None:
+    # PurchaseApproval suspends 0.1 s in at this scale and waits for an approval (or
+    # waits Pending for Finance's one robot): no job ends within the 2 s.
+    done = await run_cli(
+        "dispatch", "--simulator", "--scenario", "realistic", "--time-scale", "100",
+        "--process", "PurchaseApproval", "--folder", "Finance", "--count", "2",
+        "--timeout", "2", "--format", "jsonl", "--webhook-listen", "127.0.0.1:0",
+        env=cli_env(tmp_path),
+    )  # fmt: skip
+    assert [r["outcome"] for r in done.rows()] == ["timed_out"] * 2, done.stderr  # none ended
+    assert re.search(r"^webhook events: 0 accepted, 0 refused$", done.stderr, re.M), done.stderr
+    assert "none arrived" not in done.stderr
 
 
 def test_with_the_embedded_simulator_the_secret_may_be_left_unset(

@@ -75,6 +75,11 @@ async def test_report_leaves_the_job_suspended_and_gives_it_its_own_outcome(
     assert result.state is JobState.SUSPENDED and result.timed_out
     assert result.stop_sent is None and stop_calls(realistic) == 0
     assert [j.state for j in engine_jobs(realistic)] == [JobState.SUSPENDED]
+    # Why, as a timed_out result says which limit passed (new-user review h9).
+    assert result.info == (
+        "still Suspended when the batch timeout (1 s) passed; left suspended, not stopped, "
+        "as on_suspended asks: it may still resume and run"
+    )
 
 
 async def test_timeout_the_default_stops_a_suspended_job_like_any_other(

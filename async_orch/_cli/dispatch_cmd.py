@@ -44,7 +44,7 @@ from async_orch._cli.output import FORMATS, check_writable, emit_rows, output_pa
 from async_orch._cli.progress import ProgressDisplay
 from async_orch._cli.webhook_server import (
     SECRET_ENV,
-    describe_counts,
+    WebhookRun,
     listen_address,
     serve_webhooks,
     subscribe_embedded,
@@ -278,22 +278,22 @@ def _receiver(secret: str | None) -> WebhookReceiver | None:
 @asynccontextmanager
 async def _listening(
     args: argparse.Namespace,
-    receiver: WebhookReceiver | None,
+    webhooks: WebhookRun | None,
     secret: str | None = None,
     embedded: Sequence[SimulatorHandle] = (),
 ) -> AsyncIterator[None]:
-    """Serve ``receiver`` for the run (subscribed to the embedded simulator, if any);
-    its counts are the run's last line."""
-    if receiver is None or secret is None:
+    """Serve the run's receiver (subscribed to the embedded simulator, if any); its
+    counts are the run's last line."""
+    if webhooks is None or secret is None:
         yield
         return
     host, port = args.webhook_listen
-    async with serve_webhooks(receiver, host, port) as url:
+    async with serve_webhooks(webhooks.receiver, host, port) as url:
         for sim in embedded:
             subscribe_embedded(sim, url, secret)
         _say(args, f"receiving webhook events at {url}")
         yield
-    _say(args, describe_counts(receiver.counts))
+    _say(args, webhooks.describe())
 
 
 @asynccontextmanager
@@ -335,6 +335,7 @@ def _heartbeat(
 ) -> AbstractAsyncContextManager[None]:
     """Say what is awaited while nothing changes (never silent)."""
     display.set_health(lambda: orch.transport.health)
+    display.set_list_pace(orch.dispatcher.list_pace)
     return display.beating()
 
 
@@ -370,11 +371,13 @@ async def _dispatch(args: argparse.Namespace) -> int:
     Journal.check_new_path(path, how_to_resume=how_to_resume)  # before any network call
     secret = _webhook_secret(args)
     receiver = _receiver(secret)
+    # With --simulator the CLI creates the webhook itself (subscribe_embedded).
+    webhooks = None if receiver is None else WebhookRun(receiver, created_here=args.simulator)
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=args.quiet)
     embedded: list[SimulatorHandle] = []  # with --simulator
     async with (
         connection(args, on_simulator=embedded.append) as settings,
-        _listening(args, receiver, secret, embedded),
+        _listening(args, webhooks, secret, embedded),
         _client(args, settings, receiver) as orch,
         _heartbeat(display, orch),
     ):
@@ -410,7 +413,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
                 on_progress=display.update,
                 stream=sys.stderr,
             )
-            return _finish(args, journal, display, interrupted)
+            return _finish(args, journal, display, interrupted, webhooks)
 
 
 async def _dry_run(args: argparse.Namespace) -> int:
@@ -451,8 +454,11 @@ async def _resume(args: argparse.Namespace) -> int:
         target = journal.target
         async with connection(args, default_url=target.url) as settings:
             journal.check_target(target_of(settings))
+            webhooks = None
+            if receiver is not None:  # the jobs that ended before this run are not its own
+                webhooks = WebhookRun(receiver, rows_before=journal_rows(journal))
             async with (
-                _listening(args, receiver, secret),
+                _listening(args, webhooks, secret),
                 _client(args, settings, receiver) as orch,
                 _heartbeat(display, orch),
             ):
@@ -475,15 +481,21 @@ async def _resume(args: argparse.Namespace) -> int:
                     on_progress=display.update,
                     stream=sys.stderr,
                 )
-                return _finish(args, journal, display, interrupted)
+                return _finish(args, journal, display, interrupted, webhooks)
 
 
 def _finish(
-    args: argparse.Namespace, journal: Journal, display: ProgressDisplay, interrupted: bool
+    args: argparse.Namespace,
+    journal: Journal,
+    display: ProgressDisplay,
+    interrupted: bool,
+    webhooks: WebhookRun | None = None,
 ) -> int:
     """Write every row the journal knows (this run's and earlier ones'), then the summary."""
     display.finish()
     rows = journal_rows(journal)
+    if webhooks is not None:
+        webhooks.run_ended(rows)
     _write(rows, args, journal.path)
     _say(args, summary_of(rows).describe())
     if interrupted:

@@ -18,6 +18,7 @@ from typing import TextIO
 import anyio
 
 from async_orch._jobs import Outcome, Progress
+from async_orch._list_budget import ListPace
 from async_orch._logs import get_logger
 from async_orch._states import JobState
 from async_orch._transport_hooks import TransportHealth
@@ -32,6 +33,8 @@ HEARTBEAT_EVERY = 10.0
 STALL_WARNING_EVERY = 60.0
 #: Seconds the oldest Pending job of a folder waits before the heartbeat says how long.
 PENDING_NOTICE_AFTER = 60.0
+#: A next list call at least this far off (seconds) means the list budget holds the run.
+LIST_HOLD_AFTER = 1.0
 #: A failure streak shorter than this is a blip, not "the server is not answering".
 _OUTAGE_AFTER = 5.0
 _TICK = 1.0
@@ -43,6 +46,9 @@ _FINAL = tuple(o.value for o in Outcome)
 # shown always add up to the total.
 _ENDING = frozenset(s.value for s in JobState if s.is_terminal)
 _KNOWN = frozenset({*_ORDER, *_FINAL, *_ENDING})
+# An outcome shown under another word than its value: "suspended" is also the state
+# of the jobs still watched, and "suspended 2 | suspended 1" read as one count twice.
+_OUTCOME_LABELS = {Outcome.SUSPENDED.value: "left suspended"}
 
 
 class ProgressDisplay:
@@ -66,6 +72,7 @@ class ProgressDisplay:
         quiet: bool = False,
         clock: Callable[[], float] = time.monotonic,
         health: Callable[[], TransportHealth] | None = None,
+        list_pace: Callable[[], ListPace] | None = None,
     ) -> None:
         self._stream = stream
         self._live = live
@@ -76,6 +83,7 @@ class ProgressDisplay:
         self._last = -1e9
         self._latest: Progress | None = None
         self._health = health
+        self._list_pace = list_pace
         self._last_change = self._started  # when update() was last called
         self._last_output = self._started  # when a line was last written
         self._last_warning = self._started
@@ -88,6 +96,10 @@ class ProgressDisplay:
     def set_health(self, health: Callable[[], TransportHealth]) -> None:
         """Read the transport's health from now on (once the client exists)."""
         self._health = health
+
+    def set_list_pace(self, list_pace: Callable[[], ListPace]) -> None:
+        """Read what the list budget allows from now on (once the client exists)."""
+        self._list_pace = list_pace
 
     def waiting_for(self, what: str | None, *, until: float = 0.0) -> None:
         """Name what the run waits for until ``until`` (this display's clock), or,
@@ -144,7 +156,10 @@ class ProgressDisplay:
             what, until = self._named_wait
             waiting = f"waiting for {what}, {_duration(max(0.0, until - now))} left"
         else:
-            waiting = waiting_text(self._latest, health, now=now, last_change=self._last_change)
+            pace = self._list_pace() if self._list_pace is not None else None
+            waiting = waiting_text(
+                self._latest, health, now=now, last_change=self._last_change, pace=pace
+            )
         if now - self._last_change >= STALL_WARNING_EVERY and (
             now - self._last_warning >= STALL_WARNING_EVERY
         ):
@@ -222,18 +237,25 @@ def _shown_counts(counts: Counter[str]) -> list[tuple[str, int]]:
     ending = sum(counts[s] for s in _ENDING)
     shown = [(s.lower(), counts[s]) for s in _ORDER]
     shown.append(("ending", ending))
-    shown += [(s, counts[s]) for s in _FINAL]
+    shown += [(_OUTCOME_LABELS.get(s, s), counts[s]) for s in _FINAL]
     shown += [(s.lower(), n) for s, n in sorted(counts.items()) if s not in _KNOWN]
     return [(label, n) for label, n in shown if n > 0]
 
 
 def waiting_text(
-    progress: Progress | None, health: TransportHealth, *, now: float, last_change: float
+    progress: Progress | None,
+    health: TransportHealth,
+    *,
+    now: float,
+    last_change: float,
+    pace: ListPace | None = None,
 ) -> str:
     """What a quiet batch is waiting for, in words.
 
     "server not answering for 40 s (HTTP 503), retrying", or "waiting on 32 jobs
-    Running in Finance; last change 1m20s ago".
+    Running in Finance; last change 1m20s ago". When the list budget (``pace``)
+    holds the next list call back, the states are the last ones seen, and the
+    text says when the next call may go: the jobs may have ended since.
     """
     failing, silent = health.failing_for(now), health.silent_for(now)
     if silent >= _OUTAGE_AFTER and silent > failing:  # a frozen server fails nothing yet
@@ -259,11 +281,28 @@ def waiting_text(
     if not groups:
         return f"waiting for results; {since}"
     groups.sort(key=lambda g: (-g[0], g[2], g[1]))
-    shown = [_group_text(progress, n, state, folder, now) for n, state, folder in groups[:3]]
+    held = pace is not None and pace.per_minute > 0 and pace.next_call - now >= LIST_HOLD_AFTER
+    if held:
+        shown = [f"{_jobs(n)} last seen {state} in {folder}" for n, state, folder in groups[:3]]
+    else:
+        shown = [_group_text(progress, n, state, folder, now) for n, state, folder in groups[:3]]
     if len(groups) > 3:
         rest = sum(n for n, _, _ in groups[3:])
         shown.append(f"{_jobs(rest)} elsewhere")
+    if held and pace is not None:
+        return f"waiting on {', '.join(shown)}; {_list_hold_text(pace, now)}; {since}"
     return f"waiting on {', '.join(shown)}; {since}"
+
+
+def _list_hold_text(pace: ListPace, now: float) -> str:
+    """ "next list call in 8 s at the earliest (list budget 3 a minute, last call 12 s ago)"."""
+    budget = f"list budget {pace.per_minute} a minute"
+    if pace.rate < pace.per_minute - 0.05:  # cut: the tenant's other callers need calls
+        budget += f", slowed to {pace.rate:.1f}"
+    if pace.last_call is not None:
+        budget += f", last call {_duration(now - pace.last_call)} ago"
+    wait = _duration(max(LIST_HOLD_AFTER, pace.next_call - now))
+    return f"next list call in {wait} at the earliest ({budget})"
 
 
 def _group_text(progress: Progress, n: int, state: str, folder: str, now: float) -> str:

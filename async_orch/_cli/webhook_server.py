@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import errno
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from async_orch._errors import ConfigurationError
-from async_orch._webhooks import WebhookReceiver
+from async_orch._states import JobState
+from async_orch._webhooks import JobEvent, WebhookReceiver
 
 if TYPE_CHECKING:
     from async_orch.simulator import SimulatorHandle
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SECRET_ENV",
     "WEBHOOK_EVENTS",
+    "WebhookRun",
     "describe_counts",
     "listen_address",
     "serve_webhooks",
@@ -81,15 +83,97 @@ def _listen_fix(exc: OSError) -> str:
     return "give an address of this machine: 0.0.0.0 (all), 127.0.0.1, or one of its own"
 
 
-def describe_counts(counts: Mapping[str, int]) -> str:
-    """One line for the end of a run: events accepted, and refused by reason."""
+def describe_counts(
+    counts: Mapping[str, int],
+    *,
+    about_others: int | None = None,
+    ended: int = 0,
+    created_here: bool = False,
+) -> str:
+    """One line for the end of a run: events accepted, and refused by reason.
+
+    A webhook is tenant-wide, so ``about_others`` says how many accepted events named
+    none of the run's jobs (None: not known). Only when ``ended`` jobs ended and no
+    event at all arrived, on a webhook the user created (not ``created_here``), does the
+    line ask whether the webhook exists.
+    """
+    accepted = counts.get("accepted", 0)
     refused = {kind: counts.get(kind, 0) for kind in _REFUSALS if counts.get(kind, 0)}
-    line = f"webhook events: {counts.get('accepted', 0)} accepted, {sum(refused.values())} refused"
+    line = f"webhook events: {accepted} accepted"
+    if accepted and about_others is not None:
+        line += (
+            f" ({about_others} about other jobs of the tenant)"
+            if about_others
+            else " (all about this run's jobs)"
+        )
+    line += f", {sum(refused.values())} refused"
     if refused:
         line += f" ({'; '.join(f'{n} {_REFUSALS[kind]}' for kind, n in refused.items())})"
-    if not counts:
-        line += " (none arrived: is the webhook created in Orchestrator with this URL?)"
+    if not counts and ended and not created_here:
+        line += (
+            f" (none arrived though {ended} job{'s' if ended > 1 else ''} ended: is the "
+            "webhook created in "
+            "Orchestrator with this URL?)"
+        )
     return line
+
+
+_ENDED = frozenset({JobState.SUCCESSFUL.value, JobState.FAULTED.value, JobState.STOPPED.value})
+
+
+class WebhookRun:
+    """The receiver of one `dispatch` run, and what its closing line needs: the job ids
+    each accepted event named, and the jobs that ended while it listened.
+
+    Args:
+        receiver: the run's receiver (subscribed to here, before it serves).
+        created_here: the CLI created the webhook (the embedded simulator's).
+        rows_before: the journal's rows when the run began (a resume's earlier
+            ends are not this run's).
+    """
+
+    def __init__(
+        self,
+        receiver: WebhookReceiver,
+        *,
+        created_here: bool = False,
+        rows_before: Iterable[Mapping[str, Any]] = (),
+    ) -> None:
+        self.receiver = receiver
+        self.created_here = created_here
+        self._ended_before = _ended_ids(rows_before)
+        self._named: dict[str, set[int]] = {}  # EventId -> the job ids it named
+        self._ours: set[int] = set()
+        self._ended = 0
+        receiver.subscribe(self._on_event)
+
+    def _on_event(self, event: JobEvent) -> None:
+        self._named.setdefault(event.event_id, set()).add(event.job_id)
+
+    def run_ended(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """The journal's rows at the end of the run."""
+        rows = list(rows)
+        self._ours = {row["job_id"] for row in rows if row.get("job_id") is not None}
+        self._ended = len(_ended_ids(rows) - self._ended_before)
+
+    def describe(self) -> str:
+        """The closing line (see :func:`describe_counts`)."""
+        others = sum(1 for ids in self._named.values() if ids.isdisjoint(self._ours))
+        return describe_counts(
+            self.receiver.counts,
+            about_others=others,
+            ended=self._ended,
+            created_here=self.created_here,
+        )
+
+
+def _ended_ids(rows: Iterable[Mapping[str, Any]]) -> set[int]:
+    """The job ids of rows whose job ended (Successful, Faulted, Stopped)."""
+    return {
+        row["job_id"]
+        for row in rows
+        if row.get("state") in _ENDED and row.get("job_id") is not None
+    }
 
 
 def subscribe_embedded(sim: SimulatorHandle, url: str, secret: str) -> None:
