@@ -664,8 +664,12 @@ class JobWatcher:
         last call or has ended refused (every job alike, say a scope taken from the
         credentials: fatal). A folder whose last call was answered keeps the
         others' results coming."""
-        if folder in self._refused_folders:
+        watched = any(w.handle.folder_id == folder for w in self._jobs.values())
+        if folder in self._refused_folders and not watched:
             return  # an answer to a call made before its jobs were ended
+        # A folder refused before keeps its count (unless an answer came since): a
+        # job of it started later is ended at its first refusal, not polled until
+        # the batch timeout (attack h9b).
         refusals = self._folder_refusals.get(folder, 0) + 1
         self._folder_refusals[folder] = refusals
         if refusals < _REFUSALS_FINAL:
