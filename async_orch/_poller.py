@@ -295,6 +295,11 @@ class JobWatcher:
         # Per folder Id: list calls refused for the folder's access in a row; and the
         # folders found lost, whose jobs the run loop ends with that error.
         self._folder_refusals: dict[int, int] = {}
+        # Per folder Id: when the last refusal counted arrived. A refusal of a call
+        # sent before that is news of the same moment, not one more in a row: three
+        # reads in flight together, refused by a 403 lasting 0.1 s, ended a folder's
+        # 100 jobs that all ended Successful (attack h9b).
+        self._folder_refused_at: dict[int, float] = {}
         self._lost_folders: dict[int, FolderNotFoundError | PermissionDeniedError] = {}
         self._refused_folders: set[int] = set()  # folders whose jobs ended refused
         self._folders: set[int] = set()  # every folder this watcher has had jobs in
@@ -608,9 +613,11 @@ class JobWatcher:
         answer. ``on_error`` hears of the errors that may be the query's fault
         (not 429s, nor refusals of the token or the folder's access)."""
         shared = self._group.shared if self._group is not None else None
+        sent = -math.inf
         try:
             if shared is not None:
                 await shared.acquire()
+            sent = self._clock()
             answer = await call()
         except _LIST_REFUSED as exc:
             self._count_token_refusal(exc)
@@ -619,7 +626,7 @@ class JobWatcher:
         except _FOLDER_REFUSED as exc:
             # Unassigned from the folder, or it was removed (the API answers 1100); or
             # a scope or a permission in it taken away (403).
-            self._count_folder_refusal(folder, exc)
+            self._count_folder_refusal(folder, exc, sent=sent)
             log.info("async_orch.poll_failed", error=str(exc))
             return None
         except RateLimitedError as exc:
@@ -645,6 +652,7 @@ class JobWatcher:
             return None
         self._token_refusals = 0
         self._folder_refusals.pop(folder, None)
+        self._folder_refused_at.pop(folder, None)
         return answer
 
     def _count_token_refusal(self, exc: RequestError) -> None:
@@ -655,7 +663,7 @@ class JobWatcher:
             raise exc
 
     def _count_folder_refusal(
-        self, folder: int, exc: FolderNotFoundError | PermissionDeniedError
+        self, folder: int, exc: FolderNotFoundError | PermissionDeniedError, *, sent: float
     ) -> None:
         """One more call refused for ``folder`` (its access, 1100, or a scope or
         permission, 403). After :data:`_REFUSALS_FINAL` in a row its jobs end with
@@ -663,9 +671,17 @@ class JobWatcher:
         ends with ``exc`` when every folder it has had jobs in was refused at its
         last call or has ended refused (every job alike, say a scope taken from the
         credentials: fatal). A folder whose last call was answered keeps the
-        others' results coming."""
-        if folder in self._refused_folders:
+        others' results coming. A call sent (at ``sent``) before the last refusal
+        counted arrived does not count."""
+        watched = any(w.handle.folder_id == folder for w in self._jobs.values())
+        if folder in self._refused_folders and not watched:
             return  # an answer to a call made before its jobs were ended
+        # A folder refused before keeps its count (unless an answer came since): a
+        # job of it started later is ended at its first refusal, not polled until
+        # the batch timeout (attack h9b).
+        if sent < self._folder_refused_at.get(folder, -math.inf):
+            return
+        self._folder_refused_at[folder] = self._clock()
         refusals = self._folder_refusals.get(folder, 0) + 1
         self._folder_refusals[folder] = refusals
         if refusals < _REFUSALS_FINAL:
@@ -782,6 +798,7 @@ class JobWatcher:
         watched = self._jobs.get(action.job_id)
         if watched is None:
             return False
+        sent = self._clock()
         try:
             job = await self._api.get_job(
                 watched.handle.folder_key or watched.handle.folder_id, action.job_id
@@ -809,13 +826,14 @@ class JobWatcher:
             if isinstance(exc, _TOKEN_REFUSED):
                 self._count_token_refusal(exc)
             elif isinstance(exc, PermissionDeniedError):
-                self._count_folder_refusal(watched.handle.folder_id, exc)
+                self._count_folder_refusal(watched.handle.folder_id, exc, sent=sent)
             log.info("async_orch.fetch_failed", job_id=action.job_id, error=str(exc))
             if self._jobs.get(action.job_id) is watched:
                 self._planner.fetch_failed(action.job_id, now=self._clock())
             return True
         self._token_refusals = 0
         self._folder_refusals.pop(watched.handle.folder_id, None)
+        self._folder_refused_at.pop(watched.handle.folder_id, None)
         if self._jobs.get(action.job_id) is not watched:
             return True  # forgotten meanwhile: the answer is moot
         if job.id != action.job_id:
