@@ -366,8 +366,11 @@ class BatchRun:
         """The batch ends early: stop what it started if asked, report what is left."""
         # A job seen ended (its outputs were being read) is neither stopped nor left
         # running: a SoftStop to it, and "left running", were wrong (attack h9).
-        ended = [t.handle for t in self._jobs.values() if t.state and t.state.is_terminal]
-        live = [t.handle for t in self._jobs.values() if not (t.state and t.state.is_terminal)]
+        ended: list[JobHandle] = []
+        live: list[JobHandle] = []
+        for tracked in self._jobs.values():
+            seen_ended = tracked.state is not None and tracked.state.is_terminal
+            (ended if seen_ended else live).append(tracked.handle)
         if ended:
             self._count_ended(ended)
         stopped: list[JobHandle] = []

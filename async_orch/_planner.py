@@ -489,11 +489,6 @@ class _FolderWatch(Generic[FolderT]):
         if self._min_overdue is not None and track.overdue_at < self._min_overdue:
             self._min_overdue = track.overdue_at
 
-    def clear(self) -> None:
-        """Remove every job."""
-        self.jobs = {}
-        self._min_ready = self._min_overdue = math.inf
-
     def remove(self, job_id: int) -> None:
         track = self.jobs.pop(job_id, None)
         if track is None:
@@ -1181,13 +1176,9 @@ class PollPlanner(Generic[FolderT]):
         self._continue.pop(folder, None)
         self._called(folder)
         watch = self._watching[folder]
-        if len(tracks) == len(watch.jobs):
-            watch.clear()  # all of them (``tracks`` come from it): the usual first page
-        else:
-            for track in tracks:
-                watch.remove(track.job_id)
         for track in tracks:
             track.phase = _Phase.LISTING
+            watch.remove(track.job_id)
         ids = tuple(sorted(t.job_id for t in tracks))
         split = _straggler_split(ids, gap=_STRAGGLER_GAP)
         self._budget.spend(now)

@@ -292,7 +292,7 @@ class JobWatcher:
         )
         self._clock = clock
         self._token_refusals = 0  # calls refused for the token in a row
-        # Per folder Id: list calls refused for the folder's access in a row; and the
+        # Per folder Id: calls about its jobs refused in a row (1100 or 403); and the
         # folders found lost, whose jobs the run loop ends with that error.
         self._folder_refusals: dict[int, int] = {}
         # Per folder Id: when the last refusal counted arrived. A refusal of a call
@@ -650,13 +650,17 @@ class JobWatcher:
             if on_error is not None:
                 on_error(exc)
             return None
+        self._answered(folder)
+        return answer
+
+    def _answered(self, folder: int) -> None:
+        """A call about ``folder``'s jobs was answered: no refusal is in a row any more."""
         self._token_refusals = 0
         self._folder_refusals.pop(folder, None)
         self._folder_refused_at.pop(folder, None)
-        return answer
 
     def _count_token_refusal(self, exc: RequestError) -> None:
-        """One more call refused for the token (or its scopes); the batch ends with ``exc`` after
+        """One more call refused for the token; the batch ends with ``exc`` after
         :data:`_REFUSALS_FINAL` in a row (a fatal error surfaces, never a hang)."""
         self._token_refusals += 1
         if self._token_refusals >= _REFUSALS_FINAL:
@@ -831,9 +835,7 @@ class JobWatcher:
             if self._jobs.get(action.job_id) is watched:
                 self._planner.fetch_failed(action.job_id, now=self._clock())
             return True
-        self._token_refusals = 0
-        self._folder_refusals.pop(watched.handle.folder_id, None)
-        self._folder_refused_at.pop(watched.handle.folder_id, None)
+        self._answered(watched.handle.folder_id)
         if self._jobs.get(action.job_id) is not watched:
             return True  # forgotten meanwhile: the answer is moot
         if job.id != action.job_id:

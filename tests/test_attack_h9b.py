@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp.web
 import pytest
 from conftest import add_simulator_middleware
+from test_attack_h9 import _SCOPE_REFUSAL, _jobs_list_or_read
 from test_dispatcher_support import fast_poll, fast_settings
 
 from async_orch import (
@@ -26,16 +27,6 @@ from async_orch import (
 from async_orch.simulator import SimulatorHandle
 
 _Handler = Callable[[aiohttp.web.Request], Awaitable[aiohttp.web.StreamResponse]]
-
-_SCOPE_REFUSAL = {
-    "message": "You are not authorized! The access token has none of the scopes this "
-    "endpoint requires (OR.Jobs or OR.Jobs.Read).",
-    "errorCode": 0,
-}
-
-
-def _jobs_list_or_read(request: aiohttp.web.Request) -> bool:
-    return request.path.endswith("/odata/Jobs") or "/odata/Jobs(" in request.path
 
 
 async def test_a_job_started_in_a_folder_after_it_was_refused_is_ended_too(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from async_orch._errors import ConfigurationError
-from async_orch._states import JobState
+from async_orch._states import TERMINAL_STATES
 from async_orch._webhooks import JobEvent, WebhookReceiver
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def describe_counts(
     return line
 
 
-_ENDED = frozenset({JobState.SUCCESSFUL.value, JobState.FAULTED.value, JobState.STOPPED.value})
+_ENDED = frozenset(state.value for state in TERMINAL_STATES)
 
 
 class WebhookRun:
