@@ -13,10 +13,18 @@ from typing import Any
 import aiohttp.web
 import pytest
 from conftest import add_simulator_middleware
+from test_attack_h9 import _jobs_list_or_read, _refuse_after_starts
 from test_dispatcher_support import fast_poll, fast_settings
 
-from async_orch import JobRequest, OrchestratorClient
-from async_orch.simulator import SimulatorHandle
+from async_orch import (
+    Abandoned,
+    Hooks,
+    JobRequest,
+    OrchestratorClient,
+    PermissionDeniedError,
+    Progress,
+)
+from async_orch.simulator import SimulatorHandle, parse_scenario
 
 _Handler = Callable[[aiohttp.web.Request], Awaitable[aiohttp.web.StreamResponse]]
 
@@ -58,3 +66,71 @@ async def test_three_reads_refused_for_the_token_at_one_instant_do_not_end_the_b
     assert sorted(refused.values()) == [2, 2, 2]  # each read and its retry after renewal
     assert [r.outcome.value for r in results] == ["successful"] * 3
     assert [r.outputs for r in results] == [{"n": n} for n in range(3)]
+
+
+# Shared's Echo jobs end at once; its Slow ones run for days of simulated time.
+_ECHO_AND_SLOW = """
+[[tenants]]
+organization = "acme"
+name = "Prod"
+
+[[tenants.credentials]]
+client_id = "app"
+client_secret = "app-secret"
+scopes = ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"]
+
+[[tenants.processes]]
+name = "Echo"
+duration = 1
+outputs = "echo"
+
+[[tenants.processes]]
+name = "Slow"
+duration = 1000000
+outputs = "echo"
+
+[[tenants.folders]]
+path = "Shared"
+robots = 5
+"""
+
+
+async def test_a_batch_ended_by_a_refusal_hands_over_its_results_and_every_started_job(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every folder refused mid-run (403 on its Jobs lists and reads, once 3 of its 5
+    jobs had ended): run_jobs raises the PermissionDeniedError, and the results of
+    the 3 jobs that had ended were lost with the list it did not return (the
+    report of what was left named the 2 running jobs only). Now the report carries
+    the results the batch had: every started job is in one or the other."""
+    middleware, armed = _refuse_after_starts(_jobs_list_or_read)
+    add_simulator_middleware(monkeypatch, middleware)
+    sim: SimulatorHandle = await start_simulator(
+        parse_scenario(_ECHO_AND_SLOW, name="slow"), time_scale=60.0
+    )
+    requests = [
+        JobRequest(process=p, folder="Shared", inputs={"n": n})
+        for n, p in enumerate(["Echo", "Slow", "Echo", "Slow", "Echo"])
+    ]
+    started: set[int] = set()
+    abandoned: list[Abandoned] = []
+
+    def on_progress(progress: Progress) -> None:
+        if progress.by_state.get("successful") == 3:
+            armed["on"] = True  # every Echo ended: now the folder is refused
+
+    hooks = Hooks(
+        on_started=lambda index, handle: started.add(handle.job_id),
+        on_progress=on_progress,
+        on_abandoned=abandoned.append,
+    )
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        with pytest.raises(PermissionDeniedError):
+            await orch.run_jobs(requests, timeout=30, hooks=hooks)
+    [report] = abandoned
+    assert [(r.index, r.outcome.value, r.outputs) for r in report.results] == [
+        (n, "successful", {"n": n}) for n in (0, 2, 4)
+    ]
+    left = {h.job_id for h in (*report.left_running, *report.stopped, *report.ended)}
+    assert len(started) == 5 and len(left) == 2  # the Slow jobs, refused while running
+    assert started == {r.job_id for r in report.results} | left
