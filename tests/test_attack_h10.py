@@ -217,12 +217,13 @@ async def test_dispatch_resume_learns_the_outcome_of_jobs_ended_by_a_refusal(
     first = await run_cli(
         "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "HR", "--folder",
         "Shared", "--count", "4", "--inputs", '{"n": 7}', "--journal", str(journal),
-        "--format", "jsonl", "--quiet",
+        "--format", "jsonl",
         env=env,
     )  # fmt: skip
     assert first.returncode == 1, first.stderr
     by_folder = {r["folder"]: r["outcome"] for r in first.rows()}
     assert by_folder == {"HR": "unknown", "Shared": "successful"}, first.stdout
+    assert f"learn their outcome with:\n  async-orch dispatch --resume {journal}" in first.stderr
     refused["on"] = False  # access is back
     resumed = await run_cli(
         "dispatch", "--resume", str(journal), "--format", "jsonl", "--quiet", env=env
