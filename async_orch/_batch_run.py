@@ -365,7 +365,8 @@ class BatchRun:
     async def _abandon(self, *, reason: str) -> None:
         """The batch ends early: stop what it started if asked, report what is left."""
         # A job seen ended (its outputs were being read) is neither stopped nor left
-        # running: a SoftStop to it, and "left running", were wrong (attack h9).
+        # running: a SoftStop to it, and "left running", were wrong (attack h9). It
+        # is reported as ended: every started job without a result is named.
         ended: list[JobHandle] = []
         live: list[JobHandle] = []
         for tracked in self._jobs.values():
@@ -396,6 +397,7 @@ class BatchRun:
             left_running=tuple(live),
             uncertain_references=tuple(self._shield.uncertain),
             stop_sent=stop_sent,
+            ended=tuple(ended),
         )
         report_abandoned(abandoned, self._hooks.on_abandoned)
 

@@ -150,7 +150,7 @@ def report_abandoned(abandoned: Abandoned, on_abandoned: AbandonedCallback | Non
             reported = True
         except Exception as exc:
             log.warning("async_orch.callback_failed", callback="on_abandoned", error=repr(exc))
-    if abandoned.left_running or abandoned.uncertain_references:
+    if abandoned.left_running or abandoned.uncertain_references or abandoned.ended:
         emit = log.info if reported else log.warning
         emit(
             "async_orch.jobs_left_running",
@@ -159,6 +159,8 @@ def report_abandoned(abandoned: Abandoned, on_abandoned: AbandonedCallback | Non
             job_ids=[h.job_id for h in abandoned.left_running],
             references=[h.reference for h in abandoned.left_running],
             uncertain_references=list(abandoned.uncertain_references),
+            # Seen ended, no result given: named too, so no started job goes unsaid.
+            ended_job_ids=[h.job_id for h in abandoned.ended],
             hint="these jobs were started and may still be running; wait for them with "
             "wait_jobs(handles) or stop them in Orchestrator (uncertain_references: a "
             "StartJobs whose answer never came; look these References up)",

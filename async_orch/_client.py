@@ -200,9 +200,12 @@ class OrchestratorClient:
         requests with no job recorded are looked up by their Reference first (the
         run may have died right after StartJobs) and started only if nothing has
         it; if that run did not end by itself, this waits out the reconcile window
-        before starting them. Returns the results of the jobs that were not final
-        in the journal, in request order (``index`` is the request's in the
-        journaled batch); the journal then holds every result. Other arguments
+        before starting them. Jobs a run ended ``unknown`` because calls about
+        them were refused (their folder's access lost mid-run) are watched again
+        too, by id: their real outcome replaces that one. Returns the results of
+        the jobs that were not final in the journal, or ended by such a refusal,
+        in request order (``index`` is the request's in the journaled batch);
+        the journal then holds every result. Other arguments
         are those of [`run_jobs`][async_orch.OrchestratorClient.run_jobs].
 
         Raises:

@@ -42,7 +42,9 @@ callback's exception never leaves jobs behind silently:
 - what was stopped, what is still running (or might be) and the References
   whose StartJobs never answered go to ``on_abandoned`` as an
   :class:`~async_orch._jobs.Abandoned`; without that callback they are logged
-  as the warning ``async_orch.jobs_left_running``.
+  as the warning ``async_orch.jobs_left_running``. The same happens when an
+  error ends the batch mid-run (every folder refused, the token revoked), and
+  :meth:`Dispatcher.run`, which then raises, gives its results so far with it.
 
 Pass ``on_started`` to persist handles as jobs start, so they can be waited
 for (or stopped) later with :meth:`Dispatcher.run` and ``handles=``.
@@ -59,6 +61,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import anyio
@@ -272,10 +275,10 @@ class Dispatcher:
             emit=collect,
             timeout=timeout,
             stop=stop,
-            hooks=hooks,
+            hooks=with_results(hooks, results),
         )
         await batch.run()
-        results.sort(key=lambda r: (r.index, r.job_id or 0))
+        results.sort(key=_request_order)
         return results
 
     @asynccontextmanager
@@ -389,6 +392,26 @@ class Dispatcher:
             emit=emit,
             on_attempts=on_attempts,
         )
+
+
+def with_results(hooks: Hooks | None, results: Sequence[JobResult]) -> Hooks | None:
+    """``hooks`` whose ``on_abandoned`` is given ``results`` too (as they are when it
+    is called: every result the batch gave), for :meth:`Dispatcher.run`, which
+    raises instead of returning them when the batch ends early: a caller that
+    hears of the jobs left behind hears of those that ended before, and no
+    started job is lost (a stream yielded its results: it needs none of this)."""
+    if not isinstance(hooks, Hooks) or hooks.on_abandoned is None:
+        return hooks  # (a wrong type is refused by the batch, naming it)
+    told = hooks.on_abandoned
+
+    def on_abandoned(abandoned: Abandoned) -> None:
+        told(replace(abandoned, results=tuple(sorted(results, key=_request_order))))
+
+    return replace(hooks, on_abandoned=on_abandoned)
+
+
+def _request_order(result: JobResult) -> tuple[int, int]:
+    return (result.index, result.job_id or 0)
 
 
 class _ResultStream:

@@ -646,8 +646,9 @@ class Summary:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Abandoned:
-    """What a batch that ended early (cancelled, left early, a callback raised)
-    left behind.
+    """What a batch that ended early (cancelled, left early, a callback raised, an
+    error met mid-run such as every folder refused) left behind: every job it
+    started and gave no result for is in ``stopped``, ``left_running`` or ``ended``.
 
     Attributes:
         reason: the name of what ended it (``CancelledError``, ``ValueError``...);
@@ -655,13 +656,18 @@ class Abandoned:
         stopped: jobs stopped on the way out (``StopPolicy.on_cancel``) and seen ended
             (their last state went to ``on_state``).
         left_running: jobs started and not seen ended: they may still run.
-            Wait for them with ``wait_jobs`` or stop them in Orchestrator. (A job
-            seen ended whose outputs were still being read is in neither list: it
-            is neither stopped nor running; ``on_state`` told its final state.)
+            Wait for them with ``wait_jobs`` or stop them in Orchestrator.
+        ended: jobs seen ended (``on_state`` told their final state) whose result
+            had not come: their read by id, for outputs, was in flight or refused.
+            Neither stopped nor running; read them with ``wait_jobs``.
         uncertain_references: References of StartJobs calls whose answer never
             came: look them up before starting them again.
         stop_sent: the last stop sent on the way out ("SoftStop" or "Kill"), by job
             id, for the jobs of ``stopped`` and ``left_running`` it was sent to.
+        results: with ``run_jobs``, which returns no list when its batch ends
+            early, the results it had (jobs ended, requests not started), in
+            request order; empty with ``stream_jobs``, which yielded them, and
+            with a journal, which holds them (``resume_jobs`` reports them).
     """
 
     reason: str
@@ -669,3 +675,5 @@ class Abandoned:
     left_running: tuple[JobHandle, ...] = ()
     uncertain_references: tuple[str, ...] = ()
     stop_sent: Mapping[int, str] = field(default_factory=dict)
+    ended: tuple[JobHandle, ...] = ()
+    results: tuple[JobResult, ...] = ()

@@ -76,6 +76,7 @@ from async_orch._journal_lock import JournalLock
 from async_orch._states import TERMINAL_STATES
 
 __all__ = [
+    "ENDED_BY_REFUSAL",
     "SCHEMA_VERSION",
     "JobRecord",
     "Journal",
@@ -119,6 +120,10 @@ _JOB_IS = "request_idx = ? AND job_id = ? AND job_key = ?"
 #: Outcomes a batch gives a job it leaves alive (unless it was stopped).
 _LEFT_RUNNING = frozenset({Outcome.TIMED_OUT, Outcome.STUCK_PENDING, Outcome.SUSPENDED})
 _FINAL_STATE_NAMES = frozenset(state.value for state in TERMINAL_STATES)
+#: The key a job's result row has (true) when the batch ended it because calls about
+#: it were refused (its folder's access, or a permission in it, lost mid-run), not
+#: because the server said it ended: its real outcome is still to learn.
+ENDED_BY_REFUSAL = "ended_by_refusal"
 
 _SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -275,10 +280,17 @@ class JobRecord:
         return self.outcome is not None
 
     @property
+    def refused(self) -> bool:
+        """Reported ``unknown`` because calls about it were refused
+        (:data:`ENDED_BY_REFUSAL`): a resume watches it again, by id."""
+        return self.outcome is not None and bool((self.result or {}).get(ENDED_BY_REFUSAL))
+
+    @property
     def left_running(self) -> bool:
-        """Reported without ending (timed out, stuck Pending, suspended) and not seen
-        in a final state since: the job may still run or wait in the tenant."""
-        return self.outcome in _LEFT_RUNNING and (
+        """Reported without ending (timed out, stuck Pending, suspended, or ended by a
+        refusal) and not seen in a final state since: the job may still run or wait
+        in the tenant."""
+        return (self.outcome in _LEFT_RUNNING or self.refused) and (
             self.state is None or self.state not in _FINAL_STATE_NAMES
         )
 
@@ -289,7 +301,8 @@ class ResumePlan:
 
     Attributes:
         finished: jobs already final (reported from the journal, never touched).
-        reattach: jobs started but not final: watched again, not started again.
+        reattach: jobs started but not final, or ended by a refusal (their outcome
+            is unknown: access may be back): watched again, not started again.
         lookup: requests with no job recorded: looked up by Reference in their
             folder first (the process may have died right after StartJobs), and
             started only if nothing is found.
@@ -318,8 +331,8 @@ def plan_resume(
             raise TwoJobsForOneRequestError(path, request, jobs_of[request.index])
     with_jobs = set(jobs_of)
     return ResumePlan(
-        finished=[j for j in jobs if j.final],
-        reattach=[j for j in jobs if not j.final],
+        finished=[j for j in jobs if j.final and not j.refused],
+        reattach=[j for j in jobs if not j.final or j.refused],
         # A request reported not_started is tried again too: "not started" is
         # certain only after its Reference has been looked up, which lookup does.
         lookup=[r for r in requests if r.index not in with_jobs],

@@ -11,6 +11,8 @@ reports nothing twice and starts nothing twice:
 
 1. jobs stored and final are left as they are;
 2. jobs stored but not final are watched again (re-attached), never started;
+   so are jobs a run ended because calls about them were refused (their folder's
+   access lost mid-run): it never learnt how they ended;
 3. requests with no job stored are looked up by Reference (:func:`reconcile`):
    the process may have died between StartJobs and the store's write. If the
    last run did not end by itself, one of its StartJobs may still be completed
@@ -35,10 +37,17 @@ from typing import TYPE_CHECKING
 import anyio
 
 from async_orch._config import Settings
-from async_orch._errors import ConfigurationError, InvalidRequestError, RequestError
+from async_orch._errors import (
+    ConfigurationError,
+    FolderNotFoundError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    RequestError,
+)
 from async_orch._job_store import JobStore
 from async_orch._jobs import JobHandle, JobRequest, JobResult, Outcome, checked_requests
 from async_orch._journal import (
+    ENDED_BY_REFUSAL,
     JobRecord,
     Journal,
     JournalTarget,
@@ -59,6 +68,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JournalArg",
+    "ended_by_refusal",
     "reconcile",
     "records_for",
     "refused_result",
@@ -133,7 +143,17 @@ def stored_row(record: RequestRecord, result: JobResult) -> dict[str, object]:
     """The row a store keeps for ``result`` of the request ``record``."""
     row = result.to_dict()
     row.update(index=record.index, reference=record.reference, process=record.process)
+    if ended_by_refusal(result):
+        row[ENDED_BY_REFUSAL] = True  # a resume watches it again (JobRecord.refused)
     return row
+
+
+def ended_by_refusal(result: JobResult) -> bool:
+    """Whether the batch ended ``result``'s job because calls about it were refused
+    (its folder's access, or a permission in it, lost mid-run), not because the
+    server said it ended: the job was never read, and its outcome is unknown."""
+    refusal = isinstance(result.error, FolderNotFoundError | PermissionDeniedError)
+    return refusal and result.handle is not None and result.job is None
 
 
 # -- I/O ---------------------------------------------------------------------------------

@@ -62,11 +62,12 @@ class Hooks:
             seen in a new state, first with the state StartJobs answered (``old``
             is None when it was not known: at start, or for a job of ``handles``
             seen for the first time), last with the final one, before its result.
-        on_abandoned: called once if the batch ends early (cancelled, left, or a
-            callback raised) with the jobs stopped, those left running and the
-            References whose start is uncertain (an
-            [`Abandoned`][async_orch.Abandoned]). Without it those are logged
-            as the warning ``async_orch.jobs_left_running``.
+        on_abandoned: called once if the batch ends early (cancelled, left, a
+            callback raised, or an error raised mid-run) with the jobs stopped,
+            those left running, those seen ended without a result and the
+            References whose start is uncertain, and from ``run_jobs`` the
+            results it had (an [`Abandoned`][async_orch.Abandoned]). Without it
+            those jobs are logged as the warning ``async_orch.jobs_left_running``.
     """
 
     on_progress: ProgressCallback | None = None

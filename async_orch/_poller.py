@@ -292,6 +292,10 @@ class JobWatcher:
         )
         self._clock = clock
         self._token_refusals = 0  # calls refused for the token in a row
+        # When the last token refusal counted arrived: as for a folder (below), calls
+        # in flight together refused by one short outage are one refusal, not three in
+        # a row that end the batch (review of attack h9b).
+        self._token_refused_at = -math.inf
         # Per folder Id: calls about its jobs refused in a row (1100 or 403); and the
         # folders found lost, whose jobs the run loop ends with that error.
         self._folder_refusals: dict[int, int] = {}
@@ -620,7 +624,7 @@ class JobWatcher:
             sent = self._clock()
             answer = await call()
         except _LIST_REFUSED as exc:
-            self._count_token_refusal(exc)
+            self._count_token_refusal(exc, sent=sent)
             log.info("async_orch.poll_failed", error=str(exc))
             return None
         except _FOLDER_REFUSED as exc:
@@ -656,12 +660,18 @@ class JobWatcher:
     def _answered(self, folder: int) -> None:
         """A call about ``folder``'s jobs was answered: no refusal is in a row any more."""
         self._token_refusals = 0
+        self._token_refused_at = -math.inf
         self._folder_refusals.pop(folder, None)
         self._folder_refused_at.pop(folder, None)
 
-    def _count_token_refusal(self, exc: RequestError) -> None:
+    def _count_token_refusal(self, exc: RequestError, *, sent: float) -> None:
         """One more call refused for the token; the batch ends with ``exc`` after
-        :data:`_REFUSALS_FINAL` in a row (a fatal error surfaces, never a hang)."""
+        :data:`_REFUSALS_FINAL` in a row (a fatal error surfaces, never a hang). A
+        call sent (at ``sent``) before the last refusal counted arrived does not
+        count, as for a folder (:meth:`_count_folder_refusal`)."""
+        if sent < self._token_refused_at:
+            return
+        self._token_refused_at = self._clock()
         self._token_refusals += 1
         if self._token_refusals >= _REFUSALS_FINAL:
             raise exc
@@ -828,7 +838,7 @@ class JobWatcher:
             return True
         except RequestError as exc:
             if isinstance(exc, _TOKEN_REFUSED):
-                self._count_token_refusal(exc)
+                self._count_token_refusal(exc, sent=sent)
             elif isinstance(exc, PermissionDeniedError):
                 self._count_folder_refusal(watched.handle.folder_id, exc, sent=sent)
             log.info("async_orch.fetch_failed", job_id=action.job_id, error=str(exc))

@@ -151,6 +151,7 @@ async def test_a_cancel_while_outputs_are_read_ends_at_once_and_reports_the_trut
     assert seen[job_id] == "Successful"
     [report] = abandoned
     assert report.left_running == () and report.stop_sent == {}
+    assert [h.job_id for h in report.ended] == [job_id]  # seen ended, no result: named
     stops = "POST /odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
     assert stops not in sim.simulator.stats()["requests"]
 

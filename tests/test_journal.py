@@ -20,6 +20,7 @@ from async_orch._cli.profiles import merge_environment, profile_environment
 from async_orch._errors import ConfigurationError
 from async_orch._jobs import JobHandle
 from async_orch._journal import (
+    ENDED_BY_REFUSAL,
     JobRecord,
     Journal,
     JournalDamagedError,
@@ -126,6 +127,23 @@ def test_plan_resume_sorts_final_running_and_unknown(tmp_path: Path) -> None:
     assert [j.job_id for j in plan.finished] == [10]
     assert [j.job_id for j in plan.reattach] == [11]
     assert [r.reference for r in plan.lookup] == ["r-2", "r-3"]
+
+
+def test_plan_resume_reattaches_a_job_ended_by_a_refusal_and_left_running_says_so() -> None:
+    """A job reported unknown because calls about it were refused (its result row
+    says ENDED_BY_REFUSAL) was never read: a resume watches it again; one lost
+    (unknown without the key) stays reported."""
+    refused = {"outcome": "unknown", ENDED_BY_REFUSAL: True}
+    jobs = [
+        JobRecord(job_id=5, request_index=0, handle=_handle(5, "r-0"), state="Running",
+                  outcome="unknown", result=refused),
+        JobRecord(job_id=6, request_index=1, handle=_handle(6, "r-1"), state="Running",
+                  outcome="unknown", result={"outcome": "unknown"}),
+    ]  # fmt: skip
+    plan = plan_resume(_records(2), jobs)
+    assert [j.job_id for j in plan.reattach] == [5]
+    assert [j.job_id for j in plan.finished] == [6]
+    assert [(j.refused, j.left_running) for j in jobs] == [(True, True), (False, False)]
 
 
 def test_another_tenant_is_refused(tmp_path: Path) -> None:

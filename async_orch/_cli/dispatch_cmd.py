@@ -519,6 +519,14 @@ def _finish(
             f"{timed_out} timed-out jobs may still run; stop them with:\n"
             f"  async-orch stop --journal {journal.path}",
         )
+    refused = sum(job.refused for job in journal.jobs())
+    if refused and not args.simulator:
+        _say(
+            args,
+            f"{refused} jobs ended unknown because calls about them were refused (their "
+            "folder's access or a permission in it); once access is back, learn their "
+            f"outcome with:\n  async-orch dispatch --resume {journal.path}",
+        )
     return exit_code(rows)
 
 

@@ -271,6 +271,7 @@ def _report_abandoned(
         reason=abandoned.reason,
         stopped=[h.job_id for h in abandoned.stopped],
         left_running=[h.job_id for h in abandoned.left_running],
+        ended=[h.job_id for h in abandoned.ended],
         uncertain_references=list(abandoned.uncertain_references),
     )
     if abandoned.stop_sent:

@@ -1,0 +1,237 @@
+"""Review of attack h9b: refusals of calls in flight together (token), the results a
+batch ended by a refusal had given, and a journal's jobs ended by a refusal.
+Simulator over real sockets, faults put in front of it by a middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import pytest
+from cli_harness import cli_env, run_cli
+from conftest import add_simulator_middleware
+from test_attack_h9 import _SCOPE_REFUSAL, _jobs_list_or_read, _refuse_after_starts
+from test_dispatcher_support import fast_poll, fast_settings
+
+from async_orch import (
+    Abandoned,
+    Hooks,
+    JobRequest,
+    OrchestratorClient,
+    PermissionDeniedError,
+    Progress,
+)
+from async_orch._journal import Journal
+from async_orch.simulator import SimulatorHandle, parse_scenario
+
+_Handler = Callable[[aiohttp.web.Request], Awaitable[aiohttp.web.StreamResponse]]
+
+_TOKEN_REFUSAL = {"message": "You are not authenticated!", "errorCode": 0}
+
+
+async def test_three_reads_refused_for_the_token_at_one_instant_do_not_end_the_batch(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token outage that comes and goes: the first reads by id of three jobs are
+    held until all three are in flight, then each is answered 401, and so is its
+    try after the transport's own token renewal; every later call is answered.
+    The three refusals of one instant counted as three in a row, so the batch
+    raised the AuthenticationError (and run_jobs lost its results) though all
+    three jobs ended Successful. Now a token refusal counts only for a call sent
+    after the last one counted arrived, as a folder's does."""
+    refused: Counter[str] = Counter()  # 401s per read's path (one job each)
+    all_in = asyncio.Event()
+
+    @aiohttp.web.middleware
+    async def refuse(request: aiohttp.web.Request, handler: _Handler) -> aiohttp.web.StreamResponse:
+        read = request.method == "GET" and "/odata/Jobs(" in request.path
+        first_three = request.path in refused or len(refused) < 3
+        if read and first_three and refused[request.path] < 2:  # the read, then its retry
+            refused[request.path] += 1
+            if len(refused) == 3:
+                all_in.set()
+            with contextlib.suppress(TimeoutError):  # a bound, should the test fail
+                await asyncio.wait_for(all_in.wait(), 5)
+            return aiohttp.web.json_response(_TOKEN_REFUSAL, status=401)
+        return await handler(request)
+
+    add_simulator_middleware(monkeypatch, refuse)
+    sim: SimulatorHandle = await start_simulator(time_scale=60.0)
+    requests = [JobRequest(process="Echo", folder="Shared", inputs={"n": n}) for n in range(3)]
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        results = await orch.run_jobs(requests, timeout=30)
+    assert all_in.is_set()  # three reads were in flight together, all refused
+    assert sorted(refused.values()) == [2, 2, 2]  # each read and its retry after renewal
+    assert [r.outcome.value for r in results] == ["successful"] * 3
+    assert [r.outputs for r in results] == [{"n": n} for n in range(3)]
+
+
+# Shared's Echo jobs end at once; its Slow ones run for days of simulated time.
+_ECHO_AND_SLOW = """
+[[tenants]]
+organization = "acme"
+name = "Prod"
+
+[[tenants.credentials]]
+client_id = "app"
+client_secret = "app-secret"
+scopes = ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"]
+
+[[tenants.processes]]
+name = "Echo"
+duration = 1
+outputs = "echo"
+
+[[tenants.processes]]
+name = "Slow"
+duration = 1000000
+outputs = "echo"
+
+[[tenants.folders]]
+path = "Shared"
+robots = 5
+"""
+
+
+async def test_a_batch_ended_by_a_refusal_hands_over_its_results_and_every_started_job(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every folder refused mid-run (403 on its Jobs lists and reads, once 3 of its 5
+    jobs had ended): run_jobs raises the PermissionDeniedError, and the results of
+    the 3 jobs that had ended were lost with the list it did not return (the
+    report of what was left named the 2 running jobs only). Now the report carries
+    the results the batch had: every started job is in one or the other."""
+    middleware, armed = _refuse_after_starts(_jobs_list_or_read)
+    add_simulator_middleware(monkeypatch, middleware)
+    sim: SimulatorHandle = await start_simulator(
+        parse_scenario(_ECHO_AND_SLOW, name="slow"), time_scale=60.0
+    )
+    requests = [
+        JobRequest(process=p, folder="Shared", inputs={"n": n})
+        for n, p in enumerate(["Echo", "Slow", "Echo", "Slow", "Echo"])
+    ]
+    started: set[int] = set()
+    abandoned: list[Abandoned] = []
+
+    def on_progress(progress: Progress) -> None:
+        if progress.by_state.get("successful") == 3:
+            armed["on"] = True  # every Echo ended: now the folder is refused
+
+    hooks = Hooks(
+        on_started=lambda index, handle: started.add(handle.job_id),
+        on_progress=on_progress,
+        on_abandoned=abandoned.append,
+    )
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        with pytest.raises(PermissionDeniedError):
+            await orch.run_jobs(requests, timeout=30, hooks=hooks)
+    [report] = abandoned
+    assert [(r.index, r.outcome.value, r.outputs) for r in report.results] == [
+        (n, "successful", {"n": n}) for n in (0, 2, 4)
+    ]
+    left = {h.job_id for h in (*report.left_running, *report.stopped, *report.ended)}
+    assert len(started) == 5 and len(left) == 2  # the Slow jobs, refused while running
+    assert started == {r.job_id for r in report.results} | left
+
+
+def _refuse_folder() -> tuple[Any, dict[str, Any]]:
+    """A middleware answering 403 (a scope taken away) to the Jobs lists and reads
+    about the jobs of the folder whose Key is ``refused["key"]``, while ``refused["on"]``."""
+    refused: dict[str, Any] = {"key": None, "on": True}
+
+    @aiohttp.web.middleware
+    async def refuse(request: aiohttp.web.Request, handler: _Handler) -> aiohttp.web.StreamResponse:
+        ours = request.headers.get("X-UIPATH-FolderKey", "").lower() == refused["key"]
+        if ours and refused["on"] and request.method == "GET" and _jobs_list_or_read(request):
+            return aiohttp.web.json_response(_SCOPE_REFUSAL, status=403)
+        return await handler(request)
+
+    return refuse, refused
+
+
+def _key_of(sim: SimulatorHandle, path: str) -> str:
+    folder = sim.simulator.tenants[0].world.folder_by_path(path)
+    assert folder is not None
+    return folder.key.lower()
+
+
+def _started_once(sim: SimulatorHandle, count: int) -> None:
+    """The simulator created ``count`` jobs, each of its own Reference, by one StartJobs."""
+    jobs = sim.simulator.stats()["jobs"]
+    assert jobs["created"] == count
+    assert set(jobs["by_reference"].values()) == {1} and jobs["duplicate_references"] == {}
+
+
+async def test_a_journaled_job_ended_by_a_refusal_is_watched_again_on_resume(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """HR's Jobs lists and reads are refused (403) from the start: its jobs end
+    ``unknown`` with the PermissionDeniedError, Shared's end Successful. The
+    journal wrote HR's as final, so a resume once access was back reported them
+    ``unknown`` again from the journal and never learnt they had ended Successful.
+    Now a resume re-attaches them by id (never starting them again) and reports
+    their real outcome."""
+    middleware, refused = _refuse_folder()
+    add_simulator_middleware(monkeypatch, middleware)
+    sim: SimulatorHandle = await start_simulator(time_scale=60.0)
+    refused["key"] = _key_of(sim, "HR")
+    journal = tmp_path / "batch.sqlite"
+    requests = [JobRequest(process="Echo", folder=f, inputs={"n": n}) for n, f in
+                enumerate(["HR", "Shared"] * 3)]  # fmt: skip
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        first = await orch.run_jobs(requests, timeout=30, journal=journal)
+        assert [r.outcome.value for r in first] == ["unknown", "successful"] * 3
+        assert all(isinstance(r.error, PermissionDeniedError) for r in first[::2])
+        refused["on"] = False  # access is back
+        resumed = await orch.resume_jobs(journal, timeout=30)
+    # HR's jobs, watched again by id: their real outcome, and the journal's now.
+    assert [(r.index, r.outcome.value, r.outputs) for r in resumed] == [
+        (n, "successful", {"n": n}) for n in (0, 2, 4)
+    ]
+    assert [r.job_id for r in resumed] == [r.job_id for r in first[::2]]
+    with Journal.open(journal, read_only=True) as stored:
+        assert [(j.outcome, j.state, j.refused) for j in stored.jobs()] == [
+            ("successful", "Successful", False)
+        ] * 6
+    _started_once(sim, 6)
+
+
+@pytest.mark.slow  # starts the CLI twice
+async def test_dispatch_resume_learns_the_outcome_of_jobs_ended_by_a_refusal(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The CLI's dispatch, HR refused from the start (403 on its Jobs lists and
+    reads): HR's jobs end ``unknown`` with the refusal; once access is back,
+    ``dispatch --resume`` reports their real outcome, never starting one again."""
+    middleware, refused = _refuse_folder()
+    add_simulator_middleware(monkeypatch, middleware)
+    sim: SimulatorHandle = await start_simulator(time_scale=60.0)
+    refused["key"] = _key_of(sim, "HR")
+    env = cli_env(tmp_path)
+    journal = tmp_path / "batch.sqlite"
+    first = await run_cli(
+        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "HR", "--folder",
+        "Shared", "--count", "4", "--inputs", '{"n": 7}', "--journal", str(journal),
+        "--format", "jsonl",
+        env=env,
+    )  # fmt: skip
+    assert first.returncode == 1, first.stderr
+    by_folder = {r["folder"]: r["outcome"] for r in first.rows()}
+    assert by_folder == {"HR": "unknown", "Shared": "successful"}, first.stdout
+    assert f"learn their outcome with:\n  async-orch dispatch --resume {journal}" in first.stderr
+    refused["on"] = False  # access is back
+    resumed = await run_cli(
+        "dispatch", "--resume", str(journal), "--format", "jsonl", "--quiet", env=env
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    rows = resumed.rows()
+    assert [(r["outcome"], r["state"], r["outputs"]) for r in rows] == [
+        ("successful", "Successful", {"n": 7})
+    ] * 4
+    assert [r["job_id"] for r in rows] == [r["job_id"] for r in first.rows()]
+    _started_once(sim, 4)
