@@ -13,9 +13,10 @@ pytestmark = pytest.mark.slow  # starts a process
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_own_cpu.py"
 
 
-def test_small_run_prints_cpu_per_job() -> None:
+@pytest.mark.parametrize("checks", [1, 4])
+def test_small_run_prints_cpu_per_job(checks: int) -> None:
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--jobs", "60", "--rounds", "2"],
+        [sys.executable, str(SCRIPT), "--jobs", "60", "--rounds", "2", "--checks", str(checks)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -23,7 +24,7 @@ def test_small_run_prints_cpu_per_job() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert lines[0] == "jobs 60, rounds 2"
+    assert lines[0] == f"jobs 60, rounds 2, checks {checks}"
     rounds = lines[1].split(": ")[1].split()
     assert len(rounds) == 2 and all(float(r) > 0 for r in rounds)
     assert float(lines[2].split(": ")[1]) == min(float(r) for r in rounds)
