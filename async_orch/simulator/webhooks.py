@@ -211,6 +211,7 @@ class WebhookHub:
         return changed
 
     def _count(self, tenant: str, delivery: dict[str, Any]) -> None:
+        """Keep the delivery (the last DELIVERIES_KEPT of its tenant), count its outcome."""
         self.deliveries[tenant].append(delivery)
         outcome = delivery["outcome"]
         self.tenant_counts[tenant][outcome] += 1
