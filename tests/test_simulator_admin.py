@@ -107,6 +107,7 @@ async def test_admin_api_refuses_calls_without_its_token(
         ("POST", "/faults"),
         ("POST", "/revoke-tokens"),
         ("GET", "/scenario"),
+        ("GET", "/webhooks"),
     ]:
         for headers in ({}, wrong):
             async with http.request(method, root + path, headers=headers, json={}) as response:

@@ -11,6 +11,9 @@
   Pending jobs are then re-evaluated. 400 for a tenant without machines.
 * ``GET  /_simulator/scenario``       tenants, URLs, folders, processes, credentials
   (secrets redacted: the client id and the first characters of the secret)
+* ``GET  /_simulator/webhooks``       per tenant, the webhook subscriptions (never their
+  secret), the last deliveries and their counts (webhooks.py); the simulator's own
+  record: Orchestrator neither stores nor retries deliveries
 
 Every admin call needs ``Authorization: Bearer <admin token>``: the token is
 drawn at start and printed by ``async-orch simulator`` (or taken from
@@ -142,5 +145,10 @@ def add_admin_routes(app: web.Application, sim: Simulator, *, token: str) -> Non
     app.router.add_get(f"{ADMIN_PREFIX}/faults", guarded(get_faults))
     app.router.add_post(f"{ADMIN_PREFIX}/faults", guarded(set_faults))
     app.router.add_post(f"{ADMIN_PREFIX}/revoke-tokens", guarded(revoke_tokens))
+
+    async def webhooks(request: web.Request) -> web.Response:
+        return json_response(sim.webhooks.view())
+
     app.router.add_get(f"{ADMIN_PREFIX}/scenario", guarded(scenario))
+    app.router.add_get(f"{ADMIN_PREFIX}/webhooks", guarded(webhooks))
     app.router.add_post(f"{ADMIN_PREFIX}/runtimes", guarded(change_runtimes))

@@ -21,6 +21,15 @@ and the OpenAPI description (``Webhooks_Get``, ``Webhooks_Post``, ``WebhookDto``
 Not modelled: the circuit breaker that disables a webhook for an hour after a
 failed delivery.
 
+The simulator's own record of deliveries (not Orchestrator's): the last
+:data:`DELIVERIES_KEPT` of each tenant (time, event, job, subscription, URL,
+outcome, HTTP status or error, latency) and their counts, served by ``GET
+/_simulator/webhooks`` (admin.py). ASSUMPTION: how the real service shows
+deliveries is not in ../shared/orchestrator-api.md, which says only that events are
+neither stored nor retried; this view is for seeing what the simulator sent. A
+subscription's first failed delivery is logged at warning, the rest at info: a
+wrong receiver URL shows without flooding the log.
+
 Jobs live on simulated time and the engine only moves when asked
 (``engine.py``), so :meth:`WebhookHub.run` advances the tenants that have
 subscriptions as their next job event falls due, and sends what changed.
@@ -55,7 +64,7 @@ if TYPE_CHECKING:
     from async_orch.simulator.core import Simulator, TenantRuntime
     from async_orch.simulator.engine import Job
 
-__all__ = ["EVENT_TYPES", "Subscription", "WebhookHub"]
+__all__ = ["DELIVERIES_KEPT", "EVENT_TYPES", "Subscription", "WebhookHub"]
 
 log = get_logger("async_orch.simulator.webhooks")
 
@@ -73,6 +82,7 @@ EVENT_TYPES = frozenset(_TYPE_OF_STATE.values())
 _SENDERS = 100
 _IDLE_WAIT = 0.25  # real seconds between looks at the clock when nothing is due
 _SEND_TIMEOUT = 10.0
+DELIVERIES_KEPT = 200  # per tenant, for GET /_simulator/webhooks: memory stays bounded
 
 
 @dataclass(slots=True, kw_only=True)
@@ -80,6 +90,7 @@ class Subscription:
     """One WebhookDto of a tenant."""
 
     id: int
+    tenant: str  # its tenant's key
     key: str
     name: str
     url: str
@@ -115,7 +126,7 @@ class WebhookHub:
         self._sim = sim
         self.subscriptions: dict[str, list[Subscription]] = {}  # by tenant key
         self._next_id = 1
-        self._queue: deque[tuple[Subscription, bytes]] = deque()
+        self._queue: deque[tuple[Subscription, str, int, bytes]] = deque()
         self._rng = random.Random(f"webhooks:{sim.scenario.seed}")
         # Drops draw from a stream of their own: the n-th delivery meets the same
         # decision whatever else (EventIds, Keys) was drawn in between.
@@ -123,6 +134,12 @@ class WebhookHub:
         self._wake: anyio.Event | None = None  # set while run() waits
         self.counts: Counter[str] = Counter()  # sent, failed, dropped
         self._counted: anyio.Event | None = None  # set when an event is sent, failed or dropped
+        # Per tenant key: the last deliveries, newest last, and their counts.
+        self.deliveries = {
+            t.key: deque[dict[str, Any]](maxlen=DELIVERIES_KEPT) for t in sim.tenants
+        }
+        self.tenant_counts: dict[str, Counter[str]] = {t.key: Counter() for t in sim.tenants}
+        self._warned: set[int] = set()  # subscriptions whose failure was logged at warning
         for index, tenant in enumerate(sim.tenants):
             tenant.engine.on_change = self._observer(tenant, index + 1)
 
@@ -158,6 +175,7 @@ class WebhookHub:
             raise _invalid('Events must be a list of {"EventType": "job.completed"} objects')
         subscription = Subscription(
             id=self._next_id,
+            tenant=tenant.key,
             key=str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
             name=name,
             url=url,
@@ -187,12 +205,16 @@ class WebhookHub:
             if not targets:
                 return
             body = json.dumps(_payload(job, event_type, tenant_id, self._rng)).encode("utf-8")
-            self._queue.extend((s, body) for s in targets)
+            self._queue.extend((s, event_type, job.id, body) for s in targets)
             self._poke()
 
         return changed
 
-    def _count(self, outcome: str) -> None:
+    def _count(self, tenant: str, delivery: dict[str, Any]) -> None:
+        """Keep the delivery (the last DELIVERIES_KEPT of its tenant), count its outcome."""
+        self.deliveries[tenant].append(delivery)
+        outcome = delivery["outcome"]
+        self.tenant_counts[tenant][outcome] += 1
         self.counts[outcome] += 1
         if self._counted is not None:
             self._counted.set()
@@ -213,9 +235,11 @@ class WebhookHub:
         sim = self._sim
         slots = anyio.Semaphore(_SENDERS)
 
-        async def deliver(subscription: Subscription, body: bytes) -> None:
+        async def deliver(
+            subscription: Subscription, event_type: str, job_id: int, body: bytes
+        ) -> None:
             try:
-                await self._deliver(session, subscription, body)
+                await self._deliver(session, subscription, event_type, job_id, body)
             finally:
                 slots.release()
 
@@ -242,8 +266,7 @@ class WebhookHub:
                             slots.acquire_nowait()
                         except anyio.WouldBlock:
                             await slots.acquire()
-                        subscription, body = self._queue.popleft()
-                        tasks.start_soon(deliver, subscription, body)
+                        tasks.start_soon(deliver, *self._queue.popleft())
                     wait = (due - sim.sim_now()) / sim.scenario.time_scale
                     with anyio.move_on_after(max(0.0, min(wait, _IDLE_WAIT))):
                         await self._wake.wait()
@@ -252,17 +275,34 @@ class WebhookHub:
                 await session.close()
 
     async def _deliver(
-        self, session: aiohttp.ClientSession, subscription: Subscription, body: bytes
+        self,
+        session: aiohttp.ClientSession,
+        subscription: Subscription,
+        event_type: str,
+        job_id: int,
+        body: bytes,
     ) -> None:
         sim = self._sim
+        delivery: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "event": event_type,
+            "job_id": job_id,
+            "subscription_id": subscription.id,
+            "url": subscription.url,
+            "outcome": "dropped",
+            "status": None,
+            "error": None,
+            "latency_ms": None,
+        }
         rate = sim.faults.settings.webhook_drop_rate
         if rate > 0 and self._drop_rng.random() < rate:
             sim.faults.record(FaultKind.WEBHOOK_DROP)
-            self._count("dropped")
+            self._count(subscription.tenant, delivery)
             return
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if subscription.secret is not None:
             headers["X-UiPath-Signature"] = sign(subscription.secret, body)
+        started = time.monotonic()
         try:
             async with session.post(
                 subscription.url,
@@ -272,12 +312,66 @@ class WebhookHub:
                 ssl=not subscription.allow_insecure_ssl,
             ) as response:
                 await response.read()
-                ok = response.status < 300
+                delivery["status"] = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.info("async_orch.simulator.webhook_failed", url=subscription.url, error=repr(exc))
-            ok = False
+            delivery["error"] = f"{type(exc).__name__}: {exc}".removesuffix(": ")
+        delivery["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
         # Not stored, not retried: a failed delivery is lost (module docstring).
-        self._count("sent" if ok else "failed")
+        ok = delivery["status"] is not None and delivery["status"] < 300
+        delivery["outcome"] = "sent" if ok else "failed"
+        if not ok:
+            self._log_failure(subscription, delivery)
+        self._count(subscription.tenant, delivery)
+
+    def _log_failure(self, subscription: Subscription, delivery: dict[str, Any]) -> None:
+        facts = {"tenant": subscription.tenant, "subscription": subscription.id}
+        facts |= {k: delivery[k] for k in ("url", "status", "error")}
+        if subscription.id in self._warned:
+            log.info("async_orch.simulator.webhook_failed", **facts)
+            return
+        # Warning once per subscription (a wrong URL is seen without -v), info after
+        # (a line at warning per event would flood the log).
+        self._warned.add(subscription.id)
+        status = delivery["status"]
+        why = (
+            "nothing answered: is a receiver listening at this URL (dispatch --webhook-listen)?"
+            if status is None
+            else f"the receiver answered HTTP {status} (401: it expects another secret)."
+        )
+        log.warning(
+            "async_orch.simulator.webhook_failed",
+            **facts,
+            note=f"{why} Later failures of this webhook are logged at info; "
+            "GET /_simulator/webhooks lists the last deliveries",
+        )
+
+    def view(self) -> dict[str, Any]:
+        """What ``GET /_simulator/webhooks`` answers: per tenant, the subscriptions (no
+        secret), the last deliveries (newest first) and the counts."""
+        return {
+            "note": "the simulator's own record, not an Orchestrator API: Orchestrator "
+            "neither stores nor retries webhook deliveries",
+            "kept": DELIVERIES_KEPT,
+            "counts": _outcomes(self.counts),
+            "tenants": {
+                key: {
+                    "subscriptions": [
+                        {
+                            "id": s.id,
+                            "name": s.name,
+                            "url": s.url,
+                            "enabled": s.enabled,
+                            "events": sorted(EVENT_TYPES if s.all_events else s.events),
+                            "signed": s.secret is not None,
+                        }
+                        for s in self.subscriptions.get(key, ())
+                    ],
+                    "deliveries": list(reversed(deliveries)),
+                    "counts": _outcomes(self.tenant_counts[key]),
+                }
+                for key, deliveries in self.deliveries.items()
+            },
+        }
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -309,6 +403,10 @@ def _payload(job: Job, event_type: str, tenant_id: int, rng: random.Random) -> d
         "OrganizationUnitId": job.folder.id,
         "FolderId": job.folder.id,
     }
+
+
+def _outcomes(counts: Counter[str]) -> dict[str, int]:
+    return {k: counts[k] for k in ("sent", "failed", "dropped")}
 
 
 def _invalid(message: str) -> ApiProblem:
