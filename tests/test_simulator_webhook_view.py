@@ -166,3 +166,35 @@ async def test_the_deliveries_kept_are_bounded_and_the_counts_go_on(
     tenant = view["tenants"]["test/T"]
     assert view["kept"] == 7 and len(tenant["deliveries"]) == 7
     assert sum(tenant["counts"].values()) == JOBS * PER_JOB  # counted, though not all kept
+
+
+async def test_a_webhook_disabled_after_its_events_were_queued_is_not_sent(
+    start_simulator: Callable[..., Any],
+) -> None:
+    """dispatch --webhook-listen with --simulator disables its webhook before its
+    receiver closes: an event still on its way is then not posted to the closed
+    port (which logged a warning after a run that went well)."""
+    sim: SimulatorHandle = await start_simulator(scenario())
+    hub = sim.simulator.webhooks
+    url = f"http://127.0.0.1:{closed_port()}/"
+    subscription = hub.create(
+        sim.simulator.tenants[0],
+        {
+            "Name": "closing",
+            "Url": url,
+            "Secret": SECRET,
+            "Enabled": True,
+            "SubscribeToAllEvents": True,
+            "AllowInsecureSsl": False,
+        },
+    )
+    tenant = subscription.tenant
+    async with aiohttp.ClientSession() as session:
+        subscription.enabled = False
+        await hub._deliver(session, subscription, "job.completed", 1, b"{}")
+        assert list(hub.deliveries[tenant]) == []
+        assert sum(hub.counts.values()) == 0
+        subscription.enabled = True  # the same delivery, enabled: tried and failed
+        await hub._deliver(session, subscription, "job.completed", 1, b"{}")
+    [delivery] = hub.deliveries[tenant]
+    assert delivery["outcome"] == "failed" and delivery["url"] == url

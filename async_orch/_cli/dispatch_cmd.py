@@ -289,10 +289,13 @@ async def _listening(
         return
     host, port = args.webhook_listen
     async with serve_webhooks(webhooks.receiver, host, port) as url:
-        for sim in embedded:
-            subscribe_embedded(sim, url, secret)
+        disable = [subscribe_embedded(sim, url, secret) for sim in embedded]
         _say(args, f"receiving webhook events at {url}")
-        yield
+        try:
+            yield
+        finally:
+            for off in disable:
+                off()  # before the receiver closes: nothing is sent to a closed port
     _say(args, webhooks.describe())
 
 

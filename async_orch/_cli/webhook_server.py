@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -176,9 +176,11 @@ def _ended_ids(rows: Iterable[Mapping[str, Any]]) -> set[int]:
     }
 
 
-def subscribe_embedded(sim: SimulatorHandle, url: str, secret: str) -> None:
+def subscribe_embedded(sim: SimulatorHandle, url: str, secret: str) -> Callable[[], None]:
     """Create the webhook on the embedded simulator (its first tenant, the one the run
-    uses), as `POST /odata/Webhooks` would: the run's receiver gets its job events."""
+    uses), as `POST /odata/Webhooks` would: the run's receiver gets its job events.
+    Returns what disables it: called before the receiver closes, events still on
+    their way are not sent to a closed port (a warning after a good run)."""
     dto = {
         "Name": "async-orch dispatch",
         "Url": _reachable(url),
@@ -188,7 +190,12 @@ def subscribe_embedded(sim: SimulatorHandle, url: str, secret: str) -> None:
         "Events": [{"EventType": event} for event in WEBHOOK_EVENTS],
         "AllowInsecureSsl": False,
     }
-    sim.simulator.webhooks.create(sim.simulator.tenants[0], dto)
+    subscription = sim.simulator.webhooks.create(sim.simulator.tenants[0], dto)
+
+    def disable() -> None:
+        subscription.enabled = False
+
+    return disable
 
 
 def _reachable(url: str) -> str:

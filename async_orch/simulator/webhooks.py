@@ -283,6 +283,10 @@ class WebhookHub:
         body: bytes,
     ) -> None:
         sim = self._sim
+        if not subscription.enabled:
+            # Disabled since the event was queued: not sent (an assumption; the
+            # real service's handling of events queued before is not documented).
+            return
         delivery: dict[str, Any] = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "event": event_type,
