@@ -665,7 +665,8 @@ class Abandoned:
         stop_sent: the last stop sent on the way out ("SoftStop" or "Kill"), by job
             id, for the jobs of ``stopped`` and ``left_running`` it was sent to.
         results: with ``run_jobs``, which returns no list when its batch ends
-            early, the results it had (jobs ended, requests not started), in
+            early, the results it had (jobs ended, some ``unknown`` by a folder's
+            refusal, requests not started), in
             request order; empty with ``stream_jobs``, which yielded them, and
             with a journal, which holds them (``resume_jobs`` reports them).
     """

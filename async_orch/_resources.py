@@ -696,7 +696,8 @@ def _access_lost_as_not_found(folder: Folder) -> Iterator[None]:
             f"can no longer read folder {name!r}: Orchestrator answers errorCode 1100 "
             f"({exc.message}); {ASSIGN_FOLDER_FIX}; its jobs may still be running, "
             "their outcome unknown here (a journaled batch cut short by this is "
-            "finished by resume_jobs once the access is back)",
+            "finished by a resume, resume_jobs or async-orch dispatch --resume, once "
+            "the access is back)",
             name=name,
         ) from exc
 

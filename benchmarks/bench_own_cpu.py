@@ -4,7 +4,7 @@ moves by a few per cent at most between runs on a busy box. For comparing versio
 of the client (run it in each checkout), not for comparing with other clients:
 bench_dispatch.py --bare does that, over real sockets.
 
-    python benchmarks/bench_own_cpu.py                  # 1,000 jobs, 5 rounds, ~10 s
+    python benchmarks/bench_own_cpu.py                  # 1,000 jobs, 5 rounds, ~2 s
     python benchmarks/bench_own_cpu.py --jobs 200 --rounds 2
 
 Every job is Pending when started and Successful when first asked about: one
@@ -157,8 +157,8 @@ async def one_batch(jobs: int, checks: int = 1) -> float:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs a round (default 1000)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds measured (default 5)")
     parser.add_argument(
         "--checks", type=int, default=1, help="list answers naming a job, the last Successful"
     )

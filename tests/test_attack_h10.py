@@ -201,6 +201,16 @@ async def test_a_journaled_job_ended_by_a_refusal_is_watched_again_on_resume(
     _started_once(sim, 6)
 
 
+async def _dispatch_hr_and_shared(sim: SimulatorHandle, journal: Path, env: Any) -> Any:
+    """``dispatch`` of 4 Echo jobs, HR and Shared in turn, journaled, rows as JSON lines."""
+    return await run_cli(
+        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "HR", "--folder",
+        "Shared", "--count", "4", "--inputs", '{"n": 7}', "--journal", str(journal),
+        "--format", "jsonl",
+        env=env,
+    )  # fmt: skip
+
+
 @pytest.mark.slow  # starts the CLI twice
 async def test_dispatch_resume_learns_the_outcome_of_jobs_ended_by_a_refusal(
     start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -212,14 +222,8 @@ async def test_dispatch_resume_learns_the_outcome_of_jobs_ended_by_a_refusal(
     add_simulator_middleware(monkeypatch, middleware)
     sim: SimulatorHandle = await start_simulator(time_scale=60.0)
     refused["key"] = _key_of(sim, "HR")
-    env = cli_env(tmp_path)
-    journal = tmp_path / "batch.sqlite"
-    first = await run_cli(
-        "dispatch", "--url", sim.url, "--process", "Echo", "--folder", "HR", "--folder",
-        "Shared", "--count", "4", "--inputs", '{"n": 7}', "--journal", str(journal),
-        "--format", "jsonl",
-        env=env,
-    )  # fmt: skip
+    env, journal = cli_env(tmp_path), tmp_path / "batch.sqlite"
+    first = await _dispatch_hr_and_shared(sim, journal, env)
     assert first.returncode == 1, first.stderr
     by_folder = {r["folder"]: r["outcome"] for r in first.rows()}
     assert by_folder == {"HR": "unknown", "Shared": "successful"}, first.stdout
@@ -234,4 +238,54 @@ async def test_dispatch_resume_learns_the_outcome_of_jobs_ended_by_a_refusal(
         ("successful", "Successful", {"n": 7})
     ] * 4
     assert [r["job_id"] for r in rows] == [r["job_id"] for r in first.rows()]
+    _started_once(sim, 4)
+
+
+_ACCESS_LOST = {
+    "message": "Folder does not exist or the user does not have access to the folder.",
+    "errorCode": 1100,
+}
+
+
+@pytest.mark.slow  # starts the CLI twice
+async def test_dispatch_says_a_resume_also_starts_the_requests_refused_at_start(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """HR's access lost after its first start: its Jobs lists and reads are refused
+    (403) and its second StartJobs answered 1100, so one HR job ends ``unknown`` and
+    one request ``not_started``. dispatch's last line named the resume for the first
+    only; a resume starts the second too (once), and the line now says so."""
+    middleware, refused = _refuse_folder()
+    starts = {"hr": 0}
+
+    @aiohttp.web.middleware
+    async def refuse_second_start(
+        request: aiohttp.web.Request, handler: _Handler
+    ) -> aiohttp.web.StreamResponse:
+        ours = request.headers.get("X-UIPATH-FolderKey", "").lower() == refused["key"]
+        if ours and refused["on"] and request.method == "POST" and "StartJobs" in request.path:
+            starts["hr"] += 1
+            if starts["hr"] > 1:
+                return aiohttp.web.json_response(_ACCESS_LOST, status=400)
+        return await handler(request)
+
+    add_simulator_middleware(monkeypatch, middleware)
+    add_simulator_middleware(monkeypatch, refuse_second_start)
+    sim: SimulatorHandle = await start_simulator(time_scale=60.0)
+    refused["key"] = _key_of(sim, "HR")
+    env, journal = cli_env(tmp_path), tmp_path / "batch.sqlite"
+    first = await _dispatch_hr_and_shared(sim, journal, env)
+    assert first.returncode == 1, first.stderr
+    outcomes = sorted((r["folder"], r["outcome"]) for r in first.rows())
+    assert outcomes == [("HR", "not_started"), ("HR", "unknown")] + [("Shared", "successful")] * 2
+    expected = (
+        f"outcome (and start the 1 not started) with:\n  async-orch dispatch --resume {journal}"
+    )
+    assert expected in first.stderr
+    refused["on"] = False  # access is back
+    resumed = await run_cli(
+        "dispatch", "--resume", str(journal), "--format", "jsonl", "--quiet", env=env
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["outcome"] for r in resumed.rows()] == ["successful"] * 4
     _started_once(sim, 4)

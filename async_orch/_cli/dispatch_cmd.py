@@ -524,11 +524,14 @@ def _finish(
         )
     refused = sum(job.refused for job in journal.jobs())
     if refused and not args.simulator:
+        # A resume starts the requests not started too (say, refused while access was lost).
+        not_started = sum(row.get("outcome") == "not_started" for row in rows)
+        also = f" (and start the {not_started} not started)" if not_started else ""
         _say(
             args,
             f"{refused} jobs ended unknown because calls about them were refused (their "
             "folder's access or a permission in it); once access is back, learn their "
-            f"outcome with:\n  async-orch dispatch --resume {journal.path}",
+            f"outcome{also} with:\n  async-orch dispatch --resume {journal.path}",
         )
     return exit_code(rows)
 
