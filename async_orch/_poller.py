@@ -306,7 +306,8 @@ class JobWatcher:
         self._folder_refused_at: dict[int, float] = {}
         self._lost_folders: dict[int, FolderNotFoundError | PermissionDeniedError] = {}
         self._refused_folders: set[int] = set()  # folders whose jobs ended refused
-        self._folders: set[int] = set()  # every folder this watcher has had jobs in
+        # Every folder this watcher has had jobs in, by id: its path (for messages).
+        self._folders: dict[int, str] = {}
         # Reads by id wait in a queue, drained by at most this many reader tasks.
         # Readers live as long as the run loop and wait (each on its own event)
         # when the queue is empty: a task spawned per read, or per burst of reads,
@@ -358,7 +359,7 @@ class JobWatcher:
             d for d in (deadline, now + timeout if timeout is not None else None) if d is not None
         ]
         self._jobs[handle.job_id] = _Watched(handle=handle, state=state)
-        self._folders.add(handle.folder_id)
+        self._folders[handle.folder_id] = handle.folder_path
         self._planner.add(handle.job_id, handle.folder_id, now=now, state=state)
         self._deadlines.add(
             handle.job_id, now=now, deadline=min(limits) if limits else None, state=state
@@ -702,7 +703,7 @@ class JobWatcher:
             return
         self._refused_folders.add(folder)
         if all(f in self._refused_folders or self._folder_refusals.get(f) for f in self._folders):
-            raise exc
+            raise _every_folder_refused(exc, sorted(self._folders.values()))
         self._lost_folders[folder] = exc
         self._wakeup.set()
 
@@ -1040,6 +1041,33 @@ def identity_change(handle: JobHandle, job: Job) -> str:
         for name, ours, theirs in pairs
         if ours is not None and theirs is not None and ours != theirs
     )
+
+
+def _every_folder_refused(
+    exc: FolderNotFoundError | PermissionDeniedError, folders: Sequence[str]
+) -> RequestError:
+    """``exc`` (about the folder refused last) said of the whole batch: the folders
+    refused before ended their jobs one by one, and a message naming only the last
+    one read as if it alone was lost (new-user review)."""
+    if len(folders) < 2:
+        return exc
+    what = f"every folder of the batch is refused ({', '.join(folders)}); the last: "
+    error: RequestError
+    if isinstance(exc, PermissionDeniedError):
+        error = PermissionDeniedError(
+            status=exc.status,
+            method=exc.method,
+            url=exc.url,
+            message=what + exc.message,
+            error_code=exc.error_code,
+            trace_id=exc.trace_id,
+            body=exc.body,
+            retry_after=exc.retry_after,
+        )
+    else:
+        error = FolderNotFoundError(what + str(exc), name=exc.name)
+    error.__cause__ = exc
+    return error
 
 
 def _refuses_the_query(exc: RequestError) -> bool:

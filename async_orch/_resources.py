@@ -304,15 +304,16 @@ class OrchestratorAPI:
             # Upload them and send InputFile, as the official SDK does
             # (orchestrator-api.md §8).
             info["InputFile"] = await self._input_file(resolved, text)
-        response = await self._transport.request(
-            "POST",
-            _START_JOBS,
-            json=body,
-            headers=self.folder_headers(resolved),
-            idempotent=False,
-            endpoint="POST StartJobs",
-            attempts=1,
-        )
+        with _access_lost_as_not_found(resolved, starting=True):
+            response = await self._transport.request(
+                "POST",
+                _START_JOBS,
+                json=body,
+                headers=self.folder_headers(resolved),
+                idempotent=False,
+                endpoint="POST StartJobs",
+                attempts=1,
+            )
         return [Job.from_api(row) for row in _values(response.json(), "jobs")]
 
     async def validate_start(self, folder: FolderRef, request: StartRequest) -> dict[str, Any]:
@@ -681,10 +682,11 @@ def _take_long_inputs(info: dict[str, Any]) -> str | None:
 
 
 @contextmanager
-def _access_lost_as_not_found(folder: Folder) -> Iterator[None]:
+def _access_lost_as_not_found(folder: Folder, *, starting: bool = False) -> Iterator[None]:
     """A call about the jobs of ``folder`` answered errorCode 1100, the folder having
     been readable before (the application was unassigned from it, or it was removed):
-    raise a FolderNotFoundError naming it and the fix. The folder stays cached, so
+    raise a FolderNotFoundError naming it and the fix (``starting``: for StartJobs,
+    whose 400 is a refusal, so nothing was started). The folder stays cached, so
     each call asks again and the access may come back."""
     try:
         yield
@@ -692,12 +694,19 @@ def _access_lost_as_not_found(folder: Folder) -> Iterator[None]:
         if exc.error_code != FOLDER_NOT_ACCESSIBLE:
             raise
         name = folder.fully_qualified_name
+        what, then = (
+            ("cannot start in", "nothing was started")
+            if starting
+            else (
+                "can no longer read",
+                "its jobs may still be running, their outcome unknown here (a "
+                "journaled batch cut short by this is finished by a resume, "
+                "resume_jobs or async-orch dispatch --resume, once the access is back)",
+            )
+        )
         raise FolderNotFoundError(
-            f"can no longer read folder {name!r}: Orchestrator answers errorCode 1100 "
-            f"({exc.message}); {ASSIGN_FOLDER_FIX}; its jobs may still be running, "
-            "their outcome unknown here (a journaled batch cut short by this is "
-            "finished by a resume, resume_jobs or async-orch dispatch --resume, once "
-            "the access is back)",
+            f"{what} folder {name!r}: Orchestrator answers errorCode 1100 "
+            f"({exc.message}); {ASSIGN_FOLDER_FIX}; {then}",
             name=name,
         ) from exc
 

@@ -25,6 +25,7 @@ from async_orch._config import ClientCredentials, Settings
 from async_orch._dispatcher import Started, StartFailure
 from async_orch._errors import ConfigurationError, FolderNotFoundError
 from async_orch._jobs import JobHandle, JobRequest, Outcome
+from async_orch._limits import DispatchLimits
 from async_orch._options import Hooks
 from async_orch.simulator import SimulatorHandle, parse_scenario
 from async_orch.simulator.tokens import AccessToken
@@ -262,3 +263,65 @@ async def test_one_folder_of_two_lost_mid_batch_ends_its_jobs_with_the_fix(
         assert isinstance(lost.error, FolderNotFoundError)
         assert "can no longer read folder 'HR'" in str(lost.error)
         assert "assign the external application" in str(lost.error)
+
+
+async def test_a_start_in_a_folder_unassigned_after_it_resolved_says_so(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HR resolves, then the application is unassigned from it before HR's StartJobs
+    (one start at a time: Shared's comes first and unassigns HR). StartJobs answers
+    400 errorCode 1100: the request is not_started with a FolderNotFoundError naming
+    HR and the fix (it showed the bare 'HTTP 400, errorCode 1100'), and nothing
+    was started in HR."""
+    sim: SimulatorHandle = await start_simulator(time_scale=10.0)
+    seen_before = AccessToken.sees
+
+    def on_started(index: int, handle: JobHandle) -> None:
+        monkeypatch.setattr(
+            AccessToken, "sees", lambda self, path: path != "HR" and seen_before(self, path)
+        )
+
+    requests = [
+        JobRequest(process="Echo", folder="Shared", inputs={"n": 0}),
+        JobRequest(process="Echo", folder="HR", inputs={"n": 1}),
+    ]
+    async with OrchestratorClient(
+        fast_settings(sim), poll=fast_poll(), limits=DispatchLimits(max_in_flight=1)
+    ) as orch:
+        with anyio.fail_after(60):
+            results = await orch.run_jobs(requests, hooks=Hooks(on_started=on_started))
+    shared, hr = results
+    assert shared.outcome is Outcome.SUCCESSFUL
+    assert hr.outcome is Outcome.NOT_STARTED and hr.job_id is None
+    assert isinstance(hr.error, FolderNotFoundError)
+    assert "cannot start in folder 'HR'" in str(hr.error)
+    assert "assign the external application" in str(hr.error)
+    assert "nothing was started" in str(hr.error)
+    [tenant] = sim.simulator.stats()["tenants"].values()
+    assert tenant["jobs_created"] == 1
+
+
+async def test_every_folder_lost_mid_batch_is_said_of_every_folder(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both folders of the batch unassigned once their jobs started: the folders reach
+    their refusals one by one, and the error raised names every folder, not only the
+    last one refused (which read as if it alone was lost)."""
+    sim: SimulatorHandle = await start_simulator(time_scale=1.0)
+    started: list[str] = []
+
+    def on_started(index: int, handle: JobHandle) -> None:
+        started.append(handle.folder_path)
+        if len(started) == 2:
+            monkeypatch.setattr(AccessToken, "sees", lambda self, path: False)
+
+    requests = [
+        JobRequest(process="Echo", folder="HR", inputs={"n": 0}),
+        JobRequest(process="Echo", folder="Shared", inputs={"n": 1}),
+    ]
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        with anyio.fail_after(60), pytest.raises(FolderNotFoundError) as lost:
+            await orch.run_jobs(requests, hooks=Hooks(on_started=on_started))
+    message = str(lost.value)
+    assert message.startswith("every folder of the batch is refused (HR, Shared); the last: ")
+    assert "can no longer read folder" in message and "assign the external application" in message
