@@ -289,3 +289,25 @@ async def test_dispatch_says_a_resume_also_starts_the_requests_refused_at_start(
     assert resumed.returncode == 0, resumed.stderr
     assert [r["outcome"] for r in resumed.rows()] == ["successful"] * 4
     _started_once(sim, 4)
+
+
+@pytest.mark.slow  # starts the CLI
+async def test_dispatch_ended_by_an_error_mid_run_still_writes_its_rows(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every folder's Jobs lists and reads refused (403) once the jobs started: the run
+    ends with the error, exit 2. Its rows went nowhere (the journal only; an interrupt
+    wrote them): now they are written as an interrupt's are, the error after them."""
+    middleware, armed = _refuse_after_starts(_jobs_list_or_read)
+    add_simulator_middleware(monkeypatch, middleware)
+    armed["on"] = True  # StartJobs is not refused: the jobs start, then nothing answers
+    sim: SimulatorHandle = await start_simulator(time_scale=60.0)
+    env, journal = cli_env(tmp_path), tmp_path / "batch.sqlite"
+    run = await _dispatch_hr_and_shared(sim, journal, env)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "every folder of the batch is refused (HR, Shared)" in run.stderr.splitlines()[-1]
+    rows = run.rows()
+    assert len(rows) == 4 and all(isinstance(r["job_id"], int) for r in rows), run.stdout
+    assert {r["folder"] for r in rows} == {"HR", "Shared"}
+    _started_once(sim, 4)

@@ -43,6 +43,7 @@ __all__ = [
     "configure_logging",
     "connection",
     "exit_codes",
+    "first_error",
     "list_budget",
     "load_settings",
     "non_negative",
@@ -323,7 +324,7 @@ def load_settings(
     return Settings.from_env(merged, url=url)
 
 
-def _first_error(exc: BaseException) -> BaseException:
+def first_error(exc: BaseException) -> BaseException:
     """The error inside task-group wrappers, so users see it, not the wrapping."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
@@ -336,7 +337,7 @@ def run_command(main: Callable[[], Awaitable[int]]) -> int:
         try:
             return anyio.run(main)
         except BaseExceptionGroup as group:
-            raise _first_error(group) from None
+            raise first_error(group) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

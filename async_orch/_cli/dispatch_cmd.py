@@ -8,8 +8,8 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from async_orch._cli.common import (
     configure_logging,
     connection,
     exit_codes,
+    first_error,
     list_budget,
     load_settings,
     non_negative,
@@ -51,7 +52,7 @@ from async_orch._cli.webhook_server import (
 )
 from async_orch._client import OrchestratorClient
 from async_orch._dispatcher import DispatchLimits
-from async_orch._errors import ConfigurationError
+from async_orch._errors import ConfigurationError, OrchestratorError
 from async_orch._fatal import upload_scope_missing
 from async_orch._jobs import JobRequest, checked_requests
 from async_orch._journal import Journal, RequestRecord
@@ -407,15 +408,16 @@ async def _dispatch(args: argparse.Namespace) -> int:
             if not args.quiet or args.journal is None:
                 # Even when quiet: without it a generated journal could not be resumed.
                 print(f"journal: {path}", file=sys.stderr, flush=True)
-            interrupted = await run_journaled(
-                orch,
-                journal,
-                start=records,
-                reattach=[],
-                options=_options(args),
-                on_progress=display.update,
-                stream=sys.stderr,
-            )
+            with _rows_even_if_it_fails(args, journal, display):
+                interrupted = await run_journaled(
+                    orch,
+                    journal,
+                    start=records,
+                    reattach=[],
+                    options=_options(args),
+                    on_progress=display.update,
+                    stream=sys.stderr,
+                )
             return _finish(args, journal, display, interrupted, webhooks)
 
 
@@ -475,16 +477,34 @@ async def _resume(args: argparse.Namespace) -> int:
                     waiting=lambda what, until: display.waiting_for(what, until=until),
                     to_server=orch.transport.server_clock.earliest_server_time,
                 )
-                interrupted = await run_journaled(
-                    orch,
-                    journal,
-                    start=never_started,
-                    reattach=reattach,
-                    options=_options(args),
-                    on_progress=display.update,
-                    stream=sys.stderr,
-                )
+                with _rows_even_if_it_fails(args, journal, display):
+                    interrupted = await run_journaled(
+                        orch,
+                        journal,
+                        start=never_started,
+                        reattach=reattach,
+                        options=_options(args),
+                        on_progress=display.update,
+                        stream=sys.stderr,
+                    )
                 return _finish(args, journal, display, interrupted, webhooks)
+
+
+@contextmanager
+def _rows_even_if_it_fails(
+    args: argparse.Namespace, journal: Journal, display: ProgressDisplay
+) -> Iterator[None]:
+    """An error that ends the run once jobs started (every folder refused, the token
+    revoked) still writes the rows the journal holds, as an interrupt does: the
+    results of the jobs that ended, the job ids of the others (new-user review:
+    ``-o`` stayed empty). The error itself follows (exit 2)."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(first_error(exc), OrchestratorError):  # (in task-group wrappers)
+            display.finish()
+            _write(journal_rows(journal), args, journal.path)
+        raise
 
 
 def _finish(
