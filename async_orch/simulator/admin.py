@@ -73,10 +73,6 @@ def _names(value: object, *, spaces: bool) -> bool:
     )
 
 
-def _tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
 def add_admin_routes(app: web.Application, sim: Simulator, *, token: str) -> None:
     """Register the admin endpoints on *app*, each asking for *token*."""
     expected = f"Bearer {token}".encode()
@@ -192,7 +188,10 @@ def add_admin_routes(app: web.Application, sim: Simulator, *, token: str) -> Non
             if folders not in (..., None) and not _names(folders, spaces=True):
                 raise ValueError("folders must be null or an array of folder paths")
             credential = sim.change_access(
-                tenant, client_id, scopes=_tuple(scopes), folders=_tuple(folders)
+                tenant,
+                client_id,
+                scopes=... if scopes is ... else tuple(scopes),
+                folders=folders if folders in (..., None) else tuple(folders),
             )
         except ValueError as exc:
             return json_response({"error": str(exc)}, status=400)
