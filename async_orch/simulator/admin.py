@@ -9,6 +9,12 @@
 * ``POST /_simulator/runtimes``       the tenant admin's fix (robots.py): ``{"tenant":
   "org/name", "machine": "VM-1", "online": true}`` and/or ``{"unattended_licenses": 8}``;
   Pending jobs are then re-evaluated. 400 for a tenant without machines.
+* ``POST /_simulator/access``         an external application's access from now on:
+  ``{"tenant": "org/name", "client_id": "app", "scopes": [...], "folders": [...]}``
+  (``tenant`` may be left out when one tenant has that client id; ``folders``: declared
+  paths, null for every folder; absent: unchanged). Its tokens see the new folders at
+  their next call and keep their scopes until renewed (core.py ``change_access``).
+  400 for an unknown client id or folder.
 * ``GET  /_simulator/scenario``       tenants, URLs, folders, processes, credentials
   (secrets redacted: the client id and the first characters of the secret)
 * ``GET  /_simulator/webhooks``       per tenant, the webhook subscriptions (never their
@@ -58,6 +64,13 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
             text='{"error": "the body must be a JSON object"}', content_type="application/json"
         )
     return data
+
+
+def _names(value: object, *, spaces: bool) -> bool:
+    """True for a JSON array of non-empty strings (with spaces if *spaces*)."""
+    return isinstance(value, list) and all(
+        isinstance(v, str) and v.strip() and (spaces or " " not in v) for v in value
+    )
 
 
 def add_admin_routes(app: web.Application, sim: Simulator, *, token: str) -> None:
@@ -136,6 +149,61 @@ def add_admin_routes(app: web.Application, sim: Simulator, *, token: str) -> Non
         assert tenant.engine.runtimes is not None
         return json_response(tenant.engine.runtimes.describe())
 
+    async def change_access(request: web.Request) -> web.Response:
+        data = await _json_object(request)
+        try:
+            unknown = sorted(set(data) - {"tenant", "client_id", "scopes", "folders"})
+            if unknown:
+                raise ValueError(f"unknown field(s): {', '.join(unknown)}")
+            client_id = data.get("client_id")
+            if not isinstance(client_id, str) or not client_id:
+                raise ValueError("client_id must name an external application of the scenario")
+            tenants = [t.key for t in sim.tenants]
+            if "tenant" in data:
+                tenant = sim.tenant_by_key(str(data["tenant"]))
+                if tenant is None:
+                    raise ValueError(
+                        f"unknown tenant {data['tenant']!r}; known: {', '.join(tenants)}"
+                    )
+            else:  # the tenant holding that client id, if only one does
+                holders = [
+                    t
+                    for t in sim.tenants
+                    if any(c.client_id == client_id for c in t.spec.credentials)
+                ]
+                if len(holders) != 1:
+                    ids = sorted({c.client_id for t in sim.tenants for c in t.spec.credentials})
+                    raise ValueError(
+                        f"unknown client_id {client_id!r}; known: {', '.join(ids)}"
+                        if not holders
+                        else f"{client_id!r} is in several tenants: name one ({', '.join(tenants)})"
+                    )
+                tenant = holders[0]
+            if "scopes" not in data and "folders" not in data:
+                raise ValueError("nothing to change: give scopes and/or folders")
+            scopes = data.get("scopes", ...)
+            if scopes is not ... and not _names(scopes, spaces=False):
+                raise ValueError("scopes must be an array of scope names (no spaces)")
+            folders = data.get("folders", ...)
+            if folders not in (..., None) and not _names(folders, spaces=True):
+                raise ValueError("folders must be null or an array of folder paths")
+            credential = sim.change_access(
+                tenant,
+                client_id,
+                scopes=... if scopes is ... else tuple(scopes),
+                folders=folders if folders in (..., None) else tuple(folders),
+            )
+        except ValueError as exc:
+            return json_response({"error": str(exc)}, status=400)
+        return json_response(
+            {
+                "tenant": tenant.key,
+                "client_id": credential.client_id,
+                "scopes": list(credential.scopes),
+                "folders": list(credential.folders) if credential.folders is not None else None,
+            }
+        )
+
     async def scenario(request: web.Request) -> web.Response:
         root = f"{request.scheme}://{request.host}"
         return json_response({"root_url": root, **sim.describe()})
@@ -152,3 +220,4 @@ def add_admin_routes(app: web.Application, sim: Simulator, *, token: str) -> Non
     app.router.add_get(f"{ADMIN_PREFIX}/scenario", guarded(scenario))
     app.router.add_get(f"{ADMIN_PREFIX}/webhooks", guarded(webhooks))
     app.router.add_post(f"{ADMIN_PREFIX}/runtimes", guarded(change_runtimes))
+    app.router.add_post(f"{ADMIN_PREFIX}/access", guarded(change_access))

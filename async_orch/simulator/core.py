@@ -16,12 +16,14 @@ run gets 404 for them, as from a server that lost its jobs.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from async_orch._errors import ConfigurationError
@@ -31,7 +33,7 @@ from async_orch.simulator.clock import SimClock
 from async_orch.simulator.engine import JobEngine
 from async_orch.simulator.faults import FaultInjector, FaultKind, FaultSettings
 from async_orch.simulator.ratelimit import RollingWindowLimiter
-from async_orch.simulator.scenario import Scenario, TenantSpec, load_scenario
+from async_orch.simulator.scenario import ClientCredential, Scenario, TenantSpec, load_scenario
 from async_orch.simulator.state import StateFile
 from async_orch.simulator.stats import RequestStats
 from async_orch.simulator.tokens import TokenStore
@@ -63,7 +65,7 @@ def first_job_id(wall_now: float) -> int:
 class TenantRuntime:
     """One tenant's live state."""
 
-    spec: TenantSpec
+    spec: TenantSpec  # the scenario's, but for credentials changed by change_access
     world: World
     engine: JobEngine
     limiter: RollingWindowLimiter
@@ -249,6 +251,60 @@ class Simulator:
         self.faults.record(FaultKind.TOKEN_REVOCATION)
         log.info("async_orch.simulator.tokens_revoked", tenant=tenant_key or "*", count=count)
         return count
+
+    def change_access(
+        self,
+        tenant: TenantRuntime,
+        client_id: str,
+        *,
+        scopes: tuple[str, ...] | EllipsisType = ...,
+        folders: tuple[str, ...] | EllipsisType | None = ...,
+    ) -> ClientCredential:
+        """Give an external application these ``scopes`` and/or ``folders`` (declared
+        folder paths, any case; None: every folder) from now on (``...``: unchanged).
+
+        Folder access is checked per call: real tokens name no folder (they carry
+        ``scope``, orchestrator-api.md §8), and an application not assigned to a
+        folder gets 400/1100 for it (§8). So the application's live tokens see the
+        new folders at their next call. Scopes live in the token: ASSUMPTION (not in
+        orchestrator-api.md) that a token keeps the scopes it was issued with until
+        it is renewed, as UiPath's uipath-typescript docs/FAQ.md says of a scope
+        granted ("Scope Changes Not Taking Effect": the old token holds the old ones).
+
+        Raises:
+            ValueError: an unknown client id or folder path.
+        """
+        spec = tenant.spec
+        old = next((c for c in spec.credentials if c.client_id == client_id), None)
+        if old is None:
+            known = ", ".join(c.client_id for c in spec.credentials) or "none"
+            raise ValueError(f"unknown client_id {client_id!r} in {tenant.key}; known: {known}")
+        if isinstance(folders, tuple):
+            declared = {f.path.casefold(): f.path for f in spec.folders}
+            unknown = [p for p in folders if p.casefold() not in declared]
+            if unknown:
+                raise ValueError(
+                    f"unknown folder {unknown[0]!r} in {tenant.key}; declared: "
+                    + ", ".join(declared.values())
+                )
+            folders = tuple(declared[p.casefold()] for p in folders)
+        new = dataclasses.replace(
+            old,
+            scopes=old.scopes if scopes is ... else scopes,
+            folders=old.folders if folders is ... else folders,
+        )
+        credentials = tuple(new if c is old else c for c in spec.credentials)
+        tenant.spec = dataclasses.replace(spec, credentials=credentials)
+        if folders is not ...:
+            self.tokens.reassign(tenant_key=tenant.key, subject=client_id, folders=new.folders)
+        log.info(
+            "async_orch.simulator.access_changed",
+            tenant=tenant.key,
+            client_id=client_id,
+            scopes=list(new.scopes),
+            folders=list(new.folders) if new.folders is not None else "*",
+        )
+        return new
 
     def revoke_if_due(self) -> None:
         """Apply the periodic token revocation fault, if one is due."""

@@ -161,6 +161,18 @@ class TokenStore:
                 count += 1
         return count
 
+    def reassign(self, *, tenant_key: str, subject: str, folders: tuple[str, ...] | None) -> None:
+        """Give the client-credentials tokens of *subject* these folders (None: all):
+        folder access is checked per call, not fixed in the token (core.py)."""
+        assigned = None if folders is None else frozenset(f.casefold() for f in folders)
+        for token in self._tokens.values():
+            if (token.tenant_key, token.subject, token.flow) == (
+                tenant_key,
+                subject,
+                "client_credentials",
+            ):
+                token.folders = assigned
+
     def _purge(self, now: float) -> None:
         # Keep expired tokens for a day so a late call still reads "expired".
         stale = [v for v, t in self._tokens.items() if now - t.expires_at > 86_400]
