@@ -52,7 +52,7 @@ from async_orch._cli.webhook_server import (
 )
 from async_orch._client import OrchestratorClient
 from async_orch._dispatcher import DispatchLimits
-from async_orch._errors import ConfigurationError, OrchestratorError
+from async_orch._errors import ConfigurationError, RequestError
 from async_orch._fatal import upload_scope_missing
 from async_orch._jobs import JobRequest, checked_requests
 from async_orch._journal import Journal, RequestRecord
@@ -497,11 +497,12 @@ def _rows_even_if_it_fails(
     """An error that ends the run once jobs started (every folder refused, the token
     revoked) still writes the rows the journal holds, as an interrupt does: the
     results of the jobs that ended, the job ids of the others (new-user review:
-    ``-o`` stayed empty). The error itself follows (exit 2)."""
+    ``-o`` stayed empty). The error itself follows (exit 2). Not when the journal
+    itself failed (a full disk): its rows are not the run's, and writing may fail too."""
     try:
         yield
     except Exception as exc:
-        if isinstance(first_error(exc), OrchestratorError):  # (in task-group wrappers)
+        if isinstance(first_error(exc), RequestError) and journal.failure is None:
             display.finish()
             _write(journal_rows(journal), args, journal.path)
         raise
