@@ -299,19 +299,17 @@ class BatchRun:
     async def _report_displaced(self) -> None:
         while self._displaced:
             tracked, error = self._displaced.pop(0)
-            self._report()
-            await self._emit(
-                JobResult(
-                    index=tracked.index,
-                    request=tracked.request,
-                    outcome=Outcome.UNKNOWN,
-                    handle=tracked.handle,
-                    error=error,
-                    attempts=tracked.attempts,
-                    detected=datetime.now(UTC),
-                    last_state=tracked.state,
-                )
+            result = JobResult(
+                index=tracked.index,
+                request=tracked.request,
+                outcome=Outcome.UNKNOWN,
+                handle=tracked.handle,
+                error=error,
+                attempts=tracked.attempts,
+                detected=datetime.now(UTC),
+                last_state=tracked.state,
             )
+            await self._report_then_emit(result)
 
     # -- watching --------------------------------------------------------------------
 
@@ -338,8 +336,16 @@ class BatchRun:
         last = item.state.value if item.state else JobState.PENDING.value
         self.progress.move(item.handle.folder_path, last, result.outcome.value)
         self._note_pending(item.handle, None)
-        self._report()
-        await self._emit(result)
+        await self._report_then_emit(result)
+
+    async def _report_then_emit(self, result: JobResult) -> None:
+        """Report progress, then hand ``result`` on, even if ``on_progress`` raises:
+        its job has left ``_jobs``, so a result lost with that error named the job
+        nowhere (not in the results, nor in ``Abandoned``: attack h10b)."""
+        try:
+            self._report()
+        finally:
+            await self._emit(result)
 
     def _report(self) -> None:
         self._call_hook("on_progress", self.progress)
