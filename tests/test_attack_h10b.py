@@ -4,14 +4,26 @@ over real sockets, faults put in front of it by a middleware."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp.web
 import pytest
+from conftest import add_simulator_middleware
 from test_attack_h10 import _ECHO_AND_SLOW
 from test_dispatcher_support import fast_poll, fast_settings
 
-from async_orch import Abandoned, Hooks, JobRequest, OrchestratorClient, Progress
+from async_orch import (
+    Abandoned,
+    AuthenticationError,
+    Hooks,
+    JobRequest,
+    OrchestratorClient,
+    Progress,
+)
 from async_orch.simulator import SimulatorHandle, parse_scenario
 
 
@@ -62,3 +74,70 @@ async def test_on_progress_raising_as_a_job_ends_names_that_job(
     )
     assert len(started) == 3
     assert sorted(named) == sorted(started), (report, yielded)
+
+
+_Handler = Callable[[aiohttp.web.Request], Awaitable[aiohttp.web.StreamResponse]]
+_TOKEN_REFUSAL = {"message": "You are not authenticated!", "errorCode": 0}
+# 24 Echo jobs that run at once and end together: 3 waves of the watcher's 8 readers.
+_MANY = _ECHO_AND_SLOW.replace("robots = 5", "robots = 30")
+
+
+def _refuse_reads(limit: float, *, tries: float = 2) -> tuple[Any, Counter[str]]:
+    """A middleware answering 401 to the first ``limit`` jobs' reads by id, ``tries``
+    times each (2: the read, and its try after the transport's token renewal)."""
+    refused: Counter[str] = Counter()
+
+    @aiohttp.web.middleware
+    async def refuse(request: aiohttp.web.Request, handler: _Handler) -> aiohttp.web.StreamResponse:
+        read = request.method == "GET" and "/odata/Jobs(" in request.path
+        ours = request.path in refused or len(refused) < limit
+        if read and ours and refused[request.path] < tries:
+            refused[request.path] += 1
+            return aiohttp.web.json_response(_TOKEN_REFUSAL, status=401)
+        return await handler(request)
+
+    return refuse, refused
+
+
+async def test_a_short_token_outage_over_three_waves_of_reads_does_not_end_the_batch(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """24 jobs end together; their reads by id go out 8 at a time (the watcher's
+    readers), each reader sending its next as soon as the last was refused. A
+    token outage of the first 24 reads (3 round trips, some 40 ms) refused 3 waves
+    of calls, each sent after the last refusal counted arrived: 3 in a row, and
+    the batch raised AuthenticationError though all 24 jobs ended Successful. Now
+    a refusal counts only for a call sent min_interval after the last one counted
+    arrived (as one job's own retries are paced)."""
+    middleware, refused = _refuse_reads(24)
+    add_simulator_middleware(monkeypatch, middleware)
+    sim: SimulatorHandle = await start_simulator(
+        parse_scenario(_MANY, name="many"), time_scale=60.0
+    )
+    requests = [JobRequest(process="Echo", folder="Shared", inputs={"n": n}) for n in range(24)]
+    poll = dataclasses.replace(fast_poll(), min_interval=0.2, max_interval=1.0)
+    async with OrchestratorClient(fast_settings(sim), poll=poll) as orch:
+        results = await orch.run_jobs(requests, timeout=30)
+    assert sorted(refused.values()) == [2] * 24  # every job's read was refused, once
+    assert [r.outcome.value for r in results] == ["successful"] * 24
+    assert [r.outputs for r in results] == [{"n": n} for n in range(24)]
+
+
+async def test_a_token_refused_for_good_still_ends_the_batch_promptly(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same 24 jobs, their reads refused for good: AuthenticationError after a
+    few min_interval, not the batch timeout."""
+    middleware, refused = _refuse_reads(float("inf"), tries=float("inf"))
+    add_simulator_middleware(monkeypatch, middleware)
+    sim: SimulatorHandle = await start_simulator(
+        parse_scenario(_MANY, name="many"), time_scale=60.0
+    )
+    requests = [JobRequest(process="Echo", folder="Shared", inputs={"n": n}) for n in range(24)]
+    poll = dataclasses.replace(fast_poll(), min_interval=0.2, max_interval=1.0)
+    began = time.monotonic()
+    async with OrchestratorClient(fast_settings(sim), poll=poll) as orch:
+        with pytest.raises(AuthenticationError):
+            await orch.run_jobs(requests, timeout=30)
+    assert time.monotonic() - began < 5
+    assert len(refused) == 24
