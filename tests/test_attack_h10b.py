@@ -4,16 +4,18 @@ over real sockets, faults put in front of it by a middleware."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
 import pytest
 from conftest import add_simulator_middleware
-from test_attack_h10 import _ECHO_AND_SLOW
+from test_attack_h10 import _ECHO_AND_SLOW, _key_of, _refuse_folder, _started_once
 from test_dispatcher_support import fast_poll, fast_settings
 
 from async_orch import (
@@ -22,8 +24,10 @@ from async_orch import (
     Hooks,
     JobRequest,
     OrchestratorClient,
+    PermissionDeniedError,
     Progress,
 )
+from async_orch._journal import Journal
 from async_orch.simulator import SimulatorHandle, parse_scenario
 
 
@@ -141,3 +145,73 @@ async def test_a_token_refused_for_good_still_ends_the_batch_promptly(
             await orch.run_jobs(requests, timeout=30)
     assert time.monotonic() - began < 5
     assert len(refused) == 24
+
+
+# Two folders; Mid runs 90 simulated seconds (1.5 s at time_scale 60), Long for days.
+_HR_AND_SHARED = (
+    _ECHO_AND_SLOW
+    + """
+[[tenants.processes]]
+name = "Mid"
+duration = 90
+outputs = "echo"
+
+[[tenants.processes]]
+name = "Long"
+duration = 1000000
+outputs = "echo"
+
+[[tenants.folders]]
+path = "HR"
+robots = 5
+"""
+)
+
+
+async def test_a_resume_while_one_folder_is_still_refused_finishes_the_others(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """HR refused (403 on its Jobs lists and reads) from the start; the run is
+    cancelled once HR's jobs ended unknown by the refusal, Shared's still running.
+    The resume re-attaches both (HR's as ended by a refusal), and its first call,
+    a read of the first job (HR's), was taken as fatal: the resume raised the
+    PermissionDeniedError and Shared's jobs could not be learnt until HR's access
+    came back (before HR's rows were re-attached, it watched them). Now a 403 on
+    that read is fatal only when every job waited for is in that folder: the
+    watcher counts it per folder, HR's jobs end refused again (still marked), and
+    Shared's end Successful."""
+    middleware, refused = _refuse_folder()
+    add_simulator_middleware(monkeypatch, middleware)
+    scenario = parse_scenario(_HR_AND_SHARED, name="two")
+    sim: SimulatorHandle = await start_simulator(scenario, time_scale=60.0)
+    refused["key"] = _key_of(sim, "HR")
+    journal = tmp_path / "batch.sqlite"
+    requests = [JobRequest(process="Mid", folder=f, inputs={"n": n})
+                for n, f in enumerate(["HR", "Shared"] * 2)]  # fmt: skip
+    hr_ended = asyncio.Event()
+
+    def on_progress(progress: Progress) -> None:
+        if progress.by_state.get("unknown") == 2:
+            hr_ended.set()
+
+    hooks = Hooks(on_progress=on_progress)
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        run = asyncio.create_task(orch.run_jobs(requests, timeout=30, journal=journal, hooks=hooks))
+        await asyncio.wait_for(hr_ended.wait(), 10)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        with Journal.open(journal, read_only=True) as stored:
+            assert [(j.outcome, j.refused) for j in stored.jobs()] == [
+                ("unknown", True), (None, False)
+            ] * 2  # fmt: skip
+        resumed = await orch.resume_jobs(journal, timeout=30)
+    assert [(r.index, r.outcome.value) for r in resumed] == [
+        (0, "unknown"), (1, "successful"), (2, "unknown"), (3, "successful")
+    ]  # fmt: skip
+    assert all(isinstance(r.error, PermissionDeniedError) for r in resumed[::2])
+    with Journal.open(journal, read_only=True) as stored:
+        assert [(j.outcome, j.refused) for j in stored.jobs()] == [
+            ("unknown", True), ("successful", False)
+        ] * 2  # fmt: skip
+    _started_once(sim, 4)
