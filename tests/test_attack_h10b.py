@@ -14,7 +14,9 @@ from typing import Any
 
 import aiohttp.web
 import pytest
+from cli_harness import cli_env, run_cli
 from conftest import add_simulator_middleware
+from test_attack_h9 import _SCOPE_REFUSAL
 from test_attack_h10 import _ECHO_AND_SLOW, _key_of, _refuse_folder, _started_once
 from test_dispatcher_support import fast_poll, fast_settings
 
@@ -214,4 +216,52 @@ async def test_a_resume_while_one_folder_is_still_refused_finishes_the_others(
         assert [(j.outcome, j.refused) for j in stored.jobs()] == [
             ("unknown", True), ("successful", False)
         ] * 2  # fmt: skip
+    _started_once(sim, 4)
+
+
+@pytest.mark.slow  # starts the CLI
+async def test_stop_journal_stops_the_other_folders_jobs_while_one_is_refused(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """HR refused (403 on its Jobs lists, reads and stops, not its starts): its jobs
+    ended unknown by the refusal, Shared's timed out still running. ``stop --journal`` counts both
+    left running, and sent HR's StopJobs first: its 403 ended the command, and
+    Shared's jobs, the ones it could stop, were never stopped. Now a folder whose
+    stop is refused is named, the other folders' jobs are stopped, and only they
+    are waited for."""
+    scenario = parse_scenario(_HR_AND_SHARED, name="two")
+    hr: dict[str, str] = {}
+
+    @aiohttp.web.middleware
+    async def refuse(request: aiohttp.web.Request, handler: _Handler) -> aiohttp.web.StreamResponse:
+        folder = (
+            request.headers.get("X-UIPATH-FolderKey", "").lower(),
+            request.headers.get("X-UIPATH-OrganizationUnitId", ""),
+        )
+        jobs = "/odata/Jobs" in request.path and "StartJobs" not in request.path
+        if jobs and folder in {(hr["key"], ""), ("", hr["id"])}:
+            return aiohttp.web.json_response(_SCOPE_REFUSAL, status=403)
+        return await handler(request)
+
+    add_simulator_middleware(monkeypatch, refuse)
+    sim: SimulatorHandle = await start_simulator(scenario, time_scale=60.0)
+    folder = sim.simulator.tenants[0].world.folder_by_path("HR")
+    assert folder is not None
+    hr.update(key=folder.key.lower(), id=str(folder.id))
+    journal = tmp_path / "batch.sqlite"
+    requests = [JobRequest(process=p, folder=f, inputs={"n": n})
+                for n, (p, f) in enumerate([("Mid", "HR"), ("Long", "Shared")] * 2)]  # fmt: skip
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        first = await orch.run_jobs(requests, timeout=1, journal=journal)
+    assert [r.outcome.value for r in first] == ["unknown", "timed_out"] * 2
+    env = cli_env(tmp_path, UIPATH_CLIENT_ID="app", UIPATH_CLIENT_SECRET="app-secret")
+    began = time.monotonic()
+    stopped = await run_cli("stop", "--journal", str(journal), "--wait", "40", env=env)
+    assert time.monotonic() - began < 30  # HR's jobs, not stopped, are not waited for
+    assert "could not stop 2 jobs of folder HR: " in stopped.stderr, stopped.stderr
+    assert "SoftStop sent to 2 unfinished jobs" in stopped.stderr
+    with Journal.open(journal, read_only=True) as stored:
+        states = [(j.request_index, j.state, j.stop_sent) for j in stored.jobs()]
+    hr_left, shared_stopped = ("Pending", None), ("Stopped", "SoftStop")
+    assert states == [(0, *hr_left), (1, *shared_stopped), (2, *hr_left), (3, *shared_stopped)]
     _started_once(sim, 4)
