@@ -5,6 +5,7 @@ over real sockets, faults put in front of it by a middleware."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections import Counter
@@ -265,3 +266,57 @@ async def test_stop_journal_stops_the_other_folders_jobs_while_one_is_refused(
     hr_left, shared_stopped = ("Pending", None), ("Stopped", "SoftStop")
     assert states == [(0, *hr_left), (1, *shared_stopped), (2, *hr_left), (3, *shared_stopped)]
     _started_once(sim, 4)
+
+
+@pytest.mark.parametrize("journal", [False, True], ids=["plain", "journal"])
+async def test_a_stream_left_with_results_unread_names_their_jobs(
+    start_simulator: Callable[..., Any], tmp_path: Path, journal: bool
+) -> None:
+    """stream_jobs left (``break``) after the first result while 11 more jobs had
+    ended, their results waiting in the stream: those 11 jobs were named nowhere
+    (not yielded, not in Abandoned's stopped, left_running or ended). Now
+    Abandoned.results holds the results the block did not read; with a journal it
+    stays empty (the journal keeps those jobs unfinished: a resume reads them)."""
+    sim: SimulatorHandle = await start_simulator(
+        parse_scenario(_MANY, name="many"), time_scale=60.0
+    )
+    requests = [JobRequest(process="Echo", folder="Shared", inputs={"n": n}) for n in range(12)]
+    started: set[int] = set()
+    abandoned: list[Abandoned] = []
+    all_ended = asyncio.Event()
+
+    def on_progress(progress: Progress) -> None:
+        if progress.by_state.get("successful") == 12:
+            all_ended.set()
+
+    hooks = Hooks(
+        on_started=lambda index, handle: started.add(handle.job_id),
+        on_progress=on_progress,
+        on_abandoned=abandoned.append,
+    )
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        if journal:
+            # A journaled batch's stream is the dispatcher's (run_jobs reads it all):
+            # cancel it once every job has ended, its results unread.
+            run = asyncio.create_task(
+                orch.run_jobs(requests, timeout=30, journal=tmp_path / "j.sqlite", hooks=hooks)
+            )
+            await asyncio.wait_for(all_ended.wait(), 10)
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+        else:
+            async with orch.stream_jobs(requests, timeout=30, hooks=hooks) as results:
+                async for result in results:
+                    await asyncio.wait_for(all_ended.wait(), 10)
+                    first = result
+                    break
+    [report] = abandoned
+    if journal:
+        assert report.results == ()
+        return
+    named = [first.job_id] + [r.job_id for r in report.results]
+    named += [h.job_id for h in (*report.left_running, *report.stopped, *report.ended)]
+    assert len(report.results) == 11
+    assert sorted(job_id or 0 for job_id in named) == sorted(started)
+    assert [r.index for r in report.results] == sorted(r.index for r in report.results)
