@@ -341,11 +341,17 @@ class Dispatcher:
                     left.append(receive.receive_nowait())
             return left
 
+        async def emit(result: JobResult) -> None:
+            # No checkpoint (send() has one): cancelled there, as the block left
+            # while jobs ended, a result was lost, its job already out of the
+            # batch's table and named nowhere (attack h10b). The buffer is unbounded.
+            send.send_nowait(result)
+
         try:
             batch = self._batch(
                 requests,
                 handles,
-                emit=send.send,
+                emit=emit,
                 timeout=timeout,
                 stop=stop,
                 hooks=with_results(hooks, unread),

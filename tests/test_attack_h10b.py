@@ -54,7 +54,7 @@ async def test_on_progress_raising_as_a_job_ends_names_that_job(
                 for n, p in enumerate(["Echo", "Slow", "Slow"])]  # fmt: skip
     started: set[int] = set()
     abandoned: list[Abandoned] = []
-    yielded: list[int] = []
+    yielded: list[int | None] = []
 
     def on_progress(progress: Progress) -> None:
         if progress.by_state.get("successful"):
@@ -72,15 +72,10 @@ async def test_on_progress_raising_as_a_job_ends_names_that_job(
             else:
                 async with orch.stream_jobs(requests, timeout=30, hooks=hooks) as results:
                     async for result in results:
-                        yielded.append(result.job_id or 0)
+                        yielded.append(result.job_id)
     [report] = abandoned
-    named = (
-        [r.job_id or 0 for r in report.results]
-        + yielded
-        + [h.job_id for h in (*report.left_running, *report.stopped, *report.ended)]
-    )
     assert len(started) == 3
-    assert sorted(named) == sorted(started), (report, yielded)
+    assert _named(report, yielded) == sorted(started), (report, yielded)
 
 
 _Handler = Callable[[aiohttp.web.Request], Awaitable[aiohttp.web.StreamResponse]]
@@ -315,8 +310,50 @@ async def test_a_stream_left_with_results_unread_names_their_jobs(
     if journal:
         assert report.results == ()
         return
-    named = [first.job_id] + [r.job_id for r in report.results]
-    named += [h.job_id for h in (*report.left_running, *report.stopped, *report.ended)]
     assert len(report.results) == 11
-    assert sorted(job_id or 0 for job_id in named) == sorted(started)
+    assert _named(report, [first.job_id]) == sorted(started)
     assert [r.index for r in report.results] == sorted(r.index for r in report.results)
+
+
+async def _leave_after(sim: SimulatorHandle, k: int) -> tuple[set[int], list[int], Abandoned]:
+    """Stream 24 jobs and leave after the ``k``-th result; return the jobs started, every
+    job named (yielded, or in the Abandoned report) and that report."""
+    requests = [JobRequest(process="Echo", folder="Shared", inputs={"n": n}) for n in range(24)]
+    started: set[int] = set()
+    abandoned: list[Abandoned] = []
+    yielded: list[int | None] = []
+    hooks = Hooks(on_started=lambda i, h: started.add(h.job_id), on_abandoned=abandoned.append)
+    async with (
+        OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch,
+        orch.stream_jobs(requests, timeout=30, hooks=hooks) as results,
+    ):
+        async for result in results:
+            yielded.append(result.job_id)
+            if len(yielded) == k:
+                break
+    [report] = abandoned
+    return started, _named(report, yielded), report
+
+
+def _named(report: Abandoned, yielded: list[int | None]) -> list[int]:
+    """The jobs yielded or named by ``report`` (its results, stopped, left running,
+    ended), sorted: equal to the jobs started when each is named once."""
+    named = yielded + [r.job_id for r in report.results]
+    named += [h.job_id for h in (*report.left_running, *report.stopped, *report.ended)]
+    return sorted(job_id or 0 for job_id in named)
+
+
+async def test_a_stream_left_as_jobs_end_loses_no_result(
+    start_simulator: Callable[..., Any],
+) -> None:
+    """24 jobs ending together, the block left (``break``) after its k-th result, for
+    k = 1..8. A result was handed to the stream by ``send()``, whose checkpoint the
+    leaving cancelled: the job was out of the batch's table already, and its
+    result neither in the stream nor anywhere (8 of 24 jobs named nowhere, k = 5).
+    Now it is put in the stream without a checkpoint; every started job is
+    yielded, unread in Abandoned.results, or in its stopped, left_running or ended."""
+    scenario = parse_scenario(_MANY, name="many")
+    sim: SimulatorHandle = await start_simulator(scenario, time_scale=60.0)
+    for k in range(1, 9):
+        started, named, _ = await _leave_after(sim, k)
+        assert named == sorted(started), k
