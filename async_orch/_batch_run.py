@@ -382,30 +382,35 @@ class BatchRun:
             self._count_ended(ended)
         stopped: list[JobHandle] = []
         stop_sent: dict[int, str] = {}
-        if live and self._stop_policy.stops_on_cancel:
-            log.info("async_orch.jobs_stopping_on_cancel", count=len(live), reason=reason)
-            left, stop_sent = await stop_and_wait(
-                self._api,
-                live,
-                grace=self._stop_policy.grace,
-                poll=self._poll,
-                clock=self._clock,
-                on_state=self._on_state_while_ending,
+        try:
+            if live and self._stop_policy.stops_on_cancel:
+                log.info("async_orch.jobs_stopping_on_cancel", count=len(live), reason=reason)
+                left, stop_sent = await stop_and_wait(
+                    self._api,
+                    live,
+                    grace=self._stop_policy.grace,
+                    poll=self._poll,
+                    clock=self._clock,
+                    on_state=self._on_state_while_ending,
+                )
+                still = {h.job_id for h in left}
+                stopped = [h for h in live if h.job_id not in still]
+                log.info("async_orch.jobs_stopped", count=len(stopped))
+                live = left
+                self._count_ended(stopped)
+        finally:
+            # Reported even if the stop is cut short (then its jobs are left running):
+            # asyncio's task.cancel() goes through the caller's shield, and a second
+            # cancel while stopping left every job named nowhere (attack h10b).
+            abandoned = Abandoned(
+                reason=reason,
+                stopped=tuple(stopped),
+                left_running=tuple(live),
+                uncertain_references=tuple(self._shield.uncertain),
+                stop_sent=stop_sent,
+                ended=tuple(ended),
             )
-            still = {h.job_id for h in left}
-            stopped = [h for h in live if h.job_id not in still]
-            log.info("async_orch.jobs_stopped", count=len(stopped))
-            live = left
-            self._count_ended(stopped)
-        abandoned = Abandoned(
-            reason=reason,
-            stopped=tuple(stopped),
-            left_running=tuple(live),
-            uncertain_references=tuple(self._shield.uncertain),
-            stop_sent=stop_sent,
-            ended=tuple(ended),
-        )
-        report_abandoned(abandoned, self._hooks.on_abandoned)
+            report_abandoned(abandoned, self._hooks.on_abandoned)
 
     def _count_ended(self, handles: list[JobHandle]) -> None:
         """Progress counts jobs that ended while the batch was ending under their

@@ -29,6 +29,7 @@ from async_orch import (
     OrchestratorClient,
     PermissionDeniedError,
     Progress,
+    StopPolicy,
 )
 from async_orch._journal import Journal
 from async_orch.simulator import SimulatorHandle, parse_scenario
@@ -263,6 +264,25 @@ async def test_stop_journal_stops_the_other_folders_jobs_while_one_is_refused(
     _started_once(sim, 4)
 
 
+def _noting(*, when: tuple[str, int]) -> tuple[Hooks, set[int], list[Abandoned], asyncio.Event]:
+    """Hooks noting the jobs started and the Abandoned report, and an event set once
+    ``when[1]`` jobs are in the state (or outcome) ``when[0]``."""
+    started: set[int] = set()
+    abandoned: list[Abandoned] = []
+    reached = asyncio.Event()
+
+    def on_progress(progress: Progress) -> None:
+        if progress.by_state.get(when[0]) == when[1]:
+            reached.set()
+
+    hooks = Hooks(
+        on_started=lambda index, handle: started.add(handle.job_id),
+        on_progress=on_progress,
+        on_abandoned=abandoned.append,
+    )
+    return hooks, started, abandoned, reached
+
+
 @pytest.mark.parametrize("journal", [False, True], ids=["plain", "journal"])
 async def test_a_stream_left_with_results_unread_names_their_jobs(
     start_simulator: Callable[..., Any], tmp_path: Path, journal: bool
@@ -276,19 +296,7 @@ async def test_a_stream_left_with_results_unread_names_their_jobs(
         parse_scenario(_MANY, name="many"), time_scale=60.0
     )
     requests = [JobRequest(process="Echo", folder="Shared", inputs={"n": n}) for n in range(12)]
-    started: set[int] = set()
-    abandoned: list[Abandoned] = []
-    all_ended = asyncio.Event()
-
-    def on_progress(progress: Progress) -> None:
-        if progress.by_state.get("successful") == 12:
-            all_ended.set()
-
-    hooks = Hooks(
-        on_started=lambda index, handle: started.add(handle.job_id),
-        on_progress=on_progress,
-        on_abandoned=abandoned.append,
-    )
+    hooks, started, abandoned, all_ended = _noting(when=("successful", 12))
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
         if journal:
             # A journaled batch's stream is the dispatcher's (run_jobs reads it all):
@@ -357,3 +365,42 @@ async def test_a_stream_left_as_jobs_end_loses_no_result(
     for k in range(1, 9):
         started, named, _ = await _leave_after(sim, k)
         assert named == sorted(started), k
+
+
+async def test_a_cancel_while_jobs_are_being_stopped_still_reports_them(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_jobs cancelled, its jobs being stopped on the way out (StopPolicy.on_cancel),
+    and cancelled again while the StopJobs call is in flight (a caller's timeout
+    around a cancellation; a shutdown). asyncio's cancel goes through anyio's
+    shield: the stop was cut short and on_abandoned never called, so the 3
+    running jobs were named nowhere and not even logged. Now the report is made
+    whatever cuts the stop short: they are left running (their stop unknown)."""
+    stopping = asyncio.Event()
+
+    @aiohttp.web.middleware
+    async def see_stops(
+        request: aiohttp.web.Request, handler: _Handler
+    ) -> aiohttp.web.StreamResponse:
+        if request.path.endswith("StopJobs"):
+            stopping.set()
+        return await handler(request)
+
+    add_simulator_middleware(monkeypatch, see_stops)
+    sim: SimulatorHandle = await start_simulator(
+        parse_scenario(_ECHO_AND_SLOW, name="slow"), time_scale=60.0
+    )
+    requests = [JobRequest(process="Slow", folder="Shared", inputs={"n": n}) for n in range(3)]
+    hooks, started, abandoned, running = _noting(when=("Running", 3))
+    stop = StopPolicy(on_cancel=True, grace=30)
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        run = asyncio.create_task(orch.run_jobs(requests, timeout=60, stop=stop, hooks=hooks))
+        await asyncio.wait_for(running.wait(), 10)
+        run.cancel()
+        await asyncio.wait_for(stopping.wait(), 10)
+        run.cancel()  # again, while its jobs are being stopped
+        with pytest.raises(asyncio.CancelledError):
+            await run
+    [report] = abandoned
+    assert _named(report, []) == sorted(started)
+    assert len(report.left_running) == 3
