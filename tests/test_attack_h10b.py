@@ -85,9 +85,11 @@ _TOKEN_REFUSAL = {"message": "You are not authenticated!", "errorCode": 0}
 _MANY = _ECHO_AND_SLOW.replace("robots = 5", "robots = 30")
 
 
-def _refuse_reads(limit: float, *, tries: float = 2) -> tuple[Any, Counter[str]]:
-    """A middleware answering 401 to the first ``limit`` jobs' reads by id, ``tries``
-    times each (2: the read, and its try after the transport's token renewal)."""
+def _refuse_reads(limit: float, *, tries: float = 2, status: int = 401) -> tuple[Any, Counter[str]]:
+    """A middleware answering ``status`` (401, or 403: a scope taken away) to the first
+    ``limit`` jobs' reads by id, ``tries`` times each (2 for a 401: the read, and its
+    try after the transport's token renewal)."""
+    body = _TOKEN_REFUSAL if status == 401 else _SCOPE_REFUSAL
     refused: Counter[str] = Counter()
 
     @aiohttp.web.middleware
@@ -96,14 +98,15 @@ def _refuse_reads(limit: float, *, tries: float = 2) -> tuple[Any, Counter[str]]
         ours = request.path in refused or len(refused) < limit
         if read and ours and refused[request.path] < tries:
             refused[request.path] += 1
-            return aiohttp.web.json_response(_TOKEN_REFUSAL, status=401)
+            return aiohttp.web.json_response(body, status=status)
         return await handler(request)
 
     return refuse, refused
 
 
-async def test_a_short_token_outage_over_three_waves_of_reads_does_not_end_the_batch(
-    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("status", [401, 403], ids=["token", "folder-scope"])
+async def test_a_short_outage_over_three_waves_of_reads_does_not_end_the_batch(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, status: int
 ) -> None:
     """24 jobs end together; their reads by id go out 8 at a time (the watcher's
     readers), each reader sending its next as soon as the last was refused. A
@@ -111,8 +114,10 @@ async def test_a_short_token_outage_over_three_waves_of_reads_does_not_end_the_b
     of calls, each sent after the last refusal counted arrived: 3 in a row, and
     the batch raised AuthenticationError though all 24 jobs ended Successful. Now
     a refusal counts only for a call sent min_interval after the last one counted
-    arrived (as one job's own retries are paced)."""
-    middleware, refused = _refuse_reads(24)
+    arrived (as one job's own retries are paced). A folder's refusals (403) are
+    counted alike: they ended the folder's jobs, and the batch (its only folder)."""
+    tries = 2 if status == 401 else 1  # a 403 is not retried by the transport
+    middleware, refused = _refuse_reads(24, tries=tries, status=status)
     add_simulator_middleware(monkeypatch, middleware)
     sim: SimulatorHandle = await start_simulator(
         parse_scenario(_MANY, name="many"), time_scale=60.0
@@ -121,7 +126,7 @@ async def test_a_short_token_outage_over_three_waves_of_reads_does_not_end_the_b
     poll = dataclasses.replace(fast_poll(), min_interval=0.2, max_interval=1.0)
     async with OrchestratorClient(fast_settings(sim), poll=poll) as orch:
         results = await orch.run_jobs(requests, timeout=30)
-    assert sorted(refused.values()) == [2] * 24  # every job's read was refused, once
+    assert sorted(refused.values()) == [tries] * 24  # every job's read was refused, once
     assert [r.outcome.value for r in results] == ["successful"] * 24
     assert [r.outputs for r in results] == [{"n": n} for n in range(24)]
 
