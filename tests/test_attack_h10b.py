@@ -409,3 +409,40 @@ async def test_a_cancel_while_jobs_are_being_stopped_still_reports_them(
     [report] = abandoned
     assert _named(report, []) == sorted(started)
     assert len(report.left_running) == 3
+
+
+@pytest.mark.parametrize("status", [401, 403], ids=["token", "folder-scope"])
+async def test_a_cancel_whose_stop_is_refused_still_raises_the_cancellation(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    """run_jobs cancelled with StopPolicy.on_cancel, every Jobs call refused from then
+    on (the token revoked, or the scope taken away): the stop's own watcher met 3
+    refusals in a row and raised, so the cancelled run_jobs raised an
+    ExceptionGroup of that error instead of CancelledError (and, before 8709bb7,
+    on_abandoned was never called). Now the stop's failure is logged; the
+    cancellation comes out, and the 3 jobs are reported left running."""
+    armed = {"on": False}
+
+    @aiohttp.web.middleware
+    async def refuse(request: aiohttp.web.Request, handler: _Handler) -> aiohttp.web.StreamResponse:
+        if armed["on"] and "/odata/Jobs" in request.path:
+            body = _TOKEN_REFUSAL if status == 401 else _SCOPE_REFUSAL
+            return aiohttp.web.json_response(body, status=status)
+        return await handler(request)
+
+    add_simulator_middleware(monkeypatch, refuse)
+    sim: SimulatorHandle = await start_simulator(
+        parse_scenario(_ECHO_AND_SLOW, name="slow"), time_scale=60.0
+    )
+    requests = [JobRequest(process="Slow", folder="Shared", inputs={"n": n}) for n in range(3)]
+    hooks, started, abandoned, running = _noting(when=("Running", 3))
+    stop = StopPolicy(on_cancel=True, grace=1)
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        run = asyncio.create_task(orch.run_jobs(requests, timeout=60, stop=stop, hooks=hooks))
+        await asyncio.wait_for(running.wait(), 10)
+        armed["on"] = True
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+    [report] = abandoned
+    assert sorted(h.job_id for h in report.left_running) == sorted(started)
