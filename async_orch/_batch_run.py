@@ -299,19 +299,17 @@ class BatchRun:
     async def _report_displaced(self) -> None:
         while self._displaced:
             tracked, error = self._displaced.pop(0)
-            self._report()
-            await self._emit(
-                JobResult(
-                    index=tracked.index,
-                    request=tracked.request,
-                    outcome=Outcome.UNKNOWN,
-                    handle=tracked.handle,
-                    error=error,
-                    attempts=tracked.attempts,
-                    detected=datetime.now(UTC),
-                    last_state=tracked.state,
-                )
+            result = JobResult(
+                index=tracked.index,
+                request=tracked.request,
+                outcome=Outcome.UNKNOWN,
+                handle=tracked.handle,
+                error=error,
+                attempts=tracked.attempts,
+                detected=datetime.now(UTC),
+                last_state=tracked.state,
             )
+            await self._report_then_emit(result)
 
     # -- watching --------------------------------------------------------------------
 
@@ -338,8 +336,16 @@ class BatchRun:
         last = item.state.value if item.state else JobState.PENDING.value
         self.progress.move(item.handle.folder_path, last, result.outcome.value)
         self._note_pending(item.handle, None)
-        self._report()
-        await self._emit(result)
+        await self._report_then_emit(result)
+
+    async def _report_then_emit(self, result: JobResult) -> None:
+        """Report progress, then hand ``result`` on, even if ``on_progress`` raises:
+        its job has left ``_jobs``, so a result lost with that error named the job
+        nowhere (not in the results, nor in ``Abandoned``: attack h10b)."""
+        try:
+            self._report()
+        finally:
+            await self._emit(result)
 
     def _report(self) -> None:
         self._call_hook("on_progress", self.progress)
@@ -376,30 +382,35 @@ class BatchRun:
             self._count_ended(ended)
         stopped: list[JobHandle] = []
         stop_sent: dict[int, str] = {}
-        if live and self._stop_policy.stops_on_cancel:
-            log.info("async_orch.jobs_stopping_on_cancel", count=len(live), reason=reason)
-            left, stop_sent = await stop_and_wait(
-                self._api,
-                live,
-                grace=self._stop_policy.grace,
-                poll=self._poll,
-                clock=self._clock,
-                on_state=self._on_state_while_ending,
+        try:
+            if live and self._stop_policy.stops_on_cancel:
+                log.info("async_orch.jobs_stopping_on_cancel", count=len(live), reason=reason)
+                left, stop_sent = await stop_and_wait(
+                    self._api,
+                    live,
+                    grace=self._stop_policy.grace,
+                    poll=self._poll,
+                    clock=self._clock,
+                    on_state=self._on_state_while_ending,
+                )
+                still = {h.job_id for h in left}
+                stopped = [h for h in live if h.job_id not in still]
+                log.info("async_orch.jobs_stopped", count=len(stopped))
+                live = left
+                self._count_ended(stopped)
+        finally:
+            # Reported even if the stop is cut short (then its jobs are left running):
+            # asyncio's task.cancel() goes through the caller's shield, and a second
+            # cancel while stopping left every job named nowhere (attack h10b).
+            abandoned = Abandoned(
+                reason=reason,
+                stopped=tuple(stopped),
+                left_running=tuple(live),
+                uncertain_references=tuple(self._shield.uncertain),
+                stop_sent=stop_sent,
+                ended=tuple(ended),
             )
-            still = {h.job_id for h in left}
-            stopped = [h for h in live if h.job_id not in still]
-            log.info("async_orch.jobs_stopped", count=len(stopped))
-            live = left
-            self._count_ended(stopped)
-        abandoned = Abandoned(
-            reason=reason,
-            stopped=tuple(stopped),
-            left_running=tuple(live),
-            uncertain_references=tuple(self._shield.uncertain),
-            stop_sent=stop_sent,
-            ended=tuple(ended),
-        )
-        report_abandoned(abandoned, self._hooks.on_abandoned)
+            report_abandoned(abandoned, self._hooks.on_abandoned)
 
     def _count_ended(self, handles: list[JobHandle]) -> None:
         """Progress counts jobs that ended while the batch was ending under their

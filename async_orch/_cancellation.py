@@ -20,7 +20,7 @@ from typing import NoReturn
 
 import anyio
 
-from async_orch._errors import ClientClosedError, OrchestratorError
+from async_orch._errors import ClientClosedError, OrchestratorError, RequestError
 from async_orch._jobs import Abandoned, JobHandle
 from async_orch._logs import get_logger
 from async_orch._options import AbandonedCallback, StateCallback, StopPolicy
@@ -129,7 +129,13 @@ async def stop_and_wait(
             ended.add(item.handle.job_id)
 
     with anyio.move_on_after(2 * grace + _STOP_SLACK):
-        await watcher.run(on_finished)
+        try:
+            await watcher.run(on_finished)
+        except* RequestError as failed:
+            # The token or the folders refused (3 in a row): the jobs not seen ended
+            # are reported left running. Raised, it replaced what ends the batch (a
+            # cancelled run_jobs raised an ExceptionGroup, not CancelledError: h10b).
+            log.warning("async_orch.stop_wait_failed", error=str(failed.exceptions[0]))
     for handle in handles:  # still watched when the wait ran out
         if (sent := watcher.stop_sent(handle.job_id)) is not None:
             stop_sent[handle.job_id] = sent

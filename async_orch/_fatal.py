@@ -70,12 +70,20 @@ def no_api_here(error: NotFoundError) -> ConfigurationError:
 
 async def probe_handles(api: JobsAPI, handles: Sequence[JobHandle]) -> None:
     """Read the first job waited for: the batch's first call. Raises what no job
-    can survive; any other error (the job is gone: 404) is left to the watcher."""
+    can survive; any other error (the job is gone: 404; its folder refused, with
+    jobs in other folders too) is left to the watcher."""
     if not handles:
         return
     first = handles[0]
     try:
         await api.get_job(first.folder_key or first.folder_id, first.job_id)
+    except PermissionDeniedError:
+        # A 403 may refuse one folder (a permission in it taken away): fatal only
+        # when every job is in it; else the watcher counts it per folder and the
+        # others' jobs go on (a resume re-attaching a refused folder's jobs raised
+        # before it read the other folders' ones: attack h10b).
+        if all(h.folder_id == first.folder_id for h in handles):
+            raise
     except _FATAL:
         raise
     except RequestError:

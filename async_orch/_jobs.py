@@ -666,9 +666,10 @@ class Abandoned:
             id, for the jobs of ``stopped`` and ``left_running`` it was sent to.
         results: with ``run_jobs``, which returns no list when its batch ends
             early, the results it had (jobs ended, some ``unknown`` by a folder's
-            refusal, requests not started), in
-            request order; empty with ``stream_jobs``, which yielded them, and
-            with a journal, which holds them (``resume_jobs`` reports them).
+            refusal, requests not started), in request order; with ``stream_jobs``
+            left early, those its block had not read (it yielded the others; ended
+            by an error, it yields them all, then the error: empty). Empty with a
+            journal, which holds them (``resume_jobs`` reports them).
     """
 
     reason: str

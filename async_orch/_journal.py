@@ -721,6 +721,12 @@ class Journal:
             # A result is written whole, never empty; an empty one was edited or
             # damaged, and would print as a job with no id and outcome "None".
             raise JournalDamagedError(self.path, where, "result is empty")
+        refused = (row or {}).get(ENDED_BY_REFUSAL, False)
+        if not isinstance(refused, bool):
+            # Edited: the text "false" would make the job one ended by a refusal.
+            raise JournalDamagedError(
+                self.path, where, f"result's {ENDED_BY_REFUSAL} {refused!r} is not true or false"
+            )
         return JobRecord(
             job_id=parsed.job_id,
             request_index=index,

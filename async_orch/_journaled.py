@@ -45,7 +45,14 @@ from async_orch._errors import (
     RequestError,
 )
 from async_orch._job_store import JobStore
-from async_orch._jobs import JobHandle, JobRequest, JobResult, Outcome, checked_requests
+from async_orch._jobs import (
+    Abandoned,
+    JobHandle,
+    JobRequest,
+    JobResult,
+    Outcome,
+    checked_requests,
+)
 from async_orch._journal import (
     ENDED_BY_REFUSAL,
     JobRecord,
@@ -360,6 +367,12 @@ async def run_stored(
         if hooks.on_state is not None:
             hooks.on_state(handle, old, new)
 
+    def on_abandoned(abandoned: Abandoned) -> None:
+        # The results the stream held unread carry this run's indices, and the
+        # journal keeps their jobs unfinished (a resume reads them): not given.
+        if hooks.on_abandoned is not None:
+            hooks.on_abandoned(replace(abandoned, results=()))
+
     results: list[JobResult] = []
     orch.transport.ensure_open()
     try:
@@ -370,7 +383,12 @@ async def run_stored(
             handles=[j.handle for j in reattach],
             timeout=timeout,
             stop=stop,
-            hooks=replace(hooks, on_started=on_started, on_state=on_state),
+            hooks=replace(
+                hooks,
+                on_started=on_started,
+                on_state=on_state,
+                on_abandoned=on_abandoned if hooks.on_abandoned is not None else None,
+            ),
             on_attempts=on_attempts,
         ) as stream:
             async for result in stream:

@@ -667,10 +667,9 @@ class JobWatcher:
 
     def _count_token_refusal(self, exc: RequestError, *, sent: float) -> None:
         """One more call refused for the token; the batch ends with ``exc`` after
-        :data:`_REFUSALS_FINAL` in a row (a fatal error surfaces, never a hang). A
-        call sent (at ``sent``) before the last refusal counted arrived does not
-        count, as for a folder (:meth:`_count_folder_refusal`)."""
-        if sent < self._token_refused_at:
+        :data:`_REFUSALS_FINAL` in a row (a fatal error surfaces, never a hang),
+        counted as for a folder (:meth:`_in_a_row`)."""
+        if not self._in_a_row(sent, self._token_refused_at):
             return
         self._token_refused_at = self._clock()
         self._token_refusals += 1
@@ -686,15 +685,14 @@ class JobWatcher:
         ends with ``exc`` when every folder it has had jobs in was refused at its
         last call or has ended refused (every job alike, say a scope taken from the
         credentials: fatal). A folder whose last call was answered keeps the
-        others' results coming. A call sent (at ``sent``) before the last refusal
-        counted arrived does not count."""
+        others' results coming. Counted by :meth:`_in_a_row`."""
         watched = any(w.handle.folder_id == folder for w in self._jobs.values())
         if folder in self._refused_folders and not watched:
             return  # an answer to a call made before its jobs were ended
         # A folder refused before keeps its count (unless an answer came since): a
         # job of it started later is ended at its first refusal, not polled until
         # the batch timeout (attack h9b).
-        if sent < self._folder_refused_at.get(folder, -math.inf):
+        if not self._in_a_row(sent, self._folder_refused_at.get(folder, -math.inf)):
             return
         self._folder_refused_at[folder] = self._clock()
         refusals = self._folder_refusals.get(folder, 0) + 1
@@ -706,6 +704,16 @@ class JobWatcher:
             raise _every_folder_refused(exc, sorted(self._folders.values()))
         self._lost_folders[folder] = exc
         self._wakeup.set()
+
+    def _in_a_row(self, sent: float, counted: float) -> bool:
+        """Whether a refusal of a call sent at ``sent`` is one more in a row after the
+        last one counted, which arrived at ``counted``: only for a call sent
+        ``min_interval`` (the pace of one job's retries) after it. A call sent
+        before is news of the same outage moment: 24 reads of jobs ended together,
+        refused in 3 waves of the 8 readers (each sending its next as soon as the
+        last was refused), made 3 in a row of a 40 ms outage (attack h10b). Refused
+        for good, the retries come back refused: a few ``min_interval``, no hang."""
+        return sent >= counted + self._min_interval
 
     async def _finish_lost_folders(
         self, on_finished: Callable[[Finished], Awaitable[None]]

@@ -363,6 +363,12 @@ DAMAGES = {
         "UPDATE jobs SET result = '{}' WHERE job_id = 5",
         "jobs row job_id=5: result is empty",
     ),
+    # Attack h10b: the text "false" (truthy) made the job one ended by a refusal.
+    "ended_by_refusal not a boolean": (
+        "UPDATE jobs SET outcome = 'unknown', "
+        'result = \'{"outcome": "unknown", "ended_by_refusal": "false"}\' WHERE job_id = 5',
+        "jobs row job_id=5: result's ended_by_refusal 'false' is not true or false",
+    ),
     "meta missing": ("DELETE FROM meta WHERE key = 'url'", "meta: url is missing"),
     "table missing": ("DROP TABLE events", "file: the table events is missing"),
 }

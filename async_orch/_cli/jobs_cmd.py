@@ -31,8 +31,13 @@ from async_orch._cli.journal_run import (
 )
 from async_orch._cli.output import FORMATS, check_writable, emit_rows, output_path
 from async_orch._client import OrchestratorClient
-from async_orch._errors import ConfigurationError, NotFoundError
-from async_orch._journal import Journal
+from async_orch._errors import (
+    ConfigurationError,
+    FolderNotFoundError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from async_orch._journal import JobRecord, Journal
 from async_orch._journaled import target_of
 from async_orch._resources import STOP_JOBS_CHUNK
 
@@ -215,29 +220,57 @@ async def _stop(args: argparse.Namespace) -> int:
         # out, stuck Pending, suspended): they may still run or wait in the tenant.
         unfinished = [j for j in journal.jobs() if not j.final or j.left_running]
         async with _journal_client(args, journal, "stop") as orch:
-            by_folder: dict[int, list[int]] = defaultdict(list)
+            by_folder: dict[int, list[JobRecord]] = defaultdict(list)
             for job in unfinished:
-                by_folder[job.handle.folder_id].append(job.job_id)
+                by_folder[job.handle.folder_id].append(job)
             strategy = "Kill" if args.kill else "SoftStop"
-            for folder_id, ids in by_folder.items():
-                for start in range(0, len(ids), STOP_JOBS_CHUNK):
-                    await orch.api.stop_jobs(
-                        folder_id, ids[start : start + STOP_JOBS_CHUNK], strategy=strategy
-                    )
-            for job in unfinished:  # sent: each row says so (stop_sent)
+            sent: list[JobRecord] = []
+            for jobs in by_folder.values():
+                sent += await _send_stop(orch, jobs, strategy)
+            for job in sent:  # sent: each row says so (stop_sent)
                 journal.record_stop_sent(job.request_index, job.handle, strategy)
-            journal.record_event("stop_sent", strategy=strategy, jobs=len(unfinished))
-            unfinished_jobs = "unfinished job" if len(unfinished) == 1 else "unfinished jobs"
-            print(f"{strategy} sent to {len(unfinished)} {unfinished_jobs}", file=sys.stderr)
+            journal.record_event("stop_sent", strategy=strategy, jobs=len(sent))
+            unfinished_jobs = "unfinished job" if len(sent) == 1 else "unfinished jobs"
+            print(f"{strategy} sent to {len(sent)} {unfinished_jobs}", file=sys.stderr)
             await refresh_unfinished(orch, journal, left_running=True)
-            # A SoftStop leaves the workflow time to end; read again until it has.
+            # A SoftStop leaves the workflow time to end; read again until it has
+            # (for the jobs it was sent to: a refused folder's are not waited for).
+            stopping = {(j.request_index, j.job_id) for j in sent}
             with anyio.move_on_after(args.wait):
-                while any(not j.final or j.left_running for j in journal.jobs()):
+                while any(
+                    (j.request_index, j.job_id) in stopping and (not j.final or j.left_running)
+                    for j in journal.jobs()
+                ):
                     await anyio.sleep(STOP_POLL_INTERVAL)
                     await refresh_unfinished(orch, journal, left_running=True)
         rows = journal_rows(journal)
         _write(rows, args)
     return exit_code(rows)
+
+
+async def _send_stop(
+    orch: OrchestratorClient, jobs: list[JobRecord], strategy: str
+) -> list[JobRecord]:
+    """Send ``strategy`` to ``jobs`` (of one folder); return those it was sent to. The
+    folder's refusal (its access, or a permission in it, lost: the jobs a batch
+    ended unknown by a refusal are among those stopped) is said, and the other
+    folders' jobs are stopped still: HR's 403 ended the command before Shared's
+    timed-out jobs were stopped (attack h10b). Other errors end the command."""
+    sent: list[JobRecord] = []
+    folder = jobs[0].handle
+    for start in range(0, len(jobs), STOP_JOBS_CHUNK):
+        chunk = jobs[start : start + STOP_JOBS_CHUNK]
+        try:
+            await orch.api.stop_jobs(folder.folder_id, [j.job_id for j in chunk], strategy=strategy)
+        except (FolderNotFoundError, PermissionDeniedError) as exc:
+            print(
+                f"could not stop {len(jobs) - len(sent)} jobs of folder {folder.folder_path}: "
+                f"{exc}",
+                file=sys.stderr,
+            )
+            break
+        sent += chunk
+    return sent
 
 
 def _folder_origin(args: argparse.Namespace, folder: str, environ: Mapping[str, str]) -> str:
