@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from cli_harness import cli_env, run_cli
 
+from async_orch import _journaled
 from async_orch._cli.progress import ProgressDisplay, waiting_text
 from async_orch._jobs import Progress
 from async_orch._journal import Journal, JournalTarget, RequestRecord
@@ -137,8 +138,13 @@ def test_the_heartbeat_names_a_wait_the_run_names_and_how_long_it_has_left() -> 
     assert "reconcile window" not in out.getvalue().splitlines()[-1]
 
 
-async def test_a_resume_names_the_reconcile_window_while_it_waits_it_out(tmp_path: Path) -> None:
-    """resume_plan tells what it waits for (the CLI's heartbeat says it), then that it ended."""
+async def test_a_resume_names_the_reconcile_window_while_it_waits_it_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resume_plan tells what it waits for (the CLI's heartbeat says it), then that it ended.
+    Its clock is held still: 10 ms of window left on the real clock could pass while
+    the journal is created on a busy box, and then nothing is waited for."""
+    monkeypatch.setattr(_journaled, "time", SimpleNamespace(monotonic=lambda: 1000.0))
 
     class NothingStarted:  # a tenant where no Reference is found
         async def resolve_folder(self, ref: str) -> Folder:
@@ -153,7 +159,7 @@ async def test_a_resume_names_the_reconcile_window_while_it_waits_it_out(tmp_pat
     ]
     target = JournalTarget(url="http://h/o/t/orchestrator_", organization="o", tenant="t")
     told: list[tuple[str | None, float]] = []
-    ends = time.monotonic() + 0.01
+    ends = 1000.01  # 10 ms of window left
     with Journal.create(
         tmp_path / "j.sqlite", target=target, batch_id="b", requests=records
     ) as journal:
