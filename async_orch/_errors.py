@@ -344,6 +344,11 @@ class PermissionDeniedError(APIError):
     """403: the token lacks a scope or the user a permission."""
 
 
+#: What refuses the calls about one folder's jobs: its access lost (errorCode 1100,
+#: a FolderNotFoundError naming it) or a permission in it taken away (403).
+FOLDER_REFUSALS = (FolderNotFoundError, PermissionDeniedError)
+
+
 class NotFoundError(APIError):
     """404: no such job, folder or route."""
 

@@ -38,10 +38,9 @@ import anyio
 
 from async_orch._config import Settings
 from async_orch._errors import (
+    FOLDER_REFUSALS,
     ConfigurationError,
-    FolderNotFoundError,
     InvalidRequestError,
-    PermissionDeniedError,
     RequestError,
 )
 from async_orch._job_store import JobStore
@@ -159,7 +158,7 @@ def ended_by_refusal(result: JobResult) -> bool:
     """Whether the batch ended ``result``'s job because calls about it were refused
     (its folder's access, or a permission in it, lost mid-run), not because the
     server said it ended: the job was never read, and its outcome is unknown."""
-    refusal = isinstance(result.error, FolderNotFoundError | PermissionDeniedError)
+    refusal = isinstance(result.error, FOLDER_REFUSALS)
     return refusal and result.handle is not None and result.job is None
 
 

@@ -58,6 +58,7 @@ from anyio.abc import TaskGroup
 
 from async_orch._deadlines import Deadlines
 from async_orch._errors import (
+    FOLDER_REFUSALS,
     APIError,
     AuthenticationError,
     FolderNotFoundError,
@@ -112,8 +113,7 @@ _TOKEN_REFUSED = (AuthenticationError, UnauthorizedError)
 # the tenant or its API is gone (a deleted tenant, a proxy's route), never for a while;
 # it was retried silently until the batch timeout (attack h9).
 _LIST_REFUSED = (*_TOKEN_REFUSED, NotFoundError)
-# Errors that refuse one folder: counted per folder.
-_FOLDER_REFUSED = (FolderNotFoundError, PermissionDeniedError)
+# Errors that refuse one folder (FOLDER_REFUSALS) are counted per folder.
 # Client errors that do not say a list query itself is refused (see _refuses_the_query).
 _NOT_REFUSALS = frozenset({401, 403, 404, 408, 429})
 _NOT_FOUND_WARN_EVERY = 30.0  # seconds, as the transport's outage warning
@@ -628,7 +628,7 @@ class JobWatcher:
             self._count_token_refusal(exc, sent=sent)
             log.info("async_orch.poll_failed", error=str(exc))
             return None
-        except _FOLDER_REFUSED as exc:
+        except FOLDER_REFUSALS as exc:
             # Unassigned from the folder, or it was removed (the API answers 1100); or
             # a scope or a permission in it taken away (403).
             self._count_folder_refusal(folder, exc, sent=sent)

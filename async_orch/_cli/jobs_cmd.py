@@ -32,10 +32,9 @@ from async_orch._cli.journal_run import (
 from async_orch._cli.output import FORMATS, check_writable, emit_rows, output_path
 from async_orch._client import OrchestratorClient
 from async_orch._errors import (
+    FOLDER_REFUSALS,
     ConfigurationError,
-    FolderNotFoundError,
     NotFoundError,
-    PermissionDeniedError,
 )
 from async_orch._journal import JobRecord, Journal
 from async_orch._journaled import target_of
@@ -262,7 +261,7 @@ async def _send_stop(
         chunk = jobs[start : start + STOP_JOBS_CHUNK]
         try:
             await orch.api.stop_jobs(folder.folder_id, [j.job_id for j in chunk], strategy=strategy)
-        except (FolderNotFoundError, PermissionDeniedError) as exc:
+        except FOLDER_REFUSALS as exc:
             print(
                 f"could not stop {len(jobs) - len(sent)} jobs of folder {folder.folder_path}: "
                 f"{exc}",

@@ -132,7 +132,6 @@ class WebhookHub:
         # decision whatever else (EventIds, Keys) was drawn in between.
         self._drop_rng = random.Random(f"webhook-drops:{sim.scenario.seed}")
         self._wake: anyio.Event | None = None  # set while run() waits
-        self.counts: Counter[str] = Counter()  # sent, failed, dropped
         self._counted: anyio.Event | None = None  # set when an event is sent, failed or dropped
         # Per tenant key: the last deliveries, newest last, and their counts.
         self.deliveries = {
@@ -215,14 +214,18 @@ class WebhookHub:
         self.deliveries[tenant].append(delivery)
         outcome = delivery["outcome"]
         self.tenant_counts[tenant][outcome] += 1
-        self.counts[outcome] += 1
         if self._counted is not None:
             self._counted.set()
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Deliveries sent, failed and dropped, every tenant's together."""
+        return sum(self.tenant_counts.values(), Counter())
 
     async def wait_handled(self, count: int) -> None:
         """Wait until ``count`` events were sent, failed or dropped in all (a delivery
         may be decided after the request that ended its job was answered)."""
-        while sum(self.counts[k] for k in ("sent", "failed", "dropped")) < count:
+        while self.counts.total() < count:
             self._counted = anyio.Event()
             await self._counted.wait()
 
