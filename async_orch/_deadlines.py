@@ -27,7 +27,7 @@ timed out with the last state seen.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -118,6 +118,18 @@ class Deadlines(Generic[K]):
         limits.seen_at, limits.state = now, state
         if state is not JobState.PENDING:
             limits.pending_deadline = None  # picked up: the pending limit is met
+
+    def seen_many(self, answers: Iterable[tuple[K, JobState]], *, now: float) -> None:
+        """:meth:`seen` for each (key, state) of a list answer, in one loop."""
+        jobs = self._jobs
+        if not jobs:
+            return
+        for key, state in answers:
+            limits = jobs.get(key)
+            if limits is not None:
+                limits.seen_at, limits.state = now, state
+                if state is not JobState.PENDING:
+                    limits.pending_deadline = None  # picked up: the pending limit is met
 
     def remove(self, key: K) -> None:
         """The job left the watcher."""

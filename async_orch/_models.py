@@ -42,7 +42,7 @@ from async_orch._jsonvalues import (
     text_problem,
     utf16_length,
 )
-from async_orch._states import JobState
+from async_orch._states import BY_API_NAME, JobState
 
 __all__ = [
     "INPUT_ARGUMENTS_MAX_LENGTH",
@@ -695,7 +695,17 @@ def parse_job_state_rows(
     parsed: list[tuple[int, JobState]] = []
     skipped = 0
     unread: list[int] = []
+    by_name = BY_API_NAME
     for row in rows:
+        # The usual row read here, without a call (a list answer is up to 1,000
+        # rows, every second); anything else as parse_job_state_row reads it.
+        if type(row) is dict:
+            job_id, name = row.get("Id"), row.get("State")
+            if type(job_id) is int and type(name) is str:
+                state = by_name.get(name)
+                if state is not None:
+                    parsed.append((job_id, state))
+                    continue
         try:
             parsed.append(parse_job_state_row(row))
         except ResponseDecodeError:

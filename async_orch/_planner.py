@@ -184,7 +184,7 @@ import itertools
 import math
 from collections.abc import Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeAlias, TypeVar
+from typing import Generic, NamedTuple, TypeAlias, TypeVar
 
 from async_orch._errors import ConfigurationError
 from async_orch._list_budget import ListBudget
@@ -466,6 +466,14 @@ class _Track(Generic[FolderT]):
     past_short_page: int = 0
 
 
+class _DueSummary(NamedTuple):
+    """The jobs of a folder that may be listed now (:meth:`_FolderWatch.due_summary`)."""
+
+    jobs: int
+    oldest: float  # the earliest due_at among them
+    due_sum: float  # the sum of their due_at
+
+
 class _FolderWatch(Generic[FolderT]):
     """One folder's WATCHING jobs, with the earliest ``ready_at`` and ``overdue_at``
     among them kept up to date, so that planning looks only into folders that
@@ -473,17 +481,22 @@ class _FolderWatch(Generic[FolderT]):
 
     Adding a job lowers the minima at once; removing the job that held a minimum
     marks it unknown, and it is recomputed (one pass over the folder) when asked.
+    The same goes for :meth:`due_summary`, which planning asks of every folder
+    before each list call: kept until a job comes or goes, or another becomes due.
     """
 
-    __slots__ = ("_min_overdue", "_min_ready", "jobs")
+    __slots__ = ("_due", "_min_overdue", "_min_ready", "jobs")
 
     def __init__(self) -> None:
         self.jobs: dict[int, _Track[FolderT]] = {}
         self._min_ready: float | None = math.inf  # None: unknown
         self._min_overdue: float | None = math.inf
+        # due_summary's last answer: (computed at, valid before, the summary).
+        self._due: tuple[float, float, _DueSummary] | None = None
 
     def add(self, track: _Track[FolderT]) -> None:
         self.jobs[track.job_id] = track
+        self._due = None
         if self._min_ready is not None and track.ready_at < self._min_ready:
             self._min_ready = track.ready_at
         if self._min_overdue is not None and track.overdue_at < self._min_overdue:
@@ -493,10 +506,41 @@ class _FolderWatch(Generic[FolderT]):
         track = self.jobs.pop(job_id, None)
         if track is None:
             return
+        self._due = None
         if track.ready_at == self._min_ready:
             self._min_ready = None
         if track.overdue_at == self._min_overdue:
             self._min_overdue = None
+
+    def take_all(self) -> list[_Track[FolderT]]:
+        """Remove every job at once (a range query settles them all)."""
+        tracks = list(self.jobs.values())
+        self.jobs.clear()
+        self._min_ready = self._min_overdue = math.inf
+        self._due = None
+        return tracks
+
+    def due_summary(self, now: float) -> _DueSummary:
+        """How many jobs may be listed at ``now`` (``ready_at <= now``), their
+        earliest ``due_at`` and the sum of their ``due_at``: one pass over the
+        folder, then kept while no job comes, goes or becomes ready."""
+        cached = self._due
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cached[2]
+        count, oldest, total, later = 0, math.inf, 0.0, math.inf
+        for track in self.jobs.values():
+            ready = track.ready_at
+            if ready <= now:
+                due = track.due_at
+                count += 1
+                total += due
+                if due < oldest:
+                    oldest = due
+            elif ready < later:
+                later = ready  # the next job to become ready ends the summary
+        summary = _DueSummary(count, oldest, total)
+        self._due = (now, later, summary)
+        return summary
 
     @property
     def min_ready(self) -> float:
@@ -674,12 +718,14 @@ class PollPlanner(Generic[FolderT]):
             return
         if track.final:
             return  # a late answer from before the job ended
-        if track.past_short_page and state in _RANGE_LISTED:
-            # Unfinished, in a state the range asked for, yet left out above a
-            # short page's last row: the server cut the page there without saying
-            # so (an assumption; a smaller page later is read as such again).
-            self._silent_cap[track.folder] = track.past_short_page
-        track.past_short_page = 0
+        if track.past_short_page:
+            if state in _RANGE_LISTED:
+                # Unfinished, in a state the range asked for, yet left out above a
+                # short page's last row: the server cut the page there without
+                # saying so (an assumption; a smaller page later is read as such
+                # again).
+                self._silent_cap[track.folder] = track.past_short_page
+            track.past_short_page = 0
         track.state = state
         track.hidden = state not in _RANGE_LISTED
         self._reschedule(track, now)
@@ -1023,12 +1069,16 @@ class PollPlanner(Generic[FolderT]):
     # -- internals -----------------------------------------------------------------------
 
     def _interval(self, track: _Track[FolderT], now: float) -> float:
+        # Runs for every row of every list answer: comparisons, not min/max calls.
         policy = self.policy
         pace = self._pace.get(track.folder, 1.0)
         if track.state in _SLOW_STATES:
-            return self._slow(track.folder)
-        age = max(0.0, now - track.added_at)
-        interval = min(policy.max_interval, max(policy.min_interval, policy.interval_growth * age))
+            return policy.max_interval * pace  # as _slow
+        interval = policy.interval_growth * (now - track.added_at)
+        if interval < policy.min_interval:  # a negative age too
+            interval = policy.min_interval
+        elif interval > policy.max_interval:
+            interval = policy.max_interval
         return interval * pace
 
     def _slow(self, folder: FolderT) -> float:
@@ -1037,10 +1087,9 @@ class PollPlanner(Generic[FolderT]):
 
     def _reschedule(self, track: _Track[FolderT], now: float) -> None:
         """An answer says the job has not ended: check it again after its interval."""
-        track.last_checked = now
+        track.last_checked = track.not_before = now
         track.failures = 0
         track.due_at = now + self._interval(track, now)
-        track.not_before = now
         self._to_watching(track)
 
     def _back_off(self, track: _Track[FolderT], now: float) -> None:
@@ -1104,19 +1153,17 @@ class PollPlanner(Generic[FolderT]):
             if eager_only and self._eager_at(folder, watch) > now:
                 continue
             # ready_at, as in next_wake: a wake time computed there is exact here.
-            # Only the due times: this runs over every watched job on each list
-            # call, and min and sum over a list of floats are C loops.
-            due_times = [t.due_at for t in watch.jobs.values() if t.ready_at <= now]
-            if not due_times:
+            # Summarised per folder and kept while nothing changes: this would
+            # otherwise run over every watched job on each list call.
+            count, oldest, due_sum = watch.due_summary(now)
+            if not count:
                 continue
-            oldest = min(due_times)
             # Lower ranks first: starving folders (oldest first), then the most due
             # jobs, then the most unchecked time (summed over due jobs). Ranking by
             # unchecked time first checked a 1,000-job batch's last jobs later
             # (bench_dispatch: wall 1.099x the last end, against 1.064x).
             starving = oldest < starving_limit
-            count = len(due_times)
-            unchecked = count * now - sum(due_times)
+            unchecked = count * now - due_sum
             rank = (0, oldest, 0.0) if starving else (1, -float(count), -unchecked)
             if best is None or rank < best[0]:
                 best = (rank, folder)
@@ -1132,7 +1179,7 @@ class PollPlanner(Generic[FolderT]):
             and self._no_range_until.get(folder, -math.inf) <= now
         ):
             if folder not in self._by_ids_next:
-                return self._issue_range(folder, list(watch.jobs.values()), now)
+                return self._issue_range(folder, watch.take_all(), now)
             self._by_ids_next.discard(folder)
         room = ListRoom.of(job_states_query, max_values=self.policy.max_batch)
         due = [t for t in watch.jobs.values() if t.ready_at <= now]
@@ -1178,8 +1225,8 @@ class PollPlanner(Generic[FolderT]):
         watch = self._watching[folder]
         for track in tracks:
             track.phase = _Phase.LISTING
-            watch.remove(track.job_id)
-        ids = tuple(sorted(t.job_id for t in tracks))
+            watch.remove(track.job_id)  # nothing to do when taken out already
+        ids = tuple(sorted([t.job_id for t in tracks]))
         split = _straggler_split(ids, gap=_STRAGGLER_GAP)
         self._budget.spend(now)
         self._count.list_calls += 1
@@ -1253,11 +1300,19 @@ class PollPlanner(Generic[FolderT]):
             self._fetch_queue.pop(track.job_id, None)
 
     def _to_watching(self, track: _Track[FolderT]) -> None:
-        self._leave_phase(track)
+        # Runs for every row of every list answer (a job LISTING is in nothing to
+        # leave): comparisons and lookups, not min/max and helper calls.
+        if track.phase is _Phase.WATCHING or track.phase is _Phase.FETCH_QUEUED:
+            self._leave_phase(track)
         track.phase = _Phase.WATCHING
-        track.ready_at = max(track.due_at, track.not_before)
-        track.overdue_at = max(track.due_at + self._probe_grace, track.not_before)
-        self._watching_of(track).add(track)
+        due, not_before = track.due_at, track.not_before
+        track.ready_at = due if due > not_before else not_before
+        overdue = due + self._probe_grace
+        track.overdue_at = overdue if overdue > not_before else not_before
+        watch = self._watching.get(track.folder)
+        if watch is None:
+            watch = self._watching[track.folder] = _FolderWatch()
+        watch.add(track)
 
     def _to_fetch_queue(self, track: _Track[FolderT], purpose: FetchPurpose) -> None:
         if track.phase is _Phase.WATCHING:

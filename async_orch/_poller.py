@@ -757,11 +757,10 @@ class JobWatcher:
         now = self._clock()
         asked = set(job_ids)
         rows = answer.rows
-        for job_id, state in rows:
-            # Only the jobs this call asked about: a row about a job of ours in
-            # another call (or being read by id) may be older than that answer.
-            if job_id in asked:
-                self._note_state(job_id, state, now)
+        jobs = self._jobs
+        # Only the jobs this call asked about: a row about a job of ours in
+        # another call (or being read by id) may be older than that answer.
+        self._note_states([r for r in rows if r[0] in asked and r[0] in jobs], now)
         # Jobs not in the rows left the unfinished states: the planner has them
         # read by id, and that read tells the deadlines their state.
         ours = [i for i in job_ids if i in self._jobs]
@@ -1022,8 +1021,21 @@ class JobWatcher:
     def _note_watched_state(self, watched: _Watched, state: JobState, now: float) -> None:
         """:meth:`_note_state` of a watched job."""
         self._deadlines.seen(watched.handle.job_id, state, now=now)
-        if watched.state == state:
-            return
+        if watched.state != state:
+            self._state_changed(watched, state)
+
+    def _note_states(self, rows: Sequence[tuple[int, JobState]], now: float) -> None:
+        """:meth:`_note_state` of each watched job of a list answer's ``rows``,
+        without a call per row while states stay as they were (a list answer is
+        up to 1,000 rows)."""
+        self._deadlines.seen_many(rows, now=now)
+        jobs = self._jobs
+        for job_id, state in rows:
+            watched = jobs[job_id]
+            if watched.state != state:
+                self._state_changed(watched, state)
+
+    def _state_changed(self, watched: _Watched, state: JobState) -> None:
         old, watched.state = watched.state, state
         if self._on_state is not None:
             self._on_state(watched.handle, old, state)

@@ -117,6 +117,25 @@ def test_a_job_picked_up_in_time_loses_its_pending_limit() -> None:
     assert machine.stuck_pending_for(1) is None
 
 
+def test_a_list_answer_seen_at_once_is_as_each_row_seen_alone() -> None:
+    """seen_many (a whole list answer) leaves the same limits as seen per row:
+    picked-up jobs lose their pending limit, a job still Pending keeps it, and
+    rows about jobs without limits are ignored."""
+    policy = StopPolicy(on_timeout=True, grace=5.0, pending_timeout=60.0)
+    one_by_one, at_once = _machine(policy), _machine(policy)
+    rows = [(1, JobState.RUNNING), (2, JobState.PENDING), (9, JobState.RUNNING)]
+    for machine in (one_by_one, at_once):
+        machine.add(1, now=0.0, deadline=None, state=JobState.PENDING)
+        machine.add(2, now=0.0, deadline=None, state=JobState.PENDING)
+    for job_id, state in rows:
+        one_by_one.seen(job_id, state, now=60.5)
+    at_once.seen_many(rows, now=60.5)
+    for machine in (one_by_one, at_once):
+        assert machine.step(61.0).soft_stop == [2]  # job 1 was seen picked up
+        assert machine.stuck_pending_for(2) == 61.0
+        assert machine.stuck_pending_for(1) is None
+
+
 def test_a_removed_job_is_never_due() -> None:
     machine = _machine(StopPolicy(on_timeout=True))
     machine.add(1, now=0.0, deadline=10.0, state=JobState.RUNNING)

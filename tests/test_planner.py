@@ -541,7 +541,8 @@ def test_next_wake_is_exact_under_random_operations(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(10))
 def test_a_folders_earliest_times_stay_exact_as_jobs_come_and_go(seed: int) -> None:
-    """The cached minima agree with a scan of the folder's jobs after every change."""
+    """The cached minima and due summary agree with a scan of the folder's jobs
+    after every change, and as time passes."""
     rng = random.Random(seed)
     watch: _FolderWatch[str] = _FolderWatch()
     tracks = [
@@ -557,20 +558,30 @@ def test_a_folders_earliest_times_stay_exact_as_jobs_come_and_go(seed: int) -> N
         )
         for i in range(12)
     ]
+    now = 0.0
     for _ in range(500):
         track = rng.choice(tracks)
-        if rng.random() < 0.4:
+        roll = rng.random()
+        if roll < 0.3:
             watch.remove(track.job_id)
+        elif roll < 0.35:
+            taken = watch.take_all()
+            assert not watch.jobs and all(t.job_id in {x.job_id for x in tracks} for t in taken)
+        elif roll < 0.6:
+            now += rng.random() * 4  # time passes: jobs become ready, none changes
         else:
             # Re-timed the way the planner does it: out with the old times first.
             watch.remove(track.job_id)
             track.ready_at = float(rng.randrange(20))  # repeats make ties
             track.overdue_at = track.ready_at + rng.randrange(3)
+            track.due_at = track.ready_at - rng.randrange(2)
             watch.add(track)
         jobs = watch.jobs.values()
         if rng.random() < 0.5:  # sometimes ask, sometimes let changes pile up
             assert watch.min_ready == min((t.ready_at for t in jobs), default=math.inf)
             assert watch.min_overdue == min((t.overdue_at for t in jobs), default=math.inf)
+            due = [t.due_at for t in jobs if t.ready_at <= now]
+            assert watch.due_summary(now) == (len(due), min(due, default=math.inf), sum(due))
 
 
 def _answer(planner: Planner, action: PollAction[str], rng: random.Random, now: float) -> None:
