@@ -708,6 +708,14 @@ class PollPlanner(Generic[FolderT]):
         if track is not None:
             self._observe(track, state, now)
 
+    def observe_all(self, answers: Iterable[tuple[int, JobState]], *, now: float) -> None:
+        """:meth:`observe` for each (job id, state) of a list answer, in one loop."""
+        jobs = self._jobs
+        for job_id, state in answers:
+            track = jobs.get(job_id)
+            if track is not None:
+                self._observe(track, state, now)
+
     def _observe(self, track: _Track[FolderT], state: JobState, now: float) -> None:
         """:meth:`observe` of a watched job."""
         if state in TERMINAL_STATES:

@@ -802,16 +802,15 @@ class JobWatcher:
     def _apply_states(self, job_ids: Sequence[int], states: Mapping[int, JobState]) -> None:
         """A list call's answer about ``job_ids`` (the ones this watcher asked for)."""
         now = self._clock()
-        for job_id in job_ids:
-            watched = self._jobs.get(job_id)
-            if watched is None:
-                continue  # left meanwhile (timed out, say): the answer is moot
-            state = states.get(job_id)
-            if state is None:
-                self._planner.observe_missing(job_id, now=now)
-            else:
-                self._note_watched_state(watched, state, now)
-                self._planner.observe(job_id, state, now=now)
+        jobs = self._jobs
+        # Jobs that left meanwhile (timed out, say) are skipped: the answer is moot.
+        answered = [(i, states[i]) for i in job_ids if i in states and i in jobs]
+        self._note_states(answered, now)
+        self._planner.observe_all(answered, now=now)
+        if len(answered) < len(job_ids):
+            for job_id in job_ids:
+                if job_id not in states and job_id in jobs:
+                    self._planner.observe_missing(job_id, now=now)
 
     async def _fetch(
         self, action: FetchOne[int], on_finished: Callable[[Finished], Awaitable[None]]
@@ -1031,8 +1030,8 @@ class JobWatcher:
         self._deadlines.seen_many(rows, now=now)
         jobs = self._jobs
         for job_id, state in rows:
-            watched = jobs[job_id]
-            if watched.state != state:
+            watched = jobs.get(job_id)
+            if watched is not None and watched.state != state:
                 self._state_changed(watched, state)
 
     def _state_changed(self, watched: _Watched, state: JobState) -> None:
