@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
@@ -21,7 +22,7 @@ from typing import NoReturn
 import anyio
 
 from async_orch._errors import ClientClosedError, OrchestratorError, RequestError
-from async_orch._jobs import Abandoned, JobHandle
+from async_orch._jobs import Abandoned, JobHandle, JobResult
 from async_orch._logs import get_logger
 from async_orch._options import AbandonedCallback, StateCallback, StopPolicy
 from async_orch._planner import PollPolicy
@@ -170,6 +171,29 @@ def report_abandoned(abandoned: Abandoned, on_abandoned: AbandonedCallback | Non
             hint="these jobs were started and may still be running; wait for them with "
             "wait_jobs(handles) or stop them in Orchestrator (uncertain_references: a "
             "StartJobs whose answer never came; look these References up)",
+        )
+
+
+def report_unreturned_results(exc: BaseException, results: Sequence[JobResult]) -> None:
+    """A batch that would have returned ``results`` raises ``exc`` instead, and its
+    caller gave no ``on_abandoned`` to take them (:class:`Abandoned`'s ``results``):
+    say so, in a warning naming the jobs and on ``exc`` itself (a note, shown
+    with its traceback), so that no ended job goes unsaid."""
+    counts = Counter(r.outcome.value for r in results)
+    outcomes = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+    hint = "pass hooks=Hooks(on_abandoned=...) to receive them as Abandoned.results"
+    log.warning(
+        "async_orch.results_not_returned",
+        reason=reason_of(exc),
+        count=len(results),
+        by_outcome=dict(counts),
+        job_ids=[r.job_id for r in results],
+        hint=hint,
+    )
+    if isinstance(exc, Exception):  # not on a cancellation: that is the caller's own
+        exc.add_note(
+            f"{len(results)} job(s) of the batch had ended before this error "
+            f"({outcomes}); their results are not returned: {hint}"
         )
 
 

@@ -72,6 +72,7 @@ from async_orch._cancellation import (
     StartShield,
     reason_of,
     report_abandoned,
+    report_unreturned_results,
     reraise,
     run_guarded,
 )
@@ -277,7 +278,13 @@ class Dispatcher:
             stop=stop,
             hooks=with_results(hooks, lambda: results),
         )
-        await batch.run()
+        try:
+            await batch.run()
+        except BaseException as exc:
+            takes_them = isinstance(hooks, Hooks) and hooks.on_abandoned is not None
+            if results and not takes_them:
+                report_unreturned_results(exc, sorted(results, key=_request_order))
+            raise
         results.sort(key=_request_order)
         return results
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp.web
 import pytest
+import structlog
 from cli_harness import cli_env, run_cli
 from conftest import add_simulator_middleware
 from test_attack_h9 import _SCOPE_REFUSAL, _jobs_list_or_read, _refuse_after_starts
@@ -137,6 +138,44 @@ async def test_a_batch_ended_by_a_refusal_hands_over_its_results_and_every_start
     left = {h.job_id for h in (*report.left_running, *report.stopped, *report.ended)}
     assert len(started) == 5 and len(left) == 2  # the Slow jobs, refused while running
     assert started == {r.job_id for r in report.results} | left
+
+
+async def test_without_on_abandoned_the_results_a_failing_run_had_are_named(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same refusal with no on_abandoned to take Abandoned.results: the 3 results
+    run_jobs had were said nowhere (the warning named the 2 running jobs only). Now
+    a warning names the ended jobs, and the error itself says how many ended and how
+    to receive their results."""
+    middleware, armed = _refuse_after_starts(_jobs_list_or_read)
+    add_simulator_middleware(monkeypatch, middleware)
+    sim: SimulatorHandle = await start_simulator(
+        parse_scenario(_ECHO_AND_SLOW, name="slow"), time_scale=60.0
+    )
+    requests = [
+        JobRequest(process=p, folder="Shared", inputs={"n": n})
+        for n, p in enumerate(["Echo", "Slow", "Echo", "Slow", "Echo"])
+    ]
+    started: dict[int, int] = {}
+
+    def on_progress(progress: Progress) -> None:
+        if progress.by_state.get("successful") == 3:
+            armed["on"] = True
+
+    hooks = Hooks(on_started=lambda i, h: started.update({i: h.job_id}), on_progress=on_progress)
+    async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
+        with (
+            structlog.testing.capture_logs() as logs,
+            pytest.raises(PermissionDeniedError) as raised,
+        ):
+            await orch.run_jobs(requests, timeout=30, hooks=hooks)
+    [note] = raised.value.__notes__
+    assert note.startswith("3 job(s) of the batch had ended before this error (3 successful)")
+    assert "Hooks(on_abandoned=...)" in note
+    [said] = [e for e in logs if e["event"] == "async_orch.results_not_returned"]
+    assert said["log_level"] == "warning" and said["reason"] == "PermissionDeniedError"
+    assert said["job_ids"] == [started[n] for n in (0, 2, 4)]
+    assert said["by_outcome"] == {"successful": 3}
 
 
 def _refuse_folder() -> tuple[Any, dict[str, Any]]:
