@@ -99,14 +99,12 @@ robots = 5
 """
 
 
-async def test_a_batch_ended_by_a_refusal_hands_over_its_results_and_every_started_job(
+async def _refused_once_three_of_five_ended(
     start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every folder refused mid-run (403 on its Jobs lists and reads, once 3 of its 5
-    jobs had ended): run_jobs raises the PermissionDeniedError, and the results of
-    the 3 jobs that had ended were lost with the list it did not return (the
-    report of what was left named the 2 running jobs only). Now the report carries
-    the results the batch had: every started job is in one or the other."""
+) -> tuple[SimulatorHandle, list[JobRequest], Callable[[Progress], None]]:
+    """A simulator whose Shared folder answers 403 to Jobs lists and reads once the
+    returned on_progress saw 3 jobs Successful; 5 requests there, the 3 Echo jobs
+    quick, the 2 Slow ones still running then."""
     middleware, armed = _refuse_after_starts(_jobs_list_or_read)
     add_simulator_middleware(monkeypatch, middleware)
     sim: SimulatorHandle = await start_simulator(
@@ -116,13 +114,27 @@ async def test_a_batch_ended_by_a_refusal_hands_over_its_results_and_every_start
         JobRequest(process=p, folder="Shared", inputs={"n": n})
         for n, p in enumerate(["Echo", "Slow", "Echo", "Slow", "Echo"])
     ]
-    started: set[int] = set()
-    abandoned: list[Abandoned] = []
 
     def on_progress(progress: Progress) -> None:
         if progress.by_state.get("successful") == 3:
             armed["on"] = True  # every Echo ended: now the folder is refused
 
+    return sim, requests, on_progress
+
+
+async def test_a_batch_ended_by_a_refusal_hands_over_its_results_and_every_started_job(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every folder refused mid-run (403 on its Jobs lists and reads, once 3 of its 5
+    jobs had ended): run_jobs raises the PermissionDeniedError, and the results of
+    the 3 jobs that had ended were lost with the list it did not return (the
+    report of what was left named the 2 running jobs only). Now the report carries
+    the results the batch had: every started job is in one or the other."""
+    sim, requests, on_progress = await _refused_once_three_of_five_ended(
+        start_simulator, monkeypatch
+    )
+    started: set[int] = set()
+    abandoned: list[Abandoned] = []
     hooks = Hooks(
         on_started=lambda index, handle: started.add(handle.job_id),
         on_progress=on_progress,
@@ -147,21 +159,10 @@ async def test_without_on_abandoned_the_results_a_failing_run_had_are_named(
     run_jobs had were said nowhere (the warning named the 2 running jobs only). Now
     a warning names the ended jobs, and the error itself says how many ended and how
     to receive their results."""
-    middleware, armed = _refuse_after_starts(_jobs_list_or_read)
-    add_simulator_middleware(monkeypatch, middleware)
-    sim: SimulatorHandle = await start_simulator(
-        parse_scenario(_ECHO_AND_SLOW, name="slow"), time_scale=60.0
+    sim, requests, on_progress = await _refused_once_three_of_five_ended(
+        start_simulator, monkeypatch
     )
-    requests = [
-        JobRequest(process=p, folder="Shared", inputs={"n": n})
-        for n, p in enumerate(["Echo", "Slow", "Echo", "Slow", "Echo"])
-    ]
     started: dict[int, int] = {}
-
-    def on_progress(progress: Progress) -> None:
-        if progress.by_state.get("successful") == 3:
-            armed["on"] = True
-
     hooks = Hooks(on_started=lambda i, h: started.update({i: h.job_id}), on_progress=on_progress)
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
         with (
