@@ -371,13 +371,16 @@ def worker(args: argparse.Namespace) -> None:
         profiler.enable()
     if sampler is not None:
         sampler.start()
-    report = asyncio.run(run(args))
+    window: dict[str, float] = {}
+    report = asyncio.run(_with_cpu_window(run(args), args.cpu_window, window))
     if sampler is not None:
         sampler.stop()
     if profiler is not None:
         profiler.disable()
     report["wall_s"] = time.perf_counter() - wall0
     report["cpu_s"] = time.process_time() - cpu0
+    if window:
+        report["window_cpu_s"] = window["cpu_s"]
     usage = resource.getrusage(resource.RUSAGE_SELF)
     report["cpu_user_s"] = usage.ru_utime - usage0.ru_utime
     report["cpu_system_s"] = usage.ru_stime - usage0.ru_stime  # mostly loopback TCP
@@ -398,6 +401,29 @@ def worker(args: argparse.Namespace) -> None:
         path.write_text(sampler.report())
         report["samples"] = str(path)
     print(json.dumps(report))
+
+
+async def _with_cpu_window(
+    run: Any, span: list[float] | None, window: dict[str, float]
+) -> dict[str, Any]:
+    """``run``, noting in ``window["cpu_s"]`` the client's CPU between ``span``'s two
+    times (seconds from the start), if the run lasts that long."""
+    if span is None:
+        result: dict[str, Any] = await run
+        return result
+
+    async def note() -> None:
+        await asyncio.sleep(span[0])
+        cpu = time.process_time()
+        await asyncio.sleep(span[1] - span[0])
+        window["cpu_s"] = time.process_time() - cpu
+
+    noting = asyncio.ensure_future(note())
+    try:
+        result = await run
+        return result
+    finally:
+        noting.cancel()
 
 
 # -- the driver -----------------------------------------------------------------------
@@ -425,6 +451,8 @@ def run_worker(
 def measure(kind: str, args: argparse.Namespace, scenario: Path) -> dict[str, Any]:
     worker = ["--worker", kind, "--jobs", str(args.jobs), "--folders", str(args.folders)]
     worker += ["--naive-timeout", str(args.naive_timeout), "--naive-route", args.naive_route]
+    if args.cpu_window:
+        worker += ["--cpu-window", *(str(t) for t in args.cpu_window)]
     if args.profile:
         worker += ["--profile"]
     if args.sample:
@@ -470,6 +498,19 @@ def summarize(
         "max_rss_mb": round(report["max_rss_mb"], 1),
         "jobs_created": stats["jobs"]["created"],
         **({"profile": report["profile"]} if "profile" in report else {}),
+        **_window_figures(report, args),
+    }
+
+
+def _window_figures(report: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The client's CPU within ``--cpu-window``, per second of it (none: not asked,
+    or the run ended before the window did)."""
+    if "window_cpu_s" not in report:
+        return {}
+    seconds = args.cpu_window[1] - args.cpu_window[0]
+    return {
+        "window_cpu_ms": round(1000 * report["window_cpu_s"], 1),
+        "window_cpu_ms_per_s": round(1000 * report["window_cpu_s"] / seconds, 2),
     }
 
 
@@ -487,6 +528,8 @@ ROWS = [
     ("  of which user (ms)", "cpu_user_ms_per_job"),
     ("  of which system (ms)", "cpu_system_ms_per_job"),
     ("client peak RSS (MB)", "max_rss_mb"),
+    ("client CPU in --cpu-window (ms)", "window_cpu_ms"),
+    ("  a second of it (ms)", "window_cpu_ms_per_s"),
 ]
 
 
@@ -504,6 +547,9 @@ def table(runs: list[dict[str, Any]]) -> str:
     if "bare" in by_kind:
         ratio = runs[0]["cpu_s"] / max(1e-9, by_kind["bare"]["cpu_s"])
         lines.append(f"async-orch / bare client CPU: {ratio:.2f}x")
+        if runs[0].get("window_cpu_ms") and by_kind["bare"].get("window_cpu_ms"):
+            ratio = runs[0]["window_cpu_ms"] / by_kind["bare"]["window_cpu_ms"]
+            lines.append(f"async-orch / bare client CPU in --cpu-window: {ratio:.2f}x")
     routes = sorted({k for r in runs for k in r["requests_by_route"]})
     lines.append("")
     lines.append(
@@ -614,6 +660,14 @@ def main() -> None:
         type=Path,
         default=RESULTS_DIR,
         help="directory for the JSON document and profiles (default: benchmarks/results)",
+    )
+    parser.add_argument(
+        "--cpu-window",
+        type=float,
+        nargs=2,
+        metavar=("START", "END"),
+        help="also measure each client's CPU between these seconds of its run (say, "
+        "while every job runs and none ends: the cost of watching alone)",
     )
     parser.add_argument("--worker", choices=("async-orch", "naive", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

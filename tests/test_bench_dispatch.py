@@ -71,6 +71,19 @@ def test_rounds_alternate_the_dispatchers_and_report_the_median(tmp_path: Path) 
     assert "async-orch / bare" in line
 
 
+def test_cpu_window_measures_each_client_while_its_jobs_run(tmp_path: Path) -> None:
+    """--cpu-window: each client's CPU between two times of its run (here while all
+    4 jobs run, 60-70 simulated s at 60x: 1-1.2 real s), and the ratio line."""
+    args = ["--jobs", "4", "--folders", "2", "--time-scale", "60", "--duration", "60", "70"]
+    args += ["--skip-naive", "--bare", "--cpu-window", "0.2", "0.7"]
+    stdout, document = run_benchmark("bench_dispatch.py", *args, results=tmp_path)
+    assert "async-orch / bare client CPU in --cpu-window:" in stdout
+    for run in document["runs"]:
+        assert 0 < run["window_cpu_ms"] < 1000 * run["cpu_s"], run
+        # (each figure rounded: the window to 0.1 ms, its rate to 0.01 ms)
+        assert run["window_cpu_ms_per_s"] == pytest.approx(run["window_cpu_ms"] / 0.5, abs=0.11)
+
+
 def test_a_simulator_that_does_not_start_says_what_it_printed(tmp_path: Path) -> None:
     from bench_dispatch import Simulator
 
