@@ -174,6 +174,9 @@ def report_abandoned(abandoned: Abandoned, on_abandoned: AbandonedCallback | Non
         )
 
 
+_NOT_RETURNED = "their results are not returned"
+
+
 def report_unreturned_results(exc: BaseException, results: Sequence[JobResult]) -> None:
     """A batch that would have returned ``results`` raises ``exc`` instead, and its
     caller gave no ``on_abandoned`` to take them (:class:`Abandoned`'s ``results``):
@@ -190,10 +193,13 @@ def report_unreturned_results(exc: BaseException, results: Sequence[JobResult]) 
         job_ids=[r.job_id for r in results],
         hint=hint,
     )
-    if isinstance(exc, Exception):  # not on a cancellation: that is the caller's own
+    # Not on a cancellation (the caller's own), nor twice on one error: a token
+    # refused ends every batch of the client with the same exception object.
+    said = any(_NOT_RETURNED in note for note in getattr(exc, "__notes__", ()))
+    if isinstance(exc, Exception) and not said:
         exc.add_note(
             f"{len(results)} job(s) of the batch had ended before this error "
-            f"({outcomes}); their results are not returned: {hint}"
+            f"({outcomes}); {_NOT_RETURNED}: {hint}"
         )
 
 

@@ -269,6 +269,7 @@ class Dispatcher:
         async def collect(result: JobResult) -> None:
             results.append(result)
 
+        given: list[bool] = []  # [True] once on_abandoned took the results (and returned)
         # Not stream_results() collected: its stream costs a loop turn per result.
         batch = self._batch(
             requests,
@@ -276,13 +277,12 @@ class Dispatcher:
             emit=collect,
             timeout=timeout,
             stop=stop,
-            hooks=with_results(hooks, lambda: results),
+            hooks=with_results(hooks, lambda: results, lambda: given.append(True)),
         )
         try:
             await batch.run()
         except BaseException as exc:
-            takes_them = isinstance(hooks, Hooks) and hooks.on_abandoned is not None
-            if results and not takes_them:
+            if results and not given:
                 report_unreturned_results(exc, sorted(results, key=_request_order))
             raise
         results.sort(key=_request_order)
@@ -419,19 +419,26 @@ class Dispatcher:
         )
 
 
-def with_results(hooks: Hooks | None, results: Callable[[], Sequence[JobResult]]) -> Hooks | None:
+def with_results(
+    hooks: Hooks | None,
+    results: Callable[[], Sequence[JobResult]],
+    given: Callable[[], object] | None = None,
+) -> Hooks | None:
     """``hooks`` whose ``on_abandoned`` is given ``results()`` too (taken when it is
     called): for :meth:`Dispatcher.run`, which raises instead of returning them
     when the batch ends early, every result the batch gave; for a stream left
     early, those its block did not read (11 jobs ended with their results unread
     were named nowhere: attack h10b). A caller that hears of the jobs left behind
-    hears of those that ended before, and no started job is lost."""
+    hears of those that ended before, and no started job is lost. ``given`` is
+    called once ``on_abandoned`` returned (not when it raised)."""
     if not isinstance(hooks, Hooks) or hooks.on_abandoned is None:
         return hooks  # (a wrong type is refused by the batch, naming it)
     told = hooks.on_abandoned
 
     def on_abandoned(abandoned: Abandoned) -> None:
         told(replace(abandoned, results=tuple(sorted(results(), key=_request_order))))
+        if given is not None:
+            given()
 
     return replace(hooks, on_abandoned=on_abandoned)
 

@@ -527,18 +527,17 @@ class _FolderWatch(Generic[FolderT]):
         cached = self._due
         if cached is not None and cached[0] <= now < cached[1]:
             return cached[2]
-        count, oldest, total, later = 0, math.inf, 0.0, math.inf
+        due_times: list[float] = []
+        later = math.inf  # the next job to become ready ends the summary
         for track in self.jobs.values():
             ready = track.ready_at
             if ready <= now:
-                due = track.due_at
-                count += 1
-                total += due
-                if due < oldest:
-                    oldest = due
+                due_times.append(track.due_at)
             elif ready < later:
-                later = ready  # the next job to become ready ends the summary
-        summary = _DueSummary(count, oldest, total)
+                later = ready
+        # min and sum as the ranking always took them (sum is compensated from
+        # Python 3.12: a plain running total could break ties differently there).
+        summary = _DueSummary(len(due_times), min(due_times, default=math.inf), sum(due_times))
         self._due = (now, later, summary)
         return summary
 
@@ -707,14 +706,6 @@ class PollPlanner(Generic[FolderT]):
         track = self._jobs.get(job_id)
         if track is not None:
             self._observe(track, state, now)
-
-    def observe_all(self, answers: Iterable[tuple[int, JobState]], *, now: float) -> None:
-        """:meth:`observe` for each (job id, state) of a list answer, in one loop."""
-        jobs = self._jobs
-        for job_id, state in answers:
-            track = jobs.get(job_id)
-            if track is not None:
-                self._observe(track, state, now)
 
     def _observe(self, track: _Track[FolderT], state: JobState, now: float) -> None:
         """:meth:`observe` of a watched job."""

@@ -806,11 +806,14 @@ class JobWatcher:
         # Jobs that left meanwhile (timed out, say) are skipped: the answer is moot.
         answered = [(i, states[i]) for i in job_ids if i in states and i in jobs]
         self._note_states(answered, now)
-        self._planner.observe_all(answered, now=now)
-        if len(answered) < len(job_ids):
-            for job_id in job_ids:
-                if job_id not in states and job_id in jobs:
-                    self._planner.observe_missing(job_id, now=now)
+        planner = self._planner
+        for job_id in job_ids:  # in the order asked: the fetches queue in that order
+            if job_id in jobs:
+                state = states.get(job_id)
+                if state is None:
+                    planner.observe_missing(job_id, now=now)
+                else:
+                    planner.observe(job_id, state, now=now)
 
     async def _fetch(
         self, action: FetchOne[int], on_finished: Callable[[Finished], Awaitable[None]]

@@ -152,18 +152,29 @@ async def test_a_batch_ended_by_a_refusal_hands_over_its_results_and_every_start
     assert started == {r.job_id for r in report.results} | left
 
 
+def _failing_hook(abandoned: Abandoned) -> None:
+    raise RuntimeError("the caller's store is down")
+
+
+@pytest.mark.parametrize("on_abandoned", [None, _failing_hook], ids=["no hook", "hook raises"])
 async def test_without_on_abandoned_the_results_a_failing_run_had_are_named(
-    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+    start_simulator: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    on_abandoned: Callable[[Abandoned], None] | None,
 ) -> None:
-    """The same refusal with no on_abandoned to take Abandoned.results: the 3 results
-    run_jobs had were said nowhere (the warning named the 2 running jobs only). Now
-    a warning names the ended jobs, and the error itself says how many ended and how
-    to receive their results."""
+    """The same refusal with no on_abandoned to take Abandoned.results (or one that
+    raised, review h11): the 3 results run_jobs had were said nowhere (the warning
+    named the 2 running jobs only). Now a warning names the ended jobs, and the error
+    itself says how many ended and how to receive their results."""
     sim, requests, on_progress = await _refused_once_three_of_five_ended(
         start_simulator, monkeypatch
     )
     started: dict[int, int] = {}
-    hooks = Hooks(on_started=lambda i, h: started.update({i: h.job_id}), on_progress=on_progress)
+    hooks = Hooks(
+        on_started=lambda i, h: started.update({i: h.job_id}),
+        on_progress=on_progress,
+        on_abandoned=on_abandoned,
+    )
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
         with (
             structlog.testing.capture_logs() as logs,

@@ -1494,33 +1494,3 @@ def test_a_page_cap_is_not_learnt_from_jobs_that_ended_and_is_unlearnt_by_a_bigg
     assert reads == []
     now, reads = _range_call(planner, now, list(range(10, 25)))
     assert reads == [25]
-
-
-def test_a_list_answer_observed_at_once_is_as_each_row_observed_alone() -> None:
-    """observe_all (a whole id-list answer) leaves the planner as observe per row:
-    the same actions follow, at the same times, and rows about jobs it does not
-    watch are ignored."""
-    rng = random.Random(7)
-    states = [JobState.PENDING, JobState.RUNNING, JobState.SUSPENDED, JobState.SUCCESSFUL]
-    planners: list[Planner] = [PollPlanner(), PollPlanner()]
-    for planner in planners:
-        for job_id in range(40):
-            planner.add(job_id, "A" if job_id % 3 else "B", now=0.0, state=JobState.PENDING)
-    answers = [(job_id, rng.choice(states)) for job_id in range(-5, 40)]
-    for job_id, state in answers:
-        planners[0].observe(job_id, state, now=2.0)
-    planners[1].observe_all(answers, now=2.0)
-    now, seen = 2.0, []
-    for planner in planners:
-        actions = []
-        for step in range(200):
-            at = now + step * 0.5
-            while (action := planner.next_action(at)) is not None:
-                actions.append((at, action))
-                if isinstance(action, FetchOne):
-                    planner.observe_fetched(action.job_id, now=at)
-                else:
-                    planner.list_failed(action.job_ids, now=at)
-        seen.append(actions)
-    assert seen[0] == seen[1]
-    assert any(isinstance(a, FetchOne) for _, a in seen[0])  # the final ones are read
