@@ -538,6 +538,8 @@ def table(runs: list[dict[str, Any]]) -> str:
     header = "".ljust(width) + "".join(r["dispatcher"].rjust(16) for r in runs)
     lines = [header, "-" * len(header)]
     for label, key in ROWS:
+        if not any(key in r for r in runs):
+            continue  # a figure not asked for (say, --cpu-window)
         cells = "".join(str(r.get(key) if r.get(key) is not None else "-").rjust(16) for r in runs)
         lines.append(label.ljust(width) + cells)
     by_kind = {r["dispatcher"]: r for r in runs}

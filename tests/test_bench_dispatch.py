@@ -28,6 +28,7 @@ def test_small_run_reports_every_dispatcher_from_the_simulators_counters(
         results=tmp_path,
     )
     assert "async-orch / bare client CPU:" in stdout
+    assert "--cpu-window" not in stdout  # figures not asked for are not shown
 
     runs = {run["dispatcher"]: run for run in document["runs"]}
     assert set(runs) == {"async-orch", "naive", "bare"}
