@@ -670,12 +670,9 @@ def parse_job_state_row(row: object) -> tuple[int, JobState]:
 
     Watching jobs reads thousands of such rows; building a whole :class:`Job`
     for each would be wasted work. Same checks and errors as :meth:`Job.from_api`.
+    (:func:`parse_job_state_rows` reads the usual row itself, without this call.)
     """
-    if type(row) is dict:
-        job_id, state = row.get("Id"), row.get("State")
-        if type(job_id) is int and type(state) is str:  # the usual row, checked in full
-            return job_id, JobState.parse(state)
-    r = _Reader(row, "JobDto")  # anything else, with the error messages of from_api
+    r = _Reader(row, "JobDto")
     return r.required_int("Id"), JobState.parse(_raw_state(r))
 
 

@@ -763,7 +763,7 @@ class JobWatcher:
         self._note_states([r for r in rows if r[0] in asked and r[0] in jobs], now)
         # Jobs not in the rows left the unfinished states: the planner has them
         # read by id, and that read tells the deadlines their state.
-        ours = [i for i in job_ids if i in self._jobs]
+        ours = [i for i in job_ids if i in jobs]
         if self._planner.observe_range(
             ours,
             rows,
@@ -1016,15 +1016,8 @@ class JobWatcher:
 
     def _note_state(self, job_id: int, state: JobState, now: float) -> None:
         """The server answered ``state`` for the job at ``now``."""
-        watched = self._jobs.get(job_id)
-        if watched is not None:
-            self._note_watched_state(watched, state, now)
-
-    def _note_watched_state(self, watched: _Watched, state: JobState, now: float) -> None:
-        """:meth:`_note_state` of a watched job."""
-        self._deadlines.seen(watched.handle.job_id, state, now=now)
-        if watched.state != state:
-            self._state_changed(watched, state)
+        if job_id in self._jobs:
+            self._note_states([(job_id, state)], now)
 
     def _note_states(self, rows: Sequence[tuple[int, JobState]], now: float) -> None:
         """:meth:`_note_state` of each watched job of a list answer's ``rows``,

@@ -262,6 +262,20 @@ async def _dispatch_hr_and_shared(sim: SimulatorHandle, journal: Path, env: Any)
     )  # fmt: skip
 
 
+async def _dispatch_with_hr_refused(
+    start_simulator: Callable[..., Any], refused: dict[str, Any], tmp_path: Path
+) -> tuple[SimulatorHandle, Any, Path, Any]:
+    """A simulator whose HR folder ``refused`` (a middleware of :func:`_refuse_folder`,
+    already added) refuses, and the first ``dispatch`` against it (exit 1: HR's jobs
+    unknown): the simulator, the CLI's environment, the journal and that run."""
+    sim: SimulatorHandle = await start_simulator(time_scale=60.0)
+    refused["key"] = _key_of(sim, "HR")
+    env, journal = cli_env(tmp_path), tmp_path / "batch.sqlite"
+    first = await _dispatch_hr_and_shared(sim, journal, env)
+    assert first.returncode == 1, first.stderr
+    return sim, env, journal, first
+
+
 @pytest.mark.slow  # starts the CLI twice
 async def test_dispatch_resume_learns_the_outcome_of_jobs_ended_by_a_refusal(
     start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -271,11 +285,7 @@ async def test_dispatch_resume_learns_the_outcome_of_jobs_ended_by_a_refusal(
     ``dispatch --resume`` reports their real outcome, never starting one again."""
     middleware, refused = _refuse_folder()
     add_simulator_middleware(monkeypatch, middleware)
-    sim: SimulatorHandle = await start_simulator(time_scale=60.0)
-    refused["key"] = _key_of(sim, "HR")
-    env, journal = cli_env(tmp_path), tmp_path / "batch.sqlite"
-    first = await _dispatch_hr_and_shared(sim, journal, env)
-    assert first.returncode == 1, first.stderr
+    sim, env, journal, first = await _dispatch_with_hr_refused(start_simulator, refused, tmp_path)
     by_folder = {r["folder"]: r["outcome"] for r in first.rows()}
     assert by_folder == {"HR": "unknown", "Shared": "successful"}, first.stdout
     assert f"learn their outcome with:\n  async-orch dispatch --resume {journal}" in first.stderr
@@ -322,11 +332,7 @@ async def test_dispatch_says_a_resume_also_starts_the_requests_refused_at_start(
 
     add_simulator_middleware(monkeypatch, middleware)
     add_simulator_middleware(monkeypatch, refuse_second_start)
-    sim: SimulatorHandle = await start_simulator(time_scale=60.0)
-    refused["key"] = _key_of(sim, "HR")
-    env, journal = cli_env(tmp_path), tmp_path / "batch.sqlite"
-    first = await _dispatch_hr_and_shared(sim, journal, env)
-    assert first.returncode == 1, first.stderr
+    sim, env, journal, first = await _dispatch_with_hr_refused(start_simulator, refused, tmp_path)
     outcomes = sorted((r["folder"], r["outcome"]) for r in first.rows())
     assert outcomes == [("HR", "not_started"), ("HR", "unknown")] + [("Shared", "successful")] * 2
     expected = (

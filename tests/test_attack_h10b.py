@@ -372,6 +372,19 @@ async def test_a_stream_left_as_jobs_end_loses_no_result(
         assert named == sorted(started), k
 
 
+async def _three_slow_jobs(
+    start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, middleware: Any
+) -> tuple[SimulatorHandle, list[JobRequest]]:
+    """A simulator behind ``middleware`` and 3 requests of its Slow process (they run
+    until stopped) in Shared."""
+    add_simulator_middleware(monkeypatch, middleware)
+    sim: SimulatorHandle = await start_simulator(
+        parse_scenario(_ECHO_AND_SLOW, name="slow"), time_scale=60.0
+    )
+    requests = [JobRequest(process="Slow", folder="Shared", inputs={"n": n}) for n in range(3)]
+    return sim, requests
+
+
 async def test_a_cancel_while_jobs_are_being_stopped_still_reports_them(
     start_simulator: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -391,11 +404,7 @@ async def test_a_cancel_while_jobs_are_being_stopped_still_reports_them(
             stopping.set()
         return await handler(request)
 
-    add_simulator_middleware(monkeypatch, see_stops)
-    sim: SimulatorHandle = await start_simulator(
-        parse_scenario(_ECHO_AND_SLOW, name="slow"), time_scale=60.0
-    )
-    requests = [JobRequest(process="Slow", folder="Shared", inputs={"n": n}) for n in range(3)]
+    sim, requests = await _three_slow_jobs(start_simulator, monkeypatch, see_stops)
     hooks, started, abandoned, running = _noting(when=("Running", 3))
     stop = StopPolicy(on_cancel=True, grace=30)
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
@@ -430,11 +439,7 @@ async def test_a_cancel_whose_stop_is_refused_still_raises_the_cancellation(
             return aiohttp.web.json_response(body, status=status)
         return await handler(request)
 
-    add_simulator_middleware(monkeypatch, refuse)
-    sim: SimulatorHandle = await start_simulator(
-        parse_scenario(_ECHO_AND_SLOW, name="slow"), time_scale=60.0
-    )
-    requests = [JobRequest(process="Slow", folder="Shared", inputs={"n": n}) for n in range(3)]
+    sim, requests = await _three_slow_jobs(start_simulator, monkeypatch, refuse)
     hooks, started, abandoned, running = _noting(when=("Running", 3))
     stop = StopPolicy(on_cancel=True, grace=1)
     async with OrchestratorClient(fast_settings(sim), poll=fast_poll()) as orch:
