@@ -114,6 +114,9 @@ class ListBudget:
         self._last_cut = -math.inf
         self._grown_at: float | None = None  # when the rate last grew
         self._smooth: float | None = None  # _smooth_ready's answer, until the next spend
+        # ready_at's answers (not eager, eager) until the budget changes: planning
+        # asks several times a turn, and a thousand times a batch, between changes.
+        self._ready: list[float | None] = [None, None]
 
     @property
     def spacing(self) -> float:
@@ -133,6 +136,13 @@ class ListBudget:
         ``EAGER_SPEEDUP`` times sooner than the even spacing (while the rate is at
         its ceiling), within the window and the smoothness rule of :meth:`_smooth_ready`.
         """
+        cached = self._ready[eager]
+        if cached is not None:
+            return cached
+        self._ready[eager] = ready = self._ready_at(eager)
+        return ready
+
+    def _ready_at(self, eager: bool) -> float:
         if not self.capacity:
             return math.inf
         ready = self._paused_until
@@ -181,10 +191,12 @@ class ListBudget:
         """A list call is made at ``now``."""
         self._times.append(now)
         self._smooth = None
+        self._ready = [None, None]
 
     def pause_until(self, until: float) -> None:
         """No list call before ``until``."""
         self._paused_until = max(self._paused_until, until)
+        self._ready = [None, None]
 
     def observe(self, remaining: int | None, *, now: float) -> None:
         """A list call was answered; ``remaining`` is its X-RateLimit-Remaining
@@ -207,10 +219,12 @@ class ListBudget:
             return
         self._last_cut = now
         self.rate = max(self.floor, self.rate * factor)
+        self._ready = [None, None]
         self.cuts += 1
 
     def _grow(self, now: float) -> None:
         if self._grown_at is not None:
             step = self.capacity * GROWTH_FRACTION * (now - self._grown_at) / self.window
             self.rate = min(float(self.capacity), self.rate + max(0.0, step))
+            self._ready = [None, None]
         self._grown_at = now

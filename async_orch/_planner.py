@@ -182,6 +182,7 @@ import collections
 import enum
 import itertools
 import math
+import operator
 from collections.abc import Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeAlias, TypeVar
@@ -491,8 +492,9 @@ class _FolderWatch(Generic[FolderT]):
         self.jobs: dict[int, _Track[FolderT]] = {}
         self._min_ready: float | None = math.inf  # None: unknown
         self._min_overdue: float | None = math.inf
-        # due_summary's last answer: (computed at, valid before, the summary).
-        self._due: tuple[float, float, _DueSummary] | None = None
+        # due_summary's last answer: (computed at, valid before, the summary, the
+        # due jobs in the folder's order).
+        self._due: tuple[float, float, _DueSummary, list[_Track[FolderT]]] | None = None
 
     def add(self, track: _Track[FolderT]) -> None:
         self.jobs[track.job_id] = track
@@ -512,6 +514,22 @@ class _FolderWatch(Generic[FolderT]):
         if track.overdue_at == self._min_overdue:
             self._min_overdue = None
 
+    def remove_many(self, job_ids: Iterable[int]) -> None:
+        """:meth:`remove` of each of ``job_ids`` (a list call's jobs, in one call)."""
+        jobs = self.jobs
+        changed = False
+        for job_id in job_ids:
+            track = jobs.pop(job_id, None)
+            if track is None:
+                continue
+            changed = True
+            if track.ready_at == self._min_ready:
+                self._min_ready = None
+            if track.overdue_at == self._min_overdue:
+                self._min_overdue = None
+        if changed:
+            self._due = None
+
     def take_all(self) -> list[_Track[FolderT]]:
         """Remove every job at once (a range query settles them all)."""
         tracks = list(self.jobs.values())
@@ -527,19 +545,39 @@ class _FolderWatch(Generic[FolderT]):
         cached = self._due
         if cached is not None and cached[0] <= now < cached[1]:
             return cached[2]
-        due_times: list[float] = []
+        due: list[_Track[FolderT]] = []
         later = math.inf  # the next job to become ready ends the summary
+        first = math.inf  # the earliest ready_at of all: min_ready, from the same pass
         for track in self.jobs.values():
             ready = track.ready_at
             if ready <= now:
-                due_times.append(track.due_at)
+                due.append(track)
+                if ready < first:
+                    first = ready
             elif ready < later:
                 later = ready
+        due_times = [t.due_at for t in due]
         # min and sum as the ranking always took them (sum is compensated from
         # Python 3.12: a plain running total could break ties differently there).
         summary = _DueSummary(len(due_times), min(due_times, default=math.inf), sum(due_times))
-        self._due = (now, later, summary)
+        self._due = (now, later, summary, due)
+        if self._min_ready is None:
+            self._min_ready = first if first < later else later
         return summary
+
+    def due_jobs(self, now: float) -> list[_Track[FolderT]]:
+        """The jobs :meth:`due_summary` counts at ``now`` (``ready_at <= now``), in
+        the folder's order: a new list, from its pass when still valid."""
+        self.due_summary(now)
+        assert self._due is not None  # set by due_summary
+        return list(self._due[3])
+
+    def nothing_ready(self, now: float) -> bool:
+        """Whether no job of the folder may be listed at ``now``; when the earliest
+        ``ready_at`` is not known, :meth:`due_summary`'s pass finds it (and is kept)."""
+        if self._min_ready is None:
+            self.due_summary(now)
+        return self.min_ready > now
 
     @property
     def min_ready(self) -> float:
@@ -1147,7 +1185,7 @@ class PollPlanner(Generic[FolderT]):
         starving_limit = now - self.policy.max_interval / 2
         best: tuple[tuple[int, float, float], FolderT] | None = None
         for folder, watch in self._watching.items():
-            if watch.min_ready > now:
+            if watch.nothing_ready(now):
                 continue  # nothing due in this folder
             if eager_only and self._eager_at(folder, watch) > now:
                 continue
@@ -1181,8 +1219,7 @@ class PollPlanner(Generic[FolderT]):
                 return self._issue_range(folder, watch.take_all(), now)
             self._by_ids_next.discard(folder)
         room = ListRoom.of(job_states_query, max_values=self.policy.max_batch)
-        due = [t for t in watch.jobs.values() if t.ready_at <= now]
-        chosen = self._take_for_list(folder, due, now, room)
+        chosen = self._take_for_list(folder, watch.due_jobs(now), now, room)
         self._budget.spend(now)
         self._count.list_calls += 1
         return ListBatch(folder, chosen)
@@ -1221,11 +1258,11 @@ class PollPlanner(Generic[FolderT]):
         """One range query settling ``tracks`` (watched jobs of ``folder``), now LISTING."""
         self._continue.pop(folder, None)
         self._called(folder)
-        watch = self._watching[folder]
+        job_ids = [t.job_id for t in tracks]
         for track in tracks:
             track.phase = _Phase.LISTING
-            watch.remove(track.job_id)  # nothing to do when taken out already
-        ids = tuple(sorted([t.job_id for t in tracks]))
+        self._watching[folder].remove_many(job_ids)  # nothing to do when taken out already
+        ids = tuple(sorted(job_ids))
         split = _straggler_split(ids, gap=_STRAGGLER_GAP)
         self._budget.spend(now)
         self._count.list_calls += 1
@@ -1239,25 +1276,26 @@ class PollPlanner(Generic[FolderT]):
         """Jobs of ``folder`` for one list call while ``room`` holds them, now
         LISTING: the due ones first, then the others not checked in
         ``min_interval`` or never listed (free riders)."""
-        due.sort(key=lambda t: t.due_at)
+        due.sort(key=_DUE_AT)
         chosen = _fill(room, due)
+        watch = self._watching[folder]
         if len(chosen) == len(due):
-            chosen_ids = {t.job_id for t in chosen}
+            # Every due job is chosen: the others are those not ready yet.
             recent = now - self.policy.min_interval
             extra = [
                 t
-                for t in self._watching[folder].jobs.values()
-                if t.job_id not in chosen_ids
+                for t in watch.jobs.values()
+                if t.ready_at > now
                 and t.not_before <= now
                 and (t.last_checked <= recent or t.last_checked == t.added_at)
             ]
-            extra.sort(key=lambda t: t.due_at)
+            extra.sort(key=_DUE_AT)
             chosen.extend(_fill(room, extra))
-        watch = self._watching[folder]
+        job_ids = tuple([t.job_id for t in chosen])
         for track in chosen:
             track.phase = _Phase.LISTING
-            watch.remove(track.job_id)
-        return tuple(t.job_id for t in chosen)
+        watch.remove_many(job_ids)
+        return job_ids
 
     def _most_overdue(self, now: float) -> _Track[FolderT] | None:
         # overdue_at, as in next_wake: a wake time computed there is exact here.
@@ -1326,6 +1364,9 @@ class PollPlanner(Generic[FolderT]):
         self._leave_phase(track)
 
 
+_DUE_AT = operator.attrgetter("due_at")  # a sort key, without a Python call per job
+
+
 def _fill(room: ListRoom, tracks: list[_Track[FolderT]]) -> list[_Track[FolderT]]:
     """The first ``tracks`` whose ids ``room`` holds, in order (taken from it)."""
-    return tracks[: room.take_ids(t.job_id for t in tracks)]
+    return tracks[: room.take_ids([t.job_id for t in tracks])]

@@ -89,6 +89,7 @@ from async_orch._seams import JobsAPI, RangeAnswer
 from async_orch._shared_budget import SharedListBudget
 from async_orch._states import JobState
 from async_orch._url_lists import ListRoom, job_states_query, split_to_fit
+from async_orch._wakeup import Wakeup
 from async_orch._webhooks import JobEvent, WebhookReceiver
 
 __all__ = ["Finished", "JobWatcher", "WatcherGroup", "identity_change"]
@@ -317,12 +318,12 @@ class JobWatcher:
         self._not_found_ids: list[int] = []  # lost since the last warning
         self._not_found_warned = self._clock()
         self._fetchers = 0  # reader tasks running
-        self._idle_readers: deque[anyio.Event] = deque()  # one per reader waiting
+        self._idle_readers: deque[Wakeup] = deque()  # one per reader waiting
         self._readers_end = False  # the run loop is done: waiting readers return
         self._on_state = on_state
         self._jobs: dict[int, _Watched] = {}
         self._closed = False
-        self._wakeup = anyio.Event()
+        self._wakeup = Wakeup()
         self._sleeping_until = -math.inf  # when the run loop wakes by itself next
         self.pushed_seen = 0  # jobs whose end a webhook event told first
 
@@ -466,10 +467,8 @@ class JobWatcher:
             wake = self._planner.next_wake(now)
             until = min(math.inf if wake is None else wake, self._deadlines.next_due, pace_change)
             delay = max(0.0, until - now)
-            self._wakeup = anyio.Event()
             self._sleeping_until = now + delay
-            with anyio.move_on_after(delay):
-                await self._wakeup.wait()
+            await self._wakeup.sleep(delay)
 
     def _apply_pace(self, now: float) -> float:
         """Slow or restore polling per folder as webhook events come and go; return
@@ -496,15 +495,15 @@ class JobWatcher:
     async def _read_queued(self, on_finished: Callable[[Finished], Awaitable[None]]) -> None:
         """A reader: read queued jobs by id, one after another; wait while the queue
         is empty; return once the run loop is done."""
+        idle = Wakeup()
         try:
             while True:
                 if not self._fetch_queue:
                     self._warn_not_found()
                     if self._readers_end:
                         return
-                    idle = anyio.Event()
                     self._idle_readers.append(idle)
-                    await idle.wait()
+                    await idle.sleep()
                     continue
                 action = self._fetch_queue.popleft()
                 replan = True
