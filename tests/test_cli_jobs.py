@@ -168,3 +168,28 @@ async def test_a_job_not_found_in_a_default_folder_names_that_folder_and_its_sou
 
     found = await run_cli("jobs", "--url", sim.url, "--folder", "Finance", "--id", job_id, env=env)
     assert found.returncode == 0, found.stderr
+
+
+async def test_stop_reads_first_and_leaves_alone_the_jobs_that_ended_meanwhile(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A job the batch reported without ending (timed out here) that has ended since
+    is recorded ended, and no stop is sent to it (nor counted as sent)."""
+    sim: SimulatorHandle = await start_simulator(time_scale=5.0)  # DailyReport: 4-12 s
+    env = cli_env(tmp_path)
+    journal = tmp_path / "ended.sqlite"
+    dispatched = await run_cli(
+        "dispatch", "--url", sim.url, "--process", "DailyReport", "--folder", "Shared",
+        "--count", "2", "--timeout", "0.3", "--journal", str(journal), "--quiet", env=env,
+    )  # fmt: skip
+    assert dispatched.returncode == 1, dispatched.stderr
+    assert {r["outcome"] for r in dispatched.rows()} == {"timed_out"}  # left running
+    # Both end by themselves (0.8-2.4 s real), before the stop is asked for.
+    await wait_until(lambda: simulator_jobs(sim)["by_state"] == {"Successful": 2}, deadline=60.0)
+
+    stopped = await run_cli("stop", "--journal", str(journal), env=env)
+    assert "SoftStop sent to 0 unfinished jobs" in stopped.stderr, stopped.stderr
+    rows = stopped.rows()
+    assert {(r["outcome"], r["state"], r["stop_sent"]) for r in rows} == {
+        ("timed_out", "Successful", None)
+    }

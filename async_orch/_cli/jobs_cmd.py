@@ -215,10 +215,14 @@ async def _stop(args: argparse.Namespace) -> int:
     # to let that run end or stop it first; this command then stops whatever it
     # left running.
     with Journal.open(args.journal) as journal:
-        # Jobs not final, and jobs the batch reported without ending them (timed
-        # out, stuck Pending, suspended): they may still run or wait in the tenant.
-        unfinished = [j for j in journal.jobs() if not j.final or j.left_running]
         async with _journal_client(args, journal, "stop") as orch:
+            # Jobs not final, and jobs the batch reported without ending them (timed
+            # out, stuck Pending, suspended, ended by a refusal): they may still run
+            # or wait in the tenant. Read first: one that ended since the batch let
+            # go of it is recorded so and not sent a stop (what StopJobs does to an
+            # ended job is not documented), nor counted as stopped.
+            await refresh_unfinished(orch, journal, left_running=True)
+            unfinished = [j for j in journal.jobs() if not j.final or j.left_running]
             by_folder: dict[int, list[JobRecord]] = defaultdict(list)
             for job in unfinished:
                 by_folder[job.handle.folder_id].append(job)
