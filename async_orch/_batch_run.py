@@ -99,6 +99,7 @@ class BatchRun:
         hooks: Hooks | None,
         emit: Callable[[JobResult], Awaitable[None]],
         on_attempts: Callable[[JobHandle, int], None] | None = None,
+        on_left: Callable[[Abandoned], None] | None = None,
     ) -> None:
         # Every argument is checked here, before anything starts: all or nothing.
         self._requests = checked_requests(requests)
@@ -118,6 +119,9 @@ class BatchRun:
         # Told the StartJobs attempts of each job as it exists, before on_started
         # (a journal keeps them, for jobs it reports without seeing them end).
         self._on_attempts = on_attempts
+        # Told what an early end left behind once no StartJobs of the batch can be in
+        # flight, before hooks.on_abandoned (a journal records the starts in doubt).
+        self._on_left = on_left
         self._timeout = timeout
         self._deadline = self._clock() + timeout if timeout is not None else None
         self.progress = Progress(
@@ -410,6 +414,11 @@ class BatchRun:
                 stop_sent=stop_sent,
                 ended=tuple(ended),
             )
+            if self._on_left is not None:
+                try:
+                    self._on_left(abandoned)
+                except Exception as exc:  # the batch is ending already: said, not raised
+                    log.warning("async_orch.callback_failed", callback="on_left", error=repr(exc))
             report_abandoned(abandoned, self._hooks.on_abandoned)
 
     def _count_ended(self, handles: list[JobHandle]) -> None:

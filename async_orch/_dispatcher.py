@@ -298,6 +298,7 @@ class Dispatcher:
         stop: StopPolicy | None = None,
         hooks: Hooks | None = None,
         on_attempts: Callable[[JobHandle, int], None] | None = None,
+        on_left: Callable[[Abandoned], None] | None = None,
     ) -> AsyncIterator[AsyncIterator[JobResult]]:
         """Start ``requests`` (and/or watch existing ``handles``) in a task group of
         this ``async with`` block, which gives the results as jobs end, in
@@ -325,6 +326,10 @@ class Dispatcher:
                 instead of as a warning.
             on_attempts: told the StartJobs attempts of each job as it exists,
                 just before ``hooks.on_started`` (a journaled batch keeps them).
+            on_left: told what an early end left behind (the :class:`Abandoned`,
+                without results) once no StartJobs of the batch can still be in
+                flight, before ``hooks.on_abandoned`` (a journaled batch records
+                which starts are in doubt, so its resume waits only for those).
 
         Callbacks run in the event loop and must not block. One that raises ends
         the batch like a cancellation, and its exception comes out of the
@@ -363,6 +368,7 @@ class Dispatcher:
                 stop=stop,
                 hooks=with_results(hooks, unread),
                 on_attempts=on_attempts,
+                on_left=on_left,
             )
             await batch.preflight()  # an error no job can survive comes out of `async with`
         except BaseException:  # refused before it began (two equal References, bad secret)
@@ -405,6 +411,7 @@ class Dispatcher:
         stop: StopPolicy | None,
         hooks: Hooks | None,
         on_attempts: Callable[[JobHandle, int], None] | None = None,
+        on_left: Callable[[Abandoned], None] | None = None,
     ) -> BatchRun:
         """The one place a batch is built (and checked, before anything starts)."""
         return BatchRun(
@@ -416,6 +423,7 @@ class Dispatcher:
             hooks=hooks,
             emit=emit,
             on_attempts=on_attempts,
+            on_left=on_left,
         )
 
 

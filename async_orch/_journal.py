@@ -654,6 +654,33 @@ class Journal:
         detail = self._json(row[1], "events (last finished)", "detail", dict) if row[1] else {}
         return detail.get("interrupted") is False
 
+    def starts_in_doubt(self) -> frozenset[str] | None:
+        """The References whose StartJobs the last run may have left for the server
+        to complete. Empty when it ended by itself; when it ended early (an error,
+        an interrupt) with its process alive to record it, those its batch named in
+        doubt as it ended (the ``abandoned`` event's ``uncertain_references``: cut
+        off, or cancelled while being looked up); None when nothing says (it was
+        killed, or the record is not one async-orch wrote): then any may be."""
+        if self.last_run_finished():
+            return frozenset()
+        with self._reading("events"):
+            rows = self._db.execute(
+                "SELECT kind, detail FROM events WHERE seq > COALESCE((SELECT MAX(seq) FROM "
+                "events WHERE kind IN ('created', 'resumed')), 0) AND kind = 'abandoned'"
+            ).fetchall()
+        if not rows:
+            return None
+        doubt: set[str] = set()
+        for _, detail in rows:
+            try:
+                references = json.loads(detail)["uncertain_references"] if detail else None
+            except (ValueError, TypeError, KeyError):
+                return None
+            if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
+                return None
+            doubt.update(references)
+        return frozenset(doubt)
+
     # -- reading rows, checked: a row async-orch did not write is damage, not a guess --
 
     def _request(

@@ -268,7 +268,17 @@ async def resume_plan(
     never_started = await reconcile(
         api, store, plan.lookup, refused=refused_errors, to_server=to_server
     )
-    if never_started and not store.last_run_finished():
+    # Not found by Reference: never posted, or posted and still to be completed by
+    # the server (a start in doubt), which only the reconcile window tells apart.
+    finished = store.last_run_finished()
+    in_doubt = frozenset() if finished else _starts_in_doubt(store)
+    doubtful = in_doubt is None or bool(in_doubt & {r.reference for r in never_started})
+    if never_started and not finished and not doubtful:
+        say(
+            f"{len(never_started)} not found by Reference; the last run ended early "
+            "with none of their StartJobs in doubt: starting them now"
+        )
+    if never_started and doubtful:
         wait = window_ends - time.monotonic()
         if wait > 0:
             # A library caller hears nothing from ``say``: the wait is logged too.
@@ -372,6 +382,20 @@ async def run_stored(
         if hooks.on_abandoned is not None:
             hooks.on_abandoned(replace(abandoned, results=()))
 
+    def on_left(abandoned: Abandoned) -> None:
+        # The batch ended early, and no StartJobs of it is in flight any more: the
+        # References it names in doubt are the only starts the server may still
+        # complete, so a resume waits out the reconcile window only for them.
+        if store.failure is None:
+            store.record_event(
+                "abandoned",
+                reason=abandoned.reason,
+                stopped=[h.job_id for h in abandoned.stopped],
+                left_running=[h.job_id for h in abandoned.left_running],
+                ended=[h.job_id for h in abandoned.ended],
+                uncertain_references=list(abandoned.uncertain_references),
+            )
+
     results: list[JobResult] = []
     orch.transport.ensure_open()
     try:
@@ -389,6 +413,7 @@ async def run_stored(
                 on_abandoned=on_abandoned if hooks.on_abandoned is not None else None,
             ),
             on_attempts=on_attempts,
+            on_left=on_left,
         ) as stream:
             async for result in stream:
                 if result.handle in attempts_of and not result.attempts:
@@ -525,6 +550,19 @@ async def _resume(
     results += [refused_result(record, error) for record, error in refused]
     results.sort(key=lambda r: (r.index, r.job_id or 0))
     return results
+
+
+def _starts_in_doubt(store: JobStore) -> frozenset[str] | None:
+    """The References whose StartJobs the server may still complete from a last
+    run that did not end by itself (None: it cannot tell, so every request not
+    found is waited for): after an early end recorded while its process lived,
+    the starts it named in doubt. ``starts_in_doubt`` is the SQLite journal's; a
+    store without it is asked only ``last_run_finished``, as before."""
+    ask = getattr(store, "starts_in_doubt", None)
+    if ask is None:
+        return None
+    found: frozenset[str] | None = ask()
+    return found
 
 
 def refused_result(record: RequestRecord, error: RequestError) -> JobResult:

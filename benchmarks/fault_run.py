@@ -249,6 +249,9 @@ class Options:
     deadline: float = 1200.0  # seconds for the whole run before it is called off
     workdir: Path | None = None
     scenario: str = "faults"  # a key of TARGETS
+    # How the CLI is stopped at a kill point: SIGKILL (a crash: nothing recorded) or
+    # SIGINT (an interrupt: the batch ends early and records the starts in doubt).
+    kill_signal: str = "KILL"
 
     @property
     def target(self) -> Target:
@@ -409,7 +412,7 @@ def _drive(
                 if event == "restart":
                     sim.restart()
                 else:
-                    cli.send_signal(signal.SIGKILL)
+                    cli.send_signal(getattr(signal, f"SIG{options.kill_signal}"))
                     killed = True
                     report.kills += 1
             time.sleep(0.1)  # polling the journal file, not waiting for anything to happen
@@ -476,7 +479,7 @@ def table(report: Report, options: Options) -> str:
     outcomes = ", ".join(f"{name} {n:,}" for name, n in report.outcomes.most_common())
     rows = [
         ("jobs (requests)", f"{report.jobs:,} over {len(options.target.folders)} folders"),
-        ("CLI kills (SIGKILL) / runs", f"{report.kills} / {report.cli_runs}"),
+        (f"CLI kills (SIG{options.kill_signal}) / runs", f"{report.kills} / {report.cli_runs}"),
         ("simulator restarts (SIGKILL, --state)", str(report.restarts)),
         ("faults injected", faults),
         ("jobs created on the server", f"{report.jobs_created:,}"),
@@ -492,7 +495,7 @@ def table(report: Report, options: Options) -> str:
     width = max(len(name) for name, _ in rows)
     lines = [f"fault run: --jobs {options.jobs} --kills {options.kills} "
              f"--restarts {options.restarts} --seed {options.seed} "
-             f"--scenario {options.scenario}", ""]  # fmt: skip
+             f"--scenario {options.scenario} --signal {options.kill_signal}", ""]  # fmt: skip
     lines += [f"| {name.ljust(width)} | {value} |" for name, value in rows]
     lines.append("events: " + ("; ".join(report.events) or "none"))
     for item in report.honest[:10]:
@@ -517,11 +520,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--scenario", choices=sorted(TARGETS), default="faults",
                         help="faults (its own, 4 folders) or the built-in realistic")  # fmt: skip
+    parser.add_argument("--signal", choices=("KILL", "INT"), default="KILL",
+                        help="how the CLI is stopped: KILL (a crash) or INT (an interrupt, "
+                        "which records the starts in doubt)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.kills < 0 or args.restarts < 0:
         parser.error("--jobs must be at least 1, --kills and --restarts at least 0")
     options = Options(args.jobs, args.kills, args.restarts, args.seed, args.deadline, args.workdir,
-                      args.scenario)  # fmt: skip
+                      args.scenario, args.signal)  # fmt: skip
     return options, args.json
 
 

@@ -210,3 +210,76 @@ async def test_a_resume_waiting_out_the_reconcile_window_says_so_in_the_log(
     assert [r.outcome for r in results] == [Outcome.SUCCESSFUL] * 2
     (waiting,) = [e for e in logs if e["event"] == "async_orch.resume_waiting_reconcile_window"]
     assert waiting["not_found"] == 2 and 0 < waiting["seconds"] <= 1.5
+
+
+async def test_a_run_ended_by_an_error_is_resumed_without_waiting_the_reconcile_window(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The run ended early but lived to record it (a callback raised here): no
+    StartJobs of it was left in doubt, so the requests it never posted start at
+    once, each exactly once (the window is ten minutes: waiting it would time out)."""
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    settings = fast_settings(sim)
+    path = tmp_path / "error.sqlite"
+    limits = DispatchLimits(max_in_flight=1, starts_per_second=20.0)
+    started: list[JobHandle] = []
+
+    def on_started(index: int, handle: JobHandle) -> None:
+        started.append(handle)
+        if len(started) == 4:
+            raise RuntimeError("a broken callback")
+
+    async with OrchestratorClient(settings, limits=limits, poll=fast_poll()) as orch:
+        with pytest.raises(RuntimeError, match="a broken callback"):
+            await orch.run_jobs(_requests(), journal=path, hooks=Hooks(on_started=on_started))
+    with Journal.open(path, read_only=True) as journal:
+        assert journal.starts_in_doubt() == frozenset()  # recorded without any hook
+        assert 4 <= len(journal.jobs()) < COUNT
+
+    settings = replace(settings, retry=replace(settings.retry, reconcile_window=600.0))
+    with structlog.testing.capture_logs() as logs:
+        async with OrchestratorClient(settings, poll=fast_poll()) as orch:
+            with anyio.fail_after(60):
+                results = await orch.resume_jobs(path)
+    assert not [e for e in logs if e["event"] == "async_orch.resume_waiting_reconcile_window"]
+    assert all(r.outcome is Outcome.SUCCESSFUL for r in results)
+    with Journal.open(path, read_only=True) as journal:
+        jobs = journal.jobs()
+    assert len(jobs) == COUNT and all(j.outcome == "successful" for j in jobs)
+    counters = simulator_jobs(sim)
+    assert counters["created"] == COUNT and counters["duplicate_references"] == {}
+    assert set(counters["by_reference"].values()) == {1}
+
+
+@pytest.mark.parametrize(
+    ("abandoned", "waits"),
+    [
+        ({"uncertain_references": []}, False),  # ended early, nothing in doubt
+        ({"uncertain_references": ["ao-cut-1"]}, True),  # a start of it in doubt
+        ({"uncertain_references": ["someone-else"]}, False),  # in doubt, but found or not ours
+        ({"uncertain_references": "ao-cut-1"}, True),  # not what async-orch writes: any may be
+        (None, True),  # no word of how it ended (killed)
+    ],
+)
+async def test_a_resume_waits_the_reconcile_window_only_for_starts_in_doubt(
+    start_simulator: Callable[..., Any],
+    tmp_path: Path,
+    abandoned: dict[str, Any] | None,
+    waits: bool,
+) -> None:
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    settings = fast_settings(sim)
+    settings = replace(settings, retry=replace(settings.retry, reconcile_window=1.5))
+    path = tmp_path / "cut.sqlite"
+    records = records_for(_requests()[:2], "cut")
+    target = target_of(settings)
+    with Journal.create(path, target=target, batch_id="cut", requests=records) as journal:
+        if abandoned is not None:
+            journal.record_event("abandoned", reason="ValueError", **abandoned)
+    with structlog.testing.capture_logs() as logs:
+        async with OrchestratorClient(settings, poll=fast_poll()) as orch:
+            results = await orch.resume_jobs(path)
+    assert [r.outcome for r in results] == [Outcome.SUCCESSFUL] * 2
+    waited = [e for e in logs if e["event"] == "async_orch.resume_waiting_reconcile_window"]
+    assert bool(waited) is waits
+    assert simulator_jobs(sim)["by_reference"] == {"ao-cut-0": 1, "ao-cut-1": 1}

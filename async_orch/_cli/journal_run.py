@@ -265,15 +265,8 @@ async def run_journaled(
 def _report_abandoned(
     journal: Journal, abandoned: Abandoned, stream: TextIO, *, interrupted: bool
 ) -> None:
-    """Say what an early end left behind (the library then logs it at info only)."""
-    journal.record_event(
-        "abandoned",
-        reason=abandoned.reason,
-        stopped=[h.job_id for h in abandoned.stopped],
-        left_running=[h.job_id for h in abandoned.left_running],
-        ended=[h.job_id for h in abandoned.ended],
-        uncertain_references=list(abandoned.uncertain_references),
-    )
+    """Say what an early end left behind (the library then logs it at info only;
+    ``run_stored`` has recorded it in the journal)."""
     if abandoned.stop_sent:
         records = {(j.job_id, j.handle.job_key): j for j in journal.jobs()}
         for handle in (*abandoned.stopped, *abandoned.left_running):
