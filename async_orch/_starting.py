@@ -275,9 +275,10 @@ class Starter:
                     if release is None:
                         release = await self._limiter.take_turn(folder.id, deadline=deadline)
                     await self._post(protocol, step, folder, body, shield=shield)
-        except anyio.get_cancelled_exc_class():
+        except BaseException:
             if protocol.reconciling:
-                # Cancelled before the lookups could tell: its jobs may exist.
+                # Ended before the lookups could tell (cancelled, or an error that is
+                # no answer, such as the client closed under it): its jobs may exist.
                 shield.uncertain.append(reference)
             raise
         finally:
@@ -312,6 +313,11 @@ class Starter:
                     error=str(exc),
                 )
                 protocol.post_failed(exc, self._clock())
+            except Exception:
+                # Neither an answer nor a refusal (the client closed under the call,
+                # say): the POST may be on the server, so the start is in doubt.
+                shield.uncertain.append(reference)
+                raise
             else:
                 protocol.posted(jobs)
         if scope.cancelled_caught:

@@ -5,6 +5,7 @@ simulator's own per-Reference counters."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -14,11 +15,12 @@ import aiohttp
 import anyio
 import pytest
 import structlog
-from cli_harness import simulator_jobs
+from cli_harness import simulator_jobs, wait_until
 from conftest import SimClient
 from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, requests_to, scenario
 
 from async_orch import (
+    ClientClosedError,
     ConfigurationError,
     DispatchLimits,
     Hooks,
@@ -283,3 +285,49 @@ async def test_a_resume_waits_the_reconcile_window_only_for_starts_in_doubt(
     waited = [e for e in logs if e["event"] == "async_orch.resume_waiting_reconcile_window"]
     assert bool(waited) is waits
     assert simulator_jobs(sim)["by_reference"] == {"ao-cut-0": 1, "ao-cut-1": 1}
+
+
+async def test_a_client_closed_under_an_ambiguous_start_leaves_that_start_in_doubt(
+    start_simulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Attack (resume review): the application closes its client while the server
+    holds a StartJobs. The POST fails ambiguously, the lookup then raises
+    ClientClosedError (no cancellation): the start must still be recorded in
+    doubt, so the resume waits the window and adopts the job the server completes
+    late, instead of starting a second one at once."""
+    late, window = 4.0, 12.0  # the server completes it after 4 s; the window is longer
+    sim = await start_simulator(scenario(), time_scale=50.0)
+    settings = fast_settings(sim)
+    settings = replace(settings, retry=replace(settings.retry, reconcile_window=window))
+    path = tmp_path / "closed.sqlite"
+    request = JobRequest(process="Echo", folder="HR", inputs={"i": 0}, reference="held-0")
+    sim.simulator.set_faults({"late_completion_rate": 1.0, "late_completion_seconds": late})
+    failure: list[BaseException] = []
+    with structlog.testing.capture_logs() as logs:
+        async with OrchestratorClient(settings, poll=fast_poll()) as orch:
+
+            async def run() -> None:
+                try:
+                    await orch.run_jobs([request], journal=path)
+                except ClientClosedError as exc:
+                    failure.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                # Until the server holds the StartJobs:
+                await wait_until(
+                    lambda: any(e["event"] == "async_orch.simulator.fault_injected" for e in logs)
+                )
+                await orch.aclose()
+    held_since = time.monotonic()
+    sim.simulator.set_faults({}, clear=True)
+    assert failure
+    with Journal.open(path, read_only=True) as journal:
+        assert journal.starts_in_doubt() == frozenset({"held-0"})
+    async with OrchestratorClient(settings, poll=fast_poll()) as orch:
+        with anyio.fail_after(60):
+            results = await orch.resume_jobs(path)
+    assert [r.outcome for r in results] == [Outcome.SUCCESSFUL]
+    # A second job would come from the resume at once, then the held one at 4 s.
+    await anyio.sleep(max(0.0, held_since + late + 1.0 - time.monotonic()))
+    assert simulator_jobs(sim)["by_reference"] == {"held-0": 1}
