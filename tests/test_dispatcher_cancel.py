@@ -183,3 +183,7 @@ async def test_a_client_closed_under_starts_in_flight_is_one_error_and_reports_i
     (event,) = left_running(logs)
     assert event["reason"] == "ClientClosedError"
     assert sorted(event["job_ids"]) == sorted(api.jobs)
+    # No answer came to the six held calls: each may be on the server, so each is
+    # in doubt (a journal's resume waits the reconcile window for them).
+    held = [reference for kind, _, reference in api.calls if kind == "start"][2:]
+    assert len(held) == 6 and sorted(event["uncertain_references"]) == sorted(held)
