@@ -665,13 +665,13 @@ class Journal:
             return frozenset()
         with self._reading("events"):
             rows = self._db.execute(
-                "SELECT kind, detail FROM events WHERE seq > COALESCE((SELECT MAX(seq) FROM "
+                "SELECT detail FROM events WHERE seq > COALESCE((SELECT MAX(seq) FROM "
                 "events WHERE kind IN ('created', 'resumed')), 0) AND kind = 'abandoned'"
             ).fetchall()
         if not rows:
             return None
         doubt: set[str] = set()
-        for _, detail in rows:
+        for (detail,) in rows:
             try:
                 references = json.loads(detail)["uncertain_references"] if detail else None
             except (ValueError, TypeError, KeyError):

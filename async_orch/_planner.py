@@ -505,17 +505,11 @@ class _FolderWatch(Generic[FolderT]):
             self._min_overdue = track.overdue_at
 
     def remove(self, job_id: int) -> None:
-        track = self.jobs.pop(job_id, None)
-        if track is None:
-            return
-        self._due = None
-        if track.ready_at == self._min_ready:
-            self._min_ready = None
-        if track.overdue_at == self._min_overdue:
-            self._min_overdue = None
+        self.remove_many((job_id,))
 
     def remove_many(self, job_ids: Iterable[int]) -> None:
-        """:meth:`remove` of each of ``job_ids`` (a list call's jobs, in one call)."""
+        """Take ``job_ids`` out (a list call's jobs, in one call); ids not here are
+        ignored. The minima they held and the due summary become unknown."""
         jobs = self.jobs
         changed = False
         for job_id in job_ids:

@@ -30,9 +30,8 @@ class Wakeup:
 
     def set(self) -> None:
         """Wake the sleeper now, if there is one."""
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._waiter is not None:
+            _ring(self._waiter)
 
     async def sleep(self, delay: float = math.inf) -> None:
         """Sleep until :meth:`set` or ``delay`` seconds pass (inf: until set)."""
