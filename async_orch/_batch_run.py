@@ -247,6 +247,7 @@ class BatchRun:
                 retries=self._retries,
                 on_window=step_aside,
                 inputs_json=self._requests.inputs_json[index],
+                checked=True,
             )
         finally:
             await self._report_displaced()

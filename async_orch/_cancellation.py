@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
 from typing import NoReturn
 
 import anyio
@@ -56,17 +56,10 @@ class StartShield:
         self._deadline: float | None = None
         self.uncertain: list[str] = []  # References of calls cut off after the wait
 
-    @contextmanager
-    def protect(self) -> Iterator[anyio.CancelScope]:
-        scope = anyio.CancelScope(shield=True)
-        if self._deadline is not None:
-            scope.deadline = self._deadline
-        self._scopes.add(scope)
-        try:
-            with scope:
-                yield scope
-        finally:
-            self._scopes.discard(scope)
+    def protect(self) -> _Protected:
+        """A context manager: a shielded cancel scope around one StartJobs call,
+        given at most the abandon deadline (a class, not a generator: one a start)."""
+        return _Protected(self)
 
     def abandon(self) -> None:
         """From now on, calls in flight (and new ones) have ``ABANDON_START_WAIT`` left."""
@@ -74,6 +67,38 @@ class StartShield:
             self._deadline = anyio.current_time() + ABANDON_START_WAIT
         for scope in self._scopes:
             scope.deadline = min(scope.deadline, self._deadline)
+
+
+class _Protected:
+    """:meth:`StartShield.protect`'s context manager; it gives the scope."""
+
+    __slots__ = ("_scope", "_shield")
+
+    def __init__(self, shield: StartShield) -> None:
+        self._shield = shield
+        self._scope = anyio.CancelScope(shield=True)
+
+    def __enter__(self) -> anyio.CancelScope:
+        scope, shield = self._scope, self._shield
+        if shield._deadline is not None:
+            scope.deadline = shield._deadline
+        shield._scopes.add(scope)
+        try:
+            return scope.__enter__()
+        except BaseException:
+            shield._scopes.discard(scope)
+            raise
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> bool:
+        try:
+            return bool(self._scope.__exit__(kind, error, trace))
+        finally:
+            self._shield._scopes.discard(self._scope)
 
 
 async def run_guarded(work: Callable[[], Awaitable[None]], shield: StartShield) -> None:

@@ -227,6 +227,7 @@ class Dispatcher:
                 retries=retries,
                 on_window=step_aside,
                 inputs_json=requests.inputs_json[index],
+                checked=True,
             )
 
         async def start_all() -> None:

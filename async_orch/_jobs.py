@@ -22,7 +22,15 @@ from typing import Any, TypeVar
 
 from async_orch._errors import InvalidRequestError, RequestError
 from async_orch._jsonvalues import text_problem
-from async_orch._models import Folder, Job, JobPriority, StartRequest, StartStrategy
+from async_orch._models import (
+    Folder,
+    Job,
+    JobPriority,
+    StartRequest,
+    StartStrategy,
+    id_tuple,
+    prechecked_start_request,
+)
 from async_orch._states import JobState
 
 __all__ = [
@@ -145,14 +153,47 @@ class JobRequest:
 
 
 def start_body(
-    request: JobRequest, *, release_key: str, reference: str | None, inputs_json: str | None = None
+    request: JobRequest,
+    *,
+    release_key: str,
+    reference: str | None,
+    inputs_json: str | None = None,
+    checked: bool = False,
 ) -> StartRequest:
     """:meth:`JobRequest.start_request`, given the request's inputs already encoded
     (``CheckedRequests.inputs_json``) so they are not encoded again; None: encode them.
 
+    ``checked``: the request passed :func:`checked_requests` (``inputs_json`` is then
+    its entry there, None meaning no inputs) and ``reference`` passed
+    ``batch_references``: the body is built without checking the same fields again.
+
     Raises:
         InvalidRequestError: see :meth:`JobRequest.check`.
     """
+    strategy, priority = request.strategy, request.priority
+    if (
+        checked
+        and isinstance(strategy, StartStrategy)
+        and (priority is None or isinstance(priority, JobPriority))
+        and isinstance(release_key, str)
+        and release_key.strip()
+        and (request.inputs is None) == (inputs_json is None)
+    ):
+        robots, machines = request.robot_ids, request.machine_session_ids
+        return prechecked_start_request(
+            release_key=release_key,
+            strategy=strategy,
+            jobs_count=request.jobs_count,
+            # Ids re-read (a list given may have changed since): cheap, and rare.
+            robot_ids=id_tuple(robots, "robot_ids") if robots else None,
+            machine_session_ids=id_tuple(machines, "machine_session_ids") if machines else None,
+            job_priority=priority,
+            specific_priority_value=request.specific_priority,
+            runtime_type=request.runtime_type,
+            reference=reference,
+            input_arguments=dict(request.inputs) if request.inputs is not None else None,
+            input_arguments_json=inputs_json,
+        )
     # A name that is no member is refused by StartRequest, with the choices.
     return StartRequest(
         release_key=release_key,

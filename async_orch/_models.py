@@ -795,7 +795,7 @@ class StartRequest:
         for name in ("robot_ids", "machine_session_ids"):
             ids = getattr(self, name)
             if ids is not None:
-                object.__setattr__(self, name, _id_tuple(ids, name))
+                object.__setattr__(self, name, id_tuple(ids, name))
         self._check()
         if self.input_arguments is not None and self.input_arguments_json is None:
             text = dump_input_arguments(self.input_arguments)
@@ -909,6 +909,45 @@ class StartRequest:
         return {"startInfo": _without_none(info)}
 
 
+def prechecked_start_request(
+    *,
+    release_key: str,
+    strategy: StartStrategy,
+    jobs_count: int,
+    robot_ids: tuple[int, ...] | None,
+    machine_session_ids: tuple[int, ...] | None,
+    job_priority: JobPriority | None,
+    specific_priority_value: int | None,
+    runtime_type: str | None,
+    reference: str | None,
+    input_arguments: dict[str, Any] | None,
+    input_arguments_json: str | None,
+) -> StartRequest:
+    """A StartRequest built without its checks: for a batch's request that passed
+    them already (``_jobs.checked_requests`` built one from the same fields), now
+    with its release key and Reference. A start builds one per job, and the checks
+    are most of a build's cost; ``_jobs.start_body`` decides when this applies."""
+    built = object.__new__(StartRequest)
+    set_field = object.__setattr__
+    set_field(built, "release_key", release_key)
+    set_field(built, "release_name", None)
+    set_field(built, "strategy", strategy)
+    set_field(built, "jobs_count", jobs_count)
+    set_field(built, "robot_ids", robot_ids)
+    set_field(built, "machine_session_ids", machine_session_ids)
+    set_field(built, "no_of_robots", None)
+    set_field(built, "job_priority", job_priority)
+    set_field(built, "specific_priority_value", specific_priority_value)
+    set_field(built, "runtime_type", runtime_type)
+    set_field(built, "source", "Manual")
+    set_field(built, "reference", reference)
+    set_field(built, "input_arguments", input_arguments)
+    set_field(built, "batch_execution_key", None)
+    set_field(built, "input_file", None)
+    set_field(built, "input_arguments_json", input_arguments_json)
+    return built
+
+
 def _check_uuid(value: object, must: str) -> None:
     if value is None:
         return
@@ -947,7 +986,7 @@ def _coerce_enum(kind: type[_E], value: object, name: str) -> _E:
     raise InvalidRequestError(f"{name} must be one of {choices}; got {value!r}")
 
 
-def _id_tuple(ids: object, name: str) -> tuple[int, ...]:
+def id_tuple(ids: object, name: str) -> tuple[int, ...]:
     if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
         raise InvalidRequestError(f"{name} must be a list of integer ids, got {ids!r}")
     for item in ids:

@@ -304,7 +304,7 @@ class OrchestratorAPI:
             # Upload them and send InputFile, as the official SDK does
             # (orchestrator-api.md §8).
             info["InputFile"] = await self._input_file(resolved, text)
-        with _access_lost_as_not_found(resolved, starting=True):
+        try:  # as _access_lost_as_not_found, without a generator a start
             response = await self._transport.request(
                 "POST",
                 _START_JOBS,
@@ -314,6 +314,11 @@ class OrchestratorAPI:
                 endpoint="POST StartJobs",
                 attempts=1,
             )
+        except BadRequestError as exc:
+            lost = _access_lost(resolved, exc, starting=True)
+            if lost is None:
+                raise
+            raise lost from exc
         return [Job.from_api(row) for row in _values(response.json(), "jobs")]
 
     async def validate_start(self, folder: FolderRef, request: StartRequest) -> dict[str, Any]:
@@ -682,33 +687,45 @@ def _take_long_inputs(info: dict[str, Any]) -> str | None:
 
 
 @contextmanager
-def _access_lost_as_not_found(folder: Folder, *, starting: bool = False) -> Iterator[None]:
-    """A call about the jobs of ``folder`` answered errorCode 1100, the folder having
-    been readable before (the application was unassigned from it, or it was removed):
-    raise a FolderNotFoundError naming it and the fix (``starting``: for StartJobs,
-    whose 400 is a refusal, so nothing was started). The folder stays cached, so
-    each call asks again and the access may come back."""
+def _access_lost_as_not_found(folder: Folder) -> Iterator[None]:
+    """A call about the jobs of ``folder`` that answers errorCode 1100 raises
+    :func:`_access_lost`'s error."""
     try:
         yield
     except BadRequestError as exc:
-        if exc.error_code != FOLDER_NOT_ACCESSIBLE:
+        lost = _access_lost(folder, exc)
+        if lost is None:
             raise
-        name = folder.fully_qualified_name
-        what, then = (
-            ("cannot start in", "nothing was started")
-            if starting
-            else (
-                "can no longer read",
-                "its jobs may still be running, their outcome unknown here (a "
-                "journaled batch cut short by this is finished by a resume, "
-                "resume_jobs or async-orch dispatch --resume, once the access is back)",
-            )
+        raise lost from exc
+
+
+def _access_lost(
+    folder: Folder, exc: BadRequestError, *, starting: bool = False
+) -> FolderNotFoundError | None:
+    """The error for a call about the jobs of ``folder`` that answered errorCode 1100,
+    the folder having been readable before (the application was unassigned from it,
+    or it was removed): a FolderNotFoundError naming it and the fix (``starting``: for
+    StartJobs, whose 400 is a refusal, so nothing was started). None for another
+    400. The folder stays cached, so each call asks again and the access may come
+    back."""
+    if exc.error_code != FOLDER_NOT_ACCESSIBLE:
+        return None
+    name = folder.fully_qualified_name
+    what, then = (
+        ("cannot start in", "nothing was started")
+        if starting
+        else (
+            "can no longer read",
+            "its jobs may still be running, their outcome unknown here (a "
+            "journaled batch cut short by this is finished by a resume, "
+            "resume_jobs or async-orch dispatch --resume, once the access is back)",
         )
-        raise FolderNotFoundError(
-            f"{what} folder {name!r}: Orchestrator answers errorCode 1100 "
-            f"({exc.message}); {ASSIGN_FOLDER_FIX}; {then}",
-            name=name,
-        ) from exc
+    )
+    return FolderNotFoundError(
+        f"{what} folder {name!r}: Orchestrator answers errorCode 1100 "
+        f"({exc.message}); {ASSIGN_FOLDER_FIX}; {then}",
+        name=name,
+    )
 
 
 @functools.lru_cache(maxsize=256)

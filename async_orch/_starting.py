@@ -157,6 +157,7 @@ class Starter:
         retries: BatchRetries | None = None,
         on_window: Callable[[], None] | None = None,
         inputs_json: str | None = None,
+        checked: bool = False,
     ) -> Started | StartFailure:
         """Start ``request`` when its turn comes (a failure is returned, not raised).
 
@@ -166,7 +167,9 @@ class Starter:
         allowance (by default one of this request's own). ``on_window`` is called
         when the start lets go of its turn to wait out the reconcile window.
         ``inputs_json``: the inputs as checking the batch encoded them (None:
-        encode them here).
+        encode them here). ``checked``: the request and ``reference`` passed the
+        batch's checks (``checked_requests``, ``batch_references``), ``inputs_json``
+        being its entry there: they are not checked again (``start_body``).
         """
         attempts = 0
         try:
@@ -175,7 +178,11 @@ class Starter:
             folder, release = target
             # Built before waiting for a turn: building checks the inputs.
             body = start_body(
-                request, release_key=release.key, reference=reference, inputs_json=inputs_json
+                request,
+                release_key=release.key,
+                reference=reference,
+                inputs_json=inputs_json,
+                checked=checked,
             )
             protocol = StartProtocol(
                 reference,

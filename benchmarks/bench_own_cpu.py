@@ -6,19 +6,27 @@ bench_dispatch.py --bare does that, over real sockets.
 
     python benchmarks/bench_own_cpu.py                  # 1,000 jobs, 5 rounds, ~2 s
     python benchmarks/bench_own_cpu.py --jobs 200 --rounds 2
+    python benchmarks/bench_own_cpu.py --instructions   # exact, under valgrind, ~1 min
 
 Every job is Pending when started and Successful when first asked about: one
 StartJobs, one list call settling many jobs, one read by id each (about 2 requests
 a job, as against the simulator). Prints the CPU per job of each round and the
-lowest (the least disturbed by the rest of the machine).
+lowest (the least disturbed by the rest of the machine). With ``--instructions`` it
+counts the instructions a job costs instead (valgrind's callgrind, two batch sizes,
+their difference): the same figure on every run, so a change of 1 % shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -155,6 +163,36 @@ async def one_batch(jobs: int, checks: int = 1) -> float:
     return cpu
 
 
+def count_instructions(jobs: int, checks: int) -> int:
+    """Instructions callgrind counts in a process running one batch of ``jobs``."""
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    command += [sys.executable, __file__, "--one-batch", str(jobs), "--checks", str(checks)]
+    # A fixed hash seed: set and dict orders, and so the count, are the same every run.
+    env = os.environ | {"PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind run failed:\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def instructions_per_job(jobs: int, checks: int) -> None:
+    """Print the instructions one job costs: two batch sizes, their difference (so
+    start-up, imports and the warm-up batch cancel out)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    small, large = max(1, jobs // 5), jobs + max(1, jobs // 5)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # two processes at once
+        low, high = pool.map(lambda n: count_instructions(n, checks), (small, large))
+    print(f"jobs {small} and {large}, checks {checks}")
+    print(f"instructions per job: {(high - low) / (large - small):,.0f}")
+
+
+async def one_batch_only(jobs: int, checks: int) -> None:
+    await one_batch(50, checks)  # as main's warm-up, so that only the batch differs
+    await one_batch(jobs, checks)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1000, help="jobs a round (default 1000)")
@@ -162,7 +200,19 @@ async def main() -> None:
     parser.add_argument(
         "--checks", type=int, default=1, help="list answers naming a job, the last Successful"
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per job under valgrind instead of timing (~1 min)",
+    )
+    parser.add_argument("--one-batch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_batch is not None:
+        await one_batch_only(args.one_batch, args.checks)
+        return
+    if args.instructions:
+        instructions_per_job(args.jobs, args.checks)
+        return
     await one_batch(50, args.checks)  # load and warm everything first: not measured
     per_job = [
         await one_batch(args.jobs, args.checks) / args.jobs * 1e6 for _ in range(args.rounds)

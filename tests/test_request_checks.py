@@ -14,7 +14,7 @@ from test_dispatcher_support import START_JOBS, fast_poll, fast_settings, reques
 from async_orch._client import OrchestratorClient
 from async_orch._dispatcher import DispatchLimits
 from async_orch._errors import ConfigurationError, InvalidRequestError
-from async_orch._jobs import JobRequest, checked_requests
+from async_orch._jobs import JobRequest, checked_requests, start_body
 from async_orch._models import JobPriority, StartStrategy
 from async_orch._options import Hooks, StopPolicy
 
@@ -147,3 +147,43 @@ def test_every_mistake_of_a_batch_comes_in_one_error_duplicate_references_includ
         "requests[3]",
     ], lines
     assert "reference 'r1' is also requests[0]'s" in lines[1] + lines[0]
+
+
+CHECKED_SHAPES: list[dict[str, Any]] = [
+    {"inputs": {"a": 1, "text": "é\u2028"}},
+    {"folder": 3},
+    {"priority": "high", "strategy": "jobscount", "jobs_count": 3, "runtime_type": "Unattended"},
+    {"inputs": {}, "specific_priority": 7},
+    {"strategy": "Specific", "robot_ids": [1, 2], "machine_session_ids": [5]},
+]
+
+
+@pytest.mark.parametrize("fields", CHECKED_SHAPES)
+def test_a_checked_request_s_body_is_the_one_a_full_build_makes(fields: dict[str, Any]) -> None:
+    # A batch builds each body without checking again what checked_requests checked:
+    # every field, the inputs' text included, must come out as the checked build's.
+    request = JobRequest(**{"process": "Echo", "folder": "Shared", **fields})
+    inputs_json = checked_requests([request]).inputs_json[0]
+    fast = start_body(
+        request, release_key="K", reference="batch-1", inputs_json=inputs_json, checked=True
+    )
+    full = start_body(request, release_key="K", reference="batch-1")
+    assert fast == full
+    assert fast.input_arguments_json == full.input_arguments_json
+    assert fast.to_api() == full.to_api()
+
+
+def test_a_checked_build_still_refuses_what_changed_or_was_never_checked() -> None:
+    # The ids list given may change after the check; a release without a key is
+    # no checked field: both are refused as a full build refuses them.
+    robots = [1, 2]
+    request = JobRequest(process="Echo", folder="Shared", strategy="Specific", robot_ids=robots)
+    checked_requests([request])
+    robots.append("x")  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError, match="robot_ids must hold integer ids"):
+        start_body(request, release_key="K", reference="r", checked=True)
+    plain = JobRequest(process="Echo", folder="Shared")
+    with pytest.raises(InvalidRequestError, match="exactly one of release_key"):
+        start_body(plain, release_key=None, reference="r", checked=True)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError, match="non-empty string"):
+        start_body(plain, release_key=" ", reference="r", checked=True)
