@@ -518,6 +518,17 @@ class TokenManager:
         """True when the token cannot be renewed (a personal access token)."""
         return isinstance(self._credentials, StaticToken)
 
+    def fresh_token(self) -> str | None:
+        """The current token if it is valid for at least the refresh skew, else None
+        (then :meth:`get_token` gets one): every request asks, and almost always the
+        token is fresh, which needs no await."""
+        state = self._state
+        if self._static_refused or state is None:
+            return None
+        if state.needs_refresh(self._clock(), skew=self._skew):
+            return None
+        return state.access_token
+
     async def get_token(self) -> str:
         """A token valid for at least the refresh skew, requesting one if needed.
 

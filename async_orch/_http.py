@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,7 +223,7 @@ class AiohttpSender:
     def closed(self) -> bool:
         return self.session.closed
 
-    async def send(
+    def send(
         self,
         method: str,
         url: str,
@@ -232,8 +232,9 @@ class AiohttpSender:
         params: Mapping[str, str] | None = None,
         body: bytes | None = None,
         max_body: int | None = None,
-    ) -> Response:
-        return await send_once(
+    ) -> Coroutine[Any, Any, Response]:
+        # send_once's coroutine itself, not one awaiting it: a frame less a request.
+        return send_once(
             self.session,
             method,
             url,

@@ -76,6 +76,11 @@ class ServerClock:
         self._offset = timedelta(seconds=statistics.median(self._offsets))
 
     @property
+    def last_header(self) -> str | None:
+        """The last ``Date`` header taken (:meth:`observe` skips its repeats)."""
+        return self._last_header
+
+    @property
     def offset(self) -> timedelta | None:
         """The server's clock minus this machine's (median of the recent samples),
         or None before any ``Date`` was seen."""

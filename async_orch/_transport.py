@@ -358,7 +358,7 @@ class Transport:
         sent_tries = 0  # tries put on the wire, whatever the reason for each
         while True:
             try:
-                token = await tokens.get_token()
+                token = tokens.fresh_token() or await tokens.get_token()
             except (TransportError, RateLimitedError, ServerError) as exc:
                 if isinstance(exc, RequestTimeoutError) and not tokens.ever_issued:
                     # Silence from a token endpoint never reached: unreachable, fatal.
@@ -404,7 +404,9 @@ class Transport:
                 raise
 
             status = response.status
-            self.server_clock.observe(response.headers.get("Date"), self.wall_clock())
+            date = response.headers.get("Date")
+            if date != self.server_clock.last_header:  # it changes once a second
+                self.server_clock.observe(date, self.wall_clock())
             self._answered(sent, status, None, label)
             self._responses[(label, status)] += 1
             if status < 400:

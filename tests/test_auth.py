@@ -368,13 +368,18 @@ async def test_refreshes_ahead_of_expiry_on_the_injected_clock() -> None:
     now = [1000.0]
     sender = FakeSender(reply(200, token_reply("first", 3600)), reply(200, token_reply("second")))
     manager = TokenManager(CC, sender=sender, token_url=TOKEN_URL, clock=lambda: now[0])
+    assert manager.fresh_token() is None  # none yet: get_token asks for one
     assert await manager.get_token() == "first"
     now[0] = 1000.0 + 3600 - 300 - 0.001  # just before expiry minus the 300 s skew
+    assert manager.fresh_token() == "first"  # what requests take without an await
     assert await manager.get_token() == "first"
     assert manager.token_requests == 1
     now[0] = 1000.0 + 3600 - 300
+    assert manager.fresh_token() is None
     assert await manager.get_token() == "second"
     assert manager.token_requests == 2
+    await manager.invalidate("second")
+    assert manager.fresh_token() is None
 
 
 async def test_invalidate_drops_only_the_current_token() -> None:
