@@ -13,7 +13,7 @@ StartJobs, one list call settling many jobs, one read by id each (about 2 reques
 a job, as against the simulator). Prints the CPU per job of each round and the
 lowest (the least disturbed by the rest of the machine). With ``--instructions`` it
 counts the instructions a job costs instead (valgrind's callgrind, two batch sizes,
-their difference): the same figure on every run, so a change of 1 % shows.
+their difference): within about 1 % run to run, so a change of 2 % shows.
 """
 
 from __future__ import annotations
