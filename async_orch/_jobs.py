@@ -173,19 +173,23 @@ def start_body(
     strategy, priority = request.strategy, request.priority
     if (
         checked
-        and isinstance(strategy, StartStrategy)
+        # A count strategy without robot ids, the usual request: the strategy checks
+        # cannot come out otherwise now (an id list given may have changed since,
+        # and the others tie it to the strategy: they take the full build).
+        and strategy in _COUNT_STRATEGIES
+        and not request.robot_ids
         and (priority is None or isinstance(priority, JobPriority))
         and isinstance(release_key, str)
         and release_key.strip()
         and (request.inputs is None) == (inputs_json is None)
     ):
-        robots, machines = request.robot_ids, request.machine_session_ids
+        machines = request.machine_session_ids
         return prechecked_start_request(
             release_key=release_key,
-            strategy=strategy,
+            strategy=strategy,  # type: ignore[arg-type]  # a member: _COUNT_STRATEGIES
             jobs_count=request.jobs_count,
-            # Ids re-read (a list given may have changed since): cheap, and rare.
-            robot_ids=id_tuple(robots, "robot_ids") if robots else None,
+            robot_ids=None,
+            # Re-read (the list may have changed since): only its ids are checked.
             machine_session_ids=id_tuple(machines, "machine_session_ids") if machines else None,
             job_priority=priority,
             specific_priority_value=request.specific_priority,
@@ -230,6 +234,8 @@ def _as_member(kind: type[_Member], value: _Member | str) -> _Member | str:
             return member
     return value
 
+
+_COUNT_STRATEGIES = frozenset({StartStrategy.JOBS_COUNT, StartStrategy.MODERN_JOBS_COUNT})
 
 # Stands for the release key while checking a request: no key is known before
 # its release is resolved, and no check depends on the key's value.

@@ -174,14 +174,30 @@ def test_a_checked_request_s_body_is_the_one_a_full_build_makes(fields: dict[str
 
 
 def test_a_checked_build_still_refuses_what_changed_or_was_never_checked() -> None:
-    # The ids list given may change after the check; a release without a key is
-    # no checked field: both are refused as a full build refuses them.
+    # The id lists given may change after the check (review of 859370d: emptied, or
+    # filled, they skipped the strategy's checks); a release without a key is no
+    # checked field: all are refused as a full build refuses them.
     robots = [1, 2]
     request = JobRequest(process="Echo", folder="Shared", strategy="Specific", robot_ids=robots)
     checked_requests([request])
     robots.append("x")  # type: ignore[arg-type]
     with pytest.raises(InvalidRequestError, match="robot_ids must hold integer ids"):
         start_body(request, release_key="K", reference="r", checked=True)
+    robots.clear()
+    with pytest.raises(InvalidRequestError, match="strategy Specific needs robot_ids"):
+        start_body(request, release_key="K", reference="r", checked=True)
+    later: list[int] = []
+    counted = JobRequest(process="Echo", folder="Shared", robot_ids=later)
+    checked_requests([counted])
+    later.append(4)
+    with pytest.raises(InvalidRequestError, match="robot_ids only apply to strategy Specific"):
+        start_body(counted, release_key="K", reference="r", checked=True)
+    machines = [7]
+    on = JobRequest(process="Echo", folder="Shared", machine_session_ids=machines)
+    checked_requests([on])
+    machines.append("y")  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError, match="machine_session_ids must hold integer ids"):
+        start_body(on, release_key="K", reference="r", checked=True)
     plain = JobRequest(process="Echo", folder="Shared")
     with pytest.raises(InvalidRequestError, match="exactly one of release_key"):
         start_body(plain, release_key=None, reference="r", checked=True)  # type: ignore[arg-type]
