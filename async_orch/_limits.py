@@ -139,7 +139,9 @@ class StartLimiter:
             NotStartedError: as :meth:`turn`; nothing is held then.
         """
         folder = self._folder(folder_id)
-        if not await self._acquire(folder, deadline):
+        # The usual case first: no start rate, both slots free, taken without an await.
+        free = self._bucket.rate is None and (deadline is None or self._clock() < deadline)
+        if not (free and self._took_free(folder)) and not await self._acquire(folder, deadline):
             raise NotStartedError(
                 "not started: the batch timeout passed while this request waited for its "
                 "turn (raise the timeout, or the max_in_flight / per_folder limits)"
@@ -151,6 +153,19 @@ class StartLimiter:
             in_flight.release()
 
         return release
+
+    def _took_free(self, folder: anyio.CapacityLimiter) -> bool:
+        """Take both slots if both are free now; else hold nothing."""
+        try:
+            folder.acquire_nowait()
+        except anyio.WouldBlock:
+            return False
+        try:
+            self._in_flight.acquire_nowait()
+        except anyio.WouldBlock:
+            folder.release()
+            return False
+        return True
 
     async def _acquire(self, folder: anyio.CapacityLimiter, deadline: float | None) -> bool:
         if deadline is None:

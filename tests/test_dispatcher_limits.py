@@ -16,9 +16,9 @@ from anyio import wait_all_tasks_blocked
 from fakes import FakeAPI
 
 from async_orch._dispatcher import Dispatcher, DispatchLimits, Started
-from async_orch._errors import ConfigurationError
+from async_orch._errors import ConfigurationError, NotStartedError
 from async_orch._jobs import JobRequest
-from async_orch._limits import take_slot
+from async_orch._limits import StartLimiter, take_slot
 from async_orch._models import Job, StartRequest
 from async_orch._seams import FolderRef
 
@@ -224,3 +224,42 @@ async def test_take_slot_takes_a_free_slot_without_yielding_and_waits_for_a_busy
         limiter.release()
         await taken.wait()
     assert limiter.borrowed_tokens == 0
+
+
+async def test_a_turn_with_both_slots_free_is_taken_without_a_trip_through_the_loop() -> None:
+    # The usual start: no rate, free slots; taken at once (in a cancelled scope any
+    # checkpoint would raise), with or without a deadline still ahead. A deadline
+    # passed refuses even when free; a busy folder waits, holding no overall slot.
+    # (A turn is held by the task that took it: one task, one turn.)
+    now = [100.0]
+    limiter = StartLimiter(DispatchLimits(per_folder=1), clock=lambda: now[0], sleep=anyio.sleep)
+
+    async def take_at_once(folder: int, deadline: float | None) -> Callable[[], None]:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            release = await limiter.take_turn(folder, deadline=deadline)
+        assert not scope.cancelled_caught
+        return release
+
+    async def in_a_task_of_its_own() -> None:
+        (await take_at_once(2, 101.0))()
+
+    first = await take_at_once(1, None)
+    taken = anyio.Event()
+
+    async def waits_for_folder_1() -> None:
+        release = await limiter.take_turn(1, deadline=None)
+        taken.set()
+        release()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(in_a_task_of_its_own)
+        tg.start_soon(waits_for_folder_1)
+        await wait_all_tasks_blocked()
+        assert not taken.is_set()
+        assert limiter._in_flight.borrowed_tokens == 1  # the waiter holds none
+        with pytest.raises(NotStartedError):
+            await limiter.take_turn(3, deadline=100.0)
+        first()
+        await taken.wait()
+    assert limiter._in_flight.borrowed_tokens == 0
