@@ -28,8 +28,10 @@ from async_orch._models import (
     JobPriority,
     StartRequest,
     StartStrategy,
+    dump_input_arguments,
     id_tuple,
     prechecked_start_request,
+    reference_problem,
 )
 from async_orch._states import JobState
 
@@ -216,10 +218,45 @@ def start_body(
     )
 
 
-def _checked_inputs_json(request: JobRequest) -> str | None:
-    """Check ``request`` (:meth:`JobRequest.check`); its inputs as JSON text."""
-    body = start_body(request, release_key=_ANY_RELEASE_KEY, reference=request.reference or None)
+def _checked_inputs_json(
+    request: JobRequest, shapes: set[tuple[object, ...]] | None = None
+) -> str | None:
+    """Check ``request`` (:meth:`JobRequest.check`); its inputs as JSON text.
+
+    ``shapes``: the shapes (:func:`_shape_of`) of the batch's requests checked so
+    far. A request of one of them differs from a checked one only in its Reference
+    and inputs, so only those are checked, as the full check does, in its order."""
+    reference = request.reference or None
+    shape = None if shapes is None else _shape_of(request)
+    if shape is not None and shapes is not None and shape in shapes:
+        if reference is not None and (problem := reference_problem(reference)) is not None:
+            raise InvalidRequestError(f"reference {problem}")
+        return None if request.inputs is None else dump_input_arguments(request.inputs)
+    body = start_body(request, release_key=_ANY_RELEASE_KEY, reference=reference)
+    if shape is not None and shapes is not None:
+        shapes.add(shape)
     return body.input_arguments_json
+
+
+def _shape_of(request: JobRequest) -> tuple[object, ...] | None:
+    """What the full check of ``request`` looks at besides its Reference and inputs,
+    each value with its exact type (True is not 1 here); None for a request with
+    robot or machine ids (checked in full every time: lists, maybe changed)."""
+    if request.robot_ids or request.machine_session_ids:
+        return None
+    fields = (
+        request.strategy,
+        request.jobs_count,
+        request.priority,
+        request.specific_priority,
+        request.runtime_type,
+    )
+    shape = tuple((type(value), value) for value in fields)
+    try:
+        hash(shape)
+    except TypeError:  # an unhashable value: the full check says what is wrong
+        return None
+    return shape
 
 
 _Member = TypeVar("_Member", StartStrategy, JobPriority)
@@ -269,6 +306,7 @@ def checked_requests(requests: Sequence[JobRequest]) -> CheckedRequests:
     inputs_json: list[str | None] = []
     mistakes: list[str] = []
     position_of_reference: dict[str, int] = {}
+    shapes: set[tuple[object, ...]] = set()  # checked in full already
     for position, request in enumerate(listed):
         if request.reference is not None:
             first = position_of_reference.setdefault(request.reference, position)
@@ -285,7 +323,7 @@ def checked_requests(requests: Sequence[JobRequest]) -> CheckedRequests:
             )
             continue
         try:
-            inputs_json.append(_checked_inputs_json(request))
+            inputs_json.append(_checked_inputs_json(request, shapes))
         except InvalidRequestError as exc:
             mistakes.append(f"requests[{position}]: {exc}")
     if mistakes:

@@ -15,6 +15,7 @@ from async_orch._client import OrchestratorClient
 from async_orch._dispatcher import DispatchLimits
 from async_orch._errors import ConfigurationError, InvalidRequestError
 from async_orch._jobs import JobRequest, checked_requests, start_body
+from async_orch._jsonvalues import MAX_DEPTH
 from async_orch._models import JobPriority, StartStrategy
 from async_orch._options import Hooks, StopPolicy
 
@@ -203,3 +204,46 @@ def test_a_checked_build_still_refuses_what_changed_or_was_never_checked() -> No
         start_body(plain, release_key=None, reference="r", checked=True)  # type: ignore[arg-type]
     with pytest.raises(InvalidRequestError, match="non-empty string"):
         start_body(plain, release_key=" ", reference="r", checked=True)
+
+
+def nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def mistakes_of(requests: list[JobRequest]) -> list[str]:
+    """The lines of checked_requests' refusal (none: accepted)."""
+    try:
+        checked_requests(requests)
+    except InvalidRequestError as exc:
+        return [line for line in str(exc).splitlines() if line.startswith("requests[")]
+    return []
+
+
+def test_a_batch_checks_every_request_as_if_it_came_alone() -> None:
+    # Requests of one shape are checked in full once, then only for their Reference
+    # and inputs: each mistake must still come out as it does for the request alone.
+    good = {"process": "Echo", "folder": "Shared"}
+    wrong: list[dict[str, Any]] = [
+        {"reference": "r" * 129},
+        {"inputs": {"x": math.nan}},
+        {"inputs": {"deep": nested(MAX_DEPTH + 5)}},
+        {"inputs": {"s": "\ud800"}},
+        {"jobs_count": True},
+        {"jobs_count": 1.0},
+        {"priority": "High", "specific_priority": 5},
+        {"specific_priority": 7.0},
+    ]
+    for fields in wrong:
+        alone = mistakes_of([JobRequest(**{**good, **fields})])
+        assert alone, fields
+        after = mistakes_of([JobRequest(**good), JobRequest(**{**good, **fields})])
+        assert after == [alone[0].replace("requests[0]", "requests[1]", 1)], fields
+    # Accepted requests get the inputs' text a full check gives, whatever came first.
+    batch = [JobRequest(**good, inputs={"n": n, "t": "é" * n}) for n in range(3)]
+    batch += [JobRequest(**good), JobRequest(**good, inputs={}), JobRequest(**good, reference="")]
+    assert checked_requests(batch).inputs_json == [
+        checked_requests([request]).inputs_json[0] for request in batch
+    ]
