@@ -231,7 +231,8 @@ def _checked_inputs_json(
     if shape is not None and shapes is not None and shape in shapes:
         if reference is not None and (problem := reference_problem(reference)) is not None:
             raise InvalidRequestError(f"reference {problem}")
-        return None if request.inputs is None else dump_input_arguments(request.inputs)
+        # A copy, as the full check takes: a Mapping's own iteration is not trusted.
+        return None if request.inputs is None else dump_input_arguments(dict(request.inputs))
     body = start_body(request, release_key=_ANY_RELEASE_KEY, reference=reference)
     if shape is not None and shapes is not None:
         shapes.add(shape)
@@ -240,8 +241,9 @@ def _checked_inputs_json(
 
 def _shape_of(request: JobRequest) -> tuple[object, ...] | None:
     """What the full check of ``request`` looks at besides its Reference and inputs,
-    each value with its exact type (True is not 1 here); None for a request with
-    robot or machine ids (checked in full every time: lists, maybe changed)."""
+    each value with its exact type (True is not 1 here). None, to check in full every
+    time, for a request with robot or machine ids (lists, maybe changed since) or a
+    value of any other type than the plain ones (whose equality may not be plain)."""
     if request.robot_ids or request.machine_session_ids:
         return None
     fields = (
@@ -251,12 +253,13 @@ def _shape_of(request: JobRequest) -> tuple[object, ...] | None:
         request.specific_priority,
         request.runtime_type,
     )
-    shape = tuple((type(value), value) for value in fields)
-    try:
-        hash(shape)
-    except TypeError:  # an unhashable value: the full check says what is wrong
+    if not _SHAPE_TYPES.issuperset(map(type, fields)):
         return None
-    return shape
+    return tuple((type(value), value) for value in fields)
+
+
+# The types of a shape's values that compare and hash as plain values.
+_SHAPE_TYPES = frozenset({StartStrategy, JobPriority, int, float, str, type(None)})
 
 
 _Member = TypeVar("_Member", StartStrategy, JobPriority)

@@ -162,9 +162,11 @@ class StartLimiter:
             return False
         try:
             self._in_flight.acquire_nowait()
-        except anyio.WouldBlock:
+        except BaseException as exc:  # WouldBlock, or this task holds a turn already
             folder.release()
-            return False
+            if isinstance(exc, anyio.WouldBlock):
+                return False
+            raise
         return True
 
     async def _acquire(self, folder: anyio.CapacityLimiter, deadline: float | None) -> bool:

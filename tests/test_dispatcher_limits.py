@@ -263,3 +263,17 @@ async def test_a_turn_with_both_slots_free_is_taken_without_a_trip_through_the_l
         first()
         await taken.wait()
     assert limiter._in_flight.borrowed_tokens == 0
+
+
+async def test_a_turn_refused_to_a_task_holding_one_leaves_nothing_held() -> None:
+    # A task holds one turn at a time (anyio's slots are per task): asking for a
+    # second raises, and the folder slot taken on the way is given back (review of
+    # f6c9138: it was kept, and with per_folder=1 that folder was stuck for good).
+    limiter = StartLimiter(DispatchLimits(per_folder=1), clock=lambda: 0.0, sleep=anyio.sleep)
+    release = await limiter.take_turn(1, deadline=None)
+    with pytest.raises(RuntimeError, match="already holding"):
+        await limiter.take_turn(2, deadline=None)
+    assert limiter._per_folder[2].borrowed_tokens == 0
+    release()
+    (await limiter.take_turn(2, deadline=None))()
+    assert limiter._in_flight.borrowed_tokens == 0

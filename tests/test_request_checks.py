@@ -206,6 +206,23 @@ def test_a_checked_build_still_refuses_what_changed_or_was_never_checked() -> No
         start_body(plain, release_key=" ", reference="r", checked=True)
 
 
+class LyingKeys(dict[Any, Any]):
+    def __iter__(self) -> Any:
+        return iter([str(key) for key in dict.keys(self)])
+
+
+class EqualToAll(int):
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = int.__hash__
+
+
+class Unhashable(int):
+    def __hash__(self) -> int:
+        raise ValueError("no hash")
+
+
 def nested(depth: int) -> list[Any]:
     value: list[Any] = []
     for _ in range(depth):
@@ -225,7 +242,7 @@ def mistakes_of(requests: list[JobRequest]) -> list[str]:
 def test_a_batch_checks_every_request_as_if_it_came_alone() -> None:
     # Requests of one shape are checked in full once, then only for their Reference
     # and inputs: each mistake must still come out as it does for the request alone.
-    good = {"process": "Echo", "folder": "Shared"}
+    good: dict[str, Any] = {"process": "Echo", "folder": "Shared"}
     wrong: list[dict[str, Any]] = [
         {"reference": "r" * 129},
         {"inputs": {"x": math.nan}},
@@ -235,12 +252,24 @@ def test_a_batch_checks_every_request_as_if_it_came_alone() -> None:
         {"jobs_count": 1.0},
         {"priority": "High", "specific_priority": 5},
         {"specific_priority": 7.0},
+        # From the review of 7c86f67: a Mapping whose iteration lies about its keys.
+        {"inputs": LyingKeys({1: "v"})},
     ]
     for fields in wrong:
         alone = mistakes_of([JobRequest(**{**good, **fields})])
         assert alone, fields
         after = mistakes_of([JobRequest(**good), JobRequest(**{**good, **fields})])
         assert after == [alone[0].replace("requests[0]", "requests[1]", 1)], fields
+    # A value equal to every other is no shape of its own; one that cannot be
+    # hashed is checked in full, no traceback (review of 7c86f67).
+    [refused] = mistakes_of(
+        [
+            JobRequest(**good, specific_priority=EqualToAll(5)),
+            JobRequest(**good, specific_priority=EqualToAll(500)),
+        ]
+    )
+    assert refused.startswith("requests[1]: specific_priority_value must be an integer from 1")
+    assert mistakes_of([JobRequest(**good, jobs_count=Unhashable(2))] * 2) == []
     # Accepted requests get the inputs' text a full check gives, whatever came first.
     batch = [JobRequest(**good, inputs={"n": n, "t": "é" * n}) for n in range(3)]
     batch += [JobRequest(**good), JobRequest(**good, inputs={}), JobRequest(**good, reference="")]
