@@ -549,9 +549,9 @@ class TokenManager:
                         "belong to another tenant)"
                     ),
                 )
-            state = self._state
-            if state is not None and not state.needs_refresh(self._clock(), skew=self._skew):
-                return state.access_token
+            token = self.fresh_token()
+            if token is not None:
+                return token
             refresh = self._refresh
             if refresh is None:
                 return await self._lead_refresh()

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from async_orch._errors import InvalidRequestError, RequestError
 from async_orch._jsonvalues import text_problem
 from async_orch._models import (
+    COUNT_STRATEGIES,
     Folder,
     Job,
     JobPriority,
@@ -143,7 +144,7 @@ class JobRequest:
         Raises:
             InvalidRequestError: what is wrong and how to fix it.
         """
-        _checked_inputs_json(self)
+        _checked_inputs_json(self, set())
 
     def start_request(self, *, release_key: str, reference: str | None) -> StartRequest:
         """The StartJobs body for this request once its release is known.
@@ -178,7 +179,7 @@ def start_body(
         # A count strategy without robot ids, the usual request: the strategy checks
         # cannot come out otherwise now (an id list given may have changed since,
         # and the others tie it to the strategy: they take the full build).
-        and strategy in _COUNT_STRATEGIES
+        and strategy in COUNT_STRATEGIES
         and not request.robot_ids
         and (priority is None or isinstance(priority, JobPriority))
         and isinstance(release_key, str)
@@ -188,7 +189,7 @@ def start_body(
         machines = request.machine_session_ids
         return prechecked_start_request(
             release_key=release_key,
-            strategy=strategy,  # type: ignore[arg-type]  # a member: _COUNT_STRATEGIES
+            strategy=strategy,  # type: ignore[arg-type]  # a member: COUNT_STRATEGIES
             jobs_count=request.jobs_count,
             robot_ids=None,
             # Re-read (the list may have changed since): only its ids are checked.
@@ -218,23 +219,22 @@ def start_body(
     )
 
 
-def _checked_inputs_json(
-    request: JobRequest, shapes: set[tuple[object, ...]] | None = None
-) -> str | None:
+def _checked_inputs_json(request: JobRequest, shapes: set[tuple[object, ...]]) -> str | None:
     """Check ``request`` (:meth:`JobRequest.check`); its inputs as JSON text.
 
     ``shapes``: the shapes (:func:`_shape_of`) of the batch's requests checked so
-    far. A request of one of them differs from a checked one only in its Reference
-    and inputs, so only those are checked, as the full check does, in its order."""
+    far (this one's is added once checked). A request of one of them differs from a
+    checked one only in its Reference and inputs, so only those are checked, as the
+    full check does, in its order."""
     reference = request.reference or None
-    shape = None if shapes is None else _shape_of(request)
-    if shape is not None and shapes is not None and shape in shapes:
+    shape = _shape_of(request)
+    if shape is not None and shape in shapes:
         if reference is not None and (problem := reference_problem(reference)) is not None:
             raise InvalidRequestError(f"reference {problem}")
         # A copy, as the full check takes: a Mapping's own iteration is not trusted.
         return None if request.inputs is None else dump_input_arguments(dict(request.inputs))
     body = start_body(request, release_key=_ANY_RELEASE_KEY, reference=reference)
-    if shape is not None and shapes is not None:
+    if shape is not None:
         shapes.add(shape)
     return body.input_arguments_json
 
@@ -274,8 +274,6 @@ def _as_member(kind: type[_Member], value: _Member | str) -> _Member | str:
             return member
     return value
 
-
-_COUNT_STRATEGIES = frozenset({StartStrategy.JOBS_COUNT, StartStrategy.MODERN_JOBS_COUNT})
 
 # Stands for the release key while checking a request: no key is known before
 # its release is resolved, and no check depends on the key's value.

@@ -162,10 +162,11 @@ class StartLimiter:
             return False
         try:
             self._in_flight.acquire_nowait()
-        except BaseException as exc:  # WouldBlock, or this task holds a turn already
+        except anyio.WouldBlock:
             folder.release()
-            if isinstance(exc, anyio.WouldBlock):
-                return False
+            return False
+        except BaseException:  # this task holds a turn already, say
+            folder.release()
             raise
         return True
 

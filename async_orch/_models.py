@@ -724,7 +724,8 @@ def _raw_state(r: _Reader) -> str | int:
 
 # -- StartRequest ---------------------------------------------------------------------
 
-_COUNT_STRATEGIES = frozenset({StartStrategy.JOBS_COUNT, StartStrategy.MODERN_JOBS_COUNT})
+#: The strategies that start ``jobs_count`` jobs.
+COUNT_STRATEGIES = frozenset({StartStrategy.JOBS_COUNT, StartStrategy.MODERN_JOBS_COUNT})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -846,7 +847,7 @@ class StartRequest:
         strategy = self.strategy
         if not _is_int(self.jobs_count):
             raise InvalidRequestError(f"jobs_count must be an integer, got {self.jobs_count!r}")
-        if strategy in _COUNT_STRATEGIES:
+        if strategy in COUNT_STRATEGIES:
             # UNCONFIRMED: no documented maximum JobsCount per call; none is enforced.
             if self.jobs_count < 1:
                 raise InvalidRequestError(
@@ -888,7 +889,7 @@ class StartRequest:
             "ReleaseName": self.release_name,
             "Strategy": str(self.strategy),
         }
-        if self.strategy in _COUNT_STRATEGIES:
+        if self.strategy in COUNT_STRATEGIES:
             info["JobsCount"] = self.jobs_count
         if self.robot_ids:
             info["RobotIds"] = list(self.robot_ids)

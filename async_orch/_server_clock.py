@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -42,7 +43,7 @@ class ServerClock:
     Usage::
 
         clock = ServerClock()
-        clock.observe(response.headers.get("Date"), datetime.now(UTC))
+        clock.observe(response.headers.get("Date"), lambda: datetime.now(UTC))
         not_before = clock.to_server(batch_began)  # unchanged until a Date came
     """
 
@@ -56,13 +57,13 @@ class ServerClock:
     def __repr__(self) -> str:
         return f"ServerClock(offset={self.offset!r})"
 
-    def observe(self, date_header: str | None, local_now: datetime) -> None:
-        """Take one answer's ``Date`` header, received at ``local_now`` (aware);
-        a missing or unparsable one is ignored.
+    def observe(self, date_header: str | None, local_now: Callable[[], datetime]) -> None:
+        """Take one answer's ``Date`` header, received now by this machine's clock
+        ``local_now`` (aware); a missing or unparsable one is ignored.
 
-        A header equal to the last one is skipped: ``Date`` changes once a second,
-        and its first sighting is the best sample of that second (parsing every
-        answer of a busy second would add nothing but work)."""
+        A header equal to the last one is skipped, the clock not even read: ``Date``
+        changes once a second, and its first sighting is the best sample of that
+        second (every answer brings one; reading each would add nothing but work)."""
         if not date_header or date_header == self._last_header:
             return
         try:
@@ -72,13 +73,8 @@ class ServerClock:
         if server_now.tzinfo is None:  # "-0000": UTC, source unknown (RFC 5322 §3.3)
             server_now = server_now.replace(tzinfo=UTC)
         self._last_header = date_header
-        self._offsets.append((server_now - local_now).total_seconds())
+        self._offsets.append((server_now - local_now()).total_seconds())
         self._offset = timedelta(seconds=statistics.median(self._offsets))
-
-    @property
-    def last_header(self) -> str | None:
-        """The last ``Date`` header taken (:meth:`observe` skips its repeats)."""
-        return self._last_header
 
     @property
     def offset(self) -> timedelta | None:

@@ -404,9 +404,7 @@ class Transport:
                 raise
 
             status = response.status
-            date = response.headers.get("Date")
-            if date != self.server_clock.last_header:  # it changes once a second
-                self.server_clock.observe(date, self.wall_clock())
+            self.server_clock.observe(response.headers.get("Date"), self.wall_clock)
             self._answered(sent, status, None, label)
             self._responses[(label, status)] += 1
             if status < 400:

@@ -28,10 +28,15 @@ from async_orch._transport import Transport
 LOCAL = datetime(2026, 12, 4, 21, 0, 0, tzinfo=UTC)
 
 
+def reads(moment: datetime) -> Callable[[], datetime]:
+    """A clock that reads ``moment``."""
+    return lambda: moment
+
+
 def test_the_offset_is_the_servers_date_less_the_local_time_at_receipt() -> None:
     clock = ServerClock()
     assert clock.offset is None and clock.to_server(LOCAL) == LOCAL  # no Date yet: local
-    clock.observe("Fri, 04 Dec 2026 20:50:00 GMT", LOCAL)  # the server 10 minutes behind
+    clock.observe("Fri, 04 Dec 2026 20:50:00 GMT", reads(LOCAL))  # the server 10 minutes behind
     assert clock.offset == timedelta(minutes=-10)
     assert clock.to_server(LOCAL + timedelta(hours=1)) == datetime(2026, 12, 4, 21, 50, tzinfo=UTC)
 
@@ -39,10 +44,10 @@ def test_the_offset_is_the_servers_date_less_the_local_time_at_receipt() -> None
 def test_garbage_and_missing_headers_are_ignored() -> None:
     clock = ServerClock()
     for header in (None, "", "yesterday", "Fri, 99 Foo 2026 25:61:00 GMT", "\x00"):
-        clock.observe(header, LOCAL)
+        clock.observe(header, reads(LOCAL))
     assert clock.offset is None
-    clock.observe("Fri, 04 Dec 2026 21:00:30 GMT", LOCAL)
-    clock.observe("not a date", LOCAL)
+    clock.observe("Fri, 04 Dec 2026 21:00:30 GMT", reads(LOCAL))
+    clock.observe("not a date", reads(LOCAL))
     assert clock.offset == timedelta(seconds=30)
 
 
@@ -50,31 +55,35 @@ def test_the_offset_is_a_median_that_one_wrong_date_does_not_move() -> None:
     clock = ServerClock(samples=5)
     for second in range(4):
         now = LOCAL + timedelta(seconds=second)
-        clock.observe(f"Fri, 04 Dec 2026 21:00:{second + 5:02d} GMT", now)  # 5 s ahead
-    clock.observe("Fri, 04 Dec 2026 23:00:00 GMT", LOCAL + timedelta(seconds=4))  # a stray one
+        clock.observe(f"Fri, 04 Dec 2026 21:00:{second + 5:02d} GMT", reads(now))  # 5 s ahead
+    clock.observe(
+        "Fri, 04 Dec 2026 23:00:00 GMT", reads(LOCAL + timedelta(seconds=4))
+    )  # a stray one
     assert clock.offset == timedelta(seconds=5)
     # A repeat of the last header (the same second) adds no sample.
-    clock.observe("Fri, 04 Dec 2026 23:00:00 GMT", LOCAL + timedelta(seconds=4))
-    clock.observe("Fri, 04 Dec 2026 23:00:00 GMT", LOCAL + timedelta(seconds=4))
+    clock.observe("Fri, 04 Dec 2026 23:00:00 GMT", reads(LOCAL + timedelta(seconds=4)))
+    clock.observe("Fri, 04 Dec 2026 23:00:00 GMT", reads(LOCAL + timedelta(seconds=4)))
     assert clock.offset == timedelta(seconds=5)
 
 
 def test_a_step_of_the_local_clock_is_followed_within_a_few_samples() -> None:
     clock = ServerClock(samples=5)
     for second in range(5):
-        clock.observe(f"Fri, 04 Dec 2026 21:00:{second:02d} GMT", LOCAL + timedelta(seconds=second))
+        clock.observe(
+            f"Fri, 04 Dec 2026 21:00:{second:02d} GMT", reads(LOCAL + timedelta(seconds=second))
+        )
     assert clock.offset == timedelta(0)
     stepped = LOCAL + timedelta(minutes=10)  # NTP stepped this machine 10 minutes ahead
     for second in range(5, 8):
         clock.observe(
-            f"Fri, 04 Dec 2026 21:00:{second:02d} GMT", stepped + timedelta(seconds=second)
+            f"Fri, 04 Dec 2026 21:00:{second:02d} GMT", reads(stepped + timedelta(seconds=second))
         )
     assert clock.offset == timedelta(minutes=-10)
 
 
 def test_a_date_without_a_zone_is_read_as_utc() -> None:
     clock = ServerClock()
-    clock.observe("Fri, 04 Dec 2026 21:00:00 -0000", LOCAL)
+    clock.observe("Fri, 04 Dec 2026 21:00:00 -0000", reads(LOCAL))
     assert clock.offset == timedelta(0)
 
 
@@ -193,7 +202,7 @@ async def test_a_resume_on_this_machines_clock_refuses_its_job_but_names_it(
 def test_before_any_date_the_server_may_be_minutes_behind_after_one_it_is_known() -> None:
     clock = ServerClock()
     assert clock.earliest_server_time(LOCAL) == LOCAL - UNKNOWN_OFFSET_MARGIN
-    clock.observe("Fri, 04 Dec 2026 20:50:00 GMT", LOCAL)  # the server 10 minutes behind
+    clock.observe("Fri, 04 Dec 2026 20:50:00 GMT", reads(LOCAL))  # the server 10 minutes behind
     assert clock.earliest_server_time(LOCAL) == LOCAL - timedelta(minutes=10)
 
 
@@ -202,7 +211,7 @@ def test_a_reference_reused_a_minute_before_the_batch_is_refused_once_the_clock_
     adopted while the margin was 5 minutes of assumed skew; with the offset measured
     the margin is ADOPTION_CLOCK_TOLERANCE."""
     clock = ServerClock()
-    clock.observe("Fri, 04 Dec 2026 21:00:00 GMT", LOCAL)  # in step with this machine
+    clock.observe("Fri, 04 Dec 2026 21:00:00 GMT", reads(LOCAL))  # in step with this machine
     began = clock.earliest_server_time(LOCAL)
     old = Job.from_api({"Id": 1, "State": "Successful", "Reference": "r", "ReleaseName": "Echo",
                         "CreationTime": "2026-12-04T20:59:25Z"})  # fmt: skip
