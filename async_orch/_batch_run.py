@@ -45,7 +45,7 @@ from async_orch._jobs import (
     checked_requests,
 )
 from async_orch._logs import get_logger
-from async_orch._models import Job, StartStrategy
+from async_orch._models import CreatedJob, Job, StartStrategy
 from async_orch._options import Hooks, StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._poller import Finished, JobWatcher, WatcherGroup
@@ -214,7 +214,7 @@ class BatchRun:
         label = _label(request, target)
         expected = _expected_jobs(request)
 
-        def on_jobs(pairs: list[tuple[JobHandle, Job]], attempts: int) -> None:
+        def on_jobs(pairs: list[tuple[JobHandle, CreatedJob | Job]], attempts: int) -> None:
             # Runs inside the StartJobs shield, before any other await, so a
             # cancellation cannot lose these jobs.
             self.progress.forget(label, _QUEUED, expected)

@@ -80,7 +80,7 @@ from async_orch._config import RetryPolicy
 from async_orch._jobs import Abandoned, JobHandle, JobRequest, JobResult, checked_requests
 from async_orch._limits import DispatchLimits, StartLimiter
 from async_orch._list_budget import ListPace
-from async_orch._models import Folder, Job
+from async_orch._models import CreatedJob, Folder, Job
 from async_orch._options import Hooks, StartedCallback, StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._poller import WatcherGroup
@@ -211,7 +211,7 @@ class Dispatcher:
         live: list[JobHandle] = []
 
         async def start_one(index: int, target: Target, step_aside: Callable[[], None]) -> None:
-            def on_jobs(pairs: list[tuple[JobHandle, Job]], attempts: int) -> None:
+            def on_jobs(pairs: list[tuple[JobHandle, CreatedJob | Job]], attempts: int) -> None:
                 for handle, _ in pairs:
                     live.append(handle)
                     if on_started is not None:

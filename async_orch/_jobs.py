@@ -24,6 +24,7 @@ from async_orch._errors import InvalidRequestError, RequestError
 from async_orch._jsonvalues import text_problem
 from async_orch._models import (
     COUNT_STRATEGIES,
+    CreatedJob,
     Folder,
     Job,
     JobPriority,
@@ -401,7 +402,9 @@ class JobHandle:
     created: datetime | None = None
 
     @classmethod
-    def of(cls, job: Job, folder: Folder, *, reference: str | None = None) -> JobHandle:
+    def of(
+        cls, job: Job | CreatedJob, folder: Folder, *, reference: str | None = None
+    ) -> JobHandle:
         """The handle of ``job``, created in ``folder`` (with ``reference`` if the
         job's own record does not give one)."""
         return cls(

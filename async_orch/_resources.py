@@ -34,10 +34,12 @@ from async_orch._fatal import no_api_here
 from async_orch._jsonvalues import shown
 from async_orch._logs import get_logger
 from async_orch._models import (
+    CreatedJob,
     Folder,
     Job,
     Release,
     StartRequest,
+    created_job_of,
     needs_input_file,
     parse_job_state_rows,
 )
@@ -297,6 +299,17 @@ class OrchestratorAPI:
         whether and when to post again is :class:`~async_orch._retries.StartProtocol`'s
         decision (after an ambiguous failure it looks the jobs up by Reference first).
         """
+        return [Job.from_api(row) for row in await self._post_start_jobs(folder, request)]
+
+    async def create_jobs(self, folder: FolderRef, request: StartRequest) -> list[CreatedJob | Job]:
+        """:meth:`start_jobs`, reading of each created job only what a start needs
+        (:func:`~async_orch._models.created_job_of`): what a batch calls."""
+        return [created_job_of(row) for row in await self._post_start_jobs(folder, request)]
+
+    async def _post_start_jobs(
+        self, folder: FolderRef, request: StartRequest
+    ) -> list[dict[str, Any]]:
+        """The rows of StartJobs' answer (:meth:`start_jobs`)."""
         resolved = await self.resolve_folder(folder)
         body = request.to_api()
         info = body["startInfo"]
@@ -319,7 +332,7 @@ class OrchestratorAPI:
             if lost is None:
                 raise
             raise lost from exc
-        return [Job.from_api(row) for row in _values(response.json(), "jobs")]
+        return _values(response.json(), "jobs")
 
     async def validate_start(self, folder: FolderRef, request: StartRequest) -> dict[str, Any]:
         """Whether ``request`` could start now [Jobs_ValidateDynamicJob]: the

@@ -82,6 +82,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -96,7 +97,7 @@ from async_orch._errors import (
     TransportError,
     UncertainStartError,
 )
-from async_orch._models import Job
+from async_orch._models import CreatedJob, Job
 
 __all__ = [
     "ADOPTION_CLOCK_TOLERANCE",
@@ -509,7 +510,7 @@ class Wait:
 class Created:
     """StartJobs answered with these jobs."""
 
-    jobs: list[Job]
+    jobs: Sequence[CreatedJob | Job]
 
 
 @dataclass(frozen=True, slots=True)
@@ -621,7 +622,7 @@ class StartProtocol:
 
     # -- outcomes of a Post ------------------------------------------------------------
 
-    def posted(self, jobs: list[Job]) -> None:
+    def posted(self, jobs: Sequence[CreatedJob | Job]) -> None:
         """StartJobs answered with ``jobs``."""
         self._reported()
         self._done = Created(jobs)

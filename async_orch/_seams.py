@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
 from async_orch._http import Response
-from async_orch._models import Folder, Job, Release, StartRequest
+from async_orch._models import CreatedJob, Folder, Job, Release, StartRequest
 from async_orch._states import JobState
 
 __all__ = ["FolderRef", "HTTPSender", "JobsAPI", "RangeAnswer", "StateRows"]
@@ -98,8 +98,11 @@ class JobsAPI(Protocol):
         """The process (release) of that name, Key or ProcessKey in a folder."""
         ...
 
-    async def start_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
-        """One StartJobs POST, never retried by the implementation."""
+    async def create_jobs(
+        self, folder: FolderRef, request: StartRequest
+    ) -> Sequence[CreatedJob | Job]:
+        """One StartJobs POST, never retried by the implementation: the jobs it
+        created (a :class:`~async_orch._models.CreatedJob` holds all a start reads)."""
         ...
 
     async def jobs_by_reference(self, folder: FolderRef, references: Sequence[str]) -> list[Job]:

@@ -37,7 +37,7 @@ from async_orch._errors import (
 from async_orch._jobs import JobHandle, JobRequest, folder_of, start_body
 from async_orch._limits import StartLimiter
 from async_orch._logs import get_logger
-from async_orch._models import Folder, Job, Release, StartRequest, reference_problem
+from async_orch._models import CreatedJob, Folder, Job, Release, StartRequest, reference_problem
 from async_orch._planner import ListBudget, PollPolicy
 from async_orch._reference_lookups import ReferenceLookups
 from async_orch._retries import (
@@ -74,7 +74,7 @@ log = get_logger("async_orch.starting")
 #: Where a request goes: its folder and release, or why they did not resolve.
 Target = tuple[Folder, Release] | RequestError
 #: Called with (handle, job) pairs and the attempts so far as soon as jobs exist.
-JobsCallback = Callable[[list[tuple[JobHandle, Job]], int], None]
+JobsCallback = Callable[[list[tuple[JobHandle, CreatedJob | Job]], int], None]
 
 _RESOLVE_CONCURRENCY = 8  # folder/process lookups at once at the start of a batch
 
@@ -232,7 +232,7 @@ class Starter:
         shield: StartShield,
         deadline: float | None,
         on_window: Callable[[], None] | None,
-    ) -> list[Job]:
+    ) -> Sequence[CreatedJob | Job]:
         """Carry out the protocol's steps until it ends; return the jobs, or raise
         why there are none."""
         reference = protocol.reference
@@ -308,7 +308,7 @@ class Starter:
             protocol.first_post_at = self._server_now()
         with shield.protect() as scope:
             try:
-                jobs = await self._api.start_jobs(folder, body)
+                jobs = await self._api.create_jobs(folder, body)
             except RequestError as exc:
                 log.info(
                     "async_orch.start_ambiguous"

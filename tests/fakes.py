@@ -99,7 +99,7 @@ class FakeAPI:
         self.changed.set()
         self.changed = anyio.Event()
 
-    async def start_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
+    async def create_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
         resolved = self._folder_now(folder)
         path = resolved.fully_qualified_name
         self.calls.append(("start", path, request.reference))

@@ -101,8 +101,8 @@ class SecondStartHangs(FakeAPI):
         super().__init__()
         self.hold = anyio.Event()
 
-    async def start_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
-        jobs = await super().start_jobs(folder, request)
+    async def create_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
+        jobs = await super().create_jobs(folder, request)
         if len(self.starts()) == 2:
             await self.hold.wait()  # held inside StartJobs: shielded, so it comes back
         return jobs
@@ -147,9 +147,9 @@ class ClosedUnderStarts(FakeAPI):
     """The first two StartJobs create their jobs; the others wait at ``gate``, then
     fail as calls do once the client is closed under them."""
 
-    async def start_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
+    async def create_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
         if len(self.starts()) < 2:
-            return await super().start_jobs(folder, request)
+            return await super().create_jobs(folder, request)
         self.calls.append(("start", str(folder), request.reference))
         self.in_flight += 1
         self._signal()

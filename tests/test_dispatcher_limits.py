@@ -138,10 +138,10 @@ class TimedStarts(FakeAPI):
         self.start_times: list[float] = []
         self.on_start: Callable[[int], None] = lambda count: None
 
-    async def start_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
+    async def create_jobs(self, folder: FolderRef, request: StartRequest) -> list[Job]:
         self.start_times.append(self.time())
         self.on_start(len(self.start_times))
-        return await super().start_jobs(folder, request)
+        return await super().create_jobs(folder, request)
 
 
 async def test_starts_per_second_spaces_start_calls_on_the_injected_clock() -> None:

@@ -16,12 +16,14 @@ from samples import POSTMAN_JOB
 from async_orch._errors import InvalidRequestError, ResponseDecodeError
 from async_orch._models import (
     INPUT_ARGUMENTS_MAX_LENGTH,
+    CreatedJob,
     Folder,
     Job,
     JobPriority,
     Release,
     StartRequest,
     StartStrategy,
+    created_job_of,
     dump_input_arguments,
     format_datetime,
     needs_input_file,
@@ -267,6 +269,65 @@ def test_job_from_api_reads_the_start_jobs_sample() -> None:
     assert job.output_arguments_raw is None
     assert job.release_name == "Heyyo_playground"
     assert job.batch_execution_key == "abbbb5de-d46a-4b9b-8f73-8a3247be0a0e"
+
+
+def test_a_start_reads_the_fields_it_needs_as_job_from_api_reads_them() -> None:
+    created = created_job_of(dict(POSTMAN_JOB))
+    job = Job.from_api(POSTMAN_JOB)
+    assert type(created) is CreatedJob
+    assert created == (job.id, job.key, job.state, job.reference, job.creation_time)
+
+
+_START_FIELDS = ("id", "key", "state", "reference", "creation_time")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("Id", "160856"),
+        ("Id", True),
+        ("Id", None),
+        ("Id", 160856.0),
+        ("State", 2),
+        ("State", None),
+        ("State", "Launching"),
+        ("State", "pending"),
+        ("Key", 5),
+        ("Key", None),
+        ("Reference", ["r"]),
+        ("Reference", None),
+        ("CreationTime", "yesterday"),
+        ("CreationTime", 1537536511),
+        ("CreationTime", None),
+        ("CreationTime", "2018-09-21T13:28:31Z"),
+        ("CreationTime", "2018-09-21 13:28:31+02:00"),
+        ("CreationTime", "2018-09-21T13:28:31.1449691"),
+    ],
+)
+def test_a_start_reads_an_unusual_row_as_job_from_api_does(field: str, value: object) -> None:
+    # The same fields, or the same error naming the field at fault.
+    row = dict(POSTMAN_JOB, **{field: value})
+    try:
+        expected: object = Job.from_api(row)
+    except ResponseDecodeError as exc:
+        with pytest.raises(ResponseDecodeError) as caught:
+            created_job_of(row)
+        assert str(caught.value) == str(exc)
+        return
+    created = created_job_of(row)
+    assert [getattr(created, f) for f in _START_FIELDS] == [
+        getattr(expected, f) for f in _START_FIELDS
+    ]
+
+
+def test_a_start_does_not_fail_on_a_field_it_does_not_read() -> None:
+    # A created job is not lost over an odd field a start has no use for (the
+    # job's full record is read, and checked, once it has ended).
+    row = dict(POSTMAN_JOB, OrganizationUnitId="Finance", InputArguments=7)
+    with pytest.raises(ResponseDecodeError):
+        Job.from_api(row)
+    created = created_job_of(row)
+    assert created == created_job_of(dict(POSTMAN_JOB))
 
 
 def test_job_from_api_reads_a_finished_job() -> None:
