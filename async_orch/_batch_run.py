@@ -49,6 +49,7 @@ from async_orch._models import CreatedJob, Job, StartStrategy
 from async_orch._options import Hooks, StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._poller import Finished, JobWatcher, WatcherGroup
+from async_orch._records import record_builder
 from async_orch._seams import JobsAPI
 from async_orch._start_pool import StartPool
 from async_orch._starting import Starter, StartFailure, Target, batch_references, resolve_targets
@@ -552,7 +553,7 @@ def _result_of(tracked: _Tracked, item: Finished, *, batch_timeout: float | None
         outcome = Outcome.UNKNOWN
     else:
         outcome = Outcome.of_final(item.job.state) or Outcome.UNKNOWN
-    return JobResult(
+    return _build_result(  # one a job: _records
         index=tracked.index,
         request=tracked.request,
         outcome=outcome,
@@ -566,3 +567,6 @@ def _result_of(tracked: _Tracked, item: Finished, *, batch_timeout: float | None
         stop_sent=item.stop_sent,
         note=note,
     )
+
+
+_build_result = record_builder(JobResult)

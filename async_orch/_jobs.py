@@ -35,6 +35,7 @@ from async_orch._models import (
     prechecked_start_request,
     reference_problem,
 )
+from async_orch._records import record_builder
 from async_orch._states import JobState
 
 __all__ = [
@@ -407,7 +408,9 @@ class JobHandle:
     ) -> JobHandle:
         """The handle of ``job``, created in ``folder`` (with ``reference`` if the
         job's own record does not give one)."""
-        return cls(
+        # One a started job: built by _records unless for a subclass.
+        build = _build_handle if cls is JobHandle else cls
+        return build(
             job_id=job.id,
             job_key=job.key,
             folder_id=folder.id,
@@ -454,6 +457,9 @@ class JobHandle:
             reference=data.get("reference"),
             created=datetime.fromisoformat(created) if created else None,
         )
+
+
+_build_handle = record_builder(JobHandle)
 
 
 class Outcome(enum.StrEnum):

@@ -84,6 +84,7 @@ from async_orch._planner import (
     PollPolicy,
 )
 from async_orch._push_pace import PushPace
+from async_orch._records import record_builder
 from async_orch._resources import STOP_JOBS_CHUNK
 from async_orch._seams import JobsAPI, RangeAnswer
 from async_orch._shared_budget import SharedListBudget
@@ -139,6 +140,9 @@ class Finished:
     stuck_pending_for: float | None = None
     # Suspended at its deadline and reported so, not stopped (StopPolicy.on_suspended).
     suspended: bool = False
+
+
+_build_finished = record_builder(Finished)
 
 
 @dataclass(slots=True)
@@ -998,7 +1002,7 @@ class JobWatcher:
         self._deadlines.remove(job_id)
         self._planner.remove(job_id)
         await on_finished(
-            Finished(
+            _build_finished(  # one a job: _records
                 handle=watched.handle,
                 job=watched.job,
                 state=watched.state,
