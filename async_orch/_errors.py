@@ -34,7 +34,9 @@ as attributes; the cause is always chained.
         │   ├── RateLimitedError      429 (.retry_after)
         │   └── ServerError           5xx
         ├── ResponseDecodeError   a 2xx body that is not what the API documents
-        │   └── BlobTooLargeError attachment content longer than the cap
+        │   ├── BlobTooLargeError attachment content longer than the cap
+        │   └── StartAnswerUnreadableError  StartJobs answered 2xx (its jobs exist),
+        │                         but not readably: they are looked up by Reference
         ├── NotStartedError       the batch timeout passed before the request's turn to start
         │   └── ReferenceInUseError  its Reference already names an older job: never posted
         ├── UncertainStartError   a StartJobs that may or may not have created jobs
@@ -78,6 +80,7 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseDecodeError",
     "ServerError",
+    "StartAnswerUnreadableError",
     "StuckPendingError",
     "TransportError",
     "UnauthorizedError",
@@ -371,6 +374,12 @@ class ResponseDecodeError(RequestError):
 
 class BlobTooLargeError(ResponseDecodeError):
     """An attachment's content longer than the caller's cap (nothing past the cap was read)."""
+
+
+class StartAnswerUnreadableError(ResponseDecodeError):
+    """StartJobs answered with a success status, so its jobs exist, but the answer
+    could not be read (not JSON, or a job without a usable Id, State or CreationTime).
+    A batch takes it as an ambiguous start: it looks the jobs up by Reference."""
 
 
 class OutputsUnavailableError(RequestError):

@@ -143,7 +143,10 @@ def parse_datetime(value: str | None) -> datetime | None:
         )
     except ValueError as exc:
         raise ValueError(f"not a valid timestamp: {value!r} ({exc})") from exc
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+        raise ValueError(f"not a valid timestamp: {value!r} ({exc})") from exc
 
 
 def format_datetime(value: datetime) -> str:

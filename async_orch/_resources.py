@@ -18,7 +18,7 @@ import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -29,6 +29,7 @@ from async_orch._errors import (
     NotFoundError,
     ProcessNotFoundError,
     ResponseDecodeError,
+    StartAnswerUnreadableError,
 )
 from async_orch._fatal import no_api_here
 from async_orch._jsonvalues import shown
@@ -68,6 +69,7 @@ log = get_logger("async_orch.api")
 
 _JOBS = "odata/Jobs"
 _START_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StartJobs"
+_Row = TypeVar("_Row")  # how a start reads each created job (_start)
 _STOP_JOBS = "odata/Jobs/UiPath.Server.Configuration.OData.StopJobs"
 _VALIDATE_JOB = "odata/Jobs/UiPath.Server.Configuration.OData.ValidateDynamicJob"
 _ATTACHMENTS = "odata/Attachments"
@@ -298,18 +300,19 @@ class OrchestratorAPI:
         Raises ``TransportError`` with ``may_have_reached_server`` or an ``APIError``;
         whether and when to post again is :class:`~async_orch._retries.StartProtocol`'s
         decision (after an ambiguous failure it looks the jobs up by Reference first).
+        ``StartAnswerUnreadableError``: a success status whose answer could not be read.
         """
-        return [Job.from_api(row) for row in await self._post_start_jobs(folder, request)]
+        return await self._start(folder, request, Job.from_api)
 
     async def create_jobs(self, folder: FolderRef, request: StartRequest) -> list[CreatedJob | Job]:
         """:meth:`start_jobs`, reading of each created job only what a start needs
         (:func:`~async_orch._models.created_job_of`): what a batch calls."""
-        return [created_job_of(row) for row in await self._post_start_jobs(folder, request)]
+        return await self._start(folder, request, created_job_of)
 
-    async def _post_start_jobs(
-        self, folder: FolderRef, request: StartRequest
-    ) -> list[dict[str, Any]]:
-        """The rows of StartJobs' answer (:meth:`start_jobs`)."""
+    async def _start(
+        self, folder: FolderRef, request: StartRequest, read: Callable[[dict[str, Any]], _Row]
+    ) -> list[_Row]:
+        """:meth:`start_jobs`, each created job's row read by ``read``."""
         resolved = await self.resolve_folder(folder)
         body = request.to_api()
         info = body["startInfo"]
@@ -332,7 +335,14 @@ class OrchestratorAPI:
             if lost is None:
                 raise
             raise lost from exc
-        return _values(response.json(), "jobs")
+        try:
+            return [read(row) for row in _values(response.json(), "jobs")]
+        except ResponseDecodeError as exc:
+            # The jobs exist (a success status): only their Reference can name them.
+            raise StartAnswerUnreadableError(
+                f"StartJobs answered {response.status} but its answer could not be read "
+                f"({exc}): the jobs it created are looked up by their Reference"
+            ) from exc
 
     async def validate_start(self, folder: FolderRef, request: StartRequest) -> dict[str, Any]:
         """Whether ``request`` could start now [Jobs_ValidateDynamicJob]: the

@@ -72,6 +72,8 @@ timeout, truncated body
 500, other 5xx            retry        **no**       the handler ran and failed part-way
 501, 505                  no           no           will not change on retry
 other 4xx                 no           no           the request itself is wrong
+2xx that cannot be read   no           **no**       StartJobs created jobs, which only a
+(StartAnswerUnreadable)                             lookup by Reference can name
 ========================  ===========  ===========  ======================================
 
 After a "no" on StartJobs the caller looks the jobs up by their Reference
@@ -94,6 +96,7 @@ from async_orch._errors import (
     RateLimitedError,
     ReferenceInUseError,
     ServerError,
+    StartAnswerUnreadableError,
     TransportError,
     UncertainStartError,
 )
@@ -370,6 +373,8 @@ def may_have_started(exc: OrchestratorError) -> bool:
     """Whether a failed StartJobs may still have created jobs (see backoff.py's table)."""
     if isinstance(exc, TransportError):
         return exc.may_have_reached_server
+    if isinstance(exc, StartAnswerUnreadableError):
+        return True  # a success status: its jobs exist, only their Reference names them
     if isinstance(exc, RateLimitedError):
         return False  # a 429 is a refusal
     if isinstance(exc, ServerError):

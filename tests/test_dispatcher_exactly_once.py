@@ -261,3 +261,28 @@ async def test_jobs_count_found_by_reference_are_all_adopted(
     assert isinstance(outcome, Started)
     assert [h.job_id for h in outcome.handles] == [601, 602, 603]
     assert posts(mock) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"body": "<html>gateway</html>"},
+        {"payload": {"value": [dict(job(501), Id="501")]}},
+        {"payload": {"value": [dict(job(501), CreationTime="yesterday")]}},
+        {"payload": {"value": [dict(job(501), CreationTime="0001-01-01T00:00:00+05:00")]}},
+    ],
+    ids=["not-json", "id-as-text", "odd-creation-time", "creation-time-out-of-range"],
+)
+async def test_a_2xx_start_that_cannot_be_read_is_looked_up_not_reported_not_started(
+    mock: Any, dispatcher: Dispatcher, answer: dict[str, Any]
+) -> None:
+    # A 2xx: the job exists, whatever its answer says; only its Reference can name it.
+    mock.post(START, status=201, **answer)
+    mock.get(JOBS, payload={"value": [job(501)]})
+
+    outcome = await start_one(dispatcher)
+
+    assert isinstance(outcome, Started), outcome
+    assert [h.job_id for h in outcome.handles] == [501]
+    assert posts(mock) == 1
+    assert lookups(mock) == [LOOKUP]

@@ -302,6 +302,8 @@ _START_FIELDS = ("id", "key", "state", "reference", "creation_time")
         ("CreationTime", "2018-09-21T13:28:31Z"),
         ("CreationTime", "2018-09-21 13:28:31+02:00"),
         ("CreationTime", "2018-09-21T13:28:31.1449691"),
+        ("CreationTime", "0001-01-01T00:00:00+05:00"),  # before year 1 in UTC
+        ("CreationTime", "9999-12-31T23:59:59-05:00"),  # after year 9999 in UTC
     ],
 )
 def test_a_start_reads_an_unusual_row_as_job_from_api_does(field: str, value: object) -> None:

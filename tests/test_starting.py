@@ -9,7 +9,9 @@ from async_orch._errors import (
     BadRequestError,
     OrchestratorError,
     RateLimitedError,
+    ResponseDecodeError,
     ServerError,
+    StartAnswerUnreadableError,
     TransportError,
 )
 from async_orch._jobs import JobRequest, Outcome
@@ -61,6 +63,8 @@ def api_error(kind: type[ServerError | RateLimitedError | BadRequestError], stat
         (api_error(ServerError, 503, retry_after=5.0), False),  # a deliberate "not now"
         (api_error(RateLimitedError, 429, retry_after=5.0), False),
         (api_error(BadRequestError, 400), False),
+        (StartAnswerUnreadableError("StartJobs answered 201 but ..."), True),  # jobs exist
+        (ResponseDecodeError("expected a FolderDto object"), False),  # not StartJobs' answer
     ],
 )
 def test_which_start_failures_may_have_created_jobs(error: OrchestratorError, maybe: bool) -> None:
