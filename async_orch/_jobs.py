@@ -703,8 +703,10 @@ class Progress:
 
 def _take(counts: Counter[str], key: str, count: int) -> None:
     """Take ``count`` from ``counts[key]``, dropping the key once it reaches 0."""
-    counts[key] -= count
-    if counts[key] == 0:
+    left = counts[key] - count
+    if left:
+        counts[key] = left
+    else:
         del counts[key]
 
 

@@ -928,30 +928,26 @@ class StartRequest:
     def to_api(self) -> dict[str, Any]:
         """The StartJobs body: ``{"startInfo": {...}}`` with None fields left out."""
         # Nothing checked again: every field was checked (and the inputs encoded)
-        # when built.
+        # when built. One dict, then the Nones left out (a start builds one a job).
         info: dict[str, Any] = {
             "ReleaseKey": self.release_key,
             "ReleaseName": self.release_name,
             "Strategy": str(self.strategy),
+            "JobsCount": self.jobs_count if self.strategy in COUNT_STRATEGIES else None,
+            "RobotIds": list(self.robot_ids) if self.robot_ids else None,
+            "NoOfRobots": self.no_of_robots,
+            "MachineSessionIds": (
+                list(self.machine_session_ids) if self.machine_session_ids else None
+            ),
+            "Source": self.source,
+            "JobPriority": None if self.job_priority is None else str(self.job_priority),
+            "SpecificPriorityValue": self.specific_priority_value,
+            "RuntimeType": self.runtime_type,
+            "Reference": self.reference,
+            "InputArguments": self.input_arguments_json,
+            "InputFile": self.input_file,
+            "BatchExecutionKey": self.batch_execution_key,
         }
-        if self.strategy in COUNT_STRATEGIES:
-            info["JobsCount"] = self.jobs_count
-        if self.robot_ids:
-            info["RobotIds"] = list(self.robot_ids)
-        if self.no_of_robots is not None:
-            info["NoOfRobots"] = self.no_of_robots
-        if self.machine_session_ids:
-            info["MachineSessionIds"] = list(self.machine_session_ids)
-        info.update(
-            Source=self.source,
-            JobPriority=None if self.job_priority is None else str(self.job_priority),
-            SpecificPriorityValue=self.specific_priority_value,
-            RuntimeType=self.runtime_type,
-            Reference=self.reference,
-            InputArguments=self.input_arguments_json,
-            InputFile=self.input_file,
-            BatchExecutionKey=self.batch_execution_key,
-        )
         return {"startInfo": _without_none(info)}
 
 

@@ -91,6 +91,8 @@ log = get_logger("async_orch.transport")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 _USER_AGENT = f"async-orch/{__version__}"
+# One encoder for every body: json.dumps builds one a call when given options.
+_JSON_BODY = jsonlib.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +349,7 @@ class Transport:
             **(headers or {}),
         }
         if json is not None:
-            body = jsonlib.dumps(json, separators=(",", ":")).encode("utf-8")
+            body = _JSON_BODY.encode(json).encode("utf-8")
             send_headers["Content-Type"] = "application/json"
         query = None if params is None else {k: str(v) for k, v in params.items()}
 
