@@ -378,7 +378,8 @@ class BlobTooLargeError(ResponseDecodeError):
 
 class StartAnswerUnreadableError(ResponseDecodeError):
     """StartJobs answered with a success status, so its jobs exist, but the answer
-    could not be read (not JSON, or a job without a usable Id, State or CreationTime).
+    could not be read (not JSON, a job without a usable Id, State or CreationTime, or
+    no job listed for a strategy other than All).
     A batch takes it as an ambiguous start: it looks the jobs up by Reference."""
 
 

@@ -74,7 +74,8 @@ class Response:
         """
         try:
             return json.loads(self.body)  # bytes: a UTF-8 BOM is skipped
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        # JSONDecodeError, UnicodeDecodeError; RecursionError: nested ~1,000 deep.
+        except (ValueError, RecursionError) as exc:
             if not self.body.strip():
                 raise ResponseDecodeError(
                     f"HTTP {self.status} from {self.url} has an empty body where JSON was expected"

@@ -37,11 +37,16 @@ def record_builder(cls: type[T]) -> Callable[..., T]:
     slots = cls.__dict__.get("__slots__")
     if slots is None or tuple(slots) != names or len(cls.__mro__) != 2:
         raise TypeError(f"{cls.__name__} is not a slotted dataclass built on object alone")
+    # The generated function's own names, which no field may shadow (a field named
+    # "record" would otherwise be stored as the record itself).
+    twin_name, cls_name, record_name = "__builder_twin__", "__builder_cls__", "__builder_record__"
+    if clash := {twin_name, cls_name, record_name} & set(names):
+        raise TypeError(f"{cls.__name__} has a field named {sorted(clash)[0]!r}")
     twin = type(f"_{cls.__name__}Fields", (), {"__slots__": names})
-    lines = [f"def build(*, {', '.join(names)}):", "    record = twin()"]
-    lines += [f"    record.{name} = {name}" for name in names]
-    lines += ["    record.__class__ = cls", "    return record"]
-    namespace: dict[str, Any] = {"twin": twin, "cls": cls}
+    lines = [f"def build(*, {', '.join(names)}):", f"    {record_name} = {twin_name}()"]
+    lines += [f"    {record_name}.{name} = {name}" for name in names]
+    lines += [f"    {record_name}.__class__ = {cls_name}", f"    return {record_name}"]
+    namespace: dict[str, Any] = {twin_name: twin, cls_name: cls}
     exec("\n".join(lines), namespace)  # as dataclasses writes __init__
     build: Callable[..., T] = namespace["build"]
     build.__qualname__ = build.__name__ = f"build_{cls.__name__}"

@@ -40,6 +40,7 @@ from async_orch._models import (
     Job,
     Release,
     StartRequest,
+    StartStrategy,
     created_job_of,
     needs_input_file,
     parse_job_state_rows,
@@ -336,13 +337,23 @@ class OrchestratorAPI:
                 raise
             raise lost from exc
         try:
-            return [read(row) for row in _values(response.json(), "jobs")]
+            rows = [read(row) for row in _values(response.json(), "jobs")]
         except ResponseDecodeError as exc:
             # The jobs exist (a success status): only their Reference can name them.
             raise StartAnswerUnreadableError(
                 f"StartJobs answered {response.status} but its answer could not be read "
                 f"({exc}): the jobs it created are looked up by their Reference"
             ) from exc
+        if not rows and request.strategy is not StartStrategy.ALL:
+            # Every other strategy creates at least one job or refuses (an assumption:
+            # orchestrator-api.md documents no empty success for them; All may find
+            # no robot). A success listing none left its jobs out: only their
+            # Reference can name them.
+            raise StartAnswerUnreadableError(
+                f"StartJobs answered {response.status} with no job for strategy "
+                f"{request.strategy}: the jobs it created are looked up by their Reference"
+            )
+        return rows
 
     async def validate_start(self, folder: FolderRef, request: StartRequest) -> dict[str, Any]:
         """Whether ``request`` could start now [Jobs_ValidateDynamicJob]: the

@@ -270,8 +270,19 @@ async def test_jobs_count_found_by_reference_are_all_adopted(
         {"payload": {"value": [dict(job(501), Id="501")]}},
         {"payload": {"value": [dict(job(501), CreationTime="yesterday")]}},
         {"payload": {"value": [dict(job(501), CreationTime="0001-01-01T00:00:00+05:00")]}},
+        # ModernJobsCount creates a job or refuses: a success listing none left it out.
+        {"payload": {"value": []}},
+        # Nested past the recursion limit: was a bare RecursionError out of the batch.
+        {"body": "[" * 5_000},
     ],
-    ids=["not-json", "id-as-text", "odd-creation-time", "creation-time-out-of-range"],
+    ids=[
+        "not-json",
+        "id-as-text",
+        "odd-creation-time",
+        "creation-time-out-of-range",
+        "no-rows",
+        "nested-too-deep",
+    ],
 )
 async def test_a_2xx_start_that_cannot_be_read_is_looked_up_not_reported_not_started(
     mock: Any, dispatcher: Dispatcher, answer: dict[str, Any]

@@ -144,3 +144,14 @@ def test_a_handle_of_a_subclass_is_built_by_the_subclass() -> None:
         folder_path="Finance",
         reference="r-7",
     )
+
+
+@pytest.mark.parametrize("name", ["record", "twin", "cls"])
+def test_a_field_named_as_the_builders_own_locals_is_built_right(name: str) -> None:
+    # Review: the generated build() named its locals record/twin/cls; a field
+    # named "record" was stored as the record itself (no error), "twin"/"cls" raised.
+    cls = dataclasses.make_dataclass(
+        "C", [(name, int), ("b", int)], frozen=True, slots=True, kw_only=True
+    )
+    built: Any = record_builder(cls)(**{name: 1, "b": 2})
+    assert type(built) is cls and built == cls(**{name: 1, "b": 2})
