@@ -49,6 +49,9 @@ _STREAM_BODY_OVER = 1024 * 1024
 _CHUNK = 64 * 1024  # a capped body is read this much at a time
 
 
+_OBJECT_OR_ARRAY = (b"{", b"[")  # the first byte of a JSON body in UTF-8 (Response.json)
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     """A complete HTTP response.
@@ -72,8 +75,14 @@ class Response:
             ResponseDecodeError: the body is empty or not JSON (say, an HTML
                 sign-in page served by a wrong URL).
         """
+        body = self.body
         try:
-            return json.loads(self.body)  # bytes: a UTF-8 BOM is skipped
+            if body[:1] in _OBJECT_OR_ARRAY and body[1:2] != b"\x00":
+                # What the API sends: UTF-8 from its first byte. Decoded here, as
+                # json.loads(bytes) would, without its encoding detection (a Python
+                # function, a call every response).
+                return json.loads(body.decode("utf-8", "surrogatepass"))
+            return json.loads(body)  # bytes: a BOM or UTF-16/32 is detected
         # JSONDecodeError, UnicodeDecodeError; RecursionError: nested ~1,000 deep.
         except (ValueError, RecursionError) as exc:
             if not self.body.strip():

@@ -212,6 +212,22 @@ def test_response_json_reads_a_body_with_a_utf8_byte_order_mark() -> None:
         Response(200, {}, b"\xff{oops").json()
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"Info": "café", "Id": [1, 2.5, null]}'.encode(),
+        '{"Info": "café"}'.encode("utf-16-le"),  # starts "{", then a NUL byte
+        '{"Info": "café"}'.encode("utf-16"),
+        '[{"Id": 1}]'.encode("utf-32"),
+        b' {"Id": 1}',
+        b'{"Info": "\xed\xa0\x80"}',  # a surrogate in UTF-8 bytes, as json.loads reads it
+    ],
+)
+def test_response_json_reads_what_json_loads_reads_from_bytes(body: bytes) -> None:
+    # Bodies starting "{" or "[" are decoded as UTF-8 directly (no encoding detection).
+    assert Response(200, {}, body).json() == json.loads(body)
+
+
 # -- 401: renew once -----------------------------------------------------------------------
 
 
