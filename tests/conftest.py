@@ -24,6 +24,7 @@ marker fails, naming the marker (so ``pytest -m "not slow"`` stays in-process).
 from __future__ import annotations
 
 import base64
+import signal
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -43,6 +44,13 @@ from aioresponses import core as aioresponses_core
 from async_orch.simulator import SimulatorHandle, run_simulator
 
 DEMO_SCOPES = "OR.Folders.Read OR.Execution.Read OR.Jobs"
+
+# A suite started in the background (`cmd &` in a non-interactive shell) inherits
+# SIGINT ignored, and so would every simulator and CLI the tests start and then stop
+# with SIGINT, as a user's Ctrl-C does: they would never stop. Handled here, it is
+# back to the default in every process the tests start.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class FakeClock:
