@@ -45,14 +45,21 @@ from async_orch._jobs import (
     checked_requests,
 )
 from async_orch._logs import get_logger
-from async_orch._models import CreatedJob, Job, StartStrategy
+from async_orch._models import StartStrategy
 from async_orch._options import Hooks, StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._poller import Finished, JobWatcher, WatcherGroup
 from async_orch._records import record_builder
 from async_orch._seams import JobsAPI
 from async_orch._start_pool import StartPool
-from async_orch._starting import Starter, StartFailure, Target, batch_references, resolve_targets
+from async_orch._starting import (
+    CreatedPairs,
+    Starter,
+    StartFailure,
+    Target,
+    batch_references,
+    resolve_targets,
+)
 from async_orch._states import JobState
 
 __all__ = ["BatchParts", "BatchRun"]
@@ -215,7 +222,7 @@ class BatchRun:
         label = _label(request, target)
         expected = _expected_jobs(request)
 
-        def on_jobs(pairs: list[tuple[JobHandle, CreatedJob | Job]], attempts: int) -> None:
+        def on_jobs(pairs: CreatedPairs, attempts: int) -> None:
             # Runs inside the StartJobs shield, before any other await, so a
             # cancellation cannot lose these jobs.
             self.progress.forget(label, _QUEUED, expected)

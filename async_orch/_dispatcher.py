@@ -80,7 +80,7 @@ from async_orch._config import RetryPolicy
 from async_orch._jobs import Abandoned, JobHandle, JobRequest, JobResult, checked_requests
 from async_orch._limits import DispatchLimits, StartLimiter
 from async_orch._list_budget import ListPace
-from async_orch._models import CreatedJob, Folder, Job
+from async_orch._models import Folder
 from async_orch._options import Hooks, StartedCallback, StopPolicy
 from async_orch._planner import PollPolicy
 from async_orch._poller import WatcherGroup
@@ -90,6 +90,7 @@ from async_orch._server_clock import UNKNOWN_OFFSET_MARGIN
 from async_orch._shared_budget import InProcessListBudget, SharedListBudget
 from async_orch._start_pool import StartPool
 from async_orch._starting import (
+    CreatedPairs,
     Started,
     Starter,
     StartFailure,
@@ -211,7 +212,7 @@ class Dispatcher:
         live: list[JobHandle] = []
 
         async def start_one(index: int, target: Target, step_aside: Callable[[], None]) -> None:
-            def on_jobs(pairs: list[tuple[JobHandle, CreatedJob | Job]], attempts: int) -> None:
+            def on_jobs(pairs: CreatedPairs, attempts: int) -> None:
                 for handle, _ in pairs:
                     live.append(handle)
                     if on_started is not None:

@@ -59,6 +59,7 @@ from async_orch._start_refusals import explain_start_refusal
 
 __all__ = [
     "BatchRetries",
+    "CreatedPairs",
     "JobsCallback",
     "StartFailure",
     "Started",
@@ -74,7 +75,9 @@ log = get_logger("async_orch.starting")
 #: Where a request goes: its folder and release, or why they did not resolve.
 Target = tuple[Folder, Release] | RequestError
 #: Called with (handle, job) pairs and the attempts so far as soon as jobs exist.
-JobsCallback = Callable[[list[tuple[JobHandle, CreatedJob | Job]], int], None]
+#: The jobs a start created, each with its handle (what ``on_jobs`` hears).
+CreatedPairs = list[tuple[JobHandle, CreatedJob | Job]]
+JobsCallback = Callable[[CreatedPairs, int], None]
 
 _RESOLVE_CONCURRENCY = 8  # folder/process lookups at once at the start of a batch
 
