@@ -234,13 +234,16 @@ class BatchRun:
                 self._watcher.watch(
                     handle, timeout=request.timeout, deadline=self._deadline, state=job.state
                 )
-            for handle, _ in pairs:
-                if self._on_attempts is not None:
-                    self._on_attempts(handle, attempts)
-                self._call_hook("on_started", index, handle)
-            # The first state seen is the one StartJobs answered (Pending, as a rule).
-            for handle, job in pairs:
-                self._call_hook("on_state", handle, None, job.state)
+            # (Each hook tested once here: most batches have none.)
+            if self._on_attempts is not None or self._hooks.on_started is not None:
+                for handle, _ in pairs:
+                    if self._on_attempts is not None:
+                        self._on_attempts(handle, attempts)
+                    self._call_hook("on_started", index, handle)
+            if self._hooks.on_state is not None:
+                # The first state seen is the one StartJobs answered (Pending, as a rule).
+                for handle, job in pairs:
+                    self._call_hook("on_state", handle, None, job.state)
             self._report()
 
         try:
@@ -336,7 +339,8 @@ class BatchRun:
         self.progress.move(handle.folder_path, (old or JobState.PENDING).value, new.value)
         self._note_pending(handle, new)
         self._report()
-        self._call_hook("on_state", handle, old, new)
+        if self._hooks.on_state is not None:
+            self._call_hook("on_state", handle, old, new)
 
     def _note_pending(self, handle: JobHandle, state: JobState | None) -> None:
         """Keep the age of Pending jobs per folder, for progress displays."""
@@ -361,7 +365,8 @@ class BatchRun:
             await self._emit(result)
 
     def _report(self) -> None:
-        self._call_hook("on_progress", self.progress)
+        if self._hooks.on_progress is not None:  # (a call saved at every change)
+            self._call_hook("on_progress", self.progress)
 
     def _call_hook(self, name: str, *args: object) -> None:
         """Call the caller's hook ``name``, if given. The first to raise ends the

@@ -34,6 +34,7 @@ from async_orch._errors import (
     TransportError,
 )
 from async_orch._protocol import header, looks_like_html
+from async_orch._records import record_builder
 
 __all__ = ["PROXY_CREDENTIALS_HINT", "AiohttpSender", "Response", "send_once"]
 
@@ -103,6 +104,11 @@ class Response:
             ) from exc
 
 
+# Two a job (a StartJobs answer, a list or read answer): built without the frozen
+# dataclass's per-field object.__setattr__ (_records).
+_build_response = record_builder(Response)
+
+
 async def send_once(
     session: aiohttp.ClientSession,
     method: str,
@@ -139,7 +145,9 @@ async def send_once(
                 content = await _read_capped(response, max_body, url)
             else:
                 content = await response.read()
-            return Response(response.status, response.headers, content, url)
+            return _build_response(
+                status=response.status, headers=response.headers, body=content, url=url
+            )
     except aiohttp.ConnectionTimeoutError as exc:
         raise RequestTimeoutError(
             f"timed out connecting: {exc}", method=method, url=url, may_have_reached_server=False

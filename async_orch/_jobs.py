@@ -248,16 +248,19 @@ def _shape_of(request: JobRequest) -> tuple[object, ...] | None:
     value of any other type than the plain ones (whose equality may not be plain)."""
     if request.robot_ids or request.machine_session_ids:
         return None
-    fields = (
-        request.strategy,
-        request.jobs_count,
-        request.priority,
-        request.specific_priority,
-        request.runtime_type,
-    )
-    if not _SHAPE_TYPES.issuperset(map(type, fields)):
+    strategy, count, priority = request.strategy, request.jobs_count, request.priority
+    specific, runtime = request.specific_priority, request.runtime_type
+    types = (type(strategy), type(count), type(priority), type(specific), type(runtime))
+    if not _SHAPE_TYPES.issuperset(types):
         return None
-    return tuple((type(value), value) for value in fields)
+    # Spelled out, not a generator: this runs for every request of a batch.
+    return (
+        (types[0], strategy),
+        (types[1], count),
+        (types[2], priority),
+        (types[3], specific),
+        (types[4], runtime),
+    )
 
 
 # The types of a shape's values that compare and hash as plain values.

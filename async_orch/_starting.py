@@ -39,6 +39,7 @@ from async_orch._limits import StartLimiter
 from async_orch._logs import get_logger
 from async_orch._models import CreatedJob, Folder, Job, Release, StartRequest, reference_problem
 from async_orch._planner import ListBudget, PollPolicy
+from async_orch._records import record_builder
 from async_orch._reference_lookups import ReferenceLookups
 from async_orch._retries import (
     Adopted,
@@ -90,6 +91,9 @@ class Started:
     request: JobRequest
     handles: list[JobHandle]
     attempts: int
+
+
+_build_started = record_builder(Started)  # one a request (_records)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +228,7 @@ class Starter:
             reference=reference,
             attempts=attempts,
         )
-        return Started(index=index, request=request, handles=handles, attempts=attempts)
+        return _build_started(index=index, request=request, handles=handles, attempts=attempts)
 
     async def _drive(
         self,

@@ -599,6 +599,67 @@ def test_start_request_full_body_matches_the_spec(schema_errors: Any) -> None:
     assert schema_errors(body["startInfo"], "StartProcessDto") == []
 
 
+def _body_filtered_of_nones(request: StartRequest) -> dict[str, Any]:
+    """The StartJobs body as a dict of every field, in the body's order, less the
+    Nones: what to_api's field-by-field build must equal, order included."""
+    counted = request.strategy in (StartStrategy.JOBS_COUNT, StartStrategy.MODERN_JOBS_COUNT)
+    every = {
+        "ReleaseKey": request.release_key,
+        "ReleaseName": request.release_name,
+        "Strategy": str(request.strategy),
+        "JobsCount": request.jobs_count if counted else None,
+        "RobotIds": list(request.robot_ids) if request.robot_ids else None,
+        "NoOfRobots": request.no_of_robots,
+        "MachineSessionIds": (
+            list(request.machine_session_ids) if request.machine_session_ids else None
+        ),
+        "Source": request.source,
+        "JobPriority": None if request.job_priority is None else str(request.job_priority),
+        "SpecificPriorityValue": request.specific_priority_value,
+        "RuntimeType": request.runtime_type,
+        "Reference": request.reference,
+        "InputArguments": request.input_arguments_json,
+        "InputFile": request.input_file,
+        "BatchExecutionKey": request.batch_execution_key,
+    }
+    return {"startInfo": {k: v for k, v in every.items() if v is not None}}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"release_key": KEY},
+        {"release_name": "P", "strategy": "JobsCount", "jobs_count": 4, "source": "Assistant"},
+        {"release_key": KEY, "strategy": "Specific", "robot_ids": [1, 2], "reference": "r"},
+        {"release_key": KEY, "strategy": "RobotCount", "no_of_robots": 3},
+        {
+            "release_key": KEY,
+            "strategy": "All",
+            "job_priority": "Low",
+            "runtime_type": "NonProduction",
+        },
+        {
+            "release_key": KEY,
+            "machine_session_ids": [7],
+            "specific_priority_value": 55,
+            "input_arguments": {"a": [1, {"b": None}]},
+            "batch_execution_key": "8c5302a7-4b1e-4c43-8f59-0d5e0b5c1d11",
+        },
+        {
+            "release_key": KEY,
+            "input_file": "0b5f8a44-2c1e-4b0e-9f3a-6d2b7f1c9e21",
+            "reference": "x" * 128,
+        },
+    ],
+)
+def test_start_request_body_is_every_set_field_in_order(fields: dict[str, Any]) -> None:
+    request = StartRequest(**fields)
+    body = request.to_api()
+    expected = _body_filtered_of_nones(request)
+    assert body == expected
+    assert list(body["startInfo"]) == list(expected["startInfo"])  # the order, too
+
+
 def test_start_request_specific_sends_robot_ids_and_no_jobs_count() -> None:
     request = StartRequest(release_key=KEY, strategy=StartStrategy.SPECIFIC, robot_ids=[1553])
     info = request.to_api()["startInfo"]

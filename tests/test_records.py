@@ -13,10 +13,12 @@ import pytest
 
 from async_orch import JobRequest
 from async_orch._batch_run import _build_result
+from async_orch._http import Response, _build_response
 from async_orch._jobs import JobHandle, JobResult, Outcome, _build_handle
 from async_orch._models import StartRequest, _build_start_request
 from async_orch._poller import Finished, _build_finished
 from async_orch._records import record_builder
+from async_orch._starting import Started, _build_started
 from async_orch._states import JobState
 
 HANDLE: dict[str, Any] = {
@@ -36,6 +38,21 @@ def _cases() -> list[tuple[Any, type[Any], dict[str, Any]]]:
     start_fields = {f.name: getattr(start, f.name) for f in dataclasses.fields(StartRequest)}
     return [
         (_build_handle, JobHandle, HANDLE),
+        (
+            _build_response,
+            Response,
+            {"status": 200, "headers": {"Date": "x"}, "body": b"{}", "url": "http://h/odata"},
+        ),
+        (
+            _build_started,
+            Started,
+            {
+                "index": 3,
+                "request": JobRequest(process="Work", folder="Finance"),
+                "handles": [handle],
+                "attempts": 1,
+            },
+        ),
         (_build_start_request, StartRequest, start_fields),
         (
             _build_finished,
