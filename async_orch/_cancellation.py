@@ -55,6 +55,10 @@ class StartShield:
         self._scopes: set[anyio.CancelScope] = set()
         self._deadline: float | None = None
         self.uncertain: list[str] = []  # References of calls cut off after the wait
+        # The running backend's CancelScope class, learnt from the first scope:
+        # ``anyio.CancelScope(...)`` looks the backend up on every call, which
+        # costs more than the scope itself (one a StartJobs).
+        self._scope_class: type[anyio.CancelScope] | None = None
 
     def protect(self) -> _Protected:
         """A context manager: a shielded cancel scope around one StartJobs call,
@@ -76,7 +80,11 @@ class _Protected:
 
     def __init__(self, shield: StartShield) -> None:
         self._shield = shield
-        self._scope = anyio.CancelScope(shield=True)
+        if shield._scope_class is None:
+            self._scope = anyio.CancelScope(shield=True)
+            shield._scope_class = type(self._scope)
+        else:
+            self._scope = shield._scope_class(shield=True)
 
     def __enter__(self) -> anyio.CancelScope:
         scope, shield = self._scope, self._shield

@@ -55,3 +55,47 @@ def test_one_error_ending_two_batches_gets_one_note_and_each_batch_its_warning()
     assert note.startswith("1 job(s) of the batch had ended before this error (1 successful)")
     said = [e["by_outcome"] for e in logs if e["event"] == "async_orch.results_not_returned"]
     assert said == [{"successful": 1}, {"faulted": 1}]
+
+
+async def test_every_protected_call_is_shielded_and_given_the_abandon_wait() -> None:
+    """StartShield makes its first scope with anyio.CancelScope and the next ones from
+    that scope's class (cheaper): both kinds must shield a StartJobs in flight from
+    its batch's cancellation, and both get ABANDON_START_WAIT once it is abandoned."""
+    import anyio
+
+    from async_orch._cancellation import ABANDON_START_WAIT, StartShield
+
+    shield = StartShield()
+    entered = [anyio.Event(), anyio.Event()]
+    answer = anyio.Event()
+    finished: list[int] = []
+    scopes: list[anyio.CancelScope] = []
+
+    async def post(n: int) -> None:
+        with shield.protect() as scope:
+            scopes.append(scope)
+            entered[n].set()
+            await answer.wait()  # the StartJobs answer, still to come
+            finished.append(n)
+
+    async def server() -> None:  # answers both calls well after the cancellation
+        await entered[1].wait()
+        for _ in range(20):
+            await anyio.lowlevel.checkpoint()
+        answer.set()
+
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(server)
+        async with anyio.create_task_group() as batch:
+            batch.start_soon(post, 0)
+            await entered[0].wait()
+            batch.start_soon(post, 1)
+            await entered[1].wait()
+            batch.cancel_scope.cancel()  # the batch is cancelled with both calls in flight
+            shield.abandon()
+    assert finished == [0, 1]  # neither call was cut off
+    assert type(scopes[1]) is type(scopes[0])
+    assert isinstance(scopes[1], anyio.CancelScope) and scopes[1].shield
+    limit = anyio.current_time() + ABANDON_START_WAIT
+    assert all(s.deadline <= limit for s in scopes)
+    assert shield.uncertain == []
