@@ -662,11 +662,13 @@ class Progress:
     def move(self, folder: str, old: str | None, new: str, count: int = 1) -> None:
         """Record that ``count`` jobs of ``folder`` went from ``old`` to ``new``."""
         per_folder = self._folder_counts(folder)
+        by_state = self.by_state
         if old is not None:
-            _take(self.by_state, old, count)
+            _take(by_state, old, count)
             _take(per_folder, old, count)
-        self.by_state[new] += count
-        per_folder[new] += count
+        # dict.get, not Counter's += : no __missing__ call for a state new to the count.
+        by_state[new] = by_state.get(new, 0) + count
+        per_folder[new] = per_folder.get(new, 0) + count
 
     def forget(self, folder: str, state: str, count: int = 1) -> None:
         """Drop ``count`` jobs counted under ``state`` (they are recounted elsewhere)."""
@@ -682,7 +684,9 @@ class Progress:
 
     def note_pending(self, folder: str, job_id: int, pending: bool, now: float) -> None:
         """Record whether job ``job_id`` of ``folder`` is Pending (seen so at ``now``)."""
-        jobs = self.pending_since.setdefault(folder, {})
+        jobs = self.pending_since.get(folder)  # (setdefault would build a dict a call)
+        if jobs is None:
+            jobs = self.pending_since[folder] = {}
         if pending:
             jobs.setdefault(job_id, now)
         else:
@@ -706,7 +710,7 @@ class Progress:
 
 def _take(counts: Counter[str], key: str, count: int) -> None:
     """Take ``count`` from ``counts[key]``, dropping the key once it reaches 0."""
-    left = counts[key] - count
+    left = counts.get(key, 0) - count
     if left:
         counts[key] = left
     else:
