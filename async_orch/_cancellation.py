@@ -60,6 +60,14 @@ class StartShield:
         # costs more than the scope itself (one a StartJobs).
         self._scope_class: type[anyio.CancelScope] | None = None
 
+    def new_scope(self) -> anyio.CancelScope:
+        """A shielded cancel scope, made from the backend's class once it is known."""
+        if self._scope_class is None:
+            scope = anyio.CancelScope(shield=True)
+            self._scope_class = type(scope)
+            return scope
+        return self._scope_class(shield=True)
+
     def protect(self) -> _Protected:
         """A context manager: a shielded cancel scope around one StartJobs call,
         given at most the abandon deadline (a class, not a generator: one a start)."""
@@ -80,11 +88,7 @@ class _Protected:
 
     def __init__(self, shield: StartShield) -> None:
         self._shield = shield
-        if shield._scope_class is None:
-            self._scope = anyio.CancelScope(shield=True)
-            shield._scope_class = type(self._scope)
-        else:
-            self._scope = shield._scope_class(shield=True)
+        self._scope = shield.new_scope()
 
     def __enter__(self) -> anyio.CancelScope:
         scope, shield = self._scope, self._shield

@@ -248,19 +248,17 @@ def _shape_of(request: JobRequest) -> tuple[object, ...] | None:
     value of any other type than the plain ones (whose equality may not be plain)."""
     if request.robot_ids or request.machine_session_ids:
         return None
-    strategy, count, priority = request.strategy, request.jobs_count, request.priority
-    specific, runtime = request.specific_priority, request.runtime_type
-    types = (type(strategy), type(count), type(priority), type(specific), type(runtime))
+    fields = (
+        request.strategy,
+        request.jobs_count,
+        request.priority,
+        request.specific_priority,
+        request.runtime_type,
+    )
+    types = tuple(map(type, fields))
     if not _SHAPE_TYPES.issuperset(types):
         return None
-    # Spelled out, not a generator: this runs for every request of a batch.
-    return (
-        (types[0], strategy),
-        (types[1], count),
-        (types[2], priority),
-        (types[3], specific),
-        (types[4], runtime),
-    )
+    return tuple(zip(types, fields, strict=True))  # (no generator: every request runs this)
 
 
 # The types of a shape's values that compare and hash as plain values.

@@ -269,7 +269,7 @@ class HealthTracker(TransportHooks):
         ``status`` (None: no answer, for the reason ``error``). The transport calls
         this directly when no other hook listens, to build no events per request."""
         now = self._clock()
-        if status is not None and status < 500 and status != 429:  # not _failing(status)
+        if not _failing(status):
             if self._failures == 0 and self._warned_at is None:
                 self._last_answer = now  # the usual answer: nothing else to change
                 return
