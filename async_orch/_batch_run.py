@@ -229,7 +229,8 @@ class BatchRun:
             self.progress.total += len(pairs) - expected
             for handle, job in pairs:
                 self._track(_Tracked(index, request, attempts, handle, job.state))
-                self.progress.move(handle.folder_path, None, job.state.value)
+                # _value_: the member's text without Enum.value's two Python calls.
+                self.progress.move(handle.folder_path, None, job.state._value_)
                 self._note_pending(handle, job.state)
                 self._watcher.watch(
                     handle, timeout=request.timeout, deadline=self._deadline, state=job.state
@@ -336,9 +337,15 @@ class BatchRun:
         old, tracked.state = tracked.state, new
         if old is new:
             return
-        self.progress.move(handle.folder_path, (old or JobState.PENDING).value, new.value)
-        self._note_pending(handle, new)
-        self._report()
+        # Every change of every job comes here: the text of each state as _value_
+        # (Enum.value is two Python calls), and _note_pending and _report inlined.
+        progress = self.progress
+        progress.move(handle.folder_path, (old or JobState.PENDING)._value_, new._value_)
+        progress.note_pending(
+            handle.folder_path, handle.job_id, new is JobState.PENDING, self._clock()
+        )
+        if self._hooks.on_progress is not None:
+            self._call_hook("on_progress", progress)
         if self._hooks.on_state is not None:
             self._call_hook("on_state", handle, old, new)
 
@@ -350,8 +357,8 @@ class BatchRun:
     async def _finished(self, item: Finished) -> None:
         tracked = self._jobs.pop(item.handle.job_id)
         result = _result_of(tracked, item, batch_timeout=self._timeout)
-        last = item.state.value if item.state else JobState.PENDING.value
-        self.progress.move(item.handle.folder_path, last, result.outcome.value)
+        last = (item.state or JobState.PENDING)._value_  # (as in _on_state)
+        self.progress.move(item.handle.folder_path, last, result.outcome._value_)
         self._note_pending(item.handle, None)
         await self._report_then_emit(result)
 

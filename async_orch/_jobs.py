@@ -128,7 +128,12 @@ class JobRequest:
             )
         for name, text in (("process", process), ("folder", folder), ("reference", reference)):
             # A lone surrogate would fail deep inside, encoding a URL or a header.
-            if isinstance(text, str) and (problem := text_problem(text)) is not None:
+            # (ASCII has none: tested here, not by a call, for every request built.)
+            if (
+                isinstance(text, str)
+                and not text.isascii()
+                and (problem := text_problem(text)) is not None
+            ):
                 raise InvalidRequestError(f"JobRequest.{name} {problem}")
         if self.timeout is not None:
             check_seconds(self.timeout, "JobRequest.timeout")
@@ -659,11 +664,22 @@ class Progress:
 
     def move(self, folder: str, old: str | None, new: str, count: int = 1) -> None:
         """Record that ``count`` jobs of ``folder`` went from ``old`` to ``new``."""
-        per_folder = self._folder_counts(folder)
+        # Runs at every change of every job: _folder_counts and _take inlined.
         by_state = self.by_state
+        per_folder = self.by_folder.get(folder)
+        if per_folder is None:
+            per_folder = self.by_folder[folder] = Counter()
         if old is not None:
-            _take(by_state, old, count)
-            _take(per_folder, old, count)
+            left = by_state.get(old, 0) - count
+            if left:
+                by_state[old] = left
+            else:
+                del by_state[old]
+            left = per_folder.get(old, 0) - count
+            if left:
+                per_folder[old] = left
+            else:
+                del per_folder[old]
         # dict.get, not Counter's += : no __missing__ call for a state new to the count.
         by_state[new] = by_state.get(new, 0) + count
         per_folder[new] = per_folder.get(new, 0) + count

@@ -183,7 +183,7 @@ import enum
 import itertools
 import math
 import operator
-from collections.abc import Collection, Hashable, Iterable, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeAlias, TypeVar
 
@@ -738,6 +738,23 @@ class PollPlanner(Generic[FolderT]):
         track = self._jobs.get(job_id)
         if track is not None:
             self._observe(track, state, now)
+
+    def observe_answer(
+        self, job_ids: Iterable[int], states: Mapping[int, JobState], *, now: float
+    ) -> None:
+        """An id list call's answer: :meth:`observe` each of ``job_ids`` with its
+        state in ``states``, :meth:`observe_missing` those it leaves out; in order
+        (the fetches queue in that order). One call for the answer, not one a row."""
+        tracks = self._jobs
+        for job_id in job_ids:
+            track = tracks.get(job_id)
+            if track is None:
+                continue
+            state = states.get(job_id)
+            if state is None:
+                self.observe_missing(job_id, now=now)
+            else:
+                self._observe(track, state, now)
 
     def _observe(self, track: _Track[FolderT], state: JobState, now: float) -> None:
         """:meth:`observe` of a watched job."""

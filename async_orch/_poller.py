@@ -89,7 +89,7 @@ from async_orch._resources import STOP_JOBS_CHUNK
 from async_orch._seams import JobsAPI, RangeAnswer
 from async_orch._shared_budget import SharedListBudget
 from async_orch._states import JobState
-from async_orch._url_lists import ListRoom, job_states_query, split_to_fit
+from async_orch._url_lists import ListRoom, job_states_query, split_ids_to_fit
 from async_orch._wakeup import Wakeup
 from async_orch._webhooks import JobEvent, WebhookReceiver
 
@@ -592,7 +592,7 @@ class JobWatcher:
         room = functools.partial(
             ListRoom.of, job_states_query, max_values=self._planner.policy.max_batch
         )
-        calls = len(split_to_fit(ids, str, room))
+        calls = len(split_ids_to_fit(ids, room))
         again = (
             "for good (the server refused the query)"
             if fallback.refused
@@ -809,14 +809,7 @@ class JobWatcher:
         # Jobs that left meanwhile (timed out, say) are skipped: the answer is moot.
         answered = [(i, states[i]) for i in job_ids if i in states and i in jobs]
         self._note_states(answered, now)
-        planner = self._planner
-        for job_id in job_ids:  # in the order asked: the fetches queue in that order
-            if job_id in jobs:
-                state = states.get(job_id)
-                if state is None:
-                    planner.observe_missing(job_id, now=now)
-                else:
-                    planner.observe(job_id, state, now=now)
+        self._planner.observe_answer([i for i in job_ids if i in jobs], states, now=now)
 
     async def _fetch(
         self, action: FetchOne[int], on_finished: Callable[[Finished], Awaitable[None]]

@@ -54,6 +54,7 @@ from async_orch._url_lists import (
     ListRoom,
     job_states_query,
     references_query,
+    split_ids_to_fit,
     split_to_fit,
 )
 
@@ -567,14 +568,14 @@ class OrchestratorAPI:
             return {}
         resolved = await self.resolve_folder(folder)
         states: dict[int, JobState] = {}
-        literals = [str(int(i)) for i in ids]
+        numbers = [int(i) for i in ids]
         with _access_lost_as_not_found(resolved):
-            for run in split_to_fit(literals, str, _room_of(job_states_query)):
+            for run in split_ids_to_fit(numbers, _room_of(job_states_query)):
                 rows = await self._get_all(
                     _JOBS,
                     endpoint="GET Jobs",
                     headers=self.folder_headers(resolved),
-                    params=job_states_query(run),
+                    params=job_states_query([str(i) for i in run]),
                     attempts=1,  # the poller owns retries: each one is charged to its budget
                 )
                 parsed, skipped, _ = parse_job_state_rows(rows)

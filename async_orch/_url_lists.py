@@ -28,6 +28,7 @@ __all__ = [
     "job_states_query",
     "query_length",
     "references_query",
+    "split_ids_to_fit",
     "split_to_fit",
 ]
 
@@ -111,6 +112,21 @@ class ListRoom:
         self.values -= 1
         self.chars -= cost
         return True
+
+
+def split_ids_to_fit(ids: Sequence[int], room: Callable[[], ListRoom]) -> list[Sequence[int]]:
+    """:func:`split_to_fit` of integers written in decimal (job ids), with
+    :meth:`ListRoom.take_ids` instead of a :meth:`ListRoom.take` call per id (a
+    state poll lists up to a page of ids, on every list call)."""
+    runs: list[Sequence[int]] = []
+    start, end = 0, len(ids)
+    while start < end:
+        rest = ids[start:]
+        # An id too long even for an empty call still gets a call of its own.
+        taken = room().take_ids(rest) or 1
+        runs.append(rest[:taken])
+        start += taken
+    return runs
 
 
 def split_to_fit(

@@ -620,6 +620,51 @@ def _answer(planner: Planner, action: PollAction[str], rng: random.Random, now: 
             planner.observe(action.job_id, JobState.RUNNING, now=now)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_an_answer_observed_at_once_plans_as_one_observed_row_by_row(seed: int) -> None:
+    """observe_answer against observe / observe_missing of each row in order, on
+    two planners given the same random history: the same actions, always."""
+    rng = random.Random(seed)
+    policy = PollPolicy(
+        list_budget_per_minute=rng.choice([5, 60]),
+        max_batch=rng.choice([3, 50]),
+        range_threshold=None,  # id lists only: those are what observe_answer answers
+    )
+    by_row: Planner = PollPlanner(policy)
+    at_once: Planner = PollPlanner(policy)
+    in_flight: list[PollAction[str]] = []
+    now, next_id, lists = 0.0, 0, 0
+    for _ in range(500):
+        roll = rng.random()
+        if roll < 0.2 or (by_row.done and not in_flight):
+            state, folder = rng.choice([None, None, JobState.SUCCESSFUL]), rng.choice("ABC")
+            for planner in (by_row, at_once):
+                planner.add(next_id, folder, now=now, state=state)
+            next_id += 1
+        elif roll < 0.7 and in_flight:
+            action = in_flight.pop(rng.randrange(len(in_flight)))
+            if isinstance(action, ListBatch):
+                lists += 1
+                asked = [*action.job_ids, 10**9]  # and an id not watched: ignored
+                rng.shuffle(asked)
+                states = {i: rng.choice(list(JobState)) for i in asked if rng.random() < 0.8}
+                for job_id in asked:
+                    if job_id in states:
+                        by_row.observe(job_id, states[job_id], now=now)
+                    else:
+                        by_row.observe_missing(job_id, now=now)
+                at_once.observe_answer(asked, states, now=now)
+            else:
+                assert isinstance(action, FetchOne)
+                for planner in (by_row, at_once):
+                    planner.observe_fetched(action.job_id, now=now)
+        actions = drain(by_row, now)
+        assert drain(at_once, now) == actions
+        in_flight.extend(actions)
+        now += rng.choice([0.1, 0.5, 3.0])
+    assert lists > 10
+
+
 # -- a simulated driver -----------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ client against the simulator over real sockets with every list call recorded.
 from __future__ import annotations
 
 import itertools
+import random
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +32,7 @@ from async_orch._url_lists import (
     job_states_query,
     query_length,
     references_query,
+    split_ids_to_fit,
     split_to_fit,
 )
 from async_orch.simulator import parse_scenario
@@ -106,6 +108,18 @@ def test_taking_ids_at_once_takes_what_one_by_one_takes(max_values: int) -> None
     at_once = ListRoom.of(job_states_query, max_values=max_values)
     assert at_once.take_ids(ids) == taken < len(ids)
     assert (at_once.values, at_once.chars) == (one_by_one.values, one_by_one.chars)
+
+
+@pytest.mark.parametrize("max_values", [1, 7, 1000])
+@pytest.mark.parametrize("seed", range(6))
+def test_splitting_ids_at_once_splits_as_one_by_one(seed: int, max_values: int) -> None:
+    rng = random.Random(seed)
+    ids = [rng.choice([rng.randrange(10**12), -rng.randrange(10**6), 10**600]) for _ in range(2500)]
+    room = lambda: ListRoom.of(job_states_query, max_values=max_values)  # noqa: E731
+    expected = split_to_fit(ids, str, room)
+    assert [list(run) for run in split_ids_to_fit(ids, room)] == expected
+    assert len(expected) > 1  # (several calls, and a 601-digit id too long for any alone)
+    assert split_ids_to_fit([], room) == []
 
 
 def test_a_room_for_a_known_query_is_the_same_on_every_call() -> None:
