@@ -132,9 +132,9 @@ class BatchRun:
         self._on_left = on_left
         self._timeout = timeout
         self._deadline = self._clock() + timeout if timeout is not None else None
-        self.progress = Progress(
-            total=sum(_expected_jobs(r) for r in self._requests) + len(self._handles)
-        )
+        # Each request's expected jobs, counted once (read three times a request).
+        self._expected = [_expected_jobs(r) for r in self._requests]
+        self.progress = Progress(total=sum(self._expected) + len(self._handles))
         self._targets: list[Target] | None = None  # set by preflight()
         self._jobs: dict[int, _Tracked] = {}
         # Jobs whose id the server gave to another job of the batch since: they
@@ -204,8 +204,8 @@ class BatchRun:
                 return
             targets = self._targets or []
             queued: Counter[str] = Counter()
-            for request, target in zip(self._requests, targets, strict=True):
-                queued[_label(request, target)] += _expected_jobs(request)
+            for index, (request, target) in enumerate(zip(self._requests, targets, strict=True)):
+                queued[_label(request, target)] += self._expected[index]
             for label, count in queued.items():
                 self.progress.move(label, None, _QUEUED, count)
             self._report()
@@ -220,7 +220,7 @@ class BatchRun:
     async def _start(self, index: int, target: Target, step_aside: Callable[[], None]) -> None:
         request = self._requests[index]
         label = _label(request, target)
-        expected = _expected_jobs(request)
+        expected = self._expected[index]
 
         def on_jobs(pairs: CreatedPairs, attempts: int) -> None:
             # Runs inside the StartJobs shield, before any other await, so a
@@ -231,7 +231,9 @@ class BatchRun:
                 self._track(_Tracked(index, request, attempts, handle, job.state))
                 # _value_: the member's text without Enum.value's two Python calls.
                 self.progress.move(handle.folder_path, None, job.state._value_)
-                self._note_pending(handle, job.state)
+                self.progress.note_pending(  # (the age of Pending jobs, for displays)
+                    handle.folder_path, handle.job_id, job.state is JobState.PENDING, self._clock()
+                )
                 self._watcher.watch(
                     handle, timeout=request.timeout, deadline=self._deadline, state=job.state
                 )
@@ -287,7 +289,7 @@ class BatchRun:
         """Watch a job started earlier (wait-only)."""
         self._track(_Tracked(position, None, 0, handle, None))
         self.progress.move(handle.folder_path, None, JobState.PENDING.value)
-        self._note_pending(handle, JobState.PENDING)
+        self.progress.note_pending(handle.folder_path, handle.job_id, True, self._clock())
         self._watcher.watch(handle, deadline=self._deadline)
 
     def _track(self, tracked: _Tracked) -> None:
@@ -338,7 +340,7 @@ class BatchRun:
         if old is new:
             return
         # Every change of every job comes here: the text of each state as _value_
-        # (Enum.value is two Python calls), and _note_pending and _report inlined.
+        # (Enum.value is two Python calls), and _report inlined.
         progress = self.progress
         progress.move(handle.folder_path, (old or JobState.PENDING)._value_, new._value_)
         progress.note_pending(
@@ -349,17 +351,13 @@ class BatchRun:
         if self._hooks.on_state is not None:
             self._call_hook("on_state", handle, old, new)
 
-    def _note_pending(self, handle: JobHandle, state: JobState | None) -> None:
-        """Keep the age of Pending jobs per folder, for progress displays."""
-        pending = state is JobState.PENDING
-        self.progress.note_pending(handle.folder_path, handle.job_id, pending, self._clock())
-
     async def _finished(self, item: Finished) -> None:
         tracked = self._jobs.pop(item.handle.job_id)
         result = _result_of(tracked, item, batch_timeout=self._timeout)
         last = (item.state or JobState.PENDING)._value_  # (as in _on_state)
-        self.progress.move(item.handle.folder_path, last, result.outcome._value_)
-        self._note_pending(item.handle, None)
+        progress = self.progress
+        progress.move(item.handle.folder_path, last, result.outcome._value_)
+        progress.note_pending(item.handle.folder_path, item.handle.job_id, False, self._clock())
         await self._report_then_emit(result)
 
     async def _report_then_emit(self, result: JobResult) -> None:

@@ -104,9 +104,12 @@ class Deadlines(Generic[K]):
 
     def add(self, key: K, *, now: float, deadline: float | None, state: JobState | None) -> None:
         """Take a job with an absolute ``deadline`` (None: none) and its state if known."""
-        limits = _Limits(deadline=deadline, state=state)
         pending_timeout = self._policy.pending_timeout
-        if pending_timeout is not None and state in (None, JobState.PENDING):
+        pending = pending_timeout is not None and state in (None, JobState.PENDING)
+        if deadline is None and not pending:
+            return  # no limit to keep (as _track would find): most jobs of most batches
+        limits = _Limits(deadline=deadline, state=state)
+        if pending_timeout is not None and pending:
             limits.pending_since, limits.pending_deadline = now, now + pending_timeout
         self._track(key, limits)
 

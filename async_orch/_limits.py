@@ -84,17 +84,15 @@ class StartLimiter:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
     ) -> None:
-        self._limits = limits
+        #: The limits now (changed by :meth:`resize` only). An attribute, not a
+        #: property: read at every start.
+        self.limits = limits
         self._clock = clock
         self._sleep = sleep
         self._in_flight = anyio.CapacityLimiter(limits.max_in_flight)
         self._per_folder: dict[int, anyio.CapacityLimiter] = {}
         self._bucket = TokenBucket(limits.starts_per_second, now=clock())
         self._bucket_lock = anyio.Lock()
-
-    @property
-    def limits(self) -> DispatchLimits:
-        return self._limits
 
     def resize(
         self,
@@ -107,14 +105,14 @@ class StartLimiter:
         _check(max_in_flight, per_folder, starts_per_second)
         if max_in_flight is not None:
             self._in_flight.total_tokens = max_in_flight
-            self._limits = replace(self._limits, max_in_flight=max_in_flight)
+            self.limits = replace(self.limits, max_in_flight=max_in_flight)
         if per_folder is not None:
             for limiter in self._per_folder.values():
                 limiter.total_tokens = per_folder
-            self._limits = replace(self._limits, per_folder=per_folder)
+            self.limits = replace(self.limits, per_folder=per_folder)
         if starts_per_second is not None:
             self._bucket.set_rate(starts_per_second, now=self._clock())
-            self._limits = replace(self._limits, starts_per_second=starts_per_second)
+            self.limits = replace(self.limits, starts_per_second=starts_per_second)
 
     @asynccontextmanager
     async def turn(self, folder_id: int, *, deadline: float | None) -> AsyncIterator[None]:
@@ -204,7 +202,7 @@ class StartLimiter:
     def _folder(self, folder_id: int) -> anyio.CapacityLimiter:
         limiter = self._per_folder.get(folder_id)
         if limiter is None:
-            tokens = self._limits.per_folder or _NO_LIMIT
+            tokens = self.limits.per_folder or _NO_LIMIT
             limiter = self._per_folder[folder_id] = anyio.CapacityLimiter(tokens)
         return limiter
 

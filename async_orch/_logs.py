@@ -32,7 +32,10 @@ class _LibraryLogger:
         self._name = name
 
     def debug(self, event: str, **values: Any) -> None:
-        self._emit(logging.DEBUG, "debug", event, values)
+        # Below _QUIET_BELOW: nothing unless structlog is configured (as _emit, without
+        # its call: a debug event is logged at every start).
+        if structlog.is_configured():
+            structlog.get_logger(self._name).debug(event, **values)
 
     def info(self, event: str, **values: Any) -> None:
         self._emit(logging.INFO, "info", event, values)

@@ -232,6 +232,8 @@ def needs_input_file(text: str) -> bool:
     """Whether InputArguments text is too long to send inline: longer than 10,000
     UTF-16 units (.NET string length), it goes as an attachment and ``InputFile``,
     as the official SDK does (orchestrator-api.md §5 and §8)."""
+    if 2 * len(text) <= INPUT_ARGUMENTS_MAX_LENGTH:
+        return False  # a character is at most two UTF-16 units: no need to count them
     return utf16_length(text) > INPUT_ARGUMENTS_MAX_LENGTH
 
 
@@ -271,9 +273,11 @@ def reference_problem(reference: str) -> str | None:
     """Why Orchestrator would refuse ``reference`` as a job's Reference, or None."""
     if not reference:
         return "must not be empty; leave it None instead"
-    if (problem := text_problem(reference)) is not None:
+    if not reference.isascii() and (problem := text_problem(reference)) is not None:
         return problem
-    length = utf16_length(reference)
+    length = len(reference)
+    if 2 * length > REFERENCE_MAX_LENGTH:  # (a character is at most two UTF-16 units)
+        length = utf16_length(reference)
     if length > REFERENCE_MAX_LENGTH:
         return (
             f"is {length} characters; Orchestrator accepts at most "

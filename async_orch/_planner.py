@@ -776,7 +776,12 @@ class PollPlanner(Generic[FolderT]):
             track.past_short_page = 0
         track.state = state
         track.hidden = state not in _RANGE_LISTED
-        self._reschedule(track, now)
+        # Not ended: checked again after its interval (here, not in a helper: every
+        # row of every list answer comes this way).
+        track.last_checked = track.not_before = now
+        track.failures = 0
+        track.due_at = now + self._interval(track, now)
+        self._to_watching(track)
 
     def observe_range(
         self,
@@ -1105,8 +1110,9 @@ class PollPlanner(Generic[FolderT]):
         if due < math.inf:
             candidates.append(max(due, self._list_ready_at()))
             candidates.append(max(overdue, probe_ready))
-            eager = min(self._eager_at(f, w) for f, w in self._watching.items())
-            candidates.append(max(eager, self._budget.ready_at(eager=True)))
+            if self._ended_lately:  # (else no folder is worth an eager call: _eager_at)
+                eager = min(self._eager_at(f, w) for f, w in self._watching.items())
+                candidates.append(max(eager, self._budget.ready_at(eager=True)))
         if any(self._page_left(folder, cursor) for folder, cursor in self._continue.items()):
             candidates.append(self._budget.ready_at(eager=True))
         wake = min(candidates, default=math.inf)
@@ -1132,13 +1138,6 @@ class PollPlanner(Generic[FolderT]):
     def _slow(self, folder: FolderT) -> float:
         """The interval of a job in a state that cannot be reasoned about."""
         return self.policy.max_interval * self._pace.get(folder, 1.0)
-
-    def _reschedule(self, track: _Track[FolderT], now: float) -> None:
-        """An answer says the job has not ended: check it again after its interval."""
-        track.last_checked = track.not_before = now
-        track.failures = 0
-        track.due_at = now + self._interval(track, now)
-        self._to_watching(track)
 
     def _back_off(self, track: _Track[FolderT], now: float) -> None:
         track.failures += 1

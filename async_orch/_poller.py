@@ -88,7 +88,7 @@ from async_orch._records import record_builder
 from async_orch._resources import STOP_JOBS_CHUNK
 from async_orch._seams import JobsAPI, RangeAnswer
 from async_orch._shared_budget import SharedListBudget
-from async_orch._states import JobState
+from async_orch._states import TERMINAL_STATES, JobState
 from async_orch._url_lists import ListRoom, job_states_query, split_ids_to_fit
 from async_orch._wakeup import Wakeup
 from async_orch._webhooks import JobEvent, WebhookReceiver
@@ -360,18 +360,16 @@ class JobWatcher:
         if handle.job_id in self._jobs:
             raise ValueError(f"job {handle.job_id} is already watched")
         now = self._clock()
-        limits = [
-            d for d in (deadline, now + timeout if timeout is not None else None) if d is not None
-        ]
+        limit = deadline  # the earlier of the two (a comparison: one a job watched)
+        if timeout is not None and (limit is None or now + timeout < limit):
+            limit = now + timeout
         self._jobs[handle.job_id] = _Watched(handle=handle, state=state)
         self._folders[handle.folder_id] = handle.folder_path
         self._planner.add(handle.job_id, handle.folder_id, now=now, state=state)
-        self._deadlines.add(
-            handle.job_id, now=now, deadline=min(limits) if limits else None, state=state
-        )
+        self._deadlines.add(handle.job_id, now=now, deadline=limit, state=state)
         # Wake the loop only if this job needs it sooner than the loop wakes anyway:
         # a thousand starts must not re-plan a thousand times.
-        first = now if state is not None and state.is_terminal else now + self._min_interval
+        first = now if state in TERMINAL_STATES else now + self._min_interval
         if min(first, self._deadlines.next_due) < self._sleeping_until:
             self._wakeup.set()
 
@@ -866,7 +864,7 @@ class JobWatcher:
             return False
         self._note_state(job.id, job.state, now)
         watched.job = job
-        if job.state.is_terminal:
+        if job.state in TERMINAL_STATES:
             self._planner.observe_fetched(job.id, now=now)
             group = self._group
             if not watched.heard and group is not None and group.pace is not None:
@@ -1042,16 +1040,16 @@ class JobWatcher:
 def identity_change(handle: JobHandle, job: Job) -> str:
     """How the job read under the handle's id differs from the handle ("": it
     does not). Only what both sides know is compared."""
-    pairs = [
+    pairs = (
         ("Key", handle.job_key and handle.job_key.lower(), job.key and job.key.lower()),
         ("Reference", handle.reference, job.reference),
         ("folder Id", handle.folder_id, job.folder_id),
-    ]
-    return "; ".join(
-        f"{name} {theirs!r} instead of {ours!r}"
-        for name, ours, theirs in pairs
-        if ours is not None and theirs is not None and ours != theirs
     )
+    changes = []  # (a loop, not a generator: one read a job)
+    for name, ours, theirs in pairs:
+        if ours is not None and theirs is not None and ours != theirs:
+            changes.append(f"{name} {theirs!r} instead of {ours!r}")
+    return "; ".join(changes)
 
 
 def _every_folder_refused(

@@ -192,7 +192,7 @@ class OrchestratorAPI:
         self._folders: list[Folder] | None = None
         self._folders_lock = anyio.Lock()
         # Every request resolves its folder: remember each answer (until a refresh).
-        self._resolved: dict[int | str, Folder] = {}
+        self._resolved: dict[FolderRef, Folder] = {}  # (a Folder itself is never a key)
         self._releases: dict[tuple[int, str], Release] = {}
         self._release_locks: dict[tuple[int, str], anyio.Lock] = {}
 
@@ -315,7 +315,8 @@ class OrchestratorAPI:
         self, folder: FolderRef, request: StartRequest, read: Callable[[dict[str, Any]], _Row]
     ) -> list[_Row]:
         """:meth:`start_jobs`, each created job's row read by ``read``."""
-        resolved = await self.resolve_folder(folder)
+        # A batch passes the Folder it resolved: no coroutine to learn that, a start.
+        resolved = folder if isinstance(folder, Folder) else await self.resolve_folder(folder)
         body = request.to_api()
         info = body["startInfo"]
         if (text := _take_long_inputs(info)) is not None:
@@ -464,7 +465,8 @@ class OrchestratorAPI:
         return await self._get_job(folder, path, "GET Jobs/GetByKey")
 
     async def _get_job(self, folder: FolderRef, path: str, endpoint: str) -> Job:
-        resolved = await self.resolve_folder(folder)
+        # A folder resolved before (every read of a batch's jobs): no coroutine to find it.
+        resolved = self._resolved.get(folder) or await self.resolve_folder(folder)
         response = await self._transport.request(
             "GET", path, headers=self.folder_headers(resolved), endpoint=endpoint
         )

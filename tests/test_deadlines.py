@@ -85,6 +85,17 @@ def test_stops_of_one_moment_come_out_together_in_the_order_added() -> None:
     assert machine.step(5.0).kill == [3, 1, 2]
 
 
+def test_a_pending_limit_applies_only_to_a_job_not_known_to_be_picked_up() -> None:
+    machine = _machine(StopPolicy(on_timeout=True, pending_timeout=60.0))
+    machine.add(1, now=0.0, deadline=None, state=JobState.RUNNING)  # no limit: not kept
+    assert machine.next_due == math.inf
+    machine.add(2, now=0.0, deadline=None, state=None)  # unknown: may be Pending
+    machine.add(3, now=0.0, deadline=None, state=JobState.PENDING)
+    assert machine.next_due == 60.0
+    machine.seen_many([(2, JobState.PENDING), (3, JobState.PENDING)], now=60.0)
+    assert machine.step(60.0).soft_stop == [2, 3]
+
+
 def test_stuck_pending_needs_an_answer_from_after_the_limit() -> None:
     machine = _machine(StopPolicy(on_timeout=True, grace=5.0, pending_timeout=60.0))
     machine.add(1, now=0.0, deadline=None, state=JobState.PENDING)

@@ -60,6 +60,23 @@ def test_client_and_simulator_agree_on_reference_length(reference: str, allowed:
 
 
 @pytest.mark.parametrize(
+    ("text", "needs_file"),
+    [
+        # Around 5,000 characters, where needs_input_file stops short of counting
+        # units (a character is at most two): the count decides past it.
+        (EMOJI * 5_000, False),  # 10,000 units
+        (EMOJI * 5_000 + "x", True),  # 10,001 units
+        ("x" * 5_001, False),
+        ("x" * 10_000, False),
+        ("x" * 10_001, True),
+        ("\udcff" * 5_001, False),  # a lone surrogate is one unit (refused elsewhere)
+    ],
+)
+def test_input_arguments_go_as_a_file_past_10000_units(text: str, needs_file: bool) -> None:
+    assert needs_input_file(text) is needs_file
+
+
+@pytest.mark.parametrize(
     ("body", "inline"),
     [
         ("x" * 9_992, True),  # 10,000 units with the 8 of {"s":""}
