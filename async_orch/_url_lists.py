@@ -121,10 +121,12 @@ def split_ids_to_fit(ids: Sequence[int], room: Callable[[], ListRoom]) -> list[S
     runs: list[Sequence[int]] = []
     start, end = 0, len(ids)
     while start < end:
-        rest = ids[start:]
+        space = room()
+        # A call takes at most space.values ids: slicing no further keeps this linear.
+        window = ids[start : start + space.values]
         # An id too long even for an empty call still gets a call of its own.
-        taken = room().take_ids(rest) or 1
-        runs.append(rest[:taken])
+        taken = space.take_ids(window) or 1
+        runs.append(ids[start : start + taken])
         start += taken
     return runs
 

@@ -128,7 +128,7 @@ async def run_async_orch(args: argparse.Namespace) -> dict[str, Any]:
         results = await orch.run_jobs(requests)
     return {
         "outcomes": dict(Counter(r.outcome.value for r in results)),
-        "outputs_ok": sum(r.outputs == r.request.inputs for r in results),
+        "outputs_ok": sum(r.request is not None and r.outputs == r.request.inputs for r in results),
         "jobs": [
             {
                 "created": r.job.creation_time.timestamp()
@@ -290,7 +290,7 @@ async def run_naive(args: argparse.Namespace) -> dict[str, Any]:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-    jobs = [Job.from_api(t.result()) for t in done if t.exception() is None and t.result()]
+    jobs = [Job.from_api(body) for t in done if t.exception() is None and (body := t.result())]
     return hand_report(args, jobs, unfinished=len(pending))
 
 
