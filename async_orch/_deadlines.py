@@ -105,12 +105,16 @@ class Deadlines(Generic[K]):
     def add(self, key: K, *, now: float, deadline: float | None, state: JobState | None) -> None:
         """Take a job with an absolute ``deadline`` (None: none) and its state if known."""
         pending_timeout = self._policy.pending_timeout
-        pending = pending_timeout is not None and state in (None, JobState.PENDING)
-        if deadline is None and not pending:
+        pending_deadline = (
+            now + pending_timeout
+            if pending_timeout is not None and state in (None, JobState.PENDING)
+            else None
+        )
+        if deadline is None and pending_deadline is None:
             return  # no limit to keep (as _track would find): most jobs of most batches
-        limits = _Limits(deadline=deadline, state=state)
-        if pending_timeout is not None and pending:
-            limits.pending_since, limits.pending_deadline = now, now + pending_timeout
+        limits = _Limits(deadline=deadline, state=state, pending_deadline=pending_deadline)
+        if pending_deadline is not None:
+            limits.pending_since = now
         self._track(key, limits)
 
     def seen(self, key: K, state: JobState, *, now: float) -> None:

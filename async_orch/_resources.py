@@ -192,7 +192,7 @@ class OrchestratorAPI:
         self._folders: list[Folder] | None = None
         self._folders_lock = anyio.Lock()
         # Every request resolves its folder: remember each answer (until a refresh).
-        self._resolved: dict[FolderRef, Folder] = {}  # (a Folder itself is never a key)
+        self._resolved: dict[int | str, Folder] = {}
         self._releases: dict[tuple[int, str], Release] = {}
         self._release_locks: dict[tuple[int, str], anyio.Lock] = {}
 
@@ -211,13 +211,18 @@ class OrchestratorAPI:
                 self._folders = [Folder.from_api(row) for row in rows]
             return list(self._folders)
 
+    def _known_folder(self, ref: FolderRef) -> Folder | None:
+        """The folder ``ref`` names if known without a request (a Folder, or one
+        resolved before), else None. Not a coroutine: the hot calls (a start, a
+        read) try it before awaiting :meth:`resolve_folder`."""
+        return ref if isinstance(ref, Folder) else self._resolved.get(ref)
+
     async def resolve_folder(self, ref: FolderRef) -> Folder:
         """Find a folder by Id, Key or full path; raise FolderNotFoundError otherwise."""
-        if isinstance(ref, Folder):
-            return ref
-        resolved = self._resolved.get(ref)
+        resolved = self._known_folder(ref)
         if resolved is not None:
             return resolved
+        assert not isinstance(ref, Folder)  # (_known_folder returns one as is)
         folders = await self.list_folders()
         found = _match_folder(folders, ref)
         if found is None:
@@ -315,8 +320,7 @@ class OrchestratorAPI:
         self, folder: FolderRef, request: StartRequest, read: Callable[[dict[str, Any]], _Row]
     ) -> list[_Row]:
         """:meth:`start_jobs`, each created job's row read by ``read``."""
-        # A batch passes the Folder it resolved: no coroutine to learn that, a start.
-        resolved = folder if isinstance(folder, Folder) else await self.resolve_folder(folder)
+        resolved = self._known_folder(folder) or await self.resolve_folder(folder)
         body = request.to_api()
         info = body["startInfo"]
         if (text := _take_long_inputs(info)) is not None:
@@ -465,8 +469,7 @@ class OrchestratorAPI:
         return await self._get_job(folder, path, "GET Jobs/GetByKey")
 
     async def _get_job(self, folder: FolderRef, path: str, endpoint: str) -> Job:
-        # A folder resolved before (every read of a batch's jobs): no coroutine to find it.
-        resolved = self._resolved.get(folder) or await self.resolve_folder(folder)
+        resolved = self._known_folder(folder) or await self.resolve_folder(folder)
         response = await self._transport.request(
             "GET", path, headers=self.folder_headers(resolved), endpoint=endpoint
         )
